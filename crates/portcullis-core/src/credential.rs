@@ -1,0 +1,240 @@
+//! What is known about an API key once it is found: the stored record, its
+//! status at a given time, and why a presented key was not accepted.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::ids::{KeyId, TenantId};
+use crate::key::{Environment, KeyFormatError};
+use crate::name::TenantName;
+use crate::scope::ScopeSet;
+
+/// Longest label of a key and longest revocation reason, in characters.
+pub const MAX_LABEL_LEN: usize = 200;
+
+/// Whose key it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyKind {
+    /// A key of one tenant, used on the gateway.
+    Tenant,
+    /// A key of the SaaS company itself, used on the admin and verify APIs.
+    Operator,
+}
+
+impl KeyKind {
+    /// The kind as stored and printed.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Tenant => "tenant",
+            Self::Operator => "operator",
+        }
+    }
+}
+
+/// A key's state at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatus {
+    /// Accepted.
+    Active,
+    /// Replaced by a newer key, and accepted until its grace period ends.
+    Rotating,
+    /// Past its expiry (or past the end of its rotation grace).
+    Expired,
+    /// Revoked by an operator or a tenant admin.
+    Revoked,
+}
+
+impl KeyStatus {
+    /// The status as printed.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Rotating => "rotating",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    /// Whether a key in this state authenticates.
+    pub const fn is_usable(self) -> bool {
+        matches!(self, Self::Active | Self::Rotating)
+    }
+}
+
+impl fmt::Display for KeyStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stored API key. It holds no secret: the key itself is kept only as a
+/// keyed hash, which the store does not hand out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    /// The key's id, safe to show and log.
+    pub id: KeyId,
+    /// Tenant key or operator key.
+    pub kind: KeyKind,
+    /// The owning tenant; `None` for operator keys.
+    pub tenant_id: Option<TenantId>,
+    /// The owning tenant's name; `None` for operator keys.
+    pub tenant: Option<TenantName>,
+    /// A label chosen at creation, such as "billing sync".
+    pub name: Option<String>,
+    /// Live or test.
+    pub environment: Environment,
+    /// The key's first characters, such as `pc_live_4f1X`.
+    pub visible_prefix: String,
+    /// What the key may do.
+    pub scopes: ScopeSet,
+    /// When the key was created.
+    pub created_at: OffsetDateTime,
+    /// When the key stops working; `None` means never. Rotation sets it to
+    /// the end of the grace period.
+    pub expires_at: Option<OffsetDateTime>,
+    /// When the key was revoked.
+    pub revoked_at: Option<OffsetDateTime>,
+    /// Why the key was revoked, as the operator wrote it.
+    pub revoked_reason: Option<String>,
+    /// The key that replaced this one by rotation.
+    pub rotated_to: Option<KeyId>,
+    /// When the key last authenticated a request (written in batches, so up
+    /// to a few seconds late).
+    pub last_used_at: Option<OffsetDateTime>,
+    /// The client address of that request.
+    pub last_used_from: Option<String>,
+    /// How many requests the key has authenticated.
+    pub use_count: i64,
+}
+
+impl ApiKeyRecord {
+    /// The key's status at `now`.
+    pub fn status(&self, now: OffsetDateTime) -> KeyStatus {
+        if self.revoked_at.is_some() {
+            return KeyStatus::Revoked;
+        }
+        if self.expires_at.is_some_and(|expires_at| expires_at <= now) {
+            return KeyStatus::Expired;
+        }
+        if self.rotated_to.is_some() {
+            return KeyStatus::Rotating;
+        }
+        KeyStatus::Active
+    }
+
+    /// Why this key is refused at `now`, or `None` when it is usable.
+    pub fn rejection(&self, now: OffsetDateTime) -> Option<KeyRejection> {
+        match self.status(now) {
+            KeyStatus::Active | KeyStatus::Rotating => None,
+            KeyStatus::Expired => Some(KeyRejection::Expired),
+            KeyStatus::Revoked => Some(KeyRejection::Revoked),
+        }
+    }
+}
+
+/// Why a presented API key was not accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyRejection {
+    /// The string is not in the key format.
+    InvalidFormat(KeyFormatError),
+    /// The format is right but no such key exists.
+    NotFound,
+    /// The key was revoked.
+    Revoked,
+    /// The key expired, or its rotation grace ended.
+    Expired,
+}
+
+impl KeyRejection {
+    /// A stable machine-readable code, as the verify API returns it.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::InvalidFormat(_) => "invalid_format",
+            Self::NotFound => "not_found",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+        }
+    }
+
+    /// A sentence for the caller, naming no secret.
+    pub fn message(self) -> String {
+        match self {
+            Self::InvalidFormat(error) => error.to_string(),
+            Self::NotFound => "API key not found; check that it was copied whole".to_owned(),
+            Self::Revoked => "API key has been revoked; ask for a new key".to_owned(),
+            Self::Expired => {
+                "API key has expired; use its replacement or ask for a new key".to_owned()
+            }
+        }
+    }
+}
+
+/// Why a key label or revocation reason was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LabelError {
+    /// Longer than [`MAX_LABEL_LEN`].
+    #[error("{0} is longer than {MAX_LABEL_LEN} characters")]
+    TooLong(&'static str),
+}
+
+/// Checks a key label or revocation reason. Any text is allowed, line
+/// breaks included, because it is stored and printed as escaped data and
+/// never spliced into a log line.
+pub fn check_label(what: &'static str, text: &str) -> Result<(), LabelError> {
+    if text.chars().count() > MAX_LABEL_LEN {
+        return Err(LabelError::TooLong(what));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use time::Duration;
+
+    use super::*;
+
+    fn record() -> ApiKeyRecord {
+        ApiKeyRecord {
+            id: KeyId::generate(),
+            kind: KeyKind::Tenant,
+            tenant_id: Some(TenantId::generate()),
+            tenant: Some(TenantName::parse("acme").unwrap()),
+            name: None,
+            environment: Environment::Test,
+            visible_prefix: "pc_test_abcd".to_owned(),
+            scopes: ScopeSet::parse_list("orders:read").unwrap(),
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            expires_at: None,
+            revoked_at: None,
+            revoked_reason: None,
+            rotated_to: None,
+            last_used_at: None,
+            last_used_from: None,
+            use_count: 0,
+        }
+    }
+
+    #[test]
+    fn status_follows_time_and_revocation() {
+        let now = OffsetDateTime::UNIX_EPOCH + Duration::days(1);
+        let mut key = record();
+        assert_eq!(key.status(now), KeyStatus::Active);
+
+        key.rotated_to = Some(KeyId::generate());
+        key.expires_at = Some(now + Duration::hours(1));
+        assert_eq!(key.status(now), KeyStatus::Rotating);
+        assert_eq!(key.status(now + Duration::hours(1)), KeyStatus::Expired);
+        assert_eq!(
+            key.rejection(now + Duration::hours(2)),
+            Some(KeyRejection::Expired)
+        );
+
+        key.revoked_at = Some(now);
+        assert_eq!(key.status(now), KeyStatus::Revoked);
+        assert_eq!(key.rejection(now).map(KeyRejection::code), Some("revoked"));
+    }
+}

@@ -1,0 +1,19 @@
+//! Portcullis domain types and rules, with no I/O.
+//!
+//! - [`crypto`]: the one door to aws-lc-rs: randomness, keyed hashes of
+//!   secrets, constant-time comparison, the master key and what derives from it.
+//! - [`key`]: the API key format (`pc_live_…`, `pc_test_…`), its generation,
+//!   checksum and parser.
+//! - [`scope`]: scope names, scope sets and scope matching.
+//! - [`name`]: rules for identifiers that people type and read (tenant names).
+//! - [`ids`]: typed ids of stored objects.
+//! - [`credential`]: what is known about a credential once it is verified.
+//! - [`duration`]: human durations such as `90d` or `24h`.
+
+pub mod credential;
+pub mod crypto;
+pub mod duration;
+pub mod ids;
+pub mod key;
+pub mod name;
+pub mod scope;
