@@ -1,1 +1,295 @@
-//! placeholder
+//! Portcullis persistence behind one [`Store`], on SQLite or PostgreSQL.
+//!
+//! - [`records`]: tenants, new keys, usage batches and change-feed rows.
+//! - [`audit`]: audit records and the context of a change.
+//! - [`error`]: [`StoreError`] and the mapping of database errors onto it.
+//! - [`sqlite`]: the embedded backend, one file in WAL mode.
+//! - [`postgres`]: the backend for several nodes, with LISTEN/NOTIFY.
+//!
+//! Both backends pass one test suite (`tests/store_suite.rs`). Their
+//! schemas live in `migrations/<backend>/` and are compiled into the binary.
+//!
+//! Every administrative change (tenant creation, key creation, revocation,
+//! rotation) writes its audit record and a change-feed row in the
+//! transaction of the change. Credential caches follow the change feed:
+//! they poll [`Store::changes_since`], and on PostgreSQL they wake on
+//! [`Store::listen`] as well.
+
+#![warn(missing_docs)]
+
+/// The columns of an [`ApiKeyRecord`] with its tenant's name, as a string
+/// literal that `concat!` can extend. Both backends use the same query.
+macro_rules! select_key {
+    () => {
+        "SELECT k.id, k.kind, k.tenant_id, t.name AS tenant_name, k.name, k.environment, \
+         k.visible_prefix, k.scopes, k.created_at, k.expires_at, k.revoked_at, \
+         k.revoked_reason, k.rotated_to, k.last_used_at, k.last_used_from, k.use_count \
+         FROM api_keys k LEFT JOIN tenants t ON t.id = k.tenant_id"
+    };
+}
+
+pub mod audit;
+pub mod error;
+pub mod postgres;
+pub mod records;
+pub mod sqlite;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use portcullis_core::credential::ApiKeyRecord;
+use portcullis_core::crypto::SecretHash;
+use portcullis_core::ids::KeyId;
+use portcullis_core::name::TenantName;
+use time::OffsetDateTime;
+
+pub use crate::audit::{AuditAction, AuditContext, AuditEvent, AuditFilter};
+pub use crate::error::StoreError;
+pub use crate::postgres::{ChangeListener, PostgresStore};
+pub use crate::records::{Change, KeyFilter, KeyUsage, NewKey, Tenant};
+pub use crate::sqlite::SqliteStore;
+
+/// The name of the PostgreSQL notification channel of the change feed.
+pub const CHANGE_CHANNEL: &str = "portcullis_changes";
+
+/// How long change-feed rows are kept. A cache that falls further behind
+/// than this must reload everything instead of following the feed.
+pub const CHANGE_RETENTION: time::Duration = time::Duration::days(1);
+
+/// The store of tenants, keys, audit records and the change feed.
+///
+/// Cloning is cheap: clones share the connection pools.
+#[derive(Clone, Debug)]
+pub enum Store {
+    /// One SQLite file.
+    Sqlite(SqliteStore),
+    /// One PostgreSQL database.
+    Postgres(PostgresStore),
+}
+
+/// Calls the same method on whichever backend `$store` holds.
+macro_rules! dispatch {
+    ($store:expr, $backend:ident => $call:expr) => {
+        match $store {
+            Store::Sqlite($backend) => $call.await,
+            Store::Postgres($backend) => $call.await,
+        }
+    };
+}
+
+impl Store {
+    /// Opens the SQLite database at `path`, creating the file if it is
+    /// missing, and applies pending migrations.
+    ///
+    /// The connections use WAL mode, `synchronous = FULL`, a busy timeout
+    /// and foreign keys. Several processes may open the same file at once.
+    pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
+        SqliteStore::open(path).await.map(Self::Sqlite)
+    }
+
+    /// Connects to the PostgreSQL database at `url` (`postgres://…`) and
+    /// applies pending migrations.
+    pub async fn open_postgres(url: &str) -> Result<Self, StoreError> {
+        PostgresStore::open(url).await.map(Self::Postgres)
+    }
+
+    /// The backend's name: `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Checks that the database answers a query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, store => store.ping())
+    }
+
+    /// Closes every connection. Later calls fail with
+    /// [`StoreError::Unavailable`].
+    pub async fn close(&self) {
+        dispatch!(self, store => store.close())
+    }
+
+    /// Binds the database to a master key.
+    ///
+    /// The first call stores `check`, the master key's check value. Later
+    /// calls compare `check` with the stored value in constant time and fail
+    /// with [`StoreError::MasterKeyMismatch`] when they differ.
+    pub async fn check_master_key(&self, check: &SecretHash) -> Result<(), StoreError> {
+        dispatch!(self, store => store.check_master_key(check))
+    }
+
+    /// Creates a tenant named `name`, with its audit record.
+    ///
+    /// Fails with [`StoreError::Conflict`] when the name is taken.
+    pub async fn create_tenant(
+        &self,
+        name: &TenantName,
+        audit: &AuditContext,
+    ) -> Result<Tenant, StoreError> {
+        dispatch!(self, store => store.create_tenant(name, audit))
+    }
+
+    /// Lists every tenant, by name.
+    pub async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        dispatch!(self, store => store.list_tenants())
+    }
+
+    /// Finds a tenant by name.
+    pub async fn find_tenant(&self, name: &TenantName) -> Result<Option<Tenant>, StoreError> {
+        dispatch!(self, store => store.find_tenant(name))
+    }
+
+    /// Stores a new key, with its audit record, and returns it as stored.
+    ///
+    /// Fails with [`StoreError::Invalid`] when kind and tenant disagree,
+    /// [`StoreError::NotFound`] when the tenant does not exist and
+    /// [`StoreError::Conflict`] when the id or the hash is taken.
+    pub async fn insert_key(
+        &self,
+        key: &NewKey,
+        audit: &AuditContext,
+    ) -> Result<ApiKeyRecord, StoreError> {
+        dispatch!(self, store => store.insert_key(key, audit))
+    }
+
+    /// Finds a key by the keyed hash of the whole secret.
+    pub async fn find_key_by_hash(
+        &self,
+        hash: &SecretHash,
+    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+        dispatch!(self, store => store.find_key_by_hash(hash))
+    }
+
+    /// Finds a key by id.
+    pub async fn find_key(&self, id: KeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
+        dispatch!(self, store => store.find_key(id))
+    }
+
+    /// Lists the keys that `filter` selects, newest first.
+    pub async fn list_keys(&self, filter: KeyFilter) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        dispatch!(self, store => store.list_keys(filter))
+    }
+
+    /// Revokes a key at `audit.at`, with its audit record, and returns it.
+    ///
+    /// Fails with [`StoreError::NotFound`] when there is no such key and
+    /// [`StoreError::AlreadyRevoked`] when it is revoked already.
+    pub async fn revoke_key(
+        &self,
+        id: KeyId,
+        reason: Option<&str>,
+        audit: &AuditContext,
+    ) -> Result<ApiKeyRecord, StoreError> {
+        dispatch!(self, store => store.revoke_key(id, reason, audit))
+    }
+
+    /// Replaces key `old` by `new_key` in one transaction, with one audit
+    /// record, and returns both keys as stored: `(old, new)`.
+    ///
+    /// The old key now names the new one in `rotated_to` and expires at
+    /// `grace_ends`, or at its own expiry if that is earlier. Fails with
+    /// [`StoreError::NotFound`], [`StoreError::AlreadyRevoked`],
+    /// [`StoreError::AlreadyRotated`] (a key rotates once),
+    /// [`StoreError::Expired`] (judged at `audit.at`), or
+    /// [`StoreError::Invalid`] when the new key's kind or tenant differs.
+    pub async fn rotate_key(
+        &self,
+        old: KeyId,
+        new_key: &NewKey,
+        grace_ends: OffsetDateTime,
+        audit: &AuditContext,
+    ) -> Result<(ApiKeyRecord, ApiKeyRecord), StoreError> {
+        dispatch!(self, store => store.rotate_key(old, new_key, grace_ends, audit))
+    }
+
+    /// Adds a batch of key usage in one transaction.
+    ///
+    /// For each entry, `use_count` grows by `count`, and `last_used_at` and
+    /// `last_used_from` take the entry's values when it is newer than the
+    /// stored time. Entries for unknown keys are skipped. Usage writes no
+    /// change-feed row, because no cached decision depends on it.
+    pub async fn record_usage(&self, batch: &[KeyUsage]) -> Result<(), StoreError> {
+        dispatch!(self, store => store.record_usage(batch))
+    }
+
+    /// Appends audit records in one transaction, such as a batch of failed
+    /// authentications.
+    pub async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        dispatch!(self, store => store.append_audit(events))
+    }
+
+    /// Lists the audit records that `filter` selects, newest first, at most
+    /// `filter.limit` of them.
+    pub async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        dispatch!(self, store => store.list_audit(filter))
+    }
+
+    /// The id of the newest change-feed row, or 0 when there is none.
+    ///
+    /// A cache that loads its state reads this first and then follows the
+    /// feed from it.
+    pub async fn latest_change(&self) -> Result<i64, StoreError> {
+        dispatch!(self, store => store.latest_change())
+    }
+
+    /// Lists change-feed rows with an id above `cursor`, or written within
+    /// `lookback` of now by the database's clock, in id order.
+    ///
+    /// PostgreSQL can commit sequence values out of order, so a row may
+    /// appear with an id below a cursor already passed; the look-back
+    /// returns such rows again. Consumers must therefore treat a repeated
+    /// row as harmless. Every few hundred calls, this also deletes rows
+    /// older than [`CHANGE_RETENTION`].
+    pub async fn changes_since(
+        &self,
+        cursor: i64,
+        lookback: time::Duration,
+    ) -> Result<Vec<Change>, StoreError> {
+        dispatch!(self, store => store.changes_since(cursor, lookback))
+    }
+
+    /// Deletes change-feed rows older than `age` and returns how many.
+    pub async fn prune_changes(&self, age: time::Duration) -> Result<u64, StoreError> {
+        dispatch!(self, store => store.prune_changes(age))
+    }
+
+    /// Subscribes to change notifications.
+    ///
+    /// On PostgreSQL, returns a listener on [`CHANGE_CHANNEL`]. On SQLite,
+    /// returns `None`: there, callers poll [`Store::changes_since`].
+    pub async fn listen(&self) -> Result<Option<ChangeListener>, StoreError> {
+        match self {
+            Self::Sqlite(_) => Ok(None),
+            Self::Postgres(store) => store.listen().await.map(Some),
+        }
+    }
+}
+
+/// Converts a look-back or retention period to whole milliseconds,
+/// saturating at the bounds of `i64`.
+pub(crate) fn duration_millis(duration: time::Duration) -> i64 {
+    let millis = duration.whole_milliseconds();
+    i64::try_from(millis).unwrap_or(if millis < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// Number of [`Store::changes_since`] calls between two prunes of the
+/// change feed: at one poll a second, one prune every ten minutes.
+const PRUNE_EVERY_CALLS: u64 = 600;
+
+/// Counts change-feed polls so that every [`PRUNE_EVERY_CALLS`]th poll also
+/// prunes old rows, the first one included. Clones share the count.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PruneSchedule(Arc<AtomicU64>);
+
+impl PruneSchedule {
+    /// Counts one poll and returns whether it should prune.
+    pub(crate) fn is_due(&self) -> bool {
+        self.0
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(PRUNE_EVERY_CALLS)
+    }
+}

@@ -1,0 +1,225 @@
+//! Audit records: who changed what, from where and when.
+//!
+//! Administrative changes write their record in the transaction of the
+//! change itself, so a change without its record cannot be committed. The
+//! records name keys by id and visible prefix and never hold a secret or a
+//! secret's hash.
+
+use std::fmt;
+use std::str::FromStr;
+
+use portcullis_core::credential::ApiKeyRecord;
+use portcullis_core::ids::{AuditId, TenantId};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::records::{NewKey, Tenant};
+
+/// Who made a change, from where and when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditContext {
+    /// The acting principal, such as `cli`, `operator-key:<uuid>` or
+    /// `anonymous`.
+    pub actor: String,
+    /// The client address, when the change came over the network.
+    pub remote_addr: Option<String>,
+    /// When the change was made. The store also uses it as the time of the
+    /// change itself (a tenant's creation, a key's revocation).
+    pub at: OffsetDateTime,
+}
+
+/// What an audit record is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AuditAction {
+    /// A tenant was created.
+    TenantCreated,
+    /// An API key was created.
+    KeyCreated,
+    /// An API key was revoked.
+    KeyRevoked,
+    /// An API key was replaced by a new one.
+    KeyRotated,
+    /// A presented credential was rejected.
+    AuthFailed,
+}
+
+impl AuditAction {
+    /// The action as stored and printed, such as `key.revoked`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::TenantCreated => "tenant.created",
+            Self::KeyCreated => "key.created",
+            Self::KeyRevoked => "key.revoked",
+            Self::KeyRotated => "key.rotated",
+            Self::AuthFailed => "auth.failed",
+        }
+    }
+}
+
+impl fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of parsing an unknown audit action name.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown audit action {0:?}")]
+pub struct UnknownAuditAction(pub String);
+
+impl FromStr for AuditAction {
+    type Err = UnknownAuditAction;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "tenant.created" => Ok(Self::TenantCreated),
+            "key.created" => Ok(Self::KeyCreated),
+            "key.revoked" => Ok(Self::KeyRevoked),
+            "key.rotated" => Ok(Self::KeyRotated),
+            "auth.failed" => Ok(Self::AuthFailed),
+            other => Err(UnknownAuditAction(other.to_owned())),
+        }
+    }
+}
+
+/// One audit record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// The record's id.
+    pub id: AuditId,
+    /// When the audited thing happened.
+    pub at: OffsetDateTime,
+    /// The acting principal, as in [`AuditContext::actor`].
+    pub actor: String,
+    /// What happened.
+    pub action: AuditAction,
+    /// The tenant concerned, if any.
+    pub tenant_id: Option<TenantId>,
+    /// The object acted on, such as a key id.
+    pub target: Option<String>,
+    /// The client address, when known.
+    pub remote_addr: Option<String>,
+    /// Action-specific facts, such as scopes or a revocation reason. Never a
+    /// secret or a secret's hash.
+    pub details: Value,
+}
+
+/// Which audit records [`crate::Store::list_audit`] returns. Each filter
+/// that is set must match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Only records about this tenant.
+    pub tenant_id: Option<TenantId>,
+    /// Only records of this action.
+    pub action: Option<AuditAction>,
+    /// Only records about this object, such as a key id.
+    pub target: Option<String>,
+    /// The maximum number of records returned, newest first.
+    pub limit: i64,
+}
+
+impl AuditEvent {
+    /// Starts a record of `action` by the actor of `context`.
+    fn new(context: &AuditContext, action: AuditAction) -> Self {
+        Self {
+            id: AuditId::generate(),
+            at: context.at,
+            actor: context.actor.clone(),
+            action,
+            tenant_id: None,
+            target: None,
+            remote_addr: context.remote_addr.clone(),
+            details: Value::Object(serde_json::Map::new()),
+        }
+    }
+
+    pub(crate) fn tenant_created(context: &AuditContext, tenant: &Tenant) -> Self {
+        Self {
+            tenant_id: Some(tenant.id),
+            target: Some(tenant.id.to_string()),
+            details: json!({ "name": tenant.name.as_str() }),
+            ..Self::new(context, AuditAction::TenantCreated)
+        }
+    }
+
+    pub(crate) fn key_created(context: &AuditContext, key: &NewKey) -> Self {
+        Self {
+            tenant_id: key.tenant_id,
+            target: Some(key.id.to_string()),
+            details: json!({
+                "kind": key.kind.as_str(),
+                "environment": key.environment.as_str(),
+                "name": key.name,
+                "visible_prefix": key.visible_prefix,
+                "scopes": key.scopes.to_space_separated(),
+                "expires_at": key.expires_at.and_then(format_time),
+            }),
+            ..Self::new(context, AuditAction::KeyCreated)
+        }
+    }
+
+    pub(crate) fn key_revoked(
+        context: &AuditContext,
+        key: &ApiKeyRecord,
+        reason: Option<&str>,
+    ) -> Self {
+        Self {
+            tenant_id: key.tenant_id,
+            target: Some(key.id.to_string()),
+            details: json!({
+                "visible_prefix": key.visible_prefix,
+                "reason": reason,
+            }),
+            ..Self::new(context, AuditAction::KeyRevoked)
+        }
+    }
+
+    /// Records that `old` was replaced by `new` and now expires at
+    /// `old_expires_at`.
+    pub(crate) fn key_rotated(
+        context: &AuditContext,
+        old: &ApiKeyRecord,
+        new: &NewKey,
+        old_expires_at: OffsetDateTime,
+    ) -> Self {
+        Self {
+            tenant_id: old.tenant_id,
+            target: Some(old.id.to_string()),
+            details: json!({
+                "visible_prefix": old.visible_prefix,
+                "new_key_id": new.id.to_string(),
+                "new_visible_prefix": new.visible_prefix,
+                "scopes": new.scopes.to_space_separated(),
+                "old_expires_at": format_time(old_expires_at),
+                "new_expires_at": new.expires_at.and_then(format_time),
+            }),
+            ..Self::new(context, AuditAction::KeyRotated)
+        }
+    }
+}
+
+/// Formats a time as RFC 3339 for audit details. `None` only for a year
+/// outside 0 to 9999, which RFC 3339 cannot write.
+fn format_time(at: OffsetDateTime) -> Option<String> {
+    at.format(&Rfc3339).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_names_round_trip() {
+        for action in [
+            AuditAction::TenantCreated,
+            AuditAction::KeyCreated,
+            AuditAction::KeyRevoked,
+            AuditAction::KeyRotated,
+            AuditAction::AuthFailed,
+        ] {
+            assert_eq!(action.as_str().parse::<AuditAction>(), Ok(action));
+        }
+        assert!("key.deleted".parse::<AuditAction>().is_err());
+    }
+}
