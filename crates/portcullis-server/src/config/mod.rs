@@ -1,0 +1,319 @@
+//! The server configuration: a TOML file, then an environment overlay, then
+//! one validation step into typed values.
+//!
+//! 1. The file is `DATA_DIR/portcullis.toml`, or the path given on the
+//!    command line. A missing explicit file is an error; a missing default
+//!    file means every setting takes its default.
+//! 2. Each variable `PORTCULLIS_<PATH>` whose name contains `__` overrides one
+//!    setting. Path segments are joined by `__` and array elements are
+//!    numbered from 0: `PORTCULLIS_SERVER__LISTEN=127.0.0.1:9443`,
+//!    `PORTCULLIS_ROUTES__0__UPSTREAM=http://127.0.0.1:9001`. The value is
+//!    read as a TOML value when it parses as one (`true`, `42`,
+//!    `["10.0.0.0/8"]`, `"123"`) and taken as a plain string otherwise, so a
+//!    string that looks like a number or a date must be quoted. Variables
+//!    without `__` (`PORTCULLIS_DATA_DIR`, `PORTCULLIS_DATABASE_URL`, …) are
+//!    not settings and are ignored here.
+//! 3. [`Config::try_from`] checks every value. Each error names the setting,
+//!    such as `routes[2].upstream: …`, and unknown keys are errors, so a typo
+//!    stops the start instead of being ignored.
+//!
+//! The [`raw`] structs document every key and its default.
+
+mod env;
+pub mod raw;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use portcullis_core::scope::ScopeSet;
+
+pub use raw::RawConfig;
+
+/// Name of the configuration file inside the data directory.
+pub const CONFIG_FILE_NAME: &str = "portcullis.toml";
+
+/// Default listen address: loopback only, so a first start exposes nothing
+/// to the network until the operator chooses an address.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8443));
+
+/// Default time that in-flight requests get to finish after a shutdown
+/// signal. It matches Kubernetes' default termination grace period (30 s),
+/// after which the process is killed anyway.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Default maximum of open client connections. A proxied request can hold a
+/// second socket to the upstream, so the process needs about twice this many
+/// file descriptors: raise the limit (`ulimit -n`, systemd `LimitNOFILE`)
+/// above 20,000 or lower this setting. Past the maximum, new connections wait
+/// in the kernel's accept queue instead of failing.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// Default time a client has to send a complete HTTP/1 request head. Short
+/// enough that a slow-header client (slowloris) ties up a connection slot
+/// only briefly, long enough for a slow mobile link.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default time the gateway waits for an upstream response: half the 60 s
+/// default idle timeout of common proxies in front (AWS ALB, nginx
+/// `proxy_read_timeout`), so Portcullis returns 504 before such a proxy
+/// gives up.
+pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default maximum request body size of a route: 10 MiB, enough for JSON
+/// APIs; raise it per route for uploads.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+
+/// The checked configuration of one Portcullis server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Listener, TLS, proxies, logging and limits.
+    pub server: ServerConfig,
+    /// Gateway routes, in the order of the file.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// The `[server]` table, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Address of the one listener, [`DEFAULT_LISTEN`] unless set.
+    pub listen: SocketAddr,
+    /// Certificate source of the listener, or plain HTTP.
+    pub tls: TlsMode,
+    /// Networks of proxies whose `X-Forwarded-*` headers are believed.
+    /// Empty by default. A single address is stored as a /32 or /128 network.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// Time in-flight requests get after a shutdown signal.
+    pub shutdown_grace: Duration,
+    /// Maximum of open client connections.
+    pub max_connections: usize,
+    /// Time a client has to send a complete HTTP/1 request head.
+    pub header_read_timeout: Duration,
+}
+
+/// Source of the listener's certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsMode {
+    /// A development CA and server certificate kept in `DATA_DIR/tls/`,
+    /// created at the first start. The default.
+    Development,
+    /// The operator's PEM certificate chain and private key.
+    Files {
+        /// PEM file with the server certificate first, then intermediates.
+        cert: PathBuf,
+        /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+        key: PathBuf,
+    },
+    /// No TLS. Allowed only on a loopback address or behind a
+    /// TLS-terminating proxy listed in `server.trusted_proxies`.
+    PlainHttp,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    #[default]
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// One gateway route, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteConfig {
+    /// Path prefix that selects this route, such as `/api`. It starts with
+    /// `/`, has no trailing `/` (except `/` itself), no empty, `.` or `..`
+    /// segment, and none of `%`, `\`, `?`, `#`, `;`.
+    pub path_prefix: String,
+    /// Base URL that requests are forwarded to: http or https, with a host
+    /// and without query, fragment or user name.
+    pub upstream: url::Url,
+    /// Whether the prefix is removed from the path before forwarding.
+    pub strip_prefix: bool,
+    /// Scopes required per method.
+    pub scopes: RouteScopes,
+    /// Accepted ways to authenticate, in order of preference.
+    pub auth: Vec<AuthMethod>,
+    /// Time the upstream has to respond.
+    pub timeout: Duration,
+    /// Maximum request body size in bytes.
+    pub max_body_bytes: u64,
+}
+
+/// Scopes that a route requires, per HTTP method.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteScopes {
+    /// Scopes per method, keyed by the upper-case method name.
+    pub by_method: BTreeMap<String, ScopeSet>,
+    /// Scopes for every method not in `by_method` (the `"*"` key). `None`
+    /// means such methods are not allowed on the route.
+    pub any_method: Option<ScopeSet>,
+}
+
+impl RouteScopes {
+    /// Scopes that allow every method once the caller is authenticated. A
+    /// route without a `[routes.scopes]` table gets these.
+    pub fn authentication_only() -> Self {
+        Self {
+            by_method: BTreeMap::new(),
+            any_method: Some(ScopeSet::default()),
+        }
+    }
+
+    /// Returns the scopes that `method` requires on this route, or `None`
+    /// when the route does not allow the method (a 405).
+    ///
+    /// Methods are matched ignoring ASCII case. HTTP methods are
+    /// case-sensitive, but many upstream frameworks treat `get` as `GET`, so
+    /// an exact match would let `get` skip the scopes configured for `GET`.
+    pub fn required(&self, method: &http::Method) -> Option<&ScopeSet> {
+        let name = method.as_str().to_ascii_uppercase();
+        self.by_method.get(&name).or(self.any_method.as_ref())
+    }
+}
+
+/// A way for a caller to authenticate on a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AuthMethod {
+    /// A Portcullis API key (`pc_live_…`, `pc_test_…`).
+    ApiKey,
+}
+
+impl AuthMethod {
+    /// Returns the name used in the configuration file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ApiKey => "api_key",
+        }
+    }
+}
+
+/// Error from loading or checking the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file given on the command line does not exist.
+    #[error("configuration file {} not found", path.display())]
+    NotFound {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// The file exists but could not be read.
+    #[error("failed to read configuration file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML. The message shows the line and column.
+    #[error("invalid TOML in {}: {message}", path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with the line and column.
+        message: String,
+    },
+    /// A `PORTCULLIS_*` variable could not be applied.
+    #[error("environment variable {variable}: {message}")]
+    Environment {
+        /// The variable's name.
+        variable: String,
+        /// The problem found.
+        message: String,
+    },
+    /// A setting is missing, unknown or has an invalid value.
+    #[error("{setting}: {message}")]
+    Invalid {
+        /// Path of the setting, such as `routes[2].upstream`.
+        setting: String,
+        /// The problem and, where it helps, the value to write instead.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(setting: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            setting: setting.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Loads the configuration: the file (`explicit`, or `data_dir/portcullis.toml`
+/// when that exists), then the `PORTCULLIS_*` overrides found in `env`, then
+/// validation.
+///
+/// `env` is passed in so tests need not change the process environment; the
+/// binary passes [`process_env`].
+pub fn load(
+    explicit: Option<&Path>,
+    data_dir: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<Config, ConfigError> {
+    let (path, required) = match explicit {
+        Some(path) => (path.to_path_buf(), true),
+        None => (data_dir.join(CONFIG_FILE_NAME), false),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound && !required => String::new(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ConfigError::NotFound { path });
+        }
+        Err(source) => return Err(ConfigError::Read { path, source }),
+    };
+    let table = text
+        .parse::<toml::Table>()
+        .map_err(|error| ConfigError::Syntax {
+            path: path.clone(),
+            message: error.to_string().trim_end().to_owned(),
+        })?;
+    from_table(table, env)
+}
+
+/// Parses configuration text as if it were the configuration file, then
+/// applies `env` and validates. Syntax errors name the file `<text>`.
+pub fn from_toml(text: &str, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+    let table = text
+        .parse::<toml::Table>()
+        .map_err(|error| ConfigError::Syntax {
+            path: PathBuf::from("<text>"),
+            message: error.to_string().trim_end().to_owned(),
+        })?;
+    from_table(table, env)
+}
+
+fn from_table(
+    mut table: toml::Table,
+    env: &BTreeMap<String, String>,
+) -> Result<Config, ConfigError> {
+    env::apply_overrides(&mut table, env)?;
+    let raw = RawConfig::from_table(table)?;
+    Config::try_from(raw)
+}
+
+/// Returns the process environment's `PORTCULLIS_*` variables, the only
+/// read of the process environment in Portcullis.
+///
+/// Variables whose name is not valid Unicode are skipped. A value that is
+/// not valid Unicode gets U+FFFD for its invalid bytes, so that validation
+/// reports it instead of the setting silently keeping its file value.
+pub fn process_env() -> BTreeMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(name, value)| {
+            let name = name.into_string().ok()?;
+            name.starts_with(env::PREFIX)
+                .then(|| (name, value.to_string_lossy().into_owned()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

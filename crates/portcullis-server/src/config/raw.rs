@@ -1,0 +1,165 @@
+//! The configuration as written: every key of `portcullis.toml`, each
+//! optional, with its default in the doc comment. [`super::Config`] is the
+//! checked form.
+//!
+//! ```toml
+//! [server]
+//! listen = "127.0.0.1:8443"
+//! [server.tls]
+//! cert = "/etc/portcullis/server.pem"
+//! key = "/etc/portcullis/server-key.pem"
+//!
+//! [[routes]]
+//! path_prefix = "/api"
+//! upstream = "http://127.0.0.1:9000"
+//! [routes.scopes]
+//! GET = ["customers:read"]
+//! "*" = ["customers:admin"]
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{ConfigError, LogFormat};
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// The `[server]` table; every key has a default.
+    pub server: Option<RawServer>,
+    /// The `[[routes]]` array; no routes by default.
+    pub routes: Option<Vec<RawRoute>>,
+}
+
+/// The `[server]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// `IP:port` to listen on; default `127.0.0.1:8443`.
+    pub listen: Option<String>,
+    /// Serve plain HTTP instead of HTTPS; default `false`. Allowed only when
+    /// `listen` is a loopback address or `trusted_proxies` names the
+    /// TLS-terminating proxy in front, and never together with `[server.tls]`.
+    pub plain_http: Option<bool>,
+    /// The operator's certificate; default: a development certificate
+    /// created in `DATA_DIR/tls/`.
+    pub tls: Option<RawTls>,
+    /// Addresses (`10.0.0.1`) or networks (`10.0.0.0/8`) of proxies whose
+    /// forwarding headers are believed; default none.
+    pub trusted_proxies: Option<Vec<String>>,
+    /// `"human"` (default) or `"json"`.
+    pub log_format: Option<LogFormat>,
+    /// Time in-flight requests get after a shutdown signal, such as `"30s"`;
+    /// default 30 s.
+    pub shutdown_grace: Option<String>,
+    /// Maximum of open client connections; default 10,000.
+    pub max_connections: Option<usize>,
+    /// Time a client has to send an HTTP/1 request head, such as `"10s"`;
+    /// default 10 s.
+    pub header_read_timeout: Option<String>,
+}
+
+/// The `[server.tls]` table: both keys or neither.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM file with the server certificate, then any intermediates.
+    pub cert: Option<PathBuf>,
+    /// PEM file with the server's private key.
+    pub key: Option<PathBuf>,
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Path prefix that selects the route, such as `"/api"`; required.
+    pub path_prefix: Option<String>,
+    /// Base URL to forward to, such as `"http://127.0.0.1:9000"`; required.
+    pub upstream: Option<String>,
+    /// Remove the prefix from the path before forwarding; default `false`.
+    pub strip_prefix: Option<bool>,
+    /// Required scopes per method (`GET = ["customers:read"]`), with `"*"`
+    /// for every other method. Without this table every method is allowed
+    /// and only authentication is required. With it, a method that is
+    /// neither listed nor covered by `"*"` gets 405.
+    pub scopes: Option<BTreeMap<String, Vec<String>>>,
+    /// Accepted ways to authenticate; default `["api_key"]`, the only one
+    /// so far.
+    pub auth: Option<Vec<String>>,
+    /// Time the upstream has to respond, such as `"30s"`; default 30 s.
+    pub timeout: Option<String>,
+    /// Maximum request body size in bytes; default 10485760 (10 MiB).
+    pub max_body_bytes: Option<u64>,
+}
+
+/// Top level with the sections left as TOML, so that each section can be
+/// deserialized on its own and its errors prefixed with its path.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sections {
+    server: Option<toml::Value>,
+    routes: Option<Vec<toml::Value>>,
+}
+
+impl RawConfig {
+    /// Deserializes a parsed file. Errors name the setting, such as
+    /// `routes[1].timeout`, which deserializing the whole table at once
+    /// would lose for array elements.
+    pub fn from_table(table: toml::Table) -> Result<Self, ConfigError> {
+        let sections: Sections = toml::Value::Table(table)
+            .try_into()
+            .map_err(|error| deserialize_error("", &error))?;
+
+        let server = sections
+            .server
+            .map(|value| {
+                value
+                    .try_into()
+                    .map_err(|error| deserialize_error("server", &error))
+            })
+            .transpose()?;
+
+        let routes = sections
+            .routes
+            .map(|routes| {
+                routes
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, value)| {
+                        value
+                            .try_into()
+                            .map_err(|error| deserialize_error(&format!("routes[{index}]"), &error))
+                    })
+                    .collect::<Result<Vec<RawRoute>, _>>()
+            })
+            .transpose()?;
+
+        Ok(Self { server, routes })
+    }
+}
+
+/// Turns a deserialization error into one that names the setting: `prefix`
+/// joined with the keys below it where toml recorded them.
+fn deserialize_error(prefix: &str, error: &toml::de::Error) -> ConfigError {
+    let setting = match (prefix, key_path(error)) {
+        ("", None) => "configuration".to_owned(),
+        ("", Some(keys)) => keys,
+        (prefix, None) => prefix.to_owned(),
+        (prefix, Some(keys)) => format!("{prefix}.{keys}"),
+    };
+    ConfigError::invalid(setting, error.message())
+}
+
+/// Returns the dotted key path toml 1.x recorded for an error. It keeps the keys
+/// private and prints them as a last line "in `a.b`" when the error has no
+/// position in a source text, which is the case for `Value::try_into`.
+fn key_path(error: &toml::de::Error) -> Option<String> {
+    let text = error.to_string();
+    let last = text.trim_end().lines().last()?;
+    let keys = last.strip_prefix("in `")?.strip_suffix('`')?;
+    Some(keys.to_owned())
+}

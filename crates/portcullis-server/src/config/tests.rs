@@ -1,0 +1,551 @@
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::*;
+
+const EXAMPLE: &str = r#"
+[server]
+listen = "127.0.0.1:8443"
+# plain_http = true
+# trusted_proxies = ["10.0.0.0/8"]
+# log_format = "json"
+[server.tls]
+cert = "/etc/portcullis/server.pem"
+key = "/etc/portcullis/server-key.pem"
+
+[[routes]]
+path_prefix = "/api"
+upstream = "http://127.0.0.1:9000"
+strip_prefix = true
+[routes.scopes]
+GET = ["customers:read"]
+POST = ["customers:write"]
+"*" = ["customers:admin"]
+"#;
+
+const ONE_ROUTE: &str = r#"
+[[routes]]
+path_prefix = "/api"
+upstream = "http://127.0.0.1:9000"
+"#;
+
+fn no_env() -> BTreeMap<String, String> {
+    BTreeMap::new()
+}
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect()
+}
+
+fn scopes(list: &str) -> ScopeSet {
+    ScopeSet::parse_list(list).unwrap()
+}
+
+/// Parses `text` and returns the error message, failing if it parsed.
+fn error_of(text: &str) -> String {
+    match from_toml(text, &no_env()) {
+        Ok(config) => panic!("expected an error, got {config:?}"),
+        Err(error) => error.to_string(),
+    }
+}
+
+fn assert_names(message: &str, setting: &str) {
+    assert!(
+        message.starts_with(&format!("{setting}: ")),
+        "expected the error to name {setting}, got: {message}"
+    );
+}
+
+#[test]
+fn example_parses() {
+    let config = from_toml(EXAMPLE, &no_env()).unwrap();
+
+    assert_eq!(config.server.listen, DEFAULT_LISTEN);
+    assert_eq!(
+        config.server.tls,
+        TlsMode::Files {
+            cert: "/etc/portcullis/server.pem".into(),
+            key: "/etc/portcullis/server-key.pem".into(),
+        }
+    );
+    assert_eq!(config.server.log_format, LogFormat::Human);
+    assert_eq!(config.server.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+    assert_eq!(config.server.max_connections, DEFAULT_MAX_CONNECTIONS);
+    assert!(config.server.trusted_proxies.is_empty());
+
+    let [route] = config.routes.as_slice() else {
+        panic!("expected one route, got {:?}", config.routes);
+    };
+    assert_eq!(route.path_prefix, "/api");
+    assert_eq!(route.upstream.as_str(), "http://127.0.0.1:9000/");
+    assert!(route.strip_prefix);
+    assert_eq!(route.auth, vec![AuthMethod::ApiKey]);
+    assert_eq!(route.timeout, DEFAULT_ROUTE_TIMEOUT);
+    assert_eq!(route.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    assert_eq!(
+        route.scopes.required(&http::Method::GET),
+        Some(&scopes("customers:read"))
+    );
+    assert_eq!(
+        route.scopes.required(&http::Method::POST),
+        Some(&scopes("customers:write"))
+    );
+    assert_eq!(
+        route.scopes.required(&http::Method::DELETE),
+        Some(&scopes("customers:admin"))
+    );
+}
+
+#[test]
+fn empty_file_gives_defaults() {
+    let config = from_toml("", &no_env()).unwrap();
+    assert_eq!(config.server.listen, DEFAULT_LISTEN);
+    assert_eq!(config.server.tls, TlsMode::Development);
+    assert_eq!(
+        config.server.header_read_timeout,
+        DEFAULT_HEADER_READ_TIMEOUT
+    );
+    assert!(config.routes.is_empty());
+}
+
+#[test]
+fn all_server_settings_parse() {
+    let config = from_toml(
+        r#"
+        [server]
+        listen = "0.0.0.0:8080"
+        plain_http = true
+        trusted_proxies = ["10.0.0.0/8", "192.168.1.7", "fd00::/8"]
+        log_format = "json"
+        shutdown_grace = "2m"
+        max_connections = 50
+        header_read_timeout = "5s"
+        "#,
+        &no_env(),
+    )
+    .unwrap();
+    let server = config.server;
+    assert_eq!(server.listen, "0.0.0.0:8080".parse().unwrap());
+    assert_eq!(server.tls, TlsMode::PlainHttp);
+    assert_eq!(
+        server.trusted_proxies,
+        vec![
+            "10.0.0.0/8".parse::<ipnet::IpNet>().unwrap(),
+            "192.168.1.7/32".parse().unwrap(),
+            "fd00::/8".parse().unwrap(),
+        ]
+    );
+    assert_eq!(server.log_format, LogFormat::Json);
+    assert_eq!(server.shutdown_grace, Duration::from_secs(120));
+    assert_eq!(server.max_connections, 50);
+    assert_eq!(server.header_read_timeout, Duration::from_secs(5));
+}
+
+#[test]
+fn route_without_scopes_requires_authentication_only() {
+    let config = from_toml(ONE_ROUTE, &no_env()).unwrap();
+    let route = &config.routes[0];
+    for method in [http::Method::GET, http::Method::DELETE, http::Method::PATCH] {
+        assert_eq!(route.scopes.required(&method), Some(&ScopeSet::default()));
+    }
+}
+
+#[test]
+fn unlisted_method_not_allowed_without_star() {
+    let config = from_toml(
+        &format!("{ONE_ROUTE}timeout = \"5s\"\nmax_body_bytes = 1024\n[routes.scopes]\nget = [\"a:read\"]\n"),
+        &no_env(),
+    )
+    .unwrap();
+    let route = &config.routes[0];
+    assert_eq!(
+        route.scopes.required(&http::Method::GET),
+        Some(&scopes("a:read"))
+    );
+    assert_eq!(route.scopes.required(&http::Method::POST), None);
+    assert_eq!(route.timeout, Duration::from_secs(5));
+    assert_eq!(route.max_body_bytes, 1024);
+}
+
+#[test]
+fn lower_case_request_method_gets_upper_case_scopes() {
+    let config = from_toml(
+        &format!("{ONE_ROUTE}[routes.scopes]\nGET = [\"a:read\"]\n\"*\" = []\n"),
+        &no_env(),
+    )
+    .unwrap();
+    let lower_get = http::Method::from_bytes(b"get").unwrap();
+    assert_eq!(
+        config.routes[0].scopes.required(&lower_get),
+        Some(&scopes("a:read"))
+    );
+}
+
+#[test]
+fn env_overrides_scalar_strings() {
+    let config = from_toml(
+        EXAMPLE,
+        &env(&[
+            ("PORTCULLIS_SERVER__LISTEN", "127.0.0.1:9443"),
+            ("PORTCULLIS_ROUTES__0__UPSTREAM", "http://127.0.0.1:9001"),
+            ("PORTCULLIS_ROUTES__0__STRIP_PREFIX", "false"),
+            ("PORTCULLIS_SERVER__SHUTDOWN_GRACE", "5s"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(config.server.listen, "127.0.0.1:9443".parse().unwrap());
+    assert_eq!(config.routes[0].upstream.as_str(), "http://127.0.0.1:9001/");
+    assert!(!config.routes[0].strip_prefix);
+    assert_eq!(config.server.shutdown_grace, Duration::from_secs(5));
+}
+
+#[test]
+fn env_overrides_with_toml_values() {
+    let config = from_toml(
+        "",
+        &env(&[
+            ("PORTCULLIS_SERVER__TRUSTED_PROXIES", r#"["10.0.0.0/8"]"#),
+            ("PORTCULLIS_SERVER__MAX_CONNECTIONS", "12"),
+            ("PORTCULLIS_SERVER__PLAIN_HTTP", "true"),
+            ("PORTCULLIS_SERVER__LISTEN", "0.0.0.0:8080"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        config.server.trusted_proxies,
+        vec!["10.0.0.0/8".parse::<ipnet::IpNet>().unwrap()]
+    );
+    assert_eq!(config.server.max_connections, 12);
+    assert_eq!(config.server.tls, TlsMode::PlainHttp);
+}
+
+#[test]
+fn env_creates_routes_in_index_order() {
+    let mut pairs = Vec::new();
+    let names: Vec<(String, String, String, String)> = (0..12)
+        .map(|i| {
+            (
+                format!("PORTCULLIS_ROUTES__{i}__PATH_PREFIX"),
+                format!("/r{i}"),
+                format!("PORTCULLIS_ROUTES__{i}__UPSTREAM"),
+                format!("http://127.0.0.1:{}", 9000 + i),
+            )
+        })
+        .collect();
+    for (prefix_name, prefix, upstream_name, upstream) in &names {
+        pairs.push((prefix_name.as_str(), prefix.as_str()));
+        pairs.push((upstream_name.as_str(), upstream.as_str()));
+    }
+    let config = from_toml("", &env(&pairs)).unwrap();
+    let prefixes: Vec<&str> = config
+        .routes
+        .iter()
+        .map(|r| r.path_prefix.as_str())
+        .collect();
+    let expected: Vec<String> = (0..12).map(|i| format!("/r{i}")).collect();
+    assert_eq!(prefixes, expected);
+}
+
+#[test]
+fn env_overrides_nested_tables_and_indexes() {
+    let config = from_toml(
+        EXAMPLE,
+        &env(&[
+            ("PORTCULLIS_SERVER__TLS__CERT", "/other/cert.pem"),
+            ("PORTCULLIS_ROUTES__0__SCOPES__GET", r#"["orders:read"]"#),
+            ("PORTCULLIS_ROUTES__0__AUTH__0", "api_key"),
+            ("PORTCULLIS_ROUTES__1__PATH_PREFIX", "/orders"),
+            (
+                "PORTCULLIS_ROUTES__1__UPSTREAM",
+                "https://orders.internal:8443/base",
+            ),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        config.server.tls,
+        TlsMode::Files {
+            cert: "/other/cert.pem".into(),
+            key: "/etc/portcullis/server-key.pem".into(),
+        }
+    );
+    assert_eq!(
+        config.routes[0].scopes.required(&http::Method::GET),
+        Some(&scopes("orders:read")),
+        "the variable replaces the file's GET key instead of adding a second one"
+    );
+    assert_eq!(config.routes[1].path_prefix, "/orders");
+    assert_eq!(config.routes[1].upstream.path(), "/base");
+}
+
+#[test]
+fn env_without_double_underscore_ignored() {
+    let config = from_toml(
+        "",
+        &env(&[
+            ("PORTCULLIS_DATA_DIR", "/var/lib/portcullis"),
+            ("PORTCULLIS_MASTER_KEY", "not a setting"),
+            ("PATH", "/usr/bin"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(config, from_toml("", &no_env()).unwrap());
+}
+
+#[test]
+fn env_errors_name_variable() {
+    let cases = [
+        ("PORTCULLIS_ROUTES__3__UPSTREAM", "index 3 is past the end"),
+        ("PORTCULLIS_SERVER____LISTEN", "empty path segment"),
+        (
+            "PORTCULLIS_SERVER__LISTEN__PORT",
+            "so it has no settings below it",
+        ),
+    ];
+    for (variable, expected) in cases {
+        let error = from_toml(EXAMPLE, &env(&[(variable, "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with(&format!("environment variable {variable}: ")),
+            "{error}"
+        );
+        assert!(error.contains(expected), "{error}");
+    }
+}
+
+#[test]
+fn env_unknown_setting_names_it() {
+    let error = from_toml("", &env(&[("PORTCULLIS_SERVER__LISEN", "127.0.0.1:1")]))
+        .unwrap_err()
+        .to_string();
+    assert_names(&error, "server");
+    assert!(error.contains("lisen"), "{error}");
+}
+
+#[test]
+fn unknown_keys_named() {
+    let error = error_of("[server]\nlisen = \"127.0.0.1:1\"\n");
+    assert_names(&error, "server");
+    assert!(error.contains("unknown field `lisen`"), "{error}");
+
+    let error = error_of(&format!("{ONE_ROUTE}strip = true\n"));
+    assert_names(&error, "routes[0]");
+    assert!(error.contains("`strip`"), "{error}");
+
+    let error = error_of("[server.tls]\ncert = \"a\"\nkye = \"b\"\n");
+    assert_names(&error, "server.tls");
+    assert!(error.contains("`kye`"), "{error}");
+
+    let error = error_of("[sever]\n");
+    assert!(error.contains("unknown field `sever`"), "{error}");
+}
+
+#[test]
+fn wrong_type_names_setting() {
+    let error = error_of("[server]\nmax_connections = \"many\"\n");
+    assert_names(&error, "server.max_connections");
+
+    let error = error_of(&format!("{ONE_ROUTE}[[routes]]\npath_prefix = 5\n"));
+    assert_names(&error, "routes[1].path_prefix");
+}
+
+#[test]
+fn bad_listen_address_named() {
+    for listen in ["localhost:8443", "127.0.0.1", "127.0.0.1:99999", ""] {
+        let error = error_of(&format!("[server]\nlisten = {listen:?}\n"));
+        assert_names(&error, "server.listen");
+    }
+}
+
+#[test]
+fn bad_upstreams_named() {
+    let cases = [
+        ("127.0.0.1:9000", "not a valid URL"),
+        ("localhost:9000", "scheme \"localhost\""),
+        ("ftp://127.0.0.1/", "scheme \"ftp\""),
+        ("http://127.0.0.1:9000/?a=b", "query"),
+        ("http://127.0.0.1:9000/#top", "fragment"),
+        ("http://user:secret@127.0.0.1:9000", "user name or password"),
+        ("unix:/run/app.sock", "scheme \"unix\""),
+    ];
+    for (upstream, expected) in cases {
+        let text = format!("[[routes]]\npath_prefix = \"/a\"\nupstream = {upstream:?}\n");
+        let error = error_of(&text);
+        assert_names(&error, "routes[0].upstream");
+        assert!(error.contains(expected), "{upstream}: {error}");
+    }
+}
+
+#[test]
+fn missing_route_fields_named() {
+    let error = error_of("[[routes]]\nupstream = \"http://127.0.0.1:1\"\n");
+    assert_names(&error, "routes[0].path_prefix");
+    let error = error_of("[[routes]]\npath_prefix = \"/a\"\n");
+    assert_names(&error, "routes[0].upstream");
+}
+
+#[test]
+fn bad_path_prefixes_named() {
+    for prefix in [
+        "api",
+        "/api/",
+        "/api//v1",
+        "/api/./v1",
+        "/api/..",
+        "/a%2fb",
+        "/a\\b",
+        "/a?b",
+        "/a#b",
+        "/a;b",
+        "/a b",
+        "/\u{0430}pi",
+        "",
+    ] {
+        let text =
+            format!("[[routes]]\npath_prefix = {prefix:?}\nupstream = \"http://127.0.0.1:1\"\n");
+        let error = error_of(&text);
+        assert_names(&error, "routes[0].path_prefix");
+    }
+    for prefix in ["/", "/api", "/api/v1", "/a-b_c.d~e"] {
+        let text =
+            format!("[[routes]]\npath_prefix = {prefix:?}\nupstream = \"http://127.0.0.1:1\"\n");
+        assert!(from_toml(&text, &no_env()).is_ok(), "{prefix}");
+    }
+}
+
+#[test]
+fn bad_method_key_named() {
+    let error = error_of(&format!(
+        "{ONE_ROUTE}[routes.scopes]\n\"GET POST\" = [\"a:read\"]\n"
+    ));
+    assert_names(&error, "routes[0].scopes.\"GET POST\"");
+    assert!(error.contains("not an HTTP method"), "{error}");
+
+    let error = error_of(&format!(
+        "{ONE_ROUTE}[routes.scopes]\nGET = [\"a:read\"]\nget = [\"a:write\"]\n"
+    ));
+    assert!(error.contains("listed twice"), "{error}");
+}
+
+#[test]
+fn look_alike_scope_named() {
+    let error = error_of(&format!(
+        "{ONE_ROUTE}[routes.scopes]\nGET = [\"\u{043e}rders:read\"]\n"
+    ));
+    assert_names(&error, "routes[0].scopes.GET[0]");
+    assert!(error.contains("U+043E"), "{error}");
+}
+
+#[test]
+fn wildcard_scope_rejected_on_route() {
+    let error = error_of(&format!("{ONE_ROUTE}[routes.scopes]\nGET = [\"a:*\"]\n"));
+    assert_names(&error, "routes[0].scopes.GET[0]");
+}
+
+#[test]
+fn empty_scopes_table_rejected() {
+    let error = error_of(&format!("{ONE_ROUTE}[routes.scopes]\n"));
+    assert_names(&error, "routes[0].scopes");
+}
+
+#[test]
+fn unknown_auth_method_named() {
+    let error = error_of(&format!("{ONE_ROUTE}auth = [\"api_key\", \"jwt\"]\n"));
+    assert_names(&error, "routes[0].auth[1]");
+    let error = error_of(&format!("{ONE_ROUTE}auth = []\n"));
+    assert_names(&error, "routes[0].auth");
+}
+
+#[test]
+fn duplicate_prefix_named() {
+    let error = error_of(&format!("{ONE_ROUTE}{ONE_ROUTE}"));
+    assert_names(&error, "routes[1].path_prefix");
+    assert!(error.contains("routes[0]"), "{error}");
+}
+
+#[test]
+fn plain_http_on_any_address_needs_trusted_proxy() {
+    let error = error_of("[server]\nlisten = \"0.0.0.0:8080\"\nplain_http = true\n");
+    assert_names(&error, "server.plain_http");
+
+    for allowed in [
+        "[server]\nlisten = \"127.0.0.1:8080\"\nplain_http = true\n",
+        "[server]\nlisten = \"[::1]:8080\"\nplain_http = true\n",
+        "[server]\nlisten = \"0.0.0.0:8080\"\nplain_http = true\ntrusted_proxies = [\"10.1.2.3\"]\n",
+    ] {
+        let config = from_toml(allowed, &no_env()).unwrap();
+        assert_eq!(config.server.tls, TlsMode::PlainHttp, "{allowed}");
+    }
+}
+
+#[test]
+fn plain_http_with_tls_rejected() {
+    let error =
+        error_of("[server]\nplain_http = true\n[server.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n");
+    assert_names(&error, "server.plain_http");
+}
+
+#[test]
+fn cert_without_key_named() {
+    let error = error_of("[server.tls]\ncert = \"c.pem\"\n");
+    assert_names(&error, "server.tls.key");
+    let error = error_of("[server.tls]\nkey = \"k.pem\"\n");
+    assert_names(&error, "server.tls.cert");
+}
+
+#[test]
+fn bad_proxies_and_durations_named() {
+    let error = error_of("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.5/8\"]\n");
+    assert_names(&error, "server.trusted_proxies[1]");
+    let error = error_of("[server]\ntrusted_proxies = [\"proxy.internal\"]\n");
+    assert_names(&error, "server.trusted_proxies[0]");
+    let error = error_of("[server]\nshutdown_grace = \"30\"\n");
+    assert_names(&error, "server.shutdown_grace");
+    let error = error_of(&format!("{ONE_ROUTE}timeout = \"0s\"\n"));
+    assert_names(&error, "routes[0].timeout");
+    let error = error_of("[server]\nmax_connections = 0\n");
+    assert_names(&error, "server.max_connections");
+}
+
+#[test]
+fn load_reads_default_file_and_explicit_path() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let config = load(None, dir.path(), &no_env()).unwrap();
+    assert_eq!(
+        config.server.tls,
+        TlsMode::Development,
+        "no file means defaults"
+    );
+
+    let missing = dir.path().join("missing.toml");
+    let error = load(Some(&missing), dir.path(), &no_env()).unwrap_err();
+    assert!(matches!(error, ConfigError::NotFound { .. }), "{error}");
+
+    std::fs::write(
+        dir.path().join(CONFIG_FILE_NAME),
+        "[server]\nlisten = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let config = load(None, dir.path(), &no_env()).unwrap();
+    assert_eq!(config.server.listen.port(), 1);
+
+    let explicit = dir.path().join("other.toml");
+    std::fs::write(&explicit, "[server]\nlisten = \"127.0.0.1:2\"\n").unwrap();
+    let config = load(Some(&explicit), Path::new("/nonexistent"), &no_env()).unwrap();
+    assert_eq!(config.server.listen.port(), 2);
+}
+
+#[test]
+fn syntax_error_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(CONFIG_FILE_NAME);
+    std::fs::write(&path, "[server]\nlisten = \n").unwrap();
+    let error = load(None, dir.path(), &no_env()).unwrap_err().to_string();
+    assert!(error.contains(&path.display().to_string()), "{error}");
+    assert!(error.contains("line 2"), "{error}");
+}

@@ -1,0 +1,405 @@
+//! The checks that turn a [`RawConfig`] into a [`Config`].
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use portcullis_core::duration::parse_duration;
+use portcullis_core::name::CharDisplay;
+use portcullis_core::scope::{Scope, ScopeSet};
+
+use super::raw::{RawRoute, RawServer, RawTls};
+use super::{
+    AuthMethod, Config, ConfigError, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_ROUTE_TIMEOUT, DEFAULT_SHUTDOWN_GRACE,
+    RawConfig, RouteConfig, RouteScopes, ServerConfig, TlsMode,
+};
+
+/// Scopes key that applies to every method not listed on its own.
+const ANY_METHOD_KEY: &str = "*";
+
+impl TryFrom<RawConfig> for Config {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawConfig) -> Result<Self, Self::Error> {
+        let server = check_server(raw.server.unwrap_or_default())?;
+
+        let mut routes: Vec<RouteConfig> = Vec::new();
+        for (index, raw_route) in raw.routes.unwrap_or_default().into_iter().enumerate() {
+            let route = check_route(index, raw_route)?;
+            if let Some(earlier) = routes
+                .iter()
+                .position(|r| r.path_prefix == route.path_prefix)
+            {
+                return Err(ConfigError::invalid(
+                    format!("routes[{index}].path_prefix"),
+                    format!(
+                        "{:?} is already the prefix of routes[{earlier}]; each prefix may \
+                         appear once",
+                        route.path_prefix
+                    ),
+                ));
+            }
+            routes.push(route);
+        }
+
+        Ok(Self { server, routes })
+    }
+}
+
+fn check_server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
+    let listen = match raw.listen {
+        None => DEFAULT_LISTEN,
+        Some(text) => text.parse::<SocketAddr>().map_err(|_| {
+            ConfigError::invalid(
+                "server.listen",
+                format!(
+                    "invalid socket address {text:?}; expected an IP address and a port, \
+                     such as 127.0.0.1:8443 or [::1]:8443"
+                ),
+            )
+        })?,
+    };
+
+    let trusted_proxies = raw
+        .trusted_proxies
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(index, text)| check_proxy(&format!("server.trusted_proxies[{index}]"), text))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let tls = check_tls_mode(
+        raw.plain_http.unwrap_or(false),
+        raw.tls,
+        listen,
+        &trusted_proxies,
+    )?;
+
+    let max_connections = raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    if max_connections == 0 {
+        return Err(ConfigError::invalid(
+            "server.max_connections",
+            "must be at least 1",
+        ));
+    }
+
+    Ok(ServerConfig {
+        listen,
+        tls,
+        trusted_proxies,
+        log_format: raw.log_format.unwrap_or_default(),
+        shutdown_grace: check_duration(
+            "server.shutdown_grace",
+            raw.shutdown_grace,
+            DEFAULT_SHUTDOWN_GRACE,
+        )?,
+        max_connections,
+        header_read_timeout: check_duration(
+            "server.header_read_timeout",
+            raw.header_read_timeout,
+            DEFAULT_HEADER_READ_TIMEOUT,
+        )?,
+    })
+}
+
+/// Parses `10.0.0.1` as a one-address network and `10.0.0.0/8` as written.
+fn check_proxy(setting: &str, text: &str) -> Result<ipnet::IpNet, ConfigError> {
+    if let Ok(address) = text.parse::<IpAddr>() {
+        return Ok(ipnet::IpNet::from(address));
+    }
+    let network = text.parse::<ipnet::IpNet>().map_err(|_| {
+        ConfigError::invalid(
+            setting,
+            format!("invalid address or network {text:?}; expected 10.0.0.1 or 10.0.0.0/8"),
+        )
+    })?;
+    // A network with host bits set, like 10.0.0.5/8, is most likely a typo
+    // for a single address or a different prefix length, and trusting the
+    // wrong network lets clients forge their address.
+    if network.trunc() != network {
+        return Err(ConfigError::invalid(
+            setting,
+            format!(
+                "{text:?} has bits set after the prefix length; write the network as {} \
+                 or the single address without a prefix length",
+                network.trunc()
+            ),
+        ));
+    }
+    Ok(network)
+}
+
+fn check_tls_mode(
+    plain_http: bool,
+    tls: Option<RawTls>,
+    listen: SocketAddr,
+    trusted_proxies: &[ipnet::IpNet],
+) -> Result<TlsMode, ConfigError> {
+    match (plain_http, tls) {
+        (true, Some(_)) => Err(ConfigError::invalid(
+            "server.plain_http",
+            "plain_http = true contradicts [server.tls]; remove one of them",
+        )),
+        (true, None) => {
+            if listen.ip().is_loopback() || !trusted_proxies.is_empty() {
+                Ok(TlsMode::PlainHttp)
+            } else {
+                Err(ConfigError::invalid(
+                    "server.plain_http",
+                    format!(
+                        "plain HTTP on {listen} would expose credentials on the network; it \
+                         is allowed only on a loopback address, or behind a TLS-terminating \
+                         proxy listed in server.trusted_proxies"
+                    ),
+                ))
+            }
+        }
+        (false, None) => Ok(TlsMode::Development),
+        (false, Some(RawTls { cert, key })) => match (cert, key) {
+            (Some(cert), Some(key)) => Ok(TlsMode::Files { cert, key }),
+            (Some(_), None) => Err(ConfigError::invalid(
+                "server.tls.key",
+                "missing; set both cert and key, or remove [server.tls] to use a development \
+                 certificate",
+            )),
+            (None, _) => Err(ConfigError::invalid(
+                "server.tls.cert",
+                "missing; set both cert and key, or remove [server.tls] to use a development \
+                 certificate",
+            )),
+        },
+    }
+}
+
+fn check_duration(
+    setting: &str,
+    text: Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    let duration =
+        parse_duration(&text).map_err(|error| ConfigError::invalid(setting, error.to_string()))?;
+    // parse_duration accepts only positive durations, which always convert.
+    Duration::try_from(duration)
+        .map_err(|_| ConfigError::invalid(setting, format!("invalid duration {text:?}")))
+}
+
+fn check_route(index: usize, raw: RawRoute) -> Result<RouteConfig, ConfigError> {
+    let setting = |key: &str| format!("routes[{index}].{key}");
+
+    let Some(path_prefix) = raw.path_prefix else {
+        return Err(ConfigError::invalid(
+            setting("path_prefix"),
+            "missing; every route needs a path prefix such as \"/api\"",
+        ));
+    };
+    check_path_prefix(&path_prefix).map_err(|message| {
+        ConfigError::invalid(setting("path_prefix"), format!("{path_prefix:?} {message}"))
+    })?;
+
+    let Some(upstream) = raw.upstream else {
+        return Err(ConfigError::invalid(
+            setting("upstream"),
+            "missing; every route needs an upstream URL such as \"http://127.0.0.1:9000\"",
+        ));
+    };
+    let upstream = check_upstream(&upstream).map_err(|message| {
+        ConfigError::invalid(setting("upstream"), format!("{upstream:?} {message}"))
+    })?;
+
+    let scopes = match raw.scopes {
+        None => RouteScopes::authentication_only(),
+        Some(table) => check_scopes(&setting("scopes"), table)?,
+    };
+
+    Ok(RouteConfig {
+        path_prefix,
+        upstream,
+        strip_prefix: raw.strip_prefix.unwrap_or(false),
+        scopes,
+        auth: check_auth(&setting("auth"), raw.auth)?,
+        timeout: check_duration(&setting("timeout"), raw.timeout, DEFAULT_ROUTE_TIMEOUT)?,
+        max_body_bytes: raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+    })
+}
+
+/// Checks a path prefix. The rules keep prefix matching on the raw request
+/// path unambiguous: no encoded characters, no dot segments that a server
+/// behind the gateway would resolve differently, and no parameters.
+fn check_path_prefix(prefix: &str) -> Result<(), String> {
+    if !prefix.starts_with('/') {
+        return Err("must start with '/'".to_owned());
+    }
+    if prefix.len() > 1 && prefix.ends_with('/') {
+        return Err("must not end with '/'; write \"/api\", which also matches \"/api/…\"".into());
+    }
+    if let Some(c) = prefix.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(format!(
+            "contains {}; only visible ASCII characters are allowed",
+            CharDisplay(c)
+        ));
+    }
+    if let Some(c) = prefix
+        .chars()
+        .find(|c| matches!(c, '%' | '\\' | '?' | '#' | ';'))
+    {
+        return Err(format!("must not contain {c:?}"));
+    }
+    if prefix == "/" {
+        return Ok(());
+    }
+    for segment in prefix.split('/').skip(1) {
+        match segment {
+            "" => return Err("contains an empty segment (\"//\")".to_owned()),
+            "." | ".." => return Err(format!("contains a {segment:?} segment")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_upstream(text: &str) -> Result<url::Url, String> {
+    const EXAMPLE: &str = "such as \"http://127.0.0.1:9000\"";
+    let url = url::Url::parse(text).map_err(|error| {
+        format!("is not a valid URL ({error}); expected an http or https URL {EXAMPLE}")
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "has scheme {:?}; expected an http or https URL {EXAMPLE}",
+            url.scheme()
+        ));
+    }
+    if url.host().is_none() {
+        return Err(format!("has no host; expected a URL {EXAMPLE}"));
+    }
+    if url.query().is_some() {
+        return Err("must not have a query ('?'); requests keep their own query".to_owned());
+    }
+    if url.fragment().is_some() {
+        return Err("must not have a fragment ('#')".to_owned());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "must not contain a user name or password; credentials in a URL end up in logs"
+                .to_owned(),
+        );
+    }
+    Ok(url)
+}
+
+fn check_scopes(
+    setting: &str,
+    table: BTreeMap<String, Vec<String>>,
+) -> Result<RouteScopes, ConfigError> {
+    if table.is_empty() {
+        return Err(ConfigError::invalid(
+            setting,
+            "an empty table allows no method; list methods with their scopes, or remove the \
+             table to require authentication only",
+        ));
+    }
+
+    let mut scopes = RouteScopes::default();
+    for (key, names) in table {
+        let key_setting = format!("{setting}.{}", display_key(&key));
+        let set = check_scope_list(&key_setting, &names)?;
+        if key == ANY_METHOD_KEY {
+            scopes.any_method = Some(set);
+            continue;
+        }
+        check_method(&key).map_err(|message| ConfigError::invalid(&key_setting, message))?;
+        let method = key.to_ascii_uppercase();
+        if scopes.by_method.insert(method.clone(), set).is_some() {
+            return Err(ConfigError::invalid(
+                key_setting,
+                format!("method {method} is listed twice (keys differ only in case)"),
+            ));
+        }
+    }
+    Ok(scopes)
+}
+
+/// Checks that `key` is an HTTP method name: one or more token characters
+/// (RFC 9110, section 5.6.2).
+fn check_method(key: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("empty method name; use a method such as GET, or \"*\" for any other".into());
+    }
+    let is_token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if let Some(c) = key.chars().find(|&c| !is_token_char(c)) {
+        return Err(format!(
+            "{key:?} is not an HTTP method: it contains {}; use a method such as GET, or \
+             \"*\" for any other",
+            CharDisplay(c)
+        ));
+    }
+    Ok(())
+}
+
+fn check_scope_list(setting: &str, names: &[String]) -> Result<ScopeSet, ConfigError> {
+    let mut scopes = Vec::with_capacity(names.len());
+    for (index, name) in names.iter().enumerate() {
+        let scope = Scope::parse(name).map_err(|error| {
+            ConfigError::invalid(format!("{setting}[{index}]"), error.to_string())
+        })?;
+        if scope.is_wildcard() {
+            return Err(ConfigError::invalid(
+                format!("{setting}[{index}]"),
+                format!(
+                    "a route requires exact scopes, not the wildcard {name:?}; wildcards are \
+                     for granting"
+                ),
+            ));
+        }
+        scopes.push(scope);
+    }
+    ScopeSet::try_from(scopes).map_err(|error| ConfigError::invalid(setting, error.to_string()))
+}
+
+fn check_auth(setting: &str, names: Option<Vec<String>>) -> Result<Vec<AuthMethod>, ConfigError> {
+    let Some(names) = names else {
+        return Ok(vec![AuthMethod::ApiKey]);
+    };
+    if names.is_empty() {
+        return Err(ConfigError::invalid(
+            setting,
+            "must list at least one method, such as [\"api_key\"]",
+        ));
+    }
+    let mut methods = Vec::with_capacity(names.len());
+    for (index, name) in names.iter().enumerate() {
+        let method = match name.as_str() {
+            "api_key" => AuthMethod::ApiKey,
+            _ => {
+                return Err(ConfigError::invalid(
+                    format!("{setting}[{index}]"),
+                    format!("unknown authentication method {name:?}; the only one is \"api_key\""),
+                ));
+            }
+        };
+        if methods.contains(&method) {
+            return Err(ConfigError::invalid(
+                format!("{setting}[{index}]"),
+                format!("{name:?} is listed twice"),
+            ));
+        }
+        methods.push(method);
+    }
+    Ok(methods)
+}
+
+/// Writes a table key as TOML would: bare when it can be, quoted otherwise.
+fn display_key(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare {
+        key.to_owned()
+    } else {
+        format!("{key:?}")
+    }
+}
