@@ -76,8 +76,11 @@ impl PostgresStore {
             .connect(url)
             .await?;
         // sqlx holds a PostgreSQL advisory lock while it migrates, so nodes
-        // that start together apply each migration once.
-        migrator().run(&pool).await?;
+        // that start together apply each migration once. `run_direct`
+        // instead of `run` keeps this future Send, as in the SQLite backend.
+        let mut connection = pool.acquire().await?;
+        migrator().run_direct(None, &mut *connection, false).await?;
+        drop(connection);
         tracing::info!("opened postgres store");
         Ok(Self {
             pool,

@@ -431,7 +431,10 @@ fn migrator() -> Migrator {
 /// other. sqlx runs each migration in a savepoint of this transaction.
 async fn migrate(writer: &SqlitePool) -> Result<(), StoreError> {
     let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-    migrator().run(&mut *tx).await?;
+    // NOTE: `run_direct` is hidden from sqlx 0.9's docs. `Migrator::run`
+    // takes an `Acquire<'a>` and its future is not Send for every lifetime,
+    // so `Store::open_*` could not be awaited inside `tokio::spawn`.
+    migrator().run_direct(None, &mut *tx, false).await?;
     tx.commit().await?;
     Ok(())
 }
