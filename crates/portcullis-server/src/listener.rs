@@ -1,0 +1,337 @@
+//! The accept loop: connection limit, TLS handshake, HTTP/1.1 and HTTP/2
+//! through hyper, and a graceful drain on shutdown.
+//!
+//! Every request reaches the router with a [`ConnectionInfo`] extension (and
+//! axum's `ConnectInfo<SocketAddr>` with the peer address), so handlers and
+//! middleware can tell who connected and whether the connection was TLS.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use tracing::{debug, error, info, warn};
+
+use crate::config::ServerConfig;
+
+/// Default time a client has to complete the TLS handshake. A handshake
+/// takes two or three round trips, a few seconds at most even on slow links,
+/// so this cuts off only stalled or deliberately slow clients.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Pause after a failed `accept`. Failures such as EMFILE (too many open
+/// files) persist until a connection closes, so retrying at once would spin
+/// a CPU core.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Minimum time between two "connection limit reached" warnings, so a
+/// listener that stays at its limit logs once a minute, not per connection.
+const LIMIT_WARNING_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Facts about the connection a request arrived on, added to every request
+/// as an extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The client's address, or the address of the proxy in front of it.
+    pub peer: SocketAddr,
+    /// The local address the connection was accepted on.
+    pub local: SocketAddr,
+    /// Whether the connection uses TLS.
+    pub tls: bool,
+}
+
+/// Limits that protect the listener from too many or too slow clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerLimits {
+    /// Maximum of open connections. When it is reached, the listener stops
+    /// accepting and new connections wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Time a client has to send its first request, and each later HTTP/1
+    /// request head.
+    pub header_read_timeout: Duration,
+    /// Time a client has to complete the TLS handshake.
+    pub handshake_timeout: Duration,
+}
+
+impl ListenerLimits {
+    /// Takes the limits from the `[server]` settings, with
+    /// [`DEFAULT_HANDSHAKE_TIMEOUT`] for the handshake.
+    pub fn from_config(server: &ServerConfig) -> Self {
+        Self {
+            max_connections: server.max_connections,
+            header_read_timeout: server.header_read_timeout,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled, then stops
+/// accepting and waits up to `grace` for in-flight requests. Connections
+/// still open after `grace` are closed.
+///
+/// With `tls`, every connection must complete a TLS handshake first; without
+/// it, the listener speaks plain HTTP. Errors of single connections are
+/// logged at debug level and never end the loop.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    app: axum::Router,
+    limits: ListenerLimits,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let local = listener.local_addr()?;
+    info!(address = %local, tls = tls.is_some(), "listener started");
+    if tls.is_none() {
+        warn!(address = %local, "serving plain HTTP without TLS");
+    }
+
+    let shared = Arc::new(Shared {
+        acceptor: tls.map(TlsAcceptor::from),
+        builder: http_builder(limits.header_read_timeout),
+        app,
+        limits,
+    });
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut tasks = JoinSet::new();
+    let mut consecutive_failures: u64 = 0;
+    let mut limit_warning = LimitWarning::default();
+
+    loop {
+        reap_finished(&mut tasks);
+
+        if permits.available_permits() == 0 {
+            limit_warning.record(limits.max_connections);
+        }
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => break,
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                // The semaphore is never closed, so this branch is not taken.
+                Err(_) => break,
+            },
+        };
+
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => {
+                consecutive_failures = 0;
+                pair
+            }
+            Err(error) => {
+                consecutive_failures += 1;
+                log_accept_failure(&error, consecutive_failures);
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => continue,
+                }
+            }
+        };
+
+        // The watcher must exist before the shutdown signal is sent, or a
+        // connection still in its handshake would miss the signal.
+        let watcher = graceful.watcher();
+        tasks.spawn(handle_connection(
+            Arc::clone(&shared),
+            stream,
+            local,
+            peer,
+            watcher,
+            permit,
+        ));
+    }
+
+    drop(listener);
+    drain(graceful, tasks, grace).await;
+    info!(address = %local, "listener stopped");
+    Ok(())
+}
+
+/// State shared by every connection task.
+struct Shared {
+    acceptor: Option<TlsAcceptor>,
+    builder: Builder<TokioExecutor>,
+    app: axum::Router,
+    limits: ListenerLimits,
+}
+
+/// Builds hyper's protocol-detecting server for HTTP/1.1 and HTTP/2. The
+/// timer is what makes `header_read_timeout` take effect.
+fn http_builder(header_read_timeout: Duration) -> Builder<TokioExecutor> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    builder
+}
+
+/// Rate limit of the "connection limit reached" warning.
+#[derive(Default)]
+struct LimitWarning {
+    last: Option<tokio::time::Instant>,
+    since_last: u64,
+}
+
+impl LimitWarning {
+    fn record(&mut self, max_connections: usize) {
+        self.since_last += 1;
+        let now = tokio::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < LIMIT_WARNING_INTERVAL)
+        {
+            return;
+        }
+        warn!(
+            max_connections,
+            times_reached = self.since_last,
+            "connection limit reached; new connections wait until one closes"
+        );
+        self.last = Some(now);
+        self.since_last = 0;
+    }
+}
+
+fn reap_finished(tasks: &mut JoinSet<()>) {
+    while let Some(result) = tasks.try_join_next() {
+        if let Err(error) = result
+            && error.is_panic()
+        {
+            error!(error = %error, "connection task panicked");
+        }
+    }
+}
+
+/// Logs the first failure of a run and then every power of two, so a
+/// persistent failure (EMFILE under load) stays visible without flooding
+/// the log ten times a second.
+fn log_accept_failure(error: &std::io::Error, consecutive_failures: u64) {
+    if consecutive_failures.is_power_of_two() {
+        warn!(
+            error = %error,
+            consecutive_failures,
+            retry_in_ms = ACCEPT_ERROR_PAUSE.as_millis(),
+            "accepting a connection failed"
+        );
+    }
+}
+
+async fn drain(graceful: GracefulShutdown, mut tasks: JoinSet<()>, grace: Duration) {
+    info!(
+        open_connections = graceful.count(),
+        grace_seconds = grace.as_secs_f64(),
+        "shutting down: no new connections, waiting for in-flight requests"
+    );
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!(
+            open_connections = tasks.len(),
+            "grace period ended; closing the remaining connections"
+        );
+    }
+    tasks.shutdown().await;
+}
+
+async fn handle_connection(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    local: SocketAddr,
+    peer: SocketAddr,
+    watcher: Watcher,
+    _permit: OwnedSemaphorePermit,
+) {
+    // Small responses go out at once instead of waiting for Nagle's
+    // algorithm to fill a packet.
+    if let Err(error) = stream.set_nodelay(true) {
+        debug!(peer = %peer, error = %error, "setting TCP_NODELAY failed");
+    }
+    let info = ConnectionInfo {
+        peer,
+        local,
+        tls: shared.acceptor.is_some(),
+    };
+
+    let Some(acceptor) = &shared.acceptor else {
+        serve_connection(&shared, TokioIo::new(stream), info, watcher).await;
+        return;
+    };
+    // Handshake failures are the client's problem (wrong protocol, untrusted
+    // certificate, a scanner), so they are logged at debug level only.
+    match tokio::time::timeout(shared.limits.handshake_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls_stream)) => {
+            serve_connection(&shared, TokioIo::new(tls_stream), info, watcher).await;
+        }
+        Ok(Err(error)) => debug!(peer = %peer, error = %error, "TLS handshake failed"),
+        Err(_) => debug!(peer = %peer, "TLS handshake timed out"),
+    }
+}
+
+/// Serves HTTP on one connection until the client closes it, the graceful
+/// shutdown finishes it, or the client sends no request in time.
+async fn serve_connection<I>(
+    shared: &Shared,
+    io: TokioIo<I>,
+    info: ConnectionInfo,
+    watcher: Watcher,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let request_seen = Arc::new(AtomicBool::new(false));
+    let service = {
+        let app = shared.app.clone();
+        let request_seen = Arc::clone(&request_seen);
+        hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
+            request_seen.store(true, Ordering::Relaxed);
+            request.extensions_mut().insert(info);
+            request.extensions_mut().insert(ConnectInfo(info.peer));
+            app.clone().oneshot(request)
+        })
+    };
+    // NOTE: connections are served without HTTP upgrades (WebSocket), because
+    // hyper-util 0.1.21 cannot shut an upgradeable connection down gracefully.
+    let connection = watcher.watch(shared.builder.serve_connection(io, service));
+    tokio::pin!(connection);
+
+    // hyper's header timeout covers HTTP/1 request heads only. This deadline
+    // also closes a connection that sends nothing, or only part of the
+    // protocol preface, or opens HTTP/2 and never sends a request.
+    // NOTE: an HTTP/2 connection that has sent one request may then idle
+    // without limit.
+    let first_request_deadline = async {
+        tokio::time::sleep(shared.limits.header_read_timeout).await;
+        if request_seen.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+    };
+
+    tokio::select! {
+        result = &mut connection => {
+            if let Err(error) = result {
+                debug!(peer = %info.peer, error = %error, "connection ended with an error");
+            }
+        }
+        () = first_request_deadline => {
+            debug!(peer = %info.peer, "no request within the header read timeout; closing");
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! The listener on a real socket: development TLS, HTTP/1.1 and HTTP/2,
+//! connection facts for handlers, and the graceful drain.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers outside #[test] functions fail the test by panicking"
+)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::{Extension, Router};
+use portcullis_server::config::TlsMode;
+use portcullis_server::listener::{ConnectionInfo, ListenerLimits, serve};
+use portcullis_server::tls::{self, TlsSource};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long the slow handler takes to respond.
+const SLOW_RESPONSE: Duration = Duration::from_millis(800);
+
+/// A running listener and what a test needs to reach and stop it.
+struct Running {
+    address: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<std::io::Result<()>>,
+    /// Notified when the slow handler has started.
+    slow_started: Arc<Notify>,
+}
+
+fn limits(header_read_timeout: Duration) -> ListenerLimits {
+    ListenerLimits {
+        max_connections: 16,
+        header_read_timeout,
+        handshake_timeout: Duration::from_secs(5),
+    }
+}
+
+fn app(slow_started: Arc<Notify>) -> Router {
+    Router::new()
+        .route(
+            "/whoami",
+            get(|Extension(info): Extension<ConnectionInfo>| async move {
+                format!("peer={} tls={}", info.peer, info.tls)
+            }),
+        )
+        .route(
+            "/slow",
+            get(move || async move {
+                slow_started.notify_one();
+                tokio::time::sleep(SLOW_RESPONSE).await;
+                "done"
+            }),
+        )
+}
+
+async fn start(tls: Option<Arc<rustls::ServerConfig>>, header_read_timeout: Duration) -> Running {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let slow_started = Arc::new(Notify::new());
+    let task = tokio::spawn(serve(
+        listener,
+        tls,
+        app(Arc::clone(&slow_started)),
+        limits(header_read_timeout),
+        shutdown.clone(),
+        Duration::from_secs(5),
+    ));
+    Running {
+        address,
+        shutdown,
+        task,
+        slow_started,
+    }
+}
+
+async fn start_development(data_dir: &Path) -> (Running, TlsSource) {
+    let (config, source) = tls::server_config(&TlsMode::Development, data_dir)
+        .unwrap()
+        .unwrap();
+    (start(Some(config), Duration::from_secs(5)).await, source)
+}
+
+/// Returns a client builder that trusts only the development CA and resolves
+/// `localhost` to the listener's address.
+fn client(data_dir: &Path, address: SocketAddr) -> reqwest::ClientBuilder {
+    let ca_pem = std::fs::read(data_dir.join("tls/ca.pem")).unwrap();
+    let ca = reqwest::Certificate::from_pem(&ca_pem).unwrap();
+    reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .resolve("localhost", address)
+        .no_proxy()
+}
+
+fn url(address: SocketAddr, path: &str) -> String {
+    format!("https://localhost:{}{path}", address.port())
+}
+
+async fn stop(running: Running) {
+    running.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), running.task)
+        .await
+        .expect("serve did not return after cancellation")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn https_over_http1_and_http2() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let (running, source) = start_development(data_dir.path()).await;
+    assert_eq!(
+        source.development_ca(),
+        Some(data_dir.path().join("tls/ca.pem").as_path())
+    );
+
+    let http1 = client(data_dir.path(), running.address)
+        .http1_only()
+        .build()
+        .unwrap();
+    let response = http1
+        .get(url(running.address, "/whoami"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), reqwest::Version::HTTP_11);
+    let body = response.text().await.unwrap();
+    assert!(body.starts_with("peer=127.0.0.1:"), "{body}");
+    assert!(body.ends_with("tls=true"), "{body}");
+
+    let http2 = client(data_dir.path(), running.address).build().unwrap();
+    let response = http2
+        .get(url(running.address, "/whoami"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.version(),
+        reqwest::Version::HTTP_2,
+        "ALPN selects h2"
+    );
+    let body = response.text().await.unwrap();
+    assert!(body.ends_with("tls=true"), "{body}");
+
+    stop(running).await;
+}
+
+#[tokio::test]
+async fn client_without_ca_rejected() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let (running, _) = start_development(data_dir.path()).await;
+    let other_dir = tempfile::tempdir().unwrap();
+    tls::server_config(&TlsMode::Development, other_dir.path()).unwrap();
+
+    // A client that trusts a different development CA must fail the handshake.
+    let stranger = client(other_dir.path(), running.address).build().unwrap();
+    let result = stranger.get(url(running.address, "/whoami")).send().await;
+    assert!(result.is_err(), "{result:?}");
+
+    stop(running).await;
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn development_key_private_and_reused() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let data_dir = tempfile::tempdir().unwrap();
+    let (running, source) = start_development(data_dir.path()).await;
+    assert!(
+        matches!(source, TlsSource::DevelopmentCreated { .. }),
+        "{source:?}"
+    );
+    stop(running).await;
+
+    let mode = |name: &str| {
+        let metadata = std::fs::metadata(data_dir.path().join("tls").join(name)).unwrap();
+        metadata.permissions().mode() & 0o777
+    };
+    assert_eq!(mode("server-key.pem"), 0o600);
+    assert_eq!(mode(""), 0o700);
+
+    let certificate = std::fs::read(data_dir.path().join("tls/server.pem")).unwrap();
+    let (running, source) = start_development(data_dir.path()).await;
+    assert!(
+        matches!(source, TlsSource::DevelopmentLoaded { .. }),
+        "{source:?}"
+    );
+    let reloaded = std::fs::read(data_dir.path().join("tls/server.pem")).unwrap();
+    assert_eq!(
+        reloaded, certificate,
+        "the second start reuses the certificate"
+    );
+
+    let client = client(data_dir.path(), running.address).build().unwrap();
+    let response = client
+        .get(url(running.address, "/whoami"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    stop(running).await;
+}
+
+#[tokio::test]
+async fn plain_http_on_tls_port_rejected() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let (running, _) = start_development(data_dir.path()).await;
+
+    let mut stream = TcpStream::connect(running.address).await.unwrap();
+    stream
+        .write_all(b"GET /whoami HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut reply)).await;
+    assert!(read.is_ok(), "the server neither answered nor closed");
+    assert!(
+        !reply.starts_with(b"HTTP/"),
+        "got an HTTP answer: {:?}",
+        String::from_utf8_lossy(&reply)
+    );
+
+    stop(running).await;
+}
+
+#[tokio::test]
+async fn plain_http_listener_reports_no_tls() {
+    let running = start(None, Duration::from_secs(5)).await;
+
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("http://{}/whoami", running.address);
+    let body = client.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(body.starts_with("peer=127.0.0.1:"), "{body}");
+    assert!(body.ends_with("tls=false"), "{body}");
+
+    let http2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let response = http2.get(&url).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+
+    stop(running).await;
+}
+
+#[tokio::test]
+async fn silent_connection_closed_after_header_timeout() {
+    let running = start(None, Duration::from_millis(300)).await;
+
+    let mut stream = TcpStream::connect(running.address).await.unwrap();
+    let mut reply = Vec::new();
+    let started = tokio::time::Instant::now();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut reply)).await;
+    assert!(read.is_ok(), "the connection stayed open");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+
+    stop(running).await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_request_finish() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let (running, _) = start_development(data_dir.path()).await;
+    let client = client(data_dir.path(), running.address).build().unwrap();
+
+    let request = tokio::spawn({
+        let client = client.clone();
+        let url = url(running.address, "/slow");
+        async move { client.get(url).send().await?.text().await }
+    });
+    running.slow_started.notified().await;
+    let cancelled_at = tokio::time::Instant::now();
+    running.shutdown.cancel();
+
+    let served = tokio::time::timeout(Duration::from_secs(10), running.task)
+        .await
+        .expect("serve did not return within its grace period")
+        .unwrap();
+    assert!(served.is_ok(), "{served:?}");
+    assert!(
+        cancelled_at.elapsed() >= SLOW_RESPONSE / 2,
+        "serve returned before the slow request could finish"
+    );
+
+    let body = request.await.unwrap().unwrap();
+    assert_eq!(body, "done");
+
+    let after = client.get(url(running.address, "/whoami")).send().await;
+    assert!(after.is_err(), "a new request succeeded after shutdown");
+}
