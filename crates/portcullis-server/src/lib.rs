@@ -1,1 +1,33 @@
-//! placeholder
+//! Everything in Portcullis that speaks HTTP or TLS.
+//!
+//! - [`config`]: the layered configuration (file, environment) and its checks.
+//! - [`tls`]: server certificates, including the development CA.
+//! - [`listener`]: the accept loop, TLS handshakes and graceful drain.
+//! - [`app`]: the shared state and the router that joins the surfaces below.
+//! - [`gateway`]: route matching, path normalization and the upstream proxy.
+//! - [`auth`]: reading credentials from requests and verifying API keys.
+//! - [`cache`]: the credential cache and the change feed that keeps it fresh.
+//! - [`usage`]: buffered last-used times, usage counts and failure records.
+//! - [`verify`]: `POST /v1/keys/verify` for backends that check keys themselves.
+//! - [`admin`]: the admin API under `/admin/v1/`.
+//! - [`manage`]: tenant and key operations shared by the admin API and the CLI.
+//! - [`problem`]: RFC 9457 problem details and RFC 6750 challenges.
+//! - [`client_ip`]: the one resolver of a request's client address.
+//! - [`telemetry`]: logging set-up and the per-request log line.
+//! - [`health`]: `/healthz` and `/readyz`.
+
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod cache;
+pub mod client_ip;
+pub mod config;
+pub mod gateway;
+pub mod health;
+pub mod listener;
+pub mod manage;
+pub mod problem;
+pub mod telemetry;
+pub mod tls;
+pub mod usage;
+pub mod verify;

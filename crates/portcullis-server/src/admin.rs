@@ -1,0 +1,469 @@
+//! The admin API under `/admin/v1/`: tenants and keys, for the SaaS
+//! company's backend and operators.
+//!
+//! Callers authenticate with operator keys. Reading needs `admin:read`,
+//! changing needs `admin:write`. Every change goes through [`Manager`], the
+//! same code the CLI runs, so both check the same rules and write the same
+//! audit records.
+//!
+//! [`Manager`]: crate::manage::Manager
+
+use std::sync::LazyLock;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::StatusCode;
+use http::request::Parts;
+use http_body_util::BodyExt;
+use portcullis_core::credential::{ApiKeyRecord, KeyKind};
+use portcullis_core::duration::parse_duration;
+use portcullis_core::ids::KeyId;
+use portcullis_core::key::Environment;
+use portcullis_core::scope::{Scope, ScopeSet};
+use portcullis_store::{AuditContext, Tenant};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::app::AppState;
+use crate::auth::{Authenticated, authenticate_key};
+use crate::listener::ConnectionInfo;
+use crate::manage::{IssuedKey, KeyRequest, ManageError};
+use crate::problem::Problem;
+use crate::telemetry::FactsHandle;
+use crate::verify::scope_constant;
+
+/// Scope to read tenants and keys.
+pub static ADMIN_READ: LazyLock<Scope> = LazyLock::new(|| scope_constant("admin:read"));
+
+/// Scope to create, rotate and revoke.
+pub static ADMIN_WRITE: LazyLock<Scope> = LazyLock::new(|| scope_constant("admin:write"));
+
+/// Largest JSON body the admin and verify APIs read. Their requests are a
+/// few hundred bytes; 64 KiB leaves room without inviting large uploads.
+pub const MAX_JSON_BODY: usize = 64 * 1024;
+
+/// The admin API's routes, to be nested under `/admin/v1`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/tenants", get(tenants_list).post(tenants_create))
+        .route("/tenants/{tenant}/keys", get(keys_list).post(keys_create))
+        .route(
+            "/operator-keys",
+            get(operator_keys_list).post(operator_keys_create),
+        )
+        .route("/keys/{id}", get(keys_show))
+        .route("/keys/{id}/revoke", post(keys_revoke))
+        .route("/keys/{id}/rotate", post(keys_rotate))
+}
+
+/// Authenticates an operator key holding `scope`.
+pub async fn authenticate_operator(
+    state: &AppState,
+    parts: &Parts,
+    scope: &Scope,
+    surface: &'static str,
+) -> Result<Authenticated, Problem> {
+    let peer = parts
+        .extensions
+        .get::<ConnectionInfo>()
+        .map(|info| info.peer.ip())
+        .ok_or_else(|| {
+            tracing::error!("request reached the admin API without connection info");
+            Problem::internal()
+        })?;
+    let client_ip = state.proxies.client_ip(peer, &parts.headers);
+    let authenticated = authenticate_key(
+        &state.verifier,
+        &state.usage,
+        &parts.headers,
+        parts.uri.query(),
+        client_ip,
+        surface,
+    )
+    .await?;
+    if let Some(facts) = parts.extensions.get::<FactsHandle>() {
+        facts.update(|facts| facts.key_id = Some(authenticated.key.id));
+    }
+    if authenticated.key.kind != KeyKind::Operator {
+        return Err(Problem::forbidden(
+            "operator_key_required",
+            "this endpoint needs an operator key; create one with `portcullis keys create --operator`",
+        ));
+    }
+    if !authenticated.key.scopes.grants(scope) {
+        return Err(Problem::insufficient_scope(scope));
+    }
+    Ok(authenticated)
+}
+
+/// A JSON request body read within [`MAX_JSON_BODY`], whose errors are
+/// problem answers that name the field.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> JsonBody<T> {
+    /// Reads and parses a body.
+    pub async fn parse(body: Body) -> Result<Self, Problem> {
+        let bytes = http_body_util::Limited::new(body, MAX_JSON_BODY)
+            .collect()
+            .await
+            .map_err(|_| Problem::payload_too_large(MAX_JSON_BODY as u64))?
+            .to_bytes();
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        let value = T::deserialize(&mut deserializer).map_err(|error| {
+            let detail = format!("invalid JSON body: {error}");
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                "Invalid request",
+                detail,
+            )
+        })?;
+        deserializer.end().map_err(|_| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                "Invalid request",
+                "trailing data after the JSON body",
+            )
+        })?;
+        Ok(Self(value))
+    }
+}
+
+/// The audit context of a request made with an operator key.
+fn audit_context(parts: &Parts, state: &AppState, operator: &Authenticated) -> AuditContext {
+    let remote = parts.extensions.get::<ConnectionInfo>().map(|info| {
+        state
+            .proxies
+            .client_ip(info.peer.ip(), &parts.headers)
+            .to_string()
+    });
+    AuditContext {
+        actor: format!("operator-key:{}", operator.key.id),
+        remote_addr: remote,
+        at: OffsetDateTime::now_utc(),
+    }
+}
+
+fn problem_of(error: ManageError) -> Problem {
+    match error {
+        ManageError::Invalid { field, message } => Problem::invalid_field(field, message),
+        ManageError::NotFound(message) => Problem::not_found(message),
+        ManageError::Conflict { code, message } => Problem::conflict(code, message),
+        ManageError::Store(error) => {
+            tracing::error!(error = %error, "admin operation failed in the store");
+            Problem::store_unavailable()
+        }
+        ManageError::Random => {
+            tracing::error!("the system random number generator failed");
+            Problem::internal()
+        }
+    }
+}
+
+fn respond(result: Result<Response, Problem>) -> Response {
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn timestamp(at: Option<OffsetDateTime>) -> Value {
+    at.and_then(|at| at.format(&Rfc3339).ok())
+        .map_or(Value::Null, Value::from)
+}
+
+/// The public view of a key: everything but the secret, which is not stored.
+pub fn key_json(key: &ApiKeyRecord, now: OffsetDateTime) -> Value {
+    json!({
+        "id": key.id,
+        "kind": key.kind,
+        "tenant": key.tenant,
+        "name": key.name,
+        "environment": key.environment,
+        "prefix": key.visible_prefix,
+        "scopes": key.scopes,
+        "status": key.status(now),
+        "created_at": timestamp(Some(key.created_at)),
+        "expires_at": timestamp(key.expires_at),
+        "revoked_at": timestamp(key.revoked_at),
+        "revoked_reason": key.revoked_reason,
+        "rotated_to": key.rotated_to,
+        "last_used_at": timestamp(key.last_used_at),
+        "last_used_from": key.last_used_from,
+        "use_count": key.use_count,
+    })
+}
+
+/// The view of a new key, with its secret under `key`: shown this once.
+pub fn issued_json(issued: &IssuedKey, now: OffsetDateTime) -> Value {
+    let mut value = key_json(&issued.record, now);
+    if let Value::Object(map) = &mut value {
+        map.insert("key".to_owned(), Value::from(issued.secret.expose()));
+    }
+    value
+}
+
+fn tenant_json(tenant: &Tenant) -> Value {
+    json!({"id": tenant.id, "name": tenant.name, "created_at": timestamp(Some(tenant.created_at))})
+}
+
+fn parse_key_id(text: &str) -> Result<KeyId, Problem> {
+    text.parse()
+        .map_err(|_| Problem::invalid_field("id", "key ids are UUIDs, as `keys list` prints them"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantInput {
+    name: String,
+}
+
+async fn tenants_create(State(state): State<AppState>, request: Request) -> Response {
+    respond(
+        async {
+            let (parts, body) = request.into_parts();
+            let operator = authenticate_operator(&state, &parts, &ADMIN_WRITE, "admin").await?;
+            let JsonBody(input) = JsonBody::<TenantInput>::parse(body).await?;
+            let audit = audit_context(&parts, &state, &operator);
+            let tenant = state
+                .manager
+                .create_tenant(&input.name, &audit)
+                .await
+                .map_err(problem_of)?;
+            Ok((StatusCode::CREATED, axum::Json(tenant_json(&tenant))).into_response())
+        }
+        .await,
+    )
+}
+
+async fn tenants_list(State(state): State<AppState>, request: Request) -> Response {
+    respond(
+        async {
+            let (parts, _) = request.into_parts();
+            authenticate_operator(&state, &parts, &ADMIN_READ, "admin").await?;
+            let tenants = state.manager.list_tenants().await.map_err(problem_of)?;
+            let items: Vec<Value> = tenants.iter().map(tenant_json).collect();
+            Ok(axum::Json(json!({"tenants": items})).into_response())
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyInput {
+    scopes: Vec<String>,
+    name: Option<String>,
+    expires_in: Option<String>,
+    environment: Option<Environment>,
+}
+
+impl KeyInput {
+    fn into_request(self, tenant: Option<String>) -> Result<KeyRequest, Problem> {
+        let scopes = self
+            .scopes
+            .iter()
+            .map(|scope| Scope::parse(scope))
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(ScopeSet::try_from)
+            .map_err(|error| Problem::invalid_field("scopes", error.to_string()))?;
+        let expires_in = self
+            .expires_in
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(|error| Problem::invalid_field("expires_in", error.to_string()))?;
+        Ok(KeyRequest {
+            tenant,
+            scopes,
+            name: self.name,
+            expires_in,
+            environment: self.environment.unwrap_or(Environment::Live),
+        })
+    }
+}
+
+async fn create_key(
+    state: &AppState,
+    request: Request,
+    tenant: Option<String>,
+) -> Result<Response, Problem> {
+    let (parts, body) = request.into_parts();
+    let operator = authenticate_operator(state, &parts, &ADMIN_WRITE, "admin").await?;
+    let JsonBody(input) = JsonBody::<KeyInput>::parse(body).await?;
+    let key_request = input.into_request(tenant)?;
+    let audit = audit_context(&parts, state, &operator);
+    let issued = state
+        .manager
+        .create_key(key_request, &audit)
+        .await
+        .map_err(problem_of)?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(issued_json(&issued, audit.at)),
+    )
+        .into_response())
+}
+
+async fn keys_create(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    request: Request,
+) -> Response {
+    respond(create_key(&state, request, Some(tenant)).await)
+}
+
+async fn operator_keys_create(State(state): State<AppState>, request: Request) -> Response {
+    respond(create_key(&state, request, None).await)
+}
+
+async fn list_keys(
+    state: &AppState,
+    request: Request,
+    tenant: Option<String>,
+) -> Result<Response, Problem> {
+    let (parts, _) = request.into_parts();
+    authenticate_operator(state, &parts, &ADMIN_READ, "admin").await?;
+    let keys = state
+        .manager
+        .list_keys(tenant.as_deref())
+        .await
+        .map_err(problem_of)?;
+    let now = OffsetDateTime::now_utc();
+    let items: Vec<Value> = keys.iter().map(|key| key_json(key, now)).collect();
+    Ok(axum::Json(json!({"keys": items})).into_response())
+}
+
+async fn keys_list(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    request: Request,
+) -> Response {
+    respond(list_keys(&state, request, Some(tenant)).await)
+}
+
+async fn operator_keys_list(State(state): State<AppState>, request: Request) -> Response {
+    respond(list_keys(&state, request, None).await)
+}
+
+async fn keys_show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    respond(
+        async {
+            let (parts, _) = request.into_parts();
+            authenticate_operator(&state, &parts, &ADMIN_READ, "admin").await?;
+            let key = state
+                .manager
+                .key(parse_key_id(&id)?)
+                .await
+                .map_err(problem_of)?;
+            Ok(axum::Json(key_json(&key, OffsetDateTime::now_utc())).into_response())
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RevokeInput {
+    reason: Option<String>,
+}
+
+async fn keys_revoke(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    respond(
+        async {
+            let (parts, body) = request.into_parts();
+            let operator = authenticate_operator(&state, &parts, &ADMIN_WRITE, "admin").await?;
+            let id = parse_key_id(&id)?;
+            let input = optional_body::<RevokeInput>(body).await?;
+            let audit = audit_context(&parts, &state, &operator);
+            let key = state
+                .manager
+                .revoke_key(id, input.reason.as_deref(), &audit)
+                .await
+                .map_err(problem_of)?;
+            Ok(axum::Json(key_json(&key, audit.at)).into_response())
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RotateInput {
+    grace: Option<String>,
+}
+
+/// Grace period of a rotation when the request names none.
+pub const DEFAULT_ROTATION_GRACE: time::Duration = time::Duration::hours(24);
+
+async fn keys_rotate(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    respond(
+        async {
+            let (parts, body) = request.into_parts();
+            let operator = authenticate_operator(&state, &parts, &ADMIN_WRITE, "admin").await?;
+            let id = parse_key_id(&id)?;
+            let input = optional_body::<RotateInput>(body).await?;
+            let grace = match input.grace.as_deref() {
+                // "0s" is not a duration parse_duration takes, but an immediate
+                // cut-over is a legitimate rotation.
+                Some("0s" | "0") => time::Duration::ZERO,
+                Some(text) => parse_duration(text)
+                    .map_err(|error| Problem::invalid_field("grace", error.to_string()))?,
+                None => DEFAULT_ROTATION_GRACE,
+            };
+            let audit = audit_context(&parts, &state, &operator);
+            let (old, issued) = state
+                .manager
+                .rotate_key(id, grace, &audit)
+                .await
+                .map_err(problem_of)?;
+            let body =
+                json!({"old": key_json(&old, audit.at), "new": issued_json(&issued, audit.at)});
+            Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+        }
+        .await,
+    )
+}
+
+/// Parses a body that may be empty, giving the defaults then.
+async fn optional_body<T: DeserializeOwned + Default>(body: Body) -> Result<T, Problem> {
+    let bytes = http_body_util::Limited::new(body, MAX_JSON_BODY)
+        .collect()
+        .await
+        .map_err(|_| Problem::payload_too_large(MAX_JSON_BODY as u64))?
+        .to_bytes();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    JsonBody::parse(Body::from(bytes))
+        .await
+        .map(|JsonBody(value)| value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_scopes_parse() {
+        assert_eq!(ADMIN_READ.as_str(), "admin:read");
+        assert_eq!(ADMIN_WRITE.as_str(), "admin:write");
+        assert_eq!(crate::verify::KEYS_VERIFY.as_str(), "keys:verify");
+    }
+}

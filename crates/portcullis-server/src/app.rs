@@ -1,0 +1,136 @@
+//! The shared state, the router that joins every surface, and [`run`],
+//! which serves it until a shutdown signal.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::middleware;
+use axum::routing::{get, post};
+use portcullis_core::crypto::Pepper;
+use portcullis_store::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::KeyVerifier;
+use crate::cache::{CACHE_CAPACITY, CredentialCache, follow_changes};
+use crate::client_ip::TrustedProxies;
+use crate::config::Config;
+use crate::gateway::proxy::UpstreamClient;
+use crate::gateway::routes::RouteTable;
+use crate::listener::{ListenerLimits, serve};
+use crate::manage::Manager;
+use crate::usage::{UsageRecorder, flush_periodically};
+use crate::{admin, gateway, health, telemetry, verify};
+
+/// How long a TLS handshake may take before the connection is dropped.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What every handler shares.
+pub struct Shared {
+    /// The store.
+    pub store: Store,
+    /// API key verification, with its cache.
+    pub verifier: KeyVerifier,
+    /// Buffered usage and failure records.
+    pub usage: Arc<UsageRecorder>,
+    /// The gateway's routes.
+    pub routes: RouteTable,
+    /// The operator's trusted proxies.
+    pub proxies: TrustedProxies,
+    /// The client for upstreams.
+    pub upstream: UpstreamClient,
+    /// Tenant and key operations.
+    pub manager: Manager,
+}
+
+/// A cheap handle on [`Shared`].
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Builds the state from the configuration, the store and the pepper.
+    pub fn new(config: &Config, store: Store, pepper: Pepper) -> std::io::Result<Self> {
+        let cache = Arc::new(CredentialCache::new(CACHE_CAPACITY));
+        Ok(Self(Arc::new(Shared {
+            verifier: KeyVerifier::new(store.clone(), pepper.clone(), cache),
+            usage: Arc::new(UsageRecorder::default()),
+            routes: RouteTable::new(config.routes.clone()),
+            proxies: TrustedProxies::new(config.server.trusted_proxies.clone()),
+            upstream: UpstreamClient::new()?,
+            manager: Manager::new(store.clone(), pepper),
+            store,
+        })))
+    }
+}
+
+/// The whole HTTP surface: Portcullis's own endpoints, then the gateway for
+/// everything else. Paths are normalized before any of it routes.
+pub fn router(state: AppState) -> Router {
+    let inner = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/v1/keys/verify", post(verify::keys_verify))
+        .nest("/admin/v1", admin::router())
+        .route_layer(middleware::from_fn(telemetry::label_matched_route))
+        .fallback(gateway::handle)
+        .with_state(state);
+
+    // Layered around the whole router, not with `Router::layer`, so that the
+    // rewritten path is the one routing sees.
+    let observed = tower::ServiceBuilder::new()
+        .layer(middleware::from_fn(telemetry::observe))
+        .service(inner);
+    Router::new().fallback_service(observed)
+}
+
+/// Runs background tasks and serves on `listener` until `shutdown`, then
+/// drains requests and flushes buffered writes.
+pub async fn run(
+    config: &Config,
+    state: AppState,
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let background = CancellationToken::new();
+    let feed = tokio::spawn(follow_changes(
+        state.store.clone(),
+        state.verifier.cache().clone(),
+        background.clone(),
+    ));
+    let flusher = tokio::spawn(flush_periodically(
+        state.usage.clone(),
+        state.store.clone(),
+        background.clone(),
+    ));
+
+    let limits = ListenerLimits {
+        max_connections: config.server.max_connections,
+        header_read_timeout: config.server.header_read_timeout,
+        handshake_timeout: HANDSHAKE_TIMEOUT,
+    };
+    let served = serve(
+        listener,
+        tls,
+        router(state.clone()),
+        limits,
+        shutdown,
+        config.server.shutdown_grace,
+    )
+    .await;
+
+    background.cancel();
+    let _ = tokio::join!(feed, flusher);
+    state.usage.flush(&state.store).await;
+    tracing::info!("buffered writes flushed; stopped");
+    served
+}

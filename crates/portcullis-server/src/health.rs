@@ -1,0 +1,30 @@
+//! `/healthz` (the process runs) and `/readyz` (the store answers).
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::problem::Problem;
+
+/// `GET /healthz`: 200 while the process serves requests.
+pub async fn healthz() -> Response {
+    (StatusCode::OK, axum::Json(json!({"status": "ok"}))).into_response()
+}
+
+/// `GET /readyz`: 200 when the store answers, else 503, so a load balancer
+/// stops sending traffic to a node that can only deny it.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(json!({"status": "ready", "store": state.store.backend()})),
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::warn!(error = %error, "readiness check failed: store unreachable");
+            Problem::store_unavailable().into_response()
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! Tenant and key operations, shared by the admin API and the CLI so that
+//! both check the same rules and write the same audit records.
+
+use portcullis_core::credential::{ApiKeyRecord, KeyKind, check_label};
+use portcullis_core::crypto::Pepper;
+use portcullis_core::ids::KeyId;
+use portcullis_core::key::{Environment, KeySecret};
+use portcullis_core::name::TenantName;
+use portcullis_core::scope::ScopeSet;
+use portcullis_store::{AuditContext, KeyFilter, NewKey, Store, StoreError, Tenant};
+use time::{Duration, OffsetDateTime};
+
+/// Longest rotation grace period: past a week the old key is not being
+/// replaced, it is being kept.
+pub const MAX_ROTATION_GRACE: Duration = Duration::days(7);
+
+/// Why an operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ManageError {
+    /// An input failed its check; `field` names it as the caller wrote it.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The input's name (`name`, `scopes`, `expires_in`, …).
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The named object does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The change conflicts with the current state.
+    #[error("{message}")]
+    Conflict {
+        /// A stable code (`tenant_exists`, `key_revoked`, …).
+        code: &'static str,
+        /// What conflicts.
+        message: String,
+    },
+    /// The store failed.
+    #[error("store operation failed")]
+    Store(#[source] StoreError),
+    /// The system random number generator failed.
+    #[error("generating a key failed")]
+    Random,
+}
+
+impl ManageError {
+    fn invalid(field: &'static str, message: &impl ToString) -> Self {
+        Self::Invalid {
+            field,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// What a new key should be.
+#[derive(Debug, Clone)]
+pub struct KeyRequest {
+    /// The owning tenant's name, or `None` for an operator key.
+    pub tenant: Option<String>,
+    /// The scopes, at least one.
+    pub scopes: ScopeSet,
+    /// An optional label.
+    pub name: Option<String>,
+    /// How long the key lives; `None` means until revoked.
+    pub expires_in: Option<Duration>,
+    /// Live or test.
+    pub environment: Environment,
+}
+
+/// A freshly created key: its record and the secret, shown once.
+#[derive(Debug)]
+pub struct IssuedKey {
+    /// The stored record.
+    pub record: ApiKeyRecord,
+    /// The whole key.
+    pub secret: KeySecret,
+}
+
+/// Tenant and key operations over one store.
+#[derive(Clone)]
+pub struct Manager {
+    store: Store,
+    pepper: Pepper,
+}
+
+impl Manager {
+    /// Creates a manager writing to `store`, hashing keys with `pepper`.
+    pub fn new(store: Store, pepper: Pepper) -> Self {
+        Self { store, pepper }
+    }
+
+    /// Creates a tenant.
+    pub async fn create_tenant(
+        &self,
+        name: &str,
+        audit: &AuditContext,
+    ) -> Result<Tenant, ManageError> {
+        let name = TenantName::parse(name).map_err(|error| ManageError::invalid("name", &error))?;
+        self.store
+            .create_tenant(&name, audit)
+            .await
+            .map_err(|error| match error {
+                StoreError::Conflict(_) => ManageError::Conflict {
+                    code: "tenant_exists",
+                    message: format!("a tenant named {name} already exists"),
+                },
+                other => ManageError::Store(other),
+            })
+    }
+
+    /// Lists all tenants.
+    pub async fn list_tenants(&self) -> Result<Vec<Tenant>, ManageError> {
+        self.store.list_tenants().await.map_err(ManageError::Store)
+    }
+
+    /// Finds a tenant by name.
+    pub async fn tenant(&self, name: &str) -> Result<Tenant, ManageError> {
+        let name =
+            TenantName::parse(name).map_err(|error| ManageError::invalid("tenant", &error))?;
+        self.store
+            .find_tenant(&name)
+            .await
+            .map_err(ManageError::Store)?
+            .ok_or_else(|| ManageError::NotFound(format!("no tenant named {name}")))
+    }
+
+    /// Creates a key and returns its secret, which is not stored.
+    pub async fn create_key(
+        &self,
+        request: KeyRequest,
+        audit: &AuditContext,
+    ) -> Result<IssuedKey, ManageError> {
+        if request.scopes.is_empty() {
+            return Err(ManageError::invalid(
+                "scopes",
+                &"at least one scope is required",
+            ));
+        }
+        if let Some(name) = &request.name {
+            check_label("name", name).map_err(|error| ManageError::invalid("name", &error))?;
+        }
+        let expires_at = match request.expires_in {
+            Some(lifetime) if lifetime <= Duration::ZERO => {
+                return Err(ManageError::invalid("expires_in", &"must be above zero"));
+            }
+            Some(lifetime) => Some(audit.at + lifetime),
+            None => None,
+        };
+        let (kind, tenant_id) = match &request.tenant {
+            Some(tenant) => (KeyKind::Tenant, Some(self.tenant(tenant).await?.id)),
+            None => (KeyKind::Operator, None),
+        };
+
+        let secret = KeySecret::generate(request.environment).map_err(|_| ManageError::Random)?;
+        let new_key = NewKey {
+            id: KeyId::generate(),
+            kind,
+            tenant_id,
+            name: request.name,
+            environment: request.environment,
+            visible_prefix: secret.visible_prefix(),
+            hash: self.pepper.hash(secret.expose().as_bytes()),
+            scopes: request.scopes,
+            created_at: audit.at,
+            expires_at,
+        };
+        let record = self
+            .store
+            .insert_key(&new_key, audit)
+            .await
+            .map_err(ManageError::Store)?;
+        Ok(IssuedKey { record, secret })
+    }
+
+    /// Lists keys: one tenant's, or the operator keys when `tenant` is `None`.
+    pub async fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKeyRecord>, ManageError> {
+        let filter = match tenant {
+            Some(name) => KeyFilter::Tenant(self.tenant(name).await?.id),
+            None => KeyFilter::Operator,
+        };
+        self.store
+            .list_keys(filter)
+            .await
+            .map_err(ManageError::Store)
+    }
+
+    /// Finds one key by id.
+    pub async fn key(&self, id: KeyId) -> Result<ApiKeyRecord, ManageError> {
+        self.store
+            .find_key(id)
+            .await
+            .map_err(ManageError::Store)?
+            .ok_or_else(|| ManageError::NotFound(format!("no key with id {id}")))
+    }
+
+    /// Revokes a key at once.
+    pub async fn revoke_key(
+        &self,
+        id: KeyId,
+        reason: Option<&str>,
+        audit: &AuditContext,
+    ) -> Result<ApiKeyRecord, ManageError> {
+        if let Some(reason) = reason {
+            check_label("reason", reason)
+                .map_err(|error| ManageError::invalid("reason", &error))?;
+        }
+        self.store
+            .revoke_key(id, reason, audit)
+            .await
+            .map_err(|error| key_error(id, error))
+    }
+
+    /// Replaces a key with a new one of the same tenant, kind, scopes and
+    /// environment. The old key keeps working for `grace`, then expires.
+    pub async fn rotate_key(
+        &self,
+        id: KeyId,
+        grace: Duration,
+        audit: &AuditContext,
+    ) -> Result<(ApiKeyRecord, IssuedKey), ManageError> {
+        if grace < Duration::ZERO || grace > MAX_ROTATION_GRACE {
+            return Err(ManageError::invalid("grace", &"must be between 0s and 7d"));
+        }
+        let old = self.key(id).await?;
+        if let Some(rejection) = old.rejection(audit.at) {
+            return Err(ManageError::Conflict {
+                code: "key_not_usable",
+                message: format!("key {id} is {} and cannot be rotated", rejection.code()),
+            });
+        }
+
+        let secret = KeySecret::generate(old.environment).map_err(|_| ManageError::Random)?;
+        let new_key = NewKey {
+            id: KeyId::generate(),
+            kind: old.kind,
+            tenant_id: old.tenant_id,
+            name: old.name.clone(),
+            environment: old.environment,
+            visible_prefix: secret.visible_prefix(),
+            hash: self.pepper.hash(secret.expose().as_bytes()),
+            scopes: old.scopes.clone(),
+            created_at: audit.at,
+            // The replacement keeps the old key's remaining lifetime.
+            expires_at: old.expires_at,
+        };
+        let grace_ends = audit.at + grace;
+        let (old, new) = self
+            .store
+            .rotate_key(id, &new_key, grace_ends, audit)
+            .await
+            .map_err(|error| key_error(id, error))?;
+        Ok((
+            old,
+            IssuedKey {
+                record: new,
+                secret,
+            },
+        ))
+    }
+}
+
+fn key_error(id: KeyId, error: StoreError) -> ManageError {
+    match error {
+        StoreError::NotFound(_) => ManageError::NotFound(format!("no key with id {id}")),
+        StoreError::AlreadyRevoked => ManageError::Conflict {
+            code: "key_revoked",
+            message: format!("key {id} is already revoked"),
+        },
+        StoreError::AlreadyRotated => ManageError::Conflict {
+            code: "key_rotated",
+            message: format!("key {id} was already rotated"),
+        },
+        StoreError::Expired => ManageError::Conflict {
+            code: "key_expired",
+            message: format!("key {id} has expired"),
+        },
+        other => ManageError::Store(other),
+    }
+}
+
+/// The current time, for audit contexts.
+pub fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}

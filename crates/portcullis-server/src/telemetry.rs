@@ -1,0 +1,156 @@
+//! Logging: the subscriber set-up and the one log line per request.
+//!
+//! Values that come from outside (paths, names, header values) are logged
+//! only as `Debug`-formatted fields, which escape line breaks and other
+//! control characters, so no input can forge a log line.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::HeaderValue;
+use portcullis_core::ids::KeyId;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+use crate::gateway::path::normalize;
+use crate::problem::Problem;
+
+/// Log filter used when `PORTCULLIS_LOG` is not set.
+pub const DEFAULT_FILTER: &str = "info";
+
+/// Installs the global subscriber: human-readable lines or JSON objects on
+/// standard error. `filter` uses `EnvFilter` syntax (`info`,
+/// `portcullis_server=debug`).
+pub fn init(format: LogFormat, filter: Option<&str>) {
+    let filter = EnvFilter::try_new(filter.unwrap_or(DEFAULT_FILTER))
+        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second call (tests starting several servers) keeps the first.
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Human => builder.with_ansi(false).try_init(),
+    };
+}
+
+/// Facts about a request that handlers learn and the log line reports.
+#[derive(Clone, Debug, Default)]
+pub struct RequestFacts {
+    /// The matched route: a gateway route prefix or an endpoint pattern.
+    pub route: Option<String>,
+    /// The authenticated tenant.
+    pub tenant: Option<String>,
+    /// The authenticated key.
+    pub key_id: Option<KeyId>,
+}
+
+/// A handle for handlers to fill in [`RequestFacts`].
+#[derive(Clone, Debug, Default)]
+pub struct FactsHandle(Arc<Mutex<RequestFacts>>);
+
+impl FactsHandle {
+    /// Updates the facts.
+    pub fn update(&self, change: impl FnOnce(&mut RequestFacts)) {
+        let mut facts = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        change(&mut facts);
+    }
+
+    fn snapshot(&self) -> RequestFacts {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// This request's id, also sent to the upstream and returned in
+/// `X-Request-Id`.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// Outermost middleware: gives the request an id, normalizes its path
+/// before any routing, and writes one log line when the answer is ready.
+pub async fn observe(mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    // Always a fresh id: an inbound X-Request-Id is the client's text and
+    // would let it choose what the logs say.
+    let request_id = uuid::Uuid::now_v7().to_string();
+    let facts = FactsHandle::default();
+    let method = request.method().clone();
+    request
+        .extensions_mut()
+        .insert(RequestId(request_id.clone()));
+    request.extensions_mut().insert(facts.clone());
+
+    let mut response = match normalized_uri(request.uri()) {
+        Ok(Some(uri)) => {
+            *request.uri_mut() = uri;
+            next.run(request).await
+        }
+        Ok(None) => next.run(request).await,
+        Err(problem) => problem.into_response(),
+    };
+
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    let facts = facts.snapshot();
+    tracing::info!(
+        request_id = %request_id,
+        method = %method,
+        route = ?facts.route.as_deref().unwrap_or("-"),
+        status = response.status().as_u16(),
+        tenant = ?facts.tenant.as_deref().unwrap_or("-"),
+        key_id = %facts.key_id.map_or_else(|| "-".to_owned(), |id| id.to_string()),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+/// The request URI with its path normalized: `Ok(None)` when it is already
+/// canonical, a 400 problem when it is ambiguous.
+fn normalized_uri(uri: &http::Uri) -> Result<Option<http::Uri>, Problem> {
+    let path = uri.path();
+    let normalized = normalize(path).map_err(|error| Problem::invalid_path(error.to_string()))?;
+    if normalized == path {
+        return Ok(None);
+    }
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{normalized}?{query}"),
+        None => normalized,
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(
+        path_and_query
+            .parse()
+            .map_err(|_| Problem::invalid_path("the request path is invalid"))?,
+    );
+    http::Uri::from_parts(parts)
+        .map(Some)
+        .map_err(|_| Problem::invalid_path("the request path is invalid"))
+}
+
+/// Route-level middleware for Portcullis's own endpoints: records the
+/// matched route pattern for the log line.
+pub async fn label_matched_route(request: Request, next: Next) -> Response {
+    if let (Some(matched), Some(facts)) = (
+        request.extensions().get::<MatchedPath>(),
+        request.extensions().get::<FactsHandle>(),
+    ) {
+        let route = matched.as_str().to_owned();
+        facts.update(|facts| facts.route = Some(route));
+    }
+    next.run(request).await
+}

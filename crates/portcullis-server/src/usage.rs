@@ -1,0 +1,163 @@
+//! Buffered per-request writes: last-used times, usage counts and records
+//! of failed authentications.
+//!
+//! The hot path only adds to in-memory buffers; a background task writes
+//! them in one batch a second, and once more at shutdown. A crash can lose
+//! up to one second of these counters and failure records, never an
+//! administrative change (those are written in their own transaction).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use portcullis_core::ids::{AuditId, KeyId, TenantId};
+use portcullis_store::{AuditAction, AuditEvent, KeyUsage, Store};
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+/// How often buffers are written.
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Most failure records kept between two flushes. Past it, records are
+/// counted but dropped, so a flood of bad keys cannot exhaust memory.
+pub const MAX_PENDING_FAILURES: usize = 10_000;
+
+/// In-memory buffers of usage and failures.
+#[derive(Default)]
+pub struct UsageRecorder {
+    usage: Mutex<HashMap<KeyId, KeyUsage>>,
+    failures: Mutex<Vec<AuditEvent>>,
+    dropped_failures: Mutex<u64>,
+}
+
+/// One failed authentication, to be recorded in the audit log.
+#[derive(Debug)]
+pub struct FailedAuthentication {
+    /// When it happened.
+    pub at: OffsetDateTime,
+    /// The resolved client address.
+    pub client_ip: IpAddr,
+    /// The stable code of the failure (`not_found`, `revoked`, …).
+    pub code: &'static str,
+    /// The key, when one was found (revoked and expired keys).
+    pub key_id: Option<KeyId>,
+    /// The key's tenant, when a key was found.
+    pub tenant_id: Option<TenantId>,
+    /// The visible prefix of the presented key, when it had the key format.
+    pub visible_prefix: Option<String>,
+    /// The surface that saw it (`gateway`, `verify`, `admin`).
+    pub surface: &'static str,
+}
+
+impl UsageRecorder {
+    /// Counts one successful use of `key_id`.
+    pub fn record_use(&self, key_id: KeyId, at: OffsetDateTime, client_ip: IpAddr) {
+        let mut usage = lock(&self.usage);
+        let entry = usage.entry(key_id).or_insert_with(|| KeyUsage {
+            key_id,
+            last_used_at: at,
+            last_used_from: None,
+            count: 0,
+        });
+        entry.count += 1;
+        if at >= entry.last_used_at {
+            entry.last_used_at = at;
+            entry.last_used_from = Some(client_ip.to_string());
+        }
+    }
+
+    /// Queues an audit record of a failed authentication.
+    pub fn record_failure(&self, failure: FailedAuthentication) {
+        let mut failures = lock(&self.failures);
+        if failures.len() >= MAX_PENDING_FAILURES {
+            *lock(&self.dropped_failures) += 1;
+            return;
+        }
+        let mut details = serde_json::Map::new();
+        details.insert("code".to_owned(), Value::from(failure.code));
+        details.insert("surface".to_owned(), Value::from(failure.surface));
+        if let Some(prefix) = failure.visible_prefix {
+            details.insert("key_prefix".to_owned(), Value::from(prefix));
+        }
+        failures.push(AuditEvent {
+            id: AuditId::generate(),
+            at: failure.at,
+            actor: "anonymous".to_owned(),
+            action: AuditAction::AuthFailed,
+            tenant_id: failure.tenant_id,
+            target: failure.key_id.map(|id| id.to_string()),
+            remote_addr: Some(failure.client_ip.to_string()),
+            details: Value::Object(details),
+        });
+    }
+
+    /// Writes everything buffered so far. On failure the batch is put back,
+    /// to be tried again at the next flush.
+    pub async fn flush(&self, store: &Store) {
+        let usage: Vec<KeyUsage> = lock(&self.usage).drain().map(|(_, usage)| usage).collect();
+        if !usage.is_empty()
+            && let Err(error) = store.record_usage(&usage).await
+        {
+            tracing::warn!(error = %error, keys = usage.len(), "writing key usage failed; will retry");
+            self.restore_usage(usage);
+        }
+
+        let failures: Vec<AuditEvent> = std::mem::take(&mut *lock(&self.failures));
+        if !failures.is_empty()
+            && let Err(error) = store.append_audit(&failures).await
+        {
+            tracing::warn!(error = %error, records = failures.len(), "writing failure records failed; will retry");
+            let mut pending = lock(&self.failures);
+            let room = MAX_PENDING_FAILURES.saturating_sub(pending.len());
+            pending.extend(failures.into_iter().take(room));
+        }
+
+        let dropped = std::mem::take(&mut *lock(&self.dropped_failures));
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "failure records dropped because the buffer was full"
+            );
+        }
+    }
+
+    fn restore_usage(&self, batch: Vec<KeyUsage>) {
+        let mut usage = lock(&self.usage);
+        for old in batch {
+            let entry = usage.entry(old.key_id).or_insert_with(|| KeyUsage {
+                count: 0,
+                ..old.clone()
+            });
+            entry.count += old.count;
+            if old.last_used_at > entry.last_used_at {
+                entry.last_used_at = old.last_used_at;
+                entry.last_used_from = old.last_used_from;
+            }
+        }
+    }
+}
+
+/// Flushes `recorder` every [`FLUSH_INTERVAL`] until `shutdown`. The server
+/// flushes once more after the last request has drained.
+pub async fn flush_periodically(
+    recorder: std::sync::Arc<UsageRecorder>,
+    store: Store,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(FLUSH_INTERVAL) => recorder.flush(&store).await,
+        }
+    }
+}
+
+/// Locks a buffer. A panic while holding it cannot leave a half-written
+/// map or vector behind, so a poisoned lock is still safe to use.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
