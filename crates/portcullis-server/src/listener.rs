@@ -93,10 +93,9 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let local = listener.local_addr()?;
-    info!(address = %local, tls = tls.is_some(), "listener started");
-    if tls.is_none() {
-        warn!(address = %local, "serving plain HTTP without TLS");
-    }
+    // The caller logs the address and warns about plain HTTP, because it
+    // knows why the listener runs without TLS.
+    debug!(address = %local, tls = tls.is_some(), "accept loop started");
 
     let shared = Arc::new(Shared {
         acceptor: tls.map(TlsAcceptor::from),
