@@ -16,7 +16,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::records::{NewKey, Tenant};
 
-/// Who made a change, from where and when.
+/// The actor, client address and time of a change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditContext {
     /// The acting principal, such as `cli`, `operator-key:<uuid>` or
@@ -29,7 +29,7 @@ pub struct AuditContext {
     pub at: OffsetDateTime,
 }
 
-/// What an audit record is about.
+/// The kind of event that an audit record describes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AuditAction {
     /// A tenant was created.
@@ -45,7 +45,8 @@ pub enum AuditAction {
 }
 
 impl AuditAction {
-    /// The action as stored and printed, such as `key.revoked`.
+    /// Returns the action's name as stored and printed, such as
+    /// `key.revoked`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::TenantCreated => "tenant.created",
@@ -105,8 +106,8 @@ pub struct AuditEvent {
     pub details: Value,
 }
 
-/// Which audit records [`crate::Store::list_audit`] returns. Each filter
-/// that is set must match.
+/// A selection of audit records for [`crate::Store::list_audit`]. Each
+/// filter that is set must match.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditFilter {
     /// Only records about this tenant.

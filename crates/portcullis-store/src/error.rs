@@ -5,7 +5,7 @@ use sqlx::migrate::MigrateError;
 use sqlx::postgres::PgDatabaseError;
 use sqlx::sqlite::SqliteError;
 
-/// Why a store operation failed.
+/// The error of a store operation.
 ///
 /// The variants that wrap a sqlx error keep it as their `source`, so the
 /// `Display` text names only what failed and a `{:#}` chain adds the cause.
@@ -49,7 +49,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// A stable snake_case code for the variant.
+    /// Returns a stable snake_case code for the variant.
     pub const fn code(&self) -> &'static str {
         match self {
             Self::NotFound(_) => "not_found",
@@ -86,7 +86,7 @@ impl From<MigrateError> for StoreError {
     }
 }
 
-/// Whether the error means the database cannot be reached at all, as
+/// Returns whether the error means the database cannot be reached at all, as
 /// opposed to a statement that it rejected.
 fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
@@ -123,14 +123,14 @@ fn is_unavailable_database(error: &dyn DatabaseError) -> bool {
     false
 }
 
-/// Whether the error is a violation of a unique constraint.
+/// Returns whether the error is a violation of a unique constraint.
 pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
     error
         .as_database_error()
         .is_some_and(DatabaseError::is_unique_violation)
 }
 
-/// Whether the error is a violation of a foreign key.
+/// Returns whether the error is a violation of a foreign key.
 pub(crate) fn is_foreign_key_violation(error: &sqlx::Error) -> bool {
     error
         .as_database_error()

@@ -90,11 +90,14 @@ impl Store {
 
     /// Connects to the PostgreSQL database at `url` (`postgres://…`) and
     /// applies pending migrations.
+    ///
+    /// Fails with [`StoreError::Unavailable`] when no connection succeeds
+    /// within five seconds.
     pub async fn open_postgres(url: &str) -> Result<Self, StoreError> {
         PostgresStore::open(url).await.map(Self::Postgres)
     }
 
-    /// The backend's name: `sqlite` or `postgres`.
+    /// Returns the backend's name: `sqlite` or `postgres`.
     pub fn backend(&self) -> &'static str {
         match self {
             Self::Sqlite(_) => "sqlite",
@@ -102,7 +105,7 @@ impl Store {
         }
     }
 
-    /// Checks that the database answers a query.
+    /// Runs a trivial query to check that the database is reachable.
     pub async fn ping(&self) -> Result<(), StoreError> {
         dispatch!(self, store => store.ping())
     }
@@ -187,8 +190,9 @@ impl Store {
         dispatch!(self, store => store.revoke_key(id, reason, audit))
     }
 
-    /// Replaces key `old` by `new_key` in one transaction, with one audit
-    /// record, and returns both keys as stored: `(old, new)`.
+    /// Replaces key `old` by `new_key` in one transaction and returns both
+    /// keys as stored: `(old, new)`. It writes two audit records, the new
+    /// key's creation and the old key's rotation.
     ///
     /// The old key now names the new one in `rotated_to` and expires at
     /// `grace_ends`, or at its own expiry if that is earlier. Fails with
@@ -228,7 +232,7 @@ impl Store {
         dispatch!(self, store => store.list_audit(filter))
     }
 
-    /// The id of the newest change-feed row, or 0 when there is none.
+    /// Returns the id of the newest change-feed row, or 0 when there is none.
     ///
     /// A cache that loads its state reads this first and then follows the
     /// feed from it.
@@ -239,10 +243,10 @@ impl Store {
     /// Lists change-feed rows with an id above `cursor`, or written within
     /// `lookback` of now by the database's clock, in id order.
     ///
-    /// PostgreSQL can commit sequence values out of order, so a row may
-    /// appear with an id below a cursor already passed; the look-back
-    /// returns such rows again. Consumers must therefore treat a repeated
-    /// row as harmless. Every few hundred calls, this also deletes rows
+    /// PostgreSQL can commit sequence values out of order. A row may
+    /// therefore appear with an id below a cursor already passed, and the
+    /// look-back returns such rows again, so consumers must treat a
+    /// repeated row as harmless. Every few hundred calls, this also deletes rows
     /// older than [`CHANGE_RETENTION`].
     pub async fn changes_since(
         &self,

@@ -40,7 +40,7 @@ pub struct NewKey {
     pub visible_prefix: String,
     /// The keyed hash of the whole key, the only form in which it is stored.
     pub hash: SecretHash,
-    /// What the key may do.
+    /// The scopes the key grants.
     pub scopes: ScopeSet,
     /// When the key was created.
     pub created_at: OffsetDateTime,
@@ -48,7 +48,7 @@ pub struct NewKey {
     pub expires_at: Option<OffsetDateTime>,
 }
 
-/// Which keys [`crate::Store::list_keys`] returns.
+/// A selection of keys for [`crate::Store::list_keys`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyFilter {
     /// Every key.
@@ -121,7 +121,7 @@ pub(crate) fn check_rotation(
     check_new_key(new)
 }
 
-/// The expiry of a rotated key: the end of the grace period, or its own
+/// Computes the expiry of a rotated key: the end of the grace period, or its own
 /// expiry if that comes first.
 pub(crate) fn rotated_expiry(
     expires_at: Option<OffsetDateTime>,

@@ -36,8 +36,9 @@ use crate::records::{
 use crate::{CHANGE_RETENTION, PruneSchedule, duration_millis};
 
 /// How long a statement waits for another process's write lock before it
-/// fails. Write transactions here last milliseconds, so five seconds covers
-/// a long queue of them and still fails well within an HTTP timeout.
+/// fails. Each write transaction here runs a few single-row statements, so
+/// five seconds covers a long queue of them and still fails well within an
+/// HTTP timeout.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a caller waits for a pooled connection. The writer pool has one

@@ -77,6 +77,7 @@ store_suite!(
     listener_hears_other_store,
     master_key_mismatch_rejected,
     migrations_run_twice,
+    closed_store_unavailable,
     concurrent_writers_all_succeed,
 );
 
@@ -170,8 +171,9 @@ impl TestDatabase {
             Ok(connection) => connection,
             Err(error) => {
                 let message = format!(
-                    "cannot connect to PostgreSQL at PORTCULLIS_TEST_DATABASE_URL \
-                     (default {DEFAULT_DATABASE_URL}): {error}"
+                    "cannot connect to the PostgreSQL server of PORTCULLIS_TEST_DATABASE_URL \
+                     (default {DEFAULT_DATABASE_URL}): {error}; start PostgreSQL or set the \
+                     variable to a server that runs"
                 );
                 if std::env::var("CI").is_ok_and(|value| value == "true") {
                     panic!("{message}");
@@ -240,8 +242,8 @@ fn database_url_replaces_name() {
 // ---------------------------------------------------------------------
 // Helpers
 
-/// The current time cut to whole milliseconds, which both backends store
-/// exactly.
+/// Returns the current time cut to whole milliseconds, which both backends
+/// store exactly.
 fn now() -> OffsetDateTime {
     let at = OffsetDateTime::now_utc();
     at.replace_millisecond(at.millisecond()).unwrap()
@@ -259,7 +261,7 @@ fn tenant_name(name: &str) -> TenantName {
     TenantName::parse(name).unwrap()
 }
 
-/// A new key of `tenant`, or an operator key when `tenant` is `None`.
+/// Builds a new key of `tenant`, or an operator key when `tenant` is `None`.
 fn new_key(tenant: Option<&Tenant>, created_at: OffsetDateTime) -> NewKey {
     let secret = KeySecret::generate(Environment::Test).unwrap();
     let pepper = MasterKey::generate().unwrap().derive_pepper();
@@ -679,7 +681,7 @@ async fn usage_batches_add_up(fixture: Fixture) {
     store.record_usage(&[]).await.unwrap();
 }
 
-/// A record of a key that was never stored.
+/// Builds the record of a key that was never stored.
 fn new_record_stub() -> ApiKeyRecord {
     ApiKeyRecord {
         id: KeyId::generate(),
@@ -1003,6 +1005,19 @@ async fn migrations_run_twice(fixture: Fixture) {
     third.close().await;
 }
 
+async fn closed_store_unavailable(fixture: Fixture) {
+    let closed = fixture.open_another().await;
+    closed.close().await;
+    let error = closed.ping().await.unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    let error = closed
+        .create_tenant(&tenant_name("acme"), &context(now()))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    fixture.store.ping().await.unwrap();
+}
+
 async fn concurrent_writers_all_succeed(fixture: Fixture) {
     const WRITES_PER_STORE: usize = 40;
     let first = fixture.store.clone();
@@ -1051,6 +1066,25 @@ async fn concurrent_writers_all_succeed(fixture: Fixture) {
     let keys = second.list_keys(KeyFilter::Tenant(acme.id)).await.unwrap();
     assert_eq!(keys.len(), 1 + 2 * WRITES_PER_STORE);
     second.close().await;
+}
+
+#[tokio::test]
+async fn unreachable_postgres_unavailable() {
+    // Port 1 on the loopback address has no listener, so the connection is
+    // refused at once.
+    let error = Store::open_postgres("postgres://postgres@127.0.0.1:1/portcullis")
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    assert_eq!(error.code(), "unavailable");
+}
+
+#[tokio::test]
+async fn sqlite_in_missing_directory_unavailable() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("missing").join("portcullis.sqlite");
+    let error = Store::open_sqlite(&path).await.unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
 }
 
 // ---------------------------------------------------------------------
