@@ -1,0 +1,251 @@
+//! The command line: global options, then commands grouped by noun
+//! (`serve`, `tenants …`, `keys …`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use portcullis_core::key::Environment;
+use portcullis_server::config::LogFormat;
+
+/// Default data directory, relative to the working directory.
+pub(crate) const DEFAULT_DATA_DIR: &str = "./portcullis-data";
+
+/// Portcullis: API keys, scopes and an authenticating gateway for B2B APIs.
+#[derive(Parser)]
+#[command(name = "portcullis", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options that every command takes.
+///
+/// No `Debug`: `database_url` may carry a password.
+#[derive(Args)]
+pub(crate) struct GlobalArgs {
+    /// Directory of the SQLite database, the master key and `tls/`. Created
+    /// with mode 0700 when missing.
+    #[arg(
+        long,
+        global = true,
+        env = "PORTCULLIS_DATA_DIR",
+        value_name = "DIR",
+        default_value = DEFAULT_DATA_DIR
+    )]
+    pub(crate) data_dir: PathBuf,
+
+    /// Configuration file of `serve` [default: DIR/portcullis.toml].
+    #[arg(long, global = true, env = "PORTCULLIS_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// PostgreSQL database (`postgres://…`) to use instead of SQLite in
+    /// DIR/portcullis.db.
+    #[arg(
+        long,
+        global = true,
+        env = "PORTCULLIS_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub(crate) database_url: Option<String>,
+
+    /// Output format of the admin commands.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub(crate) output: OutputFormat,
+}
+
+/// Output format of the admin commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OutputFormat {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON document, in the shapes of the admin API.
+    Json,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Start the server. SIGINT or SIGTERM drains requests and stops it.
+    Serve(ServeArgs),
+
+    /// Create and list tenants (the SaaS company's customers).
+    #[command(subcommand)]
+    Tenants(TenantsCommand),
+
+    /// Create, list, revoke and rotate API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    /// Log line format [default: `server.log_format` of the configuration].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub(crate) log_format: Option<LogFormatArg>,
+
+    /// Log filter in tracing's `EnvFilter` syntax, such as `info` or
+    /// `portcullis_server=debug` [default: info].
+    #[arg(long, env = "PORTCULLIS_LOG", value_name = "FILTER")]
+    pub(crate) log_filter: Option<String>,
+}
+
+/// Log line format, as the command line spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormatArg {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(value: LogFormatArg) -> Self {
+        match value {
+            LogFormatArg::Human => Self::Human,
+            LogFormatArg::Json => Self::Json,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub(crate) enum TenantsCommand {
+    /// Create a tenant.
+    Create {
+        /// Lower-case ASCII letters, digits, '.', '_' and '-', such as
+        /// `acme-billing`.
+        name: String,
+    },
+
+    /// List every tenant.
+    List,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Create an API key and print its secret, once.
+    Create(KeysCreateArgs),
+
+    /// List keys without their secrets.
+    List(KeysListArgs),
+
+    /// Revoke a key at once.
+    Revoke(KeysRevokeArgs),
+
+    /// Replace a key with a new one. The old key works until the grace
+    /// period ends.
+    Rotate(KeysRotateArgs),
+}
+
+/// Whose keys a command acts on: one tenant's or the operator's.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct KeyOwner {
+    /// The tenant that owns the keys.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) tenant: Option<String>,
+
+    /// Operator keys: the SaaS company's own keys for the admin and verify
+    /// APIs.
+    #[arg(long)]
+    pub(crate) operator: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct KeysCreateArgs {
+    #[command(flatten)]
+    pub(crate) owner: KeyOwner,
+
+    /// Comma-separated scopes, such as `orders:read,orders:write`.
+    #[arg(long, value_name = "LIST")]
+    pub(crate) scopes: String,
+
+    /// A label for people, such as "billing sync".
+    #[arg(long, value_name = "LABEL")]
+    pub(crate) name: Option<String>,
+
+    /// Lifetime, such as `90d`, `12h` or `2w` [default: until revoked].
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) expires_in: Option<String>,
+
+    /// Environment named in the key's prefix: `pc_live_` or `pc_test_`.
+    #[arg(long, value_enum, default_value_t = EnvironmentArg::Live)]
+    pub(crate) environment: EnvironmentArg,
+}
+
+/// Key environment, as the command line spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum EnvironmentArg {
+    /// Production traffic.
+    Live,
+    /// Test and sandbox traffic.
+    Test,
+}
+
+impl From<EnvironmentArg> for Environment {
+    fn from(value: EnvironmentArg) -> Self {
+        match value {
+            EnvironmentArg::Live => Self::Live,
+            EnvironmentArg::Test => Self::Test,
+        }
+    }
+}
+
+#[derive(Args)]
+pub(crate) struct KeysListArgs {
+    #[command(flatten)]
+    pub(crate) owner: KeyOwner,
+}
+
+#[derive(Args)]
+pub(crate) struct KeysRevokeArgs {
+    /// The key's id, as `keys list` prints it.
+    pub(crate) id: String,
+
+    /// Reason for the revocation, kept in the key record and the audit log.
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) reason: Option<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct KeysRotateArgs {
+    /// The key's id, as `keys list` prints it.
+    pub(crate) id: String,
+
+    /// Grace period of the old key, such as `24h`, at most 7d. With `0s` the
+    /// old key stops working at once.
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub(crate) grace: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn key_owner_required_and_exclusive() {
+        let neither = Cli::try_parse_from(["portcullis", "keys", "list"]);
+        assert!(neither.is_err());
+        let both =
+            Cli::try_parse_from(["portcullis", "keys", "list", "--tenant", "a", "--operator"]);
+        assert!(both.is_err());
+        let operator = Cli::try_parse_from(["portcullis", "keys", "list", "--operator"]);
+        assert!(operator.is_ok());
+    }
+
+    #[test]
+    fn output_flag_accepted_after_subcommand() {
+        let cli =
+            Cli::try_parse_from(["portcullis", "tenants", "list", "--output", "json"]).unwrap();
+        assert_eq!(cli.global.output, OutputFormat::Json);
+    }
+}

@@ -1,0 +1,260 @@
+//! `portcullis keys create|list|revoke|rotate`.
+//!
+//! JSON output uses the admin API's shapes ([`key_json`], [`issued_json`]),
+//! so scripts can switch between the two without changes.
+
+use anyhow::Context;
+use portcullis_core::credential::ApiKeyRecord;
+use portcullis_core::duration::parse_duration;
+use portcullis_core::ids::KeyId;
+use portcullis_core::scope::ScopeSet;
+use portcullis_server::admin::{issued_json, key_json};
+use portcullis_server::manage::{self, IssuedKey, KeyRequest};
+use serde_json::{Value, json};
+use time::{Duration, OffsetDateTime};
+
+use super::{Admin, manage_error};
+use crate::cli::{
+    KeyOwner, KeysCommand, KeysCreateArgs, KeysListArgs, KeysRevokeArgs, KeysRotateArgs,
+    OutputFormat,
+};
+use crate::output::{self, Table};
+
+/// Printed after a new secret in table output.
+const SHOWN_ONCE: &str = "Store the key now: it is shown only this once and cannot be recovered.";
+
+pub(crate) async fn run(admin: &Admin, command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Create(args) => create(admin, args).await,
+        KeysCommand::List(args) => list(admin, &args).await,
+        KeysCommand::Revoke(args) => revoke(admin, &args).await,
+        KeysCommand::Rotate(args) => rotate(admin, &args).await,
+    }
+}
+
+async fn create(admin: &Admin, args: KeysCreateArgs) -> anyhow::Result<()> {
+    let scopes = ScopeSet::parse_list(&args.scopes).context("invalid --scopes")?;
+    let expires_in = args
+        .expires_in
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .context("invalid --expires-in")?;
+    let request = KeyRequest {
+        tenant: owner_tenant(&args.owner),
+        scopes,
+        name: args.name,
+        expires_in,
+        environment: args.environment.into(),
+    };
+
+    let audit = admin.audit();
+    let issued = admin
+        .manager
+        .create_key(request, &audit)
+        .await
+        .map_err(|error| manage_error(error, key_flag))?;
+
+    match admin.output {
+        OutputFormat::Json => output::print_json(&issued_json(&issued, audit.at)),
+        OutputFormat::Table => {
+            let mut text = format!("Created API key {}.\n\n", issued.record.id);
+            text.push_str(&issued_details(&issued, audit.at));
+            text.push('\n');
+            text.push_str(SHOWN_ONCE);
+            text.push('\n');
+            output::print(&text)
+        }
+    }
+}
+
+async fn list(admin: &Admin, args: &KeysListArgs) -> anyhow::Result<()> {
+    let tenant = owner_tenant(&args.owner);
+    let keys = admin
+        .manager
+        .list_keys(tenant.as_deref())
+        .await
+        .map_err(|error| manage_error(error, key_flag))?;
+    let now = manage::now();
+
+    match admin.output {
+        OutputFormat::Json => {
+            let items: Vec<Value> = keys.iter().map(|key| key_json(key, now)).collect();
+            output::print_json(&json!({ "keys": items }))
+        }
+        OutputFormat::Table => output::print(&keys_table(&keys, now)),
+    }
+}
+
+async fn revoke(admin: &Admin, args: &KeysRevokeArgs) -> anyhow::Result<()> {
+    let id = parse_key_id(&args.id)?;
+    let audit = admin.audit();
+    let key = admin
+        .manager
+        .revoke_key(id, args.reason.as_deref(), &audit)
+        .await
+        .map_err(|error| manage_error(error, key_flag))?;
+
+    match admin.output {
+        OutputFormat::Json => output::print_json(&key_json(&key, audit.at)),
+        OutputFormat::Table => {
+            let mut text = format!("Revoked API key {}.\n\n", key.id);
+            text.push_str(&output::details(&[
+                ("prefix", key.visible_prefix.clone()),
+                ("status", key.status(audit.at).to_string()),
+                ("revoked", output::time_or(key.revoked_at, "-")),
+                (
+                    "reason",
+                    key.revoked_reason.unwrap_or_else(|| "-".to_owned()),
+                ),
+            ]));
+            output::print(&text)
+        }
+    }
+}
+
+async fn rotate(admin: &Admin, args: &KeysRotateArgs) -> anyhow::Result<()> {
+    let id = parse_key_id(&args.id)?;
+    let grace = parse_grace(&args.grace)?;
+    let audit = admin.audit();
+    let (old, issued) = admin
+        .manager
+        .rotate_key(id, grace, &audit)
+        .await
+        .map_err(|error| manage_error(error, key_flag))?;
+
+    match admin.output {
+        OutputFormat::Json => output::print_json(&json!({
+            "old": key_json(&old, audit.at),
+            "new": issued_json(&issued, audit.at),
+        })),
+        OutputFormat::Table => {
+            let mut text = format!(
+                "Rotated API key {} to {}. The old key is {} until {}.\n\n",
+                old.id,
+                issued.record.id,
+                old.status(audit.at),
+                output::time_or(old.expires_at, "its expiry"),
+            );
+            text.push_str(&issued_details(&issued, audit.at));
+            text.push('\n');
+            text.push_str(SHOWN_ONCE);
+            text.push('\n');
+            output::print(&text)
+        }
+    }
+}
+
+/// Returns the tenant named by `--tenant`, or `None` for `--operator`.
+fn owner_tenant(owner: &KeyOwner) -> Option<String> {
+    if owner.operator {
+        None
+    } else {
+        owner.tenant.clone()
+    }
+}
+
+fn parse_key_id(text: &str) -> anyhow::Result<KeyId> {
+    text.trim().parse().map_err(|_| {
+        anyhow::anyhow!("invalid key id {text:?}: expected a UUID, as `keys list` prints it")
+    })
+}
+
+/// Parses `--grace`. Zero is allowed here, although `parse_duration`
+/// rejects it, because an immediate cut-over is a legitimate rotation.
+fn parse_grace(text: &str) -> anyhow::Result<Duration> {
+    match text.trim() {
+        "0" | "0s" | "0m" | "0h" | "0d" | "0w" => Ok(Duration::ZERO),
+        other => parse_duration(other).context("invalid --grace"),
+    }
+}
+
+/// Formats the fields of a new key, its secret included, as aligned lines.
+fn issued_details(issued: &IssuedKey, now: OffsetDateTime) -> String {
+    let record = &issued.record;
+    let owner = match &record.tenant {
+        Some(tenant) => format!("tenant {tenant}"),
+        None => "operator".to_owned(),
+    };
+    output::details(&[
+        ("id", record.id.to_string()),
+        ("owner", owner),
+        (
+            "name",
+            record.name.clone().unwrap_or_else(|| "-".to_owned()),
+        ),
+        ("environment", record.environment.to_string()),
+        ("scopes", scopes_text(&record.scopes)),
+        ("expires", output::time_or(record.expires_at, "never")),
+        ("status", record.status(now).to_string()),
+        ("key", issued.secret.expose().to_owned()),
+    ])
+}
+
+/// Formats the key list as a table. It contains no secret, because the
+/// records have none.
+fn keys_table(keys: &[ApiKeyRecord], now: OffsetDateTime) -> String {
+    let mut table = Table::new(&[
+        "ID",
+        "NAME",
+        "PREFIX",
+        "SCOPES",
+        "CREATED",
+        "EXPIRES",
+        "LAST USED",
+        "STATUS",
+    ]);
+    for key in keys {
+        table.push(&[
+            &key.id.to_string(),
+            key.name.as_deref().unwrap_or("-"),
+            &key.visible_prefix,
+            &scopes_text(&key.scopes),
+            &output::time_or(Some(key.created_at), "-"),
+            &output::time_or(key.expires_at, "never"),
+            &output::time_or(key.last_used_at, "never"),
+            key.status(now).as_str(),
+        ]);
+    }
+    table.render()
+}
+
+/// Joins scopes with commas, as `--scopes` takes them, because spaces would
+/// blur the table's columns.
+fn scopes_text(scopes: &ScopeSet) -> String {
+    let names: Vec<&str> = scopes.iter().map(|scope| scope.as_str()).collect();
+    names.join(",")
+}
+
+/// Maps a field that the manager rejected to its command-line name.
+fn key_flag(field: &str) -> &str {
+    match field {
+        "tenant" => "--tenant",
+        "scopes" => "--scopes",
+        "name" => "--name",
+        "expires_in" => "--expires-in",
+        "reason" => "--reason",
+        "grace" => "--grace",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grace_accepts_zero_and_durations() {
+        assert_eq!(parse_grace("0s").unwrap(), Duration::ZERO);
+        assert_eq!(parse_grace("24h").unwrap(), Duration::hours(24));
+        assert!(parse_grace("-1h").is_err());
+        assert!(parse_grace("soon").is_err());
+    }
+
+    #[test]
+    fn key_id_must_be_uuid() {
+        let message = parse_key_id("not\nan id").unwrap_err().to_string();
+        assert!(message.contains("expected a UUID"), "{message}");
+        assert!(!message.contains('\n'), "{message}");
+    }
+}

@@ -1,0 +1,78 @@
+//! One module per command noun. Admin commands go through
+//! [`Manager`](portcullis_server::manage::Manager), the code behind the admin
+//! API, so both check the same rules and write the same audit records.
+
+pub(crate) mod keys;
+pub(crate) mod serve;
+pub(crate) mod tenants;
+
+use std::collections::BTreeMap;
+
+use portcullis_server::config::LogFormat;
+use portcullis_server::manage::{self, ManageError, Manager};
+use portcullis_server::telemetry;
+use portcullis_store::AuditContext;
+
+use crate::cli::{Cli, Command, GlobalArgs, OutputFormat};
+use crate::data_dir;
+
+/// Audit actor of changes made from the command line.
+const AUDIT_ACTOR: &str = "cli";
+
+/// Log filter of the admin commands: only problems, so that standard
+/// output and standard error stay readable.
+const ADMIN_LOG_FILTER: &str = "warn";
+
+/// Runs the parsed command. `env` contains the `PORTCULLIS_*` variables.
+pub(crate) async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::run(&cli.global, &args, &env).await,
+        Command::Tenants(command) => {
+            let admin = Admin::open(&cli.global, &env).await?;
+            tenants::run(&admin, command).await
+        }
+        Command::Keys(command) => {
+            let admin = Admin::open(&cli.global, &env).await?;
+            keys::run(&admin, command).await
+        }
+    }
+}
+
+/// Shared state of the admin commands: the manager and the output format.
+pub(crate) struct Admin {
+    pub(crate) manager: Manager,
+    pub(crate) output: OutputFormat,
+}
+
+impl Admin {
+    async fn open(global: &GlobalArgs, env: &BTreeMap<String, String>) -> anyhow::Result<Self> {
+        telemetry::init(LogFormat::Human, Some(ADMIN_LOG_FILTER));
+        let opened =
+            data_dir::open_store(&global.data_dir, global.database_url.as_deref(), env).await?;
+        Ok(Self {
+            manager: Manager::new(opened.store, opened.pepper),
+            output: global.output,
+        })
+    }
+
+    /// Returns the audit context of a change made now.
+    pub(crate) fn audit(&self) -> AuditContext {
+        AuditContext {
+            actor: AUDIT_ACTOR.to_owned(),
+            remote_addr: None,
+            at: manage::now(),
+        }
+    }
+}
+
+/// Converts a [`ManageError`] into a one-line error, naming a rejected
+/// input by its command-line spelling: `flag` maps the manager's field
+/// names (`name`, `scopes`, …) to it.
+pub(crate) fn manage_error(error: ManageError, flag: fn(&str) -> &str) -> anyhow::Error {
+    match error {
+        ManageError::Invalid { field, message } => {
+            anyhow::anyhow!("invalid {}: {message}", flag(field))
+        }
+        other => anyhow::Error::new(other),
+    }
+}

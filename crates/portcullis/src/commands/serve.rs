@@ -1,0 +1,115 @@
+//! `portcullis serve`: configuration, logging, store, TLS, listener, and
+//! a shutdown on SIGINT or SIGTERM.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use portcullis_server::app::{self, AppState};
+use portcullis_server::config;
+use portcullis_server::tls::TlsSource;
+use portcullis_server::{telemetry, tls};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{GlobalArgs, ServeArgs};
+use crate::data_dir;
+
+pub(crate) async fn run(
+    global: &GlobalArgs,
+    args: &ServeArgs,
+    env: &BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    let data_dir = &global.data_dir;
+    data_dir::ensure_dir(data_dir)?;
+    let config =
+        config::load(global.config.as_deref(), data_dir, env).context("invalid configuration")?;
+
+    let log_format = args.log_format.map_or(config.server.log_format, Into::into);
+    telemetry::init(log_format, args.log_filter.as_deref());
+
+    let opened = data_dir::open_store(data_dir, global.database_url.as_deref(), env).await?;
+    let backend = opened.store.backend();
+    let tls = tls::server_config(&config.server.tls, data_dir).context("failed to set up TLS")?;
+    if let Some((_, source)) = &tls {
+        log_tls_source(source);
+    }
+    let state = AppState::new(&config, opened.store, opened.pepper)
+        .context("failed to build the server state")?;
+
+    // Handlers go in before the listener exists, so a signal sent as soon
+    // as `listening` is logged is a clean shutdown, not the default kill.
+    let shutdown = CancellationToken::new();
+    let signals = ShutdownSignals::install().context("failed to install signal handlers")?;
+    let signal_task = tokio::spawn(signals.cancel_on_first(shutdown.clone()));
+
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("failed to listen on {}", config.server.listen))?;
+    let address = listener
+        .local_addr()
+        .context("failed to read the listening address")?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if tls.is_none() {
+        tracing::warn!(
+            address = %address,
+            "serving plain HTTP without TLS; use it only on loopback or behind a \
+             TLS-terminating proxy"
+        );
+    }
+    // Tests and scripts read the bound address from this line, so it comes
+    // last, once the listener accepts connections.
+    tracing::info!(address = %address, scheme, backend, "listening");
+
+    let server_config = tls.map(|(server_config, _)| server_config);
+    let served = app::run(&config, state, listener, server_config, shutdown).await;
+    signal_task.abort();
+    served.context("server failed")
+}
+
+/// Logs where the listener's certificate comes from. For development
+/// certificates, the line names the CA file that clients must trust.
+fn log_tls_source(source: &TlsSource) {
+    match source {
+        TlsSource::DevelopmentCreated { ca, reason } => tracing::info!(
+            ca = %ca.display(),
+            reason = %reason,
+            "created development certificate authority; configure clients to trust its \
+             certificate"
+        ),
+        TlsSource::DevelopmentLoaded { ca } => tracing::info!(
+            ca = %ca.display(),
+            "using development certificate authority; configure clients to trust its certificate"
+        ),
+        TlsSource::Files { cert } => {
+            tracing::info!(cert = %cert.display(), "using configured TLS certificate");
+        }
+    }
+}
+
+/// Handlers for the signals that stop the server.
+struct ShutdownSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl ShutdownSignals {
+    /// Installs handlers for SIGINT and SIGTERM, replacing their default
+    /// action of ending the process at once.
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Waits for the first SIGINT or SIGTERM, then cancels `shutdown`.
+    async fn cancel_on_first(mut self, shutdown: CancellationToken) {
+        let name = tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        };
+        tracing::info!(signal = name, "shutdown requested; draining connections");
+        shutdown.cancel();
+    }
+}
