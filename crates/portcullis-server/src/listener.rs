@@ -103,7 +103,11 @@ pub async fn serve(
         app,
         limits,
     });
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    // Semaphore::new panics above MAX_PERMITS (2^61 - 1 on 64-bit targets),
+    // far beyond any real limit, so clamping changes nothing in practice.
+    let permits = Arc::new(Semaphore::new(
+        limits.max_connections.min(Semaphore::MAX_PERMITS),
+    ));
     let graceful = GracefulShutdown::new();
     let mut tasks = JoinSet::new();
     let mut consecutive_failures: u64 = 0;

@@ -304,7 +304,18 @@ fn load_development(
     let chain = read_certificates(&paths.cert).map_err(unusable)?;
     let private_key = read_private_key(&paths.key).map_err(unusable)?;
     check_still_valid(&ca, &chain, now + RENEW_BEFORE)?;
-    build_config(chain, private_key, &paths.cert, &paths.key).map_err(unusable)
+    let config = build_config(chain, private_key, &paths.cert, &paths.key).map_err(unusable)?;
+
+    // A copy or a restore from backup may have widened the permissions.
+    for (path, mode) in [(&paths.dir, 0o700), (&paths.key, 0o600)] {
+        set_mode(path, mode).map_err(|error| {
+            CreationReason::Unusable(format!(
+                "failed to restrict the permissions of {}: {error}",
+                path.display()
+            ))
+        })?;
+    }
+    Ok(config)
 }
 
 /// Checks that `chain` verifies against `ca` for `localhost` as a client
@@ -661,6 +672,19 @@ mod tests {
         assert_eq!(mode(""), 0o700);
         assert_eq!(mode(SERVER_KEY_FILE), 0o600);
         assert_eq!(mode(SERVER_CERT_FILE), 0o644);
+
+        let key = dir.path().join(DEVELOPMENT_DIR).join(SERVER_KEY_FILE);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (_, source) = development(dir.path(), OffsetDateTime::now_utc());
+        assert!(
+            matches!(source, TlsSource::DevelopmentLoaded { .. }),
+            "{source:?}"
+        );
+        assert_eq!(
+            mode(SERVER_KEY_FILE),
+            0o600,
+            "loading restores the key's mode"
+        );
     }
 
     #[test]
