@@ -10,6 +10,9 @@ use portcullis_server::config::LogFormat;
 /// Default data directory, relative to the working directory.
 pub(crate) const DEFAULT_DATA_DIR: &str = "./portcullis-data";
 
+/// Help section of the options that every command takes.
+const GLOBAL_HEADING: &str = "Global options";
+
 /// Portcullis: API keys, scopes and an authenticating gateway for B2B APIs.
 #[derive(Parser)]
 #[command(name = "portcullis", version, about, propagate_version = true)]
@@ -31,6 +34,7 @@ pub(crate) struct GlobalArgs {
     #[arg(
         long,
         global = true,
+        help_heading = GLOBAL_HEADING,
         env = "PORTCULLIS_DATA_DIR",
         value_name = "DIR",
         default_value = DEFAULT_DATA_DIR
@@ -38,7 +42,13 @@ pub(crate) struct GlobalArgs {
     pub(crate) data_dir: PathBuf,
 
     /// Configuration file of `serve` [default: DIR/portcullis.toml].
-    #[arg(long, global = true, env = "PORTCULLIS_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = GLOBAL_HEADING,
+        env = "PORTCULLIS_CONFIG",
+        value_name = "FILE"
+    )]
     pub(crate) config: Option<PathBuf>,
 
     /// PostgreSQL database (`postgres://…`) to use instead of SQLite in
@@ -46,6 +56,7 @@ pub(crate) struct GlobalArgs {
     #[arg(
         long,
         global = true,
+        help_heading = GLOBAL_HEADING,
         env = "PORTCULLIS_DATABASE_URL",
         hide_env_values = true,
         value_name = "URL"
@@ -53,7 +64,13 @@ pub(crate) struct GlobalArgs {
     pub(crate) database_url: Option<String>,
 
     /// Output format of the admin commands.
-    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    #[arg(
+        long,
+        global = true,
+        help_heading = GLOBAL_HEADING,
+        value_enum,
+        default_value_t = OutputFormat::Table
+    )]
     pub(crate) output: OutputFormat,
 }
 
@@ -143,7 +160,7 @@ pub(crate) enum KeysCommand {
 #[derive(Args)]
 #[group(required = true, multiple = false)]
 pub(crate) struct KeyOwner {
-    /// The tenant that owns the keys.
+    /// The tenant whose keys to create or list.
     #[arg(long, value_name = "NAME")]
     pub(crate) tenant: Option<String>,
 
