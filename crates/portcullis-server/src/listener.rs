@@ -258,7 +258,7 @@ async fn drain(graceful: GracefulShutdown, mut tasks: JoinSet<()>, grace: Durati
 async fn handle_connection(
     shared: Arc<Shared>,
     stream: TcpStream,
-    local: SocketAddr,
+    listen_address: SocketAddr,
     peer: SocketAddr,
     watcher: Watcher,
     _permit: OwnedSemaphorePermit,
@@ -268,6 +268,9 @@ async fn handle_connection(
     if let Err(error) = stream.set_nodelay(true) {
         debug!(peer = %peer, error = %error, "setting TCP_NODELAY failed");
     }
+    // On a wildcard listener (0.0.0.0), the listener's address is not the one
+    // the client reached; the accepted socket's address is.
+    let local = stream.local_addr().unwrap_or(listen_address);
     let info = ConnectionInfo {
         peer,
         local,

@@ -35,9 +35,9 @@ struct Running {
     slow_started: Arc<Notify>,
 }
 
-fn limits(header_read_timeout: Duration) -> ListenerLimits {
+fn limits(max_connections: usize, header_read_timeout: Duration) -> ListenerLimits {
     ListenerLimits {
-        max_connections: 16,
+        max_connections,
         header_read_timeout,
         handshake_timeout: Duration::from_secs(5),
     }
@@ -48,7 +48,7 @@ fn app(slow_started: Arc<Notify>) -> Router {
         .route(
             "/whoami",
             get(|Extension(info): Extension<ConnectionInfo>| async move {
-                format!("peer={} tls={}", info.peer, info.tls)
+                format!("local={} peer={} tls={}", info.local, info.peer, info.tls)
             }),
         )
         .route(
@@ -62,6 +62,10 @@ fn app(slow_started: Arc<Notify>) -> Router {
 }
 
 async fn start(tls: Option<Arc<rustls::ServerConfig>>, header_read_timeout: Duration) -> Running {
+    start_limited(tls, limits(16, header_read_timeout)).await
+}
+
+async fn start_limited(tls: Option<Arc<rustls::ServerConfig>>, limits: ListenerLimits) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
@@ -70,7 +74,7 @@ async fn start(tls: Option<Arc<rustls::ServerConfig>>, header_read_timeout: Dura
         listener,
         tls,
         app(Arc::clone(&slow_started)),
-        limits(header_read_timeout),
+        limits,
         shutdown.clone(),
         Duration::from_secs(5),
     ));
@@ -134,7 +138,9 @@ async fn https_over_http1_and_http2() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.version(), reqwest::Version::HTTP_11);
     let body = response.text().await.unwrap();
-    assert!(body.starts_with("peer=127.0.0.1:"), "{body}");
+    let local = format!("local={} ", running.address);
+    assert!(body.starts_with(&local), "{body}");
+    assert!(body.contains(" peer=127.0.0.1:"), "{body}");
     assert!(body.ends_with("tls=true"), "{body}");
 
     let http2 = client(data_dir.path(), running.address).build().unwrap();
@@ -241,7 +247,7 @@ async fn plain_http_listener_reports_no_tls() {
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let url = format!("http://{}/whoami", running.address);
     let body = client.get(&url).send().await.unwrap().text().await.unwrap();
-    assert!(body.starts_with("peer=127.0.0.1:"), "{body}");
+    assert!(body.contains(" peer=127.0.0.1:"), "{body}");
     assert!(body.ends_with("tls=false"), "{body}");
 
     let http2 = reqwest::Client::builder()
@@ -299,4 +305,32 @@ async fn shutdown_lets_in_flight_request_finish() {
 
     let after = client.get(url(running.address, "/whoami")).send().await;
     assert!(after.is_err(), "a new request succeeded after shutdown");
+}
+
+#[tokio::test]
+async fn connection_limit_queues_new_clients() {
+    let running = start_limited(None, limits(1, Duration::from_secs(30))).await;
+    let url = format!("http://{}/whoami", running.address);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+
+    // A silent connection takes the only slot.
+    let holder = TcpStream::connect(running.address).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let queued = client
+        .get(&url)
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await;
+    assert!(queued.is_err(), "served past the limit: {queued:?}");
+
+    drop(holder);
+    let response = client
+        .get(&url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    stop(running).await;
 }
