@@ -393,6 +393,8 @@ async fn keys_revoke(
                 .revoke_key(id, input.reason.as_deref(), &audit)
                 .await
                 .map_err(problem_of)?;
+            // This node's cache changes now; other nodes follow the change feed.
+            state.verifier.cache().invalidate(id);
             Ok(axum::Json(key_json(&key, audit.at)).into_response())
         }
         .await,
@@ -433,6 +435,7 @@ async fn keys_rotate(
                 .rotate_key(id, grace, &audit)
                 .await
                 .map_err(problem_of)?;
+            state.verifier.cache().invalidate(id);
             let body =
                 json!({"old": key_json(&old, audit.at), "new": issued_json(&issued, audit.at)});
             Ok((StatusCode::CREATED, axum::Json(body)).into_response())

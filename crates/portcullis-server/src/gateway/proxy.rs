@@ -119,7 +119,13 @@ impl UpstreamClient {
                 tracing::error!(error = %error, "building the upstream request failed");
                 Problem::internal()
             })?;
-        let host = parts.headers.get(HOST).cloned();
+        // HTTP/2 clients send the host as the `:authority` pseudo-header,
+        // which arrives in the URI rather than as a Host header.
+        let host = parts
+            .headers
+            .get(HOST)
+            .cloned()
+            .or_else(|| parts.uri.authority().and_then(|authority| HeaderValue::from_str(authority.as_str()).ok()));
         *outbound.headers_mut() = forwarded_headers(parts.headers, host, &context);
 
         let response =

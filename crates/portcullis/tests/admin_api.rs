@@ -1,0 +1,392 @@
+//! The admin API and the verify API, authenticated by operator keys.
+
+mod support;
+
+use std::sync::LazyLock;
+
+use portcullis_core::key::{Environment, KeySecret};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::{DataDir, Server};
+
+struct Fixture {
+    _data: DataDir,
+    server: Server,
+    admin: String,
+    reader: String,
+    verifier: String,
+}
+
+static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
+    let data = DataDir::new();
+    let (_, admin) = data.create_key(&[
+        "--operator",
+        "--scopes",
+        "admin:read,admin:write,keys:verify",
+    ]);
+    let (_, reader) = data.create_key(&["--operator", "--scopes", "admin:read"]);
+    let (_, verifier) = data.create_key(&["--operator", "--scopes", "keys:verify"]);
+    let server = Server::start(&data);
+    Fixture {
+        _data: data,
+        server,
+        admin,
+        reader,
+        verifier,
+    }
+});
+
+async fn call(
+    method: reqwest::Method,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let f = &*FIXTURE;
+    let mut request = f
+        .server
+        .client()
+        .request(method, f.server.url(path))
+        .bearer_auth(key);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test]
+async fn tenants_and_keys_managed_over_http() {
+    let f = &*FIXTURE;
+    let (status, tenant) = call(
+        reqwest::Method::POST,
+        "/admin/v1/tenants",
+        &f.admin,
+        Some(json!({"name": "globex"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{tenant}");
+    assert_eq!(tenant["name"], "globex");
+
+    let (status, body) = call(
+        reqwest::Method::POST,
+        "/admin/v1/tenants",
+        &f.admin,
+        Some(json!({"name": "globex"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["code"], "tenant_exists");
+
+    let (status, created) = call(
+        reqwest::Method::POST,
+        "/admin/v1/tenants/globex/keys",
+        &f.admin,
+        Some(json!({"scopes": ["orders:read"], "name": "sync", "expires_in": "90d", "environment": "test"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let secret = created["key"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("pc_test_"));
+    assert_eq!(created["prefix"], &secret[..12]);
+    assert!(created["expires_at"].is_string());
+
+    let (status, listed) = call(
+        reqwest::Method::GET,
+        "/admin/v1/tenants/globex/keys",
+        &f.reader,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["keys"][0]["id"], id.as_str());
+    assert!(
+        !listed.to_string().contains(&secret),
+        "a listing showed the secret"
+    );
+
+    let (status, rotated) = call(
+        reqwest::Method::POST,
+        &format!("/admin/v1/keys/{id}/rotate"),
+        &f.admin,
+        Some(json!({"grace": "1h"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{rotated}");
+    assert_eq!(rotated["old"]["status"], "rotating");
+    assert_eq!(rotated["new"]["scopes"], json!(["orders:read"]));
+    let new_id = rotated["new"]["id"].as_str().unwrap().to_owned();
+
+    let (status, again) = call(
+        reqwest::Method::POST,
+        &format!("/admin/v1/keys/{id}/rotate"),
+        &f.admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+
+    let (status, revoked) = call(
+        reqwest::Method::POST,
+        &format!("/admin/v1/keys/{new_id}/revoke"),
+        &f.admin,
+        Some(json!({"reason": "done"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(revoked["status"], "revoked");
+    assert_eq!(revoked["revoked_reason"], "done");
+
+    let (status, body) = call(
+        reqwest::Method::POST,
+        &format!("/admin/v1/keys/{new_id}/revoke"),
+        &f.admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["code"], "key_revoked");
+}
+
+#[tokio::test]
+async fn scopes_and_key_kinds_enforced() {
+    let f = &*FIXTURE;
+    let (status, body) = call(
+        reqwest::Method::POST,
+        "/admin/v1/tenants",
+        &f.reader,
+        Some(json!({"name": "x1"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["required_scope"], "admin:write");
+
+    let (status, _) = call(reqwest::Method::GET, "/admin/v1/tenants", &f.verifier, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let (status, body) = call(
+        reqwest::Method::POST,
+        "/v1/keys/verify",
+        &f.reader,
+        Some(json!({"key": "x"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["required_scope"], "keys:verify");
+
+    let (status, body) = call(reqwest::Method::GET, "/admin/v1/tenants", "", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // A tenant key is refused on the operator surfaces.
+    call(
+        reqwest::Method::POST,
+        "/admin/v1/tenants",
+        &f.admin,
+        Some(json!({"name": "initech"})),
+    )
+    .await;
+    let (_, created) = call(
+        reqwest::Method::POST,
+        "/admin/v1/tenants/initech/keys",
+        &f.admin,
+        Some(json!({"scopes": ["admin:read"]})),
+    )
+    .await;
+    let tenant_key = created["key"].as_str().unwrap();
+    let (status, body) = call(reqwest::Method::GET, "/admin/v1/tenants", tenant_key, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["code"], "operator_key_required");
+}
+
+#[tokio::test]
+async fn invalid_input_named_in_problem() {
+    let f = &*FIXTURE;
+    for name in [
+        "\u{0430}cme-billing",
+        "acme-billing\u{200b}",
+        "\u{ff41}\u{ff43}\u{ff4d}\u{ff45}-billing",
+        "Acme-Billing",
+    ] {
+        let (status, body) = call(
+            reqwest::Method::POST,
+            "/admin/v1/tenants",
+            &f.admin,
+            Some(json!({"name": name})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name:?}");
+        assert_eq!(body["field"], "name");
+        assert!(
+            body["detail"].as_str().unwrap().contains("position"),
+            "{body}"
+        );
+    }
+    let (_, tenants) = call(reqwest::Method::GET, "/admin/v1/tenants", &f.admin, None).await;
+    assert!(
+        !tenants.to_string().contains("billing"),
+        "a look-alike tenant was created"
+    );
+
+    call(
+        reqwest::Method::POST,
+        "/admin/v1/tenants",
+        &f.admin,
+        Some(json!({"name": "umbrella"})),
+    )
+    .await;
+    let cases = [
+        (json!({"scopes": ["\u{043e}rders:read"]}), "scopes"),
+        (json!({"scopes": []}), "scopes"),
+        (
+            json!({"scopes": ["a:read"], "expires_in": "soon"}),
+            "expires_in",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, problem) = call(
+            reqwest::Method::POST,
+            "/admin/v1/tenants/umbrella/keys",
+            &f.admin,
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(problem["field"], field, "{problem}");
+    }
+    let (status, problem) = call(
+        reqwest::Method::POST,
+        "/admin/v1/tenants/umbrella/keys",
+        &f.admin,
+        Some(json!({"scopes": ["a:read"], "colour": "red"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        problem["detail"].as_str().unwrap().contains("colour"),
+        "{problem}"
+    );
+
+    let (status, _) = call(
+        reqwest::Method::POST,
+        "/admin/v1/keys/not-a-uuid/revoke",
+        &f.admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = call(
+        reqwest::Method::POST,
+        "/admin/v1/tenants/nobody/keys",
+        &f.admin,
+        Some(json!({"scopes": ["a:read"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn verify_answers_each_verdict() {
+    let f = &*FIXTURE;
+    call(
+        reqwest::Method::POST,
+        "/admin/v1/tenants",
+        &f.admin,
+        Some(json!({"name": "hooli"})),
+    )
+    .await;
+    let (_, created) = call(
+        reqwest::Method::POST,
+        "/admin/v1/tenants/hooli/keys",
+        &f.admin,
+        Some(json!({"scopes": ["b:write", "a:read"]})),
+    )
+    .await;
+    let key = created["key"].as_str().unwrap().to_owned();
+
+    let (status, verdict) = call(
+        reqwest::Method::POST,
+        "/v1/keys/verify",
+        &f.verifier,
+        Some(json!({"key": key})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(verdict["valid"], true);
+    assert_eq!(verdict["tenant"], "hooli");
+    assert_eq!(verdict["key_id"], created["id"]);
+    assert_eq!(verdict["scopes"], json!(["a:read", "b:write"]));
+    assert_eq!(verdict["expires_at"], Value::Null);
+
+    let unknown = KeySecret::generate(Environment::Live).unwrap();
+    let (_, verdict) = call(
+        reqwest::Method::POST,
+        "/v1/keys/verify",
+        &f.verifier,
+        Some(json!({"key": unknown.expose()})),
+    )
+    .await;
+    assert_eq!(verdict, json!({"valid": false, "code": "not_found"}));
+
+    let (_, verdict) = call(
+        reqwest::Method::POST,
+        "/v1/keys/verify",
+        &f.verifier,
+        Some(json!({"key": "pc_live_typo"})),
+    )
+    .await;
+    assert_eq!(verdict, json!({"valid": false, "code": "invalid_format"}));
+
+    let id = created["id"].as_str().unwrap();
+    call(
+        reqwest::Method::POST,
+        &format!("/admin/v1/keys/{id}/revoke"),
+        &f.admin,
+        None,
+    )
+    .await;
+    let (_, verdict) = call(
+        reqwest::Method::POST,
+        "/v1/keys/verify",
+        &f.verifier,
+        Some(json!({"key": key})),
+    )
+    .await;
+    assert_eq!(verdict, json!({"valid": false, "code": "revoked"}));
+
+    let (status, problem) = call(
+        reqwest::Method::POST,
+        "/v1/keys/verify",
+        &f.verifier,
+        Some(json!({"token": key})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        !problem.to_string().contains(&key),
+        "an error echoed the key"
+    );
+}
+
+#[tokio::test]
+async fn health_endpoints_answer() {
+    let f = &*FIXTURE;
+    let client = f.server.client();
+    let health = client.get(f.server.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready: Value = client
+        .get(f.server.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["store"], "sqlite");
+}

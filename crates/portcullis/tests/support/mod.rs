@@ -1,0 +1,230 @@
+//! Test harness: the real `portcullis` binary on a free port with real TLS,
+//! in front of a real upstream HTTP server, driven by a real HTTP client.
+
+#![allow(
+    dead_code,
+    reason = "each test file uses a different part of the harness"
+)]
+
+pub mod raw;
+pub mod upstream;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Path of the binary under test.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_portcullis"))
+}
+
+/// A data directory and the CLI commands run against it.
+pub struct DataDir {
+    pub dir: tempfile::TempDir,
+    pub database_url: Option<String>,
+}
+
+impl DataDir {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            database_url: None,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(binary());
+        command.env_clear();
+        command.env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        command.arg("--data-dir").arg(self.path());
+        if let Some(url) = &self.database_url {
+            command.arg("--database-url").arg(url);
+        }
+        command
+    }
+
+    /// Runs a CLI command and returns its output, failing the test when it
+    /// exits non-zero.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let output = self.command().args(args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "portcullis {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// Runs a CLI command with `--output json` and parses its output.
+    pub fn cli_json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        let output = self.cli(&all);
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+            panic!(
+                "portcullis {args:?} printed no JSON ({error}): {}",
+                String::from_utf8_lossy(&output.stdout)
+            )
+        })
+    }
+
+    /// Creates a key and returns (id, secret).
+    pub fn create_key(&self, args: &[&str]) -> (String, String) {
+        let mut all = vec!["keys", "create"];
+        all.extend_from_slice(args);
+        let created = self.cli_json(&all);
+        (
+            created["id"].as_str().unwrap().to_owned(),
+            created["key"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub fn write_config(&self, toml: &str) {
+        std::fs::write(self.path().join("portcullis.toml"), toml).unwrap();
+    }
+}
+
+/// A running `portcullis serve`.
+pub struct Server {
+    child: Child,
+    pub address: SocketAddr,
+    pub logs: Arc<Mutex<Vec<String>>>,
+    pub ca_pem: Vec<u8>,
+}
+
+impl Server {
+    /// Starts `serve` on a free port and waits for its `listening` line.
+    pub fn start(data: &DataDir) -> Self {
+        Self::start_with(data, &[])
+    }
+
+    pub fn start_with(data: &DataDir, env: &[(&str, &str)]) -> Self {
+        let mut command = data.command();
+        command
+            .args(["serve", "--log-format", "json"])
+            .env("PORTCULLIS_SERVER__LISTEN", "127.0.0.1:0")
+            .env("PORTCULLIS_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(event) = serde_json::from_str::<Value>(&line) {
+                    if event["message"] == "listening" {
+                        let _ =
+                            sender.send(event["address"].as_str().unwrap_or_default().to_owned());
+                    }
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+
+        let address = match receiver.recv_timeout(Duration::from_secs(60)) {
+            Ok(address) => address.parse().unwrap(),
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "server did not report its address; logs:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
+            }
+        };
+        let ca_pem = std::fs::read(data.path().join("tls/ca.pem")).unwrap_or_default();
+        Self {
+            child,
+            address,
+            logs,
+            ca_pem,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.address.port())
+    }
+
+    /// An HTTPS client that trusts only the server's development CA.
+    pub fn client(&self) -> reqwest::Client {
+        let ca = reqwest::Certificate::from_pem(&self.ca_pem).unwrap();
+        reqwest::Client::builder()
+            .tls_certs_only([ca])
+            .resolve("localhost", self.address)
+            .no_proxy()
+            .build()
+            .unwrap()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh marker for `X-Test-Case`.
+pub fn marker() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Reads every file under `dir` (the database, its WAL, TLS files) as bytes.
+pub fn all_bytes_under(dir: &Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                pending.push(entry.unwrap().path());
+            }
+        } else if let Ok(content) = std::fs::read(&path) {
+            bytes.extend_from_slice(&content);
+        }
+    }
+    bytes
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty()
+        && haystack
+            .windows(needle.len())
+            .any(|window| window == needle)
+}
