@@ -46,7 +46,7 @@ pub struct PostgresStore {
 /// A notification carries no data to trust: on each wake-up, read
 /// [`crate::Store::changes_since`].
 ///
-/// The listener holds one pooled connection. [`crate::Store::close`] waits
+/// The listener keeps one pooled connection checked out. [`crate::Store::close`] waits
 /// for it to come back, so drop the listener first unless a `recv` call is
 /// pending (sqlx cancels a pending `recv` when the pool closes).
 #[derive(Debug)]
