@@ -46,9 +46,10 @@ pub struct PostgresStore {
 /// A notification carries no data to trust: on each wake-up, read
 /// [`crate::Store::changes_since`].
 ///
-/// The listener keeps one pooled connection checked out. [`crate::Store::close`] waits
-/// for it to come back, so drop the listener first unless a `recv` call is
-/// pending (sqlx cancels a pending `recv` when the pool closes).
+/// The listener keeps one pooled connection checked out, and
+/// [`crate::Store::close`] waits for it to come back. So drop the listener
+/// first unless a `recv` call is pending, which sqlx cancels when the pool
+/// closes.
 #[derive(Debug)]
 pub struct ChangeListener {
     listener: PgListener,
