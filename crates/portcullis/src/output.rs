@@ -13,12 +13,18 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 
 /// Writes `text` to standard output.
+///
+/// A closed pipe (`portcullis keys list | head -1`) is not an error: the
+/// reader has everything it wanted.
 pub(crate) fn print(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    stdout
+    let written = stdout
         .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-        .context("failed to write to standard output")
+        .and_then(|()| stdout.flush());
+    match written {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => written.context("failed to write to standard output"),
+    }
 }
 
 /// Writes `value` to standard output as pretty-printed JSON and a newline.
