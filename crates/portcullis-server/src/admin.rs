@@ -157,7 +157,7 @@ fn problem_of(error: ManageError) -> Problem {
         ManageError::NotFound(message) => Problem::not_found(message),
         ManageError::Conflict { code, message } => Problem::conflict(code, message),
         ManageError::Store(error) => {
-            tracing::error!(error = %error, "admin operation failed in the store");
+            tracing::error!(error = %crate::telemetry::ErrorChain(&error), "admin operation failed in the store");
             Problem::store_unavailable()
         }
         ManageError::Random => {
@@ -207,7 +207,8 @@ pub fn issued_json(issued: &IssuedKey, now: OffsetDateTime) -> Value {
     value
 }
 
-fn tenant_json(tenant: &Tenant) -> Value {
+/// The public view of a tenant.
+pub fn tenant_json(tenant: &Tenant) -> Value {
     json!({"id": tenant.id, "name": tenant.name, "created_at": timestamp(Some(tenant.created_at))})
 }
 

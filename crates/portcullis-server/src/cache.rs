@@ -161,7 +161,7 @@ pub async fn follow_changes(
                 // Logged once per outage: the cache stops being trusted by
                 // itself once polls stop succeeding.
                 if !failing {
-                    tracing::warn!(error = %error, "change feed poll failed; bypassing the credential cache until it recovers");
+                    tracing::warn!(error = %crate::telemetry::ErrorChain(&error), "change feed poll failed; bypassing the credential cache until it recovers");
                     failing = true;
                 }
             }

@@ -23,7 +23,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         )
             .into_response(),
         Err(error) => {
-            tracing::warn!(error = %error, "readiness check failed: store unreachable");
+            tracing::warn!(error = %crate::telemetry::ErrorChain(&error), "readiness check failed: store unreachable");
             Problem::store_unavailable().into_response()
         }
     }

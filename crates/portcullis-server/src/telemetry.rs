@@ -18,6 +18,22 @@ use crate::config::LogFormat;
 use crate::gateway::path::normalize;
 use crate::problem::Problem;
 
+/// Formats an error with its sources, `outer: inner: root`, so a log line
+/// shows the cause that a wrapping error's own text leaves out.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
 /// Log filter used when `PORTCULLIS_LOG` is not set.
 pub const DEFAULT_FILTER: &str = "info";
 

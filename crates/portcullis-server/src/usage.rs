@@ -100,7 +100,7 @@ impl UsageRecorder {
         if !usage.is_empty()
             && let Err(error) = store.record_usage(&usage).await
         {
-            tracing::warn!(error = %error, keys = usage.len(), "writing key usage failed; will retry");
+            tracing::warn!(error = %crate::telemetry::ErrorChain(&error), keys = usage.len(), "writing key usage failed; will retry");
             self.restore_usage(usage);
         }
 
@@ -108,7 +108,7 @@ impl UsageRecorder {
         if !failures.is_empty()
             && let Err(error) = store.append_audit(&failures).await
         {
-            tracing::warn!(error = %error, records = failures.len(), "writing failure records failed; will retry");
+            tracing::warn!(error = %crate::telemetry::ErrorChain(&error), records = failures.len(), "writing failure records failed; will retry");
             let mut pending = lock(&self.failures);
             let room = MAX_PENDING_FAILURES.saturating_sub(pending.len());
             pending.extend(failures.into_iter().take(room));

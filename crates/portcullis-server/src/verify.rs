@@ -60,7 +60,7 @@ async fn verify(state: &AppState, request: Request) -> Result<Response, Problem>
             json!({"valid": false, "code": rejection.code()})
         }
         Err(VerifyError::Store(error)) => {
-            tracing::error!(error = %error, "credential lookup failed during verify");
+            tracing::error!(error = %crate::telemetry::ErrorChain(&error), "credential lookup failed during verify");
             return Err(Problem::store_unavailable());
         }
     };

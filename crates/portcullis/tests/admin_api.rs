@@ -1,5 +1,13 @@
 //! The admin API and the verify API, authenticated by operator keys.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "fixtures outside #[test] functions fail the test on any error"
+)]
+
 mod support;
 
 use std::sync::LazyLock;

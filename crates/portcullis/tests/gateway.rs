@@ -1,5 +1,13 @@
 //! The gateway end to end: real TLS, a real upstream, keys made by the CLI.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "fixtures outside #[test] functions fail the test on any error"
+)]
+
 mod support;
 
 use std::sync::LazyLock;
@@ -516,8 +524,7 @@ async fn ambiguous_paths_never_reach_another_route() {
         } else {
             assert_eq!(reached.len(), 1, "{target}");
             assert_eq!(
-                reached[0].path_and_query,
-                "/orders/%252e%252e/admin/users",
+                reached[0].path_and_query, "/orders/%252e%252e/admin/users",
                 "{target}"
             );
         }
@@ -640,4 +647,51 @@ async fn request_log_line_names_key_not_secret() {
         assert!(!logs.contains(secret.as_str()), "a key reached the logs");
     }
     let _ = &f.data;
+}
+
+#[tokio::test]
+async fn hostile_input_stays_inside_one_log_line() {
+    // An encoded CR LF in the path and an ESC in a header must not forge a
+    // log line: the request gets its 401 and exactly one JSON log line.
+    let f = fixture();
+    let response = raw::send(
+        f.server.address,
+        &f.server.ca_pem,
+        &raw::get("/orders/%0D%0Afake-line", &["User-Agent: x\\x1b[2J"]),
+    )
+    .await;
+    assert_eq!(response.status, 401, "{}", response.text);
+
+    // A raw ESC byte in a header value is refused by the HTTP parser itself
+    // (RFC 9110 §5.5 allows no control characters there).
+    let refused = raw::send(
+        f.server.address,
+        &f.server.ca_pem,
+        &raw::get("/orders/1", &["User-Agent: x\x1b[2J"]),
+    )
+    .await;
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    let request_id = response
+        .text
+        .lines()
+        .find_map(|line| line.strip_prefix("x-request-id: "))
+        .expect("no request id")
+        .trim()
+        .to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let logs = f.server.log_text();
+    assert!(
+        !logs.contains('\x1b'),
+        "a raw control character reached the logs"
+    );
+    for line in logs.lines() {
+        serde_json::from_str::<Value>(line)
+            .unwrap_or_else(|_| panic!("not one JSON object: {line:?}"));
+    }
+    let lines = logs
+        .lines()
+        .filter(|line| line.contains(&request_id))
+        .count();
+    assert_eq!(lines, 1);
 }

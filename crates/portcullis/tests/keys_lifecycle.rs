@@ -2,6 +2,15 @@
 //! a rotation grace, expiry) reaches every running node within one second,
 //! including changes written by a separate CLI process.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods,
+    reason = "fixtures outside #[test] functions fail the test on any error, and tests read their settings from the environment"
+)]
+
 mod support;
 
 use std::process::Command;

@@ -58,7 +58,11 @@ pub async fn authenticate_key(
 
     let presented = match presented_credential(headers, query) {
         Ok(Some(presented)) => presented,
-        Ok(None) => return Err(Problem::missing_credential()),
+        Ok(None) => {
+            let problem = Problem::missing_credential();
+            usage.record_failure(failure(problem.code(), None, None));
+            return Err(problem);
+        }
         Err(problem) => {
             usage.record_failure(failure(problem.code(), None, None));
             return Err(problem);
@@ -83,7 +87,7 @@ pub async fn authenticate_key(
             Err(Problem::rejected_key(rejection))
         }
         Err(VerifyError::Store(error)) => {
-            tracing::error!(error = %error, "credential lookup failed; denying the request");
+            tracing::error!(error = %crate::telemetry::ErrorChain(&error), "credential lookup failed; denying the request");
             Err(Problem::store_unavailable())
         }
     }

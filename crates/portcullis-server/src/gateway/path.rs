@@ -13,7 +13,9 @@
 //! - a dot segment carrying `;` parameters (`..;`) is rejected, because some
 //!   servers strip the parameters and then see a dot segment;
 //! - empty segments (`//`) are merged;
-//! - nothing is decoded twice: `%252e` stays `%252E`.
+//! - literal control characters and `%00` are rejected; other encoded
+//!   control characters stay encoded;
+//! - nothing is decoded twice: `%252e` stays `%252e`.
 //!
 //! Case is kept, because paths are case-sensitive (RFC 3986 §6.2.2.1).
 
@@ -37,7 +39,7 @@ pub enum PathError {
     EncodedSlash,
     /// A backslash, literal or encoded (`%5C`).
     Backslash,
-    /// A control character or NUL, literal or encoded.
+    /// A literal control character, or an encoded NUL.
     ControlCharacter,
     /// A dot segment with `;` parameters, such as `..;`.
     DotSegmentParameters,
@@ -58,7 +60,9 @@ impl fmt::Display for PathError {
                 "the request path contains an encoded slash (%2F), which is not accepted"
             }
             Self::Backslash => "the request path contains a backslash, which is not accepted",
-            Self::ControlCharacter => "the request path contains a control character",
+            Self::ControlCharacter => {
+                "the request path contains a control character or an encoded NUL"
+            }
             Self::DotSegmentParameters => {
                 "the request path contains a dot segment with ';' parameters"
             }
@@ -131,7 +135,9 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
                     b'.' => return Err(PathError::EncodedDot),
                     b'/' => return Err(PathError::EncodedSlash),
                     b'\\' => return Err(PathError::Backslash),
-                    0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
+                    // NUL ends the path for C-based upstreams; other control
+                    // characters stay encoded and so cannot split a line.
+                    0 => return Err(PathError::ControlCharacter),
                     _ if value.is_ascii_alphanumeric() || matches!(value, b'-' | b'_' | b'~') => {
                         out.push(char::from(value));
                     }
@@ -212,6 +218,10 @@ mod tests {
             Ok("/orders/%252e%252e/admin")
         );
         assert_eq!(normalize("/q%3fx").as_deref(), Ok("/q%3Fx"));
+        assert_eq!(
+            normalize("/orders/%0d%0afake").as_deref(),
+            Ok("/orders/%0D%0Afake")
+        );
     }
 
     #[test]
@@ -225,6 +235,7 @@ mod tests {
             ("/orders/..;/admin/users", PathError::DotSegmentParameters),
             ("/orders/.;x/admin", PathError::DotSegmentParameters),
             ("/%00", PathError::ControlCharacter),
+            ("/a\x01b", PathError::ControlCharacter),
             ("/%zz", PathError::BadEscape),
             ("/%4", PathError::BadEscape),
             ("/..", PathError::AboveRoot),

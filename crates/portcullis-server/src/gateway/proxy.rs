@@ -121,11 +121,12 @@ impl UpstreamClient {
             })?;
         // HTTP/2 clients send the host as the `:authority` pseudo-header,
         // which arrives in the URI rather than as a Host header.
-        let host = parts
-            .headers
-            .get(HOST)
-            .cloned()
-            .or_else(|| parts.uri.authority().and_then(|authority| HeaderValue::from_str(authority.as_str()).ok()));
+        let host = parts.headers.get(HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
+        });
         *outbound.headers_mut() = forwarded_headers(parts.headers, host, &context);
 
         let response =
@@ -253,20 +254,8 @@ fn upstream_failure(error: &hyper_util::client::legacy::Error, route: &RouteConf
         }
         source = cause.source();
     }
-    tracing::warn!(error = %error_chain(error), upstream = %route.upstream, "upstream request failed");
+    tracing::warn!(error = %crate::telemetry::ErrorChain(error), upstream = %route.upstream, "upstream request failed");
     Problem::bad_gateway()
-}
-
-/// Joins an error and its sources into one line.
-fn error_chain(error: &dyn StdError) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -1,8 +1,7 @@
 //! `portcullis tenants create|list`.
 
-use portcullis_store::Tenant;
+use portcullis_server::admin::tenant_json;
 use serde_json::{Value, json};
-use time::format_description::well_known::Rfc3339;
 
 use super::{Admin, manage_error};
 use crate::cli::{OutputFormat, TenantsCommand};
@@ -55,15 +54,6 @@ async fn list(admin: &Admin) -> anyhow::Result<()> {
             output::print(&table.render())
         }
     }
-}
-
-/// A tenant in the shape the admin API returns.
-fn tenant_json(tenant: &Tenant) -> Value {
-    json!({
-        "id": tenant.id,
-        "name": tenant.name,
-        "created_at": tenant.created_at.format(&Rfc3339).ok(),
-    })
 }
 
 /// Maps a field that the manager rejected to its command-line name.

@@ -5,6 +5,15 @@
     dead_code,
     reason = "each test file uses a different part of the harness"
 )]
+#![allow(unreachable_pub, reason = "the harness is a module of each test crate")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods,
+    reason = "a harness failure should fail the test at once, and it waits on processes, not tasks"
+)]
 
 pub mod raw;
 pub mod upstream;
@@ -127,8 +136,10 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Ok(event) = serde_json::from_str::<Value>(&line) {
-                    if event["message"] == "listening" {
+                if let Ok(event) = serde_json::from_str::<Value>(&line)
+                    && event["message"] == "listening"
+                {
+                    {
                         let _ =
                             sender.send(event["address"].as_str().unwrap_or_default().to_owned());
                     }

@@ -52,12 +52,18 @@ impl Upstream {
         let record = seen.clone();
         let (sender, receiver) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 sender.send(listener.local_addr().unwrap()).unwrap();
                 loop {
-                    let Ok((stream, _)) = listener.accept().await else { continue };
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
                     let record = record.clone();
                     tokio::spawn(async move {
                         let service = service_fn(move |request| handle(request, record.clone()));
@@ -87,7 +93,12 @@ impl Upstream {
     /// How many requests arrived carrying `X-Test-Case: marker`. Tests run
     /// in parallel against one upstream, so each counts only its own.
     pub fn count_marked(&self, marker: &str) -> usize {
-        self.seen.lock().unwrap().iter().filter(|seen| seen.header("x-test-case") == Some(marker)).count()
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|seen| seen.header("x-test-case") == Some(marker))
+            .count()
     }
 
     pub fn all(&self) -> Vec<Seen> {
