@@ -45,7 +45,8 @@ pub struct Upstream {
 impl Upstream {
     /// Starts the upstream on a thread with its own runtime, so it works
     /// from sync and async tests alike and outlives any one test's runtime.
-    /// Paths: `/slow…` waits 10 s before answering, `/large` streams
+    /// Paths: `/slow…` waits 10 s (or `?ms=N` milliseconds) before
+    /// answering, `/large` streams
     /// 8 MiB; everything else echoes the request.
     pub fn start() -> Self {
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -147,7 +148,11 @@ async fn handle(
     });
 
     if path_and_query.contains("/slow") {
-        tokio::time::sleep(Duration::from_secs(10)).await;
+        let millis = path_and_query
+            .split_once("ms=")
+            .and_then(|(_, rest)| rest.parse().ok())
+            .unwrap_or(10_000);
+        tokio::time::sleep(Duration::from_millis(millis)).await;
     }
     if path_and_query.ends_with("/large") {
         let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
