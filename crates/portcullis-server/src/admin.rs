@@ -103,7 +103,7 @@ pub async fn authenticate_operator(
 }
 
 /// A JSON request body read within [`MAX_JSON_BODY`], whose errors are
-/// problem answers that name the field.
+/// problem responses that name the field.
 pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned> JsonBody<T> {

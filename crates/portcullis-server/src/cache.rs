@@ -31,7 +31,7 @@ use quick_cache::sync::Cache;
 use tokio_util::sync::CancellationToken;
 
 /// How many keys the cache holds. At about 400 bytes an entry this is about
-/// 100 MB at most; a deployment with more active keys than this sees cache
+/// 100 MB at most; a deployment with more active keys than this gets cache
 /// misses (one store lookup each), not failures.
 pub const CACHE_CAPACITY: usize = 250_000;
 
@@ -49,7 +49,7 @@ pub const CHANGE_LOOKBACK: time::Duration = time::Duration::seconds(5);
 /// After this long without a successful poll the cache is bypassed.
 pub const FEED_STALE_AFTER: Duration = Duration::from_secs(3);
 
-/// What the cache knows about one presented secret.
+/// The cached lookup result for one presented secret.
 #[derive(Clone, Debug)]
 pub struct CacheEntry {
     /// The stored key, or `None` when no key has this hash.

@@ -1,4 +1,4 @@
-//! `/healthz` (the process runs) and `/readyz` (the store answers).
+//! `/healthz` (the process runs) and `/readyz` (the store responds).
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -13,7 +13,7 @@ pub async fn healthz() -> Response {
     (StatusCode::OK, axum::Json(json!({"status": "ok"}))).into_response()
 }
 
-/// `GET /readyz`: 200 when the store answers, else 503, so a load balancer
+/// `GET /readyz`: 200 when the store responds, else 503, so a load balancer
 /// stops sending traffic to a node that can only deny it.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     match state.store.ping().await {

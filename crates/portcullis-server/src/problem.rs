@@ -1,4 +1,4 @@
-//! Error answers: RFC 9457 problem details, with the RFC 6750 challenge on
+//! Error responses: RFC 9457 problem details, with the RFC 6750 challenge on
 //! every 401 and on scope failures.
 //!
 //! This is the one place that turns a failure into HTTP. Three texts are kept
@@ -33,7 +33,7 @@ pub enum Challenge {
     InsufficientScope(Scope),
 }
 
-/// One error answer. Boxed, because it travels in `Err` through every
+/// One error response. Boxed, because it travels in `Err` through every
 /// handler and a small `Result` keeps the success path cheap.
 #[derive(Clone, Debug)]
 pub struct Problem(Box<Details>);
@@ -220,17 +220,17 @@ impl Problem {
             StatusCode::BAD_GATEWAY,
             "upstream_unavailable",
             "Bad gateway",
-            "the upstream service did not answer",
+            "the upstream service did not respond",
         )
     }
 
-    /// 504: the upstream did not answer in time.
+    /// 504: the upstream did not respond in time.
     pub fn gateway_timeout() -> Self {
         Self::new(
             StatusCode::GATEWAY_TIMEOUT,
             "upstream_timeout",
             "Gateway timeout",
-            "the upstream service did not answer in time",
+            "the upstream service did not respond in time",
         )
     }
 
@@ -297,7 +297,7 @@ impl IntoResponse for Problem {
     }
 }
 
-/// The code of a problem answer, left in the response extensions for the
+/// The code of a problem response, left in the response extensions for the
 /// request log line.
 #[derive(Clone, Copy, Debug)]
 pub struct ProblemCode(pub &'static str);

@@ -96,11 +96,11 @@ impl FactsHandle {
 pub struct RequestId(pub String);
 
 /// Outermost middleware: gives the request an id, normalizes its path
-/// before any routing, and writes one log line when the answer is ready.
+/// before any routing, and writes one log line when the response is ready.
 pub async fn observe(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     // Always a fresh id: an inbound X-Request-Id is the client's text and
-    // would let it choose what the logs say.
+    // would let it choose what the logs contain.
     let request_id = uuid::Uuid::now_v7().to_string();
     let facts = FactsHandle::default();
     let method = request.method().clone();

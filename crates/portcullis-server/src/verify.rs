@@ -1,8 +1,8 @@
 //! `POST /v1/keys/verify`: lets a backend that sits outside the gateway ask
-//! whether an API key is valid, and for whom.
+//! whether an API key is valid and which tenant it belongs to.
 //!
 //! The caller authenticates with an operator key holding `keys:verify`.
-//! The answer names the key by id and never echoes the key.
+//! The response names the key by id and never echoes the key.
 
 use std::sync::LazyLock;
 
@@ -44,7 +44,7 @@ async fn verify(state: &AppState, request: Request) -> Result<Response, Problem>
     let JsonBody(input) = JsonBody::<VerifyRequest>::parse(body).await?;
 
     let now = OffsetDateTime::now_utc();
-    let answer = match state.verifier.verify(&input.key, now).await {
+    let verdict = match state.verifier.verify(&input.key, now).await {
         Ok(key) if key.kind == KeyKind::Tenant => json!({
             "valid": true,
             "tenant": key.tenant,
@@ -64,7 +64,7 @@ async fn verify(state: &AppState, request: Request) -> Result<Response, Problem>
             return Err(Problem::store_unavailable());
         }
     };
-    Ok(axum::Json(answer).into_response())
+    Ok(axum::Json(verdict).into_response())
 }
 
 /// Parses a scope written in the source.

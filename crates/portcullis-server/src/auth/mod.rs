@@ -24,7 +24,7 @@ use crate::usage::{FailedAuthentication, UsageRecorder};
 pub struct Authenticated {
     /// The key's record as of the last cache load.
     pub key: Arc<ApiKeyRecord>,
-    /// Where the key was found in the request.
+    /// The place in the request where the key was found.
     pub source: CredentialSource,
 }
 
@@ -32,7 +32,7 @@ pub struct Authenticated {
 /// the key, or an audit record of the failure.
 ///
 /// `surface` names the caller in failure records (`gateway`, `verify`,
-/// `admin`). Errors are the problem to answer with: 400 for a malformed
+/// `admin`). Errors are the problem to respond with: 400 for a malformed
 /// request, 401 for a missing or refused key, 503 when the store cannot be
 /// asked (Portcullis fails closed).
 pub async fn authenticate_key(

@@ -21,10 +21,10 @@
 
 use std::fmt;
 
-/// Longest request path accepted, in bytes.
+/// Maximum length of a request path, in bytes.
 pub const MAX_PATH_LEN: usize = 8 * 1024;
 
-/// Why a request path was rejected.
+/// The reason a request path was rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PathError {
     /// The path does not start with `/`.

@@ -1,4 +1,4 @@
-//! Forwarding a judged request to its upstream and streaming the answer
+//! Forwarding a judged request to its upstream and streaming the response
 //! back.
 //!
 //! Header policy: hop-by-hop headers (RFC 9110 §7.6.1) and the headers
@@ -96,7 +96,7 @@ impl UpstreamClient {
         Ok(Self { client })
     }
 
-    /// Sends `request` to the route's upstream and returns its answer, with
+    /// Sends `request` to the route's upstream and returns its response, with
     /// the body streamed both ways.
     pub async fn forward(
         &self,
