@@ -9,6 +9,7 @@
 //! - [`ids`]: typed ids of stored objects.
 //! - [`credential`]: what is known about a credential once it is verified.
 //! - [`duration`]: human durations such as `90d` or `24h`.
+//! - [`signing`]: token-signing keys as stored: algorithm, state, sealed key.
 
 pub mod credential;
 pub mod crypto;
@@ -17,3 +18,4 @@ pub mod ids;
 pub mod key;
 pub mod name;
 pub mod scope;
+pub mod signing;
