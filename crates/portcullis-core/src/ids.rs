@@ -62,3 +62,20 @@ uuid_id!(
     /// The id of one audit record.
     AuditId
 );
+
+uuid_id!(
+    /// The id of an OAuth client, sent as its `client_id`. Safe to log.
+    ClientId
+);
+
+uuid_id!(
+    /// The id of an end user who signs in and grants consent.
+    UserId
+);
+
+uuid_id!(
+    /// The id of a token family: every refresh and access token that
+    /// descends from one authorization grant, so that a replayed code or
+    /// refresh token can revoke them together.
+    TokenFamilyId
+);

@@ -13,6 +13,10 @@
 //! traffic; the checksum lets the scanner skip look-alikes and lets the
 //! server reject a mistyped key before any lookup. The random part is never
 //! decoded: the whole string is what gets hashed and stored.
+//!
+//! OAuth client secrets, authorization codes and refresh tokens
+//! ([`OpaqueSecret`]) use the same random part and checksum behind their
+//! own prefixes: `pcs_`, `pca_` and `pcr_`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -206,6 +210,138 @@ pub fn visible_prefix(key: &str) -> String {
     key.chars().take(PREFIX_LEN + VISIBLE_RANDOM_LEN).collect()
 }
 
+/// A kind of opaque OAuth secret. Each has the API key's shape, random
+/// part and checksum behind its own four-character prefix, so a secret
+/// scanner can tell them apart and the server can reject a mistyped one
+/// before any lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SecretKind {
+    /// A confidential client's secret: `pcs_`.
+    ClientSecret,
+    /// An authorization code: `pca_`.
+    AuthorizationCode,
+    /// A refresh token: `pcr_`.
+    RefreshToken,
+}
+
+/// Length of `pcs_`, `pca_` and `pcr_`.
+pub const SECRET_PREFIX_LEN: usize = 4;
+
+/// Total length of an opaque OAuth secret.
+pub const SECRET_LEN: usize = SECRET_PREFIX_LEN + RANDOM_LEN + CHECKSUM_LEN;
+
+impl SecretKind {
+    /// The prefix of secrets of this kind.
+    pub const fn prefix(self) -> &'static str {
+        match self {
+            Self::ClientSecret => "pcs_",
+            Self::AuthorizationCode => "pca_",
+            Self::RefreshToken => "pcr_",
+        }
+    }
+
+    /// The kind's name for messages, such as "client secret".
+    pub const fn description(self) -> &'static str {
+        match self {
+            Self::ClientSecret => "client secret",
+            Self::AuthorizationCode => "authorization code",
+            Self::RefreshToken => "refresh token",
+        }
+    }
+}
+
+/// Why a string is not an opaque OAuth secret of the expected kind. None of
+/// the variants carries the string itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SecretFormatError {
+    /// It does not start with the kind's prefix.
+    #[error("{} must start with {}", .0.description(), .0.prefix())]
+    Prefix(SecretKind),
+    /// It has the wrong number of characters.
+    #[error("{} must be {SECRET_LEN} characters long", .0.description())]
+    Length(SecretKind),
+    /// A character after the prefix is not a base62 letter or digit.
+    #[error("{} may contain only letters and digits after its prefix", .0.description())]
+    Alphabet(SecretKind),
+    /// The checksum does not match: the value was mistyped or cut.
+    #[error("{} checksum does not match; check that it was copied whole", .0.description())]
+    Checksum(SecretKind),
+}
+
+/// An opaque OAuth secret: a client secret, authorization code or refresh
+/// token. Shown once to the client and otherwise held only long enough to
+/// hash it with [`crate::crypto::Pepper::hash`].
+///
+/// `Debug` prints only the kind and the bytes are wiped on drop.
+pub struct OpaqueSecret {
+    secret: SecretString,
+    kind: SecretKind,
+}
+
+impl OpaqueSecret {
+    /// Generates a new secret of `kind` from the CSPRNG.
+    pub fn generate(kind: SecretKind) -> Result<Self, CryptoError> {
+        let mut text = String::with_capacity(SECRET_LEN);
+        text.push_str(kind.prefix());
+        push_random_base62(&mut text, RANDOM_LEN)?;
+        let checksum = encode_checksum(crc32fast::hash(text.as_bytes()));
+        text.push_str(&checksum);
+        Ok(Self {
+            secret: SecretString::from(text),
+            kind,
+        })
+    }
+
+    /// Checks the format of a presented secret of `kind` and wraps it.
+    pub fn parse(kind: SecretKind, input: &str) -> Result<Self, SecretFormatError> {
+        check_secret_format(kind, input)?;
+        Ok(Self {
+            secret: SecretString::from(input.to_owned()),
+            kind,
+        })
+    }
+
+    /// The whole secret. Only to hash it or to hand it to the client once.
+    pub fn expose(&self) -> &str {
+        self.secret.expose_secret()
+    }
+
+    /// The secret's kind.
+    pub const fn kind(&self) -> SecretKind {
+        self.kind
+    }
+}
+
+impl fmt::Debug for OpaqueSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OpaqueSecret({}…)", self.kind.prefix())
+    }
+}
+
+/// Checks prefix, length, alphabet and checksum of a secret of `kind`, in
+/// that order. Never panics and never allocates.
+pub fn check_secret_format(kind: SecretKind, input: &str) -> Result<(), SecretFormatError> {
+    if !input.starts_with(kind.prefix()) {
+        return Err(SecretFormatError::Prefix(kind));
+    }
+    if input.len() != SECRET_LEN {
+        return Err(SecretFormatError::Length(kind));
+    }
+
+    let bytes = input.as_bytes();
+    let (body, checksum) = bytes.split_at(SECRET_LEN - CHECKSUM_LEN);
+    let random = body.get(SECRET_PREFIX_LEN..).unwrap_or_default();
+    if !random.iter().chain(checksum).all(u8::is_ascii_alphanumeric) {
+        return Err(SecretFormatError::Alphabet(kind));
+    }
+
+    let expected = encode_checksum(crc32fast::hash(body));
+    if expected.as_bytes() != checksum {
+        return Err(SecretFormatError::Checksum(kind));
+    }
+    Ok(())
+}
+
 /// Appends `count` uniformly random base62 characters.
 fn push_random_base62(out: &mut String, count: usize) -> Result<(), CryptoError> {
     // Rejection sampling: 248 = 4 × 62, so bytes below 248 map onto base62
@@ -309,6 +445,66 @@ mod tests {
     fn checksum_is_fixed_width() {
         assert_eq!(encode_checksum(0), "000000");
         assert_eq!(encode_checksum(u32::MAX).len(), CHECKSUM_LEN);
+    }
+
+    const SECRET_KINDS: [SecretKind; 3] = [
+        SecretKind::ClientSecret,
+        SecretKind::AuthorizationCode,
+        SecretKind::RefreshToken,
+    ];
+
+    #[test]
+    fn generated_secrets_parse_as_their_kind_only() {
+        for kind in SECRET_KINDS {
+            let secret = OpaqueSecret::generate(kind).unwrap();
+            assert_eq!(secret.expose().len(), SECRET_LEN);
+            assert!(secret.expose().starts_with(kind.prefix()));
+            assert_eq!(check_secret_format(kind, secret.expose()), Ok(()));
+            for other in SECRET_KINDS.into_iter().filter(|other| *other != kind) {
+                assert_eq!(
+                    check_secret_format(other, secret.expose()),
+                    Err(SecretFormatError::Prefix(other))
+                );
+            }
+            assert_eq!(check_format(secret.expose()), Err(KeyFormatError::Prefix));
+        }
+    }
+
+    #[test]
+    fn secret_errors_in_order() {
+        let kind = SecretKind::RefreshToken;
+        let secret = OpaqueSecret::generate(kind).unwrap();
+        let text = secret.expose();
+        assert_eq!(
+            check_secret_format(kind, &text[..SECRET_LEN - 1]),
+            Err(SecretFormatError::Length(kind))
+        );
+        let with_symbol = format!("{}-{}", &text[..10], &text[11..]);
+        assert_eq!(
+            check_secret_format(kind, &with_symbol),
+            Err(SecretFormatError::Alphabet(kind))
+        );
+        let mut bytes = text.as_bytes().to_vec();
+        bytes[12] = if bytes[12] == b'a' { b'b' } else { b'a' };
+        let changed = String::from_utf8(bytes).unwrap();
+        assert_eq!(
+            check_secret_format(kind, &changed),
+            Err(SecretFormatError::Checksum(kind))
+        );
+        assert!(OpaqueSecret::parse(kind, text).is_ok());
+    }
+
+    #[test]
+    fn secret_debug_and_errors_hide_value() {
+        let secret = OpaqueSecret::generate(SecretKind::ClientSecret).unwrap();
+        let printed = format!("{secret:?}");
+        assert!(!printed.contains(secret.expose()), "{printed}");
+        assert_eq!(printed, "OpaqueSecret(pcs_…)");
+        let error = OpaqueSecret::parse(SecretKind::ClientSecret, "pcs_short").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "client secret must be 42 characters long"
+        );
     }
 
     proptest! {

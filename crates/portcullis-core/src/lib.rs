@@ -9,6 +9,8 @@
 //! - [`ids`]: typed ids of stored objects.
 //! - [`credential`]: what is known about a credential once it is verified.
 //! - [`duration`]: human durations such as `90d` or `24h`.
+//! - [`oauth`]: OAuth 2.0 types: grant types, redirect URIs, user e-mail
+//!   addresses, PKCE, and the records of clients, users, codes and tokens.
 //! - [`signing`]: token-signing keys as stored: algorithm, state, sealed key.
 
 pub mod credential;
@@ -17,5 +19,6 @@ pub mod duration;
 pub mod ids;
 pub mod key;
 pub mod name;
+pub mod oauth;
 pub mod scope;
 pub mod signing;
