@@ -15,7 +15,7 @@ use std::fmt;
 
 use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::signature::{self, KeyPair as _};
-use aws_lc_rs::{aead, constant_time, hkdf, hmac, rand};
+use aws_lc_rs::{aead, constant_time, digest, hkdf, hmac, rand};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use secrecy::{ExposeSecret, SecretBox};
@@ -96,6 +96,18 @@ pub fn fill_random(buffer: &mut [u8]) -> Result<(), CryptoError> {
 /// Compares two byte strings in time that depends only on their lengths.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     constant_time::verify_slices_are_equal(a, b).is_ok()
+}
+
+/// Length in bytes of a SHA-256 digest.
+pub const SHA256_LEN: usize = 32;
+
+/// Computes the SHA-256 digest of `data`, unkeyed. For public values such as
+/// PKCE challenges; stored secrets are hashed with [`Pepper::hash`] instead.
+pub fn sha256(data: &[u8]) -> [u8; SHA256_LEN] {
+    let digest = digest::digest(&digest::SHA256, data);
+    let mut bytes = [0u8; SHA256_LEN];
+    bytes.copy_from_slice(digest.as_ref());
+    bytes
 }
 
 /// The master key: the root of every key Portcullis derives.
@@ -522,6 +534,14 @@ mod tests {
         assert_ne!(a.hash(b"secret").as_bytes(), b.hash(b"secret").as_bytes());
         assert!(a.verify(b"secret", &a.hash(b"secret")));
         assert!(!a.verify(b"secret", &b.hash(b"secret")));
+    }
+
+    #[test]
+    fn sha256_matches_known_digest() {
+        // SHA-256("abc"), from FIPS 180-2 Appendix B.1.
+        let expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let hex: String = sha256(b"abc").iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, expected);
     }
 
     #[test]
