@@ -9,12 +9,14 @@ use std::fmt;
 use std::str::FromStr;
 
 use portcullis_core::credential::ApiKeyRecord;
-use portcullis_core::ids::{AuditId, TenantId};
+use portcullis_core::ids::{AuditId, ClientId, TenantId, TokenFamilyId};
+use portcullis_core::oauth::{AccessTokenRecord, ClientRecord};
+use portcullis_core::signing::SigningKeyRecord;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::records::{NewKey, Tenant};
+use crate::records::{NewClient, NewClientSecret, NewKey, NewUser, Tenant};
 
 /// The actor, client address and time of a change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +44,26 @@ pub enum AuditAction {
     KeyRotated,
     /// A presented credential was rejected.
     AuthFailed,
+    /// An OAuth client was registered.
+    ClientCreated,
+    /// An OAuth client got a new secret; older secrets expire after a grace
+    /// period.
+    ClientSecretAdded,
+    /// An OAuth client was revoked, with its tokens.
+    ClientRevoked,
+    /// A user was created.
+    UserCreated,
+    /// Every token of one grant was revoked: on request, or because a code
+    /// or refresh token was used twice.
+    TokenFamilyRevoked,
+    /// One access token was revoked.
+    AccessTokenRevoked,
+    /// A token-signing key was created.
+    SigningKeyCreated,
+    /// A token-signing key started signing, and the previous one retired.
+    SigningKeyActivated,
+    /// A retired token-signing key was deleted.
+    SigningKeyDeleted,
 }
 
 impl AuditAction {
@@ -54,6 +76,15 @@ impl AuditAction {
             Self::KeyRevoked => "key.revoked",
             Self::KeyRotated => "key.rotated",
             Self::AuthFailed => "auth.failed",
+            Self::ClientCreated => "client.created",
+            Self::ClientSecretAdded => "client.secret_added",
+            Self::ClientRevoked => "client.revoked",
+            Self::UserCreated => "user.created",
+            Self::TokenFamilyRevoked => "token_family.revoked",
+            Self::AccessTokenRevoked => "access_token.revoked",
+            Self::SigningKeyCreated => "signing_key.created",
+            Self::SigningKeyActivated => "signing_key.activated",
+            Self::SigningKeyDeleted => "signing_key.deleted",
         }
     }
 }
@@ -79,6 +110,15 @@ impl FromStr for AuditAction {
             "key.revoked" => Ok(Self::KeyRevoked),
             "key.rotated" => Ok(Self::KeyRotated),
             "auth.failed" => Ok(Self::AuthFailed),
+            "client.created" => Ok(Self::ClientCreated),
+            "client.secret_added" => Ok(Self::ClientSecretAdded),
+            "client.revoked" => Ok(Self::ClientRevoked),
+            "user.created" => Ok(Self::UserCreated),
+            "token_family.revoked" => Ok(Self::TokenFamilyRevoked),
+            "access_token.revoked" => Ok(Self::AccessTokenRevoked),
+            "signing_key.created" => Ok(Self::SigningKeyCreated),
+            "signing_key.activated" => Ok(Self::SigningKeyActivated),
+            "signing_key.deleted" => Ok(Self::SigningKeyDeleted),
             other => Err(UnknownAuditAction(other.to_owned())),
         }
     }
@@ -200,6 +240,155 @@ impl AuditEvent {
     }
 }
 
+/// Why every token of a family was revoked, as written in the audit record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FamilyRevocationReason {
+    /// A caller revoked the grant, such as through the revocation endpoint.
+    Requested,
+    /// An authorization code was redeemed a second time.
+    CodeReused,
+    /// A refresh token was used a second time (RFC 9700 §4.14.2).
+    RefreshTokenReused,
+}
+
+impl FamilyRevocationReason {
+    /// The reason as written in the audit record.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "requested",
+            Self::CodeReused => "authorization_code_reused",
+            Self::RefreshTokenReused => "refresh_token_reused",
+        }
+    }
+}
+
+impl AuditEvent {
+    pub(crate) fn client_created(
+        context: &AuditContext,
+        client: &NewClient,
+        secret: Option<&NewClientSecret>,
+    ) -> Self {
+        let grant_types: Vec<&str> = client.grant_types.iter().map(|g| g.as_str()).collect();
+        let redirect_uris: Vec<&str> = client.redirect_uris.iter().map(|u| u.as_str()).collect();
+        Self {
+            tenant_id: Some(client.tenant_id),
+            target: Some(client.id.to_string()),
+            details: json!({
+                "name": client.name,
+                "confidential": client.confidential,
+                "grant_types": grant_types,
+                "scopes": client.scopes.to_space_separated(),
+                "redirect_uris": redirect_uris,
+                "auth_method": client.auth_method.as_str(),
+                "access_token_ttl_seconds": client.access_token_ttl_seconds,
+                "secret_id": secret.map(|secret| secret.id.to_string()),
+            }),
+            ..Self::new(context, AuditAction::ClientCreated)
+        }
+    }
+
+    pub(crate) fn client_secret_added(
+        context: &AuditContext,
+        client: &ClientRecord,
+        secret: &NewClientSecret,
+        old_expires_at: OffsetDateTime,
+    ) -> Self {
+        Self {
+            tenant_id: Some(client.tenant_id),
+            target: Some(client.id.to_string()),
+            details: json!({
+                "secret_id": secret.id.to_string(),
+                "expires_at": secret.expires_at.and_then(format_time),
+                "old_expires_at": format_time(old_expires_at),
+            }),
+            ..Self::new(context, AuditAction::ClientSecretAdded)
+        }
+    }
+
+    pub(crate) fn client_revoked(
+        context: &AuditContext,
+        client: &ClientRecord,
+        reason: Option<&str>,
+        access_tokens: u64,
+    ) -> Self {
+        Self {
+            tenant_id: Some(client.tenant_id),
+            target: Some(client.id.to_string()),
+            details: json!({
+                "name": client.name,
+                "reason": reason,
+                "access_tokens_revoked": access_tokens,
+            }),
+            ..Self::new(context, AuditAction::ClientRevoked)
+        }
+    }
+
+    pub(crate) fn user_created(context: &AuditContext, user: &NewUser) -> Self {
+        Self {
+            tenant_id: Some(user.tenant_id),
+            target: Some(user.id.to_string()),
+            details: json!({
+                "email": user.email.as_str(),
+                "role": user.role.as_str(),
+            }),
+            ..Self::new(context, AuditAction::UserCreated)
+        }
+    }
+
+    pub(crate) fn token_family_revoked(
+        context: &AuditContext,
+        family_id: TokenFamilyId,
+        client: Option<(ClientId, TenantId)>,
+        reason: FamilyRevocationReason,
+        access_tokens: u64,
+    ) -> Self {
+        Self {
+            tenant_id: client.map(|(_, tenant_id)| tenant_id),
+            target: Some(family_id.to_string()),
+            details: json!({
+                "client_id": client.map(|(client_id, _)| client_id.to_string()),
+                "reason": reason.as_str(),
+                "access_tokens_revoked": access_tokens,
+            }),
+            ..Self::new(context, AuditAction::TokenFamilyRevoked)
+        }
+    }
+
+    pub(crate) fn access_token_revoked(
+        context: &AuditContext,
+        token: &AccessTokenRecord,
+        tenant_id: Option<TenantId>,
+    ) -> Self {
+        Self {
+            tenant_id,
+            target: Some(token.jti.clone()),
+            details: json!({
+                "client_id": token.client_id.to_string(),
+                "family_id": token.family_id.map(|id| id.to_string()),
+                "expires_at": format_time(token.expires_at),
+            }),
+            ..Self::new(context, AuditAction::AccessTokenRevoked)
+        }
+    }
+
+    pub(crate) fn signing_key_event(
+        context: &AuditContext,
+        action: AuditAction,
+        key: &SigningKeyRecord,
+    ) -> Self {
+        Self {
+            target: Some(key.kid.clone()),
+            details: json!({
+                "algorithm": key.algorithm.as_str(),
+                "state": key.state.as_str(),
+                "activates_at": format_time(key.activates_at),
+                "publish_until": key.publish_until.and_then(format_time),
+            }),
+            ..Self::new(context, action)
+        }
+    }
+}
+
 /// Formats a time as RFC 3339 for audit details. `None` only for a year
 /// outside 0 to 9999, which RFC 3339 cannot write.
 fn format_time(at: OffsetDateTime) -> Option<String> {
@@ -218,6 +407,15 @@ mod tests {
             AuditAction::KeyRevoked,
             AuditAction::KeyRotated,
             AuditAction::AuthFailed,
+            AuditAction::ClientCreated,
+            AuditAction::ClientSecretAdded,
+            AuditAction::ClientRevoked,
+            AuditAction::UserCreated,
+            AuditAction::TokenFamilyRevoked,
+            AuditAction::AccessTokenRevoked,
+            AuditAction::SigningKeyCreated,
+            AuditAction::SigningKeyActivated,
+            AuditAction::SigningKeyDeleted,
         ] {
             assert_eq!(action.as_str().parse::<AuditAction>(), Ok(action));
         }

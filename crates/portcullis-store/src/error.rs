@@ -24,6 +24,10 @@ pub enum StoreError {
     /// The key was revoked earlier.
     #[error("API key is already revoked")]
     AlreadyRevoked,
+    /// The named object ("client", "access token") was revoked earlier, so
+    /// it can be neither revoked again nor changed.
+    #[error("{0} is already revoked")]
+    Revoked(&'static str),
     /// The key was rotated earlier; a key rotates only once.
     #[error("API key has already been rotated")]
     AlreadyRotated,
@@ -56,6 +60,7 @@ impl StoreError {
             Self::Conflict(_) => "conflict",
             Self::Invalid(_) => "invalid",
             Self::AlreadyRevoked => "already_revoked",
+            Self::Revoked(_) => "revoked",
             Self::AlreadyRotated => "already_rotated",
             Self::Expired => "expired",
             Self::MasterKeyMismatch => "master_key_mismatch",

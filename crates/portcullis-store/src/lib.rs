@@ -1,19 +1,24 @@
 //! Portcullis persistence behind one [`Store`], on SQLite or PostgreSQL.
 //!
-//! - [`records`]: tenants, new keys, usage batches and change-feed rows.
+//! - [`records`]: tenants, new keys, OAuth clients and users, usage
+//!   batches and change-feed rows.
 //! - [`audit`]: audit records and the context of a change.
 //! - [`error`]: [`StoreError`] and the mapping of database errors onto it.
 //! - [`sqlite`]: the embedded backend, one file in WAL mode.
 //! - [`postgres`]: the backend for several nodes, with LISTEN/NOTIFY.
+//! - `oauth`: the [`Store`] methods of the OAuth authorization server:
+//!   clients, users, codes, tokens, consent, sessions and signing keys.
 //!
 //! Both backends pass one test suite (`tests/store_suite.rs`). Their
 //! schemas live in `migrations/<backend>/` and are compiled into the binary.
 //!
 //! Every administrative change (tenant creation, key creation, revocation,
-//! rotation) writes its audit record and a change-feed row in the
-//! transaction of the change. Credential caches follow the change feed:
-//! they poll [`Store::changes_since`], and on PostgreSQL they wake on
-//! [`Store::listen`] as well.
+//! rotation, client and signing-key changes, token revocations) writes its
+//! audit record and a change-feed row in the transaction of the change.
+//! Credential caches follow the change feed: they poll
+//! [`Store::changes_since`], and on PostgreSQL they wake on [`Store::listen`]
+//! as well. A revoked access token gets one change row per `jti`, so a
+//! gateway's deny list follows the feed without a lookup.
 
 #![warn(missing_docs)]
 
@@ -25,6 +30,50 @@ macro_rules! select_key {
          k.visible_prefix, k.scopes, k.created_at, k.expires_at, k.revoked_at, \
          k.revoked_reason, k.rotated_to, k.last_used_at, k.last_used_from, k.use_count \
          FROM api_keys k LEFT JOIN tenants t ON t.id = k.tenant_id"
+    };
+}
+
+/// The columns of a [`portcullis_core::oauth::ClientRecord`] with its
+/// tenant's name. Both backends use the same query.
+macro_rules! select_client {
+    () => {
+        "SELECT c.id, c.tenant_id, t.name AS tenant_name, c.name, c.confidential, \
+         c.grant_types, c.scopes, c.redirect_uris, c.auth_method, c.jwks, \
+         c.access_token_ttl_seconds, c.created_at, c.revoked_at \
+         FROM oauth_clients c JOIN tenants t ON t.id = c.tenant_id"
+    };
+}
+
+/// The columns of a [`portcullis_core::oauth::UserRecord`] with its
+/// tenant's name.
+macro_rules! select_user {
+    () => {
+        "SELECT u.id, u.tenant_id, t.name AS tenant_name, u.email, u.password_hash, u.role, \
+         u.created_at, u.disabled_at FROM users u JOIN tenants t ON t.id = u.tenant_id"
+    };
+}
+
+/// The columns of an [`portcullis_core::oauth::AuthorizationCodeRecord`].
+macro_rules! select_code {
+    () => {
+        "SELECT code_hash, client_id, user_id, redirect_uri, code_challenge, scopes, resource, \
+         family_id, created_at, expires_at, used_at FROM authorization_codes"
+    };
+}
+
+/// The columns of a [`portcullis_core::oauth::RefreshTokenRecord`].
+macro_rules! select_refresh {
+    () => {
+        "SELECT token_hash, family_id, client_id, user_id, scopes, resource, created_at, \
+         expires_at, used_at, revoked_at FROM refresh_tokens"
+    };
+}
+
+/// The columns of a [`portcullis_core::signing::SigningKeyRecord`].
+macro_rules! select_signing_key {
+    () => {
+        "SELECT kid, algorithm, state, public_jwk, sealed_private_key, created_at, activates_at, \
+         retired_at, publish_until FROM signing_keys"
     };
 }
 
@@ -44,10 +93,15 @@ use portcullis_core::ids::KeyId;
 use portcullis_core::name::TenantName;
 use time::OffsetDateTime;
 
-pub use crate::audit::{AuditAction, AuditContext, AuditEvent, AuditFilter};
+pub use crate::audit::{
+    AuditAction, AuditContext, AuditEvent, AuditFilter, FamilyRevocationReason,
+};
 pub use crate::error::StoreError;
 pub use crate::postgres::{ChangeListener, PostgresStore};
-pub use crate::records::{Change, KeyFilter, KeyUsage, NewKey, Tenant};
+pub use crate::records::{
+    Change, ConsumeCode, KeyFilter, KeyUsage, LoginSession, NewClient, NewClientSecret, NewKey,
+    NewUser, RotateRefresh, Tenant,
+};
 pub use crate::sqlite::SqliteStore;
 
 /// The name of the PostgreSQL notification channel of the change feed.
@@ -77,6 +131,9 @@ macro_rules! dispatch {
         }
     };
 }
+
+// Declared after `dispatch!`, which it uses.
+mod oauth;
 
 impl Store {
     /// Opens the SQLite database at `path`, creating the file if it is

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use portcullis_core::credential::ApiKeyRecord;
 use portcullis_core::crypto::SecretHash;
-use portcullis_core::ids::{AuditId, KeyId, TenantId};
+use portcullis_core::ids::{AuditId, ClientId, KeyId, TenantId};
 use portcullis_core::name::TenantName;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
@@ -33,6 +33,8 @@ const MAX_CONNECTIONS: u32 = 10;
 /// How long a caller waits to connect or for a pooled connection before the
 /// store counts as unavailable, short enough for a readiness probe.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+mod oauth;
 
 /// A store on one PostgreSQL database.
 #[derive(Clone, Debug)]
@@ -379,7 +381,7 @@ impl PostgresStore {
             tracing::warn!(error = %error, "failed to prune the change feed");
         }
         let rows = sqlx::query(
-            "SELECT id, key_id, tenant_id, at FROM changes \
+            "SELECT id, key_id, tenant_id, client_id, jti, jti_expires_at, kid, at FROM changes \
              WHERE id > $1 OR at >= clock_timestamp() - $2 * interval '1 millisecond' \
              ORDER BY id",
         )
@@ -405,13 +407,22 @@ impl PostgresStore {
 
 /// The schema migrations, in version order.
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "initial".into(),
-        MigrationType::Simple,
-        include_str!("../migrations/postgres/0001_initial.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "initial".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0001_initial.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "oauth".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0002_oauth.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 /// Inserts the row of a new key. A taken id or hash is a conflict, an
@@ -561,10 +572,15 @@ fn audit_from_row(row: &PgRow) -> Result<AuditEvent, StoreError> {
 fn change_from_row(row: &PgRow) -> Result<Change, StoreError> {
     let key_id: Option<Uuid> = row.try_get("key_id")?;
     let tenant_id: Option<Uuid> = row.try_get("tenant_id")?;
+    let client_id: Option<Uuid> = row.try_get("client_id")?;
     Ok(Change {
         id: row.try_get("id")?,
         key_id: key_id.map(KeyId::from_uuid),
         tenant_id: tenant_id.map(TenantId::from_uuid),
+        client_id: client_id.map(ClientId::from_uuid),
+        jti: row.try_get("jti")?,
+        jti_expires_at: row.try_get("jti_expires_at")?,
+        kid: row.try_get("kid")?,
         at: row.try_get("at")?,
     })
 }

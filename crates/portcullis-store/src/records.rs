@@ -3,11 +3,17 @@
 
 use portcullis_core::credential::{ApiKeyRecord, KeyKind};
 use portcullis_core::crypto::{SECRET_HASH_LEN, SecretHash};
-use portcullis_core::ids::{KeyId, TenantId};
+use portcullis_core::ids::{ClientId, KeyId, TenantId, UserId};
 use portcullis_core::key::Environment;
 use portcullis_core::name::TenantName;
+use portcullis_core::oauth::{
+    AuthorizationCodeRecord, ClientAuthMethod, Email, GrantType, RedirectUri, RefreshTokenRecord,
+    Role,
+};
 use portcullis_core::scope::ScopeSet;
+use portcullis_core::signing::{SigningAlgorithm, SigningKeyState};
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 use crate::error::StoreError;
 
@@ -81,10 +87,253 @@ pub struct Change {
     pub id: i64,
     /// The key that changed, if a key did.
     pub key_id: Option<KeyId>,
-    /// The tenant that changed or owns the changed key, if any.
+    /// The tenant that changed or owns the changed key or client, if any.
     pub tenant_id: Option<TenantId>,
+    /// The OAuth client that changed (created, revoked, secret added) or
+    /// whose access token was revoked, if any.
+    pub client_id: Option<ClientId>,
+    /// The `jti` of a revoked access token. Each revoked token gets its own
+    /// row, also when a client or a token family is revoked, so that a deny
+    /// list needs no lookup.
+    pub jti: Option<String>,
+    /// When the revoked access token expires: the deny list may drop the
+    /// `jti` after that.
+    pub jti_expires_at: Option<OffsetDateTime>,
+    /// The `kid` of a signing key that was created, activated or deleted.
+    pub kid: Option<String>,
     /// When the change was written, by the database's clock.
     pub at: OffsetDateTime,
+}
+
+/// An OAuth client to register. The caller generates the id.
+#[derive(Clone, Debug)]
+pub struct NewClient {
+    /// The client's id, sent as `client_id`.
+    pub id: ClientId,
+    /// The owning tenant.
+    pub tenant_id: TenantId,
+    /// A display name, shown on the consent page.
+    pub name: String,
+    /// Whether the client can keep a secret; public clients use
+    /// [`ClientAuthMethod::None`].
+    pub confidential: bool,
+    /// The grant types the client may use; at least one.
+    pub grant_types: Vec<GrantType>,
+    /// The maximum set of scopes that its tokens may grant.
+    pub scopes: ScopeSet,
+    /// The registered redirect URIs; at least one with the
+    /// `authorization_code` grant.
+    pub redirect_uris: Vec<RedirectUri>,
+    /// The one way the client authenticates at the token endpoint.
+    pub auth_method: ClientAuthMethod,
+    /// The client's public JWKS as JSON text; required for
+    /// `private_key_jwt`, which it is validated for by the caller.
+    pub jwks: Option<String>,
+    /// Lifetime of the client's access tokens, in seconds; above zero.
+    pub access_token_ttl_seconds: i64,
+    /// When the client was registered.
+    pub created_at: OffsetDateTime,
+}
+
+/// A client secret to store, as its keyed hash. The caller generates the
+/// id and the secret.
+#[derive(Clone, Debug)]
+pub struct NewClientSecret {
+    /// The secret's id, safe to show and log.
+    pub id: Uuid,
+    /// The keyed hash of the whole secret.
+    pub hash: SecretHash,
+    /// When the secret was created.
+    pub created_at: OffsetDateTime,
+    /// When the secret stops working; `None` means never.
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// A user to create. The caller generates the id and the password hash.
+#[derive(Clone)]
+pub struct NewUser {
+    /// The user's id.
+    pub id: UserId,
+    /// The owning tenant.
+    pub tenant_id: TenantId,
+    /// The sign-in address, unique within the tenant.
+    pub email: Email,
+    /// The Argon2id hash of the password, as a PHC string.
+    pub password_hash: String,
+    /// The user's permissions in the dashboard.
+    pub role: Role,
+    /// When the user was created.
+    pub created_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("id", &self.id)
+            .field("tenant_id", &self.tenant_id)
+            .field("email", &self.email)
+            .field("role", &self.role)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of [`crate::Store::consume_code`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConsumeCode {
+    /// First use: the code is now marked used. The caller still checks
+    /// redirect URI and PKCE verifier, and a failed check leaves the code
+    /// spent.
+    Fresh(AuthorizationCodeRecord),
+    /// The code was used before. RFC 6749 §4.1.2 recommends revoking what
+    /// the first use issued: call [`crate::Store::revoke_family`] with the
+    /// record's family.
+    AlreadyUsed(AuthorizationCodeRecord),
+    /// The code is past its expiry and was never used. It stays unused.
+    Expired,
+    /// The code was issued to another client. It stays unused, so that a
+    /// client cannot spend or revoke another client's grant.
+    WrongClient,
+    /// No such code.
+    NotFound,
+}
+
+/// The outcome of [`crate::Store::rotate_refresh_token`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RotateRefresh {
+    /// The old token was live: it is now used and the new one is stored.
+    /// The record is the old token as it was before.
+    Rotated(RefreshTokenRecord),
+    /// The old token was used before: the whole family, its refresh and
+    /// access tokens, is now revoked (RFC 9700 §4.14.2) and the new token is
+    /// not stored.
+    Reused(RefreshTokenRecord),
+    /// The old token is revoked or expired. Nothing changed.
+    Dead,
+    /// The old token belongs to another client. Nothing changed, so that a
+    /// client cannot spend another client's token.
+    WrongClient,
+    /// No such token.
+    NotFound,
+}
+
+/// A sign-in session of a user, stored under the keyed hash of its random
+/// id, which only the browser's cookie contains.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoginSession {
+    /// The keyed hash of the session id.
+    pub hash: SecretHash,
+    /// The signed-in user.
+    pub user_id: UserId,
+    /// When the user signed in.
+    pub created_at: OffsetDateTime,
+    /// When the session ends unless it is used before; each use moves it.
+    pub idle_expires_at: OffsetDateTime,
+    /// When the session ends however often it is used.
+    pub absolute_expires_at: OffsetDateTime,
+}
+
+impl LoginSession {
+    /// Whether the session is valid at `now`.
+    pub fn is_live(&self, now: OffsetDateTime) -> bool {
+        now < self.idle_expires_at && now < self.absolute_expires_at
+    }
+}
+
+/// Checks that a new client's settings agree with each other.
+pub(crate) fn check_new_client(client: &NewClient) -> Result<(), StoreError> {
+    if client.grant_types.is_empty() {
+        return Err(StoreError::Invalid(
+            "a client needs at least one grant type",
+        ));
+    }
+    if client.confidential == (client.auth_method == ClientAuthMethod::None) {
+        return Err(StoreError::Invalid(
+            "a public client must use auth method none, and a confidential client another one",
+        ));
+    }
+    if client.auth_method == ClientAuthMethod::PrivateKeyJwt && client.jwks.is_none() {
+        return Err(StoreError::Invalid(
+            "private_key_jwt needs the client's JWKS",
+        ));
+    }
+    if !client.confidential && client.grant_types.contains(&GrantType::ClientCredentials) {
+        return Err(StoreError::Invalid(
+            "a public client cannot use the client_credentials grant",
+        ));
+    }
+    if client.grant_types.contains(&GrantType::AuthorizationCode) && client.redirect_uris.is_empty()
+    {
+        return Err(StoreError::Invalid(
+            "the authorization_code grant needs at least one redirect URI",
+        ));
+    }
+    if client.access_token_ttl_seconds <= 0 {
+        return Err(StoreError::Invalid(
+            "the access token lifetime must be positive",
+        ));
+    }
+    Ok(())
+}
+
+/// Joins grant types, or redirect URIs, with single spaces for storage.
+pub(crate) fn join_words<'a>(words: impl IntoIterator<Item = &'a str>) -> String {
+    words.into_iter().collect::<Vec<_>>().join(" ")
+}
+
+/// Parses stored space-separated grant types.
+pub(crate) fn parse_grant_types(text: &str) -> Result<Vec<GrantType>, StoreError> {
+    text.split_whitespace()
+        .map(|word| {
+            word.parse()
+                .map_err(|error| StoreError::Corrupt(format!("client grant types: {error}")))
+        })
+        .collect()
+}
+
+/// Parses stored space-separated redirect URIs.
+pub(crate) fn parse_redirect_uris(text: &str) -> Result<Vec<RedirectUri>, StoreError> {
+    text.split_whitespace()
+        .map(|word| {
+            RedirectUri::parse(word)
+                .map_err(|error| StoreError::Corrupt(format!("client redirect URI: {error}")))
+        })
+        .collect()
+}
+
+/// Parses a stored client authentication method.
+pub(crate) fn parse_auth_method(text: &str) -> Result<ClientAuthMethod, StoreError> {
+    text.parse()
+        .map_err(|error| StoreError::Corrupt(format!("client auth method: {error}")))
+}
+
+/// Parses a stored role.
+pub(crate) fn parse_role(text: &str) -> Result<Role, StoreError> {
+    text.parse()
+        .map_err(|error| StoreError::Corrupt(format!("user role: {error}")))
+}
+
+/// Parses a stored e-mail address.
+pub(crate) fn parse_email(text: &str) -> Result<Email, StoreError> {
+    Email::parse(text).map_err(|error| StoreError::Corrupt(format!("user e-mail: {error}")))
+}
+
+/// Parses stored OAuth scopes, naming what they belong to on failure.
+pub(crate) fn parse_oauth_scopes(text: &str, owner: &str) -> Result<ScopeSet, StoreError> {
+    ScopeSet::parse_list(text)
+        .map_err(|error| StoreError::Corrupt(format!("scopes of {owner}: {error}")))
+}
+
+/// Parses a stored signing algorithm.
+pub(crate) fn parse_algorithm(text: &str) -> Result<SigningAlgorithm, StoreError> {
+    text.parse()
+        .map_err(|error: String| StoreError::Corrupt(format!("signing key: {error}")))
+}
+
+/// Parses a stored signing key state.
+pub(crate) fn parse_signing_state(text: &str) -> Result<SigningKeyState, StoreError> {
+    text.parse()
+        .map_err(|error: String| StoreError::Corrupt(format!("signing key: {error}")))
 }
 
 /// Checks that the kind of a new key and its tenant agree.

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use portcullis_core::credential::ApiKeyRecord;
 use portcullis_core::crypto::SecretHash;
-use portcullis_core::ids::{AuditId, KeyId, TenantId};
+use portcullis_core::ids::{AuditId, ClientId, KeyId, TenantId};
 use portcullis_core::name::TenantName;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
@@ -56,6 +56,8 @@ macro_rules! now_millis {
         "CAST(unixepoch('subsec') * 1000 AS INTEGER)"
     };
 }
+
+mod oauth;
 
 /// A store on one SQLite file.
 #[derive(Clone, Debug)]
@@ -381,7 +383,7 @@ impl SqliteStore {
             tracing::warn!(error = %error, "failed to prune the change feed");
         }
         let rows = sqlx::query(concat!(
-            "SELECT id, key_id, tenant_id, at FROM changes \
+            "SELECT id, key_id, tenant_id, client_id, jti, jti_expires_at, kid, at FROM changes \
              WHERE id > ?1 OR at >= ",
             now_millis!(),
             " - ?2 ORDER BY id"
@@ -418,13 +420,22 @@ impl SqliteStore {
 
 /// The schema migrations, in version order.
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "initial".into(),
-        MigrationType::Simple,
-        include_str!("../migrations/sqlite/0001_initial.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "initial".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0001_initial.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "oauth".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0002_oauth.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 /// Applies pending migrations inside one `BEGIN IMMEDIATE` transaction, so
@@ -572,6 +583,10 @@ fn change_from_row(row: &SqliteRow) -> Result<Change, StoreError> {
         id: row.try_get("id")?,
         key_id: optional_uuid_column(row, "key_id")?.map(KeyId::from_uuid),
         tenant_id: optional_uuid_column(row, "tenant_id")?.map(TenantId::from_uuid),
+        client_id: optional_uuid_column(row, "client_id")?.map(ClientId::from_uuid),
+        jti: row.try_get("jti")?,
+        jti_expires_at: optional_time_column(row, "jti_expires_at")?,
+        kid: row.try_get("kid")?,
         at: time_column(row, "at")?,
     })
 }

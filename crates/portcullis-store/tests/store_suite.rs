@@ -29,7 +29,9 @@ use portcullis_store::{
     NewKey, Store, StoreError, Tenant,
 };
 use serde_json::json;
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, SqlSafeStr};
 use time::{Duration, OffsetDateTime};
 use tokio::task::JoinSet;
 
@@ -79,7 +81,30 @@ store_suite!(
     migrations_run_twice,
     closed_store_unavailable,
     concurrent_writers_all_succeed,
+    // OAuth, in `store_suite/oauth.rs`.
+    clients_created_found_and_listed,
+    invalid_clients_rejected,
+    secret_rotation_keeps_both_until_grace_ends,
+    client_revocation_revokes_tokens,
+    users_created_and_found,
+    duplicate_user_email_conflicts,
+    code_consumed_twice_already_used,
+    concurrent_code_redemptions_one_wins,
+    code_reuse_revokes_family,
+    refresh_reuse_revokes_family,
+    refresh_bound_to_client,
+    concurrent_refresh_one_rotates,
+    access_token_revocation_reaches_feed,
+    consent_upserted,
+    assertion_jti_replay_rejected,
+    sessions_created_touched_and_deleted,
+    signing_keys_activated_and_deleted,
 );
+
+#[path = "store_suite/oauth.rs"]
+mod oauth;
+
+use oauth::*;
 
 /// Where a test's database lives, so that a case can open a second `Store`
 /// on it as a second process would.
@@ -1066,6 +1091,109 @@ async fn concurrent_writers_all_succeed(fixture: Fixture) {
     let keys = second.list_keys(KeyFilter::Tenant(acme.id)).await.unwrap();
     assert_eq!(keys.len(), 1 + 2 * WRITES_PER_STORE);
     second.close().await;
+}
+
+/// The first schema version alone, to build a database as a release
+/// without OAuth left it.
+fn version_one(sql: &'static str) -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "initial".into(),
+        MigrationType::Simple,
+        sql.into_sql_str(),
+        false,
+    )])
+}
+
+/// Checks that a store opened on a version-1 database that has a tenant
+/// keeps the tenant and serves the OAuth tables, and that opening it again
+/// changes nothing.
+async fn check_upgraded(upgraded: Store, again: impl Future<Output = Store>) {
+    let acme = upgraded
+        .find_tenant(&tenant_name("acme"))
+        .await
+        .unwrap()
+        .expect("the tenant from version 1 survives the upgrade");
+    let old_changes = upgraded.changes_since(0, Duration::days(1)).await.unwrap();
+    assert_eq!(old_changes.len(), 1);
+    assert_eq!(old_changes[0].jti, None);
+    assert_eq!(old_changes[0].client_id, None);
+
+    let client = create_client(&upgraded, &acme).await;
+    upgraded.close().await;
+    let reopened = again.await;
+    assert_eq!(
+        reopened.find_client(client.id).await.unwrap().map(|c| c.id),
+        Some(client.id)
+    );
+    reopened.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_version_one_database_upgraded() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("portcullis.sqlite");
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let pool = SqlitePool::connect_with(options).await.unwrap();
+    version_one(include_str!("../migrations/sqlite/0001_initial.sql"))
+        .run(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES (?1, 'acme', 0)")
+        .bind(uuid::Uuid::now_v7().to_string())
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO changes (tenant_id, at) VALUES (?1, ?2)")
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(now().unix_timestamp() * 1000)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let upgraded = Store::open_sqlite(&path).await.unwrap();
+    check_upgraded(upgraded, async { Store::open_sqlite(&path).await.unwrap() }).await;
+}
+
+#[tokio::test]
+async fn postgres_version_one_database_upgraded() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let url = database.url.clone();
+    let outcome = tokio::spawn(async move {
+        let mut connection = PgConnection::connect(&url).await.unwrap();
+        // `run_direct` keeps the future Send, as in the store itself.
+        version_one(include_str!("../migrations/postgres/0001_initial.sql"))
+            .run_direct(None, &mut connection, false)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, 'acme', now())")
+            .bind(uuid::Uuid::now_v7())
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO changes (tenant_id, at) VALUES ($1, clock_timestamp())")
+            .bind(uuid::Uuid::now_v7())
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        connection.close().await.unwrap();
+
+        let upgraded = Store::open_postgres(&url).await.unwrap();
+        check_upgraded(upgraded, async {
+            Store::open_postgres(&url).await.unwrap()
+        })
+        .await;
+    })
+    .await;
+    database.drop().await;
+    if let Err(error) = outcome {
+        std::panic::resume_unwind(error.into_panic());
+    }
 }
 
 #[tokio::test]
