@@ -35,6 +35,7 @@ const MAX_CONNECTIONS: u32 = 10;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 mod oauth;
+mod signing;
 
 /// A store on one PostgreSQL database.
 #[derive(Clone, Debug)]

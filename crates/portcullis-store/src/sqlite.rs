@@ -58,6 +58,7 @@ macro_rules! now_millis {
 }
 
 mod oauth;
+mod signing;
 
 /// A store on one SQLite file.
 #[derive(Clone, Debug)]

@@ -8,7 +8,6 @@ use portcullis_core::oauth::{
     AccessTokenRecord, AuthorizationCodeRecord, ClientAuthMethod, ClientRecord, ClientSecretRecord,
     ConsentRecord, Email, RefreshTokenRecord, UserRecord,
 };
-use portcullis_core::signing::{SigningKeyRecord, SigningKeyState};
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
 use time::OffsetDateTime;
@@ -16,13 +15,12 @@ use uuid::Uuid;
 
 use super::{PostgresStore, insert_audit};
 use crate::CHANGE_CHANNEL;
-use crate::audit::{AuditAction, AuditContext, AuditEvent, FamilyRevocationReason};
+use crate::audit::{AuditContext, AuditEvent, FamilyRevocationReason};
 use crate::error::{StoreError, is_foreign_key_violation, is_unique_violation};
 use crate::records::{
     ConsumeCode, LoginSession, NewClient, NewClientSecret, NewUser, RotateRefresh,
-    check_new_client, join_words, parse_algorithm, parse_auth_method, parse_email,
-    parse_grant_types, parse_hash, parse_oauth_scopes, parse_redirect_uris, parse_role,
-    parse_signing_state, parse_tenant_name,
+    check_new_client, join_words, parse_auth_method, parse_email, parse_grant_types, parse_hash,
+    parse_oauth_scopes, parse_redirect_uris, parse_role, parse_tenant_name,
 };
 
 /// Which access tokens a revocation covers.
@@ -663,127 +661,6 @@ impl PostgresStore {
         tx.commit().await?;
         Ok(deleted)
     }
-
-    pub(crate) async fn insert_signing_key(
-        &self,
-        key: &SigningKeyRecord,
-        audit: &AuditContext,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO signing_keys (kid, algorithm, state, public_jwk, sealed_private_key, \
-             created_at, activates_at, retired_at, publish_until) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&key.kid)
-        .bind(key.algorithm.as_str())
-        .bind(key.state.as_str())
-        .bind(&key.public_jwk)
-        .bind(key.sealed_private_key.as_slice())
-        .bind(key.created_at)
-        .bind(key.activates_at)
-        .bind(key.retired_at)
-        .bind(key.publish_until)
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            Err(error) if is_unique_violation(&error) => {
-                return Err(StoreError::Conflict(format!(
-                    "signing key {} already exists, or another key is already active",
-                    key.kid
-                )));
-            }
-            Err(error) => return Err(error.into()),
-        }
-        let event = AuditEvent::signing_key_event(audit, AuditAction::SigningKeyCreated, key);
-        insert_audit(&mut tx, &event).await?;
-        insert_kid_change(&mut tx, &key.kid).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub(crate) async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
-        let rows = sqlx::query(concat!(select_signing_key!(), " ORDER BY created_at, kid"))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(signing_key_from_row).collect()
-    }
-
-    pub(crate) async fn activate_signing_key(
-        &self,
-        kid: &str,
-        retired_publish_until: OffsetDateTime,
-        audit: &AuditContext,
-    ) -> Result<SigningKeyRecord, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let key = lock_signing_key(&mut tx, kid)
-            .await?
-            .ok_or(StoreError::NotFound("signing key"))?;
-        if key.state != SigningKeyState::Pending {
-            return Err(StoreError::Invalid(
-                "only a pending signing key can be activated",
-            ));
-        }
-
-        let retired: Vec<String> = sqlx::query(
-            "UPDATE signing_keys SET state = 'retired', retired_at = $1, publish_until = $2 \
-             WHERE state = 'active' RETURNING kid",
-        )
-        .bind(audit.at)
-        .bind(retired_publish_until)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|row| row.try_get("kid"))
-        .collect::<Result<_, _>>()?;
-        sqlx::query("UPDATE signing_keys SET state = 'active' WHERE kid = $1")
-            .bind(kid)
-            .execute(&mut *tx)
-            .await?;
-
-        let active = lock_signing_key(&mut tx, kid)
-            .await?
-            .ok_or(StoreError::NotFound("signing key"))?;
-        let event = AuditEvent::signing_key_event(audit, AuditAction::SigningKeyActivated, &active);
-        insert_audit(&mut tx, &event).await?;
-        insert_kid_change(&mut tx, kid).await?;
-        for retired_kid in &retired {
-            insert_kid_change(&mut tx, retired_kid).await?;
-        }
-        tx.commit().await?;
-        Ok(active)
-    }
-
-    pub(crate) async fn delete_unpublished_signing_keys(
-        &self,
-        audit: &AuditContext,
-    ) -> Result<Vec<String>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(concat!(
-            select_signing_key!(),
-            " WHERE state = 'retired' AND publish_until <= $1 ORDER BY created_at, kid"
-        ))
-        .bind(audit.at)
-        .fetch_all(&mut *tx)
-        .await?;
-        let keys = rows
-            .iter()
-            .map(signing_key_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-
-        for key in &keys {
-            sqlx::query("DELETE FROM signing_keys WHERE kid = $1")
-                .bind(&key.kid)
-                .execute(&mut *tx)
-                .await?;
-            let event = AuditEvent::signing_key_event(audit, AuditAction::SigningKeyDeleted, key);
-            insert_audit(&mut tx, &event).await?;
-            insert_kid_change(&mut tx, &key.kid).await?;
-        }
-        tx.commit().await?;
-        Ok(keys.into_iter().map(|key| key.kid).collect())
-    }
 }
 
 /// Rejects a secret for a client whose method uses none.
@@ -976,21 +853,6 @@ async fn insert_client_change(
     Ok(())
 }
 
-/// Appends a change row naming a signing key, and queues its notification.
-async fn insert_kid_change(conn: &mut PgConnection, kid: &str) -> Result<(), StoreError> {
-    sqlx::query(
-        "WITH change AS ( \
-             INSERT INTO changes (kid, at) VALUES ($1, clock_timestamp()) RETURNING id \
-         ) \
-         SELECT pg_notify($2, id::text) FROM change",
-    )
-    .bind(kid)
-    .bind(CHANGE_CHANNEL)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 async fn client_tenant(
     conn: &mut PgConnection,
     client_id: ClientId,
@@ -1031,18 +893,6 @@ async fn lock_access_token(
     .fetch_optional(conn)
     .await?;
     row.as_ref().map(access_token_from_row).transpose()
-}
-
-/// Reads a signing key and locks its row until the transaction ends.
-async fn lock_signing_key(
-    conn: &mut PgConnection,
-    kid: &str,
-) -> Result<Option<SigningKeyRecord>, StoreError> {
-    let row = sqlx::query(concat!(select_signing_key!(), " WHERE kid = $1 FOR UPDATE"))
-        .bind(kid)
-        .fetch_optional(conn)
-        .await?;
-    row.as_ref().map(signing_key_from_row).transpose()
 }
 
 fn client_from_row(row: &PgRow) -> Result<ClientRecord, StoreError> {
@@ -1132,19 +982,5 @@ fn access_token_from_row(row: &PgRow) -> Result<AccessTokenRecord, StoreError> {
             .map(TokenFamilyId::from_uuid),
         expires_at: row.try_get("expires_at")?,
         revoked_at: row.try_get("revoked_at")?,
-    })
-}
-
-fn signing_key_from_row(row: &PgRow) -> Result<SigningKeyRecord, StoreError> {
-    Ok(SigningKeyRecord {
-        kid: row.try_get("kid")?,
-        algorithm: parse_algorithm(row.try_get("algorithm")?)?,
-        state: parse_signing_state(row.try_get("state")?)?,
-        public_jwk: row.try_get("public_jwk")?,
-        sealed_private_key: row.try_get("sealed_private_key")?,
-        created_at: row.try_get("created_at")?,
-        activates_at: row.try_get("activates_at")?,
-        retired_at: row.try_get("retired_at")?,
-        publish_until: row.try_get("publish_until")?,
     })
 }

@@ -1,0 +1,173 @@
+//! Token-signing keys on SQLite. Each change writes its audit record and a
+//! change row naming the key's `kid`, so every node reloads its JWKS.
+
+use portcullis_core::signing::{SigningKeyRecord, SigningKeyState};
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use time::OffsetDateTime;
+
+use super::{SqliteStore, insert_audit, optional_time_column, time_column, to_millis};
+use crate::audit::{AuditAction, AuditContext, AuditEvent};
+use crate::error::{StoreError, is_unique_violation};
+use crate::records::{parse_algorithm, parse_signing_state};
+
+impl SqliteStore {
+    pub(crate) async fn insert_signing_key(
+        &self,
+        key: &SigningKeyRecord,
+        audit: &AuditContext,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO signing_keys (kid, algorithm, state, public_jwk, sealed_private_key, \
+             created_at, activates_at, retired_at, publish_until) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .bind(&key.kid)
+        .bind(key.algorithm.as_str())
+        .bind(key.state.as_str())
+        .bind(&key.public_jwk)
+        .bind(key.sealed_private_key.as_slice())
+        .bind(to_millis(key.created_at))
+        .bind(to_millis(key.activates_at))
+        .bind(key.retired_at.map(to_millis))
+        .bind(key.publish_until.map(to_millis))
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(error) if is_unique_violation(&error) => {
+                return Err(StoreError::Conflict(format!(
+                    "signing key {} already exists, or another key is already active",
+                    key.kid
+                )));
+            }
+            Err(error) => return Err(error.into()),
+        }
+        let event = AuditEvent::signing_key_event(audit, AuditAction::SigningKeyCreated, key);
+        insert_audit(&mut tx, &event).await?;
+        insert_kid_change(&mut tx, &key.kid).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        let rows = sqlx::query(concat!(select_signing_key!(), " ORDER BY created_at, kid"))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(signing_key_from_row).collect()
+    }
+
+    pub(crate) async fn activate_signing_key(
+        &self,
+        kid: &str,
+        retired_publish_until: OffsetDateTime,
+        audit: &AuditContext,
+    ) -> Result<SigningKeyRecord, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let key = select_signing_key(&mut tx, kid)
+            .await?
+            .ok_or(StoreError::NotFound("signing key"))?;
+        if key.state != SigningKeyState::Pending {
+            return Err(StoreError::Invalid(
+                "only a pending signing key can be activated",
+            ));
+        }
+
+        let retired: Vec<String> = sqlx::query(
+            "UPDATE signing_keys SET state = 'retired', retired_at = ?1, publish_until = ?2 \
+             WHERE state = 'active' RETURNING kid",
+        )
+        .bind(to_millis(audit.at))
+        .bind(to_millis(retired_publish_until))
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|row| row.try_get("kid"))
+        .collect::<Result<_, _>>()?;
+        sqlx::query("UPDATE signing_keys SET state = 'active' WHERE kid = ?1")
+            .bind(kid)
+            .execute(&mut *tx)
+            .await?;
+
+        let active = select_signing_key(&mut tx, kid)
+            .await?
+            .ok_or(StoreError::NotFound("signing key"))?;
+        let event = AuditEvent::signing_key_event(audit, AuditAction::SigningKeyActivated, &active);
+        insert_audit(&mut tx, &event).await?;
+        insert_kid_change(&mut tx, kid).await?;
+        for retired_kid in &retired {
+            insert_kid_change(&mut tx, retired_kid).await?;
+        }
+        tx.commit().await?;
+        Ok(active)
+    }
+
+    pub(crate) async fn delete_unpublished_signing_keys(
+        &self,
+        audit: &AuditContext,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(concat!(
+            select_signing_key!(),
+            " WHERE state = 'retired' AND publish_until <= ?1 ORDER BY created_at, kid"
+        ))
+        .bind(to_millis(audit.at))
+        .fetch_all(&mut *tx)
+        .await?;
+        let keys = rows
+            .iter()
+            .map(signing_key_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+
+        for key in &keys {
+            sqlx::query("DELETE FROM signing_keys WHERE kid = ?1")
+                .bind(&key.kid)
+                .execute(&mut *tx)
+                .await?;
+            let event = AuditEvent::signing_key_event(audit, AuditAction::SigningKeyDeleted, key);
+            insert_audit(&mut tx, &event).await?;
+            insert_kid_change(&mut tx, &key.kid).await?;
+        }
+        tx.commit().await?;
+        Ok(keys.into_iter().map(|key| key.kid).collect())
+    }
+}
+
+/// Appends a change row naming a signing key.
+async fn insert_kid_change(conn: &mut SqliteConnection, kid: &str) -> Result<(), StoreError> {
+    sqlx::query(concat!(
+        "INSERT INTO changes (kid, at) VALUES (?1, ",
+        now_millis!(),
+        ")"
+    ))
+    .bind(kid)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn select_signing_key(
+    conn: &mut SqliteConnection,
+    kid: &str,
+) -> Result<Option<SigningKeyRecord>, StoreError> {
+    let row = sqlx::query(concat!(select_signing_key!(), " WHERE kid = ?1"))
+        .bind(kid)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(signing_key_from_row).transpose()
+}
+
+fn signing_key_from_row(row: &SqliteRow) -> Result<SigningKeyRecord, StoreError> {
+    Ok(SigningKeyRecord {
+        kid: row.try_get("kid")?,
+        algorithm: parse_algorithm(row.try_get("algorithm")?)?,
+        state: parse_signing_state(row.try_get("state")?)?,
+        public_jwk: row.try_get("public_jwk")?,
+        sealed_private_key: row.try_get("sealed_private_key")?,
+        created_at: time_column(row, "created_at")?,
+        activates_at: time_column(row, "activates_at")?,
+        retired_at: optional_time_column(row, "retired_at")?,
+        publish_until: optional_time_column(row, "publish_until")?,
+    })
+}
