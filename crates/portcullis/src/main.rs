@@ -24,6 +24,7 @@ fn main() -> ExitCode {
     // rustls needs a process-wide crypto provider before any TLS config is
     // built. An error means one is installed already, which is fine.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
 
     let cli = Cli::parse();
     let env = config::process_env();
