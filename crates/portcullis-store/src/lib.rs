@@ -135,6 +135,8 @@ macro_rules! dispatch {
 // Declared after `dispatch!`, which it uses.
 mod oauth;
 
+pub use crate::oauth::EXPIRED_CODE_RETENTION;
+
 impl Store {
     /// Opens the SQLite database at `path`, creating the file if it is
     /// missing, and applies pending migrations.

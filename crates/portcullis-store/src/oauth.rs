@@ -27,6 +27,11 @@ use crate::records::{
     ConsumeCode, LoginSession, NewClient, NewClientSecret, NewUser, RotateRefresh,
 };
 
+/// How long an authorization code is kept after it expires. A code is
+/// valid for at most a minute, but a replay within this period still finds
+/// the used code and so can revoke the tokens of its first use.
+pub const EXPIRED_CODE_RETENTION: time::Duration = time::Duration::days(1);
+
 impl Store {
     // -----------------------------------------------------------------
     // Clients
@@ -248,6 +253,15 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<Vec<(String, OffsetDateTime)>, StoreError> {
         dispatch!(self, store => store.live_revoked_jtis(now))
+    }
+
+    /// Deletes the OAuth rows that no check needs any more at `now`, and
+    /// returns how many: access tokens, refresh tokens, assertion `jti`s and
+    /// sessions past their expiry, and authorization codes more than
+    /// [`EXPIRED_CODE_RETENTION`] past theirs. Run it now and then, such as
+    /// hourly.
+    pub async fn prune_oauth(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        dispatch!(self, store => store.prune_oauth(now))
     }
 
     // -----------------------------------------------------------------

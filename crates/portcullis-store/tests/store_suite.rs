@@ -99,6 +99,7 @@ store_suite!(
     assertion_jti_replay_rejected,
     sessions_created_touched_and_deleted,
     signing_keys_activated_and_deleted,
+    expired_oauth_rows_pruned,
 );
 
 #[path = "store_suite/oauth.rs"]

@@ -14,7 +14,6 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{PostgresStore, insert_audit};
-use crate::CHANGE_CHANNEL;
 use crate::audit::{AuditContext, AuditEvent, FamilyRevocationReason};
 use crate::error::{StoreError, is_foreign_key_violation, is_unique_violation};
 use crate::records::{
@@ -22,6 +21,7 @@ use crate::records::{
     check_new_client, join_words, parse_auth_method, parse_email, parse_grant_types, parse_hash,
     parse_oauth_scopes, parse_redirect_uris, parse_role, parse_tenant_name,
 };
+use crate::{CHANGE_CHANNEL, EXPIRED_CODE_RETENTION};
 
 /// Which access tokens a revocation covers.
 #[derive(Clone, Copy)]
@@ -510,6 +510,39 @@ impl PostgresStore {
         rows.iter()
             .map(|row| Ok((row.try_get("jti")?, row.try_get("expires_at")?)))
             .collect()
+    }
+
+    pub(crate) async fn prune_oauth(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let code_cutoff = now - EXPIRED_CODE_RETENTION;
+        let statements = [
+            ("DELETE FROM access_tokens WHERE expires_at <= $1", now),
+            ("DELETE FROM refresh_tokens WHERE expires_at <= $1", now),
+            (
+                "DELETE FROM client_assertion_jtis WHERE expires_at <= $1",
+                now,
+            ),
+            (
+                "DELETE FROM login_sessions \
+                 WHERE idle_expires_at <= $1 OR absolute_expires_at <= $1",
+                now,
+            ),
+            (
+                "DELETE FROM authorization_codes WHERE expires_at <= $1",
+                code_cutoff,
+            ),
+        ];
+        let mut tx = self.pool.begin().await?;
+        let mut deleted = 0;
+        for (statement, cutoff) in statements {
+            deleted += sqlx::query(statement)
+                .bind(cutoff)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        tracing::debug!(deleted, "pruned expired OAuth rows");
+        Ok(deleted)
     }
 
     pub(crate) async fn grant_consent(&self, consent: &ConsentRecord) -> Result<(), StoreError> {

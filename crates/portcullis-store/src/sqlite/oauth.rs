@@ -16,6 +16,7 @@ use super::{
     SqliteStore, insert_audit, optional_time_column, optional_uuid_column, time_column, to_millis,
     uuid_column,
 };
+use crate::EXPIRED_CODE_RETENTION;
 use crate::audit::{AuditContext, AuditEvent, FamilyRevocationReason};
 use crate::error::{StoreError, is_foreign_key_violation, is_unique_violation};
 use crate::records::{
@@ -504,6 +505,39 @@ impl SqliteStore {
         rows.iter()
             .map(|row| Ok((row.try_get("jti")?, time_column(row, "expires_at")?)))
             .collect()
+    }
+
+    pub(crate) async fn prune_oauth(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let code_cutoff = now - EXPIRED_CODE_RETENTION;
+        let statements = [
+            ("DELETE FROM access_tokens WHERE expires_at <= ?1", now),
+            ("DELETE FROM refresh_tokens WHERE expires_at <= ?1", now),
+            (
+                "DELETE FROM client_assertion_jtis WHERE expires_at <= ?1",
+                now,
+            ),
+            (
+                "DELETE FROM login_sessions \
+                 WHERE idle_expires_at <= ?1 OR absolute_expires_at <= ?1",
+                now,
+            ),
+            (
+                "DELETE FROM authorization_codes WHERE expires_at <= ?1",
+                code_cutoff,
+            ),
+        ];
+        let mut tx = self.begin_write().await?;
+        let mut deleted = 0;
+        for (statement, cutoff) in statements {
+            deleted += sqlx::query(statement)
+                .bind(to_millis(cutoff))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        tracing::debug!(deleted, "pruned expired OAuth rows");
+        Ok(deleted)
     }
 
     pub(crate) async fn grant_consent(&self, consent: &ConsentRecord) -> Result<(), StoreError> {

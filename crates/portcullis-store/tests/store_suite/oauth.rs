@@ -1256,3 +1256,91 @@ pub(super) async fn signing_keys_activated_and_deleted(fixture: Fixture) {
         );
     }
 }
+
+// ---------------------------------------------------------------------
+// Pruning
+
+/// Pruning deletes only rows that no check needs: expired tokens,
+/// assertions and sessions, and codes a day past their expiry.
+pub(super) async fn expired_oauth_rows_pruned(fixture: Fixture) {
+    let store = fixture.store;
+    let acme = create_tenant(&store, "acme").await;
+    let client = create_client(&store, &acme).await;
+    let user = create_user(&store, &acme, "ops@example.com").await;
+    let at = now();
+    let past = at - Duration::minutes(1);
+
+    let expired_access = access_record(client.id, None, past);
+    let live_access = access_record(client.id, None, at + Duration::minutes(15));
+    let mut expired_refresh = refresh_record(client.id, None, TokenFamilyId::generate(), at);
+    expired_refresh.expires_at = past;
+    let live_refresh = refresh_record(client.id, None, TokenFamilyId::generate(), at);
+    let old_code = code_record(client.id, user, at - Duration::days(2));
+    let recent_code = code_record(client.id, user, at - Duration::minutes(5));
+    let expired_session = LoginSession {
+        hash: secret_hash(SecretKind::RefreshToken),
+        user_id: user,
+        created_at: past,
+        idle_expires_at: past,
+        absolute_expires_at: at + Duration::hours(1),
+    };
+    store.record_access_token(&expired_access).await.unwrap();
+    store.record_access_token(&live_access).await.unwrap();
+    store.insert_refresh_token(&expired_refresh).await.unwrap();
+    store.insert_refresh_token(&live_refresh).await.unwrap();
+    store.insert_code(&old_code).await.unwrap();
+    store.insert_code(&recent_code).await.unwrap();
+    store.create_session(&expired_session).await.unwrap();
+    assert!(
+        store
+            .use_assertion_jti(client.id, "old", past)
+            .await
+            .unwrap()
+    );
+
+    assert_eq!(store.prune_oauth(at).await.unwrap(), 5);
+    assert_eq!(
+        store.find_access_token(&expired_access.jti).await.unwrap(),
+        None
+    );
+    assert!(
+        store
+            .find_access_token(&live_access.jti)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store
+            .find_refresh_token(&expired_refresh.hash)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        store
+            .find_refresh_token(&live_refresh.hash)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store.find_session(&expired_session.hash).await.unwrap(),
+        None
+    );
+    let old = store
+        .consume_code(&old_code.hash, client.id, at)
+        .await
+        .unwrap();
+    assert_eq!(old, ConsumeCode::NotFound);
+    let recent = store
+        .consume_code(&recent_code.hash, client.id, at)
+        .await
+        .unwrap();
+    assert_eq!(
+        recent,
+        ConsumeCode::Expired,
+        "a recently expired code is kept"
+    );
+    assert_eq!(store.prune_oauth(at).await.unwrap(), 0);
+}
