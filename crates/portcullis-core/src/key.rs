@@ -319,7 +319,7 @@ impl fmt::Debug for OpaqueSecret {
 }
 
 /// Checks prefix, length, alphabet and checksum of a secret of `kind`, in
-/// that order. Never panics and never allocates.
+/// that order. Safe to run on any input: it never panics.
 pub fn check_secret_format(kind: SecretKind, input: &str) -> Result<(), SecretFormatError> {
     if !input.starts_with(kind.prefix()) {
         return Err(SecretFormatError::Prefix(kind));

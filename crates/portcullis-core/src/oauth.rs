@@ -335,7 +335,7 @@ pub struct ConsentRecord {
     /// The client the consent is for.
     pub client_id: ClientId,
     /// The approved scopes. A later request for scopes outside this set
-    /// asks again.
+    /// needs new consent.
     pub scopes: ScopeSet,
     /// When the consent was last given.
     pub granted_at: OffsetDateTime,

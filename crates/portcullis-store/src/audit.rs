@@ -240,7 +240,8 @@ impl AuditEvent {
     }
 }
 
-/// Why every token of a family was revoked, as written in the audit record.
+/// The reason every token of a family was revoked, as written in the audit
+/// record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FamilyRevocationReason {
     /// A caller revoked the grant, such as through the revocation endpoint.

@@ -15,11 +15,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::name::{CharDisplay, NameError, check_identifier};
 
-/// Longest address, in characters: the longest forward path of RFC 5321
+/// Maximum length of an address, in characters: the longest forward path of RFC 5321
 /// §4.5.3.1.3 (256) less its angle brackets.
 pub const MAX_EMAIL_LEN: usize = 254;
 
-/// Longest local part, in characters (RFC 5321 §4.5.3.1.1).
+/// Maximum length of the local part, in characters (RFC 5321 §4.5.3.1.1).
 pub const MAX_LOCAL_PART_LEN: usize = 64;
 
 const KIND: &str = "e-mail address";

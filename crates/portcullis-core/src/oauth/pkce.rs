@@ -9,10 +9,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::crypto::{constant_time_eq, sha256};
 use crate::name::CharDisplay;
 
-/// Shortest code verifier, in characters (RFC 7636 §4.1).
+/// Minimum length of a code verifier, in characters (RFC 7636 §4.1).
 pub const MIN_VERIFIER_LEN: usize = 43;
 
-/// Longest code verifier, in characters (RFC 7636 §4.1).
+/// Maximum length of a code verifier, in characters (RFC 7636 §4.1).
 pub const MAX_VERIFIER_LEN: usize = 128;
 
 /// Length of an S256 code challenge: a SHA-256 digest in unpadded

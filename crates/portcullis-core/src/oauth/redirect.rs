@@ -28,8 +28,9 @@ use url::{Host, Url};
 
 use crate::name::CharDisplay;
 
-/// Longest redirect URI, in characters. Browsers handle URLs of this length
-/// everywhere, and the code and state are still appended to it.
+/// Maximum length of a redirect URI, in characters. The code, `state` and
+/// `iss` are appended to it, so the limit leaves room below the URL lengths
+/// that browsers and servers commonly accept (an estimate, not a standard).
 pub const MAX_REDIRECT_URI_LEN: usize = 2000;
 
 /// The loopback hosts whose port is ignored when matching (RFC 8252 §7.3).

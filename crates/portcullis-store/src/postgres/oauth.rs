@@ -23,7 +23,7 @@ use crate::records::{
 };
 use crate::{CHANGE_CHANNEL, EXPIRED_CODE_RETENTION};
 
-/// Which access tokens a revocation covers.
+/// The access tokens that a revocation covers.
 #[derive(Clone, Copy)]
 enum TokenSelection<'a> {
     Client(ClientId),

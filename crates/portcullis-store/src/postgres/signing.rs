@@ -45,6 +45,7 @@ impl PostgresStore {
             }
             Err(error) => return Err(error.into()),
         }
+
         let event = AuditEvent::signing_key_event(audit, AuditAction::SigningKeyCreated, key);
         insert_audit(&mut tx, &event).await?;
         insert_kid_change(&mut tx, &key.kid).await?;

@@ -25,7 +25,7 @@ use crate::records::{
     parse_oauth_scopes, parse_redirect_uris, parse_role, parse_tenant_name,
 };
 
-/// Which access tokens a revocation covers.
+/// The access tokens that a revocation covers.
 #[derive(Clone, Copy)]
 enum TokenSelection<'a> {
     Client(ClientId),

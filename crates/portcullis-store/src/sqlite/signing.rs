@@ -44,6 +44,7 @@ impl SqliteStore {
             }
             Err(error) => return Err(error.into()),
         }
+
         let event = AuditEvent::signing_key_event(audit, AuditAction::SigningKeyCreated, key);
         insert_audit(&mut tx, &event).await?;
         insert_kid_change(&mut tx, &key.kid).await?;

@@ -23,8 +23,8 @@ use super::{Fixture, audit_of, context, create_tenant, hex, now};
 // ---------------------------------------------------------------------
 // Helpers
 
-/// Hashes a fresh secret of `kind` under a fresh pepper: the store sees
-/// only distinct 32-byte hashes.
+/// Hashes a fresh secret of `kind` under a fresh pepper, because the store
+/// only needs distinct 32-byte hashes.
 fn secret_hash(kind: SecretKind) -> SecretHash {
     let secret = OpaqueSecret::generate(kind).unwrap();
     let pepper = MasterKey::generate().unwrap().derive_pepper();
