@@ -10,6 +10,7 @@
 //! - [`usage`]: buffered last-used times, usage counts and failure records.
 //! - [`verify`]: `POST /v1/keys/verify` for backends that check keys themselves.
 //! - [`admin`]: the admin API under `/admin/v1/`.
+//! - [`oauth`]: the OAuth 2.0 authorization server: signing keys and JWTs.
 //! - [`manage`]: tenant and key operations shared by the admin API and the CLI.
 //! - [`problem`]: RFC 9457 problem details and RFC 6750 challenges.
 //! - [`client_ip`]: the one resolver of a request's client address.
@@ -26,6 +27,7 @@ pub mod gateway;
 pub mod health;
 pub mod listener;
 pub mod manage;
+pub mod oauth;
 pub mod problem;
 pub mod telemetry;
 pub mod tls;
