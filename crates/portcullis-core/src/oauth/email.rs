@@ -22,6 +22,10 @@ pub const MAX_EMAIL_LEN: usize = 254;
 /// Maximum length of the local part, in characters (RFC 5321 §4.5.3.1.1).
 pub const MAX_LOCAL_PART_LEN: usize = 64;
 
+/// Maximum length of one label of the domain, in characters (RFC 1035
+/// §2.3.4).
+pub const MAX_DOMAIN_LABEL_LEN: usize = 63;
+
 const KIND: &str = "e-mail address";
 
 const EMAIL_ALLOWED: &str = "ASCII letters, digits, '.', '_', '%', '+' and '-' before the '@', \
@@ -95,6 +99,12 @@ impl Email {
             .any(|label| label.starts_with('-') || label.ends_with('-'))
         {
             return Err(EmailError::Domain("a part starts or ends with '-'"));
+        }
+        if domain
+            .split('.')
+            .any(|label| label.len() > MAX_DOMAIN_LABEL_LEN)
+        {
+            return Err(EmailError::Domain("a part is longer than 63 characters"));
         }
         Ok(Self(input.to_ascii_lowercase()))
     }
@@ -224,7 +234,13 @@ mod tests {
                 "{text}"
             );
         }
-        for text in ["ops@localhost", "ops@-example.com", "ops@example-.com"] {
+        let long_label = format!("ops@{}.com", "a".repeat(MAX_DOMAIN_LABEL_LEN + 1));
+        for text in [
+            "ops@localhost",
+            "ops@-example.com",
+            "ops@example-.com",
+            long_label.as_str(),
+        ] {
             assert!(
                 matches!(Email::parse(text), Err(EmailError::Domain(_))),
                 "{text}"

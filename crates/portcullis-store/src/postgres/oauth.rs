@@ -898,14 +898,17 @@ async fn client_tenant(
     Ok(tenant_id.map(TenantId::from_uuid))
 }
 
-/// Reads a client and locks its row until the transaction ends.
+/// Reads a client and locks its row until the transaction ends. The lock is
+/// `FOR NO KEY UPDATE`, which lets concurrent inserts of tokens that refer
+/// to the client check their foreign key, so that a revocation and a
+/// refresh cannot deadlock on each other's rows.
 async fn lock_client(
     conn: &mut PgConnection,
     id: ClientId,
 ) -> Result<Option<ClientRecord>, StoreError> {
     let row = sqlx::query(concat!(
         select_client!(),
-        " WHERE c.id = $1 FOR UPDATE OF c"
+        " WHERE c.id = $1 FOR NO KEY UPDATE OF c"
     ))
     .bind(id.as_uuid())
     .fetch_optional(conn)
