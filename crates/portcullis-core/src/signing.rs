@@ -27,8 +27,8 @@ pub enum SigningAlgorithm {
 }
 
 impl SigningAlgorithm {
-    /// The `alg` name of RFC 7518 and RFC 8037, as stored and as written in
-    /// JWS headers and JWKs.
+    /// Returns the `alg` name of RFC 7518 and RFC 8037, as stored and as
+    /// written in JWS headers and JWKs.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Es256 => "ES256",
@@ -60,7 +60,7 @@ impl FromStr for SigningAlgorithm {
     }
 }
 
-/// Where a signing key is in its lifecycle.
+/// The lifecycle stage of a signing key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SigningKeyState {
@@ -75,7 +75,7 @@ pub enum SigningKeyState {
 }
 
 impl SigningKeyState {
-    /// The state as stored and printed.
+    /// Returns the state as stored and printed.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",

@@ -112,7 +112,7 @@ pub struct Expectations {
 }
 
 impl Expectations {
-    /// Expectations with the [`DEFAULT_LEEWAY`].
+    /// Creates expectations with the [`DEFAULT_LEEWAY`].
     pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
         Self {
             issuer: issuer.into(),

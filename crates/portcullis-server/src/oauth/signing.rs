@@ -679,6 +679,38 @@ mod tests {
     }
 
     #[test]
+    fn jwks_verifies_tokens_with_library() {
+        // A resource server that knows only the JWKS document: jsonwebtoken
+        // parses each JWK and checks our token, as PyJWT or jose would.
+        let sealing = sealing_key();
+        let now = OffsetDateTime::now_utc();
+        for algorithm in ALGORITHMS {
+            let key = active_key(algorithm, &sealing, now);
+            let keys = key_set(std::slice::from_ref(&key.record), &sealing, now);
+            let token = keys.sign(&claims(now)).unwrap();
+
+            let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(keys.jwks()).unwrap();
+            let header = jsonwebtoken::decode_header(&token).unwrap();
+            let jwk = jwks.find(header.kid.as_deref().unwrap()).unwrap();
+            let decoding_key = DecodingKey::from_jwk(jwk).unwrap();
+            let mut validation = jsonwebtoken::Validation::new(header.alg);
+            validation.set_audience(&["https://api.example.com"]);
+            validation.set_issuer(&["https://portcullis.example.test"]);
+            let decoded =
+                jsonwebtoken::decode::<AccessTokenClaims>(&token, &decoding_key, &validation)
+                    .unwrap();
+            assert_eq!(decoded.claims, claims(now), "{algorithm}");
+            assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+        }
+    }
+
+    #[test]
+    fn key_set_is_shareable() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<KeySet>();
+    }
+
+    #[test]
     fn debug_omits_key_material() {
         let sealing = sealing_key();
         let now = OffsetDateTime::now_utc();
