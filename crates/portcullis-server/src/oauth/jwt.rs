@@ -35,6 +35,12 @@ pub const DEFAULT_LEEWAY_SECONDS: i64 = 60;
 /// The default clock leeway, as a [`Duration`].
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(DEFAULT_LEEWAY_SECONDS.unsigned_abs());
 
+/// Maximum clock leeway in seconds; a larger configured leeway is reduced
+/// to this. Ten minutes is already most of a default 15-minute token
+/// lifetime, and jsonwebtoken subtracts the leeway from the current Unix
+/// time as an unsigned number, which must not go below zero.
+pub const MAX_LEEWAY_SECONDS: u64 = 600;
+
 /// Maximum token length accepted, in bytes. Portcullis's own tokens are well under
 /// 2 KiB (an RS256 signature is 342 characters). The limit keeps a huge
 /// header from being decoded and parsed at all.
@@ -107,7 +113,7 @@ pub struct Expectations {
     /// gateway route's audience.
     pub audience: String,
     /// The clock leeway on `exp`, `nbf` and `iat`. Only whole seconds are
-    /// used.
+    /// used, up to [`MAX_LEEWAY_SECONDS`].
     pub leeway: Duration,
 }
 
@@ -119,6 +125,11 @@ impl Expectations {
             audience: audience.into(),
             leeway: DEFAULT_LEEWAY,
         }
+    }
+
+    /// Returns the leeway in whole seconds, at most [`MAX_LEEWAY_SECONDS`].
+    fn leeway_seconds(&self) -> u64 {
+        self.leeway.as_secs().min(MAX_LEEWAY_SECONDS)
     }
 }
 
@@ -253,10 +264,10 @@ fn validate_at(
 
     let key = check_header(&header, keys)?;
     if let Err(error) = verify_with_library(token, key, expected) {
-        // jsonwebtoken reads the claims only after the signature verified.
-        // It reports a mistyped required claim as missing, or as a JSON
-        // error, so our own checks name the precise fault when they find
-        // one.
+        // Apart from a failed signature or algorithm check, a jsonwebtoken
+        // error almost always comes from the claims, and it reports a
+        // mistyped required claim as missing or as a JSON error. Our own
+        // checks then name the precise fault. If they pass, its error stands.
         if error.may_concern_claims() {
             check_claims(&claims, expected, now)?;
         }
@@ -325,7 +336,7 @@ fn verify_with_library(
         SigningAlgorithm::EdDsa => Algorithm::EdDSA,
     };
     let mut validation = Validation::new(algorithm);
-    validation.leeway = expected.leeway.as_secs();
+    validation.leeway = expected.leeway_seconds();
     validation.validate_exp = true;
     validation.validate_nbf = true;
     validation.validate_aud = true;
@@ -389,7 +400,7 @@ fn check_claims(
     let scope = required_string(claims, "scope")?;
 
     let now = now.unix_timestamp();
-    let leeway = i64::try_from(expected.leeway.as_secs()).unwrap_or(i64::MAX);
+    let leeway = i64::try_from(expected.leeway_seconds()).unwrap_or(i64::MAX);
     // The token is valid while now < exp (RFC 7519 §4.1.4), widened by the
     // leeway. Saturating arithmetic keeps extreme values from wrapping.
     if exp.saturating_add(leeway) <= now {
@@ -1039,6 +1050,22 @@ mod tests {
         assert!(fixture.check(&early).is_ok());
         let too_early = fixture.sign_claims(&claims(fixture.now, &[("nbf", Some(&nbf_beyond))]));
         assert_eq!(fixture.check(&too_early), Err(TokenError::NotYetValid));
+    }
+
+    #[test]
+    fn huge_leeway_is_capped() {
+        let fixture = fixture(SigningAlgorithm::Es256);
+        let expected = Expectations {
+            leeway: Duration::from_secs(u64::MAX),
+            ..expectations()
+        };
+        let now = fixture.now.unix_timestamp();
+        let long_expired = (now - 3600).to_string();
+        let token = fixture.sign_claims(&claims(fixture.now, &[("exp", Some(&long_expired))]));
+        assert_eq!(
+            validate(&token, &fixture.keys, &expected),
+            Err(TokenError::Expired)
+        );
     }
 
     // Audience and issuer.
