@@ -78,8 +78,8 @@ impl RotationPolicy {
 /// The decisions of the rotation rule at one moment.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RotationPlan {
-    /// The kid of the key that signs new tokens; `None` when there is no
-    /// key at all.
+    /// The kid of the key that signs new tokens; `None` when no key is
+    /// pending or active.
     pub signer: Option<String>,
     /// The kids of every key to publish in the JWKS, the signer included.
     pub published: Vec<String>,
@@ -99,8 +99,8 @@ pub struct RotationPlan {
 /// `activates_at` and published for at least `publish_ahead`. When none
 /// is ready, the current active key goes on signing. When there is no
 /// active key either (first start), the pending key published longest
-/// signs at once, because no token can exist yet that a cached JWKS would
-/// need.
+/// signs at once, because waiting would leave Portcullis unable to issue
+/// any token.
 pub fn plan(
     records: &[SigningKeyRecord],
     now: OffsetDateTime,
