@@ -15,7 +15,9 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use bytes::Bytes;
 use http::StatusCode;
+use http::header::CONTENT_TYPE;
 use http::request::Parts;
 use http_body_util::BodyExt;
 use portcullis_core::credential::{ApiKeyRecord, KeyKind};
@@ -85,11 +87,13 @@ pub async fn authenticate_operator(
         parts.uri.query(),
         client_ip,
         surface,
+        &parts
+            .extensions
+            .get::<FactsHandle>()
+            .cloned()
+            .unwrap_or_default(),
     )
     .await?;
-    if let Some(facts) = parts.extensions.get::<FactsHandle>() {
-        facts.update(|facts| facts.key_id = Some(authenticated.key.id));
-    }
     if authenticated.key.kind != KeyKind::Operator {
         return Err(Problem::forbidden(
             "operator_key_required",
@@ -102,37 +106,84 @@ pub async fn authenticate_operator(
     Ok(authenticated)
 }
 
-/// A JSON request body read within [`MAX_JSON_BODY`], whose errors are
-/// problem responses that name the field.
-pub struct JsonBody<T>(pub T);
+/// A request body read within [`MAX_JSON_BODY`] before authentication, so
+/// that an early error response does not race a client still sending (see
+/// `gateway::DISCARD_LIMIT`), and parsed as JSON after it.
+pub struct RequestBody {
+    content_type: Option<String>,
+    bytes: Bytes,
+}
 
-impl<T: DeserializeOwned> JsonBody<T> {
-    /// Reads and parses a body.
-    pub async fn parse(body: Body) -> Result<Self, Problem> {
+impl RequestBody {
+    /// Reads the whole body, up to [`MAX_JSON_BODY`] bytes.
+    pub async fn read(parts: &Parts, body: Body) -> Result<Self, Problem> {
         let bytes = http_body_util::Limited::new(body, MAX_JSON_BODY)
             .collect()
             .await
             .map_err(|_| Problem::payload_too_large(MAX_JSON_BODY as u64))?
             .to_bytes();
-        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-        let value = T::deserialize(&mut deserializer).map_err(|error| {
-            let detail = format!("invalid JSON body: {error}");
+        let content_type = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        Ok(Self {
+            content_type,
+            bytes,
+        })
+    }
+
+    /// Parses the body as JSON. Errors are problem responses that name the
+    /// field where serde can tell which.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Problem> {
+        let media_type = self
+            .content_type
+            .as_deref()
+            .and_then(|value| value.split(';').next())
+            .map(str::trim);
+        let is_json = media_type.is_some_and(|media| {
+            media.eq_ignore_ascii_case("application/json")
+                || media.to_ascii_lowercase().ends_with("+json")
+        });
+        if !is_json {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Unsupported media type",
+                "send the body as application/json",
+            ));
+        }
+        let invalid = |detail: String| {
             Problem::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_body",
                 "Invalid request",
                 detail,
             )
+        };
+        let mut deserializer = serde_json::Deserializer::from_slice(&self.bytes);
+        let value = T::deserialize(&mut deserializer).map_err(|error| {
+            // serde names the Rust type it expected ("struct KeyInput"),
+            // which means nothing to a caller.
+            let message = error.to_string();
+            if message.contains("expected struct") {
+                invalid("the body must be a JSON object".to_owned())
+            } else {
+                invalid(format!("invalid JSON body: {message}"))
+            }
         })?;
-        deserializer.end().map_err(|_| {
-            Problem::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_body",
-                "Invalid request",
-                "trailing data after the JSON body",
-            )
-        })?;
-        Ok(Self(value))
+        deserializer
+            .end()
+            .map_err(|_| invalid("trailing data after the JSON body".to_owned()))?;
+        Ok(value)
+    }
+
+    /// Parses the body as JSON, or gives the defaults when it is empty.
+    pub fn json_or_default<T: DeserializeOwned + Default>(&self) -> Result<T, Problem> {
+        if self.bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(T::default());
+        }
+        self.json()
     }
 }
 
@@ -227,8 +278,9 @@ async fn tenants_create(State(state): State<AppState>, request: Request) -> Resp
     respond(
         async {
             let (parts, body) = request.into_parts();
+            let body = RequestBody::read(&parts, body).await?;
             let operator = authenticate_operator(&state, &parts, &ADMIN_WRITE, "admin").await?;
-            let JsonBody(input) = JsonBody::<TenantInput>::parse(body).await?;
+            let input: TenantInput = body.json()?;
             let audit = audit_context(&parts, &state, &operator);
             let tenant = state
                 .manager
@@ -294,8 +346,9 @@ async fn create_key(
     tenant: Option<String>,
 ) -> Result<Response, Problem> {
     let (parts, body) = request.into_parts();
+    let body = RequestBody::read(&parts, body).await?;
     let operator = authenticate_operator(state, &parts, &ADMIN_WRITE, "admin").await?;
-    let JsonBody(input) = JsonBody::<KeyInput>::parse(body).await?;
+    let input: KeyInput = body.json()?;
     let key_request = input.into_request(tenant)?;
     let audit = audit_context(&parts, state, &operator);
     let issued = state
@@ -385,9 +438,10 @@ async fn keys_revoke(
     respond(
         async {
             let (parts, body) = request.into_parts();
+            let body = RequestBody::read(&parts, body).await?;
             let operator = authenticate_operator(&state, &parts, &ADMIN_WRITE, "admin").await?;
             let id = parse_key_id(&id)?;
-            let input = optional_body::<RevokeInput>(body).await?;
+            let input: RevokeInput = body.json_or_default()?;
             let audit = audit_context(&parts, &state, &operator);
             let key = state
                 .manager
@@ -419,9 +473,10 @@ async fn keys_rotate(
     respond(
         async {
             let (parts, body) = request.into_parts();
+            let body = RequestBody::read(&parts, body).await?;
             let operator = authenticate_operator(&state, &parts, &ADMIN_WRITE, "admin").await?;
             let id = parse_key_id(&id)?;
-            let input = optional_body::<RotateInput>(body).await?;
+            let input: RotateInput = body.json_or_default()?;
             let grace = match input.grace.as_deref() {
                 // "0s" is not a duration parse_duration takes, but an immediate
                 // cut-over is a legitimate rotation.
@@ -443,21 +498,6 @@ async fn keys_rotate(
         }
         .await,
     )
-}
-
-/// Parses a body that may be empty, giving the defaults then.
-async fn optional_body<T: DeserializeOwned + Default>(body: Body) -> Result<T, Problem> {
-    let bytes = http_body_util::Limited::new(body, MAX_JSON_BODY)
-        .collect()
-        .await
-        .map_err(|_| Problem::payload_too_large(MAX_JSON_BODY as u64))?
-        .to_bytes();
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    JsonBody::parse(Body::from(bytes))
-        .await
-        .map(|JsonBody(value)| value)
 }
 
 #[cfg(test)]

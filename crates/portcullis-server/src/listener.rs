@@ -174,6 +174,12 @@ struct Shared {
     limits: ListenerLimits,
 }
 
+/// Maximum size of a request's header block. Headers are read whole before
+/// any check runs, so this bounds memory per connection; 64 KiB is twice
+/// nginx's default (four 8 KiB buffers) and far above what API clients send.
+/// HTTP/1 requests over it get 431 from hyper; HTTP/2 ones a stream error.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
 /// Builds hyper's protocol-detecting server for HTTP/1.1 and HTTP/2. The
 /// timer is what makes `header_read_timeout` take effect.
 fn http_builder(header_read_timeout: Duration) -> Builder<TokioExecutor> {
@@ -181,8 +187,12 @@ fn http_builder(header_read_timeout: Duration) -> Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(MAX_HEADER_BYTES).unwrap_or(u32::MAX));
     builder
 }
 

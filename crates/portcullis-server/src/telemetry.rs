@@ -129,7 +129,7 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
         status = response.status().as_u16(),
         tenant = ?facts.tenant.as_deref().unwrap_or("-"),
         key_id = %facts.key_id.map_or_else(|| "-".to_owned(), |id| id.to_string()),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        latency_ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0,
         "request"
     );
     response

@@ -62,8 +62,11 @@ const CLOCK_SKEW_ALLOWANCE: time::Duration = time::Duration::hours(1);
 /// Names the development server certificate is valid for.
 const SERVER_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
-/// ALPN protocols offered, in order of preference.
-const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
+/// ALPN protocols offered, in order of preference. `http/1.0` is listed so
+/// that a client offering only it gets HTTP rather than a failed handshake
+/// (RFC 7301 §3.2 requires the server to end a handshake whose ALPN offer it
+/// cannot meet).
+const ALPN_PROTOCOLS: [&[u8]; 3] = [b"h2", b"http/1.1", b"http/1.0"];
 
 /// Source of the certificate that the listener presents, for the start-up
 /// log.
@@ -598,7 +601,7 @@ mod tests {
         );
         assert_eq!(
             config.alpn_protocols,
-            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+            vec![b"h2".to_vec(), b"http/1.1".to_vec(), b"http/1.0".to_vec()]
         );
         let first = server_pem(dir.path());
 

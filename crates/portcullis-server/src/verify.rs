@@ -15,7 +15,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::admin::{JsonBody, authenticate_operator};
+use crate::admin::{RequestBody, authenticate_operator};
 use crate::app::AppState;
 use crate::auth::VerifyError;
 use crate::problem::Problem;
@@ -40,8 +40,9 @@ pub async fn keys_verify(State(state): State<AppState>, request: Request) -> Res
 
 async fn verify(state: &AppState, request: Request) -> Result<Response, Problem> {
     let (parts, body) = request.into_parts();
+    let body = RequestBody::read(&parts, body).await?;
     authenticate_operator(state, &parts, &KEYS_VERIFY, "verify").await?;
-    let JsonBody(input) = JsonBody::<VerifyRequest>::parse(body).await?;
+    let input: VerifyRequest = body.json()?;
 
     let now = OffsetDateTime::now_utc();
     let verdict = match state.verifier.verify(&input.key, now).await {

@@ -398,3 +398,29 @@ async fn health_endpoints_answer() {
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["store"], "sqlite");
 }
+
+#[tokio::test]
+async fn body_without_json_media_type_rejected() {
+    let f = &*FIXTURE;
+    let response = f
+        .server
+        .client()
+        .post(f.server.url("/admin/v1/tenants"))
+        .bearer_auth(&f.admin)
+        .header("content-type", "text/plain")
+        .body(r#"{"name": "plain"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let (status, problem) = call(
+        reqwest::Method::POST,
+        "/v1/keys/verify",
+        &f.verifier,
+        Some(json!([])),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(problem["detail"], "the body must be a JSON object");
+}

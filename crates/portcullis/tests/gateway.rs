@@ -77,10 +77,14 @@ POST = ["orders:write"]
 path_prefix = "/timeout"
 upstream = "{up}"
 timeout = "1s"
+[routes.scopes]
+"*" = []
 
 [[routes]]
 path_prefix = "/down"
 upstream = "http://{closed}"
+[routes.scopes]
+"*" = []
 "#
     ));
     data.cli(&["tenants", "create", "acme"]);
@@ -342,10 +346,30 @@ async fn method_outside_route_gets_405() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.headers()["allow"], "GET, POST");
+    assert_eq!(response.headers()["allow"], "GET, POST, HEAD");
     let (status, _, body) = problem(response).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(body["code"], "method_not_allowed");
+
+    // HEAD is GET without the body (RFC 9110 §9.3.2), so it needs GET's scope.
+    let head = f
+        .server
+        .client()
+        .head(f.server.url("/orders/1"))
+        .header("x-api-key", &f.read)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    let admin_head = f
+        .server
+        .client()
+        .head(f.server.url("/admin/users"))
+        .header("x-api-key", &f.read)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin_head.status(), StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
@@ -694,4 +718,52 @@ async fn hostile_input_stays_inside_one_log_line() {
         .filter(|line| line.contains(&request_id))
         .count();
     assert_eq!(lines, 1);
+}
+
+#[tokio::test]
+async fn early_rejection_reaches_curl_over_http2() {
+    // A 401 or 403 sent before the request body is read must still reach a
+    // third-party HTTP/2 client; curl 7.88 dropped such answers when the
+    // stream was reset before the body was consumed.
+    let f = fixture();
+    let ca = f.data.path().join("tls/ca.pem");
+    let port = f.server.address.port();
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let url = f.server.url("/orders");
+    let key_header = format!("x-api-key: {}", f.read);
+    // A body of several frames, so curl is still sending when the answer
+    // comes back.
+    let body = f.data.path().join("body.bin");
+    std::fs::write(&body, vec![b'b'; 48 * 1024]).unwrap();
+    let body_arg = format!("@{}", body.display());
+    for (auth, expected) in [(None, "401"), (Some(key_header.as_str()), "403")] {
+        for _ in 0..10 {
+            let mut command = std::process::Command::new("curl");
+            command.args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--http2",
+                "--cacert",
+            ]);
+            command
+                .arg(&ca)
+                .args(["--resolve", &resolve, "--data-binary", &body_arg]);
+            if let Some(header) = auth {
+                command.args(["-H", header]);
+            }
+            let output = command
+                .arg(&url)
+                .output()
+                .expect("curl is installed by .ci/run");
+            assert_eq!(
+                String::from_utf8_lossy(&output.stdout),
+                expected,
+                "{:?}",
+                output.status
+            );
+        }
+    }
 }

@@ -17,6 +17,7 @@ use secrecy::ExposeSecret;
 use time::OffsetDateTime;
 
 use crate::problem::Problem;
+use crate::telemetry::FactsHandle;
 use crate::usage::{FailedAuthentication, UsageRecorder};
 
 /// A request whose API key was verified.
@@ -42,6 +43,7 @@ pub async fn authenticate_key(
     query: Option<&str>,
     client_ip: IpAddr,
     surface: &'static str,
+    facts: &FactsHandle,
 ) -> Result<Authenticated, Problem> {
     let now = OffsetDateTime::now_utc();
     let failure = |code: &'static str, prefix: Option<String>, key: Option<&ApiKeyRecord>| {
@@ -72,6 +74,10 @@ pub async fn authenticate_key(
 
     match verifier.verify(secret, now).await {
         Ok(key) => {
+            facts.update(|facts| {
+                facts.key_id = Some(key.id);
+                facts.tenant = key.tenant.as_ref().map(ToString::to_string);
+            });
             usage.record_use(key.id, now, client_ip);
             Ok(Authenticated {
                 key,
@@ -79,6 +85,12 @@ pub async fn authenticate_key(
             })
         }
         Err(VerifyError::Rejected { rejection, key }) => {
+            if let Some(key) = &key {
+                facts.update(|facts| {
+                    facts.key_id = Some(key.id);
+                    facts.tenant = key.tenant.as_ref().map(ToString::to_string);
+                });
+            }
             // Only a string in the key format has a prefix worth recording;
             // anything else may be some other secret pasted by mistake.
             let prefix = (!matches!(rejection, KeyRejection::InvalidFormat(_)))

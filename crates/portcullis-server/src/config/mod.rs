@@ -157,8 +157,8 @@ pub struct RouteScopes {
 }
 
 impl RouteScopes {
-    /// Scopes that allow every method once the caller is authenticated. A
-    /// route without a `[routes.scopes]` table gets these.
+    /// Scopes that allow every method once the caller is authenticated, as
+    /// `"*" = []` writes them.
     pub fn authentication_only() -> Self {
         Self {
             by_method: BTreeMap::new(),
@@ -172,9 +172,27 @@ impl RouteScopes {
     /// Methods are matched ignoring ASCII case. HTTP methods are
     /// case-sensitive, but many upstream frameworks treat `get` as `GET`, so
     /// an exact match would let `get` skip the scopes configured for `GET`.
+    /// A `HEAD` request needs what `GET` needs unless `HEAD` is listed, because
+    /// HEAD is GET without the body (RFC 9110 §9.3.2).
     pub fn required(&self, method: &http::Method) -> Option<&ScopeSet> {
         let name = method.as_str().to_ascii_uppercase();
-        self.by_method.get(&name).or(self.any_method.as_ref())
+        let listed = self.by_method.get(&name);
+        let as_get = || {
+            (name == "HEAD")
+                .then(|| self.by_method.get("GET"))
+                .flatten()
+        };
+        listed.or_else(as_get).or(self.any_method.as_ref())
+    }
+
+    /// The methods this route accepts without `"*"`, for the `Allow` header.
+    /// `HEAD` is included wherever `GET` is.
+    pub fn allowed_methods(&self) -> Vec<&str> {
+        let mut methods: Vec<&str> = self.by_method.keys().map(String::as_str).collect();
+        if self.by_method.contains_key("GET") && !self.by_method.contains_key("HEAD") {
+            methods.push("HEAD");
+        }
+        methods
     }
 }
 

@@ -83,9 +83,9 @@ pub struct RawRoute {
     /// Remove the prefix from the path before forwarding; default `false`.
     pub strip_prefix: Option<bool>,
     /// Required scopes per method (`GET = ["customers:read"]`), with `"*"`
-    /// for every other method. Without this table every method is allowed
-    /// and only authentication is required. With it, a method that is
-    /// neither listed nor covered by `"*"` gets 405.
+    /// for every other method; required. A method that is neither listed
+    /// nor covered by `"*"` gets 405, `HEAD` follows `GET` unless listed,
+    /// and an empty list (`"*" = []`) accepts any valid key.
     pub scopes: Option<BTreeMap<String, Vec<String>>>,
     /// Accepted ways to authenticate; default `["api_key"]`, the only one
     /// so far.

@@ -23,11 +23,17 @@ POST = ["customers:write"]
 "*" = ["customers:admin"]
 "#;
 
-const ONE_ROUTE: &str = r#"
+/// A route without its required scopes table, for tests that add one.
+const ROUTE_HEAD: &str = r#"
 [[routes]]
 path_prefix = "/api"
 upstream = "http://127.0.0.1:9000"
 "#;
+
+/// A complete route, with `extra` route keys before its scopes table.
+fn one_route(extra: &str) -> String {
+    format!("{ROUTE_HEAD}{extra}[routes.scopes]\n\"*\" = []\n")
+}
 
 fn no_env() -> BTreeMap<String, String> {
     BTreeMap::new()
@@ -145,8 +151,18 @@ fn all_server_settings_parse() {
 }
 
 #[test]
-fn route_without_scopes_requires_authentication_only() {
-    let config = from_toml(ONE_ROUTE, &no_env()).unwrap();
+fn route_without_scopes_rejected() {
+    let error = from_toml(ROUTE_HEAD, &no_env()).unwrap_err().to_string();
+    assert!(error.contains("routes[0].scopes: missing"), "{error}");
+}
+
+#[test]
+fn star_with_no_scopes_requires_authentication_only() {
+    let config = from_toml(
+        &format!("{ROUTE_HEAD}[routes.scopes]\n\"*\" = []\n"),
+        &no_env(),
+    )
+    .unwrap();
     let route = &config.routes[0];
     for method in [http::Method::GET, http::Method::DELETE, http::Method::PATCH] {
         assert_eq!(route.scopes.required(&method), Some(&ScopeSet::default()));
@@ -154,9 +170,47 @@ fn route_without_scopes_requires_authentication_only() {
 }
 
 #[test]
+fn head_follows_get() {
+    let config = from_toml(
+        &format!("{ROUTE_HEAD}[routes.scopes]\nGET = [\"a:read\"]\n"),
+        &no_env(),
+    )
+    .unwrap();
+    let route = &config.routes[0];
+    let get = route.scopes.required(&http::Method::GET);
+    assert!(get.is_some());
+    assert_eq!(route.scopes.required(&http::Method::HEAD), get);
+    assert_eq!(route.scopes.allowed_methods(), vec!["GET", "HEAD"]);
+}
+
+#[test]
+fn reserved_prefixes_rejected() {
+    for prefix in [
+        "/admin/v1",
+        "/admin/v1/x",
+        "/oauth",
+        "/.well-known/jwks.json",
+        "/healthz",
+        "/v1/keys",
+    ] {
+        let config = format!(
+            "[[routes]]\npath_prefix = \"{prefix}\"\nupstream = \"http://127.0.0.1:9\"\n[routes.scopes]\n\"*\" = []\n"
+        );
+        let error = from_toml(&config, &no_env()).unwrap_err().to_string();
+        assert!(error.contains("routes[0].path_prefix"), "{prefix}: {error}");
+    }
+    for prefix in ["/admin", "/", "/v1", "/oauthx"] {
+        let config = format!(
+            "[[routes]]\npath_prefix = \"{prefix}\"\nupstream = \"http://127.0.0.1:9\"\n[routes.scopes]\n\"*\" = []\n"
+        );
+        assert!(from_toml(&config, &no_env()).is_ok(), "{prefix}");
+    }
+}
+
+#[test]
 fn unlisted_method_not_allowed_without_star() {
     let config = from_toml(
-        &format!("{ONE_ROUTE}timeout = \"5s\"\nmax_body_bytes = 1024\n[routes.scopes]\nget = [\"a:read\"]\n"),
+        &format!("{ROUTE_HEAD}timeout = \"5s\"\nmax_body_bytes = 1024\n[routes.scopes]\nget = [\"a:read\"]\n"),
         &no_env(),
     )
     .unwrap();
@@ -173,7 +227,7 @@ fn unlisted_method_not_allowed_without_star() {
 #[test]
 fn lower_case_request_method_gets_upper_case_scopes() {
     let config = from_toml(
-        &format!("{ONE_ROUTE}[routes.scopes]\nGET = [\"a:read\"]\n\"*\" = []\n"),
+        &format!("{ROUTE_HEAD}[routes.scopes]\nGET = [\"a:read\"]\n\"*\" = []\n"),
         &no_env(),
     )
     .unwrap();
@@ -225,19 +279,21 @@ fn env_overrides_with_toml_values() {
 #[test]
 fn env_creates_routes_in_index_order() {
     let mut pairs = Vec::new();
-    let names: Vec<(String, String, String, String)> = (0..12)
+    let names: Vec<(String, String, String, String, String)> = (0..12)
         .map(|i| {
             (
                 format!("PORTCULLIS_ROUTES__{i}__PATH_PREFIX"),
                 format!("/r{i}"),
                 format!("PORTCULLIS_ROUTES__{i}__UPSTREAM"),
                 format!("http://127.0.0.1:{}", 9000 + i),
+                format!("PORTCULLIS_ROUTES__{i}__SCOPES__GET"),
             )
         })
         .collect();
-    for (prefix_name, prefix, upstream_name, upstream) in &names {
+    for (prefix_name, prefix, upstream_name, upstream, scopes_name) in &names {
         pairs.push((prefix_name.as_str(), prefix.as_str()));
         pairs.push((upstream_name.as_str(), upstream.as_str()));
+        pairs.push((scopes_name.as_str(), r#"["a:read"]"#));
     }
     let config = from_toml("", &env(&pairs)).unwrap();
     let prefixes: Vec<&str> = config
@@ -262,6 +318,7 @@ fn env_overrides_nested_tables_and_indexes() {
                 "PORTCULLIS_ROUTES__1__UPSTREAM",
                 "https://orders.internal:8443/base",
             ),
+            ("PORTCULLIS_ROUTES__1__SCOPES__GET", r#"["orders:read"]"#),
         ]),
     )
     .unwrap();
@@ -332,7 +389,7 @@ fn unknown_keys_named() {
     assert_names(&error, "server");
     assert!(error.contains("unknown field `lisen`"), "{error}");
 
-    let error = error_of(&format!("{ONE_ROUTE}strip = true\n"));
+    let error = error_of(&one_route("strip = true\n"));
     assert_names(&error, "routes[0]");
     assert!(error.contains("`strip`"), "{error}");
 
@@ -349,7 +406,7 @@ fn wrong_type_names_setting() {
     let error = error_of("[server]\nmax_connections = \"many\"\n");
     assert_names(&error, "server.max_connections");
 
-    let error = error_of(&format!("{ONE_ROUTE}[[routes]]\npath_prefix = 5\n"));
+    let error = error_of(&format!("{}[[routes]]\npath_prefix = 5\n", one_route("")));
     assert_names(&error, "routes[1].path_prefix");
 }
 
@@ -411,8 +468,9 @@ fn bad_path_prefixes_named() {
         assert_names(&error, "routes[0].path_prefix");
     }
     for prefix in ["/", "/api", "/api/v1", "/a-b_c.d~e"] {
-        let text =
-            format!("[[routes]]\npath_prefix = {prefix:?}\nupstream = \"http://127.0.0.1:1\"\n");
+        let text = format!(
+            "[[routes]]\npath_prefix = {prefix:?}\nupstream = \"http://127.0.0.1:1\"\n[routes.scopes]\n\"*\" = []\n"
+        );
         assert!(from_toml(&text, &no_env()).is_ok(), "{prefix}");
     }
 }
@@ -420,13 +478,13 @@ fn bad_path_prefixes_named() {
 #[test]
 fn bad_method_key_named() {
     let error = error_of(&format!(
-        "{ONE_ROUTE}[routes.scopes]\n\"GET POST\" = [\"a:read\"]\n"
+        "{ROUTE_HEAD}[routes.scopes]\n\"GET POST\" = [\"a:read\"]\n"
     ));
     assert_names(&error, "routes[0].scopes.\"GET POST\"");
     assert!(error.contains("not an HTTP method"), "{error}");
 
     let error = error_of(&format!(
-        "{ONE_ROUTE}[routes.scopes]\nGET = [\"a:read\"]\nget = [\"a:write\"]\n"
+        "{ROUTE_HEAD}[routes.scopes]\nGET = [\"a:read\"]\nget = [\"a:write\"]\n"
     ));
     assert!(error.contains("listed twice"), "{error}");
 }
@@ -434,7 +492,7 @@ fn bad_method_key_named() {
 #[test]
 fn look_alike_scope_named() {
     let error = error_of(&format!(
-        "{ONE_ROUTE}[routes.scopes]\nGET = [\"\u{043e}rders:read\"]\n"
+        "{ROUTE_HEAD}[routes.scopes]\nGET = [\"\u{043e}rders:read\"]\n"
     ));
     assert_names(&error, "routes[0].scopes.GET[0]");
     assert!(error.contains("U+043E"), "{error}");
@@ -442,27 +500,27 @@ fn look_alike_scope_named() {
 
 #[test]
 fn wildcard_scope_rejected_on_route() {
-    let error = error_of(&format!("{ONE_ROUTE}[routes.scopes]\nGET = [\"a:*\"]\n"));
+    let error = error_of(&format!("{ROUTE_HEAD}[routes.scopes]\nGET = [\"a:*\"]\n"));
     assert_names(&error, "routes[0].scopes.GET[0]");
 }
 
 #[test]
 fn empty_scopes_table_rejected() {
-    let error = error_of(&format!("{ONE_ROUTE}[routes.scopes]\n"));
+    let error = error_of(&format!("{ROUTE_HEAD}[routes.scopes]\n"));
     assert_names(&error, "routes[0].scopes");
 }
 
 #[test]
 fn unknown_auth_method_named() {
-    let error = error_of(&format!("{ONE_ROUTE}auth = [\"api_key\", \"jwt\"]\n"));
+    let error = error_of(&one_route("auth = [\"api_key\", \"jwt\"]\n"));
     assert_names(&error, "routes[0].auth[1]");
-    let error = error_of(&format!("{ONE_ROUTE}auth = []\n"));
+    let error = error_of(&one_route("auth = []\n"));
     assert_names(&error, "routes[0].auth");
 }
 
 #[test]
 fn duplicate_prefix_named() {
-    let error = error_of(&format!("{ONE_ROUTE}{ONE_ROUTE}"));
+    let error = error_of(&format!("{}{}", one_route(""), one_route("")));
     assert_names(&error, "routes[1].path_prefix");
     assert!(error.contains("routes[0]"), "{error}");
 }
@@ -505,7 +563,7 @@ fn bad_proxies_and_durations_named() {
     assert_names(&error, "server.trusted_proxies[0]");
     let error = error_of("[server]\nshutdown_grace = \"30\"\n");
     assert_names(&error, "server.shutdown_grace");
-    let error = error_of(&format!("{ONE_ROUTE}timeout = \"0s\"\n"));
+    let error = error_of(&one_route("timeout = \"0s\"\n"));
     assert_names(&error, "routes[0].timeout");
     let error = error_of("[server]\nmax_connections = 0\n");
     assert_names(&error, "server.max_connections");

@@ -210,10 +210,16 @@ fn check_route(index: usize, raw: RawRoute) -> Result<RouteConfig, ConfigError> 
         ConfigError::invalid(setting("upstream"), format!("{upstream:?} {message}"))
     })?;
 
-    let scopes = match raw.scopes {
-        None => RouteScopes::authentication_only(),
-        Some(table) => check_scopes(&setting("scopes"), table)?,
+    // A route without scopes would let any valid key use any method, so the
+    // table is required; `"*" = []` says "any authenticated key" explicitly.
+    let Some(table) = raw.scopes else {
+        return Err(ConfigError::invalid(
+            setting("scopes"),
+            "missing; list the scopes each method needs (GET = [\"orders:read\"]), or write \
+             \"*\" = [] to let any valid key use every method",
+        ));
     };
+    let scopes = check_scopes(&setting("scopes"), table)?;
 
     Ok(RouteConfig {
         path_prefix,
@@ -251,6 +257,14 @@ fn check_path_prefix(prefix: &str) -> Result<(), String> {
     if prefix == "/" {
         return Ok(());
     }
+    if let Some(reserved) = RESERVED_PREFIXES
+        .iter()
+        .find(|reserved| within(prefix, reserved))
+    {
+        return Err(format!(
+            "is inside {reserved}, which Portcullis serves itself; choose another prefix"
+        ));
+    }
     for segment in prefix.split('/').skip(1) {
         match segment {
             "" => return Err("contains an empty segment (\"//\")".to_owned()),
@@ -259,6 +273,29 @@ fn check_path_prefix(prefix: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Paths that Portcullis serves itself, now or in a planned release. A route
+/// prefix above one of them (such as `/admin` or `/`) is allowed: Portcullis's
+/// own endpoints are matched first, and the route gets everything else.
+const RESERVED_PREFIXES: [&str; 10] = [
+    "/admin/v1",
+    "/v1/keys",
+    "/healthz",
+    "/readyz",
+    "/oauth",
+    "/.well-known",
+    "/dashboard",
+    "/docs",
+    "/ca",
+    "/metrics",
+];
+
+/// Whether `prefix` is `reserved` or a path below it.
+fn within(prefix: &str, reserved: &str) -> bool {
+    prefix
+        .strip_prefix(reserved)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 fn check_upstream(text: &str) -> Result<url::Url, String> {
@@ -297,8 +334,8 @@ fn check_scopes(
     if table.is_empty() {
         return Err(ConfigError::invalid(
             setting,
-            "an empty table allows no method; list methods with their scopes, or remove the \
-             table to require authentication only",
+            "an empty table allows no method; list methods with their scopes, or write \
+             \"*\" = [] to let any valid key use every method",
         ));
     }
 

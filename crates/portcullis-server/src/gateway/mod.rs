@@ -14,74 +14,117 @@ pub mod path;
 pub mod proxy;
 pub mod routes;
 
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use http::header::HeaderName;
-use http::{HeaderValue, Request};
+use http::header::{EXPECT, HeaderName};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Request};
+use http_body_util::BodyExt;
 use portcullis_core::credential::KeyKind;
 
 use crate::app::AppState;
 use crate::auth::{Authenticated, authenticate_key};
+use crate::config::RouteConfig;
 use crate::listener::ConnectionInfo;
 use crate::problem::Problem;
 use crate::telemetry::{FactsHandle, RequestId};
 use proxy::ForwardContext;
 
+/// Most request-body bytes read and thrown away before an early error
+/// response. Over HTTP/2 a response sent while the client is still sending
+/// ends the stream with a reset, and some clients (curl 7.88) then drop the
+/// response; reading a small body first lets them see it. Larger bodies are
+/// not read: their sender gets the reset.
+pub const DISCARD_LIMIT: usize = 64 * 1024;
+
+/// How long reading such a body may take.
+pub const DISCARD_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Handles every request that no Portcullis endpoint matched.
 pub async fn handle(State(state): State<AppState>, request: Request<Body>) -> Response {
-    match gateway(&state, request).await {
+    let (parts, body) = request.into_parts();
+    let request_id = parts
+        .extensions
+        .get::<RequestId>()
+        .map(|id| id.0.clone())
+        .unwrap_or_default();
+
+    let judged = match judge(&state, &parts).await {
+        Ok(judged) => judged,
+        Err(problem) => {
+            discard(&parts.headers, body).await;
+            return problem.into_response();
+        }
+    };
+    let context = ForwardContext {
+        identity: identity_headers(&judged.authenticated),
+        peer_ip: judged.peer_ip,
+        peer_trusted: state.proxies.contains(judged.peer_ip),
+        tls: judged.tls,
+        request_id: &request_id,
+    };
+    let request = Request::from_parts(parts, body);
+    match state
+        .upstream
+        .forward(judged.route, judged.uri, request, context)
+        .await
+    {
         Ok(response) => response,
         Err(problem) => problem.into_response(),
     }
 }
 
-async fn gateway(state: &AppState, request: Request<Body>) -> Result<Response, Problem> {
-    let facts = request
-        .extensions()
+/// A request that passed every check, ready to forward.
+struct Judged<'a> {
+    route: &'a RouteConfig,
+    uri: http::Uri,
+    authenticated: Authenticated,
+    peer_ip: std::net::IpAddr,
+    tls: bool,
+}
+
+/// Applies the checks in the order the module docs give.
+async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Problem> {
+    let facts = parts
+        .extensions
         .get::<FactsHandle>()
         .cloned()
         .unwrap_or_default();
-    let connection = request
-        .extensions()
+    let connection = parts
+        .extensions
         .get::<ConnectionInfo>()
-        .cloned()
+        .copied()
         .ok_or_else(|| {
             tracing::error!("request reached the gateway without connection info");
             Problem::internal()
         })?;
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .map(|id| id.0.clone())
-        .unwrap_or_default();
 
     // The path was normalized by the outer middleware; this is the path
     // that is judged and the path the upstream receives.
-    let path = request.uri().path().to_owned();
-    let query = request.uri().query().map(str::to_owned);
+    let path = parts.uri.path();
+    let query = parts.uri.query();
     let route = state
         .routes
-        .find(&path)
+        .find(path)
         .ok_or_else(|| Problem::not_found("no route matches this path"))?;
     facts.update(|facts| facts.route = Some(route.path_prefix.clone()));
 
     let peer_ip = connection.peer.ip();
-    let client_ip = state.proxies.client_ip(peer_ip, request.headers());
+    let client_ip = state.proxies.client_ip(peer_ip, &parts.headers);
     let authenticated = authenticate_key(
         &state.verifier,
         &state.usage,
-        request.headers(),
-        query.as_deref(),
+        &parts.headers,
+        query,
         client_ip,
         "gateway",
+        &facts,
     )
     .await?;
     let key = &authenticated.key;
-    facts.update(|facts| {
-        facts.key_id = Some(key.id);
-        facts.tenant = key.tenant.as_ref().map(ToString::to_string);
-    });
     if key.kind != KeyKind::Tenant {
         return Err(Problem::forbidden(
             "operator_key_not_allowed",
@@ -89,32 +132,45 @@ async fn gateway(state: &AppState, request: Request<Body>) -> Result<Response, P
         ));
     }
 
-    let Some(required) = route.scopes.required(request.method()) else {
-        let allowed: Vec<&str> = route.scopes.by_method.keys().map(String::as_str).collect();
-        return Err(Problem::method_not_allowed(&allowed));
+    let Some(required) = route.scopes.required(&parts.method) else {
+        return Err(Problem::method_not_allowed(&route.scopes.allowed_methods()));
     };
     if let Some(missing) = key.scopes.first_missing(required) {
         return Err(Problem::insufficient_scope(missing));
     }
 
-    let uri = routes::upstream_uri(route, &path, query.as_deref()).map_err(|error| {
+    let uri = routes::upstream_uri(route, path, query).map_err(|error| {
         tracing::error!(error = %error, route = ?route.path_prefix, "building the upstream URI failed");
         Problem::internal()
     })?;
-    let context = ForwardContext {
-        identity: identity_headers(&authenticated),
+    Ok(Judged {
+        route,
+        uri,
+        authenticated,
         peer_ip,
-        peer_trusted: state.proxies.contains(peer_ip),
         tls: connection.tls,
-        request_id: &request_id,
-    };
-    state.upstream.forward(route, uri, request, context).await
+    })
+}
+
+/// Reads and drops up to [`DISCARD_LIMIT`] bytes of a body that will not be
+/// forwarded; see the constant for why. A client that sent
+/// `Expect: 100-continue` is waiting for permission to send its body, so
+/// nothing is read and it never sends it (RFC 9110 §10.1.1).
+async fn discard(headers: &HeaderMap, body: Body) {
+    let expects_continue = headers
+        .get(EXPECT)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue {
+        return;
+    }
+    let limited = http_body_util::Limited::new(body, DISCARD_LIMIT);
+    let _ = tokio::time::timeout(DISCARD_TIMEOUT, limited.collect()).await;
 }
 
 /// The `X-Portcullis-*` headers that tell the upstream who is calling.
 fn identity_headers(authenticated: &Authenticated) -> Vec<(HeaderName, HeaderValue)> {
     let key = &authenticated.key;
-    let mut headers = Vec::with_capacity(4);
+    let mut headers = Vec::with_capacity(5);
     let mut add = |name: &'static str, value: String| {
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.push((HeaderName::from_static(name), value));
@@ -126,5 +182,9 @@ fn identity_headers(authenticated: &Authenticated) -> Vec<(HeaderName, HeaderVal
     add("x-portcullis-key-id", key.id.to_string());
     add("x-portcullis-scopes", key.scopes.to_space_separated());
     add("x-portcullis-auth-method", "api_key".to_owned());
+    add(
+        "x-portcullis-environment",
+        key.environment.as_str().to_owned(),
+    );
     headers
 }
