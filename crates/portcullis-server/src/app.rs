@@ -20,6 +20,8 @@ use crate::gateway::proxy::UpstreamClient;
 use crate::gateway::routes::RouteTable;
 use crate::listener::{ListenerLimits, serve};
 use crate::manage::Manager;
+use crate::oauth::metadata;
+use crate::oauth::server::{AuthorizationServer, maintain};
 use crate::usage::{UsageRecorder, flush_periodically};
 use crate::{admin, gateway, health, telemetry, verify};
 
@@ -42,6 +44,8 @@ pub struct Shared {
     pub upstream: UpstreamClient,
     /// Tenant and key operations.
     pub manager: Manager,
+    /// The authorization server: issuer, signing keys, deny list.
+    pub oauth: Arc<AuthorizationServer>,
 }
 
 /// A cheap handle on [`Shared`].
@@ -58,7 +62,12 @@ impl Deref for AppState {
 
 impl AppState {
     /// Builds the state from the configuration, the store and the pepper.
-    pub fn new(config: &Config, store: Store, pepper: Pepper) -> std::io::Result<Self> {
+    pub fn new(
+        config: &Config,
+        store: Store,
+        pepper: Pepper,
+        oauth: Arc<AuthorizationServer>,
+    ) -> std::io::Result<Self> {
         let cache = Arc::new(CredentialCache::new(CACHE_CAPACITY));
         Ok(Self(Arc::new(Shared {
             verifier: KeyVerifier::new(store.clone(), pepper.clone(), cache),
@@ -67,6 +76,7 @@ impl AppState {
             proxies: TrustedProxies::new(config.server.trusted_proxies.clone()),
             upstream: UpstreamClient::new()?,
             manager: Manager::new(store.clone(), pepper),
+            oauth,
             store,
         })))
     }
@@ -79,6 +89,11 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/v1/keys/verify", post(verify::keys_verify))
+        .route("/.well-known/jwks.json", get(metadata::jwks))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(metadata::authorization_server_metadata),
+        )
         .nest("/admin/v1", admin::router())
         .route_layer(middleware::from_fn(telemetry::label_matched_route))
         .fallback(gateway::handle)
@@ -105,8 +120,10 @@ pub async fn run(
     let feed = tokio::spawn(follow_changes(
         state.store.clone(),
         state.verifier.cache().clone(),
+        state.oauth.clone(),
         background.clone(),
     ));
+    let keys = tokio::spawn(maintain(state.oauth.clone(), background.clone()));
     let flusher = tokio::spawn(flush_periodically(
         state.usage.clone(),
         state.store.clone(),
@@ -129,7 +146,7 @@ pub async fn run(
     .await;
 
     background.cancel();
-    let _ = tokio::join!(feed, flusher);
+    let _ = tokio::join!(feed, flusher, keys);
     state.usage.flush(&state.store).await;
     tracing::info!("buffered writes flushed; stopped");
     served

@@ -30,6 +30,8 @@ use portcullis_store::{Store, StoreError};
 use quick_cache::sync::Cache;
 use tokio_util::sync::CancellationToken;
 
+use crate::oauth::server::AuthorizationServer;
+
 /// How many keys the cache holds. At about 400 bytes an entry this is about
 /// 100 MB at most; a deployment with more active keys than this gets cache
 /// misses (one store lookup each), not failures.
@@ -134,11 +136,13 @@ impl CredentialCache {
     }
 }
 
-/// Follows the store's change feed until `shutdown`, dropping changed keys
-/// from `cache`.
+/// Follows the store's change feed until `shutdown`: drops changed keys
+/// from `cache`, adds revoked access tokens to the deny list, and wakes the
+/// signing-key task when keys changed.
 pub async fn follow_changes(
     store: Store,
     cache: Arc<CredentialCache>,
+    oauth: Arc<AuthorizationServer>,
     shutdown: CancellationToken,
 ) {
     let mut cursor: Option<i64> = None;
@@ -149,7 +153,7 @@ pub async fn follow_changes(
         if listener.is_none() {
             listener = store.listen().await.ok().flatten();
         }
-        match poll_once(&store, &cache, &mut cursor).await {
+        match poll_once(&store, &cache, &oauth, &mut cursor).await {
             Ok(()) => {
                 if failing {
                     tracing::info!("change feed recovered");
@@ -190,6 +194,7 @@ pub async fn follow_changes(
 async fn poll_once(
     store: &Store,
     cache: &CredentialCache,
+    oauth: &AuthorizationServer,
     cursor: &mut Option<i64>,
 ) -> Result<(), StoreError> {
     let Some(last) = *cursor else {
@@ -199,11 +204,19 @@ async fn poll_once(
     };
     let changes = store.changes_since(last, CHANGE_LOOKBACK).await?;
     let mut newest = last;
+    let mut keys_changed = false;
     for change in &changes {
         if let Some(key_id) = change.key_id {
             cache.invalidate(key_id);
         }
+        if let (Some(jti), Some(expires_at)) = (&change.jti, change.jti_expires_at) {
+            oauth.deny.insert(jti.clone(), expires_at);
+        }
+        keys_changed |= change.kid.is_some() && change.id > last;
         newest = newest.max(change.id);
+    }
+    if keys_changed {
+        oauth.notify_keys_changed();
     }
     *cursor = Some(newest);
     Ok(())

@@ -19,7 +19,8 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use portcullis_core::crypto::{MasterKey, Pepper};
+use portcullis_core::crypto::{MasterKey, Pepper, SealingKey};
+use portcullis_server::oauth::signing::SIGNING_KEY_PURPOSE;
 use portcullis_store::{Store, StoreError};
 
 /// Name of the master key file inside the data directory.
@@ -31,10 +32,12 @@ pub(crate) const DATABASE_FILE: &str = "portcullis.db";
 /// Environment variable that supplies the master key instead of the file.
 pub(crate) const MASTER_KEY_VARIABLE: &str = "PORTCULLIS_MASTER_KEY";
 
-/// An opened store and the pepper derived from the master key it is bound to.
+/// An opened store and the keys derived from the master key it is bound to.
 pub(crate) struct OpenedStore {
     pub(crate) store: Store,
     pub(crate) pepper: Pepper,
+    /// Seals and opens token-signing private keys.
+    pub(crate) signing_sealing: SealingKey,
 }
 
 /// Origin of the master key, for error messages and clean-up.
@@ -85,6 +88,7 @@ pub(crate) async fn open_store(
     Ok(OpenedStore {
         store,
         pepper: master_key.derive_pepper(),
+        signing_sealing: master_key.sealing_key(SIGNING_KEY_PURPOSE),
     })
 }
 

@@ -20,6 +20,7 @@
 //! The [`raw`] structs document every key and its default.
 
 mod env;
+mod oauth;
 pub mod raw;
 mod validate;
 
@@ -30,6 +31,10 @@ use std::time::Duration;
 
 use portcullis_core::scope::ScopeSet;
 
+pub use oauth::{
+    DEFAULT_ACCESS_TOKEN_TTL, DEFAULT_KEY_ROTATION, DEFAULT_LEEWAY, DEFAULT_REFRESH_TOKEN_TTL,
+    MAX_ACCESS_TOKEN_TTL, MAX_LEEWAY, MIN_ACCESS_TOKEN_TTL, OAuthConfig,
+};
 pub use raw::RawConfig;
 
 /// Name of the configuration file inside the data directory.
@@ -73,6 +78,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Gateway routes, in the order of the file.
     pub routes: Vec<RouteConfig>,
+    /// The authorization server's settings.
+    pub oauth: OAuthConfig,
 }
 
 /// The `[server]` table, checked.
@@ -144,6 +151,9 @@ pub struct RouteConfig {
     pub timeout: Duration,
     /// Maximum request body size in bytes.
     pub max_body_bytes: u64,
+    /// The audience a bearer JWT must name on this route; set when `auth`
+    /// includes [`AuthMethod::Jwt`].
+    pub audience: Option<String>,
 }
 
 /// Scopes that a route requires, per HTTP method.
@@ -201,6 +211,8 @@ impl RouteScopes {
 pub enum AuthMethod {
     /// A Portcullis API key (`pc_live_…`, `pc_test_…`).
     ApiKey,
+    /// A Portcullis access token: a JWT bearer token (RFC 9068).
+    Jwt,
 }
 
 impl AuthMethod {
@@ -208,6 +220,7 @@ impl AuthMethod {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ApiKey => "api_key",
+            Self::Jwt => "jwt",
         }
     }
 }

@@ -32,6 +32,32 @@ pub struct RawConfig {
     pub server: Option<RawServer>,
     /// The `[[routes]]` array; no routes by default.
     pub routes: Option<Vec<RawRoute>>,
+    /// The `[oauth]` table; every key has a default.
+    pub oauth: Option<RawOAuth>,
+}
+
+/// The `[oauth]` table: the authorization server's settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOAuth {
+    /// The issuer identifier written into tokens and metadata, such as
+    /// `"https://auth.example.com"`; default `https://localhost:PORT` with
+    /// the listening port, which suits only local use.
+    pub issuer: Option<String>,
+    /// Default access-token lifetime, such as `"15m"`; default 15 minutes,
+    /// at most 1 hour. Clients may set their own within the same bounds.
+    pub access_token_ttl: Option<String>,
+    /// Refresh-token lifetime, such as `"30d"`; default 30 days.
+    pub refresh_token_ttl: Option<String>,
+    /// Algorithm of new signing keys: `"ES256"` (default), `"RS256"` or
+    /// `"EdDSA"`.
+    pub signing_algorithm: Option<String>,
+    /// How long a signing key signs before its successor takes over, such as
+    /// `"30d"`; default 30 days.
+    pub key_rotation: Option<String>,
+    /// Clock leeway when checking `exp`, `nbf` and `iat`, such as `"60s"`;
+    /// default 60 seconds, at most 10 minutes.
+    pub leeway: Option<String>,
 }
 
 /// The `[server]` table.
@@ -94,6 +120,10 @@ pub struct RawRoute {
     pub timeout: Option<String>,
     /// Maximum request body size in bytes; default 10485760 (10 MiB).
     pub max_body_bytes: Option<u64>,
+    /// The audience a bearer JWT must name to be accepted on this route,
+    /// such as `"https://api.example.com"`; required when `auth` lists
+    /// `"jwt"`. Clients ask for it with the `resource` parameter (RFC 8707).
+    pub audience: Option<String>,
 }
 
 /// Top level with the sections left as TOML, so that each section can be
@@ -103,6 +133,7 @@ pub struct RawRoute {
 struct Sections {
     server: Option<toml::Value>,
     routes: Option<Vec<toml::Value>>,
+    oauth: Option<toml::Value>,
 }
 
 impl RawConfig {
@@ -138,7 +169,20 @@ impl RawConfig {
             })
             .transpose()?;
 
-        Ok(Self { server, routes })
+        let oauth = sections
+            .oauth
+            .map(|value| {
+                value
+                    .try_into()
+                    .map_err(|error| deserialize_error("oauth", &error))
+            })
+            .transpose()?;
+
+        Ok(Self {
+            server,
+            routes,
+            oauth,
+        })
     }
 }
 

@@ -43,7 +43,12 @@ impl TryFrom<RawConfig> for Config {
             routes.push(route);
         }
 
-        Ok(Self { server, routes })
+        let oauth = super::oauth::check_oauth(raw.oauth.unwrap_or_default())?;
+        Ok(Self {
+            server,
+            routes,
+            oauth,
+        })
     }
 }
 
@@ -221,12 +226,29 @@ fn check_route(index: usize, raw: RawRoute) -> Result<RouteConfig, ConfigError> 
     };
     let scopes = check_scopes(&setting("scopes"), table)?;
 
+    let auth = check_auth(&setting("auth"), raw.auth)?;
+    let audience = match (auth.contains(&AuthMethod::Jwt), raw.audience) {
+        (true, None) => {
+            return Err(ConfigError::invalid(
+                setting("audience"),
+                "missing; a route that accepts \"jwt\" needs the audience its tokens must \
+                 name, such as \"https://api.example.com\"",
+            ));
+        }
+        (_, Some(audience)) => Some(
+            super::oauth::check_audience(&audience)
+                .map_err(|message| ConfigError::invalid(setting("audience"), message))?,
+        ),
+        (false, None) => None,
+    };
+
     Ok(RouteConfig {
         path_prefix,
         upstream,
         strip_prefix: raw.strip_prefix.unwrap_or(false),
         scopes,
-        auth: check_auth(&setting("auth"), raw.auth)?,
+        audience,
+        auth,
         timeout: check_duration(&setting("timeout"), raw.timeout, DEFAULT_ROUTE_TIMEOUT)?,
         max_body_bytes: raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
     })
@@ -410,10 +432,13 @@ fn check_auth(setting: &str, names: Option<Vec<String>>) -> Result<Vec<AuthMetho
     for (index, name) in names.iter().enumerate() {
         let method = match name.as_str() {
             "api_key" => AuthMethod::ApiKey,
+            "jwt" => AuthMethod::Jwt,
             _ => {
                 return Err(ConfigError::invalid(
                     format!("{setting}[{index}]"),
-                    format!("unknown authentication method {name:?}; the only one is \"api_key\""),
+                    format!(
+                        "unknown authentication method {name:?}; expected \"api_key\" or \"jwt\""
+                    ),
                 ));
             }
         };

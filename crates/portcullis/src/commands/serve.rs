@@ -2,10 +2,12 @@
 //! a shutdown on SIGINT or SIGTERM.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use anyhow::Context;
 use portcullis_server::app::{self, AppState};
 use portcullis_server::config;
+use portcullis_server::oauth::server::AuthorizationServer;
 use portcullis_server::tls::TlsSource;
 use portcullis_server::{telemetry, tls};
 use tokio::net::TcpListener;
@@ -34,9 +36,6 @@ pub(crate) async fn run(
     if let Some((_, source)) = &tls {
         log_tls_source(source);
     }
-    let state = AppState::new(&config, opened.store, opened.pepper)
-        .context("failed to build the server state")?;
-
     // Handlers go in before the listener exists, so a signal sent as soon
     // as `listening` is logged is a clean shutdown, not the default kill.
     let shutdown = CancellationToken::new();
@@ -57,6 +56,22 @@ pub(crate) async fn run(
              TLS-terminating proxy"
         );
     }
+    let issuer = config.oauth.issuer.clone().unwrap_or_else(|| {
+        // Without a configured issuer only local use makes sense: name the
+        // loopback host with the port actually bound.
+        format!("{scheme}://localhost:{}", address.port())
+    });
+    let oauth = AuthorizationServer::start(
+        &opened.store,
+        opened.signing_sealing,
+        config.oauth.clone(),
+        issuer,
+    )
+    .await
+    .context("failed to load the token-signing keys")?;
+    let state = AppState::new(&config, opened.store, opened.pepper, Arc::new(oauth))
+        .context("failed to build the server state")?;
+
     // Tests and scripts read the bound address from this line, so it comes
     // last, once the listener accepts connections.
     tracing::info!(address = %address, scheme, backend, "listening");

@@ -1,0 +1,157 @@
+//! The token-signing keys of a running server: loaded from the store,
+//! rotated by the rule in [`super::rotation`], and swapped whole so that
+//! signing and validation read them without a lock.
+//!
+//! Every node runs the rule. Two nodes applying the same step at once is
+//! harmless: the store lets one key be active and names each key once, and
+//! the loser re-reads what the winner wrote.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use portcullis_core::crypto::SealingKey;
+use portcullis_core::signing::{SigningKeyRecord, SigningKeyState};
+use portcullis_store::{AuditContext, Store, StoreError};
+use time::OffsetDateTime;
+
+use super::rotation::{RotationPlan, RotationPolicy, plan};
+use super::signing::{KeySet, SigningError, generate_signing_key};
+
+/// Actor named in audit records of rotations that the schedule made.
+const SCHEDULE_ACTOR: &str = "signing-key-schedule";
+
+/// Why the signing keys could not be loaded or rotated.
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    /// The store failed.
+    #[error("signing key store operation failed")]
+    Store(#[from] StoreError),
+    /// A key could not be generated, opened or checked.
+    #[error(transparent)]
+    Signing(#[from] SigningError),
+}
+
+/// The signing keys in use, with what is needed to rotate them.
+pub struct SigningKeys {
+    store: Store,
+    sealing: SealingKey,
+    policy: RotationPolicy,
+    current: ArcSwap<KeySet>,
+}
+
+impl SigningKeys {
+    /// Loads the keys, generating the first one when there is none.
+    pub async fn load(
+        store: Store,
+        sealing: SealingKey,
+        policy: RotationPolicy,
+    ) -> Result<Self, KeysError> {
+        let keys = Self {
+            store,
+            sealing,
+            policy,
+            current: ArcSwap::from_pointee(KeySet::default()),
+        };
+        keys.refresh(OffsetDateTime::now_utc()).await?;
+        Ok(keys)
+    }
+
+    /// The key set in use now.
+    pub fn current(&self) -> Arc<KeySet> {
+        self.current.load_full()
+    }
+
+    /// The rotation policy.
+    pub const fn policy(&self) -> &RotationPolicy {
+        &self.policy
+    }
+
+    /// Re-reads the stored keys, applies the rotation rule at `now` (promote,
+    /// generate, delete) and swaps in the resulting key set.
+    pub async fn refresh(&self, now: OffsetDateTime) -> Result<(), KeysError> {
+        let audit = AuditContext {
+            actor: SCHEDULE_ACTOR.to_owned(),
+            remote_addr: None,
+            at: now,
+        };
+        let mut records = self.store.list_signing_keys().await?;
+        let mut decided = plan(&records, now, &self.policy);
+
+        // One pass applies the decisions; a second plan sees their result.
+        if self.apply(&records, &decided, &audit).await? {
+            records = self.store.list_signing_keys().await?;
+            decided = plan(&records, now, &self.policy);
+        }
+        let set = KeySet::from_plan(&records, &decided, &self.sealing)?;
+        self.current.store(Arc::new(set));
+        Ok(())
+    }
+
+    /// Generates a new key that is published now and signs after the
+    /// policy's `publish_ahead`, so resource servers that cache the JWKS
+    /// learn it before any token carries its kid.
+    pub async fn rotate(&self, audit: &AuditContext) -> Result<SigningKeyRecord, KeysError> {
+        let activates_at = audit.at.saturating_add(self.policy.publish_ahead);
+        let record =
+            generate_signing_key(self.policy.algorithm, &self.sealing, audit.at, activates_at)?;
+        self.store.insert_signing_key(&record, audit).await?;
+        self.refresh(audit.at).await?;
+        Ok(record)
+    }
+
+    /// Lists the stored keys with the state the rule gives them now.
+    pub async fn list(&self) -> Result<Vec<SigningKeyRecord>, KeysError> {
+        Ok(self.store.list_signing_keys().await?)
+    }
+
+    /// Applies a plan's store changes; returns whether anything changed.
+    async fn apply(
+        &self,
+        records: &[SigningKeyRecord],
+        decided: &RotationPlan,
+        audit: &AuditContext,
+    ) -> Result<bool, KeysError> {
+        let mut changed = false;
+
+        if let Some(signer) = &decided.signer {
+            let pending = records
+                .iter()
+                .any(|record| &record.kid == signer && record.state == SigningKeyState::Pending);
+            if pending {
+                let retired_until = self.policy.publish_until(audit.at);
+                match self
+                    .store
+                    .activate_signing_key(signer, retired_until, audit)
+                    .await
+                {
+                    Ok(_) => changed = true,
+                    // Another node promoted it (or a newer key) first.
+                    Err(
+                        StoreError::Invalid(_) | StoreError::NotFound(_) | StoreError::Conflict(_),
+                    ) => changed = true,
+                    Err(error) => return Err(error.into()),
+                }
+            }
+        }
+
+        if let Some(activates_at) = decided.new_key_activates_at {
+            let record =
+                generate_signing_key(self.policy.algorithm, &self.sealing, audit.at, activates_at)?;
+            match self.store.insert_signing_key(&record, audit).await {
+                Ok(()) | Err(StoreError::Conflict(_)) => changed = true,
+                Err(error) => return Err(error.into()),
+            }
+        }
+
+        if !decided.deletable.is_empty()
+            && !self
+                .store
+                .delete_unpublished_signing_keys(audit)
+                .await?
+                .is_empty()
+        {
+            changed = true;
+        }
+        Ok(changed)
+    }
+}

@@ -1,0 +1,47 @@
+//! Documents that tell clients and resource servers how to use this
+//! authorization server: the JWK Set (RFC 7517 §5) and the authorization
+//! server metadata (RFC 8414).
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::HeaderValue;
+use http::header::CACHE_CONTROL;
+use serde_json::json;
+
+use crate::app::AppState;
+
+/// How long clients may cache the JWKS. It must stay below the rotation
+/// policy's `publish_ahead` (one hour), so that a cached copy always holds
+/// a new key before that key signs anything.
+pub const JWKS_MAX_AGE_SECONDS: u32 = 300;
+
+/// `GET /.well-known/jwks.json`: the published keys, public members only.
+pub async fn jwks(State(state): State<AppState>) -> Response {
+    let document = state.oauth.keys.current().jwks();
+    let mut response = axum::Json(document).into_response();
+    let cache = format!("public, max-age={JWKS_MAX_AGE_SECONDS}");
+    if let Ok(value) = HeaderValue::from_str(&cache) {
+        response.headers_mut().insert(CACHE_CONTROL, value);
+    }
+    response
+}
+
+/// `GET /.well-known/oauth-authorization-server` (RFC 8414 §3): lists only
+/// the endpoints, grants, methods and algorithms this server implements.
+pub async fn authorization_server_metadata(State(state): State<AppState>) -> Response {
+    let issuer = &state.oauth.issuer;
+    let document = json!({
+        "issuer": issuer,
+        "token_endpoint": format!("{issuer}/oauth/token"),
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "introspection_endpoint": format!("{issuer}/oauth/introspect"),
+        "revocation_endpoint": format!("{issuer}/oauth/revoke"),
+        "grant_types_supported": ["client_credentials", "refresh_token"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": true,
+    });
+    axum::Json(document).into_response()
+}
