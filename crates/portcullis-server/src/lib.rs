@@ -12,6 +12,8 @@
 //! - [`admin`]: the admin API under `/admin/v1/`.
 //! - [`oauth`]: the OAuth 2.0 authorization server: signing keys and JWTs.
 //! - [`manage`]: tenant and key operations shared by the admin API and the CLI.
+//! - [`clients`]: OAuth client operations and the check of a client's JWKS.
+//! - [`users`]: end users and their Argon2id password hashes.
 //! - [`problem`]: RFC 9457 problem details and RFC 6750 challenges.
 //! - [`client_ip`]: the one resolver of a request's client address.
 //! - [`telemetry`]: logging set-up and the per-request log line.
@@ -22,6 +24,7 @@ pub mod app;
 pub mod auth;
 pub mod cache;
 pub mod client_ip;
+pub mod clients;
 pub mod config;
 pub mod gateway;
 pub mod health;
@@ -32,4 +35,5 @@ pub mod problem;
 pub mod telemetry;
 pub mod tls;
 pub mod usage;
+pub mod users;
 pub mod verify;

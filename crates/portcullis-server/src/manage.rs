@@ -90,6 +90,16 @@ impl Manager {
         Self { store, pepper }
     }
 
+    /// The store, for the client and user operations in their own modules.
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The pepper that keys the hashes of issued secrets.
+    pub(crate) fn pepper(&self) -> &Pepper {
+        &self.pepper
+    }
+
     /// Creates a tenant.
     pub async fn create_tenant(
         &self,
