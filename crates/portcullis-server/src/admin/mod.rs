@@ -8,6 +8,9 @@
 //!
 //! [`Manager`]: crate::manage::Manager
 
+pub mod clients;
+pub mod users;
+
 use std::sync::LazyLock;
 
 use axum::Router;
@@ -62,6 +65,8 @@ pub fn router() -> Router<AppState> {
         .route("/keys/{id}", get(keys_show))
         .route("/keys/{id}/revoke", post(keys_revoke))
         .route("/keys/{id}/rotate", post(keys_rotate))
+        .merge(clients::routes())
+        .merge(users::routes())
 }
 
 /// Authenticates an operator key holding `scope`.

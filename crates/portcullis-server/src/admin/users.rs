@@ -1,0 +1,101 @@
+//! A tenant's end users in the admin API: create and list. Responses never
+//! contain the password or its hash.
+
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::StatusCode;
+use portcullis_core::oauth::{Role, UserRecord};
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    ADMIN_READ, ADMIN_WRITE, RequestBody, audit_context, authenticate_operator, problem_of,
+    respond, timestamp,
+};
+use crate::app::AppState;
+
+/// Role of a user created without one: the least privileged.
+pub const DEFAULT_ROLE: Role = Role::Viewer;
+
+/// The user routes, to be merged into the admin router.
+pub(super) fn routes() -> Router<AppState> {
+    Router::new().route(
+        "/tenants/{tenant}/users",
+        get(users_list).post(users_create),
+    )
+}
+
+/// The public view of a user, without the password hash.
+pub fn user_json(user: &UserRecord) -> Value {
+    json!({
+        "id": user.id,
+        "tenant": user.tenant,
+        "email": user.email,
+        "role": user.role,
+        "created_at": timestamp(Some(user.created_at)),
+        "disabled_at": timestamp(user.disabled_at),
+    })
+}
+
+/// The body of a create request. No `Debug`: it contains the password.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserInput {
+    email: String,
+    password: String,
+    role: Option<Role>,
+}
+
+async fn users_create(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    request: Request,
+) -> Response {
+    respond(
+        async {
+            let (parts, body) = request.into_parts();
+            let body = RequestBody::read(&parts, body).await?;
+            let operator = authenticate_operator(&state, &parts, &ADMIN_WRITE, "admin").await?;
+            let input: UserInput = body.json()?;
+            let password = SecretString::from(input.password);
+            let audit = audit_context(&parts, &state, &operator);
+            let user = state
+                .manager
+                .create_user(
+                    &tenant,
+                    &input.email,
+                    &password,
+                    input.role.unwrap_or(DEFAULT_ROLE),
+                    &audit,
+                )
+                .await
+                .map_err(problem_of)?;
+            Ok((StatusCode::CREATED, axum::Json(user_json(&user))).into_response())
+        }
+        .await,
+    )
+}
+
+async fn users_list(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    request: Request,
+) -> Response {
+    respond(
+        async {
+            let (parts, _) = request.into_parts();
+            authenticate_operator(&state, &parts, &ADMIN_READ, "admin").await?;
+            let users = state
+                .manager
+                .list_users(&tenant)
+                .await
+                .map_err(problem_of)?;
+            let items: Vec<Value> = users.iter().map(user_json).collect();
+            Ok(axum::Json(json!({"users": items})).into_response())
+        }
+        .await,
+    )
+}
