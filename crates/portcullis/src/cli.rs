@@ -1,10 +1,11 @@
 //! The command line: global options, then commands grouped by noun
-//! (`serve`, `tenants …`, `keys …`).
+//! (`serve`, `tenants …`, `keys …`, `clients …`, `users …`).
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use portcullis_core::key::Environment;
+use portcullis_core::oauth::{ClientAuthMethod, GrantType, Role};
 use portcullis_server::config::LogFormat;
 
 /// Default data directory, relative to the working directory.
@@ -95,6 +96,14 @@ pub(crate) enum Command {
     /// Create, list, revoke and rotate API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+
+    /// Register OAuth clients, rotate their secrets and revoke them.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+
+    /// Create and list the end users who sign in and grant consent.
+    #[command(subcommand)]
+    Users(UsersCommand),
 }
 
 #[derive(Args)]
@@ -235,6 +244,123 @@ pub(crate) struct KeysRotateArgs {
     /// old key stops working at once.
     #[arg(long, value_name = "DURATION", default_value = "24h")]
     pub(crate) grace: String,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ClientsCommand {
+    /// Register an OAuth client and print its secret, once.
+    Create(ClientsCreateArgs),
+
+    /// List a tenant's clients without their secrets.
+    List(TenantArgs),
+
+    /// Give a client a new secret. The old secret works until the grace
+    /// period ends.
+    RotateSecret(ClientsRotateSecretArgs),
+
+    /// Revoke a client at once, with every token issued to it.
+    Revoke(ClientsRevokeArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct ClientsCreateArgs {
+    /// The tenant that owns the client.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) tenant: String,
+
+    /// Display name, shown to users on the consent page.
+    #[arg(long, value_name = "APP")]
+    pub(crate) name: String,
+
+    /// Comma-separated grant types: `client_credentials`,
+    /// `authorization_code`, `refresh_token`.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', required = true)]
+    pub(crate) grant_types: Vec<GrantType>,
+
+    /// Comma-separated scopes that the client's tokens may grant, such as
+    /// `orders:read,orders:write`.
+    #[arg(long, value_name = "LIST")]
+    pub(crate) scopes: String,
+
+    /// A redirect URI, compared as an exact string. Repeat for several.
+    #[arg(long = "redirect-uri", value_name = "URL")]
+    pub(crate) redirect_uris: Vec<String>,
+
+    /// A public client (a browser or mobile app) that keeps no secret and
+    /// authenticates with `none`.
+    #[arg(long, conflicts_with = "auth_method")]
+    pub(crate) public: bool,
+
+    /// Token endpoint authentication of a confidential client:
+    /// `client_secret_basic`, `client_secret_post` or `private_key_jwt`
+    /// [default: client_secret_basic].
+    #[arg(long, value_name = "METHOD")]
+    pub(crate) auth_method: Option<ClientAuthMethod>,
+
+    /// File with the client's public JWKS, required for `private_key_jwt`.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) jwks: Option<PathBuf>,
+
+    /// Lifetime of the client's access tokens, from `1m` to `1h`
+    /// [default: 15m].
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) access_token_ttl: Option<String>,
+}
+
+/// The `--tenant` of a listing.
+#[derive(Args)]
+pub(crate) struct TenantArgs {
+    /// The tenant whose records to list.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) tenant: String,
+}
+
+#[derive(Args)]
+pub(crate) struct ClientsRotateSecretArgs {
+    /// The client's id, as `clients list` prints it.
+    pub(crate) id: String,
+
+    /// Grace period of the old secret, such as `24h`, at most 7d. With `0s`
+    /// the old secret stops working at once.
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub(crate) grace: String,
+}
+
+#[derive(Args)]
+pub(crate) struct ClientsRevokeArgs {
+    /// The client's id, as `clients list` prints it.
+    pub(crate) id: String,
+
+    /// Reason for the revocation, kept in the audit log.
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) reason: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum UsersCommand {
+    /// Create a user. The password is read from `PORTCULLIS_USER_PASSWORD`
+    /// or else from the first line of standard input, never from an
+    /// argument, because other local users can read a process's arguments.
+    Create(UsersCreateArgs),
+
+    /// List a tenant's users.
+    List(TenantArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct UsersCreateArgs {
+    /// The tenant the user belongs to.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) tenant: String,
+
+    /// The address the user signs in with, unique within the tenant.
+    #[arg(long, value_name = "ADDRESS")]
+    pub(crate) email: String,
+
+    /// What the user may do in the tenant's dashboard: `admin`,
+    /// `developer` or `viewer` [default: viewer].
+    #[arg(long, value_name = "ROLE")]
+    pub(crate) role: Option<Role>,
 }
 
 #[cfg(test)]

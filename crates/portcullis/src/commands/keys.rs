@@ -162,7 +162,7 @@ fn parse_key_id(text: &str) -> anyhow::Result<KeyId> {
 
 /// Parses `--grace`. Zero is allowed here, although `parse_duration`
 /// rejects it, because an immediate cut-over is a legitimate rotation.
-fn parse_grace(text: &str) -> anyhow::Result<Duration> {
+pub(super) fn parse_grace(text: &str) -> anyhow::Result<Duration> {
     match text.trim() {
         "0" | "0s" | "0m" | "0h" | "0d" | "0w" => Ok(Duration::ZERO),
         other => parse_duration(other).context("invalid --grace"),
@@ -221,7 +221,7 @@ fn keys_table(keys: &[ApiKeyRecord], now: OffsetDateTime) -> String {
 
 /// Joins scopes with commas, as `--scopes` takes them, because spaces would
 /// blur the table's columns.
-fn scopes_text(scopes: &ScopeSet) -> String {
+pub(super) fn scopes_text(scopes: &ScopeSet) -> String {
     let names: Vec<&str> = scopes.iter().map(|scope| scope.as_str()).collect();
     names.join(",")
 }

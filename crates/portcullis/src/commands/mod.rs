@@ -2,9 +2,11 @@
 //! [`Manager`](portcullis_server::manage::Manager), the code behind the admin
 //! API, so both check the same rules and write the same audit records.
 
+pub(crate) mod clients;
 pub(crate) mod keys;
 pub(crate) mod serve;
 pub(crate) mod tenants;
+pub(crate) mod users;
 
 use std::collections::BTreeMap;
 
@@ -34,6 +36,14 @@ pub(crate) async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Resu
         Command::Keys(command) => {
             let admin = Admin::open(&cli.global, &env).await?;
             keys::run(&admin, command).await
+        }
+        Command::Clients(command) => {
+            let admin = Admin::open(&cli.global, &env).await?;
+            clients::run(&admin, command).await
+        }
+        Command::Users(command) => {
+            let admin = Admin::open(&cli.global, &env).await?;
+            users::run(&admin, command, &env).await
         }
     }
 }
