@@ -20,8 +20,8 @@ use crate::gateway::proxy::UpstreamClient;
 use crate::gateway::routes::RouteTable;
 use crate::listener::{ListenerLimits, serve};
 use crate::manage::Manager;
-use crate::oauth::metadata;
 use crate::oauth::server::{AuthorizationServer, maintain};
+use crate::oauth::{introspect, metadata, revoke, token};
 use crate::usage::{UsageRecorder, flush_periodically};
 use crate::{admin, gateway, health, telemetry, verify};
 
@@ -89,6 +89,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/v1/keys/verify", post(verify::keys_verify))
+        .route("/oauth/token", post(token::token))
+        .route("/oauth/introspect", post(introspect::introspect))
+        .route("/oauth/revoke", post(revoke::revoke))
         .route("/.well-known/jwks.json", get(metadata::jwks))
         .route(
             "/.well-known/oauth-authorization-server",

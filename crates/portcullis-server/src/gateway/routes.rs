@@ -27,6 +27,19 @@ impl RouteTable {
             .find(|route| prefix_matches(&route.path_prefix, path))
     }
 
+    /// The distinct audiences of routes that accept access tokens, the
+    /// values a token request's `resource` may name (RFC 8707).
+    pub fn audiences(&self) -> Vec<&str> {
+        let mut audiences: Vec<&str> = self
+            .routes
+            .iter()
+            .filter_map(|route| route.audience.as_deref())
+            .collect();
+        audiences.sort_unstable();
+        audiences.dedup();
+        audiences
+    }
+
     /// Whether any route is configured.
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()

@@ -9,14 +9,26 @@
 //! - [`deny_list`]: access tokens revoked before they expire.
 //! - [`metadata`]: `/.well-known/jwks.json` and the RFC 8414 metadata.
 //! - [`server`]: the authorization server's shared state and upkeep task.
+//! - [`form`], [`error`], [`client_auth`]: strict request parsing, RFC 6749
+//!   error responses and client authentication, shared by the endpoints.
+//! - [`token`] and [`issue`]: the token endpoint and token issuance.
+//! - [`introspect`] and [`revoke`]: RFC 7662 introspection and RFC 7009
+//!   revocation.
 
+pub mod client_auth;
 pub mod deny_list;
+pub mod error;
+pub mod form;
+pub mod introspect;
+pub mod issue;
 pub mod jwt;
 pub mod keys;
 pub mod metadata;
+pub mod revoke;
 pub mod rotation;
 pub mod server;
 pub mod signing;
+pub mod token;
 
 #[cfg(test)]
 mod test_keys;

@@ -1,0 +1,122 @@
+//! OAuth error responses (RFC 6749 §5.2): a JSON object with `error` and
+//! `error_description`, status 400, or 401 for `invalid_client`.
+
+use axum::response::{IntoResponse, Response};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
+use http::{HeaderValue, StatusCode};
+use serde_json::json;
+
+/// One OAuth error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OAuthError {
+    code: &'static str,
+    description: String,
+    status: StatusCode,
+    basic_challenge: bool,
+}
+
+impl OAuthError {
+    fn new(code: &'static str, status: StatusCode, description: impl Into<String>) -> Self {
+        Self {
+            code,
+            description: description.into(),
+            status,
+            basic_challenge: false,
+        }
+    }
+
+    /// `invalid_request`: a missing, repeated or malformed parameter.
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        Self::new("invalid_request", StatusCode::BAD_REQUEST, description)
+    }
+
+    /// `invalid_client`: client authentication failed (RFC 6749 §5.2). When
+    /// the client tried HTTP Basic, the 401 carries a Basic challenge.
+    pub fn invalid_client(used_basic: bool) -> Self {
+        let mut error = Self::new(
+            "invalid_client",
+            StatusCode::UNAUTHORIZED,
+            "client authentication failed",
+        );
+        error.basic_challenge = used_basic;
+        error
+    }
+
+    /// `invalid_grant`: the code, refresh token or credentials are invalid,
+    /// expired, revoked or were issued to another client.
+    pub fn invalid_grant(description: impl Into<String>) -> Self {
+        Self::new("invalid_grant", StatusCode::BAD_REQUEST, description)
+    }
+
+    /// `unauthorized_client`: the client may not use this grant type.
+    pub fn unauthorized_client(description: impl Into<String>) -> Self {
+        Self::new("unauthorized_client", StatusCode::BAD_REQUEST, description)
+    }
+
+    /// `unsupported_grant_type`.
+    pub fn unsupported_grant_type(description: impl Into<String>) -> Self {
+        Self::new(
+            "unsupported_grant_type",
+            StatusCode::BAD_REQUEST,
+            description,
+        )
+    }
+
+    /// `invalid_scope`: a scope is unknown or beyond what the client may get.
+    pub fn invalid_scope(description: impl Into<String>) -> Self {
+        Self::new("invalid_scope", StatusCode::BAD_REQUEST, description)
+    }
+
+    /// `invalid_target` (RFC 8707 §2): the `resource` is not acceptable.
+    pub fn invalid_target(description: impl Into<String>) -> Self {
+        Self::new("invalid_target", StatusCode::BAD_REQUEST, description)
+    }
+
+    /// `server_error`: Portcullis could not complete the request. The cause
+    /// is logged, never sent.
+    pub fn server_error() -> Self {
+        Self::new(
+            "server_error",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the request could not be completed",
+        )
+    }
+
+    /// `temporarily_unavailable`: the store cannot be reached.
+    pub fn temporarily_unavailable() -> Self {
+        Self::new(
+            "temporarily_unavailable",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "retry later",
+        )
+    }
+
+    /// The RFC 6749 error code.
+    pub const fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The HTTP status.
+    pub const fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": self.code, "error_description": self.description});
+        let mut response = (self.status, body.to_string()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        // RFC 6749 §5.1 and §5.2: token responses must not be cached.
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+        if self.basic_challenge {
+            headers.insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"portcullis\""),
+            );
+        }
+        response
+    }
+}

@@ -1,0 +1,285 @@
+//! `POST /oauth/token` (RFC 6749 §3.2): the `client_credentials`,
+//! `authorization_code` (with PKCE, RFC 7636) and `refresh_token` grants.
+//!
+//! Each request is read once and strictly (one value per parameter, one
+//! client authentication), the client is authenticated with its registered
+//! method, and every single-use value (code, refresh token) is spent in one
+//! atomic store step before a token is issued.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use portcullis_core::ids::UserId;
+use portcullis_core::key::{OpaqueSecret, SecretKind};
+use portcullis_core::oauth::{ClientRecord, GrantType, RefreshTokenRecord, pkce};
+use portcullis_core::scope::ScopeSet;
+use portcullis_store::{AuditContext, ConsumeCode, FamilyRevocationReason, RotateRefresh};
+use time::OffsetDateTime;
+
+use super::client_auth::{authenticate, presented_client, store_failure};
+use super::error::OAuthError;
+use super::form::Form;
+use super::issue::{IssuedTokens, TokenGrant, issue_tokens, refresh_lifetime};
+use crate::app::AppState;
+use crate::listener::ConnectionInfo;
+
+/// Handles `POST /oauth/token`.
+pub async fn token(State(state): State<AppState>, request: Request) -> Response {
+    match exchange(&state, request).await {
+        Ok(issued) => issued.into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn exchange(state: &AppState, request: Request) -> Result<IssuedTokens, OAuthError> {
+    let (parts, body): (_, Body) = request.into_parts();
+    let form = Form::read(&parts.headers, body).await?;
+    let presented = presented_client(&parts.headers, &form)?
+        .ok_or_else(|| OAuthError::invalid_client(false))?;
+    let now = OffsetDateTime::now_utc();
+    let client = authenticate(state, &presented, now).await?;
+    let remote = parts.extensions.get::<ConnectionInfo>().map(|info| {
+        state
+            .proxies
+            .client_ip(info.peer.ip(), &parts.headers)
+            .to_string()
+    });
+    let context = Context {
+        state,
+        client: &client,
+        form: &form,
+        now,
+        remote,
+    };
+
+    let grant_type = form.require("grant_type")?;
+    let grant: GrantType = grant_type.parse().map_err(|_| {
+        OAuthError::unsupported_grant_type(format!("unsupported grant_type {grant_type:?}"))
+    })?;
+    if !client.allows_grant(grant) {
+        return Err(OAuthError::unauthorized_client(format!(
+            "this client is not registered for the {} grant",
+            grant.as_str()
+        )));
+    }
+    match grant {
+        GrantType::ClientCredentials => client_credentials(&context).await,
+        GrantType::AuthorizationCode => authorization_code(&context).await,
+        GrantType::RefreshToken => refresh_token(&context).await,
+    }
+}
+
+/// What every grant needs.
+struct Context<'a> {
+    state: &'a AppState,
+    client: &'a ClientRecord,
+    form: &'a Form,
+    now: OffsetDateTime,
+    remote: Option<String>,
+}
+
+impl Context<'_> {
+    fn audit(&self) -> AuditContext {
+        AuditContext {
+            actor: format!("client:{}", self.client.id),
+            remote_addr: self.remote.clone(),
+            at: self.now,
+        }
+    }
+}
+
+/// RFC 6749 §4.4: a confidential client acting for itself.
+async fn client_credentials(context: &Context<'_>) -> Result<IssuedTokens, OAuthError> {
+    let client = context.client;
+    if !client.confidential {
+        return Err(OAuthError::unauthorized_client(
+            "public clients cannot use client_credentials",
+        ));
+    }
+    let scopes = requested_scopes(context.form, &client.scopes)?;
+    let audience = audience(context.state, context.form.get("resource"))?;
+    let grant = TokenGrant {
+        subject: client.id.to_string(),
+        user_id: None,
+        scopes,
+        audience,
+        family_id: None,
+        refresh: false,
+    };
+    issue_tokens(context.state, client, grant, context.now).await
+}
+
+/// RFC 6749 §4.1.3 with RFC 7636 §4.5: a code for tokens.
+async fn authorization_code(context: &Context<'_>) -> Result<IssuedTokens, OAuthError> {
+    let (state, client, form) = (context.state, context.client, context.form);
+    let code = form.require("code")?;
+    let Ok(code) = OpaqueSecret::parse(SecretKind::AuthorizationCode, code) else {
+        return Err(OAuthError::invalid_grant("the code is invalid or expired"));
+    };
+    let hash = state.manager.pepper().hash(code.expose().as_bytes());
+
+    // The code is spent first: a failed check below means it may have
+    // leaked, so it must not be tried again (RFC 9700 §4.8).
+    let record = match state
+        .store
+        .consume_code(&hash, client.id, context.now)
+        .await
+        .map_err(store_failure)?
+    {
+        ConsumeCode::Fresh(record) => record,
+        ConsumeCode::AlreadyUsed(record) => {
+            // RFC 6749 §4.1.2: a code used twice revokes what it issued.
+            state
+                .store
+                .revoke_family(
+                    record.family_id,
+                    FamilyRevocationReason::CodeReused,
+                    &context.audit(),
+                )
+                .await
+                .map_err(store_failure)?;
+            tracing::warn!(client_id = %client.id, "authorization code reused; its tokens were revoked");
+            return Err(OAuthError::invalid_grant("the code was already used"));
+        }
+        ConsumeCode::Expired | ConsumeCode::WrongClient | ConsumeCode::NotFound => {
+            return Err(OAuthError::invalid_grant("the code is invalid or expired"));
+        }
+    };
+
+    // RFC 6749 §4.1.3: the same redirect_uri as in the authorization
+    // request, compared exactly.
+    match form.get("redirect_uri") {
+        Some(uri) if uri == record.redirect_uri => {}
+        None if client.redirect_uris.len() == 1 => {}
+        _ => {
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri does not match the authorization request",
+            ));
+        }
+    }
+    let verifier = form.require("code_verifier")?;
+    if !pkce::verify_s256(verifier, &record.code_challenge) {
+        return Err(OAuthError::invalid_grant(
+            "code_verifier does not match the code_challenge",
+        ));
+    }
+
+    let grant = TokenGrant {
+        subject: record.user_id.to_string(),
+        user_id: Some(record.user_id),
+        scopes: record.scopes.clone(),
+        audience: audience(state, record.resource.as_deref())?,
+        family_id: Some(record.family_id),
+        refresh: client.allows_grant(GrantType::RefreshToken),
+    };
+    issue_tokens(state, client, grant, context.now).await
+}
+
+/// RFC 6749 §6 with rotation on every use (RFC 9700 §4.14.2).
+async fn refresh_token(context: &Context<'_>) -> Result<IssuedTokens, OAuthError> {
+    let (state, client, form) = (context.state, context.client, context.form);
+    let presented = form.require("refresh_token")?;
+    let Ok(presented) = OpaqueSecret::parse(SecretKind::RefreshToken, presented) else {
+        return Err(OAuthError::invalid_grant("the refresh token is invalid"));
+    };
+    let old_hash = state.manager.pepper().hash(presented.expose().as_bytes());
+    let Some(old) = state
+        .store
+        .find_refresh_token(&old_hash)
+        .await
+        .map_err(store_failure)?
+    else {
+        return Err(OAuthError::invalid_grant("the refresh token is invalid"));
+    };
+    // Bound to its client (RFC 6749 §6), checked before anything is spent.
+    if old.client_id != client.id {
+        return Err(OAuthError::invalid_grant("the refresh token is invalid"));
+    }
+    // A narrower scope may be asked for, never a wider one (RFC 6749 §6).
+    let scopes = requested_scopes(form, &old.scopes)?;
+
+    let secret =
+        OpaqueSecret::generate(SecretKind::RefreshToken).map_err(|_| OAuthError::server_error())?;
+    let next = RefreshTokenRecord {
+        hash: state.manager.pepper().hash(secret.expose().as_bytes()),
+        family_id: old.family_id,
+        client_id: client.id,
+        user_id: old.user_id,
+        scopes: old.scopes.clone(),
+        resource: old.resource.clone(),
+        created_at: context.now,
+        expires_at: context.now + refresh_lifetime(state),
+        used_at: None,
+        revoked_at: None,
+    };
+    match state
+        .store
+        .rotate_refresh_token(&old_hash, &next, context.now)
+        .await
+        .map_err(store_failure)?
+    {
+        RotateRefresh::Rotated(_) => {}
+        RotateRefresh::Reused(_) => {
+            tracing::warn!(client_id = %client.id, "refresh token reused; its family was revoked");
+            return Err(OAuthError::invalid_grant(
+                "the refresh token was already used",
+            ));
+        }
+        RotateRefresh::Dead | RotateRefresh::WrongClient | RotateRefresh::NotFound => {
+            return Err(OAuthError::invalid_grant(
+                "the refresh token is invalid, expired or revoked",
+            ));
+        }
+    }
+
+    let subject = old
+        .user_id
+        .map_or_else(|| client.id.to_string(), |user: UserId| user.to_string());
+    let grant = TokenGrant {
+        subject,
+        user_id: old.user_id,
+        scopes,
+        audience: audience(state, old.resource.as_deref())?,
+        family_id: Some(old.family_id),
+        refresh: false,
+    };
+    let mut issued = issue_tokens(state, client, grant, context.now).await?;
+    issued.refresh_token = Some(secret);
+    Ok(issued)
+}
+
+/// The scopes asked for with `scope`, which must all be within `allowed`;
+/// all of `allowed` when `scope` is absent (RFC 6749 §3.3).
+fn requested_scopes(form: &Form, allowed: &ScopeSet) -> Result<ScopeSet, OAuthError> {
+    let Some(requested) = form.get("scope") else {
+        return Ok(allowed.clone());
+    };
+    let requested = ScopeSet::parse_list(requested)
+        .map_err(|error| OAuthError::invalid_scope(error.to_string()))?;
+    if let Some(beyond) = requested.iter().find(|scope| !allowed.grants(scope)) {
+        return Err(OAuthError::invalid_scope(format!(
+            "the scope {beyond} is not allowed for this client"
+        )));
+    }
+    Ok(requested)
+}
+
+/// The audience of the token: the `resource` asked for (RFC 8707), which
+/// must be the audience of a configured route; without one, the single
+/// audience the routes use, or the issuer when no route takes tokens.
+fn audience(state: &AppState, resource: Option<&str>) -> Result<String, OAuthError> {
+    let known: Vec<&str> = state.routes.audiences();
+    match resource {
+        Some(resource) if known.contains(&resource) => Ok(resource.to_owned()),
+        Some(_) => Err(OAuthError::invalid_target(
+            "resource is not an API this server issues tokens for",
+        )),
+        None => match known.as_slice() {
+            [] => Ok(state.oauth.issuer.clone()),
+            [only] => Ok((*only).to_owned()),
+            _ => Err(OAuthError::invalid_target(
+                "resource is required: name the API the token is for",
+            )),
+        },
+    }
+}
