@@ -66,6 +66,8 @@ pub struct RequestFacts {
     pub tenant: Option<String>,
     /// The authenticated key.
     pub key_id: Option<KeyId>,
+    /// The OAuth client of an authenticated access token.
+    pub client_id: Option<String>,
 }
 
 /// A handle for handlers to fill in [`RequestFacts`].
@@ -129,6 +131,7 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
         status = response.status().as_u16(),
         tenant = ?facts.tenant.as_deref().unwrap_or("-"),
         key_id = %facts.key_id.map_or_else(|| "-".to_owned(), |id| id.to_string()),
+        client_id = ?facts.client_id.as_deref().unwrap_or("-"),
         latency_ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0,
         "request"
     );

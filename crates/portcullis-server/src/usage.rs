@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use portcullis_core::ids::{AuditId, KeyId, TenantId};
+use portcullis_core::ids::{AuditId, ClientId, KeyId, TenantId};
 use portcullis_store::{AuditAction, AuditEvent, KeyUsage, Store};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -47,6 +47,11 @@ pub struct FailedAuthentication {
     pub tenant_id: Option<TenantId>,
     /// The visible prefix of the presented key, when it had the key format.
     pub visible_prefix: Option<String>,
+    /// The OAuth client of a rejected access token, only once its signature
+    /// verified (a forged token could name any client).
+    pub client_id: Option<ClientId>,
+    /// The `jti` of a rejected access token, under the same condition.
+    pub token_id: Option<String>,
     /// The surface that saw it (`gateway`, `verify`, `admin`).
     pub surface: &'static str,
 }
@@ -81,13 +86,22 @@ impl UsageRecorder {
         if let Some(prefix) = failure.visible_prefix {
             details.insert("key_prefix".to_owned(), Value::from(prefix));
         }
+        if let Some(client_id) = failure.client_id {
+            details.insert("client_id".to_owned(), Value::from(client_id.to_string()));
+        }
+        if let Some(token_id) = failure.token_id {
+            details.insert("token_id".to_owned(), Value::from(token_id));
+        }
         failures.push(AuditEvent {
             id: AuditId::generate(),
             at: failure.at,
             actor: "anonymous".to_owned(),
             action: AuditAction::AuthFailed,
             tenant_id: failure.tenant_id,
-            target: failure.key_id.map(|id| id.to_string()),
+            target: failure
+                .key_id
+                .map(|id| id.to_string())
+                .or_else(|| failure.client_id.map(|id| id.to_string())),
             remote_addr: Some(failure.client_ip.to_string()),
             details: Value::Object(details),
         });

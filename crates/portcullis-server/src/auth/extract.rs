@@ -6,13 +6,20 @@
 //! joined by commas, and `access_token` or `api_key` in the query) and
 //! rejects a request that carries more than one, so that no request is
 //! judged by one credential while another travels on to the upstream.
+//!
+//! A `Bearer` value that starts with an API key prefix (`pc_live_`,
+//! `pc_test_`) is an API key, and any other `Bearer` value is an access
+//! token. The prefix alone decides, so a mistyped key is still judged as a
+//! key and gets the key's error. Basic and `X-API-Key` carry API keys only.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
+use portcullis_core::key::Environment;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::config::AuthMethod;
 use crate::problem::Problem;
 
 /// Header that carries an API key on its own.
@@ -54,6 +61,21 @@ pub struct Presented {
     pub secret: SecretString,
     /// Where it was found.
     pub source: CredentialSource,
+}
+
+impl Presented {
+    /// Returns the kind of credential: an API key, or an access token for a
+    /// `Bearer` value without an API key prefix.
+    pub fn method(&self) -> AuthMethod {
+        let secret = self.secret.expose_secret();
+        let key_prefixed = [Environment::Live, Environment::Test]
+            .iter()
+            .any(|environment| secret.starts_with(environment.prefix()));
+        match self.source {
+            CredentialSource::Bearer if !key_prefixed => AuthMethod::Jwt,
+            _ => AuthMethod::ApiKey,
+        }
+    }
 }
 
 impl std::fmt::Debug for Presented {
@@ -258,6 +280,44 @@ mod tests {
                 "multiple_credentials",
                 "{lines:?} {query:?}"
             );
+        }
+    }
+
+    #[test]
+    fn bearer_without_key_prefix_is_access_token() {
+        let basic = format!("Basic {}", STANDARD.encode("eyJhbGciOiJFUzI1NiJ9.e30.sig:"));
+        for (name, value, method) in [
+            (
+                "authorization",
+                "Bearer pc_test_k".to_owned(),
+                AuthMethod::ApiKey,
+            ),
+            (
+                "authorization",
+                "Bearer pc_live_k".to_owned(),
+                AuthMethod::ApiKey,
+            ),
+            (
+                "authorization",
+                "Bearer eyJhbGciOiJFUzI1NiJ9.e30.sig".to_owned(),
+                AuthMethod::Jwt,
+            ),
+            (
+                "authorization",
+                "Bearer sk_live_k".to_owned(),
+                AuthMethod::Jwt,
+            ),
+            ("authorization", basic, AuthMethod::ApiKey),
+            (
+                "x-api-key",
+                "eyJhbGciOiJFUzI1NiJ9.e30.sig".to_owned(),
+                AuthMethod::ApiKey,
+            ),
+        ] {
+            let found = presented_credential(&headers(&[(name, &value)]), None)
+                .unwrap()
+                .unwrap();
+            assert_eq!(found.method(), method, "{name}: {value}");
         }
     }
 

@@ -1,22 +1,27 @@
-//! Authentication: reading the credential a request carries ([`extract`])
-//! and verifying API keys against the cache and the store ([`keys`]).
+//! Authentication: reading the credential a request carries ([`extract`]),
+//! verifying API keys against the cache and the store ([`keys`]) and bearer
+//! access tokens against the signing keys and deny list ([`token`]).
 
 pub mod extract;
 pub mod keys;
+pub mod token;
 
 pub use extract::{CredentialSource, Presented, presented_credential};
 pub use keys::{KeyVerifier, VerifyError};
+pub use token::{AuthenticatedToken, TokenRejection, TokenVerifier, TokenVerifyError};
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::HeaderMap;
+use http::{HeaderMap, StatusCode};
 use portcullis_core::credential::{ApiKeyRecord, KeyRejection};
 use portcullis_core::key::visible_prefix;
+use portcullis_core::scope::ScopeSet;
 use secrecy::ExposeSecret;
 use time::OffsetDateTime;
 
-use crate::problem::Problem;
+use crate::config::{AuthMethod, RouteConfig};
+use crate::problem::{Challenge, Problem};
 use crate::telemetry::FactsHandle;
 use crate::usage::{FailedAuthentication, UsageRecorder};
 
@@ -27,6 +32,101 @@ pub struct Authenticated {
     pub key: Arc<ApiKeyRecord>,
     /// The place in the request where the key was found.
     pub source: CredentialSource,
+}
+
+/// A gateway caller, authenticated by one of the methods its route accepts.
+#[derive(Clone, Debug)]
+pub enum Caller {
+    /// An API key.
+    ApiKey(Authenticated),
+    /// A bearer access token.
+    AccessToken(Box<AuthenticatedToken>),
+}
+
+impl Caller {
+    /// The scopes the credential grants.
+    pub fn scopes(&self) -> &ScopeSet {
+        match self {
+            Self::ApiKey(authenticated) => &authenticated.key.scopes,
+            Self::AccessToken(authenticated) => &authenticated.scopes,
+        }
+    }
+}
+
+/// Where a credential is checked: what failure records and the request log
+/// line need to know.
+pub struct CheckContext<'a> {
+    /// The buffer of usage and failure records.
+    pub usage: &'a UsageRecorder,
+    /// The resolved client address.
+    pub client_ip: IpAddr,
+    /// The caller named in failure records (`gateway`, `verify`, `admin`).
+    pub surface: &'static str,
+    /// The facts of the request log line.
+    pub facts: &'a FactsHandle,
+    /// The time the request is judged at.
+    pub now: OffsetDateTime,
+}
+
+impl CheckContext<'_> {
+    /// Starts a failure record with `code` and no credential details.
+    fn failure(&self, code: &'static str) -> FailedAuthentication {
+        FailedAuthentication {
+            at: self.now,
+            client_ip: self.client_ip,
+            code,
+            key_id: None,
+            tenant_id: None,
+            visible_prefix: None,
+            client_id: None,
+            token_id: None,
+            surface: self.surface,
+        }
+    }
+}
+
+/// Authenticates a gateway request with the one credential it carries,
+/// which must be of a kind that `route` accepts, recording the outcome.
+///
+/// Errors are the problem to respond with: 400 for a malformed request or
+/// several credentials, 401 for a missing, refused or not accepted
+/// credential, 503 when the store cannot be asked (Portcullis fails
+/// closed). Route rules beyond the credential kind (operator keys, method,
+/// scopes) are the caller's to check.
+pub async fn authenticate_for_route(
+    keys: &KeyVerifier,
+    tokens: &TokenVerifier<'_>,
+    route: &RouteConfig,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    context: &CheckContext<'_>,
+) -> Result<Caller, Problem> {
+    let presented = find_credential(headers, query, context, || missing_credential(&route.auth))?;
+    let method = presented.method();
+    if !route.auth.contains(&method) {
+        context
+            .usage
+            .record_failure(context.failure("auth_method_not_accepted"));
+        return Err(Problem::wrong_credential_kind(not_accepted_detail(
+            method,
+            &route.auth,
+        )));
+    }
+
+    match method {
+        AuthMethod::ApiKey => verify_presented_key(keys, presented, context)
+            .await
+            .map(Caller::ApiKey),
+        AuthMethod::Jwt => {
+            let Some(audience) = route.audience.as_deref() else {
+                tracing::error!(route = ?route.path_prefix, "route accepts access tokens but has no audience");
+                return Err(Problem::internal());
+            };
+            token::authenticate_token(tokens, &presented.secret, audience, context)
+                .await
+                .map(|authenticated| Caller::AccessToken(Box::new(authenticated)))
+        }
+    }
 }
 
 /// Finds and verifies a request's API key, recording the outcome: a use of
@@ -45,62 +145,144 @@ pub async fn authenticate_key(
     surface: &'static str,
     facts: &FactsHandle,
 ) -> Result<Authenticated, Problem> {
-    let now = OffsetDateTime::now_utc();
-    let failure = |code: &'static str, prefix: Option<String>, key: Option<&ApiKeyRecord>| {
-        FailedAuthentication {
-            at: now,
-            client_ip,
-            code,
-            key_id: key.map(|key| key.id),
-            tenant_id: key.and_then(|key| key.tenant_id),
-            visible_prefix: prefix,
-            surface,
-        }
+    let context = CheckContext {
+        usage,
+        client_ip,
+        surface,
+        facts,
+        now: OffsetDateTime::now_utc(),
     };
+    let presented = find_credential(headers, query, &context, Problem::missing_credential)?;
+    verify_presented_key(verifier, presented, &context).await
+}
 
-    let presented = match presented_credential(headers, query) {
-        Ok(Some(presented)) => presented,
-        Ok(None) => {
-            let problem = Problem::missing_credential();
-            usage.record_failure(failure(problem.code(), None, None));
-            return Err(problem);
-        }
-        Err(problem) => {
-            usage.record_failure(failure(problem.code(), None, None));
-            return Err(problem);
-        }
+/// Finds the request's one credential, recording a failure when there is
+/// none (`missing` builds that problem) or the request is malformed.
+fn find_credential(
+    headers: &HeaderMap,
+    query: Option<&str>,
+    context: &CheckContext<'_>,
+    missing: impl FnOnce() -> Problem,
+) -> Result<Presented, Problem> {
+    let problem = match presented_credential(headers, query) {
+        Ok(Some(presented)) => return Ok(presented),
+        Ok(None) => missing(),
+        Err(problem) => problem,
     };
+    context
+        .usage
+        .record_failure(context.failure(problem.code()));
+    Err(problem)
+}
+
+/// Verifies a presented API key, recording a use of the key or an audit
+/// record of the failure.
+async fn verify_presented_key(
+    verifier: &KeyVerifier,
+    presented: Presented,
+    context: &CheckContext<'_>,
+) -> Result<Authenticated, Problem> {
     let secret = presented.secret.expose_secret();
+    let record_facts = |key: &ApiKeyRecord| {
+        context.facts.update(|facts| {
+            facts.key_id = Some(key.id);
+            facts.tenant = key.tenant.as_ref().map(ToString::to_string);
+        });
+    };
 
-    match verifier.verify(secret, now).await {
+    match verifier.verify(secret, context.now).await {
         Ok(key) => {
-            facts.update(|facts| {
-                facts.key_id = Some(key.id);
-                facts.tenant = key.tenant.as_ref().map(ToString::to_string);
-            });
-            usage.record_use(key.id, now, client_ip);
+            record_facts(&key);
+            context
+                .usage
+                .record_use(key.id, context.now, context.client_ip);
             Ok(Authenticated {
                 key,
                 source: presented.source,
             })
         }
         Err(VerifyError::Rejected { rejection, key }) => {
+            let mut failure = context.failure(rejection.code());
             if let Some(key) = &key {
-                facts.update(|facts| {
-                    facts.key_id = Some(key.id);
-                    facts.tenant = key.tenant.as_ref().map(ToString::to_string);
-                });
+                record_facts(key);
+                failure.key_id = Some(key.id);
+                failure.tenant_id = key.tenant_id;
             }
             // Only a string in the key format has a prefix worth recording;
             // anything else may be some other secret pasted by mistake.
-            let prefix = (!matches!(rejection, KeyRejection::InvalidFormat(_)))
+            failure.visible_prefix = (!matches!(rejection, KeyRejection::InvalidFormat(_)))
                 .then(|| visible_prefix(secret));
-            usage.record_failure(failure(rejection.code(), prefix, key.as_deref()));
+            context.usage.record_failure(failure);
             Err(Problem::rejected_key(rejection))
         }
         Err(VerifyError::Store(error)) => {
             tracing::error!(error = %crate::telemetry::ErrorChain(&error), "credential lookup failed; denying the request");
             Err(Problem::store_unavailable())
         }
+    }
+}
+
+/// 401 for a request without a credential, naming what the route accepts.
+fn missing_credential(accepted: &[AuthMethod]) -> Problem {
+    let detail = match (
+        accepted.contains(&AuthMethod::ApiKey),
+        accepted.contains(&AuthMethod::Jwt),
+    ) {
+        (true, true) => {
+            "send an API key (Authorization: Bearer or X-API-Key) or an access token \
+             (Authorization: Bearer)"
+        }
+        (false, true) => "send an access token in the Authorization header (Bearer)",
+        _ => return Problem::missing_credential(),
+    };
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "missing_credential",
+        "Authentication required",
+        detail,
+    )
+    .with_challenge(Challenge::Missing)
+}
+
+/// The detail of a 401 for a credential of a kind the route does not accept.
+fn not_accepted_detail(presented: AuthMethod, accepted: &[AuthMethod]) -> String {
+    let names: Vec<&str> = accepted.iter().map(|method| method_noun(*method)).collect();
+    format!(
+        "this route does not accept {}; it accepts {}",
+        method_noun(presented),
+        names.join(" or ")
+    )
+}
+
+const fn method_noun(method: AuthMethod) -> &'static str {
+    match method {
+        AuthMethod::ApiKey => "API keys",
+        AuthMethod::Jwt => "access tokens (bearer JWTs)",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_accepted_detail_names_route_methods() {
+        assert_eq!(
+            not_accepted_detail(AuthMethod::Jwt, &[AuthMethod::ApiKey]),
+            "this route does not accept access tokens (bearer JWTs); it accepts API keys"
+        );
+        assert_eq!(
+            not_accepted_detail(AuthMethod::ApiKey, &[AuthMethod::Jwt]),
+            "this route does not accept API keys; it accepts access tokens (bearer JWTs)"
+        );
+    }
+
+    #[test]
+    fn missing_credential_detail_follows_route() {
+        let jwt_only = missing_credential(&[AuthMethod::Jwt]);
+        assert_eq!(jwt_only.code(), "missing_credential");
+        assert!(jwt_only.detail().contains("access token"));
+        let keys_only = missing_credential(&[AuthMethod::ApiKey]);
+        assert_eq!(keys_only.detail(), Problem::missing_credential().detail());
     }
 }

@@ -5,10 +5,12 @@
 //! - [`routes`]: the route table and upstream URIs.
 //! - [`proxy`]: forwarding, header policy and streaming.
 //!
-//! Order of checks: route (404), credential (400/401), key kind (403),
-//! method (405), scope (403), body size (413), then the upstream (502/504).
-//! What the cache holds is only what is true of the key; the route's rules
-//! are applied to every request, cached key or not.
+//! Order of checks: route (404), credential (400/401, including a
+//! credential of a kind the route does not accept), key kind (403), method
+//! (405), scope (403), body size (413), then the upstream (502/504). What
+//! the cache holds is only what is true of the key; the route's rules are
+//! applied to every request, cached key or not. An access token is checked
+//! against the route's audience on every request.
 
 pub mod path;
 pub mod proxy;
@@ -26,7 +28,9 @@ use http_body_util::BodyExt;
 use portcullis_core::credential::KeyKind;
 
 use crate::app::AppState;
-use crate::auth::{Authenticated, authenticate_key};
+use crate::auth::{
+    AuthenticatedToken, Caller, CheckContext, TokenVerifier, authenticate_for_route,
+};
 use crate::config::RouteConfig;
 use crate::listener::ConnectionInfo;
 use crate::problem::Problem;
@@ -60,7 +64,7 @@ pub async fn handle(State(state): State<AppState>, request: Request<Body>) -> Re
         }
     };
     let context = ForwardContext {
-        identity: identity_headers(&judged.authenticated),
+        identity: identity_headers(&judged.caller),
         peer_ip: judged.peer_ip,
         peer_trusted: state.proxies.contains(judged.peer_ip),
         tls: judged.tls,
@@ -81,7 +85,7 @@ pub async fn handle(State(state): State<AppState>, request: Request<Body>) -> Re
 struct Judged<'a> {
     route: &'a RouteConfig,
     uri: http::Uri,
-    authenticated: Authenticated,
+    caller: Caller,
     peer_ip: std::net::IpAddr,
     tls: bool,
 }
@@ -113,19 +117,26 @@ async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Pro
     facts.update(|facts| facts.route = Some(route.path_prefix.clone()));
 
     let peer_ip = connection.peer.ip();
-    let client_ip = state.proxies.client_ip(peer_ip, &parts.headers);
-    let authenticated = authenticate_key(
+    let context = CheckContext {
+        usage: &state.usage,
+        client_ip: state.proxies.client_ip(peer_ip, &parts.headers),
+        surface: "gateway",
+        facts: &facts,
+        now: time::OffsetDateTime::now_utc(),
+    };
+    let tokens = TokenVerifier::new(&state.oauth, &state.store, state.verifier.cache());
+    let caller = authenticate_for_route(
         &state.verifier,
-        &state.usage,
+        &tokens,
+        route,
         &parts.headers,
         query,
-        client_ip,
-        "gateway",
-        &facts,
+        &context,
     )
     .await?;
-    let key = &authenticated.key;
-    if key.kind != KeyKind::Tenant {
+    if let Caller::ApiKey(authenticated) = &caller
+        && authenticated.key.kind != KeyKind::Tenant
+    {
         return Err(Problem::forbidden(
             "operator_key_not_allowed",
             "operator keys are for the admin and verify APIs; call the gateway with a tenant key",
@@ -135,7 +146,7 @@ async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Pro
     let Some(required) = route.scopes.required(&parts.method) else {
         return Err(Problem::method_not_allowed(&route.scopes.allowed_methods()));
     };
-    if let Some(missing) = key.scopes.first_missing(required) {
+    if let Some(missing) = caller.scopes().first_missing(required) {
         return Err(Problem::insufficient_scope(missing));
     }
 
@@ -146,7 +157,7 @@ async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Pro
     Ok(Judged {
         route,
         uri,
-        authenticated,
+        caller,
         peer_ip,
         tls: connection.tls,
     })
@@ -168,23 +179,43 @@ async fn discard(headers: &HeaderMap, body: Body) {
 }
 
 /// The `X-Portcullis-*` headers that tell the upstream who is calling.
-fn identity_headers(authenticated: &Authenticated) -> Vec<(HeaderName, HeaderValue)> {
-    let key = &authenticated.key;
-    let mut headers = Vec::with_capacity(5);
+fn identity_headers(caller: &Caller) -> Vec<(HeaderName, HeaderValue)> {
+    let mut headers = Vec::with_capacity(6);
     let mut add = |name: &'static str, value: String| {
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.push((HeaderName::from_static(name), value));
         }
     };
-    if let Some(tenant) = &key.tenant {
-        add("x-portcullis-tenant", tenant.to_string());
+    match caller {
+        Caller::ApiKey(authenticated) => {
+            let key = &authenticated.key;
+            if let Some(tenant) = &key.tenant {
+                add("x-portcullis-tenant", tenant.to_string());
+            }
+            add("x-portcullis-key-id", key.id.to_string());
+            add("x-portcullis-scopes", key.scopes.to_space_separated());
+            add("x-portcullis-auth-method", "api_key".to_owned());
+            add(
+                "x-portcullis-environment",
+                key.environment.as_str().to_owned(),
+            );
+        }
+        Caller::AccessToken(authenticated) => {
+            // Every value here was checked to be a valid header value when
+            // the token was verified, so none is dropped.
+            let AuthenticatedToken {
+                token,
+                client_id,
+                tenant,
+                scopes,
+            } = authenticated.as_ref();
+            add("x-portcullis-tenant", tenant.to_string());
+            add("x-portcullis-client-id", client_id.to_string());
+            add("x-portcullis-subject", token.claims.sub.clone());
+            add("x-portcullis-scopes", scopes.to_space_separated());
+            add("x-portcullis-token-id", token.claims.jti.clone());
+            add("x-portcullis-auth-method", "jwt".to_owned());
+        }
     }
-    add("x-portcullis-key-id", key.id.to_string());
-    add("x-portcullis-scopes", key.scopes.to_space_separated());
-    add("x-portcullis-auth-method", "api_key".to_owned());
-    add(
-        "x-portcullis-environment",
-        key.environment.as_str().to_owned(),
-    );
     headers
 }

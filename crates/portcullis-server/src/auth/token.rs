@@ -1,0 +1,284 @@
+//! Bearer access tokens: validation against the published signing keys,
+//! then the deny list of revoked tokens.
+//!
+//! Validation is local. A token costs no store round trip unless the change
+//! feed that fills the deny list has fallen behind
+//! ([`CredentialCache::is_trusted`] is false). Then the store decides
+//! whether the token is revoked, and an unreachable store denies the
+//! request (503), because a revocation could be waiting in the feed.
+
+use http::{HeaderValue, StatusCode};
+use portcullis_core::ids::ClientId;
+use portcullis_core::name::TenantName;
+use portcullis_core::scope::{Scope, ScopeSet};
+use portcullis_store::{Store, StoreError};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::CheckContext;
+use crate::cache::CredentialCache;
+use crate::oauth::jwt::{Expectations, TokenError, ValidatedToken, validate};
+use crate::oauth::server::AuthorizationServer;
+use crate::problem::{Challenge, Problem};
+
+/// A request whose access token passed every check.
+#[derive(Clone, Debug)]
+pub struct AuthenticatedToken {
+    /// The token's key and claims.
+    pub token: ValidatedToken,
+    /// The `client_id` claim, parsed.
+    pub client_id: ClientId,
+    /// The `tenant` claim, parsed.
+    pub tenant: TenantName,
+    /// The `scope` claim, parsed.
+    pub scopes: ScopeSet,
+}
+
+/// Why an access token was refused. The messages name no part of the
+/// token, so they are safe to send to the client.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRejection {
+    /// The signature, the header or a claim is invalid.
+    #[error(transparent)]
+    Invalid(#[from] TokenError),
+    /// The token is valid but was revoked before its expiry.
+    #[error("the access token has been revoked")]
+    Revoked,
+}
+
+impl TokenRejection {
+    /// Returns a stable snake_case code for logs and audit records.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Self::Invalid(error) => error.code(),
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
+/// Why an access token could not be accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenVerifyError {
+    /// The token was refused: a client's mistake, a forgery or a dead token.
+    #[error("access token rejected: {}", .rejection.code())]
+    Rejected {
+        /// Why.
+        rejection: TokenRejection,
+        /// The token, when its signature and standard claims verified, so
+        /// that its `jti` and `client_id` can be trusted in records.
+        token: Option<Box<ValidatedToken>>,
+    },
+    /// The store could not be asked whether the token is revoked.
+    #[error("access token revocation lookup failed")]
+    Store(#[source] StoreError),
+}
+
+/// Checks presented access tokens against the authorization server's keys
+/// and deny list. Cheap to build per request: it only borrows.
+#[derive(Clone, Copy)]
+pub struct TokenVerifier<'a> {
+    server: &'a AuthorizationServer,
+    store: &'a Store,
+    cache: &'a CredentialCache,
+}
+
+impl<'a> TokenVerifier<'a> {
+    /// Creates a verifier. `cache` tells whether the change feed, and with
+    /// it the deny list, is current.
+    pub const fn new(
+        server: &'a AuthorizationServer,
+        store: &'a Store,
+        cache: &'a CredentialCache,
+    ) -> Self {
+        Self {
+            server,
+            store,
+            cache,
+        }
+    }
+
+    /// Validates `token` for `audience` (RFC 9068 §4) and checks that it is
+    /// not revoked.
+    ///
+    /// Besides the checks of [`validate`], the claims that the gateway
+    /// forwards must be usable: `client_id` a Portcullis client id,
+    /// `tenant` a tenant name, `scope` space-separated scope names, and
+    /// `sub` and `jti` valid header values.
+    pub async fn verify(
+        &self,
+        token: &str,
+        audience: &str,
+    ) -> Result<AuthenticatedToken, TokenVerifyError> {
+        let expected = Expectations {
+            issuer: self.server.issuer.clone(),
+            audience: audience.to_owned(),
+            leeway: self.server.settings.leeway,
+        };
+        let keys = self.server.keys.current();
+        let validated =
+            validate(token, &keys, &expected).map_err(|error| TokenVerifyError::Rejected {
+                rejection: error.into(),
+                token: None,
+            })?;
+
+        let parsed = parse_claims(&validated);
+        let (client_id, tenant, scopes) = match parsed {
+            Ok(parsed) => parsed,
+            Err(error) => return Err(rejected(error.into(), validated)),
+        };
+
+        match self.is_revoked(&validated.claims.jti).await {
+            Ok(false) => {}
+            Ok(true) => return Err(rejected(TokenRejection::Revoked, validated)),
+            Err(error) => return Err(TokenVerifyError::Store(error)),
+        }
+        Ok(AuthenticatedToken {
+            token: validated,
+            client_id,
+            tenant,
+            scopes,
+        })
+    }
+
+    /// Checks whether the token `jti` is revoked: in the deny list, or,
+    /// while the change feed is stale, in the store. A `jti` the store does
+    /// not know is not revoked, because only a recorded token can be.
+    pub async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        if self.server.deny.contains(jti) {
+            return Ok(true);
+        }
+        if self.cache.is_trusted() {
+            return Ok(false);
+        }
+        let record = self.store.find_access_token(jti).await?;
+        Ok(record.is_some_and(|record| record.revoked_at.is_some()))
+    }
+}
+
+/// Verifies a presented access token for `audience`, recording the outcome
+/// for the log line and, on failure, an audit record.
+///
+/// Errors are the problem to respond with: 401 `invalid_token` for a
+/// refused token, 503 when the store cannot tell whether it is revoked.
+pub async fn authenticate_token(
+    verifier: &TokenVerifier<'_>,
+    token: &SecretString,
+    audience: &str,
+    context: &CheckContext<'_>,
+) -> Result<AuthenticatedToken, Problem> {
+    match verifier.verify(token.expose_secret(), audience).await {
+        Ok(authenticated) => {
+            context.facts.update(|facts| {
+                facts.tenant = Some(authenticated.tenant.to_string());
+                facts.client_id = Some(authenticated.client_id.to_string());
+            });
+            // NOTE: a token's use is not recorded (no last-used time or
+            // count, unlike API keys), so the hot path writes nothing.
+            Ok(authenticated)
+        }
+        Err(TokenVerifyError::Rejected { rejection, token }) => {
+            let mut failure = context.failure(rejection.code());
+            if let Some(token) = &token {
+                let claims = &token.claims;
+                failure.client_id = claims.client_id.parse().ok();
+                failure.token_id = Some(claims.jti.clone());
+                context.facts.update(|facts| {
+                    facts.tenant = Some(claims.tenant.clone());
+                    facts.client_id = Some(claims.client_id.clone());
+                });
+            }
+            context.usage.record_failure(failure);
+            Err(rejected_token(&rejection))
+        }
+        Err(TokenVerifyError::Store(error)) => {
+            tracing::error!(error = %crate::telemetry::ErrorChain(&error), "access token revocation lookup failed; denying the request");
+            Err(Problem::store_unavailable())
+        }
+    }
+}
+
+/// 401 for a refused access token, with the RFC 6750 §3.1 `invalid_token`
+/// challenge.
+pub fn rejected_token(rejection: &TokenRejection) -> Problem {
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+        "Invalid access token",
+        rejection.to_string(),
+    )
+    .with_challenge(Challenge::InvalidToken)
+}
+
+fn rejected(rejection: TokenRejection, token: ValidatedToken) -> TokenVerifyError {
+    TokenVerifyError::Rejected {
+        rejection,
+        token: Some(Box::new(token)),
+    }
+}
+
+/// Parses the claims that become identity headers and the scope check.
+fn parse_claims(token: &ValidatedToken) -> Result<(ClientId, TenantName, ScopeSet), TokenError> {
+    let claims = &token.claims;
+    let client_id = claims
+        .client_id
+        .parse()
+        .map_err(|_| TokenError::MalformedClaim("client_id"))?;
+    let tenant =
+        TenantName::parse(&claims.tenant).map_err(|_| TokenError::MalformedClaim("tenant"))?;
+    let scopes = parse_scope_claim(&claims.scope).ok_or(TokenError::MalformedClaim("scope"))?;
+    if HeaderValue::from_str(&claims.sub).is_err() {
+        return Err(TokenError::MalformedClaim("sub"));
+    }
+    if HeaderValue::from_str(&claims.jti).is_err() {
+        return Err(TokenError::MalformedClaim("jti"));
+    }
+    Ok((client_id, tenant, scopes))
+}
+
+/// Parses a `scope` claim: scope names separated by single spaces
+/// (RFC 6749 §3.3). An empty claim grants no scope. Commas, doubled or
+/// surrounding spaces and invalid names make it malformed.
+fn parse_scope_claim(claim: &str) -> Option<ScopeSet> {
+    if claim.is_empty() {
+        return Some(ScopeSet::default());
+    }
+    let scopes = claim
+        .split(' ')
+        .map(Scope::parse)
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    ScopeSet::try_from(scopes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_claim_parsed_strictly() {
+        let parsed = parse_scope_claim("orders:read orders:write").unwrap();
+        assert_eq!(parsed.to_space_separated(), "orders:read orders:write");
+        assert!(parse_scope_claim("").unwrap().is_empty());
+        for malformed in [
+            "orders:read,orders:write",
+            "orders:read  orders:write",
+            " orders:read",
+            "orders:read ",
+            "Orders:Read",
+            "orders:read\torders:write",
+        ] {
+            assert!(parse_scope_claim(malformed).is_none(), "{malformed:?}");
+        }
+    }
+
+    #[test]
+    fn rejection_problem_names_no_token() {
+        let problem = rejected_token(&TokenRejection::Invalid(TokenError::AlgorithmMismatch));
+        assert_eq!(problem.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(problem.code(), "invalid_token");
+        assert_eq!(
+            problem.detail(),
+            "the access token algorithm does not match its key"
+        );
+        assert_eq!(TokenRejection::Revoked.code(), "revoked");
+    }
+}
