@@ -24,12 +24,12 @@ use crate::manage::{MAX_ROTATION_GRACE, ManageError, Manager};
 
 /// Access token lifetime of a client that names none. RFC 9068 access
 /// tokens are self-contained JWTs that a resource server accepts until they
-/// expire, so a short lifetime bounds how long a revoked grant keeps
-/// working; clients refresh or ask again.
+/// expire. A short lifetime bounds how long a revoked grant keeps working,
+/// and clients refresh or request a new token when it ends.
 pub const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::minutes(15);
 
-/// Shortest allowed access token lifetime. Below a minute, clock skew
-/// between Portcullis and a resource server rejects fresh tokens.
+/// Shortest allowed access token lifetime. Below a minute, network delay
+/// and clock skew between servers eat a large part of a token's life.
 pub const MIN_ACCESS_TOKEN_TTL: Duration = Duration::minutes(1);
 
 /// Longest allowed access token lifetime: a JWT cannot be recalled from a
@@ -41,7 +41,7 @@ pub const MAX_ACCESS_TOKEN_TTL: Duration = Duration::hours(1);
 /// minimum RFC 7518 §3.3 sets for RS256 keys.
 pub const MIN_RSA_MODULUS_BITS: usize = 2048;
 
-/// Most keys in a client's JWKS. A client needs one, or two while it rolls
+/// Maximum number of keys in a client's JWKS. A client needs one, or two while it rolls
 /// its key over; more only makes every assertion check slower.
 pub const MAX_JWKS_KEYS: usize = 10;
 
@@ -49,7 +49,7 @@ pub const MAX_JWKS_KEYS: usize = 10;
 /// §6.3.2, §6.4; `d` is also the OKP private key in RFC 8037 §2).
 const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
-/// What a new client should be.
+/// The settings of a client to register.
 #[derive(Debug, Clone)]
 pub struct ClientRequest {
     /// The owning tenant's name.
@@ -86,7 +86,7 @@ pub struct IssuedClient {
     pub secret: Option<OpaqueSecret>,
 }
 
-/// Why a client's JWKS was rejected. `Display` names the key by its index
+/// The reason a client's JWKS was rejected. `Display` names the key by its index
 /// in `keys` and never contains a member's value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JwksError {
@@ -337,7 +337,7 @@ impl Manager {
         let checked = check_request(request)?;
         let tenant = self.tenant(&checked.tenant).await?;
 
-        let secret = if checked.auth_method.uses_secret() {
+        let secret = if uses_secret(checked.auth_method) {
             Some(
                 OpaqueSecret::generate(SecretKind::ClientSecret)
                     .map_err(|_| ManageError::Random)?,
@@ -402,7 +402,7 @@ impl Manager {
             return Err(invalid("grace", "must be between 0s and 7d".to_owned()));
         }
         let client = self.client(id).await?;
-        if !client.auth_method.uses_secret() {
+        if !uses_secret(client.auth_method) {
             return Err(ManageError::Conflict {
                 code: "client_has_no_secret",
                 message: format!(
@@ -444,15 +444,12 @@ impl Manager {
     }
 }
 
-/// Whether a client that authenticates this way is issued a secret.
-trait UsesSecret {
-    fn uses_secret(self) -> bool;
-}
-
-impl UsesSecret for ClientAuthMethod {
-    fn uses_secret(self) -> bool {
-        matches!(self, Self::ClientSecretBasic | Self::ClientSecretPost)
-    }
+/// Whether a client that authenticates with `method` is issued a secret.
+fn uses_secret(method: ClientAuthMethod) -> bool {
+    matches!(
+        method,
+        ClientAuthMethod::ClientSecretBasic | ClientAuthMethod::ClientSecretPost
+    )
 }
 
 /// A [`ClientRequest`] whose fields passed every check.
@@ -742,6 +739,7 @@ mod tests {
                 member: "kid"
             })
         );
+
         let mut short_x = ec_key();
         short_x["x"] = Value::from("AAAA");
         assert_eq!(
@@ -751,12 +749,14 @@ mod tests {
                 member: "x"
             })
         );
+
         let mut encryption = ec_key();
         encryption["use"] = Value::from("enc");
         assert!(matches!(
             check_jwks(&set(&[encryption])),
             Err(JwksError::Use { index: 0, .. })
         ));
+
         let unknown = serde_json::json!({"kty": "DSA", "kid": "d"});
         assert!(matches!(
             check_jwks(&set(&[unknown])),

@@ -26,8 +26,8 @@ use crate::manage::{ManageError, Manager};
 /// NOTE: sign-in is password-only for now, so this is below revision 4's 15.
 pub const MIN_PASSWORD_LEN: usize = 12;
 
-/// Longest accepted password, in characters. NIST SP 800-63B asks for at
-/// least 64. The bound keeps one hash request from feeding megabytes into
+/// Longest accepted password, in characters. NIST SP 800-63B recommends
+/// accepting at least 64. The bound keeps one hash request from feeding megabytes into
 /// Argon2.
 pub const MAX_PASSWORD_LEN: usize = 1024;
 
@@ -39,13 +39,13 @@ pub const MAX_CONCURRENT_HASHES: usize = 2;
 static HASH_PERMITS: Semaphore = Semaphore::const_new(MAX_CONCURRENT_HASHES);
 
 /// The hash [`verify_password`] checks when the user does not exist, so the
-/// answer takes as long as for a real user. It has the default parameters
+/// check takes as long as for a real user. It has the default parameters
 /// of real hashes. Its salt and output are random bytes, so no password is
 /// known to produce it.
 const DUMMY_PASSWORD_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$\
     vqfkLqhB0l1S6nHqGmvJNQ$lY0mYTbgUNQ2rsV2vmVMsm+VG7ez6EvxQ4lZF7HCGjw";
 
-/// Why a password was rejected. No variant contains the password.
+/// The reason a password was rejected. No variant contains the password.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PasswordError {
     /// Shorter than [`MIN_PASSWORD_LEN`].
@@ -56,9 +56,9 @@ pub enum PasswordError {
     TooLong(usize),
 }
 
-/// Checks a new password's length, the only rule: NIST SP 800-63B
-/// §3.1.1.2 advises against composition rules such as "one digit", which
-/// push users to predictable patterns without adding strength.
+/// Checks a new password's length, the only rule. NIST SP 800-63B
+/// §3.1.1.2 (revision 4) forbids composition rules such as "one digit",
+/// which push users to predictable patterns without adding strength.
 ///
 /// NOTE: the password is hashed as given, without Unicode normalization,
 /// so a password typed on a keyboard that composes accents differently
@@ -263,7 +263,7 @@ mod tests {
         assert_eq!(dummy.algorithm, fresh.algorithm);
         assert_eq!(dummy.version, fresh.version);
         assert_eq!(dummy.params, fresh.params);
-        // A parse error would skip the hash and answer faster than for a
+        // A parse error would skip the hash and return sooner than for a
         // real user.
         assert_eq!(
             Argon2::default().verify_password(b"any password", &dummy),

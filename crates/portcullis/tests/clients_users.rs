@@ -23,7 +23,7 @@ use support::{DataDir, Server, all_bytes_under, contains_bytes};
 
 const PASSWORD: &str = "correct horse battery staple";
 
-/// A public EC P-256 key (the example key of RFC 7517 appendix A.1).
+/// Returns a public EC P-256 key: the example key of RFC 7517 appendix A.1.
 fn public_ec_key() -> Value {
     json!({
         "kty": "EC",

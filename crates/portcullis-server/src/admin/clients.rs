@@ -29,7 +29,7 @@ use crate::clients::{ClientRequest, IssuedClient};
 use crate::manage::ManageError;
 use crate::problem::Problem;
 
-/// The client routes, to be merged into the admin router.
+/// Builds the client routes, to be merged into the admin router.
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route(
@@ -41,7 +41,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/clients/{id}/revoke", post(clients_revoke))
 }
 
-/// The public view of a client in RFC 7591 §3.2.1 names, plus `tenant`,
+/// Builds the public view of a client in RFC 7591 §3.2.1 names, plus `tenant`,
 /// `status`, `access_token_ttl` (seconds) and `revoked_at`. It contains no
 /// secret, because the record has none.
 pub fn client_json(client: &ClientRecord) -> Value {
@@ -71,7 +71,7 @@ pub fn client_json(client: &ClientRecord) -> Value {
     value
 }
 
-/// The view of a new client, with its secret under `client_secret` when it
+/// Builds the view of a new client, with its secret under `client_secret` when it
 /// has one: shown this once. `client_secret_expires_at` is 0, which RFC
 /// 7591 §3.2.1 defines as "does not expire".
 pub fn issued_client_json(issued: &IssuedClient) -> Value {

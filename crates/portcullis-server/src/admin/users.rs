@@ -20,7 +20,7 @@ use crate::app::AppState;
 /// Role of a user created without one: the least privileged.
 pub const DEFAULT_ROLE: Role = Role::Viewer;
 
-/// The user routes, to be merged into the admin router.
+/// Builds the user routes, to be merged into the admin router.
 pub(super) fn routes() -> Router<AppState> {
     Router::new().route(
         "/tenants/{tenant}/users",
@@ -28,7 +28,7 @@ pub(super) fn routes() -> Router<AppState> {
     )
 }
 
-/// The public view of a user, without the password hash.
+/// Builds the public view of a user, without the password hash.
 pub fn user_json(user: &UserRecord) -> Value {
     json!({
         "id": user.id,
