@@ -104,6 +104,20 @@ pub(crate) enum Command {
     /// Create and list the end users who sign in and grant consent.
     #[command(subcommand)]
     Users(UsersCommand),
+
+    /// List and rotate the keys that sign access tokens.
+    #[command(subcommand)]
+    SigningKeys(SigningKeysCommand),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum SigningKeysCommand {
+    /// List the signing keys with their state and dates; never a private key.
+    List,
+
+    /// Generate a new signing key. It is published in the JWKS at once and
+    /// signs after one hour, so clients that cache the JWKS learn it first.
+    Rotate,
 }
 
 #[derive(Args)]

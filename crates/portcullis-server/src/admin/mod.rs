@@ -9,6 +9,7 @@
 //! [`Manager`]: crate::manage::Manager
 
 pub mod clients;
+pub mod signing_keys;
 pub mod users;
 
 use std::sync::LazyLock;
@@ -67,6 +68,7 @@ pub fn router() -> Router<AppState> {
         .route("/keys/{id}/rotate", post(keys_rotate))
         .merge(clients::routes())
         .merge(users::routes())
+        .merge(signing_keys::routes())
 }
 
 /// Authenticates an operator key holding `scope`.
@@ -193,7 +195,11 @@ impl RequestBody {
 }
 
 /// The audit context of a request made with an operator key.
-fn audit_context(parts: &Parts, state: &AppState, operator: &Authenticated) -> AuditContext {
+pub(crate) fn audit_context(
+    parts: &Parts,
+    state: &AppState,
+    operator: &Authenticated,
+) -> AuditContext {
     let remote = parts.extensions.get::<ConnectionInfo>().map(|info| {
         state
             .proxies

@@ -5,6 +5,7 @@
 pub(crate) mod clients;
 pub(crate) mod keys;
 pub(crate) mod serve;
+pub(crate) mod signing_keys;
 pub(crate) mod tenants;
 pub(crate) mod users;
 
@@ -19,11 +20,11 @@ use crate::cli::{Cli, Command, GlobalArgs, OutputFormat};
 use crate::data_dir;
 
 /// Audit actor of changes made from the command line.
-const AUDIT_ACTOR: &str = "cli";
+pub(crate) const AUDIT_ACTOR: &str = "cli";
 
 /// Log filter of the admin commands: only problems, so that standard
 /// output and standard error stay readable.
-const ADMIN_LOG_FILTER: &str = "warn";
+pub(crate) const ADMIN_LOG_FILTER: &str = "warn";
 
 /// Runs the parsed command. `env` contains the `PORTCULLIS_*` variables.
 pub(crate) async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Result<()> {
@@ -41,6 +42,7 @@ pub(crate) async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Resu
             let admin = Admin::open(&cli.global, &env).await?;
             clients::run(&admin, command).await
         }
+        Command::SigningKeys(command) => signing_keys::run(&cli.global, command, &env).await,
         Command::Users(command) => {
             let admin = Admin::open(&cli.global, &env).await?;
             users::run(&admin, command, &env).await
