@@ -227,10 +227,8 @@ fn cli_secret_rotated_and_client_revoked() {
     let second = rotated["client_secret"].as_str().unwrap();
     assert!(second.starts_with("pcs_"));
     assert_ne!(first, second);
-    assert!(
-        rotated["previous_secrets_expire_at"].is_string(),
-        "{rotated}"
-    );
+    let expire_at = rotated["previous_secrets_expire_at"].as_str().unwrap();
+    assert!(expire_at.contains('T'), "not RFC 3339: {expire_at}");
 
     let stderr = fail(data, &["clients", "rotate-secret", id, "--grace", "8d"]);
     assert!(stderr.contains("--grace"), "{stderr}");
@@ -508,6 +506,25 @@ async fn admin_client_lifecycle() {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{rotated}");
     assert_ne!(rotated["client_secret"], secret.as_str());
+    assert!(
+        rotated["previous_secrets_expire_at"].is_string(),
+        "{rotated}"
+    );
+
+    let (status, problem) = call(
+        reqwest::Method::POST,
+        "/admin/v1/tenants/acme/clients",
+        Some(json!({
+            "client_name": "Bad lifetime",
+            "grant_types": ["client_credentials"],
+            "scope": "orders:read",
+            "access_token_ttl": 1.5,
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(!detail.contains("TtlInput"), "{detail}");
 
     let (status, revoked) = call(
         reqwest::Method::POST,
@@ -771,6 +788,17 @@ async fn admin_users_created_and_listed() {
         assert_eq!(status, expected, "{problem}");
         assert!(!problem.to_string().contains(PASSWORD), "{problem}");
     }
+
+    let (_, problem) = call(
+        reqwest::Method::POST,
+        &path,
+        Some(json!({"email": "\u{043e}ps@example.com", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(problem["field"], "email", "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("U+043E"), "{detail}");
+    assert!(detail.contains("position 1"), "{detail}");
 
     let (status, listed) = call(reqwest::Method::GET, &path, None).await;
     assert_eq!(status, StatusCode::OK);

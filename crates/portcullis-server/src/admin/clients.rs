@@ -93,7 +93,10 @@ pub(super) fn parse_client_id(text: &str) -> Result<ClientId, Problem> {
 /// An access token lifetime: seconds, as responses write it, or a duration
 /// such as `"15m"`.
 #[derive(Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a number of seconds or a duration such as \"15m\""
+)]
 enum TtlInput {
     Seconds(i64),
     Text(String),

@@ -15,6 +15,7 @@ use portcullis_server::admin::MAX_JSON_BODY;
 use portcullis_server::admin::clients::{client_json, issued_client_json};
 use portcullis_server::clients::{ClientRequest, IssuedClient};
 use serde_json::{Value, json};
+use time::format_description::well_known::Rfc3339;
 
 use super::keys::{parse_grace, scopes_text};
 use super::{Admin, manage_error};
@@ -115,9 +116,12 @@ async fn rotate_secret(admin: &Admin, args: &ClientsRotateSecretArgs) -> anyhow:
         OutputFormat::Json => {
             let mut value = issued_client_json(&issued);
             if let Value::Object(map) = &mut value {
+                let expire_at = previous_expire_at
+                    .format(&Rfc3339)
+                    .context("failed to format the grace period's end")?;
                 map.insert(
                     "previous_secrets_expire_at".to_owned(),
-                    Value::from(output::time_or(Some(previous_expire_at), "")),
+                    Value::from(expire_at),
                 );
             }
             output::print_json(&value)
