@@ -64,6 +64,13 @@ pub enum AuditAction {
     SigningKeyActivated,
     /// A retired token-signing key was deleted.
     SigningKeyDeleted,
+    /// A user signed in at the authorization endpoint.
+    UserSignedIn,
+    /// A sign-in at the authorization endpoint failed: unknown e-mail
+    /// address, wrong password or a disabled user.
+    UserSignInFailed,
+    /// A user approved a client's access to a set of scopes.
+    ConsentGranted,
 }
 
 impl AuditAction {
@@ -85,6 +92,9 @@ impl AuditAction {
             Self::SigningKeyCreated => "signing_key.created",
             Self::SigningKeyActivated => "signing_key.activated",
             Self::SigningKeyDeleted => "signing_key.deleted",
+            Self::UserSignedIn => "user.signed_in",
+            Self::UserSignInFailed => "user.sign_in_failed",
+            Self::ConsentGranted => "consent.granted",
         }
     }
 }
@@ -119,6 +129,9 @@ impl FromStr for AuditAction {
             "signing_key.created" => Ok(Self::SigningKeyCreated),
             "signing_key.activated" => Ok(Self::SigningKeyActivated),
             "signing_key.deleted" => Ok(Self::SigningKeyDeleted),
+            "user.signed_in" => Ok(Self::UserSignedIn),
+            "user.sign_in_failed" => Ok(Self::UserSignInFailed),
+            "consent.granted" => Ok(Self::ConsentGranted),
             other => Err(UnknownAuditAction(other.to_owned())),
         }
     }
