@@ -21,7 +21,7 @@ use crate::gateway::routes::RouteTable;
 use crate::listener::{ListenerLimits, serve};
 use crate::manage::Manager;
 use crate::oauth::server::{AuthorizationServer, maintain};
-use crate::oauth::{introspect, metadata, revoke, token};
+use crate::oauth::{authorize, introspect, metadata, revoke, token};
 use crate::usage::{UsageRecorder, flush_periodically};
 use crate::{admin, gateway, health, telemetry, verify};
 
@@ -92,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth/token", post(token::token))
         .route("/oauth/introspect", post(introspect::introspect))
         .route("/oauth/revoke", post(revoke::revoke))
+        .route("/oauth/authorize", authorize::routes(&state))
         .route("/.well-known/jwks.json", get(metadata::jwks))
         .route(
             "/.well-known/oauth-authorization-server",

@@ -14,8 +14,12 @@
 //! - [`token`] and [`issue`]: the token endpoint and token issuance.
 //! - [`introspect`] and [`revoke`]: RFC 7662 introspection and RFC 7009
 //!   revocation.
+//! - [`authorize`]: the authorization endpoint, with its sign-in
+//!   [`session`]s, [`csrf`] tokens and [`login_throttle`].
 
+pub mod authorize;
 pub mod client_auth;
+pub mod csrf;
 pub mod deny_list;
 pub mod error;
 pub mod form;
@@ -23,10 +27,12 @@ pub mod introspect;
 pub mod issue;
 pub mod jwt;
 pub mod keys;
+pub mod login_throttle;
 pub mod metadata;
 pub mod revoke;
 pub mod rotation;
 pub mod server;
+pub mod session;
 pub mod signing;
 pub mod token;
 

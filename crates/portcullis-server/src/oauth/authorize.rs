@@ -1,0 +1,623 @@
+//! `/oauth/authorize`: the authorization endpoint of the code grant
+//! (RFC 6749 §4.1), with sign-in, consent and PKCE (RFC 7636).
+//!
+//! A `GET` carries the client's authorization request. Once the client and
+//! redirect URI are valid, the endpoint shows the sign-in form when the
+//! browser has no session for a user of the client's tenant, then the
+//! consent page unless the user's remembered consent covers the requested
+//! scopes, and finally redirects to the client with a code, the `state` and
+//! the `iss` parameter (RFC 9207). The forms `POST` back to the same path,
+//! carrying the authorization parameters as hidden fields, and every `POST`
+//! checks them again.
+//!
+//! - [`request`]: parsing and checking the authorization request.
+//! - [`pages`]: the HTML pages, their headers and the redirects.
+
+mod pages;
+mod request;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::Response;
+use axum::routing::{MethodRouter, get};
+use http::header::CONTENT_TYPE;
+use http::request::Parts;
+use http::{HeaderMap, StatusCode};
+use portcullis_core::ids::{AuditId, TenantId, TokenFamilyId};
+use portcullis_core::key::{OpaqueSecret, SecretKind};
+use portcullis_core::oauth::email::MAX_EMAIL_LEN;
+use portcullis_core::oauth::{AuthorizationCodeRecord, ConsentRecord, Email, UserRecord};
+use portcullis_store::{AuditAction, AuditEvent, StoreError};
+use secrecy::SecretString;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use self::pages::{
+    ConsentPage, LoginPage, describe_scopes, error_page, forbidden_page, html, redirect,
+    set_cookie, too_many_attempts, with_query,
+};
+use self::request::{
+    AuthorizationRequest, RedirectError, RequestError, authorization_parameters, check_request,
+    parse_pairs,
+};
+use super::csrf::{
+    check_session_token, check_sign_in_token, cross_origin_layer, session_token, sign_in_token,
+};
+use super::login_throttle::LoginThrottle;
+use super::session::{ActiveSession, load_session, start_session};
+use crate::app::AppState;
+use crate::telemetry::ErrorChain;
+use crate::users::verify_password;
+
+/// How long an authorization code is valid. RFC 6749 §4.1.2 sets a maximum
+/// lifetime of 10 minutes and RFC 9700 advises short-lived codes; a client
+/// redeems its code within seconds of the redirect, so one minute is ample.
+pub const CODE_LIFETIME: time::Duration = time::Duration::seconds(60);
+
+/// Largest accepted form body, in bytes. The forms carry the authorization
+/// parameters, an e-mail address and a password, far below this.
+pub const MAX_FORM_LEN: usize = 64 * 1024;
+
+/// The message of every failed sign-in, the same for an unknown e-mail
+/// address and a wrong password, so the form does not tell which accounts
+/// exist.
+const SIGN_IN_FAILED: &str = "The e-mail address or password is incorrect.";
+
+/// The method router of `/oauth/authorize`: `GET` and `POST`, behind the
+/// cross-origin check for `POST`s and with this process's sign-in throttle.
+pub fn routes(state: &AppState) -> MethodRouter<AppState> {
+    let issuer_origin = url::Url::parse(&state.oauth.issuer)
+        .ok()
+        .map(|issuer| issuer.origin())
+        .filter(url::Origin::is_tuple)
+        .map(|origin| origin.ascii_serialization());
+    get(authorize_get)
+        .post(authorize_post)
+        .layer::<_, std::convert::Infallible>(cross_origin_layer(
+            issuer_origin.as_deref(),
+            reject_cross_origin,
+        ))
+        .layer(Extension(Arc::new(LoginThrottle::default())))
+}
+
+/// Handles `GET /oauth/authorize`: the client's authorization request.
+pub async fn authorize_get(State(state): State<AppState>, request: Request) -> Response {
+    let query = request.uri().query().unwrap_or_default();
+    let pairs = match parse_pairs(query.as_bytes()) {
+        Ok(pairs) => pairs,
+        Err(error) => return repeated_parameter_page(&error.0),
+    };
+    let authorization = match check_request(&state.store, authorization_parameters(&pairs)).await {
+        Ok(authorization) => authorization,
+        Err(error) => {
+            return request_error_response(error, StatusCode::FOUND, &state.oauth.issuer);
+        }
+    };
+
+    let now = OffsetDateTime::now_utc();
+    let headers = request.headers();
+    let session = match load_session(&state.store, state.manager.pepper(), headers, now).await {
+        Ok(session) => session,
+        Err(error) => return store_failure(&error),
+    };
+    match session.filter(|session| session.user.tenant_id == authorization.client.tenant_id) {
+        Some(session) => continue_signed_in(&state, &authorization, &session, now).await,
+        None => login_form(headers, &authorization, "", None),
+    }
+}
+
+/// Handles `POST /oauth/authorize`: the sign-in form (`action=sign_in`) and
+/// the consent form (`action=approve` or `action=deny`).
+pub async fn authorize_post(
+    State(state): State<AppState>,
+    Extension(throttle): Extension<Arc<LoginThrottle>>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    if !is_form(&parts.headers) {
+        return error_page(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "The form was not sent as a form. Go back to the application and start again.",
+        );
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM_LEN).await else {
+        return error_page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "The form is too large. Go back to the application and start again.",
+        );
+    };
+    let pairs = match parse_pairs(&bytes) {
+        Ok(pairs) => pairs,
+        Err(error) => return repeated_parameter_page(&error.0),
+    };
+    let form = Form(&pairs);
+    let submitted_token = form.field("csrf_token").unwrap_or_default();
+    let now = OffsetDateTime::now_utc();
+
+    match form.field("action") {
+        Some("sign_in") => {
+            if !check_sign_in_token(&parts.headers, submitted_token) {
+                tracing::info!("sign-in form rejected: CSRF token missing or wrong");
+                return forbidden_page();
+            }
+            let authorization = match checked(&state, &pairs).await {
+                Ok(authorization) => authorization,
+                Err(response) => return response,
+            };
+            sign_in(&state, &throttle, &parts, &authorization, form).await
+        }
+        Some(action @ ("approve" | "deny")) => {
+            let pepper = state.manager.pepper();
+            let session = match load_session(&state.store, pepper, &parts.headers, now).await {
+                Ok(session) => session,
+                Err(error) => return store_failure(&error),
+            };
+            if let Some(session) = &session
+                && !check_session_token(pepper, &session.id, submitted_token)
+            {
+                tracing::info!("consent form rejected: CSRF token missing or wrong");
+                return forbidden_page();
+            }
+            let authorization = match checked(&state, &pairs).await {
+                Ok(authorization) => authorization,
+                Err(response) => return response,
+            };
+            // Without a session for the client's tenant (it expired while the
+            // page was open) nothing changes: the user signs in again.
+            let Some(session) =
+                session.filter(|session| session.user.tenant_id == authorization.client.tenant_id)
+            else {
+                return login_form(&parts.headers, &authorization, "", None);
+            };
+            if action == "approve" {
+                approve(&state, &parts, &authorization, &session.user, now).await
+            } else {
+                tracing::info!(
+                    client_id = %authorization.client.id,
+                    user_id = %session.user.id,
+                    "user denied consent"
+                );
+                redirect_error(
+                    &RedirectError {
+                        redirect_uri: authorization.redirect_uri.clone(),
+                        state: authorization.state.clone(),
+                        error: "access_denied",
+                        description: "the user denied the request".to_owned(),
+                    },
+                    StatusCode::SEE_OTHER,
+                    &state.oauth.issuer,
+                )
+            }
+        }
+        _ => error_page(
+            StatusCode::BAD_REQUEST,
+            "The form is incomplete. Go back to the application and start again.",
+        ),
+    }
+}
+
+/// The fields of a submitted form.
+#[derive(Clone, Copy)]
+struct Form<'a>(&'a [(String, String)]);
+
+impl<'a> Form<'a> {
+    fn field(self, name: &str) -> Option<&'a str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// Checks the authorization parameters of a form. A failure is already
+/// the response, with 303 for redirects since the request was a POST.
+async fn checked(
+    state: &AppState,
+    pairs: &[(String, String)],
+) -> Result<AuthorizationRequest, Response> {
+    check_request(&state.store, authorization_parameters(pairs))
+        .await
+        .map_err(|error| request_error_response(error, StatusCode::SEE_OTHER, &state.oauth.issuer))
+}
+
+/// Checks the sign-in form's credentials against the client's tenant and,
+/// when they are right, starts a session and sends the browser back to the
+/// authorization request.
+async fn sign_in(
+    state: &AppState,
+    throttle: &LoginThrottle,
+    parts: &Parts,
+    authorization: &AuthorizationRequest,
+    form: Form<'_>,
+) -> Response {
+    let typed_email: String = form
+        .field("email")
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .take(MAX_EMAIL_LEN)
+        .collect();
+    let password = SecretString::from(form.field("password").unwrap_or_default().to_owned());
+    let email = Email::parse(&typed_email).ok();
+    let throttle_key = email.as_ref().map_or_else(
+        || typed_email.to_ascii_lowercase(),
+        |email| email.as_str().to_owned(),
+    );
+    let client_ip = client_ip(state, parts);
+    let tenant_id = authorization.client.tenant_id;
+
+    if let Some(wait) = throttle.retry_after(&throttle_key, client_ip, tokio::time::Instant::now())
+    {
+        tracing::info!(email = ?typed_email, client_ip = %client_ip, "sign-in throttled");
+        let message = format!(
+            "Too many failed sign-ins. Try again in {}.",
+            describe_wait(wait)
+        );
+        let page = login_form(&parts.headers, authorization, &typed_email, Some(message));
+        return too_many_attempts(page, wait.as_secs().max(1));
+    }
+
+    let user = match &email {
+        Some(email) => match state.store.find_user_by_email(tenant_id, email).await {
+            Ok(user) => user,
+            Err(error) => return store_failure(&error),
+        },
+        None => None,
+    };
+    // Runs for unknown addresses too, so the time taken tells nothing.
+    let verified = verify_password(user.as_ref(), &password).await;
+    let now = OffsetDateTime::now_utc();
+    let Some(user) = user.filter(|_| verified) else {
+        throttle.record_failure(&throttle_key, client_ip, tokio::time::Instant::now());
+        tracing::info!(
+            email = ?typed_email,
+            client_id = %authorization.client.id,
+            client_ip = %client_ip,
+            "sign-in failed"
+        );
+        let event = AuditEvent {
+            actor: "anonymous".to_owned(),
+            target: None,
+            details: json!({
+                "email": typed_email,
+                "client_id": authorization.client.id.to_string(),
+            }),
+            ..audit_event(AuditAction::UserSignInFailed, tenant_id, client_ip, now)
+        };
+        append_audit(state, event).await;
+        let error = Some(SIGN_IN_FAILED.to_owned());
+        return login_form(&parts.headers, authorization, &typed_email, error);
+    };
+
+    throttle.record_success(&throttle_key);
+    let pepper = state.manager.pepper();
+    let session = match start_session(&state.store, pepper, &parts.headers, &user, now).await {
+        Ok(session) => session,
+        Err(error) => {
+            tracing::error!(error = %ErrorChain(&error), "starting a sign-in session failed");
+            return internal_error_page();
+        }
+    };
+    tracing::info!(
+        user_id = %user.id,
+        client_id = %authorization.client.id,
+        client_ip = %client_ip,
+        "user signed in"
+    );
+    let event = AuditEvent {
+        actor: format!("user:{}", user.id),
+        target: Some(user.id.to_string()),
+        details: json!({ "client_id": authorization.client.id.to_string() }),
+        ..audit_event(AuditAction::UserSignedIn, tenant_id, client_ip, now)
+    };
+    append_audit(state, event).await;
+
+    // Back to the authorization request with a GET, which now finds the
+    // session and shows the consent page or issues the code.
+    let parameters: Vec<(&str, &str)> = authorization
+        .parameters
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    let location = with_query("/oauth/authorize", &parameters);
+    set_cookie(
+        redirect(StatusCode::SEE_OTHER, &location),
+        &session.set_cookie(),
+    )
+}
+
+/// Issues the code when the user's remembered consent covers the request,
+/// or else shows the consent page.
+async fn continue_signed_in(
+    state: &AppState,
+    authorization: &AuthorizationRequest,
+    session: &ActiveSession,
+    now: OffsetDateTime,
+) -> Response {
+    let user = &session.user;
+    let consent = match state
+        .store
+        .find_consent(user.id, authorization.client.id)
+        .await
+    {
+        Ok(consent) => consent,
+        Err(error) => return store_failure(&error),
+    };
+    if consent.is_some_and(|consent| consent.covers(&authorization.scopes)) {
+        return issue_code(state, authorization, user, StatusCode::FOUND, now).await;
+    }
+    let csrf_token = session_token(state.manager.pepper(), &session.id);
+    html(
+        StatusCode::OK,
+        &ConsentPage {
+            brand: pages::BRAND,
+            client_name: &authorization.client.name,
+            tenant: authorization.client.tenant.as_str(),
+            email: user.email.as_str(),
+            scopes: describe_scopes(&authorization.scopes),
+            csrf_token: &csrf_token,
+            request: &authorization.parameters,
+        },
+    )
+}
+
+/// Stores the user's consent, widened by any earlier one, and issues the
+/// code.
+async fn approve(
+    state: &AppState,
+    parts: &Parts,
+    authorization: &AuthorizationRequest,
+    user: &UserRecord,
+    now: OffsetDateTime,
+) -> Response {
+    let client_id = authorization.client.id;
+    let earlier = match state.store.find_consent(user.id, client_id).await {
+        Ok(earlier) => earlier,
+        Err(error) => return store_failure(&error),
+    };
+    let mut scopes: Vec<_> = authorization.scopes.iter().cloned().collect();
+    if let Some(earlier) = earlier {
+        scopes.extend(earlier.scopes.iter().cloned());
+    }
+    let Ok(scopes) = scopes.try_into() else {
+        // The union of two scope sets of one client is within the client's
+        // scopes, which fit in a scope set.
+        tracing::error!(client_id = %client_id, "consented scopes exceed the scope limit");
+        return internal_error_page();
+    };
+    let consent = ConsentRecord {
+        user_id: user.id,
+        client_id,
+        scopes,
+        granted_at: now,
+    };
+    if let Err(error) = state.store.grant_consent(&consent).await {
+        return store_failure(&error);
+    }
+    let event = AuditEvent {
+        actor: format!("user:{}", user.id),
+        target: Some(client_id.to_string()),
+        details: json!({
+            "user_id": user.id.to_string(),
+            "scopes": authorization.scopes.to_space_separated(),
+        }),
+        ..audit_event(
+            AuditAction::ConsentGranted,
+            authorization.client.tenant_id,
+            client_ip(state, parts),
+            now,
+        )
+    };
+    append_audit(state, event).await;
+    issue_code(state, authorization, user, StatusCode::SEE_OTHER, now).await
+}
+
+/// Issues an authorization code bound to the client, user, redirect URI,
+/// PKCE challenge and scopes, and redirects to the client with it.
+async fn issue_code(
+    state: &AppState,
+    authorization: &AuthorizationRequest,
+    user: &UserRecord,
+    status: StatusCode,
+    now: OffsetDateTime,
+) -> Response {
+    let code = match OpaqueSecret::generate(SecretKind::AuthorizationCode) {
+        Ok(code) => code,
+        Err(error) => {
+            tracing::error!(error = %error, "generating an authorization code failed");
+            return internal_error_page();
+        }
+    };
+    let record = AuthorizationCodeRecord {
+        hash: state.manager.pepper().hash(code.expose().as_bytes()),
+        client_id: authorization.client.id,
+        user_id: user.id,
+        redirect_uri: authorization.redirect_uri.clone(),
+        code_challenge: authorization.code_challenge.clone(),
+        scopes: authorization.scopes.clone(),
+        resource: authorization.resource.clone(),
+        family_id: TokenFamilyId::generate(),
+        created_at: now,
+        expires_at: now + CODE_LIFETIME,
+        used_at: None,
+    };
+    if let Err(error) = state.store.insert_code(&record).await {
+        return store_failure(&error);
+    }
+    tracing::info!(
+        client_id = %authorization.client.id,
+        user_id = %user.id,
+        family_id = %record.family_id,
+        "authorization code issued"
+    );
+
+    let mut parameters = vec![("code", code.expose())];
+    if let Some(client_state) = &authorization.state {
+        parameters.push(("state", client_state));
+    }
+    parameters.push(("iss", &state.oauth.issuer));
+    redirect(
+        status,
+        &with_query(&authorization.redirect_uri, &parameters),
+    )
+}
+
+/// The sign-in form for `authorization`, with the sign-in CSRF token (and
+/// its cookie when the browser has none yet).
+fn login_form(
+    headers: &HeaderMap,
+    authorization: &AuthorizationRequest,
+    email: &str,
+    error: Option<String>,
+) -> Response {
+    let token = match sign_in_token(headers) {
+        Ok(token) => token,
+        Err(error) => {
+            tracing::error!(error = %error, "generating a CSRF token failed");
+            return internal_error_page();
+        }
+    };
+    let page = html(
+        StatusCode::OK,
+        &LoginPage {
+            brand: pages::BRAND,
+            client_name: &authorization.client.name,
+            tenant: authorization.client.tenant.as_str(),
+            email,
+            error,
+            csrf_token: &token.token,
+            request: &authorization.parameters,
+        },
+    );
+    match &token.set_cookie {
+        Some(cookie) => set_cookie(page, cookie),
+        None => page,
+    }
+}
+
+/// The response to a rejected authorization request: the error page, or a
+/// redirect to the client with `status`.
+fn request_error_response(error: RequestError, status: StatusCode, issuer: &str) -> Response {
+    match error {
+        RequestError::Fatal(message) => {
+            tracing::info!(reason = message, "authorization request rejected");
+            error_page(StatusCode::BAD_REQUEST, message)
+        }
+        RequestError::Redirect(error) => redirect_error(&error, status, issuer),
+        RequestError::Store(error) => store_failure(&error),
+    }
+}
+
+/// Redirects an error to the client (RFC 6749 §4.1.2.1), with `iss`.
+fn redirect_error(error: &RedirectError, status: StatusCode, issuer: &str) -> Response {
+    tracing::info!(error = error.error, description = ?error.description, "authorization error sent to the client");
+    let mut parameters = vec![
+        ("error", error.error),
+        ("error_description", error.description.as_str()),
+    ];
+    if let Some(client_state) = &error.state {
+        parameters.push(("state", client_state));
+    }
+    parameters.push(("iss", issuer));
+    redirect(status, &with_query(&error.redirect_uri, &parameters))
+}
+
+fn repeated_parameter_page(name: &str) -> Response {
+    tracing::info!(parameter = ?name, "authorization request rejected: repeated parameter");
+    error_page(
+        StatusCode::BAD_REQUEST,
+        "The request names a parameter more than once, so it can be read two ways. Go back to \
+         the application and start again.",
+    )
+}
+
+/// The response of the cross-origin check: the 403 page.
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "tower-http's rejection builder passes the error by value"
+)]
+fn reject_cross_origin(error: tower_http::csrf::ProtectionError) -> Response {
+    tracing::info!(error = %error, "authorization form rejected: sent from another origin");
+    forbidden_page()
+}
+
+fn store_failure(error: &StoreError) -> Response {
+    tracing::error!(error = %ErrorChain(error), "store failed at the authorization endpoint");
+    error_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The service is unavailable. Try again in a minute.",
+    )
+}
+
+fn internal_error_page() -> Response {
+    error_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong on our side. Try again in a minute.",
+    )
+}
+
+/// Whether the request's body is declared as a form.
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media| {
+            media
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// The client address of the request, by the trusted-proxy rule.
+fn client_ip(state: &AppState, parts: &Parts) -> IpAddr {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |info| info.0.ip());
+    state.proxies.client_ip(peer, &parts.headers)
+}
+
+/// A wait in words, rounded up to whole minutes.
+fn describe_wait(wait: Duration) -> String {
+    match wait.as_secs().div_ceil(60) {
+        0 | 1 => "1 minute".to_owned(),
+        minutes => format!("{minutes} minutes"),
+    }
+}
+
+/// An audit record of a sign-in or consent event.
+fn audit_event(
+    action: AuditAction,
+    tenant_id: TenantId,
+    client_ip: IpAddr,
+    at: OffsetDateTime,
+) -> AuditEvent {
+    AuditEvent {
+        id: AuditId::generate(),
+        at,
+        actor: String::new(),
+        action,
+        tenant_id: Some(tenant_id),
+        target: None,
+        remote_addr: Some(client_ip.to_string()),
+        details: json!({}),
+    }
+}
+
+/// Appends an audit record. A failure is logged and does not stop the
+/// sign-in or consent, which has already happened.
+async fn append_audit(state: &AppState, event: AuditEvent) {
+    let action = event.action;
+    if let Err(error) = state.store.append_audit(&[event]).await {
+        tracing::error!(
+            error = %ErrorChain(&error),
+            action = %action,
+            "writing an audit record failed"
+        );
+    }
+}
