@@ -1,0 +1,887 @@
+//! The token, introspection and revocation endpoints end to end: the real
+//! binary, clients made by the CLI, and every error checked for its
+//! RFC 6749 error code.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "fixtures outside #[test] functions fail the test on any error"
+)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "assertions carry wall-clock times, and the expiry test waits in real time"
+)]
+
+mod support;
+
+use std::sync::LazyLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, WWW_AUTHENTICATE};
+use serde_json::{Value, json};
+use support::{DataDir, Server};
+
+/// The audience of the `/orders` route, and the default `resource` below.
+const ORDERS: &str = "https://orders.example.test";
+/// The audience of the `/billing` route.
+const BILLING: &str = "https://billing.example.test";
+
+/// The assertion type of RFC 7523 §2.2, form-encoded.
+const JWT_BEARER: &str = "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer";
+
+/// A P-256 key made for these tests only. Its public half is registered as
+/// the JWKS of the `private_key_jwt` client.
+const REGISTERED_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgOYQABvJhFWPIiM4F
+qz+deyhaP0sREwTbmO4y+yaD+SKhRANCAAQkSF+KzNejEuNcm9HJJVTFhF4NWPSB
+wisMee69Rw+EEf0AsA20Pw3nnQYGD44pp4GbfuIm6Bn0ZuMk1ZNzCurK
+-----END PRIVATE KEY-----
+";
+const REGISTERED_KEY_X: &str = "JEhfiszXoxLjXJvRySVUxYReDVj0gcIrDHnuvUcPhBE";
+const REGISTERED_KEY_Y: &str = "_QCwDbQ_DeedBgYPjimngZt-4iboGfRm4yTVk3MK6so";
+const REGISTERED_KID: &str = "interop-test-key-1";
+
+/// Another P-256 key made for these tests, registered nowhere.
+const UNREGISTERED_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgJRCODOC/sAp2XMBP
+DfIIT/lIwyLDCkj0hVmsZNa4bsChRANCAASI+bctYDmb69MZDQQGxzjljcrTJD/r
+jQCR3nlen1M/GVV5D6bp/NUbtdjG+7uCtHbgiI4GxIgnRcf6zulHNjFC
+-----END PRIVATE KEY-----
+";
+
+/// A client's id and, for confidential clients, its secret.
+struct Client {
+    id: String,
+    secret: String,
+}
+
+impl Client {
+    fn basic(&self) -> String {
+        basic(&self.id, &self.secret)
+    }
+}
+
+struct Fixture {
+    data: DataDir,
+    server: Server,
+    /// acme, `client_secret_basic`, `orders:read`.
+    a: Client,
+    /// acme, `client_secret_basic`, `orders:read orders:write`.
+    b: Client,
+    /// acme, `client_secret_post`, `orders:read`.
+    post: Client,
+    /// acme, `private_key_jwt` with [`REGISTERED_KEY_PEM`], `orders:read`.
+    jwt: Client,
+    /// acme, `client_secret_basic`, `orders:read`, one-minute tokens.
+    short: Client,
+    /// acme, revoked after it was created.
+    revoked: Client,
+    /// Operator key with `tokens:introspect`.
+    operator: String,
+}
+
+static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    let data = DataDir::new();
+    // Nothing is forwarded in these tests, so the upstream is never dialed.
+    // The smallest leeway lets the expiry test wait little past the token's
+    // lifetime.
+    data.write_config(&format!(
+        r#"
+[oauth]
+leeway = "1s"
+
+[[routes]]
+path_prefix = "/orders"
+upstream = "http://127.0.0.1:9"
+auth = ["api_key", "jwt"]
+audience = "{ORDERS}"
+[routes.scopes]
+GET = ["orders:read"]
+
+[[routes]]
+path_prefix = "/billing"
+upstream = "http://127.0.0.1:9"
+auth = ["jwt"]
+audience = "{BILLING}"
+[routes.scopes]
+GET = ["orders:read"]
+"#
+    ));
+    data.cli(&["tenants", "create", "acme"]);
+    let a = create_client(&data, &["--scopes", "orders:read"]);
+    let b = create_client(&data, &["--scopes", "orders:read,orders:write"]);
+    let post = create_client(
+        &data,
+        &[
+            "--scopes",
+            "orders:read",
+            "--auth-method",
+            "client_secret_post",
+        ],
+    );
+    let jwks_path = data.path().join("client-jwks.json");
+    let jwks = json!({"keys": [{
+        "kty": "EC",
+        "crv": "P-256",
+        "kid": REGISTERED_KID,
+        "use": "sig",
+        "alg": "ES256",
+        "x": REGISTERED_KEY_X,
+        "y": REGISTERED_KEY_Y,
+    }]});
+    std::fs::write(&jwks_path, jwks.to_string()).unwrap();
+    let jwt = create_client(
+        &data,
+        &[
+            "--scopes",
+            "orders:read",
+            "--auth-method",
+            "private_key_jwt",
+            "--jwks",
+            jwks_path.to_str().unwrap(),
+        ],
+    );
+    let short = create_client(
+        &data,
+        &["--scopes", "orders:read", "--access-token-ttl", "1m"],
+    );
+    let revoked = create_client(&data, &["--scopes", "orders:read"]);
+    data.cli(&["clients", "revoke", &revoked.id]);
+    let (_, operator) = data.create_key(&["--operator", "--scopes", "tokens:introspect"]);
+    // Debug events of the server crate carry the client ids that were sent,
+    // which the log-injection test needs to see in the log.
+    let server = Server::start_with(&data, &[("PORTCULLIS_LOG", "info,portcullis_server=debug")]);
+    Fixture {
+        data,
+        server,
+        a,
+        b,
+        post,
+        jwt,
+        short,
+        revoked,
+        operator,
+    }
+});
+
+/// Registers a `client_credentials` client of acme with `extra` arguments.
+fn create_client(data: &DataDir, extra: &[&str]) -> Client {
+    let mut args = vec![
+        "clients",
+        "create",
+        "--tenant",
+        "acme",
+        "--name",
+        "Test app",
+        "--grant-types",
+        "client_credentials",
+    ];
+    args.extend_from_slice(extra);
+    let created = data.cli_json(&args);
+    Client {
+        id: created["client_id"].as_str().unwrap().to_owned(),
+        secret: created["client_secret"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    }
+}
+
+/// Status, headers and JSON body of one response (`Null` for no JSON).
+#[derive(Debug)]
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Reply {
+    /// Asserts an RFC 6749 §5.2 error response.
+    #[track_caller]
+    fn assert_error(&self, status: StatusCode, code: &str) {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(self.body["error"], code, "{self:?}");
+        assert!(self.body.get("access_token").is_none(), "{self:?}");
+    }
+
+    /// Asserts a 401 `invalid_client` with a Basic challenge.
+    #[track_caller]
+    fn assert_basic_challenge(&self) {
+        self.assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+        let challenge = self
+            .headers
+            .get(WWW_AUTHENTICATE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        assert!(
+            challenge.to_ascii_lowercase().starts_with("basic"),
+            "{self:?}"
+        );
+    }
+
+    fn access_token(&self) -> &str {
+        assert_eq!(self.status, StatusCode::OK, "{self:?}");
+        self.body["access_token"].as_str().unwrap()
+    }
+}
+
+/// Sends a form body to `path`, with an `Authorization` header when given.
+async fn post(path: &str, authorization: Option<&str>, body: &str) -> Reply {
+    let server = &FIXTURE.server;
+    let mut request = server
+        .client()
+        .post(server.url(path))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.to_owned());
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    Reply {
+        status,
+        headers,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+    }
+}
+
+async fn token(authorization: Option<&str>, body: &str) -> Reply {
+    post("/oauth/token", authorization, body).await
+}
+
+/// Sends a `client_credentials` request for [`ORDERS`], authenticating
+/// `client` with HTTP Basic.
+async fn basic_token(client: &Client) -> Reply {
+    let body = format!("grant_type=client_credentials&resource={}", encode(ORDERS));
+    token(Some(&client.basic()), &body).await
+}
+
+fn basic(id: &str, secret: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
+}
+
+/// Percent-encodes every byte outside RFC 3986's unreserved set.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|byte| {
+            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+                char::from(byte).to_string()
+            } else {
+                format!("%{byte:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Decodes a JWT segment (0 header, 1 payload) without checking anything.
+fn jwt_part(token: &str, index: usize) -> Value {
+    let segment = token.split('.').nth(index).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).unwrap()).unwrap()
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The claims RFC 7523 §3 requires of a client assertion, for `audience`.
+fn assertion_claims(client_id: &str, audience: &str) -> Value {
+    let now = unix_now();
+    json!({
+        "iss": client_id,
+        "sub": client_id,
+        "aud": audience,
+        "iat": now,
+        "exp": now + 60,
+        "jti": uuid::Uuid::now_v7().to_string(),
+    })
+}
+
+/// Signs `claims` with ES256 and a PKCS#8 PEM key, under [`REGISTERED_KID`].
+fn sign_assertion(claims: &Value, key_pem: &str) -> String {
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(REGISTERED_KID.to_owned());
+    let base64_body: String = key_pem
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    let key = EncodingKey::from_ec_der(&STANDARD.decode(base64_body).unwrap());
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
+}
+
+/// A `client_credentials` request authenticated by `assertion`.
+fn assertion_body(assertion: &str) -> String {
+    format!(
+        "grant_type=client_credentials&resource={}&client_assertion_type={JWT_BEARER}&client_assertion={assertion}",
+        encode(ORDERS)
+    )
+}
+
+fn token_endpoint() -> String {
+    FIXTURE.server.url("/oauth/token")
+}
+
+/// Replaces the first `a`, `c` or `e` of a UUID with its Cyrillic look-alike,
+/// or the first `0` with a Cyrillic capital O.
+fn look_alike(id: &str) -> String {
+    let swaps = [('a', 'а'), ('c', 'с'), ('e', 'е'), ('0', 'О')];
+    for (latin, cyrillic) in swaps {
+        if let Some(position) = id.find(latin) {
+            let mut changed = id.to_owned();
+            changed.replace_range(position..=position, &cyrillic.to_string());
+            return changed;
+        }
+    }
+    panic!("no letter to swap in {id}");
+}
+
+#[tokio::test]
+async fn client_credentials_issues_tokens() {
+    let fixture = &*FIXTURE;
+    let by_basic = basic_token(&fixture.a).await;
+    let access_token = by_basic.access_token();
+    assert_eq!(by_basic.body["token_type"], "Bearer");
+    assert_eq!(by_basic.body["scope"], "orders:read");
+    assert!(by_basic.body.get("refresh_token").is_none());
+    assert_eq!(
+        by_basic.headers.get("cache-control").unwrap(),
+        "no-store",
+        "RFC 6749 §5.1"
+    );
+
+    let header = jwt_part(access_token, 0);
+    assert_eq!(header["typ"], "at+jwt");
+    let claims = jwt_part(access_token, 1);
+    assert_eq!(claims["aud"], ORDERS);
+    assert_eq!(claims["client_id"], fixture.a.id.as_str());
+    assert_eq!(claims["sub"], fixture.a.id.as_str());
+    assert_eq!(claims["iss"], fixture.server.url(""));
+
+    let body = format!(
+        "grant_type=client_credentials&resource={}&client_id={}&client_secret={}",
+        encode(ORDERS),
+        fixture.post.id,
+        encode(&fixture.post.secret)
+    );
+    token(None, &body).await.access_token();
+}
+
+#[tokio::test]
+async fn wrong_secret_is_invalid_client() {
+    let fixture = &*FIXTURE;
+    let wrong = Client {
+        id: fixture.a.id.clone(),
+        secret: format!("{}x", fixture.a.secret),
+    };
+    basic_token(&wrong).await.assert_basic_challenge();
+
+    let body = format!(
+        "grant_type=client_credentials&resource={}&client_id={}&client_secret=wrong",
+        encode(ORDERS),
+        fixture.post.id
+    );
+    let by_post = token(None, &body).await;
+    by_post.assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    assert!(by_post.headers.get(WWW_AUTHENTICATE).is_none());
+}
+
+#[tokio::test]
+async fn unknown_client_is_invalid_client() {
+    let unknown = Client {
+        id: uuid::Uuid::now_v7().to_string(),
+        secret: FIXTURE.a.secret.clone(),
+    };
+    basic_token(&unknown).await.assert_basic_challenge();
+
+    let garbage = Client {
+        id: "no-such-client".to_owned(),
+        secret: "anything".to_owned(),
+    };
+    basic_token(&garbage).await.assert_basic_challenge();
+}
+
+#[tokio::test]
+async fn look_alike_client_id_is_invalid_client() {
+    let fixture = &*FIXTURE;
+    let spoofed = Client {
+        id: look_alike(&fixture.a.id),
+        secret: fixture.a.secret.clone(),
+    };
+    assert_ne!(spoofed.id, fixture.a.id);
+    basic_token(&spoofed).await.assert_basic_challenge();
+
+    let body = format!(
+        "grant_type=client_credentials&resource={}&client_id={}&client_secret={}",
+        encode(ORDERS),
+        encode(&look_alike(&fixture.post.id)),
+        encode(&fixture.post.secret)
+    );
+    token(None, &body)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+}
+
+#[tokio::test]
+async fn ambiguous_requests_are_invalid_request() {
+    let fixture = &*FIXTURE;
+    let (a, b) = (&fixture.a, &fixture.b);
+    let resource = format!("resource={}", encode(ORDERS));
+    let cases = [
+        (
+            "a: grant_type twice",
+            Some(a.basic()),
+            format!(
+                "grant_type=client_credentials&scope=orders%3Aread&grant_type=authorization_code&{resource}"
+            ),
+        ),
+        (
+            "b: client_id twice",
+            None,
+            format!(
+                "grant_type=client_credentials&client_id={}&client_id={}&client_secret={}&{resource}",
+                a.id,
+                b.id,
+                encode(&a.secret)
+            ),
+        ),
+        (
+            "c: Basic and another client in the body",
+            Some(a.basic()),
+            format!(
+                "grant_type=client_credentials&client_id={}&client_secret={}&{resource}",
+                b.id,
+                encode(&b.secret)
+            ),
+        ),
+        (
+            "d: Basic and the same client in the body",
+            Some(a.basic()),
+            format!(
+                "grant_type=client_credentials&client_id={}&client_secret={}&{resource}",
+                a.id,
+                encode(&a.secret)
+            ),
+        ),
+        (
+            "e: scope twice",
+            Some(b.basic()),
+            format!(
+                "grant_type=client_credentials&scope=orders%3Aread&scope=orders%3Awrite&{resource}"
+            ),
+        ),
+        (
+            "client_secret and client_assertion together",
+            None,
+            format!(
+                "grant_type=client_credentials&client_id={}&client_secret={}&client_assertion_type={JWT_BEARER}&client_assertion=a.b.c&{resource}",
+                a.id,
+                encode(&a.secret)
+            ),
+        ),
+    ];
+    for (case, authorization, body) in cases {
+        let reply = token(authorization.as_deref(), &body).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{case}: {reply:?}");
+        assert_eq!(reply.body["error"], "invalid_request", "{case}: {reply:?}");
+        assert!(reply.body.get("access_token").is_none(), "{case}");
+    }
+}
+
+#[tokio::test]
+async fn two_authorization_headers_are_invalid_request() {
+    let fixture = &*FIXTURE;
+    let server = &fixture.server;
+    let response = server
+        .client()
+        .post(server.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("authorization", fixture.a.basic())
+        .header("authorization", fixture.b.basic())
+        .body(format!(
+            "grant_type=client_credentials&resource={}",
+            encode(ORDERS)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request");
+}
+
+#[tokio::test]
+async fn basic_parts_are_form_decoded() {
+    let fixture = &*FIXTURE;
+    // RFC 6749 §2.3.1: id and secret are form-encoded before base64, so a
+    // secret with every character percent-encoded is the same secret.
+    let every_byte_encoded: String = fixture
+        .a
+        .secret
+        .bytes()
+        .map(|byte| format!("%{byte:02X}"))
+        .collect();
+    let encoded = Client {
+        id: fixture.a.id.clone(),
+        secret: every_byte_encoded,
+    };
+    basic_token(&encoded).await.access_token();
+}
+
+#[tokio::test]
+async fn basic_split_at_first_colon() {
+    let fixture = &*FIXTURE;
+    // The secret is `<secret>:extra`, which is wrong.
+    let extra = Client {
+        id: fixture.a.id.clone(),
+        secret: format!("{}:extra", fixture.a.secret),
+    };
+    basic_token(&extra).await.assert_basic_challenge();
+}
+
+#[tokio::test]
+async fn private_key_jwt_valid_assertion_accepted_once() {
+    let fixture = &*FIXTURE;
+    let claims = assertion_claims(&fixture.jwt.id, &token_endpoint());
+    let assertion = sign_assertion(&claims, REGISTERED_KEY_PEM);
+    let body = assertion_body(&assertion);
+
+    let first = token(None, &body).await;
+    let access_token = first.access_token();
+    assert_eq!(
+        jwt_part(access_token, 1)["client_id"],
+        fixture.jwt.id.as_str()
+    );
+
+    // RFC 7523 §3: the same jti must not be accepted twice.
+    token(None, &body)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+}
+
+#[tokio::test]
+async fn private_key_jwt_client_with_secret_rejected() {
+    let fixture = &*FIXTURE;
+    let guessed = Client {
+        id: fixture.jwt.id.clone(),
+        secret: "anything".to_owned(),
+    };
+    basic_token(&guessed).await.assert_basic_challenge();
+
+    // A well-formed secret of another client does not work either.
+    let borrowed = Client {
+        id: fixture.jwt.id.clone(),
+        secret: fixture.a.secret.clone(),
+    };
+    basic_token(&borrowed).await.assert_basic_challenge();
+}
+
+#[tokio::test]
+async fn private_key_jwt_unsigned_assertion_rejected() {
+    let fixture = &*FIXTURE;
+    let header = URL_SAFE_NO_PAD.encode(json!({"alg": "none", "typ": "JWT"}).to_string());
+    let claims = assertion_claims(&fixture.jwt.id, &token_endpoint());
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    for assertion in [
+        format!("{header}.{payload}."),
+        format!("{header}.{payload}"),
+    ] {
+        let body = format!(
+            "{}&client_id={}",
+            assertion_body(&assertion),
+            fixture.jwt.id
+        );
+        token(None, &body)
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+}
+
+#[tokio::test]
+async fn private_key_jwt_wrong_audience_rejected() {
+    let fixture = &*FIXTURE;
+    let claims = assertion_claims(&fixture.jwt.id, "https://other.example.test/oauth/token");
+    let assertion = sign_assertion(&claims, REGISTERED_KEY_PEM);
+    token(None, &assertion_body(&assertion))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+}
+
+#[tokio::test]
+async fn private_key_jwt_unregistered_key_rejected() {
+    let fixture = &*FIXTURE;
+    let claims = assertion_claims(&fixture.jwt.id, &token_endpoint());
+    // Signed by another key under the registered kid.
+    let assertion = sign_assertion(&claims, UNREGISTERED_KEY_PEM);
+    token(None, &assertion_body(&assertion))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+}
+
+#[tokio::test]
+async fn private_key_jwt_other_client_subject_rejected() {
+    let fixture = &*FIXTURE;
+    // A valid signature by J's key, but claiming to be client A.
+    let claims = assertion_claims(&fixture.a.id, &token_endpoint());
+    let assertion = sign_assertion(&claims, REGISTERED_KEY_PEM);
+    token(None, &assertion_body(&assertion))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+}
+
+#[tokio::test]
+async fn scope_beyond_client_is_invalid_scope() {
+    let fixture = &*FIXTURE;
+    let body = format!(
+        "grant_type=client_credentials&scope=orders%3Aread+orders%3Awrite&resource={}",
+        encode(ORDERS)
+    );
+    token(Some(&fixture.a.basic()), &body)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_scope");
+
+    // A narrower scope than allowed is granted as asked.
+    let narrower = format!(
+        "grant_type=client_credentials&scope=orders%3Aread&resource={}",
+        encode(ORDERS)
+    );
+    let reply = token(Some(&fixture.b.basic()), &narrower).await;
+    reply.access_token();
+    assert_eq!(reply.body["scope"], "orders:read");
+}
+
+#[tokio::test]
+async fn revoked_client_is_invalid_client() {
+    basic_token(&FIXTURE.revoked).await.assert_basic_challenge();
+}
+
+#[tokio::test]
+async fn resource_sets_audience() {
+    let fixture = &*FIXTURE;
+    let body = format!("grant_type=client_credentials&resource={}", encode(BILLING));
+    let reply = token(Some(&fixture.a.basic()), &body).await;
+    assert_eq!(jwt_part(reply.access_token(), 1)["aud"], BILLING);
+}
+
+#[tokio::test]
+async fn unknown_or_missing_resource_is_invalid_target() {
+    let fixture = &*FIXTURE;
+    let unknown = format!(
+        "grant_type=client_credentials&resource={}",
+        encode("https://elsewhere.example.test")
+    );
+    token(Some(&fixture.a.basic()), &unknown)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_target");
+
+    // Two routes take tokens, so a request must name one of them.
+    token(Some(&fixture.a.basic()), "grant_type=client_credentials")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_target");
+}
+
+async fn introspect(authorization: Option<&str>, body: &str) -> Reply {
+    post("/oauth/introspect", authorization, body).await
+}
+
+/// Asserts RFC 7662 §2.2's answer for an inactive token: nothing else.
+#[track_caller]
+fn assert_inactive(reply: &Reply) {
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    assert_eq!(reply.body, json!({"active": false}), "{reply:?}");
+}
+
+#[tokio::test]
+async fn introspection_of_fresh_token_is_active() {
+    let fixture = &*FIXTURE;
+    let issued = basic_token(&fixture.a).await;
+    let access_token = issued.access_token();
+    let operator = format!("Bearer {}", fixture.operator);
+    let requests = [
+        (Some(fixture.a.basic()), format!("token={access_token}")),
+        (Some(operator.clone()), format!("token={access_token}")),
+        // RFC 7662 §2.1: a wrong hint does not change the answer.
+        (
+            Some(fixture.a.basic()),
+            format!("token={access_token}&token_type_hint=refresh_token"),
+        ),
+    ];
+    for (authorization, body) in requests {
+        let reply = introspect(authorization.as_deref(), &body).await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        let answer = &reply.body;
+        assert_eq!(answer["active"], true, "{body}: {answer}");
+        assert_eq!(answer["scope"], "orders:read");
+        assert_eq!(answer["client_id"], fixture.a.id.as_str());
+        assert_eq!(answer["sub"], fixture.a.id.as_str());
+        assert_eq!(answer["iss"], fixture.server.url(""));
+        assert_eq!(answer["aud"], ORDERS);
+        assert_eq!(answer["token_type"], "Bearer");
+        assert_eq!(answer["tenant"], "acme");
+        assert!(answer["exp"].is_u64(), "{answer}");
+        assert!(answer["iat"].is_u64(), "{answer}");
+    }
+}
+
+#[tokio::test]
+async fn introspection_of_garbage_is_inactive() {
+    let fixture = &*FIXTURE;
+    for token in ["garbage", "a.b.c", "pc_rt_garbage"] {
+        let reply = introspect(Some(&fixture.a.basic()), &format!("token={token}")).await;
+        assert_inactive(&reply);
+    }
+}
+
+#[tokio::test]
+async fn introspection_of_other_clients_token_is_inactive() {
+    let fixture = &*FIXTURE;
+    let issued = basic_token(&fixture.a).await;
+    let body = format!("token={}", issued.access_token());
+    assert_inactive(&introspect(Some(&fixture.b.basic()), &body).await);
+}
+
+#[tokio::test]
+async fn introspection_without_authentication_is_401() {
+    let fixture = &*FIXTURE;
+    let issued = basic_token(&fixture.a).await;
+    let reply = introspect(None, &format!("token={}", issued.access_token())).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{reply:?}");
+    assert_ne!(reply.body["active"], true, "{reply:?}");
+
+    // An operator key without `tokens:introspect` is no better.
+    let (_, other) = fixture
+        .data
+        .create_key(&["--operator", "--scopes", "keys:verify"]);
+    let reply = introspect(
+        Some(&format!("Bearer {other}")),
+        &format!("token={}", issued.access_token()),
+    )
+    .await;
+    assert!(
+        matches!(
+            reply.status,
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        ),
+        "{reply:?}"
+    );
+    assert_ne!(reply.body["active"], true, "{reply:?}");
+}
+
+#[tokio::test]
+async fn revoked_access_token_is_inactive() {
+    let fixture = &*FIXTURE;
+    let issued = basic_token(&fixture.a).await;
+    let body = format!("token={}", issued.access_token());
+    let before = introspect(Some(&fixture.a.basic()), &body).await;
+    assert_eq!(before.body["active"], true, "{before:?}");
+
+    let revoked = post("/oauth/revoke", Some(&fixture.a.basic()), &body).await;
+    assert_eq!(revoked.status, StatusCode::OK, "{revoked:?}");
+
+    assert_inactive(&introspect(Some(&fixture.a.basic()), &body).await);
+    let operator = format!("Bearer {}", fixture.operator);
+    assert_inactive(&introspect(Some(&operator), &body).await);
+}
+
+#[tokio::test]
+async fn revocation_by_other_client_changes_nothing() {
+    let fixture = &*FIXTURE;
+    let issued = basic_token(&fixture.a).await;
+    let body = format!("token={}", issued.access_token());
+    // RFC 7009 §2.2: the answer is 200 either way, and the token stays.
+    let revoked = post("/oauth/revoke", Some(&fixture.b.basic()), &body).await;
+    assert_eq!(revoked.status, StatusCode::OK, "{revoked:?}");
+    let after = introspect(Some(&fixture.a.basic()), &body).await;
+    assert_eq!(after.body["active"], true, "{after:?}");
+}
+
+#[tokio::test]
+async fn revocation_requires_client_authentication() {
+    let fixture = &*FIXTURE;
+    let issued = basic_token(&fixture.a).await;
+    let body = format!("token={}", issued.access_token());
+    let reply = post("/oauth/revoke", None, &body).await;
+    reply.assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    let wrong = basic(&fixture.a.id, "wrong");
+    post("/oauth/revoke", Some(&wrong), &body)
+        .await
+        .assert_basic_challenge();
+}
+
+#[tokio::test]
+async fn expired_access_token_is_inactive() {
+    let fixture = &*FIXTURE;
+    let issued = basic_token(&fixture.short).await;
+    let access_token = issued.access_token().to_owned();
+    let claims = jwt_part(&access_token, 1);
+    let lifetime = claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap();
+    assert_eq!(lifetime, 60, "{claims}");
+    let body = format!("token={access_token}");
+    let before = introspect(Some(&fixture.short.basic()), &body).await;
+    assert_eq!(before.body["active"], true, "{before:?}");
+
+    // The server's leeway is one second, so the token is dead two seconds
+    // after its `exp`.
+    let wait = claims["exp"].as_u64().unwrap() + 3 - unix_now();
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    assert_inactive(&introspect(Some(&fixture.short.basic()), &body).await);
+}
+
+#[tokio::test]
+async fn line_breaks_in_client_id_stay_in_one_log_line() {
+    let fixture = &*FIXTURE;
+    let forged = "svc%0D%0A2026-12-04T00%3A00%3A00Z%20INFO%20token%20issued%20client_id%3Dadmin";
+    let client_ids = [
+        forged.to_owned(),
+        format!("{}%E2%80%A8forged", fixture.a.id),
+        format!("{}%C2%85forged", fixture.a.id),
+        format!("{}%E2%80%AEforged", fixture.a.id),
+        "svc%E2%80%A9%1B%5B2Jforged".to_owned(),
+    ];
+    for client_id in &client_ids {
+        let body = format!(
+            "grant_type=client_credentials&client_secret=x&client_id={client_id}&resource={}",
+            encode(ORDERS)
+        );
+        token(None, &body)
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+
+    let logs = fixture.server.logs.lock().unwrap().clone();
+    // The client ids reach the log (escaped) through the debug event of the
+    // failed authentication, so the checks below see them.
+    assert!(
+        logs.iter().any(|line| line.contains("forged")),
+        "no log line names the sent client ids"
+    );
+    for line in &logs {
+        let parsed: Value = serde_json::from_str(line)
+            .unwrap_or_else(|error| panic!("log line is not JSON ({error}): {line:?}"));
+        assert!(parsed.is_object(), "{line:?}");
+        for raw in [
+            '\r', '\n', '\u{2028}', '\u{2029}', '\u{85}', '\u{202e}', '\u{1b}',
+        ] {
+            assert!(
+                !line.contains(raw),
+                "log line holds a raw {:?}: {line:?}",
+                raw.escape_unicode().to_string()
+            );
+        }
+        assert!(
+            !line.starts_with("2026-12-04T00:00:00Z"),
+            "forged log line: {line:?}"
+        );
+    }
+}
