@@ -44,7 +44,7 @@ pub enum Caller {
 }
 
 impl Caller {
-    /// The scopes the credential grants.
+    /// Returns the scopes that the credential grants.
     pub fn scopes(&self) -> &ScopeSet {
         match self {
             Self::ApiKey(authenticated) => &authenticated.key.scopes,
@@ -53,8 +53,8 @@ impl Caller {
     }
 }
 
-/// Where a credential is checked: what failure records and the request log
-/// line need to know.
+/// The context of a credential check, which failure records and the
+/// request log line need.
 pub struct CheckContext<'a> {
     /// The buffer of usage and failure records.
     pub usage: &'a UsageRecorder,
@@ -244,7 +244,7 @@ fn missing_credential(accepted: &[AuthMethod]) -> Problem {
     .with_challenge(Challenge::Missing)
 }
 
-/// The detail of a 401 for a credential of a kind the route does not accept.
+/// Writes the detail of a 401 for a credential of a kind the route does not accept.
 fn not_accepted_detail(presented: AuthMethod, accepted: &[AuthMethod]) -> String {
     let names: Vec<&str> = accepted.iter().map(|method| method_noun(*method)).collect();
     format!(

@@ -33,8 +33,8 @@ pub struct AuthenticatedToken {
     pub scopes: ScopeSet,
 }
 
-/// Why an access token was refused. The messages name no part of the
-/// token, so they are safe to send to the client.
+/// The reason an access token was rejected. The messages name no part of
+/// the token, so they are safe to send to the client.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TokenRejection {
     /// The signature, the header or a claim is invalid.
@@ -55,10 +55,10 @@ impl TokenRejection {
     }
 }
 
-/// Why an access token could not be accepted.
+/// The failure to accept an access token.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenVerifyError {
-    /// The token was refused: a client's mistake, a forgery or a dead token.
+    /// The token was rejected: a client's mistake, a forgery or a dead token.
     #[error("access token rejected: {}", .rejection.code())]
     Rejected {
         /// Why.
@@ -82,7 +82,7 @@ pub struct TokenVerifier<'a> {
 }
 
 impl<'a> TokenVerifier<'a> {
-    /// Creates a verifier. `cache` tells whether the change feed, and with
+    /// Creates a verifier. `cache` reports whether the change feed, and with
     /// it the deny list, is current.
     pub const fn new(
         server: &'a AuthorizationServer,
@@ -158,7 +158,7 @@ impl<'a> TokenVerifier<'a> {
 /// for the log line and, on failure, an audit record.
 ///
 /// Errors are the problem to respond with: 401 `invalid_token` for a
-/// refused token, 503 when the store cannot tell whether it is revoked.
+/// rejected token, 503 when the store cannot be queried for revocation.
 pub async fn authenticate_token(
     verifier: &TokenVerifier<'_>,
     token: &SecretString,
@@ -196,7 +196,7 @@ pub async fn authenticate_token(
     }
 }
 
-/// 401 for a refused access token, with the RFC 6750 §3.1 `invalid_token`
+/// Builds the 401 for a rejected access token, with the RFC 6750 §3.1 `invalid_token`
 /// challenge.
 pub fn rejected_token(rejection: &TokenRejection) -> Problem {
     Problem::new(
@@ -251,7 +251,94 @@ fn parse_scope_claim(claim: &str) -> Option<ScopeSet> {
 
 #[cfg(test)]
 mod tests {
+    use portcullis_core::crypto::MasterKey;
+    use portcullis_core::oauth::{AccessTokenRecord, ClientAuthMethod, GrantType};
+    use portcullis_store::{AuditContext, NewClient};
+    use time::{Duration, OffsetDateTime};
+
     use super::*;
+    use crate::config::OAuthConfig;
+    use crate::oauth::signing::SIGNING_KEY_PURPOSE;
+
+    /// Opens a store with one client and starts an authorization server on
+    /// it.
+    async fn server_with_client(dir: &tempfile::TempDir) -> (Store, AuthorizationServer, ClientId) {
+        let store = Store::open_sqlite(&dir.path().join("test.db"))
+            .await
+            .unwrap();
+        let audit = AuditContext {
+            actor: "test".to_owned(),
+            remote_addr: None,
+            at: OffsetDateTime::now_utc(),
+        };
+        let tenant = store
+            .create_tenant(&TenantName::parse("acme").unwrap(), &audit)
+            .await
+            .unwrap();
+        let client = NewClient {
+            id: ClientId::generate(),
+            tenant_id: tenant.id,
+            name: "app".to_owned(),
+            confidential: true,
+            grant_types: vec![GrantType::ClientCredentials],
+            scopes: ScopeSet::parse_list("orders:read").unwrap(),
+            redirect_uris: Vec::new(),
+            auth_method: ClientAuthMethod::ClientSecretBasic,
+            jwks: None,
+            access_token_ttl_seconds: 900,
+            created_at: audit.at,
+        };
+        store.create_client(&client, None, &audit).await.unwrap();
+        let server = AuthorizationServer::start(
+            &store,
+            MasterKey::generate()
+                .unwrap()
+                .sealing_key(SIGNING_KEY_PURPOSE),
+            OAuthConfig::default(),
+            "https://portcullis.example.test".to_owned(),
+        )
+        .await
+        .unwrap();
+        (store, server, client.id)
+    }
+
+    #[tokio::test]
+    async fn stale_feed_asks_store_and_fails_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, server, client_id) = server_with_client(&dir).await;
+        let now = OffsetDateTime::now_utc();
+        store
+            .record_access_token(&AccessTokenRecord {
+                jti: "revoked-jti".to_owned(),
+                client_id,
+                family_id: None,
+                expires_at: now + Duration::minutes(5),
+                revoked_at: None,
+            })
+            .await
+            .unwrap();
+        let audit = AuditContext {
+            actor: "test".to_owned(),
+            remote_addr: None,
+            at: now,
+        };
+        store
+            .revoke_access_token("revoked-jti", &audit)
+            .await
+            .unwrap();
+
+        // A cache that never saw a feed poll is not trusted, and the deny
+        // list loaded before the revocation does not hold the jti.
+        let cache = CredentialCache::new(16);
+        assert!(!cache.is_trusted());
+        assert!(!server.deny.contains("revoked-jti"));
+        let verifier = TokenVerifier::new(&server, &store, &cache);
+        assert!(verifier.is_revoked("revoked-jti").await.unwrap());
+        assert!(!verifier.is_revoked("unknown-jti").await.unwrap());
+
+        store.close().await;
+        assert!(verifier.is_revoked("unknown-jti").await.is_err());
+    }
 
     #[test]
     fn scope_claim_parsed_strictly() {

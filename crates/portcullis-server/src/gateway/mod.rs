@@ -178,7 +178,7 @@ async fn discard(headers: &HeaderMap, body: Body) {
     let _ = tokio::time::timeout(DISCARD_TIMEOUT, limited.collect()).await;
 }
 
-/// The `X-Portcullis-*` headers that tell the upstream who is calling.
+/// Builds the `X-Portcullis-*` headers that tell the upstream who is calling.
 fn identity_headers(caller: &Caller) -> Vec<(HeaderName, HeaderValue)> {
     let mut headers = Vec::with_capacity(6);
     let mut add = |name: &'static str, value: String| {
