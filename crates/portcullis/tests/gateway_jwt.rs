@@ -76,7 +76,7 @@ fn fixture() -> &'static Fixture {
     &FIXTURE
 }
 
-/// Writes the configuration every server here runs, with `oauth` added to
+/// Returns the configuration every server here runs, with `oauth` added to
 /// the `[oauth]` table.
 fn routes_config(upstream: &str, oauth: &str) -> String {
     format!(
