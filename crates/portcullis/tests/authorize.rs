@@ -28,6 +28,12 @@ use secrecy::SecretString;
 use support::{DataDir, Server};
 use time::OffsetDateTime;
 
+/// Query parameters or request headers, as name and value.
+type Pairs<'a> = &'a [(&'a str, &'a str)];
+
+/// The fields of a form to post.
+type FormFields<'a> = &'a [(String, String)];
+
 const PASSWORD: &str = "correct horse battery staple";
 const CHALLENGE: &str = "3cPVHIQLnsgqpwwGE33tCJEswn0QApLxx7Mds9Rn_jk";
 const WEB_CALLBACK: &str = "https://app.example.com/callback";
@@ -133,7 +139,7 @@ async fn create_client(
 }
 
 impl Fixture {
-    /// The authorize URL for `client` with the usual parameters, minus
+    /// Builds the authorize URL for `client` with the usual parameters, minus
     /// those named in `omit`, plus `extra` (appended, so a name in both
     /// appears twice).
     fn authorize_url(
@@ -226,7 +232,7 @@ impl Reply {
             .map(|value| value.to_str().unwrap())
     }
 
-    /// The `Set-Cookie` header that sets `name`.
+    /// Finds the `Set-Cookie` header that sets `name`.
     fn set_cookie(&self, name: &str) -> Option<String> {
         self.headers
             .get_all(SET_COOKIE)
@@ -324,7 +330,7 @@ fn url_encode(fields: &[(String, String)]) -> String {
     url.query().unwrap_or_default().to_owned()
 }
 
-/// The hidden fields of the first form in `html`, unescaped.
+/// Extracts the hidden fields of the forms in `html`, unescaped.
 fn hidden_fields(html: &str) -> Vec<(String, String)> {
     const START: &str = "<input type=\"hidden\" name=\"";
     let mut fields = Vec::new();
@@ -520,7 +526,7 @@ async fn invalid_parameters_redirect_with_error() {
     let fixture = fixture().await;
     let mut browser = fixture.browser();
     let web = &fixture.web;
-    let cases: [(&str, &[&str], &[(&str, &str)], &str); 8] = [
+    let cases: [(&str, &[&str], Pairs<'_>, &str); 8] = [
         (
             "no PKCE",
             &["code_challenge", "code_challenge_method"],
@@ -691,7 +697,7 @@ async fn sign_in_consent_then_code() {
     let record = fixture.stored_code(&query["code"], web).await;
     assert_eq!(record.code_challenge, CHALLENGE);
 
-    // A scope outside the consent asks again.
+    // A scope outside the consent shows the consent page again.
     let url = fixture.authorize_url(
         web,
         Some(WEB_CALLBACK),
@@ -815,7 +821,7 @@ async fn sign_in_without_csrf_proof_rejected() {
         wrong.push(("csrf_token".to_owned(), "A".repeat(43)));
         wrong
     };
-    let cases: [(&str, &[(String, String)], &[(&str, &str)]); 4] = [
+    let cases: [(&str, FormFields<'_>, Pairs<'_>); 4] = [
         ("foreign Origin", &fields, &evil),
         ("cross-site fetch", &fields, &cross_site),
         ("no token", &no_token, &[]),
@@ -860,7 +866,7 @@ async fn consent_without_csrf_proof_rejected() {
         ));
         other
     };
-    let cases: [(&str, &[(String, String)], &[(&str, &str)]); 3] = [
+    let cases: [(&str, FormFields<'_>, Pairs<'_>); 3] = [
         ("foreign Origin", &fields, &evil),
         ("no token", &no_token, &[]),
         ("sign-in token", &sign_in_token, &[]),
@@ -988,4 +994,63 @@ async fn repeated_failures_throttled_per_email() {
     let (_, other) = fixture.signed_in(&url, "dev@example.com").await;
     assert_eq!(other.status, StatusCode::SEE_OTHER, "{}", other.body);
     assert!(other.set_cookie("__Host-pc_session").is_some());
+}
+
+#[tokio::test]
+async fn email_with_line_break_stays_data() {
+    let fixture = fixture().await;
+    let url = fixture.authorize_url(&fixture.web, Some(WEB_CALLBACK), &[], &[]);
+    let forged = "ops@example.com\n[audit] role granted: admin";
+    let (_, reply) = fixture.signed_in(&url, forged).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.set_cookie("__Host-pc_session").is_none());
+    assert!(
+        reply
+            .body
+            .contains("The e-mail address or password is incorrect."),
+        "{}",
+        reply.body
+    );
+
+    let audit = fixture
+        .store
+        .list_audit(&AuditFilter {
+            tenant_id: Some(fixture.web.tenant_id),
+            action: Some(AuditAction::UserSignInFailed),
+            target: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].details["email"], forged);
+
+    // Every log line is one JSON object, so the line break stayed inside a
+    // field.
+    for line in fixture.server.log_text().lines() {
+        let parsed: Result<serde_json::Value, _> = serde_json::from_str(line);
+        assert!(parsed.is_ok(), "a log line is not JSON: {line}");
+        assert!(!line.starts_with("[audit]"), "a forged log line: {line}");
+    }
+}
+
+#[tokio::test]
+async fn preflight_from_other_origin_gets_no_cors() {
+    let fixture = fixture().await;
+    let browser = fixture.browser();
+    let response = browser
+        .http
+        .request(
+            reqwest::Method::OPTIONS,
+            fixture.server.url("/oauth/authorize"),
+        )
+        .header("origin", "https://evil.example.test")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    let headers = response.headers();
+    assert!(headers.get("access-control-allow-origin").is_none());
+    assert!(headers.get("access-control-allow-credentials").is_none());
+    assert!(headers.get("access-control-allow-methods").is_none());
 }

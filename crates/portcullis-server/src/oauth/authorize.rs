@@ -2,11 +2,11 @@
 //! (RFC 6749 §4.1), with sign-in, consent and PKCE (RFC 7636).
 //!
 //! A `GET` carries the client's authorization request. Once the client and
-//! redirect URI are valid, the endpoint shows the sign-in form when the
-//! browser has no session for a user of the client's tenant, then the
-//! consent page unless the user's remembered consent covers the requested
-//! scopes, and finally redirects to the client with a code, the `state` and
-//! the `iss` parameter (RFC 9207). The forms `POST` back to the same path,
+//! redirect URI are valid, the endpoint shows the sign-in form unless the
+//! browser has a session for a user of the client's tenant. It then shows
+//! the consent page, unless the user's remembered consent covers the
+//! requested scopes. Finally it redirects to the client with a code, the
+//! `state` and the `iss` parameter (RFC 9207). The forms `POST` back to the same path,
 //! carrying the authorization parameters as hidden fields, and every `POST`
 //! checks them again.
 //!
@@ -53,9 +53,10 @@ use crate::app::AppState;
 use crate::telemetry::ErrorChain;
 use crate::users::verify_password;
 
-/// How long an authorization code is valid. RFC 6749 §4.1.2 sets a maximum
-/// lifetime of 10 minutes and RFC 9700 advises short-lived codes; a client
-/// redeems its code within seconds of the redirect, so one minute is ample.
+/// How long an authorization code is valid. RFC 6749 §4.1.2 recommends a
+/// maximum lifetime of 10 minutes, and RFC 9700 advises short-lived codes.
+/// A client redeems its code within seconds of the redirect, so one minute
+/// is ample.
 pub const CODE_LIFETIME: time::Duration = time::Duration::seconds(60);
 
 /// Largest accepted form body, in bytes. The forms carry the authorization
@@ -268,7 +269,8 @@ async fn sign_in(
         },
         None => None,
     };
-    // Runs for unknown addresses too, so the time taken tells nothing.
+    // Runs for unknown addresses too, so the response time does not reveal
+    // whether the address has an account.
     let verified = verify_password(user.as_ref(), &password).await;
     let now = OffsetDateTime::now_utc();
     let Some(user) = user.filter(|_| verified) else {
@@ -466,8 +468,8 @@ async fn issue_code(
     )
 }
 
-/// The sign-in form for `authorization`, with the sign-in CSRF token (and
-/// its cookie when the browser has none yet).
+/// Renders the sign-in form for `authorization`, with the sign-in CSRF
+/// token and, when the browser has none yet, its cookie.
 fn login_form(
     headers: &HeaderMap,
     authorization: &AuthorizationRequest,
@@ -499,8 +501,8 @@ fn login_form(
     }
 }
 
-/// The response to a rejected authorization request: the error page, or a
-/// redirect to the client with `status`.
+/// Builds the response to a rejected authorization request: the error
+/// page, or a redirect to the client with `status`.
 fn request_error_response(error: RequestError, status: StatusCode, issuer: &str) -> Response {
     match error {
         RequestError::Fatal(message) => {
@@ -535,7 +537,7 @@ fn repeated_parameter_page(name: &str) -> Response {
     )
 }
 
-/// The response of the cross-origin check: the 403 page.
+/// Renders the 403 page for a form rejected by the cross-origin check.
 #[expect(
     clippy::needless_pass_by_value,
     reason = "tower-http's rejection builder passes the error by value"
@@ -560,7 +562,7 @@ fn internal_error_page() -> Response {
     )
 }
 
-/// Whether the request's body is declared as a form.
+/// Returns `true` when the request body is declared as a form.
 fn is_form(headers: &HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)
@@ -573,7 +575,7 @@ fn is_form(headers: &HeaderMap) -> bool {
         })
 }
 
-/// The client address of the request, by the trusted-proxy rule.
+/// Resolves the client address of the request by the trusted-proxy rule.
 fn client_ip(state: &AppState, parts: &Parts) -> IpAddr {
     let peer = parts
         .extensions
@@ -582,7 +584,7 @@ fn client_ip(state: &AppState, parts: &Parts) -> IpAddr {
     state.proxies.client_ip(peer, &parts.headers)
 }
 
-/// A wait in words, rounded up to whole minutes.
+/// Formats a wait in words, rounded up to whole minutes.
 fn describe_wait(wait: Duration) -> String {
     match wait.as_secs().div_ceil(60) {
         0 | 1 => "1 minute".to_owned(),
@@ -590,7 +592,7 @@ fn describe_wait(wait: Duration) -> String {
     }
 }
 
-/// An audit record of a sign-in or consent event.
+/// Starts an audit record of a sign-in or consent event.
 fn audit_event(
     action: AuditAction,
     tenant_id: TenantId,

@@ -61,7 +61,7 @@ pub fn sign_in_token(headers: &HeaderMap) -> Result<SignInToken, CryptoError> {
     })
 }
 
-/// Whether the sign-in form's `submitted` token equals the cookie's.
+/// Checks that the sign-in form's `submitted` token equals the cookie's.
 pub fn check_sign_in_token(headers: &HeaderMap, submitted: &str) -> bool {
     let Some(cookie) = cookie_value(headers, CSRF_COOKIE) else {
         return false;
@@ -79,7 +79,7 @@ pub fn session_token(pepper: &Pepper, session: &SessionId) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pepper.hash(&input).as_bytes())
 }
 
-/// Whether `submitted` is the consent form's token for `session`.
+/// Checks that `submitted` is the consent form's token for `session`.
 pub fn check_session_token(pepper: &Pepper, session: &SessionId, submitted: &str) -> bool {
     constant_time_eq(
         session_token(pepper, session).as_bytes(),

@@ -38,7 +38,7 @@ pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// The first lockout. Each further lockout in a row doubles it.
 pub const FIRST_LOCKOUT: Duration = Duration::from_secs(60);
 
-/// The longest lockout, so that a user whose address an attacker keeps
+/// The maximum lockout, so that a user whose address an attacker keeps
 /// locking can still sign in within the hour.
 pub const MAX_LOCKOUT: Duration = Duration::from_secs(60 * 60);
 
@@ -46,7 +46,7 @@ pub const MAX_LOCKOUT: Duration = Duration::from_secs(60 * 60);
 /// well under 200 bytes, so this bounds the memory near 20 MB.
 const MAX_RECORDS: usize = 100_000;
 
-/// What failures are counted against.
+/// The subject that failures are counted against.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Subject {
     Email(String),
@@ -76,7 +76,7 @@ impl Record {
         }
     }
 
-    /// Whether the record still affects a decision at `now`.
+    /// Returns `true` while the record still affects a decision at `now`.
     fn is_current(&self, now: Instant) -> bool {
         let locked = self.locked_until.is_some_and(|until| now < until);
         // A lockout streak is remembered for one window after it ends.
@@ -127,7 +127,7 @@ impl LoginThrottle {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Subject, Record>> {
-        // The map holds counters only, so a panic elsewhere cannot leave it
+        // The map contains counters only, so a panic elsewhere cannot leave it
         // in a state worth refusing to read.
         self.records
             .lock()
@@ -154,7 +154,7 @@ fn count_failure(record: &mut Record, limit: u32, now: Instant) {
     }
 }
 
-/// The length of lockout number `previous + 1` in a row.
+/// Computes the length of lockout number `previous + 1` in a row.
 fn lockout(previous: u32) -> Duration {
     let factor = 1u32.checked_shl(previous).unwrap_or(u32::MAX);
     FIRST_LOCKOUT.saturating_mul(factor).min(MAX_LOCKOUT)

@@ -1,6 +1,6 @@
 //! Sign-in sessions of the authorization endpoint.
 //!
-//! The browser holds a 256-bit random session id in the `__Host-pc_session`
+//! The browser keeps a 256-bit random session id in the `__Host-pc_session`
 //! cookie. The store keeps only the id's keyed hash, so a copy of the
 //! database cannot be turned into a signed-in browser. A session ends
 //! [`SESSION_IDLE_TIMEOUT`] after its last use and [`SESSION_ABSOLUTE_TIMEOUT`]
@@ -56,20 +56,20 @@ impl SessionId {
         is_token_of_len(value, SESSION_ID_LEN).then(|| Self(value.to_owned()))
     }
 
-    /// The id as text. Only for the cookie and for deriving tokens from it.
+    /// Returns the id as text, only for the cookie and for deriving tokens.
     pub fn expose(&self) -> &str {
         &self.0
     }
 
-    /// The keyed hash under which the store keeps the session.
+    /// Computes the keyed hash under which the store keeps the session.
     pub fn hash(&self, pepper: &Pepper) -> SecretHash {
         let mut input = SESSION_HASH_LABEL.to_vec();
         input.extend_from_slice(self.0.as_bytes());
         pepper.hash(&input)
     }
 
-    /// The `Set-Cookie` value that stores this id in the browser until the
-    /// session's absolute expiry.
+    /// Builds the `Set-Cookie` value that stores this id in the browser until
+    /// the session's absolute expiry.
     pub fn set_cookie(&self) -> String {
         format!(
             "{SESSION_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
@@ -150,7 +150,7 @@ pub async fn start_session(
     Ok(id)
 }
 
-/// Why a session could not be started.
+/// The reason a session could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum StartSessionError {
     /// The CSPRNG failed.
@@ -168,14 +168,14 @@ pub(crate) fn random_token(len: usize) -> Result<String, CryptoError> {
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// Whether `value` is unpadded base64url text of exactly `len` bytes.
+/// Returns `true` when `value` is unpadded base64url text of `len` bytes.
 pub(crate) fn is_token_of_len(value: &str, len: usize) -> bool {
     URL_SAFE_NO_PAD
         .decode(value)
         .is_ok_and(|bytes| bytes.len() == len)
 }
 
-/// The value of the cookie `name` in the request's `Cookie` headers.
+/// Finds the value of the cookie `name` in the request's `Cookie` headers.
 /// Returns `None` when the cookie is missing or appears more than once,
 /// because two cookies of one name mean someone else set one of them.
 pub(crate) fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

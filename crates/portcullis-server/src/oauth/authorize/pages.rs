@@ -135,7 +135,7 @@ pub(super) fn html(status: StatusCode, page: &impl Template) -> Response {
     }
 }
 
-/// The error page with `status` and a `message` for the user.
+/// Renders the error page with `status` and a `message` for the user.
 pub(super) fn error_page(status: StatusCode, message: &str) -> Response {
     html(
         status,
@@ -146,7 +146,7 @@ pub(super) fn error_page(status: StatusCode, message: &str) -> Response {
     )
 }
 
-/// The 403 page of a POST that failed a CSRF check.
+/// Renders the 403 page of a POST that failed a CSRF check.
 pub(super) fn forbidden_page() -> Response {
     error_page(
         StatusCode::FORBIDDEN,
@@ -154,8 +154,8 @@ pub(super) fn forbidden_page() -> Response {
     )
 }
 
-/// The 429 sign-in page after too many failures; `retry_after` is the wait
-/// in seconds.
+/// Turns the sign-in page into the 429 response sent after too many
+/// failures. `retry_after` is the wait in seconds.
 pub(super) fn too_many_attempts(mut page: Response, retry_after: u64) -> Response {
     *page.status_mut() = StatusCode::TOO_MANY_REQUESTS;
     page.headers_mut()
@@ -198,9 +198,9 @@ fn add_no_store_headers(headers: &mut http::HeaderMap) {
     headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
 }
 
-/// A redirect to `location` with `status`, 302 after a GET and 303 after a
-/// POST. A 303 makes the browser follow with a GET and drop the form body,
-/// which may hold the password; a 307 would post it to the client.
+/// Builds a redirect to `location` with `status`: 302 after a GET and 303
+/// after a POST. A 303 makes the browser follow with a GET and drop the form
+/// body, which may contain the password. A 307 would post it to the client.
 pub(super) fn redirect(status: StatusCode, location: &str) -> Response {
     let Ok(value) = HeaderValue::from_str(location) else {
         tracing::error!("a redirect location is not a valid header");

@@ -45,8 +45,8 @@ pub(super) fn parse_pairs(input: &[u8]) -> Result<Pairs, RepeatedParameter> {
     Ok(pairs)
 }
 
-/// The authorization parameters among `pairs`, in order. Parameters this
-/// server does not read are dropped, as RFC 6749 §3.1 requires.
+/// Selects the authorization parameters among `pairs`, in order. Parameters
+/// this server does not read are dropped, as RFC 6749 §3.1 requires.
 pub(super) fn authorization_parameters(pairs: &[(String, String)]) -> Pairs {
     pairs
         .iter()
@@ -60,8 +60,8 @@ pub(super) fn authorization_parameters(pairs: &[(String, String)]) -> Pairs {
 pub(super) struct AuthorizationRequest {
     /// The client, registered, not revoked and allowed the code grant.
     pub(super) client: ClientRecord,
-    /// Where the response goes: the `redirect_uri` exactly as sent, or the
-    /// client's only registered URI when the request left it out.
+    /// The URI the response goes to: the `redirect_uri` exactly as sent, or
+    /// the client's only registered URI when the request left it out.
     pub(super) redirect_uri: String,
     /// The requested scopes, or the client's registered ones when the
     /// request named none.
@@ -76,7 +76,7 @@ pub(super) struct AuthorizationRequest {
     pub(super) parameters: Pairs,
 }
 
-/// Why an authorization request was rejected.
+/// The reason an authorization request was rejected.
 #[derive(Debug)]
 pub(super) enum RequestError {
     /// The client or redirect URI is missing or invalid, so the user sees
