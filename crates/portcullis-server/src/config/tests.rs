@@ -512,8 +512,18 @@ fn empty_scopes_table_rejected() {
 
 #[test]
 fn unknown_auth_method_named() {
-    let error = error_of(&one_route("auth = [\"api_key\", \"jwt\"]\n"));
+    let error = error_of(&one_route("auth = [\"api_key\", \"mtls\"]\n"));
     assert_names(&error, "routes[0].auth[1]");
+    let error = error_of(&one_route("auth = [\"api_key\", \"api_key\"]\n"));
+    assert_names(&error, "routes[0].auth[1]");
+    let error = error_of(&one_route("auth = [\"api_key\", \"jwt\"]\n"));
+    assert_names(&error, "routes[0].audience");
+    let config = from_toml(
+        &one_route("auth = [\"api_key\", \"jwt\"]\naudience = \"https://api.example.com\"\n"),
+        &no_env(),
+    )
+    .unwrap();
+    assert_eq!(config.routes[0].audience.as_deref(), Some("https://api.example.com"));
     let error = error_of(&one_route("auth = []\n"));
     assert_names(&error, "routes[0].auth");
 }

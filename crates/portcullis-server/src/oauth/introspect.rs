@@ -20,7 +20,8 @@ use time::OffsetDateTime;
 use super::client_auth::{authenticate, presented_client, store_failure};
 use super::error::OAuthError;
 use super::form::Form;
-use super::jwt::{Audience, Expectations, validate};
+use super::jwt::Audience;
+use crate::auth::token::{TokenVerifier, TokenVerifyError};
 use crate::admin::authenticate_operator;
 use crate::app::AppState;
 use crate::verify::scope_constant;
@@ -167,37 +168,21 @@ async fn refresh_token_verdict(
     Ok(Some(Some((client.id.to_string(), body))))
 }
 
-/// The verdict on an access token, from the gateway's own validation: the
-/// signature, issuer, type and times, then the deny list. The audience is
-/// the token's own, since introspection serves every resource.
-async fn access_token_verdict(
-    state: &AppState,
-    token: &str,
-) -> Result<Option<(String, Value)>, OAuthError> {
+/// The verdict on an access token, from the gateway's own verifier: the
+/// signature, issuer, type, times, claims and the deny list (or the store,
+/// when the change feed is behind). The audience is the token's own, since
+/// introspection serves every resource.
+async fn access_token_verdict(state: &AppState, token: &str) -> Result<Option<(String, Value)>, OAuthError> {
     let Some(audience) = unverified_audience(token) else {
         return Ok(None);
     };
-    let mut expected = Expectations::new(state.oauth.issuer.clone(), audience);
-    expected.leeway = state.oauth.settings.leeway;
-    let Ok(validated) = validate(token, &state.oauth.keys.current(), &expected) else {
-        return Ok(None);
+    let verifier = TokenVerifier::new(&state.oauth, &state.store, state.verifier.cache());
+    let authenticated = match verifier.verify(token, &audience).await {
+        Ok(authenticated) => authenticated,
+        Err(TokenVerifyError::Rejected { .. }) => return Ok(None),
+        Err(TokenVerifyError::Store(error)) => return Err(store_failure(error)),
     };
-    let claims = validated.claims;
-    if state.oauth.deny.contains(&claims.jti) {
-        return Ok(None);
-    }
-    // The deny list follows the change feed; when the feed is behind, the
-    // store decides, so a revocation is never missed.
-    if !state.verifier.cache().is_trusted() {
-        let record = state
-            .store
-            .find_access_token(&claims.jti)
-            .await
-            .map_err(store_failure)?;
-        if record.is_none_or(|record| record.revoked_at.is_some()) {
-            return Ok(None);
-        }
-    }
+    let claims = authenticated.token.claims;
     let aud = match &claims.aud {
         Audience::One(one) => json!(one),
         Audience::Many(many) => json!(many),
