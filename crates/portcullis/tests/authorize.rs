@@ -25,7 +25,7 @@ use portcullis_store::{AuditAction, AuditContext, AuditFilter, ConsumeCode, Stor
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use reqwest::{StatusCode, Url};
 use secrecy::SecretString;
-use support::{DataDir, Server};
+use support::{DataDir, Server, all_bytes_under, contains_bytes};
 use time::OffsetDateTime;
 
 /// Query parameters or request headers, as name and value.
@@ -53,7 +53,7 @@ struct Fixture {
     two_uris: ClientRecord,
     /// Public native app on [`NATIVE_CALLBACK`].
     native: ClientRecord,
-    _data: DataDir,
+    data: DataDir,
 }
 
 async fn fixture() -> Fixture {
@@ -109,7 +109,7 @@ async fn fixture() -> Fixture {
         web,
         two_uris,
         native,
-        _data: data,
+        data,
     }
 }
 
@@ -733,6 +733,17 @@ async fn sign_in_consent_then_code() {
             "an audit record holds the password"
         );
     }
+    // The data directory contains only keyed hashes of the session id and code.
+    let files = all_bytes_under(fixture.data.path());
+    assert!(
+        !contains_bytes(&files, session_id.as_bytes()),
+        "the session id is stored"
+    );
+    assert!(
+        !contains_bytes(&files, code.as_bytes()),
+        "the code is stored"
+    );
+
     let logs = fixture.server.log_text();
     assert!(!logs.contains(&code), "the code reached the logs");
     assert!(!logs.contains(PASSWORD), "the password reached the logs");
@@ -1053,4 +1064,36 @@ async fn preflight_from_other_origin_gets_no_cors() {
     assert!(headers.get("access-control-allow-origin").is_none());
     assert!(headers.get("access-control-allow-credentials").is_none());
     assert!(headers.get("access-control-allow-methods").is_none());
+}
+
+#[tokio::test]
+async fn sign_in_replaces_planted_session_id() {
+    let fixture = fixture().await;
+    let url = fixture.authorize_url(&fixture.web, Some(WEB_CALLBACK), &[], &[]);
+    let mut browser = fixture.browser();
+    let planted = "A".repeat(43);
+    browser
+        .cookies
+        .insert("__Host-pc_session".to_owned(), planted.clone());
+
+    let login = browser.get(&url).await;
+    assert_eq!(
+        login.status,
+        StatusCode::OK,
+        "a planted id counts as a session"
+    );
+    let mut fields = hidden_fields(&login.body);
+    fields.push(("email".to_owned(), "ops@example.com".to_owned()));
+    fields.push(("password".to_owned(), PASSWORD.to_owned()));
+    let signed_in = browser.post(&fields).await;
+    assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
+    assert_ne!(browser.cookies["__Host-pc_session"], planted);
+
+    // The planted id stays signed out.
+    let mut attacker = fixture.browser();
+    attacker
+        .cookies
+        .insert("__Host-pc_session".to_owned(), planted);
+    let reply = attacker.get(&url).await;
+    assert!(reply.body.contains("name=\"password\""), "{}", reply.body);
 }

@@ -136,68 +136,93 @@ pub async fn authorize_post(
         Err(error) => return repeated_parameter_page(&error.0),
     };
     let form = Form(&pairs);
-    let submitted_token = form.field("csrf_token").unwrap_or_default();
-    let now = OffsetDateTime::now_utc();
-
     match form.field("action") {
-        Some("sign_in") => {
-            if !check_sign_in_token(&parts.headers, submitted_token) {
-                tracing::info!("sign-in form rejected: CSRF token missing or wrong");
-                return forbidden_page();
-            }
-            let authorization = match checked(&state, &pairs).await {
-                Ok(authorization) => authorization,
-                Err(response) => return response,
-            };
-            sign_in(&state, &throttle, &parts, &authorization, form).await
-        }
-        Some(action @ ("approve" | "deny")) => {
-            let pepper = state.manager.pepper();
-            let session = match load_session(&state.store, pepper, &parts.headers, now).await {
-                Ok(session) => session,
-                Err(error) => return store_failure(&error),
-            };
-            if let Some(session) = &session
-                && !check_session_token(pepper, &session.id, submitted_token)
-            {
-                tracing::info!("consent form rejected: CSRF token missing or wrong");
-                return forbidden_page();
-            }
-            let authorization = match checked(&state, &pairs).await {
-                Ok(authorization) => authorization,
-                Err(response) => return response,
-            };
-            // Without a session for the client's tenant (it expired while the
-            // page was open) nothing changes: the user signs in again.
-            let Some(session) =
-                session.filter(|session| session.user.tenant_id == authorization.client.tenant_id)
-            else {
-                return login_form(&parts.headers, &authorization, "", None);
-            };
-            if action == "approve" {
-                approve(&state, &parts, &authorization, &session.user, now).await
-            } else {
-                tracing::info!(
-                    client_id = %authorization.client.id,
-                    user_id = %session.user.id,
-                    "user denied consent"
-                );
-                redirect_error(
-                    &RedirectError {
-                        redirect_uri: authorization.redirect_uri.clone(),
-                        state: authorization.state.clone(),
-                        error: "access_denied",
-                        description: "the user denied the request".to_owned(),
-                    },
-                    StatusCode::SEE_OTHER,
-                    &state.oauth.issuer,
-                )
-            }
-        }
+        Some("sign_in") => sign_in_form(&state, &throttle, &parts, form).await,
+        Some("approve") => consent_form(&state, &parts, form, Decision::Allow).await,
+        Some("deny") => consent_form(&state, &parts, form, Decision::Deny).await,
         _ => error_page(
             StatusCode::BAD_REQUEST,
             "The form is incomplete. Go back to the application and start again.",
         ),
+    }
+}
+
+/// The user's answer on the consent page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Decision {
+    Allow,
+    Deny,
+}
+
+/// Handles the sign-in form: checks its double-submit CSRF token, then the
+/// authorization request, then the credentials.
+async fn sign_in_form(
+    state: &AppState,
+    throttle: &LoginThrottle,
+    parts: &Parts,
+    form: Form<'_>,
+) -> Response {
+    let submitted_token = form.field("csrf_token").unwrap_or_default();
+    if !check_sign_in_token(&parts.headers, submitted_token) {
+        tracing::info!("sign-in form rejected: CSRF token missing or wrong");
+        return forbidden_page();
+    }
+    let authorization = match checked(state, form).await {
+        Ok(authorization) => authorization,
+        Err(response) => return response,
+    };
+    sign_in(state, throttle, parts, &authorization, form).await
+}
+
+/// Handles the consent form: checks its session-bound CSRF token, then the
+/// authorization request, then carries out the user's `decision`.
+async fn consent_form(
+    state: &AppState,
+    parts: &Parts,
+    form: Form<'_>,
+    decision: Decision,
+) -> Response {
+    let now = OffsetDateTime::now_utc();
+    let pepper = state.manager.pepper();
+    let session = match load_session(&state.store, pepper, &parts.headers, now).await {
+        Ok(session) => session,
+        Err(error) => return store_failure(&error),
+    };
+    let submitted_token = form.field("csrf_token").unwrap_or_default();
+    if let Some(session) = &session
+        && !check_session_token(pepper, &session.id, submitted_token)
+    {
+        tracing::info!("consent form rejected: CSRF token missing or wrong");
+        return forbidden_page();
+    }
+    let authorization = match checked(state, form).await {
+        Ok(authorization) => authorization,
+        Err(response) => return response,
+    };
+
+    // Without a session for the client's tenant (it expired while the page
+    // was open) nothing changes: the user signs in again.
+    let Some(session) =
+        session.filter(|session| session.user.tenant_id == authorization.client.tenant_id)
+    else {
+        return login_form(&parts.headers, &authorization, "", None);
+    };
+    match decision {
+        Decision::Allow => approve(state, parts, &authorization, &session.user, now).await,
+        Decision::Deny => {
+            tracing::info!(
+                client_id = %authorization.client.id,
+                user_id = %session.user.id,
+                "user denied consent"
+            );
+            let denied = RedirectError {
+                redirect_uri: authorization.redirect_uri.clone(),
+                state: authorization.state.clone(),
+                error: "access_denied",
+                description: "the user denied the request".to_owned(),
+            };
+            redirect_error(&denied, StatusCode::SEE_OTHER, &state.oauth.issuer)
+        }
     }
 }
 
@@ -216,11 +241,8 @@ impl<'a> Form<'a> {
 
 /// Checks the authorization parameters of a form. A failure is already
 /// the response, with 303 for redirects since the request was a POST.
-async fn checked(
-    state: &AppState,
-    pairs: &[(String, String)],
-) -> Result<AuthorizationRequest, Response> {
-    check_request(&state.store, authorization_parameters(pairs))
+async fn checked(state: &AppState, form: Form<'_>) -> Result<AuthorizationRequest, Response> {
+    check_request(&state.store, authorization_parameters(form.0))
         .await
         .map_err(|error| request_error_response(error, StatusCode::SEE_OTHER, &state.oauth.issuer))
 }
