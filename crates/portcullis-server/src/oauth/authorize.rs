@@ -147,7 +147,7 @@ pub async fn authorize_post(
     }
 }
 
-/// The user's answer on the consent page.
+/// The user's decision on the consent page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Decision {
     Allow,
@@ -247,6 +247,42 @@ async fn checked(state: &AppState, form: Form<'_>) -> Result<AuthorizationReques
         .map_err(|error| request_error_response(error, StatusCode::SEE_OTHER, &state.oauth.issuer))
 }
 
+/// The e-mail address typed into the sign-in form, and where it came from.
+struct SignInAttempt {
+    /// The address as typed, trimmed and cut to the maximum address length,
+    /// for the form, the logs and the audit record.
+    typed_email: String,
+    /// The address, when it is a valid one.
+    email: Option<Email>,
+    /// The key of the address's failure count: the checked address, or the
+    /// typed text lower-cased.
+    throttle_key: String,
+    client_ip: IpAddr,
+}
+
+impl SignInAttempt {
+    fn new(form: Form<'_>, client_ip: IpAddr) -> Self {
+        let typed_email: String = form
+            .field("email")
+            .unwrap_or_default()
+            .trim()
+            .chars()
+            .take(MAX_EMAIL_LEN)
+            .collect();
+        let email = Email::parse(&typed_email).ok();
+        let throttle_key = email.as_ref().map_or_else(
+            || typed_email.to_ascii_lowercase(),
+            |email| email.as_str().to_owned(),
+        );
+        Self {
+            typed_email,
+            email,
+            throttle_key,
+            client_ip,
+        }
+    }
+}
+
 /// Checks the sign-in form's credentials against the client's tenant and,
 /// when they are right, starts a session and sends the browser back to the
 /// authorization request.
@@ -257,34 +293,30 @@ async fn sign_in(
     authorization: &AuthorizationRequest,
     form: Form<'_>,
 ) -> Response {
-    let typed_email: String = form
-        .field("email")
-        .unwrap_or_default()
-        .trim()
-        .chars()
-        .take(MAX_EMAIL_LEN)
-        .collect();
+    let attempt = SignInAttempt::new(form, client_ip(state, parts));
     let password = SecretString::from(form.field("password").unwrap_or_default().to_owned());
-    let email = Email::parse(&typed_email).ok();
-    let throttle_key = email.as_ref().map_or_else(
-        || typed_email.to_ascii_lowercase(),
-        |email| email.as_str().to_owned(),
-    );
-    let client_ip = client_ip(state, parts);
-    let tenant_id = authorization.client.tenant_id;
-
-    if let Some(wait) = throttle.retry_after(&throttle_key, client_ip, tokio::time::Instant::now())
-    {
-        tracing::info!(email = ?typed_email, client_ip = %client_ip, "sign-in throttled");
+    let started = tokio::time::Instant::now();
+    if let Some(wait) = throttle.retry_after(&attempt.throttle_key, attempt.client_ip, started) {
+        tracing::info!(
+            email = ?attempt.typed_email,
+            client_ip = %attempt.client_ip,
+            "sign-in throttled"
+        );
         let message = format!(
             "Too many failed sign-ins. Try again in {}.",
             describe_wait(wait)
         );
-        let page = login_form(&parts.headers, authorization, &typed_email, Some(message));
+        let page = login_form(
+            &parts.headers,
+            authorization,
+            &attempt.typed_email,
+            Some(message),
+        );
         return too_many_attempts(page, wait.as_secs().max(1));
     }
 
-    let user = match &email {
+    let tenant_id = authorization.client.tenant_id;
+    let user = match &attempt.email {
         Some(email) => match state.store.find_user_by_email(tenant_id, email).await {
             Ok(user) => user,
             Err(error) => return store_failure(&error),
@@ -294,32 +326,66 @@ async fn sign_in(
     // Runs for unknown addresses too, so the response time does not reveal
     // whether the address has an account.
     let verified = verify_password(user.as_ref(), &password).await;
-    let now = OffsetDateTime::now_utc();
-    let Some(user) = user.filter(|_| verified) else {
-        throttle.record_failure(&throttle_key, client_ip, tokio::time::Instant::now());
-        tracing::info!(
-            email = ?typed_email,
-            client_id = %authorization.client.id,
-            client_ip = %client_ip,
-            "sign-in failed"
-        );
-        let event = AuditEvent {
-            actor: "anonymous".to_owned(),
-            target: None,
-            details: json!({
-                "email": typed_email,
-                "client_id": authorization.client.id.to_string(),
-            }),
-            ..audit_event(AuditAction::UserSignInFailed, tenant_id, client_ip, now)
-        };
-        append_audit(state, event).await;
-        let error = Some(SIGN_IN_FAILED.to_owned());
-        return login_form(&parts.headers, authorization, &typed_email, error);
-    };
+    match user.filter(|_| verified) {
+        Some(user) => {
+            throttle.record_success(&attempt.throttle_key);
+            start_signed_in(state, parts, authorization, &attempt, &user).await
+        }
+        None => {
+            throttle.record_failure(
+                &attempt.throttle_key,
+                attempt.client_ip,
+                tokio::time::Instant::now(),
+            );
+            reject_sign_in(state, parts, authorization, &attempt).await
+        }
+    }
+}
 
-    throttle.record_success(&throttle_key);
+/// Logs and audits a failed sign-in and shows the form again with the one
+/// message for every failure.
+async fn reject_sign_in(
+    state: &AppState,
+    parts: &Parts,
+    authorization: &AuthorizationRequest,
+    attempt: &SignInAttempt,
+) -> Response {
+    tracing::info!(
+        email = ?attempt.typed_email,
+        client_id = %authorization.client.id,
+        client_ip = %attempt.client_ip,
+        "sign-in failed"
+    );
+    let event = AuditEvent {
+        actor: "anonymous".to_owned(),
+        details: json!({
+            "email": attempt.typed_email,
+            "client_id": authorization.client.id.to_string(),
+        }),
+        ..audit_event(
+            AuditAction::UserSignInFailed,
+            authorization.client.tenant_id,
+            attempt.client_ip,
+            OffsetDateTime::now_utc(),
+        )
+    };
+    append_audit(state, event).await;
+    let error = Some(SIGN_IN_FAILED.to_owned());
+    login_form(&parts.headers, authorization, &attempt.typed_email, error)
+}
+
+/// Starts a session for `user`, audits the sign-in and sends the browser
+/// back to the authorization request.
+async fn start_signed_in(
+    state: &AppState,
+    parts: &Parts,
+    authorization: &AuthorizationRequest,
+    attempt: &SignInAttempt,
+    user: &UserRecord,
+) -> Response {
+    let now = OffsetDateTime::now_utc();
     let pepper = state.manager.pepper();
-    let session = match start_session(&state.store, pepper, &parts.headers, &user, now).await {
+    let session = match start_session(&state.store, pepper, &parts.headers, user, now).await {
         Ok(session) => session,
         Err(error) => {
             tracing::error!(error = %ErrorChain(&error), "starting a sign-in session failed");
@@ -329,14 +395,19 @@ async fn sign_in(
     tracing::info!(
         user_id = %user.id,
         client_id = %authorization.client.id,
-        client_ip = %client_ip,
+        client_ip = %attempt.client_ip,
         "user signed in"
     );
     let event = AuditEvent {
         actor: format!("user:{}", user.id),
         target: Some(user.id.to_string()),
         details: json!({ "client_id": authorization.client.id.to_string() }),
-        ..audit_event(AuditAction::UserSignedIn, tenant_id, client_ip, now)
+        ..audit_event(
+            AuditAction::UserSignedIn,
+            authorization.client.tenant_id,
+            attempt.client_ip,
+            now,
+        )
     };
     append_audit(state, event).await;
 
@@ -348,10 +419,8 @@ async fn sign_in(
         .map(|(name, value)| (name.as_str(), value.as_str()))
         .collect();
     let location = with_query("/oauth/authorize", &parameters);
-    set_cookie(
-        redirect(StatusCode::SEE_OTHER, &location),
-        &session.set_cookie(),
-    )
+    let response = redirect(StatusCode::SEE_OTHER, &location);
+    set_cookie(response, &session.set_cookie())
 }
 
 /// Issues the code when the user's remembered consent covers the request,
