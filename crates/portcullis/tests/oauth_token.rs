@@ -16,14 +16,15 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, WWW_AUTHENTICATE};
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
+use reqwest::{StatusCode, Url};
 use serde_json::{Value, json};
 use support::{DataDir, Server};
 
@@ -31,6 +32,15 @@ use support::{DataDir, Server};
 const ORDERS: &str = "https://orders.example.test";
 /// The audience of the `/billing` route.
 const BILLING: &str = "https://billing.example.test";
+
+/// The one redirect URI of the code-flow client.
+const CALLBACK: &str = "https://app.example.com/callback";
+const USER_EMAIL: &str = "ops@example.com";
+const USER_PASSWORD: &str = "correct horse battery staple";
+/// A PKCE verifier and its S256 challenge, BASE64URL(SHA-256(verifier))
+/// (RFC 7636 §4.2), worked out with Python's hashlib.
+const VERIFIER: &str = "interop-test-verifier-0123456789-abcdefghijklmnop";
+const CHALLENGE: &str = "v4EhhD64DCTbTOO6R2frx1ca_8-kzr5O2OS86PKeg8A";
 
 /// The assertion type of RFC 7523 §2.2, form-encoded.
 const JWT_BEARER: &str = "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer";
@@ -82,6 +92,9 @@ struct Fixture {
     short: Client,
     /// acme, revoked after it was created.
     revoked: Client,
+    /// acme, `client_secret_basic`, authorization code and refresh token
+    /// grants on [`CALLBACK`], `orders:read orders:write`, one-minute tokens.
+    web: Client,
     /// Operator key with `tokens:introspect`.
     operator: String,
 }
@@ -154,6 +167,20 @@ GET = ["orders:read"]
     );
     let revoked = create_client(&data, &["--scopes", "orders:read"]);
     data.cli(&["clients", "revoke", &revoked.id]);
+    let web = create_client(
+        &data,
+        &[
+            "--grant-types",
+            "authorization_code,refresh_token",
+            "--scopes",
+            "orders:read,orders:write",
+            "--redirect-uri",
+            CALLBACK,
+            "--access-token-ttl",
+            "1m",
+        ],
+    );
+    create_user(&data, USER_EMAIL);
     let (_, operator) = data.create_key(&["--operator", "--scopes", "tokens:introspect"]);
     // Debug events of the server crate carry the client ids that were sent,
     // which the log-injection test needs to see in the log.
@@ -167,22 +194,20 @@ GET = ["orders:read"]
         jwt,
         short,
         revoked,
+        web,
         operator,
     }
 });
 
-/// Registers a `client_credentials` client of acme with `extra` arguments.
+/// Registers a client of acme with `extra` arguments, by default for the
+/// `client_credentials` grant.
 fn create_client(data: &DataDir, extra: &[&str]) -> Client {
     let mut args = vec![
-        "clients",
-        "create",
-        "--tenant",
-        "acme",
-        "--name",
-        "Test app",
-        "--grant-types",
-        "client_credentials",
+        "clients", "create", "--tenant", "acme", "--name", "Test app",
     ];
+    if !extra.contains(&"--grant-types") {
+        args.extend_from_slice(&["--grant-types", "client_credentials"]);
+    }
     args.extend_from_slice(extra);
     let created = data.cli_json(&args);
     Client {
@@ -192,6 +217,21 @@ fn create_client(data: &DataDir, extra: &[&str]) -> Client {
             .unwrap_or_default()
             .to_owned(),
     }
+}
+
+/// Creates a user of acme with [`USER_PASSWORD`].
+fn create_user(data: &DataDir, email: &str) {
+    let output = data
+        .command()
+        .args(["users", "create", "--tenant", "acme", "--email", email])
+        .env("PORTCULLIS_USER_PASSWORD", USER_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "users create failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// Status, headers and JSON body of one response (`Null` for no JSON).
@@ -296,7 +336,8 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
-/// The claims RFC 7523 §3 requires of a client assertion, for `audience`.
+/// Builds the claims RFC 7523 §3 requires of a client assertion, for
+/// `audience`.
 fn assertion_claims(client_id: &str, audience: &str) -> Value {
     let now = unix_now();
     json!({
@@ -321,7 +362,7 @@ fn sign_assertion(claims: &Value, key_pem: &str) -> String {
     jsonwebtoken::encode(&header, claims, &key).unwrap()
 }
 
-/// A `client_credentials` request authenticated by `assertion`.
+/// Builds a `client_credentials` request body authenticated by `assertion`.
 fn assertion_body(assertion: &str) -> String {
     format!(
         "grant_type=client_credentials&resource={}&client_assertion_type={JWT_BEARER}&client_assertion={assertion}",
@@ -695,7 +736,8 @@ async fn introspect(authorization: Option<&str>, body: &str) -> Reply {
     post("/oauth/introspect", authorization, body).await
 }
 
-/// Asserts RFC 7662 §2.2's answer for an inactive token: nothing else.
+/// Asserts RFC 7662 §2.2's response for an inactive token, with no other
+/// member.
 #[track_caller]
 fn assert_inactive(reply: &Reply) {
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
@@ -711,7 +753,7 @@ async fn introspection_of_fresh_token_is_active() {
     let requests = [
         (Some(fixture.a.basic()), format!("token={access_token}")),
         (Some(operator.clone()), format!("token={access_token}")),
-        // RFC 7662 §2.1: a wrong hint does not change the answer.
+        // RFC 7662 §2.1: a wrong hint does not change the response.
         (
             Some(fixture.a.basic()),
             format!("token={access_token}&token_type_hint=refresh_token"),
@@ -799,7 +841,7 @@ async fn revocation_by_other_client_changes_nothing() {
     let fixture = &*FIXTURE;
     let issued = basic_token(&fixture.a).await;
     let body = format!("token={}", issued.access_token());
-    // RFC 7009 §2.2: the answer is 200 either way, and the token stays.
+    // RFC 7009 §2.2: the status is 200 either way, and the token stays.
     let revoked = post("/oauth/revoke", Some(&fixture.b.basic()), &body).await;
     assert_eq!(revoked.status, StatusCode::OK, "{revoked:?}");
     let after = introspect(Some(&fixture.a.basic()), &body).await;
@@ -839,7 +881,7 @@ async fn expired_access_token_is_inactive() {
 }
 
 #[tokio::test]
-async fn line_breaks_in_client_id_stay_in_one_log_line() {
+async fn client_id_line_breaks_stay_escaped() {
     let fixture = &*FIXTURE;
     let forged = "svc%0D%0A2026-12-04T00%3A00%3A00Z%20INFO%20token%20issued%20client_id%3Dadmin";
     let client_ids = [
@@ -884,4 +926,428 @@ async fn line_breaks_in_client_id_stay_in_one_log_line() {
             "forged log line: {line:?}"
         );
     }
+}
+
+// -----------------------------------------------------------------------
+// Authorization code and refresh token grants. A code comes from driving
+// the sign-in and consent forms over HTTP, as a browser would.
+
+/// A client that keeps cookies and does not follow redirects.
+struct Browser {
+    http: reqwest::Client,
+    cookies: BTreeMap<String, String>,
+}
+
+impl Browser {
+    fn new() -> Self {
+        let server = &FIXTURE.server;
+        let ca = reqwest::Certificate::from_pem(&server.ca_pem).unwrap();
+        let http = reqwest::Client::builder()
+            .tls_certs_only([ca])
+            .resolve("localhost", server.address)
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Self {
+            http,
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    /// Sends a GET of `target`, an absolute URL or a path on the server.
+    async fn get(&mut self, target: &str) -> (StatusCode, HeaderMap, String) {
+        let url = if target.starts_with('/') {
+            FIXTURE.server.url(target)
+        } else {
+            target.to_owned()
+        };
+        let request = self.http.get(url);
+        self.send(request).await
+    }
+
+    /// Posts form fields to `/oauth/authorize` with the server's own
+    /// `Origin`, as a browser submitting its forms does.
+    async fn submit(&mut self, fields: &[(String, String)]) -> (StatusCode, HeaderMap, String) {
+        let mut encoded = Url::parse("https://form.invalid/").unwrap();
+        encoded.query_pairs_mut().extend_pairs(fields);
+        let request = self
+            .http
+            .post(FIXTURE.server.url("/oauth/authorize"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", FIXTURE.server.url(""))
+            .body(encoded.query().unwrap_or_default().to_owned());
+        self.send(request).await
+    }
+
+    async fn send(&mut self, request: reqwest::RequestBuilder) -> (StatusCode, HeaderMap, String) {
+        let cookie_header = self
+            .cookies
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let response = request
+            .header("cookie", cookie_header)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        for set_cookie in headers.get_all(SET_COOKIE) {
+            let text = set_cookie.to_str().unwrap();
+            let pair = text.split(';').next().unwrap_or_default();
+            if let Some((name, value)) = pair.split_once('=') {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        (status, headers, response.text().await.unwrap())
+    }
+}
+
+/// Reads the hidden inputs of an HTML page as (name, value) pairs.
+fn hidden_inputs(html: &str) -> Vec<(String, String)> {
+    let mut inputs = Vec::new();
+    for tag in html.split("<input").skip(1) {
+        let tag = tag.split('>').next().unwrap_or_default();
+        if attribute(tag, "type").as_deref() != Some("hidden") {
+            continue;
+        }
+        if let (Some(name), Some(value)) = (attribute(tag, "name"), attribute(tag, "value")) {
+            inputs.push((name, value));
+        }
+    }
+    inputs
+}
+
+/// Reads a double-quoted attribute from the inside of a tag and decodes its
+/// HTML character references.
+fn attribute(tag: &str, name: &str) -> Option<String> {
+    let start = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+    let rest = tag.get(start..)?;
+    let value = rest.get(..rest.find('"')?)?;
+    Some(decode_html(value))
+}
+
+/// Decodes `&amp;`, `&lt;`, `&gt;`, `&quot;`, `&#39;` and numeric character
+/// references, the forms an HTML template engine writes.
+fn decode_html(text: &str) -> String {
+    let mut decoded = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find('&') {
+        decoded.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find(';') else {
+            break;
+        };
+        let entity = &rest[start + 1..start + end];
+        let character = match entity {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => entity
+                .strip_prefix("#x")
+                .or_else(|| entity.strip_prefix("#X"))
+                .map(|hex| u32::from_str_radix(hex, 16))
+                .or_else(|| entity.strip_prefix('#').map(str::parse))
+                .and_then(Result::ok)
+                .and_then(char::from_u32),
+        };
+        match character {
+            Some(character) => decoded.push(character),
+            None => decoded.push_str(&rest[start..=start + end]),
+        }
+        rest = &rest[start + end + 1..];
+    }
+    decoded.push_str(rest);
+    decoded
+}
+
+fn query_of(location: &str) -> BTreeMap<String, String> {
+    Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+fn location(headers: &HeaderMap) -> String {
+    headers
+        .get(LOCATION)
+        .expect("a Location header")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Signs the user in and approves `scope` for the code-flow client (or
+/// finds the consent remembered), and returns the authorization code.
+async fn authorization_code(scope: &str) -> String {
+    let mut authorize = Url::parse(&FIXTURE.server.url("/oauth/authorize")).unwrap();
+    authorize.query_pairs_mut().extend_pairs([
+        ("response_type", "code"),
+        ("client_id", FIXTURE.web.id.as_str()),
+        ("redirect_uri", CALLBACK),
+        ("scope", scope),
+        ("state", "state-1"),
+        ("code_challenge", CHALLENGE),
+        ("code_challenge_method", "S256"),
+        ("resource", ORDERS),
+    ]);
+    let mut browser = Browser::new();
+
+    let (status, _, sign_in_page) = browser.get(authorize.as_str()).await;
+    assert_eq!(status, StatusCode::OK, "{sign_in_page}");
+    let mut fields = hidden_inputs(&sign_in_page);
+    fields.push(("email".to_owned(), USER_EMAIL.to_owned()));
+    fields.push(("password".to_owned(), USER_PASSWORD.to_owned()));
+    let (status, headers, body) = browser.submit(&fields).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "sign-in failed: {body}");
+
+    let (status, headers, consent_page) = match browser.get(&location(&headers)).await {
+        (StatusCode::OK, _, page) => {
+            let mut fields = hidden_inputs(&page);
+            fields.retain(|(name, _)| name != "action");
+            fields.push(("action".to_owned(), "approve".to_owned()));
+            browser.submit(&fields).await
+        }
+        // Consent given by an earlier test is remembered.
+        remembered => remembered,
+    };
+    assert!(status.is_redirection(), "{status}: {consent_page}");
+    let redirect = location(&headers);
+    assert!(redirect.starts_with(&format!("{CALLBACK}?")), "{redirect}");
+    let query = query_of(&redirect);
+    assert_eq!(query.get("state").map(String::as_str), Some("state-1"));
+    query["code"].clone()
+}
+
+/// Exchanges `code` with `verifier`, authenticating the code-flow client.
+async fn exchange(code: &str, verifier: &str) -> Reply {
+    let body = format!(
+        "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={}",
+        encode(code),
+        encode(CALLBACK),
+        encode(verifier)
+    );
+    token(Some(&FIXTURE.web.basic()), &body).await
+}
+
+/// Redeems `refresh_token`, optionally for a narrower or wider `scope`.
+async fn refresh(refresh_token: &str, scope: Option<&str>) -> Reply {
+    let mut body = format!(
+        "grant_type=refresh_token&refresh_token={}",
+        encode(refresh_token)
+    );
+    if let Some(scope) = scope {
+        body.push_str(&format!("&scope={}", encode(scope)));
+    }
+    token(Some(&FIXTURE.web.basic()), &body).await
+}
+
+/// The tokens of a successful code or refresh response.
+struct Tokens {
+    access: String,
+    refresh: String,
+}
+
+#[track_caller]
+fn tokens_of(reply: &Reply) -> Tokens {
+    let access = reply.access_token().to_owned();
+    let refresh = reply.body["refresh_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no refresh_token: {reply:?}"))
+        .to_owned();
+    Tokens { access, refresh }
+}
+
+/// Introspects `token` as the code-flow client.
+async fn web_introspect(token: &str) -> Reply {
+    introspect(
+        Some(&FIXTURE.web.basic()),
+        &format!("token={}", encode(token)),
+    )
+    .await
+}
+
+/// Waits up to two seconds for `token` to introspect as inactive, since
+/// revocations reach the deny list through the change feed within a second.
+async fn assert_becomes_inactive(token: &str, what: &str) {
+    let mut last = None;
+    for _ in 0..20 {
+        let reply = web_introspect(token).await;
+        if reply.status == StatusCode::OK && reply.body == json!({"active": false}) {
+            return;
+        }
+        last = Some(reply);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what} is still active after 2 s: {last:?}");
+}
+
+#[tokio::test]
+async fn code_exchange_issues_user_tokens() {
+    let code = authorization_code("orders:read").await;
+    let reply = exchange(&code, VERIFIER).await;
+    let tokens = tokens_of(&reply);
+    assert_eq!(reply.body["scope"], "orders:read");
+
+    let claims = jwt_part(&tokens.access, 1);
+    assert_eq!(claims["aud"], ORDERS);
+    assert_eq!(claims["client_id"], FIXTURE.web.id.as_str());
+    assert_ne!(claims["sub"], FIXTURE.web.id.as_str(), "sub is the user");
+
+    let refresh_answer = web_introspect(&tokens.refresh).await;
+    assert_eq!(refresh_answer.body["active"], true, "{refresh_answer:?}");
+    assert_eq!(refresh_answer.body["sub"], claims["sub"]);
+    assert_eq!(refresh_answer.body["client_id"], FIXTURE.web.id.as_str());
+}
+
+#[tokio::test]
+async fn pkce_verifier_mismatch_is_invalid_grant() {
+    let code = authorization_code("orders:read").await;
+    let wrong = format!("{VERIFIER}x");
+    exchange(&code, &wrong)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_grant");
+
+    // The failed attempt spent the code, so the right verifier is too late.
+    exchange(&code, VERIFIER)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_grant");
+}
+
+#[tokio::test]
+async fn missing_pkce_verifier_rejected() {
+    let code = authorization_code("orders:read").await;
+    let body = format!(
+        "grant_type=authorization_code&code={}&redirect_uri={}",
+        encode(&code),
+        encode(CALLBACK)
+    );
+    let reply = token(Some(&FIXTURE.web.basic()), &body).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{reply:?}");
+    assert!(
+        ["invalid_request", "invalid_grant"].contains(&reply.body["error"].as_str().unwrap_or("")),
+        "{reply:?}"
+    );
+    assert!(reply.body.get("access_token").is_none());
+}
+
+#[tokio::test]
+async fn code_redirect_uri_mismatch_is_invalid_grant() {
+    let code = authorization_code("orders:read").await;
+    let body = format!(
+        "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={VERIFIER}",
+        encode(&code),
+        encode("https://app.example.com/callback/other")
+    );
+    token(Some(&FIXTURE.web.basic()), &body)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_grant");
+}
+
+#[tokio::test]
+async fn code_exchange_needs_client_secret() {
+    let code = authorization_code("orders:read").await;
+    let web = &FIXTURE.web;
+    let without_secret = format!(
+        "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={VERIFIER}&client_id={}",
+        encode(&code),
+        encode(CALLBACK),
+        web.id
+    );
+    token(None, &without_secret)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+
+    let body = format!(
+        "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={VERIFIER}",
+        encode(&code),
+        encode(CALLBACK)
+    );
+    let wrong = basic(&web.id, "wrong-secret");
+    token(Some(&wrong), &body).await.assert_basic_challenge();
+
+    // Client authentication comes first, so the code is still unspent.
+    tokens_of(&exchange(&code, VERIFIER).await);
+}
+
+#[tokio::test]
+async fn code_reuse_revokes_first_tokens() {
+    let code = authorization_code("orders:read").await;
+    let first = tokens_of(&exchange(&code, VERIFIER).await);
+    let before = web_introspect(&first.access).await;
+    assert_eq!(before.body["active"], true, "{before:?}");
+
+    exchange(&code, VERIFIER)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_grant");
+
+    assert_becomes_inactive(&first.access, "the first access token").await;
+    assert_becomes_inactive(&first.refresh, "the first refresh token").await;
+    refresh(&first.refresh, None)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_grant");
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_reuse_revokes_family() {
+    let code = authorization_code("orders:read").await;
+    let first = tokens_of(&exchange(&code, VERIFIER).await);
+
+    let second = tokens_of(&refresh(&first.refresh, None).await);
+    assert_ne!(second.refresh, first.refresh, "refresh tokens rotate");
+    assert_becomes_inactive(&first.refresh, "the used refresh token").await;
+    let live = web_introspect(&second.refresh).await;
+    assert_eq!(live.body["active"], true, "{live:?}");
+
+    // Reuse of the first refresh token revokes everything of its family.
+    refresh(&first.refresh, None)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_becomes_inactive(&second.refresh, "the rotated refresh token").await;
+    assert_becomes_inactive(&second.access, "the rotated access token").await;
+    assert_becomes_inactive(&first.access, "the first access token").await;
+    refresh(&second.refresh, None)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_grant");
+}
+
+#[tokio::test]
+async fn refresh_scope_escalation_is_invalid_scope() {
+    let code = authorization_code("orders:read").await;
+    let first = tokens_of(&exchange(&code, VERIFIER).await);
+    // The client may hold orders:write, but this grant never gave it.
+    refresh(&first.refresh, Some("orders:read orders:write"))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_scope");
+
+    let narrower = refresh(&first.refresh, Some("orders:read")).await;
+    tokens_of(&narrower);
+    assert_eq!(narrower.body["scope"], "orders:read");
+}
+
+#[tokio::test]
+async fn expired_code_and_access_token() {
+    let issued_code = authorization_code("orders:read").await;
+    let tokens = tokens_of(&exchange(&issued_code, VERIFIER).await);
+    let unused_code = authorization_code("orders:read").await;
+    let access_expiry = jwt_part(&tokens.access, 1)["exp"].as_u64().unwrap();
+
+    // Codes live 60 s and these access tokens 60 s, with a one-second
+    // leeway for the token. Both were made just now.
+    let deadline = (unix_now() + 62).max(access_expiry + 3);
+    tokio::time::sleep(Duration::from_secs(deadline - unix_now())).await;
+
+    exchange(&unused_code, VERIFIER)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_inactive(&web_introspect(&tokens.access).await);
+
+    // The refresh token outlives its access token and still works.
+    let refresh_answer = web_introspect(&tokens.refresh).await;
+    assert_eq!(refresh_answer.body["active"], true, "{refresh_answer:?}");
+    tokens_of(&refresh(&tokens.refresh, None).await);
 }
