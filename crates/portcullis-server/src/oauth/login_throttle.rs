@@ -26,7 +26,7 @@ use tokio::time::Instant;
 pub const MAX_FAILURES_PER_EMAIL: u32 = 5;
 
 /// Failed sign-ins from one client address within [`FAILURE_WINDOW`] that
-/// start a lockout of that address. Higher than the per-address limit,
+/// start a lockout of that address. Higher than the per-e-mail limit,
 /// because many users can share one address behind a NAT gateway, and one
 /// user's mistakes should not lock out the others. It still stops one
 /// client from trying a common password against many accounts.
