@@ -27,6 +27,9 @@ use support::{DataDir, Server};
 
 /// The audience of the one route that takes tokens.
 const RESOURCE: &str = "https://orders.example.test";
+const REDIRECT_URI: &str = "https://app.example.com/callback";
+const USER_EMAIL: &str = "ops@example.com";
+const USER_PASSWORD: &str = "correct horse battery staple";
 
 struct Fixture {
     /// Kept so the data directory outlives the server.
@@ -50,8 +53,19 @@ GET = ["orders:read"]
 "#
     ));
     data.cli(&["tenants", "create", "acme"]);
-    let basic = create_client(&data, "client_secret_basic");
-    let post = create_client(&data, "client_secret_post");
+    let basic = create_client(&data, "client_secret_basic", &[]);
+    let post = create_client(&data, "client_secret_post", &[]);
+    let web = create_client(
+        &data,
+        "client_secret_basic",
+        &[
+            "--grant-types",
+            "authorization_code,refresh_token",
+            "--redirect-uri",
+            REDIRECT_URI,
+        ],
+    );
+    create_user(&data);
     let server = Server::start(&data);
 
     let ca_file = data.path().join("tls/ca.pem");
@@ -63,6 +77,11 @@ GET = ["orders:read"]
         ("PORTCULLIS_BASIC_CLIENT_SECRET", basic.1),
         ("PORTCULLIS_POST_CLIENT_ID", post.0),
         ("PORTCULLIS_POST_CLIENT_SECRET", post.1),
+        ("PORTCULLIS_WEB_CLIENT_ID", web.0),
+        ("PORTCULLIS_WEB_CLIENT_SECRET", web.1),
+        ("PORTCULLIS_REDIRECT_URI", REDIRECT_URI.to_owned()),
+        ("PORTCULLIS_USER_EMAIL", USER_EMAIL.to_owned()),
+        ("PORTCULLIS_USER_PASSWORD", USER_PASSWORD.to_owned()),
         // Node's fetch trusts this CA in addition to its built-in roots.
         ("NODE_EXTRA_CA_CERTS", ca_file.display().to_string()),
         // The server is on this machine: no proxy may be in the way.
@@ -79,27 +98,45 @@ GET = ["orders:read"]
     }
 });
 
-/// Registers a `client_credentials` client of acme and returns its id and
-/// secret.
-fn create_client(data: &DataDir, auth_method: &str) -> (String, String) {
-    let created = data.cli_json(&[
+/// Registers a client of acme for `orders:read` with `extra` arguments, by
+/// default for the `client_credentials` grant, and returns its id and secret.
+fn create_client(data: &DataDir, auth_method: &str, extra: &[&str]) -> (String, String) {
+    let mut args = vec![
         "clients",
         "create",
         "--tenant",
         "acme",
         "--name",
         "Interop app",
-        "--grant-types",
-        "client_credentials",
         "--scopes",
         "orders:read",
         "--auth-method",
         auth_method,
-    ]);
+    ];
+    if !extra.contains(&"--grant-types") {
+        args.extend_from_slice(&["--grant-types", "client_credentials"]);
+    }
+    args.extend_from_slice(extra);
+    let created = data.cli_json(&args);
     (
         created["client_id"].as_str().unwrap().to_owned(),
         created["client_secret"].as_str().unwrap().to_owned(),
     )
+}
+
+/// Creates the user who signs in and approves the code flow.
+fn create_user(data: &DataDir) {
+    let output = data
+        .command()
+        .args(["users", "create", "--tenant", "acme", "--email", USER_EMAIL])
+        .env("PORTCULLIS_USER_PASSWORD", USER_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "users create failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 fn repository_root() -> PathBuf {
@@ -148,18 +185,29 @@ fn run_script(program: &Path, script: &Path) {
     print!("{stdout}");
 }
 
-#[test]
-fn python_authlib_and_pyjwt() {
-    let root = repository_root();
-    let python = root.join("interop/.venv/bin/python");
+/// Returns the virtual environment's Python when it has the packages of
+/// `interop/python/requirements.txt`.
+fn python() -> Option<PathBuf> {
+    let python = repository_root().join("interop/.venv/bin/python");
     let ready = Command::new(&python)
         .args(["-c", "import authlib, jwt, requests"])
         .output()
         .is_ok_and(|output| output.status.success());
-    if !runtime_available("interop/.venv with authlib, PyJWT and requests", ready) {
-        return;
-    }
-    run_script(&python, &root.join("interop/python/client_credentials.py"));
+    runtime_available("interop/.venv with authlib, PyJWT and requests", ready).then_some(python)
+}
+
+#[test]
+fn python_client_credentials() {
+    let Some(python) = python() else { return };
+    let script = repository_root().join("interop/python/client_credentials.py");
+    run_script(&python, &script);
+}
+
+#[test]
+fn python_authorization_code() {
+    let Some(python) = python() else { return };
+    let script = repository_root().join("interop/python/authorization_code.py");
+    run_script(&python, &script);
 }
 
 #[test]
