@@ -26,20 +26,31 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
     response
 }
 
+/// Algorithms of access tokens and of the client assertions accepted for
+/// `private_key_jwt`: the three Portcullis can sign and verify.
+const SIGNING_ALGORITHMS: [&str; 3] = ["ES256", "RS256", "EdDSA"];
+
 /// `GET /.well-known/oauth-authorization-server` (RFC 8414 §3): lists only
 /// the endpoints, grants, methods and algorithms this server implements.
 pub async fn authorization_server_metadata(State(state): State<AppState>) -> Response {
     let issuer = &state.oauth.issuer;
+    let client_methods = ["client_secret_basic", "client_secret_post", "private_key_jwt"];
     let document = json!({
         "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/oauth/authorize"),
         "token_endpoint": format!("{issuer}/oauth/token"),
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
         "introspection_endpoint": format!("{issuer}/oauth/introspect"),
         "revocation_endpoint": format!("{issuer}/oauth/revoke"),
-        "grant_types_supported": ["client_credentials", "refresh_token"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
+        "token_endpoint_auth_methods_supported": [client_methods[0], client_methods[1], client_methods[2], "none"],
+        "token_endpoint_auth_signing_alg_values_supported": SIGNING_ALGORITHMS,
+        "introspection_endpoint_auth_methods_supported": client_methods,
+        "introspection_endpoint_auth_signing_alg_values_supported": SIGNING_ALGORITHMS,
+        "revocation_endpoint_auth_methods_supported": [client_methods[0], client_methods[1], client_methods[2], "none"],
+        "revocation_endpoint_auth_signing_alg_values_supported": SIGNING_ALGORITHMS,
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": true,
     });
