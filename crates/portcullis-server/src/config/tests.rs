@@ -523,7 +523,10 @@ fn unknown_auth_method_named() {
         &no_env(),
     )
     .unwrap();
-    assert_eq!(config.routes[0].audience.as_deref(), Some("https://api.example.com"));
+    assert_eq!(
+        config.routes[0].audience.as_deref(),
+        Some("https://api.example.com")
+    );
     let error = error_of(&one_route("auth = []\n"));
     assert_names(&error, "routes[0].auth");
 }

@@ -92,7 +92,13 @@ pub async fn authorize_get(State(state): State<AppState>, request: Request) -> R
         Ok(pairs) => pairs,
         Err(error) => return repeated_parameter_page(&error.0),
     };
-    let authorization = match check_request(&state.store, authorization_parameters(&pairs)).await {
+    let authorization = match check_request(
+        &state.store,
+        &state.routes.audiences(),
+        authorization_parameters(&pairs),
+    )
+    .await
+    {
         Ok(authorization) => authorization,
         Err(error) => {
             return request_error_response(error, StatusCode::FOUND, &state.oauth.issuer);
@@ -242,9 +248,13 @@ impl<'a> Form<'a> {
 /// Checks the authorization parameters of a form. A failure is already
 /// the response, with 303 for redirects since the request was a POST.
 async fn checked(state: &AppState, form: Form<'_>) -> Result<AuthorizationRequest, Response> {
-    check_request(&state.store, authorization_parameters(form.0))
-        .await
-        .map_err(|error| request_error_response(error, StatusCode::SEE_OTHER, &state.oauth.issuer))
+    check_request(
+        &state.store,
+        &state.routes.audiences(),
+        authorization_parameters(form.0),
+    )
+    .await
+    .map_err(|error| request_error_response(error, StatusCode::SEE_OTHER, &state.oauth.issuer))
 }
 
 /// The e-mail address typed into the sign-in form, and where it came from.

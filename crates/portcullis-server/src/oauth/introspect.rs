@@ -21,9 +21,9 @@ use super::client_auth::{authenticate, presented_client, store_failure};
 use super::error::OAuthError;
 use super::form::Form;
 use super::jwt::Audience;
-use crate::auth::token::{TokenVerifier, TokenVerifyError};
 use crate::admin::authenticate_operator;
 use crate::app::AppState;
+use crate::auth::token::{TokenVerifier, TokenVerifyError};
 use crate::verify::scope_constant;
 
 /// The scope an operator key needs to introspect any token.
@@ -172,7 +172,10 @@ async fn refresh_token_verdict(
 /// signature, issuer, type, times, claims and the deny list (or the store,
 /// when the change feed is behind). The audience is the token's own, since
 /// introspection serves every resource.
-async fn access_token_verdict(state: &AppState, token: &str) -> Result<Option<(String, Value)>, OAuthError> {
+async fn access_token_verdict(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<(String, Value)>, OAuthError> {
     let Some(audience) = unverified_audience(token) else {
         return Ok(None);
     };

@@ -34,7 +34,11 @@ const SIGNING_ALGORITHMS: [&str; 3] = ["ES256", "RS256", "EdDSA"];
 /// the endpoints, grants, methods and algorithms this server implements.
 pub async fn authorization_server_metadata(State(state): State<AppState>) -> Response {
     let issuer = &state.oauth.issuer;
-    let client_methods = ["client_secret_basic", "client_secret_post", "private_key_jwt"];
+    let client_methods = [
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+    ];
     let document = json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/oauth/authorize"),

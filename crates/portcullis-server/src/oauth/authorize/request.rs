@@ -113,8 +113,12 @@ impl From<StoreError> for RequestError {
 /// Checks the authorization parameters in `parameters`: first the client
 /// and redirect URI, whose failure is shown to the user, then everything
 /// else, whose failure is redirected to the client.
+///
+/// `audiences` are the APIs this server issues tokens for; a `resource`
+/// outside them is `invalid_target` now rather than at the code exchange.
 pub(super) async fn check_request(
     store: &Store,
+    audiences: &[&str],
     parameters: Pairs,
 ) -> Result<AuthorizationRequest, RequestError> {
     let read = |name: &str| {
@@ -161,6 +165,15 @@ pub(super) async fn check_request(
         .map(check_resource)
         .transpose()
         .map_err(|description| fail("invalid_target", description.to_owned()))?;
+    if resource
+        .as_deref()
+        .is_some_and(|resource| !audiences.contains(&resource))
+    {
+        return Err(fail(
+            "invalid_target",
+            "resource is not an API this server issues tokens for".to_owned(),
+        ));
+    }
 
     Ok(AuthorizationRequest {
         client,
