@@ -732,6 +732,26 @@ async fn unknown_or_missing_resource_is_invalid_target() {
         .assert_error(StatusCode::BAD_REQUEST, "invalid_target");
 }
 
+/// Returns whether `GET /orders/1` with `access_token` gets past the
+/// gateway's authentication. The route's upstream is closed, so a request
+/// that passes gets a 5xx and one that fails gets 401.
+async fn gateway_accepts(access_token: &str) -> bool {
+    let server = &FIXTURE.server;
+    let response = server
+        .client()
+        .get(server.url("/orders/1"))
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    assert!(
+        status == StatusCode::UNAUTHORIZED || status.is_server_error(),
+        "unexpected gateway status {status}"
+    );
+    status != StatusCode::UNAUTHORIZED
+}
+
 async fn introspect(authorization: Option<&str>, body: &str) -> Reply {
     post("/oauth/introspect", authorization, body).await
 }
@@ -774,6 +794,10 @@ async fn introspection_of_fresh_token_is_active() {
         assert!(answer["exp"].is_u64(), "{answer}");
         assert!(answer["iat"].is_u64(), "{answer}");
     }
+    assert!(
+        gateway_accepts(access_token).await,
+        "introspection and the gateway disagree"
+    );
 }
 
 #[tokio::test]
@@ -834,6 +858,10 @@ async fn revoked_access_token_is_inactive() {
     assert_inactive(&introspect(Some(&fixture.a.basic()), &body).await);
     let operator = format!("Bearer {}", fixture.operator);
     assert_inactive(&introspect(Some(&operator), &body).await);
+    assert!(
+        !gateway_accepts(issued.access_token()).await,
+        "the gateway accepts a revoked token"
+    );
 }
 
 #[tokio::test]
@@ -878,6 +906,61 @@ async fn expired_access_token_is_inactive() {
     let wait = claims["exp"].as_u64().unwrap() + 3 - unix_now();
     tokio::time::sleep(Duration::from_secs(wait)).await;
     assert_inactive(&introspect(Some(&fixture.short.basic()), &body).await);
+    assert!(
+        !gateway_accepts(&access_token).await,
+        "the gateway accepts an expired token"
+    );
+}
+
+#[tokio::test]
+async fn introspection_and_revocation_reject_ambiguity() {
+    let fixture = &*FIXTURE;
+    let issued = basic_token(&fixture.a).await;
+    let access_token = issued.access_token();
+    let a = &fixture.a;
+    let cases = [
+        (
+            "/oauth/introspect",
+            Some(a.basic()),
+            format!("token={access_token}&token={access_token}"),
+        ),
+        (
+            "/oauth/introspect",
+            Some(a.basic()),
+            format!(
+                "token={access_token}&client_id={}&client_secret={}",
+                a.id,
+                encode(&a.secret)
+            ),
+        ),
+        (
+            "/oauth/revoke",
+            Some(a.basic()),
+            format!("token={access_token}&token=other"),
+        ),
+        (
+            "/oauth/revoke",
+            Some(a.basic()),
+            format!(
+                "token={access_token}&client_id={}&client_secret={}",
+                a.id,
+                encode(&a.secret)
+            ),
+        ),
+    ];
+    for (path, authorization, body) in cases {
+        let reply = post(path, authorization.as_deref(), &body).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{path} {body}: {reply:?}"
+        );
+        assert_eq!(reply.body["error"], "invalid_request", "{path}: {reply:?}");
+    }
+
+    // None of the rejected revocations took effect.
+    let after = introspect(Some(&a.basic()), &format!("token={access_token}")).await;
+    assert_eq!(after.body["active"], true, "{after:?}");
 }
 
 #[tokio::test]
