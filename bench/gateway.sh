@@ -5,11 +5,11 @@
 # Usage: bench/gateway.sh
 #
 # Settings (environment variables):
-#   DURATION     length of each measured wrk run (default 20s)
+#   DURATION     length of each measured wrk run in seconds, like 20s (default 20s)
 #   WARMUP       length of the wrk run before each measured run (default 5s)
 #   CONNECTIONS  open connections per run (default 32)
 #   THREADS      wrk threads (default 1)
-#   KEY_COUNT    keys seeded for the many-keys run (default 100000)
+#   KEY_COUNT    keys seeded for the many-keys runs (default 100000)
 #   SERVER_CPU   CPU the servers are pinned to (default 0)
 #   LOAD_CPU     CPU wrk is pinned to (default 1)
 #   SKIP_BUILD   set to 1 to use the binaries already in target/release
@@ -94,17 +94,18 @@ port_open() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# Prints a port in 20000-59999 that nothing listens on and that this run has
-# not handed out yet. Another process may still take it before the server
+# Stores in the variable named $1 a port in 20000-59999 that nothing listens
+# on and that this run has not handed out yet. Another process may still take it before the server
 # binds it, and then that server fails to start with its own error message.
 USED_PORTS=()
 pick_port() {
+    local -n chosen=$1
     local port
     for _ in $(seq 1 100); do
         port=$((20000 + RANDOM % 40000))
         if [[ " ${USED_PORTS[*]} " != *" $port "* ]] && ! port_open "$port"; then
             USED_PORTS+=("$port")
-            echo "$port"
+            chosen=$port
             return
         fi
     done
@@ -294,6 +295,10 @@ main() {
     trap 'exit 130' INT
     trap 'exit 143' TERM
 
+    local setting
+    for setting in DURATION WARMUP; do
+        [[ ${!setting} =~ ^[0-9]+s$ ]] || fail "$setting must be a number of seconds like 20s, not ${!setting}"
+    done
     if (($(nproc) < 2)); then
         log "WARNING: only one CPU; servers and wrk share it"
     fi
@@ -320,9 +325,9 @@ main() {
     mkdir -p "$data"
 
     local upstream_port nginx_port gateway_port
-    upstream_port=$(pick_port)
-    nginx_port=$(pick_port)
-    gateway_port=$(pick_port)
+    pick_port upstream_port
+    pick_port nginx_port
+    pick_port gateway_port
 
     cat >"$data/portcullis.toml" <<TOML
 [server]
