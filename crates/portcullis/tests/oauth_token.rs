@@ -374,10 +374,18 @@ fn token_endpoint() -> String {
     FIXTURE.server.url("/oauth/token")
 }
 
-/// Replaces the first `a`, `c` or `e` of a UUID with its Cyrillic look-alike,
-/// or the first `0` with a Cyrillic capital O.
+/// Replaces one character of a UUID with a Cyrillic look-alike, trying the
+/// letters `a`, `c`, `e`, `d`, `b` and then the digits `0` and `3`.
 fn look_alike(id: &str) -> String {
-    let swaps = [('a', 'а'), ('c', 'с'), ('e', 'е'), ('0', 'О')];
+    let swaps = [
+        ('a', '\u{430}'),
+        ('c', '\u{441}'),
+        ('e', '\u{435}'),
+        ('d', '\u{501}'),
+        ('b', '\u{44c}'),
+        ('0', '\u{41e}'),
+        ('3', '\u{417}'),
+    ];
     for (latin, cyrillic) in swaps {
         if let Some(position) = id.find(latin) {
             let mut changed = id.to_owned();
