@@ -415,12 +415,7 @@ print_machine() {
     for package in oidc-provider jose; do
         echo "- $package: $(node -p "require('$WORK/oidc-provider/node_modules/$package/package.json').version")"
     done
-    local revision
-    revision=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-    if [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null) ]]; then
-        revision="$revision with uncommitted changes"
-    fi
-    echo "- Portcullis: commit $revision"
+    echo "- Portcullis: commit $REVISION"
     echo "- load average before the runs: $LOAD_BEFORE"
 }
 
@@ -484,7 +479,15 @@ main() {
     check_node_version
     NGINX=$(find_nginx)
 
-    if [[ $SKIP_BUILD != 1 ]]; then
+    # Read before the build, so that it names the tree the binary is built
+    # from. With SKIP_BUILD=1 the binary may be older.
+    REVISION=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+    if [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null) ]]; then
+        REVISION="$REVISION with uncommitted changes"
+    fi
+    if [[ $SKIP_BUILD == 1 ]]; then
+        REVISION="$REVISION (SKIP_BUILD=1: the binary in target/release may be older)"
+    else
         log "building the release binary"
         (cd "$ROOT" && cargo build --release -q -p portcullis --bin portcullis)
     fi
