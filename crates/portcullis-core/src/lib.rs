@@ -12,6 +12,8 @@
 //! - [`oauth`]: OAuth 2.0 types: grant types, redirect URIs, user e-mail
 //!   addresses, PKCE, and the records of clients, users, codes and tokens.
 //! - [`signing`]: token-signing keys as stored: algorithm, state, sealed key.
+//! - [`pki`]: the internal CA, issued client certificates and trusted
+//!   partner CAs as stored, and certificate serial numbers.
 
 pub mod credential;
 pub mod crypto;
@@ -20,5 +22,6 @@ pub mod ids;
 pub mod key;
 pub mod name;
 pub mod oauth;
+pub mod pki;
 pub mod scope;
 pub mod signing;

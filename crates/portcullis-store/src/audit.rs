@@ -11,6 +11,7 @@ use std::str::FromStr;
 use portcullis_core::credential::ApiKeyRecord;
 use portcullis_core::ids::{AuditId, ClientId, TenantId, TokenFamilyId};
 use portcullis_core::oauth::{AccessTokenRecord, ClientRecord};
+use portcullis_core::pki::{CaRecord, CertificateRecord, TrustedCaRecord};
 use portcullis_core::signing::SigningKeyRecord;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -71,6 +72,14 @@ pub enum AuditAction {
     UserSignInFailed,
     /// A user approved a client's access to a set of scopes.
     ConsentGranted,
+    /// The internal certificate authority was created.
+    CaCreated,
+    /// The internal CA issued a client certificate.
+    CertificateIssued,
+    /// A client certificate was revoked.
+    CertificateRevoked,
+    /// A partner CA was trusted for a tenant.
+    TrustedCaAdded,
 }
 
 impl AuditAction {
@@ -95,6 +104,10 @@ impl AuditAction {
             Self::UserSignedIn => "user.signed_in",
             Self::UserSignInFailed => "user.sign_in_failed",
             Self::ConsentGranted => "consent.granted",
+            Self::CaCreated => "ca.created",
+            Self::CertificateIssued => "certificate.issued",
+            Self::CertificateRevoked => "certificate.revoked",
+            Self::TrustedCaAdded => "trusted_ca.added",
         }
     }
 }
@@ -132,6 +145,10 @@ impl FromStr for AuditAction {
             "user.signed_in" => Ok(Self::UserSignedIn),
             "user.sign_in_failed" => Ok(Self::UserSignInFailed),
             "consent.granted" => Ok(Self::ConsentGranted),
+            "ca.created" => Ok(Self::CaCreated),
+            "certificate.issued" => Ok(Self::CertificateIssued),
+            "certificate.revoked" => Ok(Self::CertificateRevoked),
+            "trusted_ca.added" => Ok(Self::TrustedCaAdded),
             other => Err(UnknownAuditAction(other.to_owned())),
         }
     }
@@ -403,6 +420,56 @@ impl AuditEvent {
     }
 }
 
+impl AuditEvent {
+    pub(crate) fn ca_created(context: &AuditContext, ca: &CaRecord) -> Self {
+        Self {
+            target: Some(ca.id.to_string()),
+            ..Self::new(context, AuditAction::CaCreated)
+        }
+    }
+
+    pub(crate) fn certificate_issued(context: &AuditContext, cert: &CertificateRecord) -> Self {
+        Self {
+            tenant_id: Some(cert.tenant_id),
+            target: Some(cert.serial.to_string()),
+            details: json!({
+                "client_id": cert.client_id.to_string(),
+                "subject": cert.subject,
+                "sha256": cert.sha256,
+                "not_before": format_time(cert.not_before),
+                "not_after": format_time(cert.not_after),
+            }),
+            ..Self::new(context, AuditAction::CertificateIssued)
+        }
+    }
+
+    pub(crate) fn certificate_revoked(
+        context: &AuditContext,
+        cert: &CertificateRecord,
+        reason: &str,
+    ) -> Self {
+        Self {
+            tenant_id: Some(cert.tenant_id),
+            target: Some(cert.serial.to_string()),
+            details: json!({
+                "client_id": cert.client_id.to_string(),
+                "sha256": cert.sha256,
+                "reason": reason,
+            }),
+            ..Self::new(context, AuditAction::CertificateRevoked)
+        }
+    }
+
+    pub(crate) fn trusted_ca_added(context: &AuditContext, ca: &TrustedCaRecord) -> Self {
+        Self {
+            tenant_id: Some(ca.tenant_id),
+            target: Some(ca.id.to_string()),
+            details: json!({ "subject": ca.subject, "sha256": ca.sha256 }),
+            ..Self::new(context, AuditAction::TrustedCaAdded)
+        }
+    }
+}
+
 /// Formats a time as RFC 3339 for audit details. `None` only for a year
 /// outside 0 to 9999, which RFC 3339 cannot write.
 fn format_time(at: OffsetDateTime) -> Option<String> {
@@ -430,6 +497,10 @@ mod tests {
             AuditAction::SigningKeyCreated,
             AuditAction::SigningKeyActivated,
             AuditAction::SigningKeyDeleted,
+            AuditAction::CaCreated,
+            AuditAction::CertificateIssued,
+            AuditAction::CertificateRevoked,
+            AuditAction::TrustedCaAdded,
         ] {
             assert_eq!(action.as_str().parse::<AuditAction>(), Ok(action));
         }

@@ -8,6 +8,8 @@
 //! - [`postgres`]: the backend for several nodes, with LISTEN/NOTIFY.
 //! - `oauth`: the [`Store`] methods of the OAuth authorization server:
 //!   clients, users, codes, tokens, consent, sessions and signing keys.
+//! - `pki`: the [`Store`] methods of the internal CA, its client
+//!   certificates and the partner CAs trusted per tenant.
 //!
 //! Both backends pass one test suite (`tests/store_suite.rs`). Their
 //! schemas live in `migrations/<backend>/` and are compiled into the binary.
@@ -99,8 +101,8 @@ pub use crate::audit::{
 pub use crate::error::StoreError;
 pub use crate::postgres::{ChangeListener, PostgresStore};
 pub use crate::records::{
-    Change, ConsumeCode, KeyFilter, KeyUsage, LoginSession, NewClient, NewClientSecret, NewKey,
-    NewUser, RotateRefresh, Tenant,
+    CertificateFilter, Change, ConsumeCode, KeyFilter, KeyUsage, LoginSession, NewClient,
+    NewClientSecret, NewKey, NewUser, RotateRefresh, Tenant,
 };
 pub use crate::sqlite::SqliteStore;
 
@@ -132,8 +134,9 @@ macro_rules! dispatch {
     };
 }
 
-// Declared after `dispatch!`, which it uses.
+// Declared after `dispatch!`, which they use.
 mod oauth;
+mod pki;
 
 pub use crate::oauth::EXPIRED_CODE_RETENTION;
 

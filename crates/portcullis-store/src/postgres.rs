@@ -35,6 +35,7 @@ const MAX_CONNECTIONS: u32 = 10;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 mod oauth;
+mod pki;
 mod signing;
 
 /// A store on one PostgreSQL database.
@@ -382,7 +383,8 @@ impl PostgresStore {
             tracing::warn!(error = %error, "failed to prune the change feed");
         }
         let rows = sqlx::query(
-            "SELECT id, key_id, tenant_id, client_id, jti, jti_expires_at, kid, at FROM changes \
+            "SELECT id, key_id, tenant_id, client_id, jti, jti_expires_at, kid, cert_serial, at \
+             FROM changes \
              WHERE id > $1 OR at >= clock_timestamp() - $2 * interval '1 millisecond' \
              ORDER BY id",
         )
@@ -421,6 +423,13 @@ fn migrator() -> Migrator {
             "oauth".into(),
             MigrationType::Simple,
             include_str!("../migrations/postgres/0002_oauth.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            3,
+            "pki".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0003_pki.sql").into_sql_str(),
             false,
         ),
     ])
@@ -582,6 +591,7 @@ fn change_from_row(row: &PgRow) -> Result<Change, StoreError> {
         jti: row.try_get("jti")?,
         jti_expires_at: row.try_get("jti_expires_at")?,
         kid: row.try_get("kid")?,
+        cert_serial: row.try_get("cert_serial")?,
         at: row.try_get("at")?,
     })
 }

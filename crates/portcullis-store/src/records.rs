@@ -101,8 +101,22 @@ pub struct Change {
     pub jti_expires_at: Option<OffsetDateTime>,
     /// The `kid` of a signing key that was created, activated or deleted.
     pub kid: Option<String>,
+    /// The serial of a revoked client certificate, as lowercase hex.
+    pub cert_serial: Option<String>,
     /// When the change was written, by the database's clock.
     pub at: OffsetDateTime,
+}
+
+/// A selection of client certificates for
+/// [`crate::Store::list_certificates`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertificateFilter {
+    /// Every certificate.
+    All,
+    /// The certificates of one client.
+    Client(ClientId),
+    /// The certificates of one tenant's clients.
+    Tenant(TenantId),
 }
 
 /// An OAuth client to register. The caller generates the id.

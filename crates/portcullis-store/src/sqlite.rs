@@ -58,6 +58,7 @@ macro_rules! now_millis {
 }
 
 mod oauth;
+mod pki;
 mod signing;
 
 /// A store on one SQLite file.
@@ -384,7 +385,8 @@ impl SqliteStore {
             tracing::warn!(error = %error, "failed to prune the change feed");
         }
         let rows = sqlx::query(concat!(
-            "SELECT id, key_id, tenant_id, client_id, jti, jti_expires_at, kid, at FROM changes \
+            "SELECT id, key_id, tenant_id, client_id, jti, jti_expires_at, kid, cert_serial, at \
+             FROM changes \
              WHERE id > ?1 OR at >= ",
             now_millis!(),
             " - ?2 ORDER BY id"
@@ -434,6 +436,13 @@ fn migrator() -> Migrator {
             "oauth".into(),
             MigrationType::Simple,
             include_str!("../migrations/sqlite/0002_oauth.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            3,
+            "pki".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0003_pki.sql").into_sql_str(),
             false,
         ),
     ])
@@ -588,6 +597,7 @@ fn change_from_row(row: &SqliteRow) -> Result<Change, StoreError> {
         jti: row.try_get("jti")?,
         jti_expires_at: optional_time_column(row, "jti_expires_at")?,
         kid: row.try_get("kid")?,
+        cert_serial: row.try_get("cert_serial")?,
         at: time_column(row, "at")?,
     })
 }

@@ -100,12 +100,21 @@ store_suite!(
     sessions_created_touched_and_deleted,
     signing_keys_activated_and_deleted,
     expired_oauth_rows_pruned,
+    // The internal CA, in `store_suite/pki.rs`.
+    ca_stored_once,
+    certificates_stored_and_listed,
+    invalid_certificates_rejected,
+    certificate_revocation_reaches_feed,
+    trusted_cas_added_per_tenant,
 );
 
 #[path = "store_suite/oauth.rs"]
 mod oauth;
+#[path = "store_suite/pki.rs"]
+mod pki;
 
 use oauth::*;
+use pki::*;
 
 /// Where a test's database lives, so that a case can open a second `Store`
 /// on it as a second process would.

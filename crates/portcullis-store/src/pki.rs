@@ -1,0 +1,104 @@
+//! The [`Store`] methods of the internal CA, the client certificates it
+//! issues and the partner CAs trusted per tenant.
+//!
+//! Each change writes its audit record in its transaction. A revocation
+//! also writes a change row with the certificate's serial, so that every
+//! node rejects the certificate within a poll of the feed.
+
+use portcullis_core::ids::TenantId;
+use portcullis_core::pki::{
+    CaRecord, CertificateRecord, CertificateSerial, RevokedCertificate, TrustedCaRecord,
+};
+use time::OffsetDateTime;
+
+use crate::Store;
+use crate::audit::AuditContext;
+use crate::error::StoreError;
+use crate::records::CertificateFilter;
+
+impl Store {
+    /// Stores the internal CA as the active one, with its audit record.
+    ///
+    /// Fails with [`StoreError::Conflict`] when a CA is active already.
+    pub async fn insert_ca(&self, ca: &CaRecord, audit: &AuditContext) -> Result<(), StoreError> {
+        dispatch!(self, store => store.insert_ca(ca, audit))
+    }
+
+    /// Finds the active internal CA.
+    pub async fn active_ca(&self) -> Result<Option<CaRecord>, StoreError> {
+        dispatch!(self, store => store.active_ca())
+    }
+
+    /// Stores an issued client certificate, with its audit record.
+    ///
+    /// Fails with [`StoreError::NotFound`] when the client or tenant does
+    /// not exist and [`StoreError::Conflict`] when the serial or the
+    /// thumbprint is taken.
+    pub async fn insert_certificate(
+        &self,
+        cert: &CertificateRecord,
+        audit: &AuditContext,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, store => store.insert_certificate(cert, audit))
+    }
+
+    /// Finds an issued certificate by serial, revoked ones included.
+    pub async fn find_certificate(
+        &self,
+        serial: &CertificateSerial,
+    ) -> Result<Option<CertificateRecord>, StoreError> {
+        dispatch!(self, store => store.find_certificate(serial))
+    }
+
+    /// Lists the issued certificates that `filter` selects, newest first.
+    pub async fn list_certificates(
+        &self,
+        filter: CertificateFilter,
+    ) -> Result<Vec<CertificateRecord>, StoreError> {
+        dispatch!(self, store => store.list_certificates(filter))
+    }
+
+    /// Revokes a certificate at `audit.at`, with its audit record and a
+    /// change row naming its serial, and returns it.
+    ///
+    /// Fails with [`StoreError::NotFound`] and [`StoreError::Revoked`].
+    pub async fn revoke_certificate(
+        &self,
+        serial: &CertificateSerial,
+        reason: &str,
+        audit: &AuditContext,
+    ) -> Result<CertificateRecord, StoreError> {
+        dispatch!(self, store => store.revoke_certificate(serial, reason, audit))
+    }
+
+    /// Lists the revoked certificates that have not expired at `now`, in
+    /// serial order: the entries of the internal CA's CRL.
+    pub async fn revoked_certificates(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Vec<RevokedCertificate>, StoreError> {
+        dispatch!(self, store => store.revoked_certificates(now))
+    }
+
+    /// Trusts a partner CA for a tenant, with its audit record.
+    ///
+    /// Fails with [`StoreError::NotFound`] when the tenant does not exist
+    /// and [`StoreError::Conflict`] when the tenant trusts this
+    /// certificate already.
+    pub async fn insert_trusted_ca(
+        &self,
+        ca: &TrustedCaRecord,
+        audit: &AuditContext,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, store => store.insert_trusted_ca(ca, audit))
+    }
+
+    /// Lists the partner CAs trusted for one tenant, or for every tenant
+    /// when `tenant_id` is `None`, oldest first.
+    pub async fn list_trusted_cas(
+        &self,
+        tenant_id: Option<TenantId>,
+    ) -> Result<Vec<TrustedCaRecord>, StoreError> {
+        dispatch!(self, store => store.list_trusted_cas(tenant_id))
+    }
+}
