@@ -14,6 +14,7 @@
 //! - [`manage`]: tenant and key operations shared by the admin API and the CLI.
 //! - [`clients`]: OAuth client operations and the check of a client's JWKS.
 //! - [`users`]: end users and their Argon2id password hashes.
+//! - [`pki`]: client certificate chain verification for mutual TLS.
 //! - [`problem`]: RFC 9457 problem details and RFC 6750 challenges.
 //! - [`client_ip`]: the one resolver of a request's client address.
 //! - [`telemetry`]: logging set-up and the per-request log line.
@@ -31,6 +32,7 @@ pub mod health;
 pub mod listener;
 pub mod manage;
 pub mod oauth;
+pub mod pki;
 pub mod problem;
 pub mod telemetry;
 pub mod tls;

@@ -1,0 +1,672 @@
+//! Verification of a client certificate chain for mutual TLS.
+//!
+//! [`verify_client_chain`] is the only place that decides whether a client
+//! certificate is trusted. The TLS listener, the certificate forwarded by a
+//! trusted proxy and `portcullis certs verify` all call it, so they cannot
+//! reach different verdicts. Path validation (RFC 5280 §6.1) and revocation
+//! checks are rustls-webpki's. This module maps its errors to stable codes and
+//! reads the leaf's names with x509-parser for display and client mapping.
+//!
+//! Missing extended key usage: webpki's `KeyUsage::client_auth()` requires
+//! clientAuth only when a certificate carries the extended key usage
+//! extension. RFC 5280 §4.2.1.12 reads an absent extension as "any purpose",
+//! so a leaf without it is accepted. An extension that lists other purposes,
+//! or none, is rejected.
+//!
+//! Revocation: when CRLs are given, every certificate in the path must be
+//! covered by one of them (an unknown status is a rejection) and a CRL past its
+//! nextUpdate is a rejection. A CRL covers a certificate when its issuer
+//! matches and, if it has an issuingDistributionPoint, one of its names
+//! matches a name in any of the certificate's CRL distribution points
+//! (RFC 5280 §6.3.3). Portcullis never fetches a CRL from a distribution
+//! point. Without CRLs no revocation check runs.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rustls_pki_types::{
+    CertificateDer, CertificateRevocationListDer, SignatureVerificationAlgorithm, TrustAnchor,
+    UnixTime,
+};
+use serde::Serialize;
+use time::OffsetDateTime;
+use webpki::{
+    BorrowedCertRevocationList, CertRevocationList, EndEntityCert, ExpirationPolicy, KeyUsage,
+    RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy,
+};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::der_parser::asn1_rs::{Any, FromDer};
+use x509_parser::extensions::GeneralName;
+
+/// Returns the signature algorithms that rustls's aws-lc-rs provider accepts
+/// in certificates, the list its `WebPkiClientVerifier` uses.
+fn signature_algorithms() -> &'static [&'static dyn SignatureVerificationAlgorithm] {
+    rustls::crypto::aws_lc_rs::default_provider()
+        .signature_verification_algorithms
+        .all
+}
+
+/// Verifies a client certificate chain at time `at` and describes its leaf.
+///
+/// `chain` is the leaf followed by any intermediates, in the order a TLS
+/// client sends them. The path must end at one of `trust`, every certificate
+/// must be valid at `at`, and the leaf must allow clientAuth (see the module
+/// documentation for a leaf without extended key usage). When `crls` is not
+/// empty, every certificate in the path is checked against them.
+///
+/// # Errors
+///
+/// A [`Rejection`] with a stable [`RejectionKind::code`] and a reason for
+/// operators. It names the leaf's serial and issuer whenever the leaf parses.
+pub fn verify_client_chain(
+    chain: &[CertificateDer<'_>],
+    trust: &TrustAnchors,
+    crls: &[CertificateRevocationListDer<'_>],
+    at: UnixTime,
+) -> Result<VerifiedClient, Rejection> {
+    let Some((leaf_der, intermediates)) = chain.split_first() else {
+        return Err(Rejection::new(
+            RejectionKind::Malformed,
+            "the chain contains no certificate".to_owned(),
+            None,
+        ));
+    };
+    let leaf = LeafInfo::parse(leaf_der)?;
+    let summary = Some(leaf.summary());
+
+    if trust.anchors.is_empty() {
+        return Err(Rejection::new(
+            RejectionKind::UnknownIssuer,
+            "no trust anchors are configured".to_owned(),
+            summary,
+        ));
+    }
+
+    let parsed_crls = parse_crls(crls, summary.as_ref())?;
+    let crl_refs: Vec<&CertRevocationList<'_>> = parsed_crls.iter().collect();
+    // `RevocationOptionsBuilder::new` fails only for an empty list, which
+    // means no revocation check.
+    let revocation = RevocationOptionsBuilder::new(&crl_refs)
+        .ok()
+        .map(|builder| {
+            builder
+                .with_depth(RevocationCheckDepth::Chain)
+                .with_status_policy(UnknownStatusPolicy::Deny)
+                .with_expiration_policy(ExpirationPolicy::Enforce)
+                .build()
+        });
+
+    let end_entity = EndEntityCert::try_from(leaf_der).map_err(|error| {
+        Rejection::new(
+            RejectionKind::Malformed,
+            format!("the leaf certificate is malformed: {error:?}"),
+            summary.clone(),
+        )
+    })?;
+    let verified = end_entity.verify_for_usage(
+        signature_algorithms(),
+        &trust.anchors,
+        intermediates,
+        at,
+        KeyUsage::client_auth(),
+        revocation,
+        None,
+    );
+
+    match verified {
+        Ok(_) => Ok(leaf.into_verified()),
+        Err(error) => Err(explain(&error, chain, &parsed_crls, summary)),
+    }
+}
+
+/// The CA certificates that client certificate chains may end at.
+#[derive(Debug, Clone, Default)]
+pub struct TrustAnchors {
+    anchors: Vec<TrustAnchor<'static>>,
+}
+
+impl TrustAnchors {
+    /// Builds trust anchors from CA certificates in DER.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidTrustAnchor`] naming the first certificate, counted from 0,
+    /// that webpki cannot read as a trust anchor.
+    pub fn from_certificates(
+        certificates: &[CertificateDer<'_>],
+    ) -> Result<Self, InvalidTrustAnchor> {
+        let mut anchors = Vec::with_capacity(certificates.len());
+        for (index, certificate) in certificates.iter().enumerate() {
+            let anchor = webpki::anchor_from_trusted_cert(certificate).map_err(|error| {
+                InvalidTrustAnchor {
+                    index,
+                    detail: format!("{error:?}"),
+                }
+            })?;
+            anchors.push(anchor.to_owned());
+        }
+        Ok(Self { anchors })
+    }
+
+    /// Returns the number of trust anchors.
+    pub fn len(&self) -> usize {
+        self.anchors.len()
+    }
+
+    /// Returns whether there is no trust anchor, so every chain is rejected.
+    pub fn is_empty(&self) -> bool {
+        self.anchors.is_empty()
+    }
+}
+
+/// A CA certificate that cannot serve as a trust anchor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("trust anchor certificate {index} is invalid: {detail}")]
+pub struct InvalidTrustAnchor {
+    /// Position of the certificate in the list, from 0.
+    pub index: usize,
+    /// webpki's error.
+    pub detail: String,
+}
+
+/// The leaf of a chain that [`verify_client_chain`] accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifiedClient {
+    /// Serial number as lowercase hex of its DER content octets, so a
+    /// leading zero octet that keeps it positive is included.
+    pub serial: String,
+    /// Issuer distinguished name as x509-parser 0.18 formats it, such as
+    /// `CN=Partner CA, O=Acme`.
+    ///
+    /// NOTE: the attributes are in the certificate's order, the reverse of
+    /// the RFC 4514 string that RFC 8705 `tls_client_auth_subject_dn` uses.
+    /// Matching a registered DN needs a comparison of parsed names.
+    pub issuer: String,
+    /// Subject distinguished name, written like `issuer`.
+    pub subject: String,
+    /// Subject alternative names of the kinds RFC 8705 maps to clients.
+    pub subject_alt_names: Vec<SubjectAltName>,
+    /// SHA-256 of the certificate's DER, base64url without padding: the
+    /// `x5t#S256` confirmation of RFC 8705 §3.1.
+    pub thumbprint_sha256: String,
+    /// End of the validity period.
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+}
+
+/// A subject alternative name that RFC 8705 §2.1.2 can match a client to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", content = "value", rename_all = "snake_case")]
+pub enum SubjectAltName {
+    /// `dNSName`.
+    Dns(String),
+    /// `uniformResourceIdentifier`.
+    Uri(String),
+    /// `iPAddress`.
+    Ip(IpAddr),
+    /// `rfc822Name`, an e-mail address.
+    Email(String),
+}
+
+impl fmt::Display for SubjectAltName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Dns(name) => write!(f, "DNS:{name}"),
+            Self::Uri(uri) => write!(f, "URI:{uri}"),
+            Self::Ip(address) => write!(f, "IP:{address}"),
+            Self::Email(address) => write!(f, "email:{address}"),
+        }
+    }
+}
+
+/// Serial and names of a rejected leaf, for the failure's audit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertificateSummary {
+    /// Serial number, written as in [`VerifiedClient::serial`].
+    pub serial: String,
+    /// Issuer distinguished name.
+    pub issuer: String,
+    /// Subject distinguished name.
+    pub subject: String,
+}
+
+/// A rejected client certificate chain: the kind of failure, a reason for
+/// operators and the leaf's serial and names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    kind: RejectionKind,
+    reason: String,
+    leaf: Option<CertificateSummary>,
+}
+
+impl Rejection {
+    fn new(kind: RejectionKind, reason: String, leaf: Option<CertificateSummary>) -> Self {
+        Self { kind, reason, leaf }
+    }
+
+    /// Returns the kind of failure.
+    pub fn kind(&self) -> RejectionKind {
+        self.kind
+    }
+
+    /// Returns the stable snake_case code of the failure, such as `expired`.
+    pub fn code(&self) -> &'static str {
+        self.kind.code()
+    }
+
+    /// Returns the reason for operators, naming the certificate at fault.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// Returns the leaf's serial and names, or `None` when the leaf does not
+    /// parse.
+    pub fn leaf(&self) -> Option<&CertificateSummary> {
+        self.leaf.as_ref()
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.code(), self.reason)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// The kinds of failure that [`Rejection::code`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectionKind {
+    /// A certificate's notAfter is before the verification time.
+    Expired,
+    /// A certificate's notBefore is after the verification time.
+    NotYetValid,
+    /// No path leads to a trust anchor, or the anchor list is empty.
+    UnknownIssuer,
+    /// The leaf's, or an intermediate's, extended key usage lacks clientAuth.
+    WrongUsage,
+    /// The leaf is a CA certificate (basicConstraints CA:TRUE).
+    CaUsedAsLeaf,
+    /// An issuing certificate lacks basicConstraints CA:TRUE.
+    IntermediateNotCa,
+    /// A CA's pathLenConstraint allows fewer intermediates than the path has.
+    PathLengthExceeded,
+    /// A CRL lists a certificate of the path.
+    Revoked,
+    /// A CA's name constraints exclude a name of a certificate below it.
+    NameConstraintViolated,
+    /// A signature does not verify with the issuer's public key.
+    BadSignature,
+    /// A signature or key algorithm is not in the accepted list.
+    UnsupportedAlgorithm,
+    /// CRLs were given but none covers a certificate of the path.
+    RevocationUnknown,
+    /// A CRL that covers the path is past its nextUpdate.
+    CrlExpired,
+    /// A CRL cannot be parsed, verified or used (delta, indirect, partitioned).
+    InvalidCrl,
+    /// The path search hit webpki's limits on depth or work.
+    PathTooComplex,
+    /// A certificate is not valid DER or has an invalid or unsupported
+    /// extension.
+    Malformed,
+    /// A webpki error that this version does not classify.
+    Other,
+}
+
+impl RejectionKind {
+    /// Returns the stable snake_case code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::UnknownIssuer => "unknown_issuer",
+            Self::WrongUsage => "wrong_usage",
+            Self::CaUsedAsLeaf => "ca_used_as_leaf",
+            Self::IntermediateNotCa => "intermediate_not_ca",
+            Self::PathLengthExceeded => "path_length_exceeded",
+            Self::Revoked => "revoked",
+            Self::NameConstraintViolated => "name_constraint_violated",
+            Self::BadSignature => "bad_signature",
+            Self::UnsupportedAlgorithm => "unsupported_algorithm",
+            Self::RevocationUnknown => "revocation_unknown",
+            Self::CrlExpired => "crl_expired",
+            Self::InvalidCrl => "invalid_crl",
+            Self::PathTooComplex => "path_too_complex",
+            Self::Malformed => "malformed",
+            Self::Other => "rejected",
+        }
+    }
+}
+
+/// Classifies a webpki error.
+fn classify(error: &webpki::Error) -> RejectionKind {
+    use webpki::Error as E;
+
+    #[expect(deprecated, reason = "webpki 0.103 may still return the old variants")]
+    match error {
+        E::CertExpired { .. } => RejectionKind::Expired,
+        E::CertNotValidYet { .. } => RejectionKind::NotYetValid,
+        E::UnknownIssuer | E::CertDistrusted => RejectionKind::UnknownIssuer,
+        E::RequiredEkuNotFound | E::RequiredEkuNotFoundContext(_) | E::EmptyEkuExtension => {
+            RejectionKind::WrongUsage
+        }
+        E::CaUsedAsEndEntity => RejectionKind::CaUsedAsLeaf,
+        E::EndEntityUsedAsCa => RejectionKind::IntermediateNotCa,
+        E::PathLenConstraintViolated => RejectionKind::PathLengthExceeded,
+        E::CertRevoked => RejectionKind::Revoked,
+        E::NameConstraintViolation => RejectionKind::NameConstraintViolated,
+        E::InvalidSignatureForPublicKey | E::SignatureAlgorithmMismatch => {
+            RejectionKind::BadSignature
+        }
+        E::UnsupportedSignatureAlgorithm
+        | E::UnsupportedSignatureAlgorithmContext(_)
+        | E::UnsupportedSignatureAlgorithmForPublicKey
+        | E::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => {
+            RejectionKind::UnsupportedAlgorithm
+        }
+        E::UnknownRevocationStatus => RejectionKind::RevocationUnknown,
+        E::CrlExpired { .. } => RejectionKind::CrlExpired,
+        E::InvalidCrlSignatureForPublicKey
+        | E::IssuerNotCrlSigner
+        | E::InvalidCrlNumber
+        | E::UnsupportedCrlIssuingDistributionPoint
+        | E::UnsupportedCrlVersion
+        | E::UnsupportedDeltaCrl
+        | E::UnsupportedIndirectCrl
+        | E::UnsupportedRevocationReason
+        | E::UnsupportedRevocationReasonsPartitioning
+        | E::UnsupportedCrlSignatureAlgorithm
+        | E::UnsupportedCrlSignatureAlgorithmContext(_)
+        | E::UnsupportedCrlSignatureAlgorithmForPublicKey
+        | E::UnsupportedCrlSignatureAlgorithmForPublicKeyContext(_) => RejectionKind::InvalidCrl,
+        E::MaximumPathDepthExceeded
+        | E::MaximumPathBuildCallsExceeded
+        | E::MaximumSignatureChecksExceeded
+        | E::MaximumNameConstraintComparisonsExceeded => RejectionKind::PathTooComplex,
+        E::BadDer
+        | E::BadDerTime
+        | E::TrailingData(_)
+        | E::ExtensionValueInvalid
+        | E::InvalidCertValidity
+        | E::InvalidNetworkMaskConstraint
+        | E::InvalidSerialNumber
+        | E::MalformedDnsIdentifier
+        | E::MalformedExtensions
+        | E::MalformedNameConstraint
+        | E::UnsupportedCertVersion
+        | E::UnsupportedCriticalExtension
+        | E::UnsupportedNameType => RejectionKind::Malformed,
+        _ => RejectionKind::Other,
+    }
+}
+
+/// Turns webpki's error into a rejection whose reason names the certificate
+/// at fault where webpki's error allows it.
+fn explain(
+    error: &webpki::Error,
+    chain: &[CertificateDer<'_>],
+    crls: &[CertRevocationList<'_>],
+    leaf: Option<CertificateSummary>,
+) -> Rejection {
+    let kind = classify(error);
+    let reason = match (kind, error) {
+        (_, webpki::Error::CertExpired { not_after, .. }) => {
+            let certificate = describe_by_time(chain, *not_after, |cert| cert.not_after);
+            format!("{certificate} expired at {}", format_unix_time(*not_after))
+        }
+        (_, webpki::Error::CertNotValidYet { not_before, .. }) => {
+            let certificate = describe_by_time(chain, *not_before, |cert| cert.not_before);
+            format!(
+                "{certificate} is not valid before {}",
+                format_unix_time(*not_before)
+            )
+        }
+        (RejectionKind::Revoked, _) => describe_revoked(chain, crls),
+        (RejectionKind::UnknownIssuer, webpki::Error::CertDistrusted) => {
+            "a certificate in the path has a public key that webpki distrusts".to_owned()
+        }
+        (RejectionKind::UnknownIssuer, _) => {
+            "no path from the leaf to a trusted CA certificate was found".to_owned()
+        }
+        (RejectionKind::WrongUsage, _) => {
+            "the extended key usage of the leaf or an intermediate does not include clientAuth"
+                .to_owned()
+        }
+        (RejectionKind::CaUsedAsLeaf, _) => {
+            "the leaf is a CA certificate (basicConstraints CA:TRUE)".to_owned()
+        }
+        (RejectionKind::IntermediateNotCa, _) => {
+            "an issuing certificate is not a CA (basicConstraints CA:TRUE is missing)".to_owned()
+        }
+        (RejectionKind::PathLengthExceeded, _) => {
+            "the path has more intermediates than a CA's pathLenConstraint allows".to_owned()
+        }
+        (RejectionKind::NameConstraintViolated, _) => {
+            "a name in the leaf is outside a CA's name constraints".to_owned()
+        }
+        (RejectionKind::BadSignature, _) => {
+            "a certificate's signature does not verify with its issuer's public key".to_owned()
+        }
+        (RejectionKind::RevocationUnknown, _) => {
+            "no given CRL covers a certificate of the path (issuer and distribution point)"
+                .to_owned()
+        }
+        (RejectionKind::CrlExpired, _) => {
+            "a CRL covering the path is past its nextUpdate".to_owned()
+        }
+        (_, other) => format!("webpki rejected the chain: {other:?}"),
+    };
+    Rejection::new(kind, reason, leaf)
+}
+
+/// Parses each CRL, or rejects the whole verification naming the first CRL
+/// that fails.
+fn parse_crls<'a>(
+    crls: &'a [CertificateRevocationListDer<'_>],
+    leaf: Option<&CertificateSummary>,
+) -> Result<Vec<CertRevocationList<'a>>, Rejection> {
+    crls.iter()
+        .enumerate()
+        .map(|(index, der)| {
+            BorrowedCertRevocationList::from_der(der)
+                .map(CertRevocationList::from)
+                .map_err(|error| {
+                    Rejection::new(
+                        RejectionKind::InvalidCrl,
+                        format!("CRL {index} cannot be used: {error:?}"),
+                        leaf.cloned(),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Finds the revoked certificate of the chain, the leaf first, and names its
+/// serial and the revocation reason.
+///
+/// webpki reports only that the path is revoked, so the serial of each
+/// certificate is looked up in the CRLs of its issuer.
+fn describe_revoked(chain: &[CertificateDer<'_>], crls: &[CertRevocationList<'_>]) -> String {
+    for (position, der) in chain.iter().enumerate() {
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+            continue;
+        };
+        for crl in crls.iter().filter(|crl| issued_by_issuer_of(crl, &cert)) {
+            let Ok(Some(entry)) = crl.find_serial(cert.raw_serial()) else {
+                continue;
+            };
+            let role = if position == 0 {
+                "leaf"
+            } else {
+                "intermediate"
+            };
+            let reason = entry
+                .reason_code
+                .map(|code| format!(", reason {code:?}"))
+                .unwrap_or_default();
+            return format!(
+                "{role} certificate serial {} ({}) is revoked{reason}",
+                hex(cert.raw_serial()),
+                cert.subject()
+            );
+        }
+    }
+    "a certificate of the path is revoked".to_owned()
+}
+
+/// Returns whether `crl` names the issuer of `cert`. webpki stores the CRL's
+/// issuer Name without its DER header and x509-parser keeps the header, so the
+/// header is stripped before comparing.
+fn issued_by_issuer_of(crl: &CertRevocationList<'_>, cert: &X509Certificate<'_>) -> bool {
+    match Any::from_der(cert.issuer().as_raw()) {
+        Ok((_, name)) => name.data == crl.issuer(),
+        Err(_) => false,
+    }
+}
+
+/// Validity period of one certificate, in seconds since the Unix epoch.
+struct Validity {
+    not_before: i64,
+    not_after: i64,
+}
+
+/// Names the first certificate of `chain` whose `field` equals `time`, such
+/// as "leaf certificate (CN=svc)". webpki's time errors carry the time but
+/// not the certificate.
+fn describe_by_time(
+    chain: &[CertificateDer<'_>],
+    time: UnixTime,
+    field: impl Fn(&Validity) -> i64,
+) -> String {
+    let expected = i64::try_from(time.as_secs()).unwrap_or(i64::MAX);
+    for (position, der) in chain.iter().enumerate() {
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+            continue;
+        };
+        let validity = Validity {
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+        };
+        if field(&validity) == expected {
+            let role = if position == 0 {
+                "leaf"
+            } else {
+                "intermediate"
+            };
+            return format!("{role} certificate ({})", cert.subject());
+        }
+    }
+    "a certificate of the path".to_owned()
+}
+
+/// Formats a webpki time as RFC 3339, or as seconds when out of range.
+fn format_unix_time(time: UnixTime) -> String {
+    i64::try_from(time.as_secs())
+        .ok()
+        .and_then(|seconds| OffsetDateTime::from_unix_timestamp(seconds).ok())
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{} seconds after the Unix epoch", time.as_secs()))
+}
+
+/// The leaf's fields that a verdict reports, read before path validation so
+/// that a rejection can name the serial and issuer too.
+struct LeafInfo {
+    summary: CertificateSummary,
+    subject_alt_names: Vec<SubjectAltName>,
+    thumbprint_sha256: String,
+    not_after: OffsetDateTime,
+}
+
+impl LeafInfo {
+    fn parse(der: &CertificateDer<'_>) -> Result<Self, Rejection> {
+        let malformed = |detail: String| {
+            Rejection::new(
+                RejectionKind::Malformed,
+                format!("the leaf certificate is malformed: {detail}"),
+                None,
+            )
+        };
+        let (_, cert) = x509_parser::parse_x509_certificate(der)
+            .map_err(|error| malformed(error.to_string()))?;
+        let summary = CertificateSummary {
+            serial: hex(cert.raw_serial()),
+            issuer: cert.issuer().to_string(),
+            subject: cert.subject().to_string(),
+        };
+        let subject_alt_names = read_subject_alt_names(&cert).map_err(|detail| Rejection {
+            leaf: Some(summary.clone()),
+            ..malformed(detail)
+        })?;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
+
+        Ok(Self {
+            summary,
+            subject_alt_names,
+            thumbprint_sha256: URL_SAFE_NO_PAD.encode(digest.as_ref()),
+            not_after: cert.validity().not_after.to_datetime(),
+        })
+    }
+
+    fn summary(&self) -> CertificateSummary {
+        self.summary.clone()
+    }
+
+    fn into_verified(self) -> VerifiedClient {
+        VerifiedClient {
+            serial: self.summary.serial,
+            issuer: self.summary.issuer,
+            subject: self.summary.subject,
+            subject_alt_names: self.subject_alt_names,
+            thumbprint_sha256: self.thumbprint_sha256,
+            not_after: self.not_after,
+        }
+    }
+}
+
+/// Reads the DNS, URI, IP and e-mail subject alternative names. Other kinds
+/// (directory names, other names) are skipped: RFC 8705 maps none of them.
+fn read_subject_alt_names(cert: &X509Certificate<'_>) -> Result<Vec<SubjectAltName>, String> {
+    let extension = cert
+        .subject_alternative_name()
+        .map_err(|error| format!("invalid subjectAltName: {error}"))?;
+    let Some(extension) = extension else {
+        return Ok(Vec::new());
+    };
+
+    let mut names = Vec::new();
+    for name in &extension.value.general_names {
+        let name = match name {
+            GeneralName::DNSName(dns) => SubjectAltName::Dns((*dns).to_owned()),
+            GeneralName::URI(uri) => SubjectAltName::Uri((*uri).to_owned()),
+            GeneralName::RFC822Name(email) => SubjectAltName::Email((*email).to_owned()),
+            GeneralName::IPAddress(octets) => match ip_from_octets(octets) {
+                Some(address) => SubjectAltName::Ip(address),
+                None => return Err(format!("invalid iPAddress of {} octets", octets.len())),
+            },
+            _ => continue,
+        };
+        names.push(name);
+    }
+    Ok(names)
+}
+
+fn ip_from_octets(octets: &[u8]) -> Option<IpAddr> {
+    if let Ok(v4) = <[u8; 4]>::try_from(octets) {
+        return Some(IpAddr::from(v4));
+    }
+    <[u8; 16]>::try_from(octets).ok().map(IpAddr::from)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests;
