@@ -108,6 +108,44 @@ pub(crate) enum Command {
     /// List and rotate the keys that sign access tokens.
     #[command(subcommand)]
     SigningKeys(SigningKeysCommand),
+
+    /// Client certificates for mutual TLS.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum CertsCommand {
+    /// Verify a client certificate chain as the TLS listener does and print
+    /// the verdict with its reason. Exits with status 1 when the chain is
+    /// rejected.
+    Verify(CertsVerifyArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct CertsVerifyArgs {
+    /// PEM file with the client certificate first, then any intermediates
+    /// (a single DER certificate works too).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) chain: PathBuf,
+
+    /// PEM file of CA certificates that chains may end at (a single DER
+    /// certificate works too). Repeat for several files.
+    // TODO: default to the trust anchors of the certificate store once the
+    // listener reads them from there; until then `--trust` is required.
+    #[arg(long, value_name = "FILE", required = true)]
+    pub(crate) trust: Vec<PathBuf>,
+
+    /// Time to verify at, in RFC 3339 such as `2026-12-04T17:00:00Z`
+    /// [default: now].
+    #[arg(long, value_name = "TIME", value_parser = crate::commands::certs_verify::parse_time)]
+    pub(crate) at: Option<time::OffsetDateTime>,
+
+    /// PEM or DER file of a CRL to check every certificate of the chain
+    /// against. Repeat for several. With any CRL given, a certificate that no
+    /// CRL covers is rejected. CRLs are never fetched from the network.
+    #[arg(long = "crl", value_name = "FILE")]
+    pub(crate) crls: Vec<PathBuf>,
 }
 
 #[derive(Subcommand)]

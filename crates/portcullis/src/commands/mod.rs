@@ -2,6 +2,7 @@
 //! [`Manager`](portcullis_server::manage::Manager), the code behind the admin
 //! API, so both check the same rules and write the same audit records.
 
+pub(crate) mod certs_verify;
 pub(crate) mod clients;
 pub(crate) mod keys;
 pub(crate) mod serve;
@@ -16,7 +17,7 @@ use portcullis_server::manage::{self, ManageError, Manager};
 use portcullis_server::telemetry;
 use portcullis_store::AuditContext;
 
-use crate::cli::{Cli, Command, GlobalArgs, OutputFormat};
+use crate::cli::{CertsCommand, Cli, Command, GlobalArgs, OutputFormat};
 use crate::data_dir;
 
 /// Audit actor of changes made from the command line.
@@ -47,6 +48,7 @@ pub(crate) async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Resu
             let admin = Admin::open(&cli.global, &env).await?;
             users::run(&admin, command, &env).await
         }
+        Command::Certs(CertsCommand::Verify(args)) => certs_verify::run(&args, cli.global.output),
     }
 }
 

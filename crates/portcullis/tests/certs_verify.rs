@@ -1,0 +1,357 @@
+//! `portcullis certs verify` on PEM files written by rcgen, with exit codes
+//! and printed reasons, cross-checked with `openssl verify` where the two
+//! verifiers must agree.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "helpers outside #[test] functions fail the test on unexpected output, as tests do"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command as StdCommand, Output};
+
+use assert_cmd::cargo::cargo_bin_cmd;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
+    CrlIssuingDistributionPoint, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod,
+    KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams, SanType, SerialNumber,
+};
+use serde_json::Value;
+use tempfile::TempDir;
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+/// Verification time of every test, passed as `--at`, so that no test
+/// depends on the clock.
+const NOW: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);
+const AT: &str = "2026-06-01T12:00:00Z";
+const DAY: time::Duration = time::Duration::days(1);
+const DP_A: &str = "http://crl-a.example.test/ca.crl";
+const DP_B: &str = "http://crl-b.example.test/ca.crl";
+
+/// A partner CA in a temporary directory, which also contains the files
+/// that tests write.
+struct Partner {
+    dir: TempDir,
+    ca_path: PathBuf,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Partner {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Partner CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = NOW - DAY * 365;
+        params.not_after = NOW + DAY * 365;
+        params.serial_number = Some(SerialNumber::from_slice(&[0x0c, 0xa0]));
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+
+        let ca_path = dir.path().join("partner-ca.pem");
+        std::fs::write(&ca_path, cert.pem()).unwrap();
+        Self {
+            dir,
+            ca_path,
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// Signs `params` and writes the certificate to `name`.
+    fn write_leaf(&self, name: &str, params: &CertificateParams) -> PathBuf {
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, cert.pem()).unwrap();
+        path
+    }
+
+    /// Writes a CRL that revokes `serial`, with `idp` as its
+    /// issuingDistributionPoint.
+    fn write_crl(&self, name: &str, serial: &[u8], idp: Option<&str>) -> PathBuf {
+        let params = CertificateRevocationListParams {
+            this_update: NOW - DAY,
+            next_update: NOW + DAY * 7,
+            crl_number: SerialNumber::from_slice(&[1]),
+            issuing_distribution_point: idp.map(|uri| CrlIssuingDistributionPoint {
+                distribution_point: CrlDistributionPoint {
+                    uris: vec![uri.to_owned()],
+                },
+                scope: None,
+            }),
+            revoked_certs: vec![RevokedCertParams {
+                serial_number: SerialNumber::from_slice(serial),
+                revocation_time: NOW - DAY,
+                reason_code: Some(RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            }],
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.issuer).unwrap();
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, crl.pem().unwrap()).unwrap();
+        path
+    }
+
+    /// Runs `portcullis certs verify --chain chain --trust partner-ca.pem
+    /// --at AT` with `extra` arguments appended.
+    fn verify(&self, chain: &Path, extra: &[&str]) -> Output {
+        self.verify_at(chain, AT, extra)
+    }
+
+    fn verify_at(&self, chain: &Path, at: &str, extra: &[&str]) -> Output {
+        cargo_bin_cmd!("portcullis")
+            .env_clear()
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .args(["certs", "verify", "--at", at, "--chain"])
+            .arg(chain)
+            .arg("--trust")
+            .arg(&self.ca_path)
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs `openssl verify -purpose sslclient` at `NOW`.
+    fn openssl_verify(&self, chain: &Path) -> Output {
+        StdCommand::new("openssl")
+            .args(["verify", "-purpose", "sslclient", "-attime"])
+            .arg(NOW.unix_timestamp().to_string())
+            .arg("-CAfile")
+            .arg(&self.ca_path)
+            .arg(chain)
+            .output()
+            .unwrap()
+    }
+}
+
+/// Parameters of a valid client leaf with serial `10 20 <serial>`.
+fn leaf_params(serial: u8) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "partner service");
+    params.subject_alt_names = vec![SanType::DnsName(
+        "partner-svc.example.com".try_into().unwrap(),
+    )];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.not_before = NOW - DAY * 30;
+    params.not_after = NOW + DAY * 60;
+    params.serial_number = Some(SerialNumber::from_slice(&[0x10, 0x20, serial]));
+    params
+}
+
+fn expired_params(serial: u8) -> CertificateParams {
+    let mut params = leaf_params(serial);
+    params.not_before = NOW - DAY * 10;
+    params.not_after = NOW - DAY;
+    params
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+/// Returns the value after `label` in the `label  value` lines of a verdict.
+fn field(text: &str, label: &str) -> String {
+    text.lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix(label)?;
+            rest.starts_with("  ").then(|| rest.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no {label:?} line in:\n{text}"))
+}
+
+#[test]
+fn control_leaf_accepted() {
+    let partner = Partner::new();
+    let leaf = partner.write_leaf("a.pem", &leaf_params(1));
+
+    let output = partner.verify(&leaf, &[]);
+
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert_eq!(field(&text, "verdict"), "accepted");
+    assert_eq!(field(&text, "serial"), "102001");
+    assert_eq!(field(&text, "issuer"), "CN=Partner CA");
+    assert_eq!(field(&text, "names"), "DNS:partner-svc.example.com");
+    assert_eq!(field(&text, "x5t#S256").len(), 43);
+}
+
+#[test]
+fn expired_leaf_rejected_with_reason() {
+    let partner = Partner::new();
+    let leaf = partner.write_leaf("d.pem", &expired_params(4));
+
+    let output = partner.verify(&leaf, &[]);
+
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert_eq!(field(&text, "verdict"), "rejected");
+    assert_eq!(field(&text, "code"), "expired");
+    assert!(
+        field(&text, "reason").starts_with("leaf certificate"),
+        "{text}"
+    );
+    assert_eq!(field(&text, "serial"), "102004");
+    assert_eq!(field(&text, "issuer"), "CN=Partner CA");
+    assert!(
+        stderr(&output).contains("certificate chain rejected (expired)"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn server_auth_leaf_rejected_as_wrong_usage() {
+    let partner = Partner::new();
+    let mut params = leaf_params(2);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let leaf = partner.write_leaf("b.pem", &params);
+
+    let output = partner.verify(&leaf, &[]);
+
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(field(&stdout(&output), "code"), "wrong_usage");
+}
+
+#[test]
+fn ca_certificate_rejected_as_leaf() {
+    let partner = Partner::new();
+
+    let output = partner.verify(&partner.ca_path, &[]);
+
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(field(&stdout(&output), "code"), "ca_used_as_leaf");
+}
+
+#[test]
+fn later_time_makes_leaf_expired() {
+    let partner = Partner::new();
+    let leaf = partner.write_leaf("a.pem", &leaf_params(1));
+
+    // The control leaf is valid until 2026-07-31T12:00:00Z.
+    let output = partner.verify_at(&leaf, "2026-08-15T00:00:00Z", &[]);
+
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(field(&stdout(&output), "code"), "expired");
+}
+
+#[test]
+fn revoked_leaf_named_for_either_distribution_point() {
+    let partner = Partner::new();
+    for (serial, order, idp) in [(40u8, [DP_A, DP_B], DP_B), (41u8, [DP_B, DP_A], DP_B)] {
+        let mut params = leaf_params(serial);
+        params.crl_distribution_points = order
+            .iter()
+            .map(|uri| CrlDistributionPoint {
+                uris: vec![(*uri).to_owned()],
+            })
+            .collect();
+        let leaf = partner.write_leaf("l.pem", &params);
+        let crl = partner.write_crl("partner.crl", &[0x10, 0x20, serial], Some(idp));
+
+        let output = partner.verify(&leaf, &["--crl", crl.to_str().unwrap()]);
+
+        assert_eq!(output.status.code(), Some(1), "serial {serial}");
+        let text = stdout(&output);
+        assert_eq!(field(&text, "code"), "revoked", "{text}");
+        let expected = format!("serial 1020{serial:02x}");
+        assert!(field(&text, "reason").contains(&expected), "{text}");
+    }
+}
+
+#[test]
+fn json_output_carries_verdict() {
+    let partner = Partner::new();
+    let good = partner.write_leaf("a.pem", &leaf_params(1));
+    let expired = partner.write_leaf("d.pem", &expired_params(4));
+
+    let accepted = partner.verify(&good, &["--output", "json"]);
+    let rejected = partner.verify(&expired, &["--output", "json"]);
+
+    let accepted: Value = serde_json::from_slice(&accepted.stdout).unwrap();
+    assert_eq!(accepted["verdict"], "accepted");
+    assert_eq!(accepted["certificate"]["serial"], "102001");
+    assert_eq!(
+        accepted["certificate"]["subject_alt_names"][0]["value"],
+        "partner-svc.example.com"
+    );
+    assert_eq!(accepted["certificate"]["not_after"], "2026-07-31T12:00:00Z");
+    let rejected: Value = serde_json::from_slice(&rejected.stdout).unwrap();
+    assert_eq!(rejected["verdict"], "rejected");
+    assert_eq!(rejected["code"], "expired");
+    assert_eq!(rejected["certificate"]["serial"], "102004");
+}
+
+#[test]
+fn missing_trust_is_usage_error() {
+    let partner = Partner::new();
+    let leaf = partner.write_leaf("a.pem", &leaf_params(1));
+
+    let output = cargo_bin_cmd!("portcullis")
+        .env_clear()
+        .args(["certs", "verify", "--chain"])
+        .arg(&leaf)
+        .output()
+        .unwrap();
+
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--trust"), "{}", stderr(&output));
+}
+
+#[test]
+fn unreadable_chain_file_reported() {
+    let partner = Partner::new();
+    let missing = partner.dir.path().join("missing.pem");
+
+    let output = partner.verify(&missing, &[]);
+
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("failed to read"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn openssl_agrees_on_control_and_expired() {
+    let partner = Partner::new();
+    let good = partner.write_leaf("a.pem", &leaf_params(1));
+    let expired = partner.write_leaf("d.pem", &expired_params(4));
+
+    let ours_good = partner.verify(&good, &[]);
+    let openssl_good = partner.openssl_verify(&good);
+    let ours_expired = partner.verify(&expired, &[]);
+    let openssl_expired = partner.openssl_verify(&expired);
+
+    assert!(ours_good.status.success());
+    assert!(
+        openssl_good.status.success(),
+        "openssl rejected the control leaf: {}{}",
+        stdout(&openssl_good),
+        stderr(&openssl_good)
+    );
+    assert!(!ours_expired.status.success());
+    assert!(!openssl_expired.status.success());
+    let openssl_text = format!("{}{}", stdout(&openssl_expired), stderr(&openssl_expired));
+    assert!(
+        openssl_text.contains("certificate has expired"),
+        "{openssl_text}"
+    );
+}
