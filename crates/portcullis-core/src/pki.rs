@@ -18,18 +18,23 @@ use crate::ids::{ClientId, TenantId};
 pub const MAX_SERIAL_HEX_LEN: usize = 40;
 
 /// A certificate serial number as lowercase hex digits, such as
-/// `3f09a1…`. Leading zero octets are kept as issued.
+/// `3f09a1…`, without leading zero octets.
+///
+/// A serial is a positive integer. Its DER form gains a zero octet when the
+/// top bit is set and tools print it with or without that octet, so both
+/// parse to the same value here.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CertificateSerial(String);
 
 impl CertificateSerial {
-    /// Writes the serial's big-endian octets as lowercase hex.
+    /// Writes the serial's big-endian octets as lowercase hex, without
+    /// leading zero octets.
     pub fn from_bytes(bytes: &[u8]) -> Self {
         let mut hex = String::with_capacity(bytes.len() * 2);
         for byte in bytes {
             hex.push_str(&format!("{byte:02x}"));
         }
-        Self(hex)
+        Self(strip_leading_zeros(&hex))
     }
 
     /// Returns the serial as lowercase hex.
@@ -37,7 +42,7 @@ impl CertificateSerial {
         &self.0
     }
 
-    /// Returns the serial's octets.
+    /// Returns the serial's octets, without leading zero octets.
     pub fn to_bytes(&self) -> Vec<u8> {
         self.0
             .as_bytes()
@@ -74,11 +79,20 @@ impl FromStr for CertificateSerial {
             && digits.len().is_multiple_of(2)
             && digits.chars().all(|c| c.is_ascii_hexdigit());
         if valid {
-            Ok(Self(digits.to_ascii_lowercase()))
+            Ok(Self(strip_leading_zeros(&digits.to_ascii_lowercase())))
         } else {
             Err(InvalidSerial(s.to_owned()))
         }
     }
+}
+
+/// Drops leading `00` octets from even-length hex, keeping at least one.
+fn strip_leading_zeros(hex: &str) -> String {
+    let mut rest = hex;
+    while rest.len() > 2 && rest.starts_with("00") {
+        rest = rest.get(2..).unwrap_or(rest);
+    }
+    rest.to_owned()
 }
 
 /// The internal CA as stored: its certificate and its sealed private key.
@@ -184,10 +198,19 @@ mod tests {
 
     #[test]
     fn serial_round_trips_bytes() {
-        let bytes = [0x00, 0x7f, 0xff, 0x10];
+        let bytes = [0x7f, 0xff, 0x10];
         let serial = CertificateSerial::from_bytes(&bytes);
-        assert_eq!(serial.as_str(), "007fff10");
+        assert_eq!(serial.as_str(), "7fff10");
         assert_eq!(serial.to_bytes(), bytes);
+    }
+
+    #[test]
+    fn serial_drops_leading_zero_octets() {
+        let from_bytes = CertificateSerial::from_bytes(&[0x00, 0x00, 0x85, 0x01]);
+        let parsed: CertificateSerial = "00:85:01".parse().unwrap();
+        assert_eq!(from_bytes.as_str(), "8501");
+        assert_eq!(parsed, from_bytes);
+        assert_eq!("0000".parse::<CertificateSerial>().unwrap().as_str(), "00");
     }
 
     #[test]

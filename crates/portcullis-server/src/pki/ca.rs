@@ -1,0 +1,1016 @@
+//! The internal certificate authority: it signs partners' CSRs as client
+//! certificates, issues key pairs for testing, revokes certificates and
+//! publishes a CRL.
+//!
+//! The CA key is an ECDSA P-256 key, stored sealed with the master key's
+//! [`CA_KEY_PURPOSE`] sealing key and opened only to sign. An issued
+//! certificate names one OAuth client: subject CN is the client id and the
+//! only SAN is the URI [`client_uri`]. Whatever a CSR asks for beyond its
+//! public key (subject, SANs, key usage, basic constraints) is ignored.
+
+use std::sync::Mutex;
+
+use portcullis_core::crypto::{SealingKey, fill_random, sha256};
+use portcullis_core::ids::ClientId;
+use portcullis_core::name::TenantName;
+use portcullis_core::pki::{
+    CaRecord, CertificateRecord, CertificateSerial, RevokedCertificate, TrustedCaRecord,
+};
+use portcullis_store::{AuditContext, CertificateFilter, Store, StoreError};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevokedCertParams, SanType, SerialNumber, SubjectPublicKeyInfo,
+};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use secrecy::SecretString;
+use time::{Duration, OffsetDateTime};
+use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::prelude::FromDer;
+use x509_parser::public_key::PublicKey;
+
+/// The sealing purpose of the internal CA's private key. It selects the
+/// derived sealing key and is bound into the sealed key's associated data.
+pub const CA_KEY_PURPOSE: &str = "ca-key";
+
+/// The CA certificate's subject common name. It names no tenant because
+/// one CA serves every tenant.
+pub const CA_COMMON_NAME: &str = "Portcullis client CA";
+
+/// How long the CA certificate is valid. Ten years, because replacing a CA
+/// means every partner re-enrolls.
+pub const CA_VALIDITY: Duration = Duration::days(3650);
+
+/// The validity of a client certificate when the request names none.
+pub const DEFAULT_CERTIFICATE_DAYS: u32 = 90;
+
+/// The longest validity of a client certificate: the limit that CA/Browser
+/// Forum rules set for TLS certificates, which partners' tooling expects.
+pub const MAX_CERTIFICATE_DAYS: u32 = 397;
+
+/// How far a certificate's `not_before` lies before its issue time, so a
+/// partner whose clock is a little behind accepts it at once. The validity
+/// period is counted from `not_before`, so it never exceeds the request.
+const CLOCK_SKEW_ALLOWANCE: Duration = Duration::minutes(5);
+
+/// How old a CRL may get before it is signed again even without a new
+/// revocation.
+pub const CRL_REFRESH: Duration = Duration::days(1);
+
+/// The distance from a CRL's `thisUpdate` to its `nextUpdate`: two refresh
+/// periods, so a relying party that caches the CRL never holds one past its
+/// `nextUpdate` while the server runs.
+pub const CRL_NEXT_UPDATE: Duration = Duration::days(2);
+
+/// The shortest RSA modulus accepted in a CSR, in bits.
+const MIN_RSA_BITS: usize = 2048;
+
+/// The longest revocation reason accepted, in characters.
+const MAX_REASON_LEN: usize = 200;
+
+/// Returns the SAN URI that names a client in its certificates.
+pub fn client_uri(client_id: ClientId) -> String {
+    format!("urn:portcullis:client:{client_id}")
+}
+
+/// Why a CA operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    /// No CA exists yet.
+    #[error("the internal CA is not initialized; run `portcullis ca init` first")]
+    NotInitialized,
+    /// `init` ran on a store that has a CA.
+    #[error("the internal CA already exists; it is created only once")]
+    AlreadyInitialized,
+    /// The CSR could not be parsed, its signature is invalid or its key is
+    /// not accepted.
+    #[error("invalid CSR: {0}")]
+    InvalidCsr(String),
+    /// The requested validity is out of range.
+    #[error("invalid validity of {0} days: expected 1 to {MAX_CERTIFICATE_DAYS}")]
+    InvalidDays(u32),
+    /// A CA certificate to trust could not be parsed or is no CA.
+    #[error("invalid CA certificate: {0}")]
+    InvalidCertificate(String),
+    /// The revocation reason is empty or too long.
+    #[error("invalid reason: expected 1 to {MAX_REASON_LEN} characters")]
+    InvalidReason,
+    /// The client does not exist.
+    #[error("client {0} not found")]
+    ClientNotFound(ClientId),
+    /// The client is revoked, so it gets no new certificate.
+    #[error("client {0} is revoked")]
+    ClientRevoked(ClientId),
+    /// The tenant does not exist or its name is invalid.
+    #[error("tenant {0:?} not found")]
+    TenantNotFound(String),
+    /// No certificate has this serial.
+    #[error("certificate {0} not found")]
+    CertificateNotFound(CertificateSerial),
+    /// The certificate was revoked earlier.
+    #[error("certificate {0} is already revoked")]
+    AlreadyRevoked(CertificateSerial),
+    /// The tenant trusts this CA certificate already.
+    #[error("{0}")]
+    Conflict(String),
+    /// Generating, signing, sealing or opening a key failed.
+    #[error("CA key operation failed: {0}")]
+    Crypto(String),
+    /// The store failed.
+    #[error("store operation failed")]
+    Store(#[source] StoreError),
+}
+
+impl CaError {
+    /// Returns a stable snake_case code for problem responses and scripts.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Self::NotInitialized => "ca_not_initialized",
+            Self::AlreadyInitialized => "ca_exists",
+            Self::InvalidCsr(_) => "invalid_csr",
+            Self::InvalidDays(_) => "invalid_days",
+            Self::InvalidCertificate(_) => "invalid_certificate",
+            Self::InvalidReason => "invalid_reason",
+            Self::ClientNotFound(_) => "client_not_found",
+            Self::ClientRevoked(_) => "client_revoked",
+            Self::TenantNotFound(_) => "tenant_not_found",
+            Self::CertificateNotFound(_) => "certificate_not_found",
+            Self::AlreadyRevoked(_) => "certificate_revoked",
+            Self::Conflict(_) => "trusted_ca_exists",
+            Self::Crypto(_) => "ca_key_failed",
+            Self::Store(_) => "store_unavailable",
+        }
+    }
+}
+
+fn crypto(error: impl std::fmt::Display) -> CaError {
+    CaError::Crypto(error.to_string())
+}
+
+/// A certificate issued with a key pair generated here, for tests.
+pub struct TestCertificate {
+    /// The issued certificate.
+    pub record: CertificateRecord,
+    /// The certificate's private key, PKCS#8 PEM. It is not stored.
+    pub key_pem: SecretString,
+}
+
+impl std::fmt::Debug for TestCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestCertificate")
+            .field("record", &self.record)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The last CRL signed, with the serials it lists.
+struct CachedCrl {
+    pem: String,
+    this_update: OffsetDateTime,
+    serials: Vec<CertificateSerial>,
+}
+
+/// The internal CA over one store.
+pub struct CertificateAuthority {
+    store: Store,
+    sealing: SealingKey,
+    crl: Mutex<Option<CachedCrl>>,
+}
+
+impl CertificateAuthority {
+    /// Creates the CA operations on `store`. `sealing` must be the master
+    /// key's [`CA_KEY_PURPOSE`] sealing key.
+    pub fn new(store: Store, sealing: SealingKey) -> Self {
+        Self {
+            store,
+            sealing,
+            crl: Mutex::new(None),
+        }
+    }
+
+    /// Creates the internal CA: an ECDSA P-256 key, sealed, and a
+    /// self-signed certificate valid for [`CA_VALIDITY`].
+    ///
+    /// Fails with [`CaError::AlreadyInitialized`] when a CA exists.
+    pub async fn init_ca(&self, audit: &AuditContext) -> Result<CaRecord, CaError> {
+        if self
+            .store
+            .active_ca()
+            .await
+            .map_err(CaError::Store)?
+            .is_some()
+        {
+            return Err(CaError::AlreadyInitialized);
+        }
+        let id = uuid::Uuid::now_v7();
+        let generated = generate_ca(audit.at)?;
+        let sealed_private_key = self
+            .sealing
+            .seal(&generated.key_pkcs8, id.as_bytes())
+            .map_err(crypto)?;
+        let record = CaRecord {
+            id,
+            certificate_pem: generated.certificate_pem,
+            sealed_private_key,
+            created_at: audit.at,
+        };
+        match self.store.insert_ca(&record, audit).await {
+            Ok(()) => Ok(record),
+            // Another process created one between the check and the insert.
+            Err(StoreError::Conflict(_)) => Err(CaError::AlreadyInitialized),
+            Err(error) => Err(CaError::Store(error)),
+        }
+    }
+
+    /// Returns the CA certificate, PEM.
+    pub async fn ca_pem(&self) -> Result<String, CaError> {
+        Ok(self.active_ca().await?.certificate_pem)
+    }
+
+    /// Signs a CSR as a client certificate of `client_id`, valid for
+    /// `days` (default [`DEFAULT_CERTIFICATE_DAYS`]), and stores it.
+    ///
+    /// Only the CSR's public key is used, once its self-signature checks
+    /// out: see [`issue_certificate`] for what the certificate contains.
+    pub async fn sign_csr(
+        &self,
+        client_id: ClientId,
+        csr_pem: &str,
+        days: Option<u32>,
+        audit: &AuditContext,
+    ) -> Result<CertificateRecord, CaError> {
+        let days = check_days(days)?;
+        let public_key = parse_csr(csr_pem)?;
+        self.issue(client_id, &public_key, days, audit).await
+    }
+
+    /// Generates a P-256 key pair, issues a certificate for it as
+    /// [`Self::sign_csr`] would, and returns both. The private key is not
+    /// stored, so this is for tests and trials, not for partners.
+    pub async fn issue_for_testing(
+        &self,
+        client_id: ClientId,
+        days: Option<u32>,
+        audit: &AuditContext,
+    ) -> Result<TestCertificate, CaError> {
+        let days = check_days(days)?;
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(crypto)?;
+        let record = self.issue(client_id, &key, days, audit).await?;
+        Ok(TestCertificate {
+            record,
+            key_pem: SecretString::from(key.serialize_pem()),
+        })
+    }
+
+    /// Revokes a certificate, which drops the cached CRL so the next
+    /// request signs a new one.
+    pub async fn revoke(
+        &self,
+        serial: &CertificateSerial,
+        reason: &str,
+        audit: &AuditContext,
+    ) -> Result<CertificateRecord, CaError> {
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > MAX_REASON_LEN {
+            return Err(CaError::InvalidReason);
+        }
+        let revoked = self
+            .store
+            .revoke_certificate(serial, reason, audit)
+            .await
+            .map_err(|error| match error {
+                StoreError::NotFound(_) => CaError::CertificateNotFound(serial.clone()),
+                StoreError::Revoked(_) => CaError::AlreadyRevoked(serial.clone()),
+                other => CaError::Store(other),
+            })?;
+        if let Ok(mut cached) = self.crl.lock() {
+            *cached = None;
+        }
+        Ok(revoked)
+    }
+
+    /// Returns the CA's CRL, PEM, listing every revoked certificate that
+    /// has not expired at `now`.
+    ///
+    /// The CRL is signed again when the list of revoked serials differs
+    /// from the cached CRL's (a revocation on this or another node) or
+    /// the cached one is older than [`CRL_REFRESH`].
+    pub async fn crl(&self, now: OffsetDateTime) -> Result<String, CaError> {
+        let revoked = self
+            .store
+            .revoked_certificates(now)
+            .await
+            .map_err(CaError::Store)?;
+        let serials: Vec<CertificateSerial> =
+            revoked.iter().map(|entry| entry.serial.clone()).collect();
+        if let Ok(cached) = self.crl.lock()
+            && let Some(cached) = cached.as_ref()
+            && cached.serials == serials
+            && now - cached.this_update < CRL_REFRESH
+        {
+            return Ok(cached.pem.clone());
+        }
+
+        let issuer = self.open_issuer().await?;
+        let pem = sign_crl(&issuer, &revoked, now)?;
+        if let Ok(mut cached) = self.crl.lock() {
+            *cached = Some(CachedCrl {
+                pem: pem.clone(),
+                this_update: now,
+                serials,
+            });
+        }
+        Ok(pem)
+    }
+
+    /// Lists issued certificates, newest first.
+    pub async fn list(&self, filter: CertificateFilter) -> Result<Vec<CertificateRecord>, CaError> {
+        self.store
+            .list_certificates(filter)
+            .await
+            .map_err(CaError::Store)
+    }
+
+    /// Finds a tenant's id by name, for filters.
+    pub async fn tenant_id(&self, tenant: &str) -> Result<portcullis_core::ids::TenantId, CaError> {
+        let name =
+            TenantName::parse(tenant).map_err(|_| CaError::TenantNotFound(tenant.to_owned()))?;
+        let found = self
+            .store
+            .find_tenant(&name)
+            .await
+            .map_err(CaError::Store)?;
+        found
+            .map(|tenant| tenant.id)
+            .ok_or_else(|| CaError::TenantNotFound(tenant.to_owned()))
+    }
+
+    /// Trusts the partner CA certificate in `pem` for `tenant`'s clients.
+    ///
+    /// The certificate must carry basic constraints with CA:TRUE. Path
+    /// validation against it happens in [`super::verify`].
+    pub async fn trust_add(
+        &self,
+        tenant: &str,
+        pem: &str,
+        audit: &AuditContext,
+    ) -> Result<TrustedCaRecord, CaError> {
+        let tenant_id = self.tenant_id(tenant).await?;
+        let parsed = parse_ca_certificate(pem)?;
+        let record = TrustedCaRecord {
+            id: uuid::Uuid::now_v7(),
+            tenant_id,
+            subject: parsed.subject,
+            certificate_pem: parsed.pem,
+            sha256: parsed.sha256,
+            added_at: audit.at,
+        };
+        self.store
+            .insert_trusted_ca(&record, audit)
+            .await
+            .map_err(|error| match error {
+                StoreError::Conflict(message) => CaError::Conflict(message),
+                StoreError::NotFound(_) => CaError::TenantNotFound(tenant.to_owned()),
+                other => CaError::Store(other),
+            })?;
+        Ok(record)
+    }
+
+    /// Lists the partner CAs trusted for `tenant`.
+    pub async fn trusted(&self, tenant: &str) -> Result<Vec<TrustedCaRecord>, CaError> {
+        let tenant_id = self.tenant_id(tenant).await?;
+        self.store
+            .list_trusted_cas(Some(tenant_id))
+            .await
+            .map_err(CaError::Store)
+    }
+
+    async fn active_ca(&self) -> Result<CaRecord, CaError> {
+        self.store
+            .active_ca()
+            .await
+            .map_err(CaError::Store)?
+            .ok_or(CaError::NotInitialized)
+    }
+
+    /// Opens the sealed CA key and rebuilds the issuer from the stored CA
+    /// certificate.
+    async fn open_issuer(&self) -> Result<Issuer<'static, KeyPair>, CaError> {
+        let ca = self.active_ca().await?;
+        open_issuer(&ca, &self.sealing)
+    }
+
+    async fn issue(
+        &self,
+        client_id: ClientId,
+        public_key: &impl rcgen::PublicKeyData,
+        days: u32,
+        audit: &AuditContext,
+    ) -> Result<CertificateRecord, CaError> {
+        let client = self
+            .store
+            .find_client(client_id)
+            .await
+            .map_err(CaError::Store)?
+            .ok_or(CaError::ClientNotFound(client_id))?;
+        if client.revoked_at.is_some() {
+            return Err(CaError::ClientRevoked(client_id));
+        }
+        let issuer = self.open_issuer().await?;
+        let issued = issue_certificate(&issuer, client_id, public_key, days, audit.at)?;
+        let record = CertificateRecord {
+            serial: issued.serial,
+            client_id,
+            tenant_id: client.tenant_id,
+            subject: format!("CN={client_id}"),
+            subject_alt_names: format!("URI:{}", client_uri(client_id)),
+            not_before: issued.not_before,
+            not_after: issued.not_after,
+            sha256: issued.sha256,
+            certificate_pem: issued.pem,
+            created_at: audit.at,
+            revoked_at: None,
+            revoked_reason: None,
+        };
+        self.store
+            .insert_certificate(&record, audit)
+            .await
+            .map_err(|error| match error {
+                StoreError::NotFound(_) => CaError::ClientNotFound(client_id),
+                other => CaError::Store(other),
+            })?;
+        Ok(record)
+    }
+}
+
+fn check_days(days: Option<u32>) -> Result<u32, CaError> {
+    let days = days.unwrap_or(DEFAULT_CERTIFICATE_DAYS);
+    if (1..=MAX_CERTIFICATE_DAYS).contains(&days) {
+        Ok(days)
+    } else {
+        Err(CaError::InvalidDays(days))
+    }
+}
+
+/// A new CA: its certificate and its unsealed PKCS#8 private key.
+struct GeneratedCa {
+    certificate_pem: String,
+    key_pkcs8: Vec<u8>,
+}
+
+fn generate_ca(now: OffsetDateTime) -> Result<GeneratedCa, CaError> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(crypto)?;
+    let mut params = CertificateParams::default();
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, CA_COMMON_NAME);
+    params.distinguished_name = name;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.not_before = now - CLOCK_SKEW_ALLOWANCE;
+    params.not_after = now + CA_VALIDITY;
+    params.serial_number = Some(random_serial()?);
+    params.key_identifier_method = KeyIdMethod::Sha256;
+    let certificate = params.self_signed(&key).map_err(crypto)?;
+    Ok(GeneratedCa {
+        certificate_pem: certificate.pem(),
+        key_pkcs8: key.serialize_der(),
+    })
+}
+
+fn open_issuer(ca: &CaRecord, sealing: &SealingKey) -> Result<Issuer<'static, KeyPair>, CaError> {
+    use secrecy::ExposeSecret;
+
+    let pkcs8 = sealing
+        .open(&ca.sealed_private_key, ca.id.as_bytes())
+        .map_err(crypto)?;
+    let key = KeyPair::try_from(pkcs8.expose_secret().as_slice()).map_err(crypto)?;
+    let der = CertificateDer::from_pem_slice(ca.certificate_pem.as_bytes()).map_err(crypto)?;
+    Issuer::from_ca_cert_der(&der, key).map_err(crypto)
+}
+
+/// A client certificate as signed.
+struct IssuedCertificate {
+    serial: CertificateSerial,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    sha256: String,
+    pem: String,
+}
+
+/// Signs a client certificate for `public_key`: subject CN = the client
+/// id, one SAN URI [`client_uri`], EKU clientAuth only, key usage
+/// digitalSignature, basic constraints CA:FALSE, a random 16-byte serial
+/// and a validity of `days` from `now` less [`CLOCK_SKEW_ALLOWANCE`].
+fn issue_certificate(
+    issuer: &Issuer<'_, KeyPair>,
+    client_id: ClientId,
+    public_key: &impl rcgen::PublicKeyData,
+    days: u32,
+    now: OffsetDateTime,
+) -> Result<IssuedCertificate, CaError> {
+    let serial = random_serial()?;
+    let not_before = now - CLOCK_SKEW_ALLOWANCE;
+    let not_after = not_before + Duration::days(i64::from(days));
+
+    let mut params = CertificateParams::default();
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, client_id.to_string());
+    params.distinguished_name = name;
+    let uri = client_uri(client_id).try_into().map_err(crypto)?;
+    params.subject_alt_names = vec![SanType::URI(uri)];
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.not_before = not_before;
+    params.not_after = not_after;
+    params.serial_number = Some(serial.clone());
+    params.use_authority_key_identifier_extension = true;
+    params.key_identifier_method = KeyIdMethod::Sha256;
+
+    let certificate = params.signed_by(public_key, issuer).map_err(crypto)?;
+    Ok(IssuedCertificate {
+        serial: CertificateSerial::from_bytes(&serial.to_bytes()),
+        not_before,
+        not_after,
+        sha256: hex(&sha256(certificate.der())),
+        pem: certificate.pem(),
+    })
+}
+
+/// Parses a CSR, checks its self-signature and its key, and returns its
+/// public key. Every extension the CSR requests is ignored.
+///
+/// The CSR goes through x509-parser rather than rcgen's
+/// `CertificateSigningRequestParams::from_pem`, because rcgen 0.14 rejects
+/// a CSR that requests an extension it does not model (such as
+/// subjectKeyIdentifier), and such requests are common and harmless here.
+fn parse_csr(csr_pem: &str) -> Result<SubjectPublicKeyInfo, CaError> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(csr_pem.as_bytes())
+        .map_err(|_| CaError::InvalidCsr("expected a PEM CERTIFICATE REQUEST block".to_owned()))?;
+    if pem.label != "CERTIFICATE REQUEST" && pem.label != "NEW CERTIFICATE REQUEST" {
+        return Err(CaError::InvalidCsr(format!(
+            "expected a PEM CERTIFICATE REQUEST block, found {:?}",
+            pem.label
+        )));
+    }
+    let (rest, csr) = X509CertificationRequest::from_der(&pem.contents)
+        .map_err(|error| CaError::InvalidCsr(format!("cannot parse the request: {error}")))?;
+    if !rest.is_empty() {
+        return Err(CaError::InvalidCsr(
+            "trailing bytes after the request".to_owned(),
+        ));
+    }
+    let spki = &csr.certification_request_info.subject_pki;
+    match spki.parsed() {
+        Ok(PublicKey::RSA(rsa)) if rsa.key_size() < MIN_RSA_BITS => {
+            return Err(CaError::InvalidCsr(format!(
+                "RSA key of {} bits is too short: at least {MIN_RSA_BITS} bits are required",
+                rsa.key_size()
+            )));
+        }
+        Ok(PublicKey::RSA(_) | PublicKey::EC(_)) => {}
+        // Ed25519 keys parse as `Unknown` in x509-parser 0.18; rcgen below
+        // decides whether the algorithm is one it can certify.
+        Ok(PublicKey::Unknown(_)) => {}
+        Ok(_) | Err(_) => {
+            return Err(CaError::InvalidCsr(
+                "unsupported public key: expected ECDSA, Ed25519 or RSA".to_owned(),
+            ));
+        }
+    }
+    // The key is checked first: aws-lc-rs does not verify signatures of
+    // short RSA keys, and "too short" is the more useful message.
+    csr.verify_signature()
+        .map_err(|_| CaError::InvalidCsr("the request's signature is invalid".to_owned()))?;
+    SubjectPublicKeyInfo::from_der(spki.raw).map_err(|error| {
+        CaError::InvalidCsr(format!(
+            "unsupported public key: expected ECDSA P-256 or P-384, Ed25519 or RSA ({error})"
+        ))
+    })
+}
+
+fn sign_crl(
+    issuer: &Issuer<'_, KeyPair>,
+    revoked: &[RevokedCertificate],
+    now: OffsetDateTime,
+) -> Result<String, CaError> {
+    // The CRL number must grow with each CRL (RFC 5280 §5.2.3). Milliseconds
+    // since the epoch grow without a stored counter, also across nodes
+    // whose clocks agree to within the time between two CRLs.
+    let millis = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    let params = CertificateRevocationListParams {
+        this_update: now,
+        next_update: now + CRL_NEXT_UPDATE,
+        crl_number: SerialNumber::from(millis),
+        issuing_distribution_point: None,
+        revoked_certs: revoked
+            .iter()
+            .map(|entry| RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&entry.serial.to_bytes()),
+                revocation_time: entry.revoked_at,
+                reason_code: None,
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    let crl = params.signed_by(issuer).map_err(crypto)?;
+    crl.pem().map_err(crypto)
+}
+
+/// A partner CA certificate as parsed for [`CertificateAuthority::trust_add`].
+#[derive(Debug)]
+struct ParsedCaCertificate {
+    subject: String,
+    sha256: String,
+    pem: String,
+}
+
+fn parse_ca_certificate(pem_text: &str) -> Result<ParsedCaCertificate, CaError> {
+    let mut certificates = CertificateDer::pem_slice_iter(pem_text.as_bytes());
+    let der = match (certificates.next(), certificates.next()) {
+        (Some(Ok(der)), None) => der,
+        (None, _) => {
+            return Err(CaError::InvalidCertificate(
+                "expected one PEM CERTIFICATE block, found none".to_owned(),
+            ));
+        }
+        (Some(Err(error)), _) => {
+            return Err(CaError::InvalidCertificate(format!(
+                "cannot read PEM: {error}"
+            )));
+        }
+        (Some(Ok(_)), Some(_)) => {
+            return Err(CaError::InvalidCertificate(
+                "expected one certificate per file, found several".to_owned(),
+            ));
+        }
+    };
+    let (_, certificate) = x509_parser::certificate::X509Certificate::from_der(&der)
+        .map_err(|error| CaError::InvalidCertificate(format!("cannot parse: {error}")))?;
+    if !certificate.is_ca() {
+        return Err(CaError::InvalidCertificate(
+            "basic constraints do not say CA:TRUE, so it cannot issue client certificates"
+                .to_owned(),
+        ));
+    }
+    let pem = certificate_pem(&der);
+    Ok(ParsedCaCertificate {
+        subject: certificate.subject().to_string(),
+        sha256: hex(&sha256(&der)),
+        pem,
+    })
+}
+
+/// Returns 16 random bytes with the top bit clear, so the DER integer is
+/// positive and within the 20 octets RFC 5280 §4.1.2.2 allows.
+fn random_serial() -> Result<SerialNumber, CaError> {
+    let mut bytes = [0u8; 16];
+    fill_random(&mut bytes).map_err(crypto)?;
+    if let Some(first) = bytes.first_mut() {
+        *first &= 0x7f;
+    }
+    Ok(SerialNumber::from_slice(&bytes))
+}
+
+/// Writes a DER certificate as PEM with 64-character lines (RFC 7468).
+fn certificate_pem(der: &[u8]) -> String {
+    use base64::Engine;
+
+    let encoded = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in encoded.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
+}
+
+fn hex(bytes: &[u8]) -> String {
+    CertificateSerial::from_bytes(bytes).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use portcullis_core::crypto::MasterKey;
+    use x509_parser::certificate::X509Certificate;
+    use x509_parser::extensions::GeneralName;
+    use x509_parser::revocation_list::CertificateRevocationList;
+
+    use super::*;
+
+    struct TestCa {
+        record: CaRecord,
+        sealing: SealingKey,
+    }
+
+    impl TestCa {
+        fn new(now: OffsetDateTime) -> Self {
+            let sealing = MasterKey::generate().unwrap().sealing_key(CA_KEY_PURPOSE);
+            let id = uuid::Uuid::now_v7();
+            let generated = generate_ca(now).unwrap();
+            let record = CaRecord {
+                id,
+                certificate_pem: generated.certificate_pem,
+                sealed_private_key: sealing.seal(&generated.key_pkcs8, id.as_bytes()).unwrap(),
+                created_at: now,
+            };
+            Self { record, sealing }
+        }
+
+        fn issuer(&self) -> Issuer<'static, KeyPair> {
+            open_issuer(&self.record, &self.sealing).unwrap()
+        }
+
+        fn issue(&self, public_key: &impl rcgen::PublicKeyData, days: u32) -> IssuedCertificate {
+            issue_certificate(&self.issuer(), client(), public_key, days, now()).unwrap()
+        }
+    }
+
+    fn now() -> OffsetDateTime {
+        time::macros::datetime!(2026-12-04 12:00 UTC)
+    }
+
+    fn client() -> ClientId {
+        "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b".parse().unwrap()
+    }
+
+    fn der_of(pem: &str) -> Vec<u8> {
+        CertificateDer::from_pem_slice(pem.as_bytes())
+            .unwrap()
+            .to_vec()
+    }
+
+    fn leaf_key() -> KeyPair {
+        KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap()
+    }
+
+    #[test]
+    fn ca_is_constrained_signing_ca() {
+        let ca = TestCa::new(now());
+        let der = der_of(&ca.record.certificate_pem);
+        let (_, cert) = X509Certificate::from_der(&der).unwrap();
+
+        let constraints = cert.basic_constraints().unwrap().unwrap().value;
+        assert!(constraints.ca);
+        assert_eq!(constraints.path_len_constraint, Some(0));
+        let usage = cert.key_usage().unwrap().unwrap().value;
+        assert!(usage.key_cert_sign());
+        assert!(usage.crl_sign());
+        assert!(!usage.digital_signature());
+        assert_eq!(cert.subject().to_string(), format!("CN={CA_COMMON_NAME}"));
+        assert_eq!(
+            cert.validity().not_after.timestamp(),
+            (now() + CA_VALIDITY).unix_timestamp()
+        );
+    }
+
+    #[test]
+    fn ca_key_needs_its_id_to_open() {
+        let ca = TestCa::new(now());
+        let other_id = uuid::Uuid::now_v7();
+        assert!(
+            ca.sealing
+                .open(&ca.record.sealed_private_key, other_id.as_bytes())
+                .is_err()
+        );
+        let other_master = MasterKey::generate().unwrap().sealing_key(CA_KEY_PURPOSE);
+        assert!(open_issuer(&ca.record, &other_master).is_err());
+    }
+
+    #[test]
+    fn issued_certificate_is_client_leaf() {
+        let ca = TestCa::new(now());
+        let issued = ca.issue(&leaf_key(), 90);
+        let der = der_of(&issued.pem);
+        let (_, cert) = X509Certificate::from_der(&der).unwrap();
+
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.client_auth);
+        assert!(!eku.server_auth);
+        assert!(!eku.any);
+        assert!(eku.other.is_empty());
+
+        let usage = cert.key_usage().unwrap().unwrap().value;
+        assert!(usage.digital_signature());
+        assert!(!usage.key_cert_sign());
+
+        let constraints = cert.basic_constraints().unwrap().unwrap().value;
+        assert!(!constraints.ca);
+
+        let names = &cert
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names;
+        let expected = client_uri(client());
+        assert_eq!(names, &vec![GeneralName::URI(&expected)]);
+        assert_eq!(cert.subject().to_string(), format!("CN={}", client()));
+        assert_eq!(cert.issuer().to_string(), format!("CN={CA_COMMON_NAME}"));
+        assert_eq!(issued.sha256, hex(&sha256(&der)));
+    }
+
+    #[test]
+    fn validity_matches_requested_days() {
+        let ca = TestCa::new(now());
+        for days in [1, 90, MAX_CERTIFICATE_DAYS] {
+            let issued = ca.issue(&leaf_key(), days);
+            let der = der_of(&issued.pem);
+            let (_, cert) = X509Certificate::from_der(&der).unwrap();
+            let validity = cert.validity();
+            let length = validity.not_after.timestamp() - validity.not_before.timestamp();
+            assert_eq!(length, i64::from(days) * 86_400, "{days} days");
+            assert!(validity.not_before.timestamp() <= now().unix_timestamp());
+            assert_eq!(
+                issued.not_after.unix_timestamp(),
+                validity.not_after.timestamp()
+            );
+        }
+    }
+
+    #[test]
+    fn days_out_of_range_rejected() {
+        assert_eq!(check_days(None).unwrap(), DEFAULT_CERTIFICATE_DAYS);
+        assert_eq!(check_days(Some(397)).unwrap(), 397);
+        for days in [0, MAX_CERTIFICATE_DAYS + 1, u32::MAX] {
+            assert!(
+                matches!(check_days(Some(days)), Err(CaError::InvalidDays(_))),
+                "{days}"
+            );
+        }
+    }
+
+    #[test]
+    fn serials_random_positive_and_unique() {
+        let ca = TestCa::new(now());
+        let key = leaf_key();
+        let mut seen = HashSet::new();
+        for _ in 0..50 {
+            // The same key every time: the serial must still differ.
+            let issued = ca.issue(&key, 30);
+            let bytes = issued.serial.to_bytes();
+            assert!(bytes.len() <= 16, "{}", issued.serial);
+            let der = der_of(&issued.pem);
+            let (_, cert) = X509Certificate::from_der(&der).unwrap();
+            let raw = cert.raw_serial();
+            assert!(raw.len() <= 17, "{} octets", raw.len());
+            assert_eq!(raw.first().map(|byte| byte & 0x80), Some(0));
+            let printed: CertificateSerial = cert.raw_serial_as_string().parse().unwrap();
+            assert_eq!(printed, issued.serial);
+            assert!(
+                seen.insert(issued.serial.clone()),
+                "{} repeated",
+                issued.serial
+            );
+        }
+    }
+
+    #[test]
+    fn csr_signature_checked() {
+        let key = leaf_key();
+        let csr = CertificateParams::default()
+            .serialize_request(&key)
+            .unwrap();
+        let good = csr.pem().unwrap();
+        assert!(parse_csr(&good).is_ok());
+
+        // Flip a bit in the last octet, which belongs to the signature.
+        let mut der = csr.der().to_vec();
+        if let Some(last) = der.last_mut() {
+            *last ^= 0x01;
+        }
+        let tampered = format!(
+            "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
+            {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.encode(&der)
+            }
+        );
+        let error = parse_csr(&tampered).unwrap_err();
+        assert!(
+            error.to_string().contains("signature is invalid"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn csr_garbage_rejected() {
+        for input in [
+            "",
+            "not pem",
+            "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n",
+        ] {
+            assert!(
+                matches!(parse_csr(input), Err(CaError::InvalidCsr(_))),
+                "{input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn csr_requests_ignored() {
+        let key = leaf_key();
+        let mut requested = CertificateParams::new(vec!["evil.example.com".to_owned()]).unwrap();
+        requested.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        requested.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        requested.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        requested
+            .distinguished_name
+            .push(DnType::CommonName, "Another client");
+        let csr = requested.serialize_request(&key).unwrap().pem().unwrap();
+
+        let ca = TestCa::new(now());
+        let public_key = parse_csr(&csr).unwrap();
+        let issued = ca.issue(&public_key, 90);
+        let der = der_of(&issued.pem);
+        let (_, cert) = X509Certificate::from_der(&der).unwrap();
+
+        assert!(!cert.basic_constraints().unwrap().unwrap().value.ca);
+        assert!(!cert.key_usage().unwrap().unwrap().value.key_cert_sign());
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.client_auth);
+        assert!(!eku.server_auth);
+        let names = &cert
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names;
+        assert_eq!(names.len(), 1);
+        assert_eq!(cert.subject().to_string(), format!("CN={}", client()));
+        // The certificate still certifies the CSR's key.
+        assert_eq!(
+            cert.public_key().raw,
+            rcgen::PublicKeyData::subject_public_key_info(&key).as_slice()
+        );
+    }
+
+    #[test]
+    fn short_rsa_csr_rejected() {
+        // NOTE: aws-lc-rs generates no RSA keys below 2048 bits, so this
+        // 1024-bit CSR is a fixed test vector made with `openssl req`.
+        let csr = include_str!("testdata/rsa1024.csr");
+        let error = parse_csr(csr).unwrap_err();
+        assert!(error.to_string().contains("too short"), "{error}");
+    }
+
+    #[test]
+    fn crl_lists_revoked_serials() {
+        let ca = TestCa::new(now());
+        let revoked = vec![
+            RevokedCertificate {
+                serial: "01ff".parse().unwrap(),
+                revoked_at: now() - Duration::hours(1),
+                not_after: now() + Duration::days(10),
+            },
+            RevokedCertificate {
+                serial: "7a0b0c".parse().unwrap(),
+                revoked_at: now() - Duration::hours(2),
+                not_after: now() + Duration::days(10),
+            },
+        ];
+        let pem = sign_crl(&ca.issuer(), &revoked, now()).unwrap();
+        let der =
+            rustls_pki_types::CertificateRevocationListDer::from_pem_slice(pem.as_bytes()).unwrap();
+        let (_, crl) = CertificateRevocationList::from_der(&der).unwrap();
+
+        let serials: Vec<CertificateSerial> = crl
+            .iter_revoked_certificates()
+            .map(|entry| entry.raw_serial_as_string().parse().unwrap())
+            .collect();
+        assert_eq!(
+            serials,
+            vec![revoked[0].serial.clone(), revoked[1].serial.clone()]
+        );
+        assert_eq!(crl.last_update().timestamp(), now().unix_timestamp());
+        assert_eq!(
+            crl.next_update().map(|at| at.timestamp()),
+            Some((now() + CRL_NEXT_UPDATE).unix_timestamp())
+        );
+        assert_eq!(crl.issuer().to_string(), format!("CN={CA_COMMON_NAME}"));
+        let ca_der = der_of(&ca.record.certificate_pem);
+        let (_, ca_cert) = X509Certificate::from_der(&ca_der).unwrap();
+        crl.verify_signature(ca_cert.public_key()).unwrap();
+    }
+
+    #[test]
+    fn trusted_ca_must_be_ca() {
+        let ca = TestCa::new(now());
+        let parsed = parse_ca_certificate(&ca.record.certificate_pem).unwrap();
+        assert_eq!(parsed.subject, format!("CN={CA_COMMON_NAME}"));
+        assert_eq!(der_of(&parsed.pem), der_of(&ca.record.certificate_pem));
+
+        let leaf = ca.issue(&leaf_key(), 30);
+        let error = parse_ca_certificate(&leaf.pem).unwrap_err();
+        assert!(error.to_string().contains("CA:TRUE"), "{error}");
+
+        let two = format!("{}{}", ca.record.certificate_pem, ca.record.certificate_pem);
+        assert!(parse_ca_certificate(&two).is_err());
+        assert!(parse_ca_certificate("").is_err());
+    }
+}
