@@ -20,6 +20,11 @@
 //! matches a name in any of the certificate's CRL distribution points
 //! (RFC 5280 §6.3.3). Portcullis never fetches a CRL from a distribution
 //! point. Without CRLs no revocation check runs.
+//!
+//! NOTE: webpki 0.103 does not read the key usage extension of any
+//! certificate in the path (only cRLSign of a CRL's issuer), so a leaf
+//! without digitalSignature or a CA without keyCertSign is not rejected for
+//! that. rustls's handshake verifier has the same gap.
 
 use std::fmt;
 use std::net::IpAddr;
