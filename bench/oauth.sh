@@ -38,7 +38,7 @@ readonly AUDIENCE=https://api.example.test
 readonly BENCH_SCOPE=orders:read
 readonly TENANT=bench
 readonly ALGORITHMS=(ES256 RS256)
-# oidc-provider 8.8.1 accepts Node.js 18 and later (9.x wants 22), and the
+# oidc-provider 8.8.1 accepts Node.js 18 and later (9.x requires 22), and the
 # benchmark was run on 20 only.
 readonly MIN_NODE_MAJOR=20
 
@@ -439,10 +439,12 @@ print_summary() {
         print_row "token-portcullis-$alg" "token endpoint, Portcullis, $alg"
         print_row "token-oidc-$alg" "token endpoint, oidc-provider, $alg"
     done
+
     for alg in "${ALGORITHMS[@]}"; do
         print_row "gateway-portcullis-$alg" "cached JWT, Portcullis gateway, $alg"
         print_row "gateway-jose-$alg" "cached JWT, jose verifier, $alg"
     done
+
     echo
     echo "| ratio of requests/s, Portcullis / peer | ES256 | RS256 |"
     echo "| --- | ---: | ---: |"
@@ -455,6 +457,7 @@ print_summary() {
     for alg in "${ALGORITHMS[@]}"; do
         printf ' %s |' "$(ratio "${RESULT_RPS[gateway-portcullis-$alg]}" "${RESULT_RPS[gateway-jose-$alg]}")"
     done
+
     echo
     echo
     echo "Processes after the runs (resident memory, allowed CPUs, threads):"

@@ -106,8 +106,9 @@ const provider = new Provider(issuer, {
   },
 });
 
-// Errors the provider answers with (invalid_client and the like) are events,
-// not log lines; server_error is the one that means a bug in this set-up.
+// The provider emits the errors it returns to clients (invalid_client and the
+// like) as events and logs none of them. server_error is the one that points
+// to a bug in this set-up, so it is logged.
 provider.on('server_error', (ctx, error) => {
   console.error(`server_error at ${ctx.path}: ${error.stack ?? error}`);
 });
