@@ -41,8 +41,9 @@ pub const DEFAULT_FILTER: &str = "info";
 /// standard error. `filter` uses `EnvFilter` syntax (`info`,
 /// `portcullis_server=debug`).
 pub fn init(format: LogFormat, filter: Option<&str>) {
-    let filter = EnvFilter::try_new(filter.unwrap_or(DEFAULT_FILTER))
-        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let filter = with_quiet_rustls(filter.unwrap_or(DEFAULT_FILTER));
+    let filter = EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| EnvFilter::new(with_quiet_rustls(DEFAULT_FILTER)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -55,6 +56,18 @@ pub fn init(format: LogFormat, filter: Option<&str>) {
             .try_init(),
         LogFormat::Human => builder.with_ansi(false).try_init(),
     };
+}
+
+/// Adds `rustls=error` to a filter that says nothing about rustls. rustls
+/// warns once per connection about client mistakes, such as an IP address
+/// sent as the TLS server name, which would flood the log under load; the
+/// handshake outcome is logged by the listener instead.
+fn with_quiet_rustls(filter: &str) -> String {
+    if filter.contains("rustls") {
+        filter.to_owned()
+    } else {
+        format!("{filter},rustls=error")
+    }
 }
 
 /// Facts about a request that handlers learn and the log line reports.
