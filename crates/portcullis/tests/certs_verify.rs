@@ -276,6 +276,45 @@ fn revoked_leaf_named_for_either_distribution_point() {
 }
 
 #[test]
+fn chain_file_with_intermediate_read_in_order() {
+    let partner = Partner::new();
+    for (is_ca, expected) in [
+        (IsCa::Ca(BasicConstraints::Unconstrained), "accepted"),
+        (IsCa::ExplicitNoCa, "rejected"),
+    ] {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Partner Issuing CA");
+        params.is_ca = is_ca;
+        params.not_before = NOW - DAY * 100;
+        params.not_after = NOW + DAY * 100;
+        let key = KeyPair::generate().unwrap();
+        let intermediate = params.signed_by(&key, &partner.issuer).unwrap();
+        let issuer = Issuer::new(params, key);
+        let leaf = leaf_params(50)
+            .signed_by(&KeyPair::generate().unwrap(), &issuer)
+            .unwrap();
+        // Leaf first, then the intermediate, as a TLS client sends them.
+        let chain = partner.dir.path().join("chain.pem");
+        std::fs::write(&chain, format!("{}{}", leaf.pem(), intermediate.pem())).unwrap();
+
+        let output = partner.verify(&chain, &[]);
+
+        let text = stdout(&output);
+        assert_eq!(field(&text, "verdict"), expected, "{text}");
+        if expected == "rejected" {
+            assert_eq!(field(&text, "code"), "intermediate_not_ca", "{text}");
+            assert_eq!(output.status.code(), Some(1));
+        } else {
+            assert_eq!(field(&text, "issuer"), "CN=Partner Issuing CA");
+            assert_eq!(output.status.code(), Some(0));
+        }
+    }
+}
+
+#[test]
 fn json_output_carries_verdict() {
     let partner = Partner::new();
     let good = partner.write_leaf("a.pem", &leaf_params(1));
