@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::middleware;
 use axum::routing::{get, post};
-use portcullis_core::crypto::Pepper;
+use portcullis_core::crypto::{Pepper, SealingKey};
 use portcullis_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +22,8 @@ use crate::listener::{ListenerLimits, serve};
 use crate::manage::Manager;
 use crate::oauth::server::{AuthorizationServer, maintain};
 use crate::oauth::{authorize, introspect, metadata, revoke, token};
+use crate::pki::ca::CertificateAuthority;
+use crate::pki::publish;
 use crate::usage::{UsageRecorder, flush_periodically};
 use crate::{admin, gateway, health, telemetry, verify};
 
@@ -46,6 +48,8 @@ pub struct Shared {
     pub manager: Manager,
     /// The authorization server: issuer, signing keys, deny list.
     pub oauth: Arc<AuthorizationServer>,
+    /// The internal CA for client certificates.
+    pub ca: Arc<CertificateAuthority>,
 }
 
 /// A cheap handle on [`Shared`].
@@ -61,12 +65,14 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    /// Builds the state from the configuration, the store and the pepper.
+    /// Builds the state from the configuration, the store, the pepper and
+    /// the internal CA's sealing key.
     pub fn new(
         config: &Config,
         store: Store,
         pepper: Pepper,
         oauth: Arc<AuthorizationServer>,
+        ca_sealing: SealingKey,
     ) -> std::io::Result<Self> {
         let cache = Arc::new(CredentialCache::new(CACHE_CAPACITY));
         Ok(Self(Arc::new(Shared {
@@ -77,6 +83,7 @@ impl AppState {
             upstream: UpstreamClient::new()?,
             manager: Manager::new(store.clone(), pepper),
             oauth,
+            ca: Arc::new(CertificateAuthority::new(store.clone(), ca_sealing)),
             store,
         })))
     }
@@ -98,6 +105,8 @@ pub fn router(state: AppState) -> Router {
             "/.well-known/oauth-authorization-server",
             get(metadata::authorization_server_metadata),
         )
+        .route("/ca/ca.pem", get(publish::ca_certificate))
+        .route("/ca/crl.pem", get(publish::crl))
         .nest("/admin/v1", admin::router())
         .route_layer(middleware::from_fn(telemetry::label_matched_route))
         .fallback(gateway::handle)

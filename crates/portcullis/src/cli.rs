@@ -109,9 +109,103 @@ pub(crate) enum Command {
     #[command(subcommand)]
     SigningKeys(SigningKeysCommand),
 
+    /// The internal CA that issues client certificates, and the partner
+    /// CAs trusted per tenant.
+    #[command(subcommand)]
+    Ca(CaCommand),
+
     /// Client certificates for mutual TLS.
     #[command(subcommand)]
     Certs(CertsCommand),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum CaCommand {
+    /// Create the internal CA: an ECDSA P-256 key sealed with the master
+    /// key and a certificate valid for ten years. Fails when it exists.
+    Init,
+
+    /// Manage the partner CAs trusted for a tenant's clients.
+    #[command(subcommand)]
+    Trust(CaTrustCommand),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum CaTrustCommand {
+    /// Trust the CA certificate in a PEM file for one tenant's clients.
+    Add(CaTrustAddArgs),
+
+    /// List the partner CAs trusted for a tenant.
+    List(TenantArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct CaTrustAddArgs {
+    /// The tenant whose clients the CA may certify.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) tenant: String,
+
+    /// PEM file with exactly one CA certificate (basic constraints CA:TRUE).
+    #[arg(value_name = "FILE")]
+    pub(crate) file: PathBuf,
+}
+
+#[derive(Args)]
+pub(crate) struct CertsSignArgs {
+    /// The OAuth client the certificate names, as `clients list` prints it.
+    #[arg(long, value_name = "ID")]
+    pub(crate) client: String,
+
+    /// PEM file with the partner's PKCS#10 certificate signing request.
+    /// Only its public key is used.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) csr: PathBuf,
+
+    /// Validity in days, 1 to 397.
+    #[arg(long, value_name = "DAYS", default_value_t = 90)]
+    pub(crate) days: u32,
+
+    /// Write the certificate PEM to this file instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct CertsIssueArgs {
+    /// The OAuth client the certificate names, as `clients list` prints it.
+    #[arg(long, value_name = "ID")]
+    pub(crate) client: String,
+
+    /// Directory to write `key.pem` (mode 0600), `cert.pem` and `ca.pem`
+    /// to; created with mode 0700 when missing.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: PathBuf,
+
+    /// Validity in days, 1 to 397.
+    #[arg(long, value_name = "DAYS", default_value_t = 90)]
+    pub(crate) days: u32,
+}
+
+#[derive(Args)]
+pub(crate) struct CertsListArgs {
+    /// Only the certificates of this client.
+    #[arg(long, value_name = "ID", conflicts_with = "tenant")]
+    pub(crate) client: Option<String>,
+
+    /// Only the certificates of this tenant's clients.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) tenant: Option<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct CertsRevokeArgs {
+    /// The certificate's serial number in hex, as `certs list` or `openssl
+    /// x509 -serial` prints it.
+    pub(crate) serial: String,
+
+    /// Why the certificate is revoked, kept in the audit log.
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) reason: String,
 }
 
 #[derive(Subcommand)]
@@ -120,6 +214,21 @@ pub(crate) enum CertsCommand {
     /// the verdict with its reason. Exits with status 1 when the chain is
     /// rejected.
     Verify(CertsVerifyArgs),
+
+    /// Sign a partner's CSR as a client certificate. The partner keeps its
+    /// private key.
+    Sign(CertsSignArgs),
+
+    /// Generate a key pair and a client certificate for tests. The private
+    /// key is written once and not stored.
+    Issue(CertsIssueArgs),
+
+    /// List issued client certificates, newest first.
+    List(CertsListArgs),
+
+    /// Revoke a client certificate. Running servers reject it within a
+    /// second, and the CRL at `/ca/crl.pem` lists it.
+    Revoke(CertsRevokeArgs),
 }
 
 #[derive(Args)]

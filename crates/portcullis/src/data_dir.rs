@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use portcullis_core::crypto::{MasterKey, Pepper, SealingKey};
 use portcullis_server::oauth::signing::SIGNING_KEY_PURPOSE;
+use portcullis_server::pki::ca::CA_KEY_PURPOSE;
 use portcullis_store::{Store, StoreError};
 
 /// Name of the master key file inside the data directory.
@@ -38,6 +39,8 @@ pub(crate) struct OpenedStore {
     pub(crate) pepper: Pepper,
     /// Seals and opens token-signing private keys.
     pub(crate) signing_sealing: SealingKey,
+    /// Seals and opens the internal CA's private key.
+    pub(crate) ca_sealing: SealingKey,
 }
 
 /// Origin of the master key, for error messages and clean-up.
@@ -89,6 +92,7 @@ pub(crate) async fn open_store(
         store,
         pepper: master_key.derive_pepper(),
         signing_sealing: master_key.sealing_key(SIGNING_KEY_PURPOSE),
+        ca_sealing: master_key.sealing_key(CA_KEY_PURPOSE),
     })
 }
 

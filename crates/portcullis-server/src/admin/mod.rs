@@ -8,6 +8,7 @@
 //!
 //! [`Manager`]: crate::manage::Manager
 
+pub mod certificates;
 pub mod clients;
 pub mod signing_keys;
 pub mod users;
@@ -69,6 +70,7 @@ pub fn router() -> Router<AppState> {
         .merge(clients::routes())
         .merge(users::routes())
         .merge(signing_keys::routes())
+        .merge(certificates::routes())
 }
 
 /// Authenticates an operator key holding `scope`.

@@ -2,9 +2,12 @@
 //!
 //! - [`ca`]: the internal CA: client certificates from CSRs, revocation, the
 //!   CRL, and the partner CAs trusted per tenant.
+//! - [`publish`]: `GET /ca/ca.pem` and `GET /ca/crl.pem`, without
+//!   authentication.
 //! - [`verify`]: the one verification of a client certificate chain that the
 //!   listener, the forwarded-certificate path and `portcullis certs verify`
 //!   share.
 
 pub mod ca;
+pub mod publish;
 pub mod verify;

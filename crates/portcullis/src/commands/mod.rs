@@ -2,6 +2,7 @@
 //! [`Manager`](portcullis_server::manage::Manager), the code behind the admin
 //! API, so both check the same rules and write the same audit records.
 
+pub(crate) mod ca;
 pub(crate) mod certs_verify;
 pub(crate) mod clients;
 pub(crate) mod keys;
@@ -49,6 +50,8 @@ pub(crate) async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Resu
             users::run(&admin, command, &env).await
         }
         Command::Certs(CertsCommand::Verify(args)) => certs_verify::run(&args, cli.global.output),
+        Command::Certs(command) => ca::run_certs(&cli.global, command, &env).await,
+        Command::Ca(command) => ca::run_ca(&cli.global, command, &env).await,
     }
 }
 

@@ -69,8 +69,14 @@ pub(crate) async fn run(
     )
     .await
     .context("failed to load the token-signing keys")?;
-    let state = AppState::new(&config, opened.store, opened.pepper, Arc::new(oauth))
-        .context("failed to build the server state")?;
+    let state = AppState::new(
+        &config,
+        opened.store,
+        opened.pepper,
+        Arc::new(oauth),
+        opened.ca_sealing,
+    )
+    .context("failed to build the server state")?;
 
     // Tests and scripts read the bound address from this line, so it comes
     // last, once the listener accepts connections.

@@ -1,0 +1,343 @@
+//! The internal CA through the real binary: `ca init`, `certs sign` with
+//! a CSR from `openssl req`, `certs issue`, `certs revoke`, and the CA
+//! certificate and CRL served at `/ca/ca.pem` and `/ca/crl.pem`. The
+//! `openssl` command checks what Portcullis writes.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "fixtures outside #[test] functions fail the test on any error"
+)]
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use portcullis_core::crypto::MasterKey;
+use portcullis_store::Store;
+use secrecy::ExposeSecret;
+use serde_json::Value;
+use support::{DataDir, Server, all_bytes_under, contains_bytes};
+
+/// Runs `openssl` with `args` and returns its output, whatever the status.
+fn openssl(args: &[&str]) -> Output {
+    Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("the openssl command is required for these tests")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Creates tenant acme and a `client_credentials` client of it, and
+/// returns the client's id.
+fn create_client(data: &DataDir) -> String {
+    data.cli(&["tenants", "create", "acme"]);
+    let created = data.cli_json(&[
+        "clients",
+        "create",
+        "--tenant",
+        "acme",
+        "--name",
+        "Partner",
+        "--grant-types",
+        "client_credentials",
+        "--scopes",
+        "orders:read",
+    ]);
+    created["client_id"].as_str().unwrap().to_owned()
+}
+
+/// Asserts that `openssl verify` accepts `cert` as a TLS client
+/// certificate issued by `ca`.
+fn assert_openssl_accepts(ca: &Path, cert: &Path) {
+    let output = openssl(&[
+        "verify",
+        "-CAfile",
+        ca.to_str().unwrap(),
+        "-purpose",
+        "sslclient",
+        cert.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "openssl verify rejected {}: {}{}",
+        cert.display(),
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+}
+
+/// Strips colons and case from a serial as openssl or Portcullis print it.
+fn normalize_serial(serial: &str) -> String {
+    serial.replace(':', "").to_ascii_lowercase()
+}
+
+#[test]
+fn ca_init_twice_fails_clearly() {
+    let data = DataDir::new();
+    let created = data.cli_json(&["ca", "init"]);
+    assert!(
+        created["certificate_pem"]
+            .as_str()
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----")
+    );
+
+    let again = data.command().args(["ca", "init"]).output().unwrap();
+    assert!(!again.status.success());
+    let stderr = text(&again.stderr);
+    assert!(stderr.contains("already exists"), "{stderr}");
+}
+
+#[test]
+fn certs_need_initialized_ca() {
+    let data = DataDir::new();
+    let client = create_client(&data);
+    let out = data.path().join("issued");
+    let output = data
+        .command()
+        .args(["certs", "issue", "--client", &client, "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("portcullis ca init"), "{stderr}");
+}
+
+#[test]
+fn openssl_csr_signed_as_client_certificate() {
+    let data = DataDir::new();
+    let client = create_client(&data);
+    data.cli(&["ca", "init"]);
+    let work = tempfile::tempdir().unwrap();
+    let key = work.path().join("partner.key");
+    let csr = work.path().join("partner.csr");
+    let cert = work.path().join("partner.pem");
+
+    // The CSR asks for a DNS name and CA:TRUE; neither may reach the
+    // certificate.
+    let generated = openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-subj",
+        "/CN=partner-svc.example.com",
+        "-addext",
+        "subjectAltName=DNS:partner-svc.example.com",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-out",
+        csr.to_str().unwrap(),
+    ]);
+    assert!(generated.status.success(), "{}", text(&generated.stderr));
+
+    let signed = data.cli_json(&[
+        "certs",
+        "sign",
+        "--client",
+        &client,
+        "--csr",
+        csr.to_str().unwrap(),
+        "--days",
+        "30",
+        "--out",
+        cert.to_str().unwrap(),
+    ]);
+    assert_eq!(signed["client_id"], client.as_str());
+    assert_eq!(signed["status"], "active");
+
+    let ca_path = work.path().join("ca.pem");
+    let ca = data.cli_json(&["ca", "trust", "list", "--tenant", "acme"]);
+    assert_eq!(ca["trusted_cas"], Value::Array(Vec::new()));
+    let issued_dir = work.path().join("issued");
+    data.cli(&[
+        "certs",
+        "issue",
+        "--client",
+        &client,
+        "--out",
+        issued_dir.to_str().unwrap(),
+    ]);
+    std::fs::copy(issued_dir.join("ca.pem"), &ca_path).unwrap();
+    assert_openssl_accepts(&ca_path, &cert);
+
+    let shown = openssl(&["x509", "-in", cert.to_str().unwrap(), "-noout", "-text"]);
+    let shown = text(&shown.stdout);
+    assert!(shown.contains("CA:FALSE"), "{shown}");
+    assert!(shown.contains("TLS Web Client Authentication"), "{shown}");
+    assert!(!shown.contains("TLS Web Server Authentication"), "{shown}");
+    assert!(
+        shown.contains(&format!("URI:urn:portcullis:client:{client}")),
+        "{shown}"
+    );
+    assert!(!shown.contains("DNS:"), "{shown}");
+    assert!(
+        shown.contains(&format!("Subject: CN = {client}")),
+        "{shown}"
+    );
+
+    let serial = openssl(&["x509", "-in", cert.to_str().unwrap(), "-noout", "-serial"]);
+    let serial = text(&serial.stdout);
+    let serial = serial.trim().trim_start_matches("serial=");
+    assert_eq!(normalize_serial(serial), signed["serial"].as_str().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issued_certificate_revoked_into_crl() {
+    let data = DataDir::new();
+    let client = create_client(&data);
+    data.cli(&["ca", "init"]);
+    let out = data.path().join("issued");
+    let issued = data.cli_json(&[
+        "certs",
+        "issue",
+        "--client",
+        &client,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let serial = issued["serial"].as_str().unwrap().to_owned();
+
+    let key_mode = std::fs::metadata(out.join("key.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(key_mode & 0o777, 0o600);
+    assert_openssl_accepts(&out.join("ca.pem"), &out.join("cert.pem"));
+
+    let listed = data.cli_json(&["certs", "list", "--client", &client]);
+    assert_eq!(listed["certificates"].as_array().unwrap().len(), 1);
+    let by_tenant = data.cli_json(&["certs", "list", "--tenant", "acme"]);
+    assert_eq!(by_tenant["certificates"][0]["serial"], serial.as_str());
+
+    let server = Server::start(&data);
+    let http = server.client();
+    let ca = http.get(server.url("/ca/ca.pem")).send().await.unwrap();
+    assert_eq!(ca.status(), 200);
+    assert!(ca.headers().contains_key("cache-control"));
+    let served_ca = ca.text().await.unwrap();
+    assert_eq!(
+        served_ca,
+        std::fs::read_to_string(out.join("ca.pem")).unwrap()
+    );
+
+    let revoked = data.cli_json(&["certs", "revoke", &serial, "--reason", "key compromise"]);
+    assert_eq!(revoked["status"], "revoked");
+    let again = data
+        .command()
+        .args(["certs", "revoke", &serial, "--reason", "again"])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("already revoked"),
+        "{}",
+        text(&again.stderr)
+    );
+
+    let crl = http.get(server.url("/ca/crl.pem")).send().await.unwrap();
+    assert_eq!(crl.status(), 200);
+    let crl_path = data.path().join("crl.pem");
+    std::fs::write(&crl_path, crl.text().await.unwrap()).unwrap();
+    let shown = openssl(&[
+        "crl",
+        "-in",
+        crl_path.to_str().unwrap(),
+        "-noout",
+        "-text",
+        "-CAfile",
+        out.join("ca.pem").to_str().unwrap(),
+    ]);
+    let shown_text = text(&shown.stdout);
+    assert!(shown.status.success(), "{}", text(&shown.stderr));
+    assert!(
+        text(&shown.stderr).contains("verify OK"),
+        "{}",
+        text(&shown.stderr)
+    );
+    assert!(
+        normalize_serial(&shown_text).contains(&serial),
+        "serial {serial} missing from {shown_text}"
+    );
+    assert!(shown_text.contains("Next Update"), "{shown_text}");
+
+    let checked = openssl(&[
+        "verify",
+        "-crl_check",
+        "-CRLfile",
+        crl_path.to_str().unwrap(),
+        "-CAfile",
+        out.join("ca.pem").to_str().unwrap(),
+        out.join("cert.pem").to_str().unwrap(),
+    ]);
+    assert!(!checked.status.success());
+    assert!(
+        text(&checked.stdout).contains("revoked") || text(&checked.stderr).contains("revoked"),
+        "{}{}",
+        text(&checked.stdout),
+        text(&checked.stderr)
+    );
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ca_key_never_stored_unsealed() {
+    let data = DataDir::new();
+    let client = create_client(&data);
+    data.cli(&["ca", "init"]);
+    data.cli(&[
+        "certs",
+        "issue",
+        "--client",
+        &client,
+        "--out",
+        data.path().join("issued").to_str().unwrap(),
+    ]);
+
+    let store = Store::open_sqlite(&data.path().join("portcullis.db"))
+        .await
+        .unwrap();
+    let ca = store.active_ca().await.unwrap().unwrap();
+    store.close().await;
+    let master = std::fs::read_to_string(data.path().join("master.key")).unwrap();
+    let sealing = MasterKey::from_encoded(master.trim())
+        .unwrap()
+        .sealing_key(portcullis_server::pki::ca::CA_KEY_PURPOSE);
+    let pkcs8 = sealing
+        .open(&ca.sealed_private_key, ca.id.as_bytes())
+        .unwrap();
+    let pkcs8 = pkcs8.expose_secret();
+
+    // The private scalar follows `02 01 01 04 20` (ECPrivateKey version 1,
+    // then a 32-byte OCTET STRING, RFC 5915 §3) inside the PKCS#8.
+    let marker = [0x02, 0x01, 0x01, 0x04, 0x20];
+    let start = pkcs8
+        .windows(marker.len())
+        .position(|window| window == marker)
+        .unwrap()
+        + marker.len();
+    let scalar = &pkcs8[start..start + 32];
+
+    let everything = all_bytes_under(data.path());
+    assert!(!contains_bytes(&everything, pkcs8));
+    assert!(!contains_bytes(&everything, scalar));
+    // The second line of a PEM body (bytes 48 to 95) covers most of the
+    // scalar, so it is unique to this key, unlike the first line.
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(pkcs8);
+    assert!(!contains_bytes(&everything, &encoded.as_bytes()[64..128]));
+}
