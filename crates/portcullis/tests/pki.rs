@@ -341,3 +341,177 @@ async fn ca_key_never_stored_unsealed() {
     let encoded = base64::engine::general_purpose::STANDARD.encode(pkcs8);
     assert!(!contains_bytes(&everything, &encoded.as_bytes()[64..128]));
 }
+
+/// Sends an admin API request with `key` and returns the status and the
+/// JSON body (`Null` when the body is not JSON).
+async fn admin(
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+) -> (reqwest::StatusCode, Value) {
+    let mut request = server
+        .client()
+        .request(method, server.url(&format!("/admin/v1{path}")))
+        .bearer_auth(key);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// A PKCS#10 request for a fresh P-256 key, PEM.
+fn csr_pem() -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    rcgen::CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap()
+}
+
+/// A self-signed partner CA certificate (CA:TRUE) and a leaf it signed.
+fn partner_ca_and_leaf() -> (String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::new()).unwrap();
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Partner CA");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf_params =
+        rcgen::CertificateParams::new(vec!["partner-svc.example.com".to_owned()]).unwrap();
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+    (ca_cert.pem(), leaf.pem())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_manages_ca() {
+    use reqwest::{Method, StatusCode};
+    use serde_json::json;
+
+    let data = DataDir::new();
+    let client = create_client(&data);
+    let (_, writer) = data.create_key(&["--operator", "--scopes", "admin:read,admin:write"]);
+    let (_, reader) = data.create_key(&["--operator", "--scopes", "admin:read"]);
+    let server = Server::start(&data);
+
+    let before = server
+        .client()
+        .get(server.url("/ca/ca.pem"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(before.status(), StatusCode::NOT_FOUND);
+    let (status, body) = admin(&server, Method::POST, "/ca/init", &reader, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = admin(&server, Method::POST, "/ca/init", &writer, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = admin(&server, Method::POST, "/ca/init", &writer, None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["code"], "ca_exists");
+
+    let certificates = format!("/clients/{client}/certificates");
+    let (status, signed) = admin(
+        &server,
+        Method::POST,
+        &certificates,
+        &writer,
+        Some(json!({ "csr": csr_pem(), "days": 30 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{signed}");
+    assert_eq!(signed["client_id"], client.as_str());
+    let serial = signed["serial"].as_str().unwrap().to_owned();
+
+    let (status, body) = admin(
+        &server,
+        Method::POST,
+        &certificates,
+        &writer,
+        Some(json!({ "csr": "not a CSR" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["field"], "csr");
+    let (status, body) = admin(
+        &server,
+        Method::POST,
+        &certificates,
+        &writer,
+        Some(json!({ "csr": csr_pem(), "days": 398 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["field"], "days");
+
+    let (status, listed) = admin(&server, Method::GET, &certificates, &reader, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["certificates"].as_array().unwrap().len(), 1);
+
+    let revoke = format!("/certificates/{serial}/revoke");
+    let reason = json!({ "reason": "superseded" });
+    let (status, revoked) = admin(
+        &server,
+        Method::POST,
+        &revoke,
+        &writer,
+        Some(reason.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{revoked}");
+    assert_eq!(revoked["status"], "revoked");
+    let (status, body) = admin(&server, Method::POST, &revoke, &writer, Some(reason)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["code"], "certificate_revoked");
+    let (status, _) = admin(
+        &server,
+        Method::POST,
+        "/certificates/not-hex/revoke",
+        &writer,
+        Some(json!({ "reason": "x" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (partner_ca, partner_leaf) = partner_ca_and_leaf();
+    let trusted = "/tenants/acme/trusted-cas";
+    let (status, added) = admin(
+        &server,
+        Method::POST,
+        trusted,
+        &writer,
+        Some(json!({ "certificate_pem": partner_ca })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    assert_eq!(added["subject"], "CN=Partner CA");
+    let (status, body) = admin(
+        &server,
+        Method::POST,
+        trusted,
+        &writer,
+        Some(json!({ "certificate_pem": partner_leaf })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _) = admin(
+        &server,
+        Method::POST,
+        "/tenants/nobody/trusted-cas",
+        &writer,
+        Some(json!({ "certificate_pem": partner_ca })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, listed) = admin(&server, Method::GET, trusted, &reader, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["trusted_cas"].as_array().unwrap().len(), 1);
+    server.stop();
+}
