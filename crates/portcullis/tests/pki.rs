@@ -122,7 +122,7 @@ fn openssl_csr_signed_as_client_certificate() {
     let csr = work.path().join("partner.csr");
     let cert = work.path().join("partner.pem");
 
-    // The CSR asks for a DNS name and CA:TRUE; neither may reach the
+    // The CSR requests a DNS name and CA:TRUE, and neither may reach the
     // certificate.
     let generated = openssl(&[
         "req",
@@ -364,7 +364,7 @@ async fn admin(
     (status, body)
 }
 
-/// A PKCS#10 request for a fresh P-256 key, PEM.
+/// Generates a PKCS#10 request, PEM, for a fresh P-256 key.
 fn csr_pem() -> String {
     let key = rcgen::KeyPair::generate().unwrap();
     rcgen::CertificateParams::default()
@@ -374,7 +374,8 @@ fn csr_pem() -> String {
         .unwrap()
 }
 
-/// A self-signed partner CA certificate (CA:TRUE) and a leaf it signed.
+/// Generates a self-signed partner CA certificate (CA:TRUE) and a leaf it
+/// signed, both PEM.
 fn partner_ca_and_leaf() -> (String, String) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::new()).unwrap();

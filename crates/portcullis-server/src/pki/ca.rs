@@ -5,7 +5,7 @@
 //! The CA key is an ECDSA P-256 key, stored sealed with the master key's
 //! [`CA_KEY_PURPOSE`] sealing key and opened only to sign. An issued
 //! certificate names one OAuth client: subject CN is the client id and the
-//! only SAN is the URI [`client_uri`]. Whatever a CSR asks for beyond its
+//! only SAN is the URI [`client_uri`]. Whatever a CSR requests beyond its
 //! public key (subject, SANs, key usage, basic constraints) is ignored.
 
 use std::sync::Mutex;
@@ -38,24 +38,24 @@ pub const CA_KEY_PURPOSE: &str = "ca-key";
 /// one CA serves every tenant.
 pub const CA_COMMON_NAME: &str = "Portcullis client CA";
 
-/// How long the CA certificate is valid. Ten years, because replacing a CA
-/// means every partner re-enrolls.
+/// The validity of the CA certificate: ten years, because replacing the CA
+/// means every partner enrolls again.
 pub const CA_VALIDITY: Duration = Duration::days(3650);
 
 /// The validity of a client certificate when the request names none.
 pub const DEFAULT_CERTIFICATE_DAYS: u32 = 90;
 
-/// The longest validity of a client certificate: the limit that CA/Browser
-/// Forum rules set for TLS certificates, which partners' tooling expects.
+/// The maximum validity of a client certificate in days: the CA/Browser
+/// Forum limit for TLS server certificates issued since September 2020.
 pub const MAX_CERTIFICATE_DAYS: u32 = 397;
 
-/// How far a certificate's `not_before` lies before its issue time, so a
+/// The offset of a certificate's `not_before` before its issue time, so a
 /// partner whose clock is a little behind accepts it at once. The validity
 /// period is counted from `not_before`, so it never exceeds the request.
 const CLOCK_SKEW_ALLOWANCE: Duration = Duration::minutes(5);
 
-/// How old a CRL may get before it is signed again even without a new
-/// revocation.
+/// The maximum age of a cached CRL. After it, the CRL is signed again even
+/// without a new revocation.
 pub const CRL_REFRESH: Duration = Duration::days(1);
 
 /// The distance from a CRL's `thisUpdate` to its `nextUpdate`: two refresh

@@ -102,7 +102,9 @@ pub(crate) async fn run_certs(
         CertsCommand::Issue(args) => issue(&ca, global.output, &args).await,
         CertsCommand::List(args) => list(&ca, global.output, &args).await,
         CertsCommand::Revoke(args) => revoke(&ca, global.output, &args).await,
-        CertsCommand::Verify(_) => bail!("certs verify runs without the data directory"),
+        CertsCommand::Verify(_) => {
+            bail!("certs verify is dispatched before the data directory opens")
+        }
     }
 }
 
