@@ -235,6 +235,25 @@ async fn issued_certificate_revoked_into_crl() {
         std::fs::read_to_string(out.join("ca.pem")).unwrap()
     );
 
+    // A CRL signed before the revocation, so the server has one cached
+    // when another process revokes.
+    let empty = http.get(server.url("/ca/crl.pem")).send().await.unwrap();
+    assert_eq!(empty.status(), 200);
+    let empty_path = data.path().join("empty-crl.pem");
+    std::fs::write(&empty_path, empty.text().await.unwrap()).unwrap();
+    let empty_text = openssl(&[
+        "crl",
+        "-in",
+        empty_path.to_str().unwrap(),
+        "-noout",
+        "-text",
+    ]);
+    assert!(
+        text(&empty_text.stdout).contains("No Revoked Certificates"),
+        "{}",
+        text(&empty_text.stdout)
+    );
+
     let revoked = data.cli_json(&["certs", "revoke", &serial, "--reason", "key compromise"]);
     assert_eq!(revoked["status"], "revoked");
     let again = data
