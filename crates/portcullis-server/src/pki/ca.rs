@@ -1013,4 +1013,60 @@ mod tests {
         assert!(parse_ca_certificate(&two).is_err());
         assert!(parse_ca_certificate("").is_err());
     }
+
+    fn audit_at(at: OffsetDateTime) -> AuditContext {
+        AuditContext {
+            actor: "test".to_owned(),
+            remote_addr: None,
+            at,
+        }
+    }
+
+    #[tokio::test]
+    async fn authority_rejects_bad_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("test.db"))
+            .await
+            .unwrap();
+        let sealing = MasterKey::generate().unwrap().sealing_key(CA_KEY_PURPOSE);
+        let ca = CertificateAuthority::new(store, sealing);
+        let audit = audit_at(OffsetDateTime::now_utc());
+
+        assert!(matches!(ca.ca_pem().await, Err(CaError::NotInitialized)));
+        assert!(matches!(
+            ca.crl(audit.at).await,
+            Err(CaError::NotInitialized)
+        ));
+
+        let record = ca.init_ca(&audit).await.unwrap();
+        assert_eq!(ca.ca_pem().await.unwrap(), record.certificate_pem);
+        assert!(matches!(
+            ca.init_ca(&audit).await,
+            Err(CaError::AlreadyInitialized)
+        ));
+
+        let unknown = ClientId::generate();
+        let signed = ca.issue_for_testing(unknown, None, &audit).await;
+        assert!(
+            matches!(signed, Err(CaError::ClientNotFound(id)) if id == unknown),
+            "{signed:?}"
+        );
+        let too_long = ca.issue_for_testing(unknown, Some(398), &audit).await;
+        assert!(matches!(too_long, Err(CaError::InvalidDays(398))));
+
+        let serial: CertificateSerial = "0102".parse().unwrap();
+        for reason in ["", "   ", &"x".repeat(MAX_REASON_LEN + 1)] {
+            let revoked = ca.revoke(&serial, reason, &audit).await;
+            assert!(matches!(revoked, Err(CaError::InvalidReason)), "{reason:?}");
+        }
+        let missing = ca.revoke(&serial, "lost", &audit).await;
+        assert!(matches!(missing, Err(CaError::CertificateNotFound(_))));
+
+        // The CRL is cached until the revoked list changes or it ages.
+        let first = ca.crl(audit.at).await.unwrap();
+        let cached = ca.crl(audit.at + Duration::hours(1)).await.unwrap();
+        assert_eq!(cached, first);
+        let aged = ca.crl(audit.at + CRL_REFRESH).await.unwrap();
+        assert_ne!(aged, first);
+    }
 }
