@@ -226,8 +226,8 @@ pub(crate) enum CertsCommand {
     /// List issued client certificates, newest first.
     List(CertsListArgs),
 
-    /// Revoke a client certificate. Running servers reject it within a
-    /// second, and the CRL at `/ca/crl.pem` lists it.
+    /// Revoke a client certificate. The CRL at `/ca/crl.pem` lists it from
+    /// then on.
     Revoke(CertsRevokeArgs),
 }
 
