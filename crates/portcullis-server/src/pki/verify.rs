@@ -31,6 +31,7 @@ use std::net::IpAddr;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use portcullis_core::pki::CertificateSerial;
 use rustls_pki_types::{
     CertificateDer, CertificateRevocationListDer, SignatureVerificationAlgorithm, TrustAnchor,
     UnixTime,
@@ -179,8 +180,9 @@ pub struct InvalidTrustAnchor {
 /// The leaf of a chain that [`verify_client_chain`] accepted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VerifiedClient {
-    /// Serial number as lowercase hex of its DER content octets, so a
-    /// leading zero octet that keeps it positive is included.
+    /// Serial number as lowercase hex without leading zero octets, the form
+    /// the internal CA stores and its change feed reports
+    /// ([`CertificateSerial`]).
     pub serial: String,
     /// Issuer distinguished name as x509-parser 0.18 formats it, such as
     /// `CN=Partner CA, O=Acme`.
@@ -515,7 +517,7 @@ fn describe_revoked(chain: &[CertificateDer<'_>], crls: &[CertRevocationList<'_>
                 .unwrap_or_default();
             return format!(
                 "{role} certificate serial {} ({}) is revoked{reason}",
-                hex(cert.raw_serial()),
+                CertificateSerial::from_bytes(cert.raw_serial()),
                 cert.subject()
             );
         }
@@ -601,7 +603,9 @@ impl LeafInfo {
         let (_, cert) = x509_parser::parse_x509_certificate(der)
             .map_err(|error| malformed(error.to_string()))?;
         let summary = CertificateSummary {
-            serial: hex(cert.raw_serial()),
+            serial: CertificateSerial::from_bytes(cert.raw_serial())
+                .as_str()
+                .to_owned(),
             issuer: cert.issuer().to_string(),
             subject: cert.subject().to_string(),
         };
@@ -667,10 +671,6 @@ fn ip_from_octets(octets: &[u8]) -> Option<IpAddr> {
         return Some(IpAddr::from(v4));
     }
     <[u8; 16]>::try_from(octets).ok().map(IpAddr::from)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 #[cfg(test)]

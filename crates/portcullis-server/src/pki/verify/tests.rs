@@ -191,6 +191,20 @@ fn server_auth_only_leaf_rejected() {
     assert_eq!(leaf.issuer, "CN=Partner CA, O=Acme");
 }
 
+/// A serial whose first octet has the high bit set is written with a
+/// leading zero octet in DER. The verdict drops it, like the internal CA's
+/// records and the change feed do.
+#[test]
+fn serial_without_leading_zero_octet() {
+    let ca = Authority::root("Partner CA");
+    let mut params = leaf_params(9);
+    params.serial_number = Some(SerialNumber::from_slice(&[0x00, 0x90, 0x01]));
+
+    let client = verify(&[ca.sign(&params)], &ca.anchors(), &[]).unwrap();
+
+    assert_eq!(client.serial, "9001");
+}
+
 /// RFC 5280 §4.2.1.12 reads a missing extended key usage extension as "any
 /// purpose", and webpki's `KeyUsage::client_auth()` agrees, so Portcullis
 /// accepts such a leaf.
@@ -426,7 +440,7 @@ fn revoked_leaf_rejected_for_every_distribution_point() {
         let rejection = verify(&[leaf], &ca.anchors(), &[crl]).unwrap_err();
 
         assert_eq!(rejection.code(), "revoked", "{case}: {rejection}");
-        let serial_hex = hex(&leaf_serial(serial));
+        let serial_hex = CertificateSerial::from_bytes(&leaf_serial(serial)).to_string();
         assert!(
             rejection.reason().contains(&serial_hex),
             "{case}: reason does not name serial {serial_hex}: {rejection}"
