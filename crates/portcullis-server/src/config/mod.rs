@@ -100,6 +100,24 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Time a client has to send a complete HTTP/1 request head.
     pub header_read_timeout: Duration,
+    /// Whether TLS clients are asked for a certificate.
+    pub client_certificates: ClientCertificateMode,
+    /// CRL files of trusted partner CAs, in PEM.
+    pub partner_crls: Vec<PathBuf>,
+}
+
+/// Whether the listener asks TLS clients for a certificate
+/// (`server.client_certificates`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ClientCertificateMode {
+    /// No certificate is requested. The default.
+    #[default]
+    Off,
+    /// A certificate is requested. A connection without one is served, but
+    /// a certificate that is sent must verify, or the handshake fails.
+    Optional,
+    /// A verified certificate is required to complete the handshake.
+    Required,
 }
 
 /// Source of the listener's certificate.

@@ -86,6 +86,12 @@ pub struct RawServer {
     /// Time a client has to send an HTTP/1 request head, such as `"10s"`;
     /// default 10 s.
     pub header_read_timeout: Option<String>,
+    /// Whether the listener asks TLS clients for a certificate: `"off"`
+    /// (default), `"optional"` or `"required"`.
+    pub client_certificates: Option<String>,
+    /// PEM files with CRLs of trusted partner CAs, read at start and at each
+    /// trust rebuild; default none. Portcullis never downloads a CRL.
+    pub partner_crls: Option<Vec<PathBuf>>,
 }
 
 /// The `[server.tls]` table: both keys or neither.

@@ -1,5 +1,5 @@
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::*;
 
@@ -619,4 +619,49 @@ fn syntax_error_names_file_and_line() {
     let error = load(None, dir.path(), &no_env()).unwrap_err().to_string();
     assert!(error.contains(&path.display().to_string()), "{error}");
     assert!(error.contains("line 2"), "{error}");
+}
+
+#[test]
+fn client_certificates_default_off() {
+    let config = from_toml("", &no_env()).unwrap();
+    assert_eq!(
+        config.server.client_certificates,
+        ClientCertificateMode::Off
+    );
+    assert!(config.server.partner_crls.is_empty());
+}
+
+#[test]
+fn client_certificate_modes_parse() {
+    for (text, expected) in [
+        ("off", ClientCertificateMode::Off),
+        ("optional", ClientCertificateMode::Optional),
+        ("required", ClientCertificateMode::Required),
+    ] {
+        let toml = format!("[server]\nclient_certificates = \"{text}\"\n");
+        let config = from_toml(&toml, &no_env()).unwrap();
+        assert_eq!(config.server.client_certificates, expected, "{text}");
+    }
+
+    let config = from_toml(
+        "[server]\nclient_certificates = \"required\"\npartner_crls = [\"a.pem\", \"b.pem\"]\n",
+        &no_env(),
+    )
+    .unwrap();
+    assert_eq!(
+        config.server.partner_crls,
+        vec![PathBuf::from("a.pem"), PathBuf::from("b.pem")]
+    );
+}
+
+#[test]
+fn client_certificates_invalid_rejected() {
+    let error = error_of("[server]\nclient_certificates = \"yes\"\n");
+    assert_names(&error, "server.client_certificates");
+
+    let error = error_of("[server]\nplain_http = true\nclient_certificates = \"optional\"\n");
+    assert_names(&error, "server.client_certificates");
+
+    let error = error_of("[server]\npartner_crls = [\"a.pem\"]\n");
+    assert_names(&error, "server.partner_crls");
 }

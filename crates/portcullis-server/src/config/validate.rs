@@ -10,9 +10,9 @@ use portcullis_core::scope::{Scope, ScopeSet};
 
 use super::raw::{RawRoute, RawServer, RawTls};
 use super::{
-    AuthMethod, Config, ConfigError, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN,
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_ROUTE_TIMEOUT, DEFAULT_SHUTDOWN_GRACE,
-    RawConfig, RouteConfig, RouteScopes, ServerConfig, TlsMode,
+    AuthMethod, ClientCertificateMode, Config, ConfigError, DEFAULT_HEADER_READ_TIMEOUT,
+    DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_ROUTE_TIMEOUT,
+    DEFAULT_SHUTDOWN_GRACE, RawConfig, RouteConfig, RouteScopes, ServerConfig, TlsMode,
 };
 
 /// Scopes key that applies to every method not listed on its own.
@@ -89,6 +89,17 @@ fn check_server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
         ));
     }
 
+    let client_certificates = check_client_certificates(raw.client_certificates.as_deref(), &tls)?;
+    let partner_crls = raw.partner_crls.unwrap_or_default();
+    if !partner_crls.is_empty() && client_certificates == ClientCertificateMode::Off {
+        return Err(ConfigError::invalid(
+            "server.partner_crls",
+            "CRLs are used only to check client certificates; set \
+             server.client_certificates to \"optional\" or \"required\", or remove \
+             server.partner_crls",
+        ));
+    }
+
     Ok(ServerConfig {
         listen,
         tls,
@@ -105,7 +116,36 @@ fn check_server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
             raw.header_read_timeout,
             DEFAULT_HEADER_READ_TIMEOUT,
         )?,
+        client_certificates,
+        partner_crls,
     })
+}
+
+/// Parses `server.client_certificates`. Client certificates travel in the
+/// TLS handshake, so they need a listener that terminates TLS itself.
+fn check_client_certificates(
+    text: Option<&str>,
+    tls: &TlsMode,
+) -> Result<ClientCertificateMode, ConfigError> {
+    let mode = match text {
+        None | Some("off") => ClientCertificateMode::Off,
+        Some("optional") => ClientCertificateMode::Optional,
+        Some("required") => ClientCertificateMode::Required,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "server.client_certificates",
+                format!("invalid value {other:?}; expected \"off\", \"optional\" or \"required\""),
+            ));
+        }
+    };
+    if mode != ClientCertificateMode::Off && *tls == TlsMode::PlainHttp {
+        return Err(ConfigError::invalid(
+            "server.client_certificates",
+            "client certificates need TLS on the listener; remove server.plain_http or set \
+             client_certificates = \"off\"",
+        ));
+    }
+    Ok(mode)
 }
 
 /// Parses `10.0.0.1` as a one-address network and `10.0.0.0/8` as written.

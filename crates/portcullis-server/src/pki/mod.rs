@@ -4,10 +4,13 @@
 //!   CRL, and the partner CAs trusted per tenant.
 //! - [`publish`]: `GET /ca/ca.pem` and `GET /ca/crl.pem`, without
 //!   authentication.
+//! - [`revoked`]: serials of revoked client certificates, checked on every
+//!   request so that a revocation also reaches open connections.
 //! - [`verify`]: the one verification of a client certificate chain that the
 //!   listener, the forwarded-certificate path and `portcullis certs verify`
 //!   share.
 
 pub mod ca;
 pub mod publish;
+pub mod revoked;
 pub mod verify;
