@@ -15,15 +15,17 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::KeyVerifier;
 use crate::cache::{CACHE_CAPACITY, CredentialCache, follow_changes};
 use crate::client_ip::TrustedProxies;
+use crate::config::ClientCertificateMode;
 use crate::config::Config;
 use crate::gateway::proxy::UpstreamClient;
 use crate::gateway::routes::RouteTable;
-use crate::listener::{ListenerLimits, serve};
+use crate::listener::{ListenerLimits, serve, serve_with_client_certificates};
 use crate::manage::Manager;
 use crate::oauth::server::{AuthorizationServer, maintain};
 use crate::oauth::{authorize, introspect, metadata, revoke, token};
 use crate::pki::ca::CertificateAuthority;
 use crate::pki::publish;
+use crate::pki::trust::{ClientCertificateTrust, TrustError};
 use crate::usage::{UsageRecorder, flush_periodically};
 use crate::{admin, gateway, health, telemetry, verify};
 
@@ -120,13 +122,45 @@ pub fn router(state: AppState) -> Router {
     Router::new().fallback_service(observed)
 }
 
+/// Builds the listener's client certificate trust when
+/// `server.client_certificates` is not `off` and the listener uses TLS.
+/// `tls` is the listener's configuration without client certificates.
+///
+/// # Errors
+///
+/// [`TrustError::NoTrustAnchor`] for `required` without any trusted CA,
+/// and the errors of reading the CAs and CRLs.
+pub async fn start_client_certificates(
+    config: &Config,
+    state: &AppState,
+    tls: Option<&Arc<rustls::ServerConfig>>,
+) -> Result<Option<Arc<ClientCertificateTrust>>, TrustError> {
+    let Some(tls) = tls else {
+        return Ok(None);
+    };
+    if config.server.client_certificates == ClientCertificateMode::Off {
+        return Ok(None);
+    }
+    let trust = ClientCertificateTrust::start(
+        config.server.client_certificates,
+        Arc::clone(tls),
+        config.server.partner_crls.clone(),
+        state.store.clone(),
+        state.ca.clone(),
+    )
+    .await?;
+    Ok(Some(Arc::new(trust)))
+}
+
 /// Runs background tasks and serves on `listener` until `shutdown`, then
-/// drains requests and flushes buffered writes.
+/// drains requests and flushes buffered writes. With `certificates`, TLS
+/// handshakes use its configuration in place of `tls`.
 pub async fn run(
     config: &Config,
     state: AppState,
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
+    certificates: Option<Arc<ClientCertificateTrust>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let background = CancellationToken::new();
@@ -134,8 +168,12 @@ pub async fn run(
         state.store.clone(),
         state.verifier.cache().clone(),
         state.oauth.clone(),
+        certificates.clone(),
         background.clone(),
     ));
+    let trust_task = certificates
+        .clone()
+        .map(|trust| tokio::spawn(trust.maintain(background.clone())));
     let keys = tokio::spawn(maintain(state.oauth.clone(), background.clone()));
     let flusher = tokio::spawn(flush_periodically(
         state.usage.clone(),
@@ -148,18 +186,30 @@ pub async fn run(
         header_read_timeout: config.server.header_read_timeout,
         handshake_timeout: HANDSHAKE_TIMEOUT,
     };
-    let served = serve(
-        listener,
-        tls,
-        router(state.clone()),
-        limits,
-        shutdown,
-        config.server.shutdown_grace,
-    )
-    .await;
+    let grace = config.server.shutdown_grace;
+    let served = match certificates {
+        Some(trust) => {
+            let app = router(state.clone());
+            serve_with_client_certificates(listener, trust, app, limits, shutdown, grace).await
+        }
+        None => {
+            serve(
+                listener,
+                tls,
+                router(state.clone()),
+                limits,
+                shutdown,
+                grace,
+            )
+            .await
+        }
+    };
 
     background.cancel();
     let _ = tokio::join!(feed, flusher, keys);
+    if let Some(task) = trust_task {
+        let _ = task.await;
+    }
     state.usage.flush(&state.store).await;
     tracing::info!("buffered writes flushed; stopped");
     served

@@ -31,6 +31,7 @@ use quick_cache::sync::Cache;
 use tokio_util::sync::CancellationToken;
 
 use crate::oauth::server::AuthorizationServer;
+use crate::pki::trust::ClientCertificateTrust;
 
 /// How many keys the cache holds. The gateway benchmark measured about
 /// 1 KiB of resident memory per key used (an estimate that includes the
@@ -142,12 +143,14 @@ impl CredentialCache {
 }
 
 /// Follows the store's change feed until `shutdown`: drops changed keys
-/// from `cache`, adds revoked access tokens to the deny list, and wakes the
-/// signing-key task when keys changed.
+/// from `cache`, adds revoked access tokens to the deny list, wakes the
+/// signing-key task when keys changed, and passes revoked certificate
+/// serials to the listener's `certificates` trust.
 pub async fn follow_changes(
     store: Store,
     cache: Arc<CredentialCache>,
     oauth: Arc<AuthorizationServer>,
+    certificates: Option<Arc<ClientCertificateTrust>>,
     shutdown: CancellationToken,
 ) {
     let mut cursor: Option<i64> = None;
@@ -158,7 +161,7 @@ pub async fn follow_changes(
         if listener.is_none() {
             listener = store.listen().await.ok().flatten();
         }
-        match poll_once(&store, &cache, &oauth, &mut cursor).await {
+        match poll_once(&store, &cache, &oauth, certificates.as_deref(), &mut cursor).await {
             Ok(()) => {
                 if failing {
                     tracing::info!("change feed recovered");
@@ -200,6 +203,7 @@ async fn poll_once(
     store: &Store,
     cache: &CredentialCache,
     oauth: &AuthorizationServer,
+    certificates: Option<&ClientCertificateTrust>,
     cursor: &mut Option<i64>,
 ) -> Result<(), StoreError> {
     let Some(last) = *cursor else {
@@ -216,6 +220,9 @@ async fn poll_once(
         }
         if let (Some(jti), Some(expires_at)) = (&change.jti, change.jti_expires_at) {
             oauth.deny.insert(jti.clone(), expires_at);
+        }
+        if let (Some(serial), Some(certificates)) = (&change.cert_serial, certificates) {
+            certificates.certificate_revoked(serial);
         }
         keys_changed |= change.kid.is_some() && change.id > last;
         newest = newest.max(change.id);

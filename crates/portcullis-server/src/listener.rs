@@ -3,7 +3,12 @@
 //!
 //! Every request reaches the router with a [`ConnectionInfo`] extension (and
 //! axum's `ConnectInfo<SocketAddr>` with the peer address), so handlers and
-//! middleware can tell who connected and whether the connection was TLS.
+//! middleware can tell who connected, whether the connection was TLS, and
+//! which client certificate it presented.
+//!
+//! With client certificates ([`serve_with_client_certificates`]), a request
+//! on a connection whose certificate has been revoked since the handshake
+//! gets 403 `certificate_revoked` instead of reaching the router.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,10 +16,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
+use axum::response::IntoResponse;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -25,6 +32,9 @@ use tower::ServiceExt;
 use tracing::{debug, error, info, warn};
 
 use crate::config::ServerConfig;
+use crate::pki::trust::ClientCertificateTrust;
+use crate::pki::verify::VerifiedClient;
+use crate::problem::Problem;
 
 /// Default time a client has to complete the TLS handshake. A handshake
 /// takes two or three round trips, a few seconds at most even on slow links,
@@ -42,7 +52,7 @@ const LIMIT_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Facts about the connection a request arrived on, added to every request
 /// as an extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionInfo {
     /// The client's address, or the address of the proxy in front of it.
     pub peer: SocketAddr,
@@ -50,6 +60,21 @@ pub struct ConnectionInfo {
     pub local: SocketAddr,
     /// Whether the connection uses TLS.
     pub tls: bool,
+    /// The certificate the client presented in the TLS handshake, verified.
+    /// `None` without TLS, with client certificates off, and for a client
+    /// that sent none where they are optional.
+    pub client_certificate: Option<Arc<ClientCertificate>>,
+}
+
+/// A client certificate that rustls accepted in the handshake and
+/// [`crate::pki::verify::verify_client_chain`] accepted after it, against
+/// the same trust anchors and CRLs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificate {
+    /// The leaf certificate, DER.
+    pub leaf: CertificateDer<'static>,
+    /// The leaf's serial, names and thumbprint.
+    pub verified: VerifiedClient,
 }
 
 /// Limits that protect the listener from too many or too slow clients.
@@ -92,13 +117,43 @@ pub async fn serve(
     shutdown: CancellationToken,
     grace: Duration,
 ) -> std::io::Result<()> {
+    let tls = match tls {
+        Some(config) => ListenerTls::Fixed(TlsAcceptor::from(config)),
+        None => ListenerTls::Off,
+    };
+    serve_with(listener, tls, app, limits, shutdown, grace).await
+}
+
+/// [`serve`] over TLS with client certificates: each handshake uses the
+/// configuration `trust` contains at accept time, and each request is checked
+/// against its revoked serials.
+pub async fn serve_with_client_certificates(
+    listener: TcpListener,
+    trust: Arc<ClientCertificateTrust>,
+    app: axum::Router,
+    limits: ListenerLimits,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let tls = ListenerTls::ClientCertificates(trust);
+    serve_with(listener, tls, app, limits, shutdown, grace).await
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    tls: ListenerTls,
+    app: axum::Router,
+    limits: ListenerLimits,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> std::io::Result<()> {
     let local = listener.local_addr()?;
     // The caller logs the address and warns about plain HTTP, because it
     // knows why the listener runs without TLS.
-    debug!(address = %local, tls = tls.is_some(), "accept loop started");
+    debug!(address = %local, tls = !matches!(tls, ListenerTls::Off), "accept loop started");
 
     let shared = Arc::new(Shared {
-        acceptor: tls.map(TlsAcceptor::from),
+        tls,
         builder: http_builder(limits.header_read_timeout),
         app,
         limits,
@@ -166,9 +221,20 @@ pub async fn serve(
     Ok(())
 }
 
+/// The listener's TLS mode.
+enum ListenerTls {
+    /// Plain HTTP.
+    Off,
+    /// One configuration for the listener's lifetime, without client
+    /// certificates.
+    Fixed(TlsAcceptor),
+    /// The configuration that `trust` holds at each accept.
+    ClientCertificates(Arc<ClientCertificateTrust>),
+}
+
 /// State shared by every connection task.
 struct Shared {
-    acceptor: Option<TlsAcceptor>,
+    tls: ListenerTls,
     builder: Builder<TokioExecutor>,
     app: axum::Router,
     limits: ListenerLimits,
@@ -281,25 +347,77 @@ async fn handle_connection(
     // On a wildcard listener (0.0.0.0), the listener's address is not the one
     // the client reached; the accepted socket's address is.
     let local = stream.local_addr().unwrap_or(listen_address);
-    let info = ConnectionInfo {
+    let mut info = ConnectionInfo {
         peer,
         local,
-        tls: shared.acceptor.is_some(),
+        tls: !matches!(shared.tls, ListenerTls::Off),
+        client_certificate: None,
     };
 
-    let Some(acceptor) = &shared.acceptor else {
-        serve_connection(&shared, TokioIo::new(stream), info, watcher).await;
-        return;
+    let (acceptor, trust) = match &shared.tls {
+        ListenerTls::Off => {
+            serve_connection(&shared, TokioIo::new(stream), info, watcher).await;
+            return;
+        }
+        ListenerTls::Fixed(acceptor) => (acceptor.clone(), None),
+        ListenerTls::ClientCertificates(trust) => {
+            let snapshot = trust.snapshot();
+            let acceptor = TlsAcceptor::from(Arc::clone(&snapshot.server_config));
+            (acceptor, Some((trust, snapshot)))
+        }
     };
     // Handshake failures are the client's problem (wrong protocol, untrusted
     // certificate, a scanner), so they are logged at debug level only.
-    match tokio::time::timeout(shared.limits.handshake_timeout, acceptor.accept(stream)).await {
-        Ok(Ok(tls_stream)) => {
-            serve_connection(&shared, TokioIo::new(tls_stream), info, watcher).await;
+    let tls_stream = match tokio::time::timeout(
+        shared.limits.handshake_timeout,
+        acceptor.accept(stream),
+    )
+    .await
+    {
+        Ok(Ok(tls_stream)) => tls_stream,
+        Ok(Err(error)) => {
+            debug!(peer = %peer, error = %error, "TLS handshake failed");
+            return;
         }
-        Ok(Err(error)) => debug!(peer = %peer, error = %error, "TLS handshake failed"),
-        Err(_) => debug!(peer = %peer, "TLS handshake timed out"),
+        Err(_) => {
+            debug!(peer = %peer, "TLS handshake timed out");
+            return;
+        }
+    };
+
+    if let Some((trust, snapshot)) = trust
+        && let Some(chain) = tls_stream.get_ref().1.peer_certificates()
+        && let Some(leaf) = chain.first()
+    {
+        // The handshake verified the chain already. Verifying it again
+        // against the same snapshot reads the leaf's names and catches any
+        // disagreement between rustls and the verdict of `certs verify`.
+        let verified = match snapshot.verify(chain) {
+            Ok(verified) => verified,
+            Err(rejection) => {
+                warn!(
+                    peer = %peer,
+                    code = rejection.code(),
+                    reason = rejection.reason(),
+                    "client certificate accepted in the handshake but rejected by verification; \
+                     closing the connection"
+                );
+                return;
+            }
+        };
+        // rustls 0.23 restores the chain of a resumed session without
+        // verifying it again, so a session from before a revocation is
+        // caught here.
+        if trust.revoked().contains(&verified.serial) {
+            debug!(peer = %peer, serial = %verified.serial, "revoked client certificate; closing");
+            return;
+        }
+        info.client_certificate = Some(Arc::new(ClientCertificate {
+            leaf: leaf.clone().into_owned(),
+            verified,
+        }));
     }
+    serve_connection(&shared, TokioIo::new(tls_stream), info, watcher).await;
 }
 
 /// Serves HTTP on one connection until the client closes it, the graceful
@@ -313,14 +431,32 @@ async fn serve_connection<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let request_seen = Arc::new(AtomicBool::new(false));
+    let peer = info.peer;
     let service = {
         let app = shared.app.clone();
         let request_seen = Arc::clone(&request_seen);
+        let trust = match &shared.tls {
+            ListenerTls::ClientCertificates(trust) => Some(Arc::clone(trust)),
+            ListenerTls::Off | ListenerTls::Fixed(_) => None,
+        };
         hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
             request_seen.store(true, Ordering::Relaxed);
-            request.extensions_mut().insert(info);
+            let revoked_serial = revoked_serial(&info, trust.as_deref());
+            request.extensions_mut().insert(info.clone());
             request.extensions_mut().insert(ConnectInfo(info.peer));
-            app.clone().oneshot(request)
+            let app = app.clone();
+            async move {
+                if let Some(serial) = revoked_serial {
+                    debug!(peer = %peer, serial = %serial, "request on a connection with a revoked client certificate");
+                    return Ok(Problem::forbidden(
+                        "certificate_revoked",
+                        "the client certificate of this connection has been revoked; connect \
+                         again with a valid certificate",
+                    )
+                    .into_response());
+                }
+                app.oneshot(request).await
+            }
         })
     };
     // NOTE: connections are served without HTTP upgrades (WebSocket), because
@@ -343,11 +479,19 @@ async fn serve_connection<I>(
     tokio::select! {
         result = &mut connection => {
             if let Err(error) = result {
-                debug!(peer = %info.peer, error = %error, "connection ended with an error");
+                debug!(peer = %peer, error = %error, "connection ended with an error");
             }
         }
         () = first_request_deadline => {
-            debug!(peer = %info.peer, "no request within the header read timeout; closing");
+            debug!(peer = %peer, "no request within the header read timeout; closing");
         }
     }
+}
+
+/// Returns the serial of the connection's client certificate when it has
+/// been revoked.
+fn revoked_serial(info: &ConnectionInfo, trust: Option<&ClientCertificateTrust>) -> Option<String> {
+    let certificate = info.client_certificate.as_ref()?;
+    let serial = &certificate.verified.serial;
+    trust?.revoked().contains(serial).then(|| serial.clone())
 }

@@ -100,7 +100,7 @@ async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Pro
     let connection = parts
         .extensions
         .get::<ConnectionInfo>()
-        .copied()
+        .cloned()
         .ok_or_else(|| {
             tracing::error!("request reached the gateway without connection info");
             Problem::internal()

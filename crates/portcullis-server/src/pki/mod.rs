@@ -6,6 +6,8 @@
 //!   authentication.
 //! - [`revoked`]: serials of revoked client certificates, checked on every
 //!   request so that a revocation also reaches open connections.
+//! - [`trust`]: the listener's rustls configuration for client
+//!   certificates, rebuilt when CAs or revocations change.
 //! - [`verify`]: the one verification of a client certificate chain that the
 //!   listener, the forwarded-certificate path and `portcullis certs verify`
 //!   share.
@@ -13,4 +15,5 @@
 pub mod ca;
 pub mod publish;
 pub mod revoked;
+pub mod trust;
 pub mod verify;

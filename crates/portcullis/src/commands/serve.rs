@@ -78,12 +78,31 @@ pub(crate) async fn run(
     )
     .context("failed to build the server state")?;
 
+    let certificates =
+        app::start_client_certificates(&config, &state, tls.as_ref().map(|(config, _)| config))
+            .await
+            .context("failed to set up client certificates")?;
+    if certificates.is_some() {
+        tracing::info!(
+            mode = ?config.server.client_certificates,
+            "TLS clients are asked for a certificate"
+        );
+    }
+
     // Tests and scripts read the bound address from this line, so it comes
     // last, once the listener accepts connections.
     tracing::info!(address = %address, scheme, backend, "listening");
 
     let server_config = tls.map(|(server_config, _)| server_config);
-    let served = app::run(&config, state, listener, server_config, shutdown).await;
+    let served = app::run(
+        &config,
+        state,
+        listener,
+        server_config,
+        certificates,
+        shutdown,
+    )
+    .await;
     signal_task.abort();
     served.context("server failed")
 }

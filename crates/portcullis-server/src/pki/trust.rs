@@ -1,0 +1,329 @@
+//! The listener's client certificate trust: the rustls configuration that
+//! requests client certificates, rebuilt when trust or revocations change.
+//!
+//! rustls's `WebPkiClientVerifier` takes its trust anchors and CRLs when it
+//! is built. So [`ClientCertificateTrust`] keeps the current configuration
+//! in an [`ArcSwap`] that the listener reads at each accept, and
+//! [`ClientCertificateTrust::maintain`] builds a new one after a revocation
+//! or when its poll finds a new CA. A new configuration reaches new
+//! handshakes only, so [`RevokedSerials`] is also checked on every request.
+//!
+//! Trust anchors are the internal CA (once `portcullis ca init` has run) and
+//! every partner CA trusted for any tenant. CRLs are the internal CA's CRL
+//! and the files in `server.partner_crls`. Revocation is checked as
+//! [`verify_client_chain`] checks it, so the handshake and the verdict
+//! agree: when any CRL is configured, every certificate below the trust
+//! anchor must be covered by one of them, and a CRL past its nextUpdate
+//! rejects the chain. A partner CA therefore needs its CRL file once the
+//! internal CA exists. The internal CRL is signed again at every rebuild
+//! that finds it older than [`super::ca::CRL_REFRESH`], and a rebuild runs
+//! at least every [`TRUST_POLL_INTERVAL`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use portcullis_store::Store;
+use rustls::RootCertStore;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::ca::{CaError, CertificateAuthority};
+use super::revoked::RevokedSerials;
+use super::verify::{Rejection, TrustAnchors, VerifiedClient, verify_client_chain};
+use crate::config::ClientCertificateMode;
+
+/// Minimum time between two rebuilds, so a burst of revocations costs one
+/// rebuild per second at most.
+pub const MIN_REBUILD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Time between two rebuilds when the change feed reports nothing. The
+/// feed reports revocations only, so this is how a new internal or partner
+/// CA and a replaced partner CRL file reach new handshakes. It also keeps
+/// the internal CRL signed well before its nextUpdate.
+pub const TRUST_POLL_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Error that prevents building the client certificate trust.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    /// `required` with no CA to verify certificates against.
+    #[error(
+        "server.client_certificates = \"required\" but no CA is trusted: run `portcullis ca \
+         init`, or add a partner CA with `portcullis ca trust add --tenant NAME FILE`"
+    )]
+    NoTrustAnchor,
+    /// A partner CRL file could not be read or parsed.
+    #[error("server.partner_crls[{index}]: {}: {message}", path.display())]
+    PartnerCrl {
+        /// Position of the file in `server.partner_crls`, from 0.
+        index: usize,
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        message: String,
+    },
+    /// A stored CA certificate could not be parsed.
+    #[error("invalid trusted CA certificate {name}: {message}")]
+    InvalidCa {
+        /// The internal CA, or the partner CA's subject.
+        name: String,
+        /// The failure.
+        message: String,
+    },
+    /// The internal CA or the store failed.
+    #[error("failed to read the internal CA: {0}")]
+    Ca(#[from] CaError),
+    /// The store failed.
+    #[error("failed to read the trusted CAs: {0}")]
+    Store(#[from] portcullis_store::StoreError),
+    /// rustls rejected the verifier or the configuration.
+    #[error("failed to build the TLS client certificate verifier: {0}")]
+    Rustls(String),
+}
+
+/// One built configuration with the anchors and CRLs it verifies against,
+/// so that [`verify_client_chain`] can repeat the handshake's check.
+pub struct TrustSnapshot {
+    /// The rustls configuration for new handshakes.
+    pub server_config: Arc<rustls::ServerConfig>,
+    roots: Vec<CertificateDer<'static>>,
+    anchors: TrustAnchors,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+}
+
+impl TrustSnapshot {
+    /// Verifies the chain a client presented in a handshake under this
+    /// snapshot, to describe its leaf.
+    ///
+    /// # Errors
+    ///
+    /// The [`Rejection`] when the chain fails, which happens only when a
+    /// certificate expired between the handshake and this call or when
+    /// rustls and [`verify_client_chain`] disagree.
+    pub fn verify(&self, chain: &[CertificateDer<'_>]) -> Result<VerifiedClient, Rejection> {
+        verify_client_chain(chain, &self.anchors, &self.crls, UnixTime::now())
+    }
+}
+
+/// The client certificate trust of one listener.
+pub struct ClientCertificateTrust {
+    mode: ClientCertificateMode,
+    base: Arc<rustls::ServerConfig>,
+    partner_crls: Vec<PathBuf>,
+    store: Store,
+    ca: Arc<CertificateAuthority>,
+    current: ArcSwap<TrustSnapshot>,
+    revoked: RevokedSerials,
+    rebuild: Notify,
+}
+
+impl ClientCertificateTrust {
+    /// Builds the first configuration and loads the revoked serials.
+    ///
+    /// `base` is the listener's configuration without client certificates.
+    /// Its certificate and ALPN protocols are kept in every rebuild. `mode`
+    /// must not be [`ClientCertificateMode::Off`].
+    ///
+    /// # Errors
+    ///
+    /// [`TrustError::NoTrustAnchor`] for `required` without any CA, and the
+    /// errors of reading the CAs, the CRLs and the partner CRL files.
+    pub async fn start(
+        mode: ClientCertificateMode,
+        base: Arc<rustls::ServerConfig>,
+        partner_crls: Vec<PathBuf>,
+        store: Store,
+        ca: Arc<CertificateAuthority>,
+    ) -> Result<Self, TrustError> {
+        let now = OffsetDateTime::now_utc();
+        let revoked = RevokedSerials::load(&store, now).await?;
+        let mut trust = Self {
+            mode,
+            base: Arc::clone(&base),
+            partner_crls,
+            store,
+            ca,
+            current: ArcSwap::from_pointee(TrustSnapshot {
+                server_config: base,
+                roots: Vec::new(),
+                anchors: TrustAnchors::default(),
+                crls: Vec::new(),
+            }),
+            revoked,
+            rebuild: Notify::new(),
+        };
+        let snapshot = trust.build(now).await?;
+        trust.current = ArcSwap::from_pointee(snapshot);
+        Ok(trust)
+    }
+
+    /// Returns the configuration for a new handshake.
+    pub fn snapshot(&self) -> Arc<TrustSnapshot> {
+        self.current.load_full()
+    }
+
+    /// Returns the serials of revoked certificates.
+    pub fn revoked(&self) -> &RevokedSerials {
+        &self.revoked
+    }
+
+    /// Records a revoked serial from the change feed and, when it is new,
+    /// schedules a rebuild so that new handshakes see the new CRL.
+    pub fn certificate_revoked(&self, serial: &str) {
+        if self.revoked.insert(serial) {
+            self.rebuild.notify_one();
+        }
+    }
+
+    /// Rebuilds the configuration until `shutdown`: at once after a
+    /// revocation, otherwise every [`TRUST_POLL_INTERVAL`], and at most once
+    /// per [`MIN_REBUILD_INTERVAL`]. A rebuild that finds the same CAs and CRLs
+    /// keeps the current configuration, and with it the TLS session cache.
+    /// A failed rebuild keeps the previous configuration and is logged.
+    pub async fn maintain(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.rebuild.notified() => {}
+                () = tokio::time::sleep(TRUST_POLL_INTERVAL) => {}
+            }
+            match self.build(OffsetDateTime::now_utc()).await {
+                Ok(snapshot) => {
+                    let current = self.current.load();
+                    if snapshot.roots != current.roots || snapshot.crls != current.crls {
+                        tracing::info!(
+                            trust_anchors = snapshot.roots.len(),
+                            crls = snapshot.crls.len(),
+                            "client certificate trust rebuilt"
+                        );
+                        self.current.store(Arc::new(snapshot));
+                    }
+                }
+                Err(error) => tracing::error!(
+                    error = %error,
+                    "rebuilding the client certificate trust failed; new handshakes keep \
+                     the previous CAs and CRLs"
+                ),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(MIN_REBUILD_INTERVAL) => {}
+            }
+        }
+    }
+
+    async fn build(&self, now: OffsetDateTime) -> Result<TrustSnapshot, TrustError> {
+        let mut roots = Vec::new();
+        let mut crls = Vec::new();
+        match self.ca.ca_pem().await {
+            Ok(pem) => {
+                roots.push(parse_certificate("the internal CA", &pem)?);
+                let crl = self.ca.crl(now).await?;
+                crls.push(parse_crl(&crl).map_err(|message| TrustError::InvalidCa {
+                    name: "the internal CA's CRL".to_owned(),
+                    message,
+                })?);
+            }
+            Err(CaError::NotInitialized) => {}
+            Err(error) => return Err(error.into()),
+        }
+        for partner in self.store.list_trusted_cas(None).await? {
+            roots.push(parse_certificate(
+                &partner.subject,
+                &partner.certificate_pem,
+            )?);
+        }
+        for (index, path) in self.partner_crls.iter().enumerate() {
+            crls.extend(read_crl_file(index, path)?);
+        }
+
+        if roots.is_empty() {
+            if self.mode == ClientCertificateMode::Required {
+                return Err(TrustError::NoTrustAnchor);
+            }
+            // `optional` without a CA: no certificate could verify, so none
+            // is requested until a CA is added.
+            return Ok(TrustSnapshot {
+                server_config: Arc::clone(&self.base),
+                roots,
+                anchors: TrustAnchors::default(),
+                crls,
+            });
+        }
+
+        let anchors =
+            TrustAnchors::from_certificates(&roots).map_err(|error| TrustError::InvalidCa {
+                name: format!("number {}", error.index),
+                message: error.detail,
+            })?;
+        let mut store = RootCertStore::empty();
+        for root in &roots {
+            store
+                .add(root.clone())
+                .map_err(|error| TrustError::Rustls(error.to_string()))?;
+        }
+        let mut builder =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(store), crate::tls::provider())
+                .with_crls(crls.clone())
+                .enforce_revocation_expiration();
+        if self.mode == ClientCertificateMode::Optional {
+            builder = builder.allow_unauthenticated();
+        }
+        let verifier = builder
+            .build()
+            .map_err(|error| TrustError::Rustls(error.to_string()))?;
+
+        let mut config = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|error| TrustError::Rustls(error.to_string()))?
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(Arc::clone(&self.base.cert_resolver));
+        config.alpn_protocols = self.base.alpn_protocols.clone();
+
+        Ok(TrustSnapshot {
+            server_config: Arc::new(config),
+            roots,
+            anchors,
+            crls,
+        })
+    }
+}
+
+fn parse_certificate(name: &str, pem: &str) -> Result<CertificateDer<'static>, TrustError> {
+    CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|error| TrustError::InvalidCa {
+        name: name.to_owned(),
+        message: format!("invalid PEM: {error}"),
+    })
+}
+
+fn parse_crl(pem: &str) -> Result<CertificateRevocationListDer<'static>, String> {
+    CertificateRevocationListDer::from_pem_slice(pem.as_bytes())
+        .map_err(|error| format!("invalid PEM: {error}"))
+}
+
+/// Reads every CRL in one PEM file of `server.partner_crls`.
+fn read_crl_file(
+    index: usize,
+    path: &Path,
+) -> Result<Vec<CertificateRevocationListDer<'static>>, TrustError> {
+    let failed = |message: String| TrustError::PartnerCrl {
+        index,
+        path: path.to_path_buf(),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|error| failed(format!("failed to read: {error}")))?;
+    let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| failed(format!("invalid PEM: {error}")))?;
+    if crls.is_empty() {
+        return Err(failed(
+            "no CRL found; expected PEM blocks starting with -----BEGIN X509 CRL-----".to_owned(),
+        ));
+    }
+    Ok(crls)
+}

@@ -1,0 +1,391 @@
+//! Client certificates on the real listener: `server.client_certificates`
+//! set to `required` or `optional`, certificates from `portcullis certs
+//! issue` and from rcgen, curl and tokio-rustls as clients, and a
+//! revocation from the CLI reaching a connection that is already open.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "fixtures outside #[test] functions fail the test on any error"
+)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use support::{DataDir, Server};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+/// A client certificate chain and its private key, PEM.
+struct Identity {
+    cert_pem: String,
+    key_pem: String,
+}
+
+impl Identity {
+    fn read(dir: &Path) -> Self {
+        Self {
+            cert_pem: std::fs::read_to_string(dir.join("cert.pem")).unwrap(),
+            key_pem: std::fs::read_to_string(dir.join("key.pem")).unwrap(),
+        }
+    }
+}
+
+/// Creates tenant acme with a `client_credentials` client and returns the
+/// client's id.
+fn create_client(data: &DataDir) -> String {
+    data.cli(&["tenants", "create", "acme"]);
+    let created = data.cli_json(&[
+        "clients",
+        "create",
+        "--tenant",
+        "acme",
+        "--name",
+        "Partner",
+        "--grant-types",
+        "client_credentials",
+        "--scopes",
+        "orders:read",
+    ]);
+    created["client_id"].as_str().unwrap().to_owned()
+}
+
+/// Runs `certs issue` into `DATA_DIR/NAME` and returns the folder and the
+/// certificate's serial.
+fn issue(data: &DataDir, client: &str, name: &str) -> (PathBuf, String) {
+    let out = data.path().join(name);
+    let issued = data.cli_json(&[
+        "certs",
+        "issue",
+        "--client",
+        client,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    (out, issued["serial"].as_str().unwrap().to_owned())
+}
+
+/// A CA made by rcgen.
+struct TestCa {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+}
+
+impl TestCa {
+    fn new(name: &str) -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Self {
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// Signs a clientAuth leaf valid from `not_before` to `not_after`.
+    fn leaf(&self, not_before: time::OffsetDateTime, not_after: time::OffsetDateTime) -> Identity {
+        let mut params =
+            CertificateParams::new(vec!["partner-svc.example.com".to_owned()]).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "partner service");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_before = not_before;
+        params.not_after = not_after;
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Identity {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
+    fn valid_leaf(&self) -> Identity {
+        let now = time::OffsetDateTime::now_utc();
+        self.leaf(
+            now - time::Duration::days(1),
+            now + time::Duration::days(30),
+        )
+    }
+}
+
+fn start(data: &DataDir, mode: &str) -> Server {
+    data.write_config(&format!("[server]\nclient_certificates = \"{mode}\"\n"));
+    Server::start(data)
+}
+
+/// Connects with TLS, presenting `identity` if given. With TLS 1.3 the
+/// server checks the client certificate after the client's side of the
+/// handshake is done, so a rejection shows on the first read, not here.
+async fn connect(
+    address: SocketAddr,
+    server_ca_pem: &[u8],
+    identity: Option<&Identity>,
+) -> TlsStream<TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(server_ca_pem) {
+        roots.add(certificate.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match identity {
+        Some(identity) => {
+            let chain = CertificateDer::pem_slice_iter(identity.cert_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes()).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let connector = TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(address).await.unwrap();
+    connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// Sends `GET /healthz` on a new connection and returns the status, or the
+/// error that ended the connection before any response.
+async fn healthz(server: &Server, identity: Option<&Identity>) -> Result<u16, String> {
+    let mut tls = connect(server.address, &server.ca_pem, identity).await;
+    let request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    // A write can succeed before the server's alert arrives.
+    let _ = tls.write_all(request).await;
+    let mut buffer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut buffer))
+        .await
+        .map_err(|_| "timed out".to_owned())?;
+    if let Err(error) = read
+        && buffer.is_empty()
+    {
+        return Err(error.to_string());
+    }
+    let text = String::from_utf8_lossy(&buffer);
+    text.get(9..12)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("no HTTP response: {text:?}"))
+}
+
+#[tokio::test]
+async fn required_without_certificate_fails() {
+    let data = DataDir::new();
+    data.cli(&["ca", "init"]);
+    let server = start(&data, "required");
+
+    let result = healthz(&server, None).await;
+
+    assert!(result.is_err(), "expected a failed handshake: {result:?}");
+}
+
+#[tokio::test]
+async fn required_accepts_issued_certificate_with_curl() {
+    let data = DataDir::new();
+    let client = create_client(&data);
+    data.cli(&["ca", "init"]);
+    let (dir, _) = issue(&data, &client, "issued");
+    let server = start(&data, "required");
+    let port = server.address.port();
+
+    let output = Command::new("curl")
+        .args(["--silent", "--show-error", "--output", "/dev/null"])
+        .args(["--write-out", "%{http_code}"])
+        .arg("--cacert")
+        .arg(data.path().join("tls/ca.pem"))
+        .arg("--cert")
+        .arg(dir.join("cert.pem"))
+        .arg("--key")
+        .arg(dir.join("key.pem"))
+        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+        .arg(format!("https://localhost:{port}/healthz"))
+        .output()
+        .expect("the curl command is required for this test");
+
+    let code = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        code,
+        "200",
+        "curl: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let identity = Identity::read(&dir);
+    assert_eq!(healthz(&server, Some(&identity)).await, Ok(200));
+}
+
+#[tokio::test]
+async fn required_rejects_untrusted_certificate() {
+    let data = DataDir::new();
+    data.cli(&["ca", "init"]);
+    let server = start(&data, "required");
+    let stranger = TestCa::new("Unknown CA").valid_leaf();
+
+    let result = healthz(&server, Some(&stranger)).await;
+
+    assert!(result.is_err(), "expected a failed handshake: {result:?}");
+}
+
+/// Only a partner CA is trusted and no CRL is configured, so validity
+/// dates are the only difference between the two leaves.
+#[tokio::test]
+async fn required_rejects_expired_partner_certificate() {
+    let data = DataDir::new();
+    create_client(&data);
+    let partner = TestCa::new("Partner CA");
+    let partner_path = data.path().join("partner-ca.pem");
+    std::fs::write(&partner_path, &partner.pem).unwrap();
+    data.cli(&[
+        "ca",
+        "trust",
+        "add",
+        "--tenant",
+        "acme",
+        partner_path.to_str().unwrap(),
+    ]);
+    let server = start(&data, "required");
+    let now = time::OffsetDateTime::now_utc();
+    let expired = partner.leaf(
+        now - time::Duration::days(10),
+        now - time::Duration::days(1),
+    );
+
+    let valid = healthz(&server, Some(&partner.valid_leaf())).await;
+    let result = healthz(&server, Some(&expired)).await;
+
+    assert_eq!(valid, Ok(200));
+    assert!(result.is_err(), "expected a failed handshake: {result:?}");
+}
+
+#[test]
+fn required_without_trust_anchor_refuses_start() {
+    let data = DataDir::new();
+    data.write_config("[server]\nclient_certificates = \"required\"\n");
+
+    let output = data
+        .command()
+        .args(["serve"])
+        .env("PORTCULLIS_SERVER__LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("server.client_certificates"), "{stderr}");
+}
+
+#[tokio::test]
+async fn optional_serves_client_without_certificate() {
+    let data = DataDir::new();
+    let client = create_client(&data);
+    data.cli(&["ca", "init"]);
+    let (dir, _) = issue(&data, &client, "issued");
+    let server = start(&data, "optional");
+
+    let anonymous = healthz(&server, None).await;
+    let with_certificate = healthz(&server, Some(&Identity::read(&dir))).await;
+    let stranger = healthz(&server, Some(&TestCa::new("Unknown CA").valid_leaf())).await;
+
+    assert_eq!(anonymous, Ok(200));
+    assert_eq!(with_certificate, Ok(200));
+    assert!(
+        stranger.is_err(),
+        "expected a failed handshake: {stranger:?}"
+    );
+}
+
+/// Sends `GET /healthz` on an open HTTP/1.1 connection and returns the
+/// status and body.
+async fn get_on(
+    sender: &mut hyper::client::conn::http1::SendRequest<Empty<bytes::Bytes>>,
+) -> (u16, String, Option<String>) {
+    let request = hyper::Request::get("/healthz")
+        .header("host", "localhost")
+        .body(Empty::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|value| value.to_str().unwrap().to_owned());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        String::from_utf8_lossy(&body).into_owned(),
+        content_type,
+    )
+}
+
+#[tokio::test]
+async fn revocation_reaches_open_connection() {
+    let data = DataDir::new();
+    let client = create_client(&data);
+    data.cli(&["ca", "init"]);
+    let (dir, serial) = issue(&data, &client, "issued");
+    let identity = Identity::read(&dir);
+    let server = start(&data, "required");
+
+    let tls = connect(server.address, &server.ca_pem, Some(&identity)).await;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let (before, _, _) = get_on(&mut sender).await;
+    assert_eq!(before, 200);
+
+    data.cli(&["certs", "revoke", &serial, "--reason", "key compromise"]);
+    let revoked_at = Instant::now();
+
+    // The same connection: polled until the change feed delivers the
+    // revocation, which must take less than one second.
+    let (status, body, content_type) = loop {
+        let answer = get_on(&mut sender).await;
+        if answer.0 != 200 || revoked_at.elapsed() > Duration::from_secs(3) {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let delay = revoked_at.elapsed();
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(content_type.as_deref(), Some("application/problem+json"));
+    assert!(body.contains("certificate_revoked"), "{body}");
+    assert!(delay < Duration::from_secs(1), "took {delay:?}");
+
+    // A new handshake with the revoked certificate fails once the listener
+    // has rebuilt its configuration with the new CRL.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut result = healthz(&server, Some(&identity)).await;
+    while result.is_ok() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        result = healthz(&server, Some(&identity)).await;
+    }
+    assert!(result.is_err(), "expected a failed handshake: {result:?}");
+    let logs = server.log_text();
+    assert!(
+        logs.contains("client certificate trust rebuilt"),
+        "no rebuild after the revocation: {logs}"
+    );
+}
