@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
+    RevokedCertParams, SerialNumber,
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -104,6 +105,17 @@ impl TestCa {
 
     /// Signs a clientAuth leaf valid from `not_before` to `not_after`.
     fn leaf(&self, not_before: time::OffsetDateTime, not_after: time::OffsetDateTime) -> Identity {
+        self.leaf_with_serial(not_before, not_after, None)
+    }
+
+    /// Signs a clientAuth leaf like [`Self::leaf`], with `serial` in place
+    /// of a random one.
+    fn leaf_with_serial(
+        &self,
+        not_before: time::OffsetDateTime,
+        not_after: time::OffsetDateTime,
+        serial: Option<&[u8]>,
+    ) -> Identity {
         let mut params =
             CertificateParams::new(vec!["partner-svc.example.com".to_owned()]).unwrap();
         params
@@ -112,6 +124,7 @@ impl TestCa {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.not_before = not_before;
         params.not_after = not_after;
+        params.serial_number = serial.map(SerialNumber::from_slice);
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         Identity {
@@ -126,6 +139,25 @@ impl TestCa {
             now - time::Duration::days(1),
             now + time::Duration::days(30),
         )
+    }
+
+    /// Returns a CRL, PEM, that revokes `serial` and is valid for a week.
+    fn crl(&self, serial: &[u8]) -> String {
+        let now = time::OffsetDateTime::now_utc();
+        let params = CertificateRevocationListParams {
+            this_update: now - time::Duration::hours(1),
+            next_update: now + time::Duration::days(7),
+            crl_number: SerialNumber::from_slice(&[1]),
+            issuing_distribution_point: None,
+            revoked_certs: vec![RevokedCertParams {
+                serial_number: SerialNumber::from_slice(serial),
+                revocation_time: now - time::Duration::hours(1),
+                reason_code: Some(RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            }],
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        params.signed_by(&self.issuer).unwrap().pem().unwrap()
     }
 }
 
@@ -254,17 +286,7 @@ async fn required_rejects_untrusted_certificate() {
 async fn required_rejects_expired_partner_certificate() {
     let data = DataDir::new();
     create_client(&data);
-    let partner = TestCa::new("Partner CA");
-    let partner_path = data.path().join("partner-ca.pem");
-    std::fs::write(&partner_path, &partner.pem).unwrap();
-    data.cli(&[
-        "ca",
-        "trust",
-        "add",
-        "--tenant",
-        "acme",
-        partner_path.to_str().unwrap(),
-    ]);
+    let partner = trust_partner(&data);
     let server = start(&data, "required");
     let now = time::OffsetDateTime::now_utc();
     let expired = partner.leaf(
@@ -279,8 +301,104 @@ async fn required_rejects_expired_partner_certificate() {
     assert!(result.is_err(), "expected a failed handshake: {result:?}");
 }
 
+/// Trusts a partner CA for tenant acme and returns it.
+fn trust_partner(data: &DataDir) -> TestCa {
+    let partner = TestCa::new("Partner CA");
+    let partner_path = data.path().join("partner-ca.pem");
+    std::fs::write(&partner_path, &partner.pem).unwrap();
+    data.cli(&[
+        "ca",
+        "trust",
+        "add",
+        "--tenant",
+        "acme",
+        partner_path.to_str().unwrap(),
+    ]);
+    partner
+}
+
+/// Both CAs have a CRL: the internal CA its own, the partner CA one from
+/// `server.partner_crls`.
+#[tokio::test]
+async fn partner_crl_rejects_revoked_certificate() {
+    let data = DataDir::new();
+    create_client(&data);
+    data.cli(&["ca", "init"]);
+    let partner = trust_partner(&data);
+    let crl_path = data.path().join("partner-crl.pem");
+    std::fs::write(&crl_path, partner.crl(&[0x0a, 0x01])).unwrap();
+    data.write_config(&format!(
+        "[server]\nclient_certificates = \"required\"\npartner_crls = [{:?}]\n",
+        crl_path.to_str().unwrap()
+    ));
+    let server = Server::start(&data);
+    let now = time::OffsetDateTime::now_utc();
+    let not_before = now - time::Duration::days(1);
+    let not_after = now + time::Duration::days(30);
+    let revoked = partner.leaf_with_serial(not_before, not_after, Some(&[0x0a, 0x01]));
+    let valid = partner.leaf_with_serial(not_before, not_after, Some(&[0x0a, 0x02]));
+
+    let valid_result = healthz(&server, Some(&valid)).await;
+    let revoked_result = healthz(&server, Some(&revoked)).await;
+
+    assert_eq!(valid_result, Ok(200));
+    assert!(
+        revoked_result.is_err(),
+        "expected a failed handshake: {revoked_result:?}"
+    );
+}
+
+/// With the internal CA's CRL in use, a partner CA without a CRL file
+/// cannot show that its certificates are unrevoked, so they are rejected,
+/// as `certs verify` rejects them.
+#[tokio::test]
+async fn partner_without_crl_rejected() {
+    let data = DataDir::new();
+    create_client(&data);
+    data.cli(&["ca", "init"]);
+    let partner = trust_partner(&data);
+    let server = start(&data, "required");
+
+    let result = healthz(&server, Some(&partner.valid_leaf())).await;
+
+    assert!(result.is_err(), "expected a failed handshake: {result:?}");
+}
+
 #[test]
-fn required_without_trust_anchor_refuses_start() {
+fn invalid_partner_crl_fails_start() {
+    let data = DataDir::new();
+    data.cli(&["ca", "init"]);
+    let crl_path = data.path().join("not-a-crl.pem");
+    std::fs::write(&crl_path, "hello\n").unwrap();
+    data.write_config(&format!(
+        "[server]\nclient_certificates = \"optional\"\npartner_crls = [{:?}]\n",
+        crl_path.to_str().unwrap()
+    ));
+
+    let output = data
+        .command()
+        .args(["serve"])
+        .env("PORTCULLIS_SERVER__LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("server.partner_crls[0]"), "{stderr}");
+}
+
+#[tokio::test]
+async fn optional_without_trust_anchor_serves() {
+    let data = DataDir::new();
+    let server = start(&data, "optional");
+
+    let result = healthz(&server, None).await;
+
+    assert_eq!(result, Ok(200));
+}
+
+#[test]
+fn required_without_trust_anchor_fails_start() {
     let data = DataDir::new();
     data.write_config("[server]\nclient_certificates = \"required\"\n");
 
@@ -317,7 +435,7 @@ async fn optional_serves_client_without_certificate() {
 }
 
 /// Sends `GET /healthz` on an open HTTP/1.1 connection and returns the
-/// status and body.
+/// status, body and content type.
 async fn get_on(
     sender: &mut hyper::client::conn::http1::SendRequest<Empty<bytes::Bytes>>,
 ) -> (u16, String, Option<String>) {
