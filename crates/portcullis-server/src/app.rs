@@ -115,7 +115,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state);
 
     // Layered around the whole router, not with `Router::layer`, so that the
-    // rewritten path is the one routing sees.
+    // rewritten path is the one routing matches.
     let observed = tower::ServiceBuilder::new()
         .layer(middleware::from_fn(telemetry::observe))
         .service(inner);

@@ -41,8 +41,8 @@ use crate::pki::trust::ClientCertificateTrust;
 pub const CACHE_CAPACITY: usize = 200_000;
 
 /// Entries older than this are reloaded even without a change notice. The
-/// change feed is what keeps entries correct; this is only a backstop for a
-/// lost notice, so it can be long enough that a key used every few minutes
+/// change feed keeps entries correct, and this age is only a backstop for a
+/// lost notice. So it can be long enough that a key used every few minutes
 /// stays cached.
 pub const MAX_ENTRY_AGE: Duration = Duration::from_secs(300);
 

@@ -1,9 +1,9 @@
 //! Reading the one credential a request carries.
 //!
 //! RFC 6750 §2 allows a client to send its credential by one method per
-//! request. Portcullis counts credentials in every place it could read one
-//! (each `Authorization` line and scheme, each `X-API-Key` line, values
-//! joined by commas, and `access_token` or `api_key` in the query) and
+//! request. Portcullis counts credentials in every place it could read one:
+//! each `Authorization` line and scheme, each `X-API-Key` line, values
+//! joined by commas, and `access_token` or `api_key` in the query. It
 //! rejects a request that carries more than one, so that no request is
 //! judged by one credential while another travels on to the upstream.
 //!
@@ -30,7 +30,7 @@ pub const API_KEY_HEADER: &str = "x-api-key";
 /// them so that a second credential cannot hide there.
 const QUERY_CREDENTIALS: [&str; 3] = ["access_token", "api_key", "apikey"];
 
-/// Longest credential accepted, in bytes; larger values are malformed.
+/// Maximum length of a credential, in bytes. Longer values are malformed.
 pub const MAX_CREDENTIAL_LEN: usize = 4096;
 
 /// Where a credential was found.

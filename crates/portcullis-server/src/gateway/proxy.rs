@@ -1,11 +1,14 @@
 //! Forwarding a judged request to its upstream and streaming the response
 //! back.
 //!
-//! Header policy: hop-by-hop headers (RFC 9110 §7.6.1) and the headers
-//! named in `Connection` are dropped both ways; the credential and every
-//! inbound `X-Portcullis-*` header are dropped; `X-Forwarded-*` are set
-//! afresh, keeping the inbound values only from a trusted proxy; identity
-//! headers are added last, so nothing the client sent can pose as them.
+//! Header policy:
+//! - hop-by-hop headers (RFC 9110 §7.6.1) and the headers named in
+//!   `Connection` are dropped both ways;
+//! - the credential and every inbound `X-Portcullis-*` header are dropped;
+//! - `X-Forwarded-*` are set afresh, keeping inbound values only from a
+//!   trusted proxy;
+//! - identity headers are added last, so nothing the client sent can pose
+//!   as them.
 
 use std::error::Error as StdError;
 use std::time::Duration;
@@ -33,11 +36,11 @@ pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 /// with 502.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long an idle upstream connection is kept for reuse. It must stay
+/// How long an idle upstream connection is kept for reuse. It should stay
 /// below the upstream's own keep-alive timeout, or a reused socket can race
-/// the upstream closing it; 15 s is below the common defaults of nginx
-/// (75 s), Apache (5 s is lower: set the route's upstream accordingly) and
-/// Go's net/http (no limit).
+/// the upstream closing it. 15 s is below nginx's default of 75 s.
+/// NOTE: Apache httpd closes idle connections after 5 s by default, so such
+/// an upstream can still win that race; this is not configurable per route.
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1),

@@ -82,9 +82,9 @@ impl PresentedClient {
 
 /// Finds the one way the request authenticates its client.
 ///
-/// `Authorization` headers of other schemes are left to the caller (the
-/// introspection endpoint also accepts operator keys as Bearer); `Ok(None)`
-/// means the request names no client at all.
+/// `Authorization` headers of other schemes are left to the caller, because
+/// the introspection endpoint also accepts operator keys as Bearer.
+/// `Ok(None)` means the request names no client at all.
 pub fn presented_client(
     headers: &HeaderMap,
     form: &Form,
@@ -421,7 +421,7 @@ fn algorithm_name(algorithm: Algorithm) -> &'static str {
     }
 }
 
-/// Logs a store failure and answers `temporarily_unavailable`.
+/// Logs a store failure and returns `temporarily_unavailable`.
 #[expect(clippy::needless_pass_by_value, reason = "used as a map_err function")]
 pub(crate) fn store_failure(error: portcullis_store::StoreError) -> OAuthError {
     tracing::error!(error = %ErrorChain(&error), "OAuth store operation failed");

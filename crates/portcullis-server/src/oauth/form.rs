@@ -2,8 +2,8 @@
 //!
 //! RFC 6749 §3.1 and §3.2 forbid a parameter more than once, so a request
 //! that repeats one has two readings and is rejected as `invalid_request`
-//! before anything else looks at it. Empty values count as absent, as RFC
-//! 6749 §3.1 says.
+//! before anything else reads it. Empty values count as absent, as RFC
+//! 6749 §3.1 requires.
 
 use std::collections::BTreeMap;
 

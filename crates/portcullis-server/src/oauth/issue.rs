@@ -81,7 +81,7 @@ impl IntoResponse for IssuedTokens {
 }
 
 /// Signs an access token for `grant`, records it for revocation, and adds a
-/// refresh token of the same family when the grant asks for one.
+/// refresh token of the same family when the grant includes one.
 pub async fn issue_tokens(
     state: &AppState,
     client: &ClientRecord,

@@ -77,7 +77,7 @@ impl SigningKeys {
         let mut records = self.store.list_signing_keys().await?;
         let mut decided = plan(&records, now, &self.policy);
 
-        // One pass applies the decisions; a second plan sees their result.
+        // One pass applies the decisions, and a second plan reads their result.
         if self.apply(&records, &decided, &audit).await? {
             records = self.store.list_signing_keys().await?;
             decided = plan(&records, now, &self.policy);

@@ -1,9 +1,9 @@
 //! `POST /oauth/token` (RFC 6749 §3.2): the `client_credentials`,
 //! `authorization_code` (with PKCE, RFC 7636) and `refresh_token` grants.
 //!
-//! Each request is read once and strictly (one value per parameter, one
-//! client authentication), the client is authenticated with its registered
-//! method, and every single-use value (code, refresh token) is spent in one
+//! Each request is read once and strictly: one value per parameter and one
+//! client authentication. The client is authenticated with its registered
+//! method. Every single-use value (code, refresh token) is spent in one
 //! atomic store step before a token is issued.
 
 use axum::body::Body;
@@ -264,9 +264,9 @@ fn requested_scopes(form: &Form, allowed: &ScopeSet) -> Result<ScopeSet, OAuthEr
     Ok(requested)
 }
 
-/// The audience of the token: the `resource` asked for (RFC 8707), which
-/// must be the audience of a configured route; without one, the single
-/// audience the routes use, or the issuer when no route takes tokens.
+/// Chooses the token's audience. A requested `resource` (RFC 8707) must be
+/// the audience of a configured route. Without one, the audience is the
+/// routes' only audience, or the issuer when no route accepts tokens.
 fn audience(state: &AppState, resource: Option<&str>) -> Result<String, OAuthError> {
     let known: Vec<&str> = state.routes.audiences();
     match resource {
