@@ -128,6 +128,7 @@ impl Server {
             command.env(name, value);
         }
         let mut child = command.spawn().unwrap();
+        watch_for_exit(child.id());
         let stderr = child.stderr.take().unwrap();
 
         let logs = Arc::new(Mutex::new(Vec::new()));
@@ -209,6 +210,25 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts a shell that kills the server `server_pid` once this test process
+/// has exited. Servers kept in `static` fixtures are never dropped, so
+/// without it they would outlive the test binary. The shell also ends when
+/// the server stops first.
+fn watch_for_exit(server_pid: u32) {
+    let script = format!(
+        "while kill -0 {test} 2>/dev/null && kill -0 {server} 2>/dev/null; do sleep 1; done; \
+         kill -0 {test} 2>/dev/null || kill -KILL {server} 2>/dev/null; true",
+        test = std::process::id(),
+        server = server_pid,
+    );
+    let _ = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
 }
 
 /// A fresh marker for `X-Test-Case`.
