@@ -33,7 +33,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::ServerConfig;
 use crate::pki::trust::ClientCertificateTrust;
-use crate::pki::verify::VerifiedClient;
+use crate::pki::verify::{Rejection, VerifiedClient, thumbprint_sha256};
 use crate::problem::Problem;
 
 /// Default time a client has to complete the TLS handshake. A handshake
@@ -60,21 +60,62 @@ pub struct ConnectionInfo {
     pub local: SocketAddr,
     /// Whether the connection uses TLS.
     pub tls: bool,
-    /// The certificate the client presented in the TLS handshake, verified.
-    /// `None` without TLS, with client certificates off, and for a client
-    /// that sent none where they are optional.
+    /// The certificate the client presented in the TLS handshake, with its
+    /// verdict. `None` without TLS, with client certificates off, and for a
+    /// client that sent none where they are optional. Handlers read it
+    /// through [`crate::pki::presented::client_certificate`], which also
+    /// knows a certificate forwarded by a trusted proxy.
     pub client_certificate: Option<Arc<ClientCertificate>>,
 }
 
-/// A client certificate that rustls accepted in the handshake and
-/// [`crate::pki::verify::verify_client_chain`] accepted after it, against
-/// the same trust anchors and CRLs.
+/// A client certificate chain as presented, with the verdict of
+/// [`verify_client_chain`](crate::pki::verify::verify_client_chain) against
+/// the listener's trust anchors and CRLs.
+///
+/// A chain that fails verification is kept, with its rejection, so that the
+/// application can answer it (401 `invalid_client`) and so that a
+/// self-signed certificate registered for RFC 8705 §2.2
+/// `self_signed_tls_client_auth` can be matched by its public key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientCertificate {
-    /// The leaf certificate, DER.
-    pub leaf: CertificateDer<'static>,
-    /// The leaf's serial, names and thumbprint.
-    pub verified: VerifiedClient,
+    /// The certificates as the client sent them, leaf first, DER. Never
+    /// empty.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// SHA-256 of the leaf's DER, base64url without padding (RFC 8705 §3.1
+    /// `x5t#S256`).
+    pub thumbprint_sha256: String,
+    /// The verdict of `verify_client_chain` against the listener's anchors
+    /// and CRLs.
+    pub verdict: Result<VerifiedClient, Rejection>,
+}
+
+impl ClientCertificate {
+    /// Builds the certificate from a presented chain and its verdict, or
+    /// returns `None` when the chain is empty.
+    pub fn new(
+        chain: Vec<CertificateDer<'static>>,
+        verdict: Result<VerifiedClient, Rejection>,
+    ) -> Option<Self> {
+        let thumbprint_sha256 = thumbprint_sha256(chain.first()?);
+        Some(Self {
+            chain,
+            thumbprint_sha256,
+            verdict,
+        })
+    }
+
+    /// Returns the leaf certificate, DER. A value built with an empty
+    /// `chain` (which [`ClientCertificate::new`] prevents) returns an empty
+    /// DER, which every parser and comparison rejects.
+    pub fn leaf(&self) -> &CertificateDer<'static> {
+        static EMPTY: CertificateDer<'static> = CertificateDer::from_slice(&[]);
+        self.chain.first().unwrap_or(&EMPTY)
+    }
+
+    /// Returns the verified leaf, or `None` when the chain was rejected.
+    pub fn verified(&self) -> Option<&VerifiedClient> {
+        self.verdict.as_ref().ok()
+    }
 }
 
 /// Limits that protect the listener from too many or too slow clients.
@@ -387,7 +428,7 @@ async fn handle_connection(
 
     if let Some((trust, snapshot)) = trust
         && let Some(chain) = tls_stream.get_ref().1.peer_certificates()
-        && let Some(leaf) = chain.first()
+        && !chain.is_empty()
     {
         // The handshake verified the chain already. Verifying it again
         // against the same snapshot reads the leaf's names and catches any
@@ -412,10 +453,8 @@ async fn handle_connection(
             debug!(peer = %peer, serial = %verified.serial, "revoked client certificate; closing");
             return;
         }
-        info.client_certificate = Some(Arc::new(ClientCertificate {
-            leaf: leaf.clone().into_owned(),
-            verified,
-        }));
+        let chain = chain.iter().map(|der| der.clone().into_owned()).collect();
+        info.client_certificate = ClientCertificate::new(chain, Ok(verified)).map(Arc::new);
     }
     serve_connection(&shared, TokioIo::new(tls_stream), info, watcher).await;
 }
@@ -492,6 +531,6 @@ async fn serve_connection<I>(
 /// been revoked.
 fn revoked_serial(info: &ConnectionInfo, trust: Option<&ClientCertificateTrust>) -> Option<String> {
     let certificate = info.client_certificate.as_ref()?;
-    let serial = &certificate.verified.serial;
+    let serial = &certificate.verified()?.serial;
     trust?.revoked().contains(serial).then(|| serial.clone())
 }

@@ -54,6 +54,12 @@ pub struct FailedAuthentication {
     pub token_id: Option<String>,
     /// The surface that saw it (`gateway`, `verify`, `admin`).
     pub surface: &'static str,
+    /// The serial of the rejected client certificate's leaf, written as in
+    /// [`crate::pki::verify::VerifiedClient::serial`], when a certificate
+    /// was presented and parses.
+    pub certificate_serial: Option<String>,
+    /// The issuer distinguished name of that leaf, under the same condition.
+    pub certificate_issuer: Option<String>,
 }
 
 impl UsageRecorder {
@@ -91,6 +97,12 @@ impl UsageRecorder {
         }
         if let Some(token_id) = failure.token_id {
             details.insert("token_id".to_owned(), Value::from(token_id));
+        }
+        if let Some(serial) = failure.certificate_serial {
+            details.insert("certificate_serial".to_owned(), Value::from(serial));
+        }
+        if let Some(issuer) = failure.certificate_issuer {
+            details.insert("certificate_issuer".to_owned(), Value::from(issuer));
         }
         failures.push(AuditEvent {
             id: AuditId::generate(),

@@ -18,6 +18,7 @@ use portcullis_server::config::{ClientCertificateMode, TlsMode};
 use portcullis_server::listener::{ConnectionInfo, ListenerLimits, serve_with_client_certificates};
 use portcullis_server::pki::ca::{CA_KEY_PURPOSE, CertificateAuthority};
 use portcullis_server::pki::trust::ClientCertificateTrust;
+use portcullis_server::pki::verify::AnchorOwner;
 use portcullis_server::tls;
 use portcullis_store::{AuditContext, Store};
 use rcgen::{
@@ -69,14 +70,18 @@ fn partner_chain() -> (String, CertificateDer<'static>, PrivateKeyDer<'static>) 
 /// Writes the client certificate from the request's `ConnectionInfo` as
 /// text.
 async fn describe(Extension(info): Extension<ConnectionInfo>) -> String {
-    match info.client_certificate {
-        Some(certificate) => format!(
-            "serial={} leaf_bytes={} thumbprint={}",
-            certificate.verified.serial,
-            certificate.leaf.len(),
-            certificate.verified.thumbprint_sha256
+    let Some(certificate) = info.client_certificate else {
+        return "no certificate".to_owned();
+    };
+    match certificate.verified() {
+        Some(verified) => format!(
+            "serial={} leaf_bytes={} thumbprint={} anchor={:?}",
+            verified.serial,
+            certificate.leaf().len(),
+            certificate.thumbprint_sha256,
+            verified.anchor
         ),
-        None => "no certificate".to_owned(),
+        None => "rejected certificate".to_owned(),
     }
 }
 
@@ -86,7 +91,7 @@ async fn handler_reads_verified_certificate() {
     let store = Store::open_sqlite(&dir.path().join("test.db"))
         .await
         .unwrap();
-    store
+    let tenant = store
         .create_tenant(&TenantName::parse("acme").unwrap(), &audit())
         .await
         .unwrap();
@@ -138,6 +143,13 @@ async fn handler_reads_verified_certificate() {
     );
     assert!(
         with_certificate.contains(&format!(" thumbprint={thumbprint}")),
+        "{with_certificate}"
+    );
+    let anchor = AnchorOwner::Partner {
+        tenant_id: tenant.id,
+    };
+    assert!(
+        with_certificate.contains(&format!(" anchor={anchor:?}")),
         "{with_certificate}"
     );
     assert!(anonymous.contains("no certificate"), "{anonymous}");

@@ -81,6 +81,8 @@ impl CheckContext<'_> {
             client_id: None,
             token_id: None,
             surface: self.surface,
+            certificate_serial: None,
+            certificate_issuer: None,
         }
     }
 }

@@ -2,6 +2,8 @@
 //!
 //! - [`ca`]: the internal CA: client certificates from CSRs, revocation, the
 //!   CRL, and the partner CAs trusted per tenant.
+//! - [`presented`]: the client certificate of a request, from the
+//!   handshake, with its verdict.
 //! - [`publish`]: `GET /ca/ca.pem` and `GET /ca/crl.pem`, without
 //!   authentication.
 //! - [`revoked`]: serials of revoked client certificates, checked on every
@@ -13,6 +15,7 @@
 //!   share.
 
 pub mod ca;
+pub mod presented;
 pub mod publish;
 pub mod revoked;
 pub mod trust;

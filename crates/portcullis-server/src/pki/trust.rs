@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ca::{CaError, CertificateAuthority};
 use super::revoked::RevokedSerials;
-use super::verify::{Rejection, TrustAnchors, VerifiedClient, verify_client_chain};
+use super::verify::{AnchorOwner, Rejection, TrustAnchors, VerifiedClient, verify_client_chain};
 use crate::config::ClientCertificateMode;
 
 /// Minimum time between two rebuilds, so a burst of revocations costs one
@@ -91,7 +91,7 @@ pub enum TrustError {
 pub struct TrustSnapshot {
     /// The rustls configuration for new handshakes.
     pub server_config: Arc<rustls::ServerConfig>,
-    roots: Vec<CertificateDer<'static>>,
+    roots: Vec<(CertificateDer<'static>, AnchorOwner)>,
     anchors: TrustAnchors,
     crls: Vec<CertificateRevocationListDer<'static>>,
 }
@@ -222,7 +222,8 @@ impl ClientCertificateTrust {
         let mut crls = Vec::new();
         match self.ca.ca_pem().await {
             Ok(pem) => {
-                roots.push(parse_certificate("the internal CA", &pem)?);
+                let certificate = parse_certificate("the internal CA", &pem)?;
+                roots.push((certificate, AnchorOwner::InternalCa));
                 let crl = self.ca.crl(now).await?;
                 crls.push(parse_crl(&crl).map_err(|message| TrustError::InvalidCa {
                     name: "the internal CA's CRL".to_owned(),
@@ -232,11 +233,14 @@ impl ClientCertificateTrust {
             Err(CaError::NotInitialized) => {}
             Err(error) => return Err(error.into()),
         }
+        // One entry per trust record, so a CA trusted for two tenants is
+        // owned by both (see `TrustAnchors`).
         for partner in self.store.list_trusted_cas(None).await? {
-            roots.push(parse_certificate(
-                &partner.subject,
-                &partner.certificate_pem,
-            )?);
+            let certificate = parse_certificate(&partner.subject, &partner.certificate_pem)?;
+            let owner = AnchorOwner::Partner {
+                tenant_id: partner.tenant_id,
+            };
+            roots.push((certificate, owner));
         }
         for (index, path) in self.partner_crls.iter().enumerate() {
             crls.extend(read_crl_file(index, path)?);
@@ -256,13 +260,14 @@ impl ClientCertificateTrust {
             });
         }
 
-        let anchors =
-            TrustAnchors::from_certificates(&roots).map_err(|error| TrustError::InvalidCa {
+        let anchors = TrustAnchors::from_owned_certificates(&roots).map_err(|error| {
+            TrustError::InvalidCa {
                 name: format!("number {}", error.index),
                 message: error.detail,
-            })?;
+            }
+        })?;
         let mut store = RootCertStore::empty();
-        for root in &roots {
+        for (root, _) in &roots {
             store
                 .add(root.clone())
                 .map_err(|error| TrustError::Rustls(error.to_string()))?;

@@ -31,6 +31,7 @@ use std::net::IpAddr;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use portcullis_core::ids::TenantId;
 use portcullis_core::pki::CertificateSerial;
 use rustls_pki_types::{
     CertificateDer, CertificateRevocationListDer, SignatureVerificationAlgorithm, TrustAnchor,
@@ -122,19 +123,48 @@ pub fn verify_client_chain(
     );
 
     match verified {
-        Ok(_) => Ok(leaf.into_verified()),
+        Ok(path) => {
+            let anchor = trust.owner_of(path.anchor()).ok_or_else(|| {
+                Rejection::new(
+                    RejectionKind::Other,
+                    "webpki returned a trust anchor that is not in the list".to_owned(),
+                    summary.clone(),
+                )
+            })?;
+            Ok(leaf.into_verified(anchor))
+        }
         Err(error) => Err(explain(&error, chain, &parsed_crls, summary)),
     }
 }
 
-/// The CA certificates that client certificate chains may end at.
+/// Returns the SHA-256 of a certificate's DER, base64url without padding:
+/// the `x5t#S256` confirmation of RFC 8705 §3.1. It needs no parsing, so it
+/// also identifies a certificate that fails verification.
+pub fn thumbprint_sha256(certificate: &CertificateDer<'_>) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, certificate);
+    URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
+/// The CA certificates that client certificate chains may end at, each with
+/// the owner a verified chain reports in [`VerifiedClient::anchor`].
+///
+/// Anchors are kept once per distinct webpki trust anchor (subject, public
+/// key and name constraints). A CA certificate given several times, such as
+/// a partner CA that two tenants trust, is one anchor whose owner is
+/// [`AnchorOwner::Shared`] listing every owner. webpki reports only which
+/// anchor a path ended at, and identical anchors are indistinguishable, so
+/// reporting one of several owners would let one tenant's CA certify a
+/// client of another tenant.
 #[derive(Debug, Clone, Default)]
 pub struct TrustAnchors {
     anchors: Vec<TrustAnchor<'static>>,
+    /// The owner of `anchors[i]`, at the same position.
+    owners: Vec<AnchorOwner>,
 }
 
 impl TrustAnchors {
-    /// Builds trust anchors from CA certificates in DER.
+    /// Builds trust anchors from CA certificates in DER given by hand, each
+    /// owned by [`AnchorOwner::Listed`] with its position.
     ///
     /// # Errors
     ///
@@ -143,20 +173,46 @@ impl TrustAnchors {
     pub fn from_certificates(
         certificates: &[CertificateDer<'_>],
     ) -> Result<Self, InvalidTrustAnchor> {
-        let mut anchors = Vec::with_capacity(certificates.len());
-        for (index, certificate) in certificates.iter().enumerate() {
+        let owned: Vec<(CertificateDer<'_>, AnchorOwner)> = certificates
+            .iter()
+            .enumerate()
+            .map(|(index, certificate)| (certificate.clone(), AnchorOwner::Listed { index }))
+            .collect();
+        Self::from_owned_certificates(&owned)
+    }
+
+    /// Builds trust anchors from CA certificates in DER with their owners.
+    /// Certificates that give the same webpki trust anchor are merged into
+    /// one anchor owned by all of them (see the type's documentation).
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidTrustAnchor`] naming the first certificate, counted from 0,
+    /// that webpki cannot read as a trust anchor.
+    pub fn from_owned_certificates(
+        certificates: &[(CertificateDer<'_>, AnchorOwner)],
+    ) -> Result<Self, InvalidTrustAnchor> {
+        let mut trust = Self::default();
+        for (index, (certificate, owner)) in certificates.iter().enumerate() {
             let anchor = webpki::anchor_from_trusted_cert(certificate).map_err(|error| {
                 InvalidTrustAnchor {
                     index,
                     detail: format!("{error:?}"),
                 }
             })?;
-            anchors.push(anchor.to_owned());
+            let known = trust.anchors.iter().position(|known| *known == anchor);
+            match known.and_then(|position| trust.owners.get_mut(position)) {
+                Some(known_owner) => known_owner.add(owner),
+                None => {
+                    trust.anchors.push(anchor.to_owned());
+                    trust.owners.push(owner.clone());
+                }
+            }
         }
-        Ok(Self { anchors })
+        Ok(trust)
     }
 
-    /// Returns the number of trust anchors.
+    /// Returns the number of distinct trust anchors.
     pub fn len(&self) -> usize {
         self.anchors.len()
     }
@@ -164,6 +220,74 @@ impl TrustAnchors {
     /// Returns whether there is no trust anchor, so every chain is rejected.
     pub fn is_empty(&self) -> bool {
         self.anchors.is_empty()
+    }
+
+    /// Finds the owner of an anchor that webpki returned from this list.
+    fn owner_of(&self, anchor: &TrustAnchor<'_>) -> Option<AnchorOwner> {
+        let position = self.anchors.iter().position(|known| known == anchor)?;
+        self.owners.get(position).cloned()
+    }
+}
+
+/// The owner of the trust anchor that a verified chain ended at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AnchorOwner {
+    /// Portcullis's internal CA.
+    InternalCa,
+    /// A partner CA that an operator trusted for this tenant.
+    Partner {
+        /// The tenant whose clients the CA may certify.
+        tenant_id: TenantId,
+    },
+    /// The trust anchor at this position of a list given by hand (certs
+    /// verify --trust).
+    Listed {
+        /// Position in the list, from 0.
+        index: usize,
+    },
+    /// One CA certificate with several owners, such as a partner CA trusted
+    /// for two tenants. `owners` has at least two entries, none of them
+    /// `Shared`, in the order the certificates were given.
+    Shared {
+        /// Every owner of the certificate.
+        owners: Vec<Self>,
+    },
+}
+
+impl AnchorOwner {
+    /// Returns whether this is, or includes, a partner CA trusted for
+    /// `tenant_id`.
+    pub fn includes_tenant(&self, tenant_id: TenantId) -> bool {
+        self.owners().contains(&Self::Partner { tenant_id })
+    }
+
+    /// Returns whether this is, or includes, the internal CA.
+    pub fn includes_internal_ca(&self) -> bool {
+        self.owners().contains(&Self::InternalCa)
+    }
+
+    /// Returns the single owners: the list of `Shared`, or this owner alone.
+    pub fn owners(&self) -> &[Self] {
+        match self {
+            Self::Shared { owners } => owners,
+            single => std::slice::from_ref(single),
+        }
+    }
+
+    /// Adds another owner of the same anchor, turning this into `Shared`.
+    fn add(&mut self, owner: &Self) {
+        let mut owners = self.owners().to_vec();
+        for owner in owner.owners() {
+            if !owners.contains(owner) {
+                owners.push(owner.clone());
+            }
+        }
+        *self = if owners.len() == 1 {
+            owners.remove(0)
+        } else {
+            Self::Shared { owners }
+        };
     }
 }
 
@@ -195,6 +319,10 @@ pub struct VerifiedClient {
     pub subject: String,
     /// Subject alternative names of the kinds RFC 8705 maps to clients.
     pub subject_alt_names: Vec<SubjectAltName>,
+    /// The owner of the trust anchor the verified path ended at. A client
+    /// mapped from this certificate must belong to it: a partner CA
+    /// certifies clients of its tenants only.
+    pub anchor: AnchorOwner,
     /// SHA-256 of the certificate's DER, base64url without padding: the
     /// `x5t#S256` confirmation of RFC 8705 §3.1.
     pub thumbprint_sha256: String,
@@ -613,12 +741,11 @@ impl LeafInfo {
             leaf: Some(summary.clone()),
             ..malformed(detail)
         })?;
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
 
         Ok(Self {
             summary,
             subject_alt_names,
-            thumbprint_sha256: URL_SAFE_NO_PAD.encode(digest.as_ref()),
+            thumbprint_sha256: thumbprint_sha256(der),
             not_after: cert.validity().not_after.to_datetime(),
         })
     }
@@ -627,12 +754,13 @@ impl LeafInfo {
         self.summary.clone()
     }
 
-    fn into_verified(self) -> VerifiedClient {
+    fn into_verified(self, anchor: AnchorOwner) -> VerifiedClient {
         VerifiedClient {
             serial: self.summary.serial,
             issuer: self.summary.issuer,
             subject: self.summary.subject,
             subject_alt_names: self.subject_alt_names,
+            anchor,
             thumbprint_sha256: self.thumbprint_sha256,
             not_after: self.not_after,
         }

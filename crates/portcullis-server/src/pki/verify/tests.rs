@@ -174,6 +174,100 @@ fn control_leaf_accepted_with_details() {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &leaf);
     assert_eq!(client.thumbprint_sha256, URL_SAFE_NO_PAD.encode(digest));
     assert_eq!(client.thumbprint_sha256.len(), 43);
+    assert_eq!(client.thumbprint_sha256, thumbprint_sha256(&leaf));
+    assert_eq!(client.anchor, AnchorOwner::Listed { index: 0 });
+}
+
+#[test]
+fn anchor_owner_names_the_anchor_reached() {
+    let first = Authority::root("First CA");
+    let second = Authority::root("Second CA");
+    let tenant_id = TenantId::generate();
+    let trust = TrustAnchors::from_owned_certificates(&[
+        (first.der(), AnchorOwner::InternalCa),
+        (second.der(), AnchorOwner::Partner { tenant_id }),
+    ])
+    .unwrap();
+
+    let internal = verify(&[first.sign(&leaf_params(1))], &trust, &[]).unwrap();
+    let partner = verify(&[second.sign(&leaf_params(2))], &trust, &[]).unwrap();
+
+    assert_eq!(internal.anchor, AnchorOwner::InternalCa);
+    assert_eq!(partner.anchor, AnchorOwner::Partner { tenant_id });
+    assert!(partner.anchor.includes_tenant(tenant_id));
+    assert!(!partner.anchor.includes_internal_ca());
+    assert!(!internal.anchor.includes_tenant(tenant_id));
+}
+
+#[test]
+fn ca_trusted_for_two_tenants_lists_both() {
+    let partner = Authority::root("Partner CA");
+    let other = Authority::root("Other CA");
+    let acme = TenantId::generate();
+    let globex = TenantId::generate();
+    let initech = TenantId::generate();
+    let trust = TrustAnchors::from_owned_certificates(&[
+        (partner.der(), AnchorOwner::Partner { tenant_id: acme }),
+        (other.der(), AnchorOwner::Partner { tenant_id: initech }),
+        (partner.der(), AnchorOwner::Partner { tenant_id: globex }),
+    ])
+    .unwrap();
+
+    let client = verify(&[partner.sign(&leaf_params(1))], &trust, &[]).unwrap();
+
+    assert_eq!(trust.len(), 2);
+    assert_eq!(
+        client.anchor,
+        AnchorOwner::Shared {
+            owners: vec![
+                AnchorOwner::Partner { tenant_id: acme },
+                AnchorOwner::Partner { tenant_id: globex },
+            ]
+        }
+    );
+    assert!(client.anchor.includes_tenant(acme));
+    assert!(client.anchor.includes_tenant(globex));
+    assert!(!client.anchor.includes_tenant(initech));
+}
+
+#[test]
+fn same_certificate_listed_twice_is_one_owner() {
+    let ca = Authority::root("Partner CA");
+    let tenant_id = TenantId::generate();
+    let owner = AnchorOwner::Partner { tenant_id };
+    let trust = TrustAnchors::from_owned_certificates(&[
+        (ca.der(), owner.clone()),
+        (ca.der(), owner.clone()),
+    ])
+    .unwrap();
+
+    let client = verify(&[ca.sign(&leaf_params(1))], &trust, &[]).unwrap();
+
+    assert_eq!(trust.len(), 1);
+    assert_eq!(client.anchor, owner);
+}
+
+#[test]
+fn client_certificate_keeps_rejected_chain() {
+    let ca = Authority::root("Partner CA");
+    let stranger = Authority::root("Stranger CA");
+    let leaf = stranger.sign(&leaf_params(1));
+    let verdict = verify(std::slice::from_ref(&leaf), &ca.anchors(), &[]);
+
+    let certificate = crate::listener::ClientCertificate::new(vec![leaf.clone()], verdict).unwrap();
+
+    assert_eq!(certificate.leaf(), &leaf);
+    assert_eq!(certificate.thumbprint_sha256, thumbprint_sha256(&leaf));
+    assert!(certificate.verified().is_none());
+    assert_eq!(
+        certificate.verdict.as_ref().map_err(Rejection::code),
+        Err("unknown_issuer")
+    );
+    assert!(crate::listener::ClientCertificate::new(Vec::new(), verdict_for_empty()).is_none());
+}
+
+fn verdict_for_empty() -> Result<VerifiedClient, Rejection> {
+    verify(&[], &TrustAnchors::default(), &[])
 }
 
 #[test]
