@@ -16,6 +16,7 @@
 //! - [`users`]: end users and their Argon2id password hashes.
 //! - [`pki`]: client certificate chain verification for mutual TLS.
 //! - [`problem`]: RFC 9457 problem details and RFC 6750 challenges.
+//! - [`ratelimit`]: rate limits, use counts and brute-force protection.
 //! - [`client_ip`]: the one resolver of a request's client address.
 //! - [`telemetry`]: logging set-up and the per-request log line.
 //! - [`health`]: `/healthz` and `/readyz`.
@@ -34,6 +35,7 @@ pub mod manage;
 pub mod oauth;
 pub mod pki;
 pub mod problem;
+pub mod ratelimit;
 pub mod telemetry;
 pub mod tls;
 pub mod usage;

@@ -1,0 +1,607 @@
+//! Brute-force protection: failed authentications are counted per client
+//! address and per targeted identity (key prefix, client id, user).
+//!
+//! Within a window, a subject's first failures cost nothing. From
+//! `slow_after` failures on, its next attempts are delayed by a time that
+//! doubles with each failure. At `block_after` failures the subject is
+//! blocked, for `first_block` the first time and twice as long for each
+//! block in a row, up to `max_block`; the caller answers 429 with the
+//! block's end as `Retry-After`. Time forgives: the count starts again
+//! after a quiet window, and the streak of blocks after a window plus the
+//! longest block. A success forgives the identity but not the address, so
+//! an attacker cannot clear their count by signing in to an account of
+//! their own between guesses.
+//!
+//! Subjects are counted apart: a blocked address does not block other
+//! addresses, and other callers' correct credentials are not affected. A
+//! blocked identity does stop its own owner until the block ends, which is
+//! the price of stopping a guessing attack spread over many addresses.
+//!
+//! The local and the Redis tracker follow the same rules ([`verdict`] and
+//! [`apply_failure`] here, `brute_force.lua` in Redis).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use redis::Script;
+use tokio::time::Instant;
+
+use crate::ratelimit::bounded_subject;
+use crate::ratelimit::redis::{RedisHealth, RedisLimitError, RedisLimiter};
+
+/// Maximum records the local tracker keeps. A record is under 150 bytes
+/// with its key (an estimate), so this bounds it near 30 MB.
+pub const MAX_RECORDS: usize = 200_000;
+
+/// The thresholds of one kind of subject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Thresholds {
+    /// Failures within the window after which attempts are delayed.
+    pub slow_after: u32,
+    /// Failures within the window that start a block.
+    pub block_after: u32,
+    /// The period failures are counted over.
+    pub window: Duration,
+    /// The first block; each further block in a row doubles it.
+    pub first_block: Duration,
+    /// The longest block.
+    pub max_block: Duration,
+    /// The first delay; each further failure doubles it.
+    pub delay_step: Duration,
+    /// The longest delay.
+    pub max_delay: Duration,
+}
+
+/// The thresholds per kind of subject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BruteForcePolicy {
+    /// For client addresses. Higher than for identities, because many
+    /// users can share one address behind a NAT gateway.
+    pub client_ip: Thresholds,
+    /// For targeted identities.
+    pub identity: Thresholds,
+}
+
+impl Default for BruteForcePolicy {
+    /// Limits that let a person mistype a few times, stop a guessing client
+    /// within a minute, and lock nobody out for more than an hour.
+    fn default() -> Self {
+        let shared = Thresholds {
+            slow_after: 5,
+            block_after: 20,
+            window: Duration::from_secs(5 * 60),
+            first_block: Duration::from_secs(60),
+            max_block: Duration::from_secs(60 * 60),
+            delay_step: Duration::from_millis(250),
+            max_delay: Duration::from_secs(2),
+        };
+        Self {
+            client_ip: shared,
+            identity: Thresholds {
+                slow_after: 3,
+                block_after: 10,
+                window: Duration::from_secs(15 * 60),
+                ..shared
+            },
+        }
+    }
+}
+
+/// What failures are counted against.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Subject {
+    /// The resolved client address.
+    ClientIp(IpAddr),
+    /// The credential or account the request names: a key's visible prefix
+    /// or id, an OAuth client id, a user's e-mail address.
+    Identity(String),
+}
+
+impl Subject {
+    fn storage_key(&self) -> String {
+        match self {
+            // The IPv4-mapped IPv6 form of an address is the same client.
+            Self::ClientIp(address) => format!("ip:{}", address.to_canonical()),
+            Self::Identity(identity) => format!("id:{}", bounded_subject(identity)),
+        }
+    }
+
+    fn thresholds<'a>(&self, policy: &'a BruteForcePolicy) -> &'a Thresholds {
+        match self {
+            Self::ClientIp(_) => &policy.client_ip,
+            Self::Identity(_) => &policy.identity,
+        }
+    }
+}
+
+/// Whether an authentication attempt may go ahead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Admission {
+    /// Go ahead.
+    Allow,
+    /// Go ahead after waiting this long.
+    Delay(Duration),
+    /// Answer 429 with `Retry-After` set to this time, rounded up.
+    Blocked(Duration),
+}
+
+/// The failures of one subject, with times in microseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Record {
+    /// Failures since `window_start`.
+    pub failures: u64,
+    /// Start of the current window.
+    pub window_start: u64,
+    /// Blocks in a row.
+    pub streak: u64,
+    /// End of the current block; 0 when never blocked.
+    pub blocked_until: u64,
+    /// Time of the last failure.
+    pub last_failure: u64,
+}
+
+/// Returns the admission of a subject with `record` at `now`.
+pub fn verdict(record: &Record, now: u64, thresholds: &Thresholds) -> Admission {
+    if record.blocked_until > now {
+        return Admission::Blocked(Duration::from_micros(record.blocked_until - now));
+    }
+    let in_window = now.saturating_sub(record.window_start) < micros(thresholds.window);
+    let slow_after = u64::from(thresholds.slow_after);
+    if in_window && record.failures >= slow_after {
+        let delay = doubled(
+            micros(thresholds.delay_step),
+            record.failures - slow_after,
+            micros(thresholds.max_delay),
+        );
+        return Admission::Delay(Duration::from_micros(delay));
+    }
+    Admission::Allow
+}
+
+/// Returns `record` after one more failure at `now`.
+pub fn apply_failure(record: &Record, now: u64, thresholds: &Thresholds) -> Record {
+    let window = micros(thresholds.window);
+    let max_block = micros(thresholds.max_block);
+    let mut next = *record;
+    if now.saturating_sub(next.window_start) >= window {
+        next.failures = 0;
+        next.window_start = now;
+    }
+    if now.saturating_sub(next.last_failure) >= window.saturating_add(max_block) {
+        next.streak = 0;
+    }
+    next.last_failure = now;
+    next.failures += 1;
+    if next.failures >= u64::from(thresholds.block_after) {
+        let block = doubled(micros(thresholds.first_block), next.streak, max_block);
+        next.blocked_until = now.saturating_add(block);
+        next.streak += 1;
+        next.failures = 0;
+        next.window_start = now;
+    }
+    next
+}
+
+/// Returns `base × 2^times`, at most `max`.
+fn doubled(base: u64, times: u64, max: u64) -> u64 {
+    if times >= 62 {
+        return max;
+    }
+    base.saturating_mul(1 << times).min(max)
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Returns the strictest of several admissions: a block over a delay over
+/// no delay, and the longest of each.
+fn strictest(admissions: impl IntoIterator<Item = Admission>) -> Admission {
+    admissions.into_iter().max().unwrap_or(Admission::Allow)
+}
+
+/// Failed authentication counts, in memory or in Redis. While Redis is
+/// away the local records count, whatever the rate limits' fallback:
+/// denying every authentication would turn a Redis outage into a full one.
+pub struct BruteForceTracker {
+    local: LocalTracker,
+    redis: Option<SharedTracker>,
+}
+
+impl BruteForceTracker {
+    /// Builds a tracker that counts in this process only.
+    pub fn local(policy: BruteForcePolicy) -> Self {
+        Self {
+            local: LocalTracker::new(policy),
+            redis: None,
+        }
+    }
+
+    /// Builds a tracker that counts in Redis, on `redis`'s connection.
+    pub fn shared(redis: RedisLimiter, policy: BruteForcePolicy) -> Self {
+        Self {
+            local: LocalTracker::new(policy),
+            redis: Some(SharedTracker::new(redis, policy)),
+        }
+    }
+
+    /// Returns the state of the Redis connection, when the tracker uses one.
+    pub fn redis_health(&self) -> Option<&RedisHealth> {
+        self.redis.as_ref().map(|shared| &shared.health)
+    }
+
+    /// Returns whether an attempt naming `subjects` may go ahead.
+    pub async fn check(&self, subjects: &[Subject]) -> Admission {
+        if let Some(shared) = &self.redis
+            && let Some(admission) = shared.call("check", subjects).await
+        {
+            return admission;
+        }
+        self.local.check(subjects)
+    }
+
+    /// Counts a failed attempt against each of `subjects`, and returns the
+    /// admission of the next attempt.
+    pub async fn record_failure(&self, subjects: &[Subject]) -> Admission {
+        if let Some(shared) = &self.redis
+            && let Some(admission) = shared.call("fail", subjects).await
+        {
+            return admission;
+        }
+        self.local.record_failure(subjects)
+    }
+
+    /// Forgets the failures of `identity` after a successful attempt.
+    pub async fn record_success(&self, identity: &str) {
+        self.local.record_success(identity);
+        if let Some(shared) = &self.redis {
+            shared.record_success(identity).await;
+        }
+    }
+}
+
+/// Failure records in this process's memory.
+pub struct LocalTracker {
+    policy: BruteForcePolicy,
+    records: Mutex<HashMap<String, Record>>,
+    epoch: Instant,
+}
+
+impl LocalTracker {
+    /// Builds an empty tracker.
+    pub fn new(policy: BruteForcePolicy) -> Self {
+        Self {
+            policy,
+            records: Mutex::new(HashMap::new()),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Returns whether an attempt naming `subjects` may go ahead.
+    pub fn check(&self, subjects: &[Subject]) -> Admission {
+        let now = self.now();
+        let records = self.lock();
+        strictest(subjects.iter().map(|subject| {
+            let record = records
+                .get(&subject.storage_key())
+                .copied()
+                .unwrap_or_default();
+            verdict(&record, now, subject.thresholds(&self.policy))
+        }))
+    }
+
+    /// Counts a failure against each subject; returns the next admission.
+    pub fn record_failure(&self, subjects: &[Subject]) -> Admission {
+        let now = self.now();
+        let mut records = self.lock();
+        if records.len() >= MAX_RECORDS {
+            self.forget_stale(&mut records, now);
+        }
+        strictest(subjects.iter().map(|subject| {
+            let thresholds = subject.thresholds(&self.policy);
+            let record = records.entry(subject.storage_key()).or_insert(Record {
+                window_start: now,
+                last_failure: now,
+                ..Record::default()
+            });
+            *record = apply_failure(record, now, thresholds);
+            verdict(record, now, thresholds)
+        }))
+    }
+
+    /// Forgets the failures of `identity`.
+    pub fn record_success(&self, identity: &str) {
+        let key = Subject::Identity(identity.to_owned()).storage_key();
+        self.lock().remove(&key);
+    }
+
+    /// Drops records that no longer affect a decision. When every record
+    /// still does, drops the one whose last failure is oldest among those
+    /// not blocked, so a flood of new subjects cannot lift a block.
+    fn forget_stale(&self, records: &mut HashMap<String, Record>, now: u64) {
+        let longest = micros(
+            self.policy
+                .client_ip
+                .window
+                .max(self.policy.identity.window),
+        )
+        .saturating_add(micros(
+            self.policy
+                .client_ip
+                .max_block
+                .max(self.policy.identity.max_block),
+        ));
+        records.retain(|_, record| {
+            record.blocked_until > now || now.saturating_sub(record.last_failure) < longest
+        });
+        if records.len() < MAX_RECORDS {
+            return;
+        }
+        let oldest = records
+            .iter()
+            .filter(|(_, record)| record.blocked_until <= now)
+            .min_by_key(|(_, record)| record.last_failure)
+            .map(|(key, _)| key.clone());
+        if let Some(oldest) = oldest {
+            records.remove(&oldest);
+        }
+    }
+
+    fn now(&self) -> u64 {
+        micros(self.epoch.elapsed()).saturating_add(1)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Record>> {
+        // Plain counters: a panic elsewhere cannot leave them half-written.
+        self.records.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Failure records in Redis, so every node sees every failure.
+struct SharedTracker {
+    redis: RedisLimiter,
+    script: Script,
+    policy: BruteForcePolicy,
+    health: RedisHealth,
+}
+
+impl SharedTracker {
+    fn new(redis: RedisLimiter, policy: BruteForcePolicy) -> Self {
+        Self {
+            redis,
+            script: Script::new(include_str!("brute_force.lua")),
+            policy,
+            health: RedisHealth::new("counting failed authentications per node until it is back"),
+        }
+    }
+
+    async fn record_success(&self, identity: &str) {
+        if !self.health.may_call() {
+            return;
+        }
+        let key = self
+            .redis
+            .key("bf", &Subject::Identity(identity.to_owned()).storage_key());
+        let mut connection = self.redis.connection();
+        let command = redis::cmd("DEL").arg(key).to_owned();
+        let result = tokio::time::timeout(
+            self.redis.timeout(),
+            command.query_async::<i64>(&mut connection),
+        )
+        .await;
+        match result {
+            Ok(Ok(_)) => self.health.record_success(),
+            Ok(Err(error)) => self.health.record_failure(&RedisLimitError::Redis(error)),
+            Err(_) => self
+                .health
+                .record_failure(&RedisLimitError::Timeout(self.redis.timeout())),
+        }
+    }
+
+    /// Runs the script, or returns `None` when Redis is skipped or fails.
+    async fn call(&self, operation: &str, subjects: &[Subject]) -> Option<Admission> {
+        if subjects.is_empty() || !self.health.may_call() {
+            return None;
+        }
+        let mut invocation = self.script.prepare_invoke();
+        invocation.arg(operation);
+        for subject in subjects {
+            let thresholds = subject.thresholds(&self.policy);
+            invocation
+                .key(self.redis.key("bf", &subject.storage_key()))
+                .arg(thresholds.slow_after)
+                .arg(thresholds.block_after)
+                .arg(micros(thresholds.window))
+                .arg(micros(thresholds.first_block))
+                .arg(micros(thresholds.max_block))
+                .arg(micros(thresholds.delay_step))
+                .arg(micros(thresholds.max_delay));
+        }
+        let mut connection = self.redis.connection();
+        let result = tokio::time::timeout(
+            self.redis.timeout(),
+            invocation.invoke_async::<Vec<i64>>(&mut connection),
+        )
+        .await;
+        let reply = match result {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(error)) => {
+                self.health.record_failure(&RedisLimitError::Redis(error));
+                return None;
+            }
+            Err(_) => {
+                self.health
+                    .record_failure(&RedisLimitError::Timeout(self.redis.timeout()));
+                return None;
+            }
+        };
+        let Some(admission) = parse_admissions(&reply, subjects.len()) else {
+            self.health.record_failure(&RedisLimitError::Reply);
+            return None;
+        };
+        self.health.record_success();
+        Some(admission)
+    }
+}
+
+fn parse_admissions(reply: &[i64], subjects: usize) -> Option<Admission> {
+    if reply.len() != 2 * subjects {
+        return None;
+    }
+    let mut admissions = Vec::with_capacity(subjects);
+    for pair in reply.chunks_exact(2) {
+        let [kind, value] = pair else {
+            return None;
+        };
+        let time = Duration::from_micros(u64::try_from(*value).ok()?);
+        admissions.push(match kind {
+            0 => Admission::Allow,
+            1 => Admission::Delay(time),
+            2 => Admission::Blocked(time),
+            _ => return None,
+        });
+    }
+    Some(strictest(admissions))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: u64 = 1_000_000;
+
+    fn thresholds() -> Thresholds {
+        Thresholds {
+            slow_after: 2,
+            block_after: 5,
+            window: Duration::from_secs(60),
+            first_block: Duration::from_secs(10),
+            max_block: Duration::from_secs(30),
+            delay_step: Duration::from_millis(100),
+            max_delay: Duration::from_millis(250),
+        }
+    }
+
+    #[test]
+    fn failures_slow_then_block() {
+        let limits = thresholds();
+        let mut record = Record {
+            window_start: SECOND,
+            last_failure: SECOND,
+            ..Record::default()
+        };
+        let now = 2 * SECOND;
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            record = apply_failure(&record, now, &limits);
+            seen.push(verdict(&record, now, &limits));
+        }
+        assert_eq!(
+            seen,
+            [
+                Admission::Allow,
+                Admission::Delay(Duration::from_millis(100)),
+                Admission::Delay(Duration::from_millis(200)),
+                Admission::Delay(Duration::from_millis(250)),
+                Admission::Blocked(Duration::from_secs(10)),
+            ]
+        );
+        assert_eq!(
+            verdict(&record, now + 10 * SECOND, &limits),
+            Admission::Allow
+        );
+    }
+
+    #[test]
+    fn blocks_in_a_row_double_to_cap() {
+        let limits = thresholds();
+        let mut record = Record::default();
+        let mut now = SECOND;
+        let mut blocks = Vec::new();
+        for _ in 0..4 {
+            for _ in 0..5 {
+                record = apply_failure(&record, now, &limits);
+            }
+            let Admission::Blocked(block) = verdict(&record, now, &limits) else {
+                panic!("fifth failure did not block");
+            };
+            blocks.push(block.as_secs());
+            now += micros(block);
+        }
+        assert_eq!(blocks, [10, 20, 30, 30]);
+        // A quiet window plus the longest block forgives the streak.
+        now += 90 * SECOND;
+        for _ in 0..5 {
+            record = apply_failure(&record, now, &limits);
+        }
+        assert_eq!(
+            verdict(&record, now, &limits),
+            Admission::Blocked(Duration::from_secs(10))
+        );
+    }
+
+    #[test]
+    fn quiet_window_forgives_failures() {
+        let limits = thresholds();
+        let mut record = Record::default();
+        for _ in 0..4 {
+            record = apply_failure(&record, SECOND, &limits);
+        }
+        let later = 61 * SECOND;
+        assert_eq!(verdict(&record, later, &limits), Admission::Allow);
+        record = apply_failure(&record, later, &limits);
+        assert_eq!(record.failures, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn local_tracker_blocks_one_address_only() {
+        let policy = BruteForcePolicy {
+            client_ip: thresholds(),
+            identity: Thresholds {
+                block_after: 100,
+                slow_after: 100,
+                ..thresholds()
+            },
+        };
+        let tracker = LocalTracker::new(policy);
+        let attacker = Subject::ClientIp("192.0.2.1".parse().unwrap());
+        let other = Subject::ClientIp("192.0.2.2".parse().unwrap());
+        for index in 0..5 {
+            tracker.record_failure(&[
+                attacker.clone(),
+                Subject::Identity(format!("pc_test_{index}")),
+            ]);
+        }
+        assert!(matches!(
+            tracker.check(std::slice::from_ref(&attacker)),
+            Admission::Blocked(_)
+        ));
+        assert_eq!(
+            tracker.check(&[other, Subject::Identity("pc_test_0".to_owned())]),
+            Admission::Allow
+        );
+        // The IPv4-mapped form of the attacker's address is the same subject.
+        let mapped = Subject::ClientIp("::ffff:192.0.2.1".parse().unwrap());
+        assert!(matches!(tracker.check(&[mapped]), Admission::Blocked(_)));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(tracker.check(&[attacker]), Admission::Allow);
+    }
+
+    #[test]
+    fn success_forgives_identity_not_address() {
+        let tracker = LocalTracker::new(BruteForcePolicy {
+            client_ip: thresholds(),
+            identity: thresholds(),
+        });
+        let address = Subject::ClientIp("198.51.100.7".parse().unwrap());
+        let identity = Subject::Identity("client-c".to_owned());
+        for _ in 0..3 {
+            tracker.record_failure(&[address.clone(), identity.clone()]);
+        }
+        tracker.record_success("client-c");
+        assert_eq!(tracker.check(&[identity]), Admission::Allow);
+        assert!(matches!(tracker.check(&[address]), Admission::Delay(_)));
+    }
+}

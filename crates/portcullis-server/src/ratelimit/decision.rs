@@ -1,0 +1,276 @@
+//! The answer of a rate limit check, and the header fields that carry it.
+//!
+//! The header fields follow draft-ietf-httpapi-ratelimit-headers-11 (23 May
+//! 2026), the latest revision: `RateLimit-Policy` and `RateLimit` are
+//! Structured Field Lists (RFC 9651) of String items, one per limit.
+//!
+//! - `RateLimit-Policy: "key";q=200;w=2` gives the quota `q` and its window
+//!   `w` in seconds. For a GCRA limit the quota is the burst, and the window
+//!   is the time an empty allowance takes to refill, rounded up: `100/s
+//!   burst 200` is `q=200;w=2`, `5000/h` is `q=5000;w=3600`.
+//! - `RateLimit: "key";r=17;t=1` gives the requests available now (`r`) and
+//!   the seconds until the allowance is full again (`t`, rounded up).
+//!
+//! The draft's optional `pk` (partition key) is not sent: it would show the
+//! caller the key under which its requests are counted, which names
+//! tenants and credentials.
+
+use std::time::Duration;
+
+use http::HeaderValue;
+use http::header::HeaderName;
+
+use crate::ratelimit::policy::{LimitName, Rate};
+
+/// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers-11 §3).
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+
+/// `RateLimit` (draft-ietf-httpapi-ratelimit-headers-11 §4).
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// The problem type of a request over its quota
+/// (draft-ietf-httpapi-ratelimit-headers-11 §5.1).
+pub const QUOTA_EXCEEDED_TYPE: &str =
+    "https://iana.org/assignments/http-problem-types#quota-exceeded";
+
+/// The state of one limit after a check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitStatus {
+    /// The limit's name.
+    pub name: LimitName,
+    /// The limit's rate.
+    pub rate: Rate,
+    /// Requests that would be admitted right after this one.
+    pub remaining: u64,
+    /// Time until the allowance is full again.
+    pub reset: Duration,
+    /// Time until a denied request would fit; `None` when this limit
+    /// admitted the request.
+    pub retry_after: Option<Duration>,
+}
+
+/// Uses of a usage-limited key (`--max-uses`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UsesStatus {
+    /// Uses counted so far, this request included when it was admitted.
+    pub used: u64,
+    /// The key's maximum.
+    pub max: u64,
+}
+
+/// The verdict of a check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every limit admitted the request, and it was counted against each.
+    Admitted,
+    /// At least one limit denied the request; none was charged. `limit` is
+    /// the one with the longest wait, which sets `Retry-After`.
+    Limited {
+        /// The limit whose wait is longest.
+        limit: LimitName,
+        /// How long to wait before the request would fit.
+        retry_after: Duration,
+    },
+    /// The key has used up its `--max-uses`; no limit was charged.
+    UsesExhausted,
+    /// The shared store could not be asked and the operator chose to deny
+    /// in that case (`fallback = "deny"`), or the request needs an exact
+    /// use count that only the shared store keeps. Answer 503.
+    Unavailable,
+}
+
+/// The answer of a rate limit check, with what a response needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the request may go ahead, and if not, why.
+    pub verdict: Verdict,
+    /// Every limit of the request, in the order they were given.
+    pub limits: Vec<LimitStatus>,
+    /// The use count of a usage-limited key, when the check counted one.
+    pub uses: Option<UsesStatus>,
+}
+
+impl Decision {
+    /// Returns whether the request may go ahead.
+    pub fn is_admitted(&self) -> bool {
+        self.verdict == Verdict::Admitted
+    }
+
+    /// Returns the `Retry-After` value in whole seconds, rounded up so a
+    /// client that waits exactly that long is admitted (RFC 9110 §10.2.3).
+    pub fn retry_after_seconds(&self) -> Option<u64> {
+        match &self.verdict {
+            Verdict::Limited { retry_after, .. } => Some(ceil_seconds(*retry_after).max(1)),
+            _ => None,
+        }
+    }
+
+    /// Returns the limit that decided: the denying limit with the longest
+    /// wait, or on admission the limit with the fewest requests left.
+    pub fn deciding_limit(&self) -> Option<&LimitStatus> {
+        match &self.verdict {
+            Verdict::Limited { limit, .. } => {
+                self.limits.iter().find(|status| &status.name == limit)
+            }
+            _ => self.limits.iter().min_by_key(|status| status.remaining),
+        }
+    }
+
+    /// Returns the names of the limits that denied the request, for the
+    /// problem body's `violated-policies` member.
+    pub fn violated_policies(&self) -> Vec<&str> {
+        self.limits
+            .iter()
+            .filter(|status| status.retry_after.is_some())
+            .map(|status| status.name.as_str())
+            .collect()
+    }
+
+    /// Builds the `RateLimit-Policy` field value, or `None` without limits.
+    pub fn policy_header(&self) -> Option<HeaderValue> {
+        let items: Vec<String> = self
+            .limits
+            .iter()
+            .map(|status| {
+                let window = ceil_seconds(window_of(&status.rate)).max(1);
+                format!("\"{}\";q={};w={window}", status.name, status.rate.burst())
+            })
+            .collect();
+        list_value(&items)
+    }
+
+    /// Builds the `RateLimit` field value, or `None` without limits.
+    pub fn ratelimit_header(&self) -> Option<HeaderValue> {
+        let items: Vec<String> = self
+            .limits
+            .iter()
+            .map(|status| {
+                format!(
+                    "\"{}\";r={};t={}",
+                    status.name,
+                    status.remaining,
+                    ceil_seconds(status.reset)
+                )
+            })
+            .collect();
+        list_value(&items)
+    }
+
+    /// Returns the field lines a response carries: `RateLimit-Policy`,
+    /// `RateLimit`, and on a limited request `Retry-After`.
+    pub fn header_fields(&self) -> Vec<(HeaderName, HeaderValue)> {
+        let mut fields = Vec::with_capacity(3);
+        if let Some(value) = self.policy_header() {
+            fields.push((RATELIMIT_POLICY, value));
+        }
+        if let Some(value) = self.ratelimit_header() {
+            fields.push((RATELIMIT, value));
+        }
+        if let Some(seconds) = self.retry_after_seconds() {
+            fields.push((http::header::RETRY_AFTER, HeaderValue::from(seconds)));
+        }
+        fields
+    }
+}
+
+/// Returns the time an empty allowance of `rate` takes to refill.
+fn window_of(rate: &Rate) -> Duration {
+    Duration::from_micros(rate.emission_interval_micros().saturating_mul(rate.burst()))
+}
+
+/// Rounds a duration up to whole seconds.
+fn ceil_seconds(duration: Duration) -> u64 {
+    let whole = duration.as_secs();
+    if duration.subsec_nanos() > 0 {
+        whole + 1
+    } else {
+        whole
+    }
+}
+
+/// Joins list members as RFC 9651 §4.1.1 serializes a List: `, ` between
+/// members. Names are restricted to characters that need no escaping.
+fn list_value(items: &[String]) -> Option<HeaderValue> {
+    if items.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&items.join(", ")).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(name: &str, rate: &str, remaining: u64, reset_ms: u64) -> LimitStatus {
+        LimitStatus {
+            name: LimitName::new(name).unwrap(),
+            rate: rate.parse().unwrap(),
+            remaining,
+            reset: Duration::from_millis(reset_ms),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn headers_follow_draft_syntax() {
+        let decision = Decision {
+            verdict: Verdict::Admitted,
+            limits: vec![
+                status("key", "100/s burst 200", 17, 1_830),
+                status("tenant", "5000/h", 4999, 720),
+            ],
+            uses: None,
+        };
+        assert_eq!(
+            decision.policy_header().unwrap(),
+            "\"key\";q=200;w=2, \"tenant\";q=5000;w=3600"
+        );
+        assert_eq!(
+            decision.ratelimit_header().unwrap(),
+            "\"key\";r=17;t=2, \"tenant\";r=4999;t=1"
+        );
+        assert_eq!(decision.retry_after_seconds(), None);
+        assert_eq!(decision.deciding_limit().unwrap().name.as_str(), "key");
+        assert_eq!(decision.header_fields().len(), 2);
+    }
+
+    #[test]
+    fn limited_answer_names_strictest() {
+        let mut key = status("key", "10/min", 0, 60_000);
+        key.retry_after = Some(Duration::from_millis(5_001));
+        let mut route = status("route", "1/s", 0, 1_000);
+        route.retry_after = Some(Duration::from_millis(900));
+        let decision = Decision {
+            verdict: Verdict::Limited {
+                limit: key.name.clone(),
+                retry_after: Duration::from_millis(5_001),
+            },
+            limits: vec![key, route, status("tenant", "5000/h", 40, 3_000)],
+            uses: None,
+        };
+        assert_eq!(decision.retry_after_seconds(), Some(6));
+        assert_eq!(decision.violated_policies(), ["key", "route"]);
+        assert_eq!(decision.deciding_limit().unwrap().name.as_str(), "key");
+        let fields = decision.header_fields();
+        assert_eq!(fields[2].0, http::header::RETRY_AFTER);
+        assert_eq!(fields[2].1, "6");
+        assert_eq!(
+            fields[0].1,
+            "\"key\";q=10;w=60, \"route\";q=1;w=1, \"tenant\";q=5000;w=3600"
+        );
+        assert_eq!(
+            fields[1].1,
+            "\"key\";r=0;t=60, \"route\";r=0;t=1, \"tenant\";r=40;t=3"
+        );
+    }
+
+    #[test]
+    fn no_limits_no_headers() {
+        let decision = Decision {
+            verdict: Verdict::Admitted,
+            limits: Vec::new(),
+            uses: None,
+        };
+        assert!(decision.header_fields().is_empty());
+    }
+}

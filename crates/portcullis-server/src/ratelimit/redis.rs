@@ -1,0 +1,389 @@
+//! Rate limits shared by every node through Redis, and the failure policy
+//! that keeps a node answering while Redis is away.
+//!
+//! One check is one round trip: `limit.lua` reads Redis `TIME` (so the
+//! nodes' clocks do not matter), checks every limit of the request, and
+//! charges all of them or none, atomically. Each TAT key expires when its
+//! allowance is full again, so idle subjects cost Redis nothing.
+//!
+//! NOTE: the script touches several keys, so on Redis Cluster they must
+//! share a hash slot. Portcullis expects one Redis server (or a primary
+//! with replicas), as DESIGN.md's deployments have.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Script};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::ratelimit::LimitRequest;
+use crate::ratelimit::decision::{Decision, UsesStatus, Verdict};
+use crate::ratelimit::gcra::{Gcra, Outcome};
+use crate::ratelimit::local::{LocalLimiter, decide};
+
+/// Default time one Redis call may take before the check gives up on it.
+/// Above a loopback or same-zone round trip (well under 5 ms), and short
+/// enough that a stalled Redis adds little to a request.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(75);
+
+/// Default prefix of every key Portcullis writes to Redis.
+pub const DEFAULT_KEY_PREFIX: &str = "portcullis";
+
+/// First wait after a failed Redis call before the next one is tried.
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
+/// Longest wait between two attempts while Redis is down.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Maximum limits in one check, which bounds the script's work.
+pub const MAX_LIMITS_PER_CHECK: usize = 16;
+
+/// What a node does while Redis cannot be reached (`fallback`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailurePolicy {
+    /// Enforce the limits per node, in memory. Callers then get up to one
+    /// allowance per node. The default.
+    #[default]
+    Local,
+    /// Deny every limited request with 503 (fail closed).
+    Deny,
+}
+
+/// A usage-limited key's counter (`--max-uses`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsesLimit {
+    /// The subject of the counter, such as the key id.
+    pub subject: String,
+    /// The key's maximum uses.
+    pub max: u64,
+    /// Uses already recorded in the store. The counter never counts below
+    /// it, so a Redis that lost its data does not hand out uses again.
+    pub recorded: u64,
+}
+
+/// Settings of the Redis connection.
+#[derive(Clone, Debug)]
+pub struct RedisOptions {
+    /// Time one check may take.
+    pub timeout: Duration,
+    /// Prefix of every key.
+    pub key_prefix: String,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            timeout: DEFAULT_TIMEOUT,
+            key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
+        }
+    }
+}
+
+/// A Redis call that failed or timed out.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisLimitError {
+    /// Redis returned an error or the connection failed.
+    #[error("redis call failed: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// No answer within the timeout.
+    #[error("redis call timed out after {0:?}")]
+    Timeout(Duration),
+    /// The script's reply did not have the expected shape.
+    #[error("unexpected reply from the rate limit script")]
+    Reply,
+    /// More limits than [`MAX_LIMITS_PER_CHECK`].
+    #[error("too many limits in one check: {0}, at most {MAX_LIMITS_PER_CHECK}")]
+    TooManyLimits(usize),
+}
+
+/// GCRA limits and use counters kept in Redis.
+#[derive(Clone)]
+pub struct RedisLimiter {
+    connection: ConnectionManager,
+    script: Script,
+    options: RedisOptions,
+}
+
+impl RedisLimiter {
+    /// Prepares a limiter for the Redis server at `url`
+    /// (`redis://host:port/db` or `rediss://` for TLS). It connects on the
+    /// first check, so a node starts while Redis is down.
+    pub fn new(url: &str, options: RedisOptions) -> Result<Self, RedisLimitError> {
+        let client = Client::open(url)?;
+        // Our own timeout bounds each call; the manager's reconnect tries
+        // stay short and few so a dead server is not hammered.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.timeout))
+            .set_response_timeout(Some(options.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(MAX_BACKOFF);
+        let connection = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(Self {
+            connection,
+            script: Script::new(include_str!("limit.lua")),
+            options,
+        })
+    }
+
+    /// Returns the connection, for the brute-force tracker and tests.
+    pub(crate) fn connection(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+
+    /// Returns the full Redis key of `kind` and `name`.
+    pub(crate) fn key(&self, kind: &str, name: &str) -> String {
+        format!("{}:{kind}:{name}", self.options.key_prefix)
+    }
+
+    /// Returns the time one call may take.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.options.timeout
+    }
+
+    /// Checks one request against `limits` and, when `uses` is given, the
+    /// key's use counter, in one round trip. The request is admitted only
+    /// if every limit admits it and a use is left; only then is it charged
+    /// to each limit and counted as a use.
+    pub async fn check(
+        &self,
+        limits: &[LimitRequest],
+        uses: Option<&UsesLimit>,
+    ) -> Result<Decision, RedisLimitError> {
+        if limits.len() > MAX_LIMITS_PER_CHECK {
+            return Err(RedisLimitError::TooManyLimits(limits.len()));
+        }
+        let mut invocation = self.script.prepare_invoke();
+        for limit in limits {
+            invocation.key(self.key("rl", &limit.storage_key()));
+        }
+        invocation
+            .arg(limits.len())
+            .arg(uses.map_or(0, |uses| uses.max))
+            .arg(uses.map_or(0, |uses| uses.recorded));
+        if let Some(uses) = uses {
+            invocation.key(self.key("uses", &super::bounded_subject(&uses.subject)));
+        }
+        for limit in limits {
+            let gcra = Gcra::new(&limit.rate);
+            invocation.arg(gcra.emission_interval).arg(gcra.burst);
+        }
+
+        let mut connection = self.connection.clone();
+        let reply: Vec<i64> =
+            tokio::time::timeout(self.timeout(), invocation.invoke_async(&mut connection))
+                .await
+                .map_err(|_| RedisLimitError::Timeout(self.timeout()))??;
+        parse_reply(limits, uses, &reply)
+    }
+}
+
+/// Turns the script's reply into a decision.
+fn parse_reply(
+    limits: &[LimitRequest],
+    uses: Option<&UsesLimit>,
+    reply: &[i64],
+) -> Result<Decision, RedisLimitError> {
+    let number = |index: usize| -> Result<u64, RedisLimitError> {
+        let value = reply.get(index).ok_or(RedisLimitError::Reply)?;
+        u64::try_from(*value).map_err(|_| RedisLimitError::Reply)
+    };
+    if reply.len() != 2 + 5 * limits.len() {
+        return Err(RedisLimitError::Reply);
+    }
+    let mut outcomes = Vec::with_capacity(limits.len());
+    for (index, limit) in limits.iter().enumerate() {
+        let base = 2 + 5 * index;
+        let gcra = Gcra::new(&limit.rate);
+        let outcome = if number(base)? == 1 {
+            Outcome::Admit {
+                new_tat: 0,
+                remaining: number(base + 1)?,
+                reset: number(base + 2)?,
+            }
+        } else {
+            Outcome::Deny {
+                retry_after: number(base + 3)?,
+                reset: number(base + 2)?,
+            }
+        };
+        outcomes.push((gcra, number(base + 4)?, outcome));
+    }
+
+    let verdict = number(0)?;
+    let uses_exhausted = verdict == 2;
+    let mut decision = decide(limits, &outcomes, uses_exhausted);
+    if uses_exhausted {
+        decision.verdict = Verdict::UsesExhausted;
+    } else if (verdict == 1) != decision.is_admitted() {
+        return Err(RedisLimitError::Reply);
+    }
+    decision.uses = uses.map(|uses| UsesStatus {
+        used: number(1).unwrap_or(0),
+        max: uses.max,
+    });
+    Ok(decision)
+}
+
+/// Rate limits through Redis, with a fallback while Redis is away.
+///
+/// See [`RedisHealth`] for when Redis is tried again and what is logged.
+pub struct SharedLimiter {
+    redis: RedisLimiter,
+    local: LocalLimiter,
+    policy: FailurePolicy,
+    health: RedisHealth,
+}
+
+impl SharedLimiter {
+    /// Combines a Redis limiter with the fallback `policy`.
+    pub fn new(redis: RedisLimiter, policy: FailurePolicy) -> Self {
+        let what = match policy {
+            FailurePolicy::Local => "enforcing rate limits per node until it is back",
+            FailurePolicy::Deny => "denying rate-limited requests until it is back",
+        };
+        Self {
+            redis,
+            local: LocalLimiter::default(),
+            policy,
+            health: RedisHealth::new(what),
+        }
+    }
+
+    /// Returns the local limiter used as the fallback, for its eviction
+    /// timer.
+    pub fn fallback_limiter(&self) -> &LocalLimiter {
+        &self.local
+    }
+
+    /// Returns the state of the Redis connection and its failure count.
+    pub fn health(&self) -> &RedisHealth {
+        &self.health
+    }
+
+    /// Checks one request, through Redis when it answers and by the
+    /// failure policy when not. A usage-limited key (`uses`) is denied with
+    /// [`Verdict::Unavailable`] while Redis is away, whatever the policy,
+    /// because one node alone cannot keep its count exact.
+    pub async fn check(&self, limits: &[LimitRequest], uses: Option<&UsesLimit>) -> Decision {
+        if self.health.may_call() {
+            match self.redis.check(limits, uses).await {
+                Ok(decision) => {
+                    self.health.record_success();
+                    return decision;
+                }
+                Err(error) => self.health.record_failure(&error),
+            }
+        }
+        match (self.policy, uses) {
+            (FailurePolicy::Local, None) => self.local.check(limits),
+            _ => Decision {
+                verdict: Verdict::Unavailable,
+                limits: Vec::new(),
+                uses: None,
+            },
+        }
+    }
+}
+
+/// Whether Redis is in use, with the backoff and logging of an outage.
+///
+/// A failed call starts a backoff that doubles from [`FIRST_BACKOFF`] to
+/// [`MAX_BACKOFF`]; while it runs, callers skip Redis. When it ends, one
+/// caller tries Redis again (the others keep skipping it), and the first
+/// success ends the outage. The start and the end of an outage are logged
+/// once each, and every failed call is counted.
+pub struct RedisHealth {
+    state: Mutex<HealthState>,
+    failures: AtomicU64,
+    /// What the component does during an outage, for the log line.
+    fallback: &'static str,
+}
+
+#[derive(Debug)]
+struct HealthState {
+    down_since: Option<Instant>,
+    next_attempt: Instant,
+    backoff: Duration,
+}
+
+impl RedisHealth {
+    /// Starts healthy. `fallback` says what the component does during an
+    /// outage, for the log line.
+    pub fn new(fallback: &'static str) -> Self {
+        Self {
+            state: Mutex::new(HealthState {
+                down_since: None,
+                next_attempt: Instant::now(),
+                backoff: FIRST_BACKOFF,
+            }),
+            failures: AtomicU64::new(0),
+            fallback,
+        }
+    }
+
+    /// Returns the number of Redis calls that failed or timed out since
+    /// start, for the metrics endpoint.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Returns whether calls currently go to Redis.
+    pub fn is_up(&self) -> bool {
+        self.lock().down_since.is_none()
+    }
+
+    /// Returns whether this caller should call Redis: always while it is
+    /// up, and one caller per backoff period while it is down.
+    pub fn may_call(&self) -> bool {
+        let mut state = self.lock();
+        if state.down_since.is_none() {
+            return true;
+        }
+        let now = Instant::now();
+        if now < state.next_attempt {
+            return false;
+        }
+        // This caller is the probe; the others skip Redis until it returns.
+        state.next_attempt = now + state.backoff;
+        true
+    }
+
+    /// Ends an outage, logging it once.
+    pub fn record_success(&self) {
+        let mut state = self.lock();
+        if let Some(since) = state.down_since.take() {
+            tracing::info!(
+                outage_ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "redis is reachable again; shared limits are back in use"
+            );
+        }
+        state.backoff = FIRST_BACKOFF;
+    }
+
+    /// Counts a failed call, starts or extends the backoff, and logs the
+    /// start of an outage once.
+    pub fn record_failure(&self, error: &RedisLimitError) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.lock();
+        let now = Instant::now();
+        if state.down_since.is_none() {
+            state.down_since = Some(now);
+            state.backoff = FIRST_BACKOFF;
+            tracing::warn!(error = %error, fallback = self.fallback, "redis is unreachable");
+        } else {
+            state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
+        }
+        state.next_attempt = now + state.backoff;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HealthState> {
+        // Plain timestamps: a panic elsewhere cannot leave them half-written.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
