@@ -61,17 +61,19 @@ impl Gcra {
     pub fn step(&self, stored_tat: u64, now: u64, cost: u64) -> Outcome {
         let tat = stored_tat.max(now);
         let new_tat = tat.saturating_add(cost.saturating_mul(self.emission_interval));
-        let allow_at = new_tat.saturating_sub(self.window());
-        if now < allow_at {
+        // Both differences are from now, so nothing goes below zero when
+        // `now` is small, as on a clock that starts at process start.
+        let ahead = new_tat - now;
+        if ahead > self.window() {
             return Outcome::Deny {
-                retry_after: allow_at - now,
+                retry_after: ahead - self.window(),
                 reset: tat - now,
             };
         }
         Outcome::Admit {
             new_tat,
-            remaining: (now - allow_at) / self.emission_interval,
-            reset: new_tat - now,
+            remaining: (self.window() - ahead) / self.emission_interval,
+            reset: ahead,
         }
     }
 
@@ -141,6 +143,19 @@ mod tests {
         ));
         assert_eq!(limit.remaining(tat, now), 0);
         assert_eq!(limit.remaining(tat, now + 300_000), 3);
+    }
+
+    #[test]
+    fn clock_near_zero_counts_full_burst() {
+        let limit = gcra(10, RateUnit::Minute, 5);
+        let Outcome::Admit {
+            remaining, reset, ..
+        } = limit.step(0, 1, 1)
+        else {
+            panic!("first request denied");
+        };
+        assert_eq!(remaining, 4);
+        assert_eq!(reset, 6_000_000);
     }
 
     proptest! {

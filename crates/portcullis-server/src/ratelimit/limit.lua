@@ -27,17 +27,18 @@ for i = 1, n do
   local stored = tonumber(redis.call('GET', KEYS[i])) or 0
   local tat = math.max(stored, now)
   local new_tat = tat + emission
-  local allow_at = new_tat - emission * burst
-  local ahead = math.max(stored - now, 0)
-  if now < allow_at then
+  local window = emission * burst
+  local ahead = new_tat - now
+  local ahead_before = math.max(stored - now, 0)
+  if ahead > window then
     verdict = 0
-    for _, value in ipairs({0, 0, tat - now, allow_at - now, ahead}) do
+    for _, value in ipairs({0, 0, tat - now, ahead - window, ahead_before}) do
       table.insert(reply, value)
     end
   else
     new_tats[i] = new_tat
-    local remaining = math.floor((now - allow_at) / emission)
-    for _, value in ipairs({1, remaining, new_tat - now, 0, ahead}) do
+    local remaining = math.floor((window - ahead) / emission)
+    for _, value in ipairs({1, remaining, ahead, 0, ahead_before}) do
       table.insert(reply, value)
     end
   end
