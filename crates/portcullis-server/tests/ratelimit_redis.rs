@@ -134,7 +134,7 @@ impl OwnRedis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Starts the server again on the same port, and waits until it answers.
+    /// Starts the server again on the same port, and waits until it replies to PING.
     async fn restart(&mut self) {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])

@@ -5,8 +5,8 @@
 //! `slow_after` failures on, its next attempts are delayed by a time that
 //! doubles with each failure. At `block_after` failures the subject is
 //! blocked, for `first_block` the first time and twice as long for each
-//! block in a row, up to `max_block`; the caller answers 429 with the
-//! block's end as `Retry-After`. Time forgives: the count starts again
+//! block in a row, up to `max_block`. The caller responds with 429 and the
+//! time left of the block as `Retry-After`. Time forgives: the count starts again
 //! after a quiet window, and the streak of blocks after a window plus the
 //! longest block. A success forgives the identity but not the address, so
 //! an attacker cannot clear their count by signing in to an account of
@@ -46,11 +46,11 @@ pub struct Thresholds {
     pub window: Duration,
     /// The first block; each further block in a row doubles it.
     pub first_block: Duration,
-    /// The longest block.
+    /// The maximum block.
     pub max_block: Duration,
     /// The first delay; each further failure doubles it.
     pub delay_step: Duration,
-    /// The longest delay.
+    /// The maximum delay.
     pub max_delay: Duration,
 }
 
@@ -65,8 +65,9 @@ pub struct BruteForcePolicy {
 }
 
 impl Default for BruteForcePolicy {
-    /// Limits that let a person mistype a few times, stop a guessing client
-    /// within a minute, and lock nobody out for more than an hour.
+    /// Thresholds that let a person mistype a few times, block an address
+    /// after 20 failures in 5 minutes, and block no subject for more than
+    /// an hour.
     fn default() -> Self {
         let shared = Thresholds {
             slow_after: 5,
@@ -89,7 +90,7 @@ impl Default for BruteForcePolicy {
     }
 }
 
-/// What failures are counted against.
+/// A subject that failures are counted against.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Subject {
     /// The resolved client address.
@@ -123,7 +124,7 @@ pub enum Admission {
     Allow,
     /// Go ahead after waiting this long.
     Delay(Duration),
-    /// Answer 429 with `Retry-After` set to this time, rounded up.
+    /// Respond with 429 and `Retry-After` set to this time, rounded up.
     Blocked(Duration),
 }
 
@@ -359,7 +360,7 @@ impl LocalTracker {
     }
 }
 
-/// Failure records in Redis, so every node sees every failure.
+/// Failure records in Redis, so every node counts the failures of all nodes.
 struct SharedTracker {
     redis: RedisLimiter,
     script: Script,
@@ -568,6 +569,7 @@ mod tests {
         let tracker = LocalTracker::new(policy);
         let attacker = Subject::ClientIp("192.0.2.1".parse().unwrap());
         let other = Subject::ClientIp("192.0.2.2".parse().unwrap());
+
         for index in 0..5 {
             tracker.record_failure(&[
                 attacker.clone(),
@@ -582,9 +584,11 @@ mod tests {
             tracker.check(&[other, Subject::Identity("pc_test_0".to_owned())]),
             Admission::Allow
         );
+
         // The IPv4-mapped form of the attacker's address is the same subject.
         let mapped = Subject::ClientIp("::ffff:192.0.2.1".parse().unwrap());
         assert!(matches!(tracker.check(&[mapped]), Admission::Blocked(_)));
+
         tokio::time::advance(Duration::from_secs(10)).await;
         assert_eq!(tracker.check(&[attacker]), Admission::Allow);
     }

@@ -1,4 +1,4 @@
-//! The answer of a rate limit check, and the header fields that carry it.
+//! The result of a rate limit check, and the header fields that carry it.
 //!
 //! The header fields follow draft-ietf-httpapi-ratelimit-headers-11 (23 May
 //! 2026), the latest revision: `RateLimit-Policy` and `RateLimit` are
@@ -75,11 +75,12 @@ pub enum Verdict {
     UsesExhausted,
     /// The shared store could not be asked and the operator chose to deny
     /// in that case (`fallback = "deny"`), or the request needs an exact
-    /// use count that only the shared store keeps. Answer 503.
+    /// use count that only the shared store keeps. The caller responds
+    /// with 503.
     Unavailable,
 }
 
-/// The answer of a rate limit check, with what a response needs.
+/// The result of a rate limit check, with everything a response needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
     /// Whether the request may go ahead, and if not, why.
@@ -235,7 +236,7 @@ mod tests {
     }
 
     #[test]
-    fn limited_answer_names_strictest() {
+    fn limited_decision_names_strictest() {
         let mut key = status("key", "10/min", 0, 60_000);
         key.retry_after = Some(Duration::from_millis(5_001));
         let mut route = status("route", "1/s", 0, 1_000);

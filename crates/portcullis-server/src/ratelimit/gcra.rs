@@ -8,7 +8,7 @@
 //!
 //! The local limiter calls these functions and the Redis script
 //! (`limit.lua`) repeats the same formulas line for line, so one node and
-//! ten answer alike. Keep both in step when changing either.
+//! ten return the same decisions. Keep both in step when changing either.
 
 use crate::ratelimit::policy::Rate;
 
@@ -78,7 +78,7 @@ impl Gcra {
     }
 
     /// Returns the requests that would be admitted at `now` without
-    /// changing anything, for headers on answers that consumed nothing.
+    /// changing anything, for the headers of a response that was not charged.
     pub fn remaining(&self, stored_tat: u64, now: u64) -> u64 {
         self.remaining_when_ahead(stored_tat.saturating_sub(now))
     }

@@ -3,7 +3,7 @@
 //! Why not governor's keyed limiter: a request is checked against several
 //! limits at once and must be charged to all or none, and governor charges
 //! each limiter as it checks it. Our own map also runs the same arithmetic
-//! as the Redis script ([`super::gcra`]), so both backends answer alike.
+//! as the Redis script ([`super::gcra`]), so both backends return the same decisions.
 //!
 //! Memory is bounded in two ways. An entry whose TAT has passed is the same
 //! as no entry, so [`LocalLimiter::evict_idle`] drops those (run it on a

@@ -5,7 +5,7 @@
 //! - [`local`]: limits in this process's memory.
 //! - [`redis`]: limits shared through Redis, use counters of usage-limited
 //!   keys, and the fallback while Redis is away.
-//! - [`decision`]: the answer of a check and the `RateLimit` header fields.
+//! - [`decision`]: the result of a check and the `RateLimit` header fields.
 //! - [`brute_force`]: failed authentications per client address and per
 //!   targeted identity, with growing blocks.
 //!
@@ -27,8 +27,8 @@
 //!    authentication and before the scope check: a caller with a valid
 //!    credential but a missing scope still spends its allowance, which stops
 //!    scope probing at full speed.
-//! 4. Add [`Decision::header_fields`] to every answer on a limited route,
-//!    429 included. Answer [`Verdict::Limited`] with 429 and a problem body
+//! 4. Add [`Decision::header_fields`] to every response on a limited route,
+//!    429 included. Respond to [`Verdict::Limited`] with 429 and a problem body
 //!    whose `type` is [`decision::QUOTA_EXCEEDED_TYPE`], naming the limit
 //!    and [`Decision::violated_policies`]; [`Verdict::UsesExhausted`] with
 //!    403; [`Verdict::Unavailable`] with 503.
@@ -47,7 +47,8 @@ pub use redis::{FailurePolicy, RedisLimiter, RedisOptions, SharedLimiter, UsesLi
 
 use portcullis_core::crypto::sha256;
 
-/// Longest subject kept as written in a storage key; longer ones are hashed.
+/// Maximum length of a subject kept as written in a storage key. Longer
+/// subjects are hashed.
 pub const MAX_PLAIN_SUBJECT_LEN: usize = 64;
 
 /// One limit to check a request against: the limit's name and rate, and the
@@ -58,7 +59,7 @@ pub struct LimitRequest {
     pub name: LimitName,
     /// The limit's rate.
     pub rate: Rate,
-    /// What the limit counts requests of.
+    /// The subject whose requests the limit counts.
     pub subject: String,
 }
 
@@ -111,8 +112,8 @@ impl RateLimiter {
     /// Checks one request against `limits`; see [`SharedLimiter::check`].
     ///
     /// TODO: a usage-limited key on a node without Redis needs the store's
-    /// use count; until that is wired, `uses` is denied with
-    /// [`Verdict::Unavailable`] here rather than counted loosely.
+    /// use count, which is not wired yet. Until it is, a check with `uses`
+    /// returns [`Verdict::Unavailable`] here rather than count loosely.
     pub async fn check(&self, limits: &[LimitRequest], uses: Option<&UsesLimit>) -> Decision {
         match self {
             Self::Local(local) if uses.is_none() => local.check(limits),

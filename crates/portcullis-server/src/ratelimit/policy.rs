@@ -115,8 +115,8 @@ impl Rate {
 
     /// Returns the GCRA emission interval: the time one request costs, in
     /// microseconds. It is rounded up, so the enforced rate is never above
-    /// the configured one; the difference is below one part in a million
-    /// for any rate up to 1000 per second.
+    /// the configured one. For rates up to 1000 per second the difference
+    /// is below one part in a million.
     pub const fn emission_interval_micros(&self) -> u64 {
         (self.unit.seconds() * 1_000_000).div_ceil(self.count)
     }
@@ -191,7 +191,7 @@ pub struct RateError {
     reason: RateErrorReason,
 }
 
-/// What is wrong with a rate limit.
+/// The reason a rate limit is invalid.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 enum RateErrorReason {
     #[error("expected COUNT/UNIT [burst N], such as 100/s or 5000/h burst 500")]

@@ -1,5 +1,5 @@
 //! Rate limits shared by every node through Redis, and the failure policy
-//! that keeps a node answering while Redis is away.
+//! that keeps a node serving while Redis is away.
 //!
 //! One check is one round trip: `limit.lua` reads Redis `TIME` (so the
 //! nodes' clocks do not matter), checks every limit of the request, and
@@ -7,8 +7,8 @@
 //! allowance is full again, so idle subjects cost Redis nothing.
 //!
 //! NOTE: the script touches several keys, so on Redis Cluster they must
-//! share a hash slot. Portcullis expects one Redis server (or a primary
-//! with replicas), as DESIGN.md's deployments have.
+//! share a hash slot, which this code does not arrange. Use one Redis
+//! server, or a primary with replicas.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,13 +35,13 @@ pub const DEFAULT_KEY_PREFIX: &str = "portcullis";
 /// First wait after a failed Redis call before the next one is tried.
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 
-/// Longest wait between two attempts while Redis is down.
+/// Maximum wait between two attempts while Redis is down.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Maximum limits in one check, which bounds the script's work.
 pub const MAX_LIMITS_PER_CHECK: usize = 16;
 
-/// What a node does while Redis cannot be reached (`fallback`).
+/// The behaviour of a node while Redis cannot be reached (`fallback`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FailurePolicy {
@@ -89,7 +89,7 @@ pub enum RedisLimitError {
     /// Redis returned an error or the connection failed.
     #[error("redis call failed: {0}")]
     Redis(#[from] redis::RedisError),
-    /// No answer within the timeout.
+    /// No reply within the timeout.
     #[error("redis call timed out after {0:?}")]
     Timeout(Duration),
     /// The script's reply did not have the expected shape.
@@ -146,7 +146,7 @@ impl RedisLimiter {
 
     /// Checks one request against `limits` and, when `uses` is given, the
     /// key's use counter, in one round trip. The request is admitted only
-    /// if every limit admits it and a use is left; only then is it charged
+    /// if every limit admits it and a use is left. Only then is it charged
     /// to each limit and counted as a use.
     pub async fn check(
         &self,
@@ -264,7 +264,7 @@ impl SharedLimiter {
         &self.health
     }
 
-    /// Checks one request, through Redis when it answers and by the
+    /// Checks one request, through Redis when it replies and by the
     /// failure policy when not. A usage-limited key (`uses`) is denied with
     /// [`Verdict::Unavailable`] while Redis is away, whatever the policy,
     /// because one node alone cannot keep its count exact.
@@ -299,7 +299,7 @@ impl SharedLimiter {
 pub struct RedisHealth {
     state: Mutex<HealthState>,
     failures: AtomicU64,
-    /// What the component does during an outage, for the log line.
+    /// The component's behaviour during an outage, for the log line.
     fallback: &'static str,
 }
 
@@ -311,8 +311,8 @@ struct HealthState {
 }
 
 impl RedisHealth {
-    /// Starts healthy. `fallback` says what the component does during an
-    /// outage, for the log line.
+    /// Starts healthy. `fallback` describes the component's behaviour
+    /// during an outage, for the log line.
     pub fn new(fallback: &'static str) -> Self {
         Self {
             state: Mutex::new(HealthState {
