@@ -190,7 +190,9 @@ pub async fn run(
     let served = match certificates {
         Some(trust) => {
             let app = router(state.clone());
-            serve_with_client_certificates(listener, trust, app, limits, shutdown, grace).await
+            let usage = Arc::clone(&state.usage);
+            serve_with_client_certificates(listener, trust, usage, app, limits, shutdown, grace)
+                .await
         }
         None => {
             serve(

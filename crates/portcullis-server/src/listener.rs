@@ -22,6 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use rustls_pki_types::CertificateDer;
+use time::OffsetDateTime;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -31,10 +32,12 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{debug, error, info, warn};
 
-use crate::config::ServerConfig;
+use crate::config::{ClientCertificateMode, ServerConfig};
+use crate::pki::handshake::capture_rejection;
 use crate::pki::trust::ClientCertificateTrust;
 use crate::pki::verify::{Rejection, VerifiedClient, thumbprint_sha256};
 use crate::problem::Problem;
+use crate::usage::{FailedAuthentication, UsageRecorder};
 
 /// Default time a client has to complete the TLS handshake. A handshake
 /// takes two or three round trips, a few seconds at most even on slow links,
@@ -63,8 +66,8 @@ pub struct ConnectionInfo {
     /// The certificate the client presented in the TLS handshake, with its
     /// verdict. `None` without TLS, with client certificates off, and for a
     /// client that sent none where they are optional. Handlers read it
-    /// through [`crate::pki::presented::client_certificate`], which also
-    /// knows a certificate forwarded by a trusted proxy.
+    /// through [`crate::pki::presented::client_certificate`], which is
+    /// also where a certificate forwarded by a trusted proxy is read.
     pub client_certificate: Option<Arc<ClientCertificate>>,
 }
 
@@ -73,13 +76,13 @@ pub struct ConnectionInfo {
 /// the listener's trust anchors and CRLs.
 ///
 /// A chain that fails verification is kept, with its rejection, so that the
-/// application can answer it (401 `invalid_client`) and so that a
+/// application can reject it (401 `invalid_client`) and so that a
 /// self-signed certificate registered for RFC 8705 §2.2
 /// `self_signed_tls_client_auth` can be matched by its public key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientCertificate {
-    /// The certificates as the client sent them, leaf first, DER. Never
-    /// empty.
+    /// The certificates as the client sent them, leaf first, DER. Not
+    /// empty when built by [`ClientCertificate::new`].
     pub chain: Vec<CertificateDer<'static>>,
     /// SHA-256 of the leaf's DER, base64url without padding (RFC 8705 §3.1
     /// `x5t#S256`).
@@ -106,7 +109,7 @@ impl ClientCertificate {
 
     /// Returns the leaf certificate, DER. A value built with an empty
     /// `chain` (which [`ClientCertificate::new`] prevents) returns an empty
-    /// DER, which every parser and comparison rejects.
+    /// DER, which no certificate parser accepts.
     pub fn leaf(&self) -> &CertificateDer<'static> {
         static EMPTY: CertificateDer<'static> = CertificateDer::from_slice(&[]);
         self.chain.first().unwrap_or(&EMPTY)
@@ -162,27 +165,30 @@ pub async fn serve(
         Some(config) => ListenerTls::Fixed(TlsAcceptor::from(config)),
         None => ListenerTls::Off,
     };
-    serve_with(listener, tls, app, limits, shutdown, grace).await
+    serve_with(listener, tls, None, app, limits, shutdown, grace).await
 }
 
 /// [`serve`] over TLS with client certificates: each handshake uses the
 /// configuration `trust` contains at accept time, and each request is checked
-/// against its revoked serials.
+/// against its revoked serials. Certificates rejected at the connection are
+/// recorded in `usage` as failed authentications.
 pub async fn serve_with_client_certificates(
     listener: TcpListener,
     trust: Arc<ClientCertificateTrust>,
+    usage: Arc<UsageRecorder>,
     app: axum::Router,
     limits: ListenerLimits,
     shutdown: CancellationToken,
     grace: Duration,
 ) -> std::io::Result<()> {
     let tls = ListenerTls::ClientCertificates(trust);
-    serve_with(listener, tls, app, limits, shutdown, grace).await
+    serve_with(listener, tls, Some(usage), app, limits, shutdown, grace).await
 }
 
 async fn serve_with(
     listener: TcpListener,
     tls: ListenerTls,
+    usage: Option<Arc<UsageRecorder>>,
     app: axum::Router,
     limits: ListenerLimits,
     shutdown: CancellationToken,
@@ -195,6 +201,7 @@ async fn serve_with(
 
     let shared = Arc::new(Shared {
         tls,
+        usage,
         builder: http_builder(limits.header_read_timeout),
         app,
         limits,
@@ -276,6 +283,8 @@ enum ListenerTls {
 /// State shared by every connection task.
 struct Shared {
     tls: ListenerTls,
+    /// The buffer that rejected client certificates are recorded in.
+    usage: Option<Arc<UsageRecorder>>,
     builder: Builder<TokioExecutor>,
     app: axum::Router,
     limits: ListenerLimits,
@@ -408,16 +417,18 @@ async fn handle_connection(
         }
     };
     // Handshake failures are the client's problem (wrong protocol, untrusted
-    // certificate, a scanner), so they are logged at debug level only.
-    let tls_stream = match tokio::time::timeout(
-        shared.limits.handshake_timeout,
-        acceptor.accept(stream),
-    )
-    .await
-    {
+    // certificate, a scanner), so they are logged at debug level only. A
+    // rejected client certificate is also recorded as a failed
+    // authentication.
+    let handshake = tokio::time::timeout(shared.limits.handshake_timeout, acceptor.accept(stream));
+    let (handshake, rejection) = capture_rejection(handshake).await;
+    let tls_stream = match handshake {
         Ok(Ok(tls_stream)) => tls_stream,
         Ok(Err(error)) => {
             debug!(peer = %peer, error = %error, "TLS handshake failed");
+            if let Some(rejection) = rejection {
+                record_rejected_certificate(&shared, peer, &rejection);
+            }
             return;
         }
         Err(_) => {
@@ -430,33 +441,69 @@ async fn handle_connection(
         && let Some(chain) = tls_stream.get_ref().1.peer_certificates()
         && !chain.is_empty()
     {
-        // The handshake verified the chain already. Verifying it again
-        // against the same snapshot reads the leaf's names and catches any
-        // disagreement between rustls and the verdict of `certs verify`.
-        let verified = match snapshot.verify(chain) {
-            Ok(verified) => verified,
-            Err(rejection) => {
-                warn!(
-                    peer = %peer,
-                    code = rejection.code(),
-                    reason = rejection.reason(),
-                    "client certificate accepted in the handshake but rejected by verification; \
-                     closing the connection"
-                );
-                return;
-            }
-        };
+        // The handshake's verifier decided with the same function, so this
+        // repeats its verdict to read the leaf's names and to carry it with
+        // the connection.
+        let verdict = snapshot.verify(chain);
+        if let Err(rejection) = &verdict
+            && trust.mode() == ClientCertificateMode::Required
+            && !is_registered_self_signed(trust, chain)
+        {
+            // With `required`, only a chain whose verdict changed since the
+            // handshake gets here, such as a certificate that expired.
+            debug!(
+                peer = %peer,
+                code = rejection.code(),
+                reason = rejection.reason(),
+                "client certificate rejected after the handshake; closing the connection"
+            );
+            record_rejected_certificate(&shared, peer, rejection);
+            return;
+        }
         // rustls 0.23 restores the chain of a resumed session without
         // verifying it again, so a session from before a revocation is
         // caught here.
-        if trust.revoked().contains(&verified.serial) {
+        if let Ok(verified) = &verdict
+            && trust.revoked().contains(&verified.serial)
+        {
             debug!(peer = %peer, serial = %verified.serial, "revoked client certificate; closing");
             return;
         }
         let chain = chain.iter().map(|der| der.clone().into_owned()).collect();
-        info.client_certificate = ClientCertificate::new(chain, Ok(verified)).map(Arc::new);
+        info.client_certificate = ClientCertificate::new(chain, verdict).map(Arc::new);
     }
     serve_connection(&shared, TokioIo::new(tls_stream), info, watcher).await;
+}
+
+/// Returns whether `chain` is a single self-signed certificate that `trust`
+/// accepts without a chain.
+fn is_registered_self_signed(trust: &ClientCertificateTrust, chain: &[CertificateDer<'_>]) -> bool {
+    match chain {
+        [certificate] => trust.self_signed_keys().accepts(certificate),
+        _ => false,
+    }
+}
+
+/// Queues the audit record of a client certificate rejected at the
+/// connection, before any request.
+fn record_rejected_certificate(shared: &Shared, peer: SocketAddr, rejection: &Rejection) {
+    let Some(usage) = &shared.usage else {
+        return;
+    };
+    let leaf = rejection.leaf();
+    usage.record_failure(FailedAuthentication {
+        at: OffsetDateTime::now_utc(),
+        client_ip: peer.ip(),
+        code: rejection.code(),
+        key_id: None,
+        tenant_id: None,
+        visible_prefix: None,
+        client_id: None,
+        token_id: None,
+        surface: "tls",
+        certificate_serial: leaf.map(|leaf| leaf.serial.clone()),
+        certificate_issuer: leaf.map(|leaf| leaf.issuer.clone()),
+    });
 }
 
 /// Serves HTTP on one connection until the client closes it, the graceful

@@ -52,7 +52,8 @@ pub struct FailedAuthentication {
     pub client_id: Option<ClientId>,
     /// The `jti` of a rejected access token, under the same condition.
     pub token_id: Option<String>,
-    /// The surface that saw it (`gateway`, `verify`, `admin`).
+    /// The surface that saw it (`gateway`, `verify`, `admin`, or `tls` for
+    /// a client certificate rejected at the connection).
     pub surface: &'static str,
     /// The serial of the rejected client certificate's leaf, written as in
     /// [`crate::pki::verify::VerifiedClient::serial`], when a certificate

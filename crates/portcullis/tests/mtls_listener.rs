@@ -428,10 +428,9 @@ async fn optional_serves_client_without_certificate() {
 
     assert_eq!(anonymous, Ok(200));
     assert_eq!(with_certificate, Ok(200));
-    assert!(
-        stranger.is_err(),
-        "expected a failed handshake: {stranger:?}"
-    );
+    // `optional` completes the handshake for an untrusted certificate and
+    // leaves the rejection to endpoints that read it. `/healthz` reads none.
+    assert_eq!(stranger, Ok(200));
 }
 
 /// Sends `GET /healthz` on an open HTTP/1.1 connection and returns the

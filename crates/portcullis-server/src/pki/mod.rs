@@ -2,6 +2,7 @@
 //!
 //! - [`ca`]: the internal CA: client certificates from CSRs, revocation, the
 //!   CRL, and the partner CAs trusted per tenant.
+//! - [`handshake`]: the rustls client certificate verifier of the listener.
 //! - [`presented`]: the client certificate of a request, from the
 //!   handshake, with its verdict.
 //! - [`publish`]: `GET /ca/ca.pem` and `GET /ca/crl.pem`, without
@@ -15,6 +16,7 @@
 //!   share.
 
 pub mod ca;
+pub mod handshake;
 pub mod presented;
 pub mod publish;
 pub mod revoked;

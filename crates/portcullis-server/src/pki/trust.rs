@@ -1,8 +1,8 @@
 //! The listener's client certificate trust: the rustls configuration that
 //! requests client certificates, rebuilt when trust or revocations change.
 //!
-//! rustls's `WebPkiClientVerifier` takes its trust anchors and CRLs when it
-//! is built. So [`ClientCertificateTrust`] keeps the current configuration
+//! The handshake's [`HandshakeVerifier`] takes its trust anchors and CRLs
+//! when it is built. So [`ClientCertificateTrust`] keeps the current configuration
 //! in an [`ArcSwap`] that the listener reads at each accept, and
 //! [`ClientCertificateTrust::maintain`] builds a new one after a revocation
 //! or when its poll finds a new CA. A new configuration reaches new
@@ -10,9 +10,9 @@
 //!
 //! Trust anchors are the internal CA (once `portcullis ca init` has run) and
 //! every partner CA trusted for any tenant. CRLs are the internal CA's CRL
-//! and the files in `server.partner_crls`. Revocation is checked as
-//! [`verify_client_chain`] checks it, so the handshake and the verdict
-//! agree: when any CRL is configured, every certificate below the trust
+//! and the files in `server.partner_crls`. The handshake decides with
+//! [`verify_client_chain`] too, so the handshake and the verdict agree on
+//! revocation: when any CRL is configured, every certificate below the trust
 //! anchor must be covered by one of them, and a CRL past its nextUpdate
 //! rejects the chain. A partner CA therefore needs its CRL file once the
 //! internal CA exists. The internal CRL is signed again at every rebuild
@@ -26,7 +26,6 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use portcullis_store::Store;
 use rustls::RootCertStore;
-use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
 use time::OffsetDateTime;
@@ -34,6 +33,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::ca::{CaError, CertificateAuthority};
+use super::handshake::{HandshakeVerifier, SelfSignedKeys};
 use super::revoked::RevokedSerials;
 use super::verify::{AnchorOwner, Rejection, TrustAnchors, VerifiedClient, verify_client_chain};
 use crate::config::ClientCertificateMode;
@@ -102,9 +102,9 @@ impl TrustSnapshot {
     ///
     /// # Errors
     ///
-    /// The [`Rejection`] when the chain fails, which happens only when a
-    /// certificate expired between the handshake and this call or when
-    /// rustls and [`verify_client_chain`] disagree.
+    /// The [`Rejection`] when the chain fails: with `optional` for any
+    /// untrusted certificate, with `required` for a registered self-signed
+    /// certificate or one that expired since the handshake.
     pub fn verify(&self, chain: &[CertificateDer<'_>]) -> Result<VerifiedClient, Rejection> {
         verify_client_chain(chain, &self.anchors, &self.crls, UnixTime::now())
     }
@@ -119,6 +119,7 @@ pub struct ClientCertificateTrust {
     ca: Arc<CertificateAuthority>,
     current: ArcSwap<TrustSnapshot>,
     revoked: RevokedSerials,
+    self_signed: SelfSignedKeys,
     rebuild: Notify,
 }
 
@@ -155,6 +156,7 @@ impl ClientCertificateTrust {
                 crls: Vec::new(),
             }),
             revoked,
+            self_signed: SelfSignedKeys::default(),
             rebuild: Notify::new(),
         };
         let snapshot = trust.build(now).await?;
@@ -170,6 +172,17 @@ impl ClientCertificateTrust {
     /// Returns the serials of revoked certificates.
     pub fn revoked(&self) -> &RevokedSerials {
         &self.revoked
+    }
+
+    /// Returns the listener's mode.
+    pub fn mode(&self) -> ClientCertificateMode {
+        self.mode
+    }
+
+    /// Returns the public keys of self-signed certificates that `required`
+    /// accepts without a chain. Setting them reaches the next handshake.
+    pub fn self_signed_keys(&self) -> &SelfSignedKeys {
+        &self.self_signed
     }
 
     /// Records a revoked serial from the change feed and, when it is new,
@@ -246,18 +259,8 @@ impl ClientCertificateTrust {
             crls.extend(read_crl_file(index, path)?);
         }
 
-        if roots.is_empty() {
-            if self.mode == ClientCertificateMode::Required {
-                return Err(TrustError::NoTrustAnchor);
-            }
-            // `optional` without a CA: no certificate could verify, so none
-            // is requested until a CA is added.
-            return Ok(TrustSnapshot {
-                server_config: Arc::clone(&self.base),
-                roots,
-                anchors: TrustAnchors::default(),
-                crls,
-            });
+        if roots.is_empty() && self.mode == ClientCertificateMode::Required {
+            return Err(TrustError::NoTrustAnchor);
         }
 
         let anchors = TrustAnchors::from_owned_certificates(&roots).map_err(|error| {
@@ -272,21 +275,20 @@ impl ClientCertificateTrust {
                 .add(root.clone())
                 .map_err(|error| TrustError::Rustls(error.to_string()))?;
         }
-        let mut builder =
-            WebPkiClientVerifier::builder_with_provider(Arc::new(store), crate::tls::provider())
-                .with_crls(crls.clone())
-                .enforce_revocation_expiration();
-        if self.mode == ClientCertificateMode::Optional {
-            builder = builder.allow_unauthenticated();
-        }
-        let verifier = builder
-            .build()
-            .map_err(|error| TrustError::Rustls(error.to_string()))?;
+        // `optional` requests a certificate even without any CA, because a
+        // self-signed certificate of an RFC 8705 §2.2 client needs none.
+        let verifier = HandshakeVerifier::new(
+            self.mode == ClientCertificateMode::Required,
+            anchors.clone(),
+            crls.clone(),
+            store.subjects(),
+            self.self_signed.clone(),
+        );
 
         let mut config = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
             .with_safe_default_protocol_versions()
             .map_err(|error| TrustError::Rustls(error.to_string()))?
-            .with_client_cert_verifier(verifier)
+            .with_client_cert_verifier(Arc::new(verifier))
             .with_cert_resolver(Arc::clone(&self.base.cert_resolver));
         config.alpn_protocols = self.base.alpn_protocols.clone();
 
