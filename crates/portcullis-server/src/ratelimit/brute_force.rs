@@ -128,6 +128,22 @@ pub enum Admission {
     Blocked(Duration),
 }
 
+impl Admission {
+    /// Returns the `Retry-After` value of a block in whole seconds, rounded
+    /// up so a client that waits that long is no longer blocked.
+    pub fn retry_after_seconds(&self) -> Option<u64> {
+        let Self::Blocked(left) = self else {
+            return None;
+        };
+        let whole = left.as_secs();
+        Some(if left.subsec_nanos() > 0 {
+            whole + 1
+        } else {
+            whole
+        })
+    }
+}
+
 /// The failures of one subject, with times in microseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Record {
@@ -591,6 +607,77 @@ mod tests {
 
         tokio::time::advance(Duration::from_secs(10)).await;
         assert_eq!(tracker.check(&[attacker]), Admission::Allow);
+    }
+
+    /// Sends twenty failures from one untrusted peer, each with a new
+    /// `X-Forwarded-For`, then failures relayed by a trusted proxy. The
+    /// counted address is the one the resolver trusts. Rotating the header
+    /// gains nothing, and a client behind the proxy is counted apart.
+    #[tokio::test(start_paused = true)]
+    async fn spoofed_forwarded_for_counts_peer() {
+        use crate::client_ip::TrustedProxies;
+        use http::{HeaderMap, HeaderValue};
+
+        let limits = Thresholds {
+            slow_after: 100,
+            ..thresholds()
+        };
+        let tracker = LocalTracker::new(BruteForcePolicy {
+            client_ip: limits,
+            identity: Thresholds {
+                block_after: 1_000,
+                slow_after: 1_000,
+                ..limits
+            },
+        });
+        let proxies = TrustedProxies::new(vec!["127.0.0.2/32".parse().unwrap()]);
+        let forwarded = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-forwarded-for", HeaderValue::from_str(value).unwrap());
+            headers
+        };
+        let untrusted_peer: IpAddr = "127.0.0.1".parse().unwrap();
+        let proxy: IpAddr = "127.0.0.2".parse().unwrap();
+
+        let mut admissions = Vec::new();
+        for n in 1..=20 {
+            let client = proxies.client_ip(untrusted_peer, &forwarded(&format!("203.0.113.{n}")));
+            let subjects = [
+                Subject::ClientIp(client),
+                Subject::Identity("client-c".to_owned()),
+            ];
+            admissions.push(tracker.check(&subjects));
+            tracker.record_failure(&subjects);
+        }
+        assert!(
+            admissions[..5]
+                .iter()
+                .all(|admission| *admission == Admission::Allow)
+        );
+        assert!(
+            admissions[5..]
+                .iter()
+                .all(|admission| matches!(admission, Admission::Blocked(_))),
+            "{admissions:?}"
+        );
+        assert_eq!(admissions[5].retry_after_seconds(), Some(10));
+
+        // Behind the trusted proxy, 203.0.113.9 is blocked after five
+        // failures, and 203.0.113.10 and the proxy's own address are not.
+        let relayed = proxies.client_ip(proxy, &forwarded("198.51.100.7, 203.0.113.9"));
+        for _ in 0..5 {
+            tracker.record_failure(&[Subject::ClientIp(relayed)]);
+        }
+        assert!(matches!(
+            tracker.check(&[Subject::ClientIp(relayed)]),
+            Admission::Blocked(_)
+        ));
+        let neighbour = proxies.client_ip(proxy, &forwarded("198.51.100.7, 203.0.113.10"));
+        assert_eq!(
+            tracker.check(&[Subject::ClientIp(neighbour)]),
+            Admission::Allow
+        );
+        assert_eq!(tracker.check(&[Subject::ClientIp(proxy)]), Admission::Allow);
     }
 
     #[test]

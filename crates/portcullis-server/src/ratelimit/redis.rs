@@ -241,7 +241,7 @@ pub struct SharedLimiter {
 impl SharedLimiter {
     /// Combines a Redis limiter with the fallback `policy`.
     pub fn new(redis: RedisLimiter, policy: FailurePolicy) -> Self {
-        let what = match policy {
+        let fallback = match policy {
             FailurePolicy::Local => "enforcing rate limits per node until it is back",
             FailurePolicy::Deny => "denying rate-limited requests until it is back",
         };
@@ -249,7 +249,7 @@ impl SharedLimiter {
             redis,
             local: LocalLimiter::default(),
             policy,
-            health: RedisHealth::new(what),
+            health: RedisHealth::new(fallback),
         }
     }
 
@@ -291,10 +291,11 @@ impl SharedLimiter {
 
 /// Whether Redis is in use, with the backoff and logging of an outage.
 ///
-/// A failed call starts a backoff that doubles from [`FIRST_BACKOFF`] to
-/// [`MAX_BACKOFF`]; while it runs, callers skip Redis. When it ends, one
-/// caller tries Redis again (the others keep skipping it), and the first
-/// success ends the outage. The start and the end of an outage are logged
+/// A failed call starts a backoff of [`FIRST_BACKOFF`]; while it runs,
+/// callers skip Redis. When it ends, one caller tries Redis again (the
+/// others keep skipping it). The first success ends the outage, and each
+/// failed try doubles the backoff, up to [`MAX_BACKOFF`]. Calls that were
+/// already under way when the outage began do not extend it. The start and the end of an outage are logged
 /// once each, and every failed call is counted.
 pub struct RedisHealth {
     state: Mutex<HealthState>,
@@ -308,6 +309,8 @@ struct HealthState {
     down_since: Option<Instant>,
     next_attempt: Instant,
     backoff: Duration,
+    /// Whether a caller is trying Redis again during an outage.
+    probing: bool,
 }
 
 impl RedisHealth {
@@ -319,6 +322,7 @@ impl RedisHealth {
                 down_since: None,
                 next_attempt: Instant::now(),
                 backoff: FIRST_BACKOFF,
+                probing: false,
             }),
             failures: AtomicU64::new(0),
             fallback,
@@ -349,6 +353,7 @@ impl RedisHealth {
         }
         // This caller is the probe; the others skip Redis until it returns.
         state.next_attempt = now + state.backoff;
+        state.probing = true;
         true
     }
 
@@ -362,6 +367,7 @@ impl RedisHealth {
             );
         }
         state.backoff = FIRST_BACKOFF;
+        state.probing = false;
     }
 
     /// Counts a failed call, starts or extends the backoff, and logs the
@@ -374,10 +380,12 @@ impl RedisHealth {
             state.down_since = Some(now);
             state.backoff = FIRST_BACKOFF;
             tracing::warn!(error = %error, fallback = self.fallback, "redis is unreachable");
-        } else {
+            state.next_attempt = now + state.backoff;
+        } else if state.probing {
+            state.probing = false;
             state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
+            state.next_attempt = now + state.backoff;
         }
-        state.next_attempt = now + state.backoff;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HealthState> {
@@ -385,5 +393,59 @@ impl RedisHealth {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure() -> RedisLimitError {
+        RedisLimitError::Timeout(DEFAULT_TIMEOUT)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn outage_backs_off_with_one_probe() {
+        let health = RedisHealth::new("testing");
+        assert!(health.may_call());
+
+        // Three calls under way when Redis goes away: one outage, counted
+        // three times, with the first backoff.
+        health.record_failure(&failure());
+        health.record_failure(&failure());
+        health.record_failure(&failure());
+        assert!(!health.is_up());
+        assert_eq!(health.failures(), 3);
+        assert!(!health.may_call());
+
+        // One probe when the backoff ends; the others keep skipping Redis.
+        tokio::time::advance(FIRST_BACKOFF).await;
+        assert!(health.may_call());
+        assert!(!health.may_call());
+
+        // A failed probe doubles the backoff.
+        health.record_failure(&failure());
+        tokio::time::advance(FIRST_BACKOFF).await;
+        assert!(!health.may_call());
+        tokio::time::advance(FIRST_BACKOFF).await;
+        assert!(health.may_call());
+
+        health.record_success();
+        assert!(health.is_up());
+        assert!(health.may_call());
+        assert!(health.may_call());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_stops_at_maximum() {
+        let health = RedisHealth::new("testing");
+        health.record_failure(&failure());
+        for _ in 0..10 {
+            tokio::time::advance(MAX_BACKOFF).await;
+            assert!(health.may_call());
+            health.record_failure(&failure());
+        }
+        tokio::time::advance(MAX_BACKOFF).await;
+        assert!(health.may_call());
     }
 }
