@@ -655,3 +655,36 @@ async fn brute_force_success_forgives_identity() {
     assert_eq!(tracker.check(&[identity]).await, Admission::Allow);
     assert!(tracker.redis_health().unwrap().is_up());
 }
+
+#[tokio::test]
+async fn too_many_limits_not_an_outage() {
+    let Some(url) = shared_redis_url().await else {
+        return;
+    };
+    let node = SharedLimiter::new(limiter(&url, &unique_prefix()), FailurePolicy::Local);
+    let limits: Vec<LimitRequest> = (0..=portcullis_server::ratelimit::redis::MAX_LIMITS_PER_CHECK)
+        .map(|index| limit("plan", "10/s", &format!("subject-{index}")))
+        .collect();
+    assert_eq!(
+        node.check(&limits, None).await.verdict,
+        Verdict::Unavailable
+    );
+    assert!(node.health().is_up());
+    assert_eq!(node.health().failures(), 0);
+}
+
+#[tokio::test]
+async fn ping_reports_reachability() {
+    let Some(url) = shared_redis_url().await else {
+        return;
+    };
+    limiter(&url, &unique_prefix()).ping().await.unwrap();
+    // Nothing listens on a port that was just free.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let closed = limiter(&format!("redis://127.0.0.1:{port}"), &unique_prefix());
+    assert!(closed.ping().await.is_err());
+}

@@ -117,11 +117,7 @@ impl RateLimiter {
     pub async fn check(&self, limits: &[LimitRequest], uses: Option<&UsesLimit>) -> Decision {
         match self {
             Self::Local(local) if uses.is_none() => local.check(limits),
-            Self::Local(_) => Decision {
-                verdict: Verdict::Unavailable,
-                limits: Vec::new(),
-                uses: None,
-            },
+            Self::Local(_) => redis::unavailable(),
             Self::Shared(shared) => shared.check(limits, uses).await,
         }
     }

@@ -129,7 +129,20 @@ impl RedisLimiter {
         })
     }
 
-    /// Returns the connection, for the brute-force tracker and tests.
+    /// Sends `PING` within the timeout, for a readiness check.
+    pub async fn ping(&self) -> Result<(), RedisLimitError> {
+        let mut connection = self.connection.clone();
+        let command = redis::cmd("PING");
+        tokio::time::timeout(
+            self.timeout(),
+            command.query_async::<String>(&mut connection),
+        )
+        .await
+        .map_err(|_| RedisLimitError::Timeout(self.timeout()))??;
+        Ok(())
+    }
+
+    /// Returns the connection, for the brute-force tracker.
     pub(crate) fn connection(&self) -> ConnectionManager {
         self.connection.clone()
     }
@@ -268,7 +281,19 @@ impl SharedLimiter {
     /// failure policy when not. A usage-limited key (`uses`) is denied with
     /// [`Verdict::Unavailable`] while Redis is away, whatever the policy,
     /// because one node alone cannot keep its count exact.
+    ///
+    /// More than [`MAX_LIMITS_PER_CHECK`] limits is a configuration error,
+    /// not a Redis failure: it is logged and the request is denied with
+    /// [`Verdict::Unavailable`].
     pub async fn check(&self, limits: &[LimitRequest], uses: Option<&UsesLimit>) -> Decision {
+        if limits.len() > MAX_LIMITS_PER_CHECK {
+            tracing::error!(
+                limits = limits.len(),
+                max = MAX_LIMITS_PER_CHECK,
+                "too many rate limits apply to one request; denying it"
+            );
+            return unavailable();
+        }
         if self.health.may_call() {
             match self.redis.check(limits, uses).await {
                 Ok(decision) => {
@@ -280,12 +305,17 @@ impl SharedLimiter {
         }
         match (self.policy, uses) {
             (FailurePolicy::Local, None) => self.local.check(limits),
-            _ => Decision {
-                verdict: Verdict::Unavailable,
-                limits: Vec::new(),
-                uses: None,
-            },
+            _ => unavailable(),
         }
+    }
+}
+
+/// Returns the decision of a request that cannot be checked.
+pub(crate) fn unavailable() -> Decision {
+    Decision {
+        verdict: Verdict::Unavailable,
+        limits: Vec::new(),
+        uses: None,
     }
 }
 
