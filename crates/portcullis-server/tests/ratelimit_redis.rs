@@ -688,3 +688,38 @@ async fn ping_reports_reachability() {
     let closed = limiter(&format!("redis://127.0.0.1:{port}"), &unique_prefix());
     assert!(closed.ping().await.is_err());
 }
+
+#[tokio::test]
+async fn exhausted_key_wins_over_rate_limit() {
+    let Some(url) = shared_redis_url().await else {
+        return;
+    };
+    let redis = limiter(&url, &unique_prefix());
+    let limits = [limit("key", "1/min", "key_spent")];
+    let uses = UsesLimit {
+        subject: "key_spent".to_owned(),
+        max: 1,
+        recorded: 0,
+    };
+    assert!(
+        redis
+            .check(&limits, Some(&uses))
+            .await
+            .unwrap()
+            .is_admitted()
+    );
+    // Both the rate limit and the use count deny now; the use count is
+    // the answer that stays true.
+    let second = redis.check(&limits, Some(&uses)).await.unwrap();
+    assert_eq!(second.verdict, Verdict::UsesExhausted);
+    assert_eq!(second.retry_after_seconds(), None);
+
+    let none_allowed = UsesLimit {
+        subject: "key_zero".to_owned(),
+        max: 0,
+        recorded: 0,
+    };
+    let other = [limit("key", "1/min", "key_zero")];
+    let zero = redis.check(&other, Some(&none_allowed)).await.unwrap();
+    assert_eq!(zero.verdict, Verdict::UsesExhausted);
+}

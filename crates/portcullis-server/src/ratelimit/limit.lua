@@ -4,7 +4,7 @@
 -- KEYS[1..n]    the stored TAT of each limit (microseconds since the epoch)
 -- KEYS[n + 1]   the use counter of a usage-limited key, when ARGV[2] > 0
 -- ARGV[1]       n
--- ARGV[2]       the key's maximum uses, or 0 when it has none
+-- ARGV[2]       the key's maximum uses, or 0 when it has no maximum
 -- ARGV[3]       uses already recorded elsewhere; the counter never counts
 --               below it, so a lost counter cannot hand out uses again
 -- ARGV[2i + 2]  emission interval of limit i, in microseconds
@@ -47,7 +47,8 @@ end
 local used = 0
 if max_uses > 0 then
   used = math.max(tonumber(redis.call('GET', KEYS[n + 1])) or 0, tonumber(ARGV[3]))
-  if verdict == 1 and used >= max_uses then
+  -- An exhausted key stays exhausted, so this wins over a rate limit.
+  if used >= max_uses then
     verdict = 2
   end
 end

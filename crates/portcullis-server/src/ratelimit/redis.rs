@@ -58,7 +58,7 @@ pub enum FailurePolicy {
 pub struct UsesLimit {
     /// The subject of the counter, such as the key id.
     pub subject: String,
-    /// The key's maximum uses.
+    /// The key's maximum uses. A maximum of 0 admits no request.
     pub max: u64,
     /// Uses already recorded in the store. The counter never counts below
     /// it, so a Redis that lost its data does not hand out uses again.
@@ -160,7 +160,9 @@ impl RedisLimiter {
     /// Checks one request against `limits` and, when `uses` is given, the
     /// key's use counter, in one round trip. The request is admitted only
     /// if every limit admits it and a use is left. Only then is it charged
-    /// to each limit and counted as a use.
+    /// to each limit and counted as a use. A key without uses left gets
+    /// [`Verdict::UsesExhausted`] even when a limit denies too, because
+    /// waiting for the limit would not help.
     pub async fn check(
         &self,
         limits: &[LimitRequest],
@@ -168,6 +170,19 @@ impl RedisLimiter {
     ) -> Result<Decision, RedisLimitError> {
         if limits.len() > MAX_LIMITS_PER_CHECK {
             return Err(RedisLimitError::TooManyLimits(limits.len()));
+        }
+        // The script reads a maximum of 0 as "no maximum".
+        if let Some(uses) = uses
+            && uses.max == 0
+        {
+            return Ok(Decision {
+                verdict: Verdict::UsesExhausted,
+                limits: Vec::new(),
+                uses: Some(UsesStatus {
+                    used: uses.recorded,
+                    max: 0,
+                }),
+            });
         }
         let mut invocation = self.script.prepare_invoke();
         for limit in limits {
