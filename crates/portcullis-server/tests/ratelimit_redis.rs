@@ -723,3 +723,30 @@ async fn exhausted_key_wins_over_rate_limit() {
     let zero = redis.check(&other, Some(&none_allowed)).await.unwrap();
     assert_eq!(zero.verdict, Verdict::UsesExhausted);
 }
+
+#[tokio::test]
+async fn brute_force_counts_locally_during_outage() {
+    let Some(mut server) = OwnRedis::start().await else {
+        return;
+    };
+    let logs = CapturedLogs::default();
+    let _guard = logs.install();
+    let tracker =
+        BruteForceTracker::shared(limiter(&server.url(), &unique_prefix()), strict_policy());
+    let attacker = [Subject::ClientIp("203.0.113.77".parse().unwrap())];
+    assert_eq!(tracker.check(&attacker).await, Admission::Allow);
+
+    server.stop();
+    let mut last = Admission::Allow;
+    for _ in 0..5 {
+        last = tracker.record_failure(&attacker).await;
+    }
+    // The local records took over: five failures still block.
+    assert!(matches!(last, Admission::Blocked(_)), "{last:?}");
+    assert!(matches!(
+        tracker.check(&attacker).await,
+        Admission::Blocked(_)
+    ));
+    assert!(!tracker.redis_health().unwrap().is_up());
+    assert_eq!(logs.count("redis is unreachable"), 1, "{}", logs.text());
+}

@@ -133,7 +133,7 @@ impl Decision {
             .limits
             .iter()
             .map(|status| {
-                let window = ceil_seconds(window_of(&status.rate)).max(1);
+                let window = window_seconds(&status.rate).max(1);
                 format!("\"{}\";q={};w={window}", status.name, status.rate.burst())
             })
             .collect();
@@ -174,9 +174,13 @@ impl Decision {
     }
 }
 
-/// Returns the time an empty allowance of `rate` takes to refill.
-fn window_of(rate: &Rate) -> Duration {
-    Duration::from_micros(rate.emission_interval_micros().saturating_mul(rate.burst()))
+/// Returns the seconds an empty allowance of `rate` takes to refill:
+/// `burst × unit / count`, computed exactly and rounded up. So `3/s` has a
+/// window of 1 s although its emission interval is rounded up to 333,334 µs.
+fn window_seconds(rate: &Rate) -> u64 {
+    rate.burst()
+        .saturating_mul(rate.unit().seconds())
+        .div_ceil(rate.count())
 }
 
 /// Rounds a duration up to whole seconds.
@@ -233,6 +237,27 @@ mod tests {
         assert_eq!(decision.retry_after_seconds(), None);
         assert_eq!(decision.deciding_limit().unwrap().name.as_str(), "key");
         assert_eq!(decision.header_fields().len(), 2);
+    }
+
+    #[test]
+    fn policy_window_from_exact_rate() {
+        let decision = Decision {
+            verdict: Verdict::Admitted,
+            limits: vec![
+                status("a", "3/s", 2, 333),
+                status("b", "7/min burst 2", 1, 8_572),
+                status("c", "1/d", 0, 86_400_000),
+            ],
+            uses: None,
+        };
+        assert_eq!(
+            decision.policy_header().unwrap(),
+            "\"a\";q=3;w=1, \"b\";q=2;w=18, \"c\";q=1;w=86400"
+        );
+        assert_eq!(
+            decision.ratelimit_header().unwrap(),
+            "\"a\";r=2;t=1, \"b\";r=1;t=9, \"c\";r=0;t=86400"
+        );
     }
 
     #[test]
