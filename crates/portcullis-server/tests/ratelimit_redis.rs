@@ -708,8 +708,8 @@ async fn exhausted_key_wins_over_rate_limit() {
             .unwrap()
             .is_admitted()
     );
-    // Both the rate limit and the use count deny now; the use count is
-    // the answer that stays true.
+    // Both the rate limit and the use count deny now. The use count
+    // decides, because waiting for the rate limit would not help.
     let second = redis.check(&limits, Some(&uses)).await.unwrap();
     assert_eq!(second.verdict, Verdict::UsesExhausted);
     assert_eq!(second.retry_after_seconds(), None);

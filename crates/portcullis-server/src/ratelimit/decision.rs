@@ -216,16 +216,20 @@ mod tests {
         }
     }
 
+    fn admitted(limits: Vec<LimitStatus>) -> Decision {
+        Decision {
+            verdict: Verdict::Admitted,
+            limits,
+            uses: None,
+        }
+    }
+
     #[test]
     fn headers_follow_draft_syntax() {
-        let decision = Decision {
-            verdict: Verdict::Admitted,
-            limits: vec![
-                status("key", "100/s burst 200", 17, 1_830),
-                status("tenant", "5000/h", 4999, 720),
-            ],
-            uses: None,
-        };
+        let decision = admitted(vec![
+            status("key", "100/s burst 200", 17, 1_830),
+            status("tenant", "5000/h", 4999, 720),
+        ]);
         assert_eq!(
             decision.policy_header().unwrap(),
             "\"key\";q=200;w=2, \"tenant\";q=5000;w=3600"
@@ -241,15 +245,11 @@ mod tests {
 
     #[test]
     fn policy_window_from_exact_rate() {
-        let decision = Decision {
-            verdict: Verdict::Admitted,
-            limits: vec![
-                status("a", "3/s", 2, 333),
-                status("b", "7/min burst 2", 1, 8_572),
-                status("c", "1/d", 0, 86_400_000),
-            ],
-            uses: None,
-        };
+        let decision = admitted(vec![
+            status("a", "3/s", 2, 333),
+            status("b", "7/min burst 2", 1, 8_572),
+            status("c", "1/d", 0, 86_400_000),
+        ]);
         assert_eq!(
             decision.policy_header().unwrap(),
             "\"a\";q=3;w=1, \"b\";q=2;w=18, \"c\";q=1;w=86400"
@@ -292,11 +292,6 @@ mod tests {
 
     #[test]
     fn no_limits_no_headers() {
-        let decision = Decision {
-            verdict: Verdict::Admitted,
-            limits: Vec::new(),
-            uses: None,
-        };
-        assert!(decision.header_fields().is_empty());
+        assert!(admitted(Vec::new()).header_fields().is_empty());
     }
 }
