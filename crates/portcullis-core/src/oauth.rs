@@ -5,6 +5,8 @@
 //! - [`redirect`]: [`RedirectUri`], its registration rules and matching.
 //! - [`email`]: [`Email`], the checked address a user signs in with.
 //! - [`pkce`]: PKCE verifier and challenge checks (RFC 7636), S256 only.
+//! - [`tls_subject`]: the certificate subject a `tls_client_auth` client
+//!   registers (RFC 8705 §2.1.2), and distinguished names.
 //!
 //! The records contain no secret. Client secrets, authorization codes and
 //! refresh tokens are [`crate::key::OpaqueSecret`]s, stored only as keyed
@@ -13,6 +15,7 @@
 pub mod email;
 pub mod pkce;
 pub mod redirect;
+pub mod tls_subject;
 
 use std::fmt;
 use std::str::FromStr;
@@ -29,6 +32,7 @@ use crate::scope::ScopeSet;
 pub use self::email::{Email, EmailError};
 pub use self::pkce::PkceError;
 pub use self::redirect::{RedirectUri, RedirectUriError};
+pub use self::tls_subject::{TlsClientAuthSubject, TlsSubjectError, TlsSubjectKind};
 
 /// The error of parsing an unknown grant type, authentication method or
 /// role name. It names the value and the accepted names.
@@ -123,8 +127,22 @@ named_enum!(
         PrivateKeyJwt => "private_key_jwt",
         /// No authentication: a public client (RFC 6749 §2.1).
         None => "none",
+        /// A client certificate from a trusted CA whose subject matches the
+        /// registered one (RFC 8705 §2.1).
+        TlsClientAuth => "tls_client_auth",
+        /// A self-signed client certificate whose public key is in the
+        /// client's registered JWKS (RFC 8705 §2.2).
+        SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
     }
 );
+
+impl ClientAuthMethod {
+    /// Returns whether the client authenticates with its TLS client
+    /// certificate (RFC 8705 §2), so its access tokens are bound to it.
+    pub const fn uses_certificate(self) -> bool {
+        matches!(self, Self::TlsClientAuth | Self::SelfSignedTlsClientAuth)
+    }
+}
 
 named_enum!(
     /// A user's permissions in the tenant's dashboard.
@@ -161,9 +179,13 @@ pub struct ClientRecord {
     pub redirect_uris: Vec<RedirectUri>,
     /// The one way the client authenticates at the token endpoint.
     pub auth_method: ClientAuthMethod,
-    /// The client's public JWKS as JSON text, for `private_key_jwt`. The
-    /// server validates it when it is registered.
+    /// The client's public JWKS as JSON text, for `private_key_jwt` and
+    /// `self_signed_tls_client_auth`. The server validates it when it is
+    /// registered.
     pub jwks: Option<String>,
+    /// The certificate subject of a `tls_client_auth` client; `None` for
+    /// every other method.
+    pub tls_client_auth_subject: Option<TlsClientAuthSubject>,
     /// Lifetime of the client's access tokens, in seconds.
     pub access_token_ttl_seconds: i64,
     /// When the client was registered.
@@ -323,6 +345,9 @@ pub struct AccessTokenRecord {
     pub family_id: Option<TokenFamilyId>,
     /// The JWT's `exp`: after it, the token needs no deny-list entry.
     pub expires_at: OffsetDateTime,
+    /// The `x5t#S256` confirmation of a certificate-bound token (RFC 8705
+    /// §3.1): the base64url SHA-256 of the client certificate's DER.
+    pub certificate_thumbprint: Option<String>,
     /// When the token was revoked.
     pub revoked_at: Option<OffsetDateTime>,
 }

@@ -16,7 +16,7 @@ use crate::auth::KeyVerifier;
 use crate::cache::{CACHE_CAPACITY, CredentialCache, follow_changes};
 use crate::client_ip::TrustedProxies;
 use crate::config::ClientCertificateMode;
-use crate::config::Config;
+use crate::config::{Config, TlsMode};
 use crate::gateway::proxy::UpstreamClient;
 use crate::gateway::routes::RouteTable;
 use crate::listener::{ListenerLimits, serve, serve_with_client_certificates};
@@ -52,6 +52,10 @@ pub struct Shared {
     pub oauth: Arc<AuthorizationServer>,
     /// The internal CA for client certificates.
     pub ca: Arc<CertificateAuthority>,
+    /// Whether client certificates can reach the handlers: the listener
+    /// uses TLS and requests them. The metadata advertises the RFC 8705
+    /// methods only then.
+    pub client_certificates_reach: bool,
 }
 
 /// A cheap handle on [`Shared`].
@@ -86,6 +90,10 @@ impl AppState {
             manager: Manager::new(store.clone(), pepper),
             oauth,
             ca: Arc::new(CertificateAuthority::new(store.clone(), ca_sealing)),
+            // NOTE: a certificate forwarded by a trusted TLS-terminating
+            // proxy should count too, once such forwarding is configurable.
+            client_certificates_reach: !matches!(config.server.tls, TlsMode::PlainHttp)
+                && config.server.client_certificates != ClientCertificateMode::Off,
             store,
         })))
     }

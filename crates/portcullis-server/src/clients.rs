@@ -2,7 +2,9 @@
 //! list, rotate a secret, revoke.
 //!
 //! A confidential client gets a client secret unless it authenticates with
-//! `private_key_jwt`, which needs a public JWKS instead. The secret is an
+//! `private_key_jwt` or `self_signed_tls_client_auth`, which need a public
+//! JWKS instead, or with `tls_client_auth`, which needs the certificate
+//! subject (RFC 8705 §2.1.2). The secret is an
 //! [`OpaqueSecret`] shown once and stored only as its keyed hash, like an API
 //! key. Public clients authenticate with `none` and get no secret.
 
@@ -13,7 +15,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use portcullis_core::credential::check_label;
 use portcullis_core::ids::ClientId;
 use portcullis_core::key::{OpaqueSecret, SecretKind};
-use portcullis_core::oauth::{ClientAuthMethod, ClientRecord, GrantType, RedirectUri};
+use portcullis_core::oauth::{
+    ClientAuthMethod, ClientRecord, GrantType, RedirectUri, TlsClientAuthSubject, TlsSubjectKind,
+};
 use portcullis_core::scope::ScopeSet;
 use portcullis_store::{AuditContext, NewClient, NewClientSecret, StoreError};
 use serde_json::{Map, Value};
@@ -21,6 +25,7 @@ use time::Duration;
 use uuid::Uuid;
 
 use crate::manage::{MAX_ROTATION_GRACE, ManageError, Manager};
+use crate::pki::ca::client_uri;
 
 /// Access token lifetime of a client that names none. RFC 9068 access
 /// tokens are self-contained JWTs that a resource server accepts until they
@@ -68,8 +73,14 @@ pub struct ClientRequest {
     /// public client and `client_secret_basic` for a confidential one.
     pub auth_method: Option<ClientAuthMethod>,
     /// The client's public JWKS as JSON text, required for
-    /// `private_key_jwt` and rejected otherwise.
+    /// `private_key_jwt` and `self_signed_tls_client_auth` and rejected
+    /// otherwise.
     pub jwks: Option<String>,
+    /// The certificate subjects given for `tls_client_auth`, as RFC 8705
+    /// member name and value. At most one is accepted. Without one, a
+    /// `tls_client_auth` client is registered with the SAN URI that the
+    /// internal CA writes into its certificates.
+    pub tls_subjects: Vec<(TlsSubjectKind, String)>,
     /// Lifetime of the client's access tokens; `None` means
     /// [`DEFAULT_ACCESS_TOKEN_TTL`].
     pub access_token_ttl: Option<Duration>,
@@ -351,8 +362,20 @@ impl Manager {
             created_at: audit.at,
             expires_at: None,
         });
+        let id = ClientId::generate();
+        // The internal CA names the client by this URI in every certificate
+        // it issues, so `certs issue --client ID` gives a working
+        // certificate.
+        let tls_client_auth_subject = match checked.tls_subject {
+            Some(subject) => Some(subject),
+            None if checked.auth_method == ClientAuthMethod::TlsClientAuth => Some(
+                TlsClientAuthSubject::parse(TlsSubjectKind::SanUri, &client_uri(id))
+                    .map_err(|error| invalid("tls_client_auth_san_uri", error.to_string()))?,
+            ),
+            None => None,
+        };
         let client = NewClient {
-            id: ClientId::generate(),
+            id,
             tenant_id: tenant.id,
             name: checked.name,
             confidential: checked.auth_method != ClientAuthMethod::None,
@@ -361,6 +384,7 @@ impl Manager {
             redirect_uris: checked.redirect_uris,
             auth_method: checked.auth_method,
             jwks: checked.jwks,
+            tls_client_auth_subject,
             access_token_ttl_seconds: checked.access_token_ttl.whole_seconds(),
             created_at: audit.at,
         };
@@ -461,6 +485,7 @@ struct CheckedClient {
     redirect_uris: Vec<RedirectUri>,
     auth_method: ClientAuthMethod,
     jwks: Option<String>,
+    tls_subject: Option<TlsClientAuthSubject>,
     access_token_ttl: Duration,
 }
 
@@ -506,24 +531,30 @@ fn check_request(request: ClientRequest) -> Result<CheckedClient, ManageError> {
         ));
     }
 
-    match (&request.jwks, auth_method) {
-        (Some(jwks), ClientAuthMethod::PrivateKeyJwt) => {
+    let uses_jwks = matches!(
+        auth_method,
+        ClientAuthMethod::PrivateKeyJwt | ClientAuthMethod::SelfSignedTlsClientAuth
+    );
+    match (&request.jwks, uses_jwks) {
+        (Some(jwks), true) => {
             check_jwks(jwks).map_err(|error| invalid("jwks", error.to_string()))?;
         }
-        (None, ClientAuthMethod::PrivateKeyJwt) => {
+        (None, true) => {
             return Err(invalid(
                 "jwks",
-                "private_key_jwt needs the client's JWKS".to_owned(),
+                format!("{auth_method} needs the client's JWKS with its public keys"),
             ));
         }
-        (Some(_), _) => {
+        (Some(_), false) => {
             return Err(invalid(
                 "jwks",
-                "a JWKS is used only with private_key_jwt".to_owned(),
+                "a JWKS is used only with private_key_jwt and self_signed_tls_client_auth"
+                    .to_owned(),
             ));
         }
-        (None, _) => {}
+        (None, false) => {}
     }
+    let tls_subject = check_tls_subjects(auth_method, &request.tls_subjects)?;
 
     let access_token_ttl = request.access_token_ttl.unwrap_or(DEFAULT_ACCESS_TOKEN_TTL);
     if !(MIN_ACCESS_TOKEN_TTL..=MAX_ACCESS_TOKEN_TTL).contains(&access_token_ttl) {
@@ -541,8 +572,40 @@ fn check_request(request: ClientRequest) -> Result<CheckedClient, ManageError> {
         redirect_uris,
         auth_method,
         jwks: request.jwks,
+        tls_subject,
         access_token_ttl,
     })
+}
+
+/// Checks the certificate subject of a `tls_client_auth` client: at most
+/// one, and only with that method (RFC 8705 §2.1.2).
+fn check_tls_subjects(
+    auth_method: ClientAuthMethod,
+    subjects: &[(TlsSubjectKind, String)],
+) -> Result<Option<TlsClientAuthSubject>, ManageError> {
+    let [(kind, value)] = subjects else {
+        if subjects.is_empty() {
+            return Ok(None);
+        }
+        let names: Vec<&str> = subjects.iter().map(|(kind, _)| kind.as_str()).collect();
+        return Err(invalid(
+            "tls_client_auth_subject",
+            format!(
+                "a client registers exactly one certificate subject, but {} were given: {}",
+                names.len(),
+                names.join(", ")
+            ),
+        ));
+    };
+    if auth_method != ClientAuthMethod::TlsClientAuth {
+        return Err(invalid(
+            kind.as_str(),
+            format!("{kind} is used only with tls_client_auth, not with {auth_method}"),
+        ));
+    }
+    TlsClientAuthSubject::parse(*kind, value)
+        .map(Some)
+        .map_err(|error| invalid(kind.as_str(), error.to_string()))
 }
 
 /// Checks a client name: not blank, at most the label length, and no
@@ -787,6 +850,7 @@ mod tests {
             public: false,
             auth_method: None,
             jwks: None,
+            tls_subjects: Vec::new(),
             access_token_ttl: None,
         }
     }
@@ -915,5 +979,79 @@ mod tests {
             .unwrap();
             assert_eq!(checked.access_token_ttl, ttl);
         }
+    }
+
+    fn tls_request(subjects: &[(TlsSubjectKind, &str)]) -> ClientRequest {
+        ClientRequest {
+            grant_types: vec![GrantType::ClientCredentials],
+            redirect_uris: Vec::new(),
+            auth_method: Some(ClientAuthMethod::TlsClientAuth),
+            tls_subjects: subjects
+                .iter()
+                .map(|(kind, value)| (*kind, (*value).to_owned()))
+                .collect(),
+            ..request()
+        }
+    }
+
+    #[test]
+    fn tls_subject_checked() {
+        let checked =
+            check_request(tls_request(&[(TlsSubjectKind::SanDns, "Svc.Example.com")])).unwrap();
+        assert_eq!(
+            checked.tls_subject,
+            Some(TlsClientAuthSubject::SanDns("svc.example.com".to_owned()))
+        );
+        let without = check_request(tls_request(&[])).unwrap();
+        assert_eq!(without.tls_subject, None);
+    }
+
+    #[test]
+    fn tls_subject_combinations_rejected() {
+        let (field, message) = rejected_field(tls_request(&[
+            (TlsSubjectKind::SanDns, "svc.example.com"),
+            (TlsSubjectKind::SanUri, "urn:acme:svc"),
+        ]));
+        assert_eq!(field, "tls_client_auth_subject");
+        assert!(message.contains("tls_client_auth_san_uri"), "{message}");
+
+        let (field, message) = rejected_field(ClientRequest {
+            auth_method: Some(ClientAuthMethod::ClientSecretBasic),
+            ..tls_request(&[(TlsSubjectKind::SanDns, "svc.example.com")])
+        });
+        assert_eq!(field, "tls_client_auth_san_dns");
+        assert!(message.contains("client_secret_basic"), "{message}");
+
+        let (field, message) =
+            rejected_field(tls_request(&[(TlsSubjectKind::SubjectDn, "not a dn")]));
+        assert_eq!(field, "tls_client_auth_subject_dn");
+        assert!(message.contains("RFC 4514"), "{message}");
+
+        let (field, _) = rejected_field(tls_request(&[(TlsSubjectKind::SanIp, "10.0.0.300")]));
+        assert_eq!(field, "tls_client_auth_san_ip");
+    }
+
+    #[test]
+    fn self_signed_needs_public_jwks() {
+        let self_signed = |jwks: Option<String>| ClientRequest {
+            grant_types: vec![GrantType::ClientCredentials],
+            redirect_uris: Vec::new(),
+            auth_method: Some(ClientAuthMethod::SelfSignedTlsClientAuth),
+            jwks,
+            ..request()
+        };
+        assert!(check_request(self_signed(Some(set(&[ec_key()])))).is_ok());
+        let (field, message) = rejected_field(self_signed(None));
+        assert_eq!(field, "jwks");
+        assert!(message.contains("self_signed_tls_client_auth"), "{message}");
+        let mut private = ec_key();
+        private["d"] = Value::from("c2VjcmV0");
+        let (field, _) = rejected_field(self_signed(Some(set(&[private]))));
+        assert_eq!(field, "jwks");
+        let (field, _) = rejected_field(ClientRequest {
+            jwks: Some(set(&[ec_key()])),
+            ..tls_request(&[])
+        });
+        assert_eq!(field, "jwks");
     }
 }

@@ -8,7 +8,7 @@ use portcullis_core::key::Environment;
 use portcullis_core::name::TenantName;
 use portcullis_core::oauth::{
     AuthorizationCodeRecord, ClientAuthMethod, Email, GrantType, RedirectUri, RefreshTokenRecord,
-    Role,
+    Role, TlsClientAuthSubject, TlsSubjectError, TlsSubjectKind,
 };
 use portcullis_core::scope::ScopeSet;
 use portcullis_core::signing::{SigningAlgorithm, SigningKeyState};
@@ -141,8 +141,12 @@ pub struct NewClient {
     /// The one way the client authenticates at the token endpoint.
     pub auth_method: ClientAuthMethod,
     /// The client's public JWKS as JSON text; required for
-    /// `private_key_jwt`, which it is validated for by the caller.
+    /// `private_key_jwt` and `self_signed_tls_client_auth`, which it is
+    /// validated for by the caller.
     pub jwks: Option<String>,
+    /// The certificate subject; required for `tls_client_auth` and
+    /// rejected for every other method.
+    pub tls_client_auth_subject: Option<TlsClientAuthSubject>,
     /// Lifetime of the client's access tokens, in seconds; above zero.
     pub access_token_ttl_seconds: i64,
     /// When the client was registered.
@@ -271,6 +275,18 @@ pub(crate) fn check_new_client(client: &NewClient) -> Result<(), StoreError> {
             "private_key_jwt needs the client's JWKS",
         ));
     }
+    if client.auth_method == ClientAuthMethod::SelfSignedTlsClientAuth && client.jwks.is_none() {
+        return Err(StoreError::Invalid(
+            "self_signed_tls_client_auth needs the client's JWKS",
+        ));
+    }
+    if (client.auth_method == ClientAuthMethod::TlsClientAuth)
+        != client.tls_client_auth_subject.is_some()
+    {
+        return Err(StoreError::Invalid(
+            "a certificate subject is registered exactly for tls_client_auth clients",
+        ));
+    }
     if !client.confidential && client.grant_types.contains(&GrantType::ClientCredentials) {
         return Err(StoreError::Invalid(
             "a public client cannot use the client_credentials grant",
@@ -319,6 +335,28 @@ pub(crate) fn parse_redirect_uris(text: &str) -> Result<Vec<RedirectUri>, StoreE
 pub(crate) fn parse_auth_method(text: &str) -> Result<ClientAuthMethod, StoreError> {
     text.parse()
         .map_err(|error| StoreError::Corrupt(format!("client auth method: {error}")))
+}
+
+/// Parses a stored `tls_client_auth` subject from its member name and
+/// value columns.
+pub(crate) fn parse_tls_subject(
+    kind: Option<&str>,
+    value: Option<&str>,
+) -> Result<Option<TlsClientAuthSubject>, StoreError> {
+    let corrupt =
+        |detail: String| StoreError::Corrupt(format!("client certificate subject: {detail}"));
+    match (kind, value) {
+        (None, None) => Ok(None),
+        (Some(kind), Some(value)) => {
+            let kind: TlsSubjectKind = kind
+                .parse()
+                .map_err(|error: TlsSubjectError| corrupt(error.to_string()))?;
+            TlsClientAuthSubject::parse(kind, value)
+                .map(Some)
+                .map_err(|error| corrupt(error.to_string()))
+        }
+        _ => Err(corrupt("member name and value must both be set".to_owned())),
+    }
 }
 
 /// Parses a stored role.

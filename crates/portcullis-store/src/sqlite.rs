@@ -445,6 +445,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/sqlite/0003_pki.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            4,
+            "mtls_clients".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0004_mtls_clients.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -100,6 +100,9 @@ store_suite!(
     sessions_created_touched_and_deleted,
     signing_keys_activated_and_deleted,
     expired_oauth_rows_pruned,
+    certificate_clients_stored,
+    invalid_certificate_clients_rejected,
+    access_token_thumbprint_stored,
     // The internal CA, in `store_suite/pki.rs`.
     ca_stored_once,
     certificates_stored_and_listed,

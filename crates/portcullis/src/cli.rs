@@ -410,7 +410,8 @@ pub(crate) struct KeysRotateArgs {
 #[derive(Subcommand)]
 pub(crate) enum ClientsCommand {
     /// Register an OAuth client and print its secret, once.
-    Create(ClientsCreateArgs),
+    // Boxed because its many options make it far larger than the others.
+    Create(Box<ClientsCreateArgs>),
 
     /// List a tenant's clients without their secrets.
     List(TenantArgs),
@@ -453,14 +454,39 @@ pub(crate) struct ClientsCreateArgs {
     pub(crate) public: bool,
 
     /// Token endpoint authentication of a confidential client:
-    /// `client_secret_basic`, `client_secret_post` or `private_key_jwt`
+    /// `client_secret_basic`, `client_secret_post`, `private_key_jwt`,
+    /// `tls_client_auth` or `self_signed_tls_client_auth`
     /// [default: client_secret_basic].
     #[arg(long, value_name = "METHOD")]
     pub(crate) auth_method: Option<ClientAuthMethod>,
 
-    /// File with the client's public JWKS, required for `private_key_jwt`.
+    /// File with the client's public JWKS, required for `private_key_jwt`
+    /// and `self_signed_tls_client_auth`.
     #[arg(long, value_name = "FILE")]
     pub(crate) jwks: Option<PathBuf>,
+
+    /// For `tls_client_auth`: the certificate's subject DN, in RFC 4514
+    /// form such as `CN=svc,O=Acme`. Give at most one of the `--tls-*`
+    /// options. Without one, the client is matched by the SAN URI that the
+    /// internal CA writes into the certificates it issues.
+    #[arg(long, value_name = "DN")]
+    pub(crate) tls_subject_dn: Option<String>,
+
+    /// For `tls_client_auth`: a DNS name in the certificate's SAN.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) tls_san_dns: Option<String>,
+
+    /// For `tls_client_auth`: a URI in the certificate's SAN.
+    #[arg(long, value_name = "URI")]
+    pub(crate) tls_san_uri: Option<String>,
+
+    /// For `tls_client_auth`: an IP address in the certificate's SAN.
+    #[arg(long, value_name = "IP")]
+    pub(crate) tls_san_ip: Option<String>,
+
+    /// For `tls_client_auth`: an e-mail address in the certificate's SAN.
+    #[arg(long, value_name = "ADDRESS")]
+    pub(crate) tls_san_email: Option<String>,
 
     /// Lifetime of the client's access tokens, from `1m` to `1h`
     /// [default: 15m].

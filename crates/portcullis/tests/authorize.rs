@@ -133,6 +133,7 @@ async fn create_client(
         public,
         auth_method: None,
         jwks: None,
+        tls_subjects: Vec::new(),
         access_token_ttl: None,
     };
     manager.create_client(request, audit).await.unwrap().record

@@ -268,6 +268,7 @@ impl Signer {
             client_id: self.client_id.clone(),
             scope: scope.to_owned(),
             tenant: "acme".to_owned(),
+            cnf: None,
         };
         (self.keys.sign(&claims).unwrap(), claims)
     }
@@ -925,6 +926,7 @@ async fn revoked_token_rejected_within_one_second() {
             family_id: None,
             expires_at: OffsetDateTime::from_unix_timestamp(claims.exp).unwrap(),
             revoked_at: None,
+            certificate_thumbprint: None,
         })
         .await
         .unwrap();

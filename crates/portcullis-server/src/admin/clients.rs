@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use http::StatusCode;
 use portcullis_core::duration::parse_duration;
 use portcullis_core::ids::ClientId;
-use portcullis_core::oauth::{ClientAuthMethod, ClientRecord, GrantType};
+use portcullis_core::oauth::{ClientAuthMethod, ClientRecord, GrantType, TlsSubjectKind};
 use portcullis_core::scope::ScopeSet;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -68,6 +68,22 @@ pub fn client_json(client: &ClientRecord) -> Value {
     if let (Value::Object(map), Some(jwks)) = (&mut value, jwks) {
         map.insert("jwks".to_owned(), jwks);
     }
+    if let (Value::Object(map), Some(subject)) = (&mut value, &client.tls_client_auth_subject) {
+        map.insert(
+            subject.kind().as_str().to_owned(),
+            Value::from(subject.value()),
+        );
+    }
+    // RFC 8705 §3.4: every token of a client that authenticates with a
+    // certificate is bound to it.
+    if client.auth_method.uses_certificate()
+        && let Value::Object(map) = &mut value
+    {
+        map.insert(
+            "tls_client_certificate_bound_access_tokens".to_owned(),
+            Value::from(true),
+        );
+    }
     value
 }
 
@@ -113,6 +129,11 @@ struct ClientInput {
     token_endpoint_auth_method: Option<String>,
     jwks: Option<Value>,
     access_token_ttl: Option<TtlInput>,
+    tls_client_auth_subject_dn: Option<String>,
+    tls_client_auth_san_dns: Option<String>,
+    tls_client_auth_san_uri: Option<String>,
+    tls_client_auth_san_ip: Option<String>,
+    tls_client_auth_san_email: Option<String>,
 }
 
 impl ClientInput {
@@ -141,6 +162,16 @@ impl ClientInput {
                     Problem::invalid_field("access_token_ttl", error.to_string())
                 })?),
             };
+        let tls_subjects = [
+            (TlsSubjectKind::SubjectDn, self.tls_client_auth_subject_dn),
+            (TlsSubjectKind::SanDns, self.tls_client_auth_san_dns),
+            (TlsSubjectKind::SanUri, self.tls_client_auth_san_uri),
+            (TlsSubjectKind::SanIp, self.tls_client_auth_san_ip),
+            (TlsSubjectKind::SanEmail, self.tls_client_auth_san_email),
+        ]
+        .into_iter()
+        .filter_map(|(kind, value)| Some((kind, value?)))
+        .collect();
         Ok(ClientRequest {
             tenant,
             name: self.client_name,
@@ -150,6 +181,7 @@ impl ClientInput {
             public: auth_method == Some(ClientAuthMethod::None),
             auth_method,
             jwks: self.jwks.map(|jwks| jwks.to_string()),
+            tls_subjects,
             access_token_ttl,
         })
     }

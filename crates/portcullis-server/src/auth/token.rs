@@ -285,6 +285,7 @@ mod tests {
             redirect_uris: Vec::new(),
             auth_method: ClientAuthMethod::ClientSecretBasic,
             jwks: None,
+            tls_client_auth_subject: None,
             access_token_ttl_seconds: 900,
             created_at: audit.at,
         };
@@ -314,6 +315,7 @@ mod tests {
                 family_id: None,
                 expires_at: now + Duration::minutes(5),
                 revoked_at: None,
+                certificate_thumbprint: None,
             })
             .await
             .unwrap();

@@ -4,25 +4,35 @@
 //! A request carries exactly one of: HTTP Basic (`client_secret_basic`),
 //! `client_id` and `client_secret` in the body (`client_secret_post`), a
 //! signed assertion (`private_key_jwt`, RFC 7523), or only a `client_id`
-//! (a public client). Credentials in two places are two readings of one
-//! request and are rejected (RFC 6749 §2.3).
+//! (a public client, or a client that authenticates with its TLS client
+//! certificate, RFC 8705 §2). Credentials in two places are two readings of
+//! one request and are rejected (RFC 6749 §2.3).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
+
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
+use http::request::Parts;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
 use portcullis_core::ids::ClientId;
 use portcullis_core::key::{SecretKind, check_secret_format};
 use portcullis_core::oauth::{ClientAuthMethod, ClientRecord};
+use portcullis_core::pki::CertificateSerial;
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
 use super::error::OAuthError;
 use super::form::Form;
 use crate::app::AppState;
+use crate::listener::{ClientCertificate, ConnectionInfo};
+use crate::pki::identity::{check_self_signed, check_tls_client_auth};
+use crate::pki::verify::VerifiedClient;
 use crate::telemetry::ErrorChain;
+use crate::usage::FailedAuthentication;
 
 /// The assertion type of RFC 7523 §2.2.
 pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -50,7 +60,9 @@ pub enum PresentedClient {
         /// The compact JWS.
         assertion: String,
     },
-    /// Only a `client_id`: a public client.
+    /// Only a `client_id`: a public client, or a client registered for
+    /// `tls_client_auth` or `self_signed_tls_client_auth`, whose credential
+    /// is the request's client certificate.
     PublicClient {
         /// The client id as sent.
         client_id: String,
@@ -192,13 +204,59 @@ pub const MAX_ASSERTION_LIFETIME: time::Duration = time::Duration::minutes(10);
 /// Header members that would let an assertion name its own key.
 const FORBIDDEN_ASSERTION_HEADERS: [&str; 5] = ["jku", "x5u", "jwk", "x5c", "crit"];
 
+/// The facts of a request that client authentication reads besides its
+/// form: the client certificate and the client's address for failure
+/// records.
+pub struct RequestFacts {
+    /// The request's client certificate with its verdict, if one was
+    /// presented.
+    pub certificate: Option<Arc<ClientCertificate>>,
+    /// The client's address, resolved through trusted proxies.
+    pub client_ip: IpAddr,
+}
+
+impl RequestFacts {
+    /// Reads the certificate and the client address of a request.
+    pub fn of(state: &AppState, parts: &Parts) -> Self {
+        let connection = parts.extensions.get::<ConnectionInfo>();
+        let certificate = connection.and_then(|connection| {
+            crate::pki::presented::client_certificate(state, connection, &parts.headers)
+        });
+        // Every request the listener serves carries its ConnectionInfo.
+        // Without it (a router driven directly) the address is unknown.
+        let client_ip = connection.map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |connection| {
+            state
+                .proxies
+                .client_ip(connection.peer.ip(), &parts.headers)
+        });
+        Self {
+            certificate,
+            client_ip,
+        }
+    }
+
+    /// Returns the `x5t#S256` thumbprint that tokens of `client` are bound
+    /// to: the certificate's, when the client authenticates with one (RFC
+    /// 8705 §3).
+    pub fn binding_for(&self, client: &ClientRecord) -> Option<String> {
+        if !client.auth_method.uses_certificate() {
+            return None;
+        }
+        self.certificate
+            .as_ref()
+            .map(|certificate| certificate.thumbprint_sha256.clone())
+    }
+}
+
 /// Authenticates the client a request presents, with the one method
 /// registered for it. Every failure is `invalid_client` (RFC 6749 §5.2),
 /// with a Basic challenge when the client tried Basic; the cause is logged
-/// at debug, never sent.
+/// at debug, never sent. A failed certificate authentication is also
+/// written to the audit log with the certificate's serial and issuer.
 pub async fn authenticate(
     state: &AppState,
     presented: &PresentedClient,
+    facts: &RequestFacts,
     now: OffsetDateTime,
 ) -> Result<ClientRecord, OAuthError> {
     let rejected = || OAuthError::invalid_client(presented.used_basic());
@@ -232,6 +290,10 @@ pub async fn authenticate(
             assertion_valid(state, &client, assertion, now).await?
         }
         (PresentedClient::PublicClient { .. }, ClientAuthMethod::None) => true,
+        (
+            PresentedClient::PublicClient { .. },
+            ClientAuthMethod::TlsClientAuth | ClientAuthMethod::SelfSignedTlsClientAuth,
+        ) => certificate_authenticates(state, &client, facts, now).await?,
         _ => {
             tracing::debug!(client_id = %client.id, registered = registered.as_str(), "client used another authentication method");
             false
@@ -241,6 +303,110 @@ pub async fn authenticate(
         return Err(rejected());
     }
     Ok(client)
+}
+
+/// Checks the request's certificate against a client registered for
+/// `tls_client_auth` or `self_signed_tls_client_auth`, and records a failure
+/// in the audit log.
+async fn certificate_authenticates(
+    state: &AppState,
+    client: &ClientRecord,
+    facts: &RequestFacts,
+    now: OffsetDateTime,
+) -> Result<bool, OAuthError> {
+    let Some(certificate) = facts.certificate.as_deref() else {
+        record_certificate_failure(state, client, facts, "certificate_missing", None, now);
+        return Ok(false);
+    };
+    let leaf = certificate.leaf().as_ref();
+    let summary = certificate_summary(certificate);
+    let outcome = match (client.auth_method, &certificate.verdict) {
+        (ClientAuthMethod::SelfSignedTlsClientAuth, _) => check_self_signed(client, leaf, now),
+        (_, Err(rejection)) => {
+            record_certificate_failure(state, client, facts, rejection.code(), summary, now);
+            return Ok(false);
+        }
+        (_, Ok(verified)) => {
+            let issued_to = internal_ca_client(state, certificate, verified).await?;
+            check_tls_client_auth(client, leaf, verified, issued_to)
+        }
+    };
+    match outcome {
+        Ok(()) => Ok(true),
+        Err(mismatch) => {
+            tracing::debug!(client_id = %client.id, reason = %mismatch, "client certificate does not authenticate the client");
+            record_certificate_failure(state, client, facts, mismatch.code(), summary, now);
+            Ok(false)
+        }
+    }
+}
+
+/// Returns the client that the internal CA issued a verified certificate
+/// to, from the CA's records by serial, when the chain ended at the
+/// internal CA and the record's thumbprint is this certificate's.
+async fn internal_ca_client(
+    state: &AppState,
+    certificate: &ClientCertificate,
+    verified: &VerifiedClient,
+) -> Result<Option<ClientId>, OAuthError> {
+    if !verified.anchor.includes_internal_ca() {
+        return Ok(None);
+    }
+    let Ok(serial) = verified.serial.parse::<CertificateSerial>() else {
+        return Ok(None);
+    };
+    let Some(record) = state
+        .store
+        .find_certificate(&serial)
+        .await
+        .map_err(store_failure)?
+    else {
+        return Ok(None);
+    };
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, certificate.leaf());
+    let thumbprint: String = digest
+        .as_ref()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    let same_certificate = record.sha256 == thumbprint && record.revoked_at.is_none();
+    Ok(same_certificate.then_some(record.client_id))
+}
+
+/// Returns the serial and issuer of a presented certificate's leaf, from
+/// its verdict, for the failure record.
+fn certificate_summary(certificate: &ClientCertificate) -> Option<(String, String)> {
+    match &certificate.verdict {
+        Ok(verified) => Some((verified.serial.clone(), verified.issuer.clone())),
+        Err(rejection) => rejection
+            .leaf()
+            .map(|leaf| (leaf.serial.clone(), leaf.issuer.clone())),
+    }
+}
+
+/// Queues the audit record of a failed certificate authentication.
+fn record_certificate_failure(
+    state: &AppState,
+    client: &ClientRecord,
+    facts: &RequestFacts,
+    code: &'static str,
+    summary: Option<(String, String)>,
+    now: OffsetDateTime,
+) {
+    let (certificate_serial, certificate_issuer) = summary.unzip();
+    state.usage.record_failure(FailedAuthentication {
+        at: now,
+        client_ip: facts.client_ip,
+        code,
+        key_id: None,
+        tenant_id: Some(client.tenant_id),
+        visible_prefix: None,
+        client_id: Some(client.id),
+        token_id: None,
+        surface: "oauth",
+        certificate_serial,
+        certificate_issuer,
+    });
 }
 
 /// Looks a client up by the id as sent. An id that is not a UUID, such as

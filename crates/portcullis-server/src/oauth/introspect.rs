@@ -17,7 +17,7 @@ use portcullis_core::scope::Scope;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use super::client_auth::{authenticate, presented_client, store_failure};
+use super::client_auth::{RequestFacts, authenticate, presented_client, store_failure};
 use super::error::OAuthError;
 use super::form::Form;
 use super::jwt::Audience;
@@ -111,7 +111,8 @@ pub(crate) async fn caller(state: &AppState, parts: &Parts, form: &Form) -> Resu
     }
     let presented =
         presented_client(&parts.headers, form)?.ok_or_else(|| OAuthError::invalid_client(false))?;
-    let client = authenticate(state, &presented, OffsetDateTime::now_utc()).await?;
+    let facts = RequestFacts::of(state, parts);
+    let client = authenticate(state, &presented, &facts, OffsetDateTime::now_utc()).await?;
     Ok(Caller::Client(client.id))
 }
 
@@ -190,7 +191,7 @@ async fn access_token_verdict(
         Audience::One(one) => json!(one),
         Audience::Many(many) => json!(many),
     };
-    let body = json!({
+    let mut body = json!({
         "active": true,
         "token_type": "Bearer",
         "scope": claims.scope,
@@ -203,6 +204,11 @@ async fn access_token_verdict(
         "jti": claims.jti,
         "tenant": claims.tenant,
     });
+    // RFC 8705 §3.2: a certificate-bound token's confirmation, so that a
+    // resource server can check the certificate of the request.
+    if let (Some(cnf), Value::Object(map)) = (&claims.cnf, &mut body) {
+        map.insert("cnf".to_owned(), json!({ "x5t#S256": cnf.x5t_s256 }));
+    }
     Ok(Some((claims.client_id, body)))
 }
 

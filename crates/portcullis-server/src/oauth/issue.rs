@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 
 use super::client_auth::store_failure;
 use super::error::OAuthError;
-use super::jwt::{AccessTokenClaims, Audience};
+use super::jwt::{AccessTokenClaims, Audience, Confirmation};
 use crate::app::AppState;
 use crate::config::{MAX_ACCESS_TOKEN_TTL, MIN_ACCESS_TOKEN_TTL};
 use crate::telemetry::ErrorChain;
@@ -33,6 +33,9 @@ pub struct TokenGrant {
     pub family_id: Option<TokenFamilyId>,
     /// Whether to issue a refresh token as well.
     pub refresh: bool,
+    /// The `x5t#S256` thumbprint of the client certificate the token is
+    /// bound to (RFC 8705 §3.1); `None` for a bearer token.
+    pub certificate_thumbprint: Option<String>,
 }
 
 /// A token response (RFC 6749 §5.1). `Debug` omits the tokens.
@@ -102,6 +105,10 @@ pub async fn issue_tokens(
         client_id: client.id.to_string(),
         scope: grant.scopes.to_space_separated(),
         tenant: client.tenant.to_string(),
+        cnf: grant
+            .certificate_thumbprint
+            .clone()
+            .map(|x5t_s256| Confirmation { x5t_s256 }),
     };
     let access_token = state.oauth.keys.current().sign(&claims).map_err(|error| {
         tracing::error!(error = %ErrorChain(&error), "signing an access token failed");
@@ -113,6 +120,7 @@ pub async fn issue_tokens(
         family_id: grant.family_id,
         expires_at,
         revoked_at: None,
+        certificate_thumbprint: grant.certificate_thumbprint.clone(),
     };
     state
         .store

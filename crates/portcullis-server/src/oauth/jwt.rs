@@ -81,6 +81,19 @@ pub struct AccessTokenClaims {
     pub scope: String,
     /// The name of the Portcullis tenant that the token belongs to.
     pub tenant: String,
+    /// The certificate the token is bound to (RFC 8705 §3.1), for tokens
+    /// issued to a client that authenticated with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// The `cnf` claim of a certificate-bound access token (RFC 8705 §3.1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// The base64url SHA-256 of the client certificate's DER, without
+    /// padding.
+    #[serde(rename = "x5t#S256")]
+    pub x5t_s256: String,
 }
 
 /// The `aud` claim: one string or an array of strings (RFC 7519 §4.1.3).
@@ -398,6 +411,7 @@ fn check_claims(
     let client_id = required_identifier(claims, "client_id")?;
     let tenant = required_identifier(claims, "tenant")?;
     let scope = required_string(claims, "scope")?;
+    let cnf = confirmation(claims)?;
 
     let now = now.unix_timestamp();
     let leeway = i64::try_from(expected.leeway_seconds()).unwrap_or(i64::MAX);
@@ -430,7 +444,26 @@ fn check_claims(
         client_id: client_id.to_owned(),
         scope: scope.to_owned(),
         tenant: tenant.to_owned(),
+        cnf,
     })
+}
+
+/// Reads the `cnf` claim. A `cnf` without a string `x5t#S256` is rejected
+/// rather than ignored, because ignoring it would turn a bound token into a
+/// bearer token.
+fn confirmation(claims: &Map<String, Value>) -> Result<Option<Confirmation>, TokenError> {
+    let Some(cnf) = claims.get("cnf") else {
+        return Ok(None);
+    };
+    let thumbprint = cnf
+        .as_object()
+        .and_then(|cnf| cnf.get("x5t#S256"))
+        .and_then(Value::as_str)
+        .filter(|thumbprint| !thumbprint.is_empty())
+        .ok_or(TokenError::MalformedClaim("cnf"))?;
+    Ok(Some(Confirmation {
+        x5t_s256: thumbprint.to_owned(),
+    }))
 }
 
 fn required_time(claims: &Map<String, Value>, name: &'static str) -> Result<i64, TokenError> {
@@ -690,6 +723,7 @@ mod tests {
                 client_id: "client-1".to_owned(),
                 scope: "orders:read orders:write".to_owned(),
                 tenant: "acme".to_owned(),
+                cnf: None,
             };
             let token = fixture.keys.sign(&claims).unwrap();
             let validated = validate(&token, &fixture.keys, &expectations()).unwrap();
@@ -721,6 +755,7 @@ mod tests {
                 client_id: "client-1".to_owned(),
                 scope: "orders:read".to_owned(),
                 tenant: "acme".to_owned(),
+                cnf: None,
             })
             .unwrap();
 
@@ -1143,6 +1178,7 @@ mod tests {
                 client_id: "client-1".to_owned(),
                 scope: "orders:read".to_owned(),
                 tenant: "acme".to_owned(),
+                cnf: None,
             })
             .unwrap();
         assert_eq!(fixture.check(&token), Err(TokenError::InvalidAudience));

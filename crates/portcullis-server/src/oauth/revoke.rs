@@ -13,7 +13,7 @@ use portcullis_core::oauth::ClientRecord;
 use portcullis_store::{AuditContext, FamilyRevocationReason, StoreError};
 use time::OffsetDateTime;
 
-use super::client_auth::{authenticate, presented_client, store_failure};
+use super::client_auth::{RequestFacts, authenticate, presented_client, store_failure};
 use super::error::OAuthError;
 use super::form::Form;
 use super::jwt::{Expectations, validate};
@@ -27,7 +27,8 @@ pub async fn revoke(State(state): State<AppState>, request: Request) -> Response
         let presented = presented_client(&parts.headers, &form)?
             .ok_or_else(|| OAuthError::invalid_client(false))?;
         let now = OffsetDateTime::now_utc();
-        let client = authenticate(&state, &presented, now).await?;
+        let facts = RequestFacts::of(&state, &parts);
+        let client = authenticate(&state, &presented, &facts, now).await?;
         let token = form.require("token")?;
         let audit = AuditContext {
             actor: format!("client:{}", client.id),

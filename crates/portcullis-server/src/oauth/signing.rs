@@ -479,6 +479,7 @@ mod tests {
             client_id: "client-1".to_owned(),
             scope: "orders:read".to_owned(),
             tenant: "acme".to_owned(),
+            cnf: None,
         }
     }
 

@@ -16,7 +16,7 @@ use portcullis_core::scope::ScopeSet;
 use portcullis_store::{AuditContext, ConsumeCode, FamilyRevocationReason, RotateRefresh};
 use time::OffsetDateTime;
 
-use super::client_auth::{authenticate, presented_client, store_failure};
+use super::client_auth::{RequestFacts, authenticate, presented_client, store_failure};
 use super::error::OAuthError;
 use super::form::Form;
 use super::issue::{IssuedTokens, TokenGrant, issue_tokens, refresh_lifetime};
@@ -37,19 +37,19 @@ async fn exchange(state: &AppState, request: Request) -> Result<IssuedTokens, OA
     let presented = presented_client(&parts.headers, &form)?
         .ok_or_else(|| OAuthError::invalid_client(false))?;
     let now = OffsetDateTime::now_utc();
-    let client = authenticate(state, &presented, now).await?;
-    let remote = parts.extensions.get::<ConnectionInfo>().map(|info| {
-        state
-            .proxies
-            .client_ip(info.peer.ip(), &parts.headers)
-            .to_string()
-    });
+    let facts = RequestFacts::of(state, &parts);
+    let client = authenticate(state, &presented, &facts, now).await?;
+    let remote = parts
+        .extensions
+        .get::<ConnectionInfo>()
+        .map(|_| facts.client_ip.to_string());
     let context = Context {
         state,
         client: &client,
         form: &form,
         now,
         remote,
+        certificate_thumbprint: facts.binding_for(&client),
     };
 
     let grant_type = form.require("grant_type")?;
@@ -76,6 +76,10 @@ struct Context<'a> {
     form: &'a Form,
     now: OffsetDateTime,
     remote: Option<String>,
+    /// The `x5t#S256` of the certificate the client authenticated with,
+    /// which every token of this request is bound to (RFC 8705 §3.1). A
+    /// refresh binds the new token to the refresh request's certificate.
+    certificate_thumbprint: Option<String>,
 }
 
 impl Context<'_> {
@@ -105,6 +109,7 @@ async fn client_credentials(context: &Context<'_>) -> Result<IssuedTokens, OAuth
         audience,
         family_id: None,
         refresh: false,
+        certificate_thumbprint: context.certificate_thumbprint.clone(),
     };
     issue_tokens(context.state, client, grant, context.now).await
 }
@@ -171,6 +176,7 @@ async fn authorization_code(context: &Context<'_>) -> Result<IssuedTokens, OAuth
         audience: audience(state, record.resource.as_deref())?,
         family_id: Some(record.family_id),
         refresh: client.allows_grant(GrantType::RefreshToken),
+        certificate_thumbprint: context.certificate_thumbprint.clone(),
     };
     issue_tokens(state, client, grant, context.now).await
 }
@@ -242,6 +248,7 @@ async fn refresh_token(context: &Context<'_>) -> Result<IssuedTokens, OAuthError
         audience: audience(state, old.resource.as_deref())?,
         family_id: Some(old.family_id),
         refresh: false,
+        certificate_thumbprint: context.certificate_thumbprint.clone(),
     };
     let mut issued = issue_tokens(state, client, grant, context.now).await?;
     issued.refresh_token = Some(secret);

@@ -3,6 +3,8 @@
 //! - [`ca`]: the internal CA: client certificates from CSRs, revocation, the
 //!   CRL, and the partner CAs trusted per tenant.
 //! - [`handshake`]: the rustls client certificate verifier of the listener.
+//! - [`identity`]: whether a presented client certificate authenticates an
+//!   OAuth client (RFC 8705 §2).
 //! - [`presented`]: the client certificate of a request, from the
 //!   handshake, with its verdict.
 //! - [`publish`]: `GET /ca/ca.pem` and `GET /ca/crl.pem`, without
@@ -17,6 +19,7 @@
 
 pub mod ca;
 pub mod handshake;
+pub mod identity;
 pub mod presented;
 pub mod publish;
 pub mod revoked;

@@ -6,7 +6,7 @@ use portcullis_core::crypto::SecretHash;
 use portcullis_core::ids::{ClientId, TenantId, TokenFamilyId, UserId};
 use portcullis_core::oauth::{
     AccessTokenRecord, AuthorizationCodeRecord, ClientAuthMethod, ClientRecord, ClientSecretRecord,
-    ConsentRecord, Email, RefreshTokenRecord, UserRecord,
+    ConsentRecord, Email, RefreshTokenRecord, TlsClientAuthSubject, UserRecord,
 };
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
@@ -19,7 +19,7 @@ use crate::error::{StoreError, is_foreign_key_violation, is_unique_violation};
 use crate::records::{
     ConsumeCode, LoginSession, NewClient, NewClientSecret, NewUser, RotateRefresh,
     check_new_client, join_words, parse_auth_method, parse_email, parse_grant_types, parse_hash,
-    parse_oauth_scopes, parse_redirect_uris, parse_role, parse_tenant_name,
+    parse_oauth_scopes, parse_redirect_uris, parse_role, parse_tenant_name, parse_tls_subject,
 };
 use crate::{CHANGE_CHANNEL, EXPIRED_CODE_RETENTION};
 
@@ -64,8 +64,9 @@ impl PostgresStore {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO oauth_clients (id, tenant_id, name, confidential, grant_types, scopes, \
-             redirect_uris, auth_method, jwks, access_token_ttl_seconds, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             redirect_uris, auth_method, jwks, access_token_ttl_seconds, created_at, \
+             tls_subject_kind, tls_subject) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(client.id.as_uuid())
         .bind(client.tenant_id.as_uuid())
@@ -78,6 +79,18 @@ impl PostgresStore {
         .bind(client.jwks.as_deref())
         .bind(client.access_token_ttl_seconds)
         .bind(client.created_at)
+        .bind(
+            client
+                .tls_client_auth_subject
+                .as_ref()
+                .map(|subject| subject.kind().as_str()),
+        )
+        .bind(
+            client
+                .tls_client_auth_subject
+                .as_ref()
+                .map(TlsClientAuthSubject::value),
+        )
         .execute(&mut *tx)
         .await;
         map_insert(inserted, "a client with this id already exists", "tenant")?;
@@ -441,14 +454,15 @@ impl PostgresStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
-            "INSERT INTO access_tokens (jti, client_id, family_id, expires_at, revoked_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO access_tokens (jti, client_id, family_id, expires_at, revoked_at, \
+             certificate_thumbprint) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&token.jti)
         .bind(token.client_id.as_uuid())
         .bind(token.family_id.map(|id| id.as_uuid()))
         .bind(token.expires_at)
         .bind(token.revoked_at)
+        .bind(token.certificate_thumbprint.as_deref())
         .execute(&mut *tx)
         .await;
         map_insert(
@@ -487,7 +501,8 @@ impl PostgresStore {
         jti: &str,
     ) -> Result<Option<AccessTokenRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT jti, client_id, family_id, expires_at, revoked_at FROM access_tokens \
+            "SELECT jti, client_id, family_id, expires_at, revoked_at, certificate_thumbprint \
+             FROM access_tokens \
              WHERE jti = $1",
         )
         .bind(jti)
@@ -700,7 +715,10 @@ impl PostgresStore {
 fn check_secret_allowed(method: ClientAuthMethod) -> Result<(), StoreError> {
     match method {
         ClientAuthMethod::ClientSecretBasic | ClientAuthMethod::ClientSecretPost => Ok(()),
-        ClientAuthMethod::PrivateKeyJwt | ClientAuthMethod::None => Err(StoreError::Invalid(
+        ClientAuthMethod::PrivateKeyJwt
+        | ClientAuthMethod::None
+        | ClientAuthMethod::TlsClientAuth
+        | ClientAuthMethod::SelfSignedTlsClientAuth => Err(StoreError::Invalid(
             "only a client that authenticates with client_secret_basic or client_secret_post \
              has secrets",
         )),
@@ -922,7 +940,8 @@ async fn lock_access_token(
     jti: &str,
 ) -> Result<Option<AccessTokenRecord>, StoreError> {
     let row = sqlx::query(
-        "SELECT jti, client_id, family_id, expires_at, revoked_at FROM access_tokens \
+        "SELECT jti, client_id, family_id, expires_at, revoked_at, certificate_thumbprint \
+             FROM access_tokens \
          WHERE jti = $1 FOR UPDATE",
     )
     .bind(jti)
@@ -944,6 +963,10 @@ fn client_from_row(row: &PgRow) -> Result<ClientRecord, StoreError> {
         redirect_uris: parse_redirect_uris(row.try_get("redirect_uris")?)?,
         auth_method: parse_auth_method(row.try_get("auth_method")?)?,
         jwks: row.try_get("jwks")?,
+        tls_client_auth_subject: parse_tls_subject(
+            row.try_get("tls_subject_kind")?,
+            row.try_get("tls_subject")?,
+        )?,
         access_token_ttl_seconds: row.try_get("access_token_ttl_seconds")?,
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
@@ -1018,5 +1041,6 @@ fn access_token_from_row(row: &PgRow) -> Result<AccessTokenRecord, StoreError> {
             .map(TokenFamilyId::from_uuid),
         expires_at: row.try_get("expires_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        certificate_thumbprint: row.try_get("certificate_thumbprint")?,
     })
 }

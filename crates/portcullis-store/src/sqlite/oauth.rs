@@ -6,7 +6,7 @@ use portcullis_core::crypto::SecretHash;
 use portcullis_core::ids::{ClientId, TenantId, TokenFamilyId, UserId};
 use portcullis_core::oauth::{
     AccessTokenRecord, AuthorizationCodeRecord, ClientAuthMethod, ClientRecord, ClientSecretRecord,
-    ConsentRecord, Email, RefreshTokenRecord, UserRecord,
+    ConsentRecord, Email, RefreshTokenRecord, TlsClientAuthSubject, UserRecord,
 };
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
@@ -22,7 +22,7 @@ use crate::error::{StoreError, is_foreign_key_violation, is_unique_violation};
 use crate::records::{
     ConsumeCode, LoginSession, NewClient, NewClientSecret, NewUser, RotateRefresh,
     check_new_client, join_words, parse_auth_method, parse_email, parse_grant_types, parse_hash,
-    parse_oauth_scopes, parse_redirect_uris, parse_role, parse_tenant_name,
+    parse_oauth_scopes, parse_redirect_uris, parse_role, parse_tenant_name, parse_tls_subject,
 };
 
 /// The access tokens that a revocation covers.
@@ -62,8 +62,9 @@ impl SqliteStore {
         let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO oauth_clients (id, tenant_id, name, confidential, grant_types, scopes, \
-             redirect_uris, auth_method, jwks, access_token_ttl_seconds, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             redirect_uris, auth_method, jwks, access_token_ttl_seconds, created_at, \
+             tls_subject_kind, tls_subject) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )
         .bind(client.id.to_string())
         .bind(client.tenant_id.to_string())
@@ -76,6 +77,18 @@ impl SqliteStore {
         .bind(client.jwks.as_deref())
         .bind(client.access_token_ttl_seconds)
         .bind(to_millis(client.created_at))
+        .bind(
+            client
+                .tls_client_auth_subject
+                .as_ref()
+                .map(|subject| subject.kind().as_str()),
+        )
+        .bind(
+            client
+                .tls_client_auth_subject
+                .as_ref()
+                .map(TlsClientAuthSubject::value),
+        )
         .execute(&mut *tx)
         .await;
         map_insert(inserted, "a client with this id already exists", "tenant")?;
@@ -436,14 +449,15 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
-            "INSERT INTO access_tokens (jti, client_id, family_id, expires_at, revoked_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO access_tokens (jti, client_id, family_id, expires_at, revoked_at, \
+             certificate_thumbprint) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
         .bind(&token.jti)
         .bind(token.client_id.to_string())
         .bind(token.family_id.map(|id| id.to_string()))
         .bind(to_millis(token.expires_at))
         .bind(token.revoked_at.map(to_millis))
+        .bind(token.certificate_thumbprint.as_deref())
         .execute(&mut *tx)
         .await;
         map_insert(
@@ -482,7 +496,8 @@ impl SqliteStore {
         jti: &str,
     ) -> Result<Option<AccessTokenRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT jti, client_id, family_id, expires_at, revoked_at FROM access_tokens \
+            "SELECT jti, client_id, family_id, expires_at, revoked_at, certificate_thumbprint \
+             FROM access_tokens \
              WHERE jti = ?1",
         )
         .bind(jti)
@@ -698,7 +713,10 @@ impl SqliteStore {
 fn check_secret_allowed(method: ClientAuthMethod) -> Result<(), StoreError> {
     match method {
         ClientAuthMethod::ClientSecretBasic | ClientAuthMethod::ClientSecretPost => Ok(()),
-        ClientAuthMethod::PrivateKeyJwt | ClientAuthMethod::None => Err(StoreError::Invalid(
+        ClientAuthMethod::PrivateKeyJwt
+        | ClientAuthMethod::None
+        | ClientAuthMethod::TlsClientAuth
+        | ClientAuthMethod::SelfSignedTlsClientAuth => Err(StoreError::Invalid(
             "only a client that authenticates with client_secret_basic or client_secret_post \
              has secrets",
         )),
@@ -906,7 +924,8 @@ async fn select_access_token(
     jti: &str,
 ) -> Result<Option<AccessTokenRecord>, StoreError> {
     let row = sqlx::query(
-        "SELECT jti, client_id, family_id, expires_at, revoked_at FROM access_tokens \
+        "SELECT jti, client_id, family_id, expires_at, revoked_at, certificate_thumbprint \
+             FROM access_tokens \
          WHERE jti = ?1",
     )
     .bind(jti)
@@ -928,6 +947,10 @@ fn client_from_row(row: &SqliteRow) -> Result<ClientRecord, StoreError> {
         redirect_uris: parse_redirect_uris(row.try_get("redirect_uris")?)?,
         auth_method: parse_auth_method(row.try_get("auth_method")?)?,
         jwks: row.try_get("jwks")?,
+        tls_client_auth_subject: parse_tls_subject(
+            row.try_get("tls_subject_kind")?,
+            row.try_get("tls_subject")?,
+        )?,
         access_token_ttl_seconds: row.try_get("access_token_ttl_seconds")?,
         created_at: time_column(row, "created_at")?,
         revoked_at: optional_time_column(row, "revoked_at")?,
@@ -998,5 +1021,6 @@ fn access_token_from_row(row: &SqliteRow) -> Result<AccessTokenRecord, StoreErro
         family_id: optional_uuid_column(row, "family_id")?.map(TokenFamilyId::from_uuid),
         expires_at: time_column(row, "expires_at")?,
         revoked_at: optional_time_column(row, "revoked_at")?,
+        certificate_thumbprint: row.try_get("certificate_thumbprint")?,
     })
 }

@@ -6,7 +6,7 @@ use portcullis_core::ids::{ClientId, TenantId, TokenFamilyId, UserId};
 use portcullis_core::key::{OpaqueSecret, SecretKind};
 use portcullis_core::oauth::{
     AccessTokenRecord, AuthorizationCodeRecord, ClientAuthMethod, ConsentRecord, Email, GrantType,
-    RedirectUri, RefreshTokenRecord, Role,
+    RedirectUri, RefreshTokenRecord, Role, TlsClientAuthSubject, TlsSubjectKind,
 };
 use portcullis_core::scope::ScopeSet;
 use portcullis_core::signing::{SigningAlgorithm, SigningKeyRecord, SigningKeyState};
@@ -64,6 +64,7 @@ fn new_client(tenant: &Tenant, confidential: bool, created_at: OffsetDateTime) -
             ClientAuthMethod::None
         },
         jwks: None,
+        tls_client_auth_subject: None,
         access_token_ttl_seconds: 900,
         created_at,
     }
@@ -156,6 +157,7 @@ fn access_record(
         family_id,
         expires_at,
         revoked_at: None,
+        certificate_thumbprint: None,
     }
 }
 
@@ -1343,4 +1345,111 @@ pub(super) async fn expired_oauth_rows_pruned(fixture: Fixture) {
         "a recently expired code is kept"
     );
     assert_eq!(store.prune_oauth(at).await.unwrap(), 0);
+}
+
+// ---------------------------------------------------------------------
+// Clients that authenticate with a TLS client certificate (RFC 8705)
+
+pub(super) async fn certificate_clients_stored(fixture: Fixture) {
+    let store = &fixture.store;
+    let acme = create_tenant(store, "acme").await;
+    let subjects = [
+        (TlsSubjectKind::SubjectDn, "CN=Payments,O=Acme\\, Inc.,C=DE"),
+        (TlsSubjectKind::SanDns, "partner-svc.example.com"),
+        (TlsSubjectKind::SanUri, "urn:portcullis:client:x"),
+        (TlsSubjectKind::SanIp, "2001:db8::7"),
+        (TlsSubjectKind::SanEmail, "ops@example.com"),
+    ];
+    for (kind, value) in subjects {
+        let subject = TlsClientAuthSubject::parse(kind, value).unwrap();
+        let client = NewClient {
+            auth_method: ClientAuthMethod::TlsClientAuth,
+            tls_client_auth_subject: Some(subject.clone()),
+            ..new_client(&acme, true, now())
+        };
+        let created = store
+            .create_client(&client, None, &context(now()))
+            .await
+            .unwrap();
+        assert_eq!(created.auth_method, ClientAuthMethod::TlsClientAuth);
+        let found = store.find_client(client.id).await.unwrap().unwrap();
+        assert_eq!(found.tls_client_auth_subject, Some(subject), "{kind}");
+    }
+
+    let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k",
+        "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]})
+    .to_string();
+    let self_signed = NewClient {
+        auth_method: ClientAuthMethod::SelfSignedTlsClientAuth,
+        jwks: Some(jwks.clone()),
+        ..new_client(&acme, true, now())
+    };
+    store
+        .create_client(&self_signed, None, &context(now()))
+        .await
+        .unwrap();
+    let found = store.find_client(self_signed.id).await.unwrap().unwrap();
+    assert_eq!(found.auth_method, ClientAuthMethod::SelfSignedTlsClientAuth);
+    assert_eq!(found.jwks, Some(jwks));
+    assert_eq!(found.tls_client_auth_subject, None);
+}
+
+pub(super) async fn invalid_certificate_clients_rejected(fixture: Fixture) {
+    let store = &fixture.store;
+    let acme = create_tenant(store, "acme").await;
+    let subject = TlsClientAuthSubject::parse(TlsSubjectKind::SanDns, "svc.example.com").unwrap();
+    let cases = [
+        NewClient {
+            auth_method: ClientAuthMethod::TlsClientAuth,
+            ..new_client(&acme, true, now())
+        },
+        NewClient {
+            tls_client_auth_subject: Some(subject.clone()),
+            ..new_client(&acme, true, now())
+        },
+        NewClient {
+            auth_method: ClientAuthMethod::SelfSignedTlsClientAuth,
+            ..new_client(&acme, true, now())
+        },
+    ];
+    for client in cases {
+        let error = store
+            .create_client(&client, None, &context(now()))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, StoreError::Invalid(_)), "{error:?}");
+        assert!(store.find_client(client.id).await.unwrap().is_none());
+    }
+
+    let with_secret = NewClient {
+        auth_method: ClientAuthMethod::TlsClientAuth,
+        tls_client_auth_subject: Some(subject),
+        ..new_client(&acme, true, now())
+    };
+    let error = store
+        .create_client(&with_secret, Some(&new_secret(now())), &context(now()))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Invalid(_)), "{error:?}");
+}
+
+pub(super) async fn access_token_thumbprint_stored(fixture: Fixture) {
+    let store = &fixture.store;
+    let acme = create_tenant(store, "acme").await;
+    let client = create_client(store, &acme).await;
+    let bound = AccessTokenRecord {
+        certificate_thumbprint: Some("2r2Nn1fY1mJ4xV9Yz8t0m1sN4b3kq3l2W1q0Z9y8X7w".to_owned()),
+        ..access_record(client.id, None, now() + Duration::minutes(5))
+    };
+    let unbound = access_record(client.id, None, now() + Duration::minutes(5));
+    store.record_access_token(&bound).await.unwrap();
+    store.record_access_token(&unbound).await.unwrap();
+    let found = store.find_access_token(&bound.jti).await.unwrap().unwrap();
+    assert_eq!(found, bound);
+    let found = store
+        .find_access_token(&unbound.jti)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.certificate_thumbprint, None);
 }

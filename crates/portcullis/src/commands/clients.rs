@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::Context;
 use portcullis_core::duration::parse_duration;
 use portcullis_core::ids::ClientId;
-use portcullis_core::oauth::ClientRecord;
+use portcullis_core::oauth::{ClientRecord, TlsSubjectKind};
 use portcullis_core::scope::ScopeSet;
 use portcullis_server::admin::MAX_JSON_BODY;
 use portcullis_server::admin::clients::{client_json, issued_client_json};
@@ -31,7 +31,7 @@ const SHOWN_ONCE: &str =
 
 pub(crate) async fn run(admin: &Admin, command: ClientsCommand) -> anyhow::Result<()> {
     match command {
-        ClientsCommand::Create(args) => create(admin, args).await,
+        ClientsCommand::Create(args) => create(admin, *args).await,
         ClientsCommand::List(args) => list(admin, &args).await,
         ClientsCommand::RotateSecret(args) => rotate_secret(admin, &args).await,
         ClientsCommand::Revoke(args) => revoke(admin, &args).await,
@@ -47,6 +47,16 @@ async fn create(admin: &Admin, args: ClientsCreateArgs) -> anyhow::Result<()> {
         .transpose()
         .context("invalid --access-token-ttl")?;
     let jwks = args.jwks.as_deref().map(read_jwks).transpose()?;
+    let tls_subjects = [
+        (TlsSubjectKind::SubjectDn, args.tls_subject_dn),
+        (TlsSubjectKind::SanDns, args.tls_san_dns),
+        (TlsSubjectKind::SanUri, args.tls_san_uri),
+        (TlsSubjectKind::SanIp, args.tls_san_ip),
+        (TlsSubjectKind::SanEmail, args.tls_san_email),
+    ]
+    .into_iter()
+    .filter_map(|(kind, value)| Some((kind, value?)))
+    .collect();
     let request = ClientRequest {
         tenant: args.tenant,
         name: args.name,
@@ -56,6 +66,7 @@ async fn create(admin: &Admin, args: ClientsCreateArgs) -> anyhow::Result<()> {
         public: args.public,
         auth_method: args.auth_method,
         jwks,
+        tls_subjects,
         access_token_ttl,
     };
 
@@ -204,6 +215,9 @@ fn issued_details(issued: &IssuedClient) -> String {
             format!("{}s", record.access_token_ttl_seconds),
         ),
     ];
+    if let Some(subject) = &record.tls_client_auth_subject {
+        pairs.push((subject.kind().as_str(), subject.value()));
+    }
     if let Some(secret) = &issued.secret {
         pairs.push(("client_secret", secret.expose().to_owned()));
     }
@@ -264,6 +278,12 @@ fn client_flag(field: &str) -> &str {
         "redirect_uris" => "--redirect-uri",
         "auth_method" => "--auth-method",
         "jwks" => "--jwks",
+        "tls_client_auth_subject" => "--tls-subject-dn or --tls-san-*",
+        "tls_client_auth_subject_dn" => "--tls-subject-dn",
+        "tls_client_auth_san_dns" => "--tls-san-dns",
+        "tls_client_auth_san_uri" => "--tls-san-uri",
+        "tls_client_auth_san_ip" => "--tls-san-ip",
+        "tls_client_auth_san_email" => "--tls-san-email",
         "access_token_ttl" => "--access-token-ttl",
         "reason" => "--reason",
         "grace" => "--grace",
