@@ -1,0 +1,371 @@
+//! The token endpoint with `tls_client_auth` clients (RFC 8705 §2.1):
+//! certificates from `portcullis certs issue` and from a partner CA made
+//! here, certificate-bound tokens (§3.1), their introspection (§3.2) and
+//! the server metadata (§3.3, §5). One server, with client certificates
+//! `optional`, serves every case.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "fixtures outside #[test] functions fail the test on any error"
+)]
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use portcullis_server::pki::verify::thumbprint_sha256;
+use portcullis_store::{AuditAction, AuditFilter, Store};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, SerialNumber,
+};
+use reqwest::StatusCode;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use serde_json::Value;
+use support::{DataDir, Server};
+
+const PARTNER_DNS: &str = "partner-svc.example.com";
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// A client certificate and its private key, PEM.
+struct Identity {
+    cert_pem: String,
+    key_pem: String,
+}
+
+impl Identity {
+    fn read(dir: &Path) -> Self {
+        Self {
+            cert_pem: std::fs::read_to_string(dir.join("cert.pem")).unwrap(),
+            key_pem: std::fs::read_to_string(dir.join("key.pem")).unwrap(),
+        }
+    }
+
+    /// Returns the `x5t#S256` of the leaf: SHA-256 of its DER, base64url.
+    fn thumbprint(&self) -> String {
+        let leaf = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap();
+        thumbprint_sha256(&leaf)
+    }
+}
+
+/// A partner CA made here, trusted for one tenant.
+struct PartnerCa {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+}
+
+impl PartnerCa {
+    fn new() -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Partner CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Self {
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// Returns a CRL, PEM, that revokes nothing and is valid for a week.
+    fn empty_crl(&self) -> String {
+        let now = time::OffsetDateTime::now_utc();
+        let params = CertificateRevocationListParams {
+            this_update: now - time::Duration::hours(1),
+            next_update: now + time::Duration::days(7),
+            crl_number: SerialNumber::from_slice(&[1]),
+            issuing_distribution_point: None,
+            revoked_certs: Vec::new(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        params.signed_by(&self.issuer).unwrap().pem().unwrap()
+    }
+
+    /// Signs a leaf for [`PARTNER_DNS`] with the clientAuth extended key
+    /// usage, or without the extension when `client_auth_eku` is false.
+    fn leaf(&self, client_auth_eku: bool) -> Identity {
+        let mut params = CertificateParams::new(vec![PARTNER_DNS.to_owned()]).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "partner service");
+        if client_auth_eku {
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        }
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(1);
+        params.not_after = now + time::Duration::days(30);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Identity {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
+/// Registers a `client_credentials` client of `tenant` for
+/// `tls_client_auth` with `extra` options and returns its JSON view.
+fn create_tls_client(data: &DataDir, tenant: &str, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "clients",
+        "create",
+        "--tenant",
+        tenant,
+        "--name",
+        "Partner",
+        "--grant-types",
+        "client_credentials",
+        "--scopes",
+        "orders:read",
+        "--auth-method",
+        "tls_client_auth",
+    ];
+    args.extend_from_slice(extra);
+    data.cli_json(&args)
+}
+
+/// Runs `certs issue` for `client` into `DATA_DIR/NAME` and returns the
+/// certificate and the serial.
+fn issue(data: &DataDir, client: &str, name: &str) -> (Identity, String) {
+    let out = data.path().join(name);
+    let issued = data.cli_json(&[
+        "certs",
+        "issue",
+        "--client",
+        client,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    (
+        Identity::read(&out),
+        issued["serial"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Builds an HTTPS client of `server` that presents `identity`, if given.
+fn https(server: &Server, identity: Option<&Identity>) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(&server.ca_pem).unwrap();
+    let mut builder = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .resolve("localhost", server.address)
+        .no_proxy();
+    if let Some(identity) = identity {
+        let pem = format!("{}{}", identity.cert_pem, identity.key_pem);
+        builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
+    }
+    builder.build().unwrap()
+}
+
+/// Sends a `client_credentials` request for `client_id` and returns the
+/// status and JSON body.
+async fn token(
+    server: &Server,
+    identity: Option<&Identity>,
+    client_id: &str,
+) -> (StatusCode, Value) {
+    let response = https(server, identity)
+        .post(server.url("/oauth/token"))
+        .header("content-type", FORM)
+        .body(format!(
+            "grant_type=client_credentials&client_id={client_id}"
+        ))
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("{error}; server log:\n{}", server.log_text()));
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Decodes the claims of a JWT without checking the signature.
+fn claims(jwt: &str) -> Value {
+    let payload = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// Waits up to five seconds for an `auth_failed` audit record of `client`
+/// whose details name `serial`, and returns it.
+async fn failure_record(store: &Store, client: &str, serial: &str) -> Value {
+    let filter = AuditFilter {
+        tenant_id: None,
+        action: Some(AuditAction::AuthFailed),
+        target: Some(client.to_owned()),
+        limit: 50,
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let records = store.list_audit(&filter).await.unwrap();
+        if let Some(record) = records
+            .into_iter()
+            .find(|record| record.details["certificate_serial"] == serial)
+        {
+            return record.details;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no audit record names serial {serial}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn certificate_clients_get_bound_tokens() {
+    let data = DataDir::new();
+    data.cli(&["tenants", "create", "acme"]);
+    data.cli(&["tenants", "create", "globex"]);
+    data.cli(&["ca", "init"]);
+    let internal = create_tls_client(&data, "acme", &[]);
+    let internal_id = internal["client_id"].as_str().unwrap().to_owned();
+    let other_id = create_tls_client(&data, "acme", &[])["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let partner_id = create_tls_client(&data, "acme", &["--tls-san-dns", PARTNER_DNS])["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let globex_id =
+        create_tls_client(&data, "globex", &["--tls-san-dns", PARTNER_DNS])["client_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let (cert_a, _) = issue(&data, &internal_id, "a");
+    let (other_cert, other_serial) = issue(&data, &other_id, "other");
+    let partner = PartnerCa::new();
+    let partner_path = data.path().join("partner-ca.pem");
+    std::fs::write(&partner_path, &partner.pem).unwrap();
+    data.cli(&[
+        "ca",
+        "trust",
+        "add",
+        "--tenant",
+        "acme",
+        partner_path.to_str().unwrap(),
+    ]);
+    // With the internal CA's CRL in play, every CA needs a CRL that covers
+    // its certificates, so the partner CA gets an empty one.
+    let crl_path = data.path().join("partner-crl.pem");
+    std::fs::write(&crl_path, partner.empty_crl()).unwrap();
+    data.write_config(&format!(
+        "[server]\nclient_certificates = \"optional\"\npartner_crls = [{:?}]\n",
+        crl_path.to_str().unwrap()
+    ));
+    let server = Server::start(&data);
+    let store = Store::open_sqlite(&data.path().join("portcullis.db"))
+        .await
+        .unwrap();
+
+    // The registration defaults to the SAN URI the internal CA writes.
+    assert_eq!(
+        internal["tls_client_auth_san_uri"],
+        format!("urn:portcullis:client:{internal_id}")
+    );
+    assert_eq!(internal["tls_client_certificate_bound_access_tokens"], true);
+
+    // An internal-CA certificate of the client: a token bound to it.
+    let (status, body) = token(&server, Some(&cert_a), &internal_id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let access_token = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        claims(&access_token)["cnf"]["x5t#S256"],
+        cert_a.thumbprint(),
+        "the token is bound to certificate A"
+    );
+
+    // Introspection by the same client returns the confirmation.
+    let introspected: Value = https(&server, Some(&cert_a))
+        .post(server.url("/oauth/introspect"))
+        .header("content-type", FORM)
+        // A JWT and a UUID need no form encoding.
+        .body(format!("token={access_token}&client_id={internal_id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(introspected["active"], true, "{introspected}");
+    assert_eq!(introspected["cnf"]["x5t#S256"], cert_a.thumbprint());
+
+    // Metadata of a server that takes client certificates.
+    let metadata: Value = https(&server, None)
+        .get(server.url("/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metadata["tls_client_certificate_bound_access_tokens"], true);
+    let methods = metadata["token_endpoint_auth_methods_supported"].to_string();
+    assert!(methods.contains("\"tls_client_auth\""), "{methods}");
+    assert!(
+        methods.contains("\"self_signed_tls_client_auth\""),
+        "{methods}"
+    );
+    assert_eq!(
+        metadata["mtls_endpoint_aliases"]["token_endpoint"],
+        metadata["token_endpoint"]
+    );
+    assert_eq!(
+        metadata["mtls_endpoint_aliases"]["introspection_endpoint"],
+        metadata["introspection_endpoint"]
+    );
+    assert_eq!(
+        metadata["mtls_endpoint_aliases"]["revocation_endpoint"],
+        metadata["revocation_endpoint"]
+    );
+
+    // A certificate the internal CA issued to another client.
+    let (status, body) = token(&server, Some(&other_cert), &internal_id).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "invalid_client");
+    let record = failure_record(&store, &internal_id, &other_serial).await;
+    assert_eq!(record["code"], "not_issued_to_client");
+    assert_eq!(record["surface"], "oauth");
+    assert!(
+        record["certificate_issuer"]
+            .as_str()
+            .is_some_and(|issuer| !issuer.is_empty()),
+        "{record}"
+    );
+
+    // No certificate at all.
+    let (status, body) = token(&server, None, &internal_id).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "invalid_client");
+
+    // A partner CA trusted for acme, mapped by SAN DNS.
+    let partner_leaf = partner.leaf(true);
+    let (status, body) = token(&server, Some(&partner_leaf), &partner_id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let bound = claims(body["access_token"].as_str().unwrap());
+    assert_eq!(bound["cnf"]["x5t#S256"], partner_leaf.thumbprint());
+
+    // The same certificate for a client of globex, which does not trust
+    // the partner CA.
+    let (status, body) = token(&server, Some(&partner_leaf), &globex_id).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "invalid_client");
+
+    // A leaf without the extended key usage extension is accepted: RFC
+    // 5280 §4.2.1.12 reads it as any purpose.
+    let (status, body) = token(&server, Some(&partner.leaf(false)), &partner_id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    store.close().await;
+}
