@@ -2,7 +2,7 @@
 //! which serves it until a shutdown signal.
 
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::middleware;
@@ -24,6 +24,7 @@ use crate::manage::Manager;
 use crate::oauth::server::{AuthorizationServer, maintain};
 use crate::oauth::{authorize, introspect, metadata, revoke, token};
 use crate::pki::ca::CertificateAuthority;
+use crate::pki::presented::{ForwardedCertificates, reject_malformed_forwarded_certificate};
 use crate::pki::publish;
 use crate::pki::trust::{ClientCertificateTrust, TrustError};
 use crate::usage::{UsageRecorder, flush_periodically};
@@ -53,9 +54,16 @@ pub struct Shared {
     /// The internal CA for client certificates.
     pub ca: Arc<CertificateAuthority>,
     /// Whether client certificates can reach the handlers: the listener
-    /// uses TLS and requests them. The metadata advertises the RFC 8705
-    /// methods only then.
+    /// uses TLS and requests them, or trusted proxies forward them. The
+    /// metadata advertises the RFC 8705 methods only then.
     pub client_certificates_reach: bool,
+    /// The anchors, CRLs and revoked serials that client certificates are
+    /// verified against, once [`start_client_certificates`] has started
+    /// them. Unset while neither the listener nor a proxy passes
+    /// certificates.
+    pub client_certificate_trust: OnceLock<Arc<ClientCertificateTrust>>,
+    /// The certificate header of trusted proxies, when configured.
+    pub forwarded_certificates: Option<ForwardedCertificates>,
 }
 
 /// A cheap handle on [`Shared`].
@@ -90,11 +98,16 @@ impl AppState {
             manager: Manager::new(store.clone(), pepper),
             oauth,
             ca: Arc::new(CertificateAuthority::new(store.clone(), ca_sealing)),
-            // NOTE: a certificate forwarded by a trusted TLS-terminating
-            // proxy should count too, once such forwarding is configurable.
-            client_certificates_reach: !matches!(config.server.tls, TlsMode::PlainHttp)
-                && config.server.client_certificates != ClientCertificateMode::Off,
+            client_certificates_reach: (!matches!(config.server.tls, TlsMode::PlainHttp)
+                && config.server.client_certificates != ClientCertificateMode::Off)
+                || config.server.forwarded_client_certificate.is_some(),
             store,
+            client_certificate_trust: OnceLock::new(),
+            forwarded_certificates: config
+                .server
+                .forwarded_client_certificate
+                .clone()
+                .map(ForwardedCertificates::new),
         })))
     }
 }
@@ -120,6 +133,10 @@ pub fn router(state: AppState) -> Router {
         .nest("/admin/v1", admin::router())
         .route_layer(middleware::from_fn(telemetry::label_matched_route))
         .fallback(gateway::handle)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            reject_malformed_forwarded_certificate,
+        ))
         .with_state(state);
 
     // Layered around the whole router, not with `Router::layer`, so that the
@@ -130,9 +147,11 @@ pub fn router(state: AppState) -> Router {
     Router::new().fallback_service(observed)
 }
 
-/// Builds the listener's client certificate trust when
-/// `server.client_certificates` is not `off` and the listener uses TLS.
-/// `tls` is the listener's configuration without client certificates.
+/// Builds the client certificate trust when the TLS listener requests
+/// certificates (`server.client_certificates` not `off`) or a proxy
+/// forwards them (`server.forwarded_client_certificate`), and stores it in
+/// `state`. `tls` is the listener's configuration without client
+/// certificates.
 ///
 /// # Errors
 ///
@@ -143,21 +162,24 @@ pub async fn start_client_certificates(
     state: &AppState,
     tls: Option<&Arc<rustls::ServerConfig>>,
 ) -> Result<Option<Arc<ClientCertificateTrust>>, TrustError> {
-    let Some(tls) = tls else {
-        return Ok(None);
-    };
-    if config.server.client_certificates == ClientCertificateMode::Off {
+    let mode = config.server.client_certificates;
+    let listener_config = tls.filter(|_| mode != ClientCertificateMode::Off);
+    if listener_config.is_none() && state.forwarded_certificates.is_none() {
         return Ok(None);
     }
     let trust = ClientCertificateTrust::start(
-        config.server.client_certificates,
-        Arc::clone(tls),
+        mode,
+        listener_config.cloned(),
         config.server.partner_crls.clone(),
         state.store.clone(),
         state.ca.clone(),
     )
     .await?;
-    Ok(Some(Arc::new(trust)))
+    let trust = Arc::new(trust);
+    // `start_client_certificates` runs once per state, so the cell is
+    // empty, and a second call keeps the first trust.
+    let _ = state.client_certificate_trust.set(Arc::clone(&trust));
+    Ok(Some(trust))
 }
 
 /// Runs background tasks and serves on `listener` until `shutdown`, then
@@ -195,7 +217,12 @@ pub async fn run(
         handshake_timeout: HANDSHAKE_TIMEOUT,
     };
     let grace = config.server.shutdown_grace;
-    let served = match certificates {
+    // A trust started only for forwarded certificates has no TLS
+    // configuration for the listener.
+    let listener_trust = certificates
+        .clone()
+        .filter(|trust| trust.snapshot().server_config.is_some());
+    let served = match listener_trust {
         Some(trust) => {
             let app = router(state.clone());
             let usage = Arc::clone(&state.usage);

@@ -412,7 +412,14 @@ async fn handle_connection(
         ListenerTls::Fixed(acceptor) => (acceptor.clone(), None),
         ListenerTls::ClientCertificates(trust) => {
             let snapshot = trust.snapshot();
-            let acceptor = TlsAcceptor::from(Arc::clone(&snapshot.server_config));
+            let Some(config) = &snapshot.server_config else {
+                error!(
+                    peer = %peer,
+                    "the client certificate trust has no TLS configuration; closing the connection"
+                );
+                return;
+            };
+            let acceptor = TlsAcceptor::from(Arc::clone(config));
             (acceptor, Some((trust, snapshot)))
         }
     };
@@ -447,7 +454,7 @@ async fn handle_connection(
         let verdict = snapshot.verify(chain);
         if let Err(rejection) = &verdict
             && trust.mode() == ClientCertificateMode::Required
-            && !is_registered_self_signed(trust, chain)
+            && !trust.accepts_self_signed(chain)
         {
             // With `required`, only a chain whose verdict changed since the
             // handshake gets here, such as a certificate that expired.
@@ -475,35 +482,18 @@ async fn handle_connection(
     serve_connection(&shared, TokioIo::new(tls_stream), info, watcher).await;
 }
 
-/// Returns whether `chain` is a single self-signed certificate that `trust`
-/// accepts without a chain.
-fn is_registered_self_signed(trust: &ClientCertificateTrust, chain: &[CertificateDer<'_>]) -> bool {
-    match chain {
-        [certificate] => trust.self_signed_keys().accepts(certificate),
-        _ => false,
-    }
-}
-
 /// Queues the audit record of a client certificate rejected at the
 /// connection, before any request.
 fn record_rejected_certificate(shared: &Shared, peer: SocketAddr, rejection: &Rejection) {
-    let Some(usage) = &shared.usage else {
-        return;
-    };
-    let leaf = rejection.leaf();
-    usage.record_failure(FailedAuthentication {
-        at: OffsetDateTime::now_utc(),
-        client_ip: peer.ip(),
-        code: rejection.code(),
-        key_id: None,
-        tenant_id: None,
-        visible_prefix: None,
-        client_id: None,
-        token_id: None,
-        surface: "tls",
-        certificate_serial: leaf.map(|leaf| leaf.serial.clone()),
-        certificate_issuer: leaf.map(|leaf| leaf.issuer.clone()),
-    });
+    if let Some(usage) = &shared.usage {
+        let at = OffsetDateTime::now_utc();
+        usage.record_failure(FailedAuthentication::certificate_rejected(
+            at,
+            peer.ip(),
+            "tls",
+            rejection,
+        ));
+    }
 }
 
 /// Serves HTTP on one connection until the client closes it, the graceful

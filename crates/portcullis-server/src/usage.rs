@@ -17,6 +17,8 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
+use crate::pki::verify::Rejection;
+
 /// How often buffers are written.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -61,6 +63,32 @@ pub struct FailedAuthentication {
     pub certificate_serial: Option<String>,
     /// The issuer distinguished name of that leaf, under the same condition.
     pub certificate_issuer: Option<String>,
+}
+
+impl FailedAuthentication {
+    /// Describes a rejected client certificate, with the leaf's serial and
+    /// issuer when it parses.
+    pub fn certificate_rejected(
+        at: OffsetDateTime,
+        client_ip: IpAddr,
+        surface: &'static str,
+        rejection: &Rejection,
+    ) -> Self {
+        let leaf = rejection.leaf();
+        Self {
+            at,
+            client_ip,
+            code: rejection.code(),
+            key_id: None,
+            tenant_id: None,
+            visible_prefix: None,
+            client_id: None,
+            token_id: None,
+            surface,
+            certificate_serial: leaf.map(|leaf| leaf.serial.clone()),
+            certificate_issuer: leaf.map(|leaf| leaf.issuer.clone()),
+        }
+    }
 }
 
 impl UsageRecorder {

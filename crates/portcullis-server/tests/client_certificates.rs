@@ -143,7 +143,7 @@ impl Listener {
         let (base, _) = tls::server_config(&TlsMode::Development, dir.path())
             .unwrap()
             .unwrap();
-        let trust = ClientCertificateTrust::start(mode, base, Vec::new(), store.clone(), ca)
+        let trust = ClientCertificateTrust::start(mode, Some(base), Vec::new(), store.clone(), ca)
             .await
             .unwrap();
         let trust = Arc::new(trust);

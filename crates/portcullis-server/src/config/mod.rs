@@ -104,6 +104,41 @@ pub struct ServerConfig {
     pub client_certificates: ClientCertificateMode,
     /// CRL files of trusted partner CAs, in PEM.
     pub partner_crls: Vec<PathBuf>,
+    /// The client certificate that a trusted TLS-terminating proxy
+    /// forwards in a header, or `None` when no header is read.
+    pub forwarded_client_certificate: Option<ForwardedCertificateConfig>,
+}
+
+/// The header in which a trusted TLS-terminating proxy forwards the client
+/// certificate (`server.forwarded_client_certificate` and
+/// `server.forwarded_client_certificate_header`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardedCertificateConfig {
+    /// The proxy's header format.
+    pub format: ForwardedCertificateFormat,
+    /// The header name, lowercase.
+    pub header: http::HeaderName,
+}
+
+/// The header formats of TLS-terminating proxies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardedCertificateFormat {
+    /// Envoy's `x-forwarded-client-cert`: elements separated by commas,
+    /// each of `Key=value` pairs separated by semicolons, with the
+    /// certificate URL-encoded PEM in `Cert` and the chain in `Chain`.
+    Envoy,
+    /// nginx's `$ssl_client_escaped_cert`: the leaf as URL-encoded PEM.
+    Nginx,
+}
+
+impl ForwardedCertificateFormat {
+    /// Returns the header that the proxy uses unless configured otherwise.
+    pub fn default_header(self) -> &'static str {
+        match self {
+            Self::Envoy => "x-forwarded-client-cert",
+            Self::Nginx => "x-ssl-client-cert",
+        }
+    }
 }
 
 /// Whether the listener asks TLS clients for a certificate
@@ -113,8 +148,9 @@ pub enum ClientCertificateMode {
     /// No certificate is requested. The default.
     #[default]
     Off,
-    /// A certificate is requested. A connection without one is served, but
-    /// a certificate that is sent must verify, or the handshake fails.
+    /// A certificate is requested. A connection without one is served, and
+    /// so is one whose certificate fails verification: the verdict travels
+    /// with the connection for endpoints to reject.
     Optional,
     /// A verified certificate is required to complete the handshake.
     Required,

@@ -92,6 +92,14 @@ pub struct RawServer {
     /// PEM files with CRLs of trusted partner CAs, read at start and at each
     /// trust rebuild; default none. Portcullis never downloads a CRL.
     pub partner_crls: Option<Vec<PathBuf>>,
+    /// The format in which a TLS-terminating proxy in `trusted_proxies`
+    /// forwards the client certificate: `"off"` (default), `"envoy"` or
+    /// `"nginx"`.
+    pub forwarded_client_certificate: Option<String>,
+    /// The header that carries the forwarded certificate; default
+    /// `x-forwarded-client-cert` for envoy and `x-ssl-client-cert` for
+    /// nginx.
+    pub forwarded_client_certificate_header: Option<String>,
 }
 
 /// The `[server.tls]` table: both keys or neither.

@@ -665,3 +665,86 @@ fn client_certificates_invalid_rejected() {
     let error = error_of("[server]\npartner_crls = [\"a.pem\"]\n");
     assert_names(&error, "server.partner_crls");
 }
+
+#[test]
+fn forwarded_certificate_default_off() {
+    let config = from_toml("", &no_env()).unwrap();
+    assert_eq!(config.server.forwarded_client_certificate, None);
+}
+
+#[test]
+fn forwarded_certificate_formats_parse() {
+    for (text, format, header) in [
+        (
+            "envoy",
+            ForwardedCertificateFormat::Envoy,
+            "x-forwarded-client-cert",
+        ),
+        (
+            "nginx",
+            ForwardedCertificateFormat::Nginx,
+            "x-ssl-client-cert",
+        ),
+    ] {
+        let toml = format!(
+            "[server]\ntrusted_proxies = [\"10.0.0.1\"]\nforwarded_client_certificate = \"{text}\"\n"
+        );
+        let forwarded = from_toml(&toml, &no_env())
+            .unwrap()
+            .server
+            .forwarded_client_certificate
+            .unwrap();
+        assert_eq!(forwarded.format, format, "{text}");
+        assert_eq!(forwarded.header, header, "{text}");
+    }
+}
+
+#[test]
+fn forwarded_certificate_header_from_env() {
+    let config = from_toml(
+        "[server]\ntrusted_proxies = [\"10.0.0.1\"]\n",
+        &env(&[
+            ("PORTCULLIS_SERVER__FORWARDED_CLIENT_CERTIFICATE", "nginx"),
+            (
+                "PORTCULLIS_SERVER__FORWARDED_CLIENT_CERTIFICATE_HEADER",
+                "X-Client-Cert",
+            ),
+        ]),
+    )
+    .unwrap();
+    let forwarded = config.server.forwarded_client_certificate.unwrap();
+    assert_eq!(forwarded.format, ForwardedCertificateFormat::Nginx);
+    assert_eq!(forwarded.header, "x-client-cert");
+}
+
+#[test]
+fn forwarded_certificate_invalid_rejected() {
+    let error = error_of("[server]\nforwarded_client_certificate = \"envoy\"\n");
+    assert_names(&error, "server.forwarded_client_certificate");
+    assert!(error.contains("server.trusted_proxies"), "{error}");
+
+    let error = error_of(
+        "[server]\ntrusted_proxies = [\"10.0.0.1\"]\nforwarded_client_certificate = \"haproxy\"\n",
+    );
+    assert_names(&error, "server.forwarded_client_certificate");
+
+    let error = error_of("[server]\nforwarded_client_certificate_header = \"x-cert\"\n");
+    assert_names(&error, "server.forwarded_client_certificate_header");
+
+    let error = error_of(
+        "[server]\ntrusted_proxies = [\"10.0.0.1\"]\nforwarded_client_certificate = \"envoy\"\n\
+         forwarded_client_certificate_header = \"x cert\"\n",
+    );
+    assert_names(&error, "server.forwarded_client_certificate_header");
+}
+
+#[test]
+fn partner_crls_allowed_with_forwarding() {
+    let config = from_toml(
+        "[server]\ntrusted_proxies = [\"10.0.0.1\"]\nforwarded_client_certificate = \"envoy\"\n\
+         partner_crls = [\"a.pem\"]\n",
+        &no_env(),
+    )
+    .unwrap();
+    assert_eq!(config.server.partner_crls, vec![PathBuf::from("a.pem")]);
+}

@@ -12,7 +12,8 @@ use super::raw::{RawRoute, RawServer, RawTls};
 use super::{
     AuthMethod, ClientCertificateMode, Config, ConfigError, DEFAULT_HEADER_READ_TIMEOUT,
     DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_ROUTE_TIMEOUT,
-    DEFAULT_SHUTDOWN_GRACE, RawConfig, RouteConfig, RouteScopes, ServerConfig, TlsMode,
+    DEFAULT_SHUTDOWN_GRACE, ForwardedCertificateConfig, ForwardedCertificateFormat, RawConfig,
+    RouteConfig, RouteScopes, ServerConfig, TlsMode,
 };
 
 /// Scopes key that applies to every method not listed on its own.
@@ -90,13 +91,21 @@ fn check_server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
     }
 
     let client_certificates = check_client_certificates(raw.client_certificates.as_deref(), &tls)?;
+    let forwarded_client_certificate = check_forwarded_certificate(
+        raw.forwarded_client_certificate.as_deref(),
+        raw.forwarded_client_certificate_header.as_deref(),
+        &trusted_proxies,
+    )?;
     let partner_crls = raw.partner_crls.unwrap_or_default();
-    if !partner_crls.is_empty() && client_certificates == ClientCertificateMode::Off {
+    if !partner_crls.is_empty()
+        && client_certificates == ClientCertificateMode::Off
+        && forwarded_client_certificate.is_none()
+    {
         return Err(ConfigError::invalid(
             "server.partner_crls",
             "CRLs are used only to check client certificates; set \
-             server.client_certificates to \"optional\" or \"required\", or remove \
-             server.partner_crls",
+             server.client_certificates to \"optional\" or \"required\", or \
+             server.forwarded_client_certificate, or remove server.partner_crls",
         ));
     }
 
@@ -118,7 +127,53 @@ fn check_server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
         )?,
         client_certificates,
         partner_crls,
+        forwarded_client_certificate,
     })
+}
+
+/// Parses `server.forwarded_client_certificate` and its header. A forwarded
+/// certificate is believed only from a trusted proxy, so forwarding
+/// without `trusted_proxies` would never take effect and is rejected.
+fn check_forwarded_certificate(
+    format: Option<&str>,
+    header: Option<&str>,
+    trusted_proxies: &[ipnet::IpNet],
+) -> Result<Option<ForwardedCertificateConfig>, ConfigError> {
+    let format = match format {
+        None | Some("off") => {
+            if header.is_some() {
+                return Err(ConfigError::invalid(
+                    "server.forwarded_client_certificate_header",
+                    "set only together with server.forwarded_client_certificate = \"envoy\" \
+                     or \"nginx\"; remove it or set the format",
+                ));
+            }
+            return Ok(None);
+        }
+        Some("envoy") => ForwardedCertificateFormat::Envoy,
+        Some("nginx") => ForwardedCertificateFormat::Nginx,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "server.forwarded_client_certificate",
+                format!("invalid value {other:?}; expected \"off\", \"envoy\" or \"nginx\""),
+            ));
+        }
+    };
+    if trusted_proxies.is_empty() {
+        return Err(ConfigError::invalid(
+            "server.forwarded_client_certificate",
+            "a forwarded certificate is read only from a trusted proxy; list the proxy's \
+             address in server.trusted_proxies",
+        ));
+    }
+    let text = header.unwrap_or(format.default_header());
+    let header = http::HeaderName::from_bytes(text.as_bytes()).map_err(|_| {
+        ConfigError::invalid(
+            "server.forwarded_client_certificate_header",
+            format!("invalid header name {text:?}; expected a token such as x-client-cert"),
+        )
+    })?;
+    Ok(Some(ForwardedCertificateConfig { format, header }))
 }
 
 /// Parses `server.client_certificates`. Client certificates travel in the

@@ -5,7 +5,8 @@
 //! - [`routes`]: the route table and upstream URIs.
 //! - [`proxy`]: forwarding, header policy and streaming.
 //!
-//! Order of checks: route (404), credential (400/401, including a
+//! Order of checks: route (404), a presented client certificate that
+//! failed verification (401), credential (400/401, including a
 //! credential of a kind the route does not accept), key kind (403), method
 //! (405), scope (403), body size (413), then the upstream (502/504). What
 //! the cache holds is only what is true of the key; the route's rules are
@@ -32,9 +33,12 @@ use crate::auth::{
     AuthenticatedToken, Caller, CheckContext, TokenVerifier, authenticate_for_route,
 };
 use crate::config::RouteConfig;
+use crate::listener::ClientCertificate;
 use crate::listener::ConnectionInfo;
+use crate::pki::presented::{ForwardedCertificates, client_certificate};
 use crate::problem::Problem;
 use crate::telemetry::{FactsHandle, RequestId};
+use crate::usage::FailedAuthentication;
 use proxy::ForwardContext;
 
 /// Most request-body bytes read and thrown away before an early error
@@ -63,12 +67,25 @@ pub async fn handle(State(state): State<AppState>, request: Request<Body>) -> Re
             return problem.into_response();
         }
     };
+    let mut identity = identity_headers(&judged.caller);
+    if let Some(thumbprint) = judged.certificate_thumbprint
+        && let Ok(value) = HeaderValue::from_str(&thumbprint)
+    {
+        identity.push((
+            HeaderName::from_static(CERTIFICATE_THUMBPRINT_HEADER),
+            value,
+        ));
+    }
     let context = ForwardContext {
-        identity: identity_headers(&judged.caller),
+        identity,
         peer_ip: judged.peer_ip,
         peer_trusted: state.proxies.contains(judged.peer_ip),
         tls: judged.tls,
         request_id: &request_id,
+        client_certificate_header: state
+            .forwarded_certificates
+            .as_ref()
+            .map(ForwardedCertificates::header),
     };
     let request = Request::from_parts(parts, body);
     match state
@@ -88,7 +105,14 @@ struct Judged<'a> {
     caller: Caller,
     peer_ip: std::net::IpAddr,
     tls: bool,
+    /// The `x5t#S256` thumbprint of the request's verified client
+    /// certificate.
+    certificate_thumbprint: Option<String>,
 }
+
+/// The identity header that carries the SHA-256 thumbprint (base64url, RFC
+/// 8705 §3.1 `x5t#S256`) of the caller's verified client certificate.
+pub const CERTIFICATE_THUMBPRINT_HEADER: &str = "x-portcullis-client-certificate-sha256";
 
 /// Applies the checks in the order the module docs give.
 async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Problem> {
@@ -124,6 +148,11 @@ async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Pro
         facts: &facts,
         now: time::OffsetDateTime::now_utc(),
     };
+    let certificate = client_certificate(state, &connection, &parts.headers);
+    if let Some(certificate) = &certificate {
+        check_presented_certificate(state, certificate, &context)?;
+    }
+
     let tokens = TokenVerifier::new(&state.oauth, &state.store, state.verifier.cache());
     let caller = authenticate_for_route(
         &state.verifier,
@@ -160,7 +189,51 @@ async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Pro
         caller,
         peer_ip,
         tls: connection.tls,
+        certificate_thumbprint: certificate
+            .as_ref()
+            .filter(|certificate| certificate.verified().is_some())
+            .map(|certificate| certificate.thumbprint_sha256.clone()),
     })
+}
+
+/// Rejects a client certificate that failed verification with 401 and
+/// records the failure with its serial and issuer. A single self-signed
+/// certificate whose public key is registered for RFC 8705 §2.2 passes:
+/// it chains to no CA by design, and the credential check decides.
+fn check_presented_certificate(
+    state: &AppState,
+    certificate: &ClientCertificate,
+    context: &CheckContext<'_>,
+) -> Result<(), Problem> {
+    let Err(rejection) = &certificate.verdict else {
+        return Ok(());
+    };
+    let registered_self_signed = state
+        .client_certificate_trust
+        .get()
+        .is_some_and(|trust| trust.accepts_self_signed(&certificate.chain));
+    if registered_self_signed {
+        return Ok(());
+    }
+
+    context
+        .usage
+        .record_failure(FailedAuthentication::certificate_rejected(
+            context.now,
+            context.client_ip,
+            context.surface,
+            rejection,
+        ));
+    Err(Problem::new(
+        http::StatusCode::UNAUTHORIZED,
+        "invalid_client_certificate",
+        "Invalid client certificate",
+        format!(
+            "the client certificate was rejected ({}): {}; present a valid certificate or none",
+            rejection.code(),
+            rejection.reason()
+        ),
+    ))
 }
 
 /// Reads and drops up to [`DISCARD_LIMIT`] bytes of a body that will not be

@@ -70,6 +70,10 @@ pub struct ForwardContext<'a> {
     pub tls: bool,
     /// This request's id.
     pub request_id: &'a str,
+    /// The header in which trusted proxies forward the client certificate,
+    /// removed so that the upstream never reads a certificate it cannot
+    /// tell was checked.
+    pub client_certificate_header: Option<&'a HeaderName>,
 }
 
 /// The HTTP client for upstreams (HTTP and HTTPS).
@@ -187,6 +191,9 @@ fn forwarded_headers(
     for name in dropped {
         headers.remove(&name);
     }
+    if let Some(name) = context.client_certificate_header {
+        headers.remove(name);
+    }
     headers.remove(http::header::AUTHORIZATION);
     headers.remove(crate::auth::extract::API_KEY_HEADER);
     // The client sets Host from the upstream URI.
@@ -275,6 +282,7 @@ mod tests {
             peer_trusted: trusted,
             tls: true,
             request_id: "req-1",
+            client_certificate_header: None,
         }
     }
 

@@ -2,6 +2,8 @@
 //!
 //! - [`ca`]: the internal CA: client certificates from CSRs, revocation, the
 //!   CRL, and the partner CAs trusted per tenant.
+//! - [`forwarded`]: client certificates forwarded in a header by a
+//!   TLS-terminating proxy.
 //! - [`handshake`]: the rustls client certificate verifier of the listener.
 //! - [`identity`]: whether a presented client certificate authenticates an
 //!   OAuth client (RFC 8705 §2).
@@ -18,6 +20,7 @@
 //!   share.
 
 pub mod ca;
+pub mod forwarded;
 pub mod handshake;
 pub mod identity;
 pub mod presented;

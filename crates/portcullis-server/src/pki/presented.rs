@@ -3,26 +3,222 @@
 //! Code that needs a request's certificate (the token endpoint, the gateway,
 //! the verify API) reads it through [`client_certificate`], so that they all
 //! see the same certificate and the same verdict.
+//!
+//! With `server.forwarded_client_certificate`, a request from a peer in
+//! `server.trusted_proxies` carries the certificate that the proxy forwards
+//! in its header, and only that one: a trusted proxy without the header
+//! forwards a client that presented none, so the proxy's own TLS
+//! certificate is never taken as the client's. From any other peer the
+//! header is ignored and the connection's certificate counts.
+//!
+//! A forwarded chain is verified with the listener's anchors, CRLs and
+//! revoked serials. Verdicts are cached by the SHA-256 of the header value
+//! for [`FORWARDED_CACHE_TTL`], at most [`FORWARDED_CACHE_CAPACITY`] of them,
+//! and an entry is not used once the trust was rebuilt or a certificate was
+//! revoked after it was stored.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use http::HeaderMap;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, StatusCode};
 
+use super::forwarded::{ForwardedCertificateError, parse_forwarded_chain};
+use super::trust::{ClientCertificateTrust, TrustSnapshot};
+use super::verify::{Rejection, VerifiedClient};
 use crate::app::AppState;
+use crate::config::ForwardedCertificateConfig;
 use crate::listener::{ClientCertificate, ConnectionInfo};
+use crate::problem::Problem;
+
+/// Time a cached verdict of a forwarded certificate is used.
+pub const FORWARDED_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// Maximum number of cached verdicts. When it is reached, expired entries
+/// are dropped, and if none has expired the whole cache is cleared.
+pub const FORWARDED_CACHE_CAPACITY: usize = 1024;
 
 /// Returns the client certificate of a request, with its verdict, or `None`
 /// when the request carries none.
 ///
-/// The certificate is the one the client presented in this connection's TLS
-/// handshake.
-// NOTE: `state` and `headers` are unused until a certificate forwarded by a
-// trusted TLS-terminating proxy is read from its header.
+/// A malformed forwarded header from a trusted proxy gives `None` here,
+/// because [`reject_malformed_forwarded_certificate`] has rejected such a
+/// request with 400 before any handler runs.
 pub fn client_certificate(
     state: &AppState,
     connection: &ConnectionInfo,
     headers: &HeaderMap,
 ) -> Option<Arc<ClientCertificate>> {
-    let _ = (state, headers);
-    connection.client_certificate.clone()
+    match forwarded_certificate(state, connection, headers) {
+        Forwarded::NotApplicable => connection.client_certificate.clone(),
+        Forwarded::Certificate(certificate) => certificate,
+        Forwarded::Malformed(_) => None,
+    }
+}
+
+/// Middleware that rejects a request whose trusted proxy forwarded a
+/// certificate header that cannot be read, with 400
+/// `invalid_client_certificate_header`.
+pub async fn reject_malformed_forwarded_certificate(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let malformed = request
+        .extensions()
+        .get::<ConnectionInfo>()
+        .and_then(|connection| {
+            match forwarded_certificate(&state, connection, request.headers()) {
+                Forwarded::Malformed(error) => Some(error),
+                Forwarded::NotApplicable | Forwarded::Certificate(_) => None,
+            }
+        });
+    match malformed {
+        Some(error) => {
+            tracing::warn!(error = %error, "malformed forwarded client certificate header from a trusted proxy");
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_client_certificate_header",
+                "Invalid forwarded client certificate",
+                format!("the proxy's client certificate header is invalid: {error}"),
+            )
+            .into_response()
+        }
+        None => next.run(request).await,
+    }
+}
+
+/// The outcome of reading the forwarded header.
+enum Forwarded {
+    /// Forwarding is off, or the peer is not a trusted proxy.
+    NotApplicable,
+    /// The certificate that a trusted proxy forwarded, or `None` when it
+    /// forwarded none.
+    Certificate(Option<Arc<ClientCertificate>>),
+    /// The header of a trusted proxy cannot be read.
+    Malformed(ForwardedCertificateError),
+}
+
+fn forwarded_certificate(
+    state: &AppState,
+    connection: &ConnectionInfo,
+    headers: &HeaderMap,
+) -> Forwarded {
+    let Some(forwarding) = &state.forwarded_certificates else {
+        return Forwarded::NotApplicable;
+    };
+    if !state.proxies.contains(connection.peer.ip()) {
+        return Forwarded::NotApplicable;
+    }
+    let mut values = headers.get_all(&forwarding.config.header).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        // No header, or several: a proxy sets exactly one.
+        return match headers.contains_key(&forwarding.config.header) {
+            false => Forwarded::Certificate(None),
+            true => Forwarded::Malformed(ForwardedCertificateError::Repeated),
+        };
+    };
+    let Some(trust) = state.client_certificate_trust.get() else {
+        tracing::error!("forwarded client certificate without a started trust; ignoring it");
+        return Forwarded::Certificate(None);
+    };
+    forwarding.verdict(value.as_bytes(), trust)
+}
+
+/// The forwarding settings with the cache of verdicts.
+pub struct ForwardedCertificates {
+    config: ForwardedCertificateConfig,
+    cache: Mutex<HashMap<[u8; 32], CachedVerdict>>,
+}
+
+struct CachedVerdict {
+    certificate: Option<Arc<ClientCertificate>>,
+    stored_at: Instant,
+    snapshot: Arc<TrustSnapshot>,
+    revoked_count: usize,
+}
+
+impl ForwardedCertificates {
+    /// Builds the settings with an empty cache.
+    pub fn new(config: ForwardedCertificateConfig) -> Self {
+        Self {
+            config,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Returns the configured header.
+    pub fn header(&self) -> &http::HeaderName {
+        &self.config.header
+    }
+
+    fn verdict(&self, value: &[u8], trust: &ClientCertificateTrust) -> Forwarded {
+        let snapshot = trust.snapshot();
+        let revoked_count = trust.revoked().len();
+        let key = sha256(value);
+        let now = Instant::now();
+        if let Some(cached) = lock(&self.cache).get(&key)
+            && now.duration_since(cached.stored_at) < FORWARDED_CACHE_TTL
+            && Arc::ptr_eq(&cached.snapshot, &snapshot)
+            && cached.revoked_count == revoked_count
+        {
+            return Forwarded::Certificate(cached.certificate.clone());
+        }
+
+        let chain = match parse_forwarded_chain(self.config.format, value) {
+            Ok(Some(chain)) => chain,
+            Ok(None) => return Forwarded::Certificate(None),
+            Err(error) => return Forwarded::Malformed(error),
+        };
+        let verdict = verify_with_revocations(&snapshot, trust, &chain);
+        let certificate = ClientCertificate::new(chain, verdict).map(Arc::new);
+
+        let mut cache = lock(&self.cache);
+        if cache.len() >= FORWARDED_CACHE_CAPACITY {
+            cache.retain(|_, entry| now.duration_since(entry.stored_at) < FORWARDED_CACHE_TTL);
+            if cache.len() >= FORWARDED_CACHE_CAPACITY {
+                cache.clear();
+            }
+        }
+        cache.insert(
+            key,
+            CachedVerdict {
+                certificate: certificate.clone(),
+                stored_at: now,
+                snapshot,
+                revoked_count,
+            },
+        );
+        Forwarded::Certificate(certificate)
+    }
+}
+
+/// Verifies a forwarded chain under `snapshot` and rejects a leaf whose
+/// serial was revoked after the snapshot's CRL was built.
+fn verify_with_revocations(
+    snapshot: &TrustSnapshot,
+    trust: &ClientCertificateTrust,
+    chain: &[rustls_pki_types::CertificateDer<'static>],
+) -> Result<VerifiedClient, Rejection> {
+    let verified = snapshot.verify(chain)?;
+    if trust.revoked().contains(&verified.serial) {
+        return Err(Rejection::revoked_serial(&verified));
+    }
+    Ok(verified)
+}
+
+fn sha256(value: &[u8]) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, value);
+    let mut output = [0; 32];
+    output.copy_from_slice(digest.as_ref());
+    output
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

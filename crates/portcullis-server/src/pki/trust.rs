@@ -89,8 +89,9 @@ pub enum TrustError {
 /// One built configuration with the anchors and CRLs it verifies against,
 /// so that [`verify_client_chain`] can repeat the handshake's check.
 pub struct TrustSnapshot {
-    /// The rustls configuration for new handshakes.
-    pub server_config: Arc<rustls::ServerConfig>,
+    /// The rustls configuration for new handshakes, or `None` for a trust
+    /// that only verifies forwarded certificates.
+    pub server_config: Option<Arc<rustls::ServerConfig>>,
     roots: Vec<(CertificateDer<'static>, AnchorOwner)>,
     anchors: TrustAnchors,
     crls: Vec<CertificateRevocationListDer<'static>>,
@@ -113,7 +114,7 @@ impl TrustSnapshot {
 /// The client certificate trust of one listener.
 pub struct ClientCertificateTrust {
     mode: ClientCertificateMode,
-    base: Arc<rustls::ServerConfig>,
+    base: Option<Arc<rustls::ServerConfig>>,
     partner_crls: Vec<PathBuf>,
     store: Store,
     ca: Arc<CertificateAuthority>,
@@ -127,8 +128,9 @@ impl ClientCertificateTrust {
     /// Builds the first configuration and loads the revoked serials.
     ///
     /// `base` is the listener's configuration without client certificates.
-    /// Its certificate and ALPN protocols are kept in every rebuild. `mode`
-    /// must not be [`ClientCertificateMode::Off`].
+    /// Its certificate and ALPN protocols are kept in every rebuild. Without
+    /// `base`, no rustls configuration is built, and the trust only
+    /// verifies certificates forwarded by a proxy.
     ///
     /// # Errors
     ///
@@ -136,7 +138,7 @@ impl ClientCertificateTrust {
     /// errors of reading the CAs, the CRLs and the partner CRL files.
     pub async fn start(
         mode: ClientCertificateMode,
-        base: Arc<rustls::ServerConfig>,
+        base: Option<Arc<rustls::ServerConfig>>,
         partner_crls: Vec<PathBuf>,
         store: Store,
         ca: Arc<CertificateAuthority>,
@@ -145,7 +147,7 @@ impl ClientCertificateTrust {
         let revoked = RevokedSerials::load(&store, now).await?;
         let mut trust = Self {
             mode,
-            base: Arc::clone(&base),
+            base: base.clone(),
             partner_crls,
             store,
             ca,
@@ -164,7 +166,7 @@ impl ClientCertificateTrust {
         Ok(trust)
     }
 
-    /// Returns the configuration for a new handshake.
+    /// Returns the current anchors, CRLs and configuration.
     pub fn snapshot(&self) -> Arc<TrustSnapshot> {
         self.current.load_full()
     }
@@ -177,6 +179,15 @@ impl ClientCertificateTrust {
     /// Returns the listener's mode.
     pub fn mode(&self) -> ClientCertificateMode {
         self.mode
+    }
+
+    /// Returns whether `chain` is a single self-signed certificate whose
+    /// public key is in [`Self::self_signed_keys`].
+    pub fn accepts_self_signed(&self, chain: &[CertificateDer<'_>]) -> bool {
+        match chain {
+            [certificate] => self.self_signed.accepts(certificate),
+            _ => false,
+        }
     }
 
     /// Returns the public keys of self-signed certificates that `required`
@@ -285,15 +296,22 @@ impl ClientCertificateTrust {
             self.self_signed.clone(),
         );
 
-        let mut config = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|error| TrustError::Rustls(error.to_string()))?
-            .with_client_cert_verifier(Arc::new(verifier))
-            .with_cert_resolver(Arc::clone(&self.base.cert_resolver));
-        config.alpn_protocols = self.base.alpn_protocols.clone();
+        let server_config = match &self.base {
+            Some(base) => {
+                let mut config =
+                    rustls::ServerConfig::builder_with_provider(crate::tls::provider())
+                        .with_safe_default_protocol_versions()
+                        .map_err(|error| TrustError::Rustls(error.to_string()))?
+                        .with_client_cert_verifier(Arc::new(verifier))
+                        .with_cert_resolver(Arc::clone(&base.cert_resolver));
+                config.alpn_protocols = base.alpn_protocols.clone();
+                Some(Arc::new(config))
+            }
+            None => None,
+        };
 
         Ok(TrustSnapshot {
-            server_config: Arc::new(config),
+            server_config,
             roots,
             anchors,
             crls,

@@ -381,6 +381,21 @@ impl Rejection {
         Self { kind, reason, leaf }
     }
 
+    /// Builds the rejection of a verified leaf whose serial is in the set
+    /// of revoked serials, for a revocation that no CRL lists yet.
+    pub fn revoked_serial(client: &VerifiedClient) -> Self {
+        let summary = CertificateSummary {
+            serial: client.serial.clone(),
+            issuer: client.issuer.clone(),
+            subject: client.subject.clone(),
+        };
+        Self::new(
+            RejectionKind::Revoked,
+            format!("leaf certificate serial {} is revoked", client.serial),
+            Some(summary),
+        )
+    }
+
     /// Returns the kind of failure.
     pub fn kind(&self) -> RejectionKind {
         self.kind

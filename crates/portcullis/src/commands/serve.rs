@@ -82,10 +82,19 @@ pub(crate) async fn run(
         app::start_client_certificates(&config, &state, tls.as_ref().map(|(config, _)| config))
             .await
             .context("failed to set up client certificates")?;
-    if certificates.is_some() {
+    if let Some(trust) = &certificates
+        && trust.snapshot().server_config.is_some()
+    {
         tracing::info!(
             mode = ?config.server.client_certificates,
             "TLS clients are asked for a certificate"
+        );
+    }
+    if let Some(forwarded) = &config.server.forwarded_client_certificate {
+        tracing::info!(
+            format = ?forwarded.format,
+            header = %forwarded.header,
+            "client certificates forwarded by trusted proxies are read"
         );
     }
 
