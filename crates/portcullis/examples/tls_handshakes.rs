@@ -10,9 +10,9 @@
 //!
 //! Each connection makes one handshake, sends `GET /healthz` with
 //! `Connection: close`, reads the response to the end and checks its status
-//! line. The client offers only X25519 for the key exchange, as OpenSSL 3.0
-//! does, so that the server does the same work for this client and for
-//! `openssl s_time`.
+//! line. The client offers only X25519 for the key exchange, the group of
+//! the one key share that `openssl s_time` (OpenSSL 3.0) sends, so that the
+//! server makes the same exchange for both clients.
 //!
 //! The client trusts exactly the server certificate given by
 //! `--server-cert`, and it still checks the handshake signature with that
@@ -296,8 +296,8 @@ async fn connect_once(
         .context("connect failed")?;
     tcp.set_nodelay(true)
         .context("setting TCP_NODELAY failed")?;
-    // The pinned-certificate verifier ignores the name, and an IP address
-    // as name would make the client send no SNI, as s_time does.
+    // The pinned-certificate verifier ignores the name. rustls sends no SNI
+    // for an IP address, and s_time sends none either.
     let name = ServerName::IpAddress(address.ip().into());
     let mut tls = connector
         .connect(name, tcp)
