@@ -253,9 +253,12 @@ async fn redis_answers_like_local() {
     };
     let redis = limiter(&url, &unique_prefix());
     let local = LocalLimiter::default();
+    // The route limit is listed twice, so each request counts twice there.
     let limits = [
         limit("key", "10/min burst 5", "key_1"),
         limit("tenant", "3/h", "acme"),
+        limit("route", "8/min", "/orders"),
+        limit("route", "8/min", "/orders"),
     ];
     for attempt in 0..8 {
         let shared = redis.check(&limits, None).await.unwrap();

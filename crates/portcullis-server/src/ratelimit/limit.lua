@@ -21,10 +21,12 @@ local max_uses = tonumber(ARGV[2])
 local verdict = 1
 local reply = {0, 0}
 local new_tats = {}
+-- A key listed twice sees the TAT its earlier entry would store.
+local pending = {}
 for i = 1, n do
   local emission = tonumber(ARGV[2 * i + 2])
   local burst = tonumber(ARGV[2 * i + 3])
-  local stored = tonumber(redis.call('GET', KEYS[i])) or 0
+  local stored = pending[KEYS[i]] or tonumber(redis.call('GET', KEYS[i])) or 0
   local tat = math.max(stored, now)
   local new_tat = tat + emission
   local window = emission * burst
@@ -37,6 +39,7 @@ for i = 1, n do
     end
   else
     new_tats[i] = new_tat
+    pending[KEYS[i]] = new_tat
     local remaining = math.floor((window - ahead) / emission)
     for _, value in ipairs({1, remaining, ahead, 0, ahead_before}) do
       table.insert(reply, value)
