@@ -25,8 +25,9 @@ use crate::ratelimit::gcra::{Gcra, Outcome};
 use crate::ratelimit::local::{LocalLimiter, decide};
 
 /// Default time one Redis call may take before the check gives up on it.
-/// Above a loopback or same-zone round trip (well under 5 ms), and short
-/// enough that a stalled Redis adds little to a request.
+/// It is far above a loopback or same-zone round trip (an estimate: a few
+/// milliseconds at most), and short enough that a stalled Redis adds
+/// little to a request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(75);
 
 /// Default prefix of every key Portcullis writes to Redis.
