@@ -63,7 +63,11 @@ impl Identity {
 struct PartnerCa {
     issuer: Issuer<'static, KeyPair>,
     pem: String,
+    key_pem: String,
 }
+
+/// Serial of the partner CA's own certificate, as the audit log writes it.
+const PARTNER_CA_SERIAL: &str = "0c01";
 
 impl PartnerCa {
     fn new() -> Self {
@@ -73,11 +77,21 @@ impl PartnerCa {
             .push(DnType::CommonName, "Partner CA");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.serial_number = Some(SerialNumber::from_slice(&[0x0c, 0x01]));
         let key = KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
         Self {
             pem: cert.pem(),
+            key_pem: key.serialize_pem(),
             issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// Returns the CA's own certificate and key, to present as a leaf.
+    fn as_leaf(&self) -> Identity {
+        Identity {
+            cert_pem: self.pem.clone(),
+            key_pem: self.key_pem.clone(),
         }
     }
 
@@ -98,16 +112,14 @@ impl PartnerCa {
     /// Signs a leaf for [`PARTNER_DNS`] with the clientAuth extended key
     /// usage, or without the extension when `client_auth_eku` is false.
     fn leaf(&self, client_auth_eku: bool) -> Identity {
-        let mut params = CertificateParams::new(vec![PARTNER_DNS.to_owned()]).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "partner service");
-        if client_auth_eku {
-            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let mut params = leaf_params();
+        if !client_auth_eku {
+            params.extended_key_usages = Vec::new();
         }
-        let now = time::OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::days(1);
-        params.not_after = now + time::Duration::days(30);
+        self.sign(&params)
+    }
+
+    fn sign(&self, params: &CertificateParams) -> Identity {
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         Identity {
@@ -115,6 +127,20 @@ impl PartnerCa {
             key_pem: key.serialize_pem(),
         }
     }
+}
+
+/// The parameters of a valid partner leaf: SAN [`PARTNER_DNS`], clientAuth,
+/// valid from yesterday for 30 days.
+fn leaf_params() -> CertificateParams {
+    let mut params = CertificateParams::new(vec![PARTNER_DNS.to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "partner service");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(30);
+    params
 }
 
 /// Registers a `client_credentials` client of `tenant` for
@@ -194,6 +220,62 @@ async fn token(
 fn claims(jwt: &str) -> Value {
     let payload = jwt.split('.').nth(1).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// Returns leaves that fail chain verification, each with a label, the
+/// serial the audit record must name and the expected failure code.
+fn rejected_chains(partner: &PartnerCa) -> Vec<(&'static str, Identity, String, &'static str)> {
+    let now = time::OffsetDateTime::now_utc();
+    let mut cases = Vec::new();
+
+    let mut server_auth = leaf_params();
+    server_auth.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    server_auth.serial_number = Some(SerialNumber::from_slice(&[0x0b, 0x02]));
+    cases.push((
+        "serverAuth only",
+        partner.sign(&server_auth),
+        "0b02",
+        "wrong_usage",
+    ));
+
+    let mut expired = leaf_params();
+    expired.not_before = now - time::Duration::days(10);
+    expired.not_after = now - time::Duration::days(1);
+    expired.serial_number = Some(SerialNumber::from_slice(&[0x0b, 0x04]));
+    cases.push(("expired", partner.sign(&expired), "0b04", "expired"));
+
+    let mut future = leaf_params();
+    future.not_before = now + time::Duration::days(1);
+    future.not_after = now + time::Duration::days(10);
+    future.serial_number = Some(SerialNumber::from_slice(&[0x0b, 0x05]));
+    cases.push((
+        "not yet valid",
+        partner.sign(&future),
+        "0b05",
+        "not_yet_valid",
+    ));
+
+    let mut self_signed = leaf_params();
+    self_signed.serial_number = Some(SerialNumber::from_slice(&[0x0b, 0x06]));
+    let key = KeyPair::generate().unwrap();
+    let cert = self_signed.self_signed(&key).unwrap();
+    let stranger = Identity {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    };
+    cases.push(("self-signed", stranger, "0b06", "unknown_issuer"));
+
+    cases.push((
+        "CA as leaf",
+        partner.as_leaf(),
+        PARTNER_CA_SERIAL,
+        "ca_used_as_leaf",
+    ));
+
+    cases
+        .into_iter()
+        .map(|(case, identity, serial, code)| (case, identity, serial.to_owned(), code))
+        .collect()
 }
 
 /// Waits up to five seconds for an `auth_failed` audit record of `client`
@@ -366,6 +448,20 @@ async fn certificate_clients_get_bound_tokens() {
     // 5280 §4.2.1.12 reads it as any purpose.
     let (status, body) = token(&server, Some(&partner.leaf(false)), &partner_id).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Chains that fail verification reach the application in optional
+    // mode and are answered 401 invalid_client, with an audit record that
+    // names the leaf's serial and issuer.
+    for (case, identity, serial, code) in rejected_chains(&partner) {
+        let (status, body) = token(&server, Some(&identity), &partner_id).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}: {body}");
+        assert_eq!(body["error"], "invalid_client", "{case}");
+        let record = failure_record(&store, &partner_id, &serial).await;
+        assert_eq!(record["code"], code, "{case}");
+        assert_eq!(record["certificate_serial"], serial.as_str(), "{case}");
+        let issuer = record["certificate_issuer"].as_str().unwrap_or_default();
+        assert!(issuer.contains("CN="), "{case}: issuer {issuer:?}");
+    }
 
     store.close().await;
 }
