@@ -129,7 +129,29 @@ impl PartnerCa {
     }
 }
 
-/// The parameters of a valid partner leaf: SAN [`PARTNER_DNS`], clientAuth,
+/// Makes a self-signed P-256 certificate and returns it with the public
+/// JWK of its key.
+fn self_signed_with_jwk() -> (Identity, Value) {
+    let key = KeyPair::generate().unwrap();
+    let params = leaf_params();
+    let cert = params.self_signed(&key).unwrap();
+    // An uncompressed P-256 point: 0x04, then x and y of 32 bytes each.
+    let point = key.public_key_raw();
+    let jwk = serde_json::json!({
+        "kty": "EC",
+        "crv": "P-256",
+        "kid": "self-signed",
+        "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+        "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+    });
+    let identity = Identity {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    };
+    (identity, jwk)
+}
+
+/// Returns the parameters of a valid partner leaf: SAN [`PARTNER_DNS`], clientAuth,
 /// valid from yesterday for 30 days.
 fn leaf_params() -> CertificateParams {
     let mut params = CertificateParams::new(vec![PARTNER_DNS.to_owned()]).unwrap();
@@ -325,6 +347,29 @@ async fn certificate_clients_get_bound_tokens() {
             .as_str()
             .unwrap()
             .to_owned();
+    let (self_signed, self_signed_jwk) = self_signed_with_jwk();
+    let jwks_path = data.path().join("self-signed-jwks.json");
+    let jwks = serde_json::json!({ "keys": [self_signed_jwk] });
+    std::fs::write(&jwks_path, jwks.to_string()).unwrap();
+    let self_signed_id = data.cli_json(&[
+        "clients",
+        "create",
+        "--tenant",
+        "globex",
+        "--name",
+        "Self-signed partner",
+        "--grant-types",
+        "client_credentials",
+        "--scopes",
+        "orders:read",
+        "--auth-method",
+        "self_signed_tls_client_auth",
+        "--jwks",
+        jwks_path.to_str().unwrap(),
+    ])["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (cert_a, _) = issue(&data, &internal_id, "a");
     let (other_cert, other_serial) = issue(&data, &other_id, "other");
     let partner = PartnerCa::new();
@@ -449,8 +494,19 @@ async fn certificate_clients_get_bound_tokens() {
     let (status, body) = token(&server, Some(&partner.leaf(false)), &partner_id).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
+    // A self-signed certificate whose key is in the client's JWKS (RFC
+    // 8705 §2.2), and one whose key is not.
+    let (status, body) = token(&server, Some(&self_signed), &self_signed_id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let bound = claims(body["access_token"].as_str().unwrap());
+    assert_eq!(bound["cnf"]["x5t#S256"], self_signed.thumbprint());
+    let (unregistered, _) = self_signed_with_jwk();
+    let (status, body) = token(&server, Some(&unregistered), &self_signed_id).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "invalid_client");
+
     // Chains that fail verification reach the application in optional
-    // mode and are answered 401 invalid_client, with an audit record that
+    // mode and get 401 invalid_client, with an audit record that
     // names the leaf's serial and issuer.
     for (case, identity, serial, code) in rejected_chains(&partner) {
         let (status, body) = token(&server, Some(&identity), &partner_id).await;
