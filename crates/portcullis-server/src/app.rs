@@ -24,6 +24,7 @@ use crate::manage::Manager;
 use crate::oauth::server::{AuthorizationServer, maintain};
 use crate::oauth::{authorize, introspect, metadata, revoke, token};
 use crate::pki::ca::CertificateAuthority;
+use crate::pki::identity::maintain_self_signed_keys;
 use crate::pki::presented::{ForwardedCertificates, reject_malformed_forwarded_certificate};
 use crate::pki::publish;
 use crate::pki::trust::{ClientCertificateTrust, TrustError};
@@ -204,6 +205,13 @@ pub async fn run(
     let trust_task = certificates
         .clone()
         .map(|trust| tokio::spawn(trust.maintain(background.clone())));
+    let self_signed_task = certificates.clone().map(|trust| {
+        tokio::spawn(maintain_self_signed_keys(
+            trust,
+            state.store.clone(),
+            background.clone(),
+        ))
+    });
     let keys = tokio::spawn(maintain(state.oauth.clone(), background.clone()));
     let flusher = tokio::spawn(flush_periodically(
         state.usage.clone(),
@@ -245,6 +253,9 @@ pub async fn run(
     background.cancel();
     let _ = tokio::join!(feed, flusher, keys);
     if let Some(task) = trust_task {
+        let _ = task.await;
+    }
+    if let Some(task) = self_signed_task {
         let _ = task.await;
     }
     state.usage.flush(&state.store).await;

@@ -10,23 +10,59 @@
 //!   public key must be one of the client's registered JWKS keys, compared
 //!   as key material, and the leaf must be within its validity period.
 //!
+//! [`maintain_self_signed_keys`] gives the listener the public keys of
+//! registered self-signed certificates, so that a listener that requires
+//! client certificates lets them complete the handshake.
+//!
 //! Both rely on the TLS handshake having proved that the client has the
 //! leaf's private key (the CertificateVerify message), or on a trusted
 //! proxy having checked it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use portcullis_core::ids::ClientId;
 use portcullis_core::oauth::tls_subject::{Attribute, AttributeValue, DistinguishedName};
 use portcullis_core::oauth::{ClientAuthMethod, ClientRecord};
+use portcullis_store::{Store, StoreError};
 use serde_json::Value;
 use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::der_parser::asn1_rs::ToDer;
 use x509_parser::public_key::PublicKey;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
+use super::handshake::spki_sha256;
+use super::trust::ClientCertificateTrust;
 use super::verify::{SubjectAltName, VerifiedClient};
+use crate::telemetry::ErrorChain;
+
+/// How often the keys of `self_signed_tls_client_auth` clients are reloaded
+/// for the handshake. A new client's certificate completes a `required`
+/// handshake within this time, and a revoked client's stops doing so.
+pub const SELF_SIGNED_KEYS_REFRESH: Duration = Duration::from_secs(5);
+
+/// DER of a P-256 SubjectPublicKeyInfo up to the point: the algorithm
+/// (id-ecPublicKey, prime256v1) and the BIT STRING header (RFC 5480 §2).
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+/// DER of an Ed25519 SubjectPublicKeyInfo up to the key (RFC 8410 §4).
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+/// DER of the rsaEncryption AlgorithmIdentifier, with its NULL parameters
+/// (RFC 8017 Appendix C).
+const RSA_ALGORITHM: [u8; 15] = [
+    0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+];
 
 /// OID of id-ecPublicKey (RFC 5480 §2.1.1).
 const EC_PUBLIC_KEY_OID: &str = "1.2.840.10045.2.1";
@@ -247,6 +283,105 @@ fn jwk_material(key: &Value) -> Option<KeyMaterial> {
         }),
         _ => None,
     }
+}
+
+/// Reloads the SPKI digests of the registered keys of live
+/// `self_signed_tls_client_auth` clients into `trust` every
+/// [`SELF_SIGNED_KEYS_REFRESH`], until `shutdown`. A failed load keeps the
+/// previous set and is logged.
+pub async fn maintain_self_signed_keys(
+    trust: Arc<ClientCertificateTrust>,
+    store: Store,
+    shutdown: CancellationToken,
+) {
+    loop {
+        match self_signed_digests(&store).await {
+            Ok(digests) => trust.self_signed_keys().set(digests),
+            Err(error) => tracing::error!(
+                error = %ErrorChain(&error),
+                "loading the keys of self-signed client certificates failed; handshakes keep \
+                 the previous keys"
+            ),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(SELF_SIGNED_KEYS_REFRESH) => {}
+        }
+    }
+}
+
+/// Collects the SHA-256 of the SubjectPublicKeyInfo of every key that a
+/// live `self_signed_tls_client_auth` client registered.
+// NOTE: this reads every client of every tenant on each refresh, which is
+// fine for hundreds of clients. Many thousands would need a store query
+// by authentication method.
+async fn self_signed_digests(store: &Store) -> Result<HashSet<[u8; 32]>, StoreError> {
+    let mut digests = HashSet::new();
+    for tenant in store.list_tenants().await? {
+        for client in store.list_clients(tenant.id).await? {
+            if client.auth_method != ClientAuthMethod::SelfSignedTlsClientAuth
+                || client.revoked_at.is_some()
+            {
+                continue;
+            }
+            for key in registered_keys(client.jwks.as_deref()) {
+                if let Some(spki) = spki_der(&key) {
+                    digests.insert(spki_sha256(&spki));
+                }
+            }
+        }
+    }
+    Ok(digests)
+}
+
+/// Encodes key material as the DER SubjectPublicKeyInfo a certificate
+/// carries for it, or `None` for a point or key of the wrong length.
+fn spki_der(key: &KeyMaterial) -> Option<Vec<u8>> {
+    match key {
+        KeyMaterial::P256(point) if point.len() == 65 => {
+            Some([P256_SPKI_PREFIX.as_slice(), point].concat())
+        }
+        KeyMaterial::Ed25519(key) if key.len() == 32 => {
+            Some([ED25519_SPKI_PREFIX.as_slice(), key].concat())
+        }
+        KeyMaterial::Rsa { modulus, exponent } => {
+            let rsa_key = der_tlv(
+                0x30,
+                &[der_integer(modulus), der_integer(exponent)].concat(),
+            );
+            let bit_string = der_tlv(0x03, &[[0x00].as_slice(), &rsa_key].concat());
+            Some(der_tlv(
+                0x30,
+                &[RSA_ALGORITHM.as_slice(), &bit_string].concat(),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Encodes an unsigned big-endian integer as a DER INTEGER.
+fn der_integer(magnitude: &[u8]) -> Vec<u8> {
+    let mut content = strip_leading_zeros(magnitude);
+    if content.first().is_none_or(|first| first & 0x80 != 0) {
+        content.insert(0, 0x00);
+    }
+    der_tlv(0x02, &content)
+}
+
+/// Encodes a DER tag, definite length and content.
+fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut encoded = vec![tag];
+    match u8::try_from(content.len()) {
+        Ok(short) if short < 0x80 => encoded.push(short),
+        _ => {
+            let length = content.len().to_be_bytes();
+            let significant = strip_leading_zeros(&length);
+            encoded.push(0x80 | u8::try_from(significant.len()).unwrap_or(0));
+            encoded.extend(significant);
+        }
+    }
+    encoded.extend_from_slice(content);
+    encoded
 }
 
 fn strip_leading_zeros(bytes: &[u8]) -> Vec<u8> {

@@ -347,3 +347,31 @@ fn self_signed_key_compared_as_material() {
         Err(CertificateMismatch::Malformed)
     );
 }
+
+#[test]
+fn spki_rebuilt_from_jwk_material() {
+    for algorithm in [
+        &rcgen::PKCS_ECDSA_P256_SHA256,
+        &rcgen::PKCS_ED25519,
+        &rcgen::PKCS_RSA_SHA256,
+    ] {
+        let (der, jwk) = self_signed(algorithm, NOW - DAY, NOW + DAY);
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let material = jwk_material(&jwk).unwrap();
+        assert_eq!(
+            spki_der(&material).as_deref(),
+            Some(cert.public_key().raw),
+            "{algorithm:?}"
+        );
+    }
+}
+
+#[test]
+fn der_lengths_encoded() {
+    assert_eq!(der_tlv(0x04, &[1, 2]), vec![0x04, 0x02, 1, 2]);
+    let long = der_tlv(0x04, &[0; 300]);
+    assert_eq!(long.get(..4), Some([0x04, 0x82, 0x01, 0x2c].as_slice()));
+    assert_eq!(der_integer(&[0x80]), vec![0x02, 0x02, 0x00, 0x80]);
+    assert_eq!(der_integer(&[0x00, 0x01]), vec![0x02, 0x01, 0x01]);
+    assert_eq!(der_integer(&[]), vec![0x02, 0x01, 0x00]);
+}
