@@ -1171,6 +1171,99 @@ async fn sqlite_version_one_database_upgraded() {
     check_upgraded(upgraded, async { Store::open_sqlite(&path).await.unwrap() }).await;
 }
 
+/// The first three schema versions, to build a database as a release
+/// without certificate clients left it.
+fn version_three() -> Migrator {
+    let sources = [
+        (
+            1,
+            "initial",
+            include_str!("../migrations/sqlite/0001_initial.sql"),
+        ),
+        (
+            2,
+            "oauth",
+            include_str!("../migrations/sqlite/0002_oauth.sql"),
+        ),
+        (3, "pki", include_str!("../migrations/sqlite/0003_pki.sql")),
+    ];
+    Migrator::with_migrations(
+        sources
+            .into_iter()
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    version,
+                    name.into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Version 4 rebuilds the SQLite client table. The clients, their secrets
+/// and their access tokens of a version-3 database must all survive it, and
+/// foreign keys must still hold afterwards.
+#[tokio::test]
+async fn sqlite_version_three_clients_kept() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("portcullis.sqlite");
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .foreign_keys(true);
+    let pool = SqlitePool::connect_with(options).await.unwrap();
+    version_three().run(&pool).await.unwrap();
+    let tenant_id = uuid::Uuid::now_v7().to_string();
+    let client_id = portcullis_core::ids::ClientId::generate();
+    let statements = [
+        "INSERT INTO tenants (id, name, created_at) VALUES (?1, 'acme', 0)",
+        "INSERT INTO oauth_clients (id, tenant_id, name, confidential, grant_types, scopes, \
+         redirect_uris, auth_method, jwks, access_token_ttl_seconds, created_at) \
+         VALUES (?2, ?1, 'Billing', 1, 'client_credentials', 'orders:read', '', \
+         'client_secret_basic', NULL, 900, 0)",
+        "INSERT INTO oauth_client_secrets (id, client_id, secret_hash, created_at) \
+         VALUES (?3, ?2, randomblob(32), 0)",
+        "INSERT INTO access_tokens (jti, client_id, expires_at) VALUES ('jti-1', ?2, ?4)",
+    ];
+    let expires_at = (now() + Duration::hours(1)).unix_timestamp() * 1000;
+    for statement in statements {
+        sqlx::query(AssertSqlSafe(statement))
+            .bind(&tenant_id)
+            .bind(client_id.to_string())
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(expires_at)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+
+    let upgraded = Store::open_sqlite(&path).await.unwrap();
+    let client = upgraded.find_client(client_id).await.unwrap().unwrap();
+    assert_eq!(client.name, "Billing");
+    assert_eq!(client.tls_client_auth_subject, None);
+    let secrets = upgraded.client_secrets(client_id, now()).await.unwrap();
+    assert_eq!(secrets.len(), 1);
+    let token = upgraded.find_access_token("jti-1").await.unwrap().unwrap();
+    assert_eq!(token.client_id, client_id);
+    assert_eq!(token.certificate_thumbprint, None);
+
+    let orphan = portcullis_core::oauth::AccessTokenRecord {
+        jti: "jti-2".to_owned(),
+        client_id: portcullis_core::ids::ClientId::generate(),
+        family_id: None,
+        expires_at: now() + Duration::hours(1),
+        revoked_at: None,
+        certificate_thumbprint: None,
+    };
+    let error = upgraded.record_access_token(&orphan).await.unwrap_err();
+    assert!(matches!(error, StoreError::NotFound(_)), "{error:?}");
+    upgraded.close().await;
+}
+
 #[tokio::test]
 async fn postgres_version_one_database_upgraded() {
     let Some(database) = TestDatabase::create().await else {
