@@ -611,6 +611,47 @@ async fn admin_client_rejections() {
             "token_endpoint_auth_method",
             "client_secret_jwt",
         ),
+        (
+            json!({
+                "grant_types": ["client_credentials"],
+                "token_endpoint_auth_method": "tls_client_auth",
+                "tls_client_auth_san_dns": "svc.example.com",
+                "tls_client_auth_san_uri": "urn:acme:svc",
+            }),
+            "tls_client_auth_subject",
+            "tls_client_auth_san_uri",
+        ),
+        (
+            json!({"tls_client_auth_san_dns": "svc.example.com"}),
+            "tls_client_auth_san_dns",
+            "client_secret_basic",
+        ),
+        (
+            json!({
+                "grant_types": ["client_credentials"],
+                "token_endpoint_auth_method": "tls_client_auth",
+                "tls_client_auth_subject_dn": "not a name",
+            }),
+            "tls_client_auth_subject_dn",
+            "RFC 4514",
+        ),
+        (
+            json!({
+                "grant_types": ["client_credentials"],
+                "token_endpoint_auth_method": "self_signed_tls_client_auth",
+            }),
+            "jwks",
+            "self_signed_tls_client_auth",
+        ),
+        (
+            json!({
+                "grant_types": ["client_credentials"],
+                "token_endpoint_auth_method": "self_signed_tls_client_auth",
+                "jwks": {"keys": [ec_private.clone()]},
+            }),
+            "jwks",
+            "\"d\"",
+        ),
     ];
     for (change, field, named) in cases {
         let mut body = base.clone();
@@ -637,6 +678,42 @@ async fn admin_client_rejections() {
 
     let (status, _) = call(reqwest::Method::GET, "/admin/v1/clients/not-a-uuid", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn admin_tls_client_registered() {
+    let data = &FIXTURE.data;
+    let tenant = tenant(data, "admin-tls");
+    let path = format!("/admin/v1/tenants/{tenant}/clients");
+    let body = json!({
+        "client_name": "Bank",
+        "grant_types": ["client_credentials"],
+        "scope": "orders:read",
+        "token_endpoint_auth_method": "tls_client_auth",
+        "tls_client_auth_subject_dn": "CN=Payments,O=Bank\\, AG,C=DE",
+    });
+    let (status, created) = call(reqwest::Method::POST, &path, Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["token_endpoint_auth_method"], "tls_client_auth");
+    assert_eq!(
+        created["tls_client_auth_subject_dn"],
+        "CN=Payments,O=Bank\\, AG,C=DE"
+    );
+    assert_eq!(created["tls_client_certificate_bound_access_tokens"], true);
+    assert!(created.get("client_secret").is_none(), "{created}");
+
+    let id = created["client_id"].as_str().unwrap();
+    let (status, shown) = call(
+        reqwest::Method::GET,
+        &format!("/admin/v1/clients/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        shown["tls_client_auth_subject_dn"],
+        created["tls_client_auth_subject_dn"]
+    );
 }
 
 #[test]
