@@ -19,6 +19,11 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use portcullis_core::crypto::MasterKey;
+use portcullis_core::ids::TokenFamilyId;
+use portcullis_core::key::{OpaqueSecret, SecretKind};
+use portcullis_core::oauth::RefreshTokenRecord;
+use portcullis_core::scope::ScopeSet;
 use portcullis_server::pki::verify::thumbprint_sha256;
 use portcullis_store::{AuditAction, AuditFilter, Store};
 use rcgen::{
@@ -238,6 +243,53 @@ async fn token(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// Stores a refresh token of `client_id`, as a client credentials grant
+/// that allowed refreshing would, and returns the token.
+async fn insert_refresh_token(data: &DataDir, store: &Store, client_id: &str) -> String {
+    let key_text = std::fs::read_to_string(data.path().join("master.key")).unwrap();
+    let pepper = MasterKey::from_encoded(key_text.trim())
+        .unwrap()
+        .derive_pepper();
+    let secret = OpaqueSecret::generate(SecretKind::RefreshToken).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let record = RefreshTokenRecord {
+        hash: pepper.hash(secret.expose().as_bytes()),
+        family_id: TokenFamilyId::generate(),
+        client_id: client_id.parse().unwrap(),
+        user_id: None,
+        scopes: ScopeSet::parse_list("orders:read").unwrap(),
+        resource: None,
+        created_at: now,
+        expires_at: now + time::Duration::days(1),
+        used_at: None,
+        revoked_at: None,
+    };
+    store.insert_refresh_token(&record).await.unwrap();
+    secret.expose().to_owned()
+}
+
+/// Sends a `refresh_token` grant for `client_id` over a connection that
+/// presents `identity`.
+async fn refresh_grant(
+    server: &Server,
+    identity: &Identity,
+    client_id: &str,
+    refresh_token: &str,
+) -> (StatusCode, Value) {
+    let response = https(server, Some(identity))
+        .post(server.url("/oauth/token"))
+        .header("content-type", FORM)
+        // Refresh tokens and UUIDs need no form encoding.
+        .body(format!(
+            "grant_type=refresh_token&refresh_token={refresh_token}&client_id={client_id}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
 /// Decodes the claims of a JWT without checking the signature.
 fn claims(jwt: &str) -> Value {
     let payload = jwt.split('.').nth(1).unwrap();
@@ -332,7 +384,7 @@ async fn certificate_clients_get_bound_tokens() {
     data.cli(&["tenants", "create", "acme"]);
     data.cli(&["tenants", "create", "globex"]);
     data.cli(&["ca", "init"]);
-    let internal = create_tls_client(&data, "acme", &[]);
+    let internal = create_tls_client(&data, "acme", &["--grant-types", "refresh_token"]);
     let internal_id = internal["client_id"].as_str().unwrap().to_owned();
     let other_id = create_tls_client(&data, "acme", &[])["client_id"]
         .as_str()
@@ -470,6 +522,17 @@ async fn certificate_clients_get_bound_tokens() {
             .is_some_and(|issuer| !issuer.is_empty()),
         "{record}"
     );
+
+    // A refresh binds the new token to the certificate of the refresh
+    // request, which must authenticate the same client.
+    let (cert_b, _) = issue(&data, &internal_id, "b");
+    let refresh = insert_refresh_token(&data, &store, &internal_id).await;
+    let (status, body) = refresh_grant(&server, &other_cert, &internal_id, &refresh).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = refresh_grant(&server, &cert_b, &internal_id, &refresh).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let refreshed = claims(body["access_token"].as_str().unwrap());
+    assert_eq!(refreshed["cnf"]["x5t#S256"], cert_b.thumbprint());
 
     // No certificate at all.
     let (status, body) = token(&server, None, &internal_id).await;
