@@ -23,7 +23,7 @@ use rcgen::{
 use reqwest::StatusCode;
 use serde_json::Value;
 use support::upstream::Upstream;
-use support::{DataDir, Server, marker};
+use support::{DataDir, Server, marker, url_encode};
 use time::OffsetDateTime;
 
 const HEADER: &str = "x-forwarded-client-cert";
@@ -112,20 +112,6 @@ fn leaf(
     params.not_after = not_after;
     let key = KeyPair::generate().unwrap();
     params.signed_by(&key, issuer).unwrap().pem()
-}
-
-/// Percent-encodes every byte except ASCII letters and digits, which
-/// encodes at least the characters that Envoy's URL encoding of a PEM does.
-fn url_encode(text: &str) -> String {
-    text.bytes()
-        .map(|byte| {
-            if byte.is_ascii_alphanumeric() {
-                char::from(byte).to_string()
-            } else {
-                format!("%{byte:02X}")
-            }
-        })
-        .collect()
 }
 
 fn xfcc(pem: &str) -> String {

@@ -34,7 +34,7 @@ use reqwest::StatusCode;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
-use support::{DataDir, Server};
+use support::{DataDir, Server, url_encode};
 
 const PARTNER_DNS: &str = "partner-svc.example.com";
 
@@ -583,4 +583,90 @@ async fn certificate_clients_get_bound_tokens() {
     }
 
     store.close().await;
+}
+
+/// Sends `GET /orders/1` with `access_token`, presenting `identity` and
+/// adding `extra` headers, and returns the status and `WWW-Authenticate`.
+async fn get_orders(
+    server: &Server,
+    identity: Option<&Identity>,
+    access_token: &str,
+    extra: &[(&str, String)],
+) -> (StatusCode, Option<String>) {
+    let mut request = https(server, identity)
+        .get(server.url("/orders/1"))
+        .bearer_auth(access_token);
+    for (name, value) in extra {
+        request = request.header(*name, value);
+    }
+    let response = request.send().await.unwrap();
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .map(|value| value.to_str().unwrap().to_owned());
+    (response.status(), challenge)
+}
+
+#[tokio::test]
+async fn bound_token_needs_its_certificate() {
+    let upstream = support::upstream::Upstream::start();
+    let data = DataDir::new();
+    data.cli(&["tenants", "create", "acme"]);
+    data.cli(&["ca", "init"]);
+    let client_id = create_tls_client(&data, "acme", &[])["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (cert_a, _) = issue(&data, &client_id, "a");
+    let (cert_b, _) = issue(&data, &client_id, "b");
+    data.write_config(&format!(
+        r#"
+[server]
+client_certificates = "optional"
+
+[[routes]]
+path_prefix = "/orders"
+upstream = "{}"
+auth = ["jwt"]
+audience = "https://api.example.com"
+[routes.scopes]
+GET = ["orders:read"]
+"#,
+        upstream.url()
+    ));
+    let server = Server::start(&data);
+    let (status, body) = token(&server, Some(&cert_a), &client_id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let access_token = body["access_token"].as_str().unwrap().to_owned();
+
+    let without = get_orders(&server, None, &access_token, &[]).await;
+    let other = get_orders(&server, Some(&cert_b), &access_token, &[]).await;
+    // 127.0.0.1 is not a trusted proxy here, so the header is ignored.
+    let xfcc = format!("Hash=00;Cert=\"{}\"", url_encode(&cert_a.cert_pem));
+    let forged = get_orders(
+        &server,
+        None,
+        &access_token,
+        &[("x-forwarded-client-cert", xfcc)],
+    )
+    .await;
+    let before = upstream.count();
+    let bound = get_orders(&server, Some(&cert_a), &access_token, &[]).await;
+
+    for (case, (status, challenge)) in [("none", &without), ("B", &other), ("xfcc", &forged)] {
+        assert_eq!(*status, StatusCode::UNAUTHORIZED, "certificate {case}");
+        let challenge = challenge.as_deref().unwrap_or_default();
+        assert!(
+            challenge.starts_with("Bearer") && challenge.contains("error=\"invalid_token\""),
+            "certificate {case}: {challenge}"
+        );
+    }
+    assert_eq!(before, 0, "the upstream received a rejected request");
+    assert_eq!(bound.0, StatusCode::OK);
+    assert_eq!(upstream.count(), 1);
+    let seen = upstream.last().unwrap();
+    assert_eq!(
+        seen.header("x-portcullis-client-certificate-sha256"),
+        Some(cert_a.thumbprint().as_str())
+    );
 }

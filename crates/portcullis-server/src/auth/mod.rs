@@ -70,7 +70,7 @@ pub struct CheckContext<'a> {
 
 impl CheckContext<'_> {
     /// Starts a failure record with `code` and no credential details.
-    fn failure(&self, code: &'static str) -> FailedAuthentication {
+    pub(crate) fn failure(&self, code: &'static str) -> FailedAuthentication {
         FailedAuthentication {
             at: self.now,
             client_ip: self.client_ip,

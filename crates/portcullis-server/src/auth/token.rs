@@ -8,6 +8,7 @@
 //! request (503), because a revocation could be waiting in the feed.
 
 use http::{HeaderValue, StatusCode};
+use portcullis_core::crypto::constant_time_eq;
 use portcullis_core::ids::ClientId;
 use portcullis_core::name::TenantName;
 use portcullis_core::scope::{Scope, ScopeSet};
@@ -16,6 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::CheckContext;
 use crate::cache::CredentialCache;
+use crate::listener::ClientCertificate;
 use crate::oauth::jwt::{Expectations, TokenError, ValidatedToken, validate};
 use crate::oauth::server::AuthorizationServer;
 use crate::problem::{Challenge, Problem};
@@ -31,6 +33,9 @@ pub struct AuthenticatedToken {
     pub tenant: TenantName,
     /// The `scope` claim, parsed.
     pub scopes: ScopeSet,
+    /// The `cnf` claim's `x5t#S256`: the thumbprint of the client
+    /// certificate that the token is bound to (RFC 8705 §3.1), if any.
+    pub certificate_thumbprint: Option<String>,
 }
 
 /// The reason an access token was rejected. The messages name no part of
@@ -43,6 +48,13 @@ pub enum TokenRejection {
     /// The token is valid but was revoked before its expiry.
     #[error("the access token has been revoked")]
     Revoked,
+    /// The token is bound to a client certificate (RFC 8705 §3) that the
+    /// request did not present.
+    #[error(
+        "the access token is bound to a client certificate; present that certificate with \
+         the request"
+    )]
+    CertificateMismatch,
 }
 
 impl TokenRejection {
@@ -51,6 +63,7 @@ impl TokenRejection {
         match self {
             Self::Invalid(error) => error.code(),
             Self::Revoked => "revoked",
+            Self::CertificateMismatch => "certificate_binding_mismatch",
         }
     }
 }
@@ -131,11 +144,17 @@ impl<'a> TokenVerifier<'a> {
             Ok(true) => return Err(rejected(TokenRejection::Revoked, validated)),
             Err(error) => return Err(TokenVerifyError::Store(error)),
         }
+        let certificate_thumbprint = validated
+            .claims
+            .cnf
+            .as_ref()
+            .map(|confirmation| confirmation.x5t_s256.clone());
         Ok(AuthenticatedToken {
             token: validated,
             client_id,
             tenant,
             scopes,
+            certificate_thumbprint,
         })
     }
 
@@ -193,6 +212,47 @@ pub async fn authenticate_token(
             tracing::error!(error = %crate::telemetry::ErrorChain(&error), "access token revocation lookup failed; denying the request");
             Err(Problem::store_unavailable())
         }
+    }
+}
+
+/// Checks a certificate-bound token against the request's client
+/// certificate (RFC 8705 §3), on every request, and records a mismatch.
+/// A token without `cnf` passes.
+///
+/// # Errors
+///
+/// 401 `invalid_token` when the token is bound and the request presents no
+/// certificate or one with another thumbprint.
+pub fn check_certificate_binding(
+    authenticated: &AuthenticatedToken,
+    certificate: Option<&ClientCertificate>,
+    context: &CheckContext<'_>,
+) -> Result<(), Problem> {
+    let presented = certificate.map(|certificate| certificate.thumbprint_sha256.as_str());
+    if binding_holds(authenticated.certificate_thumbprint.as_deref(), presented) {
+        return Ok(());
+    }
+    let rejection = TokenRejection::CertificateMismatch;
+    let mut failure = context.failure(rejection.code());
+    failure.client_id = Some(authenticated.client_id);
+    failure.token_id = Some(authenticated.token.claims.jti.clone());
+    failure.certificate_serial = certificate
+        .and_then(ClientCertificate::verified)
+        .map(|verified| verified.serial.clone());
+    failure.certificate_issuer = certificate
+        .and_then(ClientCertificate::verified)
+        .map(|verified| verified.issuer.clone());
+    context.usage.record_failure(failure);
+    Err(rejected_token(&rejection))
+}
+
+/// Returns whether a presented thumbprint satisfies a token's binding,
+/// compared in constant time.
+fn binding_holds(bound: Option<&str>, presented: Option<&str>) -> bool {
+    match (bound, presented) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(bound), Some(presented)) => constant_time_eq(bound.as_bytes(), presented.as_bytes()),
     }
 }
 
@@ -259,6 +319,19 @@ mod tests {
     use super::*;
     use crate::config::OAuthConfig;
     use crate::oauth::signing::SIGNING_KEY_PURPOSE;
+
+    #[test]
+    fn certificate_binding_cases() {
+        let bound = "bm90LWEtcmVhbC10aHVtYnByaW50LWJ1dC00My1jaGFycw";
+        let other = "b3RoZXItdGh1bWJwcmludC1vZi10aGUtc2FtZS1zaXpl";
+
+        assert!(binding_holds(None, None));
+        assert!(binding_holds(None, Some(other)));
+        assert!(!binding_holds(Some(bound), None));
+        assert!(!binding_holds(Some(bound), Some(other)));
+        assert!(!binding_holds(Some(bound), Some(&bound[..42])));
+        assert!(binding_holds(Some(bound), Some(bound)));
+    }
 
     /// Opens a store with one client and starts an authorization server on
     /// it.

@@ -29,6 +29,7 @@ use http_body_util::BodyExt;
 use portcullis_core::credential::KeyKind;
 
 use crate::app::AppState;
+use crate::auth::token::check_certificate_binding;
 use crate::auth::{
     AuthenticatedToken, Caller, CheckContext, TokenVerifier, authenticate_for_route,
 };
@@ -163,6 +164,9 @@ async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Pro
         &context,
     )
     .await?;
+    if let Caller::AccessToken(authenticated) = &caller {
+        check_certificate_binding(authenticated, certificate.as_deref(), &context)?;
+    }
     if let Caller::ApiKey(authenticated) = &caller
         && authenticated.key.kind != KeyKind::Tenant
     {
@@ -281,6 +285,7 @@ fn identity_headers(caller: &Caller) -> Vec<(HeaderName, HeaderValue)> {
                 client_id,
                 tenant,
                 scopes,
+                certificate_thumbprint: _,
             } = authenticated.as_ref();
             add("x-portcullis-tenant", tenant.to_string());
             add("x-portcullis-client-id", client_id.to_string());

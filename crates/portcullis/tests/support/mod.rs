@@ -259,3 +259,17 @@ pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
             .windows(needle.len())
             .any(|window| window == needle)
 }
+
+/// Percent-encodes every byte except ASCII letters and digits, which covers
+/// at least the characters that a proxy's URL encoding of a PEM encodes.
+pub fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| {
+            if byte.is_ascii_alphanumeric() {
+                char::from(byte).to_string()
+            } else {
+                format!("%{byte:02X}")
+            }
+        })
+        .collect()
+}
