@@ -222,3 +222,99 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use portcullis_core::crypto::MasterKey;
+    use portcullis_core::name::TenantName;
+    use portcullis_store::{AuditContext, Store};
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose, SerialNumber,
+    };
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::config::{ClientCertificateMode, ForwardedCertificateFormat};
+    use crate::pki::ca::{CA_KEY_PURPOSE, CertificateAuthority};
+
+    fn audit() -> AuditContext {
+        AuditContext {
+            actor: "test".to_owned(),
+            remote_addr: None,
+            at: OffsetDateTime::now_utc(),
+        }
+    }
+
+    /// Returns a partner CA's PEM and a leaf it signed with serial `0a 0b`,
+    /// as the URL-encoded PEM that nginx forwards.
+    fn partner_and_leaf() -> (String, String) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Partner CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().unwrap();
+        let ca_pem = params.self_signed(&key).unwrap().pem();
+        let issuer = Issuer::new(params, key);
+
+        let mut leaf = CertificateParams::new(vec!["svc.example.com".to_owned()]).unwrap();
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        leaf.serial_number = Some(SerialNumber::from_slice(&[0x0a, 0x0b]));
+        let now = OffsetDateTime::now_utc();
+        leaf.not_before = now - time::Duration::days(1);
+        leaf.not_after = now + time::Duration::days(1);
+        let leaf_key = KeyPair::generate().unwrap();
+        let pem = leaf.signed_by(&leaf_key, &issuer).unwrap().pem();
+        let encoded =
+            percent_encoding::utf8_percent_encode(&pem, percent_encoding::NON_ALPHANUMERIC);
+        (ca_pem, encoded.to_string())
+    }
+
+    fn verdict_code(forwarded: Forwarded) -> Result<String, &'static str> {
+        match forwarded {
+            Forwarded::Certificate(Some(certificate)) => match &certificate.verdict {
+                Ok(verified) => Ok(verified.serial.clone()),
+                Err(rejection) => Err(rejection.code()),
+            },
+            Forwarded::Certificate(None) => Err("none"),
+            Forwarded::Malformed(_) => Err("malformed"),
+            Forwarded::NotApplicable => Err("not_applicable"),
+        }
+    }
+
+    #[tokio::test]
+    async fn cached_verdict_dropped_after_revocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("test.db"))
+            .await
+            .unwrap();
+        store
+            .create_tenant(&TenantName::parse("acme").unwrap(), &audit())
+            .await
+            .unwrap();
+        let sealing = MasterKey::generate().unwrap().sealing_key(CA_KEY_PURPOSE);
+        let ca = Arc::new(CertificateAuthority::new(store.clone(), sealing));
+        let (ca_pem, header) = partner_and_leaf();
+        ca.trust_add("acme", &ca_pem, &audit()).await.unwrap();
+        let trust =
+            ClientCertificateTrust::start(ClientCertificateMode::Off, None, Vec::new(), store, ca)
+                .await
+                .unwrap();
+        let forwarded = ForwardedCertificates::new(ForwardedCertificateConfig {
+            format: ForwardedCertificateFormat::Nginx,
+            header: http::HeaderName::from_static("x-ssl-client-cert"),
+        });
+
+        let first = verdict_code(forwarded.verdict(header.as_bytes(), &trust));
+        let cached = verdict_code(forwarded.verdict(header.as_bytes(), &trust));
+        trust.certificate_revoked("0a0b");
+        let after_revocation = verdict_code(forwarded.verdict(header.as_bytes(), &trust));
+
+        assert_eq!(first, Ok("0a0b".to_owned()));
+        assert_eq!(cached, Ok("0a0b".to_owned()));
+        assert_eq!(lock(&forwarded.cache).len(), 1);
+        assert_eq!(after_revocation, Err("revoked"));
+    }
+}
