@@ -152,7 +152,9 @@ pub enum ClientCertificateMode {
     /// so is one whose certificate fails verification: the verdict travels
     /// with the connection for endpoints to reject.
     Optional,
-    /// A verified certificate is required to complete the handshake.
+    /// A verified certificate is required to complete the handshake, or
+    /// a single self-signed certificate whose public key an RFC 8705 §2.2
+    /// `self_signed_tls_client_auth` client registered.
     Required,
 }
 
