@@ -20,6 +20,7 @@
 //! The [`raw`] structs document every key and its default.
 
 mod env;
+mod limits;
 mod oauth;
 pub mod raw;
 mod validate;
@@ -31,6 +32,10 @@ use std::time::Duration;
 
 use portcullis_core::scope::ScopeSet;
 
+pub use limits::{
+    LimitsConfig, MAX_PLAN_LIMITS, MAX_PLANS, Plan, REDIS_URL_VARIABLE, RESERVED_LIMIT_NAMES,
+    RedisUrl,
+};
 pub use oauth::{
     DEFAULT_ACCESS_TOKEN_TTL, DEFAULT_KEY_ROTATION, DEFAULT_LEEWAY, DEFAULT_REFRESH_TOKEN_TTL,
     MAX_ACCESS_TOKEN_TTL, MAX_LEEWAY, MIN_ACCESS_TOKEN_TTL, OAuthConfig,
@@ -80,6 +85,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// The authorization server's settings.
     pub oauth: OAuthConfig,
+    /// Rate limits: where they are counted, the tenant limit and plans.
+    pub limits: LimitsConfig,
 }
 
 /// The `[server]` table, checked.
@@ -210,6 +217,8 @@ pub struct RouteConfig {
     /// The audience a bearer JWT must name on this route; set when `auth`
     /// includes [`AuthMethod::Jwt`].
     pub audience: Option<String>,
+    /// Rate that all callers of the route share.
+    pub rate_limit: Option<crate::ratelimit::Rate>,
 }
 
 /// Scopes that a route requires, per HTTP method.
@@ -381,9 +390,32 @@ fn from_table(
     mut table: toml::Table,
     env: &BTreeMap<String, String>,
 ) -> Result<Config, ConfigError> {
+    apply_redis_url(&mut table, env)?;
     env::apply_overrides(&mut table, env)?;
     let raw = RawConfig::from_table(table)?;
     Config::try_from(raw)
+}
+
+/// Sets `limits.redis_url` from [`REDIS_URL_VARIABLE`] when it is set and
+/// not empty.
+fn apply_redis_url(
+    table: &mut toml::Table,
+    env: &BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    let Some(url) = env.get(REDIS_URL_VARIABLE).filter(|url| !url.is_empty()) else {
+        return Ok(());
+    };
+    let limits = table
+        .entry("limits")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let Some(limits) = limits.as_table_mut() else {
+        return Err(ConfigError::Environment {
+            variable: REDIS_URL_VARIABLE.to_owned(),
+            message: "`limits` in the configuration file is not a table".to_owned(),
+        });
+    };
+    limits.insert("redis_url".to_owned(), toml::Value::String(url.clone()));
+    Ok(())
 }
 
 /// Returns the process environment's `PORTCULLIS_*` variables, the only

@@ -15,6 +15,12 @@
 //! [routes.scopes]
 //! GET = ["customers:read"]
 //! "*" = ["customers:admin"]
+//!
+//! [limits]
+//! tenant = "1000/s burst 2000"
+//! [limits.plans.basic]
+//! rate = "10/s burst 20"
+//! hourly = "5000/h"
 //! ```
 
 use std::collections::BTreeMap;
@@ -34,6 +40,31 @@ pub struct RawConfig {
     pub routes: Option<Vec<RawRoute>>,
     /// The `[oauth]` table; every key has a default.
     pub oauth: Option<RawOAuth>,
+    /// The `[limits]` table; no limits by default.
+    pub limits: Option<RawLimits>,
+}
+
+/// The `[limits]` table: where rate limits are counted, and the limits that
+/// keys, clients and tenants share.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Redis server that every node counts limits in, such as
+    /// `"redis://127.0.0.1:6379/0"` (`rediss://` for TLS); default none,
+    /// which counts limits in each node's memory. The variable
+    /// `PORTCULLIS_REDIS_URL` sets it too.
+    pub redis_url: Option<String>,
+    /// What a node does while Redis cannot be reached: `"local"` (default)
+    /// counts limits in its own memory, `"deny"` rejects limited requests
+    /// with 503.
+    pub redis_failure: Option<String>,
+    /// Rate that all credentials of one tenant share, such as
+    /// `"1000/s burst 2000"`; default none.
+    pub tenant: Option<String>,
+    /// Named plans that keys and clients refer to; default none. A plan is
+    /// a table of limit names and rates (`rate = "100/s burst 200"`,
+    /// `hourly = "5000/h"`), and all of its limits apply.
+    pub plans: Option<BTreeMap<String, BTreeMap<String, String>>>,
 }
 
 /// The `[oauth]` table: the authorization server's settings.
@@ -138,6 +169,9 @@ pub struct RawRoute {
     /// such as `"https://api.example.com"`; required when `auth` lists
     /// `"jwt"`. Clients ask for it with the `resource` parameter (RFC 8707).
     pub audience: Option<String>,
+    /// Rate that all callers of the route share, such as `"500/s burst
+    /// 1000"`; default none.
+    pub rate_limit: Option<String>,
 }
 
 /// Top level with the sections left as TOML, so that each section can be
@@ -148,6 +182,7 @@ struct Sections {
     server: Option<toml::Value>,
     routes: Option<Vec<toml::Value>>,
     oauth: Option<toml::Value>,
+    limits: Option<toml::Value>,
 }
 
 impl RawConfig {
@@ -192,10 +227,20 @@ impl RawConfig {
             })
             .transpose()?;
 
+        let limits = sections
+            .limits
+            .map(|value| {
+                value
+                    .try_into()
+                    .map_err(|error| deserialize_error("limits", &error))
+            })
+            .transpose()?;
+
         Ok(Self {
             server,
             routes,
             oauth,
+            limits,
         })
     }
 }

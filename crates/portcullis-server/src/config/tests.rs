@@ -748,3 +748,134 @@ fn partner_crls_allowed_with_forwarding() {
     .unwrap();
     assert_eq!(config.server.partner_crls, vec![PathBuf::from("a.pem")]);
 }
+
+const LIMITS: &str = r#"
+[limits]
+redis_url = "redis://:secret-password@127.0.0.1:6390/2"
+redis_failure = "deny"
+tenant = "1000/s burst 2000"
+[limits.plans.basic]
+rate = "10/s burst 20"
+hourly = "5000/h"
+"#;
+
+#[test]
+fn limits_table_parses() {
+    let text = format!("{LIMITS}{}", one_route("rate_limit = \"50/s\"\n"));
+    let config = from_toml(&text, &no_env()).unwrap();
+    let limits = &config.limits;
+
+    let url = limits.redis_url.as_ref().unwrap();
+    assert_eq!(url.expose(), "redis://:secret-password@127.0.0.1:6390/2");
+    assert_eq!(url.redacted(), "redis://127.0.0.1:6390");
+    assert!(!format!("{config:?}").contains("secret-password"));
+    assert_eq!(limits.redis_failure, crate::ratelimit::FailurePolicy::Deny);
+    assert_eq!(limits.tenant, Some("1000/s burst 2000".parse().unwrap()));
+
+    let plan = &limits.plans["basic"];
+    let names: Vec<&str> = plan.limits.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["hourly", "rate"]);
+    assert_eq!(plan.limits[0].1, "5000/h".parse().unwrap());
+    assert_eq!(plan.limits[1].1, "10/s burst 20".parse().unwrap());
+
+    assert_eq!(config.routes[0].rate_limit, Some("50/s".parse().unwrap()));
+}
+
+#[test]
+fn limits_default_to_memory() {
+    let config = from_toml(&one_route(""), &no_env()).unwrap();
+    assert_eq!(config.limits, LimitsConfig::default());
+    assert_eq!(
+        config.limits.redis_failure,
+        crate::ratelimit::FailurePolicy::Local
+    );
+    assert_eq!(config.routes[0].rate_limit, None);
+}
+
+#[test]
+fn redis_url_from_variable() {
+    let config = from_toml(
+        "",
+        &env(&[("PORTCULLIS_REDIS_URL", "redis://127.0.0.1:6391")]),
+    )
+    .unwrap();
+    let url = config.limits.redis_url.unwrap();
+    assert_eq!(url.redacted(), "redis://127.0.0.1:6391");
+
+    let config = from_toml(
+        LIMITS,
+        &env(&[
+            ("PORTCULLIS_REDIS_URL", "redis://127.0.0.1:6391"),
+            ("PORTCULLIS_LIMITS__REDIS_URL", "redis://127.0.0.1:6392"),
+        ]),
+    )
+    .unwrap();
+    let url = config.limits.redis_url.unwrap();
+    assert_eq!(url.redacted(), "redis://127.0.0.1:6392");
+    assert_eq!(config.limits.plans.len(), 1);
+}
+
+#[test]
+fn limits_invalid_values_rejected() {
+    let cases = [
+        (
+            "[limits]\nredis_url = \"http://127.0.0.1:6379\"\n",
+            "limits.redis_url",
+        ),
+        ("[limits]\nredis_url = \"not a url\"\n", "limits.redis_url"),
+        (
+            "[limits]\nredis_failure = \"open\"\n",
+            "limits.redis_failure",
+        ),
+        ("[limits]\ntenant = \"0/s\"\n", "limits.tenant"),
+        ("[limits]\ntenant = \"10/week\"\n", "limits.tenant"),
+        (
+            "[limits.plans.basic]\nkey = \"10/s\"\n",
+            "limits.plans.basic.key",
+        ),
+        (
+            "[limits.plans.basic]\nrate = \"fast\"\n",
+            "limits.plans.basic.rate",
+        ),
+        (
+            "[limits.plans.basic]\nRate = \"10/s\"\n",
+            "limits.plans.basic.Rate",
+        ),
+        (
+            "[limits.plans.Basic]\nrate = \"10/s\"\n",
+            "limits.plans.Basic",
+        ),
+        ("[limits.plans.basic]\n", "limits.plans.basic"),
+        ("[limits]\nfallback = \"deny\"\n", "limits"),
+        (
+            "[limits.plans.basic]\nrate = 10\n",
+            "limits.plans.basic.rate",
+        ),
+    ];
+    for (text, setting) in cases {
+        let error = error_of(text);
+        assert_names(&error, setting);
+    }
+
+    let error = error_of(&one_route("rate_limit = \"10 per second\"\n"));
+    assert_names(&error, "routes[0].rate_limit");
+    assert!(error.contains("COUNT/UNIT"), "{error}");
+}
+
+#[test]
+fn plan_limit_count_bounded() {
+    let mut text = String::from("[limits.plans.big]\n");
+    for index in 0..=MAX_PLAN_LIMITS {
+        text.push_str(&format!("l{index} = \"10/s\"\n"));
+    }
+    let error = error_of(&text);
+    assert_names(&error, "limits.plans.big");
+    assert!(error.contains("at most 8"), "{error}");
+}
+
+#[test]
+fn redis_url_error_hides_password() {
+    let error = error_of("[limits]\nredis_url = \"http://user:hunter2@127.0.0.1\"\n");
+    assert_names(&error, "limits.redis_url");
+    assert!(!error.contains("hunter2"), "{error}");
+}

@@ -45,10 +45,12 @@ impl TryFrom<RawConfig> for Config {
         }
 
         let oauth = super::oauth::check_oauth(raw.oauth.unwrap_or_default())?;
+        let limits = super::limits::check_limits(raw.limits.unwrap_or_default())?;
         Ok(Self {
             server,
             routes,
             oauth,
+            limits,
         })
     }
 }
@@ -346,6 +348,10 @@ fn check_route(index: usize, raw: RawRoute) -> Result<RouteConfig, ConfigError> 
         auth,
         timeout: check_duration(&setting("timeout"), raw.timeout, DEFAULT_ROUTE_TIMEOUT)?,
         max_body_bytes: raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+        rate_limit: raw
+            .rate_limit
+            .map(|text| super::limits::check_rate(&setting("rate_limit"), &text))
+            .transpose()?,
     })
 }
 

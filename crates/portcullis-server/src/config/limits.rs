@@ -1,0 +1,194 @@
+//! The `[limits]` table and route rate limits, checked.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::ratelimit::{FailurePolicy, LimitName, Rate};
+
+use super::ConfigError;
+use super::raw::RawLimits;
+
+/// The environment variable that sets `limits.redis_url`. The generic
+/// `PORTCULLIS_LIMITS__REDIS_URL` is applied after it and wins when both
+/// are set.
+pub const REDIS_URL_VARIABLE: &str = "PORTCULLIS_REDIS_URL";
+
+/// Maximum limits in one plan. With the key's or client's own limit, the
+/// tenant's and the route's, one request then has at most 11 limits, within
+/// the 16 that one Redis check takes.
+pub const MAX_PLAN_LIMITS: usize = 8;
+
+/// Maximum number of plans.
+pub const MAX_PLANS: usize = 1_000;
+
+/// Limit names that the gateway gives its own limits, which a plan's limit
+/// may not take, so that a header or a 429 names one limit unambiguously.
+pub const RESERVED_LIMIT_NAMES: [&str; 4] = ["key", "client", "tenant", "route"];
+
+/// The `[limits]` table, checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// The Redis server that limits are counted in, or `None` for memory.
+    pub redis_url: Option<RedisUrl>,
+    /// Behaviour of a node while Redis cannot be reached.
+    pub redis_failure: FailurePolicy,
+    /// Rate shared by all credentials of one tenant.
+    pub tenant: Option<Rate>,
+    /// Plans by name.
+    pub plans: BTreeMap<String, Plan>,
+}
+
+/// A named set of limits, all of which apply to a key or client on the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The limits, ordered by name.
+    pub limits: Vec<(LimitName, Rate)>,
+}
+
+/// A Redis URL. It may contain a password, so `Debug` shows only the
+/// scheme, host and port.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(url::Url);
+
+impl RedisUrl {
+    /// Returns the whole URL, password included, for the Redis client.
+    pub fn expose(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// Returns `scheme://host:port` without credentials or database, for
+    /// logs.
+    pub fn redacted(&self) -> String {
+        let host = self.0.host_str().unwrap_or("");
+        match self.0.port() {
+            Some(port) => format!("{}://{host}:{port}", self.0.scheme()),
+            None => format!("{}://{host}", self.0.scheme()),
+        }
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RedisUrl").field(&self.redacted()).finish()
+    }
+}
+
+/// Checks the `[limits]` table.
+pub(super) fn check_limits(raw: RawLimits) -> Result<LimitsConfig, ConfigError> {
+    let redis_url = raw
+        .redis_url
+        .map(|text| {
+            check_redis_url(&text)
+                .map_err(|message| ConfigError::invalid("limits.redis_url", message))
+        })
+        .transpose()?;
+
+    let redis_failure = match raw.redis_failure.as_deref() {
+        None | Some("local") => FailurePolicy::Local,
+        Some("deny") => FailurePolicy::Deny,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "limits.redis_failure",
+                format!("unknown value {other:?}; write \"local\" or \"deny\""),
+            ));
+        }
+    };
+
+    let tenant = raw
+        .tenant
+        .map(|text| check_rate("limits.tenant", &text))
+        .transpose()?;
+
+    let raw_plans = raw.plans.unwrap_or_default();
+    if raw_plans.len() > MAX_PLANS {
+        return Err(ConfigError::invalid(
+            "limits.plans",
+            format!(
+                "{} plans configured, at most {MAX_PLANS}; merge plans that share limits",
+                raw_plans.len()
+            ),
+        ));
+    }
+    let mut plans = BTreeMap::new();
+    for (name, raw_limits) in raw_plans {
+        let plan = check_plan(&name, raw_limits)?;
+        plans.insert(name, plan);
+    }
+
+    Ok(LimitsConfig {
+        redis_url,
+        redis_failure,
+        tenant,
+        plans,
+    })
+}
+
+/// Parses a rate setting such as `routes[0].rate_limit`.
+pub(super) fn check_rate(setting: &str, text: &str) -> Result<Rate, ConfigError> {
+    text.parse::<Rate>()
+        .map_err(|error| ConfigError::invalid(setting, error.to_string()))
+}
+
+fn check_plan(name: &str, raw: BTreeMap<String, String>) -> Result<Plan, ConfigError> {
+    let setting = format!("limits.plans.{name}");
+    if LimitName::new(name).is_err() {
+        return Err(ConfigError::invalid(
+            setting,
+            "invalid plan name; use 1 to 32 lowercase letters, digits, '-' or '_'",
+        ));
+    }
+    if raw.is_empty() {
+        return Err(ConfigError::invalid(
+            setting,
+            "the plan has no limits; add one such as rate = \"100/s burst 200\"",
+        ));
+    }
+    if raw.len() > MAX_PLAN_LIMITS {
+        return Err(ConfigError::invalid(
+            setting,
+            format!(
+                "{} limits in one plan, at most {MAX_PLAN_LIMITS}",
+                raw.len()
+            ),
+        ));
+    }
+    let mut limits = Vec::with_capacity(raw.len());
+    for (limit, text) in raw {
+        let limit_setting = format!("{setting}.{limit}");
+        if RESERVED_LIMIT_NAMES.contains(&limit.as_str()) {
+            return Err(ConfigError::invalid(
+                limit_setting,
+                format!(
+                    "{limit:?} is the name of a built-in limit; name the plan's limit after \
+                     its period instead, such as \"rate\" or \"hourly\""
+                ),
+            ));
+        }
+        let limit_name = LimitName::new(&limit).map_err(|_| {
+            ConfigError::invalid(
+                limit_setting.clone(),
+                "invalid limit name; use 1 to 32 lowercase letters, digits, '-' or '_'",
+            )
+        })?;
+        let rate = check_rate(&limit_setting, &text)?;
+        limits.push((limit_name, rate));
+    }
+    Ok(Plan { limits })
+}
+
+fn check_redis_url(text: &str) -> Result<RedisUrl, String> {
+    // The parse error of `url` never echoes the input, which may hold a
+    // password, and neither does this message.
+    let url = url::Url::parse(text)
+        .map_err(|error| format!("invalid URL ({error}); expected redis://HOST:PORT/DB"))?;
+    if url.scheme() != "redis" && url.scheme() != "rediss" {
+        return Err(format!(
+            "unsupported scheme {:?}; use redis:// or rediss:// (TLS)",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the URL has no host; expected redis://HOST:PORT/DB".to_owned());
+    }
+    Ok(RedisUrl(url))
+}
