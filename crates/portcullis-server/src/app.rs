@@ -16,7 +16,7 @@ use crate::auth::KeyVerifier;
 use crate::cache::{CACHE_CAPACITY, CredentialCache, follow_changes};
 use crate::client_ip::TrustedProxies;
 use crate::config::ClientCertificateMode;
-use crate::config::{Config, TlsMode};
+use crate::config::{Config, LimitsConfig, TlsMode};
 use crate::gateway::proxy::UpstreamClient;
 use crate::gateway::routes::RouteTable;
 use crate::listener::{ListenerLimits, serve, serve_with_client_certificates};
@@ -28,6 +28,8 @@ use crate::pki::identity::maintain_self_signed_keys;
 use crate::pki::presented::{ForwardedCertificates, reject_malformed_forwarded_certificate};
 use crate::pki::publish;
 use crate::pki::trust::{ClientCertificateTrust, TrustError};
+use crate::ratelimit::RateLimiter;
+use crate::ratelimit::local::EVICTION_INTERVAL;
 use crate::usage::{UsageRecorder, flush_periodically};
 use crate::{admin, gateway, health, telemetry, verify};
 
@@ -65,6 +67,10 @@ pub struct Shared {
     pub client_certificate_trust: OnceLock<Arc<ClientCertificateTrust>>,
     /// The certificate header of trusted proxies, when configured.
     pub forwarded_certificates: Option<ForwardedCertificates>,
+    /// The `[limits]` table: tenant limit and plans.
+    pub limits: LimitsConfig,
+    /// The rate limiter: in memory, or shared through Redis.
+    pub rate_limiter: RateLimiter,
 }
 
 /// A cheap handle on [`Shared`].
@@ -90,6 +96,9 @@ impl AppState {
         ca_sealing: SealingKey,
     ) -> std::io::Result<Self> {
         let cache = Arc::new(CredentialCache::new(CACHE_CAPACITY));
+        let rate_limiter = RateLimiter::from_config(&config.limits).map_err(|error| {
+            std::io::Error::other(format!("limits.redis_url: invalid Redis URL: {error}"))
+        })?;
         Ok(Self(Arc::new(Shared {
             verifier: KeyVerifier::new(store.clone(), pepper.clone(), cache),
             usage: Arc::new(UsageRecorder::default()),
@@ -109,6 +118,8 @@ impl AppState {
                 .forwarded_client_certificate
                 .clone()
                 .map(ForwardedCertificates::new),
+            limits: config.limits.clone(),
+            rate_limiter,
         })))
     }
 }
@@ -218,6 +229,7 @@ pub async fn run(
         state.store.clone(),
         background.clone(),
     ));
+    let evictor = tokio::spawn(evict_rate_limits(state.clone(), background.clone()));
 
     let limits = ListenerLimits {
         max_connections: config.server.max_connections,
@@ -251,7 +263,7 @@ pub async fn run(
     };
 
     background.cancel();
-    let _ = tokio::join!(feed, flusher, keys);
+    let _ = tokio::join!(feed, flusher, keys, evictor);
     if let Some(task) = trust_task {
         let _ = task.await;
     }
@@ -261,4 +273,18 @@ pub async fn run(
     state.usage.flush(&state.store).await;
     tracing::info!("buffered writes flushed; stopped");
     served
+}
+
+/// Drops idle in-memory rate limit entries every [`EVICTION_INTERVAL`]
+/// until `shutdown`, so memory follows the active callers.
+async fn evict_rate_limits(state: AppState, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(EVICTION_INTERVAL) => {
+                let dropped = state.rate_limiter.local().evict_idle();
+                tracing::debug!(dropped, "dropped idle rate limit entries");
+            }
+        }
+    }
 }

@@ -41,6 +41,8 @@ pub struct Problem(Box<Details>);
 #[derive(Clone, Debug)]
 struct Details {
     status: StatusCode,
+    /// The `type` URI when it is not `urn:portcullis:problem:CODE`.
+    type_uri: Option<&'static str>,
     code: &'static str,
     title: &'static str,
     detail: String,
@@ -60,6 +62,7 @@ impl Problem {
     ) -> Self {
         Self(Box::new(Details {
             status,
+            type_uri: None,
             code,
             title,
             detail: detail.into(),
@@ -72,6 +75,13 @@ impl Problem {
     /// Adds an RFC 6750 challenge.
     pub fn with_challenge(mut self, challenge: Challenge) -> Self {
         self.0.challenge = Some(challenge);
+        self
+    }
+
+    /// Sets the `type` member to a registered problem type, in place of
+    /// `urn:portcullis:problem:CODE`. The `code` member stays.
+    pub fn with_type(mut self, type_uri: &'static str) -> Self {
+        self.0.type_uri = Some(type_uri);
         self
     }
 
@@ -257,10 +267,11 @@ impl Problem {
 
     fn body(&self) -> Value {
         let mut body = Map::new();
-        body.insert(
-            "type".to_owned(),
-            json!(format!("urn:portcullis:problem:{}", self.0.code)),
-        );
+        let type_uri = match self.0.type_uri {
+            Some(uri) => uri.to_owned(),
+            None => format!("urn:portcullis:problem:{}", self.0.code),
+        };
+        body.insert("type".to_owned(), json!(type_uri));
         body.insert("title".to_owned(), json!(self.0.title));
         body.insert("status".to_owned(), json!(self.0.status.as_u16()));
         body.insert("detail".to_owned(), json!(self.0.detail));

@@ -2,17 +2,23 @@
 //! authorized against the route's scopes and proxied to its upstream.
 //!
 //! - [`path`]: the path normalization every request goes through first.
+//! - [`limits`]: the rate limits of a request and their header fields.
 //! - [`routes`]: the route table and upstream URIs.
 //! - [`proxy`]: forwarding, header policy and streaming.
 //!
 //! Order of checks: route (404), a presented client certificate that
 //! failed verification (401), credential (400/401, including a
-//! credential of a kind the route does not accept), key kind (403), method
-//! (405), scope (403), body size (413), then the upstream (502/504). What
-//! the cache holds is only what is true of the key; the route's rules are
+//! credential of a kind the route does not accept), key kind (403) and rate
+//! limits (429, or 503 when they cannot be checked). Then come method
+//! (405), scope (403), body size (413) and the upstream (502/504). Rate
+//! limits come before the scope check, so a caller probing for scopes
+//! spends its allowance like any other caller.
+//!
+//! What the cache holds is only what is true of the key; the route's rules are
 //! applied to every request, cached key or not. An access token is checked
 //! against the route's audience on every request.
 
+pub mod limits;
 pub mod path;
 pub mod proxy;
 pub mod routes;
@@ -38,8 +44,10 @@ use crate::listener::ClientCertificate;
 use crate::listener::ConnectionInfo;
 use crate::pki::presented::{ForwardedCertificates, client_certificate};
 use crate::problem::Problem;
+use crate::ratelimit::Decision;
 use crate::telemetry::{FactsHandle, RequestId};
 use crate::usage::FailedAuthentication;
+use limits::Rejection;
 use proxy::ForwardContext;
 
 /// Most request-body bytes read and thrown away before an early error
@@ -63,9 +71,13 @@ pub async fn handle(State(state): State<AppState>, request: Request<Body>) -> Re
 
     let judged = match judge(&state, &parts).await {
         Ok(judged) => judged,
-        Err(problem) => {
+        Err(rejection) => {
             discard(&parts.headers, body).await;
-            return problem.into_response();
+            let mut response = rejection.problem.into_response();
+            if let Some(decision) = &rejection.decision {
+                limits::set_header_fields(response.headers_mut(), decision);
+            }
+            return response;
         }
     };
     let mut identity = identity_headers(&judged.caller);
@@ -89,14 +101,18 @@ pub async fn handle(State(state): State<AppState>, request: Request<Body>) -> Re
             .map(ForwardedCertificates::header),
     };
     let request = Request::from_parts(parts, body);
-    match state
+    let mut response = match state
         .upstream
         .forward(judged.route, judged.uri, request, context)
         .await
     {
         Ok(response) => response,
         Err(problem) => problem.into_response(),
+    };
+    if let Some(decision) = &judged.decision {
+        limits::set_header_fields(response.headers_mut(), decision);
     }
+    response
 }
 
 /// A request that passed every check, ready to forward.
@@ -109,6 +125,8 @@ struct Judged<'a> {
     /// The `x5t#S256` thumbprint of the request's verified client
     /// certificate.
     certificate_thumbprint: Option<String>,
+    /// The rate limit decision, when a limit applies.
+    decision: Option<Decision>,
 }
 
 /// The identity header that carries the SHA-256 thumbprint (base64url, RFC
@@ -116,7 +134,7 @@ struct Judged<'a> {
 pub const CERTIFICATE_THUMBPRINT_HEADER: &str = "x-portcullis-client-certificate-sha256";
 
 /// Applies the checks in the order the module docs give.
-async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Problem> {
+async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Rejection> {
     let facts = parts
         .extensions
         .get::<FactsHandle>()
@@ -173,19 +191,29 @@ async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Pro
         return Err(Problem::forbidden(
             "operator_key_not_allowed",
             "operator keys are for the admin and verify APIs; call the gateway with a tenant key",
-        ));
+        )
+        .into());
     }
 
+    let applicable = limits::applicable_limits(&state.limits, route, &caller);
+    let decision = limits::check(&state.rate_limiter, &applicable).await?;
+    let reject = |problem: Problem| Rejection {
+        problem,
+        decision: decision.clone(),
+    };
+
     let Some(required) = route.scopes.required(&parts.method) else {
-        return Err(Problem::method_not_allowed(&route.scopes.allowed_methods()));
+        return Err(reject(Problem::method_not_allowed(
+            &route.scopes.allowed_methods(),
+        )));
     };
     if let Some(missing) = caller.scopes().first_missing(required) {
-        return Err(Problem::insufficient_scope(missing));
+        return Err(reject(Problem::insufficient_scope(missing)));
     }
 
     let uri = routes::upstream_uri(route, path, query).map_err(|error| {
         tracing::error!(error = %error, route = ?route.path_prefix, "building the upstream URI failed");
-        Problem::internal()
+        reject(Problem::internal())
     })?;
     Ok(Judged {
         route,
@@ -197,6 +225,7 @@ async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Pro
             .as_ref()
             .filter(|certificate| certificate.verified().is_some())
             .map(|certificate| certificate.thumbprint_sha256.clone()),
+        decision,
     })
 }
 

@@ -43,7 +43,9 @@ pub mod redis;
 pub use decision::{Decision, LimitStatus, UsesStatus, Verdict};
 pub use local::LocalLimiter;
 pub use policy::{LimitName, Rate, RateError, RateUnit};
-pub use redis::{FailurePolicy, RedisLimiter, RedisOptions, SharedLimiter, UsesLimit};
+pub use redis::{
+    FailurePolicy, RedisLimitError, RedisLimiter, RedisOptions, SharedLimiter, UsesLimit,
+};
 
 use portcullis_core::crypto::sha256;
 
@@ -109,6 +111,37 @@ pub enum RateLimiter {
 }
 
 impl RateLimiter {
+    /// Builds the limiter that `limits` configures: shared through Redis
+    /// when `limits.redis_url` is set, in memory otherwise. Redis is not
+    /// contacted here, so a node starts while Redis is down and uses the
+    /// failure policy until it is back.
+    pub fn from_config(limits: &crate::config::LimitsConfig) -> Result<Self, RedisLimitError> {
+        let Some(url) = &limits.redis_url else {
+            return Ok(Self::Local(LocalLimiter::default()));
+        };
+        let redis = RedisLimiter::new(url.expose(), RedisOptions::default())?;
+        Ok(Self::Shared(SharedLimiter::new(
+            redis,
+            limits.redis_failure,
+        )))
+    }
+
+    /// Returns the in-memory limiter: the only one, or Redis's fallback.
+    pub fn local(&self) -> &LocalLimiter {
+        match self {
+            Self::Local(local) => local,
+            Self::Shared(shared) => shared.fallback_limiter(),
+        }
+    }
+
+    /// Returns the Redis connection's health, or `None` without Redis.
+    pub fn redis_health(&self) -> Option<&redis::RedisHealth> {
+        match self {
+            Self::Local(_) => None,
+            Self::Shared(shared) => Some(shared.health()),
+        }
+    }
+
     /// Checks one request against `limits`; see [`SharedLimiter::check`].
     ///
     /// TODO: a usage-limited key on a node without Redis needs the store's

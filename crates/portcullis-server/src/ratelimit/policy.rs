@@ -231,6 +231,16 @@ impl LimitName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Wraps the name of a built-in limit (`key`, `tenant`, …). The name is
+    /// a literal, checked against [`Self::new`] in debug builds.
+    pub(crate) fn builtin(name: &'static str) -> Self {
+        debug_assert!(
+            Self::new(name).is_ok(),
+            "invalid built-in limit name {name}"
+        );
+        Self(name.to_owned())
+    }
 }
 
 impl fmt::Display for LimitName {
