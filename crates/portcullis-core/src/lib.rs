@@ -4,6 +4,7 @@
 //!   secrets, constant-time comparison, the master key and what derives from it.
 //! - [`key`]: the API key format (`pc_live_…`, `pc_test_…`), its generation,
 //!   checksum and parser.
+//! - [`leak`]: finding API keys in arbitrary text, for the leak scanner.
 //! - [`scope`]: scope names, scope sets and scope matching.
 //! - [`name`]: rules for identifiers that people type and read (tenant names).
 //! - [`ids`]: typed ids of stored objects.
@@ -20,6 +21,7 @@ pub mod crypto;
 pub mod duration;
 pub mod ids;
 pub mod key;
+pub mod leak;
 pub mod name;
 pub mod oauth;
 pub mod pki;

@@ -204,6 +204,19 @@ impl Manager {
             .ok_or_else(|| ManageError::NotFound(format!("no key with id {id}")))
     }
 
+    /// Finds the key whose whole secret is `secret`, by its keyed hash.
+    /// `None` when no stored key has that hash.
+    pub async fn key_by_secret(
+        &self,
+        secret: &KeySecret,
+    ) -> Result<Option<ApiKeyRecord>, ManageError> {
+        let hash = self.pepper.hash(secret.expose().as_bytes());
+        self.store
+            .find_key_by_hash(&hash)
+            .await
+            .map_err(ManageError::Store)
+    }
+
     /// Revokes a key at once.
     pub async fn revoke_key(
         &self,

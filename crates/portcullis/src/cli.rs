@@ -117,6 +117,48 @@ pub(crate) enum Command {
     /// Client certificates for mutual TLS.
     #[command(subcommand)]
     Certs(CertsCommand),
+
+    /// Find API keys in files or in a git repository's history, and
+    /// optionally revoke the ones still usable.
+    #[command(after_help = SCAN_EXIT_CODES)]
+    Scan(ScanArgs),
+}
+
+/// The exit codes of `scan`, printed under its `--help`.
+const SCAN_EXIT_CODES: &str = "\
+Exit codes:
+  0  no usable key was found (look-alikes and revoked or expired keys do not count)
+  1  the scan failed: a path, git or the store could not be read
+  2  invalid command-line arguments
+  3  at least one usable (active or rotating) key was found, revoked or not";
+
+#[derive(Args)]
+pub(crate) struct ScanArgs {
+    /// Files and directories to scan. Directories are walked recursively
+    /// without following symbolic links and without entering `.git`.
+    #[arg(value_name = "PATH", required = true)]
+    pub(crate) paths: Vec<PathBuf>,
+
+    /// Treat each PATH as a git repository and scan every blob reachable
+    /// from any ref, so keys deleted in later commits are found too.
+    /// Needs the `git` command on PATH.
+    #[arg(long)]
+    pub(crate) git: bool,
+
+    /// Revoke each usable key found, with an audit record naming where it
+    /// was found.
+    #[arg(long, requires = "reason")]
+    pub(crate) revoke: bool,
+
+    /// Reason recorded with each revocation, before the place where the key
+    /// was found.
+    #[arg(long, value_name = "TEXT", requires = "revoke")]
+    pub(crate) reason: Option<String>,
+
+    /// Largest file or blob to scan, in bytes. Larger ones are listed as
+    /// skipped.
+    #[arg(long, value_name = "BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub(crate) max_file_size: u64,
 }
 
 #[derive(Subcommand)]

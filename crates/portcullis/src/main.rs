@@ -6,7 +6,8 @@
 //! - [`output`]: tables for people and JSON for scripts.
 //!
 //! Errors end the process with exit code 1 and one line on standard error;
-//! usage errors found by clap exit with code 2.
+//! usage errors found by clap exit with code 2. `scan` exits with 3 when it
+//! finds a usable key.
 
 mod cli;
 mod commands;
@@ -40,7 +41,7 @@ fn main() -> ExitCode {
     };
 
     match runtime.block_on(commands::run(cli, env)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             // `{:#}` joins the error and its causes with ": " on one line.
             eprintln!("error: {error:#}");

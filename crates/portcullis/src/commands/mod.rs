@@ -6,12 +6,14 @@ pub(crate) mod ca;
 pub(crate) mod certs_verify;
 pub(crate) mod clients;
 pub(crate) mod keys;
+pub(crate) mod scan;
 pub(crate) mod serve;
 pub(crate) mod signing_keys;
 pub(crate) mod tenants;
 pub(crate) mod users;
 
 use std::collections::BTreeMap;
+use std::process::ExitCode;
 
 use portcullis_server::config::LogFormat;
 use portcullis_server::manage::{self, ManageError, Manager};
@@ -28,9 +30,11 @@ pub(crate) const AUDIT_ACTOR: &str = "cli";
 /// output and standard error stay readable.
 pub(crate) const ADMIN_LOG_FILTER: &str = "warn";
 
-/// Runs the parsed command. `env` contains the `PORTCULLIS_*` variables.
-pub(crate) async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Result<()> {
-    match cli.command {
+/// Runs the parsed command and returns the exit code of a success. `env`
+/// contains the `PORTCULLIS_*` variables.
+pub(crate) async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Result<ExitCode> {
+    let result = match cli.command {
+        Command::Scan(args) => return scan::run(&cli.global, &args, &env).await,
         Command::Serve(args) => serve::run(&cli.global, &args, &env).await,
         Command::Tenants(command) => {
             let admin = Admin::open(&cli.global, &env).await?;
@@ -52,7 +56,8 @@ pub(crate) async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Resu
         Command::Certs(CertsCommand::Verify(args)) => certs_verify::run(&args, cli.global.output),
         Command::Certs(command) => ca::run_certs(&cli.global, command, &env).await,
         Command::Ca(command) => ca::run_ca(&cli.global, command, &env).await,
-    }
+    };
+    result.map(|()| ExitCode::SUCCESS)
 }
 
 /// Shared state of the admin commands: the manager and the output format.
