@@ -1,4 +1,9 @@
 //! `/healthz` (the process runs) and `/readyz` (the store responds).
+//!
+//! `/readyz` also reports where rate limits are counted (`memory`, `redis`,
+//! or `redis_unreachable` during an outage). An outage does not make the
+//! node unready, because every node shares Redis and the configured
+//! fallback (`limits.redis_failure`) decides what limited requests get.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -19,12 +24,25 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
         Ok(()) => (
             StatusCode::OK,
-            axum::Json(json!({"status": "ready", "store": state.store.backend()})),
+            axum::Json(json!({
+                "status": "ready",
+                "store": state.store.backend(),
+                "rate_limits": rate_limit_backend(&state),
+            })),
         )
             .into_response(),
         Err(error) => {
             tracing::warn!(error = %crate::telemetry::ErrorChain(&error), "readiness check failed: store unreachable");
             Problem::store_unavailable().into_response()
         }
+    }
+}
+
+/// Names where rate limits are counted right now.
+fn rate_limit_backend(state: &AppState) -> &'static str {
+    match state.rate_limiter.redis_health() {
+        None => "memory",
+        Some(health) if health.is_up() => "redis",
+        Some(_) => "redis_unreachable",
     }
 }

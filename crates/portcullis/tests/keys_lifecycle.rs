@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use portcullis_store::{AuditAction, AuditFilter, Store};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use support::services::fresh_postgres;
 use support::upstream::Upstream;
 use support::{DataDir, Server, all_bytes_under, contains_bytes};
 
@@ -106,35 +107,6 @@ async fn get_status(node: &Server, key: &str) -> StatusCode {
         .await
         .unwrap()
         .status()
-}
-
-/// A fresh PostgreSQL database, or `None` (outside CI) when the server is
-/// unreachable.
-fn fresh_postgres() -> Option<String> {
-    let base = std::env::var("PORTCULLIS_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let name = format!("portcullis_lifecycle_{}", uuid::Uuid::now_v7().simple());
-    let created = Command::new("psql")
-        .args([
-            base.as_str(),
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-qc",
-            &format!("CREATE DATABASE {name}"),
-        ])
-        .output();
-    match created {
-        Ok(output) if output.status.success() => {
-            let (prefix, _) = base.rsplit_once('/').unwrap();
-            Some(format!("{prefix}/{name}"))
-        }
-        other => {
-            let ci = std::env::var("CI").is_ok_and(|value| value == "true");
-            assert!(!ci, "PostgreSQL is unreachable in CI: {other:?}");
-            eprintln!("PostgreSQL unreachable; skipping the PostgreSQL run outside CI");
-            None
-        }
-    }
 }
 
 async fn run_lifecycle(data: &DataDir, nodes: &[&Server], upstream: &Upstream) -> Vec<String> {
@@ -303,7 +275,9 @@ async fn key_ends_reach_sqlite_node_within_one_second() {
 
 #[tokio::test]
 async fn key_ends_reach_two_postgres_nodes_within_one_second() {
-    let Some(url) = fresh_postgres() else { return };
+    let Some(url) = fresh_postgres("portcullis_lifecycle") else {
+        return;
+    };
     let upstream = Upstream::start();
     let mut data = DataDir::new();
     data.database_url = Some(url.clone());

@@ -221,6 +221,25 @@ async fn forbidden_answer_carries_headers() {
 }
 
 #[tokio::test]
+async fn readiness_names_memory_backend() {
+    let response = FIXTURE
+        .server
+        .client()
+        .get(FIXTURE.server.url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["rate_limits"], "memory");
+    let logs = FIXTURE.server.log_text();
+    assert!(
+        logs.contains("rate limits are counted in this node's memory"),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
 async fn missing_key_gets_no_headers() {
     let response = FIXTURE
         .server

@@ -90,6 +90,14 @@ pub(crate) async fn run(
             "TLS clients are asked for a certificate"
         );
     }
+    match &config.limits.redis_url {
+        Some(url) => tracing::info!(
+            redis = %url.redacted(),
+            redis_failure = ?config.limits.redis_failure,
+            "rate limits are counted in Redis"
+        ),
+        None => tracing::info!("rate limits are counted in this node's memory"),
+    }
     if let Some(forwarded) = &config.server.forwarded_client_certificate {
         tracing::info!(
             format = ?forwarded.format,

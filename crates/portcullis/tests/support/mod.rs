@@ -16,6 +16,7 @@
 )]
 
 pub mod raw;
+pub mod services;
 pub mod upstream;
 
 use std::io::{BufRead, BufReader};
