@@ -191,11 +191,33 @@ pub fn check_label(what: &'static str, text: &str) -> Result<(), LabelError> {
     Ok(())
 }
 
+/// Cuts `text` to at most [`MAX_LABEL_LEN`] characters, marking a cut with
+/// `…`, so that generated text such as a revocation reason passes
+/// [`check_label`].
+pub fn shorten_label(text: &str) -> String {
+    if text.chars().count() <= MAX_LABEL_LEN {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(MAX_LABEL_LEN - 1).collect();
+    cut.push('…');
+    cut
+}
+
 #[cfg(test)]
 mod tests {
     use time::Duration;
 
     use super::*;
+
+    #[test]
+    fn shorten_label_marks_cut() {
+        assert_eq!(shorten_label("short"), "short");
+        let long = "x".repeat(MAX_LABEL_LEN + 5);
+        let cut = shorten_label(&long);
+        assert_eq!(cut.chars().count(), MAX_LABEL_LEN);
+        assert!(cut.ends_with('…'));
+        assert!(check_label("reason", &cut).is_ok());
+    }
 
     fn record() -> ApiKeyRecord {
         ApiKeyRecord {

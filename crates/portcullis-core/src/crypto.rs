@@ -86,6 +86,10 @@ pub enum CryptoError {
     /// Signing a message failed.
     #[error("signing with a {0} key failed")]
     Signing(SigningAlgorithm),
+    /// A public key is not a DER SubjectPublicKeyInfo of the expected
+    /// algorithm.
+    #[error("invalid public key: expected an ECDSA P-256 SubjectPublicKeyInfo")]
+    PublicKey,
 }
 
 /// Fills `buffer` from the operating system's CSPRNG.
@@ -108,6 +112,33 @@ pub fn sha256(data: &[u8]) -> [u8; SHA256_LEN] {
     let mut bytes = [0u8; SHA256_LEN];
     bytes.copy_from_slice(digest.as_ref());
     bytes
+}
+
+/// An ECDSA P-256 public key that checks SHA-256 signatures in ASN.1 DER
+/// form (`ECDSA_P256_SHA256_ASN1`), such as those GitHub puts on secret
+/// scanning reports.
+#[derive(Clone)]
+pub struct EcdsaP256PublicKey(signature::ParsedPublicKey);
+
+impl EcdsaP256PublicKey {
+    /// Parses a DER `SubjectPublicKeyInfo` (RFC 5280) of a P-256 key.
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, CryptoError> {
+        signature::ParsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, der)
+            .map(Self)
+            .map_err(|_| CryptoError::PublicKey)
+    }
+
+    /// Checks `signature` over `message`. Any failure, a malformed
+    /// signature included, returns `false`.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.0.verify_sig(message, signature).is_ok()
+    }
+}
+
+impl fmt::Debug for EcdsaP256PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EcdsaP256PublicKey(..)")
+    }
 }
 
 /// The master key: the root of every key Portcullis derives.

@@ -31,7 +31,7 @@ use crate::pki::trust::{ClientCertificateTrust, TrustError};
 use crate::ratelimit::RateLimiter;
 use crate::ratelimit::local::EVICTION_INTERVAL;
 use crate::usage::{UsageRecorder, flush_periodically};
-use crate::{admin, gateway, health, telemetry, verify};
+use crate::{admin, gateway, health, leaks, telemetry, verify};
 
 /// How long a TLS handshake may take before the connection is dropped.
 pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -71,6 +71,8 @@ pub struct Shared {
     pub limits: LimitsConfig,
     /// The rate limiter: in memory, or shared through Redis.
     pub rate_limiter: RateLimiter,
+    /// The keys that sign leak reports, and the action on a match.
+    pub leaks: leaks::LeakReceiver,
 }
 
 /// A cheap handle on [`Shared`].
@@ -99,6 +101,7 @@ impl AppState {
         let rate_limiter = RateLimiter::from_config(&config.limits).map_err(|error| {
             std::io::Error::other(format!("limits.redis_url: invalid Redis URL: {error}"))
         })?;
+        let leaks = leaks::LeakReceiver::load(&config.leaks).map_err(std::io::Error::other)?;
         Ok(Self(Arc::new(Shared {
             verifier: KeyVerifier::new(store.clone(), pepper.clone(), cache),
             usage: Arc::new(UsageRecorder::default()),
@@ -120,6 +123,7 @@ impl AppState {
                 .map(ForwardedCertificates::new),
             limits: config.limits.clone(),
             rate_limiter,
+            leaks,
         })))
     }
 }
@@ -131,6 +135,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/v1/keys/verify", post(verify::keys_verify))
+        .route("/v1/leaks", post(leaks::report))
         .route("/oauth/token", post(token::token))
         .route("/oauth/introspect", post(introspect::introspect))
         .route("/oauth/revoke", post(revoke::revoke))

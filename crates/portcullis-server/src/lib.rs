@@ -9,6 +9,7 @@
 //! - [`cache`]: the credential cache and the change feed that keeps it fresh.
 //! - [`usage`]: buffered last-used times, usage counts and failure records.
 //! - [`verify`]: `POST /v1/keys/verify` for backends that check keys themselves.
+//! - [`leaks`]: `POST /v1/leaks`, signed leak reports that revoke or flag keys.
 //! - [`admin`]: the admin API under `/admin/v1/`.
 //! - [`oauth`]: the OAuth 2.0 authorization server: signing keys and JWTs.
 //! - [`manage`]: tenant and key operations shared by the admin API and the CLI.
@@ -30,6 +31,7 @@ pub mod clients;
 pub mod config;
 pub mod gateway;
 pub mod health;
+pub mod leaks;
 pub mod listener;
 pub mod manage;
 pub mod oauth;

@@ -80,6 +80,8 @@ pub enum AuditAction {
     CertificateRevoked,
     /// A partner CA was trusted for a tenant.
     TrustedCaAdded,
+    /// A signed leak report named an API key as found in public.
+    KeyLeakReported,
 }
 
 impl AuditAction {
@@ -108,6 +110,7 @@ impl AuditAction {
             Self::CertificateIssued => "certificate.issued",
             Self::CertificateRevoked => "certificate.revoked",
             Self::TrustedCaAdded => "trusted_ca.added",
+            Self::KeyLeakReported => "key.leak_reported",
         }
     }
 }
@@ -149,6 +152,7 @@ impl FromStr for AuditAction {
             "certificate.issued" => Ok(Self::CertificateIssued),
             "certificate.revoked" => Ok(Self::CertificateRevoked),
             "trusted_ca.added" => Ok(Self::TrustedCaAdded),
+            "key.leak_reported" => Ok(Self::KeyLeakReported),
             other => Err(UnknownAuditAction(other.to_owned())),
         }
     }
@@ -501,6 +505,7 @@ mod tests {
             AuditAction::CertificateIssued,
             AuditAction::CertificateRevoked,
             AuditAction::TrustedCaAdded,
+            AuditAction::KeyLeakReported,
         ] {
             assert_eq!(action.as_str().parse::<AuditAction>(), Ok(action));
         }

@@ -139,17 +139,6 @@ impl Fixture {
     fn repo_path(&self) -> &str {
         self.repo.path().to_str().unwrap()
     }
-
-    fn key_status(&self, id: &str) -> Value {
-        let keys = self.data.cli_json(&["keys", "list", "--tenant", "acme"]);
-        keys["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|key| key["id"] == id)
-            .cloned()
-            .unwrap()
-    }
 }
 
 fn head(dir: &Path) -> String {
@@ -219,7 +208,10 @@ fn git_history_finds_deleted_key() {
     assert_eq!(entry(&report, &fixture.revoked_id)["status"], "revoked");
     assert_eq!(report["look_alikes"], 1);
     assert_eq!(report["usable"], 1);
-    assert_eq!(fixture.key_status(&fixture.usable_id)["status"], "active");
+    assert_eq!(
+        fixture.data.tenant_key("acme", &fixture.usable_id)["status"],
+        "active"
+    );
 }
 
 #[test]
@@ -257,14 +249,14 @@ async fn revoke_ends_only_usable_key() {
         false
     );
 
-    let usable = fixture.key_status(&fixture.usable_id);
+    let usable = fixture.data.tenant_key("acme", &fixture.usable_id);
     assert_eq!(usable["status"], "revoked");
     let reason = usable["revoked_reason"].as_str().unwrap();
     let place = format!("{}:config.env:2:9", fixture.added_usable);
     assert!(reason.starts_with("pushed to a public fork"), "{reason}");
     assert!(reason.contains("found by portcullis scan"), "{reason}");
     assert!(reason.contains(&place), "{reason}");
-    let revoked = fixture.key_status(&fixture.revoked_id);
+    let revoked = fixture.data.tenant_key("acme", &fixture.revoked_id);
     assert_eq!(revoked["revoked_reason"], "rotated by hand");
 
     let store = Store::open_sqlite(&fixture.data.path().join("portcullis.db"))
@@ -359,7 +351,10 @@ fn exit_codes_for_errors() {
         fixture.repo_path(),
     ]);
     assert_eq!(output.status.code(), Some(1));
-    assert_eq!(fixture.key_status(&fixture.usable_id)["status"], "active");
+    assert_eq!(
+        fixture.data.tenant_key("acme", &fixture.usable_id)["status"],
+        "active"
+    );
 }
 
 #[test]

@@ -20,6 +20,7 @@
 //! The [`raw`] structs document every key and its default.
 
 mod env;
+mod leaks;
 mod limits;
 mod oauth;
 pub mod raw;
@@ -32,6 +33,9 @@ use std::time::Duration;
 
 use portcullis_core::scope::ScopeSet;
 
+pub use leaks::{
+    LeakAction, LeakPublicKey, LeaksConfig, MAX_LEAK_KEY_ID_LEN, MAX_LEAK_PUBLIC_KEYS, PemSource,
+};
 pub use limits::{
     LimitsConfig, MAX_PLAN_LIMITS, MAX_PLANS, Plan, REDIS_URL_VARIABLE, RESERVED_LIMIT_NAMES,
     RedisUrl,
@@ -87,6 +91,8 @@ pub struct Config {
     pub oauth: OAuthConfig,
     /// Rate limits: where they are counted, the tenant limit and plans.
     pub limits: LimitsConfig,
+    /// Leak reports: the keys that sign them and the action on a match.
+    pub leaks: LeaksConfig,
 }
 
 /// The `[server]` table, checked.

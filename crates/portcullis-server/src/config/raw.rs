@@ -42,6 +42,42 @@ pub struct RawConfig {
     pub oauth: Option<RawOAuth>,
     /// The `[limits]` table; no limits by default.
     pub limits: Option<RawLimits>,
+    /// The `[leaks]` table; no leak reports accepted by default.
+    pub leaks: Option<RawLeaks>,
+}
+
+/// The `[leaks]` table: leak reports in the format of GitHub's secret
+/// scanning partner program, sent to `POST /v1/leaks`.
+///
+/// ```toml
+/// [leaks]
+/// action = "revoke"
+/// public_keys = [{ id = "90a4…", pem_file = "/etc/portcullis/github-leaks.pem" }]
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLeaks {
+    /// Public keys whose signatures are accepted; default none, which
+    /// rejects every report.
+    pub public_keys: Option<Vec<RawLeakPublicKey>>,
+    /// What happens to a reported key that is still usable: `"revoke"`
+    /// (default) or `"flag"`, which keeps the key and writes an audit
+    /// record and a warning.
+    pub action: Option<String>,
+}
+
+/// One entry of `leaks.public_keys`: an id and exactly one of `pem_file`
+/// and `pem`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLeakPublicKey {
+    /// The id that reports name in the `Github-Public-Key-Identifier`
+    /// header.
+    pub id: String,
+    /// File with the PEM `PUBLIC KEY` (an ECDSA P-256 key).
+    pub pem_file: Option<PathBuf>,
+    /// The PEM `PUBLIC KEY` itself.
+    pub pem: Option<String>,
 }
 
 /// The `[limits]` table: where rate limits are counted, and the limits that
@@ -183,6 +219,7 @@ struct Sections {
     routes: Option<Vec<toml::Value>>,
     oauth: Option<toml::Value>,
     limits: Option<toml::Value>,
+    leaks: Option<toml::Value>,
 }
 
 impl RawConfig {
@@ -236,11 +273,21 @@ impl RawConfig {
             })
             .transpose()?;
 
+        let leaks = sections
+            .leaks
+            .map(|value| {
+                value
+                    .try_into()
+                    .map_err(|error| deserialize_error("leaks", &error))
+            })
+            .transpose()?;
+
         Ok(Self {
             server,
             routes,
             oauth,
             limits,
+            leaks,
         })
     }
 }

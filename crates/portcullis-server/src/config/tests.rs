@@ -879,3 +879,63 @@ fn redis_url_error_hides_password() {
     assert_names(&error, "limits.redis_url");
     assert!(!error.contains("hunter2"), "{error}");
 }
+
+#[test]
+fn leaks_table_parses() {
+    let text = r#"
+[leaks]
+action = "flag"
+public_keys = [
+    { id = "file-key", pem_file = "/etc/portcullis/github.pem" },
+    { id = "inline-key", pem = "-----BEGIN PUBLIC KEY-----" },
+]
+"#;
+    let config = from_toml(text, &no_env()).unwrap();
+    let leaks = &config.leaks;
+    assert_eq!(leaks.action, LeakAction::Flag);
+    assert_eq!(leaks.public_keys.len(), 2);
+    assert_eq!(leaks.public_keys[0].id, "file-key");
+    assert_eq!(
+        leaks.public_keys[0].pem,
+        PemSource::File(PathBuf::from("/etc/portcullis/github.pem"))
+    );
+    assert_eq!(
+        leaks.public_keys[1].pem,
+        PemSource::Inline("-----BEGIN PUBLIC KEY-----".to_owned())
+    );
+}
+
+#[test]
+fn leaks_default_to_revoke_without_keys() {
+    let config = from_toml(&one_route(""), &no_env()).unwrap();
+    assert_eq!(config.leaks, LeaksConfig::default());
+    assert_eq!(config.leaks.action, LeakAction::Revoke);
+}
+
+#[test]
+fn leaks_invalid_values_rejected() {
+    let cases = [
+        ("[leaks]\naction = \"ignore\"\n", "leaks.action"),
+        (
+            "[leaks]\npublic_keys = [{ id = \"\", pem = \"x\" }]\n",
+            "leaks.public_keys[0].id",
+        ),
+        (
+            "[leaks]\npublic_keys = [{ id = \"k\" }]\n",
+            "leaks.public_keys[0]",
+        ),
+        (
+            "[leaks]\npublic_keys = [{ id = \"k\", pem = \"x\", pem_file = \"/k.pem\" }]\n",
+            "leaks.public_keys[0]",
+        ),
+        (
+            "[leaks]\npublic_keys = [{ id = \"k\", pem = \"x\" }, { id = \"k\", pem = \"y\" }]\n",
+            "leaks.public_keys[1].id",
+        ),
+        ("[leaks]\nkeys = []\n", "leaks"),
+    ];
+    for (text, setting) in cases {
+        let error = error_of(text);
+        assert_names(&error, setting);
+    }
+}

@@ -46,11 +46,13 @@ impl TryFrom<RawConfig> for Config {
 
         let oauth = super::oauth::check_oauth(raw.oauth.unwrap_or_default())?;
         let limits = super::limits::check_limits(raw.limits.unwrap_or_default())?;
+        let leaks = super::leaks::check_leaks(raw.leaks.unwrap_or_default())?;
         Ok(Self {
             server,
             routes,
             oauth,
             limits,
+            leaks,
         })
     }
 }

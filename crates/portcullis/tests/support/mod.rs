@@ -98,6 +98,18 @@ impl DataDir {
         )
     }
 
+    /// Returns key `id` of `tenant` as `keys list --output json` prints it.
+    pub fn tenant_key(&self, tenant: &str, id: &str) -> Value {
+        let keys = self.cli_json(&["keys", "list", "--tenant", tenant]);
+        keys["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|key| key["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("key {id} not listed for {tenant}: {keys}"))
+    }
+
     pub fn write_config(&self, toml: &str) {
         std::fs::write(self.path().join("portcullis.toml"), toml).unwrap();
     }

@@ -19,7 +19,7 @@ use std::fmt;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use portcullis_core::credential::{ApiKeyRecord, KeyStatus, MAX_LABEL_LEN};
+use portcullis_core::credential::{ApiKeyRecord, KeyStatus, shorten_label};
 use portcullis_core::crypto::{SHA256_LEN, sha256};
 use portcullis_core::key::KeySecret;
 use portcullis_core::leak::{Verdict, find_candidates};
@@ -110,10 +110,7 @@ async fn revoke_usable(admin: &Admin, scan: &mut Scan, reason: &str) -> anyhow::
             .find(|sighting| sighting.key == index)
             .map(|sighting| sighting.location.to_string())
             .unwrap_or_default();
-        let full_reason = truncate(
-            &format!("{reason} (found by portcullis scan at {place})"),
-            MAX_LABEL_LEN,
-        );
+        let full_reason = shorten_label(&format!("{reason} (found by portcullis scan at {place})"));
         let audit = admin.audit();
         let revoked = admin
             .manager
@@ -126,16 +123,6 @@ async fn revoke_usable(admin: &Admin, scan: &mut Scan, reason: &str) -> anyhow::
         }
     }
     Ok(())
-}
-
-/// Cuts `text` to at most `max` characters, marking a cut with `…`.
-fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
 }
 
 /// Everything a scan found: the distinct keys, where each was seen, the
@@ -500,12 +487,5 @@ mod tests {
         assert!(scan.search("image.png", &contents).is_empty());
         assert_eq!(scan.skipped.len(), 1);
         assert_eq!(scan.scanned, 0);
-    }
-
-    #[test]
-    fn truncate_marks_cut() {
-        assert_eq!(truncate("short", 10), "short");
-        assert_eq!(truncate("abcdefgh", 4), "abc…");
-        assert_eq!(truncate("abcdefgh", 4).chars().count(), 4);
     }
 }
