@@ -35,7 +35,7 @@ use crate::app::AppState;
 use crate::config::{LeakAction, LeaksConfig, PemSource};
 use crate::listener::ConnectionInfo;
 use crate::manage::ManageError;
-use crate::problem::Problem;
+use crate::problem::{Challenge, Problem};
 
 /// Header naming the public key that signed a report.
 pub const KEY_ID_HEADER: &str = "github-public-key-identifier";
@@ -345,6 +345,7 @@ fn unauthorized(detail: &str) -> Problem {
         "Invalid leak report signature",
         detail,
     )
+    .with_challenge(Challenge::RequestSignature)
 }
 
 fn store_problem(error: &ManageError) -> Problem {

@@ -31,6 +31,10 @@ pub enum Challenge {
     InvalidToken,
     /// The credential lacks the named scope.
     InsufficientScope(Scope),
+    /// A signed request (a leak report) has no valid signature. RFC 9110
+    /// §15.5.2 requires a challenge on every 401, and no registered scheme
+    /// fits, so the challenge names the two signature headers.
+    RequestSignature,
 }
 
 /// One error response. Boxed, because it travels in `Err` through every
@@ -317,6 +321,11 @@ pub struct ProblemCode(pub &'static str);
 fn challenge_header(challenge: &Challenge, detail: &str) -> String {
     let error = match challenge {
         Challenge::Missing => return format!("Bearer realm=\"{REALM}\""),
+        Challenge::RequestSignature => {
+            return format!(
+                "Signature realm=\"{REALM}\", headers=\"github-public-key-identifier github-public-key-signature\""
+            );
+        }
         Challenge::InvalidRequest => "invalid_request",
         Challenge::InvalidToken => "invalid_token",
         Challenge::InsufficientScope(_) => "insufficient_scope",

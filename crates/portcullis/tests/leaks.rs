@@ -125,6 +125,10 @@ async fn assert_rejected(response: reqwest::Response, status: StatusCode) {
         response.headers()["content-type"],
         "application/problem+json"
     );
+    if status == StatusCode::UNAUTHORIZED {
+        let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+        assert!(challenge.starts_with("Signature "), "{challenge}");
+    }
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["status"], status.as_u16());
 }
