@@ -109,6 +109,20 @@ pub struct ApiKeyRecord {
     pub last_used_from: Option<String>,
     /// How many requests the key has authenticated.
     pub use_count: i64,
+    /// The key's own rate limits and plan.
+    #[serde(default)]
+    pub limits: KeyLimits,
+}
+
+/// The rate limits of one key, as the operator wrote them. The server
+/// parses and checks the rates and the plan name; the store keeps them as
+/// text.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyLimits {
+    /// Rates such as `100/s burst 200`, all of which apply.
+    pub rate_limits: Vec<String>,
+    /// The name of a plan in the server's `[limits.plans]`.
+    pub plan: Option<String>,
 }
 
 impl ApiKeyRecord {
@@ -235,6 +249,7 @@ mod tests {
             revoked_reason: None,
             rotated_to: None,
             last_used_at: None,
+            limits: KeyLimits::default(),
             last_used_from: None,
             use_count: 0,
         }

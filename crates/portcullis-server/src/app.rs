@@ -20,7 +20,7 @@ use crate::config::{Config, LimitsConfig, TlsMode};
 use crate::gateway::proxy::UpstreamClient;
 use crate::gateway::routes::RouteTable;
 use crate::listener::{ListenerLimits, serve, serve_with_client_certificates};
-use crate::manage::Manager;
+use crate::manage::{Manager, PlanNames};
 use crate::oauth::server::{AuthorizationServer, maintain};
 use crate::oauth::{authorize, introspect, metadata, revoke, token};
 use crate::pki::ca::CertificateAuthority;
@@ -108,7 +108,9 @@ impl AppState {
             routes: RouteTable::new(config.routes.clone()),
             proxies: TrustedProxies::new(config.server.trusted_proxies.clone()),
             upstream: UpstreamClient::new()?,
-            manager: Manager::new(store.clone(), pepper),
+            manager: Manager::new(store.clone(), pepper).with_plans(PlanNames::Known(
+                config.limits.plans.keys().cloned().collect(),
+            )),
             oauth,
             ca: Arc::new(CertificateAuthority::new(store.clone(), ca_sealing)),
             client_certificates_reach: (!matches!(config.server.tls, TlsMode::PlainHttp)

@@ -1,7 +1,9 @@
 //! Tenant and key operations, shared by the admin API and the CLI so that
 //! both check the same rules and write the same audit records.
 
-use portcullis_core::credential::{ApiKeyRecord, KeyKind, check_label};
+use std::collections::BTreeSet;
+
+use portcullis_core::credential::{ApiKeyRecord, KeyKind, KeyLimits, check_label};
 use portcullis_core::crypto::Pepper;
 use portcullis_core::ids::KeyId;
 use portcullis_core::key::{Environment, KeySecret};
@@ -66,6 +68,8 @@ pub struct KeyRequest {
     pub expires_in: Option<Duration>,
     /// Live or test.
     pub environment: Environment,
+    /// The key's own rate limits and plan.
+    pub limits: KeyLimits,
 }
 
 /// A freshly created key: its record and the secret, shown once.
@@ -82,12 +86,102 @@ pub struct IssuedKey {
 pub struct Manager {
     store: Store,
     pepper: Pepper,
+    plans: PlanNames,
 }
+
+/// The plans that keys may name, from the configuration.
+#[derive(Clone, Debug)]
+pub enum PlanNames {
+    /// The names in `[limits.plans]`.
+    Known(BTreeSet<String>),
+    /// The configuration could not be loaded, for this reason, so no plan
+    /// can be checked and none is accepted.
+    Unavailable(String),
+}
+
+/// Maximum rate limits of one key, besides its plan's.
+pub const MAX_KEY_RATE_LIMITS: usize = 4;
 
 impl Manager {
     /// Creates a manager writing to `store`, hashing keys with `pepper`.
+    /// It accepts no plan until [`Self::with_plans`] names them.
     pub fn new(store: Store, pepper: Pepper) -> Self {
-        Self { store, pepper }
+        Self {
+            store,
+            pepper,
+            plans: PlanNames::Known(BTreeSet::new()),
+        }
+    }
+
+    /// Sets the plans that keys may name.
+    pub fn with_plans(mut self, plans: PlanNames) -> Self {
+        self.plans = plans;
+        self
+    }
+
+    /// Checks a key's limits and returns them with each rate in its
+    /// canonical form (`100/s`, not `100/s burst 100`).
+    pub fn check_key_limits(&self, limits: KeyLimits) -> Result<KeyLimits, ManageError> {
+        if limits.rate_limits.len() > MAX_KEY_RATE_LIMITS {
+            return Err(ManageError::invalid(
+                "rate_limit",
+                &format!(
+                    "{} rate limits given, at most {MAX_KEY_RATE_LIMITS}; put more in a plan",
+                    limits.rate_limits.len()
+                ),
+            ));
+        }
+        let mut rate_limits = Vec::with_capacity(limits.rate_limits.len());
+        for text in &limits.rate_limits {
+            let rate = text
+                .parse::<crate::ratelimit::Rate>()
+                .map_err(|error| ManageError::invalid("rate_limit", &error))?;
+            rate_limits.push(rate.to_string());
+        }
+        if let Some(plan) = &limits.plan {
+            match &self.plans {
+                PlanNames::Known(names) if names.contains(plan) => {}
+                PlanNames::Known(names) => {
+                    let known: Vec<&str> = names.iter().map(String::as_str).collect();
+                    return Err(ManageError::invalid(
+                        "plan",
+                        &format!(
+                            "no plan named {plan:?} in [limits.plans]; configured plans: {}",
+                            if known.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    ));
+                }
+                PlanNames::Unavailable(reason) => {
+                    return Err(ManageError::invalid(
+                        "plan",
+                        &format!("cannot check the plan name: {reason}"),
+                    ));
+                }
+            }
+        }
+        Ok(KeyLimits {
+            rate_limits,
+            plan: limits.plan,
+        })
+    }
+
+    /// Replaces a key's rate limits and plan. Nodes apply the change within
+    /// a second, through the change feed.
+    pub async fn update_key_limits(
+        &self,
+        id: KeyId,
+        limits: KeyLimits,
+        audit: &AuditContext,
+    ) -> Result<ApiKeyRecord, ManageError> {
+        let limits = self.check_key_limits(limits)?;
+        self.store
+            .update_key_limits(id, &limits, audit)
+            .await
+            .map_err(|error| key_error(id, error))
     }
 
     /// The store, for the client and user operations in their own modules.
@@ -157,6 +251,7 @@ impl Manager {
             Some(lifetime) => Some(audit.at + lifetime),
             None => None,
         };
+        let limits = self.check_key_limits(request.limits)?;
         let (kind, tenant_id) = match &request.tenant {
             Some(tenant) => (KeyKind::Tenant, Some(self.tenant(tenant).await?.id)),
             None => (KeyKind::Operator, None),
@@ -174,6 +269,7 @@ impl Manager {
             scopes: request.scopes,
             created_at: audit.at,
             expires_at,
+            limits,
         };
         let record = self
             .store
@@ -266,6 +362,8 @@ impl Manager {
             created_at: audit.at,
             // The replacement keeps the old key's remaining lifetime.
             expires_at: old.expires_at,
+            // and its limits.
+            limits: old.limits.clone(),
         };
         let grace_ends = audit.at + grace;
         let (old, new) = self

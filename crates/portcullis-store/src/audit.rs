@@ -8,7 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use portcullis_core::credential::ApiKeyRecord;
+use portcullis_core::credential::{ApiKeyRecord, KeyLimits};
 use portcullis_core::ids::{AuditId, ClientId, TenantId, TokenFamilyId};
 use portcullis_core::oauth::{AccessTokenRecord, ClientRecord};
 use portcullis_core::pki::{CaRecord, CertificateRecord, TrustedCaRecord};
@@ -43,6 +43,8 @@ pub enum AuditAction {
     KeyRevoked,
     /// An API key was replaced by a new one.
     KeyRotated,
+    /// An API key's rate limits or plan changed.
+    KeyLimitsChanged,
     /// A presented credential was rejected.
     AuthFailed,
     /// An OAuth client was registered.
@@ -93,6 +95,7 @@ impl AuditAction {
             Self::KeyCreated => "key.created",
             Self::KeyRevoked => "key.revoked",
             Self::KeyRotated => "key.rotated",
+            Self::KeyLimitsChanged => "key.limits_changed",
             Self::AuthFailed => "auth.failed",
             Self::ClientCreated => "client.created",
             Self::ClientSecretAdded => "client.secret_added",
@@ -135,6 +138,7 @@ impl FromStr for AuditAction {
             "key.created" => Ok(Self::KeyCreated),
             "key.revoked" => Ok(Self::KeyRevoked),
             "key.rotated" => Ok(Self::KeyRotated),
+            "key.limits_changed" => Ok(Self::KeyLimitsChanged),
             "auth.failed" => Ok(Self::AuthFailed),
             "client.created" => Ok(Self::ClientCreated),
             "client.secret_added" => Ok(Self::ClientSecretAdded),
@@ -229,8 +233,30 @@ impl AuditEvent {
                 "visible_prefix": key.visible_prefix,
                 "scopes": key.scopes.to_space_separated(),
                 "expires_at": key.expires_at.and_then(format_time),
+                "rate_limits": key.limits.rate_limits,
+                "plan": key.limits.plan,
             }),
             ..Self::new(context, AuditAction::KeyCreated)
+        }
+    }
+
+    /// Records that `key`'s limits changed to `limits`.
+    pub(crate) fn key_limits_changed(
+        context: &AuditContext,
+        key: &ApiKeyRecord,
+        limits: &KeyLimits,
+    ) -> Self {
+        Self {
+            tenant_id: key.tenant_id,
+            target: Some(key.id.to_string()),
+            details: json!({
+                "visible_prefix": key.visible_prefix,
+                "rate_limits": limits.rate_limits,
+                "plan": limits.plan,
+                "previous_rate_limits": key.limits.rate_limits,
+                "previous_plan": key.limits.plan,
+            }),
+            ..Self::new(context, AuditAction::KeyLimitsChanged)
         }
     }
 

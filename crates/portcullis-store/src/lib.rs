@@ -30,7 +30,8 @@ macro_rules! select_key {
     () => {
         "SELECT k.id, k.kind, k.tenant_id, t.name AS tenant_name, k.name, k.environment, \
          k.visible_prefix, k.scopes, k.created_at, k.expires_at, k.revoked_at, \
-         k.revoked_reason, k.rotated_to, k.last_used_at, k.last_used_from, k.use_count \
+         k.revoked_reason, k.rotated_to, k.last_used_at, k.last_used_from, k.use_count, \
+         k.rate_limits, k.plan \
          FROM api_keys k LEFT JOIN tenants t ON t.id = k.tenant_id"
     };
 }
@@ -89,7 +90,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use portcullis_core::credential::ApiKeyRecord;
+use portcullis_core::credential::{ApiKeyRecord, KeyLimits};
 use portcullis_core::crypto::SecretHash;
 use portcullis_core::ids::KeyId;
 use portcullis_core::name::TenantName;
@@ -270,6 +271,19 @@ impl Store {
         audit: &AuditContext,
     ) -> Result<(ApiKeyRecord, ApiKeyRecord), StoreError> {
         dispatch!(self, store => store.rotate_key(old, new_key, grace_ends, audit))
+    }
+
+    /// Replaces a key's rate limits and plan, with an audit record and a
+    /// change-feed row so that caches reload the key, and returns the key.
+    ///
+    /// Fails with [`StoreError::NotFound`] when there is no such key.
+    pub async fn update_key_limits(
+        &self,
+        id: KeyId,
+        limits: &KeyLimits,
+        audit: &AuditContext,
+    ) -> Result<ApiKeyRecord, StoreError> {
+        dispatch!(self, store => store.update_key_limits(id, limits, audit))
     }
 
     /// Adds a batch of key usage in one transaction.

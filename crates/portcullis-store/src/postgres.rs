@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use portcullis_core::credential::ApiKeyRecord;
+use portcullis_core::credential::{ApiKeyRecord, KeyLimits};
 use portcullis_core::crypto::SecretHash;
 use portcullis_core::ids::{AuditId, ClientId, KeyId, TenantId};
 use portcullis_core::name::TenantName;
@@ -19,8 +19,9 @@ use uuid::Uuid;
 use crate::audit::{AuditContext, AuditEvent, AuditFilter};
 use crate::error::{StoreError, is_foreign_key_violation, is_unique_violation};
 use crate::records::{
-    Change, KeyFilter, KeyUsage, NewKey, Tenant, check_new_key, check_rotation, parse_environment,
-    parse_hash, parse_kind, parse_scopes, parse_tenant_name, rotated_expiry,
+    Change, KeyFilter, KeyUsage, NewKey, Tenant, check_new_key, check_rotation,
+    key_limits_from_columns, parse_environment, parse_hash, parse_kind, parse_scopes,
+    parse_tenant_name, rate_limits_column, rotated_expiry,
 };
 use crate::{CHANGE_CHANNEL, CHANGE_RETENTION, PruneSchedule, duration_millis};
 
@@ -267,6 +268,35 @@ impl PostgresStore {
         revoked.ok_or(StoreError::NotFound("key"))
     }
 
+    pub(crate) async fn update_key_limits(
+        &self,
+        id: KeyId,
+        limits: &KeyLimits,
+        audit: &AuditContext,
+    ) -> Result<ApiKeyRecord, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let key = lock_key(&mut tx, id)
+            .await?
+            .ok_or(StoreError::NotFound("key"))?;
+
+        sqlx::query("UPDATE api_keys SET rate_limits = $2, plan = $3 WHERE id = $1")
+            .bind(id.as_uuid())
+            .bind(rate_limits_column(limits))
+            .bind(limits.plan.as_deref())
+            .execute(&mut *tx)
+            .await?;
+        insert_audit(
+            &mut tx,
+            &AuditEvent::key_limits_changed(audit, &key, limits),
+        )
+        .await?;
+        insert_change(&mut tx, Some(id), key.tenant_id).await?;
+
+        let updated = select_key(&mut tx, id).await?;
+        tx.commit().await?;
+        updated.ok_or(StoreError::NotFound("key"))
+    }
+
     pub(crate) async fn rotate_key(
         &self,
         old: KeyId,
@@ -439,6 +469,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/postgres/0004_mtls_clients.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            5,
+            "key_limits".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0005_key_limits.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -447,8 +484,8 @@ fn migrator() -> Migrator {
 async fn insert_key_row(conn: &mut PgConnection, key: &NewKey) -> Result<(), StoreError> {
     let inserted = sqlx::query(
         "INSERT INTO api_keys (id, kind, tenant_id, name, environment, visible_prefix, \
-         secret_hash, scopes, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         secret_hash, scopes, created_at, expires_at, rate_limits, plan) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(key.id.as_uuid())
     .bind(key.kind.as_str())
@@ -460,6 +497,8 @@ async fn insert_key_row(conn: &mut PgConnection, key: &NewKey) -> Result<(), Sto
     .bind(key.scopes.to_space_separated())
     .bind(key.created_at)
     .bind(key.expires_at)
+    .bind(rate_limits_column(&key.limits))
+    .bind(key.limits.plan.as_deref())
     .execute(conn)
     .await;
     match inserted {
@@ -564,6 +603,7 @@ fn key_from_row(row: &PgRow) -> Result<ApiKeyRecord, StoreError> {
         last_used_at: row.try_get("last_used_at")?,
         last_used_from: row.try_get("last_used_from")?,
         use_count: row.try_get("use_count")?,
+        limits: key_limits_from_columns(row.try_get("rate_limits")?, row.try_get("plan")?),
     })
 }
 

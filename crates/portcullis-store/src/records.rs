@@ -1,7 +1,7 @@
 //! The values that go into and come out of the store, and the rules on them
 //! that both backends share.
 
-use portcullis_core::credential::{ApiKeyRecord, KeyKind};
+use portcullis_core::credential::{ApiKeyRecord, KeyKind, KeyLimits};
 use portcullis_core::crypto::{SECRET_HASH_LEN, SecretHash};
 use portcullis_core::ids::{ClientId, KeyId, TenantId, UserId};
 use portcullis_core::key::Environment;
@@ -52,6 +52,8 @@ pub struct NewKey {
     pub created_at: OffsetDateTime,
     /// When the key stops working; `None` means never.
     pub expires_at: Option<OffsetDateTime>,
+    /// The key's own rate limits and plan.
+    pub limits: KeyLimits,
 }
 
 /// A selection of keys for [`crate::Store::list_keys`].
@@ -450,6 +452,30 @@ pub(crate) fn parse_environment(text: &str) -> Result<Environment, StoreError> {
 pub(crate) fn parse_scopes(text: &str, key_id: KeyId) -> Result<ScopeSet, StoreError> {
     ScopeSet::parse_list(text)
         .map_err(|error| StoreError::Corrupt(format!("scopes of key {key_id}: {error}")))
+}
+
+/// Separator of the rates in the `rate_limits` column. The rate syntax
+/// (`COUNT/UNIT [burst N]`) has no comma.
+const RATE_SEPARATOR: char = ',';
+
+/// Returns the `rate_limits` column of `limits`: the rates joined by
+/// commas, or `None` when the key has none.
+pub(crate) fn rate_limits_column(limits: &KeyLimits) -> Option<String> {
+    if limits.rate_limits.is_empty() {
+        return None;
+    }
+    Some(limits.rate_limits.join(&RATE_SEPARATOR.to_string()))
+}
+
+/// Builds a key's limits from its `rate_limits` and `plan` columns.
+pub(crate) fn key_limits_from_columns(
+    rate_limits: Option<&str>,
+    plan: Option<String>,
+) -> KeyLimits {
+    let rate_limits = rate_limits
+        .map(|text| text.split(RATE_SEPARATOR).map(str::to_owned).collect())
+        .unwrap_or_default();
+    KeyLimits { rate_limits, plan }
 }
 
 /// Parses a stored tenant name.

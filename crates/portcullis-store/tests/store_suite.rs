@@ -18,7 +18,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 
-use portcullis_core::credential::{ApiKeyRecord, KeyKind, KeyStatus};
+use portcullis_core::credential::{ApiKeyRecord, KeyKind, KeyLimits, KeyStatus};
 use portcullis_core::crypto::MasterKey;
 use portcullis_core::ids::{AuditId, KeyId};
 use portcullis_core::key::{Environment, KeySecret};
@@ -75,6 +75,7 @@ store_suite!(
     audit_appended_and_filtered,
     audit_batch_all_or_nothing,
     change_feed_shows_revocation,
+    key_limits_stored_and_updated,
     change_feed_pruned,
     listener_hears_other_store,
     master_key_mismatch_rejected,
@@ -318,6 +319,7 @@ fn new_key(tenant: Option<&Tenant>, created_at: OffsetDateTime) -> NewKey {
         scopes: ScopeSet::parse_list("orders:read invoices:*").unwrap(),
         created_at,
         expires_at: None,
+        limits: KeyLimits::default(),
     }
 }
 
@@ -738,6 +740,7 @@ fn new_record_stub() -> ApiKeyRecord {
         last_used_at: None,
         last_used_from: None,
         use_count: 0,
+        limits: KeyLimits::default(),
     }
 }
 
@@ -924,6 +927,69 @@ async fn audit_batch_all_or_nothing(fixture: Fixture) {
 
 // ---------------------------------------------------------------------
 // Change feed
+
+async fn key_limits_stored_and_updated(fixture: Fixture) {
+    let store = fixture.store;
+    let acme = create_tenant(&store, "acme").await;
+    let plain = insert(&store, &new_key(Some(&acme), now())).await;
+    assert_eq!(plain.limits, KeyLimits::default());
+
+    let mut limited = new_key(Some(&acme), now());
+    limited.limits = KeyLimits {
+        rate_limits: vec!["100/s burst 200".to_owned(), "5000/h".to_owned()],
+        plan: Some("basic".to_owned()),
+    };
+    let stored = insert(&store, &limited).await;
+    assert_eq!(stored.limits, limited.limits);
+    let found = store.find_key(limited.id).await.unwrap().unwrap();
+    assert_eq!(found.limits, limited.limits);
+
+    let cursor = store.latest_change().await.unwrap();
+    let changed = KeyLimits {
+        rate_limits: vec!["10/min".to_owned()],
+        plan: None,
+    };
+    let updated = store
+        .update_key_limits(limited.id, &changed, &context(now()))
+        .await
+        .unwrap();
+    assert_eq!(updated.limits, changed);
+    assert_eq!(
+        store.find_key(limited.id).await.unwrap().unwrap().limits,
+        changed
+    );
+    let changes = store.changes_since(cursor, Duration::ZERO).await.unwrap();
+    assert!(
+        changes
+            .iter()
+            .any(|change| change.key_id == Some(limited.id)),
+        "the change reaches the feed: {changes:?}"
+    );
+    let audit = store
+        .list_audit(&AuditFilter {
+            action: Some(AuditAction::KeyLimitsChanged),
+            ..audit_of(limited.id.to_string())
+        })
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].details["previous_plan"], "basic");
+    assert_eq!(audit[0].details["rate_limits"][0], "10/min");
+
+    let cleared = store
+        .update_key_limits(limited.id, &KeyLimits::default(), &context(now()))
+        .await
+        .unwrap();
+    assert_eq!(cleared.limits, KeyLimits::default());
+
+    let missing = store
+        .update_key_limits(KeyId::generate(), &changed, &context(now()))
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound("key"))),
+        "{missing:?}"
+    );
+}
 
 async fn change_feed_shows_revocation(fixture: Fixture) {
     let store = fixture.store;

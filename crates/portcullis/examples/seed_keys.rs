@@ -155,6 +155,7 @@ async fn create_keys(
             name: None,
             expires_in: None,
             environment: Environment::Live,
+            limits: Default::default(),
         };
         tasks.spawn(async move {
             let mut secrets = Vec::with_capacity(share);

@@ -366,6 +366,10 @@ pub(crate) enum KeysCommand {
     /// Replace a key with a new one. The old key works until the grace
     /// period ends.
     Rotate(KeysRotateArgs),
+
+    /// Change a key's rate limits or plan. Running nodes apply the change
+    /// within a second.
+    Update(KeysUpdateArgs),
 }
 
 /// Whose keys a command acts on: one tenant's or the operator's.
@@ -402,6 +406,41 @@ pub(crate) struct KeysCreateArgs {
     /// Environment named in the key's prefix: `pc_live_` or `pc_test_`.
     #[arg(long, value_enum, default_value_t = EnvironmentArg::Live)]
     pub(crate) environment: EnvironmentArg,
+
+    /// A rate limit of the key, such as `100/s burst 200` or `5000/h`.
+    /// Repeat it for several limits, all of which apply.
+    #[arg(long = "rate-limit", value_name = "RATE")]
+    pub(crate) rate_limits: Vec<String>,
+
+    /// A plan of the server's `[limits.plans]`, whose limits all apply.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) plan: Option<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct KeysUpdateArgs {
+    /// The key's id, as `keys list` prints it.
+    pub(crate) id: String,
+
+    /// Replace the key's rate limits; repeat it for several.
+    #[arg(
+        long = "rate-limit",
+        value_name = "RATE",
+        conflicts_with = "no_rate_limit"
+    )]
+    pub(crate) rate_limits: Vec<String>,
+
+    /// Remove the key's own rate limits.
+    #[arg(long)]
+    pub(crate) no_rate_limit: bool,
+
+    /// Put the key on this plan of `[limits.plans]`.
+    #[arg(long, value_name = "NAME", conflicts_with = "no_plan")]
+    pub(crate) plan: Option<String>,
+
+    /// Take the key off its plan.
+    #[arg(long)]
+    pub(crate) no_plan: bool,
 }
 
 /// Key environment, as the command line spells it.

@@ -25,7 +25,7 @@ use http::StatusCode;
 use http::header::CONTENT_TYPE;
 use http::request::Parts;
 use http_body_util::BodyExt;
-use portcullis_core::credential::{ApiKeyRecord, KeyKind};
+use portcullis_core::credential::{ApiKeyRecord, KeyKind, KeyLimits};
 use portcullis_core::duration::parse_duration;
 use portcullis_core::ids::KeyId;
 use portcullis_core::key::Environment;
@@ -259,6 +259,8 @@ pub fn key_json(key: &ApiKeyRecord, now: OffsetDateTime) -> Value {
         "last_used_at": timestamp(key.last_used_at),
         "last_used_from": key.last_used_from,
         "use_count": key.use_count,
+        "rate_limits": key.limits.rate_limits,
+        "plan": key.limits.plan,
     })
 }
 
@@ -326,6 +328,10 @@ struct KeyInput {
     name: Option<String>,
     expires_in: Option<String>,
     environment: Option<Environment>,
+    /// Rates such as `"100/s burst 200"`, all of which apply.
+    rate_limits: Option<Vec<String>>,
+    /// A plan of the server's `[limits.plans]`.
+    plan: Option<String>,
 }
 
 impl KeyInput {
@@ -349,6 +355,10 @@ impl KeyInput {
             name: self.name,
             expires_in,
             environment: self.environment.unwrap_or(Environment::Live),
+            limits: KeyLimits {
+                rate_limits: self.rate_limits.unwrap_or_default(),
+                plan: self.plan,
+            },
         })
     }
 }

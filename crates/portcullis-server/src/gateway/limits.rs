@@ -1,11 +1,18 @@
 //! Rate limits at the gateway: which limits apply to an authenticated
 //! request, and the response when one of them denies it.
 //!
-//! The limits of a request are the tenant's (`limits.tenant`, counted per
+//! The limits of a request are the API key's own (`keys create
+//! --rate-limit`, named `key`, `key-2`, … in their order), its plan's (named
+//! as the plan names them), the tenant's (`limits.tenant`, counted per
 //! tenant over all its keys and clients) and the route's
 //! (`routes[].rate_limit`, counted over all callers of the route). They are
 //! checked together, so the strictest decides and a denied request is
 //! charged to none.
+//!
+//! A key whose plan is no longer configured, or whose stored rate does not
+//! parse, is rejected (fail closed): the operator removed or broke a limit,
+//! and running such a key without it would lift the limit silently. The
+//! server logs such keys once at start.
 //!
 //! A response on a route where a limit applied carries the `RateLimit-Policy`
 //! and `RateLimit` fields of draft-ietf-httpapi-ratelimit-headers-11, whatever
@@ -15,14 +22,21 @@
 //! belong together. Requests rejected before the check (no route, failed
 //! authentication) carry none, because no limit has been looked at.
 
+use std::collections::BTreeMap;
+
 use http::{HeaderMap, StatusCode};
 use serde_json::json;
 
+use portcullis_core::credential::ApiKeyRecord;
+use portcullis_store::KeyFilter;
+
+use crate::app::AppState;
 use crate::auth::Caller;
 use crate::config::{LimitsConfig, RouteConfig};
+use crate::manage::MAX_KEY_RATE_LIMITS;
 use crate::problem::Problem;
 use crate::ratelimit::decision::QUOTA_EXCEEDED_TYPE;
-use crate::ratelimit::{Decision, LimitName, LimitRequest, RateLimiter, Verdict};
+use crate::ratelimit::{Decision, LimitName, LimitRequest, Rate, RateLimiter, Verdict};
 
 /// A request the gateway rejects, with the rate limit decision when one was
 /// made, so the rejection carries its header fields.
@@ -43,13 +57,17 @@ impl From<Problem> for Rejection {
 }
 
 /// Returns the limits that apply to `caller` on `route`, in the order the
-/// header fields list them.
+/// header fields list them, or the rejection of a key whose limits are no
+/// longer valid.
 pub fn applicable_limits(
     limits: &LimitsConfig,
     route: &RouteConfig,
     caller: &Caller,
-) -> Vec<LimitRequest> {
-    let mut applicable = Vec::with_capacity(2);
+) -> Result<Vec<LimitRequest>, Problem> {
+    let mut applicable = Vec::with_capacity(4);
+    if let Caller::ApiKey(authenticated) = caller {
+        add_key_limits(limits, &authenticated.key, &mut applicable)?;
+    }
     if let (Some(rate), Some(tenant)) = (limits.tenant, tenant_of(caller)) {
         applicable.push(LimitRequest::new(
             LimitName::builtin("tenant"),
@@ -64,7 +82,45 @@ pub fn applicable_limits(
             route.path_prefix.clone(),
         ));
     }
-    applicable
+    Ok(applicable)
+}
+
+/// Names of a key's own limits, in the order of `--rate-limit`.
+const KEY_LIMIT_NAMES: [&str; MAX_KEY_RATE_LIMITS] = ["key", "key-2", "key-3", "key-4"];
+
+/// Adds the limits of an API key: its own rates, then its plan's.
+fn add_key_limits(
+    limits: &LimitsConfig,
+    key: &ApiKeyRecord,
+    applicable: &mut Vec<LimitRequest>,
+) -> Result<(), Problem> {
+    let subject = key.id.to_string();
+    for (text, name) in key.limits.rate_limits.iter().zip(KEY_LIMIT_NAMES) {
+        let rate = text.parse::<Rate>().map_err(|error| {
+            tracing::error!(key_id = %key.id, error = %error, "stored rate limit of a key is invalid");
+            Problem::internal()
+        })?;
+        applicable.push(LimitRequest::new(
+            LimitName::builtin(name),
+            rate,
+            subject.clone(),
+        ));
+    }
+    if let Some(plan_name) = &key.limits.plan {
+        let Some(plan) = limits.plans.get(plan_name) else {
+            return Err(Problem::forbidden(
+                "plan_not_configured",
+                format!(
+                    "this API key is on the plan {plan_name:?}, which the server no longer \
+                     configures; ask the operator to restore the plan or move the key to another"
+                ),
+            ));
+        };
+        for (name, rate) in &plan.limits {
+            applicable.push(LimitRequest::new(name.clone(), *rate, subject.clone()));
+        }
+    }
+    Ok(())
 }
 
 /// Checks the request against `limits`. Returns `Ok(None)` when no limit
@@ -141,5 +197,36 @@ fn tenant_of(caller: &Caller) -> Option<String> {
     match caller {
         Caller::ApiKey(authenticated) => authenticated.key.tenant.as_ref().map(ToString::to_string),
         Caller::AccessToken(authenticated) => Some(authenticated.tenant.to_string()),
+    }
+}
+
+/// Logs, once per plan, the keys that name a plan the configuration does
+/// not define. The gateway rejects those keys until the plan is restored or
+/// the key moves to another plan.
+pub async fn log_keys_on_missing_plans(state: &AppState) {
+    let keys = match state.store.list_keys(KeyFilter::All).await {
+        Ok(keys) => keys,
+        Err(error) => {
+            tracing::warn!(error = %error, "listing keys to check their plans failed");
+            return;
+        }
+    };
+    let mut missing: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for key in &keys {
+        if let Some(plan) = key.limits.plan.as_deref()
+            && !state.limits.plans.contains_key(plan)
+            && key.revoked_at.is_none()
+        {
+            missing.entry(plan).or_default().push(key.id.to_string());
+        }
+    }
+    for (plan, key_ids) in missing {
+        tracing::warn!(
+            plan,
+            keys = key_ids.len(),
+            key_ids = %key_ids.join(","),
+            "API keys name a plan that [limits.plans] does not define; the gateway rejects them \
+             until the plan is restored or `keys update --plan` moves them"
+        );
     }
 }

@@ -195,7 +195,7 @@ async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Rej
         .into());
     }
 
-    let applicable = limits::applicable_limits(&state.limits, route, &caller);
+    let applicable = limits::applicable_limits(&state.limits, route, &caller)?;
     let decision = limits::check(&state.rate_limiter, &applicable).await?;
     let reject = |problem: Problem| Rejection {
         problem,

@@ -4,7 +4,7 @@
 //! so scripts can switch between the two without changes.
 
 use anyhow::Context;
-use portcullis_core::credential::ApiKeyRecord;
+use portcullis_core::credential::{ApiKeyRecord, KeyLimits};
 use portcullis_core::duration::parse_duration;
 use portcullis_core::ids::KeyId;
 use portcullis_core::scope::ScopeSet;
@@ -16,7 +16,7 @@ use time::{Duration, OffsetDateTime};
 use super::{Admin, manage_error};
 use crate::cli::{
     KeyOwner, KeysCommand, KeysCreateArgs, KeysListArgs, KeysRevokeArgs, KeysRotateArgs,
-    OutputFormat,
+    KeysUpdateArgs, OutputFormat,
 };
 use crate::output::{self, Table};
 
@@ -29,6 +29,7 @@ pub(crate) async fn run(admin: &Admin, command: KeysCommand) -> anyhow::Result<(
         KeysCommand::List(args) => list(admin, &args).await,
         KeysCommand::Revoke(args) => revoke(admin, &args).await,
         KeysCommand::Rotate(args) => rotate(admin, &args).await,
+        KeysCommand::Update(args) => update(admin, args).await,
     }
 }
 
@@ -46,6 +47,10 @@ async fn create(admin: &Admin, args: KeysCreateArgs) -> anyhow::Result<()> {
         name: args.name,
         expires_in,
         environment: args.environment.into(),
+        limits: KeyLimits {
+            rate_limits: args.rate_limits,
+            plan: args.plan,
+        },
     };
 
     let audit = admin.audit();
@@ -66,6 +71,63 @@ async fn create(admin: &Admin, args: KeysCreateArgs) -> anyhow::Result<()> {
             output::print(&text)
         }
     }
+}
+
+async fn update(admin: &Admin, args: KeysUpdateArgs) -> anyhow::Result<()> {
+    let id = parse_key_id(&args.id)?;
+    let changes_rates = !args.rate_limits.is_empty() || args.no_rate_limit;
+    let changes_plan = args.plan.is_some() || args.no_plan;
+    if !changes_rates && !changes_plan {
+        anyhow::bail!("nothing to update; give --rate-limit, --no-rate-limit, --plan or --no-plan");
+    }
+    let current = admin
+        .manager
+        .key(id)
+        .await
+        .map_err(|error| manage_error(error, key_flag))?;
+    let limits = KeyLimits {
+        rate_limits: if changes_rates {
+            args.rate_limits
+        } else {
+            current.limits.rate_limits
+        },
+        plan: if changes_plan {
+            args.plan
+        } else {
+            current.limits.plan
+        },
+    };
+    let audit = admin.audit();
+    let key = admin
+        .manager
+        .update_key_limits(id, limits, &audit)
+        .await
+        .map_err(|error| manage_error(error, key_flag))?;
+
+    match admin.output {
+        OutputFormat::Json => output::print_json(&key_json(&key, audit.at)),
+        OutputFormat::Table => {
+            let mut text = format!("Updated the limits of API key {}.\n\n", key.id);
+            text.push_str(&output::details(&limit_details(&key)));
+            output::print(&text)
+        }
+    }
+}
+
+/// Returns the rows that show a key's rate limits and plan.
+fn limit_details(key: &ApiKeyRecord) -> [(&'static str, String); 2] {
+    let rate_limits = if key.limits.rate_limits.is_empty() {
+        "-".to_owned()
+    } else {
+        key.limits.rate_limits.join(", ")
+    };
+    [
+        ("rate limits", rate_limits),
+        (
+            "plan",
+            key.limits.plan.clone().unwrap_or_else(|| "-".to_owned()),
+        ),
+    ]
 }
 
 async fn list(admin: &Admin, args: &KeysListArgs) -> anyhow::Result<()> {
@@ -172,6 +234,7 @@ pub(super) fn parse_grace(text: &str) -> anyhow::Result<Duration> {
 /// Formats the fields of a new key, its secret included, as aligned lines.
 fn issued_details(issued: &IssuedKey, now: OffsetDateTime) -> String {
     let record = &issued.record;
+    let [rate_limits, plan] = limit_details(record);
     let owner = match &record.tenant {
         Some(tenant) => format!("tenant {tenant}"),
         None => "operator".to_owned(),
@@ -187,6 +250,8 @@ fn issued_details(issued: &IssuedKey, now: OffsetDateTime) -> String {
         ("scopes", scopes_text(&record.scopes)),
         ("expires", output::time_or(record.expires_at, "never")),
         ("status", record.status(now).to_string()),
+        rate_limits,
+        plan,
         ("key", issued.secret.expose().to_owned()),
     ])
 }
@@ -235,6 +300,8 @@ fn key_flag(field: &str) -> &str {
         "expires_in" => "--expires-in",
         "reason" => "--reason",
         "grace" => "--grace",
+        "rate_limit" => "--rate-limit",
+        "plan" => "--plan",
         other => other,
     }
 }

@@ -15,8 +15,8 @@ pub(crate) mod users;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use portcullis_server::config::LogFormat;
-use portcullis_server::manage::{self, ManageError, Manager};
+use portcullis_server::config::{self, LogFormat};
+use portcullis_server::manage::{self, ManageError, Manager, PlanNames};
 use portcullis_server::telemetry;
 use portcullis_store::AuditContext;
 
@@ -71,8 +71,17 @@ impl Admin {
         telemetry::init(LogFormat::Human, Some(ADMIN_LOG_FILTER));
         let opened =
             data_dir::open_store(&global.data_dir, global.database_url.as_deref(), env).await?;
+        // Keys may name plans of the configuration, so the plan names come
+        // from the same file the server reads. A configuration that fails to
+        // load only stops commands that name a plan.
+        let plans = match config::load(global.config.as_deref(), &global.data_dir, env) {
+            Ok(config) => PlanNames::Known(config.limits.plans.into_keys().collect()),
+            Err(error) => PlanNames::Unavailable(format!(
+                "the configuration failed to load ({error}); fix it and try again"
+            )),
+        };
         Ok(Self {
-            manager: Manager::new(opened.store, opened.pepper),
+            manager: Manager::new(opened.store, opened.pepper).with_plans(plans),
             output: global.output,
         })
     }

@@ -90,6 +90,7 @@ pub(crate) async fn run(
             "TLS clients are asked for a certificate"
         );
     }
+    portcullis_server::gateway::limits::log_keys_on_missing_plans(&state).await;
     match &config.limits.redis_url {
         Some(url) => tracing::info!(
             redis = %url.redacted(),

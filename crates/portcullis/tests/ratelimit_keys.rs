@@ -1,0 +1,200 @@
+//! Rate limits of API keys: their own rates and plans, set by `keys
+//! create` and changed by `keys update` while the server runs.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "fixtures outside #[test] functions fail the test on any error"
+)]
+
+mod support;
+
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use support::upstream::Upstream;
+use support::{DataDir, Server};
+
+/// The time within which a change must reach the node: the change feed is
+/// polled every few hundred milliseconds.
+const BOUND: Duration = Duration::from_secs(1);
+
+struct Fixture {
+    data: DataDir,
+    server: Server,
+    _upstream: Upstream,
+}
+
+static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
+    let upstream = Upstream::start();
+    let data = DataDir::new();
+    data.write_config(&format!(
+        r#"
+[limits.plans.basic]
+rate = "1/min burst 2"
+daily = "1000/d"
+
+[[routes]]
+path_prefix = "/orders"
+upstream = "{}"
+[routes.scopes]
+"*" = []
+"#,
+        upstream.url()
+    ));
+    data.cli(&["tenants", "create", "acme"]);
+    let server = Server::start(&data);
+    Fixture {
+        data,
+        server,
+        _upstream: upstream,
+    }
+});
+
+/// Creates a key of acme with `extra` arguments and returns (id, secret).
+fn create_key(extra: &[&str]) -> (String, String) {
+    let mut args = vec!["--tenant", "acme", "--scopes", "orders:read"];
+    args.extend_from_slice(extra);
+    FIXTURE.data.create_key(&args)
+}
+
+async fn get(key: &str) -> reqwest::Response {
+    FIXTURE
+        .server
+        .client()
+        .get(FIXTURE.server.url("/orders/1"))
+        .header("x-api-key", key)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    response
+        .headers()
+        .get(name)
+        .map(|value| value.to_str().unwrap())
+}
+
+async fn limit_of(response: reqwest::Response) -> String {
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: Value = response.json().await.unwrap();
+    body["limit"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn key_rate_limits_apply() {
+    let (_, key) = create_key(&[
+        "--rate-limit",
+        "1/min burst 3",
+        "--rate-limit",
+        "1/h burst 100",
+    ]);
+    let first = get(&key).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(
+        header(&first, "ratelimit-policy"),
+        Some("\"key\";q=3;w=180, \"key-2\";q=100;w=360000")
+    );
+    assert_eq!(
+        header(&first, "ratelimit"),
+        Some("\"key\";r=2;t=60, \"key-2\";r=99;t=3600")
+    );
+    for _ in 0..2 {
+        assert_eq!(get(&key).await.status(), StatusCode::OK);
+    }
+    assert_eq!(limit_of(get(&key).await).await, "key");
+}
+
+#[tokio::test]
+async fn plan_limits_apply() {
+    let (_, key) = create_key(&["--plan", "basic"]);
+    let first = get(&key).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(
+        header(&first, "ratelimit-policy"),
+        Some("\"daily\";q=1000;w=86400, \"rate\";q=2;w=120")
+    );
+    assert_eq!(get(&key).await.status(), StatusCode::OK);
+    assert_eq!(limit_of(get(&key).await).await, "rate");
+}
+
+/// Runs a CLI command that must fail and returns its error output.
+fn cli_error(args: &[&str]) -> String {
+    let output = FIXTURE.data.command().args(args).output().unwrap();
+    assert!(!output.status.success(), "portcullis {args:?} succeeded");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn unknown_plan_or_rate_rejected() {
+    let create = [
+        "keys",
+        "create",
+        "--tenant",
+        "acme",
+        "--scopes",
+        "orders:read",
+    ];
+    let stderr = cli_error(&[&create[..], &["--plan", "gold"]].concat());
+    assert!(stderr.contains("--plan"), "{stderr}");
+    assert!(stderr.contains("no plan named \"gold\""), "{stderr}");
+    assert!(stderr.contains("basic"), "{stderr}");
+
+    let stderr = cli_error(&[&create[..], &["--rate-limit", "10 per second"]].concat());
+    assert!(stderr.contains("--rate-limit"), "{stderr}");
+    assert!(stderr.contains("COUNT/UNIT"), "{stderr}");
+}
+
+#[test]
+fn list_shows_limits() {
+    let (id, _) = create_key(&["--rate-limit", "100/s burst 100", "--plan", "basic"]);
+    let listed = FIXTURE.data.cli_json(&["keys", "list", "--tenant", "acme"]);
+    let key = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|key| key["id"] == id.as_str())
+        .unwrap();
+    // The rate is stored in its canonical form.
+    assert_eq!(key["rate_limits"], serde_json::json!(["100/s"]));
+    assert_eq!(key["plan"], "basic");
+}
+
+#[tokio::test]
+async fn update_takes_effect_within_bound() {
+    let (id, key) = create_key(&[]);
+    assert_eq!(get(&key).await.status(), StatusCode::OK);
+    assert_eq!(header(&get(&key).await, "ratelimit"), None);
+
+    FIXTURE
+        .data
+        .cli(&["keys", "update", &id, "--rate-limit", "1/min burst 1"]);
+    let changed = Instant::now();
+    let mut limited = false;
+    while changed.elapsed() < BOUND && !limited {
+        limited = get(&key).await.status() == StatusCode::TOO_MANY_REQUESTS;
+    }
+    assert!(limited, "the new limit did not apply within {BOUND:?}");
+
+    let updated = FIXTURE
+        .data
+        .cli_json(&["keys", "update", &id, "--no-rate-limit"]);
+    assert_eq!(updated["rate_limits"], serde_json::json!([]));
+    let changed = Instant::now();
+    let mut admitted = false;
+    while changed.elapsed() < BOUND && !admitted {
+        admitted = get(&key).await.status() == StatusCode::OK;
+    }
+    assert!(
+        admitted,
+        "removing the limit did not apply within {BOUND:?}"
+    );
+
+    let stderr = cli_error(&["keys", "update", &id]);
+    assert!(stderr.contains("nothing to update"), "{stderr}");
+}
