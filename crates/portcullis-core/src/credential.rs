@@ -123,6 +123,13 @@ pub struct KeyLimits {
     pub rate_limits: Vec<String>,
     /// The name of a plan in the server's `[limits.plans]`.
     pub plan: Option<String>,
+    /// The number of requests the key may make in all (`--max-uses`).
+    #[serde(default)]
+    pub max_uses: Option<i64>,
+    /// Uses spent so far, as of the last load of the record. Only a key
+    /// with `max_uses` counts them, one store write per admitted request.
+    #[serde(default)]
+    pub uses_spent: i64,
 }
 
 impl ApiKeyRecord {

@@ -163,9 +163,14 @@ impl Manager {
                 }
             }
         }
+        if limits.max_uses.is_some_and(|max| max < 0) {
+            return Err(ManageError::invalid("max_uses", &"must be 0 or more"));
+        }
         Ok(KeyLimits {
             rate_limits,
             plan: limits.plan,
+            max_uses: limits.max_uses,
+            uses_spent: limits.uses_spent,
         })
     }
 
@@ -362,8 +367,19 @@ impl Manager {
             created_at: audit.at,
             // The replacement keeps the old key's remaining lifetime.
             expires_at: old.expires_at,
-            // and its limits.
-            limits: old.limits.clone(),
+            // and its limits. A usage-limited replacement gets the uses the
+            // old key has left now.
+            // NOTE: the old key may still spend uses during the grace
+            // period, so both together can exceed the original maximum by
+            // what the old key spends after the rotation.
+            limits: KeyLimits {
+                max_uses: old
+                    .limits
+                    .max_uses
+                    .map(|max| (max - old.limits.uses_spent).max(0)),
+                uses_spent: 0,
+                ..old.limits.clone()
+            },
         };
         let grace_ends = audit.at + grace;
         let (old, new) = self

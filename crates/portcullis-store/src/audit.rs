@@ -235,6 +235,7 @@ impl AuditEvent {
                 "expires_at": key.expires_at.and_then(format_time),
                 "rate_limits": key.limits.rate_limits,
                 "plan": key.limits.plan,
+                "max_uses": key.limits.max_uses,
             }),
             ..Self::new(context, AuditAction::KeyCreated)
         }
@@ -253,6 +254,7 @@ impl AuditEvent {
                 "visible_prefix": key.visible_prefix,
                 "rate_limits": limits.rate_limits,
                 "plan": limits.plan,
+                "max_uses": limits.max_uses,
                 "previous_rate_limits": key.limits.rate_limits,
                 "previous_plan": key.limits.plan,
             }),

@@ -31,7 +31,7 @@ macro_rules! select_key {
         "SELECT k.id, k.kind, k.tenant_id, t.name AS tenant_name, k.name, k.environment, \
          k.visible_prefix, k.scopes, k.created_at, k.expires_at, k.revoked_at, \
          k.revoked_reason, k.rotated_to, k.last_used_at, k.last_used_from, k.use_count, \
-         k.rate_limits, k.plan \
+         k.rate_limits, k.plan, k.max_uses, k.uses_spent \
          FROM api_keys k LEFT JOIN tenants t ON t.id = k.tenant_id"
     };
 }
@@ -273,8 +273,9 @@ impl Store {
         dispatch!(self, store => store.rotate_key(old, new_key, grace_ends, audit))
     }
 
-    /// Replaces a key's rate limits and plan, with an audit record and a
-    /// change-feed row so that caches reload the key, and returns the key.
+    /// Replaces a key's rate limits, plan and maximum uses, with an audit
+    /// record and a change-feed row so that caches reload the key, and
+    /// returns the key. The uses already spent stay.
     ///
     /// Fails with [`StoreError::NotFound`] when there is no such key.
     pub async fn update_key_limits(
@@ -284,6 +285,15 @@ impl Store {
         audit: &AuditContext,
     ) -> Result<ApiKeyRecord, StoreError> {
         dispatch!(self, store => store.update_key_limits(id, limits, audit))
+    }
+
+    /// Spends one use of a usage-limited key and returns the uses spent,
+    /// this one included, or `None` when the key has no uses left (or no
+    /// `max_uses`). The check and the increment are one conditional
+    /// UPDATE, so concurrent callers on any number of nodes never spend
+    /// more than `max_uses`. It writes no change-feed row.
+    pub async fn spend_key_use(&self, id: KeyId) -> Result<Option<i64>, StoreError> {
+        dispatch!(self, store => store.spend_key_use(id))
     }
 
     /// Adds a batch of key usage in one transaction.

@@ -279,10 +279,11 @@ impl PostgresStore {
             .await?
             .ok_or(StoreError::NotFound("key"))?;
 
-        sqlx::query("UPDATE api_keys SET rate_limits = $2, plan = $3 WHERE id = $1")
+        sqlx::query("UPDATE api_keys SET rate_limits = $2, plan = $3, max_uses = $4 WHERE id = $1")
             .bind(id.as_uuid())
             .bind(rate_limits_column(limits))
             .bind(limits.plan.as_deref())
+            .bind(limits.max_uses)
             .execute(&mut *tx)
             .await?;
         insert_audit(
@@ -295,6 +296,20 @@ impl PostgresStore {
         let updated = select_key(&mut tx, id).await?;
         tx.commit().await?;
         updated.ok_or(StoreError::NotFound("key"))
+    }
+
+    pub(crate) async fn spend_key_use(&self, id: KeyId) -> Result<Option<i64>, StoreError> {
+        // One statement: PostgreSQL locks the row, so concurrent spends on
+        // any node serialize and never pass max_uses.
+        let spent: Option<i64> = sqlx::query_scalar(
+            "UPDATE api_keys SET uses_spent = uses_spent + 1 \
+             WHERE id = $1 AND max_uses IS NOT NULL AND uses_spent < max_uses \
+             RETURNING uses_spent",
+        )
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(spent)
     }
 
     pub(crate) async fn rotate_key(
@@ -476,6 +491,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/postgres/0005_key_limits.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            6,
+            "key_max_uses".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0006_key_max_uses.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -484,8 +506,8 @@ fn migrator() -> Migrator {
 async fn insert_key_row(conn: &mut PgConnection, key: &NewKey) -> Result<(), StoreError> {
     let inserted = sqlx::query(
         "INSERT INTO api_keys (id, kind, tenant_id, name, environment, visible_prefix, \
-         secret_hash, scopes, created_at, expires_at, rate_limits, plan) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         secret_hash, scopes, created_at, expires_at, rate_limits, plan, max_uses) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(key.id.as_uuid())
     .bind(key.kind.as_str())
@@ -499,6 +521,7 @@ async fn insert_key_row(conn: &mut PgConnection, key: &NewKey) -> Result<(), Sto
     .bind(key.expires_at)
     .bind(rate_limits_column(&key.limits))
     .bind(key.limits.plan.as_deref())
+    .bind(key.limits.max_uses)
     .execute(conn)
     .await;
     match inserted {
@@ -603,7 +626,12 @@ fn key_from_row(row: &PgRow) -> Result<ApiKeyRecord, StoreError> {
         last_used_at: row.try_get("last_used_at")?,
         last_used_from: row.try_get("last_used_from")?,
         use_count: row.try_get("use_count")?,
-        limits: key_limits_from_columns(row.try_get("rate_limits")?, row.try_get("plan")?),
+        limits: key_limits_from_columns(
+            row.try_get("rate_limits")?,
+            row.try_get("plan")?,
+            row.try_get("max_uses")?,
+            row.try_get("uses_spent")?,
+        ),
     })
 }
 

@@ -467,15 +467,23 @@ pub(crate) fn rate_limits_column(limits: &KeyLimits) -> Option<String> {
     Some(limits.rate_limits.join(&RATE_SEPARATOR.to_string()))
 }
 
-/// Builds a key's limits from its `rate_limits` and `plan` columns.
+/// Builds a key's limits from its `rate_limits`, `plan`, `max_uses` and
+/// `uses_spent` columns.
 pub(crate) fn key_limits_from_columns(
     rate_limits: Option<&str>,
     plan: Option<String>,
+    max_uses: Option<i64>,
+    uses_spent: i64,
 ) -> KeyLimits {
     let rate_limits = rate_limits
         .map(|text| text.split(RATE_SEPARATOR).map(str::to_owned).collect())
         .unwrap_or_default();
-    KeyLimits { rate_limits, plan }
+    KeyLimits {
+        rate_limits,
+        plan,
+        max_uses,
+        uses_spent,
+    }
 }
 
 /// Parses a stored tenant name.

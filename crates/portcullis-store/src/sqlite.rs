@@ -282,10 +282,11 @@ impl SqliteStore {
             .await?
             .ok_or(StoreError::NotFound("key"))?;
 
-        sqlx::query("UPDATE api_keys SET rate_limits = ?2, plan = ?3 WHERE id = ?1")
+        sqlx::query("UPDATE api_keys SET rate_limits = ?2, plan = ?3, max_uses = ?4 WHERE id = ?1")
             .bind(id.to_string())
             .bind(rate_limits_column(limits))
             .bind(limits.plan.as_deref())
+            .bind(limits.max_uses)
             .execute(&mut *tx)
             .await?;
         insert_audit(
@@ -298,6 +299,20 @@ impl SqliteStore {
         let updated = select_key(&mut tx, id).await?;
         tx.commit().await?;
         updated.ok_or(StoreError::NotFound("key"))
+    }
+
+    pub(crate) async fn spend_key_use(&self, id: KeyId) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let spent: Option<i64> = sqlx::query_scalar(
+            "UPDATE api_keys SET uses_spent = uses_spent + 1 \
+             WHERE id = ?1 AND max_uses IS NOT NULL AND uses_spent < max_uses \
+             RETURNING uses_spent",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(spent)
     }
 
     pub(crate) async fn rotate_key(
@@ -489,6 +504,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/sqlite/0005_key_limits.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            6,
+            "key_max_uses".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0006_key_max_uses.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -510,8 +532,8 @@ async fn migrate(writer: &SqlitePool) -> Result<(), StoreError> {
 async fn insert_key_row(conn: &mut SqliteConnection, key: &NewKey) -> Result<(), StoreError> {
     let inserted = sqlx::query(
         "INSERT INTO api_keys (id, kind, tenant_id, name, environment, visible_prefix, \
-         secret_hash, scopes, created_at, expires_at, rate_limits, plan) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+         secret_hash, scopes, created_at, expires_at, rate_limits, plan, max_uses) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )
     .bind(key.id.to_string())
     .bind(key.kind.as_str())
@@ -525,6 +547,7 @@ async fn insert_key_row(conn: &mut SqliteConnection, key: &NewKey) -> Result<(),
     .bind(key.expires_at.map(to_millis))
     .bind(rate_limits_column(&key.limits))
     .bind(key.limits.plan.as_deref())
+    .bind(key.limits.max_uses)
     .execute(conn)
     .await;
     match inserted {
@@ -613,7 +636,12 @@ fn key_from_row(row: &SqliteRow) -> Result<ApiKeyRecord, StoreError> {
         last_used_at: optional_time_column(row, "last_used_at")?,
         last_used_from: row.try_get("last_used_from")?,
         use_count: row.try_get("use_count")?,
-        limits: key_limits_from_columns(row.try_get("rate_limits")?, row.try_get("plan")?),
+        limits: key_limits_from_columns(
+            row.try_get("rate_limits")?,
+            row.try_get("plan")?,
+            row.try_get("max_uses")?,
+            row.try_get("uses_spent")?,
+        ),
     })
 }
 

@@ -76,6 +76,7 @@ store_suite!(
     audit_batch_all_or_nothing,
     change_feed_shows_revocation,
     key_limits_stored_and_updated,
+    key_uses_spent_exactly,
     change_feed_pruned,
     listener_hears_other_store,
     master_key_mismatch_rejected,
@@ -938,6 +939,8 @@ async fn key_limits_stored_and_updated(fixture: Fixture) {
     limited.limits = KeyLimits {
         rate_limits: vec!["100/s burst 200".to_owned(), "5000/h".to_owned()],
         plan: Some("basic".to_owned()),
+        max_uses: Some(7),
+        uses_spent: 0,
     };
     let stored = insert(&store, &limited).await;
     assert_eq!(stored.limits, limited.limits);
@@ -948,6 +951,8 @@ async fn key_limits_stored_and_updated(fixture: Fixture) {
     let changed = KeyLimits {
         rate_limits: vec!["10/min".to_owned()],
         plan: None,
+        max_uses: None,
+        uses_spent: 0,
     };
     let updated = store
         .update_key_limits(limited.id, &changed, &context(now()))
@@ -989,6 +994,39 @@ async fn key_limits_stored_and_updated(fixture: Fixture) {
         matches!(missing, Err(StoreError::NotFound("key"))),
         "{missing:?}"
     );
+}
+
+async fn key_uses_spent_exactly(fixture: Fixture) {
+    let store = fixture.store;
+    let acme = create_tenant(&store, "acme").await;
+    let unlimited = insert(&store, &new_key(Some(&acme), now())).await;
+    assert_eq!(store.spend_key_use(unlimited.id).await.unwrap(), None);
+
+    let mut limited = new_key(Some(&acme), now());
+    limited.limits.max_uses = Some(5);
+    insert(&store, &limited).await;
+
+    // Twenty spends at once: exactly five succeed, numbered 1 to 5.
+    let mut tasks = JoinSet::new();
+    for _ in 0..20 {
+        let store = store.clone();
+        let id = limited.id;
+        tasks.spawn(async move { store.spend_key_use(id).await.unwrap() });
+    }
+    let mut spent: Vec<i64> = Vec::new();
+    while let Some(result) = tasks.join_next().await {
+        if let Some(count) = result.unwrap() {
+            spent.push(count);
+        }
+    }
+    spent.sort_unstable();
+    assert_eq!(spent, [1, 2, 3, 4, 5]);
+
+    let found = store.find_key(limited.id).await.unwrap().unwrap();
+    assert_eq!(found.limits.max_uses, Some(5));
+    assert_eq!(found.limits.uses_spent, 5);
+    assert_eq!(store.spend_key_use(limited.id).await.unwrap(), None);
+    assert_eq!(store.spend_key_use(KeyId::generate()).await.unwrap(), None);
 }
 
 async fn change_feed_shows_revocation(fixture: Fixture) {

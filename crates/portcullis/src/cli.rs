@@ -415,6 +415,11 @@ pub(crate) struct KeysCreateArgs {
     /// A plan of the server's `[limits.plans]`, whose limits all apply.
     #[arg(long, value_name = "NAME")]
     pub(crate) plan: Option<String>,
+
+    /// Number of requests the key may make in all; past it the gateway
+    /// rejects the key with 403. Exact across nodes.
+    #[arg(long, value_name = "N")]
+    pub(crate) max_uses: Option<u32>,
 }
 
 #[derive(Args)]

@@ -198,3 +198,43 @@ async fn update_takes_effect_within_bound() {
     let stderr = cli_error(&["keys", "update", &id]);
     assert!(stderr.contains("nothing to update"), "{stderr}");
 }
+
+#[tokio::test]
+async fn max_uses_exact_under_concurrency() {
+    let (id, key) = create_key(&["--max-uses", "10"]);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..30 {
+        let key = key.clone();
+        tasks.spawn(async move { get(&key).await.status() });
+    }
+    let mut admitted = 0;
+    let mut exhausted = 0;
+    while let Some(status) = tasks.join_next().await {
+        match status.unwrap() {
+            StatusCode::OK => admitted += 1,
+            StatusCode::FORBIDDEN => exhausted += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(admitted, 10);
+    assert_eq!(exhausted, 20);
+
+    let response = get(&key).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "key_uses_exhausted");
+    assert!(
+        body["detail"].as_str().unwrap().contains("all 10 requests"),
+        "{body}"
+    );
+
+    let listed = FIXTURE.data.cli_json(&["keys", "list", "--tenant", "acme"]);
+    let record = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|record| record["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(record["max_uses"], 10);
+    assert_eq!(record["uses_spent"], 10);
+}

@@ -39,6 +39,12 @@ upstream = "{up}"
 rate_limit = "1/min burst 3"
 [routes.scopes]
 "*" = []
+
+[[routes]]
+path_prefix = "/unlimited"
+upstream = "{up}"
+[routes.scopes]
+"*" = []
 "#
     )
 }
@@ -164,6 +170,63 @@ async fn two_nodes_share_one_rate() {
     for node in &nodes {
         assert_eq!(count_logs(node, "redis is unreachable"), 0);
     }
+}
+
+#[tokio::test]
+async fn max_uses_exact_on_two_nodes() {
+    let Some(redis) = OwnRedis::start() else {
+        return;
+    };
+    let Some(database_url) = fresh_postgres("portcullis_max_uses") else {
+        return;
+    };
+    let upstream = Upstream::start();
+    let mut data = DataDir::new();
+    data.database_url = Some(database_url);
+    data.write_config(&config(&upstream));
+    data.cli(&["tenants", "create", "acme"]);
+    let (_, key) = data.create_key(&[
+        "--tenant",
+        "acme",
+        "--scopes",
+        "orders:read",
+        "--max-uses",
+        "25",
+    ]);
+    let url = redis.url();
+    let env = [("PORTCULLIS_REDIS_URL", url.as_str())];
+    let nodes = [
+        Server::start_with(&data, &env),
+        Server::start_with(&data, &env),
+    ];
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for index in 0..80 {
+        let node = &nodes[index % 2];
+        let client = node.client();
+        let url = node.url("/unlimited/1");
+        let key = key.clone();
+        tasks.spawn(async move {
+            client
+                .get(&url)
+                .header("x-api-key", &key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+    }
+    let mut admitted = 0;
+    let mut exhausted = 0;
+    while let Some(status) = tasks.join_next().await {
+        match status.unwrap() {
+            StatusCode::OK => admitted += 1,
+            StatusCode::FORBIDDEN => exhausted += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(admitted, 25);
+    assert_eq!(exhausted, 55);
 }
 
 #[tokio::test]

@@ -261,6 +261,8 @@ pub fn key_json(key: &ApiKeyRecord, now: OffsetDateTime) -> Value {
         "use_count": key.use_count,
         "rate_limits": key.limits.rate_limits,
         "plan": key.limits.plan,
+        "max_uses": key.limits.max_uses,
+        "uses_spent": key.limits.uses_spent,
     })
 }
 
@@ -332,6 +334,8 @@ struct KeyInput {
     rate_limits: Option<Vec<String>>,
     /// A plan of the server's `[limits.plans]`.
     plan: Option<String>,
+    /// The number of requests the key may make in all.
+    max_uses: Option<u32>,
 }
 
 impl KeyInput {
@@ -358,6 +362,8 @@ impl KeyInput {
             limits: KeyLimits {
                 rate_limits: self.rate_limits.unwrap_or_default(),
                 plan: self.plan,
+                max_uses: self.max_uses.map(i64::from),
+                uses_spent: 0,
             },
         })
     }

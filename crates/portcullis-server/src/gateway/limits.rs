@@ -28,7 +28,7 @@ use http::{HeaderMap, StatusCode};
 use serde_json::json;
 
 use portcullis_core::credential::ApiKeyRecord;
-use portcullis_store::KeyFilter;
+use portcullis_store::{KeyFilter, Store};
 
 use crate::app::AppState;
 use crate::auth::Caller;
@@ -140,6 +140,38 @@ pub async fn check(
             problem,
             decision: Some(decision),
         }),
+    }
+}
+
+/// Spends one use of a usage-limited API key (`--max-uses`), for a request
+/// that passed every other check.
+///
+/// Every node spends uses through one conditional UPDATE in the store, so
+/// the count is exact across nodes and survives a Redis restart, at the
+/// price of one store write per request of such a key. A key without uses
+/// left gets 403, not 429: waiting does not help. When the store cannot be
+/// reached the request is rejected with 503 (fail closed).
+pub async fn spend_use(store: &Store, caller: &Caller) -> Result<(), Problem> {
+    let Caller::ApiKey(authenticated) = caller else {
+        return Ok(());
+    };
+    let key = &authenticated.key;
+    let Some(max_uses) = key.limits.max_uses else {
+        return Ok(());
+    };
+    match store.spend_key_use(key.id).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(Problem::forbidden(
+            "key_uses_exhausted",
+            format!(
+                "this API key has made all {max_uses} requests it was created for \
+                 (--max-uses); create a new key"
+            ),
+        )),
+        Err(error) => {
+            tracing::error!(key_id = %key.id, error = %error, "spending a use of a usage-limited key failed");
+            Err(Problem::store_unavailable())
+        }
     }
 }
 

@@ -10,7 +10,8 @@
 //! failed verification (401), credential (400/401, including a
 //! credential of a kind the route does not accept), key kind (403) and rate
 //! limits (429, or 503 when they cannot be checked). Then come method
-//! (405), scope (403), body size (413) and the upstream (502/504). Rate
+//! (405), scope (403), the uses of a usage-limited key (403), body size
+//! (413) and the upstream (502/504). Rate
 //! limits come before the scope check, so a caller probing for scopes
 //! spends its allowance like any other caller.
 //!
@@ -215,6 +216,9 @@ async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Rej
         tracing::error!(error = %error, route = ?route.path_prefix, "building the upstream URI failed");
         reject(Problem::internal())
     })?;
+    limits::spend_use(&state.store, &caller)
+        .await
+        .map_err(reject)?;
     Ok(Judged {
         route,
         uri,

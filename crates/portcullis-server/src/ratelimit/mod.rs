@@ -144,9 +144,10 @@ impl RateLimiter {
 
     /// Checks one request against `limits`; see [`SharedLimiter::check`].
     ///
-    /// TODO: a usage-limited key on a node without Redis needs the store's
-    /// use count, which is not wired yet. Until it is, a check with `uses`
-    /// returns [`Verdict::Unavailable`] here rather than count loosely.
+    /// The in-memory limiter cannot count uses exactly across nodes, so a
+    /// check with `uses` returns [`Verdict::Unavailable`] there. The gateway
+    /// passes no `uses`: it spends the uses of usage-limited keys in the
+    /// store ([`crate::gateway::limits::spend_use`]) on every backend.
     pub async fn check(&self, limits: &[LimitRequest], uses: Option<&UsesLimit>) -> Decision {
         match self {
             Self::Local(local) if uses.is_none() => local.check(limits),

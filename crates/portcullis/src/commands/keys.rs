@@ -50,6 +50,8 @@ async fn create(admin: &Admin, args: KeysCreateArgs) -> anyhow::Result<()> {
         limits: KeyLimits {
             rate_limits: args.rate_limits,
             plan: args.plan,
+            max_uses: args.max_uses.map(i64::from),
+            uses_spent: 0,
         },
     };
 
@@ -96,6 +98,7 @@ async fn update(admin: &Admin, args: KeysUpdateArgs) -> anyhow::Result<()> {
         } else {
             current.limits.plan
         },
+        ..current.limits
     };
     let audit = admin.audit();
     let key = admin
@@ -114,8 +117,8 @@ async fn update(admin: &Admin, args: KeysUpdateArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Returns the rows that show a key's rate limits and plan.
-fn limit_details(key: &ApiKeyRecord) -> [(&'static str, String); 2] {
+/// Returns the rows that show a key's rate limits, plan and uses.
+fn limit_details(key: &ApiKeyRecord) -> [(&'static str, String); 3] {
     let rate_limits = if key.limits.rate_limits.is_empty() {
         "-".to_owned()
     } else {
@@ -126,6 +129,13 @@ fn limit_details(key: &ApiKeyRecord) -> [(&'static str, String); 2] {
         (
             "plan",
             key.limits.plan.clone().unwrap_or_else(|| "-".to_owned()),
+        ),
+        (
+            "uses",
+            key.limits.max_uses.map_or_else(
+                || "unlimited".to_owned(),
+                |max| format!("{} of {max}", key.limits.uses_spent),
+            ),
         ),
     ]
 }
@@ -234,7 +244,7 @@ pub(super) fn parse_grace(text: &str) -> anyhow::Result<Duration> {
 /// Formats the fields of a new key, its secret included, as aligned lines.
 fn issued_details(issued: &IssuedKey, now: OffsetDateTime) -> String {
     let record = &issued.record;
-    let [rate_limits, plan] = limit_details(record);
+    let [rate_limits, plan, uses] = limit_details(record);
     let owner = match &record.tenant {
         Some(tenant) => format!("tenant {tenant}"),
         None => "operator".to_owned(),
@@ -252,6 +262,7 @@ fn issued_details(issued: &IssuedKey, now: OffsetDateTime) -> String {
         ("status", record.status(now).to_string()),
         rate_limits,
         plan,
+        uses,
         ("key", issued.secret.expose().to_owned()),
     ])
 }
@@ -302,6 +313,7 @@ fn key_flag(field: &str) -> &str {
         "grace" => "--grace",
         "rate_limit" => "--rate-limit",
         "plan" => "--plan",
+        "max_uses" => "--max-uses",
         other => other,
     }
 }
