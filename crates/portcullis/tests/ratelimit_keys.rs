@@ -238,3 +238,57 @@ async fn max_uses_exact_under_concurrency() {
     assert_eq!(record["max_uses"], 10);
     assert_eq!(record["uses_spent"], 10);
 }
+
+/// Calls the verify API for `key` with a new operator key.
+async fn verify(key: &str) -> reqwest::Response {
+    static OPERATOR: LazyLock<String> = LazyLock::new(|| {
+        FIXTURE
+            .data
+            .create_key(&["--operator", "--scopes", "keys:verify"])
+            .1
+    });
+    FIXTURE
+        .server
+        .client()
+        .post(FIXTURE.server.url("/v1/keys/verify"))
+        .header("x-api-key", OPERATOR.as_str())
+        .json(&serde_json::json!({ "key": key }))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn verify_counts_against_key_limits() {
+    let (_, key) = create_key(&["--rate-limit", "1/min burst 2"]);
+    let first = verify(&key).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(header(&first, "ratelimit"), Some("\"key\";r=1;t=60"));
+    let body: Value = first.json().await.unwrap();
+    assert_eq!(body["valid"], true);
+
+    // The gateway shares the allowance: its request is the second of two.
+    assert_eq!(get(&key).await.status(), StatusCode::OK);
+
+    let limited = verify(&key).await;
+    assert_eq!(limited.status(), StatusCode::OK);
+    assert_eq!(header(&limited, "retry-after"), None);
+    assert!(header(&limited, "ratelimit").is_some());
+    let body: Value = limited.json().await.unwrap();
+    assert_eq!(body["valid"], false);
+    assert_eq!(body["code"], "rate_limited");
+    assert_eq!(body["limit"], "key");
+    let retry_after = body["retry_after"].as_u64().unwrap();
+    assert!((1..=60).contains(&retry_after), "{body}");
+}
+
+#[tokio::test]
+async fn verify_spends_uses() {
+    let (_, key) = create_key(&["--max-uses", "1"]);
+    let body: Value = verify(&key).await.json().await.unwrap();
+    assert_eq!(body["valid"], true);
+    let body: Value = verify(&key).await.json().await.unwrap();
+    assert_eq!(body["valid"], false);
+    assert_eq!(body["code"], "key_uses_exhausted");
+    assert_eq!(get(&key).await.status(), StatusCode::FORBIDDEN);
+}

@@ -68,13 +68,7 @@ pub fn applicable_limits(
     if let Caller::ApiKey(authenticated) = caller {
         add_key_limits(limits, &authenticated.key, &mut applicable)?;
     }
-    if let (Some(rate), Some(tenant)) = (limits.tenant, tenant_of(caller)) {
-        applicable.push(LimitRequest::new(
-            LimitName::builtin("tenant"),
-            rate,
-            tenant,
-        ));
-    }
+    add_tenant_limit(limits, tenant_of(caller), &mut applicable);
     if let Some(rate) = route.rate_limit {
         applicable.push(LimitRequest::new(
             LimitName::builtin("route"),
@@ -83,6 +77,33 @@ pub fn applicable_limits(
         ));
     }
     Ok(applicable)
+}
+
+/// Returns the limits of an API key outside any route: its own, its
+/// plan's and its tenant's. The verify API counts requests against them.
+pub fn key_limits(limits: &LimitsConfig, key: &ApiKeyRecord) -> Result<Vec<LimitRequest>, Problem> {
+    let mut applicable = Vec::with_capacity(4);
+    add_key_limits(limits, key, &mut applicable)?;
+    add_tenant_limit(
+        limits,
+        key.tenant.as_ref().map(ToString::to_string),
+        &mut applicable,
+    );
+    Ok(applicable)
+}
+
+fn add_tenant_limit(
+    limits: &LimitsConfig,
+    tenant: Option<String>,
+    applicable: &mut Vec<LimitRequest>,
+) {
+    if let (Some(rate), Some(tenant)) = (limits.tenant, tenant) {
+        applicable.push(LimitRequest::new(
+            LimitName::builtin("tenant"),
+            rate,
+            tenant,
+        ));
+    }
 }
 
 /// Names of a key's own limits, in the order of `--rate-limit`.
@@ -152,10 +173,14 @@ pub async fn check(
 /// left gets 403, not 429: waiting does not help. When the store cannot be
 /// reached the request is rejected with 503 (fail closed).
 pub async fn spend_use(store: &Store, caller: &Caller) -> Result<(), Problem> {
-    let Caller::ApiKey(authenticated) = caller else {
-        return Ok(());
-    };
-    let key = &authenticated.key;
+    match caller {
+        Caller::ApiKey(authenticated) => spend_key_use(store, &authenticated.key).await,
+        Caller::AccessToken(_) => Ok(()),
+    }
+}
+
+/// Spends one use of `key` when it is usage-limited; see [`spend_use`].
+pub async fn spend_key_use(store: &Store, key: &ApiKeyRecord) -> Result<(), Problem> {
     let Some(max_uses) = key.limits.max_uses else {
         return Ok(());
     };
