@@ -292,3 +292,44 @@ async fn verify_spends_uses() {
     assert_eq!(body["code"], "key_uses_exhausted");
     assert_eq!(get(&key).await.status(), StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn admin_api_sets_limits() {
+    let (_, admin) = FIXTURE
+        .data
+        .create_key(&["--operator", "--scopes", "admin:read,admin:write"]);
+    let (id, key) = create_key(&[]);
+    let client = FIXTURE.server.client();
+    let url = FIXTURE.server.url(&format!("/admin/v1/keys/{id}/limits"));
+
+    let response = client
+        .put(&url)
+        .header("x-api-key", &admin)
+        .json(&serde_json::json!({"rate_limits": ["1/min burst 1"], "plan": "basic"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["rate_limits"], serde_json::json!(["1/min"]));
+    assert_eq!(body["plan"], "basic");
+    assert_eq!(body["max_uses"], Value::Null);
+
+    // The node that served the change applies it at once.
+    assert_eq!(get(&key).await.status(), StatusCode::OK);
+    assert_eq!(limit_of(get(&key).await).await, "key");
+
+    let response = client
+        .put(&url)
+        .header("x-api-key", &admin)
+        .json(&serde_json::json!({"plan": "gold"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("no plan named"),
+        "{body}"
+    );
+}

@@ -19,7 +19,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use bytes::Bytes;
 use http::StatusCode;
 use http::header::CONTENT_TYPE;
@@ -67,6 +67,7 @@ pub fn router() -> Router<AppState> {
         .route("/keys/{id}", get(keys_show))
         .route("/keys/{id}/revoke", post(keys_revoke))
         .route("/keys/{id}/rotate", post(keys_rotate))
+        .route("/keys/{id}/limits", put(keys_limits))
         .merge(clients::routes())
         .merge(users::routes())
         .merge(signing_keys::routes())
@@ -475,6 +476,49 @@ async fn keys_revoke(
             let key = state
                 .manager
                 .revoke_key(id, input.reason.as_deref(), &audit)
+                .await
+                .map_err(problem_of)?;
+            // This node's cache changes now; other nodes follow the change feed.
+            state.verifier.cache().invalidate(id);
+            Ok(axum::Json(key_json(&key, audit.at)).into_response())
+        }
+        .await,
+    )
+}
+
+/// Body of `PUT /admin/v1/keys/{id}/limits`: the key's whole set of limits.
+/// A member left out means none of that kind.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LimitsInput {
+    rate_limits: Option<Vec<String>>,
+    plan: Option<String>,
+    max_uses: Option<u32>,
+}
+
+async fn keys_limits(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    respond(
+        async {
+            let (parts, body) = request.into_parts();
+            let body = RequestBody::read(&parts, body).await?;
+            let operator = authenticate_operator(&state, &parts, &ADMIN_WRITE, "admin").await?;
+            let id = parse_key_id(&id)?;
+            let input: LimitsInput = body.json()?;
+            let current = state.manager.key(id).await.map_err(problem_of)?;
+            let limits = KeyLimits {
+                rate_limits: input.rate_limits.unwrap_or_default(),
+                plan: input.plan,
+                max_uses: input.max_uses.map(i64::from),
+                uses_spent: current.limits.uses_spent,
+            };
+            let audit = audit_context(&parts, &state, &operator);
+            let key = state
+                .manager
+                .update_key_limits(id, limits, &audit)
                 .await
                 .map_err(problem_of)?;
             // This node's cache changes now; other nodes follow the change feed.
