@@ -24,6 +24,7 @@ use crate::manage::{Manager, PlanNames};
 use crate::oauth::server::{AuthorizationServer, maintain};
 use crate::oauth::{authorize, introspect, metadata, revoke, token};
 use crate::pki::ca::CertificateAuthority;
+use crate::pki::clients::CertificateClients;
 use crate::pki::identity::maintain_self_signed_keys;
 use crate::pki::presented::{ForwardedCertificates, reject_malformed_forwarded_certificate};
 use crate::pki::publish;
@@ -65,6 +66,8 @@ pub struct Shared {
     /// them. Unset while neither the listener nor a proxy passes
     /// certificates.
     pub client_certificate_trust: OnceLock<Arc<ClientCertificateTrust>>,
+    /// The OAuth clients of client certificates, for `mtls` routes.
+    pub certificate_clients: Arc<CertificateClients>,
     /// The certificate header of trusted proxies, when configured.
     pub forwarded_certificates: Option<ForwardedCertificates>,
     /// The `[limits]` table: tenant limit and plans.
@@ -118,6 +121,7 @@ impl AppState {
                 || config.server.forwarded_client_certificate.is_some(),
             store,
             client_certificate_trust: OnceLock::new(),
+            certificate_clients: Arc::new(CertificateClients::default()),
             forwarded_certificates: config
                 .server
                 .forwarded_client_certificate
@@ -218,6 +222,7 @@ pub async fn run(
         state.verifier.cache().clone(),
         state.oauth.clone(),
         certificates.clone(),
+        state.certificate_clients.clone(),
         background.clone(),
     ));
     let trust_task = certificates

@@ -31,6 +31,7 @@ use quick_cache::sync::Cache;
 use tokio_util::sync::CancellationToken;
 
 use crate::oauth::server::AuthorizationServer;
+use crate::pki::clients::CertificateClients;
 use crate::pki::trust::ClientCertificateTrust;
 
 /// How many keys the cache holds. The gateway benchmark measured about
@@ -144,13 +145,15 @@ impl CredentialCache {
 
 /// Follows the store's change feed until `shutdown`: drops changed keys
 /// from `cache`, adds revoked access tokens to the deny list, wakes the
-/// signing-key task when keys changed, and passes revoked certificate
-/// serials to the listener's `certificates` trust.
+/// signing-key task when keys changed, passes revoked certificate serials
+/// to the listener's `certificates` trust, and empties `certificate_clients`
+/// when a client or a certificate changed.
 pub async fn follow_changes(
     store: Store,
     cache: Arc<CredentialCache>,
     oauth: Arc<AuthorizationServer>,
     certificates: Option<Arc<ClientCertificateTrust>>,
+    certificate_clients: Arc<CertificateClients>,
     shutdown: CancellationToken,
 ) {
     let mut cursor: Option<i64> = None;
@@ -161,7 +164,13 @@ pub async fn follow_changes(
         if listener.is_none() {
             listener = store.listen().await.ok().flatten();
         }
-        match poll_once(&store, &cache, &oauth, certificates.as_deref(), &mut cursor).await {
+        let targets = Targets {
+            cache: &cache,
+            oauth: &oauth,
+            certificates: certificates.as_deref(),
+            certificate_clients: &certificate_clients,
+        };
+        match poll_once(&store, &targets, &mut cursor).await {
             Ok(()) => {
                 if failing {
                     tracing::info!("change feed recovered");
@@ -199,13 +208,25 @@ pub async fn follow_changes(
     }
 }
 
+/// The caches and sets that a poll of the change feed updates.
+struct Targets<'a> {
+    cache: &'a CredentialCache,
+    oauth: &'a AuthorizationServer,
+    certificates: Option<&'a ClientCertificateTrust>,
+    certificate_clients: &'a CertificateClients,
+}
+
 async fn poll_once(
     store: &Store,
-    cache: &CredentialCache,
-    oauth: &AuthorizationServer,
-    certificates: Option<&ClientCertificateTrust>,
+    targets: &Targets<'_>,
     cursor: &mut Option<i64>,
 ) -> Result<(), StoreError> {
+    let Targets {
+        cache,
+        oauth,
+        certificates,
+        certificate_clients,
+    } = *targets;
     let Some(last) = *cursor else {
         // First poll: nothing is cached yet, so only the position matters.
         *cursor = Some(store.latest_change().await?);
@@ -214,6 +235,7 @@ async fn poll_once(
     let changes = store.changes_since(last, CHANGE_LOOKBACK).await?;
     let mut newest = last;
     let mut keys_changed = false;
+    let mut clients_changed = false;
     for change in &changes {
         if let Some(key_id) = change.key_id {
             cache.invalidate(key_id);
@@ -225,10 +247,20 @@ async fn poll_once(
             certificates.certificate_revoked(serial);
         }
         keys_changed |= change.kid.is_some() && change.id > last;
+        // A revoked access token's row names its client too, but changes
+        // no mapping; only client and certificate rows do.
+        clients_changed |=
+            (change.client_id.is_some() && change.jti.is_none()) || change.cert_serial.is_some();
         newest = newest.max(change.id);
     }
     if keys_changed {
         oauth.notify_keys_changed();
+    }
+    // The look-back returns the same rows for CHANGE_LOOKBACK, so one client
+    // change empties the cache on each poll in that time. That costs store
+    // lookups after a rare admin change, never a stale result.
+    if clients_changed {
+        certificate_clients.invalidate_all();
     }
     *cursor = Some(newest);
     Ok(())

@@ -119,6 +119,17 @@ impl ClientCertificate {
     pub fn verified(&self) -> Option<&VerifiedClient> {
         self.verdict.as_ref().ok()
     }
+
+    /// Returns the leaf's serial and issuer, for failure records, or `None`
+    /// when a rejected leaf does not parse.
+    pub fn serial_and_issuer(&self) -> Option<(String, String)> {
+        match &self.verdict {
+            Ok(verified) => Some((verified.serial.clone(), verified.issuer.clone())),
+            Err(rejection) => rejection
+                .leaf()
+                .map(|leaf| (leaf.serial.clone(), leaf.issuer.clone())),
+        }
+    }
 }
 
 /// Limits that protect the listener from too many or too slow clients.

@@ -14,9 +14,6 @@
 
 mod support;
 
-use std::path::Path;
-use std::time::{Duration, Instant};
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use portcullis_core::crypto::MasterKey;
@@ -24,204 +21,18 @@ use portcullis_core::ids::TokenFamilyId;
 use portcullis_core::key::{OpaqueSecret, SecretKind};
 use portcullis_core::oauth::RefreshTokenRecord;
 use portcullis_core::scope::ScopeSet;
-use portcullis_server::pki::verify::thumbprint_sha256;
-use portcullis_store::{AuditAction, AuditFilter, Store};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, SerialNumber,
-};
+use portcullis_store::Store;
+use rcgen::{ExtendedKeyUsagePurpose, KeyPair, SerialNumber};
 use reqwest::StatusCode;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
+use support::mtls::{
+    Identity, PARTNER_CA_SERIAL, PARTNER_DNS, PartnerCa, create_self_signed_client,
+    create_tls_client, failure_record, https, issue, leaf_params, self_signed_with_jwk,
+    trust_partner,
+};
 use support::{DataDir, Server, url_encode};
 
-const PARTNER_DNS: &str = "partner-svc.example.com";
-
 const FORM: &str = "application/x-www-form-urlencoded";
-
-/// A client certificate and its private key, PEM.
-struct Identity {
-    cert_pem: String,
-    key_pem: String,
-}
-
-impl Identity {
-    fn read(dir: &Path) -> Self {
-        Self {
-            cert_pem: std::fs::read_to_string(dir.join("cert.pem")).unwrap(),
-            key_pem: std::fs::read_to_string(dir.join("key.pem")).unwrap(),
-        }
-    }
-
-    /// Returns the `x5t#S256` of the leaf: SHA-256 of its DER, base64url.
-    fn thumbprint(&self) -> String {
-        let leaf = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
-            .next()
-            .unwrap()
-            .unwrap();
-        thumbprint_sha256(&leaf)
-    }
-}
-
-/// A partner CA made here, trusted for one tenant.
-struct PartnerCa {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-    key_pem: String,
-}
-
-/// Serial of the partner CA's own certificate, as the audit log writes it.
-const PARTNER_CA_SERIAL: &str = "0c01";
-
-impl PartnerCa {
-    fn new() -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "Partner CA");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.serial_number = Some(SerialNumber::from_slice(&[0x0c, 0x01]));
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        Self {
-            pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// Returns the CA's own certificate and key, to present as a leaf.
-    fn as_leaf(&self) -> Identity {
-        Identity {
-            cert_pem: self.pem.clone(),
-            key_pem: self.key_pem.clone(),
-        }
-    }
-
-    /// Returns a CRL, PEM, that revokes nothing and is valid for a week.
-    fn empty_crl(&self) -> String {
-        let now = time::OffsetDateTime::now_utc();
-        let params = CertificateRevocationListParams {
-            this_update: now - time::Duration::hours(1),
-            next_update: now + time::Duration::days(7),
-            crl_number: SerialNumber::from_slice(&[1]),
-            issuing_distribution_point: None,
-            revoked_certs: Vec::new(),
-            key_identifier_method: KeyIdMethod::Sha256,
-        };
-        params.signed_by(&self.issuer).unwrap().pem().unwrap()
-    }
-
-    /// Signs a leaf for [`PARTNER_DNS`] with the clientAuth extended key
-    /// usage, or without the extension when `client_auth_eku` is false.
-    fn leaf(&self, client_auth_eku: bool) -> Identity {
-        let mut params = leaf_params();
-        if !client_auth_eku {
-            params.extended_key_usages = Vec::new();
-        }
-        self.sign(&params)
-    }
-
-    fn sign(&self, params: &CertificateParams) -> Identity {
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Identity {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        }
-    }
-}
-
-/// Makes a self-signed P-256 certificate and returns it with the public
-/// JWK of its key.
-fn self_signed_with_jwk() -> (Identity, Value) {
-    let key = KeyPair::generate().unwrap();
-    let params = leaf_params();
-    let cert = params.self_signed(&key).unwrap();
-    // An uncompressed P-256 point: 0x04, then x and y of 32 bytes each.
-    let point = key.public_key_raw();
-    let jwk = serde_json::json!({
-        "kty": "EC",
-        "crv": "P-256",
-        "kid": "self-signed",
-        "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
-        "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
-    });
-    let identity = Identity {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    };
-    (identity, jwk)
-}
-
-/// Returns the parameters of a valid partner leaf: SAN [`PARTNER_DNS`], clientAuth,
-/// valid from yesterday for 30 days.
-fn leaf_params() -> CertificateParams {
-    let mut params = CertificateParams::new(vec![PARTNER_DNS.to_owned()]).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "partner service");
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::days(1);
-    params.not_after = now + time::Duration::days(30);
-    params
-}
-
-/// Registers a `client_credentials` client of `tenant` for
-/// `tls_client_auth` with `extra` options and returns its JSON view.
-fn create_tls_client(data: &DataDir, tenant: &str, extra: &[&str]) -> Value {
-    let mut args = vec![
-        "clients",
-        "create",
-        "--tenant",
-        tenant,
-        "--name",
-        "Partner",
-        "--grant-types",
-        "client_credentials",
-        "--scopes",
-        "orders:read",
-        "--auth-method",
-        "tls_client_auth",
-    ];
-    args.extend_from_slice(extra);
-    data.cli_json(&args)
-}
-
-/// Runs `certs issue` for `client` into `DATA_DIR/NAME` and returns the
-/// certificate and the serial.
-fn issue(data: &DataDir, client: &str, name: &str) -> (Identity, String) {
-    let out = data.path().join(name);
-    let issued = data.cli_json(&[
-        "certs",
-        "issue",
-        "--client",
-        client,
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    (
-        Identity::read(&out),
-        issued["serial"].as_str().unwrap().to_owned(),
-    )
-}
-
-/// Builds an HTTPS client of `server` that presents `identity`, if given.
-fn https(server: &Server, identity: Option<&Identity>) -> reqwest::Client {
-    let ca = reqwest::Certificate::from_pem(&server.ca_pem).unwrap();
-    let mut builder = reqwest::Client::builder()
-        .tls_certs_only([ca])
-        .resolve("localhost", server.address)
-        .no_proxy();
-    if let Some(identity) = identity {
-        let pem = format!("{}{}", identity.cert_pem, identity.key_pem);
-        builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
-    }
-    builder.build().unwrap()
-}
 
 /// Sends a `client_credentials` request for `client_id` and returns the
 /// status and JSON body.
@@ -352,32 +163,6 @@ fn rejected_chains(partner: &PartnerCa) -> Vec<(&'static str, Identity, String, 
         .collect()
 }
 
-/// Waits up to five seconds for an `auth_failed` audit record of `client`
-/// whose details name `serial`, and returns it.
-async fn failure_record(store: &Store, client: &str, serial: &str) -> Value {
-    let filter = AuditFilter {
-        tenant_id: None,
-        action: Some(AuditAction::AuthFailed),
-        target: Some(client.to_owned()),
-        limit: 50,
-    };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let records = store.list_audit(&filter).await.unwrap();
-        if let Some(record) = records
-            .into_iter()
-            .find(|record| record.details["certificate_serial"] == serial)
-        {
-            return record.details;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no audit record names serial {serial}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test]
 async fn certificate_clients_get_bound_tokens() {
     let data = DataDir::new();
@@ -400,45 +185,12 @@ async fn certificate_clients_get_bound_tokens() {
             .unwrap()
             .to_owned();
     let (self_signed, self_signed_jwk) = self_signed_with_jwk();
-    let jwks_path = data.path().join("self-signed-jwks.json");
-    let jwks = serde_json::json!({ "keys": [self_signed_jwk] });
-    std::fs::write(&jwks_path, jwks.to_string()).unwrap();
-    let self_signed_id = data.cli_json(&[
-        "clients",
-        "create",
-        "--tenant",
-        "globex",
-        "--name",
-        "Self-signed partner",
-        "--grant-types",
-        "client_credentials",
-        "--scopes",
-        "orders:read",
-        "--auth-method",
-        "self_signed_tls_client_auth",
-        "--jwks",
-        jwks_path.to_str().unwrap(),
-    ])["client_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let self_signed_id =
+        create_self_signed_client(&data, "globex", "orders:read", &self_signed_jwk);
     let (cert_a, _) = issue(&data, &internal_id, "a");
     let (other_cert, other_serial) = issue(&data, &other_id, "other");
     let partner = PartnerCa::new();
-    let partner_path = data.path().join("partner-ca.pem");
-    std::fs::write(&partner_path, &partner.pem).unwrap();
-    data.cli(&[
-        "ca",
-        "trust",
-        "add",
-        "--tenant",
-        "acme",
-        partner_path.to_str().unwrap(),
-    ]);
-    // With the internal CA's CRL in play, every CA needs a CRL that covers
-    // its certificates, so the partner CA gets an empty one.
-    let crl_path = data.path().join("partner-crl.pem");
-    std::fs::write(&crl_path, partner.empty_crl()).unwrap();
+    let crl_path = trust_partner(&data, &partner, "acme");
     data.write_config(&format!(
         "[server]\nclient_certificates = \"optional\"\npartner_crls = [{:?}]\n",
         crl_path.to_str().unwrap()
@@ -513,7 +265,7 @@ async fn certificate_clients_get_bound_tokens() {
     let (status, body) = token(&server, Some(&other_cert), &internal_id).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"], "invalid_client");
-    let record = failure_record(&store, &internal_id, &other_serial).await;
+    let record = failure_record(&store, Some(&internal_id), &other_serial).await;
     assert_eq!(record["code"], "not_issued_to_client");
     assert_eq!(record["surface"], "oauth");
     assert!(
@@ -575,7 +327,7 @@ async fn certificate_clients_get_bound_tokens() {
         let (status, body) = token(&server, Some(&identity), &partner_id).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}: {body}");
         assert_eq!(body["error"], "invalid_client", "{case}");
-        let record = failure_record(&store, &partner_id, &serial).await;
+        let record = failure_record(&store, Some(&partner_id), &serial).await;
         assert_eq!(record["code"], code, "{case}");
         assert_eq!(record["certificate_serial"], serial.as_str(), "{case}");
         let issuer = record["certificate_issuer"].as_str().unwrap_or_default();

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use http::{HeaderMap, StatusCode};
 use portcullis_core::credential::{ApiKeyRecord, KeyRejection};
 use portcullis_core::key::visible_prefix;
+use portcullis_core::oauth::ClientRecord;
 use portcullis_core::scope::ScopeSet;
 use secrecy::ExposeSecret;
 use time::OffsetDateTime;
@@ -41,6 +42,20 @@ pub enum Caller {
     ApiKey(Authenticated),
     /// A bearer access token.
     AccessToken(Box<AuthenticatedToken>),
+    /// A client certificate that authenticates an OAuth client.
+    Certificate(Box<CertificateCaller>),
+}
+
+/// An OAuth client authenticated by its client certificate alone (RFC 8705
+/// §2), on a route that accepts `mtls`.
+#[derive(Clone, Debug)]
+pub struct CertificateCaller {
+    /// The client, as of the last lookup; its registered scopes are the
+    /// caller's scopes.
+    pub client: Arc<ClientRecord>,
+    /// The certificate's SHA-256 thumbprint, base64url (RFC 8705 §3.1
+    /// `x5t#S256`).
+    pub thumbprint_sha256: String,
 }
 
 impl Caller {
@@ -49,6 +64,7 @@ impl Caller {
         match self {
             Self::ApiKey(authenticated) => &authenticated.key.scopes,
             Self::AccessToken(authenticated) => &authenticated.scopes,
+            Self::Certificate(authenticated) => &authenticated.client.scopes,
         }
     }
 }
@@ -127,6 +143,11 @@ pub async fn authenticate_for_route(
             token::authenticate_token(tokens, &presented.secret, audience, context)
                 .await
                 .map(|authenticated| Caller::AccessToken(Box::new(authenticated)))
+        }
+        AuthMethod::Mtls => {
+            // A credential read from headers is never a certificate.
+            tracing::error!("a header credential was read as a client certificate");
+            Err(Problem::internal())
         }
     }
 }
@@ -225,23 +246,23 @@ async fn verify_presented_key(
 }
 
 /// 401 for a request without a credential, naming what the route accepts.
-fn missing_credential(accepted: &[AuthMethod]) -> Problem {
-    let detail = match (
-        accepted.contains(&AuthMethod::ApiKey),
-        accepted.contains(&AuthMethod::Jwt),
-    ) {
-        (true, true) => {
-            "send an API key (Authorization: Bearer or X-API-Key) or an access token \
-             (Authorization: Bearer)"
-        }
-        (false, true) => "send an access token in the Authorization header (Bearer)",
-        _ => return Problem::missing_credential(),
-    };
+pub(crate) fn missing_credential(accepted: &[AuthMethod]) -> Problem {
+    if accepted == [AuthMethod::ApiKey] {
+        return Problem::missing_credential();
+    }
+    let ways: Vec<&str> = accepted
+        .iter()
+        .map(|method| match method {
+            AuthMethod::ApiKey => "an API key (Authorization: Bearer or X-API-Key)",
+            AuthMethod::Jwt => "an access token (Authorization: Bearer)",
+            AuthMethod::Mtls => "the client certificate of a registered OAuth client",
+        })
+        .collect();
     Problem::new(
         StatusCode::UNAUTHORIZED,
         "missing_credential",
         "Authentication required",
-        detail,
+        format!("send {}", ways.join(" or ")),
     )
     .with_challenge(Challenge::Missing)
 }
@@ -260,6 +281,7 @@ const fn method_noun(method: AuthMethod) -> &'static str {
     match method {
         AuthMethod::ApiKey => "API keys",
         AuthMethod::Jwt => "access tokens (bearer JWTs)",
+        AuthMethod::Mtls => "client certificates",
     }
 }
 
@@ -284,6 +306,9 @@ mod tests {
         let jwt_only = missing_credential(&[AuthMethod::Jwt]);
         assert_eq!(jwt_only.code(), "missing_credential");
         assert!(jwt_only.detail().contains("access token"));
+        let certificate_only = missing_credential(&[AuthMethod::Mtls]);
+        assert!(certificate_only.detail().contains("client certificate"));
+        assert!(!certificate_only.detail().contains("API key"));
         let keys_only = missing_credential(&[AuthMethod::ApiKey]);
         assert_eq!(keys_only.detail(), Problem::missing_credential().detail());
     }

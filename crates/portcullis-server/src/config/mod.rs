@@ -284,6 +284,9 @@ pub enum AuthMethod {
     ApiKey,
     /// A Portcullis access token: a JWT bearer token (RFC 9068).
     Jwt,
+    /// A verified client certificate of an OAuth client registered for
+    /// `tls_client_auth` or `self_signed_tls_client_auth` (RFC 8705 §2).
+    Mtls,
 }
 
 impl AuthMethod {
@@ -292,6 +295,7 @@ impl AuthMethod {
         match self {
             Self::ApiKey => "api_key",
             Self::Jwt => "jwt",
+            Self::Mtls => "mtls",
         }
     }
 }

@@ -194,8 +194,9 @@ pub struct RawRoute {
     /// nor covered by `"*"` gets 405, `HEAD` follows `GET` unless listed,
     /// and an empty list (`"*" = []`) accepts any valid key.
     pub scopes: Option<BTreeMap<String, Vec<String>>>,
-    /// Accepted ways to authenticate; default `["api_key"]`, the only one
-    /// so far.
+    /// Accepted ways to authenticate, any one of which is enough: `"api_key"`,
+    /// `"jwt"` and `"mtls"` (a client certificate of an OAuth client);
+    /// default `["api_key"]`.
     pub auth: Option<Vec<String>>,
     /// Time the upstream has to respond, such as `"30s"`; default 30 s.
     pub timeout: Option<String>,

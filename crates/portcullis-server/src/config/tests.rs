@@ -512,7 +512,7 @@ fn empty_scopes_table_rejected() {
 
 #[test]
 fn unknown_auth_method_named() {
-    let error = error_of(&one_route("auth = [\"api_key\", \"mtls\"]\n"));
+    let error = error_of(&one_route("auth = [\"api_key\", \"oidc\"]\n"));
     assert_names(&error, "routes[0].auth[1]");
     let error = error_of(&one_route("auth = [\"api_key\", \"api_key\"]\n"));
     assert_names(&error, "routes[0].auth[1]");
@@ -529,6 +529,25 @@ fn unknown_auth_method_named() {
     );
     let error = error_of(&one_route("auth = []\n"));
     assert_names(&error, "routes[0].auth");
+}
+
+#[test]
+fn mtls_route_needs_client_certificates() {
+    let error = error_of(&one_route(
+        "auth = [\"jwt\", \"mtls\"]\naudience = \"https://api.example.com\"\n",
+    ));
+    assert_names(&error, "routes[0].auth[1]");
+    assert!(error.contains("server.client_certificates"), "{error}");
+
+    for server in [
+        "[server]\nclient_certificates = \"optional\"\n",
+        "[server]\nclient_certificates = \"required\"\n",
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\nforwarded_client_certificate = \"envoy\"\n",
+    ] {
+        let text = format!("{server}{}", one_route("auth = [\"mtls\"]\n"));
+        let config = from_toml(&text, &no_env()).unwrap();
+        assert_eq!(config.routes[0].auth, vec![AuthMethod::Mtls], "{server}");
+    }
 }
 
 #[test]

@@ -28,6 +28,17 @@ impl TryFrom<RawConfig> for Config {
         let mut routes: Vec<RouteConfig> = Vec::new();
         for (index, raw_route) in raw.routes.unwrap_or_default().into_iter().enumerate() {
             let route = check_route(index, raw_route)?;
+            let certificates_off = server.client_certificates == ClientCertificateMode::Off
+                && server.forwarded_client_certificate.is_none();
+            if let Some(position) = route.auth.iter().position(|m| *m == AuthMethod::Mtls)
+                && certificates_off
+            {
+                return Err(ConfigError::invalid(
+                    format!("routes[{index}].auth[{position}]"),
+                    "\"mtls\" needs client certificates; set server.client_certificates to \
+                     \"optional\" or \"required\", or set server.forwarded_client_certificate",
+                ));
+            }
             if let Some(earlier) = routes
                 .iter()
                 .position(|r| r.path_prefix == route.path_prefix)
@@ -536,11 +547,12 @@ fn check_auth(setting: &str, names: Option<Vec<String>>) -> Result<Vec<AuthMetho
         let method = match name.as_str() {
             "api_key" => AuthMethod::ApiKey,
             "jwt" => AuthMethod::Jwt,
+            "mtls" => AuthMethod::Mtls,
             _ => {
                 return Err(ConfigError::invalid(
                     format!("{setting}[{index}]"),
                     format!(
-                        "unknown authentication method {name:?}; expected \"api_key\" or \"jwt\""
+                        "unknown authentication method {name:?}; expected \"api_key\", \"jwt\" or \"mtls\""
                     ),
                 ));
             }

@@ -175,7 +175,7 @@ pub async fn check(
 pub async fn spend_use(store: &Store, caller: &Caller) -> Result<(), Problem> {
     match caller {
         Caller::ApiKey(authenticated) => spend_key_use(store, &authenticated.key).await,
-        Caller::AccessToken(_) => Ok(()),
+        Caller::AccessToken(_) | Caller::Certificate(_) => Ok(()),
     }
 }
 
@@ -249,11 +249,12 @@ fn problem_for(decision: &Decision) -> Option<Problem> {
 
 /// Returns the name of the tenant a caller belongs to, the subject of the
 /// tenant limit, so that a tenant's keys and access tokens share one
-/// allowance. Operator keys have none and are rejected before limits apply.
+/// allowance with its certificate clients. Operator keys have none and are rejected before limits apply.
 fn tenant_of(caller: &Caller) -> Option<String> {
     match caller {
         Caller::ApiKey(authenticated) => authenticated.key.tenant.as_ref().map(ToString::to_string),
         Caller::AccessToken(authenticated) => Some(authenticated.tenant.to_string()),
+        Caller::Certificate(authenticated) => Some(authenticated.client.tenant.to_string()),
     }
 }
 

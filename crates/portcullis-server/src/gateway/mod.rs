@@ -5,20 +5,26 @@
 //! - [`limits`]: the rate limits of a request and their header fields.
 //! - [`routes`]: the route table and upstream URIs.
 //! - [`proxy`]: forwarding, header policy and streaming.
+//! - [`certificate`]: the caller of an `mtls` route, from its client
+//!   certificate.
 //!
 //! Order of checks: route (404), a presented client certificate that
-//! failed verification (401), credential (400/401, including a
-//! credential of a kind the route does not accept), key kind (403) and rate
+//! failed verification (401), credential (400/401), key kind (403) and rate
 //! limits (429, or 503 when they cannot be checked). Then come method
 //! (405), scope (403), the uses of a usage-limited key (403), body size
 //! (413) and the upstream (502/504). Rate
 //! limits come before the scope check, so a caller probing for scopes
 //! spends its allowance like any other caller.
 //!
+//! The credential check returns 401 for a credential of a kind the route
+//! does not accept, and for a certificate that authenticates no single
+//! OAuth client.
+//!
 //! What the cache holds is only what is true of the key; the route's rules are
 //! applied to every request, cached key or not. An access token is checked
 //! against the route's audience on every request.
 
+mod certificate;
 pub mod limits;
 pub mod path;
 pub mod proxy;
@@ -37,9 +43,7 @@ use portcullis_core::credential::KeyKind;
 
 use crate::app::AppState;
 use crate::auth::token::check_certificate_binding;
-use crate::auth::{
-    AuthenticatedToken, Caller, CheckContext, TokenVerifier, authenticate_for_route,
-};
+use crate::auth::{AuthenticatedToken, Caller, CertificateCaller, CheckContext};
 use crate::config::RouteConfig;
 use crate::listener::ClientCertificate;
 use crate::listener::ConnectionInfo;
@@ -173,16 +177,9 @@ async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Rej
         check_presented_certificate(state, certificate, &context)?;
     }
 
-    let tokens = TokenVerifier::new(&state.oauth, &state.store, state.verifier.cache());
-    let caller = authenticate_for_route(
-        &state.verifier,
-        &tokens,
-        route,
-        &parts.headers,
-        query,
-        &context,
-    )
-    .await?;
+    let caller =
+        certificate::authenticate_caller(state, route, parts, certificate.as_deref(), &context)
+            .await?;
     if let Caller::AccessToken(authenticated) = &caller {
         check_certificate_binding(authenticated, certificate.as_deref(), &context)?;
     }
@@ -219,16 +216,21 @@ async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Rej
     limits::spend_use(&state.store, &caller)
         .await
         .map_err(reject)?;
+    // A registered self-signed certificate did not verify, but it is the
+    // caller's credential when it authenticated the caller.
+    let certificate_thumbprint = certificate
+        .as_ref()
+        .filter(|certificate| {
+            certificate.verified().is_some() || matches!(caller, Caller::Certificate(_))
+        })
+        .map(|certificate| certificate.thumbprint_sha256.clone());
     Ok(Judged {
         route,
         uri,
         caller,
         peer_ip,
         tls: connection.tls,
-        certificate_thumbprint: certificate
-            .as_ref()
-            .filter(|certificate| certificate.verified().is_some())
-            .map(|certificate| certificate.thumbprint_sha256.clone()),
+        certificate_thumbprint,
         decision,
     })
 }
@@ -326,6 +328,19 @@ fn identity_headers(caller: &Caller) -> Vec<(HeaderName, HeaderValue)> {
             add("x-portcullis-scopes", scopes.to_space_separated());
             add("x-portcullis-token-id", token.claims.jti.clone());
             add("x-portcullis-auth-method", "jwt".to_owned());
+        }
+        Caller::Certificate(authenticated) => {
+            let CertificateCaller {
+                client,
+                thumbprint_sha256: _,
+            } = authenticated.as_ref();
+            add("x-portcullis-tenant", client.tenant.to_string());
+            add("x-portcullis-client-id", client.id.to_string());
+            add("x-portcullis-scopes", client.scopes.to_space_separated());
+            add(
+                "x-portcullis-auth-method",
+                client.auth_method.as_str().to_owned(),
+            );
         }
     }
     headers

@@ -21,7 +21,6 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
 use portcullis_core::ids::ClientId;
 use portcullis_core::key::{SecretKind, check_secret_format};
 use portcullis_core::oauth::{ClientAuthMethod, ClientRecord};
-use portcullis_core::pki::CertificateSerial;
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
@@ -29,8 +28,8 @@ use super::error::OAuthError;
 use super::form::Form;
 use crate::app::AppState;
 use crate::listener::{ClientCertificate, ConnectionInfo};
+use crate::pki::clients::internal_ca_client;
 use crate::pki::identity::{check_self_signed, check_tls_client_auth};
-use crate::pki::verify::VerifiedClient;
 use crate::telemetry::ErrorChain;
 use crate::usage::FailedAuthentication;
 
@@ -319,7 +318,7 @@ async fn certificate_authenticates(
         return Ok(false);
     };
     let leaf = certificate.leaf().as_ref();
-    let summary = certificate_summary(certificate);
+    let summary = certificate.serial_and_issuer();
     let outcome = match (client.auth_method, &certificate.verdict) {
         (ClientAuthMethod::SelfSignedTlsClientAuth, _) => check_self_signed(client, leaf, now),
         (_, Err(rejection)) => {
@@ -327,7 +326,9 @@ async fn certificate_authenticates(
             return Ok(false);
         }
         (_, Ok(verified)) => {
-            let issued_to = internal_ca_client(state, certificate, verified).await?;
+            let issued_to = internal_ca_client(&state.store, certificate, verified)
+                .await
+                .map_err(store_failure)?;
             check_tls_client_auth(client, leaf, verified, issued_to)
         }
     };
@@ -338,49 +339,6 @@ async fn certificate_authenticates(
             record_certificate_failure(state, client, facts, mismatch.code(), summary, now);
             Ok(false)
         }
-    }
-}
-
-/// Returns the client that the internal CA issued a verified certificate
-/// to, from the CA's records by serial, when the chain ended at the
-/// internal CA and the record's thumbprint is this certificate's.
-async fn internal_ca_client(
-    state: &AppState,
-    certificate: &ClientCertificate,
-    verified: &VerifiedClient,
-) -> Result<Option<ClientId>, OAuthError> {
-    if !verified.anchor.includes_internal_ca() {
-        return Ok(None);
-    }
-    let Ok(serial) = verified.serial.parse::<CertificateSerial>() else {
-        return Ok(None);
-    };
-    let Some(record) = state
-        .store
-        .find_certificate(&serial)
-        .await
-        .map_err(store_failure)?
-    else {
-        return Ok(None);
-    };
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, certificate.leaf());
-    let thumbprint: String = digest
-        .as_ref()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
-    let same_certificate = record.sha256 == thumbprint && record.revoked_at.is_none();
-    Ok(same_certificate.then_some(record.client_id))
-}
-
-/// Returns the serial and issuer of a presented certificate's leaf, from
-/// its verdict, for the failure record.
-fn certificate_summary(certificate: &ClientCertificate) -> Option<(String, String)> {
-    match &certificate.verdict {
-        Ok(verified) => Some((verified.serial.clone(), verified.issuer.clone())),
-        Err(rejection) => rejection
-            .leaf()
-            .map(|leaf| (leaf.serial.clone(), leaf.issuer.clone())),
     }
 }
 

@@ -2,6 +2,8 @@
 //!
 //! - [`ca`]: the internal CA: client certificates from CSRs, revocation, the
 //!   CRL, and the partner CAs trusted per tenant.
+//! - [`clients`]: the OAuth client that a client certificate authenticates
+//!   when the request names none, cached by thumbprint.
 //! - [`forwarded`]: client certificates forwarded in a header by a
 //!   TLS-terminating proxy.
 //! - [`handshake`]: the rustls client certificate verifier of the listener.
@@ -20,6 +22,7 @@
 //!   share.
 
 pub mod ca;
+pub mod clients;
 pub mod forwarded;
 pub mod handshake;
 pub mod identity;

@@ -1,0 +1,118 @@
+//! Authentication by client certificate on routes that accept `mtls`.
+//!
+//! `auth` lists alternatives. A request that carries an API key or a bearer
+//! token is judged by that credential, as on any route. A request that
+//! carries neither is judged by its client certificate when the route
+//! accepts `mtls`, and then the OAuth client that the certificate
+//! authenticates is the caller, with that client's registered scopes.
+
+use std::sync::Arc;
+
+use http::StatusCode;
+use http::request::Parts;
+
+use crate::app::AppState;
+use crate::auth::{
+    Caller, CertificateCaller, CheckContext, TokenVerifier, authenticate_for_route,
+    presented_credential,
+};
+use crate::config::{AuthMethod, RouteConfig};
+use crate::listener::ClientCertificate;
+use crate::pki::clients::{CertificateClientError, Unmapped};
+use crate::problem::Problem;
+use crate::telemetry::ErrorChain;
+
+/// Authenticates a gateway request by the one credential it carries or, on
+/// a route that accepts `mtls` and without such a credential, by its client
+/// certificate.
+///
+/// `certificate` has passed the gateway's certificate check: its chain
+/// verified, or it is a registered self-signed certificate.
+pub(super) async fn authenticate_caller(
+    state: &AppState,
+    route: &RouteConfig,
+    parts: &Parts,
+    certificate: Option<&ClientCertificate>,
+    context: &CheckContext<'_>,
+) -> Result<Caller, Problem> {
+    let header_credential = !matches!(
+        presented_credential(&parts.headers, parts.uri.query()),
+        Ok(None)
+    );
+    if let (false, true, Some(certificate)) = (
+        header_credential,
+        route.auth.contains(&AuthMethod::Mtls),
+        certificate,
+    ) {
+        return authenticate_certificate(state, certificate, context).await;
+    }
+
+    let tokens = TokenVerifier::new(&state.oauth, &state.store, state.verifier.cache());
+    authenticate_for_route(
+        &state.verifier,
+        &tokens,
+        route,
+        &parts.headers,
+        parts.uri.query(),
+        context,
+    )
+    .await
+}
+
+/// Finds the OAuth client that `certificate` authenticates, recording a
+/// failure with the certificate's serial and issuer when there is none.
+async fn authenticate_certificate(
+    state: &AppState,
+    certificate: &ClientCertificate,
+    context: &CheckContext<'_>,
+) -> Result<Caller, Problem> {
+    let trust = state.client_certificate_trust.get().map(Arc::as_ref);
+    let found = state
+        .certificate_clients
+        .client_for(
+            &state.store,
+            trust,
+            certificate,
+            state.verifier.cache().is_trusted(),
+            context.now,
+        )
+        .await;
+    let unmapped = match found {
+        Ok(client) => {
+            context.facts.update(|facts| {
+                facts.tenant = Some(client.tenant.to_string());
+            });
+            return Ok(Caller::Certificate(Box::new(CertificateCaller {
+                client,
+                thumbprint_sha256: certificate.thumbprint_sha256.clone(),
+            })));
+        }
+        Err(CertificateClientError::Unmapped(unmapped)) => unmapped,
+        Err(CertificateClientError::Store(error)) => {
+            tracing::error!(error = %ErrorChain(&error), "looking up the client of a certificate failed; denying the request");
+            return Err(Problem::store_unavailable());
+        }
+    };
+
+    let mut failure = context.failure(unmapped.code());
+    let (serial, issuer) = certificate.serial_and_issuer().unzip();
+    failure.certificate_serial = serial;
+    failure.certificate_issuer = issuer;
+    context.usage.record_failure(failure);
+    let detail = match unmapped {
+        Unmapped::NoClient => {
+            "no live OAuth client is registered for this client certificate; register it \
+             for tls_client_auth or self_signed_tls_client_auth"
+        }
+        Unmapped::Ambiguous(_) => {
+            "this client certificate matches more than one OAuth client, so it identifies \
+             none; give each client its own certificate"
+        }
+    };
+    Err(Problem::new(
+        StatusCode::UNAUTHORIZED,
+        unmapped.code(),
+        "Invalid client certificate",
+        detail,
+    ))
+}

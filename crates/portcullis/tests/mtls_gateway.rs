@@ -1,0 +1,317 @@
+//! Gateway routes with `auth = ["mtls"]`, end to end: the real binary with
+//! client certificates `optional`, a real upstream, and certificates from
+//! the internal CA, from a partner CA made here and self-signed ones. One
+//! server serves every case.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "fixtures outside #[test] functions fail the test on any error"
+)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use portcullis_store::Store;
+use rcgen::{SanType, SerialNumber};
+use reqwest::StatusCode;
+use serde_json::Value;
+use support::mtls::{
+    Identity, PARTNER_DNS, PartnerCa, create_self_signed_client, create_tls_client, failure_record,
+    https, issue, leaf_params, self_signed_with_jwk, trust_partner,
+};
+use support::upstream::Upstream;
+use support::{DataDir, Server, marker};
+
+/// Registers a `tls_client_auth` client of `tenant` with `extra` options
+/// and returns its id.
+fn create_client(data: &DataDir, tenant: &str, extra: &[&str]) -> String {
+    create_tls_client(data, tenant, extra)["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Signs a partner leaf with `serial` for the DNS name `dns`.
+fn partner_leaf(partner: &PartnerCa, dns: &str, serial: &[u8]) -> Identity {
+    let mut params = leaf_params();
+    params.subject_alt_names = vec![SanType::DnsName(dns.try_into().unwrap())];
+    params.serial_number = Some(SerialNumber::from_slice(serial));
+    partner.sign(&params)
+}
+
+/// Sends `method /orders/items` with the test case `mark` through `client`
+/// and returns the status and JSON body.
+async fn call(
+    server: &Server,
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    mark: &str,
+) -> (StatusCode, Value) {
+    let response = client
+        .request(method, server.url("/orders/items"))
+        .header("x-test-case", mark)
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("{error}; server log:\n{}", server.log_text()));
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Sends requests through `client` until one gets a status other than
+/// 200, for at most three seconds, and returns it with the time it took.
+async fn until_rejected(
+    server: &Server,
+    client: &reqwest::Client,
+    mark: &str,
+) -> (StatusCode, Value, Duration) {
+    let started = Instant::now();
+    loop {
+        let (status, body) = call(server, client, reqwest::Method::GET, mark).await;
+        if status != StatusCode::OK || started.elapsed() > Duration::from_secs(3) {
+            return (status, body, started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn mtls_routes_authenticate_certificate_clients() {
+    let upstream = Upstream::start();
+    let data = DataDir::new();
+    data.cli(&["tenants", "create", "acme"]);
+    data.cli(&["tenants", "create", "globex"]);
+    data.cli(&["ca", "init"]);
+
+    let internal_id = create_client(&data, "acme", &[]);
+    // A registration that copies the internal client's SAN URI gains
+    // nothing: the internal CA's record names the client it issued to.
+    let copycat_san = format!("urn:portcullis:client:{internal_id}");
+    create_client(&data, "acme", &["--tls-san-uri", &copycat_san]);
+    let revoked_client_id = create_client(&data, "acme", &[]);
+    let partner_id = create_client(&data, "acme", &["--tls-san-dns", PARTNER_DNS]);
+    // The partner CA is not trusted for globex, so this client never
+    // matches a partner certificate.
+    let globex_id = create_client(&data, "globex", &["--tls-san-dns", PARTNER_DNS]);
+
+    let (self_signed, jwk) = self_signed_with_jwk();
+    let self_signed_id =
+        create_self_signed_client(&data, "globex", "orders:read orders:write", &jwk);
+
+    let (internal_cert, _) = issue(&data, &internal_id, "internal");
+    let (revoked_cert, revoked_serial) = issue(&data, &internal_id, "to-revoke");
+    let (revoked_client_cert, _) = issue(&data, &revoked_client_id, "client-to-revoke");
+
+    let partner = PartnerCa::new();
+    let crl_path = trust_partner(&data, &partner, "acme");
+    let partner_cert = partner_leaf(&partner, PARTNER_DNS, &[0x0d, 0x01]);
+    let unregistered_cert = partner_leaf(&partner, "nobody.example.com", &[0x0d, 0x02]);
+
+    data.write_config(&format!(
+        r#"[server]
+client_certificates = "optional"
+partner_crls = [{crl:?}]
+
+[[routes]]
+path_prefix = "/orders"
+upstream = "{upstream}"
+auth = ["mtls"]
+
+[routes.scopes]
+GET = ["orders:read"]
+POST = ["orders:write"]
+"#,
+        crl = crl_path.to_str().unwrap(),
+        upstream = upstream.url(),
+    ));
+    let server = Server::start(&data);
+    let store = Store::open_sqlite(&data.path().join("portcullis.db"))
+        .await
+        .unwrap();
+
+    // An internal-CA certificate authenticates the client it was issued
+    // to, with that client's scopes, and the upstream learns who called.
+    let mark = marker();
+    let internal = https(&server, Some(&internal_cert));
+    let (status, body) = call(&server, &internal, reqwest::Method::GET, &mark).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen = upstream.last().unwrap();
+    assert_eq!(
+        seen.header("x-portcullis-client-id"),
+        Some(internal_id.as_str())
+    );
+    assert_eq!(seen.header("x-portcullis-tenant"), Some("acme"));
+    assert_eq!(
+        seen.header("x-portcullis-auth-method"),
+        Some("tls_client_auth")
+    );
+    assert_eq!(seen.header("x-portcullis-scopes"), Some("orders:read"));
+    assert_eq!(
+        seen.header("x-portcullis-client-certificate-sha256"),
+        Some(internal_cert.thumbprint().as_str())
+    );
+
+    // The client's registered scopes decide: it has no orders:write.
+    let (status, body) = call(&server, &internal, reqwest::Method::POST, &mark).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["code"], "insufficient_scope", "{body}");
+    assert_eq!(upstream.count_marked(&mark), 1);
+
+    // No certificate: 401 naming what the route accepts.
+    let mark = marker();
+    let anonymous = https(&server, None);
+    let (status, body) = call(&server, &anonymous, reqwest::Method::GET, &mark).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["code"], "missing_credential");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("client certificate"),
+        "{body}"
+    );
+    assert_eq!(upstream.count_marked(&mark), 0);
+
+    // A partner certificate authenticates the client of the tenant that
+    // trusts the partner CA, not the globex client with the same SAN.
+    let partner_client = https(&server, Some(&partner_cert));
+    let (status, body) = call(&server, &partner_client, reqwest::Method::GET, &marker()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen = upstream.last().unwrap();
+    assert_eq!(
+        seen.header("x-portcullis-client-id"),
+        Some(partner_id.as_str())
+    );
+    assert_ne!(
+        seen.header("x-portcullis-client-id"),
+        Some(globex_id.as_str())
+    );
+    assert_eq!(seen.header("x-portcullis-tenant"), Some("acme"));
+
+    // A self-signed certificate authenticates the client whose JWKS holds
+    // its key. The listener learns registered keys every few seconds.
+    let self_signed_client = https(&server, Some(&self_signed));
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let (status, body) = loop {
+        let answer = call(
+            &server,
+            &self_signed_client,
+            reqwest::Method::POST,
+            &marker(),
+        )
+        .await;
+        if answer.0 == StatusCode::OK || Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen = upstream.last().unwrap();
+    assert_eq!(
+        seen.header("x-portcullis-client-id"),
+        Some(self_signed_id.as_str())
+    );
+    assert_eq!(
+        seen.header("x-portcullis-auth-method"),
+        Some("self_signed_tls_client_auth")
+    );
+    assert_eq!(
+        seen.header("x-portcullis-client-certificate-sha256"),
+        Some(self_signed.thumbprint().as_str())
+    );
+
+    // A verified certificate that no client is registered for: 401 and an
+    // audit record with its serial and issuer; the upstream gets nothing.
+    let mark = marker();
+    let unregistered = https(&server, Some(&unregistered_cert));
+    let (status, body) = call(&server, &unregistered, reqwest::Method::GET, &mark).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["code"], "certificate_not_registered");
+    assert_eq!(upstream.count_marked(&mark), 0);
+    let record = failure_record(&store, None, "0d02").await;
+    assert_eq!(record["code"], "certificate_not_registered");
+    assert_eq!(record["surface"], "gateway");
+    assert!(
+        record["certificate_issuer"]
+            .as_str()
+            .unwrap()
+            .contains("Partner CA"),
+        "{record}"
+    );
+
+    // A second acme client with the partner SAN makes the certificate
+    // ambiguous. The change feed drops the cached mapping within a second.
+    create_client(&data, "acme", &["--tls-san-dns", PARTNER_DNS]);
+    let mark = marker();
+    let (status, body, delay) = until_rejected(&server, &partner_client, &mark).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["code"], "certificate_ambiguous");
+    assert!(delay < Duration::from_secs(1), "took {delay:?}");
+    let record = failure_record(&store, None, "0d01").await;
+    assert_eq!(record["code"], "certificate_ambiguous");
+    let logs = server.log_text();
+    assert!(
+        logs.contains("matches several OAuth clients"),
+        "no log of the ambiguity: {logs}"
+    );
+
+    // A revoked client loses access within a second on an open connection.
+    let revoked_client = https(&server, Some(&revoked_client_cert));
+    let (status, body) = call(&server, &revoked_client, reqwest::Method::GET, &marker()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    data.cli(&["clients", "revoke", &revoked_client_id]);
+    let mark = marker();
+    let (status, body, delay) = until_rejected(&server, &revoked_client, &mark).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["code"], "certificate_not_registered");
+    assert!(delay < Duration::from_secs(1), "took {delay:?}");
+    // Requests before the revocation took effect reached the upstream, so
+    // what follows gets a mark of its own.
+    let mark = marker();
+    let (status, _) = call(&server, &revoked_client, reqwest::Method::GET, &mark).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(upstream.count_marked(&mark), 0);
+
+    // A revoked certificate: the open connection is rejected within a
+    // second and stays rejected, and a new connection gets 401.
+    let open = https(&server, Some(&revoked_cert));
+    let (status, body) = call(&server, &open, reqwest::Method::GET, &marker()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    data.cli(&[
+        "certs",
+        "revoke",
+        &revoked_serial,
+        "--reason",
+        "key compromise",
+    ]);
+    let mark = marker();
+    let (status, body, delay) = until_rejected(&server, &open, &mark).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["code"], "certificate_revoked");
+    assert!(delay < Duration::from_secs(1), "took {delay:?}");
+    let mark = marker();
+    for _ in 0..3 {
+        let (status, _) = call(&server, &open, reqwest::Method::GET, &mark).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    let fresh = https(&server, Some(&revoked_cert));
+    match fresh
+        .get(server.url("/orders/items"))
+        .header("x-test-case", &mark)
+        .send()
+        .await
+    {
+        // The listener has rebuilt its CRLs and refuses the handshake.
+        Err(_) => {}
+        // Or the request reached the gateway, which rejects the revoked serial.
+        Ok(response) => assert_eq!(response.status(), StatusCode::UNAUTHORIZED),
+    }
+    assert_eq!(upstream.count_marked(&mark), 0);
+
+    // The internal client still works: the other certificate is unaffected.
+    let (status, body) = call(&server, &internal, reqwest::Method::GET, &marker()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
