@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Load benchmark of the Portcullis gateway, side by side with the bare
-# upstream and with nginx as a plain TLS reverse proxy. See BENCHMARKS.md.
+# upstream and with nginx as a plain TLS reverse proxy, and with a rate limit
+# counted in memory and in Redis. See BENCHMARKS.md.
 #
 # Usage: bench/gateway.sh
 #
@@ -34,6 +35,9 @@ readonly API_PATH=/api/
 # Scope that the route requires and every benchmark key holds.
 readonly BENCH_SCOPE=bench:read
 readonly TENANT=bench
+# Rate of the limited route: the highest rate Portcullis accepts, so no
+# request is denied and the runs measure only the cost of the check.
+readonly BENCH_RATE="1000000/s"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=
@@ -69,6 +73,8 @@ cleanup() {
 
 # Installs nginx, wrk and curl from the distribution when one is missing.
 install_tools() {
+    command -v redis-server >/dev/null ||
+        fail "redis-server is missing; install Debian's redis-server package"
     if command -v wrk >/dev/null && command -v curl >/dev/null && find_nginx >/dev/null; then
         return
     fi
@@ -285,6 +291,11 @@ print_summary() {
         echo
     done
     echo
+    echo "| ratio of requests/s | (d) memory limit / (c) | (e) Redis limit / (c) |"
+    echo "| --- | ---: | ---: |"
+    printf '| one key | %s | %s |\n' "$(ratio "${RESULT_RPS[memory-limit]}" "${RESULT_RPS[one-key]}")" \
+        "$(ratio "${RESULT_RPS[redis-limit]}" "${RESULT_RPS[one-key]}")"
+    echo
     echo "- Portcullis resident memory (VmRSS): idle $RSS_IDLE MiB, after the first" \
         "$KEY_COUNT-key run $RSS_AFTER MiB, after the second $RSS_AFTER_AGAIN MiB"
     echo "- seeding $KEY_COUNT keys: ${SEED_SECONDS}s"
@@ -324,10 +335,12 @@ main() {
     local data=$WORK/data
     mkdir -p "$data"
 
-    local upstream_port nginx_port gateway_port
+    local upstream_port nginx_port gateway_port redis_gateway_port redis_port
     pick_port upstream_port
     pick_port nginx_port
     pick_port gateway_port
+    pick_port redis_gateway_port
+    pick_port redis_port
 
     cat >"$data/portcullis.toml" <<TOML
 [server]
@@ -337,6 +350,15 @@ listen = "127.0.0.1:$gateway_port"
 path_prefix = "/api"
 upstream = "http://127.0.0.1:$upstream_port"
 strip_prefix = true
+
+[routes.scopes]
+GET = ["$BENCH_SCOPE"]
+
+[[routes]]
+path_prefix = "/limited"
+upstream = "http://127.0.0.1:$upstream_port"
+strip_prefix = true
+rate_limit = "$BENCH_RATE"
 
 [routes.scopes]
 GET = ["$BENCH_SCOPE"]
@@ -365,6 +387,22 @@ TOML
     PIDS+=("$!")
     PORTCULLIS_PID=$!
     wait_for_port "$PORTCULLIS_PID" portcullis "$gateway_port"
+
+    log "starting redis-server on 127.0.0.1:$redis_port"
+    taskset -c "$SERVER_CPU" redis-server --bind 127.0.0.1 --port "$redis_port" \
+        --save "" --appendonly no --dir "$WORK" >"$WORK/redis.log" 2>&1 &
+    PIDS+=("$!")
+    wait_for_port "$!" redis "$redis_port"
+
+    # A second node on the same data, counting limits in Redis. Only one
+    # node is under load at a time.
+    log "starting Portcullis with Redis limits on 127.0.0.1:$redis_gateway_port"
+    PORTCULLIS_LOG=warn PORTCULLIS_SERVER__LISTEN="127.0.0.1:$redis_gateway_port" \
+        PORTCULLIS_REDIS_URL="redis://127.0.0.1:$redis_port" \
+        taskset -c "$SERVER_CPU" "$bin" serve >"$WORK/portcullis-redis.log" 2>&1 &
+    PIDS+=("$!")
+    REDIS_PORTCULLIS_PID=$!
+    wait_for_port "$REDIS_PORTCULLIS_PID" portcullis-redis "$redis_gateway_port"
 
     log "starting the upstream nginx on 127.0.0.1:$upstream_port"
     write_nginx_conf "$WORK/upstream" <<CONF
@@ -459,6 +497,13 @@ LUA
     check_response upstream '{"ok":true}' "http://127.0.0.1:$upstream_port$API_PATH"
     check_response nginx '{"ok":true}' "https://127.0.0.1:$nginx_port$API_PATH"
     check_response gateway '{"ok":true}' -H "@$WORK/one-key.header" "$gateway$API_PATH"
+    local redis_gateway=https://127.0.0.1:$redis_gateway_port
+    check_response memory-limit '{"ok":true}' -H "@$WORK/one-key.header" "$gateway/limited/"
+    check_response redis-limit '{"ok":true}' -H "@$WORK/one-key.header" "$redis_gateway/limited/"
+    # The limited route must carry the header fields, or no check ran.
+    curl -sS -k -D - -o /dev/null -H "@$WORK/one-key.header" "$redis_gateway/limited/" |
+        grep -qi '^ratelimit-policy: "route"' ||
+        fail "redis-limit: the response has no RateLimit-Policy field"
     check_response verify '"valid":true' -X POST -H "@$WORK/operator.header" \
         -H 'Content-Type: application/json' --data-binary "@$WORK/verify-body.json" \
         "$gateway/v1/keys/verify"
@@ -469,11 +514,13 @@ LUA
 
     # The verify API runs before the many-keys runs, so that it is not
     # measured while Portcullis still writes their usage counts.
-    TARGETS=(upstream nginx one-key verify many-keys many-keys-again)
+    TARGETS=(upstream nginx one-key memory-limit redis-limit verify many-keys many-keys-again)
     declare -gA TARGET_LABELS=(
         [upstream]="(a) upstream, plain HTTP"
         [nginx]="(b) nginx TLS proxy"
         [one-key]="(c) Portcullis, one key"
+        [memory-limit]="(d) Portcullis, one key, route limit in memory"
+        [redis-limit]="(e) Portcullis, one key, route limit in Redis"
         [verify]="verify API, one key"
         [many-keys]="(c) Portcullis, $KEY_COUNT keys"
         [many-keys-again]="(c) Portcullis, $KEY_COUNT keys, second run"
@@ -481,6 +528,10 @@ LUA
     run_target upstream "http://127.0.0.1:$upstream_port$API_PATH"
     run_target nginx "https://127.0.0.1:$nginx_port$API_PATH"
     run_target one-key "$gateway$API_PATH" "$WORK/one-key.lua" "$WORK/one.key"
+    run_target memory-limit "$gateway/limited/" "$WORK/one-key.lua" "$WORK/one.key"
+    run_target redis-limit "$redis_gateway/limited/" "$WORK/one-key.lua" "$WORK/one.key"
+    kill -0 "$REDIS_PORTCULLIS_PID" 2>/dev/null ||
+        fail "Portcullis with Redis limits exited; see $WORK/portcullis-redis.log"
     run_target verify "$gateway/v1/keys/verify" "$WORK/verify.lua" \
         "$WORK/operator.key" "$WORK/one.key"
     # The first use of a key reads it from the store, so the first run
