@@ -24,7 +24,10 @@ use support::mtls::{
     https, issue, leaf_params, self_signed_with_jwk, trust_partner,
 };
 use support::upstream::Upstream;
-use support::{DataDir, Server, marker};
+use support::{DataDir, Server, marker, url_encode};
+
+/// The audience of the route that requires a token and a certificate.
+const API: &str = "https://api.example.com";
 
 /// Registers a `tls_client_auth` client of `tenant` with `extra` options
 /// and returns its id.
@@ -57,6 +60,50 @@ async fn call(
         .send()
         .await
         .unwrap_or_else(|error| panic!("{error}; server log:\n{}", server.log_text()));
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Gets an access token for [`API`] with the client credentials grant
+/// through `client`, for `client_id` with its `secret` (HTTP Basic) or, when
+/// `secret` is `None`, with the certificate that `client` presents.
+async fn access_token(
+    server: &Server,
+    client: &reqwest::Client,
+    client_id: &str,
+    secret: Option<&str>,
+) -> String {
+    let mut request = client
+        .post(server.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded");
+    let mut form = format!("grant_type=client_credentials&resource={}", url_encode(API));
+    match secret {
+        Some(secret) => request = request.basic_auth(client_id, Some(secret)),
+        None => form.push_str(&format!("&client_id={client_id}")),
+    }
+    let body: Value = request
+        .body(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access token: {body}"))
+        .to_owned()
+}
+
+/// Sends `GET /both/items` with `token` through `client` and returns the
+/// status and JSON body.
+async fn call_both(server: &Server, client: &reqwest::Client, token: &str) -> (StatusCode, Value) {
+    let response = client
+        .get(server.url("/both/items"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
     let status = response.status();
     (status, response.json().await.unwrap_or(Value::Null))
 }
@@ -102,6 +149,18 @@ async fn mtls_routes_authenticate_certificate_clients() {
         create_self_signed_client(&data, "globex", "orders:read orders:write", &jwk);
 
     let (internal_cert, _) = issue(&data, &internal_id, "internal");
+    let secret_client = data.cli_json(&[
+        "clients",
+        "create",
+        "--tenant",
+        "acme",
+        "--name",
+        "Secret client",
+        "--grant-types",
+        "client_credentials",
+        "--scopes",
+        "orders:read",
+    ]);
     let (revoked_cert, revoked_serial) = issue(&data, &internal_id, "to-revoke");
     let (revoked_client_cert, _) = issue(&data, &revoked_client_id, "client-to-revoke");
 
@@ -123,9 +182,20 @@ auth = ["mtls"]
 [routes.scopes]
 GET = ["orders:read"]
 POST = ["orders:write"]
+
+[[routes]]
+path_prefix = "/both"
+upstream = "{upstream}"
+auth = ["jwt"]
+audience = "{API}"
+client_certificate = "required"
+
+[routes.scopes]
+GET = ["orders:read"]
 "#,
         crl = crl_path.to_str().unwrap(),
         upstream = upstream.url(),
+        API = API,
     ));
     let server = Server::start(&data);
     let store = Store::open_sqlite(&data.path().join("portcullis.db"))
@@ -257,6 +327,29 @@ POST = ["orders:write"]
         logs.contains("matches several OAuth clients"),
         "no log of the ambiguity: {logs}"
     );
+
+    // A route that requires a token and a certificate: the token's client
+    // must be the certificate's client.
+    let bound_token = access_token(&server, &internal, &internal_id, None).await;
+    let (status, body) = call_both(&server, &internal, &bound_token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        upstream.last().unwrap().header("x-portcullis-client-id"),
+        Some(internal_id.as_str())
+    );
+    let secret_token = access_token(
+        &server,
+        &anonymous,
+        secret_client["client_id"].as_str().unwrap(),
+        secret_client["client_secret"].as_str(),
+    )
+    .await;
+    let (status, body) = call_both(&server, &anonymous, &secret_token).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["code"], "client_certificate_required");
+    let (status, body) = call_both(&server, &internal, &secret_token).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["code"], "client_certificate_mismatch");
 
     // A revoked client loses access within a second on an open connection.
     let revoked_client = https(&server, Some(&revoked_client_cert));

@@ -225,6 +225,10 @@ pub struct RouteConfig {
     pub audience: Option<String>,
     /// Rate that all callers of the route share.
     pub rate_limit: Option<crate::ratelimit::Rate>,
+    /// Whether an access token on this route must come with a client
+    /// certificate of the token's own client (`client_certificate =
+    /// "required"`). A caller authenticated by `mtls` meets it already.
+    pub client_certificate_required: bool,
 }
 
 /// Scopes that a route requires, per HTTP method.

@@ -209,6 +209,10 @@ pub struct RawRoute {
     /// Rate that all callers of the route share, such as `"500/s burst
     /// 1000"`; default none.
     pub rate_limit: Option<String>,
+    /// `"required"` makes a request present a client certificate besides
+    /// its access token, and the token's client must be the certificate's
+    /// client; default `"optional"`. Not allowed with `"api_key"` in `auth`.
+    pub client_certificate: Option<String>,
 }
 
 /// Top level with the sections left as TOML, so that each section can be

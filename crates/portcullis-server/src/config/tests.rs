@@ -551,6 +551,39 @@ fn mtls_route_needs_client_certificates() {
 }
 
 #[test]
+fn route_client_certificate_checked() {
+    let jwt = "auth = [\"jwt\"]\naudience = \"https://api.example.com\"\n";
+    let optional = "[server]\nclient_certificates = \"optional\"\n";
+
+    let config = from_toml(&format!("{optional}{}", one_route(jwt)), &no_env()).unwrap();
+    assert!(!config.routes[0].client_certificate_required);
+
+    let text = format!(
+        "{optional}{}",
+        one_route(&format!("{jwt}client_certificate = \"required\"\n"))
+    );
+    let config = from_toml(&text, &no_env()).unwrap();
+    assert!(config.routes[0].client_certificate_required);
+
+    let error = error_of(&one_route(&format!(
+        "{jwt}client_certificate = \"required\"\n"
+    )));
+    assert_names(&error, "routes[0].client_certificate");
+    assert!(error.contains("server.client_certificates"), "{error}");
+
+    let text = format!(
+        "{optional}{}",
+        one_route(&format!("{jwt}client_certificate = \"yes\"\n"))
+    );
+    assert_names(&error_of(&text), "routes[0].client_certificate");
+
+    let keys = "auth = [\"api_key\"]\nclient_certificate = \"required\"\n";
+    let error = error_of(&format!("{optional}{}", one_route(keys)));
+    assert_names(&error, "routes[0].client_certificate");
+    assert!(error.contains("api_key"), "{error}");
+}
+
+#[test]
 fn duplicate_prefix_named() {
     let error = error_of(&format!("{}{}", one_route(""), one_route("")));
     assert_names(&error, "routes[1].path_prefix");

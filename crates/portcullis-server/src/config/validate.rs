@@ -30,6 +30,13 @@ impl TryFrom<RawConfig> for Config {
             let route = check_route(index, raw_route)?;
             let certificates_off = server.client_certificates == ClientCertificateMode::Off
                 && server.forwarded_client_certificate.is_none();
+            if route.client_certificate_required && certificates_off {
+                return Err(ConfigError::invalid(
+                    format!("routes[{index}].client_certificate"),
+                    "\"required\" needs client certificates; set server.client_certificates \
+                     to \"optional\" or \"required\", or set server.forwarded_client_certificate",
+                ));
+            }
             if let Some(position) = route.auth.iter().position(|m| *m == AuthMethod::Mtls)
                 && certificates_off
             {
@@ -351,6 +358,11 @@ fn check_route(index: usize, raw: RawRoute) -> Result<RouteConfig, ConfigError> 
         ),
         (false, None) => None,
     };
+    let client_certificate_required = check_route_certificate(
+        &setting("client_certificate"),
+        raw.client_certificate.as_deref(),
+        &auth,
+    )?;
 
     Ok(RouteConfig {
         path_prefix,
@@ -365,7 +377,36 @@ fn check_route(index: usize, raw: RawRoute) -> Result<RouteConfig, ConfigError> 
             .rate_limit
             .map(|text| super::limits::check_rate(&setting("rate_limit"), &text))
             .transpose()?,
+        client_certificate_required,
     })
+}
+
+/// Parses a route's `client_certificate`: whether a token must come with
+/// its client's certificate. An API key belongs to no OAuth client, so it
+/// cannot be tied to a certificate.
+fn check_route_certificate(
+    setting: &str,
+    text: Option<&str>,
+    auth: &[AuthMethod],
+) -> Result<bool, ConfigError> {
+    let required = match text {
+        None | Some("optional") => false,
+        Some("required") => true,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                setting,
+                format!("invalid value {other:?}; expected \"optional\" or \"required\""),
+            ));
+        }
+    };
+    if required && auth.contains(&AuthMethod::ApiKey) {
+        return Err(ConfigError::invalid(
+            setting,
+            "\"required\" ties an access token to its client's certificate, and API keys \
+             belong to no OAuth client; remove \"api_key\" from auth or this setting",
+        ));
+    }
+    Ok(required)
 }
 
 /// Checks a path prefix. The rules keep prefix matching on the raw request

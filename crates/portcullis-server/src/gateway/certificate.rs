@@ -5,6 +5,9 @@
 //! carries neither is judged by its client certificate when the route
 //! accepts `mtls`, and then the OAuth client that the certificate
 //! authenticates is the caller, with that client's registered scopes.
+//!
+//! A route with `client_certificate = "required"` requires both: an access
+//! token and a certificate that authenticates the token's client.
 
 use std::sync::Arc;
 
@@ -114,5 +117,68 @@ async fn authenticate_certificate(
         unmapped.code(),
         "Invalid client certificate",
         detail,
+    ))
+}
+
+/// Enforces a route's `client_certificate = "required"`: the client of an
+/// access token must also present a certificate that authenticates it. A
+/// caller authenticated by its certificate meets the rule already.
+pub(super) async fn require_client_certificate(
+    state: &AppState,
+    caller: &Caller,
+    certificate: Option<&ClientCertificate>,
+    context: &CheckContext<'_>,
+) -> Result<(), Problem> {
+    let token = match caller {
+        Caller::AccessToken(token) => token,
+        Caller::Certificate(_) => return Ok(()),
+        Caller::ApiKey(_) => {
+            // The configuration rejects this setting next to "api_key".
+            tracing::error!("an API key reached a route that requires a client certificate");
+            return Err(Problem::internal());
+        }
+    };
+    let mut failure = context.failure("client_certificate_mismatch");
+    failure.client_id = Some(token.client_id);
+    let Some(certificate) = certificate else {
+        failure.code = "client_certificate_missing";
+        context.usage.record_failure(failure);
+        return Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "client_certificate_required",
+            "Client certificate required",
+            "this route needs the client certificate of the token's client besides the access \
+             token; connect with that certificate",
+        ));
+    };
+
+    let found = state
+        .certificate_clients
+        .client_for(
+            &state.store,
+            state.client_certificate_trust.get().map(Arc::as_ref),
+            certificate,
+            state.verifier.cache().is_trusted(),
+            context.now,
+        )
+        .await;
+    match found {
+        Ok(client) if client.id == token.client_id => return Ok(()),
+        Ok(_) | Err(CertificateClientError::Unmapped(_)) => {}
+        Err(CertificateClientError::Store(error)) => {
+            tracing::error!(error = %ErrorChain(&error), client_id = %token.client_id, "looking up the client of a certificate failed; denying the request");
+            return Err(Problem::store_unavailable());
+        }
+    }
+    let (serial, issuer) = certificate.serial_and_issuer().unzip();
+    failure.certificate_serial = serial;
+    failure.certificate_issuer = issuer;
+    context.usage.record_failure(failure);
+    Err(Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "client_certificate_mismatch",
+        "Invalid client certificate",
+        "the client certificate does not authenticate the access token's client; connect \
+         with that client's certificate",
     ))
 }

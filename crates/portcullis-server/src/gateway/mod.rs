@@ -183,6 +183,10 @@ async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Rej
     if let Caller::AccessToken(authenticated) = &caller {
         check_certificate_binding(authenticated, certificate.as_deref(), &context)?;
     }
+    if route.client_certificate_required {
+        certificate::require_client_certificate(state, &caller, certificate.as_deref(), &context)
+            .await?;
+    }
     if let Caller::ApiKey(authenticated) = &caller
         && authenticated.key.kind != KeyKind::Tenant
     {
