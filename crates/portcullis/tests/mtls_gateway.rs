@@ -261,7 +261,7 @@ GET = ["orders:read"]
     );
     assert_eq!(seen.header("x-portcullis-tenant"), Some("acme"));
 
-    // A self-signed certificate authenticates the client whose JWKS holds
+    // A self-signed certificate authenticates the client whose JWKS contains
     // its key. The listener learns registered keys every few seconds.
     let self_signed_client = https(&server, Some(&self_signed));
     let deadline = Instant::now() + Duration::from_secs(8);
