@@ -333,3 +333,42 @@ async fn admin_api_sets_limits() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn removed_plan_fails_closed() {
+    let (id, key) = create_key(&["--plan", "basic"]);
+
+    // A second node on the same store, whose configuration lacks the plan.
+    let config = FIXTURE.data.path().join("without-plans.toml");
+    let routes = std::fs::read_to_string(FIXTURE.data.path().join("portcullis.toml")).unwrap();
+    let (_, routes) = routes.split_once("[[routes]]").unwrap();
+    std::fs::write(&config, format!("[[routes]]{routes}")).unwrap();
+    let node = Server::start_with(
+        &FIXTURE.data,
+        &[("PORTCULLIS_CONFIG", config.to_str().unwrap())],
+    );
+
+    let response = node
+        .client()
+        .get(node.url("/orders/1"))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "plan_not_configured");
+
+    let logs = node.log_text();
+    let warnings: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("name a plan that [limits.plans] does not define"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{logs}");
+    assert!(warnings[0].contains(&id), "{}", warnings[0]);
+    assert!(
+        warnings[0].contains("\"plan\":\"basic\""),
+        "{}",
+        warnings[0]
+    );
+}
