@@ -1,7 +1,8 @@
 //! `/healthz` (the process runs) and `/readyz` (the store responds).
 //!
 //! `/readyz` also reports where rate limits are counted (`memory`, `redis`,
-//! or `redis_unreachable` during an outage). An outage does not make the
+//! or `redis_unreachable` during an outage), and with Redis the number of
+//! Redis calls that failed or timed out since start (`redis_failures`). An outage does not make the
 //! node unready, because every node shares Redis and the configured
 //! fallback (`limits.redis_failure`) decides what limited requests get.
 
@@ -28,6 +29,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
                 "status": "ready",
                 "store": state.store.backend(),
                 "rate_limits": rate_limit_backend(&state),
+                "redis_failures": state
+                    .rate_limiter
+                    .redis_health()
+                    .map(|health| health.failures()),
             })),
         )
             .into_response(),

@@ -94,13 +94,19 @@ async fn wait_for_status(
     false
 }
 
-/// Returns the `rate_limits` member of `/readyz`, checking that the node is
-/// ready.
-async fn readiness_backend(node: &Server) -> String {
+/// Returns the body of `/readyz`, checking that the node is ready.
+async fn readiness(node: &Server) -> Value {
     let response = node.client().get(node.url("/readyz")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let body: Value = response.json().await.unwrap();
-    body["rate_limits"].as_str().unwrap().to_owned()
+    response.json().await.unwrap()
+}
+
+/// Returns the `rate_limits` member of `/readyz`.
+async fn readiness_backend(node: &Server) -> String {
+    readiness(node).await["rate_limits"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 fn count_logs(node: &Server, message: &str) -> usize {
@@ -269,6 +275,7 @@ async fn redis_outage_uses_fallback_then_recovers() {
     );
 
     assert_eq!(readiness_backend(&local).await, "redis");
+    assert_eq!(readiness(&local).await["redis_failures"], 0);
     redis.stop();
 
     // The local node counts in its own memory, which starts full.
@@ -302,6 +309,8 @@ async fn redis_outage_uses_fallback_then_recovers() {
     assert_eq!(count_logs(&local, "redis is unreachable"), 1);
     assert_eq!(count_logs(&deny, "redis is unreachable"), 1);
     assert_eq!(readiness_backend(&local).await, "redis_unreachable");
+    let failures = readiness(&local).await["redis_failures"].as_u64().unwrap();
+    assert!(failures >= 1, "{failures} failed Redis calls counted");
 
     // The restarted Redis is empty. The local node's memory has spent
     // `/few`, so an admission there shows that Redis counts again.
