@@ -69,9 +69,13 @@ const MIN_RSA_BITS: usize = 2048;
 /// The longest revocation reason accepted, in characters.
 const MAX_REASON_LEN: usize = 200;
 
+/// The start of the SAN URIs that the internal CA writes. Only the
+/// internal CA may vouch for a URI in this namespace.
+pub const CLIENT_URI_PREFIX: &str = "urn:portcullis:client:";
+
 /// Returns the SAN URI that names a client in its certificates.
 pub fn client_uri(client_id: ClientId) -> String {
-    format!("urn:portcullis:client:{client_id}")
+    format!("{CLIENT_URI_PREFIX}{client_id}")
 }
 
 /// Why a CA operation failed.

@@ -26,7 +26,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use portcullis_core::ids::ClientId;
 use portcullis_core::oauth::tls_subject::{Attribute, AttributeValue, DistinguishedName};
-use portcullis_core::oauth::{ClientAuthMethod, ClientRecord};
+use portcullis_core::oauth::{ClientAuthMethod, ClientRecord, TlsClientAuthSubject};
 use portcullis_store::{Store, StoreError};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -89,6 +89,13 @@ pub enum CertificateMismatch {
     /// No SAN or subject DN equals the registered value.
     #[error("the certificate's subject does not match the registered {0}")]
     SubjectMismatch(&'static str),
+    /// The client is mapped by a URI of the internal CA's namespace, and
+    /// another CA issued the certificate.
+    #[error(
+        "the client is mapped by an urn:portcullis:client: URI, which only the internal CA \
+         may certify; register the partner certificate's own subject or SAN instead"
+    )]
+    InternalNamespace,
     /// The internal CA issued the certificate to another client, or has no
     /// record of it.
     #[error("the internal CA did not issue this certificate to the client")]
@@ -114,6 +121,7 @@ impl CertificateMismatch {
             Self::WrongMethod(_) => "wrong_auth_method",
             Self::AnchorNotTrusted => "anchor_not_trusted_for_tenant",
             Self::SubjectMismatch(_) => "subject_mismatch",
+            Self::InternalNamespace => "internal_namespace_uri",
             Self::NotIssuedToClient => "not_issued_to_client",
             Self::KeyNotRegistered => "key_not_registered",
             Self::Expired => "expired",
@@ -157,8 +165,17 @@ pub fn check_tls_client_auth(
     let Some(registered) = &client.tls_client_auth_subject else {
         return Err(CertificateMismatch::SubjectMismatch("subject"));
     };
+    // The default mapping names the client in the internal CA's URI
+    // namespace. A partner CA could write the same URI into a leaf, so a
+    // client mapped that way accepts certificates of the internal CA only.
+    if let TlsClientAuthSubject::SanUri(uri) = registered
+        && uri.starts_with(super::ca::CLIENT_URI_PREFIX)
+        && !anchor.includes_internal_ca()
+    {
+        return Err(CertificateMismatch::InternalNamespace);
+    }
     let matched = match registered {
-        portcullis_core::oauth::TlsClientAuthSubject::SubjectDn(_) => {
+        TlsClientAuthSubject::SubjectDn(_) => {
             let subject = subject_name(leaf_der)?;
             registered.matches_subject(&subject)
         }

@@ -185,6 +185,25 @@ fn internal_ca_needs_certificate_issued_to_client() {
 }
 
 #[test]
+fn internal_namespace_uri_needs_internal_ca() {
+    let ca = Authority::new();
+    let client = client(ClientAuthMethod::TlsClientAuth, None);
+    let own_uri = crate::pki::ca::client_uri(client.id);
+    let client = ClientRecord {
+        tls_client_auth_subject: Some(
+            TlsClientAuthSubject::parse(TlsSubjectKind::SanUri, &own_uri).unwrap(),
+        ),
+        ..client
+    };
+    // A partner CA trusted for the client's own tenant writes the URI.
+    let (der, verified) = ca.leaf_with_sans(partner(&client), vec![uri(&own_uri)]);
+    assert_eq!(
+        check_tls_client_auth(&client, &der, &verified, None),
+        Err(CertificateMismatch::InternalNamespace)
+    );
+}
+
+#[test]
 fn san_uri_ip_email_rules() {
     let ca = Authority::new();
     let cases = [
