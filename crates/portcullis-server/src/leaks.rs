@@ -263,13 +263,13 @@ async fn handle_item(
                 Ok(_) | Err(ManageError::Conflict { .. }) => {}
                 Err(error) => return Err(store_problem(&error)),
             }
-            tracing::warn!(key_id = %record.id, tenant = ?record.tenant, "revoked a key reported as leaked");
+            tracing::warn!(key_id = %record.id, tenant = record.tenant.as_ref().map_or("-", |name| name.as_str()), "revoked a key reported as leaked");
         }
         LeakAction::Flag => {
             // NOTE: there is no alert system yet. The alert for the key's
             // tenant is to be raised here; until then this warning is the
             // only signal besides the audit record.
-            tracing::warn!(key_id = %record.id, tenant = ?record.tenant, "a usable key was reported as leaked and is flagged, not revoked");
+            tracing::warn!(key_id = %record.id, tenant = record.tenant.as_ref().map_or("-", |name| name.as_str()), "a usable key was reported as leaked and is flagged, not revoked");
         }
     }
     Ok(true)

@@ -176,7 +176,7 @@ fn decode_pem_chain(
     let mut chain = Vec::new();
     for certificate in CertificateDer::pem_slice_iter(&pem) {
         let certificate = certificate
-            .map_err(|error| ForwardedCertificateError::InvalidPem(error.to_string()))?;
+            .map_err(|error| ForwardedCertificateError::InvalidPem(describe_pem_error(&error)))?;
         if chain.len() == MAX_FORWARDED_CHAIN_LENGTH {
             return Err(ForwardedCertificateError::ChainTooLong);
         }
@@ -188,6 +188,22 @@ fn decode_pem_chain(
         ));
     }
     Ok(chain)
+}
+
+/// Describes a PEM error in words. The error's own `Display` prints the
+/// expected label and the offending line as arrays of byte values.
+fn describe_pem_error(error: &rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error;
+
+    match error {
+        Error::MissingSectionEnd { end_marker } => format!(
+            "a PEM block has no \"-----END {}-----\" line",
+            String::from_utf8_lossy(end_marker)
+        ),
+        Error::IllegalSectionStart { .. } => "a PEM BEGIN line is malformed".to_owned(),
+        Error::Base64Decode(detail) => format!("a PEM block is not valid base64: {detail}"),
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]

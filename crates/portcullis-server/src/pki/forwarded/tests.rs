@@ -102,6 +102,14 @@ fn envoy_malformed_values_rejected() {
         envoy("Cert=\"not%20a%20certificate\""),
         Err(ForwardedCertificateError::InvalidPem(_))
     ));
+    let truncated = pem.lines().take(3).collect::<Vec<_>>().join("\n");
+    let Err(ForwardedCertificateError::InvalidPem(detail)) =
+        envoy(&format!("Cert=\"{}\"", encode(&truncated)))
+    else {
+        panic!("a PEM block without its END line was accepted");
+    };
+    assert!(detail.contains("-----END CERTIFICATE-----"), "{detail}");
+    assert!(!detail.contains('['), "{detail}");
     // The certificate is in an earlier element, and the nearest proxy
     // forwarded none.
     let value = format!("Cert=\"{}\",Hash=11", encode(&pem));
