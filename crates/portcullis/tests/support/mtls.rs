@@ -10,8 +10,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use portcullis_server::pki::verify::thumbprint_sha256;
 use portcullis_store::{AuditAction, AuditFilter, Store};
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
+    CrlIssuingDistributionPoint, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod,
+    KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams, SerialNumber,
 };
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -90,6 +91,31 @@ impl PartnerCa {
             crl_number: SerialNumber::from_slice(&[1]),
             issuing_distribution_point: None,
             revoked_certs: Vec::new(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        params.signed_by(&self.issuer).unwrap().pem().unwrap()
+    }
+
+    /// Returns a CRL, PEM, that revokes `serial` and is valid for a week,
+    /// with `idp` as its issuingDistributionPoint.
+    pub fn revoking_crl(&self, serial: &[u8], idp: Option<&str>) -> String {
+        let now = time::OffsetDateTime::now_utc();
+        let params = CertificateRevocationListParams {
+            this_update: now - time::Duration::hours(1),
+            next_update: now + time::Duration::days(7),
+            crl_number: SerialNumber::from_slice(&[2]),
+            issuing_distribution_point: idp.map(|uri| CrlIssuingDistributionPoint {
+                distribution_point: CrlDistributionPoint {
+                    uris: vec![uri.to_owned()],
+                },
+                scope: None,
+            }),
+            revoked_certs: vec![RevokedCertParams {
+                serial_number: SerialNumber::from_slice(serial),
+                revocation_time: now - time::Duration::hours(1),
+                reason_code: Some(RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            }],
             key_identifier_method: KeyIdMethod::Sha256,
         };
         params.signed_by(&self.issuer).unwrap().pem().unwrap()
