@@ -304,11 +304,10 @@ fn leak_event(
 
 /// Reads the body up to [`MAX_REPORT_BODY`] bytes.
 async fn read_body(body: Body) -> Result<Vec<u8>, Problem> {
-    let limited = http_body_util::Limited::new(body, MAX_REPORT_BODY);
-    match http_body_util::BodyExt::collect(limited).await {
-        Ok(collected) => Ok(collected.to_bytes().to_vec()),
-        Err(_) => Err(Problem::payload_too_large(MAX_REPORT_BODY as u64)),
-    }
+    crate::body::read_limited(body, MAX_REPORT_BODY)
+        .await
+        .map(|bytes| bytes.to_vec())
+        .map_err(crate::body::BodyReadError::into_problem)
 }
 
 /// Returns the name of the first field of `item` over [`MAX_FIELD_LEN`].

@@ -25,6 +25,7 @@
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod body;
 pub mod cache;
 pub mod client_ip;
 pub mod clients;

@@ -24,7 +24,6 @@ use bytes::Bytes;
 use http::StatusCode;
 use http::header::CONTENT_TYPE;
 use http::request::Parts;
-use http_body_util::BodyExt;
 use portcullis_core::credential::{ApiKeyRecord, KeyKind, KeyLimits};
 use portcullis_core::duration::parse_duration;
 use portcullis_core::ids::KeyId;
@@ -39,6 +38,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::app::AppState;
 use crate::auth::{Authenticated, authenticate_key};
+use crate::body::{BodyReadError, read_limited};
 use crate::listener::ConnectionInfo;
 use crate::manage::{IssuedKey, KeyRequest, ManageError};
 use crate::problem::Problem;
@@ -127,11 +127,9 @@ pub struct RequestBody {
 impl RequestBody {
     /// Reads the whole body, up to [`MAX_JSON_BODY`] bytes.
     pub async fn read(parts: &Parts, body: Body) -> Result<Self, Problem> {
-        let bytes = http_body_util::Limited::new(body, MAX_JSON_BODY)
-            .collect()
+        let bytes = read_limited(body, MAX_JSON_BODY)
             .await
-            .map_err(|_| Problem::payload_too_large(MAX_JSON_BODY as u64))?
-            .to_bytes();
+            .map_err(BodyReadError::into_problem)?;
         let content_type = parts
             .headers
             .get(CONTENT_TYPE)

@@ -6,6 +6,8 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 use serde_json::json;
 
+use crate::problem::Problem;
+
 /// One OAuth error.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OAuthError {
@@ -13,6 +15,9 @@ pub struct OAuthError {
     description: String,
     status: StatusCode,
     basic_challenge: bool,
+    /// Set when the body exceeded this many bytes. The response is then a
+    /// problem+json 413, because RFC 6749 defines no error code for it.
+    body_limit: Option<u64>,
 }
 
 impl OAuthError {
@@ -22,7 +27,19 @@ impl OAuthError {
             description: description.into(),
             status,
             basic_challenge: false,
+            body_limit: None,
         }
+    }
+
+    /// 413: the form body exceeds `limit` bytes.
+    pub fn payload_too_large(limit: u64) -> Self {
+        let mut error = Self::new(
+            "invalid_request",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body exceeds the limit of {limit} bytes"),
+        );
+        error.body_limit = Some(limit);
+        error
     }
 
     /// `invalid_request`: a missing, repeated or malformed parameter.
@@ -104,10 +121,17 @@ impl OAuthError {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let body = json!({"error": self.code, "error_description": self.description});
-        let mut response = (self.status, body.to_string()).into_response();
+        let mut response = if let Some(limit) = self.body_limit {
+            Problem::payload_too_large(limit).into_response()
+        } else {
+            let body = json!({"error": self.code, "error_description": self.description});
+            let mut response = (self.status, body.to_string()).into_response();
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        };
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         // RFC 6749 §5.1 and §5.2: token responses must not be cached.
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));

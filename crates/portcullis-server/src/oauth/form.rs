@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use axum::body::Body;
 use http::HeaderMap;
 use http::header::CONTENT_TYPE;
-use http_body_util::BodyExt;
 
 use super::error::OAuthError;
+use crate::body::{BodyReadError, read_limited};
 
 /// Largest form body the OAuth endpoints read. Token requests are a few
 /// hundred bytes; a client assertion signed with RSA-4096 is under 2 KiB.
@@ -55,11 +55,14 @@ impl Form {
                 "the body must be application/x-www-form-urlencoded",
             ));
         }
-        let bytes = http_body_util::Limited::new(body, MAX_FORM_BODY)
-            .collect()
+        let bytes = read_limited(body, MAX_FORM_BODY)
             .await
-            .map_err(|_| OAuthError::invalid_request("the request body is too large"))?
-            .to_bytes();
+            .map_err(|error| match error {
+                BodyReadError::TooLarge { limit } => OAuthError::payload_too_large(limit),
+                BodyReadError::Failed(_) => {
+                    OAuthError::invalid_request("the request body could not be read")
+                }
+            })?;
         Self::parse(&bytes)
     }
 

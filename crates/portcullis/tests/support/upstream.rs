@@ -102,6 +102,17 @@ impl Upstream {
             .count()
     }
 
+    /// The requests that arrived carrying `X-Test-Case: marker`.
+    pub fn marked(&self, marker: &str) -> Vec<Seen> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|seen| seen.header("x-test-case") == Some(marker))
+            .cloned()
+            .collect()
+    }
+
     pub fn all(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
