@@ -34,6 +34,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{ClientCertificateMode, ServerConfig};
 use crate::pki::handshake::capture_rejection;
+use crate::pki::presented::ConnectionCertificate;
 use crate::pki::trust::ClientCertificateTrust;
 use crate::pki::verify::{Rejection, VerifiedClient, thumbprint_sha256};
 use crate::problem::Problem;
@@ -66,9 +67,10 @@ pub struct ConnectionInfo {
     /// The certificate the client presented in the TLS handshake, with its
     /// verdict. `None` without TLS, with client certificates off, and for a
     /// client that sent none where they are optional. Handlers read it
-    /// through [`crate::pki::presented::client_certificate`], which is
-    /// also where a certificate forwarded by a trusted proxy is read.
-    pub client_certificate: Option<Arc<ClientCertificate>>,
+    /// through [`crate::pki::presented::client_certificate`], which checks
+    /// the verdict against the current trust and is also where a
+    /// certificate forwarded by a trusted proxy is read.
+    pub client_certificate: Option<Arc<ConnectionCertificate>>,
 }
 
 /// A client certificate chain as presented, with the verdict of
@@ -488,7 +490,9 @@ async fn handle_connection(
             return;
         }
         let chain = chain.iter().map(|der| der.clone().into_owned()).collect();
-        info.client_certificate = ClientCertificate::new(chain, verdict).map(Arc::new);
+        info.client_certificate = ClientCertificate::new(chain, verdict).map(|certificate| {
+            Arc::new(ConnectionCertificate::new(snapshot.generation, certificate))
+        });
     }
     serve_connection(&shared, TokioIo::new(tls_stream), info, watcher).await;
 }
@@ -578,7 +582,7 @@ async fn serve_connection<I>(
 /// Returns the serial of the connection's client certificate when it has
 /// been revoked.
 fn revoked_serial(info: &ConnectionInfo, trust: Option<&ClientCertificateTrust>) -> Option<String> {
-    let certificate = info.client_certificate.as_ref()?;
+    let certificate = info.client_certificate.as_ref()?.handshake();
     let serial = &certificate.verified()?.serial;
     trust?.revoked().contains(serial).then(|| serial.clone())
 }

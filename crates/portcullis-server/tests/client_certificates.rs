@@ -192,7 +192,7 @@ impl Listener {
 /// Writes the client certificate and its verdict from the request's
 /// `ConnectionInfo` as text.
 async fn describe(Extension(info): Extension<ConnectionInfo>) -> String {
-    let Some(certificate) = info.client_certificate else {
+    let Some(certificate) = info.client_certificate.map(|presented| presented.last()) else {
         return "no certificate".to_owned();
     };
     match &certificate.verdict {

@@ -19,8 +19,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::TokioIo;
+use portcullis_store::Store;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
@@ -28,6 +29,7 @@ use rcgen::{
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use support::mtls::{PARTNER_DNS, create_tls_client, failure_record};
 use support::{DataDir, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -141,20 +143,24 @@ impl TestCa {
         )
     }
 
-    /// Returns a CRL, PEM, that revokes `serial` and is valid for a week.
-    fn crl(&self, serial: &[u8]) -> String {
+    /// Returns a CRL, PEM, that revokes `serials` and is valid for a week.
+    fn crl(&self, serials: &[&[u8]]) -> String {
         let now = time::OffsetDateTime::now_utc();
+        let revoked_certs = serials
+            .iter()
+            .map(|serial| RevokedCertParams {
+                serial_number: SerialNumber::from_slice(serial),
+                revocation_time: now - time::Duration::hours(1),
+                reason_code: Some(RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            })
+            .collect();
         let params = CertificateRevocationListParams {
             this_update: now - time::Duration::hours(1),
             next_update: now + time::Duration::days(7),
             crl_number: SerialNumber::from_slice(&[1]),
             issuing_distribution_point: None,
-            revoked_certs: vec![RevokedCertParams {
-                serial_number: SerialNumber::from_slice(serial),
-                revocation_time: now - time::Duration::hours(1),
-                reason_code: Some(RevocationReason::KeyCompromise),
-                invalidity_date: None,
-            }],
+            revoked_certs,
             key_identifier_method: KeyIdMethod::Sha256,
         };
         params.signed_by(&self.issuer).unwrap().pem().unwrap()
@@ -326,7 +332,7 @@ async fn partner_crl_rejects_revoked_certificate() {
     data.cli(&["ca", "init"]);
     let partner = trust_partner(&data);
     let crl_path = data.path().join("partner-crl.pem");
-    std::fs::write(&crl_path, partner.crl(&[0x0a, 0x01])).unwrap();
+    std::fs::write(&crl_path, partner.crl(&[&[0x0a, 0x01]])).unwrap();
     data.write_config(&format!(
         "[server]\nclient_certificates = \"required\"\npartner_crls = [{:?}]\n",
         crl_path.to_str().unwrap()
@@ -504,5 +510,93 @@ async fn revocation_reaches_open_connection() {
     assert!(
         logs.contains("client certificate trust rebuilt"),
         "no rebuild after the revocation: {logs}"
+    );
+
+    // The rebuilt trust does not change the response on the open connection.
+    let (after_rebuild, body, _) = get_on(&mut sender).await;
+    assert_eq!(after_rebuild, 403, "{body}");
+    assert!(body.contains("certificate_revoked"), "{body}");
+}
+
+/// Sends a `client_credentials` token request for `client_id` on an open
+/// HTTP/1.1 connection and returns the status and body.
+async fn token_on(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<bytes::Bytes>>,
+    client_id: &str,
+) -> (u16, String) {
+    let body = format!("grant_type=client_credentials&client_id={client_id}");
+    let request = hyper::Request::post("/oauth/token")
+        .header("host", "localhost")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A partner CRL file replaced while the server runs reaches a connection
+/// opened before it, and new handshakes, without a restart.
+#[tokio::test]
+async fn replaced_partner_crl_reaches_open_connection() {
+    let data = DataDir::new();
+    data.cli(&["tenants", "create", "acme"]);
+    data.cli(&["ca", "init"]);
+    let partner = trust_partner(&data);
+    let created = create_tls_client(&data, "acme", &["--tls-san-dns", PARTNER_DNS]);
+    let client_id = created["client_id"].as_str().unwrap().to_owned();
+    let crl_path = data.path().join("partner-crl.pem");
+    std::fs::write(&crl_path, partner.crl(&[&[0x0b, 0x01]])).unwrap();
+    data.write_config(&format!(
+        "[server]\nclient_certificates = \"required\"\npartner_crls = [{:?}]\n",
+        crl_path.to_str().unwrap()
+    ));
+    let server = Server::start(&data);
+    let now = time::OffsetDateTime::now_utc();
+    let leaf = partner.leaf_with_serial(
+        now - time::Duration::days(1),
+        now + time::Duration::days(30),
+        Some(&[0x0a, 0x07]),
+    );
+
+    let tls = connect(server.address, &server.ca_pem, Some(&leaf)).await;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let (before, body) = token_on(&mut sender, &client_id).await;
+    assert_eq!(before, 200, "{body}");
+
+    // Written to a new file and renamed, as an operator replaces a CRL, so
+    // the server never reads half a file.
+    let staged = data.path().join("partner-crl.pem.new");
+    std::fs::write(&staged, partner.crl(&[&[0x0b, 0x01], &[0x0a, 0x07]])).unwrap();
+    std::fs::rename(&staged, &crl_path).unwrap();
+
+    // The same connection, polled with a generous deadline.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (status, body) = loop {
+        let answer = token_on(&mut sender, &client_id).await;
+        if answer.0 != 200 || Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("invalid_client"), "{body}");
+    let store = Store::open_sqlite(&data.path().join("portcullis.db"))
+        .await
+        .unwrap();
+    let record = failure_record(&store, Some(&client_id), "0a07").await;
+    assert_eq!(record["code"], "revoked", "{record}");
+    let issuer = record["certificate_issuer"].as_str().unwrap_or_default();
+    assert!(issuer.contains("Partner CA"), "issuer {issuer:?}");
+    store.close().await;
+
+    let new_handshake = healthz(&server, Some(&leaf)).await;
+    assert!(
+        new_handshake.is_err(),
+        "expected a failed handshake: {new_handshake:?}"
     );
 }

@@ -157,7 +157,9 @@ pub struct RawServer {
     /// (default), `"optional"` or `"required"`.
     pub client_certificates: Option<String>,
     /// PEM files with CRLs of trusted partner CAs, read at start and at each
-    /// trust rebuild; default none. Portcullis never downloads a CRL.
+    /// trust rebuild; default none. A file whose modification time or size
+    /// changes is read again within about a second. Portcullis never
+    /// downloads a CRL.
     pub partner_crls: Option<Vec<PathBuf>>,
     /// The format in which a TLS-terminating proxy in `trusted_proxies`
     /// forwards the client certificate: `"off"` (default), `"envoy"` or

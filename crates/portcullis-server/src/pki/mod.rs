@@ -10,7 +10,7 @@
 //! - [`identity`]: whether a presented client certificate authenticates an
 //!   OAuth client (RFC 8705 §2).
 //! - [`presented`]: the client certificate of a request, from the
-//!   handshake, with its verdict.
+//!   handshake, with its verdict under the current trust.
 //! - [`publish`]: `GET /ca/ca.pem` and `GET /ca/crl.pem`, without
 //!   authentication.
 //! - [`revoked`]: serials of revoked client certificates, checked on every

@@ -11,6 +11,12 @@
 //! certificate is never taken as the client's. From any other peer the
 //! header is ignored and the connection's certificate counts.
 //!
+//! The verdict of a handshake certificate is made under the trust snapshot
+//! of the accept. When the trust was rebuilt since (a new CRL or CA), the
+//! chain is verified again under the current snapshot at the connection's
+//! next request, and that verdict is kept for the connection, so requests
+//! between two rebuilds do not verify again.
+//!
 //! A forwarded chain is verified with the listener's anchors, CRLs and
 //! revoked serials. Verdicts are cached by the SHA-256 of the header value
 //! for [`FORWARDED_CACHE_TTL`], at most [`FORWARDED_CACHE_CAPACITY`] of them,
@@ -53,11 +59,93 @@ pub fn client_certificate(
     headers: &HeaderMap,
 ) -> Option<Arc<ClientCertificate>> {
     match forwarded_certificate(state, connection, headers) {
-        Forwarded::NotApplicable => connection.client_certificate.clone(),
+        Forwarded::NotApplicable => {
+            let presented = connection.client_certificate.as_ref()?;
+            Some(match state.client_certificate_trust.get() {
+                Some(trust) => presented.current(trust),
+                None => presented.last(),
+            })
+        }
         Forwarded::Certificate(certificate) => certificate,
         Forwarded::Malformed(_) => None,
     }
 }
+
+/// The client certificate of a TLS connection, with the latest verdict on
+/// it and the generation of the trust snapshot that made the verdict.
+#[derive(Debug)]
+pub struct ConnectionCertificate {
+    handshake: Arc<ClientCertificate>,
+    verdict: Mutex<(u64, Arc<ClientCertificate>)>,
+}
+
+impl ConnectionCertificate {
+    /// Wraps the certificate whose verdict was made under the trust
+    /// snapshot with `generation`.
+    pub fn new(generation: u64, certificate: ClientCertificate) -> Self {
+        let handshake = Arc::new(certificate);
+        Self {
+            verdict: Mutex::new((generation, Arc::clone(&handshake))),
+            handshake,
+        }
+    }
+
+    /// Returns the certificate with the verdict made at the handshake. The
+    /// listener checks its serial against the revoked serials, so that an
+    /// internal revocation gets the same response (403) before and after a
+    /// rebuild.
+    pub fn handshake(&self) -> Arc<ClientCertificate> {
+        Arc::clone(&self.handshake)
+    }
+
+    /// Returns the certificate with the latest verdict, without checking
+    /// whether the trust changed since.
+    pub fn last(&self) -> Arc<ClientCertificate> {
+        Arc::clone(&lock(&self.verdict).1)
+    }
+
+    /// Returns the certificate with its verdict under the current trust.
+    /// When the trust's generation differs from the verdict's, the chain is
+    /// verified again under the current snapshot and the new verdict
+    /// replaces the old one. The lock makes concurrent requests of one
+    /// HTTP/2 connection verify once.
+    pub fn current(&self, trust: &ClientCertificateTrust) -> Arc<ClientCertificate> {
+        let generation = trust.generation();
+        let mut verdict = lock(&self.verdict);
+        if verdict.0 == generation {
+            return Arc::clone(&verdict.1);
+        }
+        let snapshot = trust.snapshot();
+        let chain = verdict.1.chain.clone();
+        let result = snapshot.verify(&chain);
+        if let Err(rejection) = &result {
+            tracing::debug!(
+                code = rejection.code(),
+                reason = rejection.reason(),
+                generation = snapshot.generation,
+                "client certificate of an open connection rejected after a trust rebuild"
+            );
+        }
+        let thumbprint_sha256 = verdict.1.thumbprint_sha256.clone();
+        let certificate = Arc::new(ClientCertificate {
+            chain,
+            thumbprint_sha256,
+            verdict: result,
+        });
+        *verdict = (snapshot.generation, Arc::clone(&certificate));
+        certificate
+    }
+}
+
+impl PartialEq for ConnectionCertificate {
+    fn eq(&self, other: &Self) -> bool {
+        // Comparing a value with itself must not lock its mutex twice.
+        std::ptr::eq(self, other)
+            || (self.handshake == other.handshake && *lock(&self.verdict) == *lock(&other.verdict))
+    }
+}
+
+impl Eq for ConnectionCertificate {}
 
 /// Middleware that rejects a request whose trusted proxy forwarded a
 /// certificate header that cannot be read, with 400
@@ -229,8 +317,9 @@ mod tests {
     use portcullis_core::name::TenantName;
     use portcullis_store::{AuditContext, Store};
     use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyPair, KeyUsagePurpose, SerialNumber,
+        BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+        ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+        RevokedCertParams, SerialNumber,
     };
     use time::OffsetDateTime;
 
@@ -246,9 +335,20 @@ mod tests {
         }
     }
 
-    /// Returns a partner CA's PEM and a leaf it signed with serial `0a 0b`,
-    /// as the URL-encoded PEM that nginx forwards.
-    fn partner_and_leaf() -> (String, String) {
+    /// Opens a store in `dir` with tenant acme and returns it with its CA.
+    async fn store_with_acme(dir: &std::path::Path) -> (Store, Arc<CertificateAuthority>) {
+        let store = Store::open_sqlite(&dir.join("test.db")).await.unwrap();
+        store
+            .create_tenant(&TenantName::parse("acme").unwrap(), &audit())
+            .await
+            .unwrap();
+        let sealing = MasterKey::generate().unwrap().sealing_key(CA_KEY_PURPOSE);
+        let ca = Arc::new(CertificateAuthority::new(store.clone(), sealing));
+        (store, ca)
+    }
+
+    /// Returns a partner CA's PEM and its issuer.
+    fn partner_ca() -> (String, Issuer<'static, KeyPair>) {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params
             .distinguished_name
@@ -257,16 +357,27 @@ mod tests {
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let key = KeyPair::generate().unwrap();
         let ca_pem = params.self_signed(&key).unwrap().pem();
-        let issuer = Issuer::new(params, key);
+        (ca_pem, Issuer::new(params, key))
+    }
 
+    /// Signs a clientAuth leaf with `serial`, valid from yesterday to
+    /// tomorrow.
+    fn partner_leaf(issuer: &Issuer<'static, KeyPair>, serial: &[u8]) -> rcgen::Certificate {
         let mut leaf = CertificateParams::new(vec!["svc.example.com".to_owned()]).unwrap();
         leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        leaf.serial_number = Some(SerialNumber::from_slice(&[0x0a, 0x0b]));
+        leaf.serial_number = Some(SerialNumber::from_slice(serial));
         let now = OffsetDateTime::now_utc();
         leaf.not_before = now - time::Duration::days(1);
         leaf.not_after = now + time::Duration::days(1);
         let leaf_key = KeyPair::generate().unwrap();
-        let pem = leaf.signed_by(&leaf_key, &issuer).unwrap().pem();
+        leaf.signed_by(&leaf_key, issuer).unwrap()
+    }
+
+    /// Returns a partner CA's PEM and a leaf it signed with serial `0a 0b`,
+    /// as the URL-encoded PEM that nginx forwards.
+    fn partner_and_leaf() -> (String, String) {
+        let (ca_pem, issuer) = partner_ca();
+        let pem = partner_leaf(&issuer, &[0x0a, 0x0b]).pem();
         let encoded =
             percent_encoding::utf8_percent_encode(&pem, percent_encoding::NON_ALPHANUMERIC);
         (ca_pem, encoded.to_string())
@@ -284,18 +395,83 @@ mod tests {
         }
     }
 
+    /// Returns a CRL of `issuer`, PEM, that lists `serials`.
+    fn crl_pem(issuer: &Issuer<'static, KeyPair>, serials: &[&[u8]]) -> String {
+        let now = OffsetDateTime::now_utc();
+        let revoked_certs = serials
+            .iter()
+            .map(|serial| RevokedCertParams {
+                serial_number: SerialNumber::from_slice(serial),
+                revocation_time: now - time::Duration::minutes(1),
+                reason_code: None,
+                invalidity_date: None,
+            })
+            .collect();
+        let params = CertificateRevocationListParams {
+            this_update: now - time::Duration::hours(1),
+            next_update: now + time::Duration::days(1),
+            crl_number: SerialNumber::from_slice(&[u8::try_from(serials.len()).unwrap() + 1]),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        params.signed_by(issuer).unwrap().pem().unwrap()
+    }
+
+    #[tokio::test]
+    async fn connection_verdict_rechecked_after_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, ca) = store_with_acme(dir.path()).await;
+        let (ca_pem, issuer) = partner_ca();
+        ca.trust_add("acme", &ca_pem, &audit()).await.unwrap();
+        let leaf_der = partner_leaf(&issuer, &[0x0a, 0x0c]).der().clone();
+        let crl_path = dir.path().join("partner.crl");
+        std::fs::write(&crl_path, crl_pem(&issuer, &[])).unwrap();
+        let trust = ClientCertificateTrust::start(
+            ClientCertificateMode::Off,
+            None,
+            vec![crl_path.clone()],
+            store,
+            ca,
+        )
+        .await
+        .unwrap();
+        let chain = vec![leaf_der];
+        let handshake_verdict = trust.snapshot().verify(&chain);
+        let presented = ConnectionCertificate::new(
+            trust.generation(),
+            ClientCertificate::new(chain, handshake_verdict).unwrap(),
+        );
+
+        let before = presented.current(&trust);
+        let unchanged = presented.current(&trust);
+        trust.rebuild().await;
+        let same_trust = presented.current(&trust);
+        std::fs::write(&crl_path, crl_pem(&issuer, &[&[0x0a, 0x0c]])).unwrap();
+        trust.rebuild().await;
+        let after_crl = presented.current(&trust);
+        let cached = presented.current(&trust);
+
+        assert_eq!(
+            before.verified().map(|verified| verified.serial.as_str()),
+            Some("0a0c")
+        );
+        assert!(Arc::ptr_eq(&before, &unchanged));
+        assert!(Arc::ptr_eq(&before, &same_trust));
+        assert_eq!(trust.generation(), 1);
+        assert_eq!(
+            after_crl.verdict.as_ref().map_err(Rejection::code).err(),
+            Some("revoked")
+        );
+        assert_eq!(after_crl.thumbprint_sha256, before.thumbprint_sha256);
+        assert!(Arc::ptr_eq(&after_crl, &cached));
+        assert!(presented.last().verified().is_none());
+    }
+
     #[tokio::test]
     async fn cached_verdict_dropped_after_revocation() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("test.db"))
-            .await
-            .unwrap();
-        store
-            .create_tenant(&TenantName::parse("acme").unwrap(), &audit())
-            .await
-            .unwrap();
-        let sealing = MasterKey::generate().unwrap().sealing_key(CA_KEY_PURPOSE);
-        let ca = Arc::new(CertificateAuthority::new(store.clone(), sealing));
+        let (store, ca) = store_with_acme(dir.path()).await;
         let (ca_pem, header) = partner_and_leaf();
         ca.trust_add("acme", &ca_pem, &audit()).await.unwrap();
         let trust =

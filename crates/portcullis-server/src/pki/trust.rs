@@ -4,9 +4,13 @@
 //! The handshake's [`HandshakeVerifier`] takes its trust anchors and CRLs
 //! when it is built. So [`ClientCertificateTrust`] keeps the current configuration
 //! in an [`ArcSwap`] that the listener reads at each accept, and
-//! [`ClientCertificateTrust::maintain`] builds a new one after a revocation
-//! or when its poll finds a new CA. A new configuration reaches new
-//! handshakes only, so [`RevokedSerials`] is also checked on every request.
+//! [`ClientCertificateTrust::maintain`] builds a new one after a revocation,
+//! within [`CRL_FILE_CHECK_INTERVAL`] of a change to a partner CRL file, or
+//! when its poll finds a new CA. Each snapshot has a generation number, and
+//! the request path verifies a connection's chain again when the generation
+//! changed since its verdict (see [`super::presented::client_certificate`]).
+//! [`RevokedSerials`] is also checked on every request, so an internal
+//! revocation reaches open connections before the rebuild.
 //!
 //! Trust anchors are the internal CA (once `portcullis ca init` has run) and
 //! every partner CA trusted for any tenant. CRLs are the internal CA's CRL
@@ -20,8 +24,8 @@
 //! at least every [`TRUST_POLL_INTERVAL`].
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use portcullis_store::Store;
@@ -42,11 +46,15 @@ use crate::config::ClientCertificateMode;
 /// rebuild per second at most.
 pub const MIN_REBUILD_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Time between two rebuilds when the change feed reports nothing. The
-/// feed reports revocations only, so this is how a new internal or partner
-/// CA and a replaced partner CRL file reach new handshakes. It also keeps
+/// Time between two rebuilds when the change feed reports nothing and no
+/// partner CRL file changed. The feed reports revocations only, so this is
+/// how a new internal or partner CA reaches new handshakes. It also keeps
 /// the internal CRL signed well before its nextUpdate.
 pub const TRUST_POLL_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Time between two checks of the modification time and size of the files
+/// in `server.partner_crls`. A changed file triggers a rebuild.
+pub const CRL_FILE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Error that prevents building the client certificate trust.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +100,9 @@ pub struct TrustSnapshot {
     /// The rustls configuration for new handshakes, or `None` for a trust
     /// that only verifies forwarded certificates.
     pub server_config: Option<Arc<rustls::ServerConfig>>,
+    /// Number of this snapshot, from 0 at start and one higher at each
+    /// rebuild that changed the anchors or CRLs.
+    pub generation: u64,
     roots: Vec<(CertificateDer<'static>, AnchorOwner)>,
     anchors: TrustAnchors,
     crls: Vec<CertificateRevocationListDer<'static>>,
@@ -118,6 +129,9 @@ pub struct ClientCertificateTrust {
     partner_crls: Vec<PathBuf>,
     store: Store,
     ca: Arc<CertificateAuthority>,
+    /// Modification time and size of each partner CRL file, as read before
+    /// the last build.
+    crl_file_stamps: Mutex<Vec<Option<FileStamp>>>,
     current: ArcSwap<TrustSnapshot>,
     revoked: RevokedSerials,
     self_signed: SelfSignedKeys,
@@ -145,14 +159,17 @@ impl ClientCertificateTrust {
     ) -> Result<Self, TrustError> {
         let now = OffsetDateTime::now_utc();
         let revoked = RevokedSerials::load(&store, now).await?;
+        let crl_file_stamps = Mutex::new(read_file_stamps(&partner_crls).await);
         let mut trust = Self {
             mode,
             base: base.clone(),
             partner_crls,
             store,
             ca,
+            crl_file_stamps,
             current: ArcSwap::from_pointee(TrustSnapshot {
                 server_config: base,
+                generation: 0,
                 roots: Vec::new(),
                 anchors: TrustAnchors::default(),
                 crls: Vec::new(),
@@ -169,6 +186,12 @@ impl ClientCertificateTrust {
     /// Returns the current anchors, CRLs and configuration.
     pub fn snapshot(&self) -> Arc<TrustSnapshot> {
         self.current.load_full()
+    }
+
+    /// Returns the generation of the current snapshot, without taking a
+    /// reference to it.
+    pub fn generation(&self) -> u64 {
+        self.current.load().generation
     }
 
     /// Returns the serials of revoked certificates.
@@ -205,38 +228,75 @@ impl ClientCertificateTrust {
     }
 
     /// Rebuilds the configuration until `shutdown`: at once after a
-    /// revocation, otherwise every [`TRUST_POLL_INTERVAL`], and at most once
+    /// revocation, within [`CRL_FILE_CHECK_INTERVAL`] after a partner CRL
+    /// file changed, otherwise every [`TRUST_POLL_INTERVAL`], and at most once
     /// per [`MIN_REBUILD_INTERVAL`]. A rebuild that finds the same CAs and CRLs
-    /// keeps the current configuration, and with it the TLS session cache.
-    /// A failed rebuild keeps the previous configuration and is logged.
+    /// keeps the current configuration, and with it the TLS session cache
+    /// and the generation. A failed rebuild keeps the previous configuration
+    /// and is logged.
     pub async fn maintain(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut next_poll = tokio::time::Instant::now() + TRUST_POLL_INTERVAL;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = self.rebuild.notified() => {}
-                () = tokio::time::sleep(TRUST_POLL_INTERVAL) => {}
+                () = tokio::time::sleep_until(next_poll) => {}
+                () = self.crl_file_changed() => {}
             }
-            match self.build(OffsetDateTime::now_utc()).await {
-                Ok(snapshot) => {
-                    let current = self.current.load();
-                    if snapshot.roots != current.roots || snapshot.crls != current.crls {
-                        tracing::info!(
-                            trust_anchors = snapshot.roots.len(),
-                            crls = snapshot.crls.len(),
-                            "client certificate trust rebuilt"
-                        );
-                        self.current.store(Arc::new(snapshot));
-                    }
-                }
-                Err(error) => tracing::error!(
-                    error = %error,
-                    "rebuilding the client certificate trust failed; new handshakes keep \
-                     the previous CAs and CRLs"
-                ),
-            }
+            next_poll = tokio::time::Instant::now() + TRUST_POLL_INTERVAL;
+            self.rebuild().await;
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(MIN_REBUILD_INTERVAL) => {}
+            }
+        }
+    }
+
+    /// Builds a snapshot and makes it current, with the next generation,
+    /// when its anchors or CRLs differ from the current one. A failure is
+    /// logged and keeps the current snapshot.
+    pub(crate) async fn rebuild(&self) {
+        // Read before the build, so that a file replaced during the build
+        // shows as changed at the next check.
+        let stamps = read_file_stamps(&self.partner_crls).await;
+        *lock(&self.crl_file_stamps) = stamps;
+        match self.build(OffsetDateTime::now_utc()).await {
+            Ok(mut snapshot) => {
+                let current = self.current.load();
+                if snapshot.roots != current.roots || snapshot.crls != current.crls {
+                    snapshot.generation = current.generation + 1;
+                    tracing::info!(
+                        trust_anchors = snapshot.roots.len(),
+                        crls = snapshot.crls.len(),
+                        generation = snapshot.generation,
+                        "client certificate trust rebuilt"
+                    );
+                    self.current.store(Arc::new(snapshot));
+                }
+            }
+            Err(error) => tracing::error!(
+                error = %error,
+                "rebuilding the client certificate trust failed; new handshakes keep \
+                 the previous CAs and CRLs"
+            ),
+        }
+    }
+
+    /// Completes once a file in `server.partner_crls` has a modification
+    /// time or size other than at the last build, checking every
+    /// [`CRL_FILE_CHECK_INTERVAL`]. Never completes without partner CRLs.
+    ///
+    /// NOTE: a file rewritten with the same size within the file system's
+    /// timestamp granularity looks unchanged, and waits for the next poll.
+    async fn crl_file_changed(&self) {
+        if self.partner_crls.is_empty() {
+            return std::future::pending().await;
+        }
+        loop {
+            tokio::time::sleep(CRL_FILE_CHECK_INTERVAL).await;
+            let stamps = read_file_stamps(&self.partner_crls).await;
+            if *lock(&self.crl_file_stamps) != stamps {
+                return;
             }
         }
     }
@@ -312,11 +372,43 @@ impl ClientCertificateTrust {
 
         Ok(TrustSnapshot {
             server_config,
+            generation: 0,
             roots,
             anchors,
             crls,
         })
     }
+}
+
+/// The modification time and size of a file, to notice that it changed
+/// without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    modified: Option<SystemTime>,
+    len: u64,
+}
+
+/// Reads the stamp of each file, `None` for a file that cannot be read, so
+/// that a file that appears or disappears counts as changed.
+async fn read_file_stamps(paths: &[PathBuf]) -> Vec<Option<FileStamp>> {
+    let mut stamps = Vec::with_capacity(paths.len());
+    for path in paths {
+        let stamp = tokio::fs::metadata(path)
+            .await
+            .ok()
+            .map(|metadata| FileStamp {
+                modified: metadata.modified().ok(),
+                len: metadata.len(),
+            });
+        stamps.push(stamp);
+    }
+    stamps
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn parse_certificate(name: &str, pem: &str) -> Result<CertificateDer<'static>, TrustError> {
