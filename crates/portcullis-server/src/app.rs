@@ -246,6 +246,7 @@ pub async fn run(
     let limits = ListenerLimits {
         max_connections: config.server.max_connections,
         header_read_timeout: config.server.header_read_timeout,
+        body_read_timeout: config.server.body_read_timeout,
         handshake_timeout: HANDSHAKE_TIMEOUT,
     };
     let grace = config.server.shutdown_grace;

@@ -6,11 +6,17 @@
 //! one frame of memory. A declared Content-Length over the limit is
 //! rejected before any byte is read.
 
+use std::error::Error as StdError;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
 use axum::body::Body;
 use bytes::Bytes;
 use http::StatusCode;
-use http_body::Body as _;
+use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tokio::time::Sleep;
 
 use crate::problem::Problem;
 
@@ -23,6 +29,9 @@ pub enum BodyReadError {
         /// The limit in bytes.
         limit: u64,
     },
+    /// The client paused longer than the body read timeout.
+    #[error("the client sent no part of the request body in time")]
+    TimedOut,
     /// The connection failed or the client stopped before the body ended.
     #[error("the request body could not be read: {0}")]
     Failed(String),
@@ -30,10 +39,17 @@ pub enum BodyReadError {
 
 impl BodyReadError {
     /// Converts the error into its problem+json response: 413 for a body over
-    /// its limit (RFC 9110 §15.5.14), 400 for a body that could not be read.
+    /// its limit (RFC 9110 §15.5.14), 408 for a client that paused too long
+    /// (§15.5.9) and 400 for a body that could not be read.
     pub fn into_problem(self) -> Problem {
         match self {
             Self::TooLarge { limit } => Problem::payload_too_large(limit),
+            Self::TimedOut => Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_read_timeout",
+                "Request timeout",
+                "the request body stopped arriving; send it again without pauses",
+            ),
             Self::Failed(_) => Problem::new(
                 StatusCode::BAD_REQUEST,
                 "body_unreadable",
@@ -58,7 +74,95 @@ pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, BodyReadErr
         Err(error) if error.is::<LengthLimitError>() => {
             Err(BodyReadError::TooLarge { limit: limit_bytes })
         }
+        Err(error) if caused_by_timeout(&*error) => Err(BodyReadError::TimedOut),
         Err(error) => Err(BodyReadError::Failed(error.to_string())),
+    }
+}
+
+/// Checks whether `error` or one of its sources is a [`BodyTimedOut`]. Both are
+/// checked because `#[error(transparent)]` skips the wrapped error itself
+/// in the source chain.
+fn caused_by_timeout(error: &(dyn StdError + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        let timed_out = matches!(
+            error.downcast_ref::<ReadTimeoutError>(),
+            Some(ReadTimeoutError::TimedOut(_))
+        );
+        if timed_out || error.is::<BodyTimedOut>() {
+            return true;
+        }
+        current = error.source();
+    }
+    false
+}
+
+/// Error of a [`ReadTimeoutBody`] whose client paused too long.
+#[derive(Debug, thiserror::Error)]
+#[error("no part of the request body arrived within {0:?}")]
+pub struct BodyTimedOut(Duration);
+
+/// Errors of a [`ReadTimeoutBody`].
+#[derive(Debug, thiserror::Error)]
+pub enum ReadTimeoutError {
+    /// The connection failed.
+    #[error(transparent)]
+    Read(#[from] hyper::Error),
+    /// The client paused too long.
+    #[error(transparent)]
+    TimedOut(#[from] BodyTimedOut),
+}
+
+/// A request body that fails when the client sends nothing for `timeout`
+/// while it is being read. The clock runs only while the server waits for
+/// the client, so a handler that reads the body late does not trip it.
+pub struct ReadTimeoutBody<B> {
+    inner: B,
+    timeout: Duration,
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl<B> ReadTimeoutBody<B> {
+    /// Wraps `inner` with a pause limit of `timeout`.
+    pub const fn new(inner: B, timeout: Duration) -> Self {
+        Self {
+            inner,
+            timeout,
+            deadline: None,
+        }
+    }
+}
+
+impl<B> http_body::Body for ReadTimeoutBody<B>
+where
+    B: http_body::Body<Data = Bytes, Error = hyper::Error> + Unpin,
+{
+    type Data = Bytes;
+    type Error = ReadTimeoutError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ReadTimeoutError>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(context) {
+            this.deadline = None;
+            return Poll::Ready(frame.map(|result| result.map_err(ReadTimeoutError::from)));
+        }
+        let timeout = this.timeout;
+        let deadline = this
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        ready!(deadline.as_mut().poll(context));
+        Poll::Ready(Some(Err(BodyTimedOut(timeout).into())))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

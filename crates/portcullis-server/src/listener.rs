@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{debug, error, info, warn};
 
+use crate::body::ReadTimeoutBody;
 use crate::config::{ClientCertificateMode, ServerConfig};
 use crate::pki::handshake::capture_rejection;
 use crate::pki::presented::ConnectionCertificate;
@@ -143,6 +144,8 @@ pub struct ListenerLimits {
     /// Time a client has to send its first request, and each later HTTP/1
     /// request head.
     pub header_read_timeout: Duration,
+    /// Maximum pause between two parts of a request body.
+    pub body_read_timeout: Duration,
     /// Time a client has to complete the TLS handshake.
     pub handshake_timeout: Duration,
 }
@@ -154,6 +157,7 @@ impl ListenerLimits {
         Self {
             max_connections: server.max_connections,
             header_read_timeout: server.header_read_timeout,
+            body_read_timeout: server.body_read_timeout,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
@@ -530,12 +534,15 @@ async fn serve_connection<I>(
             ListenerTls::ClientCertificates(trust) => Some(Arc::clone(trust)),
             ListenerTls::Off | ListenerTls::Fixed(_) => None,
         };
+        let body_read_timeout = shared.limits.body_read_timeout;
         hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
             request_seen.store(true, Ordering::Relaxed);
             let revoked_serial = revoked_serial(&info, trust.as_deref());
             request.extensions_mut().insert(info.clone());
             request.extensions_mut().insert(ConnectInfo(info.peer));
             let app = app.clone();
+            let request = request
+                .map(|body| axum::body::Body::new(ReadTimeoutBody::new(body, body_read_timeout)));
             async move {
                 if let Some(serial) = revoked_serial {
                     debug!(peer = %peer, serial = %serial, "request on a connection with a revoked client certificate");

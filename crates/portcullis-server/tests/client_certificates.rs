@@ -154,6 +154,7 @@ impl Listener {
         let limits = ListenerLimits {
             max_connections: 16,
             header_read_timeout: Duration::from_secs(5),
+            body_read_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(5),
         };
         let app = Router::new().route("/whoami", get(describe));

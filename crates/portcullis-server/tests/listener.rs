@@ -39,6 +39,7 @@ fn limits(max_connections: usize, header_read_timeout: Duration) -> ListenerLimi
     ListenerLimits {
         max_connections,
         header_read_timeout,
+        body_read_timeout: Duration::from_secs(5),
         handshake_timeout: Duration::from_secs(5),
     }
 }

@@ -23,6 +23,9 @@ use tokio::io::AsyncWriteExt;
 /// tests finish quickly, and still far above what a local request needs.
 const HEADER_READ_TIMEOUT: &str = "2s";
 
+/// Body read timeout of the test server, short for the same reason.
+const BODY_READ_TIMEOUT: &str = "2s";
+
 struct Fixture {
     _data: DataDir,
     server: Server,
@@ -59,10 +62,13 @@ POST = ["orders:write"]
     let (_, operator) = data.create_key(&["--operator", "--scopes", "keys:verify"]);
     let server = Server::start_with(
         &data,
-        &[(
-            "PORTCULLIS_SERVER__HEADER_READ_TIMEOUT",
-            HEADER_READ_TIMEOUT,
-        )],
+        &[
+            (
+                "PORTCULLIS_SERVER__HEADER_READ_TIMEOUT",
+                HEADER_READ_TIMEOUT,
+            ),
+            ("PORTCULLIS_SERVER__BODY_READ_TIMEOUT", BODY_READ_TIMEOUT),
+        ],
     );
     Fixture {
         _data: data,
@@ -110,6 +116,18 @@ fn assert_problem_413(response: &raw::RawResponse, limit: usize) {
         response.text
     );
     assert!(response.closed, "the connection stayed open after 413");
+}
+
+/// Checks that a new client is served while a slow one holds a connection.
+async fn assert_other_client_served(f: &Fixture) {
+    let healthy = f
+        .server
+        .client()
+        .get(f.server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(healthy.status(), StatusCode::OK);
 }
 
 #[tokio::test]
@@ -299,14 +317,7 @@ async fn slow_header_cut_off_others_served() {
         .await
         .unwrap();
 
-    let healthy = f
-        .server
-        .client()
-        .get(f.server.url("/healthz"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(healthy.status(), StatusCode::OK);
+    assert_other_client_served(f).await;
 
     // hyper 1.13 ends the connection at the header read timeout without a
     // response, because no request exists yet to respond to.
@@ -332,4 +343,28 @@ async fn idle_keep_alive_connection_closed() {
     assert!(response.closed, "the idle connection stayed open");
     assert_eq!(response.status, 200, "{}", response.text);
     assert_eq!(response.text.matches("HTTP/1.1 ").count(), 1);
+}
+
+#[tokio::test]
+async fn trickling_body_gets_408() {
+    let f = fixture();
+    let head = format!(
+        "POST /v1/keys/verify HTTP/1.1\r\nHost: portcullis.example.test\r\n\
+         Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{{\"key\":",
+        f.operator
+    );
+    let mut slow = raw::connect(f.server.address, &f.server.ca_pem).await;
+    slow.write_all(head.as_bytes()).await.unwrap();
+
+    assert_other_client_served(f).await;
+
+    let response = raw::read_until_closed(&mut slow).await;
+    assert_eq!(response.status, 408, "{}", response.text);
+    assert!(
+        response.text.contains("body_read_timeout"),
+        "{}",
+        response.text
+    );
+    assert!(response.closed, "the slow client was not cut off");
 }

@@ -70,6 +70,11 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// only briefly, long enough for a slow mobile link.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Default maximum pause between two parts of a request body. A client that
+/// trickles its body slower than this gets 408 and loses the connection,
+/// while a slow link that keeps sending is never cut off.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Default time the gateway waits for an upstream response: half the 60 s
 /// default idle timeout of common proxies in front (AWS ALB, nginx
 /// `proxy_read_timeout`), so Portcullis returns 504 before such a proxy
@@ -113,6 +118,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Time a client has to send a complete HTTP/1 request head.
     pub header_read_timeout: Duration,
+    /// Maximum pause between two parts of a request body.
+    pub body_read_timeout: Duration,
     /// Whether TLS clients are asked for a certificate.
     pub client_certificates: ClientCertificateMode,
     /// CRL files of trusted partner CAs, in PEM.

@@ -153,6 +153,9 @@ pub struct RawServer {
     /// Time a client has to send an HTTP/1 request head, such as `"10s"`;
     /// default 10 s.
     pub header_read_timeout: Option<String>,
+    /// Maximum pause between two parts of a request body, such as `"30s"`;
+    /// default 30 s.
+    pub body_read_timeout: Option<String>,
     /// Whether the listener asks TLS clients for a certificate: `"off"`
     /// (default), `"optional"` or `"required"`.
     pub client_certificates: Option<String>,

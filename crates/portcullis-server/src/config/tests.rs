@@ -114,6 +114,7 @@ fn empty_file_gives_defaults() {
         config.server.header_read_timeout,
         DEFAULT_HEADER_READ_TIMEOUT
     );
+    assert_eq!(config.server.body_read_timeout, DEFAULT_BODY_READ_TIMEOUT);
     assert!(config.routes.is_empty());
 }
 
@@ -129,6 +130,7 @@ fn all_server_settings_parse() {
         shutdown_grace = "2m"
         max_connections = 50
         header_read_timeout = "5s"
+        body_read_timeout = "20s"
         "#,
         &no_env(),
     )
@@ -148,6 +150,7 @@ fn all_server_settings_parse() {
     assert_eq!(server.shutdown_grace, Duration::from_secs(120));
     assert_eq!(server.max_connections, 50);
     assert_eq!(server.header_read_timeout, Duration::from_secs(5));
+    assert_eq!(server.body_read_timeout, Duration::from_secs(20));
 }
 
 #[test]
@@ -630,6 +633,8 @@ fn bad_proxies_and_durations_named() {
     assert_names(&error, "server.shutdown_grace");
     let error = error_of(&one_route("timeout = \"0s\"\n"));
     assert_names(&error, "routes[0].timeout");
+    let error = error_of("[server]\nbody_read_timeout = \"0s\"\n");
+    assert_names(&error, "server.body_read_timeout");
     let error = error_of("[server]\nmax_connections = 0\n");
     assert_names(&error, "server.max_connections");
 }

@@ -59,6 +59,9 @@ impl Form {
             .await
             .map_err(|error| match error {
                 BodyReadError::TooLarge { limit } => OAuthError::payload_too_large(limit),
+                BodyReadError::TimedOut => {
+                    OAuthError::invalid_request("the request body stopped arriving in time")
+                }
                 BodyReadError::Failed(_) => {
                     OAuthError::invalid_request("the request body could not be read")
                 }
