@@ -82,7 +82,7 @@ pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, BodyReadErr
 /// Checks whether `error` or one of its sources is a [`BodyTimedOut`]. Both are
 /// checked because `#[error(transparent)]` skips the wrapped error itself
 /// in the source chain.
-fn caused_by_timeout(error: &(dyn StdError + 'static)) -> bool {
+pub(crate) fn caused_by_timeout(error: &(dyn StdError + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(error) = current {
         let timed_out = matches!(

@@ -368,3 +368,26 @@ async fn trickling_body_gets_408() {
     );
     assert!(response.closed, "the slow client was not cut off");
 }
+
+#[tokio::test]
+async fn gateway_trickling_body_gets_408() {
+    let f = fixture();
+    let case = marker();
+    let head = format!(
+        "POST /orders HTTP/1.1\r\nHost: portcullis.example.test\r\nX-API-Key: {}\r\n\
+         X-Test-Case: {case}\r\nContent-Length: 100\r\n\r\n0123456789",
+        f.write
+    );
+    let mut slow = raw::connect(f.server.address, &f.server.ca_pem).await;
+    slow.write_all(head.as_bytes()).await.unwrap();
+    assert_other_client_served(f).await;
+
+    let response = raw::read_until_closed(&mut slow).await;
+    assert_eq!(response.status, 408, "{}", response.text);
+    assert!(response.closed, "the slow client was not cut off");
+    assert_eq!(
+        f.upstream.count_marked(&case),
+        0,
+        "the upstream received an incomplete body as a request"
+    );
+}

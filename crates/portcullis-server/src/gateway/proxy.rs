@@ -255,8 +255,12 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Maps a client error to 413 (the body limit cut the stream) or 502.
+/// Maps a client error to 413 (the body limit cut the stream), 408 (the
+/// client paused its body past the body read timeout) or 502.
 fn upstream_failure(error: &hyper_util::client::legacy::Error, route: &RouteConfig) -> Problem {
+    if crate::body::caused_by_timeout(error) {
+        return crate::body::BodyReadError::TimedOut.into_problem();
+    }
     let mut source: Option<&(dyn StdError + 'static)> = Some(error);
     while let Some(cause) = source {
         if cause.is::<http_body_util::LengthLimitError>() {
