@@ -30,6 +30,7 @@ use crate::pki::presented::{ForwardedCertificates, reject_malformed_forwarded_ce
 use crate::pki::publish;
 use crate::pki::trust::{ClientCertificateTrust, TrustError};
 use crate::ratelimit::RateLimiter;
+use crate::ratelimit::brute_force::BruteForceTracker;
 use crate::ratelimit::local::EVICTION_INTERVAL;
 use crate::usage::{UsageRecorder, flush_periodically};
 use crate::{admin, gateway, health, leaks, telemetry, verify};
@@ -76,6 +77,8 @@ pub struct Shared {
     pub rate_limiter: RateLimiter,
     /// The keys that sign leak reports, and the action on a match.
     pub leaks: leaks::LeakReceiver,
+    /// Failed authentication counts per client address and identity.
+    pub brute_force: BruteForceTracker,
 }
 
 /// A cheap handle on [`Shared`].
@@ -104,6 +107,9 @@ impl AppState {
         let rate_limiter = RateLimiter::from_config(&config.limits).map_err(|error| {
             std::io::Error::other(format!("limits.redis_url: invalid Redis URL: {error}"))
         })?;
+        let brute_force = BruteForceTracker::from_config(&config.limits).map_err(|error| {
+            std::io::Error::other(format!("limits.redis_url: invalid Redis URL: {error}"))
+        })?;
         let leaks = leaks::LeakReceiver::load(&config.leaks).map_err(std::io::Error::other)?;
         Ok(Self(Arc::new(Shared {
             verifier: KeyVerifier::new(store.clone(), pepper.clone(), cache),
@@ -130,6 +136,7 @@ impl AppState {
             limits: config.limits.clone(),
             rate_limiter,
             leaks,
+            brute_force,
         })))
     }
 }

@@ -7,7 +7,7 @@
 //! cause in the log, not here.
 
 use axum::response::{IntoResponse, Response};
-use http::header::{ALLOW, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 use portcullis_core::credential::KeyRejection;
 use portcullis_core::scope::Scope;
@@ -15,6 +15,9 @@ use serde_json::{Map, Value, json};
 
 /// Media type of problem details (RFC 9457 §3).
 pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The `limit` member of a 429 for too many failed authentications.
+pub const BRUTE_FORCE_LIMIT: &str = "brute_force";
 
 /// Realm named in every `WWW-Authenticate` challenge.
 const REALM: &str = "portcullis";
@@ -53,6 +56,8 @@ struct Details {
     challenge: Option<Challenge>,
     extensions: Map<String, Value>,
     allow: Option<String>,
+    /// The `Retry-After` value in seconds (RFC 9110 §10.2.3).
+    retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -73,6 +78,7 @@ impl Problem {
             challenge: None,
             extensions: Map::new(),
             allow: None,
+            retry_after: None,
         }))
     }
 
@@ -259,6 +265,29 @@ impl Problem {
         )
     }
 
+    /// 429: the client address or the identity the request names failed to
+    /// authenticate too often and is blocked for `retry_after` seconds
+    /// (RFC 6585 §4). No credential was checked.
+    pub fn authentication_blocked(retry_after: u64) -> Self {
+        let mut problem = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "authentication_blocked",
+            "Too many failed authentications",
+            format!(
+                "too many failed authentications from this address or for this credential; \
+                 retry after {retry_after} seconds"
+            ),
+        )
+        .with_extension("limit", json!(BRUTE_FORCE_LIMIT));
+        problem.0.retry_after = Some(retry_after);
+        problem
+    }
+
+    /// Returns the `Retry-After` value in seconds, when the response has one.
+    pub const fn retry_after(&self) -> Option<u64> {
+        self.0.retry_after
+    }
+
     /// 500: a Portcullis fault. The body stays generic; the cause is logged.
     pub fn internal() -> Self {
         Self::new(
@@ -306,6 +335,9 @@ impl IntoResponse for Problem {
             .and_then(|a| HeaderValue::from_str(a).ok())
         {
             headers.insert(ALLOW, allow);
+        }
+        if let Some(seconds) = self.0.retry_after {
+            headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
         response.extensions_mut().insert(ProblemCode(self.0.code));
         response

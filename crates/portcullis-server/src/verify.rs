@@ -27,10 +27,11 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::admin::{RequestBody, authenticate_operator};
 use crate::app::AppState;
-use crate::auth::VerifyError;
+use crate::auth::{VerifyError, key_identity};
 use crate::gateway::limits;
 use crate::problem::Problem;
 use crate::ratelimit::Decision;
+use crate::ratelimit::brute_force::Subject;
 
 /// The scope an operator key needs to call the verify API.
 pub static KEYS_VERIFY: LazyLock<Scope> = LazyLock::new(|| scope_constant("keys:verify"));
@@ -56,8 +57,26 @@ async fn verify(state: &AppState, request: Request) -> Result<Response, Problem>
     authenticate_operator(state, &parts, &KEYS_VERIFY, "verify").await?;
     let input: VerifyRequest = body.json()?;
 
+    // The caller is a backend that verifies keys for many users from one
+    // address, so only the key named is counted, never the caller's address.
+    let identity = key_identity(&input.key).map(Subject::Identity);
+    let subjects: Vec<Subject> = identity.iter().cloned().collect();
+    if let Err(retry_after) = state.brute_force.admit(&subjects).await {
+        return invalid_or_error(Problem::authentication_blocked(retry_after), None);
+    }
+
     let now = OffsetDateTime::now_utc();
-    let verdict = match state.verifier.verify(&input.key, now).await {
+    let outcome = state.verifier.verify(&input.key, now).await;
+    match (&outcome, &identity) {
+        (Ok(_), Some(Subject::Identity(identity))) => {
+            state.brute_force.record_success(identity).await;
+        }
+        (Err(VerifyError::Rejected { .. }), Some(_)) => {
+            state.brute_force.record_failure(&subjects).await;
+        }
+        _ => {}
+    }
+    let verdict = match outcome {
         Ok(key) if key.kind == KeyKind::Tenant => return verify_limits(state, &key).await,
         // Operator keys are not customer credentials; to a backend they
         // are as good as unknown.
@@ -113,7 +132,10 @@ fn invalid_or_error(problem: Problem, decision: Option<&Decision>) -> Result<Res
     let mut verdict = serde_json::Map::new();
     verdict.insert("valid".to_owned(), json!(false));
     verdict.insert("code".to_owned(), json!(problem.code()));
-    if let Some(seconds) = decision.and_then(Decision::retry_after_seconds) {
+    if let Some(seconds) = decision
+        .and_then(Decision::retry_after_seconds)
+        .or(problem.retry_after())
+    {
         verdict.insert("retry_after".to_owned(), json!(seconds));
     }
     if let Some(limit) = decision.and_then(Decision::deciding_limit)

@@ -99,6 +99,20 @@ async fn fixture() -> Fixture {
             .unwrap();
     }
 
+    // One e-mail address is blocked at its sixth failure, without delays
+    // before it. The whole file signs in from 127.0.0.1, so that address
+    // is allowed many failures.
+    data.write_config(
+        r#"
+[limits.brute_force.identity]
+slow_after = 5
+block_after = 5
+
+[limits.brute_force.client_ip]
+slow_after = 1000
+block_after = 1000
+"#,
+    );
     let server = Server::start(&data);
     let issuer = format!("https://localhost:{}", server.address.port());
     Fixture {

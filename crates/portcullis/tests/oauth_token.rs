@@ -110,6 +110,16 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
 [oauth]
 leeway = "1s"
 
+# The tests fail many client authentications from 127.0.0.1 on purpose, so
+# brute-force protection is set high enough never to slow or block them.
+[limits.brute_force.client_ip]
+slow_after = 10000
+block_after = 10000
+
+[limits.brute_force.identity]
+slow_after = 10000
+block_after = 10000
+
 [[routes]]
 path_prefix = "/orders"
 upstream = "http://127.0.0.1:9"

@@ -37,7 +37,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::app::AppState;
-use crate::auth::{Authenticated, authenticate_key};
+use crate::auth::{Authenticated, CheckContext, authenticate_key};
 use crate::body::{BodyReadError, read_limited};
 use crate::listener::ConnectionInfo;
 use crate::manage::{IssuedKey, KeyRequest, ManageError};
@@ -90,20 +90,21 @@ pub async fn authenticate_operator(
             Problem::internal()
         })?;
     let client_ip = state.proxies.client_ip(peer, &parts.headers);
-    let authenticated = authenticate_key(
-        &state.verifier,
-        &state.usage,
-        &parts.headers,
-        parts.uri.query(),
+    let facts = parts
+        .extensions
+        .get::<FactsHandle>()
+        .cloned()
+        .unwrap_or_default();
+    let context = CheckContext {
+        usage: &state.usage,
         client_ip,
         surface,
-        &parts
-            .extensions
-            .get::<FactsHandle>()
-            .cloned()
-            .unwrap_or_default(),
-    )
-    .await?;
+        facts: &facts,
+        now: OffsetDateTime::now_utc(),
+        brute_force: &state.brute_force,
+    };
+    let authenticated =
+        authenticate_key(&state.verifier, &parts.headers, parts.uri.query(), &context).await?;
     if authenticated.key.kind != KeyKind::Operator {
         return Err(Problem::forbidden(
             "operator_key_required",

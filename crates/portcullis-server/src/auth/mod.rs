@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, StatusCode};
 use portcullis_core::credential::{ApiKeyRecord, KeyRejection};
-use portcullis_core::key::visible_prefix;
+use portcullis_core::key::{check_format, visible_prefix};
 use portcullis_core::oauth::ClientRecord;
 use portcullis_core::scope::ScopeSet;
 use secrecy::ExposeSecret;
@@ -23,6 +23,7 @@ use time::OffsetDateTime;
 
 use crate::config::{AuthMethod, RouteConfig};
 use crate::problem::{Challenge, Problem};
+use crate::ratelimit::brute_force::{BruteForceTracker, Subject};
 use crate::telemetry::FactsHandle;
 use crate::usage::{FailedAuthentication, UsageRecorder};
 
@@ -82,6 +83,8 @@ pub struct CheckContext<'a> {
     pub facts: &'a FactsHandle,
     /// The time the request is judged at.
     pub now: OffsetDateTime,
+    /// Failed authentication counts, checked before a key is verified.
+    pub brute_force: &'a BruteForceTracker,
 }
 
 impl CheckContext<'_> {
@@ -155,28 +158,18 @@ pub async fn authenticate_for_route(
 /// Finds and verifies a request's API key, recording the outcome: a use of
 /// the key, or an audit record of the failure.
 ///
-/// `surface` names the caller in failure records (`gateway`, `verify`,
-/// `admin`). Errors are the problem to respond with: 400 for a malformed
-/// request, 401 for a missing or refused key, 503 when the store cannot be
-/// asked (Portcullis fails closed).
+/// `context.surface` names the caller in failure records (`gateway`,
+/// `verify`, `admin`). Errors are the problem to respond with: 400 for a
+/// malformed request, 401 for a missing or refused key, 429 for a blocked
+/// source, 503 when the store cannot be asked (Portcullis fails closed).
 pub async fn authenticate_key(
     verifier: &KeyVerifier,
-    usage: &UsageRecorder,
     headers: &HeaderMap,
     query: Option<&str>,
-    client_ip: IpAddr,
-    surface: &'static str,
-    facts: &FactsHandle,
+    context: &CheckContext<'_>,
 ) -> Result<Authenticated, Problem> {
-    let context = CheckContext {
-        usage,
-        client_ip,
-        surface,
-        facts,
-        now: OffsetDateTime::now_utc(),
-    };
-    let presented = find_credential(headers, query, &context, Problem::missing_credential)?;
-    verify_presented_key(verifier, presented, &context).await
+    let presented = find_credential(headers, query, context, Problem::missing_credential)?;
+    verify_presented_key(verifier, presented, context).await
 }
 
 /// Finds the request's one credential, recording a failure when there is
@@ -206,6 +199,18 @@ async fn verify_presented_key(
     context: &CheckContext<'_>,
 ) -> Result<Authenticated, Problem> {
     let secret = presented.secret.expose_secret();
+    let identity = key_identity(secret);
+    let mut subjects = vec![Subject::ClientIp(context.client_ip)];
+    if let Some(identity) = &identity {
+        subjects.push(Subject::Identity(identity.clone()));
+    }
+    if let Err(retry_after) = context.brute_force.admit(&subjects).await {
+        context
+            .usage
+            .record_failure(context.failure("authentication_blocked"));
+        return Err(Problem::authentication_blocked(retry_after));
+    }
+
     let record_facts = |key: &ApiKeyRecord| {
         context.facts.update(|facts| {
             facts.key_id = Some(key.id);
@@ -216,6 +221,9 @@ async fn verify_presented_key(
     match verifier.verify(secret, context.now).await {
         Ok(key) => {
             record_facts(&key);
+            if let Some(identity) = &identity {
+                context.brute_force.record_success(identity).await;
+            }
             context
                 .usage
                 .record_use(key.id, context.now, context.client_ip);
@@ -236,6 +244,7 @@ async fn verify_presented_key(
             failure.visible_prefix = (!matches!(rejection, KeyRejection::InvalidFormat(_)))
                 .then(|| visible_prefix(secret));
             context.usage.record_failure(failure);
+            context.brute_force.record_failure(&subjects).await;
             Err(Problem::rejected_key(rejection))
         }
         Err(VerifyError::Store(error)) => {
@@ -243,6 +252,15 @@ async fn verify_presented_key(
             Err(Problem::store_unavailable())
         }
     }
+}
+
+/// Returns the brute-force identity that `secret` names: its visible prefix
+/// when it is in the key format. Anything else may be some other secret
+/// pasted by mistake, so it names no identity and is never stored.
+pub(crate) fn key_identity(secret: &str) -> Option<String> {
+    check_format(secret)
+        .is_ok()
+        .then(|| format!("key:{}", visible_prefix(secret)))
 }
 
 /// 401 for a request without a credential, naming what the route accepts.

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::ratelimit::brute_force::BruteForcePolicy;
 use crate::ratelimit::{FailurePolicy, LimitName, Rate};
 
 use super::ConfigError;
@@ -36,6 +37,8 @@ pub struct LimitsConfig {
     pub tenant: Option<Rate>,
     /// Plans by name.
     pub plans: BTreeMap<String, Plan>,
+    /// When failed authentications slow and block a source.
+    pub brute_force: BruteForcePolicy,
 }
 
 /// A named set of limits, all of which apply to a key or client on the plan.
@@ -115,11 +118,14 @@ pub(super) fn check_limits(raw: RawLimits) -> Result<LimitsConfig, ConfigError> 
         plans.insert(name, plan);
     }
 
+    let brute_force = super::brute_force::check_brute_force(raw.brute_force.unwrap_or_default())?;
+
     Ok(LimitsConfig {
         redis_url,
         redis_failure,
         tenant,
         plans,
+        brute_force,
     })
 }
 

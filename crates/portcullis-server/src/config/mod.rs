@@ -19,6 +19,7 @@
 //!
 //! The [`raw`] structs document every key and its default.
 
+mod brute_force;
 mod env;
 mod leaks;
 mod limits;

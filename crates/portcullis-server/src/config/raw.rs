@@ -101,6 +101,46 @@ pub struct RawLimits {
     /// a table of limit names and rates (`rate = "100/s burst 200"`,
     /// `hourly = "5000/h"`), and all of its limits apply.
     pub plans: Option<BTreeMap<String, BTreeMap<String, String>>>,
+    /// Thresholds of brute-force protection; defaults when left out.
+    pub brute_force: Option<RawBruteForce>,
+}
+
+/// The `[limits.brute_force]` table: when failed authentications slow and
+/// then block a client address or a targeted identity.
+///
+/// ```toml
+/// [limits.brute_force.client_ip]
+/// block_after = 20
+/// window = "5m"
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBruteForce {
+    /// Thresholds per resolved client address.
+    pub client_ip: Option<RawThresholds>,
+    /// Thresholds per key prefix, OAuth client id or user e-mail address.
+    pub identity: Option<RawThresholds>,
+}
+
+/// The thresholds of one kind of brute-force subject. Every field is
+/// optional and falls back to its default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawThresholds {
+    /// Failures within the window after which attempts are delayed.
+    pub slow_after: Option<u32>,
+    /// Failures within the window that start a block.
+    pub block_after: Option<u32>,
+    /// The period failures are counted over, such as `"5m"`.
+    pub window: Option<String>,
+    /// The first block, such as `"1m"`; each further block in a row doubles it.
+    pub first_block: Option<String>,
+    /// The maximum block, such as `"1h"`.
+    pub max_block: Option<String>,
+    /// The first delay in milliseconds; each further failure doubles it.
+    pub delay_step_ms: Option<u64>,
+    /// The maximum delay in milliseconds.
+    pub max_delay_ms: Option<u64>,
 }
 
 /// The `[oauth]` table: the authorization server's settings.

@@ -996,3 +996,65 @@ fn leaks_invalid_values_rejected() {
         assert_names(&error, setting);
     }
 }
+
+#[test]
+fn brute_force_defaults_and_overrides() {
+    let defaults = from_toml("", &no_env()).unwrap();
+    assert_eq!(
+        defaults.limits.brute_force,
+        crate::ratelimit::brute_force::BruteForcePolicy::default()
+    );
+
+    let text = r#"
+[limits.brute_force.client_ip]
+slow_after = 4
+block_after = 8
+window = "10m"
+first_block = "2m"
+max_block = "2h"
+delay_step_ms = 100
+max_delay_ms = 1000
+"#;
+    let config = from_toml(text, &no_env()).unwrap();
+    let client_ip = config.limits.brute_force.client_ip;
+    assert_eq!(client_ip.slow_after, 4);
+    assert_eq!(client_ip.block_after, 8);
+    assert_eq!(client_ip.window, Duration::from_secs(600));
+    assert_eq!(client_ip.first_block, Duration::from_secs(120));
+    assert_eq!(client_ip.max_block, Duration::from_secs(7200));
+    assert_eq!(client_ip.delay_step, Duration::from_millis(100));
+    assert_eq!(client_ip.max_delay, Duration::from_millis(1000));
+    assert_eq!(
+        config.limits.brute_force.identity, defaults.limits.brute_force.identity,
+        "the table left out keeps its defaults"
+    );
+}
+
+#[test]
+fn bad_brute_force_thresholds_named() {
+    let cases = [
+        ("identity", "block_after = 0", "block_after"),
+        ("identity", "slow_after = 10001", "slow_after"),
+        (
+            "client_ip",
+            "slow_after = 30\nblock_after = 20",
+            "slow_after",
+        ),
+        ("client_ip", "window = \"2d\"", "window"),
+        ("client_ip", "max_block = \"25h\"", "max_block"),
+        (
+            "client_ip",
+            "first_block = \"2h\"\nmax_block = \"1h\"",
+            "first_block",
+        ),
+        ("identity", "max_delay_ms = 10001", "max_delay_ms"),
+        ("identity", "delay_step_ms = 3000", "delay_step_ms"),
+        ("identity", "window = \"soon\"", "window"),
+    ];
+    for (table, line, field) in cases {
+        let error = error_of(&format!("[limits.brute_force.{table}]\n{line}\n"));
+        assert_names(&error, &format!("limits.brute_force.{table}.{field}"));
+    }
+    let unknown = from_toml("[limits.brute_force]\nblock_after = 5\n", &no_env());
+    assert!(unknown.is_err(), "an unknown key is rejected");
+}

@@ -299,7 +299,7 @@ fn check_tls_mode(
     }
 }
 
-fn check_duration(
+pub(super) fn check_duration(
     setting: &str,
     text: Option<String>,
     default: Duration,

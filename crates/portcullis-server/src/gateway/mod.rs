@@ -171,6 +171,7 @@ async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Rej
         surface: "gateway",
         facts: &facts,
         now: time::OffsetDateTime::now_utc(),
+        brute_force: &state.brute_force,
     };
     let certificate = client_certificate(state, &connection, &parts.headers);
     if let Some(certificate) = &certificate {

@@ -17,10 +17,8 @@ mod pages;
 mod request;
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Extension;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use axum::routing::{MethodRouter, get};
@@ -47,9 +45,9 @@ use self::request::{
 use super::csrf::{
     check_session_token, check_sign_in_token, cross_origin_layer, session_token, sign_in_token,
 };
-use super::login_throttle::LoginThrottle;
 use super::session::{ActiveSession, load_session, start_session};
 use crate::app::AppState;
+use crate::ratelimit::brute_force::Subject;
 use crate::telemetry::ErrorChain;
 use crate::users::verify_password;
 
@@ -69,7 +67,7 @@ pub const MAX_FORM_LEN: usize = 64 * 1024;
 const SIGN_IN_FAILED: &str = "The e-mail address or password is incorrect.";
 
 /// The method router of `/oauth/authorize`: `GET` and `POST`, behind the
-/// cross-origin check for `POST`s and with this process's sign-in throttle.
+/// cross-origin check for `POST`s.
 pub fn routes(state: &AppState) -> MethodRouter<AppState> {
     let issuer_origin = url::Url::parse(&state.oauth.issuer)
         .ok()
@@ -82,7 +80,6 @@ pub fn routes(state: &AppState) -> MethodRouter<AppState> {
             issuer_origin.as_deref(),
             reject_cross_origin,
         ))
-        .layer(Extension(Arc::new(LoginThrottle::default())))
 }
 
 /// Handles `GET /oauth/authorize`: the client's authorization request.
@@ -119,11 +116,7 @@ pub async fn authorize_get(State(state): State<AppState>, request: Request) -> R
 
 /// Handles `POST /oauth/authorize`: the sign-in form (`action=sign_in`) and
 /// the consent form (`action=approve` or `action=deny`).
-pub async fn authorize_post(
-    State(state): State<AppState>,
-    Extension(throttle): Extension<Arc<LoginThrottle>>,
-    request: Request,
-) -> Response {
+pub async fn authorize_post(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     if !is_form(&parts.headers) {
         return error_page(
@@ -143,7 +136,7 @@ pub async fn authorize_post(
     };
     let form = Form(&pairs);
     match form.field("action") {
-        Some("sign_in") => sign_in_form(&state, &throttle, &parts, form).await,
+        Some("sign_in") => sign_in_form(&state, &parts, form).await,
         Some("approve") => consent_form(&state, &parts, form, Decision::Allow).await,
         Some("deny") => consent_form(&state, &parts, form, Decision::Deny).await,
         _ => error_page(
@@ -162,12 +155,7 @@ enum Decision {
 
 /// Handles the sign-in form: checks its double-submit CSRF token, then the
 /// authorization request, then the credentials.
-async fn sign_in_form(
-    state: &AppState,
-    throttle: &LoginThrottle,
-    parts: &Parts,
-    form: Form<'_>,
-) -> Response {
+async fn sign_in_form(state: &AppState, parts: &Parts, form: Form<'_>) -> Response {
     let submitted_token = form.field("csrf_token").unwrap_or_default();
     if !check_sign_in_token(&parts.headers, submitted_token) {
         tracing::info!("sign-in form rejected: CSRF token missing or wrong");
@@ -177,7 +165,7 @@ async fn sign_in_form(
         Ok(authorization) => authorization,
         Err(response) => return response,
     };
-    sign_in(state, throttle, parts, &authorization, form).await
+    sign_in(state, parts, &authorization, form).await
 }
 
 /// Handles the consent form: checks its session-bound CSRF token, then the
@@ -266,7 +254,7 @@ struct SignInAttempt {
     email: Option<Email>,
     /// The key of the address's failure count: the checked address, or the
     /// typed text lower-cased.
-    throttle_key: String,
+    failure_key: String,
     client_ip: IpAddr,
 }
 
@@ -280,14 +268,14 @@ impl SignInAttempt {
             .take(MAX_EMAIL_LEN)
             .collect();
         let email = Email::parse(&typed_email).ok();
-        let throttle_key = email.as_ref().map_or_else(
+        let failure_key = email.as_ref().map_or_else(
             || typed_email.to_ascii_lowercase(),
             |email| email.as_str().to_owned(),
         );
         Self {
             typed_email,
             email,
-            throttle_key,
+            failure_key,
             client_ip,
         }
     }
@@ -298,15 +286,26 @@ impl SignInAttempt {
 /// authorization request.
 async fn sign_in(
     state: &AppState,
-    throttle: &LoginThrottle,
     parts: &Parts,
     authorization: &AuthorizationRequest,
     form: Form<'_>,
 ) -> Response {
     let attempt = SignInAttempt::new(form, client_ip(state, parts));
     let password = SecretString::from(form.field("password").unwrap_or_default().to_owned());
-    let started = tokio::time::Instant::now();
-    if let Some(wait) = throttle.retry_after(&attempt.throttle_key, attempt.client_ip, started) {
+    // The check runs before the password hash, so a blocked source costs no
+    // Argon2 work, and it is the same for known and unknown addresses.
+    // E-mail addresses are unique per tenant, so the tenant is part of the
+    // identity.
+    let identity = format!(
+        "user:{}:{}",
+        authorization.client.tenant_id, attempt.failure_key
+    );
+    let subjects = [
+        Subject::ClientIp(attempt.client_ip),
+        Subject::Identity(identity.clone()),
+    ];
+    if let Err(retry_after) = state.brute_force.admit(&subjects).await {
+        let wait = Duration::from_secs(retry_after);
         tracing::info!(
             email = ?attempt.typed_email,
             client_ip = %attempt.client_ip,
@@ -322,7 +321,7 @@ async fn sign_in(
             &attempt.typed_email,
             Some(message),
         );
-        return too_many_attempts(page, wait.as_secs().max(1));
+        return too_many_attempts(page, retry_after);
     }
 
     let tenant_id = authorization.client.tenant_id;
@@ -338,15 +337,11 @@ async fn sign_in(
     let verified = verify_password(user.as_ref(), &password).await;
     match user.filter(|_| verified) {
         Some(user) => {
-            throttle.record_success(&attempt.throttle_key);
+            state.brute_force.record_success(&identity).await;
             start_signed_in(state, parts, authorization, &attempt, &user).await
         }
         None => {
-            throttle.record_failure(
-                &attempt.throttle_key,
-                attempt.client_ip,
-                tokio::time::Instant::now(),
-            );
+            state.brute_force.record_failure(&subjects).await;
             reject_sign_in(state, parts, authorization, &attempt).await
         }
     }

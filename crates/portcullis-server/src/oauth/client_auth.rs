@@ -30,6 +30,7 @@ use crate::app::AppState;
 use crate::listener::{ClientCertificate, ConnectionInfo};
 use crate::pki::clients::internal_ca_client;
 use crate::pki::identity::{check_self_signed, check_tls_client_auth};
+use crate::ratelimit::brute_force::Subject;
 use crate::telemetry::ErrorChain;
 use crate::usage::FailedAuthentication;
 
@@ -252,7 +253,57 @@ impl RequestFacts {
 /// with a Basic challenge when the client tried Basic; the cause is logged
 /// at debug, never sent. A failed certificate authentication is also
 /// written to the audit log with the certificate's serial and issuer.
+///
+/// Brute-force protection runs first: a blocked client address or client id
+/// gets 429 before any secret, assertion or certificate is checked, and each
+/// `invalid_client` counts against both.
 pub async fn authenticate(
+    state: &AppState,
+    presented: &PresentedClient,
+    facts: &RequestFacts,
+    now: OffsetDateTime,
+) -> Result<ClientRecord, OAuthError> {
+    let identity = presented_client_id(presented).map(|id| format!("client:{id}"));
+    let mut subjects = vec![Subject::ClientIp(facts.client_ip)];
+    if let Some(identity) = &identity {
+        subjects.push(Subject::Identity(identity.clone()));
+    }
+    if let Err(retry_after) = state.brute_force.admit(&subjects).await {
+        tracing::debug!(client = ?presented, client_ip = %facts.client_ip, "client authentication blocked after repeated failures");
+        return Err(OAuthError::authentication_blocked(retry_after));
+    }
+
+    let outcome = verify_client(state, presented, facts, now).await;
+    match &outcome {
+        Ok(_) => {
+            if let Some(identity) = &identity {
+                state.brute_force.record_success(identity).await;
+            }
+        }
+        Err(error) if error.code() == "invalid_client" => {
+            state.brute_force.record_failure(&subjects).await;
+        }
+        Err(_) => {}
+    }
+    outcome
+}
+
+/// Returns the client id a request names, from the assertion's subject when
+/// the body has no `client_id`.
+fn presented_client_id(presented: &PresentedClient) -> Option<String> {
+    match presented {
+        PresentedClient::SecretBasic { client_id, .. }
+        | PresentedClient::SecretPost { client_id, .. }
+        | PresentedClient::PublicClient { client_id } => Some(client_id.clone()),
+        PresentedClient::Assertion {
+            client_id,
+            assertion,
+        } => client_id.clone().or_else(|| assertion_subject(assertion)),
+    }
+}
+
+/// Checks the presented client credential against the registered client.
+async fn verify_client(
     state: &AppState,
     presented: &PresentedClient,
     facts: &RequestFacts,

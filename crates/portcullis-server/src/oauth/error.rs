@@ -18,6 +18,9 @@ pub struct OAuthError {
     /// Set when the body exceeded this many bytes. The response is then a
     /// problem+json 413, because RFC 6749 defines no error code for it.
     body_limit: Option<u64>,
+    /// Set on a 429 for too many failed authentications: the block's time
+    /// left in seconds.
+    retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -28,6 +31,7 @@ impl OAuthError {
             status,
             basic_challenge: false,
             body_limit: None,
+            retry_after: None,
         }
     }
 
@@ -108,6 +112,21 @@ impl OAuthError {
         )
     }
 
+    /// 429 for a client address or client id blocked after too many failed
+    /// authentications. RFC 6749 defines no code for this, so the body is
+    /// an RFC 9457 problem naming the `brute_force` limit that also carries
+    /// `error` = `temporarily_unavailable`, which OAuth client libraries
+    /// read as "retry later". `Retry-After` (RFC 6585 §4) gives the wait.
+    pub fn authentication_blocked(retry_after: u64) -> Self {
+        let mut error = Self::new(
+            "temporarily_unavailable",
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many failed authentications; retry after {retry_after} seconds"),
+        );
+        error.retry_after = Some(retry_after);
+        error
+    }
+
     /// The RFC 6749 error code.
     pub const fn code(&self) -> &'static str {
         self.code
@@ -123,6 +142,11 @@ impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let mut response = if let Some(limit) = self.body_limit {
             Problem::payload_too_large(limit).into_response()
+        } else if let Some(seconds) = self.retry_after {
+            Problem::authentication_blocked(seconds)
+                .with_extension("error", json!(self.code))
+                .with_extension("error_description", json!(self.description))
+                .into_response()
         } else {
             let body = json!({"error": self.code, "error_description": self.description});
             let mut response = (self.status, body.to_string()).into_response();

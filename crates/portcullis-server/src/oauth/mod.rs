@@ -15,7 +15,8 @@
 //! - [`introspect`] and [`revoke`]: RFC 7662 introspection and RFC 7009
 //!   revocation.
 //! - [`authorize`]: the authorization endpoint, with its sign-in
-//!   [`session`]s, [`csrf`] tokens and [`login_throttle`].
+//!   [`session`]s and [`csrf`] tokens. Failed sign-ins count in the
+//!   node's brute-force tracker, shared through Redis when it is set.
 
 pub mod authorize;
 pub mod client_auth;
@@ -27,7 +28,6 @@ pub mod introspect;
 pub mod issue;
 pub mod jwt;
 pub mod keys;
-pub mod login_throttle;
 pub mod metadata;
 pub mod revoke;
 pub mod rotation;

@@ -244,6 +244,17 @@ impl BruteForceTracker {
         }
     }
 
+    /// Builds the tracker that `limits` configures: counting in Redis when
+    /// `limits.redis_url` is set, in this process otherwise. Redis is not
+    /// contacted here.
+    pub fn from_config(limits: &crate::config::LimitsConfig) -> Result<Self, RedisLimitError> {
+        let Some(url) = &limits.redis_url else {
+            return Ok(Self::local(limits.brute_force));
+        };
+        let redis = RedisLimiter::new(url.expose(), super::redis::RedisOptions::default())?;
+        Ok(Self::shared(redis, limits.brute_force))
+    }
+
     /// Returns the state of the Redis connection, when the tracker uses one.
     pub fn redis_health(&self) -> Option<&RedisHealth> {
         self.redis.as_ref().map(|shared| &shared.health)
@@ -257,6 +268,22 @@ impl BruteForceTracker {
             return admission;
         }
         self.local.check(subjects)
+    }
+
+    /// Checks `subjects` before a credential is verified, so a blocked source
+    /// costs no hashing. Waits out a delay, and returns a block's
+    /// `Retry-After` in whole seconds, at least 1, as the error.
+    pub async fn admit(&self, subjects: &[Subject]) -> Result<(), u64> {
+        match self.check(subjects).await {
+            Admission::Allow => Ok(()),
+            Admission::Delay(wait) => {
+                tokio::time::sleep(wait).await;
+                Ok(())
+            }
+            blocked @ Admission::Blocked(_) => {
+                Err(blocked.retry_after_seconds().unwrap_or(1).max(1))
+            }
+        }
     }
 
     /// Counts a failed attempt against each of `subjects`, and returns the
