@@ -26,9 +26,13 @@ use support::{DataDir, Server, all_bytes_under, contains_bytes};
 /// The bound within which a change must reach every node.
 const BOUND: Duration = Duration::from_secs(1);
 
+/// The route, and brute-force thresholds high enough that polling a revoked
+/// key every 100 ms is never delayed or blocked.
 fn config(upstream: &Upstream) -> String {
     format!(
-        "[[routes]]\npath_prefix = \"/orders\"\nupstream = \"{}\"\n[routes.scopes]\nGET = [\"orders:read\"]\n",
+        "[limits.brute_force.client_ip]\nslow_after = 10000\nblock_after = 10000\n\
+         [limits.brute_force.identity]\nslow_after = 10000\nblock_after = 10000\n\
+         [[routes]]\npath_prefix = \"/orders\"\nupstream = \"{}\"\n[routes.scopes]\nGET = [\"orders:read\"]\n",
         upstream.url()
     )
 }
