@@ -409,6 +409,7 @@ impl RedisHealth {
         if let Some(since) = state.down_since.take() {
             tracing::info!(
                 outage_ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX),
+                fallback = self.fallback,
                 "redis is reachable again; shared limits are back in use"
             );
         }
