@@ -1275,8 +1275,8 @@ async fn sqlite_version_one_database_upgraded() {
     check_upgraded(upgraded, async { Store::open_sqlite(&path).await.unwrap() }).await;
 }
 
-/// The first three schema versions, to build a database as a release
-/// without certificate clients left it.
+/// Returns a migrator of the first three schema versions, which builds a
+/// database as a release without certificate clients left it.
 fn version_three() -> Migrator {
     let sources = [
         (

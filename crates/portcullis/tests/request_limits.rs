@@ -118,7 +118,7 @@ fn assert_problem_413(response: &raw::RawResponse, limit: usize) {
     assert!(response.closed, "the connection stayed open after 413");
 }
 
-/// Checks that a new client is served while a slow one holds a connection.
+/// Checks that a new client is served while a slow one keeps a connection open.
 async fn assert_other_client_served(f: &Fixture) {
     let healthy = f
         .server

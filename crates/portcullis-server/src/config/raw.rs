@@ -60,9 +60,9 @@ pub struct RawLeaks {
     /// Public keys whose signatures are accepted; default none, which
     /// rejects every report.
     pub public_keys: Option<Vec<RawLeakPublicKey>>,
-    /// What happens to a reported key that is still usable: `"revoke"`
-    /// (default) or `"flag"`, which keeps the key and writes an audit
-    /// record and a warning.
+    /// Action on a reported key that is still usable: `"revoke"` (default)
+    /// or `"flag"`, which keeps the key and writes an audit record and a
+    /// warning.
     pub action: Option<String>,
 }
 
@@ -90,9 +90,9 @@ pub struct RawLimits {
     /// which counts limits in each node's memory. The variable
     /// `PORTCULLIS_REDIS_URL` sets it too.
     pub redis_url: Option<String>,
-    /// What a node does while Redis cannot be reached: `"local"` (default)
-    /// counts limits in its own memory, `"deny"` rejects limited requests
-    /// with 503.
+    /// Behaviour of a node while Redis cannot be reached: `"local"`
+    /// (default) counts limits in its own memory, and `"deny"` rejects
+    /// limited requests with 503.
     pub redis_failure: Option<String>,
     /// Rate that all credentials of one tenant share, such as
     /// `"1000/s burst 2000"`; default none.

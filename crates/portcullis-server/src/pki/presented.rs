@@ -1,12 +1,12 @@
 //! The client certificate of a request, wherever it was presented.
 //!
-//! Code that needs a request's certificate (the token endpoint, the gateway,
-//! the verify API) reads it through [`client_certificate`], so that they all
-//! see the same certificate and the same verdict.
+//! Code that needs a request's certificate (the token endpoint and the
+//! gateway) reads it through [`client_certificate`], so that both see the
+//! same certificate and the same verdict.
 //!
 //! With `server.forwarded_client_certificate`, a request from a peer in
 //! `server.trusted_proxies` carries the certificate that the proxy forwards
-//! in its header, and only that one: a trusted proxy without the header
+//! in its header, and only that one. A trusted proxy without the header
 //! forwards a client that presented none, so the proxy's own TLS
 //! certificate is never taken as the client's. From any other peer the
 //! header is ignored and the connection's certificate counts.

@@ -21,7 +21,7 @@ local max_uses = tonumber(ARGV[2])
 local verdict = 1
 local reply = {0, 0}
 local new_tats = {}
--- A key listed twice sees the TAT its earlier entry would store.
+-- A key listed twice reads the TAT that its earlier entry would store.
 local pending = {}
 for i = 1, n do
   local emission = tonumber(ARGV[2 * i + 2])

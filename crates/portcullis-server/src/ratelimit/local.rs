@@ -7,8 +7,8 @@
 //!
 //! Memory is bounded in two ways. An entry whose TAT has passed is the same
 //! as no entry, so [`LocalLimiter::evict_idle`] drops those (run it on a
-//! timer with [`LocalLimiter::evict_periodically`]). And each shard holds
-//! at most [`MAX_KEYS_PER_SHARD`] entries: when a new key arrives at a full
+//! timer with [`LocalLimiter::evict_periodically`]). And each shard contains
+//! at most [`MAX_KEYS_PER_SHARD`] entries. When a new key arrives at a full
 //! shard, idle entries go first, then the entry closest to being idle.
 
 use std::collections::HashMap;

@@ -66,8 +66,8 @@ pub async fn read_until_closed(stream: &mut TlsStream<TcpStream>) -> RawResponse
 /// server closes the connection.
 pub async fn send(address: SocketAddr, ca_pem: &[u8], request: &[u8]) -> RawResponse {
     let mut tls = connect(address, ca_pem).await;
-    // The server may answer and close before the whole request is sent
-    // (a body over its limit); the answer is still read below.
+    // The server may respond and close before the whole request is sent,
+    // for a body over its limit. The response is still read below.
     let _ = tls.write_all(request).await;
     read_until_closed(&mut tls).await
 }

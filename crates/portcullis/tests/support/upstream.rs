@@ -102,7 +102,7 @@ impl Upstream {
             .count()
     }
 
-    /// The requests that arrived carrying `X-Test-Case: marker`.
+    /// Returns the requests that arrived with `X-Test-Case: marker`.
     pub fn marked(&self, marker: &str) -> Vec<Seen> {
         self.seen
             .lock()
