@@ -221,7 +221,7 @@ async fn spoofed_forwarded_for_is_ignored() {
         let reply = get_orders(&local, &server, unknown.expose(), &headers).await;
         assert_blocked(&reply, &format!("step 2, request {n}"));
     }
-    server.stop();
+    server.stop().await;
 
     // Step 3: 127.0.0.2 becomes a trusted proxy. Memory counts start over
     // with the restart, so the failures below count on their own.
@@ -263,7 +263,7 @@ async fn spoofed_forwarded_for_is_ignored() {
     let right = token(&proxy, &server, &d.id, &d.secret, &forwarded_50).await;
     assert_eq!(right.status, StatusCode::OK, "step 4, D's right secret");
     assert!(right.body["access_token"].is_string());
-    server.stop();
+    server.stop().await;
 }
 
 /// Unknown keys from one address block it, even for a right key, while
@@ -300,5 +300,5 @@ async fn key_guessing_blocks_one_address() {
         StatusCode::OK,
         "right key from another address"
     );
-    server.stop();
+    server.stop().await;
 }

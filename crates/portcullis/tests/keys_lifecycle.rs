@@ -262,7 +262,7 @@ async fn key_ends_reach_sqlite_node_within_one_second() {
     // Stopping flushes buffers, so the files below hold everything the
     // server would write.
     let logs = node.log_text();
-    assert!(node.stop().success());
+    assert!(node.stop().await.success());
     let files = all_bytes_under(data.path());
     for secret in &secrets {
         assert!(

@@ -231,7 +231,7 @@ async fn leak_reports_revoke_or_reject() {
 
     let logs = server.log_text();
     assert!(!logs.contains(&live), "a reported key reached the log");
-    server.stop();
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -254,7 +254,7 @@ async fn flag_action_keeps_key() {
     let logs = server.log_text();
     assert!(logs.contains("flagged, not revoked"), "{logs}");
     assert!(!logs.contains(&live), "a reported key reached the log");
-    server.stop();
+    server.stop().await;
 }
 
 #[test]

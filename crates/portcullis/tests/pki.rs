@@ -310,7 +310,7 @@ async fn issued_certificate_revoked_into_crl() {
         text(&checked.stdout),
         text(&checked.stderr)
     );
-    server.stop();
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -533,5 +533,5 @@ async fn admin_api_manages_ca() {
     let (status, listed) = admin(&server, Method::GET, trusted, &reader, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(listed["trusted_cas"].as_array().unwrap().len(), 1);
-    server.stop();
+    server.stop().await;
 }

@@ -43,9 +43,7 @@ async fn sigterm_drains_requests_and_flushes_usage() {
         tokio::spawn(async move { client.get(url).header("x-api-key", key).send().await });
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let status = tokio::task::spawn_blocking(move || server.stop())
-        .await
-        .unwrap();
+    let status = server.stop().await;
     assert!(status.success(), "serve exited with {status}");
     let response = in_flight
         .await

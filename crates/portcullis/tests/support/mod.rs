@@ -198,7 +198,12 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits for the process to exit.
-    pub fn stop(mut self) -> std::process::ExitStatus {
+    ///
+    /// The wait yields to the test's runtime, because the test's HTTP/2
+    /// clients live there: they must answer the server's GOAWAY and PING
+    /// for the server to close their idle connections before its grace
+    /// period ends.
+    pub async fn stop(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -208,10 +213,17 @@ impl Server {
             }
             assert!(
                 Instant::now() < deadline,
-                "server did not stop after SIGTERM"
+                "server did not stop after SIGTERM; last log lines:\n{}",
+                self.log_tail(40)
             );
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The last `lines` lines of the server's log, for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let logs = self.logs.lock().unwrap();
+        logs[logs.len().saturating_sub(lines)..].join("\n")
     }
 
     pub fn log_text(&self) -> String {
