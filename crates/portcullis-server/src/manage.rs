@@ -9,7 +9,9 @@ use portcullis_core::ids::KeyId;
 use portcullis_core::key::{Environment, KeySecret};
 use portcullis_core::name::TenantName;
 use portcullis_core::scope::ScopeSet;
-use portcullis_store::{AuditContext, KeyFilter, NewKey, Store, StoreError, Tenant};
+use portcullis_store::{
+    AuditContext, KeyFilter, NewKey, Store, StoreError, Tenant, UsagePoint, UsageQuery,
+};
 use time::{Duration, OffsetDateTime};
 
 /// Longest rotation grace period: past a week the old key is not being
@@ -190,6 +192,15 @@ impl Manager {
     }
 
     /// The store, for the client and user operations in their own modules.
+    /// Returns the usage series that `query` selects, oldest first,
+    /// periods without requests left out.
+    pub async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsagePoint>, ManageError> {
+        self.store
+            .usage_series(query)
+            .await
+            .map_err(ManageError::Store)
+    }
+
     pub(crate) fn store(&self) -> &Store {
         &self.store
     }

@@ -116,6 +116,11 @@ impl Problem {
         &self.0.detail
     }
 
+    /// An extension member of the body, such as `field`.
+    pub fn extension(&self, name: &str) -> Option<&Value> {
+        self.0.extensions.get(name)
+    }
+
     /// 401: no credential was sent.
     pub fn missing_credential() -> Self {
         Self::new(

@@ -1,18 +1,23 @@
-//! Buffered per-request writes: last-used times, usage counts and records
-//! of failed authentications.
+//! Buffered per-request writes: last-used times, usage counts, hourly
+//! request and failure counts per credential, the scopes each credential
+//! exercised, and records of failed authentications.
 //!
 //! The hot path only adds to in-memory buffers; a background task writes
 //! them in one batch a second, and once more at shutdown. A crash can lose
 //! up to one second of these counters and failure records, never an
 //! administrative change (those are written in their own transaction).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use portcullis_core::ids::{AuditId, ClientId, KeyId, TenantId};
-use portcullis_store::{AuditAction, AuditEvent, KeyUsage, Store};
+use portcullis_core::scope::ScopeSet;
+use portcullis_store::usage::{day_start, hour_start};
+use portcullis_store::{
+    AuditAction, AuditEvent, CredentialRef, KeyUsage, ScopeUse, Store, UsageCount,
+};
 use serde_json::Value;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
@@ -26,12 +31,40 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// counted but dropped, so a flood of bad keys cannot exhaust memory.
 pub const MAX_PENDING_FAILURES: usize = 10_000;
 
+/// How long hourly usage rows are kept. Charts by hour cover the last
+/// month; older periods are read by day.
+pub const HOUR_RETENTION: time::Duration = time::Duration::days(35);
+
+/// How long daily usage rows and scope uses are kept: two years, so a
+/// year-on-year chart and the credential audit's look-back both fit.
+pub const DAY_RETENTION: time::Duration = time::Duration::days(730);
+
+/// Flushes between two prunes of old usage rows: one an hour at one flush
+/// a second. The first flush prunes too.
+const PRUNE_EVERY_FLUSHES: u64 = 3600;
+
 /// In-memory buffers of usage and failures.
 #[derive(Default)]
 pub struct UsageRecorder {
     usage: Mutex<HashMap<KeyId, KeyUsage>>,
+    counts: Mutex<HashMap<(CredentialRef, OffsetDateTime), Tally>>,
+    scope_uses: Mutex<HashSet<ScopeUse>>,
+    /// The tenants of OAuth clients seen so far. A client never changes
+    /// tenant, so an entry stays valid.
+    client_tenants: Mutex<HashMap<ClientId, TenantId>>,
     failures: Mutex<Vec<AuditEvent>>,
     dropped_failures: Mutex<u64>,
+    flushes: Mutex<u64>,
+}
+
+/// Requests and failures of one credential in one hour.
+#[derive(Clone, Copy, Debug, Default)]
+struct Tally {
+    /// The credential's tenant; `None` for operator keys, and for clients
+    /// until the flush looks the tenant up.
+    tenant_id: Option<TenantId>,
+    requests: i64,
+    failures: i64,
 }
 
 /// One failed authentication, to be recorded in the audit log.
@@ -108,8 +141,58 @@ impl UsageRecorder {
         }
     }
 
-    /// Queues an audit record of a failed authentication.
+    /// Counts one request that presented `credential` in the hour of `at`,
+    /// as a failure when `failed`. `tenant_id` may be `None` for a client:
+    /// the flush looks its tenant up.
+    pub fn count_request(
+        &self,
+        credential: CredentialRef,
+        tenant_id: Option<TenantId>,
+        at: OffsetDateTime,
+        failed: bool,
+    ) {
+        let mut counts = lock(&self.counts);
+        let tally = counts.entry((credential, hour_start(at))).or_default();
+        tally.tenant_id = tally.tenant_id.or(tenant_id);
+        tally.requests += 1;
+        if failed {
+            tally.failures += 1;
+        }
+    }
+
+    /// Notes that `required` scopes authorised a request of `credential`
+    /// on the day of `at`, for the credential audit's unused-scope finding.
+    pub fn record_scope_use(
+        &self,
+        credential: CredentialRef,
+        required: &ScopeSet,
+        at: OffsetDateTime,
+    ) {
+        if required.is_empty() {
+            return;
+        }
+        let day = day_start(at);
+        let mut uses = lock(&self.scope_uses);
+        for scope in required.iter() {
+            uses.insert(ScopeUse {
+                credential,
+                day,
+                scope: scope.as_str().to_owned(),
+            });
+        }
+    }
+
+    /// Queues an audit record of a failed authentication, and counts it
+    /// against the key or client it names.
     pub fn record_failure(&self, failure: FailedAuthentication) {
+        let credential = failure
+            .key_id
+            .map(CredentialRef::Key)
+            .or_else(|| failure.client_id.map(CredentialRef::Client));
+        if let Some(credential) = credential {
+            self.count_request(credential, failure.tenant_id, failure.at, true);
+        }
+
         let mut failures = lock(&self.failures);
         if failures.len() >= MAX_PENDING_FAILURES {
             *lock(&self.dropped_failures) += 1;
@@ -159,6 +242,9 @@ impl UsageRecorder {
             self.restore_usage(usage);
         }
 
+        self.flush_counts(store).await;
+        self.flush_scope_uses(store).await;
+
         let failures: Vec<AuditEvent> = std::mem::take(&mut *lock(&self.failures));
         if !failures.is_empty()
             && let Err(error) = store.append_audit(&failures).await
@@ -175,6 +261,98 @@ impl UsageRecorder {
                 dropped,
                 "failure records dropped because the buffer was full"
             );
+        }
+    }
+
+    /// Writes the hourly counts, after looking up the tenants of clients
+    /// not seen before. On failure the counts are put back.
+    async fn flush_counts(&self, store: &Store) {
+        let pending: Vec<((CredentialRef, OffsetDateTime), Tally)> =
+            lock(&self.counts).drain().collect();
+        if pending.is_empty() {
+            return;
+        }
+        let mut batch = Vec::with_capacity(pending.len());
+        for ((credential, hour), tally) in &pending {
+            let tenant_id = match (tally.tenant_id, credential) {
+                (Some(tenant_id), _) => Some(tenant_id),
+                (None, CredentialRef::Client(client_id)) => {
+                    self.client_tenant(store, *client_id).await
+                }
+                (None, CredentialRef::Key(_)) => None,
+            };
+            batch.push(UsageCount {
+                credential: *credential,
+                tenant_id,
+                hour: *hour,
+                requests: tally.requests,
+                failures: tally.failures,
+            });
+        }
+        if let Err(error) = store.record_usage_counts(&batch).await {
+            tracing::warn!(error = %crate::telemetry::ErrorChain(&error), credentials = batch.len(), "writing usage counts failed; will retry");
+            let mut counts = lock(&self.counts);
+            for ((credential, hour), old) in pending {
+                let tally = counts.entry((credential, hour)).or_default();
+                tally.tenant_id = tally.tenant_id.or(old.tenant_id);
+                tally.requests += old.requests;
+                tally.failures += old.failures;
+            }
+        }
+    }
+
+    /// Returns the tenant of an OAuth client, from memory or the store.
+    /// A client the store does not know (deleted, or a lookup failure)
+    /// is counted without a tenant.
+    async fn client_tenant(&self, store: &Store, client_id: ClientId) -> Option<TenantId> {
+        if let Some(tenant_id) = lock(&self.client_tenants).get(&client_id) {
+            return Some(*tenant_id);
+        }
+        match store.find_client(client_id).await {
+            Ok(Some(client)) => {
+                lock(&self.client_tenants).insert(client_id, client.tenant_id);
+                Some(client.tenant_id)
+            }
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!(error = %crate::telemetry::ErrorChain(&error), %client_id, "looking up a client's tenant for usage counts failed");
+                None
+            }
+        }
+    }
+
+    /// Writes the scope uses; on failure they are put back.
+    async fn flush_scope_uses(&self, store: &Store) {
+        let pending: Vec<ScopeUse> = lock(&self.scope_uses).drain().collect();
+        if pending.is_empty() {
+            return;
+        }
+        if let Err(error) = store.record_scope_uses(&pending).await {
+            tracing::warn!(error = %crate::telemetry::ErrorChain(&error), rows = pending.len(), "writing scope uses failed; will retry");
+            lock(&self.scope_uses).extend(pending);
+        }
+    }
+
+    /// Deletes usage rows past [`HOUR_RETENTION`] and [`DAY_RETENTION`],
+    /// on the first flush and every [`PRUNE_EVERY_FLUSHES`]th after it.
+    async fn prune_when_due(&self, store: &Store, now: OffsetDateTime) {
+        let due = {
+            let mut flushes = lock(&self.flushes);
+            let due = flushes.is_multiple_of(PRUNE_EVERY_FLUSHES);
+            *flushes += 1;
+            due
+        };
+        if !due {
+            return;
+        }
+        match store
+            .prune_usage(now - HOUR_RETENTION, now - DAY_RETENTION)
+            .await
+        {
+            Ok(deleted) => tracing::debug!(deleted, "pruned old usage rows"),
+            Err(error) => {
+                tracing::warn!(error = %crate::telemetry::ErrorChain(&error), "pruning old usage rows failed; will retry in an hour");
+            }
         }
     }
 
@@ -204,7 +382,10 @@ pub async fn flush_periodically(
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(FLUSH_INTERVAL) => recorder.flush(&store).await,
+            () = tokio::time::sleep(FLUSH_INTERVAL) => {
+                recorder.flush(&store).await;
+                recorder.prune_when_due(&store, OffsetDateTime::now_utc()).await;
+            }
         }
     }
 }

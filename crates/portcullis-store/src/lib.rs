@@ -10,6 +10,8 @@
 //!   clients, users, codes, tokens, consent, sessions and signing keys.
 //! - `pki`: the [`Store`] methods of the internal CA, its client
 //!   certificates and the partner CAs trusted per tenant.
+//! - [`usage`]: requests and failures per credential and hour or day, and
+//!   the scopes each credential exercised.
 //!
 //! Both backends pass one test suite (`tests/store_suite.rs`). Their
 //! schemas live in `migrations/<backend>/` and are compiled into the binary.
@@ -106,6 +108,9 @@ pub use crate::records::{
     NewClientSecret, NewKey, NewUser, RotateRefresh, Tenant,
 };
 pub use crate::sqlite::SqliteStore;
+pub use crate::usage::{
+    CredentialRef, Granularity, ScopeUse, UsageCount, UsagePoint, UsageQuery, UsageSubject,
+};
 
 /// The name of the PostgreSQL notification channel of the change feed.
 pub const CHANGE_CHANNEL: &str = "portcullis_changes";
@@ -138,6 +143,7 @@ macro_rules! dispatch {
 // Declared after `dispatch!`, which they use.
 mod oauth;
 mod pki;
+pub mod usage;
 
 pub use crate::oauth::EXPIRED_CODE_RETENTION;
 

@@ -38,6 +38,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 mod oauth;
 mod pki;
 mod signing;
+mod usage;
 
 /// A store on one PostgreSQL database.
 #[derive(Clone, Debug)]
@@ -496,6 +497,13 @@ fn migrator() -> Migrator {
             "key_max_uses".into(),
             MigrationType::Simple,
             include_str!("../migrations/postgres/0006_key_max_uses.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            8,
+            "usage_rollups".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0008_usage_rollups.sql").into_sql_str(),
             false,
         ),
     ])

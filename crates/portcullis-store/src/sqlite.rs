@@ -61,6 +61,7 @@ macro_rules! now_millis {
 mod oauth;
 mod pki;
 mod signing;
+mod usage;
 
 /// A store on one SQLite file.
 #[derive(Clone, Debug)]
@@ -509,6 +510,13 @@ fn migrator() -> Migrator {
             "key_max_uses".into(),
             MigrationType::Simple,
             include_str!("../migrations/sqlite/0006_key_max_uses.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            8,
+            "usage_rollups".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0008_usage_rollups.sql").into_sql_str(),
             false,
         ),
     ])

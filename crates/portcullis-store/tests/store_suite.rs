@@ -111,15 +111,24 @@ store_suite!(
     invalid_certificates_rejected,
     certificate_revocation_reaches_feed,
     trusted_cas_added_per_tenant,
+    // Usage rollups, in `store_suite/usage.rs`.
+    usage_counts_add_up_by_hour_and_day,
+    large_usage_batch_written,
+    old_usage_pruned,
+    scope_uses_recorded_once,
+    client_last_use_day_found,
 );
 
 #[path = "store_suite/oauth.rs"]
 mod oauth;
 #[path = "store_suite/pki.rs"]
 mod pki;
+#[path = "store_suite/usage.rs"]
+mod usage;
 
 use oauth::*;
 use pki::*;
+use usage::*;
 
 /// Where a test's database lives, so that a case can open a second `Store`
 /// on it as a second process would.

@@ -11,6 +11,7 @@
 pub mod certificates;
 pub mod clients;
 pub mod signing_keys;
+pub mod usage;
 pub mod users;
 
 use std::sync::LazyLock;
@@ -72,6 +73,7 @@ pub fn router() -> Router<AppState> {
         .merge(users::routes())
         .merge(signing_keys::routes())
         .merge(certificates::routes())
+        .merge(usage::routes())
 }
 
 /// Authenticates an operator key holding `scope`.

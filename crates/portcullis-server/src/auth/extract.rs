@@ -166,13 +166,17 @@ fn parse_authorization(value: &str) -> Result<Presented, Problem> {
     ))
 }
 
+/// Returns whether `name` is a query parameter that can carry a
+/// credential, which other query parsers skip.
+pub(crate) fn is_query_credential(name: &str) -> bool {
+    QUERY_CREDENTIALS
+        .iter()
+        .any(|known| name.eq_ignore_ascii_case(known))
+}
+
 fn count_query_credentials(query: &str) -> usize {
     url::form_urlencoded::parse(query.as_bytes())
-        .filter(|(name, _)| {
-            QUERY_CREDENTIALS
-                .iter()
-                .any(|known| name.eq_ignore_ascii_case(known))
-        })
+        .filter(|(name, _)| is_query_credential(name))
         .count()
 }
 

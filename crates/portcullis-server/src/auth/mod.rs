@@ -15,9 +15,11 @@ use std::sync::Arc;
 
 use http::{HeaderMap, StatusCode};
 use portcullis_core::credential::{ApiKeyRecord, KeyRejection};
+use portcullis_core::ids::ClientId;
 use portcullis_core::key::{check_format, visible_prefix};
 use portcullis_core::oauth::ClientRecord;
 use portcullis_core::scope::ScopeSet;
+use portcullis_store::CredentialRef;
 use secrecy::ExposeSecret;
 use time::OffsetDateTime;
 
@@ -66,6 +68,25 @@ impl Caller {
             Self::ApiKey(authenticated) => &authenticated.key.scopes,
             Self::AccessToken(authenticated) => &authenticated.scopes,
             Self::Certificate(authenticated) => &authenticated.client.scopes,
+        }
+    }
+
+    /// Returns the OAuth client of a token or certificate caller.
+    pub fn client_id(&self) -> Option<ClientId> {
+        match self {
+            Self::ApiKey(_) => None,
+            Self::AccessToken(authenticated) => Some(authenticated.client_id),
+            Self::Certificate(authenticated) => Some(authenticated.client.id),
+        }
+    }
+
+    /// Returns the credential that usage is counted against: the key, or
+    /// the OAuth client.
+    pub fn credential(&self) -> CredentialRef {
+        match self {
+            Self::ApiKey(authenticated) => CredentialRef::Key(authenticated.key.id),
+            Self::AccessToken(authenticated) => CredentialRef::Client(authenticated.client_id),
+            Self::Certificate(authenticated) => CredentialRef::Client(authenticated.client.id),
         }
     }
 }
@@ -227,6 +248,12 @@ async fn verify_presented_key(
             context
                 .usage
                 .record_use(key.id, context.now, context.client_ip);
+            context.usage.count_request(
+                CredentialRef::Key(key.id),
+                key.tenant_id,
+                context.now,
+                false,
+            );
             Ok(Authenticated {
                 key,
                 source: presented.source,

@@ -190,8 +190,8 @@ pub async fn authenticate_token(
                 facts.tenant = Some(authenticated.tenant.to_string());
                 facts.client_id = Some(authenticated.client_id.to_string());
             });
-            // NOTE: a token's use is not recorded (no last-used time or
-            // count, unlike API keys), so the hot path writes nothing.
+            // The gateway counts the request against the client once every
+            // check passed. Tokens themselves get no last-used time.
             Ok(authenticated)
         }
         Err(TokenVerifyError::Rejected { rejection, token }) => {

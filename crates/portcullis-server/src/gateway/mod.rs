@@ -40,6 +40,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request};
 use http_body_util::BodyExt;
 use portcullis_core::credential::KeyKind;
+use portcullis_store::CredentialRef;
 
 use crate::app::AppState;
 use crate::auth::token::check_certificate_binding;
@@ -188,6 +189,13 @@ async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Rej
         certificate::require_client_certificate(state, &caller, certificate.as_deref(), &context)
             .await?;
     }
+    if let Some(client_id) = caller.client_id() {
+        // API keys were counted when they verified; a client counts once
+        // its token or certificate passed every check above.
+        context
+            .usage
+            .count_request(CredentialRef::Client(client_id), None, context.now, false);
+    }
     if let Caller::ApiKey(authenticated) = &caller
         && authenticated.key.kind != KeyKind::Tenant
     {
@@ -213,6 +221,9 @@ async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Rej
     if let Some(missing) = caller.scopes().first_missing(required) {
         return Err(reject(Problem::insufficient_scope(missing)));
     }
+    context
+        .usage
+        .record_scope_use(caller.credential(), required, context.now);
 
     let uri = routes::upstream_uri(route, path, query).map_err(|error| {
         tracing::error!(error = %error, route = ?route.path_prefix, "building the upstream URI failed");
