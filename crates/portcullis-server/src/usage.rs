@@ -397,3 +397,93 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use portcullis_store::{Granularity, UsageQuery, UsageSubject};
+
+    use super::*;
+
+    fn failure(key_id: KeyId, tenant_id: TenantId, at: OffsetDateTime) -> FailedAuthentication {
+        FailedAuthentication {
+            at,
+            client_ip: IpAddr::from([198, 51, 100, 7]),
+            code: "revoked",
+            key_id: Some(key_id),
+            tenant_id: Some(tenant_id),
+            visible_prefix: None,
+            client_id: None,
+            token_id: None,
+            surface: "gateway",
+            certificate_serial: None,
+            certificate_issuer: None,
+        }
+    }
+
+    async fn day_totals(store: &Store, key: CredentialRef, at: OffsetDateTime) -> (i64, i64) {
+        let points = store
+            .usage_series(&UsageQuery {
+                subject: UsageSubject::Credential(key),
+                granularity: Granularity::Day,
+                since: day_start(at),
+                until: day_start(at) + time::Duration::DAY,
+            })
+            .await
+            .unwrap();
+        points.iter().fold((0, 0), |(r, f), point| {
+            (r + point.requests, f + point.failures)
+        })
+    }
+
+    #[tokio::test]
+    async fn flush_writes_counts_and_scope_uses() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.db");
+        let store = Store::open_sqlite(&path).await.unwrap();
+        let recorder = UsageRecorder::default();
+        let key_id = KeyId::generate();
+        let key = CredentialRef::Key(key_id);
+        let tenant = TenantId::generate();
+        let at = OffsetDateTime::now_utc();
+
+        recorder.count_request(key, Some(tenant), at, false);
+        recorder.count_request(key, Some(tenant), at, false);
+        recorder.record_failure(failure(key_id, tenant, at));
+        let scopes = ScopeSet::parse_list("orders:read,orders:write").unwrap();
+        recorder.record_scope_use(key, &scopes, at);
+        recorder.record_scope_use(key, &scopes, at);
+        recorder.flush(&store).await;
+
+        assert_eq!(day_totals(&store, key, at).await, (3, 1));
+        let used = store.scope_uses_since(day_start(at)).await.unwrap();
+        assert_eq!(
+            used,
+            [
+                (key, "orders:read".to_owned()),
+                (key, "orders:write".to_owned())
+            ]
+        );
+        // The buffers are empty after a flush, so a second adds nothing.
+        recorder.flush(&store).await;
+        assert_eq!(day_totals(&store, key, at).await, (3, 1));
+    }
+
+    #[tokio::test]
+    async fn failed_flush_keeps_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.db");
+        let closed = Store::open_sqlite(&path).await.unwrap();
+        closed.close().await;
+        let recorder = UsageRecorder::default();
+        let key = CredentialRef::Key(KeyId::generate());
+        let at = OffsetDateTime::now_utc();
+
+        recorder.count_request(key, None, at, true);
+        recorder.flush(&closed).await;
+        recorder.count_request(key, None, at, false);
+
+        let store = Store::open_sqlite(&path).await.unwrap();
+        recorder.flush(&store).await;
+        assert_eq!(day_totals(&store, key, at).await, (2, 1));
+    }
+}

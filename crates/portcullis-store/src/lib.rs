@@ -302,14 +302,19 @@ impl Store {
         dispatch!(self, store => store.spend_key_use(id))
     }
 
-    /// Adds a batch of key usage in one transaction.
+    /// Adds a batch of key usage in one transaction, with one UPDATE per
+    /// [`usage::UPSERT_CHUNK_ROWS`] keys.
     ///
     /// For each entry, `use_count` grows by `count`, and `last_used_at` and
     /// `last_used_from` take the entry's values when it is newer than the
     /// stored time. Entries for unknown keys are skipped. Usage writes no
     /// change-feed row, because no cached decision depends on it.
     pub async fn record_usage(&self, batch: &[KeyUsage]) -> Result<(), StoreError> {
-        dispatch!(self, store => store.record_usage(batch))
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let merged = records::merge_key_usage(batch);
+        dispatch!(self, store => store.record_usage(&merged))
     }
 
     /// Appends audit records in one transaction, such as a batch of failed

@@ -351,27 +351,27 @@ impl PostgresStore {
     }
 
     pub(crate) async fn record_usage(&self, batch: &[KeyUsage]) -> Result<(), StoreError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
         let mut tx = self.pool.begin().await?;
-        for usage in batch {
+        for chunk in batch.chunks(crate::usage::UPSERT_CHUNK_ROWS) {
             // PostgreSQL evaluates every SET expression against the old row,
-            // so both CASEs compare with the stored last_used_at.
-            sqlx::query(
-                "UPDATE api_keys SET use_count = use_count + $2, \
-                 last_used_from = CASE WHEN last_used_at IS NULL OR last_used_at < $3 \
-                     THEN $4 ELSE last_used_from END, \
-                 last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < $3 \
-                     THEN $3 ELSE last_used_at END \
-                 WHERE id = $1",
-            )
-            .bind(usage.key_id.as_uuid())
-            .bind(usage.count)
-            .bind(usage.last_used_at)
-            .bind(usage.last_used_from.as_deref())
-            .execute(&mut *tx)
-            .await?;
+            // so both CASEs compare with the stored last_used_at. The caller
+            // merged the batch, so each key joins one row of v.
+            let mut builder = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+                "UPDATE api_keys AS k SET use_count = k.use_count + v.n, \
+                 last_used_from = CASE WHEN k.last_used_at IS NULL OR k.last_used_at < v.at \
+                     THEN v.address ELSE k.last_used_from END, \
+                 last_used_at = CASE WHEN k.last_used_at IS NULL OR k.last_used_at < v.at \
+                     THEN v.at ELSE k.last_used_at END \
+                 FROM (",
+            );
+            builder.push_values(chunk, |mut row, usage| {
+                row.push_bind(usage.key_id.as_uuid())
+                    .push_bind(usage.count)
+                    .push_bind(usage.last_used_at)
+                    .push_bind(usage.last_used_from.clone());
+            });
+            builder.push(") AS v (id, n, at, address) WHERE k.id = v.id");
+            builder.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

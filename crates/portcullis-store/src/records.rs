@@ -80,6 +80,27 @@ pub struct KeyUsage {
     pub count: i64,
 }
 
+/// Adds up the entries of one key, keeping the latest use and its
+/// address, so that a batched UPDATE joins each key to one row.
+pub(crate) fn merge_key_usage(batch: &[KeyUsage]) -> Vec<KeyUsage> {
+    let mut merged: std::collections::BTreeMap<KeyId, KeyUsage> = std::collections::BTreeMap::new();
+    for usage in batch {
+        match merged.get_mut(&usage.key_id) {
+            None => {
+                merged.insert(usage.key_id, usage.clone());
+            }
+            Some(entry) => {
+                entry.count += usage.count;
+                if usage.last_used_at > entry.last_used_at {
+                    entry.last_used_at = usage.last_used_at;
+                    entry.last_used_from.clone_from(&usage.last_used_from);
+                }
+            }
+        }
+    }
+    merged.into_values().collect()
+}
+
 /// One row of the change feed: something that a credential cache may hold
 /// has changed.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -354,27 +354,27 @@ impl SqliteStore {
     }
 
     pub(crate) async fn record_usage(&self, batch: &[KeyUsage]) -> Result<(), StoreError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
         let mut tx = self.begin_write().await?;
-        for usage in batch {
+        for chunk in batch.chunks(crate::usage::UPSERT_CHUNK_ROWS) {
             // SQLite evaluates every SET expression against the old row, so
-            // both CASEs compare with the stored last_used_at.
-            sqlx::query(
-                "UPDATE api_keys SET use_count = use_count + ?2, \
-                 last_used_from = CASE WHEN last_used_at IS NULL OR last_used_at < ?3 \
-                     THEN ?4 ELSE last_used_from END, \
-                 last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < ?3 \
-                     THEN ?3 ELSE last_used_at END \
-                 WHERE id = ?1",
-            )
-            .bind(usage.key_id.to_string())
-            .bind(usage.count)
-            .bind(to_millis(usage.last_used_at))
-            .bind(usage.last_used_from.as_deref())
-            .execute(&mut *tx)
-            .await?;
+            // both CASEs compare with the stored last_used_at. The caller
+            // merged the batch, so each key joins one row of v.
+            let mut builder = sqlx::QueryBuilder::<Sqlite>::new("WITH v (id, n, at, address) AS (");
+            builder.push_values(chunk, |mut row, usage| {
+                row.push_bind(usage.key_id.to_string())
+                    .push_bind(usage.count)
+                    .push_bind(to_millis(usage.last_used_at))
+                    .push_bind(usage.last_used_from.clone());
+            });
+            builder.push(
+                ") UPDATE api_keys SET use_count = use_count + v.n, \
+                 last_used_from = CASE WHEN last_used_at IS NULL OR last_used_at < v.at \
+                     THEN v.address ELSE last_used_from END, \
+                 last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < v.at \
+                     THEN v.at ELSE last_used_at END \
+                 FROM v WHERE api_keys.id = v.id",
+            );
+            builder.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

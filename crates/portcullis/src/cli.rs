@@ -360,6 +360,10 @@ pub(crate) enum KeysCommand {
     /// List keys without their secrets.
     List(KeysListArgs),
 
+    /// Show one key without its secret: owner, scopes, status, limits and
+    /// its last use (time and client address).
+    Show(KeysShowArgs),
+
     /// Revoke a key at once.
     Revoke(KeysRevokeArgs),
 
@@ -470,6 +474,12 @@ impl From<EnvironmentArg> for Environment {
 pub(crate) struct KeysListArgs {
     #[command(flatten)]
     pub(crate) owner: KeyOwner,
+}
+
+#[derive(Args)]
+pub(crate) struct KeysShowArgs {
+    /// The key's id, as `keys list` prints it.
+    pub(crate) id: String,
 }
 
 #[derive(Args)]

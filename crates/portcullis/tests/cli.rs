@@ -278,6 +278,7 @@ fn key_list_never_prints_secret() {
         "CREATED",
         "EXPIRES",
         "LAST USED",
+        "LAST FROM",
         "STATUS",
     ] {
         assert!(header.contains(column), "{header}");

@@ -136,7 +136,7 @@ impl UsageRange {
 
 /// Builds the JSON of a series: one point per period of `range`, zeros
 /// where `points` has none, and the totals.
-pub fn usage_json(subject: Value, range: &UsageRange, points: &[UsagePoint]) -> Value {
+pub fn usage_json(subject: &Value, range: &UsageRange, points: &[UsagePoint]) -> Value {
     let mut items = Vec::new();
     let mut stored = points.iter().peekable();
     let (mut requests, mut failures) = (0_i64, 0_i64);
@@ -214,7 +214,7 @@ async fn keys_usage(
                 .await
                 .map_err(problem_of)?;
             let about = json!({"kind": "key", "id": key.id, "tenant": key.tenant});
-            Ok(axum::Json(usage_json(about, &range, &points)).into_response())
+            Ok(axum::Json(usage_json(&about, &range, &points)).into_response())
         }
         .await,
     )
@@ -242,7 +242,7 @@ async fn clients_usage(
                 .await
                 .map_err(problem_of)?;
             let about = json!({"kind": "client", "id": client.id, "tenant": client.tenant});
-            Ok(axum::Json(usage_json(about, &range, &points)).into_response())
+            Ok(axum::Json(usage_json(&about, &range, &points)).into_response())
         }
         .await,
     )
@@ -265,7 +265,7 @@ async fn tenants_usage(
                 .await
                 .map_err(problem_of)?;
             let about = json!({"kind": "tenant", "id": tenant.id, "name": tenant.name});
-            Ok(axum::Json(usage_json(about, &range, &points)).into_response())
+            Ok(axum::Json(usage_json(&about, &range, &points)).into_response())
         }
         .await,
     )
@@ -341,7 +341,7 @@ mod tests {
             requests: 5,
             failures: 2,
         }];
-        let value = usage_json(json!({"kind": "tenant"}), &range, &stored);
+        let value = usage_json(&json!({"kind": "tenant"}), &range, &stored);
         let points = value["points"].as_array().unwrap();
         assert_eq!(points.len(), 3);
         assert_eq!(points[0]["requests"], 0);

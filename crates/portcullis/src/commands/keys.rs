@@ -16,7 +16,7 @@ use time::{Duration, OffsetDateTime};
 use super::{Admin, manage_error};
 use crate::cli::{
     KeyOwner, KeysCommand, KeysCreateArgs, KeysListArgs, KeysRevokeArgs, KeysRotateArgs,
-    KeysUpdateArgs, OutputFormat,
+    KeysShowArgs, KeysUpdateArgs, OutputFormat,
 };
 use crate::output::{self, Table};
 
@@ -27,6 +27,7 @@ pub(crate) async fn run(admin: &Admin, command: KeysCommand) -> anyhow::Result<(
     match command {
         KeysCommand::Create(args) => create(admin, args).await,
         KeysCommand::List(args) => list(admin, &args).await,
+        KeysCommand::Show(args) => show(admin, &args).await,
         KeysCommand::Revoke(args) => revoke(admin, &args).await,
         KeysCommand::Rotate(args) => rotate(admin, &args).await,
         KeysCommand::Update(args) => update(admin, args).await,
@@ -158,6 +159,57 @@ async fn list(admin: &Admin, args: &KeysListArgs) -> anyhow::Result<()> {
     }
 }
 
+async fn show(admin: &Admin, args: &KeysShowArgs) -> anyhow::Result<()> {
+    let id = parse_key_id(&args.id)?;
+    let key = admin
+        .manager
+        .key(id)
+        .await
+        .map_err(|error| manage_error(error, key_flag))?;
+    let now = manage::now();
+
+    match admin.output {
+        OutputFormat::Json => output::print_json(&key_json(&key, now)),
+        OutputFormat::Table => output::print(&key_details(&key, now)),
+    }
+}
+
+/// Formats every field of a stored key as aligned lines.
+fn key_details(key: &ApiKeyRecord, now: OffsetDateTime) -> String {
+    let [rate_limits, plan, uses] = limit_details(key);
+    let owner = match &key.tenant {
+        Some(tenant) => format!("tenant {tenant}"),
+        None => "operator".to_owned(),
+    };
+    let rotated_to = key.rotated_to.map(|id| id.to_string());
+    output::details(&[
+        ("id", key.id.to_string()),
+        ("owner", owner),
+        ("name", key.name.clone().unwrap_or_else(|| "-".to_owned())),
+        ("prefix", key.visible_prefix.clone()),
+        ("environment", key.environment.to_string()),
+        ("scopes", scopes_text(&key.scopes)),
+        ("status", key.status(now).to_string()),
+        ("created", output::time_or(Some(key.created_at), "-")),
+        ("expires", output::time_or(key.expires_at, "never")),
+        ("revoked", output::time_or(key.revoked_at, "-")),
+        (
+            "revoked reason",
+            key.revoked_reason.clone().unwrap_or_else(|| "-".to_owned()),
+        ),
+        ("rotated to", rotated_to.unwrap_or_else(|| "-".to_owned())),
+        ("last used", output::time_or(key.last_used_at, "never")),
+        (
+            "last used from",
+            key.last_used_from.clone().unwrap_or_else(|| "-".to_owned()),
+        ),
+        ("use count", key.use_count.to_string()),
+        rate_limits,
+        plan,
+        uses,
+    ])
+}
+
 async fn revoke(admin: &Admin, args: &KeysRevokeArgs) -> anyhow::Result<()> {
     let id = parse_key_id(&args.id)?;
     let audit = admin.audit();
@@ -278,6 +330,7 @@ fn keys_table(keys: &[ApiKeyRecord], now: OffsetDateTime) -> String {
         "CREATED",
         "EXPIRES",
         "LAST USED",
+        "LAST FROM",
         "STATUS",
     ]);
     for key in keys {
@@ -289,6 +342,7 @@ fn keys_table(keys: &[ApiKeyRecord], now: OffsetDateTime) -> String {
             &output::time_or(Some(key.created_at), "-"),
             &output::time_or(key.expires_at, "never"),
             &output::time_or(key.last_used_at, "never"),
+            key.last_used_from.as_deref().unwrap_or("-"),
             key.status(now).as_str(),
         ]);
     }
