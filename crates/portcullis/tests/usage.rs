@@ -159,8 +159,8 @@ POST = ["orders:write"]
     let client_id = client["client_id"].as_str().unwrap();
     let client_secret = client["client_secret"].as_str().unwrap();
     let server = Server::start(&data);
-    // The expiry is judged by the server's clock; by now a second has
-    // passed for sure once this check sees the key expired.
+    // The server and the CLI read the same clock, so once the CLI lists
+    // the key as expired, the server rejects it as expired too.
     let deadline = Instant::now() + FLUSH_WAIT;
     while data.tenant_key("acme", &expired_id)["status"] != "expired" {
         assert!(Instant::now() < deadline, "key did not expire");

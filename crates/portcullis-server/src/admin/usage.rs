@@ -21,15 +21,15 @@ use crate::app::AppState;
 use crate::auth::extract::is_query_credential;
 use crate::problem::Problem;
 
-/// Most hourly points in one series: 31 days. Hour rows are kept for
+/// Maximum hourly points in one series: 31 days. Hour rows are kept for
 /// 35 days ([`crate::usage::HOUR_RETENTION`]), so a longer hourly range
-/// would show made-up zeros; longer ranges go by day.
+/// would show zeros for pruned hours. Longer ranges go by day.
 pub const MAX_HOUR_POINTS: i64 = 31 * 24;
 
-/// Most daily points in one series: two years, the day retention.
+/// Maximum daily points in one series: two years, the day retention.
 pub const MAX_DAY_POINTS: i64 = 731;
 
-/// The series that a request asks for, parsed and bounded.
+/// The series that a request selects, parsed and bounded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UsageRange {
     /// Hours or days.
@@ -43,9 +43,9 @@ pub struct UsageRange {
 impl UsageRange {
     /// Parses `granularity`, `since` and `until` from a query string.
     /// Defaults: hours, until now, since 24 hours (by hour) or 30 days (by
-    /// day) before `until`. Credential parameters are skipped; any other
-    /// parameter is an error, and so is a range that is empty or longer
-    /// than [`MAX_HOUR_POINTS`] hours or [`MAX_DAY_POINTS`] days.
+    /// day) before `until`. Credential parameters are skipped. Any other
+    /// parameter is an error. So is a range that is empty or longer than
+    /// [`MAX_HOUR_POINTS`] hours or [`MAX_DAY_POINTS`] days.
     pub fn parse(query: Option<&str>, now: OffsetDateTime) -> Result<Self, Problem> {
         let mut granularity = None;
         let mut since = None;
