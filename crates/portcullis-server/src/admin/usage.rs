@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use portcullis_store::{Granularity, UsagePoint, UsageQuery, UsageSubject};
+use portcullis_store::{CredentialRef, Granularity, UsagePoint, UsageQuery, UsageSubject};
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
@@ -192,32 +192,19 @@ fn parse_time(field: &'static str, value: &str) -> Result<OffsetDateTime, Proble
     })
 }
 
+/// The owner of a series, as the request path names it.
+enum Target {
+    Key(String),
+    Client(String),
+    Tenant(String),
+}
+
 async fn keys_usage(
     State(state): State<AppState>,
     Path(id): Path<String>,
     request: Request,
 ) -> Response {
-    respond(
-        async {
-            let (parts, _) = request.into_parts();
-            authenticate_operator(&state, &parts, &ADMIN_READ, "admin").await?;
-            let range = UsageRange::parse(parts.uri.query(), OffsetDateTime::now_utc())?;
-            let key = state
-                .manager
-                .key(parse_key_id(&id)?)
-                .await
-                .map_err(problem_of)?;
-            let subject = portcullis_store::CredentialRef::Key(key.id);
-            let points = state
-                .manager
-                .usage(&range.query(UsageSubject::Credential(subject)))
-                .await
-                .map_err(problem_of)?;
-            let about = json!({"kind": "key", "id": key.id, "tenant": key.tenant});
-            Ok(axum::Json(usage_json(&about, &range, &points)).into_response())
-        }
-        .await,
-    )
+    respond(series(&state, request, Target::Key(id)).await)
 }
 
 async fn clients_usage(
@@ -225,27 +212,7 @@ async fn clients_usage(
     Path(id): Path<String>,
     request: Request,
 ) -> Response {
-    respond(
-        async {
-            let (parts, _) = request.into_parts();
-            authenticate_operator(&state, &parts, &ADMIN_READ, "admin").await?;
-            let range = UsageRange::parse(parts.uri.query(), OffsetDateTime::now_utc())?;
-            let client = state
-                .manager
-                .client(parse_client_id(&id)?)
-                .await
-                .map_err(problem_of)?;
-            let subject = portcullis_store::CredentialRef::Client(client.id);
-            let points = state
-                .manager
-                .usage(&range.query(UsageSubject::Credential(subject)))
-                .await
-                .map_err(problem_of)?;
-            let about = json!({"kind": "client", "id": client.id, "tenant": client.tenant});
-            Ok(axum::Json(usage_json(&about, &range, &points)).into_response())
-        }
-        .await,
-    )
+    respond(series(&state, request, Target::Client(id)).await)
 }
 
 async fn tenants_usage(
@@ -253,22 +220,51 @@ async fn tenants_usage(
     Path(tenant): Path<String>,
     request: Request,
 ) -> Response {
-    respond(
-        async {
-            let (parts, _) = request.into_parts();
-            authenticate_operator(&state, &parts, &ADMIN_READ, "admin").await?;
-            let range = UsageRange::parse(parts.uri.query(), OffsetDateTime::now_utc())?;
-            let tenant = state.manager.tenant(&tenant).await.map_err(problem_of)?;
-            let points = state
+    respond(series(&state, request, Target::Tenant(tenant)).await)
+}
+
+/// Authenticates the operator, parses the range, resolves `target` (404
+/// when it does not exist) and answers its series.
+async fn series(state: &AppState, request: Request, target: Target) -> Result<Response, Problem> {
+    let (parts, _) = request.into_parts();
+    authenticate_operator(state, &parts, &ADMIN_READ, "admin").await?;
+    let range = UsageRange::parse(parts.uri.query(), OffsetDateTime::now_utc())?;
+
+    let (subject, about) = match target {
+        Target::Key(id) => {
+            let key = state
                 .manager
-                .usage(&range.query(UsageSubject::Tenant(tenant.id)))
+                .key(parse_key_id(&id)?)
                 .await
                 .map_err(problem_of)?;
-            let about = json!({"kind": "tenant", "id": tenant.id, "name": tenant.name});
-            Ok(axum::Json(usage_json(&about, &range, &points)).into_response())
+            let about = json!({"kind": "key", "id": key.id, "tenant": key.tenant});
+            (UsageSubject::Credential(CredentialRef::Key(key.id)), about)
         }
-        .await,
-    )
+        Target::Client(id) => {
+            let client = state
+                .manager
+                .client(parse_client_id(&id)?)
+                .await
+                .map_err(problem_of)?;
+            let about = json!({"kind": "client", "id": client.id, "tenant": client.tenant});
+            (
+                UsageSubject::Credential(CredentialRef::Client(client.id)),
+                about,
+            )
+        }
+        Target::Tenant(name) => {
+            let tenant = state.manager.tenant(&name).await.map_err(problem_of)?;
+            let about = json!({"kind": "tenant", "id": tenant.id, "name": tenant.name});
+            (UsageSubject::Tenant(tenant.id), about)
+        }
+    };
+
+    let points = state
+        .manager
+        .usage(&range.query(subject))
+        .await
+        .map_err(problem_of)?;
+    Ok(axum::Json(usage_json(&about, &range, &points)).into_response())
 }
 
 #[cfg(test)]
