@@ -132,6 +132,24 @@ pub struct KeyLimits {
     pub uses_spent: i64,
 }
 
+/// The rate limits of an OAuth client, as the operator wrote them: its own
+/// rates and a plan, like a key's, without a use count (a client's tokens
+/// are counted per request, not spent).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimits {
+    /// Rates such as `100/s burst 200`, all of which apply.
+    pub rate_limits: Vec<String>,
+    /// The name of a plan in the server's `[limits.plans]`.
+    pub plan: Option<String>,
+}
+
+impl RateLimits {
+    /// Whether neither a rate nor a plan is set.
+    pub fn is_empty(&self) -> bool {
+        self.rate_limits.is_empty() && self.plan.is_none()
+    }
+}
+
 impl ApiKeyRecord {
     /// The key's status at `now`.
     pub fn status(&self, now: OffsetDateTime) -> KeyStatus {

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::credential::RateLimits;
 use crate::crypto::SecretHash;
 use crate::ids::{ClientId, TenantId, TokenFamilyId, UserId};
 use crate::name::TenantName;
@@ -192,6 +193,10 @@ pub struct ClientRecord {
     pub created_at: OffsetDateTime,
     /// When the client was revoked; a revoked client gets no token.
     pub revoked_at: Option<OffsetDateTime>,
+    /// The client's own rate limits and plan, which apply to every request
+    /// its tokens or its certificate make at the gateway.
+    #[serde(default)]
+    pub limits: RateLimits,
 }
 
 impl ClientRecord {

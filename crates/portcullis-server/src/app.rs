@@ -17,6 +17,7 @@ use crate::cache::{CACHE_CAPACITY, CredentialCache, follow_changes};
 use crate::client_ip::TrustedProxies;
 use crate::config::ClientCertificateMode;
 use crate::config::{Config, LimitsConfig, TlsMode};
+use crate::gateway::client_limits::ClientLimits;
 use crate::gateway::proxy::UpstreamClient;
 use crate::gateway::routes::RouteTable;
 use crate::listener::{ListenerLimits, serve, serve_with_client_certificates};
@@ -69,6 +70,8 @@ pub struct Shared {
     pub client_certificate_trust: OnceLock<Arc<ClientCertificateTrust>>,
     /// The OAuth clients of client certificates, for `mtls` routes.
     pub certificate_clients: Arc<CertificateClients>,
+    /// The rate limits of the clients whose access tokens call the gateway.
+    pub client_limits: Arc<ClientLimits>,
     /// The certificate header of trusted proxies, when configured.
     pub forwarded_certificates: Option<ForwardedCertificates>,
     /// The `[limits]` table: tenant limit and plans.
@@ -128,6 +131,7 @@ impl AppState {
             store,
             client_certificate_trust: OnceLock::new(),
             certificate_clients: Arc::new(CertificateClients::default()),
+            client_limits: Arc::new(ClientLimits::default()),
             forwarded_certificates: config
                 .server
                 .forwarded_client_certificate
@@ -230,6 +234,7 @@ pub async fn run(
         state.oauth.clone(),
         certificates.clone(),
         state.certificate_clients.clone(),
+        state.client_limits.clone(),
         background.clone(),
     ));
     let trust_task = certificates

@@ -30,6 +30,7 @@ use portcullis_store::{Store, StoreError};
 use quick_cache::sync::Cache;
 use tokio_util::sync::CancellationToken;
 
+use crate::gateway::client_limits::ClientLimits;
 use crate::oauth::server::AuthorizationServer;
 use crate::pki::clients::CertificateClients;
 use crate::pki::trust::ClientCertificateTrust;
@@ -154,6 +155,7 @@ pub async fn follow_changes(
     oauth: Arc<AuthorizationServer>,
     certificates: Option<Arc<ClientCertificateTrust>>,
     certificate_clients: Arc<CertificateClients>,
+    client_limits: Arc<ClientLimits>,
     shutdown: CancellationToken,
 ) {
     let mut cursor: Option<i64> = None;
@@ -169,6 +171,7 @@ pub async fn follow_changes(
             oauth: &oauth,
             certificates: certificates.as_deref(),
             certificate_clients: &certificate_clients,
+            client_limits: &client_limits,
         };
         match poll_once(&store, &targets, &mut cursor).await {
             Ok(()) => {
@@ -214,6 +217,7 @@ struct Targets<'a> {
     oauth: &'a AuthorizationServer,
     certificates: Option<&'a ClientCertificateTrust>,
     certificate_clients: &'a CertificateClients,
+    client_limits: &'a ClientLimits,
 }
 
 async fn poll_once(
@@ -226,6 +230,7 @@ async fn poll_once(
         oauth,
         certificates,
         certificate_clients,
+        client_limits,
     } = *targets;
     let Some(last) = *cursor else {
         // First poll: nothing is cached yet, so only the position matters.
@@ -261,6 +266,7 @@ async fn poll_once(
     // lookups after a rare admin change, never a stale result.
     if clients_changed {
         certificate_clients.invalidate_all();
+        client_limits.invalidate_all();
     }
     *cursor = Some(newest);
     Ok(())

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use portcullis_core::credential::check_label;
+use portcullis_core::credential::{RateLimits, check_label};
 use portcullis_core::ids::ClientId;
 use portcullis_core::key::{OpaqueSecret, SecretKind};
 use portcullis_core::oauth::{
@@ -84,6 +84,8 @@ pub struct ClientRequest {
     /// Lifetime of the client's access tokens; `None` means
     /// [`DEFAULT_ACCESS_TOKEN_TTL`].
     pub access_token_ttl: Option<Duration>,
+    /// The client's own rate limits and plan.
+    pub limits: RateLimits,
 }
 
 /// A freshly registered client: its record and, for a client that
@@ -345,6 +347,7 @@ impl Manager {
         request: ClientRequest,
         audit: &AuditContext,
     ) -> Result<IssuedClient, ManageError> {
+        let limits = self.check_rate_limits(request.limits.clone())?;
         let checked = check_request(request)?;
         let tenant = self.tenant(&checked.tenant).await?;
 
@@ -387,6 +390,7 @@ impl Manager {
             tls_client_auth_subject,
             access_token_ttl_seconds: checked.access_token_ttl.whole_seconds(),
             created_at: audit.at,
+            limits,
         };
         let record = self
             .store()
@@ -452,6 +456,21 @@ impl Manager {
     }
 
     /// Revokes a client at once, with every token issued to it.
+    /// Replaces a client's rate limits and plan. Nodes apply the change
+    /// within a second, through the change feed.
+    pub async fn update_client_limits(
+        &self,
+        id: ClientId,
+        limits: RateLimits,
+        audit: &AuditContext,
+    ) -> Result<ClientRecord, ManageError> {
+        let limits = self.check_rate_limits(limits)?;
+        self.store()
+            .update_client_limits(id, &limits, audit)
+            .await
+            .map_err(|error| client_error(id, error))
+    }
+
     pub async fn revoke_client(
         &self,
         id: ClientId,
@@ -852,6 +871,7 @@ mod tests {
             jwks: None,
             tls_subjects: Vec::new(),
             access_token_ttl: None,
+            limits: RateLimits::default(),
         }
     }
 

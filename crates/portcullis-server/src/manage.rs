@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use portcullis_core::credential::{ApiKeyRecord, KeyKind, KeyLimits, check_label};
+use portcullis_core::credential::{ApiKeyRecord, KeyKind, KeyLimits, RateLimits, check_label};
 use portcullis_core::crypto::Pepper;
 use portcullis_core::ids::KeyId;
 use portcullis_core::key::{Environment, KeySecret};
@@ -101,7 +101,7 @@ pub enum PlanNames {
     Unavailable(String),
 }
 
-/// Maximum rate limits of one key, besides its plan's.
+/// Maximum rate limits of one key or client, besides its plan's.
 pub const MAX_KEY_RATE_LIMITS: usize = 4;
 
 impl Manager {
@@ -124,6 +124,24 @@ impl Manager {
     /// Checks a key's limits and returns them with each rate in its
     /// canonical form (`100/s`, not `100/s burst 100`).
     pub fn check_key_limits(&self, limits: KeyLimits) -> Result<KeyLimits, ManageError> {
+        if limits.max_uses.is_some_and(|max| max < 0) {
+            return Err(ManageError::invalid("max_uses", &"must be 0 or more"));
+        }
+        let checked = self.check_rate_limits(RateLimits {
+            rate_limits: limits.rate_limits,
+            plan: limits.plan,
+        })?;
+        Ok(KeyLimits {
+            rate_limits: checked.rate_limits,
+            plan: checked.plan,
+            max_uses: limits.max_uses,
+            uses_spent: limits.uses_spent,
+        })
+    }
+
+    /// Checks the rates and plan of a key or client and returns them with
+    /// each rate in its canonical form.
+    pub fn check_rate_limits(&self, limits: RateLimits) -> Result<RateLimits, ManageError> {
         if limits.rate_limits.len() > MAX_KEY_RATE_LIMITS {
             return Err(ManageError::invalid(
                 "rate_limit",
@@ -165,14 +183,9 @@ impl Manager {
                 }
             }
         }
-        if limits.max_uses.is_some_and(|max| max < 0) {
-            return Err(ManageError::invalid("max_uses", &"must be 0 or more"));
-        }
-        Ok(KeyLimits {
+        Ok(RateLimits {
             rate_limits,
             plan: limits.plan,
-            max_uses: limits.max_uses,
-            uses_spent: limits.uses_spent,
         })
     }
 

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use portcullis_core::credential::{ApiKeyRecord, KeyLimits};
+use portcullis_core::credential::{ApiKeyRecord, KeyLimits, RateLimits};
 use portcullis_core::ids::{AuditId, ClientId, TenantId, TokenFamilyId};
 use portcullis_core::oauth::{AccessTokenRecord, ClientRecord};
 use portcullis_core::pki::{CaRecord, CertificateRecord, TrustedCaRecord};
@@ -54,6 +54,8 @@ pub enum AuditAction {
     ClientSecretAdded,
     /// An OAuth client was revoked, with its tokens.
     ClientRevoked,
+    /// An OAuth client's rate limits or plan changed.
+    ClientLimitsChanged,
     /// A user was created.
     UserCreated,
     /// Every token of one grant was revoked: on request, or because a code
@@ -100,6 +102,7 @@ impl AuditAction {
             Self::ClientCreated => "client.created",
             Self::ClientSecretAdded => "client.secret_added",
             Self::ClientRevoked => "client.revoked",
+            Self::ClientLimitsChanged => "client.limits_changed",
             Self::UserCreated => "user.created",
             Self::TokenFamilyRevoked => "token_family.revoked",
             Self::AccessTokenRevoked => "access_token.revoked",
@@ -143,6 +146,7 @@ impl FromStr for AuditAction {
             "client.created" => Ok(Self::ClientCreated),
             "client.secret_added" => Ok(Self::ClientSecretAdded),
             "client.revoked" => Ok(Self::ClientRevoked),
+            "client.limits_changed" => Ok(Self::ClientLimitsChanged),
             "user.created" => Ok(Self::UserCreated),
             "token_family.revoked" => Ok(Self::TokenFamilyRevoked),
             "access_token.revoked" => Ok(Self::AccessTokenRevoked),
@@ -345,8 +349,29 @@ impl AuditEvent {
                 "auth_method": client.auth_method.as_str(),
                 "access_token_ttl_seconds": client.access_token_ttl_seconds,
                 "secret_id": secret.map(|secret| secret.id.to_string()),
+                "rate_limits": client.limits.rate_limits,
+                "plan": client.limits.plan,
             }),
             ..Self::new(context, AuditAction::ClientCreated)
+        }
+    }
+
+    pub(crate) fn client_limits_changed(
+        context: &AuditContext,
+        client: &ClientRecord,
+        limits: &RateLimits,
+    ) -> Self {
+        Self {
+            tenant_id: Some(client.tenant_id),
+            target: Some(client.id.to_string()),
+            details: json!({
+                "name": client.name,
+                "rate_limits": limits.rate_limits,
+                "plan": limits.plan,
+                "previous_rate_limits": client.limits.rate_limits,
+                "previous_plan": client.limits.plan,
+            }),
+            ..Self::new(context, AuditAction::ClientLimitsChanged)
         }
     }
 

@@ -11,6 +11,7 @@
 //! SQLite, `SELECT … FOR UPDATE` on PostgreSQL), so two nodes that present
 //! the same value at once see exactly one first use.
 
+use portcullis_core::credential::RateLimits;
 use portcullis_core::crypto::SecretHash;
 use portcullis_core::ids::{ClientId, TenantId, TokenFamilyId, UserId};
 use portcullis_core::oauth::{
@@ -102,6 +103,20 @@ impl Store {
         audit: &AuditContext,
     ) -> Result<ClientRecord, StoreError> {
         dispatch!(self, store => store.revoke_client(id, reason, audit))
+    }
+
+    /// Replaces a client's rate limits and plan, with an audit record and a
+    /// change-feed row so that every node reloads them, and returns the
+    /// client. A revoked client can still be changed; it gets no token.
+    ///
+    /// Fails with [`StoreError::NotFound`] when there is no such client.
+    pub async fn update_client_limits(
+        &self,
+        id: ClientId,
+        limits: &RateLimits,
+        audit: &AuditContext,
+    ) -> Result<ClientRecord, StoreError> {
+        dispatch!(self, store => store.update_client_limits(id, limits, audit))
     }
 
     // -----------------------------------------------------------------

@@ -282,7 +282,7 @@ impl PostgresStore {
 
         sqlx::query("UPDATE api_keys SET rate_limits = $2, plan = $3, max_uses = $4 WHERE id = $1")
             .bind(id.as_uuid())
-            .bind(rate_limits_column(limits))
+            .bind(rate_limits_column(&limits.rate_limits))
             .bind(limits.plan.as_deref())
             .bind(limits.max_uses)
             .execute(&mut *tx)
@@ -506,6 +506,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/postgres/0008_usage_rollups.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            11,
+            "client_limits".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0011_client_limits.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -527,7 +534,7 @@ async fn insert_key_row(conn: &mut PgConnection, key: &NewKey) -> Result<(), Sto
     .bind(key.scopes.to_space_separated())
     .bind(key.created_at)
     .bind(key.expires_at)
-    .bind(rate_limits_column(&key.limits))
+    .bind(rate_limits_column(&key.limits.rate_limits))
     .bind(key.limits.plan.as_deref())
     .bind(key.limits.max_uses)
     .execute(conn)

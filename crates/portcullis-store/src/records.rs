@@ -1,7 +1,7 @@
 //! The values that go into and come out of the store, and the rules on them
 //! that both backends share.
 
-use portcullis_core::credential::{ApiKeyRecord, KeyKind, KeyLimits};
+use portcullis_core::credential::{ApiKeyRecord, KeyKind, KeyLimits, RateLimits};
 use portcullis_core::crypto::{SECRET_HASH_LEN, SecretHash};
 use portcullis_core::ids::{ClientId, KeyId, TenantId, UserId};
 use portcullis_core::key::Environment;
@@ -174,6 +174,8 @@ pub struct NewClient {
     pub access_token_ttl_seconds: i64,
     /// When the client was registered.
     pub created_at: OffsetDateTime,
+    /// The client's own rate limits and plan, checked by the caller.
+    pub limits: RateLimits,
 }
 
 /// A client secret to store, as its keyed hash. The caller generates the
@@ -479,13 +481,31 @@ pub(crate) fn parse_scopes(text: &str, key_id: KeyId) -> Result<ScopeSet, StoreE
 /// (`COUNT/UNIT [burst N]`) has no comma.
 const RATE_SEPARATOR: char = ',';
 
-/// Returns the `rate_limits` column of `limits`: the rates joined by
-/// commas, or `None` when the key has none.
-pub(crate) fn rate_limits_column(limits: &KeyLimits) -> Option<String> {
-    if limits.rate_limits.is_empty() {
+/// Returns the `rate_limits` column of a key or client: the rates joined
+/// by commas, or `None` when there are none.
+pub(crate) fn rate_limits_column(rates: &[String]) -> Option<String> {
+    if rates.is_empty() {
         return None;
     }
-    Some(limits.rate_limits.join(&RATE_SEPARATOR.to_string()))
+    Some(rates.join(&RATE_SEPARATOR.to_string()))
+}
+
+/// Splits a stored `rate_limits` column into its rates.
+fn rates_from_column(column: Option<&str>) -> Vec<String> {
+    column
+        .map(|text| text.split(RATE_SEPARATOR).map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// Builds a client's limits from its `rate_limits` and `plan` columns.
+pub(crate) fn client_limits_from_columns(
+    rate_limits: Option<&str>,
+    plan: Option<String>,
+) -> RateLimits {
+    RateLimits {
+        rate_limits: rates_from_column(rate_limits),
+        plan,
+    }
 }
 
 /// Builds a key's limits from its `rate_limits`, `plan`, `max_uses` and
@@ -496,11 +516,8 @@ pub(crate) fn key_limits_from_columns(
     max_uses: Option<i64>,
     uses_spent: i64,
 ) -> KeyLimits {
-    let rate_limits = rate_limits
-        .map(|text| text.split(RATE_SEPARATOR).map(str::to_owned).collect())
-        .unwrap_or_default();
     KeyLimits {
-        rate_limits,
+        rate_limits: rates_from_column(rate_limits),
         plan,
         max_uses,
         uses_spent,

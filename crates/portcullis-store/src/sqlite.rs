@@ -285,7 +285,7 @@ impl SqliteStore {
 
         sqlx::query("UPDATE api_keys SET rate_limits = ?2, plan = ?3, max_uses = ?4 WHERE id = ?1")
             .bind(id.to_string())
-            .bind(rate_limits_column(limits))
+            .bind(rate_limits_column(&limits.rate_limits))
             .bind(limits.plan.as_deref())
             .bind(limits.max_uses)
             .execute(&mut *tx)
@@ -519,6 +519,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/sqlite/0008_usage_rollups.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            11,
+            "client_limits".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0011_client_limits.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -553,7 +560,7 @@ async fn insert_key_row(conn: &mut SqliteConnection, key: &NewKey) -> Result<(),
     .bind(key.scopes.to_space_separated())
     .bind(to_millis(key.created_at))
     .bind(key.expires_at.map(to_millis))
-    .bind(rate_limits_column(&key.limits))
+    .bind(rate_limits_column(&key.limits.rate_limits))
     .bind(key.limits.plan.as_deref())
     .bind(key.limits.max_uses)
     .execute(conn)

@@ -88,6 +88,7 @@ store_suite!(
     invalid_clients_rejected,
     secret_rotation_keeps_both_until_grace_ends,
     client_revocation_revokes_tokens,
+    client_limits_stored_and_updated,
     users_created_and_found,
     duplicate_user_email_conflicts,
     code_consumed_twice_already_used,

@@ -431,7 +431,16 @@ pub(crate) struct KeysUpdateArgs {
     /// The key's id, as `keys list` prints it.
     pub(crate) id: String,
 
-    /// Replace the key's rate limits; repeat it for several.
+    #[command(flatten)]
+    pub(crate) limits: LimitChanges,
+}
+
+/// Changes to the rate limits and plan of a key or client. What is not
+/// named stays as it is.
+#[derive(Args)]
+pub(crate) struct LimitChanges {
+    /// Replace the own rate limits, such as `100/s burst 200`; repeat it
+    /// for several.
     #[arg(
         long = "rate-limit",
         value_name = "RATE",
@@ -439,15 +448,15 @@ pub(crate) struct KeysUpdateArgs {
     )]
     pub(crate) rate_limits: Vec<String>,
 
-    /// Remove the key's own rate limits.
+    /// Remove the own rate limits.
     #[arg(long)]
     pub(crate) no_rate_limit: bool,
 
-    /// Put the key on this plan of `[limits.plans]`.
+    /// Put it on this plan of `[limits.plans]`.
     #[arg(long, value_name = "NAME", conflicts_with = "no_plan")]
     pub(crate) plan: Option<String>,
 
-    /// Take the key off its plan.
+    /// Take it off its plan.
     #[arg(long)]
     pub(crate) no_plan: bool,
 }
@@ -516,8 +525,21 @@ pub(crate) enum ClientsCommand {
     /// period ends.
     RotateSecret(ClientsRotateSecretArgs),
 
+    /// Change a client's rate limits or plan. Running nodes apply the
+    /// change within a second.
+    Update(ClientsUpdateArgs),
+
     /// Revoke a client at once, with every token issued to it.
     Revoke(ClientsRevokeArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct ClientsUpdateArgs {
+    /// The client's id, as `clients list` prints it.
+    pub(crate) id: String,
+
+    #[command(flatten)]
+    pub(crate) limits: LimitChanges,
 }
 
 #[derive(Args)]
@@ -588,6 +610,15 @@ pub(crate) struct ClientsCreateArgs {
     /// [default: 15m].
     #[arg(long, value_name = "DURATION")]
     pub(crate) access_token_ttl: Option<String>,
+
+    /// A rate limit of the client, counted over all its tokens and
+    /// certificates, such as `100/s burst 200`. Repeat it for several.
+    #[arg(long = "rate-limit", value_name = "RATE")]
+    pub(crate) rate_limits: Vec<String>,
+
+    /// A plan of the server's `[limits.plans]`, whose limits all apply.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) plan: Option<String>,
 }
 
 /// The `--tenant` of a listing.

@@ -149,6 +149,7 @@ async fn create_client(
         jwks: None,
         tls_subjects: Vec::new(),
         access_token_ttl: None,
+        limits: Default::default(),
     };
     manager.create_client(request, audit).await.unwrap().record
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::Value;
 use support::upstream::Upstream;
-use support::{DataDir, Server};
+use support::{DataDir, Server, header};
 
 /// The time within which a change must reach the node: the change feed is
 /// polled every few hundred milliseconds.
@@ -73,13 +73,6 @@ async fn get(key: &str) -> reqwest::Response {
         .unwrap()
 }
 
-fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
-    response
-        .headers()
-        .get(name)
-        .map(|value| value.to_str().unwrap())
-}
-
 async fn limit_of(response: reqwest::Response) -> String {
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     let body: Value = response.json().await.unwrap();
@@ -123,13 +116,6 @@ async fn plan_limits_apply() {
     assert_eq!(limit_of(get(&key).await).await, "rate");
 }
 
-/// Runs a CLI command that must fail and returns its error output.
-fn cli_error(args: &[&str]) -> String {
-    let output = FIXTURE.data.command().args(args).output().unwrap();
-    assert!(!output.status.success(), "portcullis {args:?} succeeded");
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 #[test]
 fn unknown_plan_or_rate_rejected() {
     let create = [
@@ -140,12 +126,16 @@ fn unknown_plan_or_rate_rejected() {
         "--scopes",
         "orders:read",
     ];
-    let stderr = cli_error(&[&create[..], &["--plan", "gold"]].concat());
+    let stderr = FIXTURE
+        .data
+        .cli_error(&[&create[..], &["--plan", "gold"]].concat());
     assert!(stderr.contains("--plan"), "{stderr}");
     assert!(stderr.contains("no plan named \"gold\""), "{stderr}");
     assert!(stderr.contains("basic"), "{stderr}");
 
-    let stderr = cli_error(&[&create[..], &["--rate-limit", "10 per second"]].concat());
+    let stderr = FIXTURE
+        .data
+        .cli_error(&[&create[..], &["--rate-limit", "10 per second"]].concat());
     assert!(stderr.contains("--rate-limit"), "{stderr}");
     assert!(stderr.contains("COUNT/UNIT"), "{stderr}");
 }
@@ -195,7 +185,7 @@ async fn update_takes_effect_within_bound() {
         "removing the limit did not apply within {BOUND:?}"
     );
 
-    let stderr = cli_error(&["keys", "update", &id]);
+    let stderr = FIXTURE.data.cli_error(&["keys", "update", &id]);
     assert!(stderr.contains("nothing to update"), "{stderr}");
 }
 

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::Value;
 use support::upstream::Upstream;
-use support::{DataDir, Server};
+use support::{DataDir, Server, header};
 
 struct Fixture {
     _data: DataDir,
@@ -107,13 +107,6 @@ async fn get(path: &str, key: &str) -> reqwest::Response {
         .send()
         .await
         .unwrap()
-}
-
-fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
-    response
-        .headers()
-        .get(name)
-        .map(|value| value.to_str().unwrap())
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
-//! OAuth clients in the admin API: register, list, show, rotate the secret
-//! and revoke.
+//! OAuth clients in the admin API: register, list, show, rotate the secret,
+//! change the rate limits and revoke.
 //!
 //! Request and response bodies use the client metadata names of RFC 7591
 //! §2 and §3.2.1 (`client_name`, `scope`, `token_endpoint_auth_method`, …),
@@ -10,8 +10,9 @@
 use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use http::StatusCode;
+use portcullis_core::credential::RateLimits;
 use portcullis_core::duration::parse_duration;
 use portcullis_core::ids::ClientId;
 use portcullis_core::oauth::{ClientAuthMethod, ClientRecord, GrantType, TlsSubjectKind};
@@ -38,11 +39,13 @@ pub(super) fn routes() -> Router<AppState> {
         )
         .route("/clients/{id}", get(clients_show))
         .route("/clients/{id}/rotate-secret", post(clients_rotate_secret))
+        .route("/clients/{id}/limits", put(clients_limits))
         .route("/clients/{id}/revoke", post(clients_revoke))
 }
 
 /// Builds the public view of a client in RFC 7591 §3.2.1 names, plus `tenant`,
-/// `status`, `access_token_ttl` (seconds) and `revoked_at`. It contains no
+/// `status`, `access_token_ttl` (seconds), `rate_limits`, `plan` and
+/// `revoked_at`. It contains no
 /// secret, because the record has none.
 pub fn client_json(client: &ClientRecord) -> Value {
     let grant_types: Vec<&str> = client.grant_types.iter().map(|g| g.as_str()).collect();
@@ -58,6 +61,8 @@ pub fn client_json(client: &ClientRecord) -> Value {
         "tenant": client.tenant,
         "status": if client.revoked_at.is_some() { "revoked" } else { "active" },
         "access_token_ttl": client.access_token_ttl_seconds,
+        "rate_limits": client.limits.rate_limits,
+        "plan": client.limits.plan,
         "revoked_at": timestamp(client.revoked_at),
     });
     // The stored JWKS passed `check_jwks`, so it contains public keys only.
@@ -129,6 +134,9 @@ struct ClientInput {
     token_endpoint_auth_method: Option<String>,
     jwks: Option<Value>,
     access_token_ttl: Option<TtlInput>,
+    #[serde(default)]
+    rate_limits: Vec<String>,
+    plan: Option<String>,
     tls_client_auth_subject_dn: Option<String>,
     tls_client_auth_san_dns: Option<String>,
     tls_client_auth_san_uri: Option<String>,
@@ -183,6 +191,10 @@ impl ClientInput {
             jwks: self.jwks.map(|jwks| jwks.to_string()),
             tls_subjects,
             access_token_ttl,
+            limits: RateLimits {
+                rate_limits: self.rate_limits,
+                plan: self.plan,
+            },
         })
     }
 }
@@ -196,6 +208,7 @@ fn client_problem(error: ManageError) -> Problem {
                 "name" => "client_name",
                 "scopes" => "scope",
                 "auth_method" => "token_endpoint_auth_method",
+                "rate_limit" => "rate_limits",
                 other => other,
             };
             Problem::invalid_field(field, message)
@@ -322,6 +335,48 @@ async fn clients_rotate_secret(
 #[serde(deny_unknown_fields)]
 struct RevokeInput {
     reason: Option<String>,
+}
+
+/// Body of `PUT /admin/v1/clients/{id}/limits`: the client's whole set of
+/// limits. A member left out means none of that kind.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ClientLimitsInput {
+    #[serde(default)]
+    rate_limits: Vec<String>,
+    plan: Option<String>,
+}
+
+async fn clients_limits(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    respond(
+        async {
+            let (parts, body) = request.into_parts();
+            let body = RequestBody::read(&parts, body).await?;
+            let operator = authenticate_operator(&state, &parts, &ADMIN_WRITE, "admin").await?;
+            let id = parse_client_id(&id)?;
+            let input: ClientLimitsInput = body.json()?;
+            let limits = RateLimits {
+                rate_limits: input.rate_limits,
+                plan: input.plan,
+            };
+            let audit = audit_context(&parts, &state, &operator);
+            let client = state
+                .manager
+                .update_client_limits(id, limits, &audit)
+                .await
+                .map_err(client_problem)?;
+            // This node applies the change now; other nodes follow the
+            // change feed.
+            state.client_limits.invalidate_all();
+            state.certificate_clients.invalidate_all();
+            Ok(axum::Json(client_json(&client)).into_response())
+        }
+        .await,
+    )
 }
 
 async fn clients_revoke(

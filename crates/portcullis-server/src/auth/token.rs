@@ -311,6 +311,7 @@ fn parse_scope_claim(claim: &str) -> Option<ScopeSet> {
 
 #[cfg(test)]
 mod tests {
+    use portcullis_core::credential::RateLimits;
     use portcullis_core::crypto::MasterKey;
     use portcullis_core::oauth::{AccessTokenRecord, ClientAuthMethod, GrantType};
     use portcullis_store::{AuditContext, NewClient};
@@ -361,6 +362,7 @@ mod tests {
             tls_client_auth_subject: None,
             access_token_ttl_seconds: 900,
             created_at: audit.at,
+            limits: RateLimits::default(),
         };
         store.create_client(&client, None, &audit).await.unwrap();
         let server = AuthorizationServer::start(

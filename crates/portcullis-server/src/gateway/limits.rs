@@ -2,15 +2,17 @@
 //! request, and the response when one of them denies it.
 //!
 //! The limits of a request are the API key's own (`keys create
-//! --rate-limit`, named `key`, `key-2`, … in their order), its plan's (named
-//! as the plan names them), the tenant's (`limits.tenant`, counted per
+//! --rate-limit`, named `key`, `key-2`, … in their order) or the OAuth
+//! client's (`clients create --rate-limit`, named `client`, `client-2`, …,
+//! counted per client over all its tokens), its plan's (named as the plan
+//! names them), the tenant's (`limits.tenant`, counted per
 //! tenant over all its keys and clients) and the route's
 //! (`routes[].rate_limit`, counted over all callers of the route). They are
 //! checked together, so the strictest decides and a denied request is
 //! charged to none.
 //!
-//! A key whose plan is no longer configured, or whose stored rate does not
-//! parse, is rejected (fail closed): the operator removed or broke a limit,
+//! A key or client whose plan is no longer configured, or whose stored rate
+//! does not parse, is rejected (fail closed): the operator removed or broke a limit,
 //! and running such a key without it would lift the limit silently. The
 //! server logs such keys once at start.
 //!
@@ -27,7 +29,8 @@ use std::collections::BTreeMap;
 use http::{HeaderMap, StatusCode};
 use serde_json::json;
 
-use portcullis_core::credential::ApiKeyRecord;
+use portcullis_core::credential::{ApiKeyRecord, RateLimits};
+use portcullis_core::ids::ClientId;
 use portcullis_store::{KeyFilter, Store};
 
 use crate::app::AppState;
@@ -57,16 +60,34 @@ impl From<Problem> for Rejection {
 }
 
 /// Returns the limits that apply to `caller` on `route`, in the order the
-/// header fields list them, or the rejection of a key whose limits are no
-/// longer valid.
+/// header fields list them, or the rejection of a credential whose limits
+/// are no longer valid. `client_limits` are those of the OAuth client of an
+/// access token caller, which the caller itself does not carry.
 pub fn applicable_limits(
     limits: &LimitsConfig,
     route: &RouteConfig,
     caller: &Caller,
+    client_limits: Option<&RateLimits>,
 ) -> Result<Vec<LimitRequest>, Problem> {
     let mut applicable = Vec::with_capacity(4);
-    if let Caller::ApiKey(authenticated) = caller {
-        add_key_limits(limits, &authenticated.key, &mut applicable)?;
+    match caller {
+        Caller::ApiKey(authenticated) => {
+            add_key_limits(limits, &authenticated.key, &mut applicable)?;
+        }
+        Caller::AccessToken(authenticated) => {
+            if let Some(client_limits) = client_limits {
+                add_client_limits(
+                    limits,
+                    authenticated.client_id,
+                    client_limits,
+                    &mut applicable,
+                )?;
+            }
+        }
+        Caller::Certificate(authenticated) => {
+            let client = &authenticated.client;
+            add_client_limits(limits, client.id, &client.limits, &mut applicable)?;
+        }
     }
     add_tenant_limit(limits, tenant_of(caller), &mut applicable);
     if let Some(rate) = route.rate_limit {
@@ -109,36 +130,89 @@ fn add_tenant_limit(
 /// Names of a key's own limits, in the order of `--rate-limit`.
 const KEY_LIMIT_NAMES: [&str; MAX_KEY_RATE_LIMITS] = ["key", "key-2", "key-3", "key-4"];
 
+/// Names of an OAuth client's own limits, in the order of `--rate-limit`.
+const CLIENT_LIMIT_NAMES: [&str; MAX_KEY_RATE_LIMITS] =
+    ["client", "client-2", "client-3", "client-4"];
+
 /// Adds the limits of an API key: its own rates, then its plan's.
 fn add_key_limits(
     limits: &LimitsConfig,
     key: &ApiKeyRecord,
     applicable: &mut Vec<LimitRequest>,
 ) -> Result<(), Problem> {
-    let subject = key.id.to_string();
-    for (text, name) in key.limits.rate_limits.iter().zip(KEY_LIMIT_NAMES) {
+    let own = OwnLimits {
+        rates: &key.limits.rate_limits,
+        plan: key.limits.plan.as_deref(),
+        names: KEY_LIMIT_NAMES,
+        subject: key.id.to_string(),
+        holder: "API key",
+        move_hint: "move the key to another",
+    };
+    add_own_limits(limits, &own, applicable)
+}
+
+/// Adds the limits of an OAuth client: its own rates, then its plan's.
+/// They are counted per client, over all its tokens and certificates.
+fn add_client_limits(
+    limits: &LimitsConfig,
+    client_id: ClientId,
+    client_limits: &RateLimits,
+    applicable: &mut Vec<LimitRequest>,
+) -> Result<(), Problem> {
+    let own = OwnLimits {
+        rates: &client_limits.rate_limits,
+        plan: client_limits.plan.as_deref(),
+        names: CLIENT_LIMIT_NAMES,
+        subject: client_id.to_string(),
+        holder: "OAuth client",
+        move_hint: "move the client to another",
+    };
+    add_own_limits(limits, &own, applicable)
+}
+
+/// The rates and plan of one key or client.
+struct OwnLimits<'a> {
+    rates: &'a [String],
+    plan: Option<&'a str>,
+    /// Names of the own rates, in their order.
+    names: [&'static str; MAX_KEY_RATE_LIMITS],
+    /// The key or client id that the limits are counted for.
+    subject: String,
+    /// What holds the limits, for messages.
+    holder: &'static str,
+    /// How the operator fixes a plan that is gone.
+    move_hint: &'static str,
+}
+
+fn add_own_limits(
+    limits: &LimitsConfig,
+    own: &OwnLimits<'_>,
+    applicable: &mut Vec<LimitRequest>,
+) -> Result<(), Problem> {
+    for (text, name) in own.rates.iter().zip(own.names) {
         let rate = text.parse::<Rate>().map_err(|error| {
-            tracing::error!(key_id = %key.id, error = %error, "stored rate limit of a key is invalid");
+            tracing::error!(subject = %own.subject, holder = own.holder, error = %error, "stored rate limit is invalid");
             Problem::internal()
         })?;
         applicable.push(LimitRequest::new(
             LimitName::builtin(name),
             rate,
-            subject.clone(),
+            own.subject.clone(),
         ));
     }
-    if let Some(plan_name) = &key.limits.plan {
+    if let Some(plan_name) = own.plan {
         let Some(plan) = limits.plans.get(plan_name) else {
             return Err(Problem::forbidden(
                 "plan_not_configured",
                 format!(
-                    "this API key is on the plan {plan_name:?}, which the server no longer \
-                     configures; ask the operator to restore the plan or move the key to another"
+                    "this {} is on the plan {plan_name:?}, which the server no longer \
+                     configures; ask the operator to restore the plan or {}",
+                    own.holder, own.move_hint
                 ),
             ));
         };
         for (name, rate) in &plan.limits {
-            applicable.push(LimitRequest::new(name.clone(), *rate, subject.clone()));
+            applicable.push(LimitRequest::new(name.clone(), *rate, own.subject.clone()));
         }
     }
     Ok(())

@@ -25,6 +25,7 @@
 //! against the route's audience on every request.
 
 mod certificate;
+pub mod client_limits;
 pub mod limits;
 pub mod path;
 pub mod proxy;
@@ -206,7 +207,21 @@ async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Rej
         .into());
     }
 
-    let applicable = limits::applicable_limits(&state.limits, route, &caller)?;
+    let client_limits = match &caller {
+        Caller::AccessToken(authenticated) => Some(
+            state
+                .client_limits
+                .get(&state.store, authenticated.client_id)
+                .await
+                .map_err(|error| {
+                    tracing::error!(client_id = %authenticated.client_id, error = %error, "reading the rate limits of a client failed");
+                    Problem::store_unavailable()
+                })?,
+        ),
+        Caller::ApiKey(_) | Caller::Certificate(_) => None,
+    };
+    let applicable =
+        limits::applicable_limits(&state.limits, route, &caller, client_limits.as_deref())?;
     let decision = limits::check(&state.rate_limiter, &applicable).await?;
     let reject = |problem: Problem| Rejection {
         problem,

@@ -2,6 +2,7 @@
 //! code or a refresh token, revoking) first locks its row with
 //! `SELECT … FOR UPDATE`, so concurrent nodes take turns on one row.
 
+use portcullis_core::credential::RateLimits;
 use portcullis_core::crypto::SecretHash;
 use portcullis_core::ids::{ClientId, TenantId, TokenFamilyId, UserId};
 use portcullis_core::oauth::{
@@ -18,8 +19,9 @@ use crate::audit::{AuditContext, AuditEvent, FamilyRevocationReason};
 use crate::error::{StoreError, is_foreign_key_violation, is_unique_violation};
 use crate::records::{
     ConsumeCode, LoginSession, NewClient, NewClientSecret, NewUser, RotateRefresh,
-    check_new_client, join_words, parse_auth_method, parse_email, parse_grant_types, parse_hash,
-    parse_oauth_scopes, parse_redirect_uris, parse_role, parse_tenant_name, parse_tls_subject,
+    check_new_client, client_limits_from_columns, join_words, parse_auth_method, parse_email,
+    parse_grant_types, parse_hash, parse_oauth_scopes, parse_redirect_uris, parse_role,
+    parse_tenant_name, parse_tls_subject, rate_limits_column,
 };
 use crate::{CHANGE_CHANNEL, EXPIRED_CODE_RETENTION};
 
@@ -65,8 +67,8 @@ impl PostgresStore {
         let inserted = sqlx::query(
             "INSERT INTO oauth_clients (id, tenant_id, name, confidential, grant_types, scopes, \
              redirect_uris, auth_method, jwks, access_token_ttl_seconds, created_at, \
-             tls_subject_kind, tls_subject) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             tls_subject_kind, tls_subject, rate_limits, plan) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(client.id.as_uuid())
         .bind(client.tenant_id.as_uuid())
@@ -91,6 +93,8 @@ impl PostgresStore {
                 .as_ref()
                 .map(TlsClientAuthSubject::value),
         )
+        .bind(rate_limits_column(&client.limits.rate_limits))
+        .bind(client.limits.plan.as_deref())
         .execute(&mut *tx)
         .await;
         map_insert(inserted, "a client with this id already exists", "tenant")?;
@@ -215,6 +219,32 @@ impl PostgresStore {
         let revoked = lock_client(&mut tx, id).await?;
         tx.commit().await?;
         revoked.ok_or(StoreError::NotFound("client"))
+    }
+
+    pub(crate) async fn update_client_limits(
+        &self,
+        id: ClientId,
+        limits: &RateLimits,
+        audit: &AuditContext,
+    ) -> Result<ClientRecord, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let client = lock_client(&mut tx, id)
+            .await?
+            .ok_or(StoreError::NotFound("client"))?;
+
+        sqlx::query("UPDATE oauth_clients SET rate_limits = $2, plan = $3 WHERE id = $1")
+            .bind(id.as_uuid())
+            .bind(rate_limits_column(&limits.rate_limits))
+            .bind(limits.plan.as_deref())
+            .execute(&mut *tx)
+            .await?;
+        let event = AuditEvent::client_limits_changed(audit, &client, limits);
+        insert_audit(&mut tx, &event).await?;
+        insert_client_change(&mut tx, id, client.tenant_id).await?;
+
+        let updated = lock_client(&mut tx, id).await?;
+        tx.commit().await?;
+        updated.ok_or(StoreError::NotFound("client"))
     }
 
     pub(crate) async fn create_user(
@@ -970,6 +1000,7 @@ fn client_from_row(row: &PgRow) -> Result<ClientRecord, StoreError> {
         access_token_ttl_seconds: row.try_get("access_token_ttl_seconds")?,
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        limits: client_limits_from_columns(row.try_get("rate_limits")?, row.try_get("plan")?),
     })
 }
 

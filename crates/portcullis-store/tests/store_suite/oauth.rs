@@ -1,6 +1,7 @@
 //! Store cases of the OAuth authorization server: clients, users, codes,
 //! refresh and access tokens, consent, assertions, sessions, signing keys.
 
+use portcullis_core::credential::RateLimits;
 use portcullis_core::crypto::{MasterKey, SecretHash};
 use portcullis_core::ids::{ClientId, TenantId, TokenFamilyId, UserId};
 use portcullis_core::key::{OpaqueSecret, SecretKind};
@@ -67,6 +68,7 @@ fn new_client(tenant: &Tenant, confidential: bool, created_at: OffsetDateTime) -
         tls_client_auth_subject: None,
         access_token_ttl_seconds: 900,
         created_at,
+        limits: RateLimits::default(),
     }
 }
 
@@ -410,6 +412,71 @@ pub(super) async fn secret_rotation_keeps_both_until_grace_ends(fixture: Fixture
 
 /// Revoking a client revokes its refresh and access tokens in the same
 /// transaction, and each live access token reaches the change feed.
+pub(super) async fn client_limits_stored_and_updated(fixture: Fixture) {
+    let store = fixture.store;
+    let acme = create_tenant(&store, "acme").await;
+    let at = now();
+    let limited = NewClient {
+        limits: RateLimits {
+            rate_limits: vec!["10/s burst 20".to_owned(), "1000/h".to_owned()],
+            plan: Some("gold".to_owned()),
+        },
+        ..new_client(&acme, true, at)
+    };
+    let stored = store
+        .create_client(&limited, None, &context(at))
+        .await
+        .unwrap();
+    assert_eq!(stored.limits, limited.limits);
+    assert_eq!(
+        create_client(&store, &acme).await.limits,
+        RateLimits::default(),
+        "a client without limits reads back without"
+    );
+
+    let cursor = store.latest_change().await.unwrap();
+    let changed = RateLimits {
+        rate_limits: vec!["5/s".to_owned()],
+        plan: None,
+    };
+    let updated = store
+        .update_client_limits(stored.id, &changed, &context(at))
+        .await
+        .unwrap();
+    assert_eq!(updated.limits, changed);
+    assert_eq!(
+        store.find_client(stored.id).await.unwrap().unwrap().limits,
+        changed
+    );
+    let changes = store.changes_since(cursor, Duration::ZERO).await.unwrap();
+    assert!(
+        changes
+            .iter()
+            .any(|change| change.id > cursor && change.client_id == Some(stored.id)),
+        "the change reaches the feed, so every node drops its cached limits"
+    );
+    let records = store
+        .list_audit(&audit_of(stored.id.to_string()))
+        .await
+        .unwrap();
+    let record = records
+        .iter()
+        .find(|record| record.action == AuditAction::ClientLimitsChanged)
+        .expect("the change is audited");
+    assert_eq!(record.details["rate_limits"], json!(["5/s"]));
+    assert_eq!(record.details["previous_plan"], json!("gold"));
+
+    let cleared = store
+        .update_client_limits(stored.id, &RateLimits::default(), &context(at))
+        .await
+        .unwrap();
+    assert_eq!(cleared.limits, RateLimits::default());
+    let missing = store
+        .update_client_limits(ClientId::generate(), &changed, &context(at))
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound("client"))));
+}
+
 pub(super) async fn client_revocation_revokes_tokens(fixture: Fixture) {
     let store = fixture.store;
     let acme = create_tenant(&store, "acme").await;

@@ -7,6 +7,7 @@ use std::io::Read as _;
 use std::path::Path;
 
 use anyhow::Context;
+use portcullis_core::credential::RateLimits;
 use portcullis_core::duration::parse_duration;
 use portcullis_core::ids::ClientId;
 use portcullis_core::oauth::{ClientRecord, TlsSubjectKind};
@@ -17,11 +18,11 @@ use portcullis_server::clients::{ClientRequest, IssuedClient};
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 
-use super::keys::{parse_grace, scopes_text};
+use super::keys::{parse_grace, rate_limit_details, scopes_text};
 use super::{Admin, manage_error};
 use crate::cli::{
-    ClientsCommand, ClientsCreateArgs, ClientsRevokeArgs, ClientsRotateSecretArgs, OutputFormat,
-    TenantArgs,
+    ClientsCommand, ClientsCreateArgs, ClientsRevokeArgs, ClientsRotateSecretArgs,
+    ClientsUpdateArgs, OutputFormat, TenantArgs,
 };
 use crate::output::{self, Table};
 
@@ -34,6 +35,7 @@ pub(crate) async fn run(admin: &Admin, command: ClientsCommand) -> anyhow::Resul
         ClientsCommand::Create(args) => create(admin, *args).await,
         ClientsCommand::List(args) => list(admin, &args).await,
         ClientsCommand::RotateSecret(args) => rotate_secret(admin, &args).await,
+        ClientsCommand::Update(args) => update(admin, args).await,
         ClientsCommand::Revoke(args) => revoke(admin, &args).await,
     }
 }
@@ -68,6 +70,10 @@ async fn create(admin: &Admin, args: ClientsCreateArgs) -> anyhow::Result<()> {
         jwks,
         tls_subjects,
         access_token_ttl,
+        limits: RateLimits {
+            rate_limits: args.rate_limits,
+            plan: args.plan,
+        },
     };
 
     let audit = admin.audit();
@@ -87,6 +93,35 @@ async fn create(admin: &Admin, args: ClientsCreateArgs) -> anyhow::Result<()> {
                 text.push_str(SHOWN_ONCE);
                 text.push('\n');
             }
+            output::print(&text)
+        }
+    }
+}
+
+async fn update(admin: &Admin, args: ClientsUpdateArgs) -> anyhow::Result<()> {
+    let id = parse_client_id(&args.id)?;
+    args.limits.check_not_empty()?;
+    let current = admin
+        .manager
+        .client(id)
+        .await
+        .map_err(|error| manage_error(error, client_flag))?;
+    let limits = args.limits.apply(current.limits);
+    let audit = admin.audit();
+    let client = admin
+        .manager
+        .update_client_limits(id, limits, &audit)
+        .await
+        .map_err(|error| manage_error(error, client_flag))?;
+
+    match admin.output {
+        OutputFormat::Json => output::print_json(&client_json(&client)),
+        OutputFormat::Table => {
+            let mut text = format!("Updated the limits of OAuth client {}.\n\n", client.id);
+            text.push_str(&output::details(&rate_limit_details(
+                &client.limits.rate_limits,
+                client.limits.plan.as_deref(),
+            )));
             output::print(&text)
         }
     }
@@ -218,6 +253,10 @@ fn issued_details(issued: &IssuedClient) -> String {
     if let Some(subject) = &record.tls_client_auth_subject {
         pairs.push((subject.kind().as_str(), subject.value()));
     }
+    pairs.extend(rate_limit_details(
+        &record.limits.rate_limits,
+        record.limits.plan.as_deref(),
+    ));
     if let Some(secret) = &issued.secret {
         pairs.push(("client_secret", secret.expose().to_owned()));
     }
@@ -285,6 +324,8 @@ fn client_flag(field: &str) -> &str {
         "tls_client_auth_san_ip" => "--tls-san-ip",
         "tls_client_auth_san_email" => "--tls-san-email",
         "access_token_ttl" => "--access-token-ttl",
+        "rate_limit" => "--rate-limit",
+        "plan" => "--plan",
         "reason" => "--reason",
         "grace" => "--grace",
         other => other,

@@ -4,7 +4,7 @@
 //! so scripts can switch between the two without changes.
 
 use anyhow::Context;
-use portcullis_core::credential::{ApiKeyRecord, KeyLimits};
+use portcullis_core::credential::{ApiKeyRecord, KeyLimits, RateLimits};
 use portcullis_core::duration::parse_duration;
 use portcullis_core::ids::KeyId;
 use portcullis_core::scope::ScopeSet;
@@ -16,7 +16,7 @@ use time::{Duration, OffsetDateTime};
 use super::{Admin, manage_error};
 use crate::cli::{
     KeyOwner, KeysCommand, KeysCreateArgs, KeysListArgs, KeysRevokeArgs, KeysRotateArgs,
-    KeysShowArgs, KeysUpdateArgs, OutputFormat,
+    KeysShowArgs, KeysUpdateArgs, LimitChanges, OutputFormat,
 };
 use crate::output::{self, Table};
 
@@ -78,27 +78,19 @@ async fn create(admin: &Admin, args: KeysCreateArgs) -> anyhow::Result<()> {
 
 async fn update(admin: &Admin, args: KeysUpdateArgs) -> anyhow::Result<()> {
     let id = parse_key_id(&args.id)?;
-    let changes_rates = !args.rate_limits.is_empty() || args.no_rate_limit;
-    let changes_plan = args.plan.is_some() || args.no_plan;
-    if !changes_rates && !changes_plan {
-        anyhow::bail!("nothing to update; give --rate-limit, --no-rate-limit, --plan or --no-plan");
-    }
+    args.limits.check_not_empty()?;
     let current = admin
         .manager
         .key(id)
         .await
         .map_err(|error| manage_error(error, key_flag))?;
+    let changed = args.limits.apply(RateLimits {
+        rate_limits: current.limits.rate_limits,
+        plan: current.limits.plan,
+    });
     let limits = KeyLimits {
-        rate_limits: if changes_rates {
-            args.rate_limits
-        } else {
-            current.limits.rate_limits
-        },
-        plan: if changes_plan {
-            args.plan
-        } else {
-            current.limits.plan
-        },
+        rate_limits: changed.rate_limits,
+        plan: changed.plan,
         ..current.limits
     };
     let audit = admin.audit();
@@ -118,27 +110,63 @@ async fn update(admin: &Admin, args: KeysUpdateArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Returns the rows that show a key's rate limits, plan and uses.
-fn limit_details(key: &ApiKeyRecord) -> [(&'static str, String); 3] {
-    let rate_limits = if key.limits.rate_limits.is_empty() {
+impl LimitChanges {
+    /// Fails when the options change nothing.
+    pub(crate) fn check_not_empty(&self) -> anyhow::Result<()> {
+        let changes_rates = !self.rate_limits.is_empty() || self.no_rate_limit;
+        let changes_plan = self.plan.is_some() || self.no_plan;
+        if !changes_rates && !changes_plan {
+            anyhow::bail!(
+                "nothing to update; give --rate-limit, --no-rate-limit, --plan or --no-plan"
+            );
+        }
+        Ok(())
+    }
+
+    /// Returns `current` with the named changes made.
+    pub(crate) fn apply(self, current: RateLimits) -> RateLimits {
+        let changes_rates = !self.rate_limits.is_empty() || self.no_rate_limit;
+        let changes_plan = self.plan.is_some() || self.no_plan;
+        RateLimits {
+            rate_limits: if changes_rates {
+                self.rate_limits
+            } else {
+                current.rate_limits
+            },
+            plan: if changes_plan {
+                self.plan
+            } else {
+                current.plan
+            },
+        }
+    }
+}
+
+/// Returns the rows that show the rate limits and plan of a key or client.
+pub(crate) fn rate_limit_details(
+    rates: &[String],
+    plan: Option<&str>,
+) -> [(&'static str, String); 2] {
+    let rate_limits = if rates.is_empty() {
         "-".to_owned()
     } else {
-        key.limits.rate_limits.join(", ")
+        rates.join(", ")
     };
     [
         ("rate limits", rate_limits),
-        (
-            "plan",
-            key.limits.plan.clone().unwrap_or_else(|| "-".to_owned()),
-        ),
-        (
-            "uses",
-            key.limits.max_uses.map_or_else(
-                || "unlimited".to_owned(),
-                |max| format!("{} of {max}", key.limits.uses_spent),
-            ),
-        ),
+        ("plan", plan.unwrap_or("-").to_owned()),
     ]
+}
+
+/// Returns the rows that show a key's rate limits, plan and uses.
+fn limit_details(key: &ApiKeyRecord) -> [(&'static str, String); 3] {
+    let [rate_limits, plan] =
+        rate_limit_details(&key.limits.rate_limits, key.limits.plan.as_deref());
+    let uses = key.limits.max_uses.map_or_else(
+        || "unlimited".to_owned(),
+        |max| format!("{} of {max}", key.limits.uses_spent),
+    );
+    [rate_limits, plan, ("uses", uses)]
 }
 
 async fn list(admin: &Admin, args: &KeysListArgs) -> anyhow::Result<()> {

@@ -75,6 +75,13 @@ impl DataDir {
         output
     }
 
+    /// Runs a CLI command that must fail and returns its error output.
+    pub fn cli_error(&self, args: &[&str]) -> String {
+        let output = self.command().args(args).output().unwrap();
+        assert!(!output.status.success(), "portcullis {args:?} succeeded");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
     /// Runs a CLI command with `--output json` and parses its output.
     pub fn cli_json(&self, args: &[&str]) -> Value {
         let mut all = vec!["--output", "json"];
@@ -236,6 +243,14 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The value of the response header `name`, which must be visible ASCII.
+pub fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    response
+        .headers()
+        .get(name)
+        .map(|value| value.to_str().unwrap())
 }
 
 /// Starts a shell that kills the server `server_pid` once this test process

@@ -3,6 +3,7 @@
 
 use std::time::Duration as StdDuration;
 
+use portcullis_core::credential::RateLimits;
 use portcullis_core::name::TenantName;
 use portcullis_core::oauth::{GrantType, TlsClientAuthSubject, TlsSubjectKind};
 use portcullis_core::scope::ScopeSet;
@@ -38,6 +39,7 @@ fn client(auth_method: ClientAuthMethod, subject: Option<(TlsSubjectKind, &str)>
         access_token_ttl_seconds: 900,
         created_at: NOW,
         revoked_at: None,
+        limits: RateLimits::default(),
     }
 }
 
