@@ -32,6 +32,7 @@ pub const SECRET_HASH_LEN: usize = 32;
 /// HKDF `info` labels, one per purpose, so no derived key serves two jobs.
 const PEPPER_INFO: &[u8] = b"portcullis/v1/pepper";
 const CHECK_INFO: &[u8] = b"portcullis/v1/master-key-check";
+const AUDIT_CHAIN_INFO: &[u8] = b"portcullis/v1/audit-chain";
 /// Prefix of the HKDF `info` of a sealing key. The purpose follows it.
 const SEALING_INFO_PREFIX: &[u8] = b"portcullis/v1/sealing/";
 
@@ -186,6 +187,13 @@ impl MasterKey {
         SecretHash::from_tag(&hmac::sign(&key, b"portcullis master key"))
     }
 
+    /// Derives the key of the audit log's hash chain. Because it comes from
+    /// the master key, someone who can write to the database but does not
+    /// hold the master key cannot compute the hashes of a forged record.
+    pub fn audit_chain_key(&self) -> AuditChainKey {
+        AuditChainKey(self.derive_hmac_key(AUDIT_CHAIN_INFO))
+    }
+
     /// Derives the key that seals private keys of one purpose, such as
     /// `"signing-key"`. Each purpose gets its own key (HKDF with the purpose
     /// in `info`), and the purpose is also bound into every ciphertext's
@@ -269,6 +277,30 @@ impl Pepper {
 impl fmt::Debug for Pepper {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Pepper(..)")
+    }
+}
+
+/// The HMAC-SHA-256 key that links audit records into a hash chain.
+#[derive(Clone)]
+pub struct AuditChainKey(hmac::Key);
+
+impl AuditChainKey {
+    /// Computes the HMAC-SHA-256 tag of one encoded audit record.
+    pub fn tag(&self, message: &[u8]) -> [u8; SHA256_LEN] {
+        let mut tag = [0u8; SHA256_LEN];
+        tag.copy_from_slice(hmac::sign(&self.0, message).as_ref());
+        tag
+    }
+
+    /// Checks a stored tag against `message` in constant time.
+    pub fn verify(&self, message: &[u8], stored: &[u8]) -> bool {
+        hmac::verify(&self.0, message, stored).is_ok()
+    }
+}
+
+impl fmt::Debug for AuditChainKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AuditChainKey(..)")
     }
 }
 

@@ -9,6 +9,7 @@
 //! - [`name`]: rules for identifiers that people type and read (tenant names).
 //! - [`ids`]: typed ids of stored objects.
 //! - [`credential`]: what is known about a credential once it is verified.
+//! - [`escape`]: escaping of outside text for one line of a log or export.
 //! - [`duration`]: human durations such as `90d` or `24h`.
 //! - [`oauth`]: OAuth 2.0 types: grant types, redirect URIs, user e-mail
 //!   addresses, PKCE, and the records of clients, users, codes and tokens.
@@ -19,6 +20,7 @@
 pub mod credential;
 pub mod crypto;
 pub mod duration;
+pub mod escape;
 pub mod ids;
 pub mod key;
 pub mod leak;

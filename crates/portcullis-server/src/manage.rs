@@ -10,7 +10,8 @@ use portcullis_core::key::{Environment, KeySecret};
 use portcullis_core::name::TenantName;
 use portcullis_core::scope::ScopeSet;
 use portcullis_store::{
-    AuditContext, KeyFilter, NewKey, Store, StoreError, Tenant, UsagePoint, UsageQuery,
+    AuditContext, AuditQuery, ChainBreak, ChainSummary, ChainedAuditEvent, KeyFilter, NewKey,
+    Store, StoreError, Tenant, UsagePoint, UsageQuery,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -245,6 +246,28 @@ impl Manager {
     /// Lists all tenants.
     pub async fn list_tenants(&self) -> Result<Vec<Tenant>, ManageError> {
         self.store.list_tenants().await.map_err(ManageError::Store)
+    }
+
+    /// Lists the audit records that `query` selects, in chain order.
+    pub async fn audit_records(
+        &self,
+        query: &AuditQuery,
+    ) -> Result<Vec<ChainedAuditEvent>, ManageError> {
+        self.store
+            .query_audit(query)
+            .await
+            .map_err(ManageError::Store)
+    }
+
+    /// Checks the audit hash chain and returns its summary, or the first
+    /// broken record.
+    pub async fn verify_audit_chain(
+        &self,
+    ) -> Result<Result<ChainSummary, ChainBreak>, ManageError> {
+        self.store
+            .verify_audit_chain()
+            .await
+            .map_err(ManageError::Store)
     }
 
     /// Finds a tenant by name.

@@ -86,6 +86,11 @@ pub enum AuditAction {
     TrustedCaAdded,
     /// A signed leak report named an API key as found in public.
     KeyLeakReported,
+    /// A credential authenticated successfully. One record covers one
+    /// credential and one minute, with the count of requests.
+    AuthSucceeded,
+    /// Audit records older than the retention period were deleted.
+    AuditPruned,
 }
 
 impl AuditAction {
@@ -117,6 +122,8 @@ impl AuditAction {
             Self::CertificateRevoked => "certificate.revoked",
             Self::TrustedCaAdded => "trusted_ca.added",
             Self::KeyLeakReported => "key.leak_reported",
+            Self::AuthSucceeded => "auth.succeeded",
+            Self::AuditPruned => "audit.pruned",
         }
     }
 }
@@ -161,6 +168,8 @@ impl FromStr for AuditAction {
             "certificate.revoked" => Ok(Self::CertificateRevoked),
             "trusted_ca.added" => Ok(Self::TrustedCaAdded),
             "key.leak_reported" => Ok(Self::KeyLeakReported),
+            "auth.succeeded" => Ok(Self::AuthSucceeded),
+            "audit.pruned" => Ok(Self::AuditPruned),
             other => Err(UnknownAuditAction(other.to_owned())),
         }
     }
@@ -199,6 +208,29 @@ pub struct AuditFilter {
     /// Only records about this object, such as a key id.
     pub target: Option<String>,
     /// The maximum number of records returned, newest first.
+    pub limit: i64,
+}
+
+/// A selection of audit records in chain order, for export and the admin
+/// API. Each filter that is set must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Only records about this tenant.
+    pub tenant_id: Option<TenantId>,
+    /// Only records by this actor, such as `cli`.
+    pub actor: Option<String>,
+    /// Only records of this action.
+    pub action: Option<AuditAction>,
+    /// Only records about this object, such as a key or client id.
+    pub target: Option<String>,
+    /// Only records at or after this time.
+    pub since: Option<OffsetDateTime>,
+    /// Only records before this time.
+    pub until: Option<OffsetDateTime>,
+    /// Only records with a sequence number above this one: the cursor of
+    /// the next page.
+    pub after_seq: i64,
+    /// The maximum number of records returned, in sequence order.
     pub limit: i64,
 }
 
@@ -527,6 +559,29 @@ impl AuditEvent {
     }
 }
 
+impl AuditEvent {
+    /// Records that the records up to `through_seq`, older than `before`,
+    /// were deleted. `through_hash` is the hash of record `through_seq`,
+    /// from which verification now starts.
+    pub(crate) fn audit_pruned(
+        context: &AuditContext,
+        through_seq: i64,
+        through_hash: &crate::chain::ChainHash,
+        deleted: u64,
+        before: OffsetDateTime,
+    ) -> Self {
+        Self {
+            details: json!({
+                "through_seq": through_seq,
+                "through_hash": crate::chain::hex(through_hash),
+                "deleted": deleted,
+                "before": format_time(before),
+            }),
+            ..Self::new(context, AuditAction::AuditPruned)
+        }
+    }
+}
+
 /// Formats a time as RFC 3339 for audit details. `None` only for a year
 /// outside 0 to 9999, which RFC 3339 cannot write.
 fn format_time(at: OffsetDateTime) -> Option<String> {
@@ -559,6 +614,8 @@ mod tests {
             AuditAction::CertificateRevoked,
             AuditAction::TrustedCaAdded,
             AuditAction::KeyLeakReported,
+            AuditAction::AuthSucceeded,
+            AuditAction::AuditPruned,
         ] {
             assert_eq!(action.as_str().parse::<AuditAction>(), Ok(action));
         }

@@ -47,6 +47,10 @@ pub enum StoreError {
     /// A stored value could not be read back into its type.
     #[error("stored value is invalid: {0}")]
     Corrupt(String),
+    /// An audit record was to be written or verified, but the store was
+    /// opened without the audit chain key.
+    #[error("the audit chain key is not set; open the store with the master key")]
+    AuditKeyMissing,
     /// Applying the schema migrations failed.
     #[error("database migration failed")]
     Migration(#[source] MigrateError),
@@ -67,6 +71,7 @@ impl StoreError {
             Self::Unavailable(_) => "unavailable",
             Self::Database(_) => "database",
             Self::Corrupt(_) => "corrupt",
+            Self::AuditKeyMissing => "audit_key_missing",
             Self::Migration(_) => "migration",
         }
     }

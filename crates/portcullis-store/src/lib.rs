@@ -3,6 +3,7 @@
 //! - [`records`]: tenants, new keys, OAuth clients and users, usage
 //!   batches and change-feed rows.
 //! - [`audit`]: audit records and the context of a change.
+//! - [`chain`]: the hash chain over audit records and its verification.
 //! - [`error`]: [`StoreError`] and the mapping of database errors onto it.
 //! - [`sqlite`]: the embedded backend, one file in WAL mode.
 //! - [`postgres`]: the backend for several nodes, with LISTEN/NOTIFY.
@@ -84,6 +85,7 @@ macro_rules! select_signing_key {
 }
 
 pub mod audit;
+pub mod chain;
 pub mod error;
 pub mod postgres;
 pub mod records;
@@ -94,13 +96,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use portcullis_core::credential::{ApiKeyRecord, KeyLimits};
-use portcullis_core::crypto::SecretHash;
+use portcullis_core::crypto::{AuditChainKey, SecretHash};
 use portcullis_core::ids::KeyId;
 use portcullis_core::name::TenantName;
 use time::OffsetDateTime;
 
 pub use crate::audit::{
-    AuditAction, AuditContext, AuditEvent, AuditFilter, FamilyRevocationReason,
+    AuditAction, AuditContext, AuditEvent, AuditFilter, AuditQuery, FamilyRevocationReason,
+};
+pub use crate::chain::{
+    BreakKind, ChainBreak, ChainState, ChainSummary, ChainedAuditEvent, PruneOutcome,
 };
 pub use crate::error::StoreError;
 pub use crate::postgres::{ChangeListener, PostgresStore};
@@ -328,6 +333,97 @@ impl Store {
     /// `filter.limit` of them.
     pub async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
         dispatch!(self, store => store.list_audit(filter))
+    }
+
+    /// Gives the store the key of the audit hash chain and chains, once, the
+    /// records written before the chain existed. Without a key, writing or
+    /// verifying an audit record fails with [`StoreError::AuditKeyMissing`].
+    pub async fn attach_audit_key(mut self, key: AuditChainKey) -> Result<Self, StoreError> {
+        match &mut self {
+            Self::Sqlite(store) => store.set_audit_key(key),
+            Self::Postgres(store) => store.set_audit_key(key),
+        }
+        let chained = dispatch!(&self, store => store.chain_legacy_audit())?;
+        if chained > 0 {
+            tracing::info!(
+                records = chained,
+                "chained audit records written before the hash chain"
+            );
+        }
+        Ok(self)
+    }
+
+    /// Returns the stored head and checkpoint of the audit chain.
+    pub async fn audit_chain_state(&self) -> Result<ChainState, StoreError> {
+        dispatch!(self, store => store.audit_chain_state())
+    }
+
+    /// Lists the audit records that `query` selects, in chain order.
+    pub async fn query_audit(
+        &self,
+        query: &AuditQuery,
+    ) -> Result<Vec<ChainedAuditEvent>, StoreError> {
+        dispatch!(self, store => store.query_audit(query))
+    }
+
+    /// Checks the whole audit chain from the checkpoint to the head.
+    ///
+    /// Returns `Ok(Err(break))` naming the first broken record when the
+    /// chain is broken, and fails only when the records cannot be read.
+    pub async fn verify_audit_chain(&self) -> Result<Result<ChainSummary, ChainBreak>, StoreError> {
+        let key = match self {
+            Self::Sqlite(store) => store.audit_key()?,
+            Self::Postgres(store) => store.audit_key()?,
+        };
+        if let Some(event) = dispatch!(self, store => store.first_unchained_audit())? {
+            return Ok(Err(ChainBreak {
+                seq: 0,
+                id: Some(event.id),
+                kind: BreakKind::Unchained,
+            }));
+        }
+        let state = self.audit_chain_state().await?;
+        let mut verifier = chain::ChainVerifier::new(key, state);
+        let mut after = state.checkpoint_seq;
+        loop {
+            let page = dispatch!(self, store => store.audit_chain_page(after, chain::VERIFY_PAGE))?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = last.seq;
+            for record in &page {
+                match verifier.check(record) {
+                    Ok(()) => {}
+                    Err(chain::CheckError::Broken(broken)) => return Ok(Err(broken)),
+                    Err(chain::CheckError::Unlinked {
+                        seq,
+                        id,
+                        prev_hash,
+                        intact,
+                    }) => {
+                        let follows =
+                            dispatch!(self, store => store.find_audit_seq_by_hash(&prev_hash))?;
+                        return Ok(Err(chain::classify_unlinked(seq, id, intact, follows)));
+                    }
+                }
+            }
+        }
+        Ok(verifier.finish())
+    }
+
+    /// Deletes the audit records older than `before`, up to the first
+    /// record that is not, and records the pruning in the chain.
+    ///
+    /// The hash of the last deleted record becomes the checkpoint from
+    /// which verification starts, and the pruning record names it, so the
+    /// rest of the chain stays verifiable. Returns `None` when nothing was
+    /// old enough.
+    pub async fn prune_audit(
+        &self,
+        before: OffsetDateTime,
+        audit: &AuditContext,
+    ) -> Result<Option<PruneOutcome>, StoreError> {
+        dispatch!(self, store => store.prune_audit(before, audit))
     }
 
     /// Returns the id of the newest change-feed row, or 0 when there is none.

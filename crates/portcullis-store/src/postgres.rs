@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::audit::{AuditContext, AuditEvent, AuditFilter};
+use crate::chain::AuditKeySlot;
 use crate::error::{StoreError, is_foreign_key_violation, is_unique_violation};
 use crate::records::{
     Change, KeyFilter, KeyUsage, NewKey, Tenant, check_new_key, check_rotation,
@@ -35,6 +36,7 @@ const MAX_CONNECTIONS: u32 = 10;
 /// store counts as unavailable, short enough for a readiness probe.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+mod audit;
 mod oauth;
 mod pki;
 mod signing;
@@ -45,6 +47,7 @@ mod usage;
 pub struct PostgresStore {
     pool: PgPool,
     prune: PruneSchedule,
+    audit_key: AuditKeySlot,
 }
 
 /// A subscription to change notifications on PostgreSQL.
@@ -96,6 +99,7 @@ impl PostgresStore {
         Ok(Self {
             pool,
             prune: PruneSchedule::default(),
+            audit_key: AuditKeySlot::default(),
         })
     }
 
@@ -162,7 +166,12 @@ impl PostgresStore {
         };
         let tenant = tenant_from_row(&row)?;
 
-        insert_audit(&mut tx, &AuditEvent::tenant_created(audit, &tenant)).await?;
+        insert_audit(
+            &mut tx,
+            &self.audit_key,
+            &AuditEvent::tenant_created(audit, &tenant),
+        )
+        .await?;
         insert_change(&mut tx, None, Some(tenant.id)).await?;
         tx.commit().await?;
         Ok(tenant)
@@ -194,7 +203,12 @@ impl PostgresStore {
         check_new_key(key)?;
         let mut tx = self.pool.begin().await?;
         insert_key_row(&mut tx, key).await?;
-        insert_audit(&mut tx, &AuditEvent::key_created(audit, key)).await?;
+        insert_audit(
+            &mut tx,
+            &self.audit_key,
+            &AuditEvent::key_created(audit, key),
+        )
+        .await?;
         insert_change(&mut tx, Some(key.id), key.tenant_id).await?;
         let record = select_key(&mut tx, key.id).await?;
         tx.commit().await?;
@@ -261,7 +275,12 @@ impl PostgresStore {
             .bind(reason)
             .execute(&mut *tx)
             .await?;
-        insert_audit(&mut tx, &AuditEvent::key_revoked(audit, &key, reason)).await?;
+        insert_audit(
+            &mut tx,
+            &self.audit_key,
+            &AuditEvent::key_revoked(audit, &key, reason),
+        )
+        .await?;
         insert_change(&mut tx, Some(id), key.tenant_id).await?;
 
         let revoked = select_key(&mut tx, id).await?;
@@ -289,6 +308,7 @@ impl PostgresStore {
             .await?;
         insert_audit(
             &mut tx,
+            &self.audit_key,
             &AuditEvent::key_limits_changed(audit, &key, limits),
         )
         .await?;
@@ -336,8 +356,8 @@ impl PostgresStore {
             .await?;
         let created = AuditEvent::key_created(audit, new_key);
         let rotated = AuditEvent::key_rotated(audit, &old_key, new_key, old_expires_at);
-        insert_audit(&mut tx, &created).await?;
-        insert_audit(&mut tx, &rotated).await?;
+        insert_audit(&mut tx, &self.audit_key, &created).await?;
+        insert_audit(&mut tx, &self.audit_key, &rotated).await?;
         insert_change(&mut tx, Some(old), old_key.tenant_id).await?;
         insert_change(&mut tx, Some(new_key.id), new_key.tenant_id).await?;
 
@@ -383,7 +403,7 @@ impl PostgresStore {
         }
         let mut tx = self.pool.begin().await?;
         for event in events {
-            insert_audit(&mut tx, event).await?;
+            insert_audit(&mut tx, &self.audit_key, event).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -500,6 +520,13 @@ fn migrator() -> Migrator {
             false,
         ),
         Migration::new(
+            7,
+            "audit_chain".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0007_audit_chain.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
             8,
             "usage_rollups".into(),
             MigrationType::Simple,
@@ -570,23 +597,38 @@ async fn lock_key(conn: &mut PgConnection, id: KeyId) -> Result<Option<ApiKeyRec
     row.as_ref().map(key_from_row).transpose()
 }
 
-/// Writes one audit record: the only path by which audit rows are written.
-async fn insert_audit(conn: &mut PgConnection, event: &AuditEvent) -> Result<(), StoreError> {
+/// Writes one audit record at the head of the hash chain: the only path by
+/// which audit rows are written. The head row stays locked until the
+/// caller's transaction ends, so the chain stays linear across nodes.
+async fn insert_audit(
+    conn: &mut PgConnection,
+    audit_key: &AuditKeySlot,
+    event: &AuditEvent,
+) -> Result<(), StoreError> {
+    let key = audit_key.get()?;
+    let (head_seq, head_hash) = audit::read_head(&mut *conn).await?;
+    let (seq, prev_hash, hash) = crate::chain::link(key, head_seq, head_hash, event);
     sqlx::query(
-        "INSERT INTO audit_events (id, at, actor, action, tenant_id, target, remote_addr, details) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)",
+        "INSERT INTO audit_events (id, at, actor, action, tenant_id, target, remote_addr, \
+         details, seq, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11)",
     )
     .bind(event.id.as_uuid())
-    .bind(event.at)
+    // The hash covers whole milliseconds, the precision of the SQLite
+    // backend, so finer digits are not stored either.
+    .bind(crate::chain::truncate_to_millis(event.at))
     .bind(&event.actor)
     .bind(event.action.as_str())
     .bind(event.tenant_id.map(|id| id.as_uuid()))
     .bind(event.target.as_deref())
     .bind(event.remote_addr.as_deref())
     .bind(event.details.to_string())
-    .execute(conn)
+    .bind(seq)
+    .bind(prev_hash.as_slice())
+    .bind(hash.as_slice())
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    audit::write_head(conn, seq, &hash).await
 }
 
 /// Appends a change-feed row and queues its notification, which

@@ -28,6 +28,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::audit::{AuditContext, AuditEvent, AuditFilter};
+use crate::chain::AuditKeySlot;
 use crate::error::{StoreError, is_foreign_key_violation, is_unique_violation};
 use crate::records::{
     Change, KeyFilter, KeyUsage, NewKey, Tenant, check_new_key, check_rotation,
@@ -58,6 +59,7 @@ macro_rules! now_millis {
     };
 }
 
+mod audit;
 mod oauth;
 mod pki;
 mod signing;
@@ -69,6 +71,7 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     prune: PruneSchedule,
+    audit_key: AuditKeySlot,
 }
 
 impl SqliteStore {
@@ -104,6 +107,7 @@ impl SqliteStore {
             writer,
             reader,
             prune: PruneSchedule::default(),
+            audit_key: AuditKeySlot::default(),
         })
     }
 
@@ -165,7 +169,12 @@ impl SqliteStore {
         };
         let tenant = tenant_from_row(&row)?;
 
-        insert_audit(&mut tx, &AuditEvent::tenant_created(audit, &tenant)).await?;
+        insert_audit(
+            &mut tx,
+            &self.audit_key,
+            &AuditEvent::tenant_created(audit, &tenant),
+        )
+        .await?;
         insert_change(&mut tx, None, Some(tenant.id)).await?;
         tx.commit().await?;
         Ok(tenant)
@@ -197,7 +206,12 @@ impl SqliteStore {
         check_new_key(key)?;
         let mut tx = self.begin_write().await?;
         insert_key_row(&mut tx, key).await?;
-        insert_audit(&mut tx, &AuditEvent::key_created(audit, key)).await?;
+        insert_audit(
+            &mut tx,
+            &self.audit_key,
+            &AuditEvent::key_created(audit, key),
+        )
+        .await?;
         insert_change(&mut tx, Some(key.id), key.tenant_id).await?;
         let record = select_key(&mut tx, key.id).await?;
         tx.commit().await?;
@@ -264,7 +278,12 @@ impl SqliteStore {
             .bind(reason)
             .execute(&mut *tx)
             .await?;
-        insert_audit(&mut tx, &AuditEvent::key_revoked(audit, &key, reason)).await?;
+        insert_audit(
+            &mut tx,
+            &self.audit_key,
+            &AuditEvent::key_revoked(audit, &key, reason),
+        )
+        .await?;
         insert_change(&mut tx, Some(id), key.tenant_id).await?;
 
         let revoked = select_key(&mut tx, id).await?;
@@ -292,6 +311,7 @@ impl SqliteStore {
             .await?;
         insert_audit(
             &mut tx,
+            &self.audit_key,
             &AuditEvent::key_limits_changed(audit, &key, limits),
         )
         .await?;
@@ -339,8 +359,8 @@ impl SqliteStore {
             .await?;
         let created = AuditEvent::key_created(audit, new_key);
         let rotated = AuditEvent::key_rotated(audit, &old_key, new_key, old_expires_at);
-        insert_audit(&mut tx, &created).await?;
-        insert_audit(&mut tx, &rotated).await?;
+        insert_audit(&mut tx, &self.audit_key, &created).await?;
+        insert_audit(&mut tx, &self.audit_key, &rotated).await?;
         insert_change(&mut tx, Some(old), old_key.tenant_id).await?;
         insert_change(&mut tx, Some(new_key.id), new_key.tenant_id).await?;
 
@@ -386,7 +406,7 @@ impl SqliteStore {
         }
         let mut tx = self.begin_write().await?;
         for event in events {
-            insert_audit(&mut tx, event).await?;
+            insert_audit(&mut tx, &self.audit_key, event).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -513,6 +533,13 @@ fn migrator() -> Migrator {
             false,
         ),
         Migration::new(
+            7,
+            "audit_chain".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0007_audit_chain.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
             8,
             "usage_rollups".into(),
             MigrationType::Simple,
@@ -586,11 +613,20 @@ async fn select_key(
     row.as_ref().map(key_from_row).transpose()
 }
 
-/// Writes one audit record: the only path by which audit rows are written.
-async fn insert_audit(conn: &mut SqliteConnection, event: &AuditEvent) -> Result<(), StoreError> {
+/// Writes one audit record at the head of the hash chain: the only path by
+/// which audit rows are written. The caller's write transaction holds
+/// SQLite's write lock, so no other writer moves the head meanwhile.
+async fn insert_audit(
+    conn: &mut SqliteConnection,
+    audit_key: &AuditKeySlot,
+    event: &AuditEvent,
+) -> Result<(), StoreError> {
+    let key = audit_key.get()?;
+    let (head_seq, head_hash) = audit::read_head(&mut *conn).await?;
+    let (seq, prev_hash, hash) = crate::chain::link(key, head_seq, head_hash, event);
     sqlx::query(
-        "INSERT INTO audit_events (id, at, actor, action, tenant_id, target, remote_addr, details) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO audit_events (id, at, actor, action, tenant_id, target, remote_addr, \
+         details, seq, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )
     .bind(event.id.to_string())
     .bind(to_millis(event.at))
@@ -600,9 +636,12 @@ async fn insert_audit(conn: &mut SqliteConnection, event: &AuditEvent) -> Result
     .bind(event.target.as_deref())
     .bind(event.remote_addr.as_deref())
     .bind(event.details.to_string())
-    .execute(conn)
+    .bind(seq)
+    .bind(prev_hash.as_slice())
+    .bind(hash.as_slice())
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    audit::write_head(conn, seq, &hash).await
 }
 
 /// Appends a change-feed row stamped with the database's clock.

@@ -118,8 +118,22 @@ store_suite!(
     old_usage_pruned,
     scope_uses_recorded_once,
     client_last_use_day_found,
+    // The audit hash chain, in `store_suite/audit_chain.rs`.
+    audit_chain_intact_after_changes,
+    audit_chain_edited_record_detected,
+    audit_chain_deleted_record_detected,
+    audit_chain_reordered_records_detected,
+    audit_chain_deleted_tail_detected,
+    audit_chain_linear_with_two_writers,
+    audit_chain_legacy_records_chained_once,
+    audit_chain_pruned_and_still_verified,
+    audit_chain_moved_checkpoint_detected,
+    audit_query_filters_and_pages,
+    audit_write_without_key_rejected,
 );
 
+#[path = "store_suite/audit_chain.rs"]
+mod audit_chain;
 #[path = "store_suite/oauth.rs"]
 mod oauth;
 #[path = "store_suite/pki.rs"]
@@ -127,6 +141,7 @@ mod pki;
 #[path = "store_suite/usage.rs"]
 mod usage;
 
+use audit_chain::*;
 use oauth::*;
 use pki::*;
 use usage::*;
@@ -149,8 +164,8 @@ struct Fixture {
 impl Fixture {
     async fn open_another(&self) -> Store {
         match &self.place {
-            Place::Sqlite(path) => Store::open_sqlite(path).await.unwrap(),
-            Place::Postgres(url) => Store::open_postgres(url).await.unwrap(),
+            Place::Sqlite(path) => chained(Store::open_sqlite(path).await.unwrap()).await,
+            Place::Postgres(url) => chained(Store::open_postgres(url).await.unwrap()).await,
         }
     }
 }
@@ -162,7 +177,7 @@ where
 {
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("portcullis.sqlite");
-    let store = Store::open_sqlite(&path).await.unwrap();
+    let store = chained(Store::open_sqlite(&path).await.unwrap()).await;
     assert_eq!(store.backend(), "sqlite");
     case(Fixture {
         store: store.clone(),
@@ -184,7 +199,7 @@ where
     // The case runs in its own task, so that the database is dropped even
     // when the case panics. Spawning also checks that store futures are Send.
     let outcome = tokio::spawn(async move {
-        let store = Store::open_postgres(&url).await.unwrap();
+        let store = chained(Store::open_postgres(&url).await.unwrap()).await;
         assert_eq!(store.backend(), "postgres");
         case(Fixture {
             store: store.clone(),
@@ -291,6 +306,16 @@ fn database_url_replaces_name() {
 
 // ---------------------------------------------------------------------
 // Helpers
+
+/// The master key of every test database, so that a second store opened
+/// on the same database extends the same audit chain.
+const TEST_MASTER_KEY: &str = "dGVzdC1tYXN0ZXIta2V5LW9mLXRoZS1zdG9yZS1zdWk";
+
+/// Attaches the audit chain key of [`TEST_MASTER_KEY`] to `store`.
+async fn chained(store: Store) -> Store {
+    let key = MasterKey::from_encoded(TEST_MASTER_KEY).unwrap();
+    store.attach_audit_key(key.audit_chain_key()).await.unwrap()
+}
 
 /// Returns the current time cut to whole milliseconds, which both backends
 /// store exactly.
@@ -1281,8 +1306,11 @@ async fn sqlite_version_one_database_upgraded() {
         .unwrap();
     pool.close().await;
 
-    let upgraded = Store::open_sqlite(&path).await.unwrap();
-    check_upgraded(upgraded, async { Store::open_sqlite(&path).await.unwrap() }).await;
+    let upgraded = chained(Store::open_sqlite(&path).await.unwrap()).await;
+    check_upgraded(upgraded, async {
+        chained(Store::open_sqlite(&path).await.unwrap()).await
+    })
+    .await;
 }
 
 /// Returns a migrator of the first three schema versions, which builds a
@@ -1355,7 +1383,7 @@ async fn sqlite_version_three_clients_kept() {
     }
     pool.close().await;
 
-    let upgraded = Store::open_sqlite(&path).await.unwrap();
+    let upgraded = chained(Store::open_sqlite(&path).await.unwrap()).await;
     let client = upgraded.find_client(client_id).await.unwrap().unwrap();
     assert_eq!(client.name, "Billing");
     assert_eq!(client.tls_client_auth_subject, None);
@@ -1403,9 +1431,9 @@ async fn postgres_version_one_database_upgraded() {
             .unwrap();
         connection.close().await.unwrap();
 
-        let upgraded = Store::open_postgres(&url).await.unwrap();
+        let upgraded = chained(Store::open_postgres(&url).await.unwrap()).await;
         check_upgraded(upgraded, async {
-            Store::open_postgres(&url).await.unwrap()
+            chained(Store::open_postgres(&url).await.unwrap()).await
         })
         .await;
     })

@@ -123,6 +123,10 @@ async fn open_manager(dir: &Path) -> anyhow::Result<Manager> {
                 key_path.display()
             )
         })?;
+    let store = store
+        .attach_audit_key(master_key.audit_chain_key())
+        .await
+        .context("failed to attach the audit chain key")?;
     Ok(Manager::new(store, master_key.derive_pepper()))
 }
 

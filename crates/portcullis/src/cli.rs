@@ -122,6 +122,43 @@ pub(crate) enum Command {
     /// optionally revoke the ones still usable.
     #[command(after_help = SCAN_EXIT_CODES)]
     Scan(ScanArgs),
+
+    /// Verify the hash chain of the audit log, and export its records.
+    #[command(subcommand)]
+    AuditLog(AuditLogCommand),
+}
+
+/// The exit codes of `audit-log verify`, printed under its `--help`.
+const VERIFY_EXIT_CODES: &str = "\
+Exit codes:
+  0  the chain is intact from the pruning checkpoint to the head
+  1  the check failed: the store or the master key could not be read
+  2  invalid command-line arguments
+  3  the chain is broken; the message names the first broken record";
+
+#[derive(Subcommand)]
+pub(crate) enum AuditLogCommand {
+    /// Check every record's hash and link, from the pruning checkpoint to
+    /// the chain head, and name the first broken record.
+    #[command(after_help = VERIFY_EXIT_CODES)]
+    Verify,
+
+    /// Write audit records to standard output as JSON Lines (one JSON
+    /// object per line), oldest first.
+    Export {
+        /// Only records about this tenant.
+        #[arg(long, value_name = "NAME")]
+        tenant: Option<String>,
+
+        /// Only records at or after this RFC 3339 time, such as
+        /// 2026-12-01T00:00:00Z.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+
+        /// Only records before this RFC 3339 time.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+    },
 }
 
 /// The exit codes of `scan`, printed under its `--help`.

@@ -88,6 +88,10 @@ pub(crate) async fn open_store(
             return Err(anyhow::Error::new(error).context("failed to check the master key"));
         }
     }
+    let store = store
+        .attach_audit_key(master_key.audit_chain_key())
+        .await
+        .context("failed to chain the audit records written before the hash chain")?;
     Ok(OpenedStore {
         store,
         pepper: master_key.derive_pepper(),

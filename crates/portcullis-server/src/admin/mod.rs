@@ -8,6 +8,7 @@
 //!
 //! [`Manager`]: crate::manage::Manager
 
+pub mod audit;
 pub mod certificates;
 pub mod clients;
 pub mod signing_keys;
@@ -74,6 +75,7 @@ pub fn router() -> Router<AppState> {
         .merge(signing_keys::routes())
         .merge(certificates::routes())
         .merge(usage::routes())
+        .merge(audit::routes())
 }
 
 /// Authenticates an operator key holding `scope`.

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::{PostgresStore, insert_audit};
 use crate::audit::{AuditContext, AuditEvent, FamilyRevocationReason};
+use crate::chain::AuditKeySlot;
 use crate::error::{StoreError, is_foreign_key_violation, is_unique_violation};
 use crate::records::{
     ConsumeCode, LoginSession, NewClient, NewClientSecret, NewUser, RotateRefresh,
@@ -103,7 +104,7 @@ impl PostgresStore {
         }
 
         let event = AuditEvent::client_created(audit, client, first_secret);
-        insert_audit(&mut tx, &event).await?;
+        insert_audit(&mut tx, &self.audit_key, &event).await?;
         insert_client_change(&mut tx, client.id, client.tenant_id).await?;
         let record = lock_client(&mut tx, client.id).await?;
         tx.commit().await?;
@@ -178,7 +179,7 @@ impl PostgresStore {
         .await?;
         insert_secret_row(&mut tx, client_id, secret).await?;
         let event = AuditEvent::client_secret_added(audit, &client, secret, old_expires_at);
-        insert_audit(&mut tx, &event).await?;
+        insert_audit(&mut tx, &self.audit_key, &event).await?;
         insert_client_change(&mut tx, client_id, client.tenant_id).await?;
         tx.commit().await?;
 
@@ -213,7 +214,7 @@ impl PostgresStore {
             .await?;
         let access_tokens = revoke_tokens(&mut tx, TokenSelection::Client(id), audit.at).await?;
         let event = AuditEvent::client_revoked(audit, &client, reason, access_tokens);
-        insert_audit(&mut tx, &event).await?;
+        insert_audit(&mut tx, &self.audit_key, &event).await?;
         insert_client_change(&mut tx, id, client.tenant_id).await?;
 
         let revoked = lock_client(&mut tx, id).await?;
@@ -279,7 +280,12 @@ impl PostgresStore {
             Err(error) => return Err(error.into()),
         }
 
-        insert_audit(&mut tx, &AuditEvent::user_created(audit, user)).await?;
+        insert_audit(
+            &mut tx,
+            &self.audit_key,
+            &AuditEvent::user_created(audit, user),
+        )
+        .await?;
         let row = sqlx::query(concat!(select_user!(), " WHERE u.id = $1"))
             .bind(user.id.as_uuid())
             .fetch_optional(&mut *tx)
@@ -435,7 +441,7 @@ impl PostgresStore {
                 at,
             };
             let reason = FamilyRevocationReason::RefreshTokenReused;
-            revoke_family_in(&mut tx, old.family_id, reason, &context).await?;
+            revoke_family_in(&mut tx, &self.audit_key, old.family_id, reason, &context).await?;
             tx.commit().await?;
             return Ok(RotateRefresh::Reused(old));
         }
@@ -462,7 +468,7 @@ impl PostgresStore {
         audit: &AuditContext,
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let revoked = revoke_family_in(&mut tx, family_id, reason, audit).await?;
+        let revoked = revoke_family_in(&mut tx, &self.audit_key, family_id, reason, audit).await?;
         tx.commit().await?;
         Ok(revoked)
     }
@@ -521,7 +527,7 @@ impl PostgresStore {
         revoke_tokens(&mut tx, TokenSelection::Jti(jti), audit.at).await?;
         token.revoked_at = Some(audit.at);
         let event = AuditEvent::access_token_revoked(audit, &token, tenant_id);
-        insert_audit(&mut tx, &event).await?;
+        insert_audit(&mut tx, &self.audit_key, &event).await?;
         tx.commit().await?;
         Ok(token)
     }
@@ -828,6 +834,7 @@ async fn insert_refresh_row(
 /// record. Returns how many access tokens were revoked.
 async fn revoke_family_in(
     conn: &mut PgConnection,
+    audit_key: &AuditKeySlot,
     family_id: TokenFamilyId,
     reason: FamilyRevocationReason,
     audit: &AuditContext,
@@ -850,7 +857,7 @@ async fn revoke_family_in(
 
     let access_tokens = revoke_tokens(conn, TokenSelection::Family(family_id), audit.at).await?;
     let event = AuditEvent::token_family_revoked(audit, family_id, owner, reason, access_tokens);
-    insert_audit(conn, &event).await?;
+    insert_audit(conn, audit_key, &event).await?;
     Ok(access_tokens)
 }
 

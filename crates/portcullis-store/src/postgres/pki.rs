@@ -47,7 +47,7 @@ impl PostgresStore {
             }
             Err(error) => return Err(error.into()),
         }
-        insert_audit(&mut tx, &AuditEvent::ca_created(audit, ca)).await?;
+        insert_audit(&mut tx, &self.audit_key, &AuditEvent::ca_created(audit, ca)).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -106,7 +106,12 @@ impl PostgresStore {
             }
             Err(error) => return Err(error.into()),
         }
-        insert_audit(&mut tx, &AuditEvent::certificate_issued(audit, cert)).await?;
+        insert_audit(
+            &mut tx,
+            &self.audit_key,
+            &AuditEvent::certificate_issued(audit, cert),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -170,6 +175,7 @@ impl PostgresStore {
 
         insert_audit(
             &mut tx,
+            &self.audit_key,
             &AuditEvent::certificate_revoked(audit, &revoked, reason),
         )
         .await?;
@@ -243,7 +249,12 @@ impl PostgresStore {
             }
             Err(error) => return Err(error.into()),
         }
-        insert_audit(&mut tx, &AuditEvent::trusted_ca_added(audit, ca)).await?;
+        insert_audit(
+            &mut tx,
+            &self.audit_key,
+            &AuditEvent::trusted_ca_added(audit, ca),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

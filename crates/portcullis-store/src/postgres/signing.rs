@@ -47,7 +47,7 @@ impl PostgresStore {
         }
 
         let event = AuditEvent::signing_key_event(audit, AuditAction::SigningKeyCreated, key);
-        insert_audit(&mut tx, &event).await?;
+        insert_audit(&mut tx, &self.audit_key, &event).await?;
         insert_kid_change(&mut tx, &key.kid).await?;
         tx.commit().await?;
         Ok(())
@@ -96,7 +96,7 @@ impl PostgresStore {
             .await?
             .ok_or(StoreError::NotFound("signing key"))?;
         let event = AuditEvent::signing_key_event(audit, AuditAction::SigningKeyActivated, &active);
-        insert_audit(&mut tx, &event).await?;
+        insert_audit(&mut tx, &self.audit_key, &event).await?;
         insert_kid_change(&mut tx, kid).await?;
         for retired_kid in &retired {
             insert_kid_change(&mut tx, retired_kid).await?;
@@ -128,7 +128,7 @@ impl PostgresStore {
                 .execute(&mut *tx)
                 .await?;
             let event = AuditEvent::signing_key_event(audit, AuditAction::SigningKeyDeleted, key);
-            insert_audit(&mut tx, &event).await?;
+            insert_audit(&mut tx, &self.audit_key, &event).await?;
             insert_kid_change(&mut tx, &key.kid).await?;
         }
         tx.commit().await?;

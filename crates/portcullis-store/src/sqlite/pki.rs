@@ -45,7 +45,7 @@ impl SqliteStore {
             }
             Err(error) => return Err(error.into()),
         }
-        insert_audit(&mut tx, &AuditEvent::ca_created(audit, ca)).await?;
+        insert_audit(&mut tx, &self.audit_key, &AuditEvent::ca_created(audit, ca)).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -104,7 +104,12 @@ impl SqliteStore {
             }
             Err(error) => return Err(error.into()),
         }
-        insert_audit(&mut tx, &AuditEvent::certificate_issued(audit, cert)).await?;
+        insert_audit(
+            &mut tx,
+            &self.audit_key,
+            &AuditEvent::certificate_issued(audit, cert),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -168,6 +173,7 @@ impl SqliteStore {
 
         insert_audit(
             &mut tx,
+            &self.audit_key,
             &AuditEvent::certificate_revoked(audit, &revoked, reason),
         )
         .await?;
@@ -238,7 +244,12 @@ impl SqliteStore {
             }
             Err(error) => return Err(error.into()),
         }
-        insert_audit(&mut tx, &AuditEvent::trusted_ca_added(audit, ca)).await?;
+        insert_audit(
+            &mut tx,
+            &self.audit_key,
+            &AuditEvent::trusted_ca_added(audit, ca),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

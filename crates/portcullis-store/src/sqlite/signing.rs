@@ -46,7 +46,7 @@ impl SqliteStore {
         }
 
         let event = AuditEvent::signing_key_event(audit, AuditAction::SigningKeyCreated, key);
-        insert_audit(&mut tx, &event).await?;
+        insert_audit(&mut tx, &self.audit_key, &event).await?;
         insert_kid_change(&mut tx, &key.kid).await?;
         tx.commit().await?;
         Ok(())
@@ -95,7 +95,7 @@ impl SqliteStore {
             .await?
             .ok_or(StoreError::NotFound("signing key"))?;
         let event = AuditEvent::signing_key_event(audit, AuditAction::SigningKeyActivated, &active);
-        insert_audit(&mut tx, &event).await?;
+        insert_audit(&mut tx, &self.audit_key, &event).await?;
         insert_kid_change(&mut tx, kid).await?;
         for retired_kid in &retired {
             insert_kid_change(&mut tx, retired_kid).await?;
@@ -127,7 +127,7 @@ impl SqliteStore {
                 .execute(&mut *tx)
                 .await?;
             let event = AuditEvent::signing_key_event(audit, AuditAction::SigningKeyDeleted, key);
-            insert_audit(&mut tx, &event).await?;
+            insert_audit(&mut tx, &self.audit_key, &event).await?;
             insert_kid_change(&mut tx, &key.kid).await?;
         }
         tx.commit().await?;

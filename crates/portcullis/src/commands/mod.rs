@@ -2,6 +2,7 @@
 //! [`Manager`](portcullis_server::manage::Manager), the code behind the admin
 //! API, so both check the same rules and write the same audit records.
 
+pub(crate) mod audit_log;
 pub(crate) mod ca;
 pub(crate) mod certs_verify;
 pub(crate) mod clients;
@@ -35,6 +36,10 @@ pub(crate) const ADMIN_LOG_FILTER: &str = "warn";
 pub(crate) async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Result<ExitCode> {
     let result = match cli.command {
         Command::Scan(args) => return scan::run(&cli.global, &args, &env).await,
+        Command::AuditLog(command) => {
+            let admin = Admin::open(&cli.global, &env).await?;
+            return audit_log::run(&admin, command).await;
+        }
         Command::Serve(args) => serve::run(&cli.global, &args, &env).await,
         Command::Tenants(command) => {
             let admin = Admin::open(&cli.global, &env).await?;

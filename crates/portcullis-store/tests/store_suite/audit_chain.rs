@@ -1,0 +1,388 @@
+//! Store cases of the audit hash chain. They cover verification of an
+//! intact chain and the detection of edited, deleted and reordered records
+//! and of a cut tail. They also cover linear chaining with two writers,
+//! chaining of records from before the chain, pruning with a checkpoint,
+//! and paged queries.
+//!
+//! Tampering goes straight to the database, as someone with write access
+//! to it but without the master key would do.
+
+use portcullis_core::ids::AuditId;
+use portcullis_store::{
+    AuditAction, AuditEvent, AuditQuery, BreakKind, ChainSummary, Store, StoreError,
+};
+use serde_json::json;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use time::{Duration, OffsetDateTime};
+
+use super::{Fixture, Place, context, create_tenant, now};
+
+/// Runs SQL statements on the test database past the store.
+async fn tamper(place: &Place, statements: &[&str]) {
+    match place {
+        Place::Sqlite(path) => {
+            let options = SqliteConnectOptions::new().filename(path);
+            let mut connection = SqliteConnection::connect_with(&options).await.unwrap();
+            for statement in statements {
+                sqlx::query(AssertSqlSafe(*statement))
+                    .execute(&mut connection)
+                    .await
+                    .unwrap();
+            }
+            connection.close().await.unwrap();
+        }
+        Place::Postgres(url) => {
+            let mut connection = PgConnection::connect(url).await.unwrap();
+            for statement in statements {
+                sqlx::query(AssertSqlSafe(*statement))
+                    .execute(&mut connection)
+                    .await
+                    .unwrap();
+            }
+            connection.close().await.unwrap();
+        }
+    }
+}
+
+fn failure(at: OffsetDateTime, target: &str) -> AuditEvent {
+    AuditEvent {
+        id: AuditId::generate(),
+        at,
+        actor: "anonymous".to_owned(),
+        action: AuditAction::AuthFailed,
+        tenant_id: None,
+        target: Some(target.to_owned()),
+        remote_addr: Some("203.0.113.9".to_owned()),
+        details: json!({ "code": "not_found", "surface": "gateway" }),
+    }
+}
+
+/// Writes four records: a tenant creation and three failures.
+async fn four_records(store: &Store) {
+    create_tenant(store, "acme").await;
+    let at = now();
+    let batch: Vec<AuditEvent> = (0..3)
+        .map(|index| failure(at + Duration::seconds(index), "pc_test_abcd"))
+        .collect();
+    store.append_audit(&batch).await.unwrap();
+}
+
+async fn verified(store: &Store) -> ChainSummary {
+    store.verify_audit_chain().await.unwrap().unwrap()
+}
+
+async fn broken(store: &Store) -> portcullis_store::ChainBreak {
+    store.verify_audit_chain().await.unwrap().unwrap_err()
+}
+
+pub(super) async fn audit_chain_intact_after_changes(fixture: Fixture) {
+    let store = fixture.store;
+    let empty = verified(&store).await;
+    assert_eq!(empty.records, 0);
+    assert_eq!(empty.head_seq, 0);
+
+    four_records(&store).await;
+    // Details that PostgreSQL's jsonb stores in its own form: reordered
+    // keys, numbers, nested values and characters outside ASCII.
+    let varied = AuditEvent {
+        details: json!({
+            "zeta": [1.5, -2, 1e3, {"b": null, "a": true}],
+            "alpha": "line\u{2028}sep \u{85} \u{202e} 東京 ✓ \"quoted\" \\",
+            "count": 18_446_744_073_709_551_615_u64,
+        }),
+        ..failure(now(), "pc_test_abcd")
+    };
+    store.append_audit(&[varied]).await.unwrap();
+    let summary = verified(&store).await;
+    assert_eq!(summary.records, 5);
+    assert_eq!(summary.first_seq, Some(1));
+    assert_eq!(summary.head_seq, 5);
+    assert_eq!(summary.checkpoint_seq, 0);
+
+    let records = store
+        .query_audit(&AuditQuery {
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    let seqs: Vec<i64> = records.iter().map(|record| record.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    assert_eq!(records[1].prev_hash, records[0].hash);
+    assert_eq!(summary.head_hash, records[4].hash);
+}
+
+pub(super) async fn audit_chain_edited_record_detected(fixture: Fixture) {
+    four_records(&fixture.store).await;
+    tamper(
+        &fixture.place,
+        &["UPDATE audit_events SET remote_addr = '198.51.100.1' WHERE seq = 3"],
+    )
+    .await;
+    let found = broken(&fixture.store).await;
+    assert_eq!(found.seq, 3);
+    assert_eq!(found.kind, BreakKind::Edited);
+    assert_eq!(found.code(), "edited");
+    assert!(found.id.is_some());
+    assert!(found.to_string().contains("record 3"), "{found}");
+}
+
+pub(super) async fn audit_chain_deleted_record_detected(fixture: Fixture) {
+    four_records(&fixture.store).await;
+    tamper(&fixture.place, &["DELETE FROM audit_events WHERE seq = 2"]).await;
+    let found = broken(&fixture.store).await;
+    assert_eq!(found.seq, 3);
+    assert_eq!(found.kind, BreakKind::Missing { expected: 2 });
+    assert!(found.to_string().contains("records 2 to 2"), "{found}");
+}
+
+pub(super) async fn audit_chain_reordered_records_detected(fixture: Fixture) {
+    four_records(&fixture.store).await;
+    // Swap the places of records 2 and 3, through a free number because
+    // sequence numbers are unique.
+    tamper(
+        &fixture.place,
+        &[
+            "UPDATE audit_events SET seq = 1000 WHERE seq = 2",
+            "UPDATE audit_events SET seq = 2 WHERE seq = 3",
+            "UPDATE audit_events SET seq = 3 WHERE seq = 1000",
+        ],
+    )
+    .await;
+    let found = broken(&fixture.store).await;
+    assert_eq!(found.seq, 2);
+    assert_eq!(found.kind, BreakKind::OutOfOrder { follows: 3 });
+    assert_eq!(found.code(), "out_of_order");
+}
+
+pub(super) async fn audit_chain_deleted_tail_detected(fixture: Fixture) {
+    four_records(&fixture.store).await;
+    tamper(&fixture.place, &["DELETE FROM audit_events WHERE seq = 4"]).await;
+    let found = broken(&fixture.store).await;
+    assert_eq!(
+        found.kind,
+        BreakKind::TruncatedTail {
+            first_missing: 4,
+            head_seq: 4
+        }
+    );
+    assert_eq!(found.code(), "truncated_tail");
+}
+
+pub(super) async fn audit_chain_linear_with_two_writers(fixture: Fixture) {
+    let first = fixture.store.clone();
+    let second = fixture.open_another().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for writer in [first.clone(), second.clone()] {
+        tasks.spawn(async move {
+            for index in 0..10 {
+                let event = failure(now(), &format!("writer-{index}"));
+                writer.append_audit(&[event]).await.unwrap();
+            }
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.unwrap();
+    }
+    let summary = verified(&first).await;
+    assert_eq!(summary.records, 20);
+    assert_eq!(summary.head_seq, 20);
+    second.close().await;
+}
+
+pub(super) async fn audit_chain_legacy_records_chained_once(fixture: Fixture) {
+    // A row as a release before the chain wrote it: no sequence number,
+    // and the chain row not yet marked as having chained old rows.
+    let legacy_id = AuditId::generate();
+    let insert = match &fixture.place {
+        Place::Sqlite(_) => format!(
+            "INSERT INTO audit_events (id, at, actor, action, details) \
+             VALUES ('{legacy_id}', 1000, 'cli', 'tenant.created', '{{\"name\":\"old\"}}')"
+        ),
+        Place::Postgres(_) => format!(
+            "INSERT INTO audit_events (id, at, actor, action, details) \
+             VALUES ('{legacy_id}', to_timestamp(1), 'cli', 'tenant.created', \
+             '{{\"name\":\"old\"}}'::jsonb)"
+        ),
+    };
+    let reset = match &fixture.place {
+        Place::Sqlite(_) => "UPDATE audit_chain SET legacy_chained = 0",
+        Place::Postgres(_) => "UPDATE audit_chain SET legacy_chained = false",
+    };
+    tamper(&fixture.place, &[insert.as_str(), reset]).await;
+    let found = broken(&fixture.store).await;
+    assert_eq!(found.kind, BreakKind::Unchained);
+    assert_eq!(found.id, Some(legacy_id));
+
+    let reopened = fixture.open_another().await;
+    let summary = verified(&reopened).await;
+    assert_eq!(summary.records, 1);
+    let first = reopened
+        .query_audit(&AuditQuery {
+            limit: 1,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(first[0].event.id, legacy_id);
+    reopened.close().await;
+
+    // A row written past the chain after that stays unchained.
+    let late_id = AuditId::generate();
+    let late = insert.replace(&legacy_id.to_string(), &late_id.to_string());
+    tamper(&fixture.place, &[late.as_str()]).await;
+    let again = fixture.open_another().await;
+    let found = broken(&again).await;
+    assert_eq!(found.kind, BreakKind::Unchained);
+    assert_eq!(found.id, Some(late_id));
+    again.close().await;
+}
+
+/// Writes three records ten days old and two fresh ones, and prunes what
+/// is older than five days.
+async fn prune_old_records(store: &Store) -> portcullis_store::PruneOutcome {
+    let at = now();
+    let old: Vec<AuditEvent> = (0..3)
+        .map(|index| failure(at - Duration::days(10) + Duration::seconds(index), "old"))
+        .collect();
+    store.append_audit(&old).await.unwrap();
+    let fresh = [failure(at, "fresh"), failure(at, "fresh")];
+    store.append_audit(&fresh).await.unwrap();
+    store
+        .prune_audit(at - Duration::days(5), &context(at))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+pub(super) async fn audit_chain_pruned_and_still_verified(fixture: Fixture) {
+    let store = fixture.store;
+    let outcome = prune_old_records(&store).await;
+    assert_eq!(outcome.through_seq, 3);
+    assert_eq!(outcome.deleted, 3);
+
+    let summary = verified(&store).await;
+    assert_eq!(summary.checkpoint_seq, 3);
+    assert_eq!(summary.first_seq, Some(4));
+    assert_eq!(summary.records, 3, "two fresh records and the pruning");
+    let pruned = store
+        .query_audit(&AuditQuery {
+            action: Some(AuditAction::AuditPruned),
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(pruned.len(), 1);
+    assert_eq!(pruned[0].seq, 6);
+    assert_eq!(pruned[0].event.details["through_seq"], 3);
+    assert_eq!(pruned[0].event.details["deleted"], 3);
+
+    let nothing = store
+        .prune_audit(now() - Duration::days(5), &context(now()))
+        .await
+        .unwrap();
+    assert_eq!(nothing, None, "nothing left that is old enough");
+}
+
+pub(super) async fn audit_chain_moved_checkpoint_detected(fixture: Fixture) {
+    prune_old_records(&fixture.store).await;
+    // Hiding record 4 by deleting it and moving the checkpoint past it.
+    tamper(
+        &fixture.place,
+        &[
+            "UPDATE audit_chain SET checkpoint_seq = 4, \
+             checkpoint_hash = (SELECT hash FROM audit_events WHERE seq = 4)",
+            "DELETE FROM audit_events WHERE seq = 4",
+        ],
+    )
+    .await;
+    let found = broken(&fixture.store).await;
+    assert_eq!(found.kind, BreakKind::CheckpointUnrecorded);
+    assert_eq!(found.seq, 4);
+}
+
+pub(super) async fn audit_query_filters_and_pages(fixture: Fixture) {
+    let store = fixture.store;
+    let acme = create_tenant(&store, "acme").await;
+    let at = now();
+    let mut batch: Vec<AuditEvent> = (0..5)
+        .map(|index| AuditEvent {
+            tenant_id: Some(acme.id),
+            ..failure(at + Duration::seconds(index), "key-1")
+        })
+        .collect();
+    batch.push(failure(at, "key-2"));
+    store.append_audit(&batch).await.unwrap();
+
+    let base = AuditQuery {
+        tenant_id: Some(acme.id),
+        action: Some(AuditAction::AuthFailed),
+        limit: 2,
+        ..AuditQuery::default()
+    };
+    let first = store.query_audit(&base).await.unwrap();
+    assert_eq!(first.len(), 2);
+    let second = store
+        .query_audit(&AuditQuery {
+            after_seq: first[1].seq,
+            ..base.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 2);
+    assert!(second[0].seq > first[1].seq, "pages follow on");
+
+    let by_target = store
+        .query_audit(&AuditQuery {
+            target: Some("key-2".to_owned()),
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_target.len(), 1);
+
+    let by_actor = store
+        .query_audit(&AuditQuery {
+            actor: Some("cli".to_owned()),
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_actor.len(), 1, "only the tenant creation");
+
+    let window = store
+        .query_audit(&AuditQuery {
+            target: Some("key-1".to_owned()),
+            since: Some(at + Duration::seconds(1)),
+            until: Some(at + Duration::seconds(3)),
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    let times: Vec<OffsetDateTime> = window.iter().map(|record| record.event.at).collect();
+    assert_eq!(
+        times,
+        [at + Duration::seconds(1), at + Duration::seconds(2)],
+        "since is inclusive, until exclusive"
+    );
+}
+
+pub(super) async fn audit_write_without_key_rejected(fixture: Fixture) {
+    let keyless = match &fixture.place {
+        Place::Sqlite(path) => Store::open_sqlite(path).await.unwrap(),
+        Place::Postgres(url) => Store::open_postgres(url).await.unwrap(),
+    };
+    let error = keyless
+        .append_audit(&[failure(now(), "x")])
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::AuditKeyMissing), "{error:?}");
+    let error = keyless.verify_audit_chain().await.unwrap_err();
+    assert!(matches!(error, StoreError::AuditKeyMissing), "{error:?}");
+    keyless.close().await;
+}

@@ -1,0 +1,323 @@
+//! `portcullis audit-log verify|export` and `GET /admin/v1/audit-events`.
+//!
+//! Tampering goes straight to the SQLite file, as someone with write
+//! access to the database but without the master key would do.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "fixtures outside #[test] functions fail the test on any error"
+)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::Output;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{AssertSqlSafe, Connection};
+use support::{DataDir, Server};
+
+/// Exit code of `audit-log verify` on a broken chain.
+const CHAIN_BROKEN: i32 = 3;
+
+/// The fields of every exported record.
+const RECORD_FIELDS: [&str; 11] = [
+    "action",
+    "actor",
+    "at",
+    "details",
+    "hash",
+    "id",
+    "prev_hash",
+    "remote_addr",
+    "seq",
+    "target",
+    "tenant_id",
+];
+
+/// Creates a data directory with four audit records: the creation of tenant
+/// `acme`, the creation of a key, its revocation, and the creation of
+/// tenant `globex`.
+fn four_records() -> DataDir {
+    let data = DataDir::new();
+    data.cli(&["tenants", "create", "acme"]);
+    let (id, _) = data.create_key(&["--tenant", "acme", "--scopes", "orders:read"]);
+    data.cli(&["keys", "revoke", &id, "--reason", "rotated by hand"]);
+    data.cli(&["tenants", "create", "globex"]);
+    data
+}
+
+async fn tamper(data: &DataDir, statements: &[&str]) {
+    let options = SqliteConnectOptions::new().filename(data.path().join("portcullis.db"));
+    let mut connection = SqliteConnection::connect_with(&options).await.unwrap();
+    for statement in statements {
+        sqlx::query(AssertSqlSafe(*statement))
+            .execute(&mut connection)
+            .await
+            .unwrap();
+    }
+    connection.close().await.unwrap();
+}
+
+fn verify(data: &DataDir) -> Output {
+    data.command()
+        .args(["audit-log", "verify"])
+        .output()
+        .unwrap()
+}
+
+/// Runs `verify`, expects the broken-chain exit code and returns the
+/// message on standard error and the `--output json` verdict.
+fn verify_broken(data: &DataDir) -> (String, Value) {
+    let output = verify(data);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(CHAIN_BROKEN), "{stderr}");
+    let json = data
+        .command()
+        .args(["--output", "json", "audit-log", "verify"])
+        .output()
+        .unwrap();
+    assert_eq!(json.status.code(), Some(CHAIN_BROKEN));
+    (stderr, serde_json::from_slice(&json.stdout).unwrap())
+}
+
+fn export(data: &DataDir, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["audit-log", "export"];
+    all.extend_from_slice(args);
+    let output = data.cli(&all);
+    let text = String::from_utf8(output.stdout).unwrap();
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[test]
+fn verify_intact_chain_exits_zero() {
+    let data = four_records();
+    let output = verify(&data);
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("Audit log intact: 4 records"), "{text}");
+
+    let summary = data.cli_json(&["audit-log", "verify"]);
+    assert_eq!(summary["intact"], true);
+    assert_eq!(summary["records"], 4);
+    assert_eq!(summary["head_seq"], 4);
+    assert_eq!(summary["head_hash"].as_str().unwrap().len(), 64);
+}
+
+#[tokio::test]
+async fn verify_names_edited_record() {
+    let data = four_records();
+    tamper(
+        &data,
+        &["UPDATE audit_events SET details = '{\"reason\":\"routine\"}' WHERE seq = 3"],
+    )
+    .await;
+    let (message, verdict) = verify_broken(&data);
+    assert!(message.contains("record 3"), "{message}");
+    assert!(message.contains("was edited"), "{message}");
+    assert_eq!(verdict["intact"], false);
+    assert_eq!(verdict["code"], "edited");
+    assert_eq!(verdict["seq"], 3);
+    assert!(verdict["id"].is_string());
+}
+
+#[tokio::test]
+async fn verify_names_deleted_record() {
+    let data = four_records();
+    tamper(&data, &["DELETE FROM audit_events WHERE seq = 2"]).await;
+    let (message, verdict) = verify_broken(&data);
+    assert!(message.contains("records 2 to 2 are missing"), "{message}");
+    assert_eq!(verdict["code"], "missing");
+    assert_eq!(verdict["seq"], 3);
+}
+
+#[tokio::test]
+async fn verify_names_reordered_record() {
+    let data = four_records();
+    tamper(
+        &data,
+        &[
+            "UPDATE audit_events SET seq = 100 WHERE seq = 2",
+            "UPDATE audit_events SET seq = 2 WHERE seq = 3",
+            "UPDATE audit_events SET seq = 3 WHERE seq = 100",
+        ],
+    )
+    .await;
+    let (message, verdict) = verify_broken(&data);
+    assert!(message.contains("record 2"), "{message}");
+    assert!(message.contains("out of order"), "{message}");
+    assert_eq!(verdict["code"], "out_of_order");
+}
+
+#[tokio::test]
+async fn verify_names_deleted_tail() {
+    let data = four_records();
+    tamper(&data, &["DELETE FROM audit_events WHERE seq = 4"]).await;
+    let (message, verdict) = verify_broken(&data);
+    assert!(message.contains("newest records are missing"), "{message}");
+    assert_eq!(verdict["code"], "truncated_tail");
+    assert_eq!(verdict["seq"], 4);
+}
+
+#[test]
+fn export_writes_json_lines() {
+    let data = four_records();
+    let records = export(&data, &[]);
+    assert_eq!(records.len(), 4);
+    for (index, record) in records.iter().enumerate() {
+        let fields: BTreeSet<&str> = record
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(fields, BTreeSet::from(RECORD_FIELDS));
+        assert_eq!(record["seq"], index + 1);
+        let at = record["at"].as_str().unwrap();
+        assert!(
+            time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).is_ok(),
+            "{at}"
+        );
+    }
+    assert_eq!(records[1]["prev_hash"], records[0]["hash"]);
+    assert_eq!(records[2]["action"], "key.revoked");
+    assert_eq!(records[2]["details"]["reason"], "rotated by hand");
+}
+
+#[test]
+fn export_filters_by_tenant_and_time() {
+    let data = four_records();
+    let acme = data.cli_json(&["tenants", "list"])["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|tenant| tenant["name"] == "acme")
+        .unwrap()["id"]
+        .clone();
+    let of_acme = export(&data, &["--tenant", "acme"]);
+    assert_eq!(of_acme.len(), 3);
+    assert!(of_acme.iter().all(|record| record["tenant_id"] == acme));
+
+    let future = export(&data, &["--since", "2999-01-01T00:00:00Z"]);
+    assert!(future.is_empty());
+    let past = export(&data, &["--until", "2000-01-01T00:00:00Z"]);
+    assert!(past.is_empty());
+
+    let output = data
+        .command()
+        .args(["audit-log", "export", "--since", "yesterday"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("invalid --since"), "{stderr}");
+
+    let output = data
+        .command()
+        .args(["audit-log", "export", "--tenant", "initech"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("initech"), "{stderr}");
+}
+
+async fn admin_get(server: &Server, key: &str, query: &str) -> (StatusCode, Value) {
+    let response = server
+        .client()
+        .get(server.url(&format!("/admin/v1/audit-events{query}")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn admin_lists_and_pages_audit_events() {
+    let data = four_records();
+    let (reader_id, reader) = data.create_key(&["--operator", "--scopes", "admin:read"]);
+    let server = Server::start(&data);
+
+    let (status, first) = admin_get(&server, &reader, "?limit=2").await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let events = first["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["seq"], 1);
+    assert_eq!(first["next_after"], 2);
+
+    let (_, second) = admin_get(&server, &reader, "?limit=2&after=2").await;
+    let seqs: Vec<&Value> = second["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| &event["seq"])
+        .collect();
+    assert_eq!(seqs, [3, 4]);
+
+    let (_, revoked) = admin_get(&server, &reader, "?tenant=acme&action=key.revoked").await;
+    let revoked = revoked["events"].as_array().unwrap();
+    assert_eq!(revoked.len(), 1);
+    let key_id = revoked[0]["target"].as_str().unwrap().to_owned();
+
+    let (_, by_credential) =
+        admin_get(&server, &reader, &format!("?credential={key_id}&actor=cli")).await;
+    let actions: Vec<&Value> = by_credential["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| &event["action"])
+        .collect();
+    assert_eq!(actions, ["key.created", "key.revoked"]);
+    assert_eq!(by_credential["next_after"], Value::Null);
+
+    let (_, window) = admin_get(
+        &server,
+        &reader,
+        "?since=2000-01-01T00:00:00Z&until=2000-01-02T00:00:00Z",
+    )
+    .await;
+    assert_eq!(window["events"].as_array().unwrap().len(), 0);
+
+    // The operator key's own creation is in the log too.
+    let (_, created) = admin_get(&server, &reader, &format!("?credential={reader_id}")).await;
+    assert_eq!(created["events"][0]["action"], "key.created");
+}
+
+#[tokio::test]
+async fn admin_rejects_bad_filters_by_field() {
+    let data = four_records();
+    let (_, reader) = data.create_key(&["--operator", "--scopes", "admin:read"]);
+    let (_, writer_only) = data.create_key(&["--operator", "--scopes", "admin:write"]);
+    let server = Server::start(&data);
+
+    for (query, field) in [
+        ("?since=last-week", "since"),
+        ("?limit=5000", "limit"),
+        ("?action=key.exploded", "action"),
+        ("?tenantt=acme", "tenantt"),
+        (
+            "?since=2026-12-02T00:00:00Z&until=2026-12-01T00:00:00Z",
+            "until",
+        ),
+    ] {
+        let (status, body) = admin_get(&server, &reader, query).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert_eq!(body["code"], "invalid_field", "{query}");
+        assert_eq!(body["field"], field, "{query}");
+    }
+
+    let (status, body) = admin_get(&server, &reader, "?tenant=initech").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    let (status, body) = admin_get(&server, &writer_only, "").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+}
