@@ -260,6 +260,7 @@ pub async fn run(
         header_read_timeout: config.server.header_read_timeout,
         body_read_timeout: config.server.body_read_timeout,
         handshake_timeout: HANDSHAKE_TIMEOUT,
+        idle_timeout: config.server.idle_timeout,
     };
     let grace = config.server.shutdown_grace;
     // A trust started only for forwarded certificates has no TLS

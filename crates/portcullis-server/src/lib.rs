@@ -22,6 +22,7 @@
 //! - [`telemetry`]: logging set-up and the per-request log line.
 //! - [`health`]: `/healthz` and `/readyz`.
 
+pub mod activity;
 pub mod admin;
 pub mod app;
 pub mod auth;

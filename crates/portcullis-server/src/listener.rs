@@ -20,7 +20,6 @@ use axum::response::IntoResponse;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -32,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{debug, error, info, warn};
 
+use crate::activity::{Activity, GuardedBody};
 use crate::body::ReadTimeoutBody;
 use crate::config::{ClientCertificateMode, ServerConfig};
 use crate::pki::handshake::capture_rejection;
@@ -148,6 +148,8 @@ pub struct ListenerLimits {
     pub body_read_timeout: Duration,
     /// Time a client has to complete the TLS handshake.
     pub handshake_timeout: Duration,
+    /// Time a connection may stay open with no request in flight.
+    pub idle_timeout: Duration,
 }
 
 impl ListenerLimits {
@@ -159,6 +161,7 @@ impl ListenerLimits {
             header_read_timeout: server.header_read_timeout,
             body_read_timeout: server.body_read_timeout,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            idle_timeout: server.idle_timeout,
         }
     }
 }
@@ -228,7 +231,6 @@ async fn serve_with(
     let permits = Arc::new(Semaphore::new(
         limits.max_connections.min(Semaphore::MAX_PERMITS),
     ));
-    let graceful = GracefulShutdown::new();
     let mut tasks = JoinSet::new();
     let mut consecutive_failures: u64 = 0;
     let mut limit_warning = LimitWarning::default();
@@ -267,21 +269,18 @@ async fn serve_with(
             }
         };
 
-        // The watcher must exist before the shutdown signal is sent, or a
-        // connection still in its handshake would miss the signal.
-        let watcher = graceful.watcher();
         tasks.spawn(handle_connection(
             Arc::clone(&shared),
             stream,
             local,
             peer,
-            watcher,
+            shutdown.clone(),
             permit,
         ));
     }
 
     drop(listener);
-    drain(graceful, tasks, grace).await;
+    drain(tasks, grace).await;
     info!(address = %local, "listener stopped");
     Ok(())
 }
@@ -358,11 +357,15 @@ impl LimitWarning {
 
 fn reap_finished(tasks: &mut JoinSet<()>) {
     while let Some(result) = tasks.try_join_next() {
-        if let Err(error) = result
-            && error.is_panic()
-        {
-            error!(error = %error, "connection task panicked");
-        }
+        log_panic(result);
+    }
+}
+
+fn log_panic(result: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = result
+        && error.is_panic()
+    {
+        error!(error = %error, "connection task panicked");
     }
 }
 
@@ -380,16 +383,21 @@ fn log_accept_failure(error: &std::io::Error, consecutive_failures: u64) {
     }
 }
 
-async fn drain(graceful: GracefulShutdown, mut tasks: JoinSet<()>, grace: Duration) {
+/// Waits up to `grace` for every connection task to end. Each task has
+/// seen the shutdown signal and lets its connection finish the requests in
+/// flight; connections still open after `grace` are closed.
+async fn drain(mut tasks: JoinSet<()>, grace: Duration) {
     info!(
-        open_connections = graceful.count(),
+        open_connections = tasks.len(),
         grace_seconds = grace.as_secs_f64(),
         "shutting down: no new connections, waiting for in-flight requests"
     );
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let all_ended = async {
+        while let Some(result) = tasks.join_next().await {
+            log_panic(result);
+        }
+    };
+    if tokio::time::timeout(grace, all_ended).await.is_err() {
         warn!(
             open_connections = tasks.len(),
             "grace period ended; closing the remaining connections"
@@ -403,7 +411,7 @@ async fn handle_connection(
     stream: TcpStream,
     listen_address: SocketAddr,
     peer: SocketAddr,
-    watcher: Watcher,
+    shutdown: CancellationToken,
     _permit: OwnedSemaphorePermit,
 ) {
     // Small responses go out at once instead of waiting for Nagle's
@@ -423,7 +431,7 @@ async fn handle_connection(
 
     let (acceptor, trust) = match &shared.tls {
         ListenerTls::Off => {
-            serve_connection(&shared, TokioIo::new(stream), info, watcher).await;
+            serve_connection(&shared, TokioIo::new(stream), info, &shutdown).await;
             return;
         }
         ListenerTls::Fixed(acceptor) => (acceptor.clone(), None),
@@ -498,7 +506,7 @@ async fn handle_connection(
             Arc::new(ConnectionCertificate::new(snapshot.generation, certificate))
         });
     }
-    serve_connection(&shared, TokioIo::new(tls_stream), info, watcher).await;
+    serve_connection(&shared, TokioIo::new(tls_stream), info, &shutdown).await;
 }
 
 /// Queues the audit record of a client certificate rejected at the
@@ -515,21 +523,30 @@ fn record_rejected_certificate(shared: &Shared, peer: SocketAddr, rejection: &Re
     }
 }
 
-/// Serves HTTP on one connection until the client closes it, the graceful
-/// shutdown finishes it, or the client sends no request in time.
+/// Time an HTTP/2 client gets to close its connection after the idle
+/// timeout sent GOAWAY. hyper waits for the client's answer to a PING
+/// before it closes, and a client that never answers must not keep the
+/// connection; nothing is in flight, so nothing is cut off.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Serves HTTP on one connection until the client closes it, the shutdown
+/// signal or the idle timeout ends it, or the client sends no request in
+/// time.
 async fn serve_connection<I>(
     shared: &Shared,
     io: TokioIo<I>,
     info: ConnectionInfo,
-    watcher: Watcher,
+    shutdown: &CancellationToken,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let request_seen = Arc::new(AtomicBool::new(false));
+    let activity = Arc::new(Activity::default());
     let peer = info.peer;
     let service = {
         let app = shared.app.clone();
         let request_seen = Arc::clone(&request_seen);
+        let activity = Arc::clone(&activity);
         let trust = match &shared.tls {
             ListenerTls::ClientCertificates(trust) => Some(Arc::clone(trust)),
             ListenerTls::Off | ListenerTls::Fixed(_) => None,
@@ -537,6 +554,7 @@ async fn serve_connection<I>(
         let body_read_timeout = shared.limits.body_read_timeout;
         hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
             request_seen.store(true, Ordering::Relaxed);
+            let in_flight = activity.begin();
             let revoked_serial = revoked_serial(&info, trust.as_deref());
             request.extensions_mut().insert(info.clone());
             request.extensions_mut().insert(ConnectInfo(info.peer));
@@ -544,44 +562,81 @@ async fn serve_connection<I>(
             let request = request
                 .map(|body| axum::body::Body::new(ReadTimeoutBody::new(body, body_read_timeout)));
             async move {
-                if let Some(serial) = revoked_serial {
+                let response = if let Some(serial) = revoked_serial {
                     debug!(peer = %peer, serial = %serial, "request on a connection with a revoked client certificate");
-                    return Ok(Problem::forbidden(
+                    Problem::forbidden(
                         "certificate_revoked",
                         "the client certificate of this connection has been revoked; connect \
                          again with a valid certificate",
                     )
-                    .into_response());
-                }
-                app.oneshot(request).await
+                    .into_response()
+                } else {
+                    let Ok(response) = app.oneshot(request).await;
+                    response
+                };
+                // The request stays in flight until its body has been sent.
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| axum::body::Body::new(GuardedBody::new(body, in_flight))),
+                )
             }
         })
     };
     // NOTE: connections are served without HTTP upgrades (WebSocket), because
     // hyper-util 0.1.21 cannot shut an upgradeable connection down gracefully.
-    let connection = watcher.watch(shared.builder.serve_connection(io, service));
+    let connection = shared.builder.serve_connection(io, service);
     tokio::pin!(connection);
 
     // hyper's header timeout covers HTTP/1 request heads only. This deadline
     // also closes a connection that sends nothing, or only part of the
     // protocol preface, or opens HTTP/2 and never sends a request.
-    // NOTE: an HTTP/2 connection that has sent one request may then idle
-    // without limit.
     let first_request_deadline = async {
         tokio::time::sleep(shared.limits.header_read_timeout).await;
         if request_seen.load(Ordering::Relaxed) {
             std::future::pending::<()>().await;
         }
     };
+    tokio::pin!(first_request_deadline);
+    // The idle timeout closes what the header timeout does not: an HTTP/2
+    // connection that has made requests and then stays quiet.
+    let idle = activity.idle_for(shared.limits.idle_timeout);
+    tokio::pin!(idle);
+    let mut closing = false;
+    let mut close_deadline = None;
 
-    tokio::select! {
-        result = &mut connection => {
-            if let Err(error) = result {
-                debug!(peer = %peer, error = %error, "connection ended with an error");
+    loop {
+        let forced_close = async {
+            match close_deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
             }
-        }
-        () = first_request_deadline => {
-            debug!(peer = %peer, "no request within the header read timeout; closing");
+        };
+        tokio::select! {
+            result = &mut connection => {
+                if let Err(error) = result {
+                    debug!(peer = %peer, error = %error, "connection ended with an error");
+                }
+                return;
+            }
+            () = &mut first_request_deadline => {
+                debug!(peer = %peer, "no request within the header read timeout; closing");
+                return;
+            }
+            // Requests in flight finish; the listener's grace period bounds
+            // how long they may take.
+            () = shutdown.cancelled(), if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = &mut idle, if !closing => {
+                debug!(peer = %peer, "connection idle; closing");
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+                close_deadline = Some(tokio::time::Instant::now() + IDLE_CLOSE_GRACE);
+            }
+            () = forced_close => {
+                debug!(peer = %peer, "idle connection not closed by the client; closing");
+                return;
+            }
         }
     }
 }

@@ -156,6 +156,7 @@ impl Listener {
             header_read_timeout: Duration::from_secs(5),
             body_read_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
         };
         let app = Router::new().route("/whoami", get(describe));
         let task = tokio::spawn(serve_with_client_certificates(

@@ -14,6 +14,9 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::{Extension, Router};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use portcullis_server::config::TlsMode;
 use portcullis_server::listener::{ConnectionInfo, ListenerLimits, serve};
 use portcullis_server::tls::{self, TlsSource};
@@ -41,6 +44,7 @@ fn limits(max_connections: usize, header_read_timeout: Duration) -> ListenerLimi
         header_read_timeout,
         body_read_timeout: Duration::from_secs(5),
         handshake_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(60),
     }
 }
 
@@ -272,6 +276,40 @@ async fn silent_connection_closed_after_header_timeout() {
     let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut reply)).await;
     assert!(read.is_ok(), "the connection stayed open");
     assert!(started.elapsed() >= Duration::from_millis(250));
+
+    stop(running).await;
+}
+
+/// An HTTP/2 connection that made a request and went quiet is closed after
+/// the idle timeout, and a request that takes longer than the timeout is
+/// not taken for idleness.
+#[tokio::test]
+async fn idle_http2_connection_closed() {
+    let running = start_limited(
+        None,
+        ListenerLimits {
+            idle_timeout: SLOW_RESPONSE / 4,
+            ..limits(16, Duration::from_secs(5))
+        },
+    )
+    .await;
+
+    let stream = TcpStream::connect(running.address).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let connection = tokio::spawn(connection);
+    let request = http::Request::get(format!("http://{}/slow", running.address))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"done", "the slow request was cut off");
+
+    let ended = tokio::time::timeout(Duration::from_secs(30), connection).await;
+    assert!(ended.is_ok(), "the idle HTTP/2 connection stayed open");
 
     stop(running).await;
 }

@@ -76,6 +76,12 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// while a slow link that keeps sending is never cut off.
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Default time a connection may stay open with no request in flight. A
+/// client that sent one HTTP/2 request and then went quiet gives its
+/// connection slot back within a minute. HTTP/1 keep-alive connections
+/// close sooner, at the header read timeout.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Default time the gateway waits for an upstream response: half the 60 s
 /// default idle timeout of common proxies in front (AWS ALB, nginx
 /// `proxy_read_timeout`), so Portcullis returns 504 before such a proxy
@@ -121,6 +127,8 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Maximum pause between two parts of a request body.
     pub body_read_timeout: Duration,
+    /// Time a connection may stay open with no request in flight.
+    pub idle_timeout: Duration,
     /// Whether TLS clients are asked for a certificate.
     pub client_certificates: ClientCertificateMode,
     /// CRL files of trusted partner CAs, in PEM.

@@ -196,6 +196,9 @@ pub struct RawServer {
     /// Maximum pause between two parts of a request body, such as `"30s"`;
     /// default 30 s.
     pub body_read_timeout: Option<String>,
+    /// Time a connection may stay open with no request in flight, such as
+    /// `"60s"`; default 60 s.
+    pub idle_timeout: Option<String>,
     /// Whether the listener asks TLS clients for a certificate: `"off"`
     /// (default), `"optional"` or `"required"`.
     pub client_certificates: Option<String>,

@@ -115,6 +115,7 @@ fn empty_file_gives_defaults() {
         DEFAULT_HEADER_READ_TIMEOUT
     );
     assert_eq!(config.server.body_read_timeout, DEFAULT_BODY_READ_TIMEOUT);
+    assert_eq!(config.server.idle_timeout, DEFAULT_IDLE_TIMEOUT);
     assert!(config.routes.is_empty());
 }
 
@@ -131,6 +132,7 @@ fn all_server_settings_parse() {
         max_connections = 50
         header_read_timeout = "5s"
         body_read_timeout = "20s"
+        idle_timeout = "2m"
         "#,
         &no_env(),
     )
@@ -151,6 +153,7 @@ fn all_server_settings_parse() {
     assert_eq!(server.max_connections, 50);
     assert_eq!(server.header_read_timeout, Duration::from_secs(5));
     assert_eq!(server.body_read_timeout, Duration::from_secs(20));
+    assert_eq!(server.idle_timeout, Duration::from_secs(120));
 }
 
 #[test]
@@ -635,6 +638,8 @@ fn bad_proxies_and_durations_named() {
     assert_names(&error, "routes[0].timeout");
     let error = error_of("[server]\nbody_read_timeout = \"0s\"\n");
     assert_names(&error, "server.body_read_timeout");
+    let error = error_of("[server]\nidle_timeout = \"soon\"\n");
+    assert_names(&error, "server.idle_timeout");
     let error = error_of("[server]\nmax_connections = 0\n");
     assert_names(&error, "server.max_connections");
 }

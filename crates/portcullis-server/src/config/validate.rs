@@ -11,9 +11,10 @@ use portcullis_core::scope::{Scope, ScopeSet};
 use super::raw::{RawRoute, RawServer, RawTls};
 use super::{
     AuthMethod, ClientCertificateMode, Config, ConfigError, DEFAULT_BODY_READ_TIMEOUT,
-    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_ROUTE_TIMEOUT, DEFAULT_SHUTDOWN_GRACE, ForwardedCertificateConfig,
-    ForwardedCertificateFormat, RawConfig, RouteConfig, RouteScopes, ServerConfig, TlsMode,
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_ROUTE_TIMEOUT, DEFAULT_SHUTDOWN_GRACE,
+    ForwardedCertificateConfig, ForwardedCertificateFormat, RawConfig, RouteConfig, RouteScopes,
+    ServerConfig, TlsMode,
 };
 
 /// Scopes key that applies to every method not listed on its own.
@@ -151,6 +152,11 @@ fn check_server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
             "server.body_read_timeout",
             raw.body_read_timeout,
             DEFAULT_BODY_READ_TIMEOUT,
+        )?,
+        idle_timeout: check_duration(
+            "server.idle_timeout",
+            raw.idle_timeout,
+            DEFAULT_IDLE_TIMEOUT,
         )?,
         client_certificates,
         partner_crls,
