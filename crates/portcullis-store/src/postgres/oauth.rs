@@ -240,7 +240,7 @@ impl PostgresStore {
             .execute(&mut *tx)
             .await?;
         let event = AuditEvent::client_limits_changed(audit, &client, limits);
-        insert_audit(&mut tx, &event).await?;
+        insert_audit(&mut tx, &self.audit_key, &event).await?;
         insert_client_change(&mut tx, id, client.tenant_id).await?;
 
         let updated = lock_client(&mut tx, id).await?;

@@ -238,7 +238,7 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await?;
         let event = AuditEvent::client_limits_changed(audit, &client, limits);
-        insert_audit(&mut tx, &event).await?;
+        insert_audit(&mut tx, &self.audit_key, &event).await?;
         insert_client_change(&mut tx, id, client.tenant_id).await?;
 
         let updated = select_client(&mut tx, id).await?;
