@@ -369,6 +369,30 @@ async fn trickling_body_gets_408() {
     assert!(response.closed, "the slow client was not cut off");
 }
 
+/// The token endpoint answers a trickling form body as every other endpoint
+/// does: 408, not an OAuth 400 that would send the client to fix its
+/// parameters.
+#[tokio::test]
+async fn token_endpoint_trickling_body_gets_408() {
+    let f = fixture();
+    let head = "POST /oauth/token HTTP/1.1\r\nHost: portcullis.example.test\r\n\
+                Content-Type: application/x-www-form-urlencoded\r\n\
+                Content-Length: 100\r\n\r\ngrant_type=client_credentials";
+    let mut slow = raw::connect(f.server.address, &f.server.ca_pem).await;
+    slow.write_all(head.as_bytes()).await.unwrap();
+    assert_other_client_served(f).await;
+
+    let response = raw::read_until_closed(&mut slow).await;
+    assert_eq!(response.status, 408, "{}", response.text);
+    assert!(
+        response.text.contains("body_read_timeout"),
+        "{}",
+        response.text
+    );
+    assert!(response.text.contains("no-store"), "{}", response.text);
+    assert!(response.closed, "the slow client was not cut off");
+}
+
 #[tokio::test]
 async fn gateway_trickling_body_gets_408() {
     let f = fixture();

@@ -6,6 +6,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 use serde_json::json;
 
+use crate::body::BodyReadError;
 use crate::problem::Problem;
 
 /// One OAuth error.
@@ -18,6 +19,9 @@ pub struct OAuthError {
     /// Set when the body exceeded this many bytes. The response is then a
     /// problem+json 413, because RFC 6749 defines no error code for it.
     body_limit: Option<u64>,
+    /// Set when the client paused too long while sending the body. The
+    /// response is then the problem+json 408 of every other endpoint.
+    body_timed_out: bool,
     /// Set on a 429 for too many failed authentications: the block's time
     /// left in seconds.
     retry_after: Option<u64>,
@@ -31,6 +35,7 @@ impl OAuthError {
             status,
             basic_challenge: false,
             body_limit: None,
+            body_timed_out: false,
             retry_after: None,
         }
     }
@@ -43,6 +48,18 @@ impl OAuthError {
             format!("the request body exceeds the limit of {limit} bytes"),
         );
         error.body_limit = Some(limit);
+        error
+    }
+
+    /// 408: the body stopped arriving for longer than the body read
+    /// timeout (RFC 9110 §15.5.9).
+    pub fn body_timed_out() -> Self {
+        let mut error = Self::new(
+            "invalid_request",
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body stopped arriving; send it again without pauses",
+        );
+        error.body_timed_out = true;
         error
     }
 
@@ -142,6 +159,8 @@ impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let mut response = if let Some(limit) = self.body_limit {
             Problem::payload_too_large(limit).into_response()
+        } else if self.body_timed_out {
+            BodyReadError::TimedOut.into_problem().into_response()
         } else if let Some(seconds) = self.retry_after {
             Problem::authentication_blocked(seconds)
                 .with_extension("error", json!(self.code))

@@ -59,9 +59,7 @@ impl Form {
             .await
             .map_err(|error| match error {
                 BodyReadError::TooLarge { limit } => OAuthError::payload_too_large(limit),
-                BodyReadError::TimedOut => {
-                    OAuthError::invalid_request("the request body stopped arriving in time")
-                }
+                BodyReadError::TimedOut => OAuthError::body_timed_out(),
                 BodyReadError::Failed(_) => {
                     OAuthError::invalid_request("the request body could not be read")
                 }
