@@ -1,9 +1,11 @@
 //! `/healthz` (the process runs) and `/readyz` (the store responds).
 //!
-//! `/readyz` also reports where rate limits are counted (`memory`, `redis`,
-//! or `redis_unreachable` during an outage), and with Redis the number of
-//! Redis calls that failed or timed out since start (`redis_failures`). An outage does not make the
-//! node unready, because every node shares Redis and the configured
+//! `/readyz` also reports where rate limits (`rate_limits`) and failed
+//! authentication counts (`brute_force`) are kept: `memory`, `redis`, or
+//! `redis_unreachable` during an outage. With Redis it gives the number of
+//! Redis calls of each that failed or timed out since start
+//! (`redis_failures`, `brute_force_redis_failures`). An outage does not make
+//! the node unready, because every node shares Redis and the configured
 //! fallback (`limits.redis_failure`) decides what limited requests get.
 
 use axum::extract::State;
@@ -13,6 +15,7 @@ use serde_json::json;
 
 use crate::app::AppState;
 use crate::problem::Problem;
+use crate::ratelimit::redis::RedisHealth;
 
 /// `GET /healthz`: 200 while the process serves requests.
 pub async fn healthz() -> Response {
@@ -28,9 +31,14 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             axum::Json(json!({
                 "status": "ready",
                 "store": state.store.backend(),
-                "rate_limits": rate_limit_backend(&state),
+                "rate_limits": backend(state.rate_limiter.redis_health()),
                 "redis_failures": state
                     .rate_limiter
+                    .redis_health()
+                    .map(|health| health.failures()),
+                "brute_force": backend(state.brute_force.redis_health()),
+                "brute_force_redis_failures": state
+                    .brute_force
                     .redis_health()
                     .map(|health| health.failures()),
             })),
@@ -43,9 +51,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Names where rate limits are counted right now.
-fn rate_limit_backend(state: &AppState) -> &'static str {
-    match state.rate_limiter.redis_health() {
+/// Names where counts are kept right now, given the Redis health of a
+/// shared counter (`None` for one in memory).
+fn backend(redis: Option<&RedisHealth>) -> &'static str {
+    match redis {
         None => "memory",
         Some(health) if health.is_up() => "redis",
         Some(_) => "redis_unreachable",

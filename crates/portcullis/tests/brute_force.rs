@@ -302,3 +302,41 @@ async fn key_guessing_blocks_one_address() {
     );
     server.stop().await;
 }
+
+/// Access tokens whose signature does not verify block the address that
+/// sends them, like unknown keys, while the same client's real token from
+/// another address passes.
+#[tokio::test]
+async fn forged_tokens_block_one_address() {
+    let upstream = Upstream::start();
+    let data = DataDir::new();
+    write_config(&data, &upstream.url(), "");
+    data.cli(&["tenants", "create", "acme"]);
+    let c = create_client(&data);
+    let server = Server::start(&data);
+    let attacker = client_from(&server, Ipv4Addr::new(127, 0, 0, 2));
+    let caller = client_from(&server, Ipv4Addr::new(127, 0, 0, 3));
+
+    let issued = token(&caller, &server, &c.id, &c.secret, &[]).await;
+    let real = issued.body["access_token"].as_str().unwrap().to_owned();
+    // The same header and claims with another signature.
+    let (signed, _) = real.rsplit_once('.').unwrap();
+    let forged = format!("{signed}.{}", "A".repeat(86));
+
+    for n in 1..=BLOCK_AFTER {
+        let reply = get_orders(&attacker, &server, &forged, &[]).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "forgery {n}");
+    }
+    let blocked = get_orders(&attacker, &server, &forged, &[]).await;
+    assert_blocked(&blocked, "forgery after the block");
+    let real_from_attacker = get_orders(&attacker, &server, &real, &[]).await;
+    assert_blocked(&real_from_attacker, "real token from the blocked address");
+
+    let right = get_orders(&caller, &server, &real, &[]).await;
+    assert_eq!(
+        right.status,
+        StatusCode::OK,
+        "real token from another address"
+    );
+    server.stop().await;
+}

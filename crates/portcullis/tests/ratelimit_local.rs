@@ -226,6 +226,7 @@ async fn readiness_names_memory_backend() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["rate_limits"], "memory");
     assert_eq!(body["redis_failures"], Value::Null);
+    assert_eq!(body["brute_force"], "memory");
     let logs = FIXTURE.server.log_text();
     assert!(
         logs.contains("rate limits are counted in this node's memory"),

@@ -282,6 +282,7 @@ async fn redis_outage_uses_fallback_then_recovers() {
 
     assert_eq!(readiness_backend(&local).await, "redis");
     assert_eq!(readiness(&local).await["redis_failures"], 0);
+    assert_eq!(readiness(&local).await["brute_force"], "redis");
     redis.stop();
 
     // The local node counts in its own memory, which starts full.
@@ -315,6 +316,9 @@ async fn redis_outage_uses_fallback_then_recovers() {
     assert_eq!(count_logs(&local, "redis is unreachable"), 1);
     assert_eq!(count_logs(&deny, "redis is unreachable"), 1);
     assert_eq!(readiness_backend(&local).await, "redis_unreachable");
+    // Every key request asked the failure counts first, so the tracker's
+    // connection has seen the outage too.
+    assert_eq!(readiness(&local).await["brute_force"], "redis_unreachable");
     let failures = readiness(&local).await["redis_failures"].as_u64().unwrap();
     assert!(failures >= 1, "{failures} failed Redis calls counted");
 

@@ -21,6 +21,7 @@ use crate::listener::ClientCertificate;
 use crate::oauth::jwt::{Expectations, TokenError, ValidatedToken, validate};
 use crate::oauth::server::AuthorizationServer;
 use crate::problem::{Challenge, Problem};
+use crate::ratelimit::brute_force::Subject;
 
 /// A request whose access token passed every check.
 #[derive(Clone, Debug)]
@@ -176,14 +177,29 @@ impl<'a> TokenVerifier<'a> {
 /// Verifies a presented access token for `audience`, recording the outcome
 /// for the log line and, on failure, an audit record.
 ///
+/// A token whose signature does not verify counts as a failed
+/// authentication of the client address, like a wrong key. One that is
+/// signed but expired, revoked or for another audience does not: it came
+/// from Portcullis, and an honest client that forgot to refresh must not
+/// block its whole network.
+///
 /// Errors are the problem to respond with: 401 `invalid_token` for a
-/// rejected token, 503 when the store cannot be queried for revocation.
+/// rejected token, 429 for an address blocked after too many failures, 503
+/// when the store cannot be queried for revocation.
 pub async fn authenticate_token(
     verifier: &TokenVerifier<'_>,
     token: &SecretString,
     audience: &str,
     context: &CheckContext<'_>,
 ) -> Result<AuthenticatedToken, Problem> {
+    let subjects = [Subject::ClientIp(context.client_ip)];
+    if let Err(retry_after) = context.brute_force.admit(&subjects).await {
+        context
+            .usage
+            .record_failure(context.failure("authentication_blocked"));
+        return Err(Problem::authentication_blocked(retry_after));
+    }
+
     match verifier.verify(token.expose_secret(), audience).await {
         Ok(authenticated) => {
             context.facts.update(|facts| {
@@ -206,6 +222,9 @@ pub async fn authenticate_token(
                 });
             }
             context.usage.record_failure(failure);
+            if token.is_none() {
+                context.brute_force.record_failure(&subjects).await;
+            }
             Err(rejected_token(&rejection))
         }
         Err(TokenVerifyError::Store(error)) => {
