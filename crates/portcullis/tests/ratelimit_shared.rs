@@ -1,6 +1,6 @@
 //! Rate limits shared through Redis: two nodes together admit the
-//! configured rate, and a Redis outage gives each node its configured
-//! fallback until Redis is back. Every test runs its own `redis-server`, so
+//! configured rate and block a guessing address together, and a Redis
+//! outage gives each node its configured fallback until Redis is back. Every test runs its own `redis-server`, so
 //! it can stop it without touching the Redis that other tests use.
 
 #![allow(
@@ -16,6 +16,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use portcullis_core::key::{Environment, KeySecret};
 use reqwest::StatusCode;
 use serde_json::Value;
 use support::services::{OwnRedis, fresh_postgres};
@@ -351,5 +352,68 @@ async fn redis_outage_uses_fallback_then_recovers() {
         assert_eq!(readiness_backend(node).await, "redis");
         assert_eq!(count_logs(node, "redis is unreachable"), 1);
         assert_eq!(count_logs(node, "redis is reachable again"), 1);
+    }
+}
+
+/// Failed authentications from one address count in Redis, so guesses
+/// spread over two nodes block the address on both, while another address
+/// with a right key passes on both.
+#[tokio::test]
+async fn guesses_on_two_nodes_block_together() {
+    let Some(redis) = OwnRedis::start() else {
+        return;
+    };
+    let Some(database_url) = fresh_postgres("portcullis_brute_force") else {
+        return;
+    };
+    let upstream = Upstream::start();
+    let mut data = DataDir::new();
+    data.database_url = Some(database_url);
+    data.write_config(&format!(
+        "[limits.brute_force.client_ip]\nslow_after = 4\nblock_after = 4\nwindow = \"1m\"\n{}",
+        config(&upstream)
+    ));
+    let key = create_key(&data);
+    let url = redis.url();
+    let env = [("PORTCULLIS_REDIS_URL", url.as_str())];
+    let nodes = [
+        Server::start_with(&data, &env),
+        Server::start_with(&data, &env),
+    ];
+
+    // Four guesses from 127.0.0.1, alternating between the nodes.
+    for n in 0..4 {
+        let guess = KeySecret::generate(Environment::Live).unwrap();
+        let status = status(&nodes[n % 2], "/unlimited/1", guess.expose()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "guess {n}");
+    }
+    for node in &nodes {
+        let response = node
+            .client()
+            .get(node.url("/unlimited/1"))
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["limit"], "brute_force");
+    }
+
+    for node in &nodes {
+        let other = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&node.ca_pem).unwrap()])
+            .resolve("localhost", node.address)
+            .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+            .no_proxy()
+            .build()
+            .unwrap();
+        let response = other
+            .get(node.url("/unlimited/1"))
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "another address");
     }
 }
