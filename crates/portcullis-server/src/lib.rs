@@ -20,6 +20,7 @@
 //! - [`ratelimit`]: rate limits, use counts and brute-force protection.
 //! - [`client_ip`]: the one resolver of a request's client address.
 //! - [`telemetry`]: logging set-up and the per-request log line.
+//! - [`metrics`]: Prometheus metrics and their separate listener.
 //! - [`health`]: `/healthz` and `/readyz`.
 
 pub mod activity;
@@ -36,6 +37,7 @@ pub mod health;
 pub mod leaks;
 pub mod listener;
 pub mod manage;
+pub mod metrics;
 pub mod oauth;
 pub mod pki;
 pub mod problem;

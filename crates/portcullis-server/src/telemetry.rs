@@ -16,6 +16,8 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 use crate::gateway::path::normalize;
+use crate::metrics::labels::RequestLabels;
+use crate::metrics::{self, AuthMethodLabel, AuthOutcome, MethodLabel, RouteLabel, StatusClass};
 use crate::problem::Problem;
 
 /// Formats an error with its sources, `outer: inner: root`, so a log line
@@ -81,6 +83,12 @@ pub struct RequestFacts {
     pub key_id: Option<KeyId>,
     /// The OAuth client of an authenticated access token.
     pub client_id: Option<String>,
+    /// The route as a metric label; unset means `unmatched`.
+    pub metric_route: Option<RouteLabel>,
+    /// The credential kind the request authenticated with, or tried to.
+    pub auth_method: Option<AuthMethodLabel>,
+    /// The outcome of the request's authentication.
+    pub auth_outcome: Option<AuthOutcome>,
 }
 
 /// A handle for handlers to fill in [`RequestFacts`].
@@ -111,7 +119,8 @@ impl FactsHandle {
 pub struct RequestId(pub String);
 
 /// Outermost middleware: gives the request an id, normalizes its path
-/// before any routing, and writes one log line when the response is ready.
+/// before any routing, and writes one log line and records the request's
+/// metrics when the response head is ready.
 pub async fn observe(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     // Always a fresh id: an inbound X-Request-Id is the client's text and
@@ -137,6 +146,16 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
         response.headers_mut().insert("x-request-id", value);
     }
     let facts = facts.snapshot();
+    if let Some(metrics) = metrics::get() {
+        let labels = RequestLabels {
+            route: facts.metric_route.clone().unwrap_or(RouteLabel::Unmatched),
+            method: MethodLabel::from(&method),
+            status_class: StatusClass::from(response.status()),
+            auth_method: facts.auth_method.unwrap_or(AuthMethodLabel::None),
+            auth_outcome: facts.auth_outcome.unwrap_or(AuthOutcome::None),
+        };
+        metrics.record_request(&labels, started.elapsed());
+    }
     tracing::info!(
         request_id = %request_id,
         method = %method,
@@ -175,14 +194,18 @@ fn normalized_uri(uri: &http::Uri) -> Result<Option<http::Uri>, Problem> {
 }
 
 /// Route-level middleware for Portcullis's own endpoints: records the
-/// matched route pattern for the log line.
+/// matched route pattern for the log line and the metrics.
 pub async fn label_matched_route(request: Request, next: Next) -> Response {
     if let (Some(matched), Some(facts)) = (
         request.extensions().get::<MatchedPath>(),
         request.extensions().get::<FactsHandle>(),
     ) {
         let route = matched.as_str().to_owned();
-        facts.update(|facts| facts.route = Some(route));
+        let label = RouteLabel::endpoint(&route);
+        facts.update(|facts| {
+            facts.route = Some(route);
+            facts.metric_route = Some(label);
+        });
     }
     next.run(request).await
 }

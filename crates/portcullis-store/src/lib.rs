@@ -5,6 +5,7 @@
 //! - [`audit`]: audit records and the context of a change.
 //! - [`chain`]: the hash chain over audit records and its verification.
 //! - [`error`]: [`StoreError`] and the mapping of database errors onto it.
+//! - [`observe`]: a hook that receives the duration and outcome of each operation.
 //! - [`sqlite`]: the embedded backend, one file in WAL mode.
 //! - [`postgres`]: the backend for several nodes, with LISTEN/NOTIFY.
 //! - `oauth`: the [`Store`] methods of the OAuth authorization server:
@@ -87,6 +88,7 @@ macro_rules! select_signing_key {
 pub mod audit;
 pub mod chain;
 pub mod error;
+pub mod observe;
 pub mod postgres;
 pub mod records;
 pub mod sqlite;
@@ -136,14 +138,18 @@ pub enum Store {
     Postgres(PostgresStore),
 }
 
-/// Calls the same method on whichever backend `$store` holds.
+/// Calls the same method on whichever backend `$store` holds, and reports
+/// its duration and outcome to the [`observe`] hook under the method's name.
 macro_rules! dispatch {
-    ($store:expr, $backend:ident => $call:expr) => {
-        match $store {
-            Store::Sqlite($backend) => $call.await,
-            Store::Postgres($backend) => $call.await,
-        }
-    };
+    ($store:expr, $backend:ident => $receiver:ident . $method:ident ( $($argument:expr),* $(,)? )) => {{
+        let started = std::time::Instant::now();
+        let outcome = match $store {
+            Store::Sqlite($backend) => $receiver.$method($($argument),*).await,
+            Store::Postgres($backend) => $receiver.$method($($argument),*).await,
+        };
+        crate::observe::record(stringify!($method), started, &outcome);
+        outcome
+    }};
 }
 
 // Declared after `dispatch!`, which they use.

@@ -530,6 +530,7 @@ fn serve_stops_on_sigterm() {
         .arg(data.path())
         .args(["serve", "--log-format", "json", "--log-filter", "info"])
         .env("PORTCULLIS_SERVER__LISTEN", "127.0.0.1:0")
+        .env("PORTCULLIS_METRICS__LISTEN", "127.0.0.1:0")
         .env("PORTCULLIS_SERVER__PLAIN_HTTP", "true")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

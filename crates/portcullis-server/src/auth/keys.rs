@@ -73,7 +73,11 @@ impl KeyVerifier {
             .map_err(|error| VerifyError::rejected(KeyRejection::InvalidFormat(error)))?;
         let hash = self.pepper.hash(presented.as_bytes());
 
-        let record = match self.cache.get(&hash) {
+        let cached = self.cache.get(&hash);
+        if let Some(metrics) = crate::metrics::get() {
+            metrics.record_cache_lookup(cached.is_some());
+        }
+        let record = match cached {
             Some(entry) => entry.record,
             None => {
                 let started = Instant::now();

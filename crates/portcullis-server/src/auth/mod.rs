@@ -12,6 +12,7 @@ pub use token::{AuthenticatedToken, TokenRejection, TokenVerifier, TokenVerifyEr
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::{HeaderMap, StatusCode};
 use portcullis_core::credential::{ApiKeyRecord, KeyRejection};
@@ -24,6 +25,7 @@ use secrecy::ExposeSecret;
 use time::OffsetDateTime;
 
 use crate::config::{AuthMethod, RouteConfig};
+use crate::metrics::{self, AuthMethodLabel};
 use crate::problem::{Challenge, Problem};
 use crate::ratelimit::brute_force::{BruteForceTracker, Subject};
 use crate::telemetry::FactsHandle;
@@ -189,8 +191,18 @@ pub async fn authenticate_key(
     query: Option<&str>,
     context: &CheckContext<'_>,
 ) -> Result<Authenticated, Problem> {
-    let presented = find_credential(headers, query, context, Problem::missing_credential)?;
-    verify_presented_key(verifier, presented, context).await
+    let started = Instant::now();
+    let (method, result) =
+        match find_credential(headers, query, context, Problem::missing_credential) {
+            Ok(presented) => (
+                AuthMethodLabel::from(presented.method()),
+                verify_presented_key(verifier, presented, context).await,
+            ),
+            Err(problem) => (AuthMethodLabel::None, Err(problem)),
+        };
+    let outcome = metrics::auth_outcome(&result);
+    metrics::record_authentication(context.facts, method, outcome, started.elapsed());
+    result
 }
 
 /// Finds the request's one credential, recording a failure when there is

@@ -23,6 +23,7 @@ mod brute_force;
 mod env;
 mod leaks;
 mod limits;
+mod metrics;
 mod oauth;
 pub mod raw;
 mod validate;
@@ -41,6 +42,7 @@ pub use limits::{
     LimitsConfig, MAX_PLAN_LIMITS, MAX_PLANS, Plan, REDIS_URL_VARIABLE, RESERVED_LIMIT_NAMES,
     RedisUrl,
 };
+pub use metrics::{DEFAULT_METRICS_LISTEN, MetricsConfig};
 pub use oauth::{
     DEFAULT_ACCESS_TOKEN_TTL, DEFAULT_KEY_ROTATION, DEFAULT_LEEWAY, DEFAULT_REFRESH_TOKEN_TTL,
     MAX_ACCESS_TOKEN_TTL, MAX_LEEWAY, MIN_ACCESS_TOKEN_TTL, OAuthConfig,
@@ -105,6 +107,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Leak reports: the keys that sign them and the action on a match.
     pub leaks: LeaksConfig,
+    /// The metrics listener.
+    pub metrics: MetricsConfig,
 }
 
 /// The `[server]` table, checked.

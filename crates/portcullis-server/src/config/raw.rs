@@ -44,6 +44,24 @@ pub struct RawConfig {
     pub limits: Option<RawLimits>,
     /// The `[leaks]` table; no leak reports accepted by default.
     pub leaks: Option<RawLeaks>,
+    /// The `[metrics]` table; metrics on `127.0.0.1:9464` by default.
+    pub metrics: Option<RawMetrics>,
+}
+
+/// The `[metrics]` table: the Prometheus metrics listener.
+///
+/// ```toml
+/// [metrics]
+/// listen = "127.0.0.1:9464"
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// `IP:port` of the plain-HTTP listener that serves `GET /metrics`, or
+    /// `"off"`; default `127.0.0.1:9464`. An address other than loopback is
+    /// allowed, and logged as a warning at start, because the metrics tell
+    /// anyone who can reach them about traffic and routes.
+    pub listen: Option<String>,
 }
 
 /// The `[leaks]` table: leak reports in the format of GitHub's secret
@@ -273,6 +291,7 @@ struct Sections {
     oauth: Option<toml::Value>,
     limits: Option<toml::Value>,
     leaks: Option<toml::Value>,
+    metrics: Option<toml::Value>,
 }
 
 impl RawConfig {
@@ -335,12 +354,22 @@ impl RawConfig {
             })
             .transpose()?;
 
+        let metrics = sections
+            .metrics
+            .map(|value| {
+                value
+                    .try_into()
+                    .map_err(|error| deserialize_error("metrics", &error))
+            })
+            .transpose()?;
+
         Ok(Self {
             server,
             routes,
             oauth,
             limits,
             leaks,
+            metrics,
         })
     }
 }

@@ -66,12 +66,15 @@ impl TryFrom<RawConfig> for Config {
         let oauth = super::oauth::check_oauth(raw.oauth.unwrap_or_default())?;
         let limits = super::limits::check_limits(raw.limits.unwrap_or_default())?;
         let leaks = super::leaks::check_leaks(raw.leaks.unwrap_or_default())?;
+        let metrics =
+            super::metrics::check_metrics(&raw.metrics.unwrap_or_default(), server.listen)?;
         Ok(Self {
             server,
             routes,
             oauth,
             limits,
             leaks,
+            metrics,
         })
     }
 }

@@ -10,6 +10,7 @@
 //! token and a certificate that authenticates the token's client.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::StatusCode;
 use http::request::Parts;
@@ -21,6 +22,7 @@ use crate::auth::{
 };
 use crate::config::{AuthMethod, RouteConfig};
 use crate::listener::ClientCertificate;
+use crate::metrics::{self, AuthMethodLabel};
 use crate::pki::clients::{CertificateClientError, Unmapped};
 use crate::problem::Problem;
 use crate::telemetry::ErrorChain;
@@ -38,20 +40,27 @@ pub(super) async fn authenticate_caller(
     certificate: Option<&ClientCertificate>,
     context: &CheckContext<'_>,
 ) -> Result<Caller, Problem> {
-    let header_credential = !matches!(
-        presented_credential(&parts.headers, parts.uri.query()),
-        Ok(None)
-    );
+    let started = Instant::now();
+    let presented = presented_credential(&parts.headers, parts.uri.query());
+    let header_credential = !matches!(presented, Ok(None));
     if let (false, true, Some(certificate)) = (
         header_credential,
         route.auth.contains(&AuthMethod::Mtls),
         certificate,
     ) {
-        return authenticate_certificate(state, certificate, context).await;
+        let result = authenticate_certificate(state, certificate, context).await;
+        let outcome = metrics::auth_outcome(&result);
+        metrics::record_authentication(
+            context.facts,
+            AuthMethodLabel::Mtls,
+            outcome,
+            started.elapsed(),
+        );
+        return result;
     }
 
     let tokens = TokenVerifier::new(&state.oauth, &state.store, state.verifier.cache());
-    authenticate_for_route(
+    let result = authenticate_for_route(
         &state.verifier,
         &tokens,
         route,
@@ -59,7 +68,14 @@ pub(super) async fn authenticate_caller(
         parts.uri.query(),
         context,
     )
-    .await
+    .await;
+    let method = match presented {
+        Ok(Some(presented)) => AuthMethodLabel::from(presented.method()),
+        Ok(None) | Err(_) => AuthMethodLabel::None,
+    };
+    let outcome = metrics::auth_outcome(&result);
+    metrics::record_authentication(context.facts, method, outcome, started.elapsed());
+    result
 }
 
 /// Finds the OAuth client that `certificate` authenticates, recording a

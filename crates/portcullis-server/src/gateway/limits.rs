@@ -37,6 +37,7 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::config::{LimitsConfig, RouteConfig};
 use crate::manage::MAX_KEY_RATE_LIMITS;
+use crate::metrics::LimitKind;
 use crate::problem::Problem;
 use crate::ratelimit::decision::QUOTA_EXCEEDED_TYPE;
 use crate::ratelimit::{Decision, LimitName, LimitRequest, Rate, RateLimiter, Verdict};
@@ -260,13 +261,18 @@ pub async fn spend_key_use(store: &Store, key: &ApiKeyRecord) -> Result<(), Prob
     };
     match store.spend_key_use(key.id).await {
         Ok(Some(_)) => Ok(()),
-        Ok(None) => Err(Problem::forbidden(
-            "key_uses_exhausted",
-            format!(
-                "this API key has made all {max_uses} requests it was created for \
-                 (--max-uses); create a new key"
-            ),
-        )),
+        Ok(None) => {
+            if let Some(metrics) = crate::metrics::get() {
+                metrics.record_rate_limit_rejection(LimitKind::Uses);
+            }
+            Err(Problem::forbidden(
+                "key_uses_exhausted",
+                format!(
+                    "this API key has made all {max_uses} requests it was created for \
+                     (--max-uses); create a new key"
+                ),
+            ))
+        }
         Err(error) => {
             tracing::error!(key_id = %key.id, error = %error, "spending a use of a usage-limited key failed");
             Err(Problem::store_unavailable())

@@ -160,11 +160,14 @@ async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Rej
     // that is judged and the path the upstream receives.
     let path = parts.uri.path();
     let query = parts.uri.query();
-    let route = state
+    let (route, label) = state
         .routes
-        .find(path)
+        .find_labelled(path)
         .ok_or_else(|| Problem::not_found("no route matches this path"))?;
-    facts.update(|facts| facts.route = Some(route.path_prefix.clone()));
+    facts.update(|facts| {
+        facts.route = Some(route.path_prefix.clone());
+        facts.metric_route = Some(label.clone());
+    });
 
     let peer_ip = connection.peer.ip();
     let context = CheckContext {

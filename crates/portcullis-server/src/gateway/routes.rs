@@ -1,30 +1,47 @@
 //! The route table: which configured route a normalized path belongs to, and
 //! the upstream URI a request is forwarded to.
 
+use std::sync::Arc;
+
 use http::Uri;
 
 use crate::config::RouteConfig;
+use crate::metrics::RouteLabel;
 
 /// The configured routes, longest prefix first.
 #[derive(Debug)]
 pub struct RouteTable {
     routes: Vec<RouteConfig>,
+    /// The metric label of each route, in the order of `routes`, built once
+    /// so that labelling a request allocates nothing.
+    labels: Vec<RouteLabel>,
 }
 
 impl RouteTable {
     /// Builds the table from the validated configuration.
     pub fn new(mut routes: Vec<RouteConfig>) -> Self {
         routes.sort_by_key(|route| std::cmp::Reverse(route.path_prefix.len()));
-        Self { routes }
+        let labels = routes
+            .iter()
+            .map(|route| RouteLabel::Gateway(Arc::from(route.path_prefix.as_str())))
+            .collect();
+        Self { routes, labels }
     }
 
     /// Finds the route for a normalized path. A prefix matches only at a
     /// segment boundary, so `/orders` matches `/orders` and `/orders/1` but
     /// not `/ordersadmin`; matching is case-sensitive (RFC 3986 §6.2.2.1).
     pub fn find(&self, path: &str) -> Option<&RouteConfig> {
+        self.find_labelled(path).map(|(route, _)| route)
+    }
+
+    /// Finds the route for a normalized path as [`Self::find`] does, with
+    /// its metric label.
+    pub fn find_labelled(&self, path: &str) -> Option<(&RouteConfig, &RouteLabel)> {
         self.routes
             .iter()
-            .find(|route| prefix_matches(&route.path_prefix, path))
+            .zip(&self.labels)
+            .find(|(route, _)| prefix_matches(&route.path_prefix, path))
     }
 
     /// The distinct audiences of routes that accept access tokens, the

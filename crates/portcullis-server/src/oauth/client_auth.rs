@@ -12,10 +12,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
+use std::time::Instant;
 
-use http::HeaderMap;
 use http::header::AUTHORIZATION;
 use http::request::Parts;
+use http::{HeaderMap, StatusCode};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
 use portcullis_core::ids::ClientId;
@@ -28,10 +29,11 @@ use super::error::OAuthError;
 use super::form::Form;
 use crate::app::AppState;
 use crate::listener::{ClientCertificate, ConnectionInfo};
+use crate::metrics::{self, AuthMethodLabel, AuthOutcome};
 use crate::pki::clients::internal_ca_client;
 use crate::pki::identity::{check_self_signed, check_tls_client_auth};
 use crate::ratelimit::brute_force::Subject;
-use crate::telemetry::ErrorChain;
+use crate::telemetry::{ErrorChain, FactsHandle};
 use crate::usage::FailedAuthentication;
 
 /// The assertion type of RFC 7523 §2.2.
@@ -213,6 +215,8 @@ pub struct RequestFacts {
     pub certificate: Option<Arc<ClientCertificate>>,
     /// The client's address, resolved through trusted proxies.
     pub client_ip: IpAddr,
+    /// The facts of the request's log line and metrics.
+    pub telemetry: FactsHandle,
 }
 
 impl RequestFacts {
@@ -229,9 +233,15 @@ impl RequestFacts {
                 .proxies
                 .client_ip(connection.peer.ip(), &parts.headers)
         });
+        let telemetry = parts
+            .extensions
+            .get::<FactsHandle>()
+            .cloned()
+            .unwrap_or_default();
         Self {
             certificate,
             client_ip,
+            telemetry,
         }
     }
 
@@ -258,6 +268,43 @@ impl RequestFacts {
 /// gets 429 before any secret, assertion or certificate is checked, and each
 /// `invalid_client` counts against both.
 pub async fn authenticate(
+    state: &AppState,
+    presented: &PresentedClient,
+    facts: &RequestFacts,
+    now: OffsetDateTime,
+) -> Result<ClientRecord, OAuthError> {
+    let started = Instant::now();
+    let result = admit_and_verify(state, presented, facts, now).await;
+    let method = match presented {
+        PresentedClient::SecretBasic { .. } | PresentedClient::SecretPost { .. } => {
+            AuthMethodLabel::ClientSecret
+        }
+        PresentedClient::Assertion { .. } => AuthMethodLabel::PrivateKeyJwt,
+        PresentedClient::PublicClient { .. } => {
+            let by_certificate = match &result {
+                Ok(client) => client.auth_method.uses_certificate(),
+                Err(_) => facts.certificate.is_some(),
+            };
+            if by_certificate {
+                AuthMethodLabel::Mtls
+            } else {
+                AuthMethodLabel::None
+            }
+        }
+    };
+    let outcome = match &result {
+        Ok(_) => AuthOutcome::Success,
+        Err(error) if error.status() == StatusCode::TOO_MANY_REQUESTS => AuthOutcome::Blocked,
+        Err(error) if error.status().is_server_error() => AuthOutcome::Error,
+        Err(_) => AuthOutcome::Rejected,
+    };
+    metrics::record_authentication(&facts.telemetry, method, outcome, started.elapsed());
+    result
+}
+
+/// Runs the checks of [`authenticate`]: brute-force admission, then the
+/// client credential.
+async fn admit_and_verify(
     state: &AppState,
     presented: &PresentedClient,
     facts: &RequestFacts,

@@ -62,11 +62,17 @@ async fn exchange(state: &AppState, request: Request) -> Result<IssuedTokens, OA
             grant.as_str()
         )));
     }
-    match grant {
+    let issued = match grant {
         GrantType::ClientCredentials => client_credentials(&context).await,
         GrantType::AuthorizationCode => authorization_code(&context).await,
         GrantType::RefreshToken => refresh_token(&context).await,
+    };
+    if issued.is_ok()
+        && let Some(metrics) = crate::metrics::get()
+    {
+        metrics.record_token_issued(grant);
     }
+    issued
 }
 
 /// What every grant needs.

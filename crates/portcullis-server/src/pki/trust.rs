@@ -118,7 +118,11 @@ impl TrustSnapshot {
     /// untrusted certificate, with `required` for a registered self-signed
     /// certificate or one that expired since the handshake.
     pub fn verify(&self, chain: &[CertificateDer<'_>]) -> Result<VerifiedClient, Rejection> {
-        verify_client_chain(chain, &self.anchors, &self.crls, UnixTime::now())
+        let verdict = verify_client_chain(chain, &self.anchors, &self.crls, UnixTime::now());
+        if let Some(metrics) = crate::metrics::get() {
+            metrics.record_certificate_verification(verdict.as_ref().err().map(Rejection::code));
+        }
+        verdict
     }
 }
 

@@ -28,6 +28,7 @@ use std::time::Duration;
 use redis::Script;
 use tokio::time::Instant;
 
+use crate::metrics::RedisComponent;
 use crate::ratelimit::bounded_subject;
 use crate::ratelimit::redis::{RedisHealth, RedisLimitError, RedisLimiter};
 
@@ -277,10 +278,16 @@ impl BruteForceTracker {
         match self.check(subjects).await {
             Admission::Allow => Ok(()),
             Admission::Delay(wait) => {
+                if let Some(metrics) = crate::metrics::get() {
+                    metrics.record_brute_force_delay();
+                }
                 tokio::time::sleep(wait).await;
                 Ok(())
             }
             blocked @ Admission::Blocked(_) => {
+                if let Some(metrics) = crate::metrics::get() {
+                    metrics.record_brute_force_block();
+                }
                 Err(blocked.retry_after_seconds().unwrap_or(1).max(1))
             }
         }
@@ -417,7 +424,10 @@ impl SharedTracker {
             redis,
             script: Script::new(include_str!("brute_force.lua")),
             policy,
-            health: RedisHealth::new("counting failed authentications per node until it is back"),
+            health: RedisHealth::new(
+                RedisComponent::BruteForce,
+                "counting failed authentications per node until it is back",
+            ),
         }
     }
 
@@ -430,11 +440,13 @@ impl SharedTracker {
             .key("bf", &Subject::Identity(identity.to_owned()).storage_key());
         let mut connection = self.redis.connection();
         let command = redis::cmd("DEL").arg(key).to_owned();
+        let started = Instant::now();
         let result = tokio::time::timeout(
             self.redis.timeout(),
             command.query_async::<i64>(&mut connection),
         )
         .await;
+        self.health.record_latency(started.elapsed());
         match result {
             Ok(Ok(_)) => self.health.record_success(),
             Ok(Err(error)) => self.health.record_failure(&RedisLimitError::Redis(error)),
@@ -446,7 +458,11 @@ impl SharedTracker {
 
     /// Runs the script, or returns `None` when Redis is skipped or fails.
     async fn call(&self, operation: &str, subjects: &[Subject]) -> Option<Admission> {
-        if subjects.is_empty() || !self.health.may_call() {
+        if subjects.is_empty() {
+            return None;
+        }
+        if !self.health.may_call() {
+            self.health.record_fallback();
             return None;
         }
         let mut invocation = self.script.prepare_invoke();
@@ -464,29 +480,27 @@ impl SharedTracker {
                 .arg(micros(thresholds.max_delay));
         }
         let mut connection = self.redis.connection();
+        let started = Instant::now();
         let result = tokio::time::timeout(
             self.redis.timeout(),
             invocation.invoke_async::<Vec<i64>>(&mut connection),
         )
         .await;
-        let reply = match result {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(error)) => {
-                self.health.record_failure(&RedisLimitError::Redis(error));
-                return None;
-            }
-            Err(_) => {
-                self.health
-                    .record_failure(&RedisLimitError::Timeout(self.redis.timeout()));
-                return None;
-            }
+        self.health.record_latency(started.elapsed());
+        let failure = match result {
+            Ok(Ok(reply)) => match parse_admissions(&reply, subjects.len()) {
+                Some(admission) => {
+                    self.health.record_success();
+                    return Some(admission);
+                }
+                None => RedisLimitError::Reply,
+            },
+            Ok(Err(error)) => RedisLimitError::Redis(error),
+            Err(_) => RedisLimitError::Timeout(self.redis.timeout()),
         };
-        let Some(admission) = parse_admissions(&reply, subjects.len()) else {
-            self.health.record_failure(&RedisLimitError::Reply);
-            return None;
-        };
-        self.health.record_success();
-        Some(admission)
+        self.health.record_failure(&failure);
+        self.health.record_fallback();
+        None
     }
 }
 

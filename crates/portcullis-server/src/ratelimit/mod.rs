@@ -49,6 +49,8 @@ pub use redis::{
 
 use portcullis_core::crypto::sha256;
 
+use crate::metrics::LimitKind;
+
 /// Maximum length of a subject kept as written in a storage key. Longer
 /// subjects are hashed.
 pub const MAX_PLAIN_SUBJECT_LEN: usize = 64;
@@ -149,11 +151,23 @@ impl RateLimiter {
     /// passes no `uses`: it spends the uses of usage-limited keys in the
     /// store ([`crate::gateway::limits::spend_use`]) on every backend.
     pub async fn check(&self, limits: &[LimitRequest], uses: Option<&UsesLimit>) -> Decision {
-        match self {
+        let decision = match self {
             Self::Local(local) if uses.is_none() => local.check(limits),
             Self::Local(_) => redis::unavailable(),
             Self::Shared(shared) => shared.check(limits, uses).await,
+        };
+        if let Some(metrics) = crate::metrics::get() {
+            let rejected_by = match &decision.verdict {
+                Verdict::Admitted => None,
+                Verdict::Limited { limit, .. } => Some(LimitKind::of_limit(limit.as_str())),
+                Verdict::UsesExhausted => Some(LimitKind::Uses),
+                Verdict::Unavailable => Some(LimitKind::Unavailable),
+            };
+            if let Some(kind) = rejected_by {
+                metrics.record_rate_limit_rejection(kind);
+            }
         }
+        decision
     }
 }
 

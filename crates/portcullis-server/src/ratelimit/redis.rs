@@ -19,6 +19,7 @@ use redis::{Client, Script};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use crate::metrics::{self, RedisComponent, RedisErrorKind};
 use crate::ratelimit::LimitRequest;
 use crate::ratelimit::decision::{Decision, UsesStatus, Verdict};
 use crate::ratelimit::gcra::{Gcra, Outcome};
@@ -278,7 +279,7 @@ impl SharedLimiter {
             redis,
             local: LocalLimiter::default(),
             policy,
-            health: RedisHealth::new(fallback),
+            health: RedisHealth::new(RedisComponent::RateLimit, fallback),
         }
     }
 
@@ -311,7 +312,10 @@ impl SharedLimiter {
             return unavailable();
         }
         if self.health.may_call() {
-            match self.redis.check(limits, uses).await {
+            let started = Instant::now();
+            let checked = self.redis.check(limits, uses).await;
+            self.health.record_latency(started.elapsed());
+            match checked {
                 Ok(decision) => {
                     self.health.record_success();
                     return decision;
@@ -319,6 +323,7 @@ impl SharedLimiter {
                 Err(error) => self.health.record_failure(&error),
             }
         }
+        self.health.record_fallback();
         match (self.policy, uses) {
             (FailurePolicy::Local, None) => self.local.check(limits),
             _ => unavailable(),
@@ -346,6 +351,8 @@ pub(crate) fn unavailable() -> Decision {
 pub struct RedisHealth {
     state: Mutex<HealthState>,
     failures: AtomicU64,
+    /// The component that calls Redis, for the metrics.
+    component: RedisComponent,
     /// The component's behaviour during an outage, for the log line.
     fallback: &'static str,
 }
@@ -362,7 +369,10 @@ struct HealthState {
 impl RedisHealth {
     /// Starts healthy. `fallback` describes the component's behaviour
     /// during an outage, for the log line.
-    pub fn new(fallback: &'static str) -> Self {
+    pub fn new(component: RedisComponent, fallback: &'static str) -> Self {
+        if let Some(metrics) = metrics::get() {
+            metrics.record_redis_state(component, true);
+        }
         Self {
             state: Mutex::new(HealthState {
                 down_since: None,
@@ -371,7 +381,22 @@ impl RedisHealth {
                 probing: false,
             }),
             failures: AtomicU64::new(0),
+            component,
             fallback,
+        }
+    }
+
+    /// Records the duration of one Redis call.
+    pub fn record_latency(&self, elapsed: Duration) {
+        if let Some(metrics) = metrics::get() {
+            metrics.record_redis_call(self.component, elapsed);
+        }
+    }
+
+    /// Counts a check decided without Redis, during an outage.
+    pub fn record_fallback(&self) {
+        if let Some(metrics) = metrics::get() {
+            metrics.record_redis_fallback(self.component);
         }
     }
 
@@ -407,6 +432,9 @@ impl RedisHealth {
     pub fn record_success(&self) {
         let mut state = self.lock();
         if let Some(since) = state.down_since.take() {
+            if let Some(metrics) = metrics::get() {
+                metrics.record_redis_state(self.component, true);
+            }
             tracing::info!(
                 outage_ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX),
                 fallback = self.fallback,
@@ -421,9 +449,21 @@ impl RedisHealth {
     /// start of an outage once.
     pub fn record_failure(&self, error: &RedisLimitError) {
         self.failures.fetch_add(1, Ordering::Relaxed);
+        let metrics = metrics::get();
+        if let Some(metrics) = metrics {
+            let kind = match error {
+                RedisLimitError::Timeout(_) => RedisErrorKind::Timeout,
+                RedisLimitError::Reply | RedisLimitError::TooManyLimits(_) => RedisErrorKind::Reply,
+                RedisLimitError::Redis(_) => RedisErrorKind::Error,
+            };
+            metrics.record_redis_error(self.component, kind);
+        }
         let mut state = self.lock();
         let now = Instant::now();
         if state.down_since.is_none() {
+            if let Some(metrics) = metrics {
+                metrics.record_redis_state(self.component, false);
+            }
             state.down_since = Some(now);
             state.backoff = FIRST_BACKOFF;
             tracing::warn!(error = %error, fallback = self.fallback, "redis is unreachable");
@@ -453,7 +493,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn outage_backs_off_with_one_probe() {
-        let health = RedisHealth::new("testing");
+        let health = RedisHealth::new(RedisComponent::RateLimit, "testing");
         assert!(health.may_call());
 
         // Three calls under way when Redis goes away: one outage, counted
@@ -485,7 +525,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn backoff_stops_at_maximum() {
-        let health = RedisHealth::new("testing");
+        let health = RedisHealth::new(RedisComponent::RateLimit, "testing");
         health.record_failure(&failure());
         for _ in 0..10 {
             tokio::time::advance(MAX_BACKOFF).await;

@@ -2,6 +2,7 @@
 //! a shutdown on SIGINT or SIGTERM.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -9,7 +10,7 @@ use portcullis_server::app::{self, AppState};
 use portcullis_server::config;
 use portcullis_server::oauth::server::AuthorizationServer;
 use portcullis_server::tls::TlsSource;
-use portcullis_server::{telemetry, tls};
+use portcullis_server::{metrics, telemetry, tls};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -29,6 +30,9 @@ pub(crate) async fn run(
 
     let log_format = args.log_format.map_or(config.server.log_format, Into::into);
     telemetry::init(log_format, args.log_filter.as_deref());
+    // Enabled before the state is built, so that its components record
+    // from the first request on.
+    let metrics = config.metrics.listen.map(|_| metrics::enable());
 
     let opened = data_dir::open_store(data_dir, global.database_url.as_deref(), env).await?;
     let backend = opened.store.backend();
@@ -107,6 +111,22 @@ pub(crate) async fn run(
         );
     }
 
+    let metrics_shutdown = CancellationToken::new();
+    let metrics_task = match (config.metrics.listen, metrics) {
+        (Some(listen), Some(metrics)) => {
+            let listener = bind_metrics(listen).await?;
+            Some(tokio::spawn(metrics::server::run(
+                listener,
+                metrics,
+                metrics_shutdown.clone(),
+            )))
+        }
+        _ => {
+            tracing::info!("metrics listener is off (metrics.listen = \"off\")");
+            None
+        }
+    };
+
     // Tests and scripts read the bound address from this line, so it comes
     // last, once the listener accepts connections.
     tracing::info!(address = %address, scheme, backend, "listening");
@@ -122,7 +142,38 @@ pub(crate) async fn run(
     )
     .await;
     signal_task.abort();
+    metrics_shutdown.cancel();
+    if let Some(task) = metrics_task {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(error = %error, "metrics listener failed"),
+            Err(error) => tracing::error!(error = %error, "metrics listener task failed"),
+        }
+    }
     served.context("server failed")
+}
+
+/// Binds the metrics listener and logs its address. Tests read the address
+/// from the `metrics listening` line.
+async fn bind_metrics(listen: SocketAddr) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(listen).await.with_context(|| {
+        format!(
+            "failed to listen on {listen} for metrics; set metrics.listen to a free address \
+             or \"off\""
+        )
+    })?;
+    let address = listener
+        .local_addr()
+        .context("failed to read the metrics listening address")?;
+    if !address.ip().is_loopback() {
+        tracing::warn!(
+            address = %address,
+            "metrics listener is reachable beyond this host; the metrics name routes and \
+             show traffic, so restrict who can reach it"
+        );
+    }
+    tracing::info!(address = %address, path = "/metrics", "metrics listening");
+    Ok(listener)
 }
 
 /// Logs where the listener's certificate comes from. For development

@@ -56,6 +56,9 @@ impl DataDir {
         let mut command = Command::new(binary());
         command.env_clear();
         command.env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        // A free port for each server's metrics listener, so that servers
+        // of parallel tests never compete for the default port.
+        command.env("PORTCULLIS_METRICS__LISTEN", "127.0.0.1:0");
         command.arg("--data-dir").arg(self.path());
         if let Some(url) = &self.database_url {
             command.arg("--database-url").arg(url);
@@ -127,6 +130,8 @@ impl DataDir {
 pub struct Server {
     child: Child,
     pub address: SocketAddr,
+    /// The metrics listener's address, `None` with `metrics.listen = "off"`.
+    pub metrics_address: Option<SocketAddr>,
     pub logs: Arc<Mutex<Vec<String>>>,
     pub ca_pem: Vec<u8>,
 }
@@ -181,9 +186,16 @@ impl Server {
             }
         };
         let ca_pem = std::fs::read(data.path().join("tls/ca.pem")).unwrap_or_default();
+        // The metrics line comes before `listening`, so it is already logged.
+        let metrics_address = logs.lock().unwrap().iter().find_map(|line| {
+            let event = serde_json::from_str::<Value>(line).ok()?;
+            (event["message"] == "metrics listening")
+                .then(|| event["address"].as_str().unwrap().parse().unwrap())
+        });
         Self {
             child,
             address,
+            metrics_address,
             logs,
             ca_pem,
         }
@@ -202,6 +214,29 @@ impl Server {
             .no_proxy()
             .build()
             .unwrap()
+    }
+
+    /// Scrapes the metrics listener and returns the status, the
+    /// `Content-Type` and the body.
+    pub async fn scrape(&self) -> (u16, String, String) {
+        let address = self
+            .metrics_address
+            .expect("the server logged no metrics address");
+        let response = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(format!("http://{address}/metrics"))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|value| value.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (status, content_type, response.text().await.unwrap())
     }
 
     /// Sends SIGTERM and waits for the process to exit.
