@@ -14,6 +14,8 @@
 #   SERVER_CPU   CPU the servers are pinned to (default 0)
 #   LOAD_CPU     CPU wrk is pinned to (default 1)
 #   SKIP_BUILD   set to 1 to use the binaries already in target/release
+#   METRICS      set to 0 to run Portcullis with metrics.listen = "off"
+#                (default 1: each node serves metrics on a free port)
 #
 # Everything listens on 127.0.0.1 only, on free ports picked at start, and
 # all state lives in a temporary directory that is removed at exit.
@@ -27,6 +29,7 @@ KEY_COUNT=${KEY_COUNT:-100000}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 SKIP_BUILD=${SKIP_BUILD:-0}
+METRICS=${METRICS:-1}
 
 # Seconds a server gets to start listening before the script gives up.
 readonly START_TIMEOUT=60
@@ -271,6 +274,7 @@ print_summary() {
     echo
     echo "wrk: $THREADS thread(s), $CONNECTIONS connections, $DURATION per run after a $WARMUP warm-up;"
     echo "servers on CPU $SERVER_CPU, wrk on CPU $LOAD_CPU; Portcullis with PORTCULLIS_LOG=warn."
+    echo "Metrics listener: $([[ $METRICS == 1 ]] && echo on || echo off)."
     echo
     echo "| target | requests/s | p50 ms | p99 ms | errors |"
     echo "| --- | ---: | ---: | ---: | ---: |"
@@ -310,6 +314,7 @@ main() {
     for setting in DURATION WARMUP; do
         [[ ${!setting} =~ ^[0-9]+s$ ]] || fail "$setting must be a number of seconds like 20s, not ${!setting}"
     done
+    [[ $METRICS == 0 || $METRICS == 1 ]] || fail "METRICS must be 0 or 1, not $METRICS"
     if (($(nproc) < 2)); then
         log "WARNING: only one CPU; servers and wrk share it"
     fi
@@ -341,10 +346,21 @@ main() {
     pick_port gateway_port
     pick_port redis_gateway_port
     pick_port redis_port
+    # Each Portcullis node needs its own metrics port, or none.
+    local metrics_listen=off redis_metrics_listen=off metrics_port redis_metrics_port
+    if [[ $METRICS == 1 ]]; then
+        pick_port metrics_port
+        pick_port redis_metrics_port
+        metrics_listen=127.0.0.1:$metrics_port
+        redis_metrics_listen=127.0.0.1:$redis_metrics_port
+    fi
 
     cat >"$data/portcullis.toml" <<TOML
 [server]
 listen = "127.0.0.1:$gateway_port"
+
+[metrics]
+listen = "$metrics_listen"
 
 [[routes]]
 path_prefix = "/api"
@@ -398,6 +414,7 @@ TOML
     # node is under load at a time.
     log "starting Portcullis with Redis limits on 127.0.0.1:$redis_gateway_port"
     PORTCULLIS_LOG=warn PORTCULLIS_SERVER__LISTEN="127.0.0.1:$redis_gateway_port" \
+        PORTCULLIS_METRICS__LISTEN="$redis_metrics_listen" \
         PORTCULLIS_REDIS_URL="redis://127.0.0.1:$redis_port" \
         taskset -c "$SERVER_CPU" "$bin" serve >"$WORK/portcullis-redis.log" 2>&1 &
     PIDS+=("$!")
@@ -540,6 +557,13 @@ LUA
     RSS_AFTER=$(rss_mib "$PORTCULLIS_PID")
     run_target many-keys-again "$gateway$API_PATH" "$WORK/many-keys.lua" "$WORK/many.keys"
     RSS_AFTER_AGAIN=$(rss_mib "$PORTCULLIS_PID")
+    # With metrics on, the gateway runs must have been counted, or the
+    # figures do not include the cost of recording them.
+    if [[ $METRICS == 1 ]]; then
+        curl -sS "http://$metrics_listen/metrics" |
+            grep -q '^portcullis_http_requests_total{route="gateway:/api"' ||
+            fail "the metrics of the first node count no gateway request"
+    fi
 
     echo
     echo "## Machine"

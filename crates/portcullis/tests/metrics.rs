@@ -18,12 +18,9 @@ mod support;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
-};
 use reqwest::StatusCode;
 use serde_json::Value;
+use support::mtls::{PartnerCa, trust_partner};
 use support::upstream::Upstream;
 use support::{DataDir, Server, url_encode};
 
@@ -95,24 +92,6 @@ GET = ["orders:read"]
     )
 }
 
-/// Creates a self-signed CA certificate in PEM, to trust for a tenant.
-fn self_signed_ca(name: &str) -> String {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let key = KeyPair::generate().unwrap();
-    params.self_signed(&key).unwrap().pem()
-}
-
-/// Creates a self-signed client certificate that no trusted CA issued.
-fn untrusted_leaf() -> String {
-    let mut params = CertificateParams::new(vec!["stranger.example.com".to_owned()]).unwrap();
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let key = KeyPair::generate().unwrap();
-    params.self_signed(&key).unwrap().pem()
-}
-
 /// Everything a test needs to drive the server and check the scrape.
 struct Fixture {
     _upstream: Upstream,
@@ -147,17 +126,8 @@ fn start() -> Fixture {
         "--scopes",
         "orders:read",
     ]);
-
-    let ca_path = data.path().join("partner-ca.pem");
-    std::fs::write(&ca_path, self_signed_ca("Partner CA")).unwrap();
-    data.cli(&[
-        "ca",
-        "trust",
-        "add",
-        "--tenant",
-        "acme",
-        ca_path.to_str().unwrap(),
-    ]);
+    // Forwarded certificates need a trusted CA to verify against.
+    trust_partner(&data, &PartnerCa::new(), "acme");
 
     let server = Server::start(&data);
     Fixture {
@@ -366,7 +336,10 @@ async fn blocks_and_rejected_certificates_counted() {
     }
     let blocked = fixture.get("/api/x", Some(&fixture.revoked_key)).await;
     assert_eq!(blocked, StatusCode::TOO_MANY_REQUESTS);
-    let forwarded = format!("Cert=\"{}\"", url_encode(&untrusted_leaf()));
+    // A forged leaf: it names the trusted partner CA as its issuer, but
+    // another CA key with the same name signed it.
+    let untrusted = PartnerCa::new().leaf(true);
+    let forwarded = format!("Cert=\"{}\"", url_encode(&untrusted.cert_pem));
     let response = client()
         .get(fixture.url("/api/y"))
         .header("authorization", format!("Bearer {}", fixture.key))
@@ -398,7 +371,7 @@ async fn blocks_and_rejected_certificates_counted() {
     assert_sample(
         &text,
         "portcullis_certificate_verifications_total",
-        &[("outcome", "unknown_issuer")],
+        &[("outcome", "bad_signature")],
         1.0,
     );
     assert_eq!(
@@ -484,8 +457,8 @@ fn metrics_off_serves_none() {
 
 #[test]
 fn busy_metrics_port_stops_start() {
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = taken.local_addr().unwrap().to_string();
+    let occupant = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = occupant.local_addr().unwrap().to_string();
     let data = DataDir::new();
     let output = data
         .command()
