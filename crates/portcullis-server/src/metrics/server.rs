@@ -26,6 +26,7 @@ const LIMITS: ListenerLimits = ListenerLimits {
     header_read_timeout: Duration::from_secs(10),
     body_read_timeout: Duration::from_secs(10),
     handshake_timeout: Duration::from_secs(10),
+    idle_timeout: Duration::from_secs(60),
 };
 
 /// Time an in-flight scrape gets after shutdown.
