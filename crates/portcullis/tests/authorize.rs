@@ -62,9 +62,7 @@ async fn fixture() -> Fixture {
     data.cli(&["tenants", "create", "globex"]);
     let key_text = std::fs::read_to_string(data.path().join("master.key")).unwrap();
     let pepper = MasterKey::from_encoded(&key_text).unwrap().derive_pepper();
-    let store = Store::open_sqlite(&data.path().join("portcullis.db"))
-        .await
-        .unwrap();
+    let store = data.open_store().await;
     let manager = Manager::new(store.clone(), pepper.clone());
     let audit = AuditContext {
         actor: "test".to_owned(),

@@ -16,7 +16,6 @@ use std::sync::LazyLock;
 
 use portcullis_core::name::TenantName;
 use portcullis_core::oauth::Email;
-use portcullis_store::Store;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::{DataDir, Server, all_bytes_under, contains_bytes};
@@ -954,9 +953,7 @@ fn stored_password_hash(data: &DataDir, tenant: &str, email: &str) -> String {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let store = Store::open_sqlite(&data.path().join("portcullis.db"))
-            .await
-            .unwrap();
+        let store = data.open_store().await;
         let tenant = store
             .find_tenant(&TenantName::parse(tenant).unwrap())
             .await

@@ -914,9 +914,7 @@ async fn key_and_token_together_get_400() {
 async fn revoked_token_rejected_within_one_second() {
     let f = fixture();
     let s = &f.signer;
-    let store = Store::open_sqlite(&f.data.path().join("portcullis.db"))
-        .await
-        .unwrap();
+    let store = f.data.open_store().await;
     let (token, claims) = s.issue(API, "orders:read");
     let client_id: ClientId = s.client_id.parse().unwrap();
     store

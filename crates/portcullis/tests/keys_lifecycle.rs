@@ -253,9 +253,7 @@ async fn key_ends_reach_sqlite_node_within_one_second() {
     let node = Server::start(&data);
     let secrets = run_lifecycle(&data, &[&node], &upstream).await;
 
-    let store = Store::open_sqlite(&data.path().join("portcullis.db"))
-        .await
-        .unwrap();
+    let store = data.open_store().await;
     audit_has_revocation_and_failures(&store).await;
     store.close().await;
 

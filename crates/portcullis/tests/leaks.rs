@@ -17,7 +17,7 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair as _};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use portcullis_store::{AuditAction, AuditFilter, Store};
+use portcullis_store::{AuditAction, AuditFilter};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::{DataDir, Server};
@@ -103,9 +103,7 @@ async fn post(
 }
 
 async fn leak_records(data: &DataDir, key_id: &str) -> Vec<portcullis_store::AuditEvent> {
-    let store = Store::open_sqlite(&data.path().join("portcullis.db"))
-        .await
-        .unwrap();
+    let store = data.open_store().await;
     let events = store
         .list_audit(&AuditFilter {
             tenant_id: None,

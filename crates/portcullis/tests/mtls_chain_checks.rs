@@ -14,7 +14,6 @@
 
 mod support;
 
-use portcullis_store::Store;
 use rcgen::{
     BasicConstraints, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
     SerialNumber,
@@ -152,9 +151,7 @@ async fn token(
 #[tokio::test]
 async fn optional_mode_rejects_bad_chains() {
     let (data, server, partner, client_id) = start("optional");
-    let store = Store::open_sqlite(&data.path().join("portcullis.db"))
-        .await
-        .unwrap();
+    let store = data.open_store().await;
 
     for (case, identity, serial) in rejected_leaves(&partner) {
         let response = token(&server, &identity, &client_id).await.unwrap();

@@ -19,7 +19,6 @@ mod support;
 use std::io::ErrorKind;
 use std::net::TcpListener;
 
-use portcullis_store::Store;
 use rcgen::{CrlDistributionPoint, SerialNumber};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -106,9 +105,7 @@ GET = ["orders:read"]
             upstream = upstream.url(),
         ));
         let server = Server::start(&data);
-        let store = Store::open_sqlite(&data.path().join("portcullis.db"))
-            .await
-            .unwrap();
+        let store = data.open_store().await;
         let client = https(&server, Some(&leaf));
 
         // The token endpoint.

@@ -15,7 +15,6 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use portcullis_store::Store;
 use rcgen::{SanType, SerialNumber};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -198,9 +197,7 @@ GET = ["orders:read"]
         API = API,
     ));
     let server = Server::start(&data);
-    let store = Store::open_sqlite(&data.path().join("portcullis.db"))
-        .await
-        .unwrap();
+    let store = data.open_store().await;
 
     // An internal-CA certificate authenticates the client it was issued
     // to, with that client's scopes, and the upstream learns who called.

@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::TokioIo;
-use portcullis_store::Store;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
@@ -585,9 +584,7 @@ async fn replaced_partner_crl_reaches_open_connection() {
     };
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("invalid_client"), "{body}");
-    let store = Store::open_sqlite(&data.path().join("portcullis.db"))
-        .await
-        .unwrap();
+    let store = data.open_store().await;
     let record = failure_record(&store, Some(&client_id), "0a07").await;
     assert_eq!(record["code"], "revoked", "{record}");
     let issuer = record["certificate_issuer"].as_str().unwrap_or_default();

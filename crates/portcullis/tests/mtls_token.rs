@@ -196,9 +196,7 @@ async fn certificate_clients_get_bound_tokens() {
         crl_path.to_str().unwrap()
     ));
     let server = Server::start(&data);
-    let store = Store::open_sqlite(&data.path().join("portcullis.db"))
-        .await
-        .unwrap();
+    let store = data.open_store().await;
 
     // The registration defaults to the SAN URI the internal CA writes.
     assert_eq!(

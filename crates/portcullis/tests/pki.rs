@@ -18,7 +18,6 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use portcullis_core::crypto::MasterKey;
-use portcullis_store::Store;
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use support::{DataDir, Server, all_bytes_under, contains_bytes};
@@ -327,9 +326,7 @@ async fn ca_key_never_stored_unsealed() {
         data.path().join("issued").to_str().unwrap(),
     ]);
 
-    let store = Store::open_sqlite(&data.path().join("portcullis.db"))
-        .await
-        .unwrap();
+    let store = data.open_store().await;
     let ca = store.active_ca().await.unwrap().unwrap();
     store.close().await;
     let master = std::fs::read_to_string(data.path().join("master.key")).unwrap();

@@ -16,7 +16,7 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use portcullis_store::{AuditAction, AuditFilter, Store};
+use portcullis_store::{AuditAction, AuditFilter};
 use serde_json::Value;
 use support::DataDir;
 
@@ -259,9 +259,7 @@ async fn revoke_ends_only_usable_key() {
     let revoked = fixture.data.tenant_key("acme", &fixture.revoked_id);
     assert_eq!(revoked["revoked_reason"], "rotated by hand");
 
-    let store = Store::open_sqlite(&fixture.data.path().join("portcullis.db"))
-        .await
-        .unwrap();
+    let store = fixture.data.open_store().await;
     let events = store
         .list_audit(&AuditFilter {
             tenant_id: None,

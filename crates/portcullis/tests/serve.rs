@@ -15,7 +15,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use portcullis_core::ids::KeyId;
-use portcullis_store::Store;
 use reqwest::StatusCode;
 use support::upstream::Upstream;
 use support::{DataDir, Server};
@@ -52,9 +51,7 @@ async fn sigterm_drains_requests_and_flushes_usage() {
     assert_eq!(response.status(), StatusCode::OK);
 
     // The last-used time and count were buffered; stopping wrote them.
-    let store = Store::open_sqlite(&data.path().join("portcullis.db"))
-        .await
-        .unwrap();
+    let store = data.open_store().await;
     let record = store
         .find_key(id.parse::<KeyId>().unwrap())
         .await

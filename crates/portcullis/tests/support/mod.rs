@@ -78,6 +78,23 @@ impl DataDir {
         output
     }
 
+    /// Opens the data directory's store as `serve` does: the SQLite file,
+    /// or `database_url` when set, with the audit chain key derived from
+    /// the directory's master key, so the test can write audit records.
+    pub async fn open_store(&self) -> portcullis_store::Store {
+        let store = match &self.database_url {
+            Some(url) => portcullis_store::Store::open_postgres(url).await,
+            None => portcullis_store::Store::open_sqlite(&self.path().join("portcullis.db")).await,
+        }
+        .unwrap();
+        let encoded = std::fs::read_to_string(self.path().join("master.key")).unwrap();
+        let master_key = portcullis_core::crypto::MasterKey::from_encoded(&encoded).unwrap();
+        store
+            .attach_audit_key(master_key.audit_chain_key())
+            .await
+            .unwrap()
+    }
+
     /// Runs a CLI command that must fail and returns its error output.
     pub fn cli_error(&self, args: &[&str]) -> String {
         let output = self.command().args(args).output().unwrap();
