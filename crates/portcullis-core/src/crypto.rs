@@ -304,6 +304,37 @@ impl fmt::Debug for AuditChainKey {
     }
 }
 
+/// The HMAC-SHA-256 key that signs outgoing webhook requests, built from a
+/// secret shared with the receiver.
+#[derive(Clone)]
+pub struct WebhookKey(hmac::Key);
+
+impl WebhookKey {
+    /// Builds the key from the shared secret's bytes.
+    pub fn new(secret: &[u8]) -> Self {
+        Self(hmac::Key::new(hmac::HMAC_SHA256, secret))
+    }
+
+    /// Computes the HMAC-SHA-256 tag of `message`.
+    pub fn sign(&self, message: &[u8]) -> [u8; SHA256_LEN] {
+        let tag = hmac::sign(&self.0, message);
+        let mut bytes = [0u8; SHA256_LEN];
+        bytes.copy_from_slice(tag.as_ref());
+        bytes
+    }
+
+    /// Checks a tag of `message` in constant time.
+    pub fn verify(&self, message: &[u8], tag: &[u8]) -> bool {
+        hmac::verify(&self.0, message, tag).is_ok()
+    }
+}
+
+impl fmt::Debug for WebhookKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WebhookKey(..)")
+    }
+}
+
 /// A keyed hash of a secret, as stored. It reveals nothing without the
 /// pepper, but it is still not printed, so it cannot be mistaken for one.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -605,6 +636,19 @@ mod tests {
         let expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
         let hex: String = sha256(b"abc").iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, expected);
+    }
+
+    #[test]
+    fn webhook_key_matches_rfc_4231() {
+        // RFC 4231 section 4.3, test case 2: key "Jefe".
+        let expected = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+        let key = WebhookKey::new(b"Jefe");
+        let tag = key.sign(b"what do ya want for nothing?");
+        let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, expected);
+        assert!(key.verify(b"what do ya want for nothing?", &tag));
+        assert!(!key.verify(b"what do ya want for nothing!", &tag));
+        assert!(!WebhookKey::new(b"Jeff").verify(b"what do ya want for nothing?", &tag));
     }
 
     #[test]

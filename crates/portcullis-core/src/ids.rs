@@ -79,3 +79,14 @@ uuid_id!(
     /// refresh token can revoke them together.
     TokenFamilyId
 );
+
+uuid_id!(
+    /// The id of one raised alert.
+    AlertId
+);
+
+uuid_id!(
+    /// The id of one webhook delivery of an alert. Receivers see it in the
+    /// `Portcullis-Delivery` header and use it to drop repeated deliveries.
+    DeliveryId
+);

@@ -10,6 +10,8 @@
 //! - [`postgres`]: the backend for several nodes, with LISTEN/NOTIFY.
 //! - `oauth`: the [`Store`] methods of the OAuth authorization server:
 //!   clients, users, codes, tokens, consent, sessions and signing keys.
+//! - `alerts`: the [`Store`] methods of anomaly alerts, their webhook
+//!   outbox and the networks each credential was used from.
 //! - `pki`: the [`Store`] methods of the internal CA, its client
 //!   certificates and the partner CAs trusted per tenant.
 //! - [`usage`]: requests and failures per credential and hour or day, and
@@ -153,10 +155,15 @@ macro_rules! dispatch {
 }
 
 // Declared after `dispatch!`, which they use.
+mod alerts;
 mod oauth;
 mod pki;
 pub mod usage;
 
+pub use crate::alerts::{
+    AlertFilter, AlertRecord, AlertRule, AlertSeverity, AttemptOutcome, CredentialNetwork,
+    Delivery, DeliveryState, NewDelivery, UnknownAlertName,
+};
 pub use crate::oauth::EXPIRED_CODE_RETENTION;
 
 impl Store {

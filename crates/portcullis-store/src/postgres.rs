@@ -36,6 +36,7 @@ const MAX_CONNECTIONS: u32 = 10;
 /// store counts as unavailable, short enough for a readiness probe.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+mod alerts;
 mod audit;
 mod oauth;
 mod pki;
@@ -531,6 +532,13 @@ fn migrator() -> Migrator {
             "usage_rollups".into(),
             MigrationType::Simple,
             include_str!("../migrations/postgres/0008_usage_rollups.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            9,
+            "alerts".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0009_alerts.sql").into_sql_str(),
             false,
         ),
         Migration::new(

@@ -59,6 +59,7 @@ macro_rules! now_millis {
     };
 }
 
+mod alerts;
 mod audit;
 mod oauth;
 mod pki;
@@ -544,6 +545,13 @@ fn migrator() -> Migrator {
             "usage_rollups".into(),
             MigrationType::Simple,
             include_str!("../migrations/sqlite/0008_usage_rollups.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            9,
+            "alerts".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0009_alerts.sql").into_sql_str(),
             false,
         ),
         Migration::new(

@@ -130,8 +130,14 @@ store_suite!(
     audit_chain_moved_checkpoint_detected,
     audit_query_filters_and_pages,
     audit_write_without_key_rejected,
+    // Anomaly alerts, in `store_suite/alerts.rs`.
+    alerts_filtered_and_paged,
+    deliveries_claimed_and_finished,
+    credential_networks_bounded,
 );
 
+#[path = "store_suite/alerts.rs"]
+mod alerts;
 #[path = "store_suite/audit_chain.rs"]
 mod audit_chain;
 #[path = "store_suite/oauth.rs"]
@@ -141,6 +147,7 @@ mod pki;
 #[path = "store_suite/usage.rs"]
 mod usage;
 
+use alerts::*;
 use audit_chain::*;
 use oauth::*;
 use pki::*;
