@@ -12,6 +12,7 @@ use portcullis_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::Alerts;
 use crate::auth::KeyVerifier;
 use crate::cache::{CACHE_CAPACITY, CredentialCache, follow_changes};
 use crate::client_ip::TrustedProxies;
@@ -82,6 +83,8 @@ pub struct Shared {
     pub leaks: leaks::LeakReceiver,
     /// Failed authentication counts per client address and identity.
     pub brute_force: BruteForceTracker,
+    /// Raises alerts and delivers them to webhooks.
+    pub alerts: Arc<Alerts>,
 }
 
 /// A cheap handle on [`Shared`].
@@ -114,6 +117,7 @@ impl AppState {
             std::io::Error::other(format!("limits.redis_url: invalid Redis URL: {error}"))
         })?;
         let leaks = leaks::LeakReceiver::load(&config.leaks).map_err(std::io::Error::other)?;
+        let alerts = Arc::new(Alerts::new(&config.alerts, store.clone())?);
         Ok(Self(Arc::new(Shared {
             verifier: KeyVerifier::new(store.clone(), pepper.clone(), cache),
             usage: Arc::new(UsageRecorder::default()),
@@ -141,6 +145,7 @@ impl AppState {
             rate_limiter,
             leaks,
             brute_force,
+            alerts,
         })))
     }
 }
@@ -254,6 +259,9 @@ pub async fn run(
         background.clone(),
     ));
     let evictor = tokio::spawn(evict_rate_limits(state.clone(), background.clone()));
+    let alerts = tokio::spawn(
+        Arc::clone(&state.alerts).run(Arc::clone(state.usage.alert_signals()), background.clone()),
+    );
 
     let limits = ListenerLimits {
         max_connections: config.server.max_connections,
@@ -289,7 +297,7 @@ pub async fn run(
     };
 
     background.cancel();
-    let _ = tokio::join!(feed, flusher, keys, evictor);
+    let _ = tokio::join!(feed, flusher, keys, evictor, alerts);
     if let Some(task) = trust_task {
         let _ = task.await;
     }

@@ -11,8 +11,9 @@
 //!
 //! Each token that is one of our keys is labelled `true_positive`, gets a
 //! `key.leak_reported` audit record naming the URL, and when still usable
-//! is revoked or flagged, as the `[leaks] action` setting selects. Every other token is a
-//! `false_positive`.
+//! is revoked or flagged, as the `[leaks] action` setting selects, and
+//! raises a `leak_reported` alert for the key's tenant. Every other token
+//! is a `false_positive`.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -24,13 +25,14 @@ use portcullis_core::credential::{ApiKeyRecord, shorten_label};
 use portcullis_core::crypto::EcdsaP256PublicKey;
 use portcullis_core::ids::AuditId;
 use portcullis_core::key::KeySecret;
-use portcullis_store::{AuditAction, AuditContext, AuditEvent};
+use portcullis_store::{AlertRule, AlertSeverity, AuditAction, AuditContext, AuditEvent};
 use rustls_pki_types::SubjectPublicKeyInfoDer;
 use rustls_pki_types::pem::PemObject;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+use crate::alerts::NewAlert;
 use crate::app::AppState;
 use crate::config::{LeakAction, LeaksConfig, PemSource};
 use crate::listener::ConnectionInfo;
@@ -247,6 +249,7 @@ async fn handle_item(
         return Err(Problem::store_unavailable());
     }
 
+    raise_leak_alert(state, &record, item, action, usable, audit.at).await;
     if !usable {
         tracing::info!(key_id = %record.id, status = %record.status(audit.at), "leak report names a key that no longer works");
         return Ok(true);
@@ -266,13 +269,47 @@ async fn handle_item(
             tracing::warn!(key_id = %record.id, tenant = record.tenant.as_ref().map_or("-", |name| name.as_str()), "revoked a key reported as leaked");
         }
         LeakAction::Flag => {
-            // NOTE: there is no alert system yet. The alert for the key's
-            // tenant is to be raised here; until then this warning is the
-            // only signal besides the audit record.
             tracing::warn!(key_id = %record.id, tenant = record.tenant.as_ref().map_or("-", |name| name.as_str()), "a usable key was reported as leaked and is flagged, not revoked");
         }
     }
     Ok(true)
+}
+
+/// Raises the `leak_reported` alert for the key's tenant: critical while
+/// the key still works (flagged, not revoked), a warning otherwise. A
+/// failure to store it is logged and does not fail the report, whose
+/// revocation matters more.
+async fn raise_leak_alert(
+    state: &AppState,
+    record: &ApiKeyRecord,
+    item: &ReportItem,
+    action: LeakAction,
+    usable: bool,
+    at: OffsetDateTime,
+) {
+    let still_usable = usable && action == LeakAction::Flag;
+    let alert = NewAlert {
+        tenant_id: record.tenant_id,
+        credential: Some(record.id.to_string()),
+        key_id: Some(record.id),
+        rule: AlertRule::LeakReported,
+        severity: if still_usable {
+            AlertSeverity::Critical
+        } else {
+            AlertSeverity::Warning
+        },
+        details: json!({
+            "visible_prefix": record.visible_prefix,
+            "url": item.url,
+            "type": item.token_type,
+            "source": item.source,
+            "action": if usable { action.as_str() } else { "none" },
+            "status": record.status(at).as_str(),
+        }),
+    };
+    if let Err(error) = state.alerts.raise(alert).await {
+        tracing::error!(error = %crate::telemetry::ErrorChain(&error), key_id = %record.id, "storing the alert of a leak report failed");
+    }
 }
 
 /// Builds the `key.leak_reported` record: the key, where it was found and

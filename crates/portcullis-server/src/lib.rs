@@ -10,6 +10,7 @@
 //! - [`usage`]: buffered last-used times, usage counts and failure records.
 //! - [`verify`]: `POST /v1/keys/verify` for backends that check keys themselves.
 //! - [`leaks`]: `POST /v1/leaks`, signed leak reports that revoke or flag keys.
+//! - [`alerts`]: anomaly rules, stored alerts and signed webhook deliveries.
 //! - [`admin`]: the admin API under `/admin/v1/`.
 //! - [`oauth`]: the OAuth 2.0 authorization server: signing keys and JWTs.
 //! - [`manage`]: tenant and key operations shared by the admin API and the CLI.
@@ -25,6 +26,7 @@
 
 pub mod activity;
 pub mod admin;
+pub mod alerts;
 pub mod app;
 pub mod auth;
 pub mod body;

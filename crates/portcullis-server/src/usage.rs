@@ -22,6 +22,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::signals::AlertSignals;
 use crate::pki::verify::Rejection;
 
 /// How often buffers are written.
@@ -55,6 +56,7 @@ pub struct UsageRecorder {
     failures: Mutex<Vec<AuditEvent>>,
     dropped_failures: Mutex<u64>,
     flushes: Mutex<u64>,
+    alert_signals: std::sync::Arc<AlertSignals>,
 }
 
 /// Requests and failures of one credential in one hour.
@@ -125,8 +127,15 @@ impl FailedAuthentication {
 }
 
 impl UsageRecorder {
+    /// Returns the counters that the anomaly rules read, fed by the two
+    /// record methods.
+    pub fn alert_signals(&self) -> &std::sync::Arc<AlertSignals> {
+        &self.alert_signals
+    }
+
     /// Counts one successful use of `key_id`.
     pub fn record_use(&self, key_id: KeyId, at: OffsetDateTime, client_ip: IpAddr) {
+        self.alert_signals.record_use(key_id, client_ip);
         let mut usage = lock(&self.usage);
         let entry = usage.entry(key_id).or_insert_with(|| KeyUsage {
             key_id,
@@ -185,6 +194,7 @@ impl UsageRecorder {
     /// Queues an audit record of a failed authentication, and counts it
     /// against the key or client it names.
     pub fn record_failure(&self, failure: FailedAuthentication) {
+        self.alert_signals.record_failure(&failure);
         let credential = failure
             .key_id
             .map(CredentialRef::Key)

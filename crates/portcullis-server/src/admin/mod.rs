@@ -8,6 +8,7 @@
 //!
 //! [`Manager`]: crate::manage::Manager
 
+pub mod alerts;
 pub mod audit;
 pub mod certificates;
 pub mod clients;
@@ -76,6 +77,7 @@ pub fn router() -> Router<AppState> {
         .merge(certificates::routes())
         .merge(usage::routes())
         .merge(audit::routes())
+        .merge(alerts::routes())
 }
 
 /// Authenticates an operator key holding `scope`.

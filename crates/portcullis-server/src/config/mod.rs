@@ -16,9 +16,13 @@
 //! 3. [`Config::try_from`] checks every value. Each error names the setting,
 //!    such as `routes[2].upstream: …`, and unknown keys are errors, so a typo
 //!    stops the start instead of being ignored.
+//! 4. Webhook secrets are read from the variable that `secret_env` names
+//!    (one of the `PORTCULLIS_*` variables, without `__`) or from
+//!    `secret_file`, never from the file itself.
 //!
 //! The [`raw`] structs document every key and its default.
 
+mod alerts;
 mod brute_force;
 mod env;
 mod leaks;
@@ -35,6 +39,11 @@ use std::time::Duration;
 
 use portcullis_core::scope::ScopeSet;
 
+pub use alerts::{
+    AlertsConfig, DeliveryPolicy, FailureRule, MAX_WEBHOOK_SECRET_LEN, MAX_WEBHOOKS,
+    MIN_WEBHOOK_SECRET_LEN, NewNetworkRule, RateSpikeRule, RevokedKeyRule, SecretSource,
+    WebhookConfig, WebhookSecret,
+};
 pub use leaks::{
     LeakAction, LeakPublicKey, LeaksConfig, MAX_LEAK_KEY_ID_LEN, MAX_LEAK_PUBLIC_KEYS, PemSource,
 };
@@ -109,6 +118,8 @@ pub struct Config {
     pub leaks: LeaksConfig,
     /// The metrics listener.
     pub metrics: MetricsConfig,
+    /// Anomaly rules, delivery policy and webhooks.
+    pub alerts: AlertsConfig,
 }
 
 /// The `[server]` table, checked.
@@ -427,7 +438,9 @@ fn from_table(
     apply_redis_url(&mut table, env)?;
     env::apply_overrides(&mut table, env)?;
     let raw = RawConfig::from_table(table)?;
-    Config::try_from(raw)
+    let mut config = Config::try_from(raw)?;
+    alerts::read_webhook_secrets(&mut config.alerts, env)?;
+    Ok(config)
 }
 
 /// Sets `limits.redis_url` from [`REDIS_URL_VARIABLE`] when it is set and

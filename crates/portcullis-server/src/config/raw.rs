@@ -46,6 +46,8 @@ pub struct RawConfig {
     pub leaks: Option<RawLeaks>,
     /// The `[metrics]` table; metrics on `127.0.0.1:9464` by default.
     pub metrics: Option<RawMetrics>,
+    /// The `[alerts]` table; every rule on with its defaults, no webhooks.
+    pub alerts: Option<RawAlerts>,
 }
 
 /// The `[metrics]` table: the Prometheus metrics listener.
@@ -62,6 +64,123 @@ pub struct RawMetrics {
     /// allowed, and logged as a warning at start, because the metrics tell
     /// anyone who can reach them about traffic and routes.
     pub listen: Option<String>,
+}
+
+/// The `[alerts]` table: anomaly rules and the webhooks alerts go to.
+///
+/// ```toml
+/// [alerts.rate_spike]
+/// factor = 10
+/// [[alerts.webhooks]]
+/// url = "https://hooks.example.com/portcullis"
+/// secret_env = "PORTCULLIS_ALERT_WEBHOOK_SECRET"
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    /// Whether the anomaly rules run; default `true`. Leak reports raise
+    /// alerts either way.
+    pub enabled: Option<bool>,
+    /// A credential's request rate far above its own baseline.
+    pub rate_spike: Option<RawRateSpikeRule>,
+    /// Failed authentications per credential and per client address.
+    pub failures: Option<RawFailureRule>,
+    /// Revoked or expired keys still presented.
+    pub revoked_key: Option<RawRevokedKeyRule>,
+    /// A credential used from a network it never used before.
+    pub new_network: Option<RawNewNetworkRule>,
+    /// Retries of webhook deliveries.
+    pub delivery: Option<RawDeliveryPolicy>,
+    /// The webhooks every alert is sent to; default none.
+    pub webhooks: Option<Vec<RawWebhook>>,
+}
+
+/// The `[alerts.rate_spike]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateSpikeRule {
+    /// The counting window, such as `"1m"` (default).
+    pub window: Option<String>,
+    /// How many times its baseline a credential's window count must
+    /// exceed; default 10, from 2 to 1000.
+    pub factor: Option<u32>,
+    /// The fewest requests in one window that can count as a spike;
+    /// default 100.
+    pub floor: Option<u64>,
+    /// Windows of history a credential needs before it can spike; default
+    /// 30.
+    pub learning_windows: Option<u32>,
+    /// The shortest time between two spike alerts of one credential, such
+    /// as `"1h"` (default).
+    pub cooldown: Option<String>,
+}
+
+/// The `[alerts.failures]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFailureRule {
+    /// The counting window, such as `"5m"` (default).
+    pub window: Option<String>,
+    /// Failures naming one key or OAuth client within the window that raise
+    /// an alert; default 20.
+    pub per_credential: Option<u32>,
+    /// Failures from one client address within the window that raise an
+    /// alert; default 100.
+    pub per_source: Option<u32>,
+}
+
+/// The `[alerts.revoked_key]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRevokedKeyRule {
+    /// At most one alert per key within this period, such as `"1h"`
+    /// (default).
+    pub window: Option<String>,
+}
+
+/// The `[alerts.new_network]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNewNetworkRule {
+    /// Prefix length of an IPv4 network; default 24, from 8 to 32.
+    pub ipv4_prefix: Option<u8>,
+    /// Prefix length of an IPv6 network; default 48, from 16 to 128.
+    pub ipv6_prefix: Option<u8>,
+    /// Time after a credential's first recorded use in which new networks
+    /// raise no alert, such as `"7d"` (default).
+    pub learning_period: Option<String>,
+    /// Networks remembered per credential; default 100.
+    pub max_networks: Option<u32>,
+}
+
+/// The `[alerts.delivery]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeliveryPolicy {
+    /// Attempts before a delivery is given up; default 12.
+    pub max_attempts: Option<u32>,
+    /// Delay before the first retry, such as `"10s"` (default). Each later
+    /// delay doubles, with jitter.
+    pub first_retry: Option<String>,
+    /// The longest delay between attempts, such as `"1h"` (default).
+    pub max_retry: Option<String>,
+    /// Time one attempt may take, such as `"10s"` (default), at most 60 s.
+    pub timeout: Option<String>,
+}
+
+/// One `[[alerts.webhooks]]` entry: a URL and exactly one of `secret_env`
+/// and `secret_file`. The secret is never written in this file, which is
+/// often readable by more people than the secret should be.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    /// The receiver: `https://…`, or `http://` to a loopback address.
+    pub url: String,
+    /// Name of the environment variable that holds the secret. It must
+    /// start with `PORTCULLIS_` and contain no `__`.
+    pub secret_env: Option<String>,
+    /// File that holds the secret; trailing whitespace is dropped.
+    pub secret_file: Option<PathBuf>,
 }
 
 /// The `[leaks]` table: leak reports in the format of GitHub's secret
@@ -292,6 +411,7 @@ struct Sections {
     limits: Option<toml::Value>,
     leaks: Option<toml::Value>,
     metrics: Option<toml::Value>,
+    alerts: Option<toml::Value>,
 }
 
 impl RawConfig {
@@ -363,6 +483,15 @@ impl RawConfig {
             })
             .transpose()?;
 
+        let alerts = sections
+            .alerts
+            .map(|value| {
+                value
+                    .try_into()
+                    .map_err(|error| deserialize_error("alerts", &error))
+            })
+            .transpose()?;
+
         Ok(Self {
             server,
             routes,
@@ -370,6 +499,7 @@ impl RawConfig {
             limits,
             leaks,
             metrics,
+            alerts,
         })
     }
 }

@@ -1063,3 +1063,202 @@ fn bad_brute_force_thresholds_named() {
     let unknown = from_toml("[limits.brute_force]\nblock_after = 5\n", &no_env());
     assert!(unknown.is_err(), "an unknown key is rejected");
 }
+
+const WEBHOOK_SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn secret_env() -> BTreeMap<String, String> {
+    BTreeMap::from([(
+        "PORTCULLIS_ALERT_WEBHOOK_SECRET".to_owned(),
+        WEBHOOK_SECRET.to_owned(),
+    )])
+}
+
+#[test]
+fn alerts_default_without_table() {
+    let config = from_toml("", &no_env()).unwrap();
+    assert_eq!(config.alerts, AlertsConfig::default());
+    assert!(config.alerts.enabled);
+    assert!(config.alerts.webhooks.is_empty());
+}
+
+#[test]
+fn alerts_thresholds_parse() {
+    let text = r#"
+[alerts.rate_spike]
+window = "10s"
+factor = 4
+floor = 30
+learning_windows = 3
+cooldown = "1m"
+[alerts.failures]
+window = "1m"
+per_credential = 5
+per_source = 7
+[alerts.revoked_key]
+window = "2m"
+[alerts.new_network]
+ipv4_prefix = 16
+ipv6_prefix = 64
+learning_period = "1s"
+max_networks = 5
+[alerts.delivery]
+max_attempts = 3
+first_retry = "1s"
+max_retry = "2s"
+timeout = "5s"
+"#;
+    let alerts = from_toml(text, &no_env()).unwrap().alerts;
+    assert_eq!(alerts.rate_spike.window, Duration::from_secs(10));
+    assert_eq!(alerts.rate_spike.factor, 4);
+    assert_eq!(alerts.rate_spike.floor, 30);
+    assert_eq!(alerts.rate_spike.learning_windows, 3);
+    assert_eq!(alerts.rate_spike.cooldown, Duration::from_secs(60));
+    assert_eq!(alerts.failures.window, Duration::from_secs(60));
+    assert_eq!(alerts.failures.per_credential, 5);
+    assert_eq!(alerts.failures.per_source, 7);
+    assert_eq!(alerts.revoked_key.window, Duration::from_secs(120));
+    assert_eq!(alerts.new_network.ipv4_prefix, 16);
+    assert_eq!(alerts.new_network.ipv6_prefix, 64);
+    assert_eq!(alerts.new_network.learning_period, Duration::from_secs(1));
+    assert_eq!(alerts.new_network.max_networks, 5);
+    assert_eq!(alerts.delivery.max_attempts, 3);
+    assert_eq!(alerts.delivery.first_retry, Duration::from_secs(1));
+    assert_eq!(alerts.delivery.max_retry, Duration::from_secs(2));
+    assert_eq!(alerts.delivery.timeout, Duration::from_secs(5));
+}
+
+#[test]
+fn webhook_secret_read_from_env() {
+    let text = r#"
+[[alerts.webhooks]]
+url = "https://hooks.example.com/portcullis?token=abc"
+secret_env = "PORTCULLIS_ALERT_WEBHOOK_SECRET"
+"#;
+    let alerts = from_toml(text, &secret_env()).unwrap().alerts;
+    let webhook = &alerts.webhooks[0];
+    assert_eq!(
+        webhook.url.as_str(),
+        "https://hooks.example.com/portcullis?token=abc"
+    );
+    assert_eq!(webhook.id.len(), 16);
+    let secret = webhook.secret.as_ref().unwrap();
+    assert_eq!(secret.expose(), WEBHOOK_SECRET.as_bytes());
+    assert_eq!(format!("{secret:?}"), "WebhookSecret(..)");
+    assert!(!format!("{alerts:?}").contains(WEBHOOK_SECRET));
+
+    let missing = from_toml(text, &no_env()).unwrap_err().to_string();
+    assert_names(&missing, "alerts.webhooks[0].secret_env");
+    assert!(
+        missing.contains("PORTCULLIS_ALERT_WEBHOOK_SECRET"),
+        "{missing}"
+    );
+}
+
+#[test]
+fn webhook_secret_read_from_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("webhook.secret");
+    std::fs::write(&path, format!("{WEBHOOK_SECRET}\n")).unwrap();
+    let text = format!(
+        "[[alerts.webhooks]]\nurl = \"http://127.0.0.1:9999/hook\"\nsecret_file = \"{}\"\n",
+        path.display()
+    );
+    let alerts = from_toml(&text, &no_env()).unwrap().alerts;
+    let secret = alerts.webhooks[0].secret.as_ref().unwrap();
+    assert_eq!(
+        secret.expose(),
+        WEBHOOK_SECRET.as_bytes(),
+        "newline dropped"
+    );
+
+    std::fs::write(&path, "short\n").unwrap();
+    let short = from_toml(&text, &no_env()).unwrap_err().to_string();
+    assert_names(&short, "alerts.webhooks[0].secret_file");
+}
+
+#[test]
+fn bad_alert_settings_named() {
+    let webhook = |body: &str| format!("[[alerts.webhooks]]\n{body}\n");
+    let cases = [
+        (
+            "[alerts.rate_spike]\nfactor = 1\n",
+            "alerts.rate_spike.factor",
+        ),
+        (
+            "[alerts.rate_spike]\nfloor = 0\n",
+            "alerts.rate_spike.floor",
+        ),
+        (
+            "[alerts.rate_spike]\nwindow = \"2000d\"\n",
+            "alerts.rate_spike.window",
+        ),
+        (
+            "[alerts.failures]\nper_source = 0\n",
+            "alerts.failures.per_source",
+        ),
+        (
+            "[alerts.new_network]\nipv4_prefix = 33\n",
+            "alerts.new_network.ipv4_prefix",
+        ),
+        (
+            "[alerts.new_network]\nipv6_prefix = 8\n",
+            "alerts.new_network.ipv6_prefix",
+        ),
+        (
+            "[alerts.delivery]\nmax_attempts = 0\n",
+            "alerts.delivery.max_attempts",
+        ),
+        (
+            "[alerts.delivery]\nfirst_retry = \"2h\"\nmax_retry = \"1h\"\n",
+            "alerts.delivery.first_retry",
+        ),
+        (
+            "[alerts.delivery]\ntimeout = \"2m\"\n",
+            "alerts.delivery.timeout",
+        ),
+        (
+            &webhook("url = \"http://hooks.example.com/\"\nsecret_env = \"PORTCULLIS_S\""),
+            "alerts.webhooks[0].url",
+        ),
+        (
+            &webhook("url = \"https://user:pw@hooks.example.com/\"\nsecret_env = \"PORTCULLIS_S\""),
+            "alerts.webhooks[0].url",
+        ),
+        (
+            &webhook("url = \"ftp://hooks.example.com/\"\nsecret_env = \"PORTCULLIS_S\""),
+            "alerts.webhooks[0].url",
+        ),
+        (
+            &webhook("url = \"https://hooks.example.com/\"\nsecret_env = \"HOME\""),
+            "alerts.webhooks[0].secret_env",
+        ),
+        (
+            &webhook("url = \"https://hooks.example.com/\"\nsecret_env = \"PORTCULLIS_A__B\""),
+            "alerts.webhooks[0].secret_env",
+        ),
+        (
+            &webhook("url = \"https://hooks.example.com/\""),
+            "alerts.webhooks[0]",
+        ),
+        // An inline secret is an unknown key: the file is no place for it.
+        (
+            &webhook("url = \"https://hooks.example.com/\"\nsecret = \"inline\""),
+            "alerts.webhooks",
+        ),
+        ("[alerts]\nthreshold = 3\n", "alerts"),
+    ];
+    for (text, setting) in cases {
+        let error = error_of(text);
+        assert_names(&error, setting);
+    }
+}
+
+#[test]
+fn duplicate_webhook_urls_rejected() {
+    let one = "[[alerts.webhooks]]\nurl = \"https://hooks.example.com/a\"\n\
+               secret_env = \"PORTCULLIS_ALERT_WEBHOOK_SECRET\"\n";
+    let error = from_toml(&format!("{one}{one}"), &secret_env())
+        .unwrap_err()
+        .to_string();
+    assert_names(&error, "alerts.webhooks[1].url");
+}

@@ -68,6 +68,7 @@ impl TryFrom<RawConfig> for Config {
         let leaks = super::leaks::check_leaks(raw.leaks.unwrap_or_default())?;
         let metrics =
             super::metrics::check_metrics(&raw.metrics.unwrap_or_default(), server.listen)?;
+        let alerts = super::alerts::check_alerts(raw.alerts.unwrap_or_default())?;
         Ok(Self {
             server,
             routes,
@@ -75,6 +76,7 @@ impl TryFrom<RawConfig> for Config {
             limits,
             leaks,
             metrics,
+            alerts,
         })
     }
 }

@@ -1,0 +1,234 @@
+//! Anomaly alerts: rules over recent traffic, stored alerts and their
+//! signed webhook deliveries.
+//!
+//! - [`signals`]: counters that the request path feeds, in memory only.
+//! - [`rules`]: rate spikes, failure thresholds and revoked keys in use.
+//! - [`networks`]: first use of a credential from a new network.
+//! - [`delivery`]: the outbox worker, its retries and the signature.
+//!
+//! The request path never waits on this module: it bumps counters (through
+//! [`crate::usage::UsageRecorder`]), and a background task takes them once
+//! per [`EVALUATION_INTERVAL`], applies the rules and raises alerts. Raising
+//! stores the alert with one delivery per webhook in one transaction, logs
+//! it, and wakes the delivery worker.
+
+pub mod delivery;
+pub mod networks;
+pub mod rules;
+pub mod signals;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_core::ids::{AlertId, DeliveryId, KeyId, TenantId};
+use portcullis_store::{AlertRecord, AlertRule, AlertSeverity, NewDelivery, Store, StoreError};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use self::delivery::Sender;
+use self::networks::NetworkRule;
+use self::rules::CountingRules;
+use self::signals::AlertSignals;
+use crate::config::AlertsConfig;
+use crate::telemetry::ErrorChain;
+
+/// How often the rules look at the counters.
+pub const EVALUATION_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Most network checks per tick. Each unknown network costs a store write,
+/// so a key used from thousands of addresses at once is checked over
+/// several ticks rather than stalling the others.
+const MAX_NETWORK_CHECKS_PER_TICK: usize = 1_000;
+
+/// An alert that a rule or a leak report wants raised.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAlert {
+    /// The credential's tenant, when known. When `None` and `key_id` is
+    /// set, the tenant is looked up from the key.
+    pub tenant_id: Option<TenantId>,
+    /// The key or OAuth client id, when the alert concerns one credential.
+    pub credential: Option<String>,
+    /// The key, when the credential is an API key.
+    pub key_id: Option<KeyId>,
+    /// The rule that fired.
+    pub rule: AlertRule,
+    /// How urgent it is.
+    pub severity: AlertSeverity,
+    /// What the rule saw. Never a secret.
+    pub details: Value,
+}
+
+/// Raises alerts: stores them, logs them and queues their deliveries.
+pub struct Alerts {
+    store: Store,
+    config: AlertsConfig,
+    sender: Arc<Sender>,
+    wake: Arc<Notify>,
+}
+
+impl Alerts {
+    /// Builds the alert handle from the `[alerts]` table.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the webhook client cannot be built (see [`Sender::new`]).
+    pub fn new(config: &AlertsConfig, store: Store) -> std::io::Result<Self> {
+        Ok(Self {
+            store,
+            config: config.clone(),
+            sender: Arc::new(Sender::new(config)?),
+            wake: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Stores `alert` with one delivery per webhook, logs it and wakes the
+    /// delivery worker. Returns the stored record.
+    pub async fn raise(&self, alert: NewAlert) -> Result<AlertRecord, StoreError> {
+        let tenant_id = match (alert.tenant_id, alert.key_id) {
+            (Some(tenant_id), _) => Some(tenant_id),
+            (None, Some(key_id)) => self
+                .store
+                .find_key(key_id)
+                .await?
+                .and_then(|key| key.tenant_id),
+            (None, None) => None,
+        };
+        let record = AlertRecord {
+            id: AlertId::generate(),
+            at: OffsetDateTime::now_utc(),
+            tenant_id,
+            credential: alert.credential,
+            rule: alert.rule,
+            severity: alert.severity,
+            details: alert.details,
+        };
+        let deliveries: Vec<NewDelivery> = self
+            .sender
+            .webhook_ids()
+            .map(|webhook| {
+                let id = DeliveryId::generate();
+                NewDelivery {
+                    id,
+                    webhook: webhook.to_owned(),
+                    body: payload(&record, id).to_string(),
+                }
+            })
+            .collect();
+        self.store.insert_alert(&record, &deliveries).await?;
+        tracing::warn!(
+            alert_id = %record.id,
+            rule = %record.rule,
+            severity = %record.severity,
+            tenant_id = record.tenant_id.map(|id| id.to_string()).as_deref().unwrap_or("-"),
+            credential = record.credential.as_deref().unwrap_or("-"),
+            details = %record.details,
+            "alert raised"
+        );
+        // NOTE: the alerts-raised counter of the Prometheus metrics belongs
+        // here once the metrics registry exists.
+        if !deliveries.is_empty() {
+            self.wake.notify_one();
+        }
+        Ok(record)
+    }
+
+    /// Runs the rules every [`EVALUATION_INTERVAL`] and the delivery worker
+    /// until `shutdown`. With `[alerts] enabled = false` only the worker
+    /// runs, for leak-report alerts.
+    pub async fn run(self: Arc<Self>, signals: Arc<AlertSignals>, shutdown: CancellationToken) {
+        let worker = tokio::spawn(delivery::deliver_periodically(
+            Arc::clone(&self.sender),
+            self.store.clone(),
+            Arc::clone(&self.wake),
+            shutdown.clone(),
+        ));
+        if self.config.enabled {
+            signals.enable();
+            self.evaluate_periodically(&signals, &shutdown).await;
+        }
+        let _ = worker.await;
+    }
+
+    async fn evaluate_periodically(&self, signals: &AlertSignals, shutdown: &CancellationToken) {
+        let mut counting = CountingRules::new(
+            self.config.rate_spike.clone(),
+            self.config.failures.clone(),
+            self.config.revoked_key.clone(),
+        );
+        let mut networks = NetworkRule::new(self.config.new_network.clone());
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(EVALUATION_INTERVAL) => {}
+            }
+            let (taken, dropped) = signals.take();
+            if dropped > 0 {
+                tracing::warn!(
+                    dropped,
+                    "alert signals dropped because a counter map was full"
+                );
+            }
+            let now = OffsetDateTime::now_utc();
+            let mut raised = counting.evaluate(&taken, now);
+            raised.extend(self.check_networks(&mut networks, &taken, now).await);
+            for alert in raised {
+                let rule = alert.rule;
+                if let Err(error) = self.raise(alert).await {
+                    tracing::error!(error = %ErrorChain(&error), rule = %rule, "storing an alert failed; it is lost");
+                }
+            }
+        }
+    }
+
+    async fn check_networks(
+        &self,
+        networks: &mut NetworkRule,
+        taken: &signals::Signals,
+        now: OffsetDateTime,
+    ) -> Vec<NewAlert> {
+        let mut alerts = Vec::new();
+        let mut sightings = Vec::new();
+        for (key_id, uses) in &taken.uses {
+            for address in &uses.addresses {
+                sightings.push((*key_id, *address));
+            }
+        }
+        sightings.truncate(MAX_NETWORK_CHECKS_PER_TICK);
+        for (key_id, address) in sightings {
+            match networks.observe(&self.store, key_id, address, now).await {
+                Ok(Some(alert)) => alerts.push(alert),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(error = %ErrorChain(&error), key_id = %key_id, "recording a credential's network failed; it is checked again at its next use");
+                }
+            }
+        }
+        alerts
+    }
+}
+
+/// Returns the JSON that a webhook receives for `alert` in delivery
+/// `delivery_id`. The delivery id is inside the signed body, so a replayed
+/// request cannot pass as a new delivery by changing a header.
+pub fn payload(alert: &AlertRecord, delivery_id: DeliveryId) -> Value {
+    json!({
+        "delivery_id": delivery_id,
+        "alert": alert_json(alert),
+    })
+}
+
+/// The public view of an alert, as listed and sent.
+pub fn alert_json(alert: &AlertRecord) -> Value {
+    json!({
+        "id": alert.id,
+        "at": alert.at.format(&Rfc3339).ok(),
+        "tenant_id": alert.tenant_id,
+        "credential": alert.credential,
+        "rule": alert.rule.as_str(),
+        "severity": alert.severity.as_str(),
+        "details": alert.details,
+    })
+}
