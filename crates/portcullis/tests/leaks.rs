@@ -17,7 +17,9 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair as _};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use portcullis_store::{AuditAction, AuditFilter};
+use portcullis_store::{
+    AlertFilter, AlertRecord, AlertRule, AlertSeverity, AuditAction, AuditFilter,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::{DataDir, Server};
@@ -100,6 +102,40 @@ async fn post(
         request = request.header("Github-Public-Key-Signature", signature);
     }
     request.send().await.unwrap()
+}
+
+/// Reads the `leak_reported` alerts of `key_id` from the store.
+async fn leak_alerts(data: &DataDir, key_id: &str) -> Vec<AlertRecord> {
+    read_alerts(
+        data,
+        AlertFilter {
+            rule: Some(AlertRule::LeakReported),
+            credential: Some(key_id.to_owned()),
+            limit: 10,
+            ..AlertFilter::default()
+        },
+    )
+    .await
+}
+
+/// Reads every `leak_reported` alert from the store.
+async fn leak_alerts_all(data: &DataDir) -> Vec<AlertRecord> {
+    read_alerts(
+        data,
+        AlertFilter {
+            rule: Some(AlertRule::LeakReported),
+            limit: 10,
+            ..AlertFilter::default()
+        },
+    )
+    .await
+}
+
+async fn read_alerts(data: &DataDir, filter: AlertFilter) -> Vec<AlertRecord> {
+    let store = data.open_store().await;
+    let alerts = store.list_alerts(&filter).await.unwrap();
+    store.close().await;
+    alerts
 }
 
 async fn leak_records(data: &DataDir, key_id: &str) -> Vec<portcullis_store::AuditEvent> {
@@ -227,6 +263,19 @@ async fn leak_reports_revoke_or_reject() {
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].details["action"], "none");
 
+    let alerts = leak_alerts(&data, &live_id).await;
+    assert_eq!(alerts.len(), 1, "the revoked key raised one alert");
+    assert_eq!(alerts[0].severity, AlertSeverity::Warning);
+    assert_eq!(alerts[0].details["action"], "revoke");
+    assert_eq!(alerts[0].details["url"], LEAK_URL);
+    assert!(alerts[0].tenant_id.is_some(), "the alert names the tenant");
+    assert!(!alerts[0].details.to_string().contains(&live));
+    let alerts = leak_alerts(&data, &revoked_id).await;
+    assert_eq!(alerts.len(), 1, "a key that no longer works raises one too");
+    assert_eq!(alerts[0].details["action"], "none");
+    let look_alike_alerts = leak_alerts_all(&data).await;
+    assert_eq!(look_alike_alerts.len(), 2, "false positives raise nothing");
+
     let logs = server.log_text();
     assert!(!logs.contains(&live), "a reported key reached the log");
     server.stop().await;
@@ -248,6 +297,20 @@ async fn flag_action_keeps_key() {
     let records = leak_records(&data, &live_id).await;
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].details["action"], "flag");
+
+    let alerts = leak_alerts(&data, &live_id).await;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(
+        alerts[0].severity,
+        AlertSeverity::Critical,
+        "a flagged key still works"
+    );
+    assert_eq!(alerts[0].details["status"], "active");
+    let tenants = data.cli_json(&["tenants", "list"]);
+    assert_eq!(
+        alerts[0].tenant_id.map(|id| id.to_string()).as_deref(),
+        tenants["tenants"][0]["id"].as_str()
+    );
 
     let logs = server.log_text();
     assert!(logs.contains("flagged, not revoked"), "{logs}");

@@ -19,6 +19,7 @@ pub mod mtls;
 pub mod raw;
 pub mod services;
 pub mod upstream;
+pub mod webhook;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
