@@ -4,10 +4,7 @@
 //! restart.
 //!
 //! Every request comes from 127.0.0.1, which the configuration trusts as a
-//! proxy, so `X-Forwarded-For` sets the client address a rule sees. The
-//! tests run on two worker threads so that the client's connections close
-//! while `Server::stop` blocks one thread; an open one would hold up the
-//! server's graceful drain.
+//! proxy, so `X-Forwarded-For` sets the client address a rule sees.
 
 #![allow(
     clippy::unwrap_used,
@@ -240,7 +237,7 @@ fn decode_hex(hex: &str) -> Result<Vec<u8>, std::num::ParseIntError> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn revoked_key_alert_signed_and_delivered() {
     let receiver = Receiver::start();
     let fixture = Fixture::new(Some(&receiver.url()), &Thresholds::default());
@@ -311,10 +308,10 @@ async fn revoked_key_alert_signed_and_delivered() {
     assert!(logs.contains("alert raised"), "{logs}");
     assert!(!logs.contains(&revoked), "the key reached the log");
     assert!(!logs.contains(SECRET), "the webhook secret reached the log");
-    server.stop();
+    server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn credential_failures_alert_past_threshold() {
     let fixture = Fixture::new(
         None,
@@ -352,10 +349,10 @@ async fn credential_failures_alert_past_threshold() {
         Value::Array(vec![]),
         "4 failures stay below 5"
     );
-    server.stop();
+    server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn source_failures_alert_past_threshold() {
     let fixture = Fixture::new(
         None,
@@ -385,10 +382,10 @@ async fn source_failures_alert_past_threshold() {
     );
     assert_eq!(alerts[0]["details"]["client_ip"], "203.0.113.9");
     assert_eq!(alerts[0]["tenant_id"], Value::Null);
-    server.stop();
+    server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn rate_spike_alert_above_baseline() {
     let fixture = Fixture::new(None, &Thresholds::default());
     let (spiking_id, spiking) = fixture.key();
@@ -459,7 +456,7 @@ async fn rate_spike_alert_above_baseline() {
         Value::Array(vec![]),
         "steady traffic stays silent"
     );
-    server.stop();
+    server.stop().await;
 }
 
 /// Lists the `new_network` alerts of `key_id`.
@@ -468,7 +465,7 @@ async fn network_alerts(server: &Server, operator: &str, key_id: &str) -> Value 
     list_alerts(server, operator, &query).await["alerts"].clone()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn new_network_alert_after_learning() {
     let fixture = Fixture::new(None, &Thresholds::default());
     let (key_id, key) = fixture.key();
@@ -517,7 +514,7 @@ async fn new_network_alert_after_learning() {
         network_alerts(&server, &fixture.operator, &fresh_id).await,
         Value::Array(vec![])
     );
-    server.stop();
+    server.stop().await;
 
     // The known networks survive a restart.
     let server = fixture.start();
@@ -543,10 +540,10 @@ async fn new_network_alert_after_learning() {
         "only the IPv6 network is new: {all}"
     );
     assert_eq!(alerts[0]["details"]["network"], "2001:db8:1::/48");
-    server.stop();
+    server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn webhook_retried_after_server_error() {
     let receiver = Receiver::start_on(0, &[500, 503]);
     let fixture = Fixture::new(Some(&receiver.url()), &Thresholds::default());
@@ -583,10 +580,10 @@ async fn webhook_retried_after_server_error() {
         wait_for_delivery_state(&server, &fixture.operator, &alert_id, "delivered").await;
     assert_eq!(deliveries["attempts"], 3);
     assert_eq!(deliveries["last_error"], "HTTP 503");
-    server.stop();
+    server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn webhook_client_error_not_retried() {
     let receiver = Receiver::start_on(0, &[410]);
     let fixture = Fixture::new(Some(&receiver.url()), &Thresholds::default());
@@ -603,7 +600,7 @@ async fn webhook_client_error_not_retried() {
     assert_eq!(delivery["attempts"], 1);
     assert_eq!(delivery["last_error"], "HTTP 410");
     assert_eq!(receiver.received().len(), 1, "a 4xx is final");
-    server.stop();
+    server.stop().await;
 }
 
 /// Polls the one delivery of `alert_id` for up to a minute until it is in
@@ -637,7 +634,7 @@ async fn wait_for_delivery_state(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn delivery_resumes_after_restart() {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/hook");
@@ -667,7 +664,7 @@ async fn delivery_resumes_after_restart() {
         assert!(Instant::now() < deadline, "no failed attempt: {listed}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    server.stop();
+    server.stop().await;
 
     let receiver = Receiver::start_on(port, &[]);
     let server = fixture.start();
@@ -676,10 +673,10 @@ async fn delivery_resumes_after_restart() {
     assert_eq!(body["alert"]["id"], alert_id.as_str());
     assert!(signature_valid(&received[0], SECRET));
     wait_for_delivery_state(&server, &fixture.operator, &alert_id, "delivered").await;
-    server.stop();
+    server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn alert_list_filtered_and_paged() {
     let fixture = Fixture::new(None, &Thresholds::default());
     let keys: Vec<(String, String)> = (0..3).map(|_| fixture.revoked_key()).collect();
@@ -749,5 +746,5 @@ async fn alert_list_filtered_and_paged() {
         StatusCode::FORBIDDEN,
         "a tenant key is refused"
     );
-    server.stop();
+    server.stop().await;
 }
