@@ -288,6 +288,10 @@ async fn raise_leak_alert(
     at: OffsetDateTime,
 ) {
     let still_usable = usable && action == LeakAction::Flag;
+    let mut details = leak_details(record, item, action, usable);
+    if let Value::Object(map) = &mut details {
+        map.insert("status".to_owned(), Value::from(record.status(at).as_str()));
+    }
     let alert = NewAlert {
         tenant_id: record.tenant_id,
         credential: Some(record.id.to_string()),
@@ -298,14 +302,7 @@ async fn raise_leak_alert(
         } else {
             AlertSeverity::Warning
         },
-        details: json!({
-            "visible_prefix": record.visible_prefix,
-            "url": item.url,
-            "type": item.token_type,
-            "source": item.source,
-            "action": if usable { action.as_str() } else { "none" },
-            "status": record.status(at).as_str(),
-        }),
+        details,
     };
     if let Err(error) = state.alerts.raise(alert).await {
         tracing::error!(error = %crate::telemetry::ErrorChain(&error), key_id = %record.id, "storing the alert of a leak report failed");
@@ -329,14 +326,25 @@ fn leak_event(
         tenant_id: record.tenant_id,
         target: Some(record.id.to_string()),
         remote_addr: audit.remote_addr.clone(),
-        details: json!({
-            "visible_prefix": record.visible_prefix,
-            "url": item.url,
-            "type": item.token_type,
-            "source": item.source,
-            "action": if usable { action.as_str() } else { "none" },
-        }),
+        details: leak_details(record, item, action, usable),
     }
+}
+
+/// Describes a reported key: its visible prefix, where it was found and
+/// what was done. It contains the URL, never the token.
+fn leak_details(
+    record: &ApiKeyRecord,
+    item: &ReportItem,
+    action: LeakAction,
+    usable: bool,
+) -> Value {
+    json!({
+        "visible_prefix": record.visible_prefix,
+        "url": item.url,
+        "type": item.token_type,
+        "source": item.source,
+        "action": if usable { action.as_str() } else { "none" },
+    })
 }
 
 /// Reads the body up to [`MAX_REPORT_BODY`] bytes.

@@ -402,7 +402,7 @@ pub async fn flush_periodically(
 
 /// Locks a buffer. A panic while holding it cannot leave a half-written
 /// map or vector behind, so a poisoned lock is still safe to use.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -164,7 +164,7 @@ async fn list_alerts(server: &Server, operator: &str, query: &str) -> Value {
     response.json().await.unwrap()
 }
 
-/// Polls the alert list with `query` for up to a minute until it holds at
+/// Polls the alert list with `query` for up to a minute until it contains at
 /// least `count` alerts, and returns them.
 async fn wait_for_alerts(server: &Server, operator: &str, query: &str, count: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -744,7 +744,7 @@ async fn alert_list_filtered_and_paged() {
     assert_eq!(
         refused.status(),
         StatusCode::FORBIDDEN,
-        "a tenant key is refused"
+        "a tenant key is rejected"
     );
     server.stop().await;
 }

@@ -24,13 +24,13 @@ use crate::app::AppState;
 use crate::problem::Problem;
 use crate::telemetry::ErrorChain;
 
-/// Alerts per page unless `limit` says otherwise.
+/// Alerts per page when the request sets no `limit`.
 pub const DEFAULT_PAGE: u32 = 100;
 
-/// Most alerts per page.
+/// Maximum alerts per page.
 pub const MAX_PAGE: u32 = 1000;
 
-/// The alert routes, nested under `/admin/v1`.
+/// Builds the alert routes, nested under `/admin/v1`.
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/alerts", get(alerts_list))
@@ -163,7 +163,8 @@ fn parse_time(field: &str, text: Option<&str>) -> Result<Option<OffsetDateTime>,
     .transpose()
 }
 
-/// The view of one delivery: its state and attempts, without the body.
+/// Returns the view of one delivery: its state and attempts, without the
+/// body.
 fn delivery_json(delivery: &Delivery) -> Value {
     json!({
         "id": delivery.id,

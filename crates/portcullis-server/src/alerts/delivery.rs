@@ -4,14 +4,14 @@
 //! transaction that stores the alert. The worker takes due rows with a
 //! lease, sends them, and records the outcome:
 //!
-//! - a 2xx answer delivers the row;
+//! - a 2xx response delivers the row;
 //! - 408, 429, any 5xx, a connection error or a timeout retries it after
 //!   `first_retry`, then twice as long each time up to `max_retry`, each
 //!   delay drawn at random from its upper half so that many alerts do not
 //!   retry in step, until `max_attempts` attempts are spent;
 //! - any other status (3xx, since redirects are not followed, and 4xx) is
-//!   final: the receiver understood the request and refused it, so
-//!   repeating the same bytes would only be refused again.
+//!   final: the receiver understood the request and rejected it, so
+//!   repeating the same bytes would only be rejected again.
 //!
 //! A row taken by a worker that dies is due again when its lease ends, and
 //! a restart resumes from the store, so deliveries are at least once:
@@ -35,7 +35,6 @@ use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use portcullis_core::crypto::{WebhookKey, fill_random};
 use portcullis_store::{AttemptOutcome, Delivery, Store};
 use time::OffsetDateTime;
@@ -58,13 +57,10 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 const BATCH: i64 = 32;
 
 /// How long past its timeout a taken delivery stays leased, so that a slow
-/// store write after the answer does not let another worker send it again.
+/// store write after the response does not let another worker send it again.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
 
-/// How long connecting to a receiver may take, within the attempt timeout.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Longest error text stored with a delivery.
+/// Maximum length of the error text stored with a delivery.
 const MAX_ERROR_LEN: usize = 200;
 
 /// The webhooks, their signing keys and the HTTP client.
@@ -85,7 +81,8 @@ struct Webhook {
 
 impl Sender {
     /// Builds the sender from the `[alerts]` table. HTTPS receivers are
-    /// verified against the operating system's trust store.
+    /// verified against the operating system's trust store, and connecting
+    /// may take the gateway's connect timeout within the attempt timeout.
     ///
     /// # Errors
     ///
@@ -96,19 +93,7 @@ impl Sender {
         for webhook in &config.webhooks {
             webhooks.push(Webhook::new(webhook)?);
         }
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(provider)?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(15))
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .build(https);
+        let client = crate::gateway::proxy::http_client()?;
         Ok(Self {
             webhooks,
             policy: config.delivery.clone(),
@@ -139,7 +124,7 @@ impl Sender {
                 return AttemptOutcome::Delivered { at: now };
             }
             Ok(status) if !is_retryable(status) => {
-                tracing::error!(delivery_id = %delivery.id, alert_id = %delivery.alert_id, webhook = %webhook.host, status = status.as_u16(), "webhook refused the alert; not retrying");
+                tracing::error!(delivery_id = %delivery.id, alert_id = %delivery.alert_id, webhook = %webhook.host, status = status.as_u16(), "webhook rejected the alert; not retrying");
                 return AttemptOutcome::Failed {
                     at: now,
                     error: format!("HTTP {}", status.as_u16()),
@@ -181,7 +166,7 @@ impl Sender {
             .body(Full::new(Bytes::from(delivery.body.clone())))
             .map_err(|error| format!("building the request failed: {error}"))?;
         match tokio::time::timeout(self.policy.timeout, self.client.request(request)).await {
-            // The body is not read: the status is the whole answer, and an
+            // The body is not read: the status is the whole result, and an
             // unread body only costs the connection its reuse.
             Ok(Ok(response)) => Ok(response.status()),
             Ok(Err(error)) => Err(shorten(&format!("request failed: {}", ErrorChain(&error)))),
@@ -224,7 +209,7 @@ pub fn sign(key: &WebhookKey, timestamp: i64, body: &[u8]) -> String {
     format!("t={timestamp},v1={hex}")
 }
 
-/// Whether a non-2xx status may succeed when sent again.
+/// Returns whether a non-2xx status may succeed when sent again.
 fn is_retryable(status: StatusCode) -> bool {
     status == StatusCode::REQUEST_TIMEOUT
         || status == StatusCode::TOO_MANY_REQUESTS

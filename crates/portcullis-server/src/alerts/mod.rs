@@ -55,9 +55,9 @@ pub struct NewAlert {
     pub key_id: Option<KeyId>,
     /// The rule that fired.
     pub rule: AlertRule,
-    /// How urgent it is.
+    /// The alert's urgency.
     pub severity: AlertSeverity,
-    /// What the rule saw. Never a secret.
+    /// The facts the rule saw, as a JSON object without secrets.
     pub details: Value,
 }
 
@@ -220,7 +220,7 @@ pub fn payload(alert: &AlertRecord, delivery_id: DeliveryId) -> Value {
     })
 }
 
-/// The public view of an alert, as listed and sent.
+/// Returns the public view of an alert, as listed and sent.
 pub fn alert_json(alert: &AlertRecord) -> Value {
     json!({
         "id": alert.id,

@@ -187,7 +187,7 @@ impl CountingRules {
         })
     }
 
-    /// Forgets subjects whose windows ended, once a map holds more than
+    /// Forgets subjects whose windows ended, once a map contains more than
     /// [`MAX_REMEMBERED`] of them.
     fn forget_old(&mut self, now: OffsetDateTime) {
         if self.rates.len() > MAX_REMEMBERED {

@@ -13,15 +13,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use portcullis_core::ids::{KeyId, TenantId};
 
-use crate::usage::FailedAuthentication;
+use crate::usage::{FailedAuthentication, lock};
 
-/// Most subjects (keys, credentials, addresses) kept per map between two
-/// ticks.
+/// Maximum subjects (keys, credentials, addresses) kept per map between
+/// two ticks.
 pub const MAX_SUBJECTS: usize = 10_000;
 
-/// Most distinct client addresses kept per key between two ticks. A key
-/// used from more addresses in one second still has its first ones
-/// checked; the rest wait for a later tick in which they recur.
+/// Maximum distinct client addresses kept per key between two ticks. The
+/// first ones of a tick are checked, and the others wait for a later tick
+/// in which they recur.
 pub const MAX_ADDRESSES_PER_KEY: usize = 16;
 
 /// Counters of one tick, fed by the request path.
@@ -32,7 +32,7 @@ pub struct AlertSignals {
     dropped: AtomicU64,
 }
 
-/// What happened since the last tick.
+/// The counters of one tick.
 #[derive(Debug, Default)]
 pub struct Signals {
     /// Successful uses per key.
@@ -174,14 +174,6 @@ where
         return None;
     }
     Some(map.entry(key).or_default())
-}
-
-/// Locks the counters. A panic while holding the lock cannot leave a
-/// half-updated map behind, so a poisoned lock is still safe to use.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -86,8 +86,8 @@ pub struct RateSpikeRule {
     pub window: Duration,
     /// How many times the baseline a window must exceed.
     pub factor: u32,
-    /// The fewest requests in a window that can be a spike, so a quiet key
-    /// does not alert on a handful of calls.
+    /// The minimum request count of a window that can be a spike, so a
+    /// quiet key does not alert on a handful of calls.
     pub floor: u64,
     /// Windows a credential must have been seen for before its baseline
     /// counts.
@@ -181,7 +181,7 @@ pub struct DeliveryPolicy {
     pub max_attempts: u32,
     /// Delay before the first retry.
     pub first_retry: Duration,
-    /// The longest delay between two attempts.
+    /// The maximum delay between two attempts.
     pub max_retry: Duration,
     /// Time one attempt may take, connection included.
     pub timeout: Duration,
@@ -206,14 +206,14 @@ pub struct WebhookConfig {
     pub id: String,
     /// The URL: https, or http to a loopback address.
     pub url: url::Url,
-    /// Where the secret comes from.
+    /// The source of the secret.
     pub secret_source: SecretSource,
     /// The secret, read from its source when the configuration loads.
     /// `None` only in a configuration checked without its environment.
     pub secret: Option<WebhookSecret>,
 }
 
-/// Where a webhook secret is read from.
+/// The source of a webhook secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
     /// An environment variable, by name.

@@ -76,6 +76,30 @@ pub struct ForwardContext<'a> {
     pub client_certificate_header: Option<&'a HeaderName>,
 }
 
+/// Builds an HTTP/1.1 client for `http` and `https` URLs with
+/// [`CONNECT_TIMEOUT`] and [`POOL_IDLE_TIMEOUT`]. HTTPS servers are
+/// verified against the operating system's trust store.
+pub(crate) fn http_client<B>() -> std::io::Result<Client<HttpsConnector<HttpConnector>, B>>
+where
+    B: http_body::Body + Send,
+    B::Data: Send,
+{
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    http.set_nodelay(true);
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(provider)?
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .build(https))
+}
+
 /// The HTTP client for upstreams (HTTP and HTTPS).
 #[derive(Clone)]
 pub struct UpstreamClient {
@@ -86,21 +110,9 @@ impl UpstreamClient {
     /// Builds the client. HTTPS upstreams are verified against the
     /// operating system's trust store.
     pub fn new() -> std::io::Result<Self> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        http.set_nodelay(true);
-        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(provider)?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .build(https);
-        Ok(Self { client })
+        Ok(Self {
+            client: http_client()?,
+        })
     }
 
     /// Sends `request` to the route's upstream and returns its response, with

@@ -1,5 +1,5 @@
 //! A real HTTP/1.1 webhook receiver on 127.0.0.1 that records every request
-//! and answers with scripted statuses.
+//! and responds with scripted statuses.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -14,7 +14,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
-/// One request as the receiver saw it, with the status it answered.
+/// One request as the receiver saw it, with the status of its response.
 #[derive(Clone, Debug)]
 pub struct Received {
     pub headers: Vec<(String, String)>,
@@ -43,13 +43,13 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Starts a receiver on a free port that answers 200.
+    /// Starts a receiver on a free port that responds with 200.
     pub fn start() -> Self {
         Self::start_on(0, &[])
     }
 
-    /// Starts a receiver on `port` (0 for a free one) whose first answers
-    /// are `statuses`, in order, and 200 after them.
+    /// Starts a receiver on `port` (0 for a free one) whose first responses
+    /// have `statuses`, in order, and 200 after them.
     pub fn start_on(port: u16, statuses: &[u16]) -> Self {
         let received = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new(
