@@ -304,6 +304,13 @@ async fn revoked_key_alert_signed_and_delivered() {
         "a live key raised nothing"
     );
 
+    let (status, _, metrics) = server.scrape().await;
+    assert_eq!(status, 200);
+    let raised = metrics.lines().find_map(|line| {
+        line.strip_prefix(r#"portcullis_alerts_raised_total{rule="revoked_key_used"} "#)
+    });
+    assert_eq!(raised, Some("1"), "{metrics}");
+
     let logs = server.log_text();
     assert!(logs.contains("alert raised"), "{logs}");
     assert!(!logs.contains(&revoked), "the key reached the log");

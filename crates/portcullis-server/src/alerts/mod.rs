@@ -127,8 +127,7 @@ impl Alerts {
             details = %record.details,
             "alert raised"
         );
-        // NOTE: the alerts-raised counter of the Prometheus metrics belongs
-        // here once the metrics registry exists.
+        crate::metrics::record_alert(record.rule.as_str());
         if !deliveries.is_empty() {
             self.wake.notify_one();
         }
