@@ -62,6 +62,9 @@ pub struct NewAlert {
 }
 
 /// Raises alerts: stores them, logs them and queues their deliveries.
+///
+/// NOTE: alerts and finished deliveries stay in the store until deleted by
+/// hand; there is no retention setting for them yet.
 pub struct Alerts {
     store: Store,
     config: AlertsConfig,

@@ -2,6 +2,11 @@
 //! use. They keep their state in memory and take the time as a parameter,
 //! so tests drive them without a clock. The new-network rule needs the
 //! store and lives in [`super::networks`].
+//!
+//! NOTE: each node counts only the requests it serves. Behind a load
+//! balancer that spreads traffic evenly over N nodes, a threshold is met at
+//! about N times the configured traffic, and each node that reaches it
+//! raises its own alert.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

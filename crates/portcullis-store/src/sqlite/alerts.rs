@@ -103,6 +103,18 @@ impl SqliteStore {
         lease_until: OffsetDateTime,
         limit: i64,
     ) -> Result<Vec<Delivery>, StoreError> {
+        // A read first, so that an idle outbox costs no write lock, which
+        // the CLI and the other writers would have to wait for.
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM alert_deliveries \
+             WHERE state = 'pending' AND next_attempt_at <= ?1 LIMIT 1",
+        )
+        .bind(to_millis(now))
+        .fetch_optional(&self.reader)
+        .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         // The write lock of BEGIN IMMEDIATE keeps two processes from taking
         // the same rows.
         let mut tx = self.begin_write().await?;
