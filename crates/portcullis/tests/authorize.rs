@@ -14,17 +14,15 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-
 use portcullis_core::crypto::{MasterKey, Pepper};
 use portcullis_core::oauth::{ClientRecord, GrantType, Role};
 use portcullis_core::scope::ScopeSet;
 use portcullis_server::clients::ClientRequest;
 use portcullis_server::manage::Manager;
 use portcullis_store::{AuditAction, AuditContext, AuditFilter, ConsumeCode, Store};
-use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use reqwest::{StatusCode, Url};
 use secrecy::SecretString;
+use support::browser::{Browser, Reply, hidden_fields};
 use support::{DataDir, Server, all_bytes_under, contains_bytes};
 use time::OffsetDateTime;
 
@@ -183,20 +181,7 @@ impl Fixture {
     }
 
     fn browser(&self) -> Browser {
-        let ca = reqwest::Certificate::from_pem(&self.server.ca_pem).unwrap();
-        let http = reqwest::Client::builder()
-            .tls_certs_only([ca])
-            .resolve("localhost", self.server.address)
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        Browser {
-            http,
-            cookies: BTreeMap::new(),
-            base: self.server.url(""),
-            origin: self.issuer.clone(),
-        }
+        Browser::new(&self.server, "/oauth/authorize")
     }
 
     /// Signs `email` in through the form of `authorize_url` and returns
@@ -230,156 +215,6 @@ impl Fixture {
             other => panic!("code not stored as fresh: {other:?}"),
         }
     }
-}
-
-/// A response, read whole.
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    fn location(&self) -> Option<&str> {
-        self.headers
-            .get(LOCATION)
-            .map(|value| value.to_str().unwrap())
-    }
-
-    /// Finds the `Set-Cookie` header that sets `name`.
-    fn set_cookie(&self, name: &str) -> Option<String> {
-        self.headers
-            .get_all(SET_COOKIE)
-            .iter()
-            .map(|value| value.to_str().unwrap().to_owned())
-            .find(|cookie| cookie.starts_with(&format!("{name}=")))
-    }
-
-    /// The query of the `Location` header, which must start with `prefix`.
-    fn redirect_query(&self, prefix: &str) -> BTreeMap<String, String> {
-        let location = self.location().expect("a Location header");
-        assert!(
-            location.starts_with(&format!("{prefix}?")),
-            "{location} does not go to {prefix}"
-        );
-        Url::parse(location)
-            .unwrap()
-            .query_pairs()
-            .into_owned()
-            .collect()
-    }
-}
-
-/// A browser: a client with a cookie jar that sends its forms with
-/// Portcullis's own `Origin`.
-struct Browser {
-    http: reqwest::Client,
-    cookies: BTreeMap<String, String>,
-    base: String,
-    origin: String,
-}
-
-impl Browser {
-    async fn get(&mut self, url: &str) -> Reply {
-        let url = if url.starts_with('/') {
-            format!("{}{url}", self.base)
-        } else {
-            url.to_owned()
-        };
-        let request = self.http.get(url).header("cookie", self.cookie_header());
-        self.send(request).await
-    }
-
-    async fn post(&mut self, fields: &[(String, String)]) -> Reply {
-        let origin = self.origin.clone();
-        self.post_with(fields, &[("origin", origin.as_str())]).await
-    }
-
-    async fn post_with(&mut self, fields: &[(String, String)], headers: &[(&str, &str)]) -> Reply {
-        let mut body = url_encode(fields);
-        if body.is_empty() {
-            body.push_str("x=");
-        }
-        let mut request = self
-            .http
-            .post(format!("{}/oauth/authorize", self.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("cookie", self.cookie_header())
-            .body(body);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        self.send(request).await
-    }
-
-    async fn send(&mut self, request: reqwest::RequestBuilder) -> Reply {
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        for cookie in headers.get_all(SET_COOKIE) {
-            let pair = cookie.to_str().unwrap().split(';').next().unwrap();
-            let (name, value) = pair.split_once('=').unwrap();
-            self.cookies.insert(name.to_owned(), value.to_owned());
-        }
-        let body = response.text().await.unwrap();
-        Reply {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(name, value)| format!("{name}={value}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-}
-
-fn url_encode(fields: &[(String, String)]) -> String {
-    let mut url = Url::parse("https://form.invalid/").unwrap();
-    url.query_pairs_mut().extend_pairs(fields);
-    url.query().unwrap_or_default().to_owned()
-}
-
-/// Extracts the hidden fields of the forms in `html`, unescaped.
-fn hidden_fields(html: &str) -> Vec<(String, String)> {
-    const START: &str = "<input type=\"hidden\" name=\"";
-    let mut fields = Vec::new();
-    let mut rest = html;
-    while let Some(index) = rest.find(START) {
-        rest = &rest[index + START.len()..];
-        let (name, after_name) = rest.split_once('"').unwrap();
-        let after_value = after_name.strip_prefix(" value=\"").unwrap();
-        let (value, after) = after_value.split_once('"').unwrap();
-        fields.push((unescape(name), unescape(value)));
-        rest = after;
-    }
-    fields
-}
-
-/// Undoes askama's HTML escaping: `&#NN;` numeric references and the named
-/// ones for `&`, `<`, `>` and `"`.
-fn unescape(text: &str) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(index) = rest.find('&') {
-        out.push_str(&rest[..index]);
-        let (entity, after) = rest[index + 1..].split_once(';').unwrap();
-        let decoded = match entity {
-            "amp" => '&',
-            "lt" => '<',
-            "gt" => '>',
-            "quot" => '"',
-            numeric => char::from_u32(numeric.strip_prefix('#').unwrap().parse().unwrap()).unwrap(),
-        };
-        out.push(decoded);
-        rest = after;
-    }
-    out.push_str(rest);
-    out
 }
 
 fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
@@ -1062,19 +897,18 @@ async fn email_with_line_break_stays_data() {
 #[tokio::test]
 async fn preflight_from_other_origin_gets_no_cors() {
     let fixture = fixture().await;
-    let browser = fixture.browser();
-    let response = browser
-        .http
+    let mut browser = fixture.browser();
+    let reply = browser
         .request(
             reqwest::Method::OPTIONS,
-            fixture.server.url("/oauth/authorize"),
+            "/oauth/authorize",
+            &[
+                ("origin", "https://evil.example.test"),
+                ("access-control-request-method", "POST"),
+            ],
         )
-        .header("origin", "https://evil.example.test")
-        .header("access-control-request-method", "POST")
-        .send()
-        .await
-        .unwrap();
-    let headers = response.headers();
+        .await;
+    let headers = &reply.headers;
     assert!(headers.get("access-control-allow-origin").is_none());
     assert!(headers.get("access-control-allow-credentials").is_none());
     assert!(headers.get("access-control-allow-methods").is_none());

@@ -15,6 +15,7 @@
     reason = "a harness failure should fail the test at once, and it waits on processes, not tasks"
 )]
 
+pub mod browser;
 pub mod mtls;
 pub mod raw;
 pub mod services;
