@@ -60,6 +60,21 @@ impl BodyReadError {
     }
 }
 
+/// Returns `true` when the request's `Content-Type` declares a form
+/// (`application/x-www-form-urlencoded`), parameters such as `charset`
+/// aside.
+pub fn is_form_urlencoded(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media| {
+            media
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
 /// Reads the whole of `body`, rejecting it as soon as it crosses `limit`
 /// bytes.
 pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, BodyReadError> {

@@ -16,6 +16,8 @@
 //! - [`manage`]: tenant and key operations shared by the admin API and the CLI.
 //! - [`clients`]: OAuth client operations and the check of a client's JWKS.
 //! - [`users`]: end users and their Argon2id password hashes.
+//! - [`sign_in`]: the password check of the browser sign-in forms.
+//! - [`dashboard`]: the tenants' self-service pages under `/dashboard/`.
 //! - [`pki`]: client certificate chain verification for mutual TLS.
 //! - [`problem`]: RFC 9457 problem details and RFC 6750 challenges.
 //! - [`ratelimit`]: rate limits, use counts and brute-force protection.
@@ -34,6 +36,7 @@ pub mod cache;
 pub mod client_ip;
 pub mod clients;
 pub mod config;
+pub mod dashboard;
 pub mod gateway;
 pub mod health;
 pub mod leaks;
@@ -44,6 +47,7 @@ pub mod oauth;
 pub mod pki;
 pub mod problem;
 pub mod ratelimit;
+pub mod sign_in;
 pub mod telemetry;
 pub mod tls;
 pub mod usage;

@@ -74,6 +74,9 @@ pub enum AuditAction {
     /// A sign-in at the authorization endpoint failed: unknown e-mail
     /// address, wrong password or a disabled user.
     UserSignInFailed,
+    /// A user signed out of the dashboard: one session, or every session
+    /// of the user when the details say `"everywhere": true`.
+    UserSignedOut,
     /// A user approved a client's access to a set of scopes.
     ConsentGranted,
     /// The internal certificate authority was created.
@@ -116,6 +119,7 @@ impl AuditAction {
             Self::SigningKeyDeleted => "signing_key.deleted",
             Self::UserSignedIn => "user.signed_in",
             Self::UserSignInFailed => "user.sign_in_failed",
+            Self::UserSignedOut => "user.signed_out",
             Self::ConsentGranted => "consent.granted",
             Self::CaCreated => "ca.created",
             Self::CertificateIssued => "certificate.issued",
@@ -162,6 +166,7 @@ impl FromStr for AuditAction {
             "signing_key.deleted" => Ok(Self::SigningKeyDeleted),
             "user.signed_in" => Ok(Self::UserSignedIn),
             "user.sign_in_failed" => Ok(Self::UserSignInFailed),
+            "user.signed_out" => Ok(Self::UserSignedOut),
             "consent.granted" => Ok(Self::ConsentGranted),
             "ca.created" => Ok(Self::CaCreated),
             "certificate.issued" => Ok(Self::CertificateIssued),

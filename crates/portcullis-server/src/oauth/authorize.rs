@@ -16,40 +16,41 @@
 mod pages;
 mod request;
 
-use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::response::Response;
 use axum::routing::{MethodRouter, get};
-use http::header::CONTENT_TYPE;
 use http::request::Parts;
 use http::{HeaderMap, StatusCode};
-use portcullis_core::ids::{AuditId, TenantId, TokenFamilyId};
+use portcullis_core::ids::TokenFamilyId;
 use portcullis_core::key::{OpaqueSecret, SecretKind};
-use portcullis_core::oauth::email::MAX_EMAIL_LEN;
-use portcullis_core::oauth::{AuthorizationCodeRecord, ConsentRecord, Email, UserRecord};
+use portcullis_core::oauth::{AuthorizationCodeRecord, ConsentRecord, UserRecord};
 use portcullis_store::{AuditAction, AuditEvent, StoreError};
 use secrecy::SecretString;
 use serde_json::json;
 use time::OffsetDateTime;
 
 use self::pages::{
-    ConsentPage, LoginPage, describe_scopes, error_page, forbidden_page, html, redirect,
-    set_cookie, too_many_attempts, with_query,
+    ConsentPage, LoginPage, describe_scopes, error_page, forbidden_page, html, redirect, with_query,
 };
+pub(crate) use self::pages::{set_cookie, too_many_attempts};
+pub(crate) use self::request::parse_pairs;
 use self::request::{
     AuthorizationRequest, RedirectError, RequestError, authorization_parameters, check_request,
-    parse_pairs,
 };
 use super::csrf::{
-    check_session_token, check_sign_in_token, cross_origin_layer, session_token, sign_in_token,
+    check_session_token, check_sign_in_token, cross_origin_layer, issuer_origin, session_token,
+    sign_in_token,
 };
 use super::session::{ActiveSession, load_session, start_session};
 use crate::app::AppState;
-use crate::ratelimit::brute_force::Subject;
+use crate::body::is_form_urlencoded;
+use crate::sign_in::{
+    SIGN_IN_FAILED, SignInAttempt, SignInOutcome, append_audit, audit_event, check_credentials,
+    client_ip, describe_wait,
+};
 use crate::telemetry::ErrorChain;
-use crate::users::verify_password;
 
 /// How long an authorization code is valid. RFC 6749 §4.1.2 recommends a
 /// maximum lifetime of 10 minutes, and RFC 9700 advises short-lived codes.
@@ -61,19 +62,10 @@ pub const CODE_LIFETIME: time::Duration = time::Duration::seconds(60);
 /// parameters, an e-mail address and a password, far below this.
 pub const MAX_FORM_LEN: usize = 64 * 1024;
 
-/// The message of every failed sign-in, the same for an unknown e-mail
-/// address and a wrong password, so the form does not tell which accounts
-/// exist.
-const SIGN_IN_FAILED: &str = "The e-mail address or password is incorrect.";
-
 /// The method router of `/oauth/authorize`: `GET` and `POST`, behind the
 /// cross-origin check for `POST`s.
 pub fn routes(state: &AppState) -> MethodRouter<AppState> {
-    let issuer_origin = url::Url::parse(&state.oauth.issuer)
-        .ok()
-        .map(|issuer| issuer.origin())
-        .filter(url::Origin::is_tuple)
-        .map(|origin| origin.ascii_serialization());
+    let issuer_origin = issuer_origin(&state.oauth.issuer);
     get(authorize_get)
         .post(authorize_post)
         .layer::<_, std::convert::Infallible>(cross_origin_layer(
@@ -118,7 +110,7 @@ pub async fn authorize_get(State(state): State<AppState>, request: Request) -> R
 /// the consent form (`action=approve` or `action=deny`).
 pub async fn authorize_post(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    if !is_form(&parts.headers) {
+    if !is_form_urlencoded(&parts.headers) {
         return error_page(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "The form was not sent as a form. Go back to the application and start again.",
@@ -245,42 +237,6 @@ async fn checked(state: &AppState, form: Form<'_>) -> Result<AuthorizationReques
     .map_err(|error| request_error_response(error, StatusCode::SEE_OTHER, &state.oauth.issuer))
 }
 
-/// The e-mail address typed into the sign-in form, and where it came from.
-struct SignInAttempt {
-    /// The address as typed, trimmed and cut to the maximum address length,
-    /// for the form, the logs and the audit record.
-    typed_email: String,
-    /// The address, when it is a valid one.
-    email: Option<Email>,
-    /// The key of the address's failure count: the checked address, or the
-    /// typed text lower-cased.
-    failure_key: String,
-    client_ip: IpAddr,
-}
-
-impl SignInAttempt {
-    fn new(form: Form<'_>, client_ip: IpAddr) -> Self {
-        let typed_email: String = form
-            .field("email")
-            .unwrap_or_default()
-            .trim()
-            .chars()
-            .take(MAX_EMAIL_LEN)
-            .collect();
-        let email = Email::parse(&typed_email).ok();
-        let failure_key = email.as_ref().map_or_else(
-            || typed_email.to_ascii_lowercase(),
-            |email| email.as_str().to_owned(),
-        );
-        Self {
-            typed_email,
-            email,
-            failure_key,
-            client_ip,
-        }
-    }
-}
-
 /// Checks the sign-in form's credentials against the client's tenant and,
 /// when they are right, starts a session and sends the browser back to the
 /// authorization request.
@@ -290,60 +246,38 @@ async fn sign_in(
     authorization: &AuthorizationRequest,
     form: Form<'_>,
 ) -> Response {
-    let attempt = SignInAttempt::new(form, client_ip(state, parts));
+    let typed_email = form.field("email").unwrap_or_default();
+    let attempt = SignInAttempt::new(typed_email, client_ip(state, parts));
     let password = SecretString::from(form.field("password").unwrap_or_default().to_owned());
-    // The check runs before the password hash, so a blocked source costs no
-    // Argon2 work, and it is the same for known and unknown addresses.
-    // E-mail addresses are unique per tenant, so the tenant is part of the
-    // identity.
-    let identity = format!(
-        "user:{}:{}",
-        authorization.client.tenant_id, attempt.failure_key
-    );
-    let subjects = [
-        Subject::ClientIp(attempt.client_ip),
-        Subject::Identity(identity.clone()),
-    ];
-    if let Err(retry_after) = state.brute_force.admit(&subjects).await {
-        let wait = Duration::from_secs(retry_after);
-        tracing::info!(
-            email = ?attempt.typed_email,
-            client_ip = %attempt.client_ip,
-            "sign-in throttled"
-        );
-        let message = format!(
-            "Too many failed sign-ins. Try again in {}.",
-            describe_wait(wait)
-        );
-        let page = login_form(
-            &parts.headers,
-            authorization,
-            &attempt.typed_email,
-            Some(message),
-        );
-        return too_many_attempts(page, retry_after);
-    }
-
     let tenant_id = authorization.client.tenant_id;
-    let user = match &attempt.email {
-        Some(email) => match state.store.find_user_by_email(tenant_id, email).await {
-            Ok(user) => user,
-            Err(error) => return store_failure(&error),
-        },
-        None => None,
-    };
-    // Runs for unknown addresses too, so the response time does not reveal
-    // whether the address has an account.
-    let verified = verify_password(user.as_ref(), &password).await;
-    match user.filter(|_| verified) {
-        Some(user) => {
-            state.brute_force.record_success(&identity).await;
+    let outcome = check_credentials(
+        state,
+        Some(tenant_id),
+        &tenant_id.to_string(),
+        &attempt,
+        &password,
+    )
+    .await;
+    match outcome {
+        Ok(SignInOutcome::SignedIn(user)) => {
             start_signed_in(state, parts, authorization, &attempt, &user).await
         }
-        None => {
-            state.brute_force.record_failure(&subjects).await;
-            reject_sign_in(state, parts, authorization, &attempt).await
+        Ok(SignInOutcome::Rejected) => reject_sign_in(state, parts, authorization, &attempt).await,
+        Ok(SignInOutcome::Throttled(retry_after)) => {
+            let wait = Duration::from_secs(retry_after);
+            let message = format!(
+                "Too many failed sign-ins. Try again in {}.",
+                describe_wait(wait)
+            );
+            let page = login_form(
+                &parts.headers,
+                authorization,
+                &attempt.typed_email,
+                Some(message),
+            );
+            too_many_attempts(page, retry_after)
         }
+        Err(error) => store_failure(&error),
     }
 }
 
@@ -656,66 +590,4 @@ fn internal_error_page() -> Response {
         StatusCode::INTERNAL_SERVER_ERROR,
         "Something went wrong on our side. Try again in a minute.",
     )
-}
-
-/// Returns `true` when the request body is declared as a form.
-fn is_form(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .is_some_and(|media| {
-            media
-                .trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
-}
-
-/// Resolves the client address of the request by the trusted-proxy rule.
-fn client_ip(state: &AppState, parts: &Parts) -> IpAddr {
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |info| info.0.ip());
-    state.proxies.client_ip(peer, &parts.headers)
-}
-
-/// Formats a wait in words, rounded up to whole minutes.
-fn describe_wait(wait: Duration) -> String {
-    match wait.as_secs().div_ceil(60) {
-        0 | 1 => "1 minute".to_owned(),
-        minutes => format!("{minutes} minutes"),
-    }
-}
-
-/// Starts an audit record of a sign-in or consent event.
-fn audit_event(
-    action: AuditAction,
-    tenant_id: TenantId,
-    client_ip: IpAddr,
-    at: OffsetDateTime,
-) -> AuditEvent {
-    AuditEvent {
-        id: AuditId::generate(),
-        at,
-        actor: String::new(),
-        action,
-        tenant_id: Some(tenant_id),
-        target: None,
-        remote_addr: Some(client_ip.to_string()),
-        details: json!({}),
-    }
-}
-
-/// Appends an audit record. A failure is logged and does not stop the
-/// sign-in or consent, which has already happened.
-async fn append_audit(state: &AppState, event: AuditEvent) {
-    let action = event.action;
-    if let Err(error) = state.store.append_audit(&[event]).await {
-        tracing::error!(
-            error = %ErrorChain(&error),
-            action = %action,
-            "writing an audit record failed"
-        );
-    }
 }

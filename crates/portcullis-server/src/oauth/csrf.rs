@@ -87,6 +87,16 @@ pub fn check_session_token(pepper: &Pepper, session: &SessionId, submitted: &str
     )
 }
 
+/// Returns the origin of `issuer`, such as `https://auth.example.com`,
+/// when it is an `http` or `https` URL.
+pub fn issuer_origin(issuer: &str) -> Option<String> {
+    url::Url::parse(issuer)
+        .ok()
+        .map(|issuer| issuer.origin())
+        .filter(url::Origin::is_tuple)
+        .map(|origin| origin.ascii_serialization())
+}
+
 /// Builds the layer that rejects cross-site POSTs with `rejection`, trusting
 /// `issuer_origin` too, for deployments behind a proxy that rewrites `Host`.
 pub fn cross_origin_layer(

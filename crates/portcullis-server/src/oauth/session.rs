@@ -1,4 +1,5 @@
-//! Sign-in sessions of the authorization endpoint.
+//! Sign-in sessions of the authorization endpoint and the dashboard, which
+//! share one cookie.
 //!
 //! The browser keeps a 256-bit random session id in the `__Host-pc_session`
 //! cookie. The store keeps only the id's keyed hash, so a copy of the
@@ -77,6 +78,12 @@ impl SessionId {
             SESSION_ABSOLUTE_TIMEOUT.as_secs()
         )
     }
+}
+
+/// Builds the `Set-Cookie` value that deletes the session cookie from the
+/// browser, as at sign-out.
+pub fn removal_cookie() -> String {
+    format!("{SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0")
 }
 
 impl std::fmt::Debug for SessionId {

@@ -154,9 +154,9 @@ pub(super) fn forbidden_page() -> Response {
     )
 }
 
-/// Turns the sign-in page into the 429 response sent after too many
+/// Turns a sign-in page into the 429 response sent after too many
 /// failures. `retry_after` is the wait in seconds.
-pub(super) fn too_many_attempts(mut page: Response, retry_after: u64) -> Response {
+pub(crate) fn too_many_attempts(mut page: Response, retry_after: u64) -> Response {
     *page.status_mut() = StatusCode::TOO_MANY_REQUESTS;
     page.headers_mut()
         .insert(RETRY_AFTER, HeaderValue::from(retry_after));
@@ -164,7 +164,7 @@ pub(super) fn too_many_attempts(mut page: Response, retry_after: u64) -> Respons
 }
 
 /// Adds a `Set-Cookie` header.
-pub(super) fn set_cookie(mut response: Response, cookie: &str) -> Response {
+pub(crate) fn set_cookie(mut response: Response, cookie: &str) -> Response {
     match HeaderValue::from_str(cookie) {
         Ok(value) => {
             response.headers_mut().append(SET_COOKIE, value);

@@ -24,16 +24,16 @@ pub(super) const AUTHORIZATION_PARAMETERS: [&str; 8] = [
 ];
 
 /// Form-encoded name and value pairs, in order.
-pub(super) type Pairs = Vec<(String, String)>;
+pub(crate) type Pairs = Vec<(String, String)>;
 
 /// A parameter that appeared more than once.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the parameter {0:?} appears more than once")]
-pub(super) struct RepeatedParameter(pub String);
+pub(crate) struct RepeatedParameter(pub String);
 
 /// Decodes a form-encoded query or body and rejects any name that appears
 /// twice (RFC 6749 §3.1), so that no request can be read two ways.
-pub(super) fn parse_pairs(input: &[u8]) -> Result<Pairs, RepeatedParameter> {
+pub(crate) fn parse_pairs(input: &[u8]) -> Result<Pairs, RepeatedParameter> {
     let mut seen = HashSet::new();
     let mut pairs = Vec::new();
     for (name, value) in url::form_urlencoded::parse(input) {

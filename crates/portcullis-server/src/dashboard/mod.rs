@@ -1,0 +1,176 @@
+//! The tenants' self-service dashboard under `/dashboard/`: server-rendered
+//! pages that work without JavaScript.
+//!
+//! Users of a tenant sign in with the tenant's name, their e-mail address
+//! and password. The dashboard shares the authorization endpoint's
+//! sign-in sessions (`__Host-pc_session`), brute-force counts and CSRF
+//! tokens. Every POST passes two checks: tower-http's cross-origin check
+//! of `Sec-Fetch-Site` and `Origin`, then a token that another site cannot
+//! read (double-submit on the sign-in form, derived from the session on the
+//! others). Every response carries the headers of [`add_security_headers`]
+//! and never a CORS header.
+//!
+//! - [`account`]: sign-in, sign-out, sign-out everywhere and the overview.
+//! - [`pages`]: the templates and response helpers.
+//! - [`assets`]: the embedded style sheet.
+
+mod account;
+mod assets;
+mod pages;
+
+use axum::Router;
+use axum::body::Body;
+use axum::middleware;
+use axum::response::Response;
+use axum::routing::{any, get, post};
+use bytes::Bytes;
+use http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
+    X_FRAME_OPTIONS,
+};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use tower_http::csrf::ProtectionError;
+
+use self::pages::{error_page, forbidden_page, not_found_page};
+use crate::app::AppState;
+use crate::body::{BodyReadError, is_form_urlencoded, read_limited};
+use crate::oauth::authorize::parse_pairs;
+use crate::oauth::csrf::{cross_origin_layer, issuer_origin};
+
+/// The Content-Security-Policy of every dashboard response: the embedded
+/// style sheet and nothing else, no scripts at all, forms posting only to
+/// this origin, no framing (clickjacking, RFC 6749 §10.13) and no `<base>`.
+pub const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'none'; style-src 'self'; \
+    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Maximum dashboard form body, in bytes. The largest form contains a tenant
+/// name, an e-mail address, a password of at most 1024 characters and a
+/// token, each at most a few kilobytes once percent-encoded.
+pub const MAX_FORM_LEN: usize = 16 * 1024;
+
+/// The dashboard's routes, with the cross-origin check on every POST and
+/// the security headers on every response. Paths under `/dashboard/` that
+/// no page serves return 404 here instead of reaching the gateway.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let trusted_origin = issuer_origin(&state.oauth.issuer);
+    Router::new()
+        .route("/dashboard", get(account::to_overview))
+        .route("/dashboard/", get(account::overview))
+        .route(
+            "/dashboard/sign-in",
+            get(account::sign_in_page).post(account::sign_in),
+        )
+        .route("/dashboard/sign-out", post(account::sign_out))
+        .route(
+            "/dashboard/sign-out-everywhere",
+            post(account::sign_out_everywhere),
+        )
+        .route("/dashboard/static/{file}", get(assets::serve))
+        .route("/dashboard/{*rest}", any(not_found))
+        .layer(cross_origin_layer(
+            trusted_origin.as_deref(),
+            reject_cross_origin,
+        ))
+        .layer(middleware::map_response(add_security_headers))
+}
+
+async fn not_found() -> Response {
+    not_found_page()
+}
+
+/// Renders the 403 page for a form rejected by the cross-origin check.
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "tower-http's rejection builder passes the error by value"
+)]
+fn reject_cross_origin(error: ProtectionError) -> Response<Body> {
+    tracing::info!(error = %error, "dashboard form rejected: sent from another origin");
+    forbidden_page()
+}
+
+/// Adds the headers every dashboard response carries: the CSP,
+/// `X-Frame-Options: DENY` for browsers without `frame-ancestors`,
+/// `Referrer-Policy: no-referrer`, `X-Content-Type-Options: nosniff` and,
+/// unless the handler chose caching (the style sheet does),
+/// `Cache-Control: no-store`, because pages show account data and tokens.
+/// Any `Access-Control-*` header is removed, so no other origin is ever
+/// granted CORS access.
+async fn add_security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    let cors: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("access-control-"))
+        .cloned()
+        .collect();
+    for name in cors {
+        headers.remove(name);
+    }
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY_VALUE),
+    );
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if !headers.contains_key(CACHE_CONTROL) {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// Reads a dashboard form: checks the media type and size, and rejects a
+/// field named twice, so no form can be read two ways. A failure is
+/// already the error page.
+async fn read_form(headers: &HeaderMap, body: Body) -> Result<Form, Response> {
+    if !is_form_urlencoded(headers) {
+        return Err(error_page(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Form rejected",
+            "The form was not sent as application/x-www-form-urlencoded. Open the page again \
+             and resend the form.",
+        ));
+    }
+    let bytes: Bytes = read_limited(body, MAX_FORM_LEN)
+        .await
+        .map_err(|error| match error {
+            BodyReadError::TooLarge { .. } => error_page(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Form rejected",
+                "The form is larger than 16 KiB. Shorten the values and resend it.",
+            ),
+            BodyReadError::TimedOut => error_page(
+                StatusCode::REQUEST_TIMEOUT,
+                "Form rejected",
+                "The form stopped arriving. Resend it.",
+            ),
+            BodyReadError::Failed(_) => error_page(
+                StatusCode::BAD_REQUEST,
+                "Form rejected",
+                "The form could not be read. Resend it.",
+            ),
+        })?;
+    match parse_pairs(&bytes) {
+        Ok(pairs) => Ok(Form(pairs)),
+        Err(error) => {
+            tracing::info!(field = ?error.0, "dashboard form rejected: repeated field");
+            Err(error_page(
+                StatusCode::BAD_REQUEST,
+                "Form rejected",
+                "The form names a field more than once. Open the page again and resend the form.",
+            ))
+        }
+    }
+}
+
+/// The fields of a submitted form, each at most once.
+struct Form(Vec<(String, String)>);
+
+impl Form {
+    /// Returns the value of the field `name`, or `""` when it is missing.
+    fn field(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map_or("", |(_, value)| value.as_str())
+    }
+}
