@@ -130,6 +130,9 @@ impl Listener {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_sqlite(&dir.path().join("test.db"))
             .await
+            .unwrap()
+            .attach_audit_key(MasterKey::generate().unwrap().audit_chain_key())
+            .await
             .unwrap();
         let tenant = store
             .create_tenant(&TenantName::parse("acme").unwrap(), &audit())

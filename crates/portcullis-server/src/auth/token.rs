@@ -358,6 +358,9 @@ mod tests {
     async fn server_with_client(dir: &tempfile::TempDir) -> (Store, AuthorizationServer, ClientId) {
         let store = Store::open_sqlite(&dir.path().join("test.db"))
             .await
+            .unwrap()
+            .attach_audit_key(MasterKey::generate().unwrap().audit_chain_key())
+            .await
             .unwrap();
         let audit = AuditContext {
             actor: "test".to_owned(),

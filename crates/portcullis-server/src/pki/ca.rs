@@ -1031,6 +1031,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_sqlite(&dir.path().join("test.db"))
             .await
+            .unwrap()
+            .attach_audit_key(MasterKey::generate().unwrap().audit_chain_key())
+            .await
             .unwrap();
         let sealing = MasterKey::generate().unwrap().sealing_key(CA_KEY_PURPOSE);
         let ca = CertificateAuthority::new(store, sealing);

@@ -337,7 +337,12 @@ mod tests {
 
     /// Opens a store in `dir` with tenant acme and returns it with its CA.
     async fn store_with_acme(dir: &std::path::Path) -> (Store, Arc<CertificateAuthority>) {
-        let store = Store::open_sqlite(&dir.join("test.db")).await.unwrap();
+        let store = Store::open_sqlite(&dir.join("test.db"))
+            .await
+            .unwrap()
+            .attach_audit_key(MasterKey::generate().unwrap().audit_chain_key())
+            .await
+            .unwrap();
         store
             .create_tenant(&TenantName::parse("acme").unwrap(), &audit())
             .await
