@@ -305,7 +305,7 @@ pub async fn run(
     if let Some(task) = self_signed_task {
         let _ = task.await;
     }
-    state.usage.flush(&state.store).await;
+    state.usage.flush_final(&state.store).await;
     tracing::info!("buffered writes flushed; stopped");
     served
 }

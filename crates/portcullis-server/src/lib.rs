@@ -8,6 +8,7 @@
 //! - [`auth`]: reading credentials from requests and verifying API keys.
 //! - [`cache`]: the credential cache and the change feed that keeps it fresh.
 //! - [`usage`]: buffered last-used times, usage counts and failure records.
+//! - [`auth_successes`]: successful authentications per credential and minute.
 //! - [`verify`]: `POST /v1/keys/verify` for backends that check keys themselves.
 //! - [`leaks`]: `POST /v1/leaks`, signed leak reports that revoke or flag keys.
 //! - [`alerts`]: anomaly rules, stored alerts and signed webhook deliveries.
@@ -31,6 +32,7 @@ pub mod admin;
 pub mod alerts;
 pub mod app;
 pub mod auth;
+pub mod auth_successes;
 pub mod body;
 pub mod cache;
 pub mod client_ip;

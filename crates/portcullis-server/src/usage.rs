@@ -23,6 +23,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::signals::AlertSignals;
+use crate::auth_successes::SuccessCounts;
 use crate::pki::verify::Rejection;
 
 /// How often buffers are written.
@@ -57,6 +58,9 @@ pub struct UsageRecorder {
     dropped_failures: Mutex<u64>,
     flushes: Mutex<u64>,
     alert_signals: std::sync::Arc<AlertSignals>,
+    successes: Mutex<SuccessCounts>,
+    /// Success records whose write failed, to be tried again.
+    unwritten_successes: Mutex<Vec<AuditEvent>>,
 }
 
 /// Requests and failures of one credential in one hour.
@@ -169,6 +173,18 @@ impl UsageRecorder {
         }
     }
 
+    /// Counts one successful authentication of `credential` for the
+    /// `auth.succeeded` audit record of its minute.
+    pub fn record_success(
+        &self,
+        credential: CredentialRef,
+        tenant_id: Option<TenantId>,
+        at: OffsetDateTime,
+        client_ip: IpAddr,
+    ) {
+        lock(&self.successes).record(credential, tenant_id, at, client_ip);
+    }
+
     /// Notes that `required` scopes authorised a request of `credential`
     /// on the day of `at`, for the credential audit's unused-scope finding.
     pub fn record_scope_use(
@@ -241,8 +257,33 @@ impl UsageRecorder {
         });
     }
 
-    /// Writes everything buffered so far. On failure the batch is put back,
-    /// to be tried again at the next flush.
+    /// Writes everything buffered so far, the success records of the
+    /// current minute included, as the server does once it has stopped.
+    pub async fn flush_final(&self, store: &Store) {
+        self.flush(store).await;
+        let records = lock(&self.successes).take_closed(None);
+        self.write_successes(store, records).await;
+    }
+
+    /// Writes the `auth.succeeded` records, after those of earlier flushes
+    /// that failed. On failure they are kept for the next flush, up to
+    /// [`MAX_PENDING_FAILURES`] records.
+    async fn write_successes(&self, store: &Store, records: Vec<AuditEvent>) {
+        let mut batch = std::mem::take(&mut *lock(&self.unwritten_successes));
+        batch.extend(records);
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(error) = store.append_audit(&batch).await {
+            tracing::warn!(error = %crate::telemetry::ErrorChain(&error), records = batch.len(), "writing authentication success records failed; will retry");
+            batch.truncate(MAX_PENDING_FAILURES);
+            *lock(&self.unwritten_successes) = batch;
+        }
+    }
+
+    /// Writes everything buffered so far, except the success records of
+    /// the current minute. On failure a batch is put back, to be tried
+    /// again at the next flush.
     pub async fn flush(&self, store: &Store) {
         let usage: Vec<KeyUsage> = lock(&self.usage).drain().map(|(_, usage)| usage).collect();
         if !usage.is_empty()
@@ -263,6 +304,19 @@ impl UsageRecorder {
             let mut pending = lock(&self.failures);
             let room = MAX_PENDING_FAILURES.saturating_sub(pending.len());
             pending.extend(failures.into_iter().take(room));
+        }
+
+        let (successes, dropped_successes) = {
+            let mut counts = lock(&self.successes);
+            let closed = counts.take_closed(Some(OffsetDateTime::now_utc()));
+            (closed, std::mem::take(&mut counts.dropped))
+        };
+        self.write_successes(store, successes).await;
+        if dropped_successes > 0 {
+            tracing::warn!(
+                dropped = dropped_successes,
+                "authentication successes not recorded because the buffer was full"
+            );
         }
 
         let dropped = std::mem::take(&mut *lock(&self.dropped_failures));
@@ -449,7 +503,16 @@ mod tests {
     async fn flush_writes_counts_and_scope_uses() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("usage.db");
-        let store = Store::open_sqlite(&path).await.unwrap();
+        let store = Store::open_sqlite(&path)
+            .await
+            .unwrap()
+            .attach_audit_key(
+                portcullis_core::crypto::MasterKey::generate()
+                    .unwrap()
+                    .audit_chain_key(),
+            )
+            .await
+            .unwrap();
         let recorder = UsageRecorder::default();
         let key_id = KeyId::generate();
         let key = CredentialRef::Key(key_id);

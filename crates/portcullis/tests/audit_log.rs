@@ -321,3 +321,35 @@ async fn admin_rejects_bad_filters_by_field() {
     let (status, body) = admin_get(&server, &writer_only, "").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 }
+
+#[tokio::test]
+async fn successes_aggregated_per_minute() {
+    let data = DataDir::new();
+    let (reader_id, reader) = data.create_key(&["--operator", "--scopes", "admin:read"]);
+    let server = Server::start(&data);
+    for _ in 0..5 {
+        let (status, _) = admin_get(&server, &reader, "?limit=1").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    // Stopping writes the records of the minute still open.
+    assert!(server.stop().await.success());
+
+    let successes: Vec<Value> = export(&data, &[])
+        .into_iter()
+        .filter(|record| record["action"] == "auth.succeeded")
+        .collect();
+    // Five requests make one record, or two when a minute ends between them.
+    assert!((1..=2).contains(&successes.len()), "{successes:?}");
+    let total: u64 = successes
+        .iter()
+        .map(|record| record["details"]["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 5);
+    for record in &successes {
+        assert_eq!(record["target"], reader_id.as_str());
+        assert_eq!(record["actor"], format!("key:{reader_id}"));
+        assert_eq!(record["remote_addr"], "127.0.0.1");
+        assert_eq!(record["details"]["addresses"][0], "127.0.0.1");
+    }
+    assert!(verify(&data).status.success());
+}

@@ -266,6 +266,12 @@ async fn verify_presented_key(
                 context.now,
                 false,
             );
+            context.usage.record_success(
+                CredentialRef::Key(key.id),
+                key.tenant_id,
+                context.now,
+                context.client_ip,
+            );
             Ok(Authenticated {
                 key,
                 source: presented.source,

@@ -199,6 +199,12 @@ async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Rej
         context
             .usage
             .count_request(CredentialRef::Client(client_id), None, context.now, false);
+        context.usage.record_success(
+            CredentialRef::Client(client_id),
+            None,
+            context.now,
+            context.client_ip,
+        );
     }
     if let Caller::ApiKey(authenticated) = &caller
         && authenticated.key.kind != KeyKind::Tenant

@@ -13,7 +13,9 @@ use portcullis_core::ids::UserId;
 use portcullis_core::key::{OpaqueSecret, SecretKind};
 use portcullis_core::oauth::{ClientRecord, GrantType, RefreshTokenRecord, pkce};
 use portcullis_core::scope::ScopeSet;
-use portcullis_store::{AuditContext, ConsumeCode, FamilyRevocationReason, RotateRefresh};
+use portcullis_store::{
+    AuditContext, ConsumeCode, CredentialRef, FamilyRevocationReason, RotateRefresh,
+};
 use time::OffsetDateTime;
 
 use super::client_auth::{RequestFacts, authenticate, presented_client, store_failure};
@@ -39,6 +41,12 @@ async fn exchange(state: &AppState, request: Request) -> Result<IssuedTokens, OA
     let now = OffsetDateTime::now_utc();
     let facts = RequestFacts::of(state, &parts);
     let client = authenticate(state, &presented, &facts, now).await?;
+    state.usage.record_success(
+        CredentialRef::Client(client.id),
+        Some(client.tenant_id),
+        now,
+        facts.client_ip,
+    );
     let remote = parts
         .extensions
         .get::<ConnectionInfo>()
