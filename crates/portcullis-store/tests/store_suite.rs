@@ -134,6 +134,7 @@ store_suite!(
     alerts_filtered_and_paged,
     deliveries_claimed_and_finished,
     credential_networks_bounded,
+    first_network_sighting_wins_once,
 );
 
 #[path = "store_suite/alerts.rs"]

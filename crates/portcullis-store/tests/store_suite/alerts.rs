@@ -282,3 +282,25 @@ pub(super) async fn credential_networks_bounded(fixture: Fixture) {
     );
     assert_eq!(store.credential_networks("key-b").await.unwrap().len(), 1);
 }
+
+pub(super) async fn first_network_sighting_wins_once(fixture: Fixture) {
+    let other = fixture.open_another().await;
+    let store = fixture.store;
+    let at = now();
+    let mut sightings = tokio::task::JoinSet::new();
+    for node in [store.clone(), other.clone(), store.clone(), other.clone()] {
+        sightings.spawn(async move {
+            node.record_network("key-a", "203.0.113.0/24", at, 10)
+                .await
+                .unwrap()
+        });
+    }
+    let mut new_count = 0;
+    while let Some(is_new) = sightings.join_next().await {
+        if is_new.unwrap() {
+            new_count += 1;
+        }
+    }
+    assert_eq!(new_count, 1, "exactly one writer sees the network as new");
+    other.close().await;
+}
