@@ -323,6 +323,13 @@ impl Store {
         dispatch!(self, store => store.finish_attempt(id, outcome))
     }
 
+    /// Deletes the alerts raised before `cutoff`, with their deliveries,
+    /// and returns how many alerts went. An alert with a pending delivery
+    /// stays until the delivery ends.
+    pub async fn prune_alerts(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError> {
+        dispatch!(self, store => store.prune_alerts(cutoff))
+    }
+
     /// Lists the networks that `credential` was used from, oldest first.
     pub async fn credential_networks(
         &self,

@@ -135,6 +135,7 @@ store_suite!(
     deliveries_claimed_and_finished,
     credential_networks_bounded,
     first_network_sighting_wins_once,
+    old_alerts_pruned_unless_pending,
 );
 
 #[path = "store_suite/alerts.rs"]

@@ -38,6 +38,9 @@ use crate::telemetry::ErrorChain;
 /// How often the rules look at the counters.
 pub const EVALUATION_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How often alerts past `[alerts] retention` are deleted.
+pub const PRUNE_INTERVAL: Duration = Duration::from_secs(60 * 60);
+
 /// Most network checks per tick. Each unknown network costs a store write,
 /// so a key used from thousands of addresses at once is checked over
 /// several ticks rather than stalling the others.
@@ -62,9 +65,6 @@ pub struct NewAlert {
 }
 
 /// Raises alerts: stores them, logs them and queues their deliveries.
-///
-/// NOTE: alerts and finished deliveries stay in the store until deleted by
-/// hand; there is no retention setting for them yet.
 pub struct Alerts {
     store: Store,
     config: AlertsConfig,
@@ -137,9 +137,10 @@ impl Alerts {
         Ok(record)
     }
 
-    /// Runs the rules every [`EVALUATION_INTERVAL`] and the delivery worker
-    /// until `shutdown`. With `[alerts] enabled = false` only the worker
-    /// runs, for leak-report alerts.
+    /// Runs the rules every [`EVALUATION_INTERVAL`], the delivery worker
+    /// and the pruning of old alerts until `shutdown`. With `[alerts]
+    /// enabled = false` the rules do not run, and leak-report alerts are
+    /// still delivered.
     pub async fn run(self: Arc<Self>, signals: Arc<AlertSignals>, shutdown: CancellationToken) {
         let worker = tokio::spawn(delivery::deliver_periodically(
             Arc::clone(&self.sender),
@@ -147,11 +148,33 @@ impl Alerts {
             Arc::clone(&self.wake),
             shutdown.clone(),
         ));
-        if self.config.enabled {
-            signals.enable();
-            self.evaluate_periodically(&signals, &shutdown).await;
-        }
+        let rules = async {
+            if self.config.enabled {
+                signals.enable();
+                self.evaluate_periodically(&signals, &shutdown).await;
+            }
+        };
+        tokio::join!(rules, self.prune_periodically(&shutdown));
         let _ = worker.await;
+    }
+
+    /// Deletes alerts older than the retention period, now and every
+    /// [`PRUNE_INTERVAL`], until `shutdown`.
+    async fn prune_periodically(&self, shutdown: &CancellationToken) {
+        loop {
+            let cutoff = OffsetDateTime::now_utc() - self.config.retention;
+            match self.store.prune_alerts(cutoff).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "deleted alerts past their retention"),
+                Err(error) => {
+                    tracing::warn!(error = %ErrorChain(&error), "deleting old alerts failed; will retry");
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(PRUNE_INTERVAL) => {}
+            }
+        }
     }
 
     async fn evaluate_periodically(&self, signals: &AlertSignals, shutdown: &CancellationToken) {

@@ -31,6 +31,10 @@ pub const MIN_WEBHOOK_SECRET_LEN: usize = 32;
 /// Longest accepted webhook secret, in bytes.
 pub const MAX_WEBHOOK_SECRET_LEN: usize = 1024;
 
+/// Default time alerts are kept: 90 days, so an incident noticed weeks
+/// late still has its alerts.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 24 * 60 * 60);
+
 /// Upper bound of every window, period and retry setting: one year.
 const MAX_PERIOD: Duration = Duration::from_secs(366 * 24 * 60 * 60);
 
@@ -49,6 +53,8 @@ pub struct AlertsConfig {
     /// Whether the rules run at all. Alerts from leak reports are raised
     /// either way.
     pub enabled: bool,
+    /// How long alerts are kept.
+    pub retention: Duration,
     /// Rate spike against a credential's own baseline.
     pub rate_spike: RateSpikeRule,
     /// Failed authentications per credential and per client address.
@@ -67,6 +73,7 @@ impl Default for AlertsConfig {
     fn default() -> Self {
         Self {
             enabled: true,
+            retention: DEFAULT_RETENTION,
             rate_spike: RateSpikeRule::default(),
             failures: FailureRule::default(),
             revoked_key: RevokedKeyRule::default(),
@@ -271,6 +278,7 @@ pub(super) fn check_alerts(raw: RawAlerts) -> Result<AlertsConfig, ConfigError> 
     }
     Ok(AlertsConfig {
         enabled: raw.enabled.unwrap_or(true),
+        retention: check_period("alerts", "retention", raw.retention, DEFAULT_RETENTION)?,
         rate_spike: check_rate_spike(raw.rate_spike.unwrap_or_default())?,
         failures: check_failures(raw.failures.unwrap_or_default())?,
         revoked_key: check_revoked_key(raw.revoked_key.unwrap_or_default())?,

@@ -40,9 +40,9 @@ use std::time::Duration;
 use portcullis_core::scope::ScopeSet;
 
 pub use alerts::{
-    AlertsConfig, DeliveryPolicy, FailureRule, MAX_WEBHOOK_SECRET_LEN, MAX_WEBHOOKS,
-    MIN_WEBHOOK_SECRET_LEN, NewNetworkRule, RateSpikeRule, RevokedKeyRule, SecretSource,
-    WebhookConfig, WebhookSecret,
+    AlertsConfig, DEFAULT_RETENTION as DEFAULT_ALERT_RETENTION, DeliveryPolicy, FailureRule,
+    MAX_WEBHOOK_SECRET_LEN, MAX_WEBHOOKS, MIN_WEBHOOK_SECRET_LEN, NewNetworkRule, RateSpikeRule,
+    RevokedKeyRule, SecretSource, WebhookConfig, WebhookSecret,
 };
 pub use leaks::{
     LeakAction, LeakPublicKey, LeaksConfig, MAX_LEAK_KEY_ID_LEN, MAX_LEAK_PUBLIC_KEYS, PemSource,

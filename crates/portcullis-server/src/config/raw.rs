@@ -81,6 +81,9 @@ pub struct RawAlerts {
     /// Whether the anomaly rules run; default `true`. Leak reports raise
     /// alerts either way.
     pub enabled: Option<bool>,
+    /// How long alerts are kept, such as `"90d"` (default), at most 366
+    /// days. An alert with a pending delivery is kept until it ends.
+    pub retention: Option<String>,
     /// A credential's request rate far above its own baseline.
     pub rate_spike: Option<RawRateSpikeRule>,
     /// Failed authentications per credential and per client address.

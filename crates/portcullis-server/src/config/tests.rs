@@ -1078,12 +1078,15 @@ fn alerts_default_without_table() {
     let config = from_toml("", &no_env()).unwrap();
     assert_eq!(config.alerts, AlertsConfig::default());
     assert!(config.alerts.enabled);
+    assert_eq!(config.alerts.retention, DEFAULT_ALERT_RETENTION);
     assert!(config.alerts.webhooks.is_empty());
 }
 
 #[test]
 fn alerts_thresholds_parse() {
     let text = r#"
+[alerts]
+retention = "30d"
 [alerts.rate_spike]
 window = "10s"
 factor = 4
@@ -1108,6 +1111,7 @@ max_retry = "2s"
 timeout = "5s"
 "#;
     let alerts = from_toml(text, &no_env()).unwrap().alerts;
+    assert_eq!(alerts.retention, Duration::from_secs(30 * 24 * 60 * 60));
     assert_eq!(alerts.rate_spike.window, Duration::from_secs(10));
     assert_eq!(alerts.rate_spike.factor, 4);
     assert_eq!(alerts.rate_spike.floor, 30);
@@ -1180,6 +1184,7 @@ fn webhook_secret_read_from_file() {
 fn bad_alert_settings_named() {
     let webhook = |body: &str| format!("[[alerts.webhooks]]\n{body}\n");
     let cases = [
+        ("[alerts]\nretention = \"400d\"\n", "alerts.retention"),
         (
             "[alerts.rate_spike]\nfactor = 1\n",
             "alerts.rate_spike.factor",

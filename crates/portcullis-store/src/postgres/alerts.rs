@@ -168,6 +168,19 @@ impl PostgresStore {
         Ok(())
     }
 
+    pub(crate) async fn prune_alerts(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError> {
+        let deleted = sqlx::query(
+            "DELETE FROM alerts WHERE at < $1 AND NOT EXISTS ( \
+                 SELECT 1 FROM alert_deliveries d \
+                 WHERE d.alert_id = alerts.id AND d.state = 'pending')",
+        )
+        .bind(cutoff)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(deleted)
+    }
+
     pub(crate) async fn credential_networks(
         &self,
         credential: &str,

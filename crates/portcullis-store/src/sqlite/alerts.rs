@@ -184,6 +184,21 @@ impl SqliteStore {
         Ok(())
     }
 
+    pub(crate) async fn prune_alerts(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let deleted = sqlx::query(
+            "DELETE FROM alerts WHERE at < ?1 AND NOT EXISTS ( \
+                 SELECT 1 FROM alert_deliveries d \
+                 WHERE d.alert_id = alerts.id AND d.state = 'pending')",
+        )
+        .bind(to_millis(cutoff))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
     pub(crate) async fn credential_networks(
         &self,
         credential: &str,

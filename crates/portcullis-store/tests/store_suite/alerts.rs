@@ -304,3 +304,52 @@ pub(super) async fn first_network_sighting_wins_once(fixture: Fixture) {
     assert_eq!(new_count, 1, "exactly one writer sees the network as new");
     other.close().await;
 }
+
+pub(super) async fn old_alerts_pruned_unless_pending(fixture: Fixture) {
+    let store = fixture.store;
+    let start = now();
+    let old_delivered = alert(
+        None,
+        "key-a",
+        AlertRule::RateSpike,
+        start - Duration::days(100),
+    );
+    let old_pending = alert(
+        None,
+        "key-b",
+        AlertRule::RateSpike,
+        start - Duration::days(100),
+    );
+    let recent = alert(None, "key-c", AlertRule::RateSpike, start);
+    let delivered = delivery("hook-1");
+    store
+        .insert_alert(&old_delivered, std::slice::from_ref(&delivered))
+        .await
+        .unwrap();
+    store
+        .finish_attempt(delivered.id, &AttemptOutcome::Delivered { at: start })
+        .await
+        .unwrap();
+    store
+        .insert_alert(&old_pending, &[delivery("hook-1")])
+        .await
+        .unwrap();
+    store.insert_alert(&recent, &[]).await.unwrap();
+
+    let pruned = store
+        .prune_alerts(start - Duration::days(90))
+        .await
+        .unwrap();
+    assert_eq!(pruned, 1);
+    let left = store
+        .list_alerts(&AlertFilter {
+            limit: 10,
+            ..AlertFilter::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<AlertId> = left.iter().map(|alert| alert.id).collect();
+    assert_eq!(ids, vec![recent.id, old_pending.id]);
+    let deliveries = store.list_deliveries(old_delivered.id).await.unwrap();
+    assert!(deliveries.is_empty(), "deliveries go with their alert");
+}
