@@ -9,6 +9,7 @@
 //! - [`cache`]: the credential cache and the change feed that keeps it fresh.
 //! - [`usage`]: buffered last-used times, usage counts and failure records.
 //! - [`auth_successes`]: successful authentications per credential and minute.
+//! - [`credential_audit`]: the credential hygiene report of `portcullis audit`.
 //! - [`verify`]: `POST /v1/keys/verify` for backends that check keys themselves.
 //! - [`leaks`]: `POST /v1/leaks`, signed leak reports that revoke or flag keys.
 //! - [`alerts`]: anomaly rules, stored alerts and signed webhook deliveries.
@@ -38,6 +39,7 @@ pub mod cache;
 pub mod client_ip;
 pub mod clients;
 pub mod config;
+pub mod credential_audit;
 pub mod dashboard;
 pub mod gateway;
 pub mod health;

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use portcullis_core::ids::{AuditId, ClientId, KeyId, TenantId};
-use portcullis_core::scope::ScopeSet;
+use portcullis_core::scope::Scope;
 use portcullis_store::usage::{day_start, hour_start};
 use portcullis_store::{
     AuditAction, AuditEvent, CredentialRef, KeyUsage, ScopeUse, Store, UsageCount,
@@ -187,18 +187,15 @@ impl UsageRecorder {
 
     /// Notes that `required` scopes authorised a request of `credential`
     /// on the day of `at`, for the credential audit's unused-scope finding.
-    pub fn record_scope_use(
+    pub fn record_scope_use<'a>(
         &self,
         credential: CredentialRef,
-        required: &ScopeSet,
+        required: impl IntoIterator<Item = &'a Scope>,
         at: OffsetDateTime,
     ) {
-        if required.is_empty() {
-            return;
-        }
         let day = day_start(at);
         let mut uses = lock(&self.scope_uses);
-        for scope in required.iter() {
+        for scope in required {
             uses.insert(ScopeUse {
                 credential,
                 day,
@@ -522,9 +519,10 @@ mod tests {
         recorder.count_request(key, Some(tenant), at, false);
         recorder.count_request(key, Some(tenant), at, false);
         recorder.record_failure(failure(key_id, tenant, at));
-        let scopes = ScopeSet::parse_list("orders:read,orders:write").unwrap();
-        recorder.record_scope_use(key, &scopes, at);
-        recorder.record_scope_use(key, &scopes, at);
+        let scopes =
+            portcullis_core::scope::ScopeSet::parse_list("orders:read,orders:write").unwrap();
+        recorder.record_scope_use(key, scopes.iter(), at);
+        recorder.record_scope_use(key, scopes.iter(), at);
         recorder.flush(&store).await;
 
         assert_eq!(day_totals(&store, key, at).await, (3, 1));

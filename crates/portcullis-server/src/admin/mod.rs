@@ -32,7 +32,7 @@ use portcullis_core::duration::parse_duration;
 use portcullis_core::ids::KeyId;
 use portcullis_core::key::Environment;
 use portcullis_core::scope::{Scope, ScopeSet};
-use portcullis_store::{AuditContext, Tenant};
+use portcullis_store::{AuditContext, CredentialRef, Tenant};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -120,6 +120,11 @@ pub async fn authenticate_operator(
     if !authenticated.key.scopes.grants(scope) {
         return Err(Problem::insufficient_scope(scope));
     }
+    state.usage.record_scope_use(
+        CredentialRef::Key(authenticated.key.id),
+        [scope],
+        context.now,
+    );
     Ok(authenticated)
 }
 

@@ -23,6 +23,7 @@
 //! The [`raw`] structs document every key and its default.
 
 mod alerts;
+pub mod audit_policy;
 mod brute_force;
 mod env;
 mod leaks;
@@ -44,6 +45,7 @@ pub use alerts::{
     MAX_WEBHOOK_SECRET_LEN, MAX_WEBHOOKS, MIN_WEBHOOK_SECRET_LEN, NewNetworkRule, RateSpikeRule,
     RevokedKeyRule, SecretSource, WebhookConfig, WebhookSecret,
 };
+pub use audit_policy::{AuditPolicy, MAX_POLICY_DAYS};
 pub use leaks::{
     LeakAction, LeakPublicKey, LeaksConfig, MAX_LEAK_KEY_ID_LEN, MAX_LEAK_PUBLIC_KEYS, PemSource,
 };
@@ -120,6 +122,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Anomaly rules, delivery policy and webhooks.
     pub alerts: AlertsConfig,
+    /// Thresholds of the credential audit.
+    pub audit_policy: AuditPolicy,
 }
 
 /// The `[server]` table, checked.

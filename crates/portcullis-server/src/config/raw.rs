@@ -28,6 +28,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub use super::audit_policy::RawAuditPolicy;
 use super::{ConfigError, LogFormat};
 
 /// The whole file.
@@ -44,6 +45,8 @@ pub struct RawConfig {
     pub limits: Option<RawLimits>,
     /// The `[leaks]` table; no leak reports accepted by default.
     pub leaks: Option<RawLeaks>,
+    /// The `[audit_policy]` table; every key has a default.
+    pub audit_policy: Option<RawAuditPolicy>,
     /// The `[metrics]` table; metrics on `127.0.0.1:9464` by default.
     pub metrics: Option<RawMetrics>,
     /// The `[alerts]` table; every rule on with its defaults, no webhooks.
@@ -415,6 +418,7 @@ struct Sections {
     leaks: Option<toml::Value>,
     metrics: Option<toml::Value>,
     alerts: Option<toml::Value>,
+    audit_policy: Option<toml::Value>,
 }
 
 impl RawConfig {
@@ -495,6 +499,15 @@ impl RawConfig {
             })
             .transpose()?;
 
+        let audit_policy = sections
+            .audit_policy
+            .map(|value| {
+                value
+                    .try_into()
+                    .map_err(|error| deserialize_error("audit_policy", &error))
+            })
+            .transpose()?;
+
         Ok(Self {
             server,
             routes,
@@ -503,6 +516,7 @@ impl RawConfig {
             leaks,
             metrics,
             alerts,
+            audit_policy,
         })
     }
 }

@@ -69,6 +69,8 @@ impl TryFrom<RawConfig> for Config {
         let metrics =
             super::metrics::check_metrics(&raw.metrics.unwrap_or_default(), server.listen)?;
         let alerts = super::alerts::check_alerts(raw.alerts.unwrap_or_default())?;
+        let audit_policy =
+            super::audit_policy::check_audit_policy(raw.audit_policy.unwrap_or_default())?;
         Ok(Self {
             server,
             routes,
@@ -77,6 +79,7 @@ impl TryFrom<RawConfig> for Config {
             leaks,
             metrics,
             alerts,
+            audit_policy,
         })
     }
 }

@@ -247,7 +247,7 @@ async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Rej
     }
     context
         .usage
-        .record_scope_use(caller.credential(), required, context.now);
+        .record_scope_use(caller.credential(), required.iter(), context.now);
 
     let uri = routes::upstream_uri(route, path, query).map_err(|error| {
         tracing::error!(error = %error, route = ?route.path_prefix, "building the upstream URI failed");

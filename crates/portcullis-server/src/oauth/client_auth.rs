@@ -22,6 +22,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
 use portcullis_core::ids::ClientId;
 use portcullis_core::key::{SecretKind, check_secret_format};
 use portcullis_core::oauth::{ClientAuthMethod, ClientRecord};
+use portcullis_store::CredentialRef;
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
@@ -322,10 +323,16 @@ async fn admit_and_verify(
 
     let outcome = verify_client(state, presented, facts, now).await;
     match &outcome {
-        Ok(_) => {
+        Ok(client) => {
             if let Some(identity) = &identity {
                 state.brute_force.record_success(identity).await;
             }
+            state.usage.count_request(
+                CredentialRef::Client(client.id),
+                Some(client.tenant_id),
+                now,
+                false,
+            );
         }
         Err(error) if error.code() == "invalid_client" => {
             state.brute_force.record_failure(&subjects).await;
