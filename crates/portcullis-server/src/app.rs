@@ -18,6 +18,7 @@ use crate::cache::{CACHE_CAPACITY, CredentialCache, follow_changes};
 use crate::client_ip::TrustedProxies;
 use crate::config::ClientCertificateMode;
 use crate::config::{Config, LimitsConfig, TlsMode};
+use crate::credential_audit::AuditSettings;
 use crate::gateway::client_limits::ClientLimits;
 use crate::gateway::proxy::UpstreamClient;
 use crate::gateway::routes::RouteTable;
@@ -85,6 +86,8 @@ pub struct Shared {
     pub brute_force: BruteForceTracker,
     /// Raises alerts and delivers them to webhooks.
     pub alerts: Arc<Alerts>,
+    /// The credential audit's policy and the listener it judges.
+    pub audit_settings: AuditSettings,
 }
 
 /// A cheap handle on [`Shared`].
@@ -146,6 +149,7 @@ impl AppState {
             leaks,
             brute_force,
             alerts,
+            audit_settings: AuditSettings::from_config(config),
         })))
     }
 }

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use portcullis_core::key::Environment;
 use portcullis_core::oauth::{ClientAuthMethod, GrantType, Role};
 use portcullis_server::config::LogFormat;
+use portcullis_server::credential_audit::Severity;
 
 /// Default data directory, relative to the working directory.
 pub(crate) const DEFAULT_DATA_DIR: &str = "./portcullis-data";
@@ -123,6 +124,13 @@ pub(crate) enum Command {
     #[command(after_help = SCAN_EXIT_CODES)]
     Scan(ScanArgs),
 
+    /// Report credential hygiene: keys without expiry or past rotation,
+    /// unused keys, clients and scopes, broad scopes, long token lifetimes,
+    /// old secrets, expiring certificates, old signing keys and plain-HTTP
+    /// listeners. Thresholds come from `[audit_policy]`.
+    #[command(after_help = AUDIT_EXIT_CODES)]
+    Audit(AuditArgs),
+
     /// Verify the hash chain of the audit log, and export its records.
     #[command(subcommand)]
     AuditLog(AuditLogCommand),
@@ -159,6 +167,55 @@ pub(crate) enum AuditLogCommand {
         #[arg(long, value_name = "TIME")]
         until: Option<String>,
     },
+}
+
+/// The exit codes of `audit`, printed under its `--help`.
+const AUDIT_EXIT_CODES: &str = "\
+Exit codes:
+  0  no finding reached the --fail-on severity, or --fail-on was not given
+  1  the audit failed: the store or the configuration could not be read
+  2  invalid command-line arguments
+  3  at least one finding reached the --fail-on severity";
+
+#[derive(Args)]
+pub(crate) struct AuditArgs {
+    /// Only this tenant's keys, clients and certificates; without it, the
+    /// whole server, operator keys, the CA, signing keys and the listener
+    /// included.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) tenant: Option<String>,
+
+    /// Exit with code 3 when a finding is at least this severe, so the
+    /// audit can fail a CI job or alert from cron.
+    #[arg(long, value_enum, value_name = "SEVERITY")]
+    pub(crate) fail_on: Option<SeverityArg>,
+}
+
+/// A finding severity, as the command line spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SeverityArg {
+    /// Worth knowing; no action needed.
+    Info,
+    /// Hygiene to fix when convenient.
+    Low,
+    /// Fix soon.
+    Medium,
+    /// A credential or setting an attacker would look for first.
+    High,
+    /// Act at once.
+    Critical,
+}
+
+impl From<SeverityArg> for Severity {
+    fn from(value: SeverityArg) -> Self {
+        match value {
+            SeverityArg::Info => Self::Info,
+            SeverityArg::Low => Self::Low,
+            SeverityArg::Medium => Self::Medium,
+            SeverityArg::High => Self::High,
+            SeverityArg::Critical => Self::Critical,
+        }
+    }
 }
 
 /// The exit codes of `scan`, printed under its `--help`.

@@ -16,6 +16,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use portcullis_store::{CredentialRef, Store};
 use reqwest::StatusCode;
 use serde_json::Value;
 use support::upstream::Upstream;
@@ -143,7 +144,7 @@ POST = ["orders:write"]
         "1s",
     ]);
     let (beta_id, beta) = data.create_key(&["--tenant", "beta", scopes[0], scopes[1]]);
-    let (_, operator) = data.create_key(&["--operator", "--scopes", "admin:read"]);
+    let (operator_id, operator) = data.create_key(&["--operator", "--scopes", "admin:read"]);
     let client = data.cli_json(&[
         "clients",
         "create",
@@ -253,13 +254,14 @@ POST = ["orders:write"]
     assert_eq!(live_days["points"].as_array().unwrap().len(), 31);
     assert_eq!(only_busy_point(&live_days)["requests"], 4);
 
-    // The client's token use, and tenant totals: acme adds up its three
-    // keys and its client; beta only its key.
+    // The client counts its authentication at the token endpoint and its
+    // token's use at the gateway. Acme adds up its three keys and its
+    // client; beta only its key.
     wait_for_totals(
         &server,
         &operator,
         &format!("/admin/v1/clients/{client_id}/usage"),
-        1,
+        2,
         0,
     )
     .await;
@@ -267,7 +269,7 @@ POST = ["orders:write"]
         &server,
         &operator,
         "/admin/v1/tenants/acme/usage?granularity=day",
-        8,
+        9,
         3,
     )
     .await;
@@ -293,6 +295,39 @@ POST = ["orders:write"]
     let (_, key) = admin_get(&server, &operator, &format!("/admin/v1/keys/{live_id}")).await;
     assert_eq!(key["last_used_from"], "127.0.0.1");
     assert!(key["last_used_at"].is_string(), "{key}");
+
+    // The scopes that authorised requests, per credential, for the
+    // credential audit: the routes' scopes at the gateway, and the admin
+    // API's scope for the operator key.
+    let store = Store::open_sqlite(&data.path().join("portcullis.db"))
+        .await
+        .unwrap();
+    let key_id = |id: &str| CredentialRef::Key(id.parse().unwrap());
+    let expected = [
+        (key_id(&live_id), "orders:read"),
+        (key_id(&live_id), "orders:write"),
+        (key_id(&beta_id), "orders:read"),
+        (
+            CredentialRef::Client(client_id.parse().unwrap()),
+            "orders:read",
+        ),
+        (key_id(&operator_id), "admin:read"),
+    ];
+    let deadline = Instant::now() + FLUSH_WAIT;
+    let since = time::OffsetDateTime::now_utc() - time::Duration::DAY;
+    loop {
+        let used = store.scope_uses_since(since).await.unwrap();
+        let all_there = expected
+            .iter()
+            .all(|(credential, scope)| used.contains(&(*credential, (*scope).to_owned())));
+        if all_there {
+            assert_eq!(used.len(), expected.len(), "{used:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "scope uses missing: {used:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    store.close().await;
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ pub mod alerts;
 pub mod audit;
 pub mod certificates;
 pub mod clients;
+pub mod credential_audit;
 pub mod signing_keys;
 pub mod usage;
 pub mod users;
@@ -78,6 +79,7 @@ pub fn router() -> Router<AppState> {
         .merge(usage::routes())
         .merge(audit::routes())
         .merge(alerts::routes())
+        .merge(credential_audit::routes())
 }
 
 /// Authenticates an operator key holding `scope`.

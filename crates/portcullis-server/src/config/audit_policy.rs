@@ -22,9 +22,10 @@ pub const DEFAULT_SCOPE_UNUSED_DAYS: u32 = 30;
 /// Default maximum age of a client secret, as for keys.
 pub const DEFAULT_CLIENT_SECRET_ROTATION_DAYS: u32 = 90;
 
-/// Default longest access-token lifetime of a client before it is
-/// reported: one hour, four times the server's 15-minute default.
-pub const DEFAULT_MAX_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(3600);
+/// Default maximum access-token lifetime of a client before it is
+/// reported: 30 minutes, twice the server's 15-minute default. A client may
+/// be given up to one hour.
+pub const DEFAULT_MAX_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(30 * 60);
 
 /// Default warning period before a client certificate expires.
 pub const DEFAULT_CERTIFICATE_EXPIRY_DAYS: u32 = 30;
@@ -45,7 +46,7 @@ pub const MAX_POLICY_DAYS: u32 = 3650;
 /// [audit_policy]
 /// key_rotation_days = 90
 /// unused_days = 30
-/// max_access_token_ttl = "1h"
+/// max_access_token_ttl = "30m"
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,7 +62,7 @@ pub struct RawAuditPolicy {
     /// default 90.
     pub client_secret_rotation_days: Option<u32>,
     /// Clients whose access tokens live longer than this are reported, such
-    /// as `"1h"`; default one hour.
+    /// as `"20m"`; default 30 minutes.
     pub max_access_token_ttl: Option<String>,
     /// Client certificates that expire within this many days are reported;
     /// default 30.
@@ -86,7 +87,7 @@ pub struct AuditPolicy {
     pub scope_unused_days: u32,
     /// Maximum age of a client secret in days.
     pub client_secret_rotation_days: u32,
-    /// Longest access-token lifetime of a client before it is reported.
+    /// Maximum access-token lifetime of a client before it is reported.
     pub max_access_token_ttl: Duration,
     /// Warning period before a client certificate expires, in days.
     pub certificate_expiry_days: u32,
@@ -180,7 +181,7 @@ mod tests {
         let policy = check_audit_policy(RawAuditPolicy::default()).unwrap();
         assert_eq!(policy, AuditPolicy::default());
         assert_eq!(policy.key_rotation_days, 90);
-        assert_eq!(policy.max_access_token_ttl, Duration::from_secs(3600));
+        assert_eq!(policy.max_access_token_ttl, Duration::from_secs(1800));
     }
 
     #[test]

@@ -335,8 +335,8 @@ impl UnusedScopes {
 
 /// Compares granted scopes with the exercised ones. Returns `None` when
 /// the credential is younger than the look-back (its record is partial),
-/// exercised nothing (the unused rule covers it), or already holds exactly
-/// what it used.
+/// exercised nothing (the unused rule covers it), or already has exactly
+/// the scopes it used.
 ///
 /// NOTE: only requests through this server's gateway, admin and verify APIs
 /// are seen. A client whose tokens go to other resource servers exercises

@@ -28,7 +28,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::config::{AuditPolicy, Config, TlsMode};
 
-/// How serious a finding is, from least to most.
+/// The seriousness of a finding, from least to most.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -85,7 +85,7 @@ impl FromStr for Severity {
     }
 }
 
-/// What a finding is about.
+/// The subject of a finding.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Subject {
     /// `key`, `client`, `certificate`, `ca`, `signing_key` or `listener`.
@@ -105,9 +105,9 @@ pub struct Subject {
 pub struct Finding {
     /// A stable snake_case code, such as `key_no_expiry`.
     pub code: &'static str,
-    /// How serious it is.
+    /// The seriousness.
     pub severity: Severity,
-    /// What it is about.
+    /// The credential, certificate, key or listener concerned.
     pub subject: Subject,
     /// One sentence for people: what is wrong and what to do.
     pub message: String,
@@ -154,6 +154,28 @@ pub struct ListenerFacts {
     pub address: SocketAddr,
     /// Whether it serves plain HTTP instead of TLS.
     pub plain_http: bool,
+}
+
+/// The parts of the configuration that the audit uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// The thresholds.
+    pub policy: AuditPolicy,
+    /// The listener as configured.
+    pub listener: ListenerFacts,
+}
+
+impl AuditSettings {
+    /// Takes the policy and the listener from a checked configuration.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            policy: config.audit_policy,
+            listener: ListenerFacts {
+                address: config.server.listen,
+                plain_http: config.server.tls == TlsMode::PlainHttp,
+            },
+        }
+    }
 }
 
 /// The audit's result.
@@ -247,24 +269,24 @@ pub(crate) fn rfc3339(at: OffsetDateTime) -> Value {
 /// server-wide report.
 pub async fn run(
     store: &Store,
-    config: &Config,
+    settings: &AuditSettings,
     tenant: Option<&Tenant>,
     now: OffsetDateTime,
 ) -> Result<Report, StoreError> {
-    let inventory = gather(store, config, tenant, now).await?;
-    let findings = findings::evaluate(&inventory, &config.audit_policy, now);
+    let inventory = gather(store, settings, tenant, now).await?;
+    let findings = findings::evaluate(&inventory, &settings.policy, now);
     Ok(Report {
         generated_at: now,
         tenant: tenant.map(|tenant| tenant.name.to_string()),
-        policy: config.audit_policy,
+        policy: settings.policy,
         findings,
     })
 }
 
-/// Reads what the audit judges from the store and the configuration.
+/// Reads what the audit judges from the store and the settings.
 pub async fn gather(
     store: &Store,
-    config: &Config,
+    settings: &AuditSettings,
     tenant: Option<&Tenant>,
     now: OffsetDateTime,
 ) -> Result<Inventory, StoreError> {
@@ -291,7 +313,7 @@ pub async fn gather(
     let client_last_use = store.client_last_use_days().await?.into_iter().collect();
 
     let since = portcullis_store::usage::day_start(
-        now - time::Duration::days(i64::from(config.audit_policy.scope_unused_days)),
+        now - time::Duration::days(i64::from(settings.policy.scope_unused_days)),
     );
     let mut scope_uses: HashMap<CredentialRef, BTreeSet<String>> = HashMap::new();
     for (credential, scope) in store.scope_uses_since(since).await? {
@@ -308,11 +330,11 @@ pub async fn gather(
             }
             not_after.map(|not_after| CaValidity { id: ca.id, not_after })
         });
-        let listener = ListenerFacts {
-            address: config.server.listen,
-            plain_http: config.server.tls == TlsMode::PlainHttp,
-        };
-        (ca, store.list_signing_keys().await?, Some(listener))
+        (
+            ca,
+            store.list_signing_keys().await?,
+            Some(settings.listener),
+        )
     } else {
         (None, Vec::new(), None)
     };

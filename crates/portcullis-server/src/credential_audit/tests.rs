@@ -112,7 +112,8 @@ fn signing_key(created_at: OffsetDateTime, state: SigningKeyState) -> SigningKey
     }
 }
 
-/// An inventory with one of everything, all within the default policy.
+/// Builds an inventory with one of everything, all within the default
+/// policy.
 fn clean() -> Inventory {
     let tenant_id = TenantId::generate();
     let key = tenant_key(tenant_id);
@@ -297,12 +298,12 @@ fn unused_scopes_come_with_narrower_set() {
 #[test]
 fn long_token_lifetime_reported() {
     let mut inventory = clean();
-    inventory.clients[0].access_token_ttl_seconds = 3601;
+    inventory.clients[0].access_token_ttl_seconds = 1801;
     let finding = only(&run(&inventory), "client_token_lifetime_long");
     assert_eq!(finding.severity, Severity::Medium);
-    assert_eq!(finding.details["access_token_ttl_seconds"], 3601);
+    assert_eq!(finding.details["access_token_ttl_seconds"], 1801);
 
-    inventory.clients[0].access_token_ttl_seconds = 3600;
+    inventory.clients[0].access_token_ttl_seconds = 1800;
     assert!(run(&inventory).is_empty());
 }
 

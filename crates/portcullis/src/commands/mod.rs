@@ -2,6 +2,7 @@
 //! [`Manager`](portcullis_server::manage::Manager), the code behind the admin
 //! API, so both check the same rules and write the same audit records.
 
+pub(crate) mod audit;
 pub(crate) mod audit_log;
 pub(crate) mod ca;
 pub(crate) mod certs_verify;
@@ -19,7 +20,7 @@ use std::process::ExitCode;
 use portcullis_server::config::{self, LogFormat};
 use portcullis_server::manage::{self, ManageError, Manager, PlanNames};
 use portcullis_server::telemetry;
-use portcullis_store::AuditContext;
+use portcullis_store::{AuditContext, Store};
 
 use crate::cli::{CertsCommand, Cli, Command, GlobalArgs, OutputFormat};
 use crate::data_dir;
@@ -40,6 +41,7 @@ pub(crate) async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Resu
             let admin = Admin::open(&cli.global, &env).await?;
             return audit_log::run(&admin, command).await;
         }
+        Command::Audit(args) => return audit::run(&cli.global, &args, &env).await,
         Command::Serve(args) => serve::run(&cli.global, &args, &env).await,
         Command::Tenants(command) => {
             let admin = Admin::open(&cli.global, &env).await?;
@@ -68,6 +70,8 @@ pub(crate) async fn run(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Resu
 /// Shared state of the admin commands: the manager and the output format.
 pub(crate) struct Admin {
     pub(crate) manager: Manager,
+    /// The store the manager writes, for read-only reports.
+    pub(crate) store: Store,
     pub(crate) output: OutputFormat,
 }
 
@@ -86,6 +90,7 @@ impl Admin {
             )),
         };
         Ok(Self {
+            store: opened.store.clone(),
             manager: Manager::new(opened.store, opened.pepper).with_plans(plans),
             output: global.output,
         })
