@@ -134,22 +134,14 @@ fn key_findings(
         ));
     }
 
-    let operator = key.kind == KeyKind::Operator;
-    scope_findings(&key.scopes, operator, &finding, findings);
-    if let Some(unused) = unused_scopes(
-        &key.scopes,
-        key.created_at,
-        inventory.scope_uses.get(&CredentialRef::Key(key.id)),
-        policy,
-        now,
-    ) {
-        findings.push(finding(
-            "scopes_unused",
-            Severity::Medium,
-            unused.message("key"),
-            unused.details(),
-        ));
-    }
+    let grant = Grant {
+        kind: "key",
+        scopes: &key.scopes,
+        created_at: key.created_at,
+        exercised: inventory.scope_uses.get(&CredentialRef::Key(key.id)),
+        operator: key.kind == KeyKind::Operator,
+    };
+    scope_findings(&grant, policy, now, &finding, findings);
 }
 
 fn client_findings(
@@ -228,30 +220,36 @@ fn client_findings(
         }
     }
 
-    scope_findings(&client.scopes, false, &finding, findings);
-    if let Some(unused) = unused_scopes(
-        &client.scopes,
-        client.created_at,
-        inventory.scope_uses.get(&CredentialRef::Client(client.id)),
-        policy,
-        now,
-    ) {
-        findings.push(finding(
-            "scopes_unused",
-            Severity::Medium,
-            unused.message("client"),
-            unused.details(),
-        ));
-    }
+    let grant = Grant {
+        kind: "client",
+        scopes: &client.scopes,
+        created_at: client.created_at,
+        exercised: inventory.scope_uses.get(&CredentialRef::Client(client.id)),
+        operator: false,
+    };
+    scope_findings(&grant, policy, now, &finding, findings);
 }
 
-/// Reports wildcard and administrative scopes of one credential.
-fn scope_findings(
-    scopes: &ScopeSet,
+/// The scopes of one key or client, and those its requests exercised.
+struct Grant<'a> {
+    /// `key` or `client`, for messages.
+    kind: &'static str,
+    scopes: &'a ScopeSet,
+    created_at: OffsetDateTime,
+    exercised: Option<&'a BTreeSet<String>>,
+    /// Whether the credential is an operator key.
     operator: bool,
+}
+
+/// Reports wildcard, administrative and unused scopes of one credential.
+fn scope_findings(
+    grant: &Grant<'_>,
+    policy: &AuditPolicy,
+    now: OffsetDateTime,
     finding: &impl Fn(&'static str, Severity, String, Value) -> Finding,
     findings: &mut Vec<Finding>,
 ) {
+    let scopes = grant.scopes;
     let wildcards: Vec<&str> = scopes
         .iter()
         .filter(|scope| scope.is_wildcard())
@@ -287,7 +285,7 @@ fn scope_findings(
         let writes = administrative
             .iter()
             .any(|scope| *scope == "admin:write" || *scope == "admin:*");
-        let severity = if operator && writes {
+        let severity = if grant.operator && writes {
             Severity::High
         } else {
             Severity::Medium
@@ -301,6 +299,15 @@ fn scope_findings(
                 administrative.join(", ")
             ),
             json!({"scopes": administrative}),
+        ));
+    }
+
+    if let Some(unused) = unused_scopes(scopes, grant.created_at, grant.exercised, policy, now) {
+        findings.push(finding(
+            "scopes_unused",
+            Severity::Medium,
+            unused.message(grant.kind),
+            unused.details(),
         ));
     }
 }
