@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 
-use portcullis_core::credential::{ApiKeyRecord, KeyKind, KeyLimits};
+use portcullis_core::credential::{ApiKeyRecord, KeyKind, KeyLimits, RateLimits};
 use portcullis_core::crypto::SecretHash;
 use portcullis_core::ids::{ClientId, KeyId, TenantId};
 use portcullis_core::key::Environment;
@@ -68,6 +68,7 @@ fn client(tenant_id: TenantId) -> ClientRecord {
         access_token_ttl_seconds: 900,
         created_at: days_ago(40),
         revoked_at: None,
+        limits: RateLimits::default(),
     }
 }
 
