@@ -14,9 +14,10 @@
 //! | `certificate_expiring` | medium |
 //! | `ca_expiring` | high, critical once expired |
 //! | `signing_key_rotation_overdue` | medium |
-//! | `plain_http_listener` | low on loopback, medium otherwise |
+//! | `plain_http_listener` | low on loopback, medium otherwise; low for a metrics listener beyond loopback |
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
 
 use portcullis_core::credential::{ApiKeyRecord, KeyKind, KeyStatus};
 use portcullis_core::ids::TenantId;
@@ -48,6 +49,9 @@ pub fn evaluate(inventory: &Inventory, policy: &AuditPolicy, now: OffsetDateTime
     signing_key_findings(inventory, policy, now, &mut findings);
     if let Some(listener) = &inventory.listener {
         listener_findings(listener, &mut findings);
+    }
+    if let Some(address) = inventory.metrics_listener {
+        metrics_listener_findings(address, &mut findings);
     }
     findings.sort_by(|a, b| {
         b.severity
@@ -530,6 +534,29 @@ fn listener_findings(listener: &ListenerFacts, findings: &mut Vec<Finding>) {
         },
         message,
         details: object(json!({"loopback": loopback})),
+    });
+}
+
+/// Reports a metrics listener reachable beyond this host. It carries no
+/// credentials, but its plain-HTTP answers tell anyone who can reach it
+/// about traffic and routes.
+fn metrics_listener_findings(address: SocketAddr, findings: &mut Vec<Finding>) {
+    if address.ip().is_loopback() {
+        return;
+    }
+    findings.push(Finding {
+        code: "plain_http_listener",
+        severity: Severity::Low,
+        subject: Subject {
+            kind: "listener",
+            id: address.to_string(),
+            tenant: None,
+            label: Some("metrics".to_owned()),
+        },
+        message: "the metrics listener serves plain HTTP beyond this host; anyone who can \
+                  reach it reads the traffic figures, so bind it to loopback or firewall it"
+            .to_owned(),
+        details: object(json!({"loopback": false})),
     });
 }
 

@@ -136,6 +136,9 @@ pub struct Inventory {
     pub signing_keys: Vec<SigningKeyRecord>,
     /// The listener, or `None` in a report scoped to one tenant.
     pub listener: Option<ListenerFacts>,
+    /// The plain-HTTP metrics listener's address, when it runs and the
+    /// report covers the whole server.
+    pub metrics_listener: Option<SocketAddr>,
 }
 
 /// The validity of the internal CA's certificate.
@@ -163,6 +166,8 @@ pub struct AuditSettings {
     pub policy: AuditPolicy,
     /// The listener as configured.
     pub listener: ListenerFacts,
+    /// The metrics listener's address, or `None` when it is off.
+    pub metrics_listener: Option<SocketAddr>,
 }
 
 impl AuditSettings {
@@ -174,6 +179,7 @@ impl AuditSettings {
                 address: config.server.listen,
                 plain_http: config.server.tls == TlsMode::PlainHttp,
             },
+            metrics_listener: config.metrics.listen,
         }
     }
 }
@@ -322,7 +328,7 @@ pub async fn gather(
 
     let certificates = store.list_certificates(certificate_filter).await?;
     let server_wide = tenant.is_none();
-    let (ca, signing_keys, listener) = if server_wide {
+    let (ca, signing_keys, listener, metrics_listener) = if server_wide {
         let ca = store.active_ca().await?.and_then(|ca| {
             let not_after = ca_not_after(&ca.certificate_pem);
             if not_after.is_none() {
@@ -330,13 +336,15 @@ pub async fn gather(
             }
             not_after.map(|not_after| CaValidity { id: ca.id, not_after })
         });
+        let signing_keys = store.list_signing_keys().await?;
         (
             ca,
-            store.list_signing_keys().await?,
+            signing_keys,
             Some(settings.listener),
+            settings.metrics_listener,
         )
     } else {
-        (None, Vec::new(), None)
+        (None, Vec::new(), None, None)
     };
 
     Ok(Inventory {
@@ -349,6 +357,7 @@ pub async fn gather(
         ca,
         signing_keys,
         listener,
+        metrics_listener,
     })
 }
 

@@ -147,6 +147,7 @@ fn clean() -> Inventory {
             address: "0.0.0.0:8443".parse().unwrap(),
             plain_http: false,
         }),
+        metrics_listener: Some("127.0.0.1:9464".parse().unwrap()),
     }
 }
 
@@ -385,6 +386,15 @@ fn plain_http_listener_reported() {
     });
     let finding = only(&run(&inventory), "plain_http_listener");
     assert_eq!(finding.severity, Severity::Low);
+}
+
+#[test]
+fn exposed_metrics_listener_reported() {
+    let mut inventory = clean();
+    inventory.metrics_listener = Some("0.0.0.0:9464".parse().unwrap());
+    let finding = only(&run(&inventory), "plain_http_listener");
+    assert_eq!(finding.severity, Severity::Low);
+    assert_eq!(finding.subject.label.as_deref(), Some("metrics"));
 }
 
 #[test]
