@@ -83,13 +83,7 @@ fn key_findings(
                 .unwrap_or_else(|| key.visible_prefix.clone()),
         ),
     };
-    let finding = |code, severity, message: String, details: Value| Finding {
-        code,
-        severity,
-        subject: subject.clone(),
-        message,
-        details: object(details),
-    };
+    let finding = finding_about(subject);
 
     if key.expires_at.is_none() {
         findings.push(finding(
@@ -164,13 +158,7 @@ fn client_findings(
         tenant: Some(client.tenant.to_string()),
         label: Some(client.name.clone()),
     };
-    let finding = |code, severity, message: String, details: Value| Finding {
-        code,
-        severity,
-        subject: subject.clone(),
-        message,
-        details: object(details),
-    };
+    let finding = finding_about(subject);
 
     let last_use = inventory.client_last_use.get(&client.id).copied();
     let last_activity = last_use.unwrap_or(client.created_at).max(client.created_at);
@@ -538,7 +526,7 @@ fn listener_findings(listener: &ListenerFacts, findings: &mut Vec<Finding>) {
 }
 
 /// Reports a metrics listener reachable beyond this host. It carries no
-/// credentials, but its plain-HTTP answers tell anyone who can reach it
+/// credentials, but its plain-HTTP responses tell anyone who can reach it
 /// about traffic and routes.
 fn metrics_listener_findings(address: SocketAddr, findings: &mut Vec<Finding>) {
     if address.ip().is_loopback() {
@@ -558,6 +546,17 @@ fn metrics_listener_findings(address: SocketAddr, findings: &mut Vec<Finding>) {
             .to_owned(),
         details: object(json!({"loopback": false})),
     });
+}
+
+/// Returns a builder of findings about `subject`.
+fn finding_about(subject: Subject) -> impl Fn(&'static str, Severity, String, Value) -> Finding {
+    move |code, severity, message, details| Finding {
+        code,
+        severity,
+        subject: subject.clone(),
+        message,
+        details: object(details),
+    }
 }
 
 /// Returns whole days, rounded down, never below zero.
