@@ -94,9 +94,12 @@ pub async fn check_credentials(
         Subject::ClientIp(attempt.client_ip),
         Subject::Identity(identity.clone()),
     ];
-    // The check runs before the password hash, so a blocked source costs no
-    // Argon2 work, and it is the same for known and unknown addresses.
-    if let Err(retry_after) = state.brute_force.admit(&subjects).await {
+    // The attempt is counted as failed before the password hash runs, so a
+    // blocked source costs no Argon2 work, and guesses sent in parallel stop
+    // at the threshold instead of all being checked before the first
+    // failure is counted; a success gives the count back. It is the same for
+    // known and unknown addresses.
+    if let Err(retry_after) = state.brute_force.reserve(&subjects).await {
         tracing::info!(
             email = ?attempt.typed_email,
             client_ip = %attempt.client_ip,
@@ -106,7 +109,15 @@ pub async fn check_credentials(
     }
 
     let user = match (tenant_id, &attempt.email) {
-        (Some(tenant_id), Some(email)) => state.store.find_user_by_email(tenant_id, email).await?,
+        (Some(tenant_id), Some(email)) => {
+            match state.store.find_user_by_email(tenant_id, email).await {
+                Ok(user) => user,
+                Err(error) => {
+                    state.brute_force.refund(&subjects).await;
+                    return Err(error);
+                }
+            }
+        }
         _ => None,
     };
     // Runs for unknown addresses too, so the response time does not reveal
@@ -114,13 +125,12 @@ pub async fn check_credentials(
     let verified = verify_password(user.as_ref(), password).await;
     match user.filter(|_| verified) {
         Some(user) => {
+            state.brute_force.refund(&subjects[..1]).await;
             state.brute_force.record_success(&identity).await;
             Ok(SignInOutcome::SignedIn(user))
         }
-        None => {
-            state.brute_force.record_failure(&subjects).await;
-            Ok(SignInOutcome::Rejected)
-        }
+        // The reservation counted the failure.
+        None => Ok(SignInOutcome::Rejected),
     }
 }
 

@@ -59,11 +59,11 @@ async fn verify(state: &AppState, request: Request) -> Result<Response, Problem>
 
     // The caller is a backend that verifies keys for many users from one
     // address, so only the key named is counted, never the caller's address.
+    // The key is checked even while its prefix is blocked, because a key
+    // cannot be guessed and its owner must not be locked out; a wrong key
+    // that meets the block is reported as blocked.
     let identity = key_identity(&input.key).map(Subject::Identity);
     let subjects: Vec<Subject> = identity.iter().cloned().collect();
-    if let Err(retry_after) = state.brute_force.admit(&subjects).await {
-        return invalid_or_error(Problem::authentication_blocked(retry_after), None);
-    }
 
     let now = OffsetDateTime::now_utc();
     let outcome = state.verifier.verify(&input.key, now).await;
@@ -72,7 +72,10 @@ async fn verify(state: &AppState, request: Request) -> Result<Response, Problem>
             state.brute_force.record_success(identity).await;
         }
         (Err(VerifyError::Rejected { .. }), Some(_)) => {
-            state.brute_force.record_failure(&subjects).await;
+            let counted = state.brute_force.record_failure(&subjects).await;
+            if let Some(retry_after) = counted.retry_after_seconds() {
+                return invalid_or_error(Problem::authentication_blocked(retry_after.max(1)), None);
+            }
         }
         _ => {}
     }

@@ -33,6 +33,17 @@ const BLOCK_AFTER: usize = 5;
 /// failures in a minute, identities only after many, so that the failures
 /// against one client id test the counting per address alone.
 fn write_config(data: &DataDir, upstream: &str, trusted_proxies: &str) {
+    write_config_with(data, upstream, trusted_proxies, 1000);
+}
+
+/// Writes the configuration with identities blocked after
+/// `identity_block_after` failures.
+fn write_config_with(
+    data: &DataDir,
+    upstream: &str,
+    trusted_proxies: &str,
+    identity_block_after: usize,
+) {
     data.write_config(&format!(
         r#"
 [server]
@@ -44,8 +55,8 @@ block_after = {BLOCK_AFTER}
 window = "1m"
 
 [limits.brute_force.identity]
-slow_after = 1000
-block_after = 1000
+slow_after = {identity_block_after}
+block_after = {identity_block_after}
 
 [[routes]]
 path_prefix = "/orders"
@@ -337,6 +348,79 @@ async fn forged_tokens_block_one_address() {
         right.status,
         StatusCode::OK,
         "real token from another address"
+    );
+    server.stop().await;
+}
+
+/// Unknown keys sent all at once from one address are not all answered:
+/// once the failures reach the threshold, the rest, checked in parallel,
+/// get the block.
+#[tokio::test]
+async fn parallel_guesses_stop_at_threshold() {
+    let upstream = Upstream::start();
+    let data = DataDir::new();
+    write_config(&data, &upstream.url(), "");
+    data.cli(&["tenants", "create", "acme"]);
+    let server = Server::start(&data);
+    let attacker = client_from(&server, Ipv4Addr::new(127, 0, 0, 2));
+
+    let mut guesses = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        let attacker = attacker.clone();
+        let url = server.url("/orders/1");
+        let guess = KeySecret::generate(Environment::Test).unwrap();
+        let guess = guess.expose().to_owned();
+        guesses.spawn(async move {
+            attacker
+                .get(url)
+                .header("x-api-key", guess)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+    }
+    let mut rejected = 0;
+    let mut blocked = 0;
+    while let Some(status) = guesses.join_next().await {
+        match status.unwrap() {
+            StatusCode::UNAUTHORIZED => rejected += 1,
+            StatusCode::TOO_MANY_REQUESTS => blocked += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(rejected, BLOCK_AFTER, "guesses answered past the threshold");
+    assert_eq!(blocked, 40 - BLOCK_AFTER);
+    server.stop().await;
+}
+
+/// Wrong secrets for a client id, each from a new address, block the id
+/// for wrong secrets, but its right secret from elsewhere still works: a
+/// generated secret cannot be guessed, and the client id is public.
+#[tokio::test]
+async fn blocked_client_id_keeps_its_right_secret() {
+    let upstream = Upstream::start();
+    let data = DataDir::new();
+    write_config_with(&data, &upstream.url(), "", 3);
+    data.cli(&["tenants", "create", "acme"]);
+    let c = create_client(&data);
+    let server = Server::start(&data);
+
+    for n in 0..3u8 {
+        let from = client_from(&server, Ipv4Addr::new(127, 0, 1, 10 + n));
+        let reply = token(&from, &server, &c.id, "wrong-secret", &[]).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "wrong secret {n}");
+    }
+    let another = client_from(&server, Ipv4Addr::new(127, 0, 1, 20));
+    let wrong = token(&another, &server, &c.id, "wrong-secret", &[]).await;
+    assert_blocked(&wrong, "wrong secret after the block");
+
+    let owner = client_from(&server, Ipv4Addr::new(127, 0, 1, 30));
+    let right = token(&owner, &server, &c.id, &c.secret, &[]).await;
+    assert_eq!(
+        right.status,
+        StatusCode::OK,
+        "the right secret was locked out"
     );
     server.stop().await;
 }

@@ -155,6 +155,35 @@ fn list_shows_limits() {
     assert_eq!(key["plan"], "basic");
 }
 
+/// Raising a spent limit admits the key again within the bound, with
+/// headers of the new policy: the old rate's wait does not carry over.
+#[tokio::test]
+async fn raised_limit_replaces_spent_one() {
+    let (id, key) = create_key(&["--rate-limit", "2/h"]);
+    for _ in 0..2 {
+        assert_eq!(get(&key).await.status(), StatusCode::OK);
+    }
+    assert_eq!(limit_of(get(&key).await).await, "key");
+
+    FIXTURE
+        .data
+        .cli(&["keys", "update", &id, "--rate-limit", "100/s"]);
+    let changed = Instant::now();
+    let mut admitted = None;
+    while changed.elapsed() < BOUND && admitted.is_none() {
+        let response = get(&key).await;
+        if response.status() == StatusCode::OK {
+            admitted = Some(response);
+        }
+    }
+    let admitted = admitted.expect("the raised limit did not apply within the bound");
+    assert_eq!(
+        header(&admitted, "ratelimit-policy"),
+        Some("\"key\";q=100;w=1")
+    );
+    assert_eq!(header(&admitted, "ratelimit"), Some("\"key\";r=99;t=1"));
+}
+
 #[tokio::test]
 async fn update_takes_effect_within_bound() {
     let (id, key) = create_key(&[]);

@@ -233,11 +233,15 @@ async fn verify_presented_key(
 ) -> Result<Authenticated, Problem> {
     let secret = presented.secret.expose_secret();
     let identity = key_identity(secret);
-    let mut subjects = vec![Subject::ClientIp(context.client_ip)];
+    let address = [Subject::ClientIp(context.client_ip)];
+    let mut subjects = address.to_vec();
     if let Some(identity) = &identity {
         subjects.push(Subject::Identity(identity.clone()));
     }
-    if let Err(retry_after) = context.brute_force.admit(&subjects).await {
+    // Only the address is checked before the key: a key has too much
+    // entropy to guess, so a block of its prefix must not keep its owner
+    // out. Failures against the prefix are answered with the block below.
+    if let Err(retry_after) = context.brute_force.admit(&address).await {
         context
             .usage
             .record_failure(context.failure("authentication_blocked"));
@@ -289,7 +293,10 @@ async fn verify_presented_key(
             failure.visible_prefix = (!matches!(rejection, KeyRejection::InvalidFormat(_)))
                 .then(|| visible_prefix(secret));
             context.usage.record_failure(failure);
-            context.brute_force.record_failure(&subjects).await;
+            let counted = context.brute_force.record_failure(&subjects).await;
+            if let Some(retry_after) = counted.retry_after_seconds() {
+                return Err(Problem::authentication_blocked(retry_after.max(1)));
+            }
             Err(Problem::rejected_key(rejection))
         }
         Err(VerifyError::Store(error)) => {

@@ -222,8 +222,14 @@ pub async fn authenticate_token(
                 });
             }
             context.usage.record_failure(failure);
-            if token.is_none() {
-                context.brute_force.record_failure(&subjects).await;
+            if token.is_none()
+                && let Some(retry_after) = context
+                    .brute_force
+                    .record_failure(&subjects)
+                    .await
+                    .retry_after_seconds()
+            {
+                return Err(Problem::authentication_blocked(retry_after.max(1)));
             }
             Err(rejected_token(&rejection))
         }

@@ -265,9 +265,13 @@ impl RequestFacts {
 /// at debug, never sent. A failed certificate authentication is also
 /// written to the audit log with the certificate's serial and issuer.
 ///
-/// Brute-force protection runs first: a blocked client address or client id
-/// gets 429 before any secret, assertion or certificate is checked, and each
-/// `invalid_client` counts against both.
+/// Brute-force protection runs first: a blocked client address gets 429
+/// before any secret, assertion or certificate is checked. Each
+/// `invalid_client` counts against the address and the client id, and one
+/// that meets a block of either is answered with 429. A client id's block
+/// does not stop its right credential: a generated secret, a signed
+/// assertion or a certificate cannot be guessed, so the block would only
+/// let anyone who knows the public client id lock the client out.
 pub async fn authenticate(
     state: &AppState,
     presented: &PresentedClient,
@@ -312,11 +316,12 @@ async fn admit_and_verify(
     now: OffsetDateTime,
 ) -> Result<ClientRecord, OAuthError> {
     let identity = presented_client_id(presented).map(|id| format!("client:{id}"));
-    let mut subjects = vec![Subject::ClientIp(facts.client_ip)];
+    let address = [Subject::ClientIp(facts.client_ip)];
+    let mut subjects = address.to_vec();
     if let Some(identity) = &identity {
         subjects.push(Subject::Identity(identity.clone()));
     }
-    if let Err(retry_after) = state.brute_force.admit(&subjects).await {
+    if let Err(retry_after) = state.brute_force.admit(&address).await {
         tracing::debug!(client = ?presented, client_ip = %facts.client_ip, "client authentication blocked after repeated failures");
         return Err(OAuthError::authentication_blocked(retry_after));
     }
@@ -335,7 +340,10 @@ async fn admit_and_verify(
             );
         }
         Err(error) if error.code() == "invalid_client" => {
-            state.brute_force.record_failure(&subjects).await;
+            let counted = state.brute_force.record_failure(&subjects).await;
+            if let Some(retry_after) = counted.retry_after_seconds() {
+                return Err(OAuthError::authentication_blocked(retry_after.max(1)));
+            }
         }
         Err(_) => {}
     }

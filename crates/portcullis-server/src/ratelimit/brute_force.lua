@@ -1,7 +1,12 @@
--- Reads, and with ARGV[1] = "fail" updates, the failure records in KEYS.
--- The rules are those of brute_force.rs (`verdict` and `apply_failure`).
+-- Reads and updates the failure records in KEYS, with the rules of
+-- brute_force.rs (`verdict`, `apply_failure` and `refund`).
 --
--- ARGV[1]          "check" or "fail"
+-- ARGV[1]          "check": reply with the admission of an attempt now;
+--                  "fail": count one failure against every key, unless one
+--                  of them is blocked, when nothing is counted; reply with
+--                  the admission the attempt had before it was counted;
+--                  "refund": take back one failure from every key, after
+--                  an attempt counted in advance succeeded
 -- ARGV[7i - 5 ..]  the thresholds of KEYS[i], in microseconds where they
 --                  are times: slow_after, block_after, window, first_block,
 --                  max_block, delay_step, max_delay
@@ -12,61 +17,40 @@
 -- time left of the block.
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local fail = ARGV[1] == 'fail'
+local operation = ARGV[1]
+local records = {}
 local reply = {}
+local any_blocked = false
 
+-- First pass: read every record and its admission, before any update, so
+-- a failure is counted against all keys or none.
 for i = 1, #KEYS do
   local base = 7 * i - 5
-  local slow_after = tonumber(ARGV[base])
-  local block_after = tonumber(ARGV[base + 1])
-  local window = tonumber(ARGV[base + 2])
-  local first_block = tonumber(ARGV[base + 3])
-  local max_block = tonumber(ARGV[base + 4])
-  local delay_step = tonumber(ARGV[base + 5])
-  local max_delay = tonumber(ARGV[base + 6])
-
+  local record = {
+    slow_after = tonumber(ARGV[base]),
+    block_after = tonumber(ARGV[base + 1]),
+    window = tonumber(ARGV[base + 2]),
+    first_block = tonumber(ARGV[base + 3]),
+    max_block = tonumber(ARGV[base + 4]),
+    delay_step = tonumber(ARGV[base + 5]),
+    max_delay = tonumber(ARGV[base + 6]),
+  }
   local stored = redis.call('HMGET', KEYS[i], 'f', 'ws', 's', 'bu', 'lf')
-  local failures = tonumber(stored[1]) or 0
-  local window_start = tonumber(stored[2]) or now
-  local streak = tonumber(stored[3]) or 0
-  local blocked_until = tonumber(stored[4]) or 0
-  local last_failure = tonumber(stored[5]) or now
+  record.failures = tonumber(stored[1]) or 0
+  record.window_start = tonumber(stored[2]) or now
+  record.streak = tonumber(stored[3]) or 0
+  record.blocked_until = tonumber(stored[4]) or 0
+  record.last_failure = tonumber(stored[5]) or now
+  record.exists = stored[1] ~= false
 
-  if fail then
-    if now - window_start >= window then
-      failures = 0
-      window_start = now
-    end
-    if now - last_failure >= window + max_block then
-      streak = 0
-    end
-    last_failure = now
-    failures = failures + 1
-    if failures >= block_after then
-      local block = max_block
-      if streak < 62 then
-        block = math.min(first_block * 2 ^ streak, max_block)
-      end
-      blocked_until = now + block
-      streak = streak + 1
-      failures = 0
-      window_start = now
-    end
-    local keep = math.max(blocked_until, last_failure + window + max_block) - now
-    redis.call('HSET', KEYS[i],
-      'f', string.format('%.0f', failures), 'ws', string.format('%.0f', window_start),
-      's', string.format('%.0f', streak), 'bu', string.format('%.0f', blocked_until),
-      'lf', string.format('%.0f', last_failure))
-    redis.call('PEXPIRE', KEYS[i], math.max(math.ceil(keep / 1000), 1))
-  end
-
-  if blocked_until > now then
+  if record.blocked_until > now then
+    any_blocked = true
     table.insert(reply, 2)
-    table.insert(reply, blocked_until - now)
-  elseif now - window_start < window and failures >= slow_after then
-    local delay = max_delay
-    if failures - slow_after < 62 then
-      delay = math.min(delay_step * 2 ^ (failures - slow_after), max_delay)
+    table.insert(reply, record.blocked_until - now)
+  elseif now - record.window_start < record.window and record.failures >= record.slow_after then
+    local delay = record.max_delay
+    if record.failures - record.slow_after < 62 then
+      delay = math.min(record.delay_step * 2 ^ (record.failures - record.slow_after), record.max_delay)
     end
     table.insert(reply, 1)
     table.insert(reply, delay)
@@ -74,5 +58,50 @@ for i = 1, #KEYS do
     table.insert(reply, 0)
     table.insert(reply, 0)
   end
+  records[i] = record
 end
+
+local function store(key, record)
+  local keep = math.max(record.blocked_until, record.last_failure + record.window + record.max_block) - now
+  redis.call('HSET', key,
+    'f', string.format('%.0f', record.failures), 'ws', string.format('%.0f', record.window_start),
+    's', string.format('%.0f', record.streak), 'bu', string.format('%.0f', record.blocked_until),
+    'lf', string.format('%.0f', record.last_failure))
+  redis.call('PEXPIRE', key, math.max(math.ceil(keep / 1000), 1))
+end
+
+if operation == 'fail' and not any_blocked then
+  for i = 1, #KEYS do
+    local record = records[i]
+    if now - record.window_start >= record.window then
+      record.failures = 0
+      record.window_start = now
+    end
+    if now - record.last_failure >= record.window + record.max_block then
+      record.streak = 0
+    end
+    record.last_failure = now
+    record.failures = record.failures + 1
+    if record.failures >= record.block_after then
+      local block = record.max_block
+      if record.streak < 62 then
+        block = math.min(record.first_block * 2 ^ record.streak, record.max_block)
+      end
+      record.blocked_until = now + block
+      record.streak = record.streak + 1
+      record.failures = 0
+      record.window_start = now
+    end
+    store(KEYS[i], record)
+  end
+elseif operation == 'refund' then
+  for i = 1, #KEYS do
+    local record = records[i]
+    if record.exists and record.failures > 0 then
+      record.failures = record.failures - 1
+      store(KEYS[i], record)
+    end
+  end
+end
+
 return reply

@@ -275,7 +275,13 @@ impl BruteForceTracker {
     /// costs no hashing. Waits out a delay, and returns a block's
     /// `Retry-After` in whole seconds, at least 1, as the error.
     pub async fn admit(&self, subjects: &[Subject]) -> Result<(), u64> {
-        match self.check(subjects).await {
+        self.wait_or_refuse(self.check(subjects).await).await
+    }
+
+    /// Waits out a delay, or returns a block's `Retry-After` in whole
+    /// seconds, at least 1, as the error.
+    async fn wait_or_refuse(&self, admission: Admission) -> Result<(), u64> {
+        match admission {
             Admission::Allow => Ok(()),
             Admission::Delay(wait) => {
                 if let Some(metrics) = crate::metrics::get() {
@@ -294,7 +300,11 @@ impl BruteForceTracker {
     }
 
     /// Counts a failed attempt against each of `subjects`, and returns the
-    /// admission of the next attempt.
+    /// admission that the attempt had before it was counted. When one of
+    /// the subjects is blocked, nothing is counted and the block is
+    /// returned: parallel attempts that all passed [`Self::admit`] before
+    /// the first of them failed are answered with the block, and cannot
+    /// start a second, longer one.
     pub async fn record_failure(&self, subjects: &[Subject]) -> Admission {
         if let Some(shared) = &self.redis
             && let Some(admission) = shared.call("fail", subjects).await
@@ -302,6 +312,25 @@ impl BruteForceTracker {
             return admission;
         }
         self.local.record_failure(subjects)
+    }
+
+    /// Counts an attempt as failed before its credential is checked, so
+    /// that parallel attempts cannot all be checked before the first
+    /// failure is counted. Waits out a delay, and returns a block's
+    /// `Retry-After` in whole seconds as the error. After a success, the
+    /// caller gives the count back with [`Self::refund`].
+    pub async fn reserve(&self, subjects: &[Subject]) -> Result<(), u64> {
+        self.wait_or_refuse(self.record_failure(subjects).await)
+            .await
+    }
+
+    /// Takes back one failure counted by [`Self::reserve`] from each of
+    /// `subjects`, after the attempt succeeded.
+    pub async fn refund(&self, subjects: &[Subject]) {
+        self.local.refund(subjects);
+        if let Some(shared) = &self.redis {
+            let _ = shared.call("refund", subjects).await;
+        }
     }
 
     /// Forgets the failures of `identity` after a successful attempt.
@@ -343,14 +372,26 @@ impl LocalTracker {
         }))
     }
 
-    /// Counts a failure against each subject; returns the next admission.
+    /// Counts a failure against each subject, unless one is blocked, and
+    /// returns the admission the attempt had before it was counted; see
+    /// [`BruteForceTracker::record_failure`].
     pub fn record_failure(&self, subjects: &[Subject]) -> Admission {
         let now = self.now();
         let mut records = self.lock();
         if records.len() >= MAX_RECORDS {
             self.forget_stale(&mut records, now);
         }
-        strictest(subjects.iter().map(|subject| {
+        let before = strictest(subjects.iter().map(|subject| {
+            let record = records
+                .get(&subject.storage_key())
+                .copied()
+                .unwrap_or_default();
+            verdict(&record, now, subject.thresholds(&self.policy))
+        }));
+        if matches!(before, Admission::Blocked(_)) {
+            return before;
+        }
+        for subject in subjects {
             let thresholds = subject.thresholds(&self.policy);
             let record = records.entry(subject.storage_key()).or_insert(Record {
                 window_start: now,
@@ -358,8 +399,18 @@ impl LocalTracker {
                 ..Record::default()
             });
             *record = apply_failure(record, now, thresholds);
-            verdict(record, now, thresholds)
-        }))
+        }
+        before
+    }
+
+    /// Takes back one failure from each subject that has one.
+    pub fn refund(&self, subjects: &[Subject]) {
+        let mut records = self.lock();
+        for subject in subjects {
+            if let Some(record) = records.get_mut(&subject.storage_key()) {
+                record.failures = record.failures.saturating_sub(1);
+            }
+        }
     }
 
     /// Forgets the failures of `identity`.
@@ -611,6 +662,56 @@ mod tests {
         assert_eq!(verdict(&record, later, &limits), Admission::Allow);
         record = apply_failure(&record, later, &limits);
         assert_eq!(record.failures, 1);
+    }
+
+    /// Parallel attempts that all passed the check before the first failure
+    /// was counted are answered with the block once it starts, and cannot
+    /// lengthen it.
+    #[tokio::test(start_paused = true)]
+    async fn failures_during_a_block_do_not_extend_it() {
+        let tracker = LocalTracker::new(BruteForcePolicy {
+            client_ip: thresholds(),
+            identity: thresholds(),
+        });
+        let attacker = [Subject::ClientIp("192.0.2.1".parse().unwrap())];
+        for _ in 0..5 {
+            assert!(!matches!(
+                tracker.record_failure(&attacker),
+                Admission::Blocked(_)
+            ));
+        }
+        for _ in 0..50 {
+            assert!(matches!(
+                tracker.record_failure(&attacker),
+                Admission::Blocked(_)
+            ));
+        }
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(tracker.check(&attacker), Admission::Allow);
+    }
+
+    /// A reservation counts before the check and a success gives it back,
+    /// so parallel reservations stop at the threshold while a run of
+    /// successes never adds up.
+    #[tokio::test(start_paused = true)]
+    async fn reservations_stop_at_threshold_and_successes_refund() {
+        let limits = Thresholds {
+            slow_after: 100,
+            ..thresholds()
+        };
+        let tracker = LocalTracker::new(BruteForcePolicy {
+            client_ip: limits,
+            identity: limits,
+        });
+        let user = [Subject::Identity("user:ops@example.com".to_owned())];
+        for _ in 0..20 {
+            assert_eq!(tracker.record_failure(&user), Admission::Allow);
+            tracker.refund(&user);
+        }
+        let admitted = (0..50)
+            .filter(|_| !matches!(tracker.record_failure(&user), Admission::Blocked(_)))
+            .count();
+        assert_eq!(admitted, 5, "parallel reservations past the threshold");
     }
 
     #[tokio::test(start_paused = true)]

@@ -74,6 +74,12 @@ pub struct Rate {
 }
 
 impl Rate {
+    /// Returns a compact form of the rate for storage keys, such as
+    /// `100-s-200`: printable, without spaces, one per rate.
+    pub fn state_key(&self) -> String {
+        format!("{}-{}-{}", self.count, self.unit.symbol(), self.burst)
+    }
+
     /// Builds a rate, checking the same bounds as the parser.
     pub fn new(count: u64, unit: RateUnit, burst: u64) -> Result<Self, RateError> {
         let input = format!("{count}/{} burst {burst}", unit.symbol());
