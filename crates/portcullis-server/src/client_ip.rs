@@ -57,7 +57,7 @@ fn forwarded_chain(headers: &HeaderMap) -> Vec<IpAddr> {
         .collect();
     if !xff.is_empty() {
         for part in xff.iter().flat_map(|line| line.split(',')) {
-            chain.push(part.trim().parse::<IpAddr>().ok());
+            chain.push(parse_forwarded_node(part));
         }
     } else {
         for line in headers
@@ -82,14 +82,22 @@ fn forwarded_chain(headers: &HeaderMap) -> Vec<IpAddr> {
     chain.into_iter().skip(start).flatten().collect()
 }
 
-/// Parses a `Forwarded` node (RFC 7239 §6): `192.0.2.1`, `"[2001:db8::1]:4711"`.
+/// Parses a node of `Forwarded` (RFC 7239 §6) or `X-Forwarded-For`, with
+/// or without a port, as proxies write them: `192.0.2.1`, `192.0.2.1:4711`,
+/// `2001:db8::1`, `"[2001:db8::1]:4711"`.
 fn parse_forwarded_node(value: &str) -> Option<IpAddr> {
     let value = value.trim().trim_matches('"');
+    if let Ok(address) = value.parse() {
+        return Some(address);
+    }
     if let Some(rest) = value.strip_prefix('[') {
         return rest.split(']').next()?.parse().ok();
     }
-    let host = value.split(':').next()?;
-    host.parse().ok()
+    // Only IPv4 has a single colon before a port; a bare IPv6 address
+    // parsed above.
+    let (host, port) = value.split_once(':')?;
+    port.parse::<u16>().ok()?;
+    host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
 }
 
 /// Maps IPv4-mapped IPv6 addresses to IPv4, so one client has one form.
@@ -114,6 +122,33 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(name, HeaderValue::from_str(value).unwrap());
         headers
+    }
+
+    #[test]
+    fn nodes_with_ports_parse() {
+        let proxies = TrustedProxies::new(vec!["127.0.0.2/32".parse().unwrap()]);
+        let proxy = ip("127.0.0.2");
+        for (header, value, client) in [
+            ("x-forwarded-for", "5.5.5.7:80", "5.5.5.7"),
+            ("x-forwarded-for", "[2001:db8::7]:443", "2001:db8::7"),
+            ("x-forwarded-for", "2001:db8::8", "2001:db8::8"),
+            ("forwarded", "for=\"[2001:db8::9]:4711\"", "2001:db8::9"),
+            ("forwarded", "for=5.5.5.9:8080", "5.5.5.9"),
+        ] {
+            assert_eq!(
+                proxies.client_ip(proxy, &with(header, value)),
+                ip(client),
+                "{header}: {value}"
+            );
+        }
+        // Neither a port out of range nor a name is an address.
+        for value in ["5.5.5.7:99999", "unknown", "host.example:80"] {
+            assert_eq!(
+                proxies.client_ip(proxy, &with("x-forwarded-for", value)),
+                proxy,
+                "{value}"
+            );
+        }
     }
 
     #[test]

@@ -104,8 +104,20 @@ pub enum Subject {
 impl Subject {
     fn storage_key(&self) -> String {
         match self {
-            // The IPv4-mapped IPv6 form of an address is the same client.
-            Self::ClientIp(address) => format!("ip:{}", address.to_canonical()),
+            // The IPv4-mapped IPv6 form of an address is the same client,
+            // and an IPv6 client is counted by its /64: one subscriber or
+            // host usually holds a whole /64 (RFC 7421 §2), so counting
+            // single addresses would give an attacker 2^64 fresh starts.
+            Self::ClientIp(address) => match address.to_canonical() {
+                IpAddr::V6(v6) => {
+                    let segments = v6.segments();
+                    format!(
+                        "ip:{:x}:{:x}:{:x}:{:x}::/64",
+                        segments[0], segments[1], segments[2], segments[3]
+                    )
+                }
+                v4 => format!("ip:{v4}"),
+            },
             Self::Identity(identity) => format!("id:{}", bounded_subject(identity)),
         }
     }
@@ -746,6 +758,19 @@ mod tests {
         // The IPv4-mapped form of the attacker's address is the same subject.
         let mapped = Subject::ClientIp("::ffff:192.0.2.1".parse().unwrap());
         assert!(matches!(tracker.check(&[mapped]), Admission::Blocked(_)));
+
+        // IPv6 clients are counted by their /64.
+        for host in 1..=5 {
+            let address = format!("2001:db8:1:2::{host}").parse().unwrap();
+            tracker.record_failure(&[Subject::ClientIp(address)]);
+        }
+        let same_network = Subject::ClientIp("2001:db8:1:2:ffff::9".parse().unwrap());
+        assert!(matches!(
+            tracker.check(&[same_network]),
+            Admission::Blocked(_)
+        ));
+        let next_network = Subject::ClientIp("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(tracker.check(&[next_network]), Admission::Allow);
 
         tokio::time::advance(Duration::from_secs(10)).await;
         assert_eq!(tracker.check(&[attacker]), Admission::Allow);
