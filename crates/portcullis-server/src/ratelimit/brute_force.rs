@@ -116,7 +116,7 @@ impl Subject {
                         segments[0], segments[1], segments[2], segments[3]
                     )
                 }
-                v4 => format!("ip:{v4}"),
+                v4 @ IpAddr::V4(_) => format!("ip:{v4}"),
             },
             Self::Identity(identity) => format!("id:{}", bounded_subject(identity)),
         }
