@@ -321,6 +321,12 @@ impl Store {
         dispatch!(self, store => store.spend_key_use(id))
     }
 
+    /// Gives back one use spent by [`Self::spend_key_use`], for a request
+    /// that never got an upstream response. Never goes below zero.
+    pub async fn refund_key_use(&self, id: KeyId) -> Result<(), StoreError> {
+        dispatch!(self, store => store.refund_key_use(id))
+    }
+
     /// Adds a batch of key usage in one transaction, with one UPDATE per
     /// [`usage::UPSERT_CHUNK_ROWS`] keys.
     ///

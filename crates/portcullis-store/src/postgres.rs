@@ -334,6 +334,16 @@ impl PostgresStore {
         Ok(spent)
     }
 
+    pub(crate) async fn refund_key_use(&self, id: KeyId) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE api_keys SET uses_spent = uses_spent - 1 WHERE id = $1 AND uses_spent > 0",
+        )
+        .bind(id.as_uuid())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     pub(crate) async fn rotate_key(
         &self,
         old: KeyId,

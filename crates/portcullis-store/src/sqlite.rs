@@ -337,6 +337,18 @@ impl SqliteStore {
         Ok(spent)
     }
 
+    pub(crate) async fn refund_key_use(&self, id: KeyId) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE api_keys SET uses_spent = uses_spent - 1 WHERE id = ?1 AND uses_spent > 0",
+        )
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub(crate) async fn rotate_key(
         &self,
         old: KeyId,

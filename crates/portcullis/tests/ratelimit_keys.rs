@@ -43,6 +43,13 @@ path_prefix = "/orders"
 upstream = "{}"
 [routes.scopes]
 "*" = []
+
+# Nothing listens on port 9 (discard) here, so every request gets 502.
+[[routes]]
+path_prefix = "/down"
+upstream = "http://127.0.0.1:9"
+[routes.scopes]
+"*" = []
 "#,
         upstream.url()
     ));
@@ -299,6 +306,28 @@ async fn verify_counts_against_key_limits() {
     assert_eq!(body["limit"], "key");
     let retry_after = body["retry_after"].as_u64().unwrap();
     assert!((1..=60).contains(&retry_after), "{body}");
+}
+
+/// A request the upstream never answered is not one of the key's
+/// successful requests, so its use is given back.
+#[tokio::test]
+async fn upstream_failures_spend_no_uses() {
+    let (_, key) = create_key(&["--max-uses", "2"]);
+    for _ in 0..3 {
+        let response = FIXTURE
+            .server
+            .client()
+            .get(FIXTURE.server.url("/down/1"))
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    }
+    for _ in 0..2 {
+        assert_eq!(get(&key).await.status(), StatusCode::OK);
+    }
+    assert_eq!(get(&key).await.status(), StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]

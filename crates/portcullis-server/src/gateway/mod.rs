@@ -108,13 +108,29 @@ pub async fn handle(State(state): State<AppState>, request: Request<Body>) -> Re
             .map(ForwardedCertificates::header),
     };
     let request = Request::from_parts(parts, body);
+    let usage_limited = match &judged.caller {
+        Caller::ApiKey(authenticated) if authenticated.key.limits.max_uses.is_some() => {
+            Some(authenticated.key.id)
+        }
+        _ => None,
+    };
     let mut response = match state
         .upstream
         .forward(judged.route, judged.uri, request, context)
         .await
     {
         Ok(response) => response,
-        Err(problem) => problem.into_response(),
+        Err(problem) => {
+            // The upstream never answered (a body over the limit or too
+            // slow, an unreachable or slow upstream), so the request was
+            // not one of the key's `--max-uses` successful requests.
+            if let Some(key_id) = usage_limited
+                && let Err(error) = state.store.refund_key_use(key_id).await
+            {
+                tracing::warn!(key_id = %key_id, error = %error, "giving back a use of a usage-limited key failed");
+            }
+            problem.into_response()
+        }
     };
     if let Some(decision) = &judged.decision {
         limits::set_header_fields(response.headers_mut(), decision);
