@@ -6,7 +6,7 @@
 //! so guesses spread over the two forms add up.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
 use http::request::Parts;
@@ -19,8 +19,9 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::app::AppState;
+use crate::metrics::{self, AuthMethodLabel, AuthOutcome};
 use crate::ratelimit::brute_force::Subject;
-use crate::telemetry::ErrorChain;
+use crate::telemetry::{ErrorChain, FactsHandle};
 use crate::users::verify_password;
 
 /// The message of every failed sign-in, the same for an unknown e-mail
@@ -132,6 +133,25 @@ pub async fn check_credentials(
         // The reservation counted the failure.
         None => Ok(SignInOutcome::Rejected),
     }
+}
+
+/// Records a password sign-in that began at `started` in the request's
+/// metrics, by the outcome of [`check_credentials`].
+pub fn record_sign_in(
+    parts: &Parts,
+    outcome: &Result<SignInOutcome, StoreError>,
+    started: Instant,
+) {
+    let Some(facts) = parts.extensions.get::<FactsHandle>() else {
+        return;
+    };
+    let outcome = match outcome {
+        Ok(SignInOutcome::SignedIn(_)) => AuthOutcome::Success,
+        Ok(SignInOutcome::Rejected) => AuthOutcome::Rejected,
+        Ok(SignInOutcome::Throttled(_)) => AuthOutcome::Blocked,
+        Err(_) => AuthOutcome::Error,
+    };
+    metrics::record_authentication(facts, AuthMethodLabel::Password, outcome, started.elapsed());
 }
 
 /// Resolves the client address of the request by the trusted-proxy rule.

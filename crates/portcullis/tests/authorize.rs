@@ -854,6 +854,21 @@ async fn repeated_failures_throttled_per_email() {
     let (_, other) = fixture.signed_in(&url, "dev@example.com").await;
     assert_eq!(other.status, StatusCode::SEE_OTHER, "{}", other.body);
     assert!(other.set_cookie("__Host-pc_session").is_some());
+
+    // The metrics count each sign-in by its outcome.
+    let (_, _, metrics) = fixture.server.scrape().await;
+    let series = "portcullis_http_requests_total{route=\"oauth_authorize\",method=\"POST\"";
+    for (status_class, outcome, count) in [
+        ("2xx", "rejected", 5),
+        ("4xx", "blocked", 2),
+        ("3xx", "success", 1),
+    ] {
+        let line = format!(
+            "{series},status_class=\"{status_class}\",auth_method=\"password\",\
+             auth_outcome=\"{outcome}\"}} {count}\n"
+        );
+        assert!(metrics.contains(&line), "{line} missing from:\n{metrics}");
+    }
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! Sign-in, sign-out, sign-out everywhere and the signed-in overview.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::response::Response;
@@ -24,7 +24,7 @@ use crate::oauth::csrf::{check_session_token, check_sign_in_token, session_token
 use crate::oauth::session::{ActiveSession, load_session, removal_cookie, start_session};
 use crate::sign_in::{
     SIGN_IN_FAILED, SignInAttempt, SignInOutcome, append_audit, audit_event, check_credentials,
-    client_ip, describe_wait,
+    client_ip, describe_wait, record_sign_in,
 };
 use crate::telemetry::ErrorChain;
 
@@ -108,7 +108,9 @@ pub(super) async fn sign_in(State(state): State<AppState>, request: Request) -> 
     let attempt = SignInAttempt::new(form.field("email"), client_ip(&state, &parts));
     let password = SecretString::from(form.field("password").to_owned());
     let tenant_id = tenant.as_ref().map(|tenant| tenant.id);
+    let started = Instant::now();
     let outcome = check_credentials(&state, tenant_id, &tenant_key, &attempt, &password).await;
+    record_sign_in(&parts, &outcome, started);
     match outcome {
         Ok(SignInOutcome::SignedIn(user)) => start_signed_in(&state, &parts, &attempt, &user).await,
         Ok(SignInOutcome::Rejected) => {

@@ -120,6 +120,9 @@ label_values! {
         ClientSecret => "client_secret",
         /// An OAuth client assertion (`private_key_jwt`).
         PrivateKeyJwt => "private_key_jwt",
+        /// A user's password, on the sign-in form of `/oauth/authorize` or
+        /// the dashboard.
+        Password => "password",
     }
 }
 
@@ -249,6 +252,7 @@ impl RouteLabel {
             "/.well-known/oauth-authorization-server" => "oauth_metadata",
             "/ca/ca.pem" | "/ca/crl.pem" => "ca",
             _ if pattern.starts_with("/admin/") => "admin",
+            _ if pattern == "/dashboard" || pattern.starts_with("/dashboard/") => "dashboard",
             _ => "other",
         };
         Self::Endpoint(name)
@@ -396,6 +400,10 @@ mod tests {
         assert_eq!(
             RouteLabel::endpoint("/oauth/token"),
             RouteLabel::Endpoint("oauth_token")
+        );
+        assert_eq!(
+            RouteLabel::endpoint("/dashboard/sign-in"),
+            RouteLabel::Endpoint("dashboard")
         );
         assert_eq!(
             RouteLabel::endpoint("/something/new"),

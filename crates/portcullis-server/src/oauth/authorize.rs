@@ -16,7 +16,7 @@
 mod pages;
 mod request;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::response::Response;
@@ -48,7 +48,7 @@ use crate::app::AppState;
 use crate::body::is_form_urlencoded;
 use crate::sign_in::{
     SIGN_IN_FAILED, SignInAttempt, SignInOutcome, append_audit, audit_event, check_credentials,
-    client_ip, describe_wait,
+    client_ip, describe_wait, record_sign_in,
 };
 use crate::telemetry::ErrorChain;
 
@@ -250,6 +250,7 @@ async fn sign_in(
     let attempt = SignInAttempt::new(typed_email, client_ip(state, parts));
     let password = SecretString::from(form.field("password").unwrap_or_default().to_owned());
     let tenant_id = authorization.client.tenant_id;
+    let started = Instant::now();
     let outcome = check_credentials(
         state,
         Some(tenant_id),
@@ -258,6 +259,7 @@ async fn sign_in(
         &password,
     )
     .await;
+    record_sign_in(parts, &outcome, started);
     match outcome {
         Ok(SignInOutcome::SignedIn(user)) => {
             start_signed_in(state, parts, authorization, &attempt, &user).await
