@@ -317,7 +317,22 @@ impl BruteForceTracker {
     /// returned: parallel attempts that all passed [`Self::admit`] before
     /// the first of them failed are answered with the block, and cannot
     /// start a second, longer one.
+    ///
+    /// Every caller responds to a returned block with 429, so the block is
+    /// counted in the metrics here.
     pub async fn record_failure(&self, subjects: &[Subject]) -> Admission {
+        let admission = self.count_failure(subjects).await;
+        if matches!(admission, Admission::Blocked(_))
+            && let Some(metrics) = crate::metrics::get()
+        {
+            metrics.record_brute_force_block();
+        }
+        admission
+    }
+
+    /// Counts a failed attempt as [`Self::record_failure`] does, without
+    /// the metrics.
+    async fn count_failure(&self, subjects: &[Subject]) -> Admission {
         if let Some(shared) = &self.redis
             && let Some(admission) = shared.call("fail", subjects).await
         {
@@ -332,7 +347,7 @@ impl BruteForceTracker {
     /// `Retry-After` in whole seconds as the error. After a success, the
     /// caller gives the count back with [`Self::refund`].
     pub async fn reserve(&self, subjects: &[Subject]) -> Result<(), u64> {
-        self.wait_or_refuse(self.record_failure(subjects).await)
+        self.wait_or_refuse(self.count_failure(subjects).await)
             .await
     }
 
