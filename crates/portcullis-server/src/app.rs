@@ -125,7 +125,8 @@ impl AppState {
             verifier: KeyVerifier::new(store.clone(), pepper.clone(), cache),
             usage: Arc::new(UsageRecorder::default()),
             routes: RouteTable::new(config.routes.clone()),
-            proxies: TrustedProxies::new(config.server.trusted_proxies.clone()),
+            proxies: TrustedProxies::new(config.server.trusted_proxies.clone())
+                .with_header(config.server.forwarded_header),
             upstream: UpstreamClient::new()?,
             manager: Manager::new(store.clone(), pepper).with_plans(PlanNames::Known(
                 config.limits.plans.keys().cloned().collect(),

@@ -136,6 +136,8 @@ pub struct ServerConfig {
     /// Networks of proxies whose `X-Forwarded-*` headers are believed.
     /// Empty by default. A single address is stored as a /32 or /128 network.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The header in which trusted proxies pass the client address.
+    pub forwarded_header: crate::client_ip::ForwardedHeader,
     /// Log line format.
     pub log_format: LogFormat,
     /// Time in-flight requests get after a shutdown signal.

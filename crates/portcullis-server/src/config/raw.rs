@@ -326,6 +326,9 @@ pub struct RawServer {
     /// Addresses (`10.0.0.1`) or networks (`10.0.0.0/8`) of proxies whose
     /// forwarding headers are believed; default none.
     pub trusted_proxies: Option<Vec<String>>,
+    /// The header in which those proxies pass the client address:
+    /// `"x-forwarded-for"` (default) or `"forwarded"`.
+    pub forwarded_header: Option<String>,
     /// `"human"` (default) or `"json"`.
     pub log_format: Option<LogFormat>,
     /// Time in-flight requests get after a shutdown signal, such as `"30s"`;

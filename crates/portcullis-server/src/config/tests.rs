@@ -133,6 +133,7 @@ fn all_server_settings_parse() {
         header_read_timeout = "5s"
         body_read_timeout = "20s"
         idle_timeout = "2m"
+        forwarded_header = "Forwarded"
         "#,
         &no_env(),
     )
@@ -154,6 +155,10 @@ fn all_server_settings_parse() {
     assert_eq!(server.header_read_timeout, Duration::from_secs(5));
     assert_eq!(server.body_read_timeout, Duration::from_secs(20));
     assert_eq!(server.idle_timeout, Duration::from_secs(120));
+    assert_eq!(
+        server.forwarded_header,
+        crate::client_ip::ForwardedHeader::Forwarded
+    );
 }
 
 #[test]
@@ -640,6 +645,8 @@ fn bad_proxies_and_durations_named() {
     assert_names(&error, "server.body_read_timeout");
     let error = error_of("[server]\nidle_timeout = \"soon\"\n");
     assert_names(&error, "server.idle_timeout");
+    let error = error_of("[server]\nforwarded_header = \"x-real-ip\"\n");
+    assert_names(&error, "server.forwarded_header");
     let error = error_of("[server]\nmax_connections = 0\n");
     assert_names(&error, "server.max_connections");
 }

@@ -106,6 +106,16 @@ fn check_server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
         .map(|(index, text)| check_proxy(&format!("server.trusted_proxies[{index}]"), text))
         .collect::<Result<Vec<_>, _>>()?;
 
+    let forwarded_header = match raw.forwarded_header.as_deref() {
+        None => crate::client_ip::ForwardedHeader::default(),
+        Some(text) => crate::client_ip::ForwardedHeader::parse(text).ok_or_else(|| {
+            ConfigError::invalid(
+                "server.forwarded_header",
+                "write \"x-forwarded-for\" or \"forwarded\": the one header your proxies write",
+            )
+        })?,
+    };
+
     let tls = check_tls_mode(
         raw.plain_http.unwrap_or(false),
         raw.tls,
@@ -144,6 +154,7 @@ fn check_server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
         listen,
         tls,
         trusted_proxies,
+        forwarded_header,
         log_format: raw.log_format.unwrap_or_default(),
         shutdown_grace: check_duration(
             "server.shutdown_grace",
