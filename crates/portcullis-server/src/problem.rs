@@ -280,12 +280,19 @@ impl Problem {
             "Too many failed authentications",
             format!(
                 "too many failed authentications from this address or for this credential; \
-                 retry after {retry_after} seconds"
+                 retry after {}",
+                seconds_text(retry_after)
             ),
         )
         .with_extension("limit", json!(BRUTE_FORCE_LIMIT));
         problem.0.retry_after = Some(retry_after);
         problem
+    }
+
+    /// Sets the `Retry-After` field (RFC 9110 §10.2.3) to `seconds`.
+    pub const fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.0.retry_after = Some(seconds);
+        self
     }
 
     /// Returns the `Retry-After` value in seconds, when the response has one.
@@ -389,6 +396,15 @@ fn quoted_text(text: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Writes a number of seconds for a message: `1 second`, `30 seconds`.
+pub fn seconds_text(seconds: u64) -> String {
+    if seconds == 1 {
+        "1 second".to_owned()
+    } else {
+        format!("{seconds} seconds")
+    }
 }
 
 #[cfg(test)]

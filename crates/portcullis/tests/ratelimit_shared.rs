@@ -306,6 +306,7 @@ async fn redis_outage_uses_fallback_then_recovers() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "5");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["code"], "rate_limits_unavailable");
     for _ in 0..3 {

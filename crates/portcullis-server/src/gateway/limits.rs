@@ -38,7 +38,11 @@ use crate::auth::Caller;
 use crate::config::{LimitsConfig, RouteConfig};
 use crate::manage::MAX_KEY_RATE_LIMITS;
 use crate::metrics::LimitKind;
-use crate::problem::Problem;
+use crate::problem::{Problem, seconds_text};
+
+/// `Retry-After` of a 503 while Redis cannot be reached and the operator
+/// chose to deny: the longest wait between two reconnection attempts.
+const UNAVAILABLE_RETRY_AFTER: u64 = 5;
 use crate::ratelimit::decision::QUOTA_EXCEEDED_TYPE;
 use crate::ratelimit::{Decision, LimitName, LimitRequest, Rate, RateLimiter, Verdict};
 
@@ -305,8 +309,9 @@ fn problem_for(decision: &Decision) -> Option<Problem> {
                     "rate_limited",
                     "Too many requests",
                     format!(
-                        "the {limit} rate limit ({rate}) is used up; retry after {seconds} \
-                         seconds, or spread requests out"
+                        "the {limit} rate limit ({rate}) is used up; retry after {}, or \
+                         spread requests out",
+                        seconds_text(seconds)
                     ),
                 )
                 .with_type(QUOTA_EXCEEDED_TYPE)
@@ -318,12 +323,16 @@ fn problem_for(decision: &Decision) -> Option<Problem> {
             "key_uses_exhausted",
             "this API key has reached its maximum number of uses; create a new key",
         )),
-        Verdict::Unavailable => Some(Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "rate_limits_unavailable",
-            "Service unavailable",
-            "rate limits cannot be checked right now; retry later",
-        )),
+        // The node tries Redis again within its longest backoff.
+        Verdict::Unavailable => Some(
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "rate_limits_unavailable",
+                "Service unavailable",
+                "rate limits cannot be checked right now; retry in a few seconds",
+            )
+            .with_retry_after(UNAVAILABLE_RETRY_AFTER),
+        ),
     }
 }
 

@@ -138,7 +138,10 @@ impl OAuthError {
         let mut error = Self::new(
             "temporarily_unavailable",
             StatusCode::TOO_MANY_REQUESTS,
-            format!("too many failed authentications; retry after {retry_after} seconds"),
+            format!(
+                "too many failed authentications; retry after {}",
+                crate::problem::seconds_text(retry_after)
+            ),
         );
         error.retry_after = Some(retry_after);
         error
