@@ -647,6 +647,14 @@ fn bad_proxies_and_durations_named() {
     assert_names(&error, "server.idle_timeout");
     let error = error_of("[server]\nforwarded_header = \"x-real-ip\"\n");
     assert_names(&error, "server.forwarded_header");
+    let error = error_of("[server]\nidle_timeout = \"100d\"\n");
+    assert_names(&error, "server.idle_timeout");
+    let error = error_of("[server]\nheader_read_timeout = \"30d\"\n");
+    assert_names(&error, "server.header_read_timeout");
+    let error = error_of("[server]\ntrusted_proxies = [\"0.0.0.0/0\"]\n");
+    assert_names(&error, "server.trusted_proxies[0]");
+    let error = error_of("[server]\ntrusted_proxies = [\"::/0\"]\n");
+    assert_names(&error, "server.trusted_proxies[0]");
     let error = error_of("[server]\nmax_connections = 0\n");
     assert_names(&error, "server.max_connections");
 }

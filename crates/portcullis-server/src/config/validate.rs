@@ -162,20 +162,23 @@ fn check_server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
             DEFAULT_SHUTDOWN_GRACE,
         )?,
         max_connections,
-        header_read_timeout: check_duration(
+        header_read_timeout: check_bounded_duration(
             "server.header_read_timeout",
             raw.header_read_timeout,
             DEFAULT_HEADER_READ_TIMEOUT,
+            MAX_HEADER_READ_TIMEOUT,
         )?,
-        body_read_timeout: check_duration(
+        body_read_timeout: check_bounded_duration(
             "server.body_read_timeout",
             raw.body_read_timeout,
             DEFAULT_BODY_READ_TIMEOUT,
+            MAX_BODY_READ_TIMEOUT,
         )?,
-        idle_timeout: check_duration(
+        idle_timeout: check_bounded_duration(
             "server.idle_timeout",
             raw.idle_timeout,
             DEFAULT_IDLE_TIMEOUT,
+            MAX_IDLE_TIMEOUT,
         )?,
         client_certificates,
         partner_crls,
@@ -266,6 +269,17 @@ fn check_proxy(setting: &str, text: &str) -> Result<ipnet::IpNet, ConfigError> {
             format!("invalid address or network {text:?}; expected 10.0.0.1 or 10.0.0.0/8"),
         )
     })?;
+    // Trusting every address lets any client write its own address, which
+    // is the same as trusting no proxy, only worse: it looks configured.
+    if network.prefix_len() == 0 {
+        return Err(ConfigError::invalid(
+            setting,
+            format!(
+                "{text:?} trusts every address, so any client could forge its address; \
+                 name the proxies' own addresses or networks"
+            ),
+        ));
+    }
     // A network with host bits set, like 10.0.0.5/8, is most likely a typo
     // for a single address or a different prefix length, and trusting the
     // wrong network lets clients forge their address.
@@ -322,6 +336,37 @@ fn check_tls_mode(
             )),
         },
     }
+}
+
+/// Longest `server.header_read_timeout`: past it a slow client could hold
+/// a connection for long enough that the timeout no longer protects.
+const MAX_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// Longest `server.body_read_timeout`, for the same reason.
+const MAX_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// Longest `server.idle_timeout`, for the same reason.
+const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+/// Like [`check_duration`], and at most `max`.
+fn check_bounded_duration(
+    setting: &str,
+    text: Option<String>,
+    default: Duration,
+    max: Duration,
+) -> Result<Duration, ConfigError> {
+    let duration = check_duration(setting, text, default)?;
+    if duration > max {
+        return Err(ConfigError::invalid(
+            setting,
+            format!(
+                "{}s is longer than the most this protection allows, {}s",
+                duration.as_secs(),
+                max.as_secs()
+            ),
+        ));
+    }
+    Ok(duration)
 }
 
 pub(super) fn check_duration(
