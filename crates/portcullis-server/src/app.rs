@@ -265,6 +265,11 @@ pub async fn run(
         background.clone(),
     ));
     let evictor = tokio::spawn(evict_rate_limits(state.clone(), background.clone()));
+    let audit_pruner = tokio::spawn(crate::audit_retention::prune_audit_periodically(
+        state.store.clone(),
+        config.audit.retention,
+        background.clone(),
+    ));
     let alerts = tokio::spawn(
         Arc::clone(&state.alerts).run(Arc::clone(state.usage.alert_signals()), background.clone()),
     );
@@ -303,7 +308,7 @@ pub async fn run(
     };
 
     background.cancel();
-    let _ = tokio::join!(feed, flusher, keys, evictor, alerts);
+    let _ = tokio::join!(feed, flusher, keys, evictor, alerts, audit_pruner);
     if let Some(task) = trust_task {
         let _ = task.await;
     }

@@ -16,12 +16,12 @@ use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-/// Most client addresses kept in one minute's record. More are counted in
+/// Maximum client addresses listed in one minute's record. More are counted in
 /// `other_addresses` but not listed, so a key used from a botnet cannot
 /// make one record arbitrarily large.
 pub const MAX_ADDRESSES_PER_MINUTE: usize = 16;
 
-/// Most credential-minutes buffered at once. Past it, successes are
+/// Maximum credential-minutes buffered at once. Past it, successes are
 /// counted in `dropped` but not recorded, so memory stays bounded even if
 /// the store is down for long.
 pub const MAX_PENDING_MINUTES: usize = 100_000;

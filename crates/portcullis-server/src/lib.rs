@@ -10,6 +10,7 @@
 //! - [`usage`]: buffered last-used times, usage counts and failure records.
 //! - [`auth_successes`]: successful authentications per credential and minute.
 //! - [`credential_audit`]: the credential hygiene report of `portcullis audit`.
+//! - [`audit_retention`]: hourly pruning of audit records past retention.
 //! - [`verify`]: `POST /v1/keys/verify` for backends that check keys themselves.
 //! - [`leaks`]: `POST /v1/leaks`, signed leak reports that revoke or flag keys.
 //! - [`alerts`]: anomaly rules, stored alerts and signed webhook deliveries.
@@ -32,6 +33,7 @@ pub mod activity;
 pub mod admin;
 pub mod alerts;
 pub mod app;
+pub mod audit_retention;
 pub mod auth;
 pub mod auth_successes;
 pub mod body;

@@ -23,6 +23,7 @@
 //! The [`raw`] structs document every key and its default.
 
 mod alerts;
+mod audit;
 pub mod audit_policy;
 mod brute_force;
 mod env;
@@ -45,6 +46,7 @@ pub use alerts::{
     MAX_WEBHOOK_SECRET_LEN, MAX_WEBHOOKS, MIN_WEBHOOK_SECRET_LEN, NewNetworkRule, RateSpikeRule,
     RevokedKeyRule, SecretSource, WebhookConfig, WebhookSecret,
 };
+pub use audit::{AuditConfig, DEFAULT_AUDIT_RETENTION, MIN_AUDIT_RETENTION};
 pub use audit_policy::{AuditPolicy, MAX_POLICY_DAYS};
 pub use leaks::{
     LeakAction, LeakPublicKey, LeaksConfig, MAX_LEAK_KEY_ID_LEN, MAX_LEAK_PUBLIC_KEYS, PemSource,
@@ -124,6 +126,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// Thresholds of the credential audit.
     pub audit_policy: AuditPolicy,
+    /// Retention of audit records.
+    pub audit: AuditConfig,
 }
 
 /// The `[server]` table, checked.

@@ -51,6 +51,22 @@ pub struct RawConfig {
     pub metrics: Option<RawMetrics>,
     /// The `[alerts]` table; every rule on with its defaults, no webhooks.
     pub alerts: Option<RawAlerts>,
+    /// The `[audit]` table; records kept 400 days by default.
+    pub audit: Option<RawAudit>,
+}
+
+/// The `[audit]` table: how long audit records are kept.
+///
+/// ```toml
+/// [audit]
+/// retention = "400d"
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// Age past which audit records are pruned, such as `"400d"`; at least
+    /// 7 days, default 400 days. Pruning keeps the chain verifiable.
+    pub retention: Option<String>,
 }
 
 /// The `[metrics]` table: the Prometheus metrics listener.
@@ -422,6 +438,7 @@ struct Sections {
     metrics: Option<toml::Value>,
     alerts: Option<toml::Value>,
     audit_policy: Option<toml::Value>,
+    audit: Option<toml::Value>,
 }
 
 impl RawConfig {
@@ -511,6 +528,15 @@ impl RawConfig {
             })
             .transpose()?;
 
+        let audit = sections
+            .audit
+            .map(|value| {
+                value
+                    .try_into()
+                    .map_err(|error| deserialize_error("audit", &error))
+            })
+            .transpose()?;
+
         Ok(Self {
             server,
             routes,
@@ -520,6 +546,7 @@ impl RawConfig {
             metrics,
             alerts,
             audit_policy,
+            audit,
         })
     }
 }

@@ -71,6 +71,7 @@ impl TryFrom<RawConfig> for Config {
         let alerts = super::alerts::check_alerts(raw.alerts.unwrap_or_default())?;
         let audit_policy =
             super::audit_policy::check_audit_policy(raw.audit_policy.unwrap_or_default())?;
+        let audit = super::audit::check_audit(raw.audit.unwrap_or_default())?;
         Ok(Self {
             server,
             routes,
@@ -80,6 +81,7 @@ impl TryFrom<RawConfig> for Config {
             metrics,
             alerts,
             audit_policy,
+            audit,
         })
     }
 }
