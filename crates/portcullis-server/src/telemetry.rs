@@ -11,6 +11,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::HeaderValue;
+use portcullis_core::escape::{escape_json_line, escape_text_line};
 use portcullis_core::ids::KeyId;
 use tracing_subscriber::EnvFilter;
 
@@ -48,7 +49,9 @@ pub fn init(format: LogFormat, filter: Option<&str>) {
         .unwrap_or_else(|_| EnvFilter::new(with_quiet_rustls(DEFAULT_FILTER)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(EscapingStderr {
+            json: format == LogFormat::Json,
+        });
     // A second call (tests starting several servers) keeps the first.
     let _ = match format {
         LogFormat::Json => builder
@@ -58,6 +61,72 @@ pub fn init(format: LogFormat, filter: Option<&str>) {
             .try_init(),
         LogFormat::Human => builder.with_ansi(false).try_init(),
     };
+}
+
+/// Standard error, written one escaped line per event.
+///
+/// `Debug` fields already escape line breaks, but a `Display` field or a
+/// message may carry outside text. So this writer escapes each character of
+/// [`is_unsafe_in_line`](portcullis_core::escape::is_unsafe_in_line) in
+/// every formatted event, except the final line break. No value can then
+/// start a new line or send terminal controls.
+struct EscapingStderr {
+    json: bool,
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for EscapingStderr {
+    type Writer = EscapedLine;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        EscapedLine {
+            json: self.json,
+            buffer: Vec::new(),
+        }
+    }
+}
+
+/// One event's output, collected and written escaped when dropped. The
+/// formatter makes one writer per event and drops it after the event.
+struct EscapedLine {
+    json: bool,
+    buffer: Vec<u8>,
+}
+
+impl std::io::Write for EscapedLine {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for EscapedLine {
+    fn drop(&mut self) {
+        if self.buffer.is_empty() {
+            return;
+        }
+        let line = escape_log_line(&self.buffer, self.json);
+        // A log line that cannot be written has nowhere to report the error.
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
+    }
+}
+
+/// Escapes one formatted event and ends it with a single line break. JSON
+/// events get `\uXXXX` escapes, which keep them valid JSON, and
+/// human-readable events get `\n`, `\r`, `\t` and `\u{XX}`.
+fn escape_log_line(bytes: &[u8], json: bool) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    let mut line = if json {
+        escape_json_line(text)
+    } else {
+        escape_text_line(text)
+    };
+    line.push('\n');
+    line
 }
 
 /// Adds `rustls=error` to a filter that says nothing about rustls. rustls
@@ -208,4 +277,32 @@ pub async fn label_matched_route(request: Request, next: Next) -> Response {
         });
     }
     next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use portcullis_core::escape::is_unsafe_in_line;
+
+    use super::*;
+
+    #[test]
+    fn json_event_stays_one_valid_line() {
+        let event = "{\"message\":\"request\",\"route\":\"/a\u{2028}b\u{85}c\u{1b}[2J\"}\n";
+        let line = escape_log_line(event.as_bytes(), true);
+        assert_eq!(line.matches('\n').count(), 1);
+        assert!(line.ends_with('\n'));
+        assert!(!line.trim_end().chars().any(is_unsafe_in_line), "{line}");
+        let parsed: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
+        assert_eq!(parsed["route"], "/a\u{2028}b\u{85}c\u{1b}[2J");
+    }
+
+    #[test]
+    fn human_event_shows_escapes() {
+        let event = "INFO token issued reason=a\r\n2026-12-04 INFO forged\u{2029}x\n";
+        let line = escape_log_line(event.as_bytes(), false);
+        assert_eq!(
+            line,
+            "INFO token issued reason=a\\r\\n2026-12-04 INFO forged\\u{2029}x\n"
+        );
+    }
 }
