@@ -585,7 +585,10 @@ async fn brute_force_blocks_one_address() {
 
     let mut shared_seen = Vec::new();
     let mut local_seen = Vec::new();
-    for attempt in 0..5 {
+    // Each failure reports the admission its attempt had before it was
+    // counted; the sixth meets the block that the fifth started and is not
+    // counted.
+    for attempt in 0..6 {
         let subjects = [
             Subject::ClientIp(attacker),
             Subject::Identity(format!("pc_test_{attempt}")),
@@ -607,6 +610,7 @@ async fn brute_force_blocks_one_address() {
     assert_eq!(
         shared_rounded,
         [
+            Admission::Allow,
             Admission::Allow,
             Admission::Allow,
             Admission::Delay(Duration::from_millis(100)),
@@ -741,10 +745,11 @@ async fn brute_force_counts_locally_during_outage() {
 
     server.stop();
     let mut last = Admission::Allow;
-    for _ in 0..5 {
+    for _ in 0..6 {
         last = tracker.record_failure(&attacker).await;
     }
-    // The local records took over: five failures still block.
+    // The local records took over: five failures still block, so the
+    // sixth meets the block.
     assert!(matches!(last, Admission::Blocked(_)), "{last:?}");
     assert!(matches!(
         tracker.check(&attacker).await,
