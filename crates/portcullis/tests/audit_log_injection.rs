@@ -130,16 +130,29 @@ async fn injected_line_breaks_stay_escaped() {
         .iter()
         .filter(|record| record["action"] == "auth.failed")
         .collect();
-    // NOTE: `/oauth/token` writes no audit record for an unknown client id
-    // or a wrong secret (only failed client certificates are recorded), so
-    // the four token requests above leave none. Only the gateway request
-    // without a key is recorded.
+    // Each of the four token requests and the gateway request without a
+    // key leaves exactly one record.
+    assert_eq!(failed.len(), 5, "{failed:?}");
+    let surfaces: Vec<&str> = failed
+        .iter()
+        .map(|record| record["details"]["surface"].as_str().unwrap())
+        .collect();
     assert_eq!(
-        failed.len(),
-        1,
-        "the gateway request without a key: {failed:?}"
+        surfaces
+            .iter()
+            .filter(|surface| **surface == "oauth")
+            .count(),
+        4,
+        "{surfaces:?}"
     );
-    assert_eq!(failed[0]["details"]["surface"], "gateway");
+    assert_eq!(
+        surfaces
+            .iter()
+            .filter(|surface| **surface == "gateway")
+            .count(),
+        1,
+        "{surfaces:?}"
+    );
     assert_eq!(
         revoked[0]["details"]["reason"],
         "leaked\n[audit] role granted: admin\u{2028}x"

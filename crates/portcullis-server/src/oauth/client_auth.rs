@@ -323,6 +323,7 @@ async fn admit_and_verify(
     }
     if let Err(retry_after) = state.brute_force.admit(&address).await {
         tracing::debug!(client = ?presented, client_ip = %facts.client_ip, "client authentication blocked after repeated failures");
+        record_client_failure(state, presented, facts, "authentication_blocked", now);
         return Err(OAuthError::authentication_blocked(retry_after));
     }
 
@@ -340,14 +341,49 @@ async fn admit_and_verify(
             );
         }
         Err(error) if error.code() == "invalid_client" => {
+            // A failed certificate was recorded with its serial and issuer
+            // where it was checked.
+            let by_certificate = matches!(presented, PresentedClient::PublicClient { .. })
+                && facts.certificate.is_some();
             let counted = state.brute_force.record_failure(&subjects).await;
             if let Some(retry_after) = counted.retry_after_seconds() {
+                record_client_failure(state, presented, facts, "authentication_blocked", now);
                 return Err(OAuthError::authentication_blocked(retry_after.max(1)));
+            }
+            if !by_certificate {
+                record_client_failure(state, presented, facts, "invalid_client", now);
             }
         }
         Err(_) => {}
     }
     outcome
+}
+
+/// Queues the audit record of a failed client authentication at an OAuth
+/// endpoint: an unknown client, a wrong secret or assertion, or a blocked
+/// source. The client id is recorded only when it is a well-formed id, so
+/// a value crafted to look like log text never reaches the record.
+fn record_client_failure(
+    state: &AppState,
+    presented: &PresentedClient,
+    facts: &RequestFacts,
+    code: &'static str,
+    now: OffsetDateTime,
+) {
+    let client_id = presented_client_id(presented).and_then(|id| id.parse::<ClientId>().ok());
+    state.usage.record_failure(FailedAuthentication {
+        at: now,
+        client_ip: facts.client_ip,
+        code,
+        key_id: None,
+        tenant_id: None,
+        visible_prefix: None,
+        client_id,
+        token_id: None,
+        surface: "oauth",
+        certificate_serial: None,
+        certificate_issuer: None,
+    });
 }
 
 /// Returns the client id a request names, from the assertion's subject when
