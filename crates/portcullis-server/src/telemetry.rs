@@ -228,11 +228,13 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
     tracing::info!(
         request_id = %request_id,
         method = %method,
-        route = ?facts.route.as_deref().unwrap_or("-"),
+        // Plain strings, so a log query matches `route="/api"`; the log
+        // writer escapes every control character in them.
+        route = %facts.route.as_deref().unwrap_or("-"),
         status = response.status().as_u16(),
-        tenant = ?facts.tenant.as_deref().unwrap_or("-"),
+        tenant = %facts.tenant.as_deref().unwrap_or("-"),
         key_id = %facts.key_id.map_or_else(|| "-".to_owned(), |id| id.to_string()),
-        client_id = ?facts.client_id.as_deref().unwrap_or("-"),
+        client_id = %facts.client_id.as_deref().unwrap_or("-"),
         latency_ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0,
         "request"
     );

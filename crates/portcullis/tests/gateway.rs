@@ -664,8 +664,8 @@ async fn request_log_line_names_key_not_secret() {
     assert_eq!(event["status"], 200);
     assert_eq!(event["method"], "GET");
     assert_eq!(event["key_id"], f.read_id.as_str());
-    assert!(event["route"].as_str().unwrap().contains("/orders"));
-    assert!(event["tenant"].as_str().unwrap().contains("acme"));
+    assert_eq!(event["route"], "/orders");
+    assert_eq!(event["tenant"], "acme");
     assert!(event["latency_ms"].is_number());
     for secret in [&f.read, &f.all, &f.beta, &f.operator] {
         assert!(!logs.contains(secret.as_str()), "a key reached the logs");
