@@ -1,5 +1,5 @@
-//! What a connection is doing, for the idle timeout: how many requests are
-//! in flight, and when the last one ended.
+//! Request activity of one connection, for the idle timeout: the number of
+//! requests in flight, and the time the last one ended.
 //!
 //! A request counts as in flight from the moment its head is read until
 //! its response body has been sent or dropped, so a long download through
@@ -95,7 +95,7 @@ impl Drop for RequestGuard {
     }
 }
 
-/// A response body that holds its request's [`RequestGuard`] until the
+/// A response body that keeps its request's [`RequestGuard`] until the
 /// body is finished or dropped.
 pub struct GuardedBody<B> {
     inner: B,

@@ -140,6 +140,8 @@ impl ClientCertificate {
 pub struct ListenerLimits {
     /// Maximum of open connections. When it is reached, the listener stops
     /// accepting and new connections wait in the kernel's accept queue.
+    /// NOTE: there is no cap per client address, so one host that trickles
+    /// bodies just under the body read timeout can hold every slot.
     pub max_connections: usize,
     /// Time a client has to send its first request, and each later HTTP/1
     /// request head.

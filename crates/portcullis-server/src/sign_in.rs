@@ -96,10 +96,9 @@ pub async fn check_credentials(
         Subject::Identity(identity.clone()),
     ];
     // The attempt is counted as failed before the password hash runs, so a
-    // blocked source costs no Argon2 work, and guesses sent in parallel stop
-    // at the threshold instead of all being checked before the first
-    // failure is counted; a success gives the count back. It is the same for
-    // known and unknown addresses.
+    // blocked source costs no Argon2 work. Guesses sent in parallel also
+    // stop at the threshold, and a success gives the count back. Known and
+    // unknown addresses are treated the same.
     if let Err(retry_after) = state.brute_force.reserve(&subjects).await {
         tracing::info!(
             email = ?attempt.typed_email,

@@ -60,7 +60,7 @@ async fn verify(state: &AppState, request: Request) -> Result<Response, Problem>
     // The caller is a backend that verifies keys for many users from one
     // address, so only the key named is counted, never the caller's address.
     // The key is checked even while its prefix is blocked, because a key
-    // cannot be guessed and its owner must not be locked out; a wrong key
+    // cannot be guessed and its owner must not be locked out. A wrong key
     // that meets the block is reported as blocked.
     let identity = key_identity(&input.key).map(Subject::Identity);
     let subjects: Vec<Subject> = identity.iter().cloned().collect();

@@ -352,9 +352,9 @@ async fn forged_tokens_block_one_address() {
     server.stop().await;
 }
 
-/// Unknown keys sent all at once from one address are not all answered:
-/// once the failures reach the threshold, the rest, checked in parallel,
-/// get the block.
+/// Unknown keys sent all at once from one address do not all get 401. Once
+/// the failures reach the threshold, the rest, checked in parallel, get the
+/// block.
 #[tokio::test]
 async fn parallel_guesses_stop_at_threshold() {
     let upstream = Upstream::start();

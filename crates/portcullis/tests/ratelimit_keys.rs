@@ -308,7 +308,7 @@ async fn verify_counts_against_key_limits() {
     assert!((1..=60).contains(&retry_after), "{body}");
 }
 
-/// A request the upstream never answered is not one of the key's
+/// A request without an upstream response is not one of the key's
 /// successful requests, so its use is given back.
 #[tokio::test]
 async fn upstream_failures_spend_no_uses() {

@@ -238,9 +238,9 @@ async fn verify_presented_key(
     if let Some(identity) = &identity {
         subjects.push(Subject::Identity(identity.clone()));
     }
-    // Only the address is checked before the key: a key has too much
+    // Only the address is checked before the key. A key has too much
     // entropy to guess, so a block of its prefix must not keep its owner
-    // out. Failures against the prefix are answered with the block below.
+    // out. Wrong keys that meet the prefix's block get 429 below.
     if let Err(retry_after) = context.brute_force.admit(&address).await {
         context
             .usage

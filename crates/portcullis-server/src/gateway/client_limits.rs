@@ -5,8 +5,8 @@
 //! which the operator can change at any time. The limits are read from the
 //! store on a client's first request and cached, so later requests make no
 //! store round trip. The change feed calls [`ClientLimits::invalidate_all`]
-//! for every change that names a client; entries are also read again once
-//! they are [`MAX_ENTRY_AGE`] old, a backstop for a lost change notice.
+//! for every change that names a client. Entries are also read again once
+//! they are [`MAX_ENTRY_AGE`] old, in case a change notice was lost.
 //!
 //! A client certificate caller needs none of this: its client record comes
 //! with the certificate mapping, which the same changes invalidate.
@@ -56,9 +56,9 @@ impl ClientLimits {
     ///
     /// # Errors
     ///
-    /// The store error of a miss that could not be read; the caller
-    /// rejects the request (fail closed), because running without the
-    /// client's limits would lift them.
+    /// The store error when a miss cannot be read. The caller rejects the
+    /// request (fail closed), because serving it without the client's
+    /// limits would lift them.
     pub async fn get(
         &self,
         store: &Store,

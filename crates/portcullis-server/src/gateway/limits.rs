@@ -183,9 +183,9 @@ struct OwnLimits<'a> {
     names: [&'static str; MAX_KEY_RATE_LIMITS],
     /// The key or client id that the limits are counted for.
     subject: String,
-    /// What holds the limits, for messages.
+    /// Kind of credential the limits belong to, for messages.
     holder: &'static str,
-    /// How the operator fixes a plan that is gone.
+    /// Operator's fix for a plan that is gone, for messages.
     move_hint: &'static str,
 }
 
@@ -245,6 +245,9 @@ pub async fn check(
 
 /// Spends one use of a usage-limited API key (`--max-uses`), for a request
 /// that passed every other check.
+///
+/// NOTE: the rate limits are checked first, so requests with a key that has
+/// no uses left are still charged to its tenant's limit.
 ///
 /// Every node spends uses through one conditional UPDATE in the store, so
 /// the count is exact across nodes and survives a Redis restart, at the

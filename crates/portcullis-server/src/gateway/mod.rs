@@ -121,7 +121,7 @@ pub async fn handle(State(state): State<AppState>, request: Request<Body>) -> Re
     {
         Ok(response) => response,
         Err(problem) => {
-            // The upstream never answered (a body over the limit or too
+            // No upstream response arrived (a body over the limit or too
             // slow, an unreachable or slow upstream), so the request was
             // not one of the key's `--max-uses` successful requests.
             if let Some(key_id) = usage_limited

@@ -268,7 +268,7 @@ impl RequestFacts {
 /// Brute-force protection runs first: a blocked client address gets 429
 /// before any secret, assertion or certificate is checked. Each
 /// `invalid_client` counts against the address and the client id, and one
-/// that meets a block of either is answered with 429. A client id's block
+/// that meets a block of either gets 429. A client id's block
 /// does not stop its right credential: a generated secret, a signed
 /// assertion or a certificate cannot be guessed, so the block would only
 /// let anyone who knows the public client id lock the client out.

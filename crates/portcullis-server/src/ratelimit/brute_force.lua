@@ -1,12 +1,12 @@
 -- Reads and updates the failure records in KEYS, with the rules of
 -- brute_force.rs (`verdict`, `apply_failure` and `refund`).
 --
--- ARGV[1]          "check": reply with the admission of an attempt now;
+-- ARGV[1]          "check": reply with the admission of an attempt now.
 --                  "fail": count one failure against every key, unless one
---                  of them is blocked, when nothing is counted; reply with
---                  the admission the attempt had before it was counted;
+--                  of them is blocked (then nothing is counted). Reply with
+--                  the admission the attempt had before it was counted.
 --                  "refund": take back one failure from every key, after
---                  an attempt counted in advance succeeded
+--                  an attempt counted in advance succeeded.
 -- ARGV[7i - 5 ..]  the thresholds of KEYS[i], in microseconds where they
 --                  are times: slow_after, block_after, window, first_block,
 --                  max_block, delay_step, max_delay

@@ -104,10 +104,10 @@ pub enum Subject {
 impl Subject {
     fn storage_key(&self) -> String {
         match self {
-            // The IPv4-mapped IPv6 form of an address is the same client,
-            // and an IPv6 client is counted by its /64: one subscriber or
-            // host usually holds a whole /64 (RFC 7421 §2), so counting
-            // single addresses would give an attacker 2^64 fresh starts.
+            // The IPv4-mapped IPv6 form of an address is the same client.
+            // An IPv6 client is counted by its /64, because a subscriber is
+            // usually given at least a whole /64 and could otherwise start
+            // afresh from each of its addresses.
             Self::ClientIp(address) => match address.to_canonical() {
                 IpAddr::V6(v6) => {
                     let segments = v6.segments();
@@ -287,12 +287,12 @@ impl BruteForceTracker {
     /// costs no hashing. Waits out a delay, and returns a block's
     /// `Retry-After` in whole seconds, at least 1, as the error.
     pub async fn admit(&self, subjects: &[Subject]) -> Result<(), u64> {
-        self.wait_or_refuse(self.check(subjects).await).await
+        self.wait_or_reject(self.check(subjects).await).await
     }
 
     /// Waits out a delay, or returns a block's `Retry-After` in whole
     /// seconds, at least 1, as the error.
-    async fn wait_or_refuse(&self, admission: Admission) -> Result<(), u64> {
+    async fn wait_or_reject(&self, admission: Admission) -> Result<(), u64> {
         match admission {
             Admission::Allow => Ok(()),
             Admission::Delay(wait) => {
@@ -315,7 +315,7 @@ impl BruteForceTracker {
     /// admission that the attempt had before it was counted. When one of
     /// the subjects is blocked, nothing is counted and the block is
     /// returned: parallel attempts that all passed [`Self::admit`] before
-    /// the first of them failed are answered with the block, and cannot
+    /// the first of them failed get the block as their response, and cannot
     /// start a second, longer one.
     ///
     /// Every caller responds to a returned block with 429, so the block is
@@ -347,7 +347,7 @@ impl BruteForceTracker {
     /// `Retry-After` in whole seconds as the error. After a success, the
     /// caller gives the count back with [`Self::refund`].
     pub async fn reserve(&self, subjects: &[Subject]) -> Result<(), u64> {
-        self.wait_or_refuse(self.count_failure(subjects).await)
+        self.wait_or_reject(self.count_failure(subjects).await)
             .await
     }
 
@@ -691,9 +691,8 @@ mod tests {
         assert_eq!(record.failures, 1);
     }
 
-    /// Parallel attempts that all passed the check before the first failure
-    /// was counted are answered with the block once it starts, and cannot
-    /// lengthen it.
+    /// Parallel attempts that passed the check before the first failure was
+    /// counted get the block once it starts, and cannot lengthen it.
     #[tokio::test(start_paused = true)]
     async fn failures_during_a_block_do_not_extend_it() {
         let tracker = LocalTracker::new(BruteForcePolicy {

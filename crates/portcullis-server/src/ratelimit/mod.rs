@@ -80,9 +80,8 @@ impl LimitRequest {
     /// Returns the key under which the limit's state is stored:
     /// `NAME:RATE:SUBJECT`, with a long or unusual subject replaced by its
     /// hash so every key is short and printable. The rate is part of the
-    /// key, so a changed rate starts from a full allowance instead of
-    /// carrying over a state measured against the old one (a wait of an
-    /// hour left by `2/h` would otherwise outlive a change to `100/s`).
+    /// key, so a changed rate starts from a full allowance. Otherwise the
+    /// hour-long wait left by `2/h` would outlive a change to `100/s`.
     pub fn storage_key(&self) -> String {
         format!(
             "{}:{}:{}",
