@@ -112,6 +112,10 @@ pub struct ApiKeyRecord {
     /// The key's own rate limits and plan.
     #[serde(default)]
     pub limits: KeyLimits,
+    /// The audit actor that created the key (`cli`, `operator-key:<uuid>`,
+    /// `user:<uuid>`). It is `None` for keys stored before schema version 12.
+    #[serde(default)]
+    pub created_by: Option<String>,
 }
 
 /// The rate limits of one key, as the operator wrote them. The server
@@ -277,6 +281,7 @@ mod tests {
             limits: KeyLimits::default(),
             last_used_from: None,
             use_count: 0,
+            created_by: None,
         }
     }
 

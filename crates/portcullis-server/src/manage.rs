@@ -322,6 +322,7 @@ impl Manager {
             created_at: audit.at,
             expires_at,
             limits,
+            created_by: Some(audit.actor.clone()),
         };
         let record = self
             .store
@@ -427,6 +428,9 @@ impl Manager {
                 uses_spent: 0,
                 ..old.limits.clone()
             },
+            // The replacement stays with the key's creator, so a developer
+            // keeps managing a key that an admin rotated.
+            created_by: old.created_by.clone(),
         };
         let grace_ends = audit.at + grace;
         let (old, new) = self

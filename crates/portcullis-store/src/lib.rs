@@ -37,7 +37,7 @@ macro_rules! select_key {
         "SELECT k.id, k.kind, k.tenant_id, t.name AS tenant_name, k.name, k.environment, \
          k.visible_prefix, k.scopes, k.created_at, k.expires_at, k.revoked_at, \
          k.revoked_reason, k.rotated_to, k.last_used_at, k.last_used_from, k.use_count, \
-         k.rate_limits, k.plan, k.max_uses, k.uses_spent \
+         k.rate_limits, k.plan, k.max_uses, k.uses_spent, k.created_by \
          FROM api_keys k LEFT JOIN tenants t ON t.id = k.tenant_id"
     };
 }

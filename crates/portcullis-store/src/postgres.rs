@@ -558,6 +558,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/postgres/0011_client_limits.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            12,
+            "key_created_by".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0012_key_created_by.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -566,8 +573,8 @@ fn migrator() -> Migrator {
 async fn insert_key_row(conn: &mut PgConnection, key: &NewKey) -> Result<(), StoreError> {
     let inserted = sqlx::query(
         "INSERT INTO api_keys (id, kind, tenant_id, name, environment, visible_prefix, \
-         secret_hash, scopes, created_at, expires_at, rate_limits, plan, max_uses) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+         secret_hash, scopes, created_at, expires_at, rate_limits, plan, max_uses, created_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(key.id.as_uuid())
     .bind(key.kind.as_str())
@@ -582,6 +589,7 @@ async fn insert_key_row(conn: &mut PgConnection, key: &NewKey) -> Result<(), Sto
     .bind(rate_limits_column(&key.limits.rate_limits))
     .bind(key.limits.plan.as_deref())
     .bind(key.limits.max_uses)
+    .bind(key.created_by.as_deref())
     .execute(conn)
     .await;
     match inserted {
@@ -707,6 +715,7 @@ fn key_from_row(row: &PgRow) -> Result<ApiKeyRecord, StoreError> {
             row.try_get("max_uses")?,
             row.try_get("uses_spent")?,
         ),
+        created_by: row.try_get("created_by")?,
     })
 }
 

@@ -54,6 +54,9 @@ pub struct NewKey {
     pub expires_at: Option<OffsetDateTime>,
     /// The key's own rate limits and plan.
     pub limits: KeyLimits,
+    /// The audit actor that created the key, such as `cli` or
+    /// `user:<uuid>`.
+    pub created_by: Option<String>,
 }
 
 /// A selection of keys for [`crate::Store::list_keys`].

@@ -573,6 +573,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/sqlite/0011_client_limits.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            12,
+            "key_created_by".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0012_key_created_by.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -594,8 +601,8 @@ async fn migrate(writer: &SqlitePool) -> Result<(), StoreError> {
 async fn insert_key_row(conn: &mut SqliteConnection, key: &NewKey) -> Result<(), StoreError> {
     let inserted = sqlx::query(
         "INSERT INTO api_keys (id, kind, tenant_id, name, environment, visible_prefix, \
-         secret_hash, scopes, created_at, expires_at, rate_limits, plan, max_uses) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+         secret_hash, scopes, created_at, expires_at, rate_limits, plan, max_uses, created_by) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )
     .bind(key.id.to_string())
     .bind(key.kind.as_str())
@@ -610,6 +617,7 @@ async fn insert_key_row(conn: &mut SqliteConnection, key: &NewKey) -> Result<(),
     .bind(rate_limits_column(&key.limits.rate_limits))
     .bind(key.limits.plan.as_deref())
     .bind(key.limits.max_uses)
+    .bind(key.created_by.as_deref())
     .execute(conn)
     .await;
     match inserted {
@@ -716,6 +724,7 @@ fn key_from_row(row: &SqliteRow) -> Result<ApiKeyRecord, StoreError> {
             row.try_get("max_uses")?,
             row.try_get("uses_spent")?,
         ),
+        created_by: row.try_get("created_by")?,
     })
 }
 

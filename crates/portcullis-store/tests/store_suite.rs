@@ -365,6 +365,7 @@ fn new_key(tenant: Option<&Tenant>, created_at: OffsetDateTime) -> NewKey {
         created_at,
         expires_at: None,
         limits: KeyLimits::default(),
+        created_by: Some("cli".to_owned()),
     }
 }
 
@@ -457,6 +458,7 @@ async fn keys_found_by_hash_and_id(fixture: Fixture) {
     assert_eq!(stored.revoked_at, None);
     assert_eq!(stored.rotated_to, None);
     assert_eq!(stored.use_count, 0);
+    assert_eq!(stored.created_by.as_deref(), Some("cli"));
     assert_eq!(stored.status(now()), KeyStatus::Active);
 
     let by_hash = store.find_key_by_hash(&key.hash).await.unwrap();
@@ -786,6 +788,7 @@ fn new_record_stub() -> ApiKeyRecord {
         last_used_from: None,
         use_count: 0,
         limits: KeyLimits::default(),
+        created_by: None,
     }
 }
 

@@ -104,6 +104,8 @@ async fn tenants_and_keys_managed_over_http() {
     assert!(secret.starts_with("pc_test_"));
     assert_eq!(created["prefix"], &secret[..12]);
     assert!(created["expires_at"].is_string());
+    let creator = created["created_by"].as_str().unwrap().to_owned();
+    assert!(creator.starts_with("operator-key:"), "{created}");
 
     let (status, listed) = call(
         reqwest::Method::GET,
@@ -129,6 +131,7 @@ async fn tenants_and_keys_managed_over_http() {
     assert_eq!(status, StatusCode::CREATED, "{rotated}");
     assert_eq!(rotated["old"]["status"], "rotating");
     assert_eq!(rotated["new"]["scopes"], json!(["orders:read"]));
+    assert_eq!(rotated["new"]["created_by"], creator.as_str());
     let new_id = rotated["new"]["id"].as_str().unwrap().to_owned();
 
     let (status, again) = call(

@@ -300,6 +300,7 @@ fn revoked_key_listed_with_reason() {
     let listed = data.listed_key(&["--tenant", "acme"], &id);
     assert_eq!(listed["status"], "revoked");
     assert_eq!(listed["revoked_reason"], reason);
+    assert_eq!(listed["created_by"], "cli");
     let table = data.run(&["keys", "list", "--tenant", "acme"]);
     assert!(table.contains("revoked"), "{table}");
 

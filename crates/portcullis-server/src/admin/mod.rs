@@ -276,6 +276,7 @@ pub fn key_json(key: &ApiKeyRecord, now: OffsetDateTime) -> Value {
         "plan": key.limits.plan,
         "max_uses": key.limits.max_uses,
         "uses_spent": key.limits.uses_spent,
+        "created_by": key.created_by,
     })
 }
 

@@ -49,6 +49,7 @@ fn tenant_key(tenant_id: TenantId) -> ApiKeyRecord {
         last_used_from: Some("198.51.100.7".to_owned()),
         use_count: 10,
         limits: KeyLimits::default(),
+        created_by: Some("cli".to_owned()),
     }
 }
 

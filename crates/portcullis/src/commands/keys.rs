@@ -219,6 +219,10 @@ fn key_details(key: &ApiKeyRecord, now: OffsetDateTime) -> String {
         ("scopes", scopes_text(&key.scopes)),
         ("status", key.status(now).to_string()),
         ("created", output::time_or(Some(key.created_at), "-")),
+        (
+            "created by",
+            key.created_by.clone().unwrap_or_else(|| "-".to_owned()),
+        ),
         ("expires", output::time_or(key.expires_at, "never")),
         ("revoked", output::time_or(key.revoked_at, "-")),
         (
