@@ -21,10 +21,13 @@
 //! (RFC 5280 §6.3.3). Portcullis never fetches a CRL from a distribution
 //! point. Without CRLs no revocation check runs.
 //!
-//! NOTE: webpki 0.103 does not read the key usage extension of any
-//! certificate in the path (only cRLSign of a CRL's issuer), so a leaf
-//! without digitalSignature or a CA without keyCertSign is not rejected for
-//! that. rustls's handshake verifier has the same gap.
+//! Key usage: webpki 0.103 reads the key usage extension only of a CRL's
+//! issuer (cRLSign), so [`check_key_usage`] reads it once webpki has built
+//! the path. A leaf whose key usage leaves out digitalSignature may not sign
+//! the handshake's CertificateVerify (RFC 8446 §4.4.3, RFC 5280 §4.2.1.3).
+//! An intermediate whose key usage leaves out keyCertSign may not issue
+//! certificates (RFC 5280 §6.1.4 (n)). A certificate without the extension
+//! allows every use.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -45,7 +48,7 @@ use webpki::{
 };
 use x509_parser::certificate::X509Certificate;
 use x509_parser::der_parser::asn1_rs::{Any, FromDer};
-use x509_parser::extensions::GeneralName;
+use x509_parser::extensions::{GeneralName, KeyUsage as KeyUsageBits};
 
 /// Returns the signature algorithms that rustls's aws-lc-rs provider accepts
 /// in certificates, the list its `WebPkiClientVerifier` uses.
@@ -131,10 +134,57 @@ pub fn verify_client_chain(
                     summary.clone(),
                 )
             })?;
+            let issuers: Vec<CertificateDer<'_>> = path
+                .intermediate_certificates()
+                .map(|cert| cert.der())
+                .collect();
+            check_key_usage(leaf_der, &issuers)
+                .map_err(|reason| Rejection::new(RejectionKind::WrongUsage, reason, summary))?;
             Ok(leaf.into_verified(anchor))
         }
         Err(error) => Err(explain(&error, chain, &parsed_crls, summary)),
     }
+}
+
+/// Checks the key usage extension of the leaf and of the intermediates of a
+/// path that webpki accepted (see the module documentation), and returns the
+/// reason for a rejection. The trust anchor is not checked: an operator
+/// trusts it as configured, as RFC 5280 §6.1 does.
+fn check_key_usage(
+    leaf: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+) -> Result<(), String> {
+    let (_, leaf_usage) = read_key_usage(leaf)?;
+    if leaf_usage.is_some_and(|usage| !usage.digital_signature()) {
+        return Err(
+            "the key usage of the leaf does not include digitalSignature, which a client \
+             certificate needs to sign the TLS handshake"
+                .to_owned(),
+        );
+    }
+
+    for intermediate in intermediates {
+        let (subject, usage) = read_key_usage(intermediate)?;
+        if usage.is_some_and(|usage| !usage.key_cert_sign()) {
+            return Err(format!(
+                "the key usage of the intermediate {subject} does not include keyCertSign, so \
+                 it may not issue certificates"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reads a certificate's subject and its key usage extension (`None` when
+/// the extension is absent).
+fn read_key_usage(der: &CertificateDer<'_>) -> Result<(String, Option<KeyUsageBits>), String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|error| format!("a certificate of the path is malformed: {error}"))?;
+    let subject = cert.subject().to_string();
+    let usage = cert
+        .key_usage()
+        .map_err(|error| format!("invalid key usage in {subject}: {error}"))?;
+    Ok((subject, usage.map(|usage| *usage.value)))
 }
 
 /// Returns the SHA-256 of a certificate's DER, base64url without padding:
@@ -436,7 +486,9 @@ pub enum RejectionKind {
     NotYetValid,
     /// No path leads to a trust anchor, or the anchor list is empty.
     UnknownIssuer,
-    /// The leaf's, or an intermediate's, extended key usage lacks clientAuth.
+    /// The leaf's, or an intermediate's, extended key usage lacks
+    /// clientAuth, the leaf's key usage lacks digitalSignature, or an
+    /// intermediate's key usage lacks keyCertSign.
     WrongUsage,
     /// The leaf is a CA certificate (basicConstraints CA:TRUE).
     CaUsedAsLeaf,

@@ -429,6 +429,62 @@ fn intermediate_without_basic_constraints_rejected() {
 }
 
 #[test]
+fn leaf_without_digital_signature_rejected() {
+    let ca = Authority::root("Partner CA");
+    let mut params = leaf_params(11);
+    params.key_usages = vec![KeyUsagePurpose::KeyEncipherment];
+    let leaf = ca.sign(&params);
+
+    let rejection = verify(&[leaf], &ca.anchors(), &[]).unwrap_err();
+
+    assert_eq!(rejection.code(), "wrong_usage");
+    assert!(
+        rejection.reason().contains("digitalSignature"),
+        "{rejection}"
+    );
+}
+
+#[test]
+fn leaf_without_key_usage_accepted() {
+    let ca = Authority::root("Partner CA");
+    let mut params = leaf_params(12);
+    params.key_usages = Vec::new();
+    let leaf = ca.sign(&params);
+
+    verify(&[leaf], &ca.anchors(), &[]).unwrap();
+}
+
+#[test]
+fn intermediate_without_key_cert_sign_rejected() {
+    let ca = Authority::root("Partner CA");
+    let mut params = ca_params("Partner Issuing CA");
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::CrlSign];
+    let intermediate = ca.intermediate(params);
+    let leaf = intermediate.sign(&leaf_params(13));
+
+    let rejection = verify(&[leaf, intermediate.der()], &ca.anchors(), &[]).unwrap_err();
+
+    assert_eq!(rejection.code(), "wrong_usage");
+    assert!(
+        rejection.reason().contains("Partner Issuing CA")
+            && rejection.reason().contains("keyCertSign"),
+        "{rejection}"
+    );
+    assert_eq!(rejection.leaf().unwrap().serial, "10200d");
+}
+
+#[test]
+fn intermediate_without_key_usage_accepted() {
+    let ca = Authority::root("Partner CA");
+    let mut params = ca_params("Partner Issuing CA");
+    params.key_usages = Vec::new();
+    let intermediate = ca.intermediate(params);
+    let leaf = intermediate.sign(&leaf_params(14));
+
+    verify(&[leaf, intermediate.der()], &ca.anchors(), &[]).unwrap();
+}
+
+#[test]
 fn leaf_of_valid_intermediate_accepted() {
     let ca = Authority::root("Partner CA");
     let intermediate = ca.intermediate(ca_params("Partner Issuing CA"));
