@@ -275,11 +275,8 @@ pub async fn run(
     );
 
     let limits = ListenerLimits {
-        max_connections: config.server.max_connections,
-        header_read_timeout: config.server.header_read_timeout,
-        body_read_timeout: config.server.body_read_timeout,
         handshake_timeout: HANDSHAKE_TIMEOUT,
-        idle_timeout: config.server.idle_timeout,
+        ..ListenerLimits::from_config(&config.server)
     };
     let grace = config.server.shutdown_grace;
     // A trust started only for forwarded certificates has no TLS

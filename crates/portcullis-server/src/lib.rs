@@ -3,6 +3,7 @@
 //! - [`config`]: the layered configuration (file, environment) and its checks.
 //! - [`tls`]: server certificates, including the development CA.
 //! - [`listener`]: the accept loop, TLS handshakes and graceful drain.
+//! - [`address_limit`]: the cap on open connections per client address.
 //! - [`app`]: the shared state and the router that joins the surfaces below.
 //! - [`gateway`]: route matching, path normalization and the upstream proxy.
 //! - [`auth`]: reading credentials from requests and verifying API keys.
@@ -30,6 +31,7 @@
 //! - [`health`]: `/healthz` and `/readyz`.
 
 pub mod activity;
+pub mod address_limit;
 pub mod admin;
 pub mod alerts;
 pub mod app;

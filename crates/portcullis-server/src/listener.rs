@@ -32,7 +32,9 @@ use tower::ServiceExt;
 use tracing::{debug, error, info, warn};
 
 use crate::activity::{Activity, GuardedBody};
+use crate::address_limit::{AddressLimit, AddressSlot, Admission};
 use crate::body::ReadTimeoutBody;
+use crate::client_ip::TrustedProxies;
 use crate::config::{ClientCertificateMode, ServerConfig};
 use crate::pki::handshake::capture_rejection;
 use crate::pki::presented::ConnectionCertificate;
@@ -136,13 +138,14 @@ impl ClientCertificate {
 }
 
 /// Limits that protect the listener from too many or too slow clients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerLimits {
     /// Maximum of open connections. When it is reached, the listener stops
     /// accepting and new connections wait in the kernel's accept queue.
-    /// NOTE: there is no cap per client address, so one host that trickles
-    /// bodies just under the body read timeout can hold every slot.
     pub max_connections: usize,
+    /// Cap on open connections per client address, so that one host cannot
+    /// hold every slot of `max_connections`, or `None` for no cap.
+    pub per_address: Option<PerAddressCap>,
     /// Time a client has to send its first request, and each later HTTP/1
     /// request head.
     pub header_read_timeout: Duration,
@@ -154,12 +157,29 @@ pub struct ListenerLimits {
     pub idle_timeout: Duration,
 }
 
+/// The per-address connection cap of a listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PerAddressCap {
+    /// Maximum of open connections from one address, an IPv6 client by its
+    /// /64. A connection over it is closed at once, before TLS.
+    pub max_connections: usize,
+    /// Proxies whose connections are not counted, because every client
+    /// behind a proxy shares its address.
+    pub exempt: Vec<ipnet::IpNet>,
+}
+
 impl ListenerLimits {
     /// Takes the limits from the `[server]` settings, with
     /// [`DEFAULT_HANDSHAKE_TIMEOUT`] for the handshake.
     pub fn from_config(server: &ServerConfig) -> Self {
         Self {
             max_connections: server.max_connections,
+            per_address: server
+                .max_connections_per_address
+                .map(|max_connections| PerAddressCap {
+                    max_connections,
+                    exempt: server.trusted_proxies.clone(),
+                }),
             header_read_timeout: server.header_read_timeout,
             body_read_timeout: server.body_read_timeout,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
@@ -221,6 +241,13 @@ async fn serve_with(
     // knows why the listener runs without TLS.
     debug!(address = %local, tls = !matches!(tls, ListenerTls::Off), "accept loop started");
 
+    let max_connections = limits.max_connections;
+    let address_limit = limits.per_address.as_ref().map(|cap| {
+        Arc::new(AddressLimit::new(
+            cap.max_connections,
+            TrustedProxies::new(cap.exempt.clone()),
+        ))
+    });
     let shared = Arc::new(Shared {
         tls,
         usage,
@@ -230,9 +257,7 @@ async fn serve_with(
     });
     // Semaphore::new panics above MAX_PERMITS (2^61 - 1 on 64-bit targets),
     // far beyond any real limit, so clamping changes nothing in practice.
-    let permits = Arc::new(Semaphore::new(
-        limits.max_connections.min(Semaphore::MAX_PERMITS),
-    ));
+    let permits = Arc::new(Semaphore::new(max_connections.min(Semaphore::MAX_PERMITS)));
     let mut tasks = JoinSet::new();
     let mut consecutive_failures: u64 = 0;
     let mut limit_warning = LimitWarning::default();
@@ -241,7 +266,7 @@ async fn serve_with(
         reap_finished(&mut tasks);
 
         if permits.available_permits() == 0 {
-            limit_warning.record(limits.max_connections);
+            limit_warning.record(max_connections);
         }
         let permit = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -271,13 +296,27 @@ async fn serve_with(
             }
         };
 
+        // Dropping a rejected stream closes it before any byte is read, and
+        // dropping its permit gives the global slot back.
+        let address_slot = match address_limit.as_ref().map(|limit| limit.admit(peer.ip())) {
+            Some(Admission::Rejected) => {
+                debug!(peer = %peer, "connection over the per-address cap; closing");
+                continue;
+            }
+            Some(Admission::Admitted(slot)) => Some(slot),
+            Some(Admission::Exempt) | None => None,
+        };
+
         tasks.spawn(handle_connection(
             Arc::clone(&shared),
             stream,
             local,
             peer,
             shutdown.clone(),
-            permit,
+            ConnectionSlots {
+                _global: permit,
+                _address: address_slot,
+            },
         ));
     }
 
@@ -285,6 +324,13 @@ async fn serve_with(
     drain(tasks, grace).await;
     info!(address = %local, "listener stopped");
     Ok(())
+}
+
+/// The slots a connection keeps until its task ends: one of
+/// `max_connections`, and one of its address's cap when that applies.
+struct ConnectionSlots {
+    _global: OwnedSemaphorePermit,
+    _address: Option<AddressSlot>,
 }
 
 /// The listener's TLS mode.
@@ -414,7 +460,7 @@ async fn handle_connection(
     listen_address: SocketAddr,
     peer: SocketAddr,
     shutdown: CancellationToken,
-    _permit: OwnedSemaphorePermit,
+    _slots: ConnectionSlots,
 ) {
     // Small responses go out at once instead of waiting for Nagle's
     // algorithm to fill a packet.

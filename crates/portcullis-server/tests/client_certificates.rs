@@ -156,6 +156,7 @@ impl Listener {
         let shutdown = CancellationToken::new();
         let limits = ListenerLimits {
             max_connections: 16,
+            per_address: None,
             header_read_timeout: Duration::from_secs(5),
             body_read_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(5),

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use portcullis_server::config::TlsMode;
-use portcullis_server::listener::{ConnectionInfo, ListenerLimits, serve};
+use portcullis_server::listener::{ConnectionInfo, ListenerLimits, PerAddressCap, serve};
 use portcullis_server::tls::{self, TlsSource};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -41,6 +41,7 @@ struct Running {
 fn limits(max_connections: usize, header_read_timeout: Duration) -> ListenerLimits {
     ListenerLimits {
         max_connections,
+        per_address: None,
         header_read_timeout,
         body_read_timeout: Duration::from_secs(5),
         handshake_timeout: Duration::from_secs(5),
@@ -371,5 +372,100 @@ async fn connection_limit_queues_new_clients() {
         .unwrap();
     assert_eq!(response.status(), 200);
 
+    stop(running).await;
+}
+
+/// Opens a TCP connection to `address` from the local address `source`.
+async fn connect_from(source: [u8; 4], address: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::from((std::net::Ipv4Addr::from(source), 0)))
+        .unwrap();
+    socket.connect(address).await.unwrap()
+}
+
+/// Sends `GET /whoami` over `stream` with HTTP/1.1 and returns the sender,
+/// which keeps the connection open, and the response body, or the error
+/// when the server closed the connection without a response.
+async fn whoami_over(
+    stream: TcpStream,
+) -> (
+    Option<hyper::client::conn::http1::SendRequest<Empty<Bytes>>>,
+    Result<String, hyper::Error>,
+) {
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::get("/whoami")
+        .header("host", "localhost")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = match sender.send_request(request).await {
+        Ok(response) => response,
+        Err(error) => return (None, Err(error)),
+    };
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        Some(sender),
+        Ok(String::from_utf8_lossy(&body).into_owned()),
+    )
+}
+
+/// One address at its cap gets new connections closed unanswered, while
+/// another address and a trusted proxy are still served, and a closed
+/// connection gives its slot back.
+#[tokio::test]
+async fn per_address_cap_spares_other_addresses() {
+    let running = start_limited(
+        None,
+        ListenerLimits {
+            per_address: Some(PerAddressCap {
+                max_connections: 2,
+                exempt: vec!["127.0.0.3/32".parse().unwrap()],
+            }),
+            ..limits(16, Duration::from_secs(60))
+        },
+    )
+    .await;
+
+    let (first, answer) = whoami_over(connect_from([127, 0, 0, 1], running.address).await).await;
+    assert!(answer.unwrap().contains("peer=127.0.0.1:"));
+    let (second, answer) = whoami_over(connect_from([127, 0, 0, 1], running.address).await).await;
+    assert!(answer.unwrap().contains("peer=127.0.0.1:"));
+
+    let (_, over_cap) = whoami_over(connect_from([127, 0, 0, 1], running.address).await).await;
+    assert!(over_cap.is_err(), "third connection served: {over_cap:?}");
+
+    let (_other, answer) = whoami_over(connect_from([127, 0, 0, 2], running.address).await).await;
+    assert!(answer.unwrap().contains("peer=127.0.0.2:"));
+
+    let mut proxy_connections = Vec::new();
+    for _ in 0..4 {
+        let (sender, answer) =
+            whoami_over(connect_from([127, 0, 0, 3], running.address).await).await;
+        assert!(answer.unwrap().contains("peer=127.0.0.3:"));
+        proxy_connections.push(sender);
+    }
+
+    // The server notices the close only when it next reads, so retry until
+    // it has released the slot. The bound makes a leaked slot fail the test.
+    drop(first);
+    let mut served_again = false;
+    for _ in 0..50 {
+        let (sender, answer) =
+            whoami_over(connect_from([127, 0, 0, 1], running.address).await).await;
+        if answer.is_ok() {
+            served_again = sender.is_some();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        served_again,
+        "the closed connection's slot was not given back"
+    );
+
+    drop(second);
     stop(running).await;
 }

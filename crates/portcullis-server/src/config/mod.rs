@@ -81,6 +81,12 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// in the kernel's accept queue instead of failing.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
+/// Share of `max_connections` that one client address may hold by default
+/// (1,000 of the default 10,000). One host then cannot lock every other
+/// client out, and a network address translator with many users behind it
+/// still gets a large share.
+pub const DEFAULT_CONNECTIONS_PER_ADDRESS_DIVISOR: usize = 10;
+
 /// Default time a client has to send a complete HTTP/1 request head. Short
 /// enough that a slow-header client (slowloris) ties up a connection slot
 /// only briefly, long enough for a slow mobile link.
@@ -148,6 +154,9 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Maximum of open client connections.
     pub max_connections: usize,
+    /// Maximum of open connections from one client address, or `None` for
+    /// no cap. Connections from `trusted_proxies` are not counted.
+    pub max_connections_per_address: Option<usize>,
     /// Time a client has to send a complete HTTP/1 request head.
     pub header_read_timeout: Duration,
     /// Maximum pause between two parts of a request body.

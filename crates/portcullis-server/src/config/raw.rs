@@ -327,6 +327,16 @@ pub struct RawOAuth {
 }
 
 /// The `[server]` table.
+/// A connection cap as written: a count, or a word such as `"off"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum RawConnectionCap {
+    /// A number of connections; 0 switches the cap off.
+    Count(i64),
+    /// A word; only `"off"` is valid.
+    Word(String),
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
@@ -352,6 +362,10 @@ pub struct RawServer {
     pub shutdown_grace: Option<String>,
     /// Maximum of open client connections; default 10,000.
     pub max_connections: Option<usize>,
+    /// Maximum of open connections from one client address, an IPv6 client
+    /// by its /64. `0` or `"off"` means no cap. Default: a tenth of
+    /// `max_connections`. Trusted proxies are exempt.
+    pub max_connections_per_address: Option<RawConnectionCap>,
     /// Time a client has to send an HTTP/1 request head, such as `"10s"`;
     /// default 10 s.
     pub header_read_timeout: Option<String>,

@@ -80,6 +80,7 @@ fn example_parses() {
     assert_eq!(config.server.log_format, LogFormat::Human);
     assert_eq!(config.server.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
     assert_eq!(config.server.max_connections, DEFAULT_MAX_CONNECTIONS);
+    assert_eq!(config.server.max_connections_per_address, Some(1_000));
     assert!(config.server.trusted_proxies.is_empty());
 
     let [route] = config.routes.as_slice() else {
@@ -265,6 +266,42 @@ fn env_overrides_scalar_strings() {
     assert_eq!(config.routes[0].upstream.as_str(), "http://127.0.0.1:9001/");
     assert!(!config.routes[0].strip_prefix);
     assert_eq!(config.server.shutdown_grace, Duration::from_secs(5));
+}
+
+#[test]
+fn connections_per_address_parsed() {
+    let cases: [(&str, Option<usize>); 5] = [
+        ("max_connections = 50", Some(5)),
+        ("max_connections = 5", Some(1)),
+        ("max_connections_per_address = 20", Some(20)),
+        ("max_connections_per_address = 0", None),
+        ("max_connections_per_address = \"Off\"", None),
+    ];
+    for (line, expected) in cases {
+        let config = from_toml(&format!("[server]\n{line}\n"), &no_env()).unwrap();
+        assert_eq!(
+            config.server.max_connections_per_address, expected,
+            "{line}"
+        );
+    }
+    let config = from_toml(
+        "",
+        &env(&[("PORTCULLIS_SERVER__MAX_CONNECTIONS_PER_ADDRESS", "off")]),
+    )
+    .unwrap();
+    assert_eq!(config.server.max_connections_per_address, None);
+}
+
+#[test]
+fn bad_connections_per_address_named() {
+    for line in [
+        "max_connections_per_address = -1",
+        "max_connections_per_address = \"none\"",
+        "max_connections = 10\nmax_connections_per_address = 11",
+    ] {
+        let error = error_of(&format!("[server]\n{line}\n"));
+        assert_names(&error, "server.max_connections_per_address");
+    }
 }
 
 #[test]

@@ -8,13 +8,13 @@ use portcullis_core::duration::parse_duration;
 use portcullis_core::name::CharDisplay;
 use portcullis_core::scope::{Scope, ScopeSet};
 
-use super::raw::{RawRoute, RawServer, RawTls};
+use super::raw::{RawConnectionCap, RawRoute, RawServer, RawTls};
 use super::{
     AuthMethod, ClientCertificateMode, Config, ConfigError, DEFAULT_BODY_READ_TIMEOUT,
-    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_ROUTE_TIMEOUT, DEFAULT_SHUTDOWN_GRACE,
-    ForwardedCertificateConfig, ForwardedCertificateFormat, RawConfig, RouteConfig, RouteScopes,
-    ServerConfig, TlsMode,
+    DEFAULT_CONNECTIONS_PER_ADDRESS_DIVISOR, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_ROUTE_TIMEOUT,
+    DEFAULT_SHUTDOWN_GRACE, ForwardedCertificateConfig, ForwardedCertificateFormat, RawConfig,
+    RouteConfig, RouteScopes, ServerConfig, TlsMode,
 };
 
 /// Scopes key that applies to every method not listed on its own.
@@ -132,6 +132,8 @@ fn check_server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
             "must be at least 1",
         ));
     }
+    let max_connections_per_address =
+        check_connections_per_address(raw.max_connections_per_address, max_connections)?;
 
     let client_certificates = check_client_certificates(raw.client_certificates.as_deref(), &tls)?;
     let forwarded_client_certificate = check_forwarded_certificate(
@@ -164,6 +166,7 @@ fn check_server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
             DEFAULT_SHUTDOWN_GRACE,
         )?,
         max_connections,
+        max_connections_per_address,
         header_read_timeout: check_bounded_duration(
             "server.header_read_timeout",
             raw.header_read_timeout,
@@ -186,6 +189,55 @@ fn check_server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
         partner_crls,
         forwarded_client_certificate,
     })
+}
+
+/// Checks `server.max_connections_per_address`: `None` means no cap. A cap
+/// above `max_connections` could never be reached, so it is rejected
+/// rather than accepted as a cap that does nothing.
+fn check_connections_per_address(
+    raw: Option<RawConnectionCap>,
+    max_connections: usize,
+) -> Result<Option<usize>, ConfigError> {
+    const SETTING: &str = "server.max_connections_per_address";
+    let count = match raw {
+        None => {
+            return Ok(Some(
+                (max_connections / DEFAULT_CONNECTIONS_PER_ADDRESS_DIVISOR).max(1),
+            ));
+        }
+        Some(RawConnectionCap::Word(word)) if word.eq_ignore_ascii_case("off") => return Ok(None),
+        Some(RawConnectionCap::Word(word)) => {
+            return Err(ConfigError::invalid(
+                SETTING,
+                format!(
+                    "invalid value {word:?}; write a number of connections, or 0 or \"off\" \
+                     for no cap"
+                ),
+            ));
+        }
+        Some(RawConnectionCap::Count(count)) => count,
+    };
+    let Ok(count) = usize::try_from(count) else {
+        return Err(ConfigError::invalid(
+            SETTING,
+            format!(
+                "{count} is negative; write a number of connections, or 0 or \"off\" for no cap"
+            ),
+        ));
+    };
+    if count == 0 {
+        return Ok(None);
+    }
+    if count > max_connections {
+        return Err(ConfigError::invalid(
+            SETTING,
+            format!(
+                "{count} is more than server.max_connections ({max_connections}), so the cap \
+                 would never apply; lower it, or write \"off\" for no cap"
+            ),
+        ));
+    }
+    Ok(Some(count))
 }
 
 /// Parses `server.forwarded_client_certificate` and its header. A forwarded

@@ -80,6 +80,7 @@ pub struct Metrics {
     rate_limit_rejections: Family<LimitLabels, Counter>,
     brute_force_blocks: Counter,
     brute_force_delays: Counter,
+    connections_rejected_per_address: Counter,
     store_duration: HistogramFamily<StoreLabels>,
     store_errors: Family<StoreErrorLabels, Counter>,
     redis_duration: HistogramFamily<RedisLabels>,
@@ -164,6 +165,7 @@ impl Metrics {
             rate_limit_rejections: Family::default(),
             brute_force_blocks: Counter::default(),
             brute_force_delays: Counter::default(),
+            connections_rejected_per_address: Counter::default(),
             store_duration: Family::new_with_constructor(Buckets(&BACKEND_BUCKETS)),
             store_errors: Family::default(),
             redis_duration: Family::new_with_constructor(Buckets(&BACKEND_BUCKETS)),
@@ -214,6 +216,12 @@ impl Metrics {
             "brute_force_blocks",
             "Authentication attempts refused because their source or identity is blocked",
             self.brute_force_blocks.clone(),
+        );
+        registry.register(
+            "connections_rejected_per_address",
+            "Connections closed at accept because their client address already had \
+             server.max_connections_per_address open",
+            self.connections_rejected_per_address.clone(),
         );
         registry.register(
             "brute_force_delays",
@@ -327,6 +335,12 @@ impl Metrics {
     /// Counts an attempt refused by a brute-force block.
     pub fn record_brute_force_block(&self) {
         self.brute_force_blocks.inc();
+    }
+
+    /// Counts a connection closed because its address was at the
+    /// per-address connection cap.
+    pub fn record_connection_rejected_per_address(&self) {
+        self.connections_rejected_per_address.inc();
     }
 
     /// Counts an attempt delayed by brute-force protection.

@@ -23,6 +23,7 @@ use crate::problem::Problem;
 /// a small maximum keeps a misbehaving client from holding many sockets.
 const LIMITS: ListenerLimits = ListenerLimits {
     max_connections: 64,
+    per_address: None,
     header_read_timeout: Duration::from_secs(10),
     body_read_timeout: Duration::from_secs(10),
     handshake_timeout: Duration::from_secs(10),
