@@ -48,7 +48,7 @@ use webpki::{
 };
 use x509_parser::certificate::X509Certificate;
 use x509_parser::der_parser::asn1_rs::{Any, FromDer};
-use x509_parser::extensions::{GeneralName, KeyUsage as KeyUsageBits};
+use x509_parser::extensions::{GeneralName, KeyUsage as KeyUsageBits, ParsedExtension};
 
 /// Returns the signature algorithms that rustls's aws-lc-rs provider accepts
 /// in certificates, the list its `WebPkiClientVerifier` uses.
@@ -138,8 +138,12 @@ pub fn verify_client_chain(
                 .intermediate_certificates()
                 .map(|cert| cert.der())
                 .collect();
-            check_key_usage(leaf_der, &issuers)
-                .map_err(|reason| Rejection::new(RejectionKind::WrongUsage, reason, summary))?;
+            check_key_usage(leaf_der, &issuers).map_err(|reason| {
+                Rejection::new(RejectionKind::WrongUsage, reason, summary.clone())
+            })?;
+            check_partitioned_crls(leaf_der, &issuers, crls).map_err(|reason| {
+                Rejection::new(RejectionKind::RevocationUnknown, reason, summary)
+            })?;
             Ok(leaf.into_verified(anchor))
         }
         Err(error) => Err(explain(&error, chain, &parsed_crls, summary)),
@@ -173,6 +177,70 @@ fn check_key_usage(
         }
     }
     Ok(())
+}
+
+/// Rejects a path in which a certificate without CRL distribution points is
+/// covered only by CRLs that an issuingDistributionPoint limits to named
+/// distribution points.
+///
+/// webpki treats such a CRL as covering every certificate of its issuer that
+/// names no distribution point. RFC 5280 §5.2.5 and §6.3.3 (b)(2)(i) read it
+/// as a partition that covers only certificates naming one of its points, so
+/// the status of that certificate is unknown and, as with any unknown status
+/// when CRLs are configured, it is rejected.
+fn check_partitioned_crls(
+    leaf: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    crls: &[CertificateRevocationListDer<'_>],
+) -> Result<(), String> {
+    if crls.is_empty() {
+        return Ok(());
+    }
+    let parsed: Vec<_> = crls
+        .iter()
+        .filter_map(|der| x509_parser::parse_x509_crl(der).ok().map(|(_, crl)| crl))
+        .collect();
+
+    for der in std::iter::once(leaf).chain(intermediates) {
+        let (_, cert) = x509_parser::parse_x509_certificate(der)
+            .map_err(|error| format!("a certificate of the path is malformed: {error}"))?;
+        let names_points = cert.extensions().iter().any(|extension| {
+            matches!(
+                extension.parsed_extension(),
+                ParsedExtension::CRLDistributionPoints(_)
+            )
+        });
+        if names_points {
+            continue;
+        }
+        let mut covering = parsed
+            .iter()
+            .filter(|crl| crl.issuer().as_raw() == cert.issuer().as_raw())
+            .peekable();
+        if covering.peek().is_some() && covering.all(limited_to_named_points) {
+            return Err(format!(
+                "{} names no CRL distribution point, and every CRL of its issuer covers only \
+                 the distribution points its issuingDistributionPoint names; configure a CRL \
+                 of {} without a distribution point name",
+                cert.subject(),
+                cert.issuer()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Returns whether a CRL's issuingDistributionPoint names distribution
+/// points, which makes it a partition of its issuer's revocations.
+fn limited_to_named_points(
+    crl: &x509_parser::revocation_list::CertificateRevocationList<'_>,
+) -> bool {
+    crl.extensions().iter().any(|extension| {
+        matches!(
+            extension.parsed_extension(),
+            ParsedExtension::IssuingDistributionPoint(point) if point.distribution_point.is_some()
+        )
+    })
 }
 
 /// Reads a certificate's subject and its key usage extension (`None` when

@@ -643,6 +643,26 @@ fn crl_for_another_distribution_point_leaves_status_unknown() {
 }
 
 #[test]
+fn partitioned_crl_leaves_leaf_without_distribution_points_unknown() {
+    let ca = Authority::root("Partner CA");
+    let leaf = ca.sign(&leaf_params(33));
+    let crl = ca.crl(&[], Some(DP_B), NOW + DAY * 7);
+
+    let rejection = verify(&[leaf.clone()], &ca.anchors(), &[crl.clone()]).unwrap_err();
+
+    assert_eq!(rejection.code(), "revocation_unknown");
+    assert!(
+        rejection
+            .reason()
+            .contains("names no CRL distribution point"),
+        "{rejection}"
+    );
+
+    let full = ca.crl(&[], None, NOW + DAY * 7);
+    verify(&[leaf], &ca.anchors(), &[crl, full]).unwrap();
+}
+
+#[test]
 fn crl_of_another_issuer_leaves_status_unknown() {
     let ca = Authority::root("Partner CA");
     let other = Authority::root("Other CA");
