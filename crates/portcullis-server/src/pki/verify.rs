@@ -185,9 +185,9 @@ fn check_key_usage(
 ///
 /// webpki treats such a CRL as covering every certificate of its issuer that
 /// names no distribution point. RFC 5280 §5.2.5 and §6.3.3 (b)(2)(i) read it
-/// as a partition that covers only certificates naming one of its points, so
-/// the status of that certificate is unknown and, as with any unknown status
-/// when CRLs are configured, it is rejected.
+/// as a partition that covers only certificates naming one of its points.
+/// The status of such a certificate is then unknown, and an unknown status
+/// is a rejection whenever CRLs are configured.
 fn check_partitioned_crls(
     leaf: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],

@@ -648,7 +648,12 @@ fn partitioned_crl_leaves_leaf_without_distribution_points_unknown() {
     let leaf = ca.sign(&leaf_params(33));
     let crl = ca.crl(&[], Some(DP_B), NOW + DAY * 7);
 
-    let rejection = verify(&[leaf.clone()], &ca.anchors(), &[crl.clone()]).unwrap_err();
+    let rejection = verify(
+        std::slice::from_ref(&leaf),
+        &ca.anchors(),
+        std::slice::from_ref(&crl),
+    )
+    .unwrap_err();
 
     assert_eq!(rejection.code(), "revocation_unknown");
     assert!(
