@@ -36,7 +36,7 @@ use crate::ratelimit::RateLimiter;
 use crate::ratelimit::brute_force::BruteForceTracker;
 use crate::ratelimit::local::EVICTION_INTERVAL;
 use crate::usage::{UsageRecorder, flush_periodically};
-use crate::{admin, dashboard, gateway, health, leaks, telemetry, verify};
+use crate::{dashboard, gateway, health, leaks, openapi, telemetry, verify};
 
 /// How long a TLS handshake may take before the connection is dropped.
 pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -174,7 +174,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/ca/ca.pem", get(publish::ca_certificate))
         .route("/ca/crl.pem", get(publish::crl))
-        .nest("/admin/v1", admin::router())
+        .merge(Router::from(openapi::documented_routes()))
         .merge(dashboard::routes(&state))
         .route_layer(middleware::from_fn(telemetry::label_matched_route))
         .fallback(gateway::handle)

@@ -17,6 +17,7 @@
 //! - [`alerts`]: anomaly rules, stored alerts and signed webhook deliveries.
 //! - [`admin`]: the admin API under `/admin/v1/`.
 //! - [`oauth`]: the OAuth 2.0 authorization server: signing keys and JWTs.
+//! - [`openapi`]: the OpenAPI document of the admin, verify and OAuth APIs.
 //! - [`manage`]: tenant and key operations shared by the admin API and the CLI.
 //! - [`clients`]: OAuth client operations and the check of a client's JWKS.
 //! - [`users`]: end users and their Argon2id password hashes.
@@ -52,6 +53,7 @@ pub mod listener;
 pub mod manage;
 pub mod metrics;
 pub mod oauth;
+pub mod openapi;
 pub mod pki;
 pub mod problem;
 pub mod ratelimit;

@@ -7,20 +7,21 @@
 //! [`DEFAULT_PAGE`]) and `before` (the `next_before` of the previous page).
 //! Alerts come newest first.
 
-use axum::Router;
 use axum::extract::{Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use portcullis_core::ids::AlertId;
 use portcullis_store::{AlertFilter, AlertRule, AlertSeverity, Delivery};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{ADMIN_READ, authenticate_operator, problem_of, timestamp};
 use crate::alerts::alert_json;
 use crate::app::AppState;
+use crate::openapi::schemas;
 use crate::problem::Problem;
 use crate::telemetry::ErrorChain;
 
@@ -31,26 +32,58 @@ pub const DEFAULT_PAGE: u32 = 100;
 pub const MAX_PAGE: u32 = 1000;
 
 /// Builds the alert routes, nested under `/admin/v1`.
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/alerts", get(alerts_list))
-        .route("/alerts/{id}/deliveries", get(alerts_deliveries))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(alerts_list))
+        .routes(routes!(alerts_deliveries))
 }
 
 /// The query of `GET /admin/v1/alerts`.
-#[derive(Deserialize, Default)]
+// `IntoParams` stays qualified and not imported: the code `utoipa::path`
+// generates names `utoipa::IntoParams`, which an import would make an
+// unnecessary qualification.
+#[derive(Deserialize, Default, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only alerts about this tenant (a name).
     tenant: Option<String>,
+    /// Only alerts about this key or client id.
     credential: Option<String>,
+    /// Only alerts of this rule.
     rule: Option<String>,
+    /// `info`, `warning` or `critical`.
     severity: Option<String>,
+    /// RFC 3339; alerts at or after this time.
+    #[param(format = DateTime)]
     since: Option<String>,
+    /// RFC 3339; alerts before this time.
+    #[param(format = DateTime)]
     until: Option<String>,
+    /// The `next_before` of the previous page.
+    #[param(format = Uuid)]
     before: Option<String>,
+    /// Alerts per page, 1 to 1000, 100 by default.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
+/// List alerts
+///
+/// Alerts come newest first. Pass the `next_before` of one page as
+/// `before` to read the next.
+#[utoipa::path(
+    get,
+    path = "/alerts",
+    tag = "alerts",
+    params(ListQuery),
+    security(("operator_key" = ["admin:read"]), ("operator_key_header" = ["admin:read"])),
+    responses(
+        (status = 200, description = "A page of alerts", body = schemas::AlertPage),
+        (status = 400, description = "A parameter is invalid or unknown"),
+        (status = 404, description = "No tenant of this name"),
+    ),
+)]
 async fn alerts_list(State(state): State<AppState>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
     let result = async {
@@ -79,6 +112,18 @@ async fn alerts_list(State(state): State<AppState>, request: Request) -> Respons
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// List an alert's webhook deliveries
+#[utoipa::path(
+    get,
+    path = "/alerts/{id}/deliveries",
+    tag = "alerts",
+    params(("id" = String, Path, format = Uuid, description = "The alert id")),
+    security(("operator_key" = ["admin:read"]), ("operator_key_header" = ["admin:read"])),
+    responses(
+        (status = 200, description = "The deliveries, without their bodies", body = schemas::DeliveryList),
+        (status = 400, description = "`id` is not a UUID"),
+    ),
+)]
 async fn alerts_deliveries(
     State(state): State<AppState>,
     Path(id): Path<String>,

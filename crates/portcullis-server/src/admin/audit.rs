@@ -5,19 +5,20 @@
 //! and pages by sequence number: pass the `next_after` of one page as
 //! `after` to get the next.
 
-use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use portcullis_core::escape::escape_json_line;
 use portcullis_store::chain::hex;
 use portcullis_store::{AuditAction, AuditQuery, ChainedAuditEvent};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{ADMIN_READ, authenticate_operator, problem_of, respond, timestamp};
 use crate::app::AppState;
+use crate::openapi::schemas;
 use crate::problem::Problem;
 
 /// Records per page when the request names no `limit`.
@@ -32,8 +33,8 @@ pub const MAX_AUDIT_PAGE: i64 = 1000;
 const MAX_FILTER_LEN: usize = 256;
 
 /// Returns the audit routes, nested under `/admin/v1`.
-pub(super) fn routes() -> Router<AppState> {
-    Router::new().route("/audit-events", get(audit_events_list))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(audit_events_list))
 }
 
 /// Builds the JSON form of one audit record, with its place in the chain.
@@ -164,6 +165,31 @@ fn bounded_text(name: &str, value: String) -> Result<String, Problem> {
     Ok(value)
 }
 
+/// List audit records
+///
+/// Records come in chain order. Pass the `next_after` of one page as
+/// `after` to read the next.
+#[utoipa::path(
+    get,
+    path = "/audit-events",
+    tag = "audit",
+    params(
+        ("tenant" = Option<String>, Query, description = "Only records about this tenant"),
+        ("actor" = Option<String>, Query, min_length = 1, max_length = 256, description = "Only records by this actor, such as `operator-key:ID`"),
+        ("action" = Option<String>, Query, description = "Only this action, such as `key.revoked`"),
+        ("credential" = Option<String>, Query, min_length = 1, max_length = 256, description = "Only records about this key or client id"),
+        ("since" = Option<String>, Query, format = DateTime, description = "RFC 3339; records at or after this time"),
+        ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339; records before this time"),
+        ("after" = Option<i64>, Query, minimum = 0, description = "The `next_after` of the previous page"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Records per page, 100 by default"),
+    ),
+    security(("operator_key" = ["admin:read"]), ("operator_key_header" = ["admin:read"])),
+    responses(
+        (status = 200, description = "A page of records", body = schemas::AuditEventPage),
+        (status = 400, description = "A parameter is invalid, unknown or given twice"),
+        (status = 404, description = "No tenant of this name"),
+    ),
+)]
 async fn audit_events_list(State(state): State<AppState>, request: Request) -> Response {
     respond(
         async {

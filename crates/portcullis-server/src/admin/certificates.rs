@@ -1,38 +1,34 @@
 //! The internal CA in the admin API: create it, sign a client's CSR, list
 //! and revoke client certificates, and trust partner CAs per tenant.
 
-use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use http::StatusCode;
 use portcullis_core::pki::{CertificateRecord, CertificateSerial, TrustedCaRecord};
 use portcullis_store::CertificateFilter;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::clients::parse_client_id;
 use super::{
     ADMIN_READ, ADMIN_WRITE, RequestBody, audit_context, authenticate_operator, respond, timestamp,
 };
 use crate::app::AppState;
+use crate::openapi::schemas;
 use crate::pki::ca::CaError;
 use crate::problem::Problem;
 use crate::telemetry::ErrorChain;
 
 /// Builds the CA routes, to be merged into the admin router.
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/ca/init", post(ca_init))
-        .route(
-            "/clients/{id}/certificates",
-            get(certificates_list).post(certificates_sign),
-        )
-        .route("/certificates/{serial}/revoke", post(certificates_revoke))
-        .route(
-            "/tenants/{tenant}/trusted-cas",
-            get(trusted_cas_list).post(trusted_cas_add),
-        )
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(ca_init))
+        .routes(routes!(certificates_list, certificates_sign))
+        .routes(routes!(certificates_revoke))
+        .routes(routes!(trusted_cas_list, trusted_cas_add))
 }
 
 /// Builds the public view of an issued certificate. `sha256` is the hex
@@ -96,7 +92,8 @@ pub fn ca_problem(error: &CaError) -> Problem {
     }
 }
 
-#[derive(Deserialize)]
+/// Body of a certificate signing request.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SignInput {
     /// The PKCS#10 request, PEM.
@@ -105,18 +102,37 @@ struct SignInput {
     days: Option<u32>,
 }
 
-#[derive(Deserialize)]
+/// Body of a certificate revocation.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CertificateRevokeInput)]
 struct RevokeInput {
+    /// An RFC 5280 §5.3.1 reason, such as `keyCompromise`.
     reason: String,
 }
 
-#[derive(Deserialize)]
+/// Body of a request to trust a partner CA.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TrustInput {
+    /// The CA certificate, PEM.
     certificate_pem: String,
 }
 
+/// Create the internal CA
+///
+/// The CA signs client certificates for mutual TLS. It can be created once.
+#[utoipa::path(
+    post,
+    path = "/ca/init",
+    tag = "certificates",
+    security(("operator_key" = ["admin:write"]), ("operator_key_header" = ["admin:write"])),
+    responses(
+        (status = 201, description = "The new CA certificate", body = schemas::CertificateAuthority),
+        (status = 409, description = "The CA exists"),
+        (status = 413, description = "The body is larger than 64 KiB"),
+    ),
+)]
 async fn ca_init(State(state): State<AppState>, request: Request) -> Response {
     respond(
         async {
@@ -140,6 +156,23 @@ async fn ca_init(State(state): State<AppState>, request: Request) -> Response {
     )
 }
 
+/// Sign a client's CSR with the internal CA
+#[utoipa::path(
+    post,
+    path = "/clients/{id}/certificates",
+    tag = "certificates",
+    params(("id" = String, Path, format = Uuid, description = "The client id")),
+    request_body = SignInput,
+    security(("operator_key" = ["admin:write"]), ("operator_key_header" = ["admin:write"])),
+    responses(
+        (status = 201, description = "The new certificate", body = schemas::Certificate),
+        (status = 400, description = "`id` is not a UUID, or the CSR or `days` is invalid"),
+        (status = 404, description = "No client with this id"),
+        (status = 409, description = "The CA does not exist yet, or the client is revoked"),
+        (status = 413, description = "The body is larger than 64 KiB"),
+        (status = 415, description = "The body is not JSON"),
+    ),
+)]
 async fn certificates_sign(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -164,6 +197,19 @@ async fn certificates_sign(
     )
 }
 
+/// List a client's certificates
+#[utoipa::path(
+    get,
+    path = "/clients/{id}/certificates",
+    tag = "certificates",
+    params(("id" = String, Path, format = Uuid, description = "The client id")),
+    security(("operator_key" = ["admin:read"]), ("operator_key_header" = ["admin:read"])),
+    responses(
+        (status = 200, description = "The client's certificates", body = schemas::CertificateList),
+        (status = 400, description = "`id` is not a UUID"),
+        (status = 404, description = "No client with this id"),
+    ),
+)]
 async fn certificates_list(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -186,6 +232,25 @@ async fn certificates_list(
     )
 }
 
+/// Revoke a client certificate
+///
+/// The certificate is refused from now on and listed in the CRL.
+#[utoipa::path(
+    post,
+    path = "/certificates/{serial}/revoke",
+    tag = "certificates",
+    params(("serial" = String, Path, description = "The certificate's serial number in hex")),
+    request_body = RevokeInput,
+    security(("operator_key" = ["admin:write"]), ("operator_key_header" = ["admin:write"])),
+    responses(
+        (status = 200, description = "The revoked certificate", body = schemas::Certificate),
+        (status = 400, description = "`serial` or `reason` is invalid"),
+        (status = 404, description = "No certificate with this serial number"),
+        (status = 409, description = "The certificate is already revoked"),
+        (status = 413, description = "The body is larger than 64 KiB"),
+        (status = 415, description = "The body is not JSON"),
+    ),
+)]
 async fn certificates_revoke(
     State(state): State<AppState>,
     Path(serial): Path<String>,
@@ -215,6 +280,23 @@ async fn certificates_revoke(
     )
 }
 
+/// Trust a partner CA for a tenant's client certificates
+#[utoipa::path(
+    post,
+    path = "/tenants/{tenant}/trusted-cas",
+    tag = "certificates",
+    params(("tenant" = String, Path, description = "The tenant's name")),
+    request_body = TrustInput,
+    security(("operator_key" = ["admin:write"]), ("operator_key_header" = ["admin:write"])),
+    responses(
+        (status = 201, description = "The trusted CA", body = schemas::TrustedCa),
+        (status = 400, description = "The certificate is not a valid CA certificate"),
+        (status = 404, description = "No tenant of this name"),
+        (status = 409, description = "The tenant trusts this CA already"),
+        (status = 413, description = "The body is larger than 64 KiB"),
+        (status = 415, description = "The body is not JSON"),
+    ),
+)]
 async fn trusted_cas_add(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -238,6 +320,18 @@ async fn trusted_cas_add(
     )
 }
 
+/// List a tenant's trusted partner CAs
+#[utoipa::path(
+    get,
+    path = "/tenants/{tenant}/trusted-cas",
+    tag = "certificates",
+    params(("tenant" = String, Path, description = "The tenant's name")),
+    security(("operator_key" = ["admin:read"]), ("operator_key_header" = ["admin:read"])),
+    responses(
+        (status = 200, description = "The tenant's trusted CAs", body = schemas::TrustedCaList),
+        (status = 404, description = "No tenant of this name"),
+    ),
+)]
 async fn trusted_cas_list(
     State(state): State<AppState>,
     Path(tenant): Path<String>,

@@ -7,10 +7,8 @@
 //! public client is one registered with `token_endpoint_auth_method`
 //! `none`, as RFC 7591 expresses it.
 
-use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use http::StatusCode;
 use portcullis_core::credential::RateLimits;
 use portcullis_core::duration::parse_duration;
@@ -20,6 +18,9 @@ use portcullis_core::scope::ScopeSet;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::Duration;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{
     ADMIN_READ, ADMIN_WRITE, DEFAULT_ROTATION_GRACE, RequestBody, audit_context,
@@ -28,19 +29,17 @@ use super::{
 use crate::app::AppState;
 use crate::clients::{ClientRequest, IssuedClient};
 use crate::manage::ManageError;
+use crate::openapi::schemas;
 use crate::problem::Problem;
 
 /// Builds the client routes, to be merged into the admin router.
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/tenants/{tenant}/clients",
-            get(clients_list).post(clients_create),
-        )
-        .route("/clients/{id}", get(clients_show))
-        .route("/clients/{id}/rotate-secret", post(clients_rotate_secret))
-        .route("/clients/{id}/limits", put(clients_limits))
-        .route("/clients/{id}/revoke", post(clients_revoke))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(clients_list, clients_create))
+        .routes(routes!(clients_show))
+        .routes(routes!(clients_rotate_secret))
+        .routes(routes!(clients_limits))
+        .routes(routes!(clients_revoke))
 }
 
 /// Builds the public view of a client in RFC 7591 §3.2.1 names, plus `tenant`,
@@ -113,7 +112,7 @@ pub(super) fn parse_client_id(text: &str) -> Result<ClientId, Problem> {
 
 /// An access token lifetime: seconds, as responses write it, or a duration
 /// such as `"15m"`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(
     untagged,
     expecting = "a number of seconds or a duration such as \"15m\""
@@ -123,15 +122,24 @@ enum TtlInput {
     Text(String),
 }
 
-#[derive(Deserialize)]
+/// Body of a client registration, in RFC 7591 §2 names.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ClientInput {
     client_name: String,
+    #[schema(value_type = Vec<schemas::GrantType>)]
     grant_types: Vec<String>,
+    /// The scopes the client may request, separated by spaces.
     scope: String,
+    /// Required for the authorization code grant.
     #[serde(default)]
     redirect_uris: Vec<String>,
+    /// `client_secret_basic` when left out, or `none` for a public client.
+    #[schema(value_type = Option<schemas::ClientAuthMethod>)]
     token_endpoint_auth_method: Option<String>,
+    /// Public keys (RFC 7517) for `private_key_jwt` and
+    /// `self_signed_tls_client_auth`.
+    #[schema(value_type = Option<Object>)]
     jwks: Option<Value>,
     access_token_ttl: Option<TtlInput>,
     #[serde(default)]
@@ -217,6 +225,24 @@ fn client_problem(error: ManageError) -> Problem {
     }
 }
 
+/// Register an OAuth client
+///
+/// A confidential client's secret is in the response, shown only here.
+#[utoipa::path(
+    post,
+    path = "/tenants/{tenant}/clients",
+    tag = "clients",
+    params(("tenant" = String, Path, description = "The tenant's name")),
+    request_body = ClientInput,
+    security(("operator_key" = ["admin:write"]), ("operator_key_header" = ["admin:write"])),
+    responses(
+        (status = 201, description = "The new client and its secret", body = schemas::IssuedClient),
+        (status = 400, description = "The body is not valid JSON, or a member is invalid"),
+        (status = 404, description = "No tenant of this name"),
+        (status = 413, description = "The body is larger than 64 KiB"),
+        (status = 415, description = "The body is not JSON"),
+    ),
+)]
 async fn clients_create(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -241,6 +267,18 @@ async fn clients_create(
     )
 }
 
+/// List a tenant's OAuth clients
+#[utoipa::path(
+    get,
+    path = "/tenants/{tenant}/clients",
+    tag = "clients",
+    params(("tenant" = String, Path, description = "The tenant's name")),
+    security(("operator_key" = ["admin:read"]), ("operator_key_header" = ["admin:read"])),
+    responses(
+        (status = 200, description = "The tenant's clients", body = schemas::ClientList),
+        (status = 404, description = "No tenant of this name"),
+    ),
+)]
 async fn clients_list(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -262,6 +300,19 @@ async fn clients_list(
     )
 }
 
+/// Show an OAuth client
+#[utoipa::path(
+    get,
+    path = "/clients/{id}",
+    tag = "clients",
+    params(("id" = String, Path, format = Uuid, description = "The client id")),
+    security(("operator_key" = ["admin:read"]), ("operator_key_header" = ["admin:read"])),
+    responses(
+        (status = 200, description = "The client, without secrets", body = schemas::Client),
+        (status = 400, description = "`id` is not a UUID"),
+        (status = 404, description = "No client with this id"),
+    ),
+)]
 async fn clients_show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -282,12 +333,35 @@ async fn clients_show(
     )
 }
 
-#[derive(Deserialize, Default)]
+/// Body of a secret rotation; it may be empty.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RotateSecretInput {
+    /// How long the previous secrets keep working, such as `1h`; `0s`
+    /// cuts over now. The default is 24 hours.
     grace: Option<String>,
 }
 
+/// Rotate an OAuth client's secret
+///
+/// The new secret is in the response, shown only here. The previous
+/// secrets keep working until `previous_secrets_expire_at`.
+#[utoipa::path(
+    post,
+    path = "/clients/{id}/rotate-secret",
+    tag = "clients",
+    params(("id" = String, Path, format = Uuid, description = "The client id")),
+    request_body(content = Option<RotateSecretInput>, description = "Optional; an empty body uses a 24-hour grace period"),
+    security(("operator_key" = ["admin:write"]), ("operator_key_header" = ["admin:write"])),
+    responses(
+        (status = 201, description = "The client and its new secret", body = schemas::IssuedClient),
+        (status = 400, description = "`id` is not a UUID, or the body is invalid"),
+        (status = 404, description = "No client with this id"),
+        (status = 409, description = "The client is revoked or public"),
+        (status = 413, description = "The body is larger than 64 KiB"),
+        (status = 415, description = "The body is not JSON"),
+    ),
+)]
 async fn clients_rotate_secret(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -331,22 +405,44 @@ async fn clients_rotate_secret(
     )
 }
 
-#[derive(Deserialize, Default)]
+/// Body of a client revocation; it may be empty.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ClientRevokeInput)]
 struct RevokeInput {
+    /// Why the client is revoked, kept in the audit log.
     reason: Option<String>,
 }
 
 /// Body of `PUT /admin/v1/clients/{id}/limits`: the client's whole set of
 /// limits. A member left out means none of that kind.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ClientLimitsInput {
+    /// Rates such as `100/s burst 200`, all of which apply.
     #[serde(default)]
     rate_limits: Vec<String>,
+    /// A plan of the server's `[limits.plans]`.
     plan: Option<String>,
 }
 
+/// Replace an OAuth client's rate limits
+#[utoipa::path(
+    put,
+    path = "/clients/{id}/limits",
+    tag = "clients",
+    params(("id" = String, Path, format = Uuid, description = "The client id")),
+    request_body = ClientLimitsInput,
+    security(("operator_key" = ["admin:write"]), ("operator_key_header" = ["admin:write"])),
+    responses(
+        (status = 200, description = "The client with its new limits", body = schemas::Client),
+        (status = 400, description = "`id` is not a UUID, or the body is invalid"),
+        (status = 404, description = "No client with this id"),
+        (status = 409, description = "The client is revoked"),
+        (status = 413, description = "The body is larger than 64 KiB"),
+        (status = 415, description = "The body is not JSON"),
+    ),
+)]
 async fn clients_limits(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -379,6 +475,25 @@ async fn clients_limits(
     )
 }
 
+/// Revoke an OAuth client
+///
+/// The client's secrets, tokens and certificates stop working.
+#[utoipa::path(
+    post,
+    path = "/clients/{id}/revoke",
+    tag = "clients",
+    params(("id" = String, Path, format = Uuid, description = "The client id")),
+    request_body(content = Option<RevokeInput>, description = "Optional; an empty body revokes without a reason"),
+    security(("operator_key" = ["admin:write"]), ("operator_key_header" = ["admin:write"])),
+    responses(
+        (status = 200, description = "The revoked client", body = schemas::Client),
+        (status = 400, description = "`id` is not a UUID, or the body is invalid"),
+        (status = 404, description = "No client with this id"),
+        (status = 409, description = "The client is already revoked"),
+        (status = 413, description = "The body is larger than 64 KiB"),
+        (status = 415, description = "The body is not JSON"),
+    ),
+)]
 async fn clients_revoke(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -2,23 +2,40 @@
 //! optionally `?tenant=NAME`, with the JSON of `portcullis audit --output
 //! json`.
 
-use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use time::OffsetDateTime;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{ADMIN_READ, authenticate_operator, problem_of, respond};
 use crate::app::AppState;
 use crate::auth::extract::is_query_credential;
 use crate::credential_audit;
+use crate::openapi::schemas;
 use crate::problem::Problem;
 
 /// Builds the credential audit route, to be merged into the admin router.
-pub(super) fn routes() -> Router<AppState> {
-    Router::new().route("/audit/credentials", get(audit_credentials))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(audit_credentials))
 }
 
+/// Audit credential hygiene
+///
+/// Reports keys and secrets past their rotation age, unused credentials
+/// and scopes, long token lifetimes and certificates near expiry.
+#[utoipa::path(
+    get,
+    path = "/audit/credentials",
+    tag = "audit",
+    params(("tenant" = Option<String>, Query, description = "Only this tenant's credentials")),
+    security(("operator_key" = ["admin:read"]), ("operator_key_header" = ["admin:read"])),
+    responses(
+        (status = 200, description = "The report", body = schemas::CredentialAuditReport),
+        (status = 400, description = "A parameter is unknown or given twice"),
+        (status = 404, description = "No tenant of this name"),
+    ),
+)]
 async fn audit_credentials(State(state): State<AppState>, request: Request) -> Response {
     respond(
         async {

@@ -19,11 +19,9 @@ pub mod users;
 
 use std::sync::LazyLock;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use bytes::Bytes;
 use http::StatusCode;
 use http::header::CONTENT_TYPE;
@@ -39,12 +37,16 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::auth::{Authenticated, CheckContext, authenticate_key};
 use crate::body::{BodyReadError, read_limited};
 use crate::listener::ConnectionInfo;
 use crate::manage::{IssuedKey, KeyRequest, ManageError};
+use crate::openapi::schemas;
 use crate::problem::Problem;
 use crate::telemetry::FactsHandle;
 use crate::verify::scope_constant;
@@ -59,19 +61,18 @@ pub static ADMIN_WRITE: LazyLock<Scope> = LazyLock::new(|| scope_constant("admin
 /// few hundred bytes; 64 KiB leaves room without inviting large uploads.
 pub const MAX_JSON_BODY: usize = 64 * 1024;
 
-/// The admin API's routes, to be nested under `/admin/v1`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/tenants", get(tenants_list).post(tenants_create))
-        .route("/tenants/{tenant}/keys", get(keys_list).post(keys_create))
-        .route(
-            "/operator-keys",
-            get(operator_keys_list).post(operator_keys_create),
-        )
-        .route("/keys/{id}", get(keys_show))
-        .route("/keys/{id}/revoke", post(keys_revoke))
-        .route("/keys/{id}/rotate", post(keys_rotate))
-        .route("/keys/{id}/limits", put(keys_limits))
+/// The admin API's routes with their OpenAPI descriptions, to be nested
+/// under `/admin/v1`.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(crate::openapi::openapi_json))
+        .routes(routes!(tenants_list, tenants_create))
+        .routes(routes!(keys_list, keys_create))
+        .routes(routes!(operator_keys_list, operator_keys_create))
+        .routes(routes!(keys_show))
+        .routes(routes!(keys_revoke))
+        .routes(routes!(keys_rotate))
+        .routes(routes!(keys_limits))
         .merge(clients::routes())
         .merge(users::routes())
         .merge(signing_keys::routes())
@@ -299,12 +300,31 @@ fn parse_key_id(text: &str) -> Result<KeyId, Problem> {
         .map_err(|_| Problem::invalid_field("id", "key ids are UUIDs, as `keys list` prints them"))
 }
 
-#[derive(Deserialize)]
+/// Body of `POST /admin/v1/tenants`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TenantInput {
+    /// Lower-case letters, digits, `.`, `_` and `-`, starting with a letter
+    /// or digit, at most 63 characters.
+    #[schema(pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")]
     name: String,
 }
 
+/// Create a tenant
+#[utoipa::path(
+    post,
+    path = "/tenants",
+    tag = "tenants",
+    request_body = TenantInput,
+    security(("operator_key" = ["admin:write"]), ("operator_key_header" = ["admin:write"])),
+    responses(
+        (status = 201, description = "The new tenant", body = schemas::Tenant),
+        (status = 400, description = "The body is not valid JSON, or `name` is invalid"),
+        (status = 409, description = "A tenant of this name exists"),
+        (status = 413, description = "The body is larger than 64 KiB"),
+        (status = 415, description = "The body is not JSON"),
+    ),
+)]
 async fn tenants_create(State(state): State<AppState>, request: Request) -> Response {
     respond(
         async {
@@ -324,6 +344,14 @@ async fn tenants_create(State(state): State<AppState>, request: Request) -> Resp
     )
 }
 
+/// List tenants
+#[utoipa::path(
+    get,
+    path = "/tenants",
+    tag = "tenants",
+    security(("operator_key" = ["admin:read"]), ("operator_key_header" = ["admin:read"])),
+    responses((status = 200, description = "Every tenant", body = schemas::TenantList)),
+)]
 async fn tenants_list(State(state): State<AppState>, request: Request) -> Response {
     respond(
         async {
@@ -337,12 +365,17 @@ async fn tenants_list(State(state): State<AppState>, request: Request) -> Respon
     )
 }
 
-#[derive(Deserialize)]
+/// Body of a request for a new API key.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct KeyInput {
+    /// Scopes such as `invoices:read`; the key may do only what these allow.
     scopes: Vec<String>,
     name: Option<String>,
+    /// A lifetime such as `90d`; without it the key does not expire.
     expires_in: Option<String>,
+    /// `live` (the default) or `test`.
+    #[schema(value_type = Option<schemas::Environment>)]
     environment: Option<Environment>,
     /// Rates such as `"100/s burst 200"`, all of which apply.
     rate_limits: Option<Vec<String>>,
@@ -406,6 +439,24 @@ async fn create_key(
         .into_response())
 }
 
+/// Create an API key for a tenant
+///
+/// The response contains the secret key, which is shown only here.
+#[utoipa::path(
+    post,
+    path = "/tenants/{tenant}/keys",
+    tag = "keys",
+    params(("tenant" = String, Path, description = "The tenant's name")),
+    request_body = KeyInput,
+    security(("operator_key" = ["admin:write"]), ("operator_key_header" = ["admin:write"])),
+    responses(
+        (status = 201, description = "The new key and its secret", body = schemas::IssuedApiKey),
+        (status = 400, description = "The body is not valid JSON, or a member is invalid"),
+        (status = 404, description = "No tenant of this name"),
+        (status = 413, description = "The body is larger than 64 KiB"),
+        (status = 415, description = "The body is not JSON"),
+    ),
+)]
 async fn keys_create(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -414,6 +465,23 @@ async fn keys_create(
     respond(create_key(&state, request, Some(tenant)).await)
 }
 
+/// Create an operator key
+///
+/// Operator keys call the admin and verify APIs. The response contains the
+/// secret key, which is shown only here.
+#[utoipa::path(
+    post,
+    path = "/operator-keys",
+    tag = "keys",
+    request_body = KeyInput,
+    security(("operator_key" = ["admin:write"]), ("operator_key_header" = ["admin:write"])),
+    responses(
+        (status = 201, description = "The new key and its secret", body = schemas::IssuedApiKey),
+        (status = 400, description = "The body is not valid JSON, or a member is invalid"),
+        (status = 413, description = "The body is larger than 64 KiB"),
+        (status = 415, description = "The body is not JSON"),
+    ),
+)]
 async fn operator_keys_create(State(state): State<AppState>, request: Request) -> Response {
     respond(create_key(&state, request, None).await)
 }
@@ -435,6 +503,18 @@ async fn list_keys(
     Ok(axum::Json(json!({"keys": items})).into_response())
 }
 
+/// List a tenant's API keys
+#[utoipa::path(
+    get,
+    path = "/tenants/{tenant}/keys",
+    tag = "keys",
+    params(("tenant" = String, Path, description = "The tenant's name")),
+    security(("operator_key" = ["admin:read"]), ("operator_key_header" = ["admin:read"])),
+    responses(
+        (status = 200, description = "The tenant's keys", body = schemas::ApiKeyList),
+        (status = 404, description = "No tenant of this name"),
+    ),
+)]
 async fn keys_list(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -443,10 +523,31 @@ async fn keys_list(
     respond(list_keys(&state, request, Some(tenant)).await)
 }
 
+/// List operator keys
+#[utoipa::path(
+    get,
+    path = "/operator-keys",
+    tag = "keys",
+    security(("operator_key" = ["admin:read"]), ("operator_key_header" = ["admin:read"])),
+    responses((status = 200, description = "The operator keys", body = schemas::ApiKeyList)),
+)]
 async fn operator_keys_list(State(state): State<AppState>, request: Request) -> Response {
     respond(list_keys(&state, request, None).await)
 }
 
+/// Show an API key
+#[utoipa::path(
+    get,
+    path = "/keys/{id}",
+    tag = "keys",
+    params(("id" = String, Path, format = Uuid, description = "The key id")),
+    security(("operator_key" = ["admin:read"]), ("operator_key_header" = ["admin:read"])),
+    responses(
+        (status = 200, description = "The key, without its secret", body = schemas::ApiKey),
+        (status = 400, description = "`id` is not a UUID"),
+        (status = 404, description = "No key with this id"),
+    ),
+)]
 async fn keys_show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -467,12 +568,34 @@ async fn keys_show(
     )
 }
 
-#[derive(Deserialize, Default)]
+/// Body of a key revocation; it may be empty.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = KeyRevokeInput)]
 struct RevokeInput {
+    /// Why the key is revoked, kept in the audit log.
     reason: Option<String>,
 }
 
+/// Revoke an API key
+///
+/// The key stops working on every node within about a second.
+#[utoipa::path(
+    post,
+    path = "/keys/{id}/revoke",
+    tag = "keys",
+    params(("id" = String, Path, format = Uuid, description = "The key id")),
+    request_body(content = Option<RevokeInput>, description = "Optional; an empty body revokes without a reason"),
+    security(("operator_key" = ["admin:write"]), ("operator_key_header" = ["admin:write"])),
+    responses(
+        (status = 200, description = "The revoked key", body = schemas::ApiKey),
+        (status = 400, description = "`id` is not a UUID, or the body is invalid"),
+        (status = 404, description = "No key with this id"),
+        (status = 409, description = "The key is already revoked"),
+        (status = 413, description = "The body is larger than 64 KiB"),
+        (status = 415, description = "The body is not JSON"),
+    ),
+)]
 async fn keys_revoke(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -501,14 +624,35 @@ async fn keys_revoke(
 
 /// Body of `PUT /admin/v1/keys/{id}/limits`: the key's whole set of limits.
 /// A member left out means none of that kind.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = KeyLimitsInput)]
 struct LimitsInput {
+    /// Rates such as `100/s burst 200`, all of which apply.
     rate_limits: Option<Vec<String>>,
+    /// A plan of the server's `[limits.plans]`.
     plan: Option<String>,
+    /// The number of requests the key may make in all.
     max_uses: Option<u32>,
 }
 
+/// Replace an API key's limits
+#[utoipa::path(
+    put,
+    path = "/keys/{id}/limits",
+    tag = "keys",
+    params(("id" = String, Path, format = Uuid, description = "The key id")),
+    request_body = LimitsInput,
+    security(("operator_key" = ["admin:write"]), ("operator_key_header" = ["admin:write"])),
+    responses(
+        (status = 200, description = "The key with its new limits", body = schemas::ApiKey),
+        (status = 400, description = "`id` is not a UUID, or the body is invalid"),
+        (status = 404, description = "No key with this id"),
+        (status = 409, description = "The key is revoked"),
+        (status = 413, description = "The body is larger than 64 KiB"),
+        (status = 415, description = "The body is not JSON"),
+    ),
+)]
 async fn keys_limits(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -542,15 +686,40 @@ async fn keys_limits(
     )
 }
 
-#[derive(Deserialize, Default)]
+/// Body of a key rotation; it may be empty.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = KeyRotateInput)]
 struct RotateInput {
+    /// How long the old key keeps working, such as `1h`; `0s` cuts over
+    /// now. The default is 24 hours.
     grace: Option<String>,
 }
 
 /// Grace period of a rotation when the request names none.
 pub const DEFAULT_ROTATION_GRACE: time::Duration = time::Duration::hours(24);
 
+/// Rotate an API key
+///
+/// Issues a successor with the same scopes and limits. The old key keeps
+/// working for the grace period. The response contains the new secret,
+/// which is shown only here.
+#[utoipa::path(
+    post,
+    path = "/keys/{id}/rotate",
+    tag = "keys",
+    params(("id" = String, Path, format = Uuid, description = "The key id")),
+    request_body(content = Option<RotateInput>, description = "Optional; an empty body uses a 24-hour grace period"),
+    security(("operator_key" = ["admin:write"]), ("operator_key_header" = ["admin:write"])),
+    responses(
+        (status = 201, description = "The old key and its successor", body = schemas::KeyRotation),
+        (status = 400, description = "`id` is not a UUID, or the body is invalid"),
+        (status = 404, description = "No key with this id"),
+        (status = 409, description = "The key is revoked or already rotated"),
+        (status = 413, description = "The body is larger than 64 KiB"),
+        (status = 415, description = "The body is not JSON"),
+    ),
+)]
 async fn keys_rotate(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -1,26 +1,27 @@
 //! Token-signing keys in the admin API: list them, and rotate now.
 
-use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use http::StatusCode;
 use portcullis_core::signing::SigningKeyRecord;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{ADMIN_READ, ADMIN_WRITE, RequestBody, audit_context, authenticate_operator};
 use crate::app::AppState;
 use crate::oauth::keys::KeysError;
+use crate::openapi::schemas;
 use crate::problem::Problem;
 use crate::telemetry::ErrorChain;
 
 /// The signing-key routes, nested under `/admin/v1`.
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/signing-keys", get(signing_keys_list))
-        .route("/signing-keys/rotate", post(signing_keys_rotate))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(signing_keys_list))
+        .routes(routes!(signing_keys_rotate))
 }
 
 /// The public view of a signing key: dates, state and the public JWK. The
@@ -45,6 +46,14 @@ fn keys_problem(error: &KeysError) -> Problem {
     Problem::store_unavailable()
 }
 
+/// List token-signing keys
+#[utoipa::path(
+    get,
+    path = "/signing-keys",
+    tag = "signing-keys",
+    security(("operator_key" = ["admin:read"]), ("operator_key_header" = ["admin:read"])),
+    responses((status = 200, description = "The signing keys", body = schemas::SigningKeyList)),
+)]
 async fn signing_keys_list(State(state): State<AppState>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
     let result = async {
@@ -62,6 +71,20 @@ async fn signing_keys_list(State(state): State<AppState>, request: Request) -> R
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// Rotate the token-signing key now
+///
+/// The new key signs from now on; the old one stays in the JWKS until the
+/// tokens it signed have expired.
+#[utoipa::path(
+    post,
+    path = "/signing-keys/rotate",
+    tag = "signing-keys",
+    security(("operator_key" = ["admin:write"]), ("operator_key_header" = ["admin:write"])),
+    responses(
+        (status = 201, description = "The new signing key", body = schemas::SigningKey),
+        (status = 413, description = "The body is larger than 64 KiB"),
+    ),
+)]
 async fn signing_keys_rotate(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let result = async {

@@ -6,19 +6,20 @@
 //! out to whole periods, with zeros where nothing was counted. Counts
 //! reach the store within about a second of a request (one flush).
 
-use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use portcullis_store::{CredentialRef, Granularity, UsagePoint, UsageQuery, UsageSubject};
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::clients::parse_client_id;
 use super::{ADMIN_READ, authenticate_operator, parse_key_id, problem_of, respond, timestamp};
 use crate::app::AppState;
 use crate::auth::extract::is_query_credential;
+use crate::openapi::schemas;
 use crate::problem::Problem;
 
 /// Maximum hourly points in one series: 31 days. Hour rows are kept for
@@ -165,11 +166,11 @@ pub fn usage_json(subject: &Value, range: &UsageRange, points: &[UsagePoint]) ->
 }
 
 /// Builds the usage routes, to be merged into the admin router.
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/keys/{id}/usage", get(keys_usage))
-        .route("/clients/{id}/usage", get(clients_usage))
-        .route("/tenants/{tenant}/usage", get(tenants_usage))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(keys_usage))
+        .routes(routes!(clients_usage))
+        .routes(routes!(tenants_usage))
 }
 
 fn parse_granularity(value: &str) -> Result<Granularity, Problem> {
@@ -199,6 +200,24 @@ enum Target {
     Tenant(String),
 }
 
+/// Show an API key's usage over time
+#[utoipa::path(
+    get,
+    path = "/keys/{id}/usage",
+    tag = "usage",
+    params(
+        ("id" = String, Path, format = Uuid, description = "The key id"),
+        ("granularity" = Option<schemas::Granularity>, Query, description = "`hour` (the default) or `day`"),
+        ("since" = Option<String>, Query, format = DateTime, description = "RFC 3339; the default is 24 hours (by hour) or 30 days (by day) before `until`"),
+        ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339; the default is now"),
+    ),
+    security(("operator_key" = ["admin:read"]), ("operator_key_header" = ["admin:read"])),
+    responses(
+        (status = 200, description = "The key's series", body = schemas::UsageSeries),
+        (status = 400, description = "A parameter is invalid, unknown, or the range is empty or too long"),
+        (status = 404, description = "No key with this id"),
+    ),
+)]
 async fn keys_usage(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -207,6 +226,24 @@ async fn keys_usage(
     respond(series(&state, request, Target::Key(id)).await)
 }
 
+/// Show an OAuth client's usage over time
+#[utoipa::path(
+    get,
+    path = "/clients/{id}/usage",
+    tag = "usage",
+    params(
+        ("id" = String, Path, format = Uuid, description = "The client id"),
+        ("granularity" = Option<schemas::Granularity>, Query, description = "`hour` (the default) or `day`"),
+        ("since" = Option<String>, Query, format = DateTime, description = "RFC 3339; the default is 24 hours (by hour) or 30 days (by day) before `until`"),
+        ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339; the default is now"),
+    ),
+    security(("operator_key" = ["admin:read"]), ("operator_key_header" = ["admin:read"])),
+    responses(
+        (status = 200, description = "The client's series", body = schemas::UsageSeries),
+        (status = 400, description = "A parameter is invalid, unknown, or the range is empty or too long"),
+        (status = 404, description = "No client with this id"),
+    ),
+)]
 async fn clients_usage(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -215,6 +252,24 @@ async fn clients_usage(
     respond(series(&state, request, Target::Client(id)).await)
 }
 
+/// Show a tenant's usage over time
+#[utoipa::path(
+    get,
+    path = "/tenants/{tenant}/usage",
+    tag = "usage",
+    params(
+        ("tenant" = String, Path, description = "The tenant's name"),
+        ("granularity" = Option<schemas::Granularity>, Query, description = "`hour` (the default) or `day`"),
+        ("since" = Option<String>, Query, format = DateTime, description = "RFC 3339; the default is 24 hours (by hour) or 30 days (by day) before `until`"),
+        ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339; the default is now"),
+    ),
+    security(("operator_key" = ["admin:read"]), ("operator_key_header" = ["admin:read"])),
+    responses(
+        (status = 200, description = "The tenant's series", body = schemas::UsageSeries),
+        (status = 400, description = "A parameter is invalid, unknown, or the range is empty or too long"),
+        (status = 404, description = "No tenant of this name"),
+    ),
+)]
 async fn tenants_usage(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
