@@ -102,7 +102,7 @@ mod tests {
 
         prune_once(&store, Duration::from_secs(7 * 24 * 3600), now).await;
 
-        let summary = store.verify_audit_chain().await.unwrap().unwrap();
+        let summary = store.verify_audit_chain(None).await.unwrap().unwrap();
         assert_eq!(summary.checkpoint_seq, 2);
         let records = store
             .query_audit(&AuditQuery {

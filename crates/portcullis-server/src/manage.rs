@@ -259,15 +259,35 @@ impl Manager {
             .map_err(ManageError::Store)
     }
 
-    /// Checks the audit hash chain and returns its summary, or the first
-    /// broken record.
+    /// Checks the audit hash chain, and that it still contains
+    /// `expected_head` when given, and returns its summary or the first
+    /// problem. It only reads.
     pub async fn verify_audit_chain(
         &self,
+        expected_head: Option<&portcullis_store::chain::ChainHash>,
     ) -> Result<Result<ChainSummary, ChainBreak>, ManageError> {
         self.store
-            .verify_audit_chain()
+            .verify_audit_chain(expected_head)
             .await
             .map_err(ManageError::Store)
+    }
+
+    /// Seals the audit chain head with its MAC, once, and records the seal
+    /// in the chain. See [`portcullis_store::Store::seal_audit_chain`].
+    pub async fn seal_audit_chain(
+        &self,
+        audit: &AuditContext,
+    ) -> Result<portcullis_store::SealOutcome, ManageError> {
+        self.store
+            .seal_audit_chain(audit)
+            .await
+            .map_err(|error| match error {
+                StoreError::Conflict(message) => ManageError::Conflict {
+                    code: "audit_chain_sealed",
+                    message,
+                },
+                other => ManageError::Store(other),
+            })
     }
 
     /// Finds a tenant by name.

@@ -94,6 +94,10 @@ pub enum AuditAction {
     AuthSucceeded,
     /// Audit records older than the retention period were deleted.
     AuditPruned,
+    /// An operator sealed the chain head with its MAC, after an upgrade or
+    /// after the head was found tampered with. The details name the head
+    /// found and how many records from before the chain were chained.
+    AuditChainSealed,
 }
 
 impl AuditAction {
@@ -128,6 +132,7 @@ impl AuditAction {
             Self::KeyLeakReported => "key.leak_reported",
             Self::AuthSucceeded => "auth.succeeded",
             Self::AuditPruned => "audit.pruned",
+            Self::AuditChainSealed => "audit.chain_sealed",
         }
     }
 }
@@ -175,6 +180,7 @@ impl FromStr for AuditAction {
             "key.leak_reported" => Ok(Self::KeyLeakReported),
             "auth.succeeded" => Ok(Self::AuthSucceeded),
             "audit.pruned" => Ok(Self::AuditPruned),
+            "audit.chain_sealed" => Ok(Self::AuditChainSealed),
             other => Err(UnknownAuditAction(other.to_owned())),
         }
     }
@@ -587,6 +593,30 @@ impl AuditEvent {
     }
 }
 
+impl AuditEvent {
+    /// Records that the chain head was sealed. `found` is the code of the
+    /// head's state before (such as `head_unsealed`), `previous` the head
+    /// and checkpoint it held, and `legacy_records` the number of records
+    /// from before the chain that were chained just before this record.
+    pub(crate) fn audit_chain_sealed(
+        context: &AuditContext,
+        found: &str,
+        previous: &crate::chain::ChainState,
+        legacy_records: u64,
+    ) -> Self {
+        Self {
+            details: json!({
+                "found": found,
+                "previous_head_seq": previous.head_seq,
+                "previous_head_hash": crate::chain::hex(&previous.head_hash),
+                "previous_checkpoint_seq": previous.checkpoint_seq,
+                "legacy_records": legacy_records,
+            }),
+            ..Self::new(context, AuditAction::AuditChainSealed)
+        }
+    }
+}
+
 /// Formats a time as RFC 3339 for audit details. `None` only for a year
 /// outside 0 to 9999, which RFC 3339 cannot write.
 fn format_time(at: OffsetDateTime) -> Option<String> {
@@ -621,6 +651,7 @@ mod tests {
             AuditAction::KeyLeakReported,
             AuditAction::AuthSucceeded,
             AuditAction::AuditPruned,
+            AuditAction::AuditChainSealed,
         ] {
             assert_eq!(action.as_str().parse::<AuditAction>(), Ok(action));
         }

@@ -10,14 +10,18 @@
 //!
 //! The one-row table `audit_chain` contains the head (sequence and hash of the
 //! newest record) and the checkpoint (sequence and hash of the last pruned
-//! record, or 0 and [`GENESIS_HASH`]). Each insert locks that row in its
-//! transaction, so the chain stays linear with several writers.
+//! record, or 0 and [`GENESIS_HASH`]), tagged by a MAC (see
+//! [`crate::chain_head`]). Each insert locks that row in its transaction, so
+//! the chain stays linear with several writers.
+//!
+//! Verification only reads. No code path hashes a record that is already
+//! stored, except the explicit `portcullis audit-log seal`, so a record
+//! whose hash was removed stays broken.
 //!
 //! NOTE: someone with write access to the database can still delete the
-//! newest records and move the head back to an older record, which
-//! verification cannot tell from a shorter log. Keeping the head sequence
-//! and hash that `portcullis audit-log verify` prints outside the database
-//! detects that.
+//! newest records and put back a head row that the store wrote earlier,
+//! which verification cannot tell from a shorter log. Comparing with a
+//! head kept outside the database (`verify --expect-head`) detects that.
 
 use std::fmt;
 use std::sync::Arc;
@@ -243,8 +247,23 @@ pub enum BreakKind {
     /// The checkpoint that verification starts from is not the one that
     /// the last pruning recorded.
     CheckpointUnrecorded,
-    /// A record has no sequence number: it was written past the chain.
+    /// A record has no sequence number or hash: it was written past the
+    /// chain, or its hash was removed.
     Unchained,
+    /// The head row of the chain is missing: it was deleted.
+    HeadMissing,
+    /// The head row does not match its MAC: it was changed by someone
+    /// without the master key.
+    HeadForged,
+    /// The head row has no MAC although records exist: it was reset, or the
+    /// database was last written by a release without head MACs.
+    HeadUnsealed,
+    /// The head that the operator kept is not among the verified records.
+    ExpectedHeadMissing {
+        /// The sequence number of the pruning checkpoint, 0 when nothing
+        /// was pruned.
+        checkpoint_seq: i64,
+    },
 }
 
 /// The first place where the chain is broken.
@@ -271,6 +290,10 @@ impl ChainBreak {
             BreakKind::HeadMismatch { .. } => "head_mismatch",
             BreakKind::CheckpointUnrecorded => "checkpoint_unrecorded",
             BreakKind::Unchained => "unchained",
+            BreakKind::HeadMissing => "head_missing",
+            BreakKind::HeadForged => "head_forged",
+            BreakKind::HeadUnsealed => "head_unsealed",
+            BreakKind::ExpectedHeadMissing { .. } => "expected_head_missing",
         }
     }
 }
@@ -318,7 +341,29 @@ impl fmt::Display for ChainBreak {
             ),
             BreakKind::Unchained => write!(
                 f,
-                "record{id} has no sequence number: it was written past the hash chain"
+                "record{id} has no sequence number or hash: it was written past the hash chain, \
+                 or its hash was removed"
+            ),
+            BreakKind::HeadMissing => f.write_str(
+                "the chain head row is missing: it was deleted, so the newest records cannot be \
+                 checked",
+            ),
+            BreakKind::HeadForged => f.write_str(
+                "the chain head row does not match its MAC: it was changed without the master key",
+            ),
+            BreakKind::HeadUnsealed => f.write_str(
+                "the chain head row has no MAC although audit records exist: it was reset, or \
+                 the database was last written by a release without head MACs",
+            ),
+            BreakKind::ExpectedHeadMissing { checkpoint_seq } if *checkpoint_seq > 0 => write!(
+                f,
+                "the expected head is not among the records after the pruning checkpoint at \
+                 record {checkpoint_seq}: records were cut and the head row rolled back, or the \
+                 expected head was pruned"
+            ),
+            BreakKind::ExpectedHeadMissing { .. } => f.write_str(
+                "the expected head is not in the chain: records were cut and the head row \
+                 rolled back, or the chain was replaced",
             ),
         }
     }
@@ -350,6 +395,11 @@ pub(crate) struct ChainVerifier<'a> {
     first_seq: Option<i64>,
     /// Whether a pruning record names the stored checkpoint.
     checkpoint_recorded: bool,
+    /// The head that the operator kept, when given.
+    expected_head: Option<ChainHash>,
+    /// Whether the checkpoint or a checked record has the expected head's
+    /// hash.
+    expected_seen: bool,
 }
 
 /// A record that did not follow its predecessor, for the caller to tell
@@ -370,7 +420,11 @@ pub(crate) enum CheckError {
 }
 
 impl<'a> ChainVerifier<'a> {
-    pub(crate) fn new(key: &'a AuditChainKey, state: ChainState) -> Self {
+    pub(crate) fn new(
+        key: &'a AuditChainKey,
+        state: ChainState,
+        expected_head: Option<ChainHash>,
+    ) -> Self {
         Self {
             key,
             state,
@@ -379,6 +433,8 @@ impl<'a> ChainVerifier<'a> {
             records: 0,
             first_seq: None,
             checkpoint_recorded: state.checkpoint_seq == 0,
+            expected_head,
+            expected_seen: expected_head.is_none_or(|hash| hash == state.checkpoint_hash),
         }
     }
 
@@ -413,6 +469,9 @@ impl<'a> ChainVerifier<'a> {
         {
             self.checkpoint_recorded = true;
         }
+        if self.expected_head == Some(record.hash) {
+            self.expected_seen = true;
+        }
         self.first_seq.get_or_insert(record.seq);
         self.records += 1;
         self.next_seq = record.seq + 1;
@@ -446,6 +505,15 @@ impl<'a> ChainVerifier<'a> {
                 seq: self.state.checkpoint_seq,
                 id: None,
                 kind: BreakKind::CheckpointUnrecorded,
+            });
+        }
+        if !self.expected_seen {
+            return Err(ChainBreak {
+                seq: head_seq,
+                id: None,
+                kind: BreakKind::ExpectedHeadMissing {
+                    checkpoint_seq: self.state.checkpoint_seq,
+                },
             });
         }
         Ok(ChainSummary {
@@ -496,6 +564,21 @@ fn names_checkpoint(details: &Value, state: &ChainState) -> bool {
     seq == Some(state.checkpoint_seq) && hash == Some(hex(&state.checkpoint_hash).as_str())
 }
 
+/// Reads a hash written as 64 hexadecimal digits, as [`hex`] writes it.
+pub fn parse_hex(text: &str) -> Option<ChainHash> {
+    let digits = text.as_bytes();
+    // Checked first because `from_str_radix` would also take a sign.
+    if digits.len() != HASH_LEN * 2 || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let mut hash = [0u8; HASH_LEN];
+    for (byte, pair) in hash.iter_mut().zip(digits.chunks_exact(2)) {
+        let pair = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(hash)
+}
+
 /// Writes a hash as lower-case hexadecimal.
 pub fn hex(hash: &ChainHash) -> String {
     use std::fmt::Write as _;
@@ -511,6 +594,17 @@ pub(crate) fn parse_hash(bytes: &[u8]) -> Result<ChainHash, StoreError> {
     bytes
         .try_into()
         .map_err(|_| StoreError::Corrupt(format!("audit chain hash of {} bytes", bytes.len())))
+}
+
+/// The result of sealing the chain head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SealOutcome {
+    /// The number of records from before the hash chain that were chained.
+    pub legacy_records: u64,
+    /// The sequence number of the new head: the seal record.
+    pub head_seq: i64,
+    /// The hash of the seal record.
+    pub head_hash: ChainHash,
 }
 
 /// The result of one pruning.
@@ -585,6 +679,16 @@ mod tests {
             record_hash(&key, 1, &GENESIS_HASH, &first),
             record_hash(&key, 2, &GENESIS_HASH, &first)
         );
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        let hash: ChainHash = std::array::from_fn(|index| u8::try_from(index * 7).unwrap());
+        assert_eq!(parse_hex(&hex(&hash)), Some(hash));
+        assert_eq!(parse_hex(&hex(&hash).to_uppercase()), Some(hash));
+        assert_eq!(parse_hex("ab"), None);
+        assert_eq!(parse_hex(&format!("+{}", &hex(&hash)[1..])), None);
+        assert_eq!(parse_hex(&"g".repeat(64)), None);
     }
 
     #[test]

@@ -51,6 +51,11 @@ pub enum StoreError {
     /// opened without the audit chain key.
     #[error("the audit chain key is not set; open the store with the master key")]
     AuditKeyMissing,
+    /// The audit chain is broken where a write or a seal needs it intact,
+    /// such as a head row changed without the master key. Writers fail
+    /// closed on it.
+    #[error("the audit chain is broken: {0}")]
+    AuditChainBroken(crate::chain::ChainBreak),
     /// Applying the schema migrations failed.
     #[error("database migration failed")]
     Migration(#[source] MigrateError),
@@ -72,6 +77,7 @@ impl StoreError {
             Self::Database(_) => "database",
             Self::Corrupt(_) => "corrupt",
             Self::AuditKeyMissing => "audit_key_missing",
+            Self::AuditChainBroken(_) => "audit_chain_broken",
             Self::Migration(_) => "migration",
         }
     }

@@ -4,6 +4,9 @@
 //!   batches and change-feed rows.
 //! - [`audit`]: audit records and the context of a change.
 //! - [`chain`]: the hash chain over audit records and its verification.
+//! - `chain_head`: the MAC of the chain's head row.
+//! - `audit_verify`: the [`Store`] methods that verify the audit chain,
+//!   check it at start-up and seal its head.
 //! - [`error`]: [`StoreError`] and the mapping of database errors onto it.
 //! - [`observe`]: a hook that receives the duration and outcome of each operation.
 //! - [`sqlite`]: the embedded backend, one file in WAL mode.
@@ -109,7 +112,7 @@ pub use crate::audit::{
     AuditAction, AuditContext, AuditEvent, AuditFilter, AuditQuery, FamilyRevocationReason,
 };
 pub use crate::chain::{
-    BreakKind, ChainBreak, ChainState, ChainSummary, ChainedAuditEvent, PruneOutcome,
+    BreakKind, ChainBreak, ChainState, ChainSummary, ChainedAuditEvent, PruneOutcome, SealOutcome,
 };
 pub use crate::error::StoreError;
 pub use crate::postgres::{ChangeListener, PostgresStore};
@@ -156,6 +159,8 @@ macro_rules! dispatch {
 
 // Declared after `dispatch!`, which they use.
 mod alerts;
+mod audit_verify;
+mod chain_head;
 mod oauth;
 mod pki;
 pub mod usage;
@@ -354,27 +359,16 @@ impl Store {
         dispatch!(self, store => store.list_audit(filter))
     }
 
-    /// Gives the store the key of the audit hash chain and chains, once, the
-    /// records written before the chain existed. Without a key, writing or
-    /// verifying an audit record fails with [`StoreError::AuditKeyMissing`].
+    /// Gives the store the key of the audit hash chain. It writes nothing:
+    /// records from before the chain are chained only by
+    /// [`Store::seal_audit_chain`]. Without a key, writing or verifying an
+    /// audit record fails with [`StoreError::AuditKeyMissing`].
     pub async fn attach_audit_key(mut self, key: AuditChainKey) -> Result<Self, StoreError> {
         match &mut self {
             Self::Sqlite(store) => store.set_audit_key(key),
             Self::Postgres(store) => store.set_audit_key(key),
         }
-        let chained = dispatch!(&self, store => store.chain_legacy_audit())?;
-        if chained > 0 {
-            tracing::info!(
-                records = chained,
-                "chained audit records written before the hash chain"
-            );
-        }
         Ok(self)
-    }
-
-    /// Returns the stored head and checkpoint of the audit chain.
-    pub async fn audit_chain_state(&self) -> Result<ChainState, StoreError> {
-        dispatch!(self, store => store.audit_chain_state())
     }
 
     /// Lists the audit records that `query` selects, in chain order.
@@ -383,51 +377,6 @@ impl Store {
         query: &AuditQuery,
     ) -> Result<Vec<ChainedAuditEvent>, StoreError> {
         dispatch!(self, store => store.query_audit(query))
-    }
-
-    /// Checks the whole audit chain from the checkpoint to the head.
-    ///
-    /// Returns `Ok(Err(break))` naming the first broken record when the
-    /// chain is broken, and fails only when the records cannot be read.
-    pub async fn verify_audit_chain(&self) -> Result<Result<ChainSummary, ChainBreak>, StoreError> {
-        let key = match self {
-            Self::Sqlite(store) => store.audit_key()?,
-            Self::Postgres(store) => store.audit_key()?,
-        };
-        if let Some(event) = dispatch!(self, store => store.first_unchained_audit())? {
-            return Ok(Err(ChainBreak {
-                seq: 0,
-                id: Some(event.id),
-                kind: BreakKind::Unchained,
-            }));
-        }
-        let state = self.audit_chain_state().await?;
-        let mut verifier = chain::ChainVerifier::new(key, state);
-        let mut after = state.checkpoint_seq;
-        loop {
-            let page = dispatch!(self, store => store.audit_chain_page(after, chain::VERIFY_PAGE))?;
-            let Some(last) = page.last() else {
-                break;
-            };
-            after = last.seq;
-            for record in &page {
-                match verifier.check(record) {
-                    Ok(()) => {}
-                    Err(chain::CheckError::Broken(broken)) => return Ok(Err(broken)),
-                    Err(chain::CheckError::Unlinked {
-                        seq,
-                        id,
-                        prev_hash,
-                        intact,
-                    }) => {
-                        let follows =
-                            dispatch!(self, store => store.find_audit_seq_by_hash(&prev_hash))?;
-                        return Ok(Err(chain::classify_unlinked(seq, id, intact, follows)));
-                    }
-                }
-            }
-        }
-        Ok(verifier.finish())
     }
 
     /// Deletes the audit records older than `before`, up to the first

@@ -565,6 +565,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/postgres/0012_key_created_by.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            13,
+            "audit_head_mac".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0013_audit_head_mac.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -632,8 +639,11 @@ async fn insert_audit(
     event: &AuditEvent,
 ) -> Result<(), StoreError> {
     let key = audit_key.get()?;
-    let (head_seq, head_hash) = audit::read_head(&mut *conn).await?;
-    let (seq, prev_hash, hash) = crate::chain::link(key, head_seq, head_hash, event);
+    // A tampered head fails the write, so nothing is appended to it.
+    let mut state = audit::read_head_row(&mut *conn, true)
+        .await?
+        .checked_for_write(key)?;
+    let (seq, prev_hash, hash) = crate::chain::link(key, state.head_seq, state.head_hash, event);
     sqlx::query(
         "INSERT INTO audit_events (id, at, actor, action, tenant_id, target, remote_addr, \
          details, seq, prev_hash, hash) \
@@ -654,7 +664,8 @@ async fn insert_audit(
     .bind(hash.as_slice())
     .execute(&mut *conn)
     .await?;
-    audit::write_head(conn, seq, &hash).await
+    (state.head_seq, state.head_hash) = (seq, hash);
+    audit::write_head(conn, key, &state).await
 }
 
 /// Appends a change-feed row and queues its notification, which

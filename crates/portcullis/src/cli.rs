@@ -142,17 +142,40 @@ Exit codes:
   0  the chain is intact from the pruning checkpoint to the head
   1  the check failed: the store or the master key could not be read
   2  invalid command-line arguments
-  3  the chain is broken; the message names the first broken record";
+  3  the chain is broken, or its head row was deleted, reset or changed;
+     the message names the first problem";
+
+/// The exit codes of `audit-log export`, printed under its `--help`.
+const EXPORT_EXIT_CODES: &str = "\
+Exit codes:
+  0  the records were written
+  1  the export failed: the store could not be read, or no tenant has that name
+  2  invalid command-line arguments, such as --since later than --until";
 
 #[derive(Subcommand)]
 pub(crate) enum AuditLogCommand {
     /// Check every record's hash and link, from the pruning checkpoint to
     /// the chain head, and name the first broken record.
+    /// It only reads, and prints the head to keep outside the database.
     #[command(after_help = VERIFY_EXIT_CODES)]
-    Verify,
+    Verify {
+        /// The head hash (64 hexadecimal digits) that an earlier `verify`
+        /// printed. The chain must still contain that record, which
+        /// detects newest records cut together with an old head row put
+        /// back.
+        #[arg(long, value_name = "HASH", value_parser = parse_head_hash)]
+        expect_head: Option<portcullis_store::chain::ChainHash>,
+    },
+
+    /// Tag the chain head with its MAC, once, when `verify` reports that it
+    /// has none or was reset, deleted or changed. Records from before the
+    /// hash chain are chained first when the chain was never written. The
+    /// seal is itself an audit record, so it shows in every later export.
+    Seal,
 
     /// Write audit records to standard output as JSON Lines (one JSON
     /// object per line), oldest first.
+    #[command(after_help = EXPORT_EXIT_CODES)]
     Export {
         /// Only records about this tenant.
         #[arg(long, value_name = "NAME")]
@@ -160,13 +183,22 @@ pub(crate) enum AuditLogCommand {
 
         /// Only records at or after this RFC 3339 time, such as
         /// 2026-12-01T00:00:00Z.
-        #[arg(long, value_name = "TIME")]
-        since: Option<String>,
+        #[arg(long, value_name = "TIME", value_parser = parse_filter_time)]
+        since: Option<time::OffsetDateTime>,
 
         /// Only records before this RFC 3339 time.
-        #[arg(long, value_name = "TIME")]
-        until: Option<String>,
+        #[arg(long, value_name = "TIME", value_parser = parse_filter_time)]
+        until: Option<time::OffsetDateTime>,
     },
+}
+
+fn parse_head_hash(text: &str) -> Result<portcullis_store::chain::ChainHash, String> {
+    portcullis_store::chain::parse_hex(text)
+        .ok_or_else(|| "expected 64 hexadecimal digits, as `audit-log verify` prints".to_owned())
+}
+
+fn parse_filter_time(text: &str) -> Result<time::OffsetDateTime, String> {
+    portcullis_server::admin::audit::parse_filter_time(text)
 }
 
 /// The exit codes of `audit`, printed under its `--help`.

@@ -91,7 +91,7 @@ pub(crate) async fn open_store(
     let store = store
         .attach_audit_key(master_key.audit_chain_key())
         .await
-        .context("failed to chain the audit records written before the hash chain")?;
+        .context("failed to attach the audit chain key")?;
     Ok(OpenedStore {
         store,
         pepper: master_key.derive_pepper(),

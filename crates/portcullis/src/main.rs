@@ -6,7 +6,8 @@
 //! - [`output`]: tables for people and JSON for scripts.
 //!
 //! Errors end the process with exit code 1 and one line on standard error;
-//! usage errors found by clap exit with code 2. `scan` exits with 3 when it
+//! usage errors found by clap, or by a command as a `UsageError`, exit with
+//! code 2. `scan` exits with 3 when it
 //! finds a usable key.
 
 mod cli;
@@ -20,6 +21,9 @@ use clap::Parser;
 use portcullis_server::config;
 
 use crate::cli::Cli;
+
+/// Exit code of invalid command-line arguments, the one clap uses.
+const USAGE_EXIT_CODE: u8 = 2;
 
 fn main() -> ExitCode {
     // rustls needs a process-wide crypto provider before any TLS config is
@@ -45,7 +49,11 @@ fn main() -> ExitCode {
         Err(error) => {
             // `{:#}` joins the error and its causes with ": " on one line.
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            if error.downcast_ref::<commands::UsageError>().is_some() {
+                ExitCode::from(USAGE_EXIT_CODE)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `portcullis audit-log verify|export` and `GET /admin/v1/audit-events`.
+//! `portcullis audit-log verify|seal|export`, the audit check of `serve`
+//! at start, and `GET /admin/v1/audit-events`.
 //!
 //! Tampering goes straight to the SQLite file, as someone with write
 //! access to the database but without the master key would do.
@@ -166,6 +167,142 @@ async fn verify_names_deleted_tail() {
     assert_eq!(verdict["seq"], 4);
 }
 
+#[tokio::test]
+async fn verify_names_deleted_head() {
+    let data = four_records();
+    tamper(&data, &["DELETE FROM audit_chain"]).await;
+    let (message, verdict) = verify_broken(&data);
+    assert!(message.contains("head row is missing"), "{message}");
+    assert!(message.contains("audit-log seal"), "{message}");
+    assert_eq!(verdict["code"], "head_missing");
+}
+
+#[tokio::test]
+async fn reset_head_stays_broken_and_blocks_serve() {
+    // Hashes removed, a record edited and the head reset: neither `verify`
+    // nor `serve` may chain the records again.
+    let data = four_records();
+    tamper(
+        &data,
+        &[
+            "UPDATE audit_events SET seq = NULL, prev_hash = NULL, hash = NULL",
+            "UPDATE audit_events SET details = '{\"reason\":\"routine\"}' \
+             WHERE action = 'key.revoked'",
+            "UPDATE audit_chain SET head_seq = 0, head_hash = zeroblob(32), checkpoint_seq = 0, \
+             checkpoint_hash = zeroblob(32), mac = NULL",
+        ],
+    )
+    .await;
+    for _ in 0..2 {
+        let (message, verdict) = verify_broken(&data);
+        assert!(message.contains("has no MAC"), "{message}");
+        assert_eq!(verdict["code"], "head_unsealed");
+    }
+    let stderr = data.cli_error(&["serve"]);
+    assert!(stderr.contains("refusing to start"), "{stderr}");
+    assert!(stderr.contains("audit-log verify"), "{stderr}");
+    assert!(stderr.contains("audit-log seal"), "{stderr}");
+    let stderr = data.cli_error(&["tenants", "create", "initech"]);
+    assert!(stderr.contains("audit chain is broken"), "{stderr}");
+    let (_, verdict) = verify_broken(&data);
+    assert_eq!(verdict["code"], "head_unsealed", "nothing was chained");
+}
+
+#[tokio::test]
+async fn rolled_back_head_detected_and_sealed() {
+    let data = four_records();
+    tamper(
+        &data,
+        &[
+            "UPDATE audit_chain SET head_seq = 3, \
+             head_hash = (SELECT hash FROM audit_events WHERE seq = 3)",
+            "DELETE FROM audit_events WHERE seq = 4",
+        ],
+    )
+    .await;
+    let (message, verdict) = verify_broken(&data);
+    assert!(message.contains("does not match its MAC"), "{message}");
+    assert_eq!(verdict["code"], "head_forged");
+    assert!(data.cli_error(&["serve"]).contains("refusing to start"));
+
+    let sealed = data.cli_json(&["audit-log", "seal"]);
+    assert_eq!(sealed["sealed"], true);
+    assert_eq!(sealed["legacy_records"], 0);
+    assert_eq!(sealed["head_seq"], 4);
+    let summary = data.cli_json(&["audit-log", "verify"]);
+    assert_eq!(summary["intact"], true);
+    assert_eq!(summary["head_hash"], sealed["head_hash"]);
+    let records = export(&data, &[]);
+    assert_eq!(records[3]["action"], "audit.chain_sealed");
+    assert_eq!(records[3]["details"]["found"], "head_forged");
+
+    let stderr = data.cli_error(&["audit-log", "seal"]);
+    assert!(stderr.contains("nothing to seal"), "{stderr}");
+}
+
+#[tokio::test]
+async fn verify_expect_head_catches_replayed_head() {
+    let data = four_records();
+    let kept = data.cli_json(&["audit-log", "verify"])["head_hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    tamper(
+        &data,
+        &["CREATE TABLE saved_head AS SELECT * FROM audit_chain"],
+    )
+    .await;
+    data.cli(&["tenants", "create", "initech"]);
+    let newest = data.cli_json(&["audit-log", "verify"])["head_hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let output = data
+        .command()
+        .args(["audit-log", "verify", "--expect-head", &kept])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "an older kept head is still in the chain"
+    );
+
+    // Cut the newest record and put back the head row saved before it.
+    tamper(
+        &data,
+        &[
+            "DELETE FROM audit_events WHERE seq = 5",
+            "DELETE FROM audit_chain",
+            "INSERT INTO audit_chain SELECT * FROM saved_head",
+        ],
+    )
+    .await;
+    assert!(
+        verify(&data).status.success(),
+        "undetectable without a kept head"
+    );
+    let output = data
+        .command()
+        .args(["audit-log", "verify", "--expect-head", &newest])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(CHAIN_BROKEN), "{stderr}");
+    assert!(
+        stderr.contains("expected head is not in the chain"),
+        "{stderr}"
+    );
+
+    let output = data
+        .command()
+        .args(["audit-log", "verify", "--expect-head", "abc"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("64 hexadecimal digits"), "{stderr}");
+}
+
 #[test]
 fn export_writes_json_lines() {
     let data = four_records();
@@ -215,9 +352,27 @@ fn export_filters_by_tenant_and_time() {
         .args(["audit-log", "export", "--since", "yesterday"])
         .output()
         .unwrap();
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("invalid --since"), "{stderr}");
+    assert!(stderr.contains("--since"), "{stderr}");
+    assert!(stderr.contains("RFC 3339"), "{stderr}");
+
+    let output = data
+        .command()
+        .args([
+            "audit-log",
+            "export",
+            "--since",
+            "2026-12-02T00:00:00Z",
+            "--until",
+            "2026-12-01T00:00:00Z",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("invalid --until"), "{stderr}");
+    assert!(output.stdout.is_empty());
 
     let output = data
         .command()

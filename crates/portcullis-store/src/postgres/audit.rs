@@ -1,6 +1,5 @@
-//! The audit hash chain on PostgreSQL: the head row, chaining of records from
-//! before the chain existed, pages for verification and export, and
-//! pruning.
+//! The audit hash chain on PostgreSQL: the head row and its MAC, pages for
+//! verification and export, pruning, and the one-time seal.
 
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
@@ -8,8 +7,19 @@ use time::OffsetDateTime;
 
 use super::{PostgresStore, audit_from_row, insert_audit};
 use crate::audit::{AuditContext, AuditEvent, AuditQuery};
-use crate::chain::{ChainHash, ChainState, ChainedAuditEvent, PruneOutcome, link, parse_hash};
+use crate::chain::{
+    ChainHash, ChainState, ChainedAuditEvent, PruneOutcome, SealOutcome, link, parse_hash,
+};
+use crate::chain_head::{EMPTY_STATE, HeadRead, StoredHead, head_mac};
 use crate::error::StoreError;
+
+/// The head row and whether any audit record exists.
+macro_rules! select_head {
+    () => {
+        "SELECT head_seq, head_hash, checkpoint_seq, checkpoint_hash, mac, \
+         EXISTS (SELECT 1 FROM audit_events) AS has_records FROM audit_chain WHERE id = 1"
+    };
+}
 
 /// The columns of a [`ChainedAuditEvent`].
 macro_rules! select_chained {
@@ -28,61 +38,11 @@ impl PostgresStore {
         self.audit_key = crate::chain::AuditKeySlot::new(key);
     }
 
-    /// Chains the records written before the chain existed, once, in time
-    /// order, and returns how many.
-    pub(crate) async fn chain_legacy_audit(&self) -> Result<u64, StoreError> {
-        let key = self.audit_key.get()?;
-        let mut tx = self.pool.begin().await?;
-        let done: bool =
-            sqlx::query("SELECT legacy_chained FROM audit_chain WHERE id = 1 FOR UPDATE")
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("legacy_chained")?;
-        if done {
-            return Ok(0);
-        }
-        let rows = sqlx::query(
-            "SELECT id, at, actor, action, tenant_id, target, remote_addr, details::text AS details \
-             FROM audit_events WHERE seq IS NULL ORDER BY at, id",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        let (mut head_seq, mut head_hash) = read_head(&mut tx).await?;
-        for row in &rows {
-            let event = audit_from_row(row)?;
-            let (seq, prev_hash, hash) = link(key, head_seq, head_hash, &event);
-            sqlx::query(
-                "UPDATE audit_events SET seq = $1, prev_hash = $2, hash = $3 WHERE id = $4",
-            )
-            .bind(seq)
-            .bind(prev_hash.as_slice())
-            .bind(hash.as_slice())
-            .bind(event.id.as_uuid())
-            .execute(&mut *tx)
-            .await?;
-            (head_seq, head_hash) = (seq, hash);
-        }
-        write_head(&mut tx, head_seq, &head_hash).await?;
-        sqlx::query("UPDATE audit_chain SET legacy_chained = true WHERE id = 1")
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(u64::try_from(rows.len()).unwrap_or(u64::MAX))
-    }
-
-    pub(crate) async fn audit_chain_state(&self) -> Result<ChainState, StoreError> {
-        let row = sqlx::query(
-            "SELECT head_seq, head_hash, checkpoint_seq, checkpoint_hash FROM audit_chain \
-             WHERE id = 1",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(ChainState {
-            head_seq: row.try_get("head_seq")?,
-            head_hash: hash_column(&row, "head_hash")?,
-            checkpoint_seq: row.try_get("checkpoint_seq")?,
-            checkpoint_hash: hash_column(&row, "checkpoint_hash")?,
-        })
+    /// Reads the head row and whether any audit record exists, for checks
+    /// that only read.
+    pub(crate) async fn audit_head_row(&self) -> Result<HeadRead, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        read_head_row(&mut conn, false).await
     }
 
     pub(crate) async fn audit_chain_page(
@@ -152,12 +112,10 @@ impl PostgresStore {
         before: OffsetDateTime,
         context: &AuditContext,
     ) -> Result<Option<PruneOutcome>, StoreError> {
+        let key = self.audit_key.get()?;
         let mut tx = self.pool.begin().await?;
-        let checkpoint_seq: i64 =
-            sqlx::query("SELECT checkpoint_seq FROM audit_chain WHERE id = 1 FOR UPDATE")
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("checkpoint_seq")?;
+        let mut state = read_head_row(&mut tx, true).await?.checked_for_write(key)?;
+        let checkpoint_seq = state.checkpoint_seq;
         // Prune up to the first record that is still within retention, so
         // that what remains is one unbroken run of the chain.
         let through: Option<i64> = sqlx::query(
@@ -184,13 +142,9 @@ impl PostgresStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        sqlx::query(
-            "UPDATE audit_chain SET checkpoint_seq = $1, checkpoint_hash = $2 WHERE id = 1",
-        )
-        .bind(through)
-        .bind(through_hash.as_slice())
-        .execute(&mut *tx)
-        .await?;
+        state.checkpoint_seq = through;
+        state.checkpoint_hash = through_hash;
+        write_head(&mut tx, key, &state).await?;
         let event = AuditEvent::audit_pruned(context, through, &through_hash, deleted, before);
         insert_audit(&mut tx, &self.audit_key, &event).await?;
         tx.commit().await?;
@@ -201,25 +155,129 @@ impl PostgresStore {
     }
 }
 
-/// Reads the chain head and locks its row until the transaction ends, so
-/// that writers on every node append one after the other.
-pub(super) async fn read_head(conn: &mut PgConnection) -> Result<(i64, ChainHash), StoreError> {
-    let row = sqlx::query("SELECT head_seq, head_hash FROM audit_chain WHERE id = 1 FOR UPDATE")
-        .fetch_one(conn)
-        .await?;
-    Ok((row.try_get("head_seq")?, hash_column(&row, "head_hash")?))
+impl PostgresStore {
+    /// Chains the records from before the hash chain when the chain is
+    /// empty, tags the head row and appends the seal record, all in one
+    /// transaction. `expected` is the head row that the caller verified:
+    /// a row changed since then fails with a conflict.
+    pub(crate) async fn seal_audit_head(
+        &self,
+        expected: &HeadRead,
+        seal: impl FnOnce(&ChainState, u64) -> AuditEvent,
+    ) -> Result<SealOutcome, StoreError> {
+        let key = self.audit_key.get()?;
+        let mut tx = self.pool.begin().await?;
+        let read = read_head_row(&mut tx, true).await?;
+        if read.stored != expected.stored {
+            return Err(StoreError::Conflict(
+                "the audit chain head changed while sealing; run the command again".to_owned(),
+            ));
+        }
+        // Only a row deleted by someone else is missing: put back the row of
+        // an empty chain, which the seal then tags.
+        if read.stored.is_none() {
+            sqlx::query(
+                "INSERT INTO audit_chain (id, head_seq, head_hash, checkpoint_seq, \
+                 checkpoint_hash) VALUES (1, 0, $1, 0, $1)",
+            )
+            .bind(crate::chain::GENESIS_HASH.as_slice())
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        let previous = read.state_or_empty();
+        let mut state = previous;
+        let mut legacy = 0_u64;
+        if previous == EMPTY_STATE {
+            let rows = sqlx::query(
+                "SELECT id, at, actor, action, tenant_id, target, remote_addr, \
+                 details::text AS details FROM audit_events WHERE seq IS NULL ORDER BY at, id",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in &rows {
+                let event = audit_from_row(row)?;
+                let (seq, prev_hash, hash) = link(key, state.head_seq, state.head_hash, &event);
+                sqlx::query(
+                    "UPDATE audit_events SET seq = $1, prev_hash = $2, hash = $3 WHERE id = $4",
+                )
+                .bind(seq)
+                .bind(prev_hash.as_slice())
+                .bind(hash.as_slice())
+                .bind(event.id.as_uuid())
+                .execute(&mut *tx)
+                .await?;
+                (state.head_seq, state.head_hash) = (seq, hash);
+                legacy += 1;
+            }
+        }
+
+        write_head(&mut tx, key, &state).await?;
+        insert_audit(&mut tx, &self.audit_key, &seal(&previous, legacy)).await?;
+        let head = read_head_row(&mut tx, true).await?.checked_for_write(key)?;
+        tx.commit().await?;
+        Ok(SealOutcome {
+            legacy_records: legacy,
+            head_seq: head.head_seq,
+            head_hash: head.head_hash,
+        })
+    }
 }
 
+/// Reads the chain head and whether any audit record exists, in one
+/// statement so that both come from one snapshot. With `lock`, the row
+/// stays locked until the transaction ends, so that writers on every node
+/// append one after the other.
+pub(super) async fn read_head_row(
+    conn: &mut PgConnection,
+    lock: bool,
+) -> Result<HeadRead, StoreError> {
+    let statement = if lock {
+        concat!(select_head!(), " FOR UPDATE")
+    } else {
+        select_head!()
+    };
+    let row = sqlx::query(statement).fetch_optional(conn).await?;
+    // Without the row the chain is broken whatever the records are.
+    let Some(row) = row else {
+        return Ok(HeadRead {
+            stored: None,
+            has_records: true,
+        });
+    };
+    Ok(HeadRead {
+        stored: Some(StoredHead {
+            state: ChainState {
+                head_seq: row.try_get("head_seq")?,
+                head_hash: hash_column(&row, "head_hash")?,
+                checkpoint_seq: row.try_get("checkpoint_seq")?,
+                checkpoint_hash: hash_column(&row, "checkpoint_hash")?,
+            },
+            mac: row.try_get("mac")?,
+        }),
+        has_records: row.try_get("has_records")?,
+    })
+}
+
+/// Writes the head and checkpoint with their tag. The caller's transaction
+/// locked the row and checked it.
 pub(super) async fn write_head(
     conn: &mut PgConnection,
-    seq: i64,
-    hash: &ChainHash,
+    key: &portcullis_core::crypto::AuditChainKey,
+    state: &ChainState,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE audit_chain SET head_seq = $1, head_hash = $2 WHERE id = 1")
-        .bind(seq)
-        .bind(hash.as_slice())
-        .execute(conn)
-        .await?;
+    let mac = head_mac(key, state);
+    sqlx::query(
+        "UPDATE audit_chain SET head_seq = $1, head_hash = $2, checkpoint_seq = $3, \
+         checkpoint_hash = $4, mac = $5 WHERE id = 1",
+    )
+    .bind(state.head_seq)
+    .bind(state.head_hash.as_slice())
+    .bind(state.checkpoint_seq)
+    .bind(state.checkpoint_hash.as_slice())
+    .bind(mac.as_slice())
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

@@ -1,8 +1,9 @@
 //! Store cases of the audit hash chain. They cover verification of an
-//! intact chain and the detection of edited, deleted and reordered records
-//! and of a cut tail. They also cover linear chaining with two writers,
-//! chaining of records from before the chain, pruning with a checkpoint,
-//! and paged queries.
+//! intact chain and the detection of edited, deleted and reordered records,
+//! of a cut tail, and of a head row deleted, reset, forged or put back.
+//! They also cover linear chaining with two writers, the one-time seal that
+//! chains records from before the chain, pruning with a checkpoint, and
+//! paged queries.
 //!
 //! Tampering goes straight to the database, as someone with write access
 //! to it but without the master key would do.
@@ -13,7 +14,7 @@ use portcullis_store::{
 };
 use serde_json::json;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 use time::{Duration, OffsetDateTime};
 
 use super::{Fixture, Place, context, create_tenant, now};
@@ -69,11 +70,59 @@ async fn four_records(store: &Store) {
 }
 
 async fn verified(store: &Store) -> ChainSummary {
-    store.verify_audit_chain().await.unwrap().unwrap()
+    store.verify_audit_chain(None).await.unwrap().unwrap()
 }
 
 async fn broken(store: &Store) -> portcullis_store::ChainBreak {
-    store.verify_audit_chain().await.unwrap().unwrap_err()
+    store.verify_audit_chain(None).await.unwrap().unwrap_err()
+}
+
+/// The SQL that sets the head row back to the state of a new database:
+/// every field zero and no MAC.
+fn reset_head(place: &Place) -> &'static str {
+    match place {
+        Place::Sqlite(_) => {
+            "UPDATE audit_chain SET head_seq = 0, head_hash = zeroblob(32), checkpoint_seq = 0, \
+             checkpoint_hash = zeroblob(32), mac = NULL"
+        }
+        Place::Postgres(_) => {
+            "UPDATE audit_chain SET head_seq = 0, head_hash = decode(repeat('00', 32), 'hex'), \
+             checkpoint_seq = 0, checkpoint_hash = decode(repeat('00', 32), 'hex'), mac = NULL"
+        }
+    }
+}
+
+/// Cuts record 4, the newest of [`four_records`], and moves the head back
+/// to record 3 without the master key.
+const ROLL_BACK_HEAD: [&str; 2] = [
+    "UPDATE audit_chain SET head_seq = 3, head_hash = (SELECT hash FROM audit_events WHERE seq = 3)",
+    "DELETE FROM audit_events WHERE seq = 4",
+];
+
+/// Returns the number of records that have no sequence number.
+async fn unchained_count(place: &Place) -> i64 {
+    let statement = "SELECT COUNT(*) AS n FROM audit_events WHERE seq IS NULL";
+    match place {
+        Place::Sqlite(path) => {
+            let options = SqliteConnectOptions::new().filename(path);
+            let mut connection = SqliteConnection::connect_with(&options).await.unwrap();
+            let row = sqlx::query(statement)
+                .fetch_one(&mut connection)
+                .await
+                .unwrap();
+            connection.close().await.unwrap();
+            row.get("n")
+        }
+        Place::Postgres(url) => {
+            let mut connection = PgConnection::connect(url).await.unwrap();
+            let row = sqlx::query(statement)
+                .fetch_one(&mut connection)
+                .await
+                .unwrap();
+            connection.close().await.unwrap();
+            row.get("n")
+        }
+    }
 }
 
 pub(super) async fn audit_chain_intact_after_changes(fixture: Fixture) {
@@ -191,9 +240,156 @@ pub(super) async fn audit_chain_linear_with_two_writers(fixture: Fixture) {
     second.close().await;
 }
 
-pub(super) async fn audit_chain_legacy_records_chained_once(fixture: Fixture) {
+pub(super) async fn audit_chain_reset_head_not_rechained(fixture: Fixture) {
+    // Someone with write access removes every hash, resets the head and
+    // edits a record, hoping that the next start chains the records again.
+    four_records(&fixture.store).await;
+    tamper(
+        &fixture.place,
+        &[
+            "UPDATE audit_events SET seq = NULL, prev_hash = NULL, hash = NULL",
+            "UPDATE audit_events SET remote_addr = '198.51.100.1' WHERE action = 'auth.failed'",
+            reset_head(&fixture.place),
+        ],
+    )
+    .await;
+    let reopened = fixture.open_another().await;
+    let found = broken(&reopened).await;
+    assert_eq!(found.kind, BreakKind::HeadUnsealed);
+    assert_eq!(found.code(), "head_unsealed");
+    let at_start = reopened.check_audit_head().await.unwrap().unwrap_err();
+    assert_eq!(at_start.kind, BreakKind::HeadUnsealed);
+    assert_eq!(
+        unchained_count(&fixture.place).await,
+        4,
+        "verify wrote nothing"
+    );
+
+    let error = reopened
+        .append_audit(&[failure(now(), "x")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::AuditChainBroken(ref b) if b.kind == BreakKind::HeadUnsealed),
+        "{error:?}"
+    );
+    assert_eq!(
+        unchained_count(&fixture.place).await,
+        4,
+        "append wrote nothing"
+    );
+    reopened.close().await;
+}
+
+pub(super) async fn audit_chain_removed_hash_stays_broken(fixture: Fixture) {
+    four_records(&fixture.store).await;
+    tamper(
+        &fixture.place,
+        &["UPDATE audit_events SET seq = NULL, prev_hash = NULL, hash = NULL WHERE seq = 4"],
+    )
+    .await;
+    let found = broken(&fixture.store).await;
+    assert_eq!(found.kind, BreakKind::Unchained);
+    assert!(found.id.is_some());
+
+    let reopened = fixture.open_another().await;
+    assert_eq!(broken(&reopened).await.kind, BreakKind::Unchained);
+    let at_start = reopened.check_audit_head().await.unwrap().unwrap_err();
+    assert_eq!(at_start.kind, BreakKind::Unchained);
+    // Sealing does not chain a record that lost its hash after the chain
+    // started.
+    let error = reopened
+        .seal_audit_chain(&context(now()))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
+    assert_eq!(unchained_count(&fixture.place).await, 1);
+    reopened.close().await;
+}
+
+pub(super) async fn audit_chain_deleted_head_detected(fixture: Fixture) {
+    four_records(&fixture.store).await;
+    tamper(&fixture.place, &["DELETE FROM audit_chain"]).await;
+    let found = broken(&fixture.store).await;
+    assert_eq!(found.kind, BreakKind::HeadMissing);
+    assert_eq!(found.code(), "head_missing");
+    let at_start = fixture.store.check_audit_head().await.unwrap().unwrap_err();
+    assert_eq!(at_start.kind, BreakKind::HeadMissing);
+    let error = fixture
+        .store
+        .append_audit(&[failure(now(), "x")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::AuditChainBroken(_)),
+        "{error:?}"
+    );
+}
+
+pub(super) async fn audit_chain_rolled_back_head_detected(fixture: Fixture) {
+    // Cutting the newest record and moving the head back to the one before
+    // it leaves a chain that verifies, but the head no longer matches its
+    // MAC.
+    four_records(&fixture.store).await;
+    tamper(&fixture.place, &ROLL_BACK_HEAD).await;
+    let found = broken(&fixture.store).await;
+    assert_eq!(found.kind, BreakKind::HeadForged);
+    assert_eq!(found.code(), "head_forged");
+    assert_eq!(found.seq, 3);
+    let at_start = fixture.store.check_audit_head().await.unwrap().unwrap_err();
+    assert_eq!(at_start.kind, BreakKind::HeadForged);
+}
+
+pub(super) async fn audit_chain_replayed_head_needs_expected(fixture: Fixture) {
+    // A head row that the store wrote earlier, put back after cutting the
+    // records that followed it, has a valid MAC. Only a head kept outside
+    // the database reveals the cut.
+    four_records(&fixture.store).await;
+    let kept = verified(&fixture.store).await;
+    tamper(
+        &fixture.place,
+        &["CREATE TABLE saved_head AS SELECT * FROM audit_chain"],
+    )
+    .await;
+    fixture
+        .store
+        .append_audit(&[failure(now(), "newest")])
+        .await
+        .unwrap();
+    let newest = verified(&fixture.store).await;
+    assert_eq!(newest.head_seq, 5);
+    tamper(
+        &fixture.place,
+        &[
+            "DELETE FROM audit_events WHERE seq = 5",
+            "DELETE FROM audit_chain",
+            "INSERT INTO audit_chain SELECT * FROM saved_head",
+        ],
+    )
+    .await;
+    assert_eq!(verified(&fixture.store).await.head_seq, 4);
+    let older = fixture
+        .store
+        .verify_audit_chain(Some(&kept.head_hash))
+        .await
+        .unwrap();
+    assert!(older.is_ok(), "{older:?}");
+    let found = fixture
+        .store
+        .verify_audit_chain(Some(&newest.head_hash))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        found.kind,
+        BreakKind::ExpectedHeadMissing { checkpoint_seq: 0 }
+    );
+    assert_eq!(found.code(), "expected_head_missing");
+}
+
+pub(super) async fn audit_chain_seal_chains_legacy_once(fixture: Fixture) {
     // A row as a release before the chain wrote it: no sequence number,
-    // and the chain row not yet marked as having chained old rows.
+    // and a head that was never written.
     let legacy_id = AuditId::generate();
     let insert = match &fixture.place {
         Place::Sqlite(_) => format!(
@@ -206,37 +402,77 @@ pub(super) async fn audit_chain_legacy_records_chained_once(fixture: Fixture) {
              '{{\"name\":\"old\"}}'::jsonb)"
         ),
     };
-    let reset = match &fixture.place {
-        Place::Sqlite(_) => "UPDATE audit_chain SET legacy_chained = 0",
-        Place::Postgres(_) => "UPDATE audit_chain SET legacy_chained = false",
-    };
-    tamper(&fixture.place, &[insert.as_str(), reset]).await;
+    tamper(&fixture.place, &[insert.as_str()]).await;
     let found = broken(&fixture.store).await;
-    assert_eq!(found.kind, BreakKind::Unchained);
-    assert_eq!(found.id, Some(legacy_id));
-
+    assert_eq!(found.kind, BreakKind::HeadUnsealed);
     let reopened = fixture.open_another().await;
+    assert_eq!(broken(&reopened).await.kind, BreakKind::HeadUnsealed);
+    assert_eq!(
+        unchained_count(&fixture.place).await,
+        1,
+        "opening chains nothing"
+    );
+
+    let outcome = reopened.seal_audit_chain(&context(now())).await.unwrap();
+    assert_eq!(outcome.legacy_records, 1);
+    assert_eq!(outcome.head_seq, 2);
     let summary = verified(&reopened).await;
-    assert_eq!(summary.records, 1);
-    let first = reopened
+    assert_eq!(summary.records, 2);
+    assert_eq!(summary.head_hash, outcome.head_hash);
+    let records = reopened
         .query_audit(&AuditQuery {
-            limit: 1,
+            limit: 10,
             ..AuditQuery::default()
         })
         .await
         .unwrap();
-    assert_eq!(first[0].event.id, legacy_id);
+    assert_eq!(records[0].event.id, legacy_id);
+    assert_eq!(records[1].event.action, AuditAction::AuditChainSealed);
+    assert_eq!(records[1].event.details["found"], "head_unsealed");
+    assert_eq!(records[1].event.details["legacy_records"], 1);
+    assert_eq!(records[1].event.details["previous_head_seq"], 0);
+
+    let again = reopened
+        .seal_audit_chain(&context(now()))
+        .await
+        .unwrap_err();
+    assert!(matches!(again, StoreError::Conflict(_)), "{again:?}");
     reopened.close().await;
 
     // A row written past the chain after that stays unchained.
     let late_id = AuditId::generate();
     let late = insert.replace(&legacy_id.to_string(), &late_id.to_string());
     tamper(&fixture.place, &[late.as_str()]).await;
-    let again = fixture.open_another().await;
-    let found = broken(&again).await;
+    let found = broken(&fixture.store).await;
     assert_eq!(found.kind, BreakKind::Unchained);
     assert_eq!(found.id, Some(late_id));
-    again.close().await;
+}
+
+pub(super) async fn audit_chain_seal_after_tampering_recorded(fixture: Fixture) {
+    // An operator who decides to go on after a forged head seals it, and
+    // the chain records what was found.
+    four_records(&fixture.store).await;
+    tamper(&fixture.place, &ROLL_BACK_HEAD).await;
+    let outcome = fixture
+        .store
+        .seal_audit_chain(&context(now()))
+        .await
+        .unwrap();
+    assert_eq!(outcome.legacy_records, 0);
+    assert_eq!(outcome.head_seq, 4);
+    assert_eq!(verified(&fixture.store).await.records, 4);
+    let sealed = fixture
+        .store
+        .query_audit(&AuditQuery {
+            action: Some(AuditAction::AuditChainSealed),
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(sealed.len(), 1);
+    assert_eq!(sealed[0].event.details["found"], "head_forged");
+    assert_eq!(sealed[0].event.details["previous_head_seq"], 3);
 }
 
 /// Writes three records ten days old and two fresh ones, and prunes what
@@ -298,7 +534,19 @@ pub(super) async fn audit_chain_moved_checkpoint_detected(fixture: Fixture) {
         ],
     )
     .await;
+    // The head's MAC covers the checkpoint, so verification stops there.
     let found = broken(&fixture.store).await;
+    assert_eq!(found.kind, BreakKind::HeadForged);
+    // Sealing walks the chain from the moved checkpoint, which no pruning
+    // record names, so it refuses.
+    let error = fixture
+        .store
+        .seal_audit_chain(&context(now()))
+        .await
+        .unwrap_err();
+    let StoreError::AuditChainBroken(found) = error else {
+        panic!("{error:?}");
+    };
     assert_eq!(found.kind, BreakKind::CheckpointUnrecorded);
     assert_eq!(found.seq, 4);
 }
@@ -382,7 +630,7 @@ pub(super) async fn audit_write_without_key_rejected(fixture: Fixture) {
         .await
         .unwrap_err();
     assert!(matches!(error, StoreError::AuditKeyMissing), "{error:?}");
-    let error = keyless.verify_audit_chain().await.unwrap_err();
+    let error = keyless.verify_audit_chain(None).await.unwrap_err();
     assert!(matches!(error, StoreError::AuditKeyMissing), "{error:?}");
     keyless.close().await;
 }

@@ -1,16 +1,15 @@
-//! `portcullis audit-log verify|export`.
+//! `portcullis audit-log verify|seal|export`.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
-use portcullis_server::admin::audit::{
-    MAX_AUDIT_PAGE, audit_record_json, json_line, parse_filter_time,
-};
-use portcullis_store::AuditQuery;
-use portcullis_store::chain::hex;
+use portcullis_server::admin::audit::{MAX_AUDIT_PAGE, audit_record_json, json_line};
+use portcullis_store::chain::{ChainHash, hex};
+use portcullis_store::{AuditQuery, ChainBreak};
 use serde_json::json;
+use time::OffsetDateTime;
 
-use super::{Admin, manage_error};
+use super::{Admin, UsageError, manage_error};
 use crate::cli::{AuditLogCommand, OutputFormat};
 use crate::output;
 
@@ -19,21 +18,38 @@ const CHAIN_BROKEN: u8 = 3;
 
 pub(crate) async fn run(admin: &Admin, command: AuditLogCommand) -> anyhow::Result<ExitCode> {
     match command {
-        AuditLogCommand::Verify => verify(admin).await,
+        AuditLogCommand::Verify { expect_head } => verify(admin, expect_head.as_ref()).await,
+        AuditLogCommand::Seal => seal(admin).await.map(|()| ExitCode::SUCCESS),
         AuditLogCommand::Export {
             tenant,
             since,
             until,
-        } => export(admin, tenant.as_deref(), since.as_deref(), until.as_deref())
+        } => export(admin, tenant.as_deref(), since, until)
             .await
             .map(|()| ExitCode::SUCCESS),
     }
 }
 
-async fn verify(admin: &Admin) -> anyhow::Result<ExitCode> {
+/// Returns what an operator should do about a break, for the line after
+/// the message.
+pub(crate) fn remedy(broken: &ChainBreak) -> &'static str {
+    match broken.code() {
+        "head_unsealed" | "head_missing" | "head_forged" => {
+            "Keep this output and compare the records with a backup or an export. To go on \
+             with this database as it is, run `portcullis audit-log seal`, which records the \
+             seal in the chain."
+        }
+        _ => {
+            "Keep this output and compare the records with a backup or an export; the chain \
+             cannot be repaired in place."
+        }
+    }
+}
+
+async fn verify(admin: &Admin, expect_head: Option<&ChainHash>) -> anyhow::Result<ExitCode> {
     let outcome = admin
         .manager
-        .verify_audit_chain()
+        .verify_audit_chain(expect_head)
         .await
         .map_err(|error| manage_error(error, |field| field))?;
     match outcome {
@@ -64,9 +80,10 @@ async fn verify(admin: &Admin) -> anyhow::Result<ExitCode> {
                     "id": broken.id,
                     "code": broken.code(),
                     "message": broken.to_string(),
+                    "remedy": remedy(&broken),
                 }))?,
                 OutputFormat::Table => {
-                    eprintln!("error: audit log broken: {broken}");
+                    eprintln!("error: audit log broken: {broken}\n{}", remedy(&broken));
                 }
             }
             Ok(ExitCode::from(CHAIN_BROKEN))
@@ -74,20 +91,47 @@ async fn verify(admin: &Admin) -> anyhow::Result<ExitCode> {
     }
 }
 
+async fn seal(admin: &Admin) -> anyhow::Result<()> {
+    let outcome = admin
+        .manager
+        .seal_audit_chain(&admin.audit())
+        .await
+        .map_err(|error| manage_error(error, |field| field))?;
+    let head_hash = hex(&outcome.head_hash);
+    match admin.output {
+        OutputFormat::Json => output::print_json(&json!({
+            "sealed": true,
+            "legacy_records": outcome.legacy_records,
+            "head_seq": outcome.head_seq,
+            "head_hash": head_hash,
+        }))?,
+        OutputFormat::Table => output::print(&format!(
+            "Audit chain head sealed: {} records from before the hash chain chained, seal \
+             recorded as record {}. Head: record {}, hash {head_hash}.\n",
+            outcome.legacy_records, outcome.head_seq, outcome.head_seq
+        ))?,
+    }
+    Ok(())
+}
+
 async fn export(
     admin: &Admin,
     tenant: Option<&str>,
-    since: Option<&str>,
-    until: Option<&str>,
+    since: Option<OffsetDateTime>,
+    until: Option<OffsetDateTime>,
 ) -> anyhow::Result<()> {
-    let parse = |flag: &str, text: Option<&str>| {
-        text.map(parse_filter_time)
-            .transpose()
-            .map_err(|message| anyhow::anyhow!("invalid {flag}: {message}"))
-    };
+    if let (Some(since), Some(until)) = (since, until)
+        && since > until
+    {
+        return Err(UsageError::new(format!(
+            "invalid --until: {until} is earlier than --since {since}; give --since first and \
+             --until later"
+        ))
+        .into());
+    }
     let mut query = AuditQuery {
-        since: parse("--since", since)?,
-        until: parse("--until", until)?,
+        since,
+        until,
         limit: MAX_AUDIT_PAGE,
         ..AuditQuery::default()
     };

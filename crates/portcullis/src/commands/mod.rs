@@ -106,6 +106,26 @@ impl Admin {
     }
 }
 
+/// An invalid command-line argument that clap cannot check by itself,
+/// such as two flags that contradict each other. `main` exits with code 2
+/// on it, as clap does on its own usage errors.
+#[derive(Debug)]
+pub(crate) struct UsageError(String);
+
+impl UsageError {
+    pub(crate) fn new(message: String) -> Self {
+        Self(message)
+    }
+}
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
 /// Converts a [`ManageError`] into a one-line error, naming a rejected
 /// input by its command-line spelling: `flag` maps the manager's field
 /// names (`name`, `scopes`, …) to it.

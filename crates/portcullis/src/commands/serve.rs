@@ -35,6 +35,20 @@ pub(crate) async fn run(
     let metrics = config.metrics.listen.map(|_| metrics::enable());
 
     let opened = data_dir::open_store(data_dir, global.database_url.as_deref(), env).await?;
+    // Fail closed: records appended to a tampered chain would seem to vouch
+    // for it.
+    let head = opened
+        .store
+        .check_audit_head()
+        .await
+        .context("failed to check the audit chain")?;
+    if let Err(broken) = head {
+        anyhow::bail!(
+            "refusing to start: the audit chain is broken: {broken}. Run `portcullis audit-log \
+             verify` for the first problem. {}",
+            super::audit_log::remedy(&broken)
+        );
+    }
     let backend = opened.store.backend();
     let tls = tls::server_config(&config.server.tls, data_dir).context("failed to set up TLS")?;
     if let Some((_, source)) = &tls {
