@@ -723,6 +723,9 @@ async fn alert_list_filtered_and_paged() {
         ("?limit=0", "limit"),
         ("?since=yesterday", "since"),
         ("?before=42", "before"),
+        ("?limit=many", "limit"),
+        ("?tenantt=acme", "tenantt"),
+        ("?rule=rate_spike&rule=rate_spike", "rule"),
     ] {
         let response = client
             .get(server.url(&format!("/admin/v1/alerts{query}")))
@@ -733,7 +736,22 @@ async fn alert_list_filtered_and_paged() {
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
         let problem: Value = response.json().await.unwrap();
         assert_eq!(problem["field"], field, "{query}: {problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            !detail.contains("Failed to deserialize"),
+            "{query}: {detail}"
+        );
     }
+    let response = client
+        .get(server.url("/admin/v1/alerts?tenantt=acme"))
+        .header("x-api-key", &fixture.operator)
+        .send()
+        .await
+        .unwrap();
+    let problem: Value = response.json().await.unwrap();
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("unknown parameter tenantt"), "{detail}");
+    assert!(detail.contains("credential"), "{detail}");
     let unknown = client
         .get(server.url("/admin/v1/alerts?tenant=nobody"))
         .header("x-api-key", &fixture.operator)

@@ -88,8 +88,13 @@ async fn alerts_list(State(state): State<AppState>, request: Request) -> Respons
     let (parts, _) = request.into_parts();
     let result = async {
         authenticate_operator(&state, &parts, &ADMIN_READ, "admin").await?;
-        let Query(query) = Query::<ListQuery>::try_from_uri(&parts.uri).map_err(|rejection| {
-            Problem::invalid_field("query", format!("invalid query: {}", rejection.body_text()))
+        check_parameter_names(parts.uri.query())?;
+        let Query(query) = Query::<ListQuery>::try_from_uri(&parts.uri).map_err(|_| {
+            // Names are checked above, so only `limit` can fail to parse.
+            Problem::invalid_field(
+                "limit",
+                format!("expected a whole number from 1 to {MAX_PAGE}"),
+            )
         })?;
         let mut filter = filter_of(&query)?;
         if let Some(name) = &query.tenant {
@@ -110,6 +115,44 @@ async fn alerts_list(State(state): State<AppState>, request: Request) -> Respons
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The query parameters of `GET /admin/v1/alerts`.
+const LIST_PARAMETERS: [&str; 8] = [
+    "tenant",
+    "credential",
+    "rule",
+    "severity",
+    "since",
+    "until",
+    "before",
+    "limit",
+];
+
+/// Rejects an unknown or repeated query parameter by name, before serde
+/// would report it in its own words.
+fn check_parameter_names(query: Option<&str>) -> Result<(), Problem> {
+    let mut seen: Vec<String> = Vec::new();
+    for (name, _) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        let name = name.into_owned();
+        if !LIST_PARAMETERS.contains(&name.as_str()) {
+            return Err(Problem::invalid_field(
+                &name,
+                format!(
+                    "unknown parameter {name}; use {}",
+                    LIST_PARAMETERS.join(", ")
+                ),
+            ));
+        }
+        if seen.contains(&name) {
+            return Err(Problem::invalid_field(
+                &name,
+                format!("the parameter {name} is given more than once"),
+            ));
+        }
+        seen.push(name);
+    }
+    Ok(())
 }
 
 /// List an alert's webhook deliveries
