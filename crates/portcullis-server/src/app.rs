@@ -88,6 +88,8 @@ pub struct Shared {
     pub alerts: Arc<Alerts>,
     /// The credential audit's policy and the listener it judges.
     pub audit_settings: AuditSettings,
+    /// The scopes and lifetimes that dashboard users may give their keys.
+    pub key_policy: dashboard::KeyPolicy,
 }
 
 /// A cheap handle on [`Shared`].
@@ -151,6 +153,7 @@ impl AppState {
             brute_force,
             alerts,
             audit_settings: AuditSettings::from_config(config),
+            key_policy: dashboard::KeyPolicy::from_config(config),
         })))
     }
 }

@@ -214,6 +214,17 @@ impl Store {
         dispatch!(self, store => store.usage_series(query))
     }
 
+    /// Returns the requests of each of `tenant`'s keys on the days that
+    /// start at or after `since`, in one query. Keys without requests are
+    /// missing from the list.
+    pub async fn key_request_totals(
+        &self,
+        tenant: TenantId,
+        since: OffsetDateTime,
+    ) -> Result<Vec<(KeyId, i64)>, StoreError> {
+        dispatch!(self, store => store.key_request_totals(tenant, since))
+    }
+
     /// Deletes hour rows of periods that started before `before`, day
     /// rows of days that started before `days_before`, and scope-use rows
     /// of those days, and returns how many rows went.

@@ -114,6 +114,7 @@ store_suite!(
     trusted_cas_added_per_tenant,
     // Usage rollups, in `store_suite/usage.rs`.
     usage_counts_add_up_by_hour_and_day,
+    key_request_totals_per_tenant,
     large_usage_batch_written,
     old_usage_pruned,
     scope_uses_recorded_once,

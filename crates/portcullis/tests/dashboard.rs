@@ -190,8 +190,8 @@ fn token_field(token: &str) -> Vec<(String, String)> {
 fn assert_security_headers(reply: &Reply, case: &str) {
     assert_eq!(
         reply.header("content-security-policy"),
-        "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; \
-         base-uri 'none'",
+        "default-src 'none'; style-src 'self'; script-src 'self'; form-action 'self'; \
+         frame-ancestors 'none'; base-uri 'none'",
         "{case}"
     );
     assert_eq!(reply.header("x-frame-options"), "DENY", "{case}");
@@ -662,7 +662,7 @@ async fn stylesheet_and_unknown_paths() {
     for path in [
         "/dashboard/static/dashboard.css",
         "/dashboard/static/dashboard-0000000000000000.css",
-        "/dashboard/keys/unknown",
+        "/dashboard/nowhere/else",
         "/dashboard/nowhere",
     ] {
         let reply = browser.get(path).await;

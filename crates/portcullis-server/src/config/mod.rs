@@ -26,6 +26,7 @@ mod alerts;
 mod audit;
 pub mod audit_policy;
 mod brute_force;
+mod dashboard;
 mod env;
 mod leaks;
 mod limits;
@@ -48,6 +49,10 @@ pub use alerts::{
 };
 pub use audit::{AuditConfig, DEFAULT_AUDIT_RETENTION, MIN_AUDIT_RETENTION};
 pub use audit_policy::{AuditPolicy, MAX_POLICY_DAYS};
+pub use dashboard::{
+    DEFAULT_KEY_EXPIRY, DEFAULT_KEY_EXPIRY_MAX, DashboardConfig, KEY_EXPIRY_MAX_LIMIT,
+    MIN_KEY_EXPIRY,
+};
 pub use leaks::{
     LeakAction, LeakPublicKey, LeaksConfig, MAX_LEAK_KEY_ID_LEN, MAX_LEAK_PUBLIC_KEYS, PemSource,
 };
@@ -134,6 +139,8 @@ pub struct Config {
     pub audit_policy: AuditPolicy,
     /// Retention of audit records.
     pub audit: AuditConfig,
+    /// Limits on the keys that dashboard users create.
+    pub dashboard: DashboardConfig,
 }
 
 /// The `[server]` table, checked.

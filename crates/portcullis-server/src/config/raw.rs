@@ -53,6 +53,30 @@ pub struct RawConfig {
     pub alerts: Option<RawAlerts>,
     /// The `[audit]` table; records kept 400 days by default.
     pub audit: Option<RawAudit>,
+    /// The `[dashboard]` table; every key has a default.
+    pub dashboard: Option<RawDashboard>,
+}
+
+/// The `[dashboard]` table: what dashboard users may put into a new key.
+///
+/// ```toml
+/// [dashboard]
+/// key_expiry_default = "90d"
+/// key_expiry_max = "365d"
+/// scopes = ["orders:read", "orders:write"]
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDashboard {
+    /// Lifetime that the create form proposes, default 90 days (or the
+    /// maximum, when that is shorter).
+    pub key_expiry_default: Option<String>,
+    /// Maximum lifetime a dashboard user may choose, default 365 days, at
+    /// most 1825 days.
+    pub key_expiry_max: Option<String>,
+    /// Scopes that dashboard users may grant. By default, every scope that
+    /// a configured route requires.
+    pub scopes: Option<Vec<String>>,
 }
 
 /// The `[audit]` table: how long audit records are kept.
@@ -453,6 +477,7 @@ struct Sections {
     alerts: Option<toml::Value>,
     audit_policy: Option<toml::Value>,
     audit: Option<toml::Value>,
+    dashboard: Option<toml::Value>,
 }
 
 impl RawConfig {
@@ -551,6 +576,15 @@ impl RawConfig {
             })
             .transpose()?;
 
+        let dashboard = sections
+            .dashboard
+            .map(|value| {
+                value
+                    .try_into()
+                    .map_err(|error| deserialize_error("dashboard", &error))
+            })
+            .transpose()?;
+
         Ok(Self {
             server,
             routes,
@@ -561,6 +595,7 @@ impl RawConfig {
             alerts,
             audit_policy,
             audit,
+            dashboard,
         })
     }
 }

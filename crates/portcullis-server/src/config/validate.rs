@@ -72,6 +72,7 @@ impl TryFrom<RawConfig> for Config {
         let audit_policy =
             super::audit_policy::check_audit_policy(raw.audit_policy.unwrap_or_default())?;
         let audit = super::audit::check_audit(raw.audit.unwrap_or_default())?;
+        let dashboard = super::dashboard::check_dashboard(raw.dashboard.unwrap_or_default())?;
         Ok(Self {
             server,
             routes,
@@ -82,6 +83,7 @@ impl TryFrom<RawConfig> for Config {
             alerts,
             audit_policy,
             audit,
+            dashboard,
         })
     }
 }

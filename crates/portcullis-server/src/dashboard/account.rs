@@ -248,6 +248,19 @@ async fn checked_session(
     parts: &Parts,
     body: axum::body::Body,
 ) -> Result<ActiveSession, Response> {
+    checked_form(state, parts, body)
+        .await
+        .map(|(session, _)| session)
+}
+
+/// Reads a signed-in form, checks its session-bound CSRF token and returns
+/// the session with the form's fields. Without a session the browser is
+/// sent to the sign-in form and nothing changes.
+pub(super) async fn checked_form(
+    state: &AppState,
+    parts: &Parts,
+    body: axum::body::Body,
+) -> Result<(ActiveSession, Form), Response> {
     let form: Form = read_form(&parts.headers, body).await?;
     let session = match current_session(state, &parts.headers).await {
         Ok(Some(session)) => session,
@@ -265,7 +278,7 @@ async fn checked_session(
         );
         return Err(forbidden_page());
     }
-    Ok(session)
+    Ok((session, form))
 }
 
 async fn audit_sign_out(
@@ -303,6 +316,19 @@ fn signed_out() -> Response {
     set_cookie(see_other(SIGN_IN), &removal_cookie())
 }
 
+/// Loads the browser's live session for a page, or returns the redirect
+/// to the sign-in form (or the error page) to send instead.
+pub(super) async fn page_session(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<ActiveSession, Response> {
+    match current_session(state, headers).await {
+        Ok(Some(session)) => Ok(session),
+        Ok(None) => Err(see_other(SIGN_IN)),
+        Err(error) => Err(store_failure(&error)),
+    }
+}
+
 /// Loads the browser's live session, moving its idle expiry forward.
 async fn current_session(
     state: &AppState,
@@ -338,7 +364,7 @@ fn sign_in_form(headers: &HeaderMap, tenant: &str, email: &str, error: Option<St
     }
 }
 
-fn store_failure(error: &StoreError) -> Response {
+pub(super) fn store_failure(error: &StoreError) -> Response {
     tracing::error!(error = %ErrorChain(error), "store failed in the dashboard");
     unavailable_page()
 }

@@ -11,12 +11,21 @@
 //! and never a CORS header.
 //!
 //! - [`account`]: sign-in, sign-out, sign-out everywhere and the overview.
+//! - [`keys`]: the tenant's API keys: list, create, rotate and revoke.
+//! - [`key_pages`]: the key pages' templates and rows.
+//! - [`policy`]: what each role may do with keys, and the operator's
+//!   limits on new keys.
 //! - [`pages`]: the templates and response helpers.
-//! - [`assets`]: the embedded style sheet.
+//! - [`assets`]: the embedded style sheet and copy-button script.
 
 mod account;
 mod assets;
+mod key_pages;
+mod keys;
 mod pages;
+mod policy;
+
+pub use self::policy::KeyPolicy;
 
 use axum::Router;
 use axum::body::Body;
@@ -38,10 +47,11 @@ use crate::oauth::authorize::parse_pairs;
 use crate::oauth::csrf::{cross_origin_layer, issuer_origin};
 
 /// The Content-Security-Policy of every dashboard response: the embedded
-/// style sheet and nothing else, no scripts at all, forms posting only to
-/// this origin, no framing (clickjacking, RFC 6749 §10.13) and no `<base>`.
+/// style sheet and copy-button script and nothing else (no inline script or
+/// style), forms posting only to this origin, no framing (clickjacking,
+/// RFC 6749 §10.13) and no `<base>`.
 pub const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'none'; style-src 'self'; \
-    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+    script-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Maximum dashboard form body, in bytes. The largest form contains a tenant
 /// name, an e-mail address, a password of at most 1024 characters and a
@@ -64,6 +74,17 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route(
             "/dashboard/sign-out-everywhere",
             post(account::sign_out_everywhere),
+        )
+        .route("/dashboard/keys", get(keys::list).post(keys::create))
+        .route("/dashboard/keys/new", get(keys::new_form))
+        .route("/dashboard/keys/{id}", get(keys::show))
+        .route(
+            "/dashboard/keys/{id}/rotate",
+            get(keys::rotate_form).post(keys::rotate),
+        )
+        .route(
+            "/dashboard/keys/{id}/revoke",
+            get(keys::revoke_form).post(keys::revoke),
         )
         .route("/dashboard/static/{file}", get(assets::serve))
         .route("/dashboard/{*rest}", any(not_found))
@@ -172,5 +193,14 @@ impl Form {
             .iter()
             .find(|(key, _)| key == name)
             .map_or("", |(_, value)| value.as_str())
+    }
+
+    /// Returns the values of the fields whose names start with `prefix`,
+    /// such as the checked boxes `scope.0`, `scope.3`, in form order.
+    fn values_with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a str> {
+        self.0
+            .iter()
+            .filter(move |(key, _)| key.starts_with(prefix))
+            .map(|(_, value)| value.as_str())
     }
 }

@@ -145,6 +145,22 @@ pub(super) fn see_other(location: &'static str) -> Response {
     response
 }
 
+/// Builds a 303 redirect to a dashboard path built at run time, such as a
+/// key's page. A path that is no valid header value gets the 500 page.
+pub(super) fn see_other_to(location: &str) -> Response {
+    let Ok(value) = HeaderValue::from_str(location) else {
+        tracing::error!(
+            location,
+            "dashboard redirect target is no valid header value"
+        );
+        return internal_error_page();
+    };
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    response.headers_mut().insert(LOCATION, value);
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

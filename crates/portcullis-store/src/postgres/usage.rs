@@ -1,6 +1,6 @@
 //! Usage rollups and scope uses on PostgreSQL.
 
-use portcullis_core::ids::ClientId;
+use portcullis_core::ids::{ClientId, KeyId, TenantId};
 use sqlx::postgres::PgConnection;
 use sqlx::{Postgres, QueryBuilder, Row};
 use time::OffsetDateTime;
@@ -61,6 +61,28 @@ impl PostgresStore {
                     requests: row.try_get("requests")?,
                     failures: row.try_get("failures")?,
                 })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn key_request_totals(
+        &self,
+        tenant: TenantId,
+        since: OffsetDateTime,
+    ) -> Result<Vec<(KeyId, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT credential_id, SUM(requests)::bigint AS requests FROM usage_days \
+             WHERE tenant_id = $1 AND credential_kind = 'key' AND period_start >= $2 \
+             GROUP BY credential_id",
+        )
+        .bind(tenant.as_uuid())
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let id: Uuid = row.try_get("credential_id")?;
+                Ok((KeyId::from_uuid(id), row.try_get("requests")?))
             })
             .collect()
     }

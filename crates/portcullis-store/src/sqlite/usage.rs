@@ -1,6 +1,6 @@
 //! Usage rollups and scope uses on SQLite.
 
-use portcullis_core::ids::ClientId;
+use portcullis_core::ids::{ClientId, KeyId, TenantId};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use time::OffsetDateTime;
 
@@ -59,6 +59,28 @@ impl SqliteStore {
                     requests: row.try_get("requests")?,
                     failures: row.try_get("failures")?,
                 })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn key_request_totals(
+        &self,
+        tenant: TenantId,
+        since: OffsetDateTime,
+    ) -> Result<Vec<(KeyId, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT credential_id, SUM(requests) AS requests FROM usage_days \
+             WHERE tenant_id = ?1 AND credential_kind = 'key' AND period_start >= ?2 \
+             GROUP BY credential_id",
+        )
+        .bind(tenant.to_string())
+        .bind(to_millis(since))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let id = parse_uuid("credential_id", row.try_get("credential_id")?)?;
+                Ok((KeyId::from_uuid(id), row.try_get("requests")?))
             })
             .collect()
     }

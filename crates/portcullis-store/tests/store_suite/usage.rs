@@ -152,6 +152,80 @@ pub(super) async fn usage_counts_add_up_by_hour_and_day(fixture: Fixture) {
     store.record_usage_counts(&[]).await.unwrap();
 }
 
+pub(super) async fn key_request_totals_per_tenant(fixture: Fixture) {
+    let store = fixture.store;
+    let acme = TenantId::generate();
+    let globex = TenantId::generate();
+    let busy = KeyId::generate();
+    let quiet = KeyId::generate();
+    let client = ClientId::generate();
+    let other = KeyId::generate();
+    store
+        .record_usage_counts(&[
+            count(
+                CredentialRef::Key(busy),
+                Some(acme),
+                datetime!(2026-11-03 12:00 UTC),
+                50,
+                9,
+            ),
+            count(
+                CredentialRef::Key(busy),
+                Some(acme),
+                datetime!(2026-11-10 09:00 UTC),
+                3,
+                1,
+            ),
+            count(
+                CredentialRef::Key(busy),
+                Some(acme),
+                datetime!(2026-11-11 22:00 UTC),
+                4,
+                0,
+            ),
+            count(
+                CredentialRef::Key(quiet),
+                Some(acme),
+                datetime!(2026-11-11 08:00 UTC),
+                1,
+                0,
+            ),
+            count(
+                CredentialRef::Client(client),
+                Some(acme),
+                datetime!(2026-11-11 08:00 UTC),
+                8,
+                0,
+            ),
+            count(
+                CredentialRef::Key(other),
+                Some(globex),
+                datetime!(2026-11-11 08:00 UTC),
+                70,
+                0,
+            ),
+        ])
+        .await
+        .unwrap();
+
+    // Days before `since` are left out, and so are clients and other
+    // tenants' keys.
+    let mut totals = store
+        .key_request_totals(acme, datetime!(2026-11-05 00:00 UTC))
+        .await
+        .unwrap();
+    totals.sort();
+    let mut expected = vec![(busy, 7), (quiet, 1)];
+    expected.sort();
+    assert_eq!(totals, expected);
+
+    let none = store
+        .key_request_totals(TenantId::generate(), datetime!(2026-11-01 00:00 UTC))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
+
 pub(super) async fn large_usage_batch_written(fixture: Fixture) {
     let store = fixture.store;
     let tenant = TenantId::generate();
