@@ -109,6 +109,7 @@ async fn verify_limits(state: &AppState, key: &ApiKeyRecord) -> Result<Response,
         }
     };
     if let Err(problem) = limits::spend_key_use(&state.store, key).await {
+        limits::refund(&state.rate_limiter, &applicable, decision.as_ref()).await;
         return invalid_or_error(problem, decision.as_ref());
     }
     let verdict = json!({

@@ -40,9 +40,18 @@ daily = "1000/d"
 
 [[routes]]
 path_prefix = "/orders"
-upstream = "{}"
+upstream = "{0}"
 [routes.scopes]
 "*" = []
+
+# Only the test of rejected requests uses this route, so its allowance
+# is not shared with other tests.
+[[routes]]
+path_prefix = "/metered"
+upstream = "{0}"
+rate_limit = "1/h burst 3"
+[routes.scopes]
+GET = ["orders:read"]
 
 # Nothing listens on port 9 (discard) here, so every request gets 502.
 [[routes]]
@@ -70,10 +79,14 @@ fn create_key(extra: &[&str]) -> (String, String) {
 }
 
 async fn get(key: &str) -> reqwest::Response {
+    send(reqwest::Method::GET, "/orders/1", key).await
+}
+
+async fn send(method: reqwest::Method, path: &str, key: &str) -> reqwest::Response {
     FIXTURE
         .server
         .client()
-        .get(FIXTURE.server.url("/orders/1"))
+        .request(method, FIXTURE.server.url(path))
         .header("x-api-key", key)
         .send()
         .await
@@ -328,6 +341,51 @@ async fn upstream_failures_spend_no_uses() {
         assert_eq!(get(&key).await.status(), StatusCode::OK);
     }
     assert_eq!(get(&key).await.status(), StatusCode::FORBIDDEN);
+}
+
+async fn send_metered(method: reqwest::Method, key: &str) -> reqwest::Response {
+    send(method, "/metered/1", key).await
+}
+
+/// Requests rejected with 403 or 405 spend none of the route's allowance
+/// (`1/h burst 3`): not for a missing scope or method, and not for a key
+/// whose uses are spent, although that last check follows the rate limit.
+#[tokio::test]
+async fn rejected_requests_spend_no_allowance() {
+    let (_, spent) = create_key(&["--max-uses", "1"]);
+    assert_eq!(
+        send_metered(reqwest::Method::GET, &spent).await.status(),
+        StatusCode::OK
+    );
+    for _ in 0..5 {
+        let response = send_metered(reqwest::Method::GET, &spent).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["code"], "key_uses_exhausted");
+    }
+
+    let (_, unscoped) = FIXTURE
+        .data
+        .create_key(&["--tenant", "acme", "--scopes", "orders:write"]);
+    for _ in 0..5 {
+        let response = send_metered(reqwest::Method::GET, &unscoped).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(header(&response, "ratelimit"), None);
+        let response = send_metered(reqwest::Method::POST, &unscoped).await;
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    // The route still has two of its three requests.
+    let (_, other) = create_key(&[]);
+    let response = send_metered(reqwest::Method::GET, &other).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(&response, "ratelimit"), Some("\"route\";r=1;t=7200"));
+    assert_eq!(
+        send_metered(reqwest::Method::GET, &other).await.status(),
+        StatusCode::OK
+    );
+    let limited = send_metered(reqwest::Method::GET, &other).await;
+    assert_eq!(limit_of(limited).await, "route");
 }
 
 #[tokio::test]

@@ -240,6 +240,21 @@ async fn max_uses_exact_on_two_nodes() {
     }
     assert_eq!(admitted, 25);
     assert_eq!(exhausted, 55);
+
+    // The route limit of /few (1/min burst 3) admits these requests before
+    // the spent uses reject them, and each gives its charge back in Redis,
+    // so another key still gets the route's whole burst.
+    for index in 0..6 {
+        let status = status(&nodes[index % 2], "/few/1", &key).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    let (_, other) = data.create_key(&["--tenant", "acme", "--scopes", "orders:read"]);
+    for index in 0..3 {
+        let status = status(&nodes[index % 2], "/few/1", &other).await;
+        assert_eq!(status, StatusCode::OK, "request {index} of the burst");
+    }
+    let status = status(&nodes[1], "/few/1", &other).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
 }
 
 #[tokio::test]

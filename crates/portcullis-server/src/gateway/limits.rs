@@ -18,11 +18,12 @@
 //!
 //! A response on a route where a limit applied carries the `RateLimit-Policy`
 //! and `RateLimit` fields of draft-ietf-httpapi-ratelimit-headers-11, whatever
-//! its status: the 429 itself, a 403 or 405 after the check, and the
+//! its status: the 429 itself, a 403 for a key without uses left, and the
 //! upstream's response. They replace fields of the same name that an
 //! upstream sent, so a caller never sees two `RateLimit` lists that do not
 //! belong together. Requests rejected before the check (no route, failed
-//! authentication) carry none, because no limit has been looked at.
+//! authentication, method, scope) carry none, because no limit has been
+//! looked at.
 
 use std::collections::BTreeMap;
 
@@ -243,11 +244,19 @@ pub async fn check(
     }
 }
 
+/// Gives back the charge of a request that [`check`] admitted (`decision`)
+/// and that was rejected afterwards, so that a rejected request spends no
+/// allowance. The 403 of a key without uses left then does not use up its
+/// tenant's or route's limit.
+pub async fn refund(limiter: &RateLimiter, limits: &[LimitRequest], decision: Option<&Decision>) {
+    if decision.is_some_and(Decision::is_admitted) {
+        limiter.refund(limits).await;
+    }
+}
+
 /// Spends one use of a usage-limited API key (`--max-uses`), for a request
-/// that passed every other check.
-///
-/// NOTE: the rate limits are checked first, so requests with a key that has
-/// no uses left are still charged to its tenant's limit.
+/// that passed every other check. The caller gives the rate-limit charge
+/// back ([`refund`]) when this rejects the request.
 ///
 /// Every node spends uses through one conditional UPDATE in the store, so
 /// the count is exact across nodes and survives a Redis restart, at the

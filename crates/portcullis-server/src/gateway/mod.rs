@@ -9,12 +9,17 @@
 //!   certificate.
 //!
 //! Order of checks: route (404), a presented client certificate that
-//! failed verification (401), credential (400/401), key kind (403) and rate
-//! limits (429, or 503 when they cannot be checked). Then come method
-//! (405), scope (403), the uses of a usage-limited key (403), body size
-//! (413) and the upstream (502/504). Rate
-//! limits come before the scope check, so a caller probing for scopes
-//! spends its allowance like any other caller.
+//! failed verification (401), credential (400/401), key kind (403), method
+//! (405), scope (403), rate limits (429, or 503 when they cannot be
+//! checked), the uses of a usage-limited key (403), body size (413) and the
+//! upstream (502/504).
+//!
+//! A request rejected before it reaches the upstream spends no allowance.
+//! Method and scope are checked before the rate limits, and a request that
+//! the limits admitted but that is then rejected for its uses (or because
+//! the store cannot count them) gets its charge back. So a key without uses
+//! left does not use up its tenant's or route's allowance. Method and scope
+//! checks are in memory and cost less than a rate-limit check would.
 //!
 //! The credential check returns 401 for a credential of a kind the route
 //! does not accept, and for a certificate that authenticates no single
@@ -232,6 +237,17 @@ async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Rej
         .into());
     }
 
+    let Some(required) = route.scopes.required(&parts.method) else {
+        return Err(Problem::method_not_allowed(&route.scopes.allowed_methods()).into());
+    };
+    if let Some(missing) = caller.scopes().first_missing(required) {
+        return Err(Problem::insufficient_scope(missing).into());
+    }
+    let uri = routes::upstream_uri(route, path, query).map_err(|error| {
+        tracing::error!(error = %error, route = ?route.path_prefix, "building the upstream URI failed");
+        Problem::internal()
+    })?;
+
     let client_limits = match &caller {
         Caller::AccessToken(authenticated) => Some(
             state
@@ -248,30 +264,14 @@ async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Rej
     let applicable =
         limits::applicable_limits(&state.limits, route, &caller, client_limits.as_deref())?;
     let decision = limits::check(&state.rate_limiter, &applicable).await?;
-    let reject = |problem: Problem| Rejection {
-        problem,
-        decision: decision.clone(),
-    };
-
-    let Some(required) = route.scopes.required(&parts.method) else {
-        return Err(reject(Problem::method_not_allowed(
-            &route.scopes.allowed_methods(),
-        )));
-    };
-    if let Some(missing) = caller.scopes().first_missing(required) {
-        return Err(reject(Problem::insufficient_scope(missing)));
+    if let Err(problem) = limits::spend_use(&state.store, &caller).await {
+        limits::refund(&state.rate_limiter, &applicable, decision.as_ref()).await;
+        return Err(Rejection { problem, decision });
     }
     context
         .usage
         .record_scope_use(caller.credential(), required.iter(), context.now);
 
-    let uri = routes::upstream_uri(route, path, query).map_err(|error| {
-        tracing::error!(error = %error, route = ?route.path_prefix, "building the upstream URI failed");
-        reject(Problem::internal())
-    })?;
-    limits::spend_use(&state.store, &caller)
-        .await
-        .map_err(reject)?;
     // A registered self-signed certificate did not verify, but it is the
     // caller's credential when it authenticated the caller.
     let certificate_thumbprint = certificate

@@ -77,6 +77,15 @@ impl Gcra {
         }
     }
 
+    /// Returns the TAT after giving back `cost` units that [`Self::step`]
+    /// charged, or `None` when the allowance is then full at `now`, so the
+    /// entry can go. A rejected request that was already charged gets its
+    /// units back this way.
+    pub fn refund(&self, stored_tat: u64, now: u64, cost: u64) -> Option<u64> {
+        let tat = stored_tat.saturating_sub(cost.saturating_mul(self.emission_interval));
+        (tat > now).then_some(tat)
+    }
+
     /// Returns the requests that would be admitted at `now` without
     /// changing anything, for the headers of a response that was not charged.
     pub fn remaining(&self, stored_tat: u64, now: u64) -> u64 {
@@ -156,6 +165,28 @@ mod tests {
         };
         assert_eq!(remaining, 4);
         assert_eq!(reset, 6_000_000);
+    }
+
+    #[test]
+    fn refund_restores_allowance() {
+        let limit = gcra(10, RateUnit::Second, 2);
+        let now = 1_000_000;
+        let Outcome::Admit { new_tat: first, .. } = limit.step(0, now, 1) else {
+            panic!("first request denied");
+        };
+        let Outcome::Admit {
+            new_tat: second, ..
+        } = limit.step(first, now, 1)
+        else {
+            panic!("second request denied");
+        };
+        assert!(matches!(limit.step(second, now, 1), Outcome::Deny { .. }));
+
+        assert_eq!(limit.refund(second, now, 1), Some(first));
+        assert_eq!(limit.remaining(first, now), 1);
+        // Giving back the only charge leaves a full allowance and no entry.
+        assert_eq!(limit.refund(first, now, 1), None);
+        assert_eq!(limit.refund(0, now, 1), None);
     }
 
     proptest! {

@@ -95,6 +95,31 @@ impl LocalLimiter {
         decision
     }
 
+    /// Gives back one request to every limit in `limits`, for a request
+    /// that [`Self::check`] admitted and that was rejected afterwards. A
+    /// limit listed twice gets two requests back, as it was charged twice.
+    pub fn refund(&self, limits: &[LimitRequest]) {
+        let now = self.now();
+        let keys: Vec<String> = limits.iter().map(LimitRequest::storage_key).collect();
+        let mut guards = self.lock_shards(&keys);
+        for (limit, key) in limits.iter().zip(&keys) {
+            let Some(map) = guards.shard(key) else {
+                continue;
+            };
+            let Some(stored) = map.get(key).copied() else {
+                continue;
+            };
+            match Gcra::new(&limit.rate).refund(stored, now, 1) {
+                Some(tat) => {
+                    map.insert(key.clone(), tat);
+                }
+                None => {
+                    map.remove(key);
+                }
+            }
+        }
+    }
+
     /// Drops every entry whose allowance is full again, and returns how
     /// many were dropped.
     pub fn evict_idle(&self) -> usize {
@@ -351,6 +376,22 @@ mod tests {
         }
         // The tenant still has four of its five.
         assert_eq!(admitted(&limiter, std::slice::from_ref(&tenant), 10), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refund_gives_request_back() {
+        let limiter = LocalLimiter::default();
+        let tenant = limit("tenant", "3/min", "acme");
+        let route = limit("route", "3/min", "/orders");
+        let both = [tenant.clone(), route.clone()];
+        assert!(limiter.check(&both).is_admitted());
+        assert!(limiter.check(&both).is_admitted());
+        limiter.refund(&both);
+        limiter.refund(&both);
+        assert!(limiter.is_empty());
+        // Each limit has its whole allowance again.
+        assert_eq!(admitted(&limiter, &[tenant], 10), 3);
+        assert_eq!(admitted(&limiter, &[route], 10), 3);
     }
 
     #[tokio::test(start_paused = true)]

@@ -11,7 +11,7 @@
 //!
 //! # How the gateway calls it
 //!
-//! The order is authenticate, then rate limit, then authorize:
+//! The order is authenticate, then authorize, then rate limit:
 //!
 //! 1. Before verifying a credential, ask [`brute_force::BruteForceTracker::check`]
 //!    with the resolved client address ([`crate::client_ip`]) and the
@@ -24,9 +24,9 @@
 //!    applies (`key`, `client`, `tenant`, `route`, plan limits) and call
 //!    [`RateLimiter::check`] once, with the key's [`redis::UsesLimit`] when
 //!    it has `--max-uses`. Limits are per credential, so they run after
-//!    authentication and before the scope check: a caller with a valid
-//!    credential but a missing scope still spends its allowance, which stops
-//!    scope probing at full speed.
+//!    authentication, and after the method and scope checks, so that a
+//!    rejected request spends no allowance. A request rejected after the
+//!    check gets its charge back through [`RateLimiter::refund`].
 //! 4. Add [`Decision::header_fields`] to every response on a limited route,
 //!    429 included. Respond to [`Verdict::Limited`] with 429 and a problem body
 //!    whose `type` is [`decision::QUOTA_EXCEEDED_TYPE`], naming the limit
@@ -115,8 +115,9 @@ pub(crate) fn bounded_subject(subject: &str) -> String {
 pub enum RateLimiter {
     /// Limits in this process only (no `PORTCULLIS_REDIS_URL`).
     Local(LocalLimiter),
-    /// Limits shared through Redis.
-    Shared(SharedLimiter),
+    /// Limits shared through Redis, boxed because the Redis connection and
+    /// scripts make it several times larger than the local limiter.
+    Shared(Box<SharedLimiter>),
 }
 
 impl RateLimiter {
@@ -129,10 +130,10 @@ impl RateLimiter {
             return Ok(Self::Local(LocalLimiter::default()));
         };
         let redis = RedisLimiter::new(url.expose(), RedisOptions::default())?;
-        Ok(Self::Shared(SharedLimiter::new(
+        Ok(Self::Shared(Box::new(SharedLimiter::new(
             redis,
             limits.redis_failure,
-        )))
+        ))))
     }
 
     /// Returns the in-memory limiter: the only one, or Redis's fallback.
@@ -175,6 +176,16 @@ impl RateLimiter {
             }
         }
         decision
+    }
+
+    /// Gives one request back to every limit in `limits`, for a request
+    /// that [`Self::check`] admitted and that was rejected afterwards, so a
+    /// rejected request spends no allowance.
+    pub async fn refund(&self, limits: &[LimitRequest]) {
+        match self {
+            Self::Local(local) => local.refund(limits),
+            Self::Shared(shared) => shared.refund(limits).await,
+        }
     }
 }
 

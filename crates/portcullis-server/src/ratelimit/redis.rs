@@ -107,6 +107,7 @@ pub enum RedisLimitError {
 pub struct RedisLimiter {
     connection: ConnectionManager,
     script: Script,
+    refund_script: Script,
     options: RedisOptions,
 }
 
@@ -127,6 +128,7 @@ impl RedisLimiter {
         Ok(Self {
             connection,
             script: Script::new(include_str!("limit.lua")),
+            refund_script: Script::new(include_str!("refund.lua")),
             options,
         })
     }
@@ -208,6 +210,26 @@ impl RedisLimiter {
                 .await
                 .map_err(|_| RedisLimitError::Timeout(self.timeout()))??;
         parse_reply(limits, uses, &reply)
+    }
+
+    /// Gives one request back to every limit in `limits`, in one round
+    /// trip, for a request that [`Self::check`] admitted and that was
+    /// rejected afterwards.
+    pub async fn refund(&self, limits: &[LimitRequest]) -> Result<(), RedisLimitError> {
+        if limits.len() > MAX_LIMITS_PER_CHECK {
+            return Err(RedisLimitError::TooManyLimits(limits.len()));
+        }
+        let mut invocation = self.refund_script.prepare_invoke();
+        for limit in limits {
+            invocation
+                .key(self.key("rl", &limit.storage_key()))
+                .arg(Gcra::new(&limit.rate).emission_interval);
+        }
+        let mut connection = self.connection.clone();
+        let _: i64 = tokio::time::timeout(self.timeout(), invocation.invoke_async(&mut connection))
+            .await
+            .map_err(|_| RedisLimitError::Timeout(self.timeout()))??;
+        Ok(())
     }
 }
 
@@ -327,6 +349,29 @@ impl SharedLimiter {
         match (self.policy, uses) {
             (FailurePolicy::Local, None) => self.local.check(limits),
             _ => unavailable(),
+        }
+    }
+}
+
+impl SharedLimiter {
+    /// Gives one request back to every limit in `limits`: in Redis while it
+    /// is in use, and in the fallback while it is away.
+    ///
+    /// NOTE: a request checked just before an outage began or ended is
+    /// given back to the other backend, which leaves the real one charged.
+    /// The error is then at most one request per rejection during the
+    /// switch.
+    pub async fn refund(&self, limits: &[LimitRequest]) {
+        if !self.health.is_up() {
+            self.local.refund(limits);
+            return;
+        }
+        let started = Instant::now();
+        let refunded = self.redis.refund(limits).await;
+        self.health.record_latency(started.elapsed());
+        match refunded {
+            Ok(()) => self.health.record_success(),
+            Err(error) => self.health.record_failure(&error),
         }
     }
 }
