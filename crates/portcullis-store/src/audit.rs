@@ -222,6 +222,11 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
+/// The maximum time an `auth.succeeded` record covers: its `first_at` and
+/// `last_at` details lie within this span from its `at`, the start of the
+/// minute it aggregates. Time filters rely on it to bound their search.
+pub const AUTH_SUCCEEDED_SPAN: time::Duration = time::Duration::MINUTE;
+
 /// A selection of audit records in chain order, for export and the admin
 /// API. Each filter that is set must match.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -234,9 +239,12 @@ pub struct AuditQuery {
     pub action: Option<AuditAction>,
     /// Only records about this object, such as a key or client id.
     pub target: Option<String>,
-    /// Only records at or after this time.
+    /// Only records at or after this time. An `auth.succeeded` record
+    /// matches when its `last_at` is at or after it, so a minute that
+    /// starts before `since` and has successes after it is included.
     pub since: Option<OffsetDateTime>,
-    /// Only records before this time.
+    /// Only records before this time. An `auth.succeeded` record matches
+    /// when its `first_at` is before it.
     pub until: Option<OffsetDateTime>,
     /// Only records with a sequence number above this one: the cursor of
     /// the next page.

@@ -136,6 +136,7 @@ store_suite!(
     audit_chain_pruned_and_still_verified,
     audit_chain_moved_checkpoint_detected,
     audit_query_filters_and_pages,
+    audit_query_time_range_overlaps_success_minute,
     audit_write_without_key_rejected,
     // Anomaly alerts, in `store_suite/alerts.rs`.
     alerts_filtered_and_paged,

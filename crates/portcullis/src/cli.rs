@@ -182,11 +182,13 @@ pub(crate) enum AuditLogCommand {
         tenant: Option<String>,
 
         /// Only records at or after this RFC 3339 time, such as
-        /// 2026-12-01T00:00:00Z.
+        /// 2026-12-01T00:00:00Z. An auth.succeeded record matches when a
+        /// success of its minute is at or after it.
         #[arg(long, value_name = "TIME", value_parser = parse_filter_time)]
         since: Option<time::OffsetDateTime>,
 
-        /// Only records before this RFC 3339 time.
+        /// Only records before this RFC 3339 time. An auth.succeeded
+        /// record matches when a success of its minute is before it.
         #[arg(long, value_name = "TIME", value_parser = parse_filter_time)]
         until: Option<time::OffsetDateTime>,
     },

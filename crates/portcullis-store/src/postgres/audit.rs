@@ -6,7 +6,7 @@ use sqlx::postgres::{PgConnection, PgRow};
 use time::OffsetDateTime;
 
 use super::{PostgresStore, audit_from_row, insert_audit};
-use crate::audit::{AuditContext, AuditEvent, AuditQuery};
+use crate::audit::{AUTH_SUCCEEDED_SPAN, AuditContext, AuditEvent, AuditQuery};
 use crate::chain::{
     ChainHash, ChainState, ChainedAuditEvent, PruneOutcome, SealOutcome, link, parse_hash,
 };
@@ -86,12 +86,22 @@ impl PostgresStore {
         &self,
         query: &AuditQuery,
     ) -> Result<Vec<ChainedAuditEvent>, StoreError> {
+        // An `auth.succeeded` record matches a time range when the span of
+        // its successes, `first_at` to `last_at`, overlaps it. The bound
+        // `$9` keeps a use of the `at` index. CASE reads the details only
+        // of those records, whose times the server wrote in RFC 3339.
         let rows = sqlx::query(concat!(
             select_chained!(),
             " WHERE seq > $1 AND ($2::uuid IS NULL OR tenant_id = $2) \
              AND ($3::text IS NULL OR actor = $3) AND ($4::text IS NULL OR action = $4) \
-             AND ($5::text IS NULL OR target = $5) AND ($6::timestamptz IS NULL OR at >= $6) \
-             AND ($7::timestamptz IS NULL OR at < $7) \
+             AND ($5::text IS NULL OR target = $5) \
+             AND ($6::timestamptz IS NULL OR (at >= $9 AND (at >= $6 OR CASE \
+                 WHEN action = 'auth.succeeded' \
+                 THEN (details->>'last_at')::timestamptz >= $6 END))) \
+             AND ($7::timestamptz IS NULL OR (at < $7 AND CASE \
+                 WHEN action = 'auth.succeeded' \
+                 THEN COALESCE((details->>'first_at')::timestamptz, at) < $7 \
+                 ELSE true END)) \
              ORDER BY seq LIMIT $8"
         ))
         .bind(query.after_seq)
@@ -102,6 +112,7 @@ impl PostgresStore {
         .bind(query.since)
         .bind(query.until)
         .bind(query.limit.max(0))
+        .bind(query.since.map(|since| since - AUTH_SUCCEEDED_SPAN))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(chained_from_row).collect()

@@ -6,7 +6,7 @@ use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use time::OffsetDateTime;
 
 use super::{SqliteStore, audit_from_row, insert_audit, to_millis};
-use crate::audit::{AuditContext, AuditEvent, AuditQuery};
+use crate::audit::{AUTH_SUCCEEDED_SPAN, AuditContext, AuditEvent, AuditQuery};
 use crate::chain::{
     ChainHash, ChainState, ChainedAuditEvent, PruneOutcome, SealOutcome, link, parse_hash,
 };
@@ -18,6 +18,18 @@ macro_rules! select_chained {
     () => {
         "SELECT seq, prev_hash, hash, id, at, actor, action, tenant_id, target, remote_addr, \
          details FROM audit_events"
+    };
+}
+
+/// The milliseconds since the Unix epoch of an RFC 3339 time in the
+/// details, or NULL when the field is missing or not a time.
+macro_rules! span_millis {
+    ($field:literal) => {
+        concat!(
+            "CAST(ROUND((julianday(json_extract(details, '$.",
+            $field,
+            "')) - 2440587.5) * 86400000.0) AS INTEGER)"
+        )
     };
 }
 
@@ -78,11 +90,22 @@ impl SqliteStore {
         &self,
         query: &AuditQuery,
     ) -> Result<Vec<ChainedAuditEvent>, StoreError> {
+        // An `auth.succeeded` record matches a time range when the span of
+        // its successes, `first_at` to `last_at`, overlaps it. SQLite's
+        // julianday() reads their RFC 3339 text to the millisecond, the
+        // precision of `at`. The bound `?9` keeps a use of the `at` index.
         let rows = sqlx::query(concat!(
             select_chained!(),
             " WHERE seq > ?1 AND (?2 IS NULL OR tenant_id = ?2) AND (?3 IS NULL OR actor = ?3) \
              AND (?4 IS NULL OR action = ?4) AND (?5 IS NULL OR target = ?5) \
-             AND (?6 IS NULL OR at >= ?6) AND (?7 IS NULL OR at < ?7) \
+             AND (?6 IS NULL OR (at >= ?9 AND (at >= ?6 OR (action = 'auth.succeeded' \
+                 AND ",
+            span_millis!("last_at"),
+            " >= ?6)))) \
+             AND (?7 IS NULL OR (at < ?7 AND (action <> 'auth.succeeded' \
+                 OR COALESCE(",
+            span_millis!("first_at"),
+            ", at) < ?7))) \
              ORDER BY seq LIMIT ?8"
         ))
         .bind(query.after_seq)
@@ -93,6 +116,11 @@ impl SqliteStore {
         .bind(query.since.map(to_millis))
         .bind(query.until.map(to_millis))
         .bind(query.limit.max(0))
+        .bind(
+            query
+                .since
+                .map(|since| to_millis(since - AUTH_SUCCEEDED_SPAN)),
+        )
         .fetch_all(&self.reader)
         .await?;
         rows.iter().map(chained_from_row).collect()

@@ -620,6 +620,112 @@ pub(super) async fn audit_query_filters_and_pages(fixture: Fixture) {
     );
 }
 
+/// Builds the `auth.succeeded` record of the minute starting at `minute`,
+/// with successes from `first` to `last` seconds into it.
+fn success_minute(minute: OffsetDateTime, first: i64, last: i64) -> AuditEvent {
+    let format = |seconds: i64| {
+        (minute + Duration::seconds(seconds))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    AuditEvent {
+        id: AuditId::generate(),
+        at: minute,
+        actor: "key:success".to_owned(),
+        action: AuditAction::AuthSucceeded,
+        tenant_id: None,
+        target: Some("success".to_owned()),
+        remote_addr: Some("203.0.113.9".to_owned()),
+        details: json!({
+            "credential_kind": "key",
+            "count": 2,
+            "first_at": format(first),
+            "last_at": format(last),
+        }),
+    }
+}
+
+pub(super) async fn audit_query_time_range_overlaps_success_minute(fixture: Fixture) {
+    let store = fixture.store;
+    let start = now();
+    let minute = start
+        - Duration::seconds(i64::from(start.second()))
+        - Duration::milliseconds(i64::from(start.millisecond()));
+    let next_minute = minute + Duration::MINUTE;
+    store
+        .append_audit(&[
+            success_minute(minute, 20, 40),
+            failure(minute + Duration::seconds(30), "success"),
+            success_minute(next_minute, 5, 50),
+        ])
+        .await
+        .unwrap();
+
+    let cases: [(Option<i64>, Option<i64>, &[&str]); 8] = [
+        // `since` inside the first minute's successes.
+        (Some(30), None, &["first", "failure", "second"]),
+        // `since` after the first minute's last success.
+        (Some(41), None, &["second"]),
+        // `since` exactly at the last success is inclusive.
+        (Some(40), None, &["first", "second"]),
+        // `until` before the first minute's first success.
+        (None, Some(10), &[]),
+        // `until` just after the first success, in whole seconds.
+        (None, Some(21), &["first"]),
+        // `until` exactly at the first success is exclusive.
+        (None, Some(20), &[]),
+        // A window inside one minute's span.
+        (Some(25), Some(35), &["first", "failure"]),
+        // A window that ends before the second minute's first success.
+        (Some(45), Some(64), &[]),
+    ];
+    for (since, until, expected) in cases {
+        let listed = store
+            .query_audit(&AuditQuery {
+                target: Some("success".to_owned()),
+                since: since.map(|seconds| minute + Duration::seconds(seconds)),
+                until: until.map(|seconds| minute + Duration::seconds(seconds)),
+                limit: 10,
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap();
+        let names: Vec<&str> = listed
+            .iter()
+            .map(|record| match (record.event.action, record.event.at) {
+                (AuditAction::AuthFailed, _) => "failure",
+                (_, at) if at == minute => "first",
+                _ => "second",
+            })
+            .collect();
+        assert_eq!(names, expected, "since {since:?} and until {until:?}");
+    }
+
+    // Pages over overlapping records follow on without a gap or repeat.
+    let base = AuditQuery {
+        target: Some("success".to_owned()),
+        since: Some(minute + Duration::seconds(30)),
+        limit: 1,
+        ..AuditQuery::default()
+    };
+    let mut seen = Vec::new();
+    loop {
+        let page = store
+            .query_audit(&AuditQuery {
+                after_seq: seen.last().copied().unwrap_or(0),
+                ..base.clone()
+            })
+            .await
+            .unwrap();
+        let Some(record) = page.first() else {
+            break;
+        };
+        seen.push(record.seq);
+    }
+    assert_eq!(seen.len(), 3, "three records from three pages: {seen:?}");
+    assert!(seen.is_sorted(), "{seen:?}");
+}
+
 pub(super) async fn audit_write_without_key_rejected(fixture: Fixture) {
     let keyless = match &fixture.place {
         Place::Sqlite(path) => Store::open_sqlite(path).await.unwrap(),
