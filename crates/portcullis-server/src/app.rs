@@ -36,7 +36,7 @@ use crate::ratelimit::RateLimiter;
 use crate::ratelimit::brute_force::BruteForceTracker;
 use crate::ratelimit::local::EVICTION_INTERVAL;
 use crate::usage::{UsageRecorder, flush_periodically};
-use crate::{dashboard, gateway, health, leaks, openapi, telemetry, verify};
+use crate::{dashboard, docs, gateway, health, leaks, openapi, telemetry, verify};
 
 /// How long a TLS handshake may take before the connection is dropped.
 pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -90,6 +90,8 @@ pub struct Shared {
     pub audit_settings: AuditSettings,
     /// The scopes and lifetimes that dashboard users may give their keys.
     pub key_policy: dashboard::KeyPolicy,
+    /// Whether `/docs/` is served, and its branding.
+    pub docs: crate::config::DocsConfig,
 }
 
 /// A cheap handle on [`Shared`].
@@ -154,6 +156,7 @@ impl AppState {
             alerts,
             audit_settings: AuditSettings::from_config(config),
             key_policy: dashboard::KeyPolicy::from_config(config),
+            docs: config.docs.clone(),
         })))
     }
 }
@@ -179,6 +182,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ca/crl.pem", get(publish::crl))
         .merge(Router::from(openapi::documented_routes()))
         .merge(dashboard::routes(&state))
+        .merge(docs::routes(&state.docs))
         .route_layer(middleware::from_fn(telemetry::label_matched_route))
         .fallback(gateway::handle)
         .layer(middleware::from_fn_with_state(

@@ -23,6 +23,7 @@
 //! - [`users`]: end users and their Argon2id password hashes.
 //! - [`sign_in`]: the password check of the browser sign-in forms.
 //! - [`dashboard`]: the tenants' self-service pages under `/dashboard/`.
+//! - [`docs`]: the documentation site under `/docs/`, embedded at build time.
 //! - [`pki`]: client certificate chain verification for mutual TLS.
 //! - [`problem`]: RFC 9457 problem details and RFC 6750 challenges.
 //! - [`ratelimit`]: rate limits, use counts and brute-force protection.
@@ -46,6 +47,7 @@ pub mod clients;
 pub mod config;
 pub mod credential_audit;
 pub mod dashboard;
+pub mod docs;
 pub mod gateway;
 pub mod health;
 pub mod leaks;

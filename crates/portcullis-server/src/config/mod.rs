@@ -27,6 +27,7 @@ mod audit;
 pub mod audit_policy;
 mod brute_force;
 mod dashboard;
+mod docs;
 mod env;
 mod leaks;
 mod limits;
@@ -53,6 +54,7 @@ pub use dashboard::{
     DEFAULT_KEY_EXPIRY, DEFAULT_KEY_EXPIRY_MAX, DashboardConfig, KEY_EXPIRY_MAX_LIMIT,
     MIN_KEY_EXPIRY,
 };
+pub use docs::{DEFAULT_DOCS_TITLE, DEFAULT_PRODUCT_NAME, DocsConfig, MAX_DOCS_NAME_LEN};
 pub use leaks::{
     LeakAction, LeakPublicKey, LeaksConfig, MAX_LEAK_KEY_ID_LEN, MAX_LEAK_PUBLIC_KEYS, PemSource,
 };
@@ -141,6 +143,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Limits on the keys that dashboard users create.
     pub dashboard: DashboardConfig,
+    /// The documentation site: whether it is served, and its branding.
+    pub docs: DocsConfig,
 }
 
 /// The `[server]` table, checked.

@@ -55,6 +55,8 @@ pub struct RawConfig {
     pub audit: Option<RawAudit>,
     /// The `[dashboard]` table; every key has a default.
     pub dashboard: Option<RawDashboard>,
+    /// The `[docs]` table; the documentation site is served by default.
+    pub docs: Option<RawDocs>,
 }
 
 /// The `[dashboard]` table: what dashboard users may put into a new key.
@@ -77,6 +79,27 @@ pub struct RawDashboard {
     /// Scopes that dashboard users may grant. By default, every scope that
     /// a configured route requires.
     pub scopes: Option<Vec<String>>,
+}
+
+/// The `[docs]` table: the documentation site under `/docs/`.
+///
+/// ```toml
+/// [docs]
+/// title = "Acme API documentation"
+/// product_name = "Acme"
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDocs {
+    /// Whether the main listener serves the documentation under `/docs/`;
+    /// default `true`.
+    pub enabled: Option<bool>,
+    /// Heading and window title of every page; default `"API
+    /// documentation"`.
+    pub title: Option<String>,
+    /// Name that replaces the word "Portcullis" in the text of the pages
+    /// (not in code); default `"Portcullis"`.
+    pub product_name: Option<String>,
 }
 
 /// The `[audit]` table: how long audit records are kept.
@@ -478,6 +501,7 @@ struct Sections {
     audit_policy: Option<toml::Value>,
     audit: Option<toml::Value>,
     dashboard: Option<toml::Value>,
+    docs: Option<toml::Value>,
 }
 
 impl RawConfig {
@@ -585,6 +609,15 @@ impl RawConfig {
             })
             .transpose()?;
 
+        let docs = sections
+            .docs
+            .map(|value| {
+                value
+                    .try_into()
+                    .map_err(|error| deserialize_error("docs", &error))
+            })
+            .transpose()?;
+
         Ok(Self {
             server,
             routes,
@@ -596,6 +629,7 @@ impl RawConfig {
             audit_policy,
             audit,
             dashboard,
+            docs,
         })
     }
 }

@@ -73,6 +73,7 @@ impl TryFrom<RawConfig> for Config {
             super::audit_policy::check_audit_policy(raw.audit_policy.unwrap_or_default())?;
         let audit = super::audit::check_audit(raw.audit.unwrap_or_default())?;
         let dashboard = super::dashboard::check_dashboard(raw.dashboard.unwrap_or_default())?;
+        let docs = super::docs::check_docs(raw.docs.unwrap_or_default())?;
         Ok(Self {
             server,
             routes,
@@ -84,6 +85,7 @@ impl TryFrom<RawConfig> for Config {
             audit_policy,
             audit,
             dashboard,
+            docs,
         })
     }
 }

@@ -117,7 +117,14 @@ fn reject_cross_origin(error: ProtectionError) -> Response<Body> {
 /// Any `Access-Control-*` header is removed, so no other origin is ever
 /// granted CORS access.
 async fn add_security_headers(mut response: Response) -> Response {
-    let headers = response.headers_mut();
+    set_security_headers(response.headers_mut(), CONTENT_SECURITY_POLICY_VALUE);
+    response
+}
+
+/// Sets the headers of [`add_security_headers`] on a page with the
+/// Content-Security-Policy `content_security_policy`, so that pages that
+/// need less (the docs run no scripts) can send a stricter policy.
+pub(crate) fn set_security_headers(headers: &mut HeaderMap, content_security_policy: &'static str) {
     let cors: Vec<HeaderName> = headers
         .keys()
         .filter(|name| name.as_str().starts_with("access-control-"))
@@ -128,7 +135,7 @@ async fn add_security_headers(mut response: Response) -> Response {
     }
     headers.insert(
         CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY_VALUE),
+        HeaderValue::from_static(content_security_policy),
     );
     headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
@@ -136,7 +143,6 @@ async fn add_security_headers(mut response: Response) -> Response {
     if !headers.contains_key(CACHE_CONTROL) {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    response
 }
 
 /// Reads a dashboard form: checks the media type and size, and rejects a

@@ -1,0 +1,491 @@
+//! Runs the examples of the Markdown docs against the real binary, so an
+//! example that no longer works, or prints something other than the page
+//! shows, fails here.
+//!
+//! Each page's fenced code blocks run in order, in one working directory
+//! per page, so a block can read the files that an earlier block wrote:
+//!
+//! - `sh` runs with `bash -e -o pipefail`, `python` with the interop
+//!   virtual environment's Python (or `python3`), and `javascript` as an ES
+//!   module with `node`, which Node 20 runs with its built-in `fetch`.
+//! - An `output` block right after one of those holds the expected
+//!   standard output. `…` in a line matches any text, and a line that is
+//!   only `…` matches any number of lines.
+//! - `toml` blocks must load as a configuration, through the same parser
+//!   that `portcullis serve` uses.
+//! - `json`, `http` and `text` blocks show data and are not run.
+//! - A runnable block marked `no-run` after its language (`sh no-run`) is
+//!   not run. Each page's count of such blocks is listed in [`PAGES`], so
+//!   none is skipped without the list saying so.
+//!
+//! The examples read `API_BASE` (the server's URL) and `API_KEY` (a key of
+//! their own tenant, with `customers:read`) from the environment, and curl,
+//! requests and Node trust the server's development CA through
+//! `CURL_CA_BUNDLE`, `REQUESTS_CA_BUNDLE` and `NODE_EXTRA_CA_CERTS`. The
+//! gateway serves `/v1/customers` from a test upstream that echoes each
+//! request.
+//!
+//! When Python with `requests` or Node is missing, the tests fail under
+//! `CI=true`, and elsewhere print a notice and pass.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "fixtures outside #[test] functions fail the test on any error"
+)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the tests read CI from the environment, as the harness does"
+)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::LazyLock;
+
+use support::upstream::Upstream;
+use support::{DataDir, Server};
+
+/// Every page with code blocks, and how many of its runnable blocks are
+/// marked `no-run`.
+const PAGES: &[(&str, usize)] = &[
+    ("consumers/api-keys.md", 0),
+    ("consumers/errors.md", 0),
+    ("consumers/leaked-keys.md", 0),
+    ("consumers/rate-limits.md", 0),
+    ("consumers/rotating-keys.md", 0),
+    ("operators/metrics.md", 0),
+];
+
+/// The scopes of each page's `API_KEY`.
+const PAGE_KEY_SCOPES: &str = "customers:read";
+
+struct Fixture {
+    data: DataDir,
+    server: Server,
+    _upstream: Upstream,
+}
+
+static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
+    let upstream = Upstream::start();
+    let data = DataDir::new();
+    data.write_config(&format!(
+        r#"
+[limits]
+tenant = "100/s burst 200"
+
+[[routes]]
+path_prefix = "/v1/customers"
+upstream = "{upstream}"
+[routes.scopes]
+GET = ["customers:read"]
+POST = ["customers:write"]
+
+[[routes]]
+path_prefix = "/v1/exports"
+upstream = "{upstream}"
+rate_limit = "1/s"
+[routes.scopes]
+GET = ["customers:read"]
+"#,
+        upstream = upstream.url()
+    ));
+    let server = Server::start(&data);
+    Fixture {
+        data,
+        server,
+        _upstream: upstream,
+    }
+});
+
+fn docs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs")
+}
+
+/// A fenced code block: its language, whether it is marked `no-run`, its
+/// text and the line it starts on.
+#[derive(Debug)]
+struct Block {
+    language: String,
+    no_run: bool,
+    text: String,
+    line: usize,
+}
+
+/// An open fence: its marker (three or more backticks or tildes), its
+/// indentation and the block read so far.
+struct OpenFence {
+    marker: String,
+    indent: usize,
+    block: Block,
+}
+
+/// Returns the fenced code blocks of a Markdown text: fences of three or
+/// more backticks or tildes, also indented ones inside lists, whose
+/// content loses the fence's indentation as CommonMark specifies.
+fn code_blocks(markdown: &str) -> Vec<Block> {
+    let mut blocks = Vec::new();
+    let mut open: Option<OpenFence> = None;
+    for (index, line) in markdown.lines().enumerate() {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        if let Some(fence) = &mut open {
+            if trimmed.trim_end() == fence.marker {
+                blocks.push(open.take().unwrap().block);
+                continue;
+            }
+            let strip = line
+                .chars()
+                .take(fence.indent)
+                .take_while(|c| *c == ' ')
+                .count();
+            fence.block.text.push_str(&line[strip..]);
+            fence.block.text.push('\n');
+            continue;
+        }
+        let Some(first) = trimmed.chars().next().filter(|c| *c == '`' || *c == '~') else {
+            continue;
+        };
+        let marker: String = trimmed.chars().take_while(|c| *c == first).collect();
+        if marker.len() < 3 {
+            continue;
+        }
+        let mut words = trimmed[marker.len()..].split_whitespace();
+        let language = words.next().unwrap_or_default().to_owned();
+        let no_run = words.any(|word| word == "no-run");
+        open = Some(OpenFence {
+            marker,
+            indent,
+            block: Block {
+                language,
+                no_run,
+                text: String::new(),
+                line: index + 1,
+            },
+        });
+    }
+    if let Some(fence) = open {
+        panic!("the code block of line {} is not closed", fence.block.line);
+    }
+    blocks
+}
+
+/// Returns whether `actual` matches `expected`, line by line, where `…` in a line
+/// matches any text and a line that is only `…` matches any number of
+/// lines. Trailing blank lines do not count.
+fn output_matches(expected: &str, actual: &str) -> bool {
+    let expected: Vec<&str> = expected.trim_end().lines().collect();
+    let actual: Vec<&str> = actual.trim_end().lines().collect();
+    lines_match(&expected, &actual)
+}
+
+fn lines_match(expected: &[&str], actual: &[&str]) -> bool {
+    match expected.split_first() {
+        None => actual.is_empty(),
+        Some((&"…", rest)) => (0..=actual.len()).any(|skip| lines_match(rest, &actual[skip..])),
+        Some((pattern, rest)) => actual
+            .split_first()
+            .is_some_and(|(line, more)| line_matches(pattern, line) && lines_match(rest, more)),
+    }
+}
+
+/// Returns whether `line` matches `pattern`, where each `…` matches any text.
+fn line_matches(pattern: &str, line: &str) -> bool {
+    let mut parts = pattern.split('…');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = line.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        let Some(position) = rest.find(part) else {
+            return false;
+        };
+        rest = &rest[position + part.len()..];
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// Returns the interpreter of a runnable language and its script file
+/// extension, or `None` when it is missing (which fails under `CI=true`).
+fn interpreter(language: &str) -> Option<(PathBuf, &'static str)> {
+    static PYTHON: LazyLock<Option<PathBuf>> = LazyLock::new(|| {
+        let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop/.venv/bin/python");
+        let python = if venv.exists() {
+            venv
+        } else {
+            PathBuf::from("python3")
+        };
+        let ready = Command::new(&python)
+            .args(["-c", "import requests"])
+            .output()
+            .is_ok_and(|output| output.status.success());
+        runtime_available("Python with requests", ready).then_some(python)
+    });
+    static NODE: LazyLock<Option<PathBuf>> = LazyLock::new(|| {
+        let ready = Command::new("node")
+            .args(["-e", "if (typeof fetch !== 'function') process.exit(1)"])
+            .output()
+            .is_ok_and(|output| output.status.success());
+        runtime_available("Node 20 or later", ready).then(|| PathBuf::from("node"))
+    });
+    match language {
+        "sh" => Some((PathBuf::from("bash"), "sh")),
+        "python" => PYTHON.clone().map(|path| (path, "py")),
+        "javascript" => NODE.clone().map(|path| (path, "mjs")),
+        other => panic!("{other} is not a runnable language"),
+    }
+}
+
+/// Returns `ready`. When it is false, fails the test under `CI=true` and
+/// otherwise prints a notice naming `what` is missing.
+fn runtime_available(what: &str, ready: bool) -> bool {
+    support::runtime_available(
+        &format!("{what} is not installed, so the docs' examples in it cannot run"),
+        ready,
+    )
+}
+
+/// Creates the keys of a page's examples and returns the variables they
+/// run with: the server, the CA
+/// to trust and keys of a tenant of the page's own. `OLD_API_KEY` was
+/// rotated to `NEW_API_KEY` with an hour of grace, and `REVOKED_API_KEY`
+/// was revoked.
+fn page_env(page: &str) -> BTreeMap<String, String> {
+    let fixture = &*FIXTURE;
+    let tenant = format!(
+        "docs-{}",
+        page.trim_end_matches(".md").replace(['/', '.'], "-")
+    );
+    fixture.data.cli(&["tenants", "create", &tenant]);
+    let create = || {
+        fixture.data.create_key(&[
+            "--tenant",
+            &tenant,
+            "--scopes",
+            PAGE_KEY_SCOPES,
+            "--name",
+            "docs example",
+        ])
+    };
+    let (_, key) = create();
+    let (old_id, old_key) = create();
+    let rotated = fixture
+        .data
+        .cli_json(&["keys", "rotate", &old_id, "--grace", "1h"]);
+    let new_key = rotated["new"]["key"].as_str().unwrap().to_owned();
+    let (revoked_id, revoked_key) = create();
+    fixture
+        .data
+        .cli(&["keys", "revoke", &revoked_id, "--reason", "docs example"]);
+
+    let ca_file = fixture.data.path().join("tls/ca.pem").display().to_string();
+    let binary_dir = support::binary().parent().unwrap().display().to_string();
+    let path = std::env::var("PATH").unwrap_or_default();
+    [
+        ("API_BASE", fixture.server.url("")),
+        ("API_KEY", key),
+        ("OLD_API_KEY", old_key),
+        ("NEW_API_KEY", new_key),
+        ("REVOKED_API_KEY", revoked_key),
+        ("TENANT", tenant),
+        ("CURL_CA_BUNDLE", ca_file.clone()),
+        ("REQUESTS_CA_BUNDLE", ca_file.clone()),
+        ("NODE_EXTRA_CA_CERTS", ca_file),
+        (
+            "PORTCULLIS_DATA_DIR",
+            fixture.data.path().display().to_string(),
+        ),
+        ("PATH", format!("{binary_dir}:{path}")),
+        ("NO_PROXY", "localhost,127.0.0.1".to_owned()),
+        ("no_proxy", "localhost,127.0.0.1".to_owned()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect()
+}
+
+/// Runs every block of `page` in order and checks each output and
+/// configuration it shows.
+fn run_page(page: &str) {
+    let (_, expected_no_run) = PAGES
+        .iter()
+        .find(|(listed, _)| *listed == page)
+        .unwrap_or_else(|| panic!("{page} is not listed in PAGES"));
+    let markdown = std::fs::read_to_string(docs_dir().join(page)).unwrap();
+    let blocks = code_blocks(&markdown);
+    let env = page_env(page);
+    let work = tempfile::tempdir().unwrap();
+
+    let mut no_run = 0;
+    let mut previous_output: Option<String> = None;
+    for (index, block) in blocks.iter().enumerate() {
+        let at = format!("{page}:{}", block.line);
+        match block.language.as_str() {
+            "sh" | "python" | "javascript" if block.no_run => no_run += 1,
+            "sh" | "python" | "javascript" => {
+                previous_output = run_block(block, index, &env, work.path(), &at);
+                continue;
+            }
+            "output" => {
+                let actual = previous_output.take().unwrap_or_else(|| {
+                    panic!("{at}: an output block must follow a block that ran")
+                });
+                assert!(
+                    output_matches(&block.text, &actual),
+                    "{at}: the output differs from the page.\n--- page:\n{}--- actual:\n{actual}",
+                    block.text
+                );
+            }
+            "toml" => {
+                if let Err(error) =
+                    portcullis_server::config::from_toml(&block.text, &BTreeMap::new())
+                {
+                    panic!("{at}: the configuration does not load: {error}");
+                }
+            }
+            "json" | "http" | "text" => {}
+            other => panic!(
+                "{at}: unknown code block language {other:?}; use sh, python, javascript, \
+                 output, toml, json, http or text"
+            ),
+        }
+        previous_output = None;
+    }
+    assert_eq!(
+        no_run, *expected_no_run,
+        "{page}: the count of no-run blocks changed; update PAGES"
+    );
+}
+
+/// Runs one block and returns its standard output, or `None` when its
+/// interpreter is missing outside CI. Fails the test when it exits non-zero.
+fn run_block(
+    block: &Block,
+    index: usize,
+    env: &BTreeMap<String, String>,
+    work: &Path,
+    at: &str,
+) -> Option<String> {
+    let (program, extension) = interpreter(&block.language)?;
+    let script = work.join(format!("block-{index}.{extension}"));
+    std::fs::write(&script, &block.text).unwrap();
+    let mut command = Command::new(&program);
+    if block.language == "sh" {
+        command.args(["-e", "-o", "pipefail"]);
+    }
+    let output = command
+        .arg(&script)
+        .current_dir(work)
+        .env_clear()
+        .envs(env)
+        .output()
+        .unwrap_or_else(|error| panic!("{at}: failed to start {}: {error}", program.display()));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{at}: the example failed ({}):\n{}\nstdout:\n{stdout}\nstderr:\n{}\nserver logs:\n{}",
+        output.status,
+        block.text,
+        String::from_utf8_lossy(&output.stderr),
+        FIXTURE.server.log_tail(20)
+    );
+    Some(stdout)
+}
+
+/// Pages under `docs/` whose Markdown contains a runnable block.
+fn pages_with_examples() -> Vec<String> {
+    fn walk(root: &Path, directory: &Path, found: &mut Vec<String>) {
+        for entry in std::fs::read_dir(directory).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, found);
+                continue;
+            }
+            if path.extension().is_none_or(|extension| extension != "md") {
+                continue;
+            }
+            let markdown = std::fs::read_to_string(&path).unwrap();
+            if !code_blocks(&markdown).is_empty() {
+                let relative = path.strip_prefix(root).unwrap();
+                found.push(relative.display().to_string());
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(&docs_dir(), &docs_dir(), &mut found);
+    found.sort();
+    found
+}
+
+#[test]
+fn every_page_with_code_listed() {
+    let mut listed: Vec<String> = PAGES.iter().map(|(page, _)| (*page).to_owned()).collect();
+    listed.sort();
+    assert_eq!(pages_with_examples(), listed);
+}
+
+#[test]
+fn output_pattern_matching() {
+    assert!(output_matches("200\n", "200\n"));
+    assert!(!output_matches("200\n", "401\n"));
+    assert!(output_matches(
+        "RateLimit: …;r=…\n",
+        "RateLimit: \"tenant\";r=199;t=0\n"
+    ));
+    assert!(output_matches("a\n…\nz\n", "a\nb\nc\nz\n"));
+    assert!(output_matches("a\n…\nz\n", "a\nz\n"));
+    assert!(!output_matches("a\n…\nz\n", "a\nb\n"));
+    assert!(!output_matches("x…y\n", "xz\n"));
+}
+
+#[test]
+fn fences_parsed() {
+    let markdown =
+        "text\n\n```sh\necho hi\n```\n\n1. step\n\n   ```python no-run\n   print(1)\n   ```\n";
+    let blocks = code_blocks(markdown);
+    assert_eq!(blocks.len(), 2);
+    assert_eq!(blocks[0].language, "sh");
+    assert_eq!(blocks[0].text, "echo hi\n");
+    assert!(!blocks[0].no_run);
+    assert_eq!(blocks[1].language, "python");
+    assert_eq!(blocks[1].text, "print(1)\n");
+    assert!(blocks[1].no_run);
+}
+
+#[test]
+fn consumers_api_keys() {
+    run_page("consumers/api-keys.md");
+}
+
+#[test]
+fn consumers_errors() {
+    run_page("consumers/errors.md");
+}
+
+#[test]
+fn consumers_leaked_keys() {
+    run_page("consumers/leaked-keys.md");
+}
+
+#[test]
+fn consumers_rate_limits() {
+    run_page("consumers/rate-limits.md");
+}
+
+#[test]
+fn consumers_rotating_keys() {
+    run_page("consumers/rotating-keys.md");
+}
+
+#[test]
+fn operators_metrics() {
+    run_page("operators/metrics.md");
+}
