@@ -6,6 +6,15 @@
 //! not itself a trusted proxy, because each proxy appends the address it
 //! saw and only the part written by trusted proxies can be relied on.
 //!
+//! A trusted proxy may hide the client: `Forwarded: for=unknown` or an
+//! obfuscated identifier such as `for=_hidden` (RFC 7239 §6.2 and §6.3),
+//! or any other node that is not an address. Such a node is where the
+//! known chain ends, so the request is counted under the address of the
+//! trusted proxy that wrote the node, the nearest address that is known.
+//! Every client that proxy hides then shares one brute-force and rate
+//! bucket, so an operator should have it pass real addresses. An address
+//! with an obfuscated port (`for="192.0.2.1:_port"`) still names its client.
+//!
 //! Only the one header the operator's proxies write is read
 //! (`server.forwarded_header`): a proxy that appends to `Forwarded` passes
 //! a client's own `X-Forwarded-For` on untouched, and reading that one
@@ -76,22 +85,30 @@ impl TrustedProxies {
         if !self.contains(peer) {
             return peer;
         }
-        let mut chain = forwarded_chain(headers, self.header);
         // Walk from the right: skip our own trusted hops, stop at the first
         // address a trusted proxy vouched for that is not one of them.
-        while let Some(address) = chain.pop() {
-            if !self.contains(address) {
-                return address;
+        let mut writer = peer;
+        for node in forwarded_chain(headers, self.header).into_iter().rev() {
+            match node {
+                Some(address) if self.contains(address) => writer = address,
+                Some(address) => return address,
+                None => {
+                    tracing::debug!(
+                        proxy = %writer,
+                        "a trusted proxy hid the client address; counting the request under the proxy's address"
+                    );
+                    return writer;
+                }
             }
         }
         peer
     }
 }
 
-/// Addresses listed in `X-Forwarded-For` or in `Forwarded: for=`, in
-/// order. An entry that does not parse ends the chain there, since nothing
-/// to its left can be trusted either.
-fn forwarded_chain(headers: &HeaderMap, header: ForwardedHeader) -> Vec<IpAddr> {
+/// Nodes listed in `X-Forwarded-For` or in `Forwarded: for=`, in order:
+/// the address, or `None` for a node that names no address (`unknown`, an
+/// obfuscated identifier, a missing `for=`, text that does not parse).
+fn forwarded_chain(headers: &HeaderMap, header: ForwardedHeader) -> Vec<Option<IpAddr>> {
     let mut chain = Vec::new();
     if header == ForwardedHeader::XForwardedFor {
         let lines = headers
@@ -116,12 +133,7 @@ fn forwarded_chain(headers: &HeaderMap, header: ForwardedHeader) -> Vec<IpAddr> 
             }
         }
     }
-    // Keep only the trailing run of parseable addresses.
-    let start = chain
-        .iter()
-        .rposition(Option::is_none)
-        .map_or(0, |index| index + 1);
-    chain.into_iter().skip(start).flatten().collect()
+    chain
 }
 
 /// Parses a node of `Forwarded` (RFC 7239 §6) or `X-Forwarded-For`, with
@@ -138,8 +150,21 @@ fn parse_forwarded_node(value: &str) -> Option<IpAddr> {
     // Only IPv4 has a single colon before a port; a bare IPv6 address
     // parsed above.
     let (host, port) = value.split_once(':')?;
-    port.parse::<u16>().ok()?;
+    if port.parse::<u16>().is_err() && !is_obfuscated_port(port) {
+        return None;
+    }
     host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+/// Returns whether `port` is an obfuscated port of RFC 7239 §6.3: `_` followed by
+/// letters, digits, `.`, `_` or `-`.
+fn is_obfuscated_port(port: &str) -> bool {
+    port.strip_prefix('_').is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'))
+    })
 }
 
 /// Maps IPv4-mapped IPv6 addresses to IPv4, so one client has one form.
@@ -260,6 +285,58 @@ mod tests {
             Some(ForwardedHeader::Forwarded)
         );
         assert_eq!(ForwardedHeader::parse("x-real-ip"), None);
+    }
+
+    /// `unknown`, an obfuscated identifier and a missing `for=` end the
+    /// known chain, and the request counts under the trusted proxy that
+    /// wrote that node: the peer, or the trusted hop to the node's right.
+    #[test]
+    fn hidden_client_counts_under_writer() {
+        let proxies = TrustedProxies::new(vec![
+            "127.0.0.2/32".parse().unwrap(),
+            "10.0.0.0/8".parse().unwrap(),
+        ])
+        .with_header(ForwardedHeader::Forwarded);
+        let peer = ip("127.0.0.2");
+        for (value, client) in [
+            ("for=unknown", "127.0.0.2"),
+            ("for=_hidden", "127.0.0.2"),
+            ("for=\"_x.Y-z\";proto=https", "127.0.0.2"),
+            ("proto=https", "127.0.0.2"),
+            ("for=198.51.100.7, for=unknown", "127.0.0.2"),
+            ("for=unknown, for=10.1.2.3", "10.1.2.3"),
+            ("for=_hidden, for=10.1.2.3, for=10.4.5.6", "10.1.2.3"),
+            (
+                "for=unknown, for=198.51.100.7, for=10.1.2.3",
+                "198.51.100.7",
+            ),
+        ] {
+            assert_eq!(
+                proxies.client_ip(peer, &with("forwarded", value)),
+                ip(client),
+                "{value}"
+            );
+        }
+    }
+
+    /// An obfuscated port (RFC 7239 §6.3) hides the port, not the client.
+    #[test]
+    fn obfuscated_port_keeps_address() {
+        let proxies = TrustedProxies::new(vec!["127.0.0.2/32".parse().unwrap()])
+            .with_header(ForwardedHeader::Forwarded);
+        let peer = ip("127.0.0.2");
+        for (value, client) in [
+            ("for=\"198.51.100.7:_abc\"", "198.51.100.7"),
+            ("for=\"[2001:db8::7]:_p-1\"", "2001:db8::7"),
+            ("for=\"198.51.100.7:_\"", "127.0.0.2"),
+            ("for=\"198.51.100.7:_a b\"", "127.0.0.2"),
+        ] {
+            assert_eq!(
+                proxies.client_ip(peer, &with("forwarded", value)),
+                ip(client),
+                "{value}"
+            );
+        }
     }
 
     #[test]
