@@ -360,6 +360,16 @@ struct Shared {
 /// HTTP/1 requests over it get 431 from hyper; HTTP/2 ones a stream error.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
+/// Maximum length of a request target (path and query). A longer one gets
+/// 414 (RFC 9110 §15.5.15). This is twice the 8,000 octets that RFC 9110
+/// §4.1 recommends every recipient to support.
+///
+/// NOTE: a target too long to fit in the [`MAX_HEADER_BYTES`] head buffer
+/// gets 431 from hyper instead. hyper 1.13 stops reading when the head
+/// buffer is full, before the request line has ended, and it has one limit
+/// for the request line and the header fields together.
+pub const MAX_URI_BYTES: usize = 16 * 1024;
+
 /// Builds hyper's protocol-detecting server for HTTP/1.1 and HTTP/2. The
 /// timer is what makes `header_read_timeout` take effect.
 fn http_builder(header_read_timeout: Duration) -> Builder<TokioExecutor> {

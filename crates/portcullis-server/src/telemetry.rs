@@ -17,6 +17,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 use crate::gateway::path::normalize;
+use crate::listener::MAX_URI_BYTES;
 use crate::metrics::labels::RequestLabels;
 use crate::metrics::{self, AuthMethodLabel, AuthOutcome, MethodLabel, RouteLabel, StatusClass};
 use crate::problem::Problem;
@@ -244,6 +245,7 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
 /// The request URI with its path normalized: `Ok(None)` when it is already
 /// canonical, a 400 problem when it is ambiguous.
 fn normalized_uri(uri: &http::Uri) -> Result<Option<http::Uri>, Problem> {
+    check_uri_length(uri)?;
     let path = uri.path();
     let normalized = normalize(path).map_err(|error| Problem::invalid_path(error.to_string()))?;
     if normalized == path {
@@ -262,6 +264,27 @@ fn normalized_uri(uri: &http::Uri) -> Result<Option<http::Uri>, Problem> {
     http::Uri::from_parts(parts)
         .map(Some)
         .map_err(|_| Problem::invalid_path("the request path is invalid"))
+}
+
+/// Rejects a request target (path and query) longer than
+/// [`MAX_URI_BYTES`] with 414, before the path is normalized.
+fn check_uri_length(uri: &http::Uri) -> Result<(), Problem> {
+    let length = uri
+        .path_and_query()
+        .map_or(0, |path_and_query| path_and_query.as_str().len());
+    if length <= MAX_URI_BYTES {
+        return Ok(());
+    }
+    Err(Problem::new(
+        http::StatusCode::URI_TOO_LONG,
+        "uri_too_long",
+        "URI too long",
+        format!(
+            "the request target is {length} bytes, over the limit of {MAX_URI_BYTES} bytes; \
+             send long parameters in the request body"
+        ),
+    )
+    .with_extension("limit_bytes", serde_json::json!(MAX_URI_BYTES)))
 }
 
 /// Route-level middleware for Portcullis's own endpoints: records the

@@ -309,6 +309,73 @@ async fn oversize_header_gets_431() {
     assert!(response.closed);
 }
 
+/// A request target over 16 KiB gets 414 with a problem body, on a
+/// Portcullis endpoint and on a gateway route alike, and one of 16 KiB is
+/// served.
+#[tokio::test]
+async fn long_uri_gets_414() {
+    let f = fixture();
+    for path in ["/healthz", "/orders"] {
+        let query = format!("?q={}", "a".repeat(20 * 1024));
+        let request = raw::get(&format!("{path}{query}"), &[]);
+        let response = raw::send(f.server.address, &f.server.ca_pem, &request).await;
+        assert_eq!(response.status, 414, "{path}: {}", response.text);
+        assert!(
+            response.text.contains("\"code\":\"uri_too_long\""),
+            "{}",
+            response.text
+        );
+        assert!(
+            response.text.contains("\"limit_bytes\":16384"),
+            "{}",
+            response.text
+        );
+    }
+
+    let target = format!("/healthz?q={}", "a".repeat(16 * 1024 - "/healthz?q=".len()));
+    let request = raw::get(&target, &[]);
+    let response = raw::send(f.server.address, &f.server.ca_pem, &request).await;
+    assert_eq!(response.status, 200, "{}", response.text);
+}
+
+/// A target that does not fit in the 64 KiB head buffer gets 431 from
+/// hyper, which cannot tell a long request line from long header fields.
+#[tokio::test]
+async fn uri_over_head_buffer_gets_431() {
+    let f = fixture();
+    let target = format!("/healthz?q={}", "a".repeat(70 * 1024));
+    let response = raw::send(f.server.address, &f.server.ca_pem, &raw::get(&target, &[])).await;
+    assert_eq!(response.status, 431, "{}", response.text);
+    assert!(response.closed);
+}
+
+/// hyper 1.13 reads at most 100 header fields; the 101st gets 431.
+#[tokio::test]
+async fn header_count_over_100_gets_431() {
+    let f = fixture();
+    let lines: Vec<String> = (0..100)
+        .map(|index| format!("X-Field-{index}: 1"))
+        .collect();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    // raw::get adds Host and Connection, so this is 102 header fields.
+    let response = raw::send(
+        f.server.address,
+        &f.server.ca_pem,
+        &raw::get("/healthz", &lines),
+    )
+    .await;
+    assert_eq!(response.status, 431, "{}", response.text);
+
+    // Host, Connection and 98 more make 100 fields, which is served.
+    let response = raw::send(
+        f.server.address,
+        &f.server.ca_pem,
+        &raw::get("/healthz", &lines[..98]),
+    )
+    .await;
+    assert_eq!(response.status, 200, "{}", response.text);
+}
+
 #[tokio::test]
 async fn slow_header_cut_off_others_served() {
     let f = fixture();
