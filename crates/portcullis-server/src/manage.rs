@@ -205,6 +205,24 @@ impl Manager {
             .map_err(|error| key_error(id, error))
     }
 
+    /// Replaces a key's scopes by a narrower set, each of which a current
+    /// scope must grant. Nodes apply the change within a second, through the
+    /// change feed, and the audit log records it as `key.scopes_narrowed`.
+    pub async fn narrow_key_scopes(
+        &self,
+        id: KeyId,
+        scopes: &ScopeSet,
+        audit: &AuditContext,
+    ) -> Result<ApiKeyRecord, ManageError> {
+        self.store
+            .narrow_key_scopes(id, scopes, audit)
+            .await
+            .map_err(|error| match error {
+                StoreError::Invalid(message) => ManageError::invalid("scopes", &message),
+                other => key_error(id, other),
+            })
+    }
+
     /// The store, for the client and user operations in their own modules.
     /// Returns the usage series that `query` selects, oldest first,
     /// periods without requests left out.

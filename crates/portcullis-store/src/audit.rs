@@ -12,6 +12,7 @@ use portcullis_core::credential::{ApiKeyRecord, KeyLimits, RateLimits};
 use portcullis_core::ids::{AuditId, ClientId, TenantId, TokenFamilyId};
 use portcullis_core::oauth::{AccessTokenRecord, ClientRecord};
 use portcullis_core::pki::{CaRecord, CertificateRecord, TrustedCaRecord};
+use portcullis_core::scope::ScopeSet;
 use portcullis_core::signing::SigningKeyRecord;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -45,6 +46,8 @@ pub enum AuditAction {
     KeyRotated,
     /// An API key's rate limits or plan changed.
     KeyLimitsChanged,
+    /// An API key's scopes were replaced by a narrower set.
+    KeyScopesNarrowed,
     /// A presented credential was rejected.
     AuthFailed,
     /// An OAuth client was registered.
@@ -101,6 +104,40 @@ pub enum AuditAction {
 }
 
 impl AuditAction {
+    /// Every action, in the order of the enum, such as for a filter's
+    /// choices.
+    pub const ALL: [Self; 29] = [
+        Self::TenantCreated,
+        Self::KeyCreated,
+        Self::KeyRevoked,
+        Self::KeyRotated,
+        Self::KeyLimitsChanged,
+        Self::KeyScopesNarrowed,
+        Self::AuthFailed,
+        Self::ClientCreated,
+        Self::ClientSecretAdded,
+        Self::ClientRevoked,
+        Self::ClientLimitsChanged,
+        Self::UserCreated,
+        Self::TokenFamilyRevoked,
+        Self::AccessTokenRevoked,
+        Self::SigningKeyCreated,
+        Self::SigningKeyActivated,
+        Self::SigningKeyDeleted,
+        Self::UserSignedIn,
+        Self::UserSignInFailed,
+        Self::UserSignedOut,
+        Self::ConsentGranted,
+        Self::CaCreated,
+        Self::CertificateIssued,
+        Self::CertificateRevoked,
+        Self::TrustedCaAdded,
+        Self::KeyLeakReported,
+        Self::AuthSucceeded,
+        Self::AuditPruned,
+        Self::AuditChainSealed,
+    ];
+
     /// Returns the action's name as stored and printed, such as
     /// `key.revoked`.
     pub const fn as_str(self) -> &'static str {
@@ -110,6 +147,7 @@ impl AuditAction {
             Self::KeyRevoked => "key.revoked",
             Self::KeyRotated => "key.rotated",
             Self::KeyLimitsChanged => "key.limits_changed",
+            Self::KeyScopesNarrowed => "key.scopes_narrowed",
             Self::AuthFailed => "auth.failed",
             Self::ClientCreated => "client.created",
             Self::ClientSecretAdded => "client.secret_added",
@@ -158,6 +196,7 @@ impl FromStr for AuditAction {
             "key.revoked" => Ok(Self::KeyRevoked),
             "key.rotated" => Ok(Self::KeyRotated),
             "key.limits_changed" => Ok(Self::KeyLimitsChanged),
+            "key.scopes_narrowed" => Ok(Self::KeyScopesNarrowed),
             "auth.failed" => Ok(Self::AuthFailed),
             "client.created" => Ok(Self::ClientCreated),
             "client.secret_added" => Ok(Self::ClientSecretAdded),
@@ -314,6 +353,23 @@ impl AuditEvent {
                 "previous_plan": key.limits.plan,
             }),
             ..Self::new(context, AuditAction::KeyLimitsChanged)
+        }
+    }
+
+    pub(crate) fn key_scopes_narrowed(
+        context: &AuditContext,
+        key: &ApiKeyRecord,
+        scopes: &ScopeSet,
+    ) -> Self {
+        Self {
+            tenant_id: key.tenant_id,
+            target: Some(key.id.to_string()),
+            details: json!({
+                "visible_prefix": key.visible_prefix,
+                "scopes": scopes.to_space_separated(),
+                "previous_scopes": key.scopes.to_space_separated(),
+            }),
+            ..Self::new(context, AuditAction::KeyScopesNarrowed)
         }
     }
 
@@ -637,30 +693,7 @@ mod tests {
 
     #[test]
     fn action_names_round_trip() {
-        for action in [
-            AuditAction::TenantCreated,
-            AuditAction::KeyCreated,
-            AuditAction::KeyRevoked,
-            AuditAction::KeyRotated,
-            AuditAction::AuthFailed,
-            AuditAction::ClientCreated,
-            AuditAction::ClientSecretAdded,
-            AuditAction::ClientRevoked,
-            AuditAction::UserCreated,
-            AuditAction::TokenFamilyRevoked,
-            AuditAction::AccessTokenRevoked,
-            AuditAction::SigningKeyCreated,
-            AuditAction::SigningKeyActivated,
-            AuditAction::SigningKeyDeleted,
-            AuditAction::CaCreated,
-            AuditAction::CertificateIssued,
-            AuditAction::CertificateRevoked,
-            AuditAction::TrustedCaAdded,
-            AuditAction::KeyLeakReported,
-            AuditAction::AuthSucceeded,
-            AuditAction::AuditPruned,
-            AuditAction::AuditChainSealed,
-        ] {
+        for action in AuditAction::ALL {
             assert_eq!(action.as_str().parse::<AuditAction>(), Ok(action));
         }
         assert!("key.deleted".parse::<AuditAction>().is_err());

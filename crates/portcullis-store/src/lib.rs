@@ -106,6 +106,7 @@ use portcullis_core::credential::{ApiKeyRecord, KeyLimits};
 use portcullis_core::crypto::{AuditChainKey, SecretHash};
 use portcullis_core::ids::KeyId;
 use portcullis_core::name::TenantName;
+use portcullis_core::scope::ScopeSet;
 use time::OffsetDateTime;
 
 pub use crate::audit::{
@@ -315,6 +316,25 @@ impl Store {
         audit: &AuditContext,
     ) -> Result<ApiKeyRecord, StoreError> {
         dispatch!(self, store => store.update_key_limits(id, limits, audit))
+    }
+
+    /// Replaces a key's scopes by `scopes`, each of which one of the key's
+    /// current scopes must grant, with an audit record and a change-feed
+    /// row so that caches reload the key, and returns the key.
+    ///
+    /// The check runs in the transaction of the change, on the locked row,
+    /// so a narrowing can never widen a key. Fails with
+    /// [`StoreError::NotFound`], [`StoreError::AlreadyRevoked`],
+    /// [`StoreError::Expired`] (judged at `audit.at`), or
+    /// [`StoreError::Invalid`] when `scopes` is empty, equals the current
+    /// scopes or contains a scope that the key does not grant.
+    pub async fn narrow_key_scopes(
+        &self,
+        id: KeyId,
+        scopes: &ScopeSet,
+        audit: &AuditContext,
+    ) -> Result<ApiKeyRecord, StoreError> {
+        dispatch!(self, store => store.narrow_key_scopes(id, scopes, audit))
     }
 
     /// Spends one use of a usage-limited key and returns the uses spent,

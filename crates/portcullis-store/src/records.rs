@@ -542,6 +542,37 @@ pub(crate) fn parse_hash(bytes: &[u8]) -> Result<SecretHash, StoreError> {
     })
 }
 
+/// Checks that `scopes` may replace the scopes of `key` at `at`: the key is
+/// neither revoked nor expired, and `scopes` is a non-empty set, other
+/// than the current one, whose every scope a current scope grants. Both
+/// backends run it on the locked row, so a narrowing never widens a key.
+pub(crate) fn check_narrowing(
+    key: &ApiKeyRecord,
+    scopes: &ScopeSet,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    if key.revoked_at.is_some() {
+        return Err(StoreError::AlreadyRevoked);
+    }
+    if key.expires_at.is_some_and(|expires_at| expires_at <= at) {
+        return Err(StoreError::Expired);
+    }
+    if scopes.is_empty() {
+        return Err(StoreError::Invalid("a key keeps at least one scope"));
+    }
+    if *scopes == key.scopes {
+        return Err(StoreError::Invalid(
+            "the new scopes equal the key's current scopes",
+        ));
+    }
+    if !scopes.iter().all(|scope| key.scopes.grants(scope)) {
+        return Err(StoreError::Invalid(
+            "narrowing may only keep scopes that the key already grants",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use time::Duration;

@@ -18,6 +18,7 @@ use portcullis_core::credential::{ApiKeyRecord, KeyLimits};
 use portcullis_core::crypto::SecretHash;
 use portcullis_core::ids::{AuditId, ClientId, KeyId, TenantId};
 use portcullis_core::name::TenantName;
+use portcullis_core::scope::ScopeSet;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -31,7 +32,7 @@ use crate::audit::{AuditContext, AuditEvent, AuditFilter};
 use crate::chain::AuditKeySlot;
 use crate::error::{StoreError, is_foreign_key_violation, is_unique_violation};
 use crate::records::{
-    Change, KeyFilter, KeyUsage, NewKey, Tenant, check_new_key, check_rotation,
+    Change, KeyFilter, KeyUsage, NewKey, Tenant, check_narrowing, check_new_key, check_rotation,
     key_limits_from_columns, parse_environment, parse_hash, parse_kind, parse_scopes,
     parse_tenant_name, rate_limits_column, rotated_expiry,
 };
@@ -314,6 +315,36 @@ impl SqliteStore {
             &mut tx,
             &self.audit_key,
             &AuditEvent::key_limits_changed(audit, &key, limits),
+        )
+        .await?;
+        insert_change(&mut tx, Some(id), key.tenant_id).await?;
+
+        let updated = select_key(&mut tx, id).await?;
+        tx.commit().await?;
+        updated.ok_or(StoreError::NotFound("key"))
+    }
+
+    pub(crate) async fn narrow_key_scopes(
+        &self,
+        id: KeyId,
+        scopes: &ScopeSet,
+        audit: &AuditContext,
+    ) -> Result<ApiKeyRecord, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let key = select_key(&mut tx, id)
+            .await?
+            .ok_or(StoreError::NotFound("key"))?;
+        check_narrowing(&key, scopes, audit.at)?;
+
+        sqlx::query("UPDATE api_keys SET scopes = ?2 WHERE id = ?1")
+            .bind(id.to_string())
+            .bind(scopes.to_space_separated())
+            .execute(&mut *tx)
+            .await?;
+        insert_audit(
+            &mut tx,
+            &self.audit_key,
+            &AuditEvent::key_scopes_narrowed(audit, &key, scopes),
         )
         .await?;
         insert_change(&mut tx, Some(id), key.tenant_id).await?;

@@ -76,6 +76,7 @@ store_suite!(
     audit_batch_all_or_nothing,
     change_feed_shows_revocation,
     key_limits_stored_and_updated,
+    key_scopes_narrowed_never_widened,
     key_uses_spent_exactly,
     change_feed_pruned,
     listener_hears_other_store,
@@ -1044,6 +1045,89 @@ async fn key_limits_stored_and_updated(fixture: Fixture) {
 
     let missing = store
         .update_key_limits(KeyId::generate(), &changed, &context(now()))
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound("key"))),
+        "{missing:?}"
+    );
+}
+
+async fn key_scopes_narrowed_never_widened(fixture: Fixture) {
+    let store = fixture.store;
+    let acme = create_tenant(&store, "acme").await;
+    // The key's scopes are `orders:read invoices:*`.
+    let key = insert(&store, &new_key(Some(&acme), now())).await;
+    let cursor = store.latest_change().await.unwrap();
+
+    let narrower = ScopeSet::parse_list("orders:read invoices:read").unwrap();
+    let narrowed = store
+        .narrow_key_scopes(key.id, &narrower, &context(now()))
+        .await
+        .unwrap();
+    assert_eq!(narrowed.scopes, narrower);
+    assert_eq!(
+        store.find_key(key.id).await.unwrap().unwrap().scopes,
+        narrower
+    );
+    let changes = store.changes_since(cursor, Duration::ZERO).await.unwrap();
+    assert!(
+        changes.iter().any(|change| change.key_id == Some(key.id)),
+        "the change reaches the feed: {changes:?}"
+    );
+    let audit = store
+        .list_audit(&AuditFilter {
+            action: Some(AuditAction::KeyScopesNarrowed),
+            ..audit_of(key.id.to_string())
+        })
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].details["scopes"], "invoices:read orders:read");
+    assert_eq!(
+        audit[0].details["previous_scopes"],
+        "invoices:* orders:read"
+    );
+    assert_eq!(audit[0].tenant_id, Some(acme.id));
+
+    // Each rejected set leaves the key as it is.
+    for rejected in [
+        "orders:read invoices:read",
+        "orders:write",
+        "orders:*",
+        "orders:read invoices:write",
+    ] {
+        let scopes = ScopeSet::parse_list(rejected).unwrap();
+        let outcome = store
+            .narrow_key_scopes(key.id, &scopes, &context(now()))
+            .await;
+        assert!(
+            matches!(outcome, Err(StoreError::Invalid(_))),
+            "{rejected}: {outcome:?}"
+        );
+    }
+    let empty = store
+        .narrow_key_scopes(key.id, &ScopeSet::default(), &context(now()))
+        .await;
+    assert!(matches!(empty, Err(StoreError::Invalid(_))), "{empty:?}");
+    assert_eq!(
+        store.find_key(key.id).await.unwrap().unwrap().scopes,
+        narrower
+    );
+
+    store
+        .revoke_key(key.id, None, &context(now()))
+        .await
+        .unwrap();
+    let orders = ScopeSet::parse_list("orders:read").unwrap();
+    let revoked = store
+        .narrow_key_scopes(key.id, &orders, &context(now()))
+        .await;
+    assert!(
+        matches!(revoked, Err(StoreError::AlreadyRevoked)),
+        "{revoked:?}"
+    );
+    let missing = store
+        .narrow_key_scopes(KeyId::generate(), &orders, &context(now()))
         .await;
     assert!(
         matches!(missing, Err(StoreError::NotFound("key"))),
