@@ -16,7 +16,7 @@ use std::sync::LazyLock;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::browser::{Browser, Reply, hidden_fields, unescape};
+use support::browser::{Browser, Reply, unescape};
 use support::{DataDir, Server};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -41,18 +41,7 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
         ("acme", "viewer@acme.test", "viewer"),
         ("globex", "admin@globex.test", "admin"),
     ] {
-        let output = data
-            .command()
-            .args(["users", "create", "--tenant", tenant, "--email", email])
-            .args(["--role", role])
-            .env("PORTCULLIS_USER_PASSWORD", PASSWORD)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        data.create_user(tenant, email, role, PASSWORD);
     }
     let (_, verifier) = data.create_key(&["--operator", "--scopes", "keys:verify"]);
     data.write_config(
@@ -73,35 +62,16 @@ scopes = ["orders:read", "orders:write"]
 
 /// Signs `email` of `tenant` in and returns the browser.
 async fn signed_in(tenant: &str, email: &str) -> Browser {
-    let f = &*FIXTURE;
-    let mut browser = Browser::new(&f.server, "/dashboard/sign-in");
-    let page = browser.get("/dashboard/sign-in").await;
-    let mut fields = hidden_fields(&page.body);
-    fields.push(("tenant".to_owned(), tenant.to_owned()));
-    fields.push(("email".to_owned(), email.to_owned()));
-    fields.push(("password".to_owned(), PASSWORD.to_owned()));
-    let reply = browser.post(&fields).await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
-    browser
+    Browser::signed_in(&FIXTURE.server, tenant, email, PASSWORD).await
 }
 
-/// The page's hidden fields (the CSRF token) followed by `extra`.
+/// The CSRF token of `page`, followed by `extra`.
 async fn form_fields(
     browser: &mut Browser,
     page: &str,
     extra: &[(&str, &str)],
 ) -> Vec<(String, String)> {
-    let reply = browser.get(page).await;
-    assert_eq!(reply.status, StatusCode::OK, "{page}: {}", reply.body);
-    let mut fields: Vec<(String, String)> = hidden_fields(&reply.body)
-        .into_iter()
-        .filter(|(name, _)| name == "csrf_token")
-        .take(1)
-        .collect();
-    for (name, value) in extra {
-        fields.push(((*name).to_owned(), (*value).to_owned()));
-    }
-    fields
+    browser.csrf_fields(page, extra).await
 }
 
 /// Creates a key in the dashboard and returns (id, secret, page).

@@ -85,6 +85,40 @@ impl Browser {
         }
     }
 
+    /// Signs `email` of `tenant` in to the dashboard and returns the
+    /// browser with its session cookie.
+    pub async fn signed_in(server: &Server, tenant: &str, email: &str, password: &str) -> Self {
+        let mut browser = Self::new(server, "/dashboard/sign-in");
+        let page = browser.get("/dashboard/sign-in").await;
+        let mut fields = hidden_fields(&page.body);
+        fields.push(("tenant".to_owned(), tenant.to_owned()));
+        fields.push(("email".to_owned(), email.to_owned()));
+        fields.push(("password".to_owned(), password.to_owned()));
+        let reply = browser.post(&fields).await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+        browser
+    }
+
+    /// Opens `page` and returns the CSRF token of its first form followed
+    /// by `extra`, the fields of a form to post.
+    pub async fn csrf_fields(
+        &mut self,
+        page: &str,
+        extra: &[(&str, &str)],
+    ) -> Vec<(String, String)> {
+        let reply = self.get(page).await;
+        assert_eq!(reply.status, StatusCode::OK, "{page}: {}", reply.body);
+        let mut fields: Vec<(String, String)> = hidden_fields(&reply.body)
+            .into_iter()
+            .filter(|(name, _)| name == "csrf_token")
+            .take(1)
+            .collect();
+        for (name, value) in extra {
+            fields.push(((*name).to_owned(), (*value).to_owned()));
+        }
+        fields
+    }
+
     pub async fn get(&mut self, url: &str) -> Reply {
         let request = self
             .http

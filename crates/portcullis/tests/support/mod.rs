@@ -152,6 +152,24 @@ impl DataDir {
             .unwrap_or_else(|| panic!("key {id} not listed for {tenant}: {keys}"))
     }
 
+    /// Creates a user of `tenant` with `role` (admin, developer or viewer)
+    /// through the CLI, reading the password from the environment as an
+    /// operator would.
+    pub fn create_user(&self, tenant: &str, email: &str, role: &str, password: &str) {
+        let output = self
+            .command()
+            .args(["users", "create", "--tenant", tenant, "--email", email])
+            .args(["--role", role])
+            .env("PORTCULLIS_USER_PASSWORD", password)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     pub fn write_config(&self, toml: &str) {
         std::fs::write(self.path().join("portcullis.toml"), toml).unwrap();
     }
