@@ -97,12 +97,8 @@ pub(super) async fn show(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let session = match page_session(&state, &headers).await {
-        Ok(session) => session,
-        Err(response) => return response,
-    };
-    let key = match tenant_key(&state, &session, &id).await {
-        Ok(key) => key,
+    let (session, key) = match tenant_key_page(&state, &headers, &id).await {
+        Ok(found) => found,
         Err(response) => return response,
     };
     let row = match key_row(&state, &session, &key).await {
@@ -311,7 +307,7 @@ pub(super) async fn revoke(
 
 /// Finds key `id` of the session's tenant. A malformed id, an unknown key
 /// and another tenant's key all get the same 404 page.
-async fn tenant_key(
+pub(super) async fn tenant_key(
     state: &AppState,
     session: &ActiveSession,
     id: &str,
@@ -326,9 +322,21 @@ async fn tenant_key(
     }
 }
 
+/// Loads the session of a page about key `id` of the user's tenant, and
+/// the key.
+pub(super) async fn tenant_key_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(ActiveSession, ApiKeyRecord), Response> {
+    let session = page_session(state, headers).await?;
+    let key = tenant_key(state, &session, id).await?;
+    Ok((session, key))
+}
+
 /// Loads the session of a page about key `id` that only a user who may
 /// manage the key can open, and the key.
-async fn managed_key_page(
+pub(super) async fn managed_key_page(
     state: &AppState,
     headers: &HeaderMap,
     id: &str,
@@ -607,7 +615,11 @@ async fn revoke_page(
 }
 
 /// The audit context of a change made by the signed-in user.
-fn audit_context(state: &AppState, parts: &Parts, session: &ActiveSession) -> AuditContext {
+pub(super) fn audit_context(
+    state: &AppState,
+    parts: &Parts,
+    session: &ActiveSession,
+) -> AuditContext {
     AuditContext {
         actor: actor(&session.user),
         remote_addr: Some(client_ip(state, parts).to_string()),
@@ -616,7 +628,7 @@ fn audit_context(state: &AppState, parts: &Parts, session: &ActiveSession) -> Au
 }
 
 /// Renders the 403 page of an action that the user's role does not allow.
-fn role_forbidden() -> Response {
+pub(super) fn role_forbidden() -> Response {
     error_page(
         StatusCode::FORBIDDEN,
         "Not allowed",
@@ -626,7 +638,7 @@ fn role_forbidden() -> Response {
 }
 
 /// Renders the page of a failed key operation.
-fn manage_failure(error: &ManageError) -> Response {
+pub(super) fn manage_failure(error: &ManageError) -> Response {
     match error {
         ManageError::Conflict { message, .. } => {
             tracing::info!(error = %error, "dashboard key change rejected");

@@ -13,6 +13,10 @@
 //! - [`account`]: sign-in, sign-out, sign-out everywhere and the overview.
 //! - [`keys`]: the tenant's API keys: list, create, rotate and revoke.
 //! - [`key_pages`]: the key pages' templates and rows.
+//! - [`usage`] and [`chart`]: the usage pages and their SVG bar charts.
+//! - [`audit_log`]: the tenant's audit log, filtered and paged.
+//! - [`findings`]: the credential audit's findings about the tenant, and
+//!   the narrowing of a key's scopes to those it used.
 //! - [`policy`]: what each role may do with keys, and the operator's
 //!   limits on new keys.
 //! - [`pages`]: the templates and response helpers.
@@ -20,10 +24,14 @@
 
 mod account;
 mod assets;
+mod audit_log;
+mod chart;
+mod findings;
 mod key_pages;
 mod keys;
 mod pages;
 mod policy;
+mod usage;
 
 pub use self::policy::KeyPolicy;
 
@@ -78,6 +86,14 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/dashboard/keys", get(keys::list).post(keys::create))
         .route("/dashboard/keys/new", get(keys::new_form))
         .route("/dashboard/keys/{id}", get(keys::show))
+        .route("/dashboard/keys/{id}/usage", get(usage::key))
+        .route(
+            "/dashboard/keys/{id}/narrow",
+            get(findings::narrow_form).post(findings::narrow),
+        )
+        .route("/dashboard/usage", get(usage::tenant))
+        .route("/dashboard/audit", get(audit_log::list))
+        .route("/dashboard/findings", get(findings::list))
         .route(
             "/dashboard/keys/{id}/rotate",
             get(keys::rotate_form).post(keys::rotate),
