@@ -20,7 +20,9 @@
 //!    (one of the `PORTCULLIS_*` variables, without `__`) or from
 //!    `secret_file`, never from the file itself.
 //!
-//! The [`raw`] structs document every key and its default.
+//! The [`raw`] structs document every key and its default, and
+//! `docs/operators/configuration.md` lists them for operators; a test keeps
+//! the two in step.
 
 mod alerts;
 mod audit;
@@ -511,5 +513,7 @@ pub fn process_env() -> BTreeMap<String, String> {
         .collect()
 }
 
+#[cfg(test)]
+mod reference_tests;
 #[cfg(test)]
 mod tests;
