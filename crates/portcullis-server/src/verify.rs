@@ -102,14 +102,14 @@ async fn verify_limits(state: &AppState, key: &ApiKeyRecord) -> Result<Response,
         Ok(applicable) => applicable,
         Err(problem) => return invalid_or_error(problem, None),
     };
-    let decision = match limits::check(&state.rate_limiter, &applicable).await {
+    let mut decision = match limits::check(&state.rate_limiter, &applicable).await {
         Ok(decision) => decision,
         Err(rejection) => {
             return invalid_or_error(rejection.problem, rejection.decision.as_ref());
         }
     };
     if let Err(problem) = limits::spend_key_use(&state.store, key).await {
-        limits::refund(&state.rate_limiter, &applicable, decision.as_ref()).await;
+        limits::refund(&state.rate_limiter, &applicable, decision.as_mut()).await;
         return invalid_or_error(problem, decision.as_ref());
     }
     let verdict = json!({

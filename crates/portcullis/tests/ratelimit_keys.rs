@@ -360,6 +360,9 @@ async fn rejected_requests_spend_no_allowance() {
     for _ in 0..5 {
         let response = send_metered(reqwest::Method::GET, &spent).await;
         assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        // The header shows the allowance after the refund: two requests.
+        let ratelimit = header(&response, "ratelimit").unwrap_or_default();
+        assert!(ratelimit.starts_with("\"route\";r=2;t="), "{ratelimit}");
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["code"], "key_uses_exhausted");
     }

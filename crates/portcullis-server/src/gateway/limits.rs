@@ -247,10 +247,16 @@ pub async fn check(
 /// Gives back the charge of a request that [`check`] admitted (`decision`)
 /// and that was rejected afterwards, so that a rejected request spends no
 /// allowance. The 403 of a key without uses left then does not use up its
-/// tenant's or route's limit.
-pub async fn refund(limiter: &RateLimiter, limits: &[LimitRequest], decision: Option<&Decision>) {
-    if decision.is_some_and(Decision::is_admitted) {
+/// tenant's or route's limit. `decision` is updated to match, so the
+/// rejection's `RateLimit` field shows the allowance after the refund.
+pub async fn refund(
+    limiter: &RateLimiter,
+    limits: &[LimitRequest],
+    decision: Option<&mut Decision>,
+) {
+    if let Some(decision) = decision.filter(|decision| decision.is_admitted()) {
         limiter.refund(limits).await;
+        decision.apply_refund();
     }
 }
 

@@ -263,9 +263,9 @@ async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Rej
     };
     let applicable =
         limits::applicable_limits(&state.limits, route, &caller, client_limits.as_deref())?;
-    let decision = limits::check(&state.rate_limiter, &applicable).await?;
+    let mut decision = limits::check(&state.rate_limiter, &applicable).await?;
     if let Err(problem) = limits::spend_use(&state.store, &caller).await {
-        limits::refund(&state.rate_limiter, &applicable, decision.as_ref()).await;
+        limits::refund(&state.rate_limiter, &applicable, decision.as_mut()).await;
         return Err(Rejection { problem, decision });
     }
     context

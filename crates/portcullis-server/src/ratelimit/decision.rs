@@ -5,9 +5,13 @@
 //! Structured Field Lists (RFC 9651) of String items, one per limit.
 //!
 //! - `RateLimit-Policy: "key";q=200;w=2` gives the quota `q` and its window
-//!   `w` in seconds. For a GCRA limit the quota is the burst, and the window
-//!   is the time an empty allowance takes to refill, rounded up: `100/s
-//!   burst 200` is `q=200;w=2`, `5000/h` is `q=5000;w=3600`.
+//!   `w` in seconds. For a GCRA limit the window is the time an empty
+//!   allowance takes to refill, rounded up to whole seconds and at least 1,
+//!   and the quota is what the rate grants in that window, rounded down.
+//!   So `q/w` is the sustained rate and `q` is at least the burst: `100/s
+//!   burst 200` is `q=200;w=2`, `40/s burst 10` is `q=40;w=1` (its 0.25 s
+//!   refill does not fit the whole seconds of `w`), `5000/h` is
+//!   `q=5000;w=3600`.
 //! - `RateLimit: "key";r=17;t=1` gives the requests available now (`r`) and
 //!   the seconds until the allowance is full again (`t`, rounded up).
 //!
@@ -127,6 +131,17 @@ impl Decision {
             .collect()
     }
 
+    /// Updates every limit to the state after [`Self::limits`] got this
+    /// request's charge back: one more request remaining, up to the burst,
+    /// and the reset one emission interval sooner.
+    pub fn apply_refund(&mut self) {
+        for status in &mut self.limits {
+            status.remaining = (status.remaining + 1).min(status.rate.burst());
+            let interval = Duration::from_micros(status.rate.emission_interval_micros());
+            status.reset = status.reset.saturating_sub(interval);
+        }
+    }
+
     /// Builds the `RateLimit-Policy` field value, or `None` without limits.
     pub fn policy_header(&self) -> Option<HeaderValue> {
         let items: Vec<String> = self
@@ -134,7 +149,8 @@ impl Decision {
             .iter()
             .map(|status| {
                 let window = window_seconds(&status.rate).max(1);
-                format!("\"{}\";q={};w={window}", status.name, status.rate.burst())
+                let quota = quota_in_window(&status.rate, window);
+                format!("\"{}\";q={quota};w={window}", status.name)
             })
             .collect();
         list_value(&items)
@@ -181,6 +197,14 @@ fn window_seconds(rate: &Rate) -> u64 {
     rate.burst()
         .saturating_mul(rate.unit().seconds())
         .div_ceil(rate.count())
+}
+
+/// Returns the requests `rate` grants in `window` seconds, rounded down.
+/// With a window at least as long as the burst's refill time this is at
+/// least the burst, so `q` never understates what a caller may send at once.
+fn quota_in_window(rate: &Rate, window: u64) -> u64 {
+    let granted = u128::from(rate.count()) * u128::from(window) / u128::from(rate.unit().seconds());
+    u64::try_from(granted).unwrap_or(u64::MAX)
 }
 
 /// Rounds a duration up to whole seconds.
@@ -261,6 +285,19 @@ mod tests {
     }
 
     #[test]
+    fn policy_quota_keeps_sustained_rate() {
+        let decision = admitted(vec![
+            status("low", "40/s burst 10", 9, 25),
+            status("high", "1000/s burst 2000", 1999, 1),
+            status("equal", "20/s burst 20", 19, 50),
+        ]);
+        assert_eq!(
+            decision.policy_header().unwrap(),
+            "\"low\";q=40;w=1, \"high\";q=2000;w=2, \"equal\";q=20;w=1"
+        );
+    }
+
+    #[test]
     fn limited_decision_names_strictest() {
         let mut key = status("key", "10/min", 0, 60_000);
         key.retry_after = Some(Duration::from_millis(5_001));
@@ -287,6 +324,19 @@ mod tests {
         assert_eq!(
             fields[1].1,
             "\"key\";r=0;t=60, \"route\";r=0;t=1, \"tenant\";r=40;t=3"
+        );
+    }
+
+    #[test]
+    fn refund_restores_remaining() {
+        let mut decision = admitted(vec![
+            status("tenant", "12/min burst 12", 7, 25_000),
+            status("key", "1/s", 1, 0),
+        ]);
+        decision.apply_refund();
+        assert_eq!(
+            decision.ratelimit_header().unwrap(),
+            "\"tenant\";r=8;t=20, \"key\";r=1;t=0"
         );
     }
 
