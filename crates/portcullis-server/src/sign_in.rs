@@ -93,7 +93,7 @@ pub async fn check_credentials(
     let identity = format!("user:{tenant_key}:{}", attempt.failure_key);
     let subjects = [
         Subject::ClientIp(attempt.client_ip),
-        Subject::Identity(identity.clone()),
+        Subject::Identity(identity),
     ];
     // The attempt is counted as failed before the password hash runs, so a
     // blocked source costs no Argon2 work. Guesses sent in parallel also
@@ -125,8 +125,7 @@ pub async fn check_credentials(
     let verified = verify_password(user.as_ref(), password).await;
     match user.filter(|_| verified) {
         Some(user) => {
-            state.brute_force.refund(&subjects[..1]).await;
-            state.brute_force.record_success(&identity).await;
+            state.brute_force.refund(&subjects).await;
             Ok(SignInOutcome::SignedIn(user))
         }
         // The reservation counted the failure.

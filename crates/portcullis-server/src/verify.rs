@@ -61,23 +61,19 @@ async fn verify(state: &AppState, request: Request) -> Result<Response, Problem>
     // address, so only the key named is counted, never the caller's address.
     // The key is checked even while its prefix is blocked, because a key
     // cannot be guessed and its owner must not be locked out. A wrong key
-    // that meets the block is reported as blocked.
-    let identity = key_identity(&input.key).map(Subject::Identity);
-    let subjects: Vec<Subject> = identity.iter().cloned().collect();
+    // waits the prefix's delay, or is reported as blocked.
+    let subjects: Vec<Subject> = key_identity(&input.key)
+        .map(Subject::Identity)
+        .into_iter()
+        .collect();
 
     let now = OffsetDateTime::now_utc();
     let outcome = state.verifier.verify(&input.key, now).await;
-    match (&outcome, &identity) {
-        (Ok(_), Some(Subject::Identity(identity))) => {
-            state.brute_force.record_success(identity).await;
+    if matches!(outcome, Err(VerifyError::Rejected { .. })) && !subjects.is_empty() {
+        let counted = state.brute_force.record_failure(&subjects).await;
+        if let Some(retry_after) = counted.retry_after_seconds() {
+            return invalid_or_error(Problem::authentication_blocked(retry_after.max(1)), None);
         }
-        (Err(VerifyError::Rejected { .. }), Some(_)) => {
-            let counted = state.brute_force.record_failure(&subjects).await;
-            if let Some(retry_after) = counted.retry_after_seconds() {
-                return invalid_or_error(Problem::authentication_blocked(retry_after.max(1)), None);
-            }
-        }
-        _ => {}
     }
     let verdict = match outcome {
         Ok(key) if key.kind == KeyKind::Tenant => return verify_limits(state, &key).await,

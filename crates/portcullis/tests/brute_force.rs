@@ -33,15 +33,16 @@ const BLOCK_AFTER: usize = 5;
 /// failures in a minute, identities only after many, so that the failures
 /// against one client id test the counting per address alone.
 fn write_config(data: &DataDir, upstream: &str, trusted_proxies: &str) {
-    write_config_with(data, upstream, trusted_proxies, 1000);
+    write_config_with(data, upstream, trusted_proxies, 1000, 1000);
 }
 
-/// Writes the configuration with identities blocked after
-/// `identity_block_after` failures.
+/// Writes the configuration with identities slowed after
+/// `identity_slow_after` failures and blocked after `identity_block_after`.
 fn write_config_with(
     data: &DataDir,
     upstream: &str,
     trusted_proxies: &str,
+    identity_slow_after: usize,
     identity_block_after: usize,
 ) {
     data.write_config(&format!(
@@ -55,7 +56,7 @@ block_after = {BLOCK_AFTER}
 window = "1m"
 
 [limits.brute_force.identity]
-slow_after = {identity_block_after}
+slow_after = {identity_slow_after}
 block_after = {identity_block_after}
 
 [[routes]]
@@ -401,7 +402,7 @@ async fn parallel_guesses_stop_at_threshold() {
 async fn blocked_client_id_keeps_its_right_secret() {
     let upstream = Upstream::start();
     let data = DataDir::new();
-    write_config_with(&data, &upstream.url(), "", 3);
+    write_config_with(&data, &upstream.url(), "", 3, 3);
     data.cli(&["tenants", "create", "acme"]);
     let c = create_client(&data);
     let server = Server::start(&data);
@@ -422,5 +423,47 @@ async fn blocked_client_id_keeps_its_right_secret() {
         StatusCode::OK,
         "the right secret was locked out"
     );
+
+    // The owner's success does not lift the block that others built.
+    let later = client_from(&server, Ipv4Addr::new(127, 0, 1, 40));
+    let wrong = token(&later, &server, &c.id, "wrong-secret", &[]).await;
+    assert_blocked(&wrong, "wrong secret after the owner's success");
+    server.stop().await;
+}
+
+/// Reads the `brute_force_delays` counter from the metrics listener.
+async fn delays_counted(server: &Server) -> u64 {
+    let (_, _, body) = server.scrape().await;
+    let line = body
+        .lines()
+        .find(|line| line.starts_with("portcullis_brute_force_delays_total "))
+        .unwrap_or_else(|| panic!("no brute_force_delays counter in:\n{body}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// Wrong secrets for one client id from many addresses are delayed once
+/// the id has `slow_after` failures, although no address reaches its own
+/// threshold. The right secret is not delayed.
+#[tokio::test]
+async fn spread_guesses_slowed_by_identity() {
+    let upstream = Upstream::start();
+    let data = DataDir::new();
+    write_config_with(&data, &upstream.url(), "", 2, 1000);
+    data.cli(&["tenants", "create", "acme"]);
+    let c = create_client(&data);
+    let server = Server::start(&data);
+
+    for n in 0..4u8 {
+        let from = client_from(&server, Ipv4Addr::new(127, 0, 2, 10 + n));
+        let reply = token(&from, &server, &c.id, "wrong-secret", &[]).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "wrong secret {n}");
+    }
+    // Guesses 3 and 4 met the identity's delay.
+    assert_eq!(delays_counted(&server).await, 2);
+
+    let owner = client_from(&server, Ipv4Addr::new(127, 0, 2, 30));
+    let right = token(&owner, &server, &c.id, &c.secret, &[]).await;
+    assert_eq!(right.status, StatusCode::OK, "right secret");
+    assert_eq!(delays_counted(&server).await, 2, "the right secret waited");
     server.stop().await;
 }

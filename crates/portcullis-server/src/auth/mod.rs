@@ -239,8 +239,8 @@ async fn verify_presented_key(
         subjects.push(Subject::Identity(identity.clone()));
     }
     // Only the address is checked before the key. A key has too much
-    // entropy to guess, so a block of its prefix must not keep its owner
-    // out. Wrong keys that meet the prefix's block get 429 below.
+    // entropy to guess, so a block or delay of its prefix must not keep its
+    // owner out. Wrong keys wait the prefix's delay or get its 429 below.
     if let Err(retry_after) = context.brute_force.admit(&address).await {
         context
             .usage
@@ -258,9 +258,6 @@ async fn verify_presented_key(
     match verifier.verify(secret, context.now).await {
         Ok(key) => {
             record_facts(&key);
-            if let Some(identity) = &identity {
-                context.brute_force.record_success(identity).await;
-            }
             context
                 .usage
                 .record_use(key.id, context.now, context.client_ip);

@@ -330,9 +330,6 @@ async fn admit_and_verify(
     let outcome = verify_client(state, presented, facts, now).await;
     match &outcome {
         Ok(client) => {
-            if let Some(identity) = &identity {
-                state.brute_force.record_success(identity).await;
-            }
             state.usage.count_request(
                 CredentialRef::Client(client.id),
                 Some(client.tenant_id),

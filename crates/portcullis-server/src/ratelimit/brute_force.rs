@@ -8,14 +8,22 @@
 //! block in a row, up to `max_block`. The caller responds with 429 and the
 //! time left of the block as `Retry-After`. Time forgives: the count starts again
 //! after a quiet window, and the streak of blocks after a window plus the
-//! longest block. A success forgives the identity but not the address, so
-//! an attacker cannot clear their count by signing in to an account of
-//! their own between guesses.
+//! longest block. A success forgives neither subject. An attacker could
+//! otherwise clear an address's count by signing in to an account of their
+//! own between guesses, and the owner of a key or client id would lift the
+//! block and streak that guesses from other addresses built.
+//!
+//! An address's delay is waited out before the credential is checked. An
+//! identity's delay is waited out after the check failed
+//! ([`BruteForceTracker::record_failure`]), so the right credential is never
+//! slowed, while guesses spread over many addresses are.
 //!
 //! Subjects are counted apart: a blocked address does not block other
 //! addresses, and other callers' correct credentials are not affected. A
-//! blocked identity does stop its own owner until the block ends, which is
-//! the price of stopping a guessing attack spread over many addresses.
+//! blocked user identity does stop its own owner until the block ends, which
+//! is the price of stopping a password guessing attack spread over many
+//! addresses. Callers check key prefixes and client ids only after the
+//! credential, so their right credential passes a block.
 //!
 //! The local and the Redis tracker follow the same rules ([`verdict`] and
 //! [`apply_failure`] here, `brute_force.lua` in Redis).
@@ -276,9 +284,9 @@ impl BruteForceTracker {
     /// Returns whether an attempt naming `subjects` may go ahead.
     pub async fn check(&self, subjects: &[Subject]) -> Admission {
         if let Some(shared) = &self.redis
-            && let Some(admission) = shared.call("check", subjects).await
+            && let Some(admissions) = shared.call("check", subjects).await
         {
-            return admission;
+            return strictest(admissions);
         }
         self.local.check(subjects)
     }
@@ -296,10 +304,7 @@ impl BruteForceTracker {
         match admission {
             Admission::Allow => Ok(()),
             Admission::Delay(wait) => {
-                if let Some(metrics) = crate::metrics::get() {
-                    metrics.record_brute_force_delay();
-                }
-                tokio::time::sleep(wait).await;
+                wait_out(wait).await;
                 Ok(())
             }
             blocked @ Admission::Blocked(_) => {
@@ -318,27 +323,47 @@ impl BruteForceTracker {
     /// the first of them failed get the block as their response, and cannot
     /// start a second, longer one.
     ///
+    /// Otherwise waits out the longest delay of an identity among
+    /// `subjects` before returning, so the failure's response is slowed.
+    /// The address's delay is not waited again, because [`Self::admit`]
+    /// waited it out before the credential was checked.
+    ///
     /// Every caller responds to a returned block with 429, so the block is
     /// counted in the metrics here.
     pub async fn record_failure(&self, subjects: &[Subject]) -> Admission {
-        let admission = self.count_failure(subjects).await;
-        if matches!(admission, Admission::Blocked(_))
-            && let Some(metrics) = crate::metrics::get()
-        {
-            metrics.record_brute_force_block();
+        let admissions = self.count_failure(subjects).await;
+        let admission = strictest(admissions.iter().copied());
+        if matches!(admission, Admission::Blocked(_)) {
+            if let Some(metrics) = crate::metrics::get() {
+                metrics.record_brute_force_block();
+            }
+            return admission;
+        }
+        let identity_delay = subjects
+            .iter()
+            .zip(&admissions)
+            .filter(|(subject, _)| matches!(subject, Subject::Identity(_)))
+            .filter_map(|(_, admission)| match admission {
+                Admission::Delay(wait) => Some(*wait),
+                Admission::Allow | Admission::Blocked(_) => None,
+            })
+            .max();
+        if let Some(wait) = identity_delay {
+            wait_out(wait).await;
         }
         admission
     }
 
     /// Counts a failed attempt as [`Self::record_failure`] does, without
-    /// the metrics.
-    async fn count_failure(&self, subjects: &[Subject]) -> Admission {
+    /// waiting or the metrics, and returns the admission of each subject
+    /// before it was counted, in the order of `subjects`.
+    async fn count_failure(&self, subjects: &[Subject]) -> Vec<Admission> {
         if let Some(shared) = &self.redis
-            && let Some(admission) = shared.call("fail", subjects).await
+            && let Some(admissions) = shared.call("fail", subjects).await
         {
-            return admission;
+            return admissions;
         }
-        self.local.record_failure(subjects)
+        self.local.count_failure(subjects)
     }
 
     /// Counts an attempt as failed before its credential is checked, so
@@ -347,8 +372,8 @@ impl BruteForceTracker {
     /// `Retry-After` in whole seconds as the error. After a success, the
     /// caller gives the count back with [`Self::refund`].
     pub async fn reserve(&self, subjects: &[Subject]) -> Result<(), u64> {
-        self.wait_or_reject(self.count_failure(subjects).await)
-            .await
+        let admissions = self.count_failure(subjects).await;
+        self.wait_or_reject(strictest(admissions)).await
     }
 
     /// Takes back one failure counted by [`Self::reserve`] from each of
@@ -359,14 +384,14 @@ impl BruteForceTracker {
             let _ = shared.call("refund", subjects).await;
         }
     }
+}
 
-    /// Forgets the failures of `identity` after a successful attempt.
-    pub async fn record_success(&self, identity: &str) {
-        self.local.record_success(identity);
-        if let Some(shared) = &self.redis {
-            shared.record_success(identity).await;
-        }
+/// Sleeps for a brute-force delay and counts it in the metrics.
+async fn wait_out(wait: Duration) {
+    if let Some(metrics) = crate::metrics::get() {
+        metrics.record_brute_force_delay();
     }
+    tokio::time::sleep(wait).await;
 }
 
 /// Failure records in this process's memory.
@@ -400,22 +425,34 @@ impl LocalTracker {
     }
 
     /// Counts a failure against each subject, unless one is blocked, and
-    /// returns the admission the attempt had before it was counted; see
-    /// [`BruteForceTracker::record_failure`].
+    /// returns the strictest admission the attempt had before it was
+    /// counted; see [`BruteForceTracker::record_failure`].
     pub fn record_failure(&self, subjects: &[Subject]) -> Admission {
+        strictest(self.count_failure(subjects))
+    }
+
+    /// Counts a failure as [`Self::record_failure`] does, and returns the
+    /// admission of each subject before it was counted, in order.
+    pub fn count_failure(&self, subjects: &[Subject]) -> Vec<Admission> {
         let now = self.now();
         let mut records = self.lock();
         if records.len() >= MAX_RECORDS {
             self.forget_stale(&mut records, now);
         }
-        let before = strictest(subjects.iter().map(|subject| {
-            let record = records
-                .get(&subject.storage_key())
-                .copied()
-                .unwrap_or_default();
-            verdict(&record, now, subject.thresholds(&self.policy))
-        }));
-        if matches!(before, Admission::Blocked(_)) {
+        let before: Vec<Admission> = subjects
+            .iter()
+            .map(|subject| {
+                let record = records
+                    .get(&subject.storage_key())
+                    .copied()
+                    .unwrap_or_default();
+                verdict(&record, now, subject.thresholds(&self.policy))
+            })
+            .collect();
+        if before
+            .iter()
+            .any(|admission| matches!(admission, Admission::Blocked(_)))
+        {
             return before;
         }
         for subject in subjects {
@@ -438,12 +475,6 @@ impl LocalTracker {
                 record.failures = record.failures.saturating_sub(1);
             }
         }
-    }
-
-    /// Forgets the failures of `identity`.
-    pub fn record_success(&self, identity: &str) {
-        let key = Subject::Identity(identity.to_owned()).storage_key();
-        self.lock().remove(&key);
     }
 
     /// Drops records that no longer affect a decision. When every record
@@ -509,33 +540,9 @@ impl SharedTracker {
         }
     }
 
-    async fn record_success(&self, identity: &str) {
-        if !self.health.may_call() {
-            return;
-        }
-        let key = self
-            .redis
-            .key("bf", &Subject::Identity(identity.to_owned()).storage_key());
-        let mut connection = self.redis.connection();
-        let command = redis::cmd("DEL").arg(key).to_owned();
-        let started = Instant::now();
-        let result = tokio::time::timeout(
-            self.redis.timeout(),
-            command.query_async::<i64>(&mut connection),
-        )
-        .await;
-        self.health.record_latency(started.elapsed());
-        match result {
-            Ok(Ok(_)) => self.health.record_success(),
-            Ok(Err(error)) => self.health.record_failure(&RedisLimitError::Redis(error)),
-            Err(_) => self
-                .health
-                .record_failure(&RedisLimitError::Timeout(self.redis.timeout())),
-        }
-    }
-
-    /// Runs the script, or returns `None` when Redis is skipped or fails.
-    async fn call(&self, operation: &str, subjects: &[Subject]) -> Option<Admission> {
+    /// Runs the script and returns the admission of each subject, or `None`
+    /// when Redis is skipped or fails.
+    async fn call(&self, operation: &str, subjects: &[Subject]) -> Option<Vec<Admission>> {
         if subjects.is_empty() {
             return None;
         }
@@ -567,9 +574,9 @@ impl SharedTracker {
         self.health.record_latency(started.elapsed());
         let failure = match result {
             Ok(Ok(reply)) => match parse_admissions(&reply, subjects.len()) {
-                Some(admission) => {
+                Some(admissions) => {
                     self.health.record_success();
-                    return Some(admission);
+                    return Some(admissions);
                 }
                 None => RedisLimitError::Reply,
             },
@@ -582,7 +589,7 @@ impl SharedTracker {
     }
 }
 
-fn parse_admissions(reply: &[i64], subjects: usize) -> Option<Admission> {
+fn parse_admissions(reply: &[i64], subjects: usize) -> Option<Vec<Admission>> {
     if reply.len() != 2 * subjects {
         return None;
     }
@@ -599,7 +606,7 @@ fn parse_admissions(reply: &[i64], subjects: usize) -> Option<Admission> {
             _ => return None,
         });
     }
-    Some(strictest(admissions))
+    Some(admissions)
 }
 
 #[cfg(test)]
@@ -862,18 +869,24 @@ mod tests {
     }
 
     #[test]
-    fn success_forgives_identity_not_address() {
+    fn failure_returns_admission_per_subject() {
         let tracker = LocalTracker::new(BruteForcePolicy {
-            client_ip: thresholds(),
+            client_ip: Thresholds {
+                slow_after: 100,
+                block_after: 100,
+                ..thresholds()
+            },
             identity: thresholds(),
         });
-        let address = Subject::ClientIp("198.51.100.7".parse().unwrap());
-        let identity = Subject::Identity("client-c".to_owned());
-        for _ in 0..3 {
-            tracker.record_failure(&[address.clone(), identity.clone()]);
+        let identity = Subject::Identity("key:pc_test_abcd".to_owned());
+        for n in 0..2u8 {
+            let address = Subject::ClientIp(IpAddr::from([198, 51, 100, n]));
+            let admissions = tracker.count_failure(&[address, identity.clone()]);
+            assert_eq!(admissions, [Admission::Allow, Admission::Allow]);
         }
-        tracker.record_success("client-c");
-        assert_eq!(tracker.check(&[identity]), Admission::Allow);
-        assert!(matches!(tracker.check(&[address]), Admission::Delay(_)));
+        let address = Subject::ClientIp("198.51.100.9".parse().unwrap());
+        let admissions = tracker.count_failure(&[address, identity]);
+        assert_eq!(admissions[0], Admission::Allow);
+        assert_eq!(admissions[1], Admission::Delay(Duration::from_millis(100)));
     }
 }

@@ -13,13 +13,16 @@
 //!
 //! The order is authenticate, then authorize, then rate limit:
 //!
-//! 1. Before verifying a credential, ask [`brute_force::BruteForceTracker::check`]
-//!    with the resolved client address ([`crate::client_ip`]) and the
-//!    identity the request names (key prefix, client id, user). A blocked
-//!    source gets 429 with `Retry-After` and no credential check, so a
-//!    blocked attacker costs no hashing. A slowed source waits the delay.
-//! 2. After a failed check, call `record_failure` for both subjects, and
-//!    after a success `record_success` for the identity.
+//! 1. Before verifying a credential, call [`brute_force::BruteForceTracker::admit`]
+//!    with the resolved client address ([`crate::client_ip`]), and with a
+//!    user identity when the credential is a password. A blocked source
+//!    gets 429 with `Retry-After` and no credential check, so a blocked
+//!    attacker costs no hashing. A slowed source waits the delay.
+//! 2. After a failed check, call `record_failure` with the address and the
+//!    identity the request names (key prefix, client id). It waits out the
+//!    identity's delay and returns its block, so a guess is slowed and
+//!    blocked while the right credential never is. A success changes no
+//!    count.
 //! 3. For an authenticated caller, build one [`LimitRequest`] per limit that
 //!    applies (`key`, `client`, `tenant`, `route`, plan limits) and call
 //!    [`RateLimiter::check`] once, with the key's [`redis::UsesLimit`] when
