@@ -91,6 +91,29 @@ pub struct ChainedAuditEvent {
     pub event: AuditEvent,
 }
 
+/// The newest stored record, as the start-up check reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct NewestRecord {
+    pub(crate) seq: i64,
+    pub(crate) id: AuditId,
+    /// The record's hash, `None` when it or the previous hash is missing
+    /// or not [`HASH_LEN`] bytes long.
+    pub(crate) hash: Option<ChainHash>,
+}
+
+impl NewestRecord {
+    pub(crate) fn new(
+        seq: i64,
+        id: AuditId,
+        prev_hash: Option<&[u8]>,
+        hash: Option<&[u8]>,
+    ) -> Self {
+        let well_formed = |bytes: Option<&[u8]>| bytes.and_then(|b| ChainHash::try_from(b).ok());
+        let hash = well_formed(prev_hash).and(well_formed(hash));
+        Self { seq, id, hash }
+    }
+}
+
 /// The stored head and checkpoint of the chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChainState {
@@ -247,8 +270,9 @@ pub enum BreakKind {
     /// The checkpoint that verification starts from is not the one that
     /// the last pruning recorded.
     CheckpointUnrecorded,
-    /// A record has no sequence number or hash: it was written past the
-    /// chain, or its hash was removed.
+    /// A record has no sequence number, or its hash or previous hash is
+    /// missing or not 32 bytes long: it was written past the chain, or its
+    /// hash was removed or changed. `seq` is 0 when the record has none.
     Unchained,
     /// The head row of the chain is missing: it was deleted.
     HeadMissing,
@@ -339,11 +363,18 @@ impl fmt::Display for ChainBreak {
                 f,
                 "the pruning checkpoint at record {seq} was not written by a recorded pruning"
             ),
-            BreakKind::Unchained => write!(
-                f,
-                "record{id} has no sequence number or hash: it was written past the hash chain, \
-                 or its hash was removed"
-            ),
+            BreakKind::Unchained => {
+                let place = if seq > 0 {
+                    format!(" {seq}")
+                } else {
+                    String::new()
+                };
+                write!(
+                    f,
+                    "record{place}{id} has no sequence number or a missing or malformed hash: it \
+                     was written past the hash chain, or its hash was removed or changed"
+                )
+            }
             BreakKind::HeadMissing => f.write_str(
                 "the chain head row is missing: it was deleted, so the newest records cannot be \
                  checked",
@@ -479,6 +510,24 @@ impl<'a> ChainVerifier<'a> {
         Ok(())
     }
 
+    /// Returns the state whose head is the last record checked, for a seal
+    /// that rebuilds a deleted or changed head row. The stored head is
+    /// ignored, but the checkpoint must still be named by a pruning record.
+    pub(crate) fn rebuilt_state(self) -> Result<ChainState, ChainBreak> {
+        if !self.checkpoint_recorded {
+            return Err(ChainBreak {
+                seq: self.state.checkpoint_seq,
+                id: None,
+                kind: BreakKind::CheckpointUnrecorded,
+            });
+        }
+        Ok(ChainState {
+            head_seq: self.next_seq - 1,
+            head_hash: self.prev_hash,
+            ..self.state
+        })
+    }
+
     /// Compares the last record checked with the stored head.
     pub(crate) fn finish(self) -> Result<ChainSummary, ChainBreak> {
         let last_seq = self.next_seq - 1;
@@ -587,6 +636,30 @@ pub fn hex(hash: &ChainHash) -> String {
         let _ = write!(text, "{byte:02x}");
     }
     text
+}
+
+/// Reads the stored hash of the record at `seq`, for a writer that needs
+/// it. A missing or malformed hash is a chain break naming the record.
+pub(crate) fn stored_record_hash(seq: i64, bytes: Option<&[u8]>) -> Result<ChainHash, StoreError> {
+    bytes
+        .and_then(|bytes| ChainHash::try_from(bytes).ok())
+        .ok_or(StoreError::AuditChainBroken(ChainBreak {
+            seq,
+            id: None,
+            kind: BreakKind::Unchained,
+        }))
+}
+
+/// Returns the break for records deleted from `first_missing` up to the
+/// stored record `next`, found by a writer that needed one of them.
+pub(crate) fn missing_records(first_missing: i64, next: i64) -> StoreError {
+    StoreError::AuditChainBroken(ChainBreak {
+        seq: next,
+        id: None,
+        kind: BreakKind::Missing {
+            expected: first_missing,
+        },
+    })
 }
 
 /// Reads a stored hash, failing when its length is wrong.

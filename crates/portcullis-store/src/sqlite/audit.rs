@@ -8,7 +8,8 @@ use time::OffsetDateTime;
 use super::{SqliteStore, audit_from_row, insert_audit, to_millis};
 use crate::audit::{AUTH_SUCCEEDED_SPAN, AuditContext, AuditEvent, AuditQuery};
 use crate::chain::{
-    ChainHash, ChainState, ChainedAuditEvent, PruneOutcome, SealOutcome, link, parse_hash,
+    ChainHash, ChainState, ChainedAuditEvent, NewestRecord, PruneOutcome, SealOutcome, link,
+    missing_records, parse_hash, stored_record_hash,
 };
 use crate::chain_head::{EMPTY_STATE, HeadRead, StoredHead, head_mac};
 use crate::error::StoreError;
@@ -86,6 +87,46 @@ impl SqliteStore {
         row.as_ref().map(audit_from_row).transpose()
     }
 
+    /// Returns the oldest record that has a sequence number but a missing
+    /// or malformed hash or previous hash. It reads the whole table.
+    pub(crate) async fn first_malformed_audit(
+        &self,
+    ) -> Result<Option<(i64, AuditEvent)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT seq, id, at, actor, action, tenant_id, target, remote_addr, details \
+             FROM audit_events WHERE seq IS NOT NULL AND (hash IS NULL OR prev_hash IS NULL \
+             OR length(hash) <> 32 \
+             OR length(prev_hash) <> 32) ORDER BY at, seq LIMIT 1",
+        )
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref()
+            .map(|row| Ok((row.try_get("seq")?, audit_from_row(row)?)))
+            .transpose()
+    }
+
+    /// Returns the record with the highest sequence number, reading its
+    /// hashes without failing on a malformed one.
+    pub(crate) async fn newest_audit(&self) -> Result<Option<NewestRecord>, StoreError> {
+        let row = sqlx::query(concat!(
+            select_chained!(),
+            " WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
+        ))
+        .fetch_optional(&self.reader)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let prev_hash: Option<Vec<u8>> = row.try_get("prev_hash")?;
+        let hash: Option<Vec<u8>> = row.try_get("hash")?;
+        Ok(Some(NewestRecord::new(
+            row.try_get("seq")?,
+            audit_from_row(&row)?.id,
+            prev_hash.as_deref(),
+            hash.as_deref(),
+        )))
+    }
+
     pub(crate) async fn query_audit(
         &self,
         query: &AuditQuery,
@@ -150,12 +191,37 @@ impl SqliteStore {
             return Ok(None);
         };
 
-        let through_hash: Vec<u8> = sqlx::query("SELECT hash FROM audit_events WHERE seq = ?1")
+        let through_row = sqlx::query("SELECT hash FROM audit_events WHERE seq = ?1")
+            .bind(through)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(through_row) = through_row else {
+            // Records were deleted past the store. Name the first gap after
+            // the checkpoint and the stored record that follows it.
+            let gap = sqlx::query(
+                "SELECT CASE WHEN EXISTS (SELECT 1 FROM audit_events WHERE seq = ?1 + 1) \
+                 THEN (SELECT MIN(a.seq) + 1 FROM audit_events a WHERE a.seq > ?1 \
+                 AND a.seq < ?2 AND NOT EXISTS \
+                 (SELECT 1 FROM audit_events b WHERE b.seq = a.seq + 1)) \
+                 ELSE ?1 + 1 END AS first_missing",
+            )
+            .bind(checkpoint_seq)
             .bind(through)
             .fetch_one(&mut *tx)
-            .await?
-            .try_get("hash")?;
-        let through_hash = parse_hash(&through_hash)?;
+            .await?;
+            let first_missing: i64 = gap
+                .try_get::<Option<i64>, _>("first_missing")?
+                .unwrap_or(through);
+            let next: Option<i64> =
+                sqlx::query("SELECT MIN(seq) AS next FROM audit_events WHERE seq > ?1")
+                    .bind(first_missing)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("next")?;
+            return Err(missing_records(first_missing, next.unwrap_or(through + 1)));
+        };
+        let through_hash: Option<Vec<u8>> = through_row.try_get("hash")?;
+        let through_hash = stored_record_hash(through, through_hash.as_deref())?;
         let deleted = sqlx::query("DELETE FROM audit_events WHERE seq <= ?1")
             .bind(through)
             .execute(&mut *tx)
@@ -176,12 +242,14 @@ impl SqliteStore {
 
 impl SqliteStore {
     /// Chains the records from before the hash chain when the chain is
-    /// empty, tags the head row and appends the seal record, all in one
-    /// transaction. `expected` is the head row that the caller verified:
-    /// a row changed since then fails with a conflict.
+    /// empty, writes the head `rebuilt` from the verified records with its
+    /// tag and appends the seal record, all in one transaction. `expected`
+    /// is the head row that the caller read before verifying: a row changed
+    /// since then fails with a conflict.
     pub(crate) async fn seal_audit_head(
         &self,
         expected: &HeadRead,
+        rebuilt: &ChainState,
         seal: impl FnOnce(&ChainState, u64) -> AuditEvent,
     ) -> Result<SealOutcome, StoreError> {
         let key = self.audit_key.get()?;
@@ -204,9 +272,9 @@ impl SqliteStore {
         }
 
         let previous = read.state_or_empty();
-        let mut state = previous;
+        let mut state = *rebuilt;
         let mut legacy = 0_u64;
-        if previous == EMPTY_STATE {
+        if previous == EMPTY_STATE && state == EMPTY_STATE {
             let rows = sqlx::query(
                 "SELECT id, at, actor, action, tenant_id, target, remote_addr, details \
                  FROM audit_events WHERE seq IS NULL ORDER BY at, id",

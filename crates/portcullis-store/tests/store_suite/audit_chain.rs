@@ -448,28 +448,30 @@ pub(super) async fn audit_chain_seal_chains_legacy_once(fixture: Fixture) {
     assert_eq!(found.id, Some(late_id));
 }
 
+async fn sealed_now(store: &Store) -> portcullis_store::SealOutcome {
+    store.seal_audit_chain(&context(now())).await.unwrap()
+}
+
+/// Returns the `audit.chain_sealed` records in sequence order.
+async fn seal_records(store: &Store) -> Vec<portcullis_store::ChainedAuditEvent> {
+    let query = AuditQuery {
+        action: Some(AuditAction::AuditChainSealed),
+        limit: 10,
+        ..AuditQuery::default()
+    };
+    store.query_audit(&query).await.unwrap()
+}
+
 pub(super) async fn audit_chain_seal_after_tampering_recorded(fixture: Fixture) {
     // An operator who decides to go on after a forged head seals it, and
     // the chain records what was found.
     four_records(&fixture.store).await;
     tamper(&fixture.place, &ROLL_BACK_HEAD).await;
-    let outcome = fixture
-        .store
-        .seal_audit_chain(&context(now()))
-        .await
-        .unwrap();
+    let outcome = sealed_now(&fixture.store).await;
     assert_eq!(outcome.legacy_records, 0);
     assert_eq!(outcome.head_seq, 4);
     assert_eq!(verified(&fixture.store).await.records, 4);
-    let sealed = fixture
-        .store
-        .query_audit(&AuditQuery {
-            action: Some(AuditAction::AuditChainSealed),
-            limit: 10,
-            ..AuditQuery::default()
-        })
-        .await
-        .unwrap();
+    let sealed = seal_records(&fixture.store).await;
     assert_eq!(sealed.len(), 1);
     assert_eq!(sealed[0].event.details["found"], "head_forged");
     assert_eq!(sealed[0].event.details["previous_head_seq"], 3);
@@ -739,4 +741,192 @@ pub(super) async fn audit_write_without_key_rejected(fixture: Fixture) {
     let error = keyless.verify_audit_chain(None).await.unwrap_err();
     assert!(matches!(error, StoreError::AuditKeyMissing), "{error:?}");
     keyless.close().await;
+}
+
+/// The SQL value of `bytes` zero bytes on the backend of `place`.
+fn zero_bytes(place: &Place, bytes: usize) -> String {
+    match place {
+        Place::Sqlite(_) => format!("zeroblob({bytes})"),
+        Place::Postgres(_) => format!("decode(repeat('00', {bytes}), 'hex')"),
+    }
+}
+
+pub(super) async fn audit_chain_malformed_hash_named(fixture: Fixture) {
+    // A NULL or short hash is a break at that record, for verify and for
+    // the start-up check alike, and not a failure to read the row.
+    four_records(&fixture.store).await;
+    tamper(
+        &fixture.place,
+        &["UPDATE audit_events SET hash = NULL WHERE seq = 4"],
+    )
+    .await;
+    let found = broken(&fixture.store).await;
+    assert_eq!(found.kind, BreakKind::Unchained);
+    assert_eq!(found.seq, 4);
+    assert!(found.id.is_some());
+    assert!(found.to_string().starts_with("record 4 (id "), "{found}");
+    let at_start = fixture.store.check_audit_head().await.unwrap().unwrap_err();
+    assert_eq!(at_start.kind, BreakKind::Unchained);
+    assert_eq!(at_start.seq, 4);
+
+    let short = format!(
+        "UPDATE audit_events SET prev_hash = {} WHERE seq = 2",
+        zero_bytes(&fixture.place, 16)
+    );
+    tamper(&fixture.place, &[short.as_str()]).await;
+    let found = broken(&fixture.store).await;
+    assert_eq!(found.kind, BreakKind::Unchained);
+    assert_eq!(found.seq, 2, "the oldest malformed record comes first");
+}
+
+pub(super) async fn audit_chain_start_check_names_last_record(fixture: Fixture) {
+    // Every record deleted, head row kept: nothing after the checkpoint.
+    four_records(&fixture.store).await;
+    tamper(&fixture.place, &["DELETE FROM audit_events"]).await;
+    let at_start = fixture.store.check_audit_head().await.unwrap().unwrap_err();
+    assert_eq!(
+        at_start.kind,
+        BreakKind::TruncatedTail {
+            first_missing: 1,
+            head_seq: 4
+        }
+    );
+    assert!(
+        at_start.to_string().contains("the last stored record is 0"),
+        "{at_start}"
+    );
+    assert_eq!(broken(&fixture.store).await, at_start);
+}
+
+pub(super) async fn audit_chain_start_check_names_appended_record(fixture: Fixture) {
+    // A record appended past the head without the master key.
+    four_records(&fixture.store).await;
+    let forged_id = AuditId::generate();
+    let id_value = match &fixture.place {
+        Place::Sqlite(_) => format!("'{forged_id}'"),
+        Place::Postgres(_) => format!("'{forged_id}'::uuid"),
+    };
+    let append = format!(
+        "INSERT INTO audit_events (id, seq, prev_hash, hash, at, actor, action, tenant_id, \
+         target, remote_addr, details) SELECT {id_value}, 5, hash, hash, at, actor, action, \
+         tenant_id, target, remote_addr, details FROM audit_events WHERE seq = 4"
+    );
+    tamper(&fixture.place, &[append.as_str()]).await;
+    let at_start = fixture.store.check_audit_head().await.unwrap().unwrap_err();
+    assert_eq!(at_start.kind, BreakKind::HeadMismatch { head_seq: 4 });
+    assert_eq!(at_start.seq, 5);
+    assert_eq!(at_start.id, Some(forged_id));
+    assert!(
+        at_start.to_string().contains("the last stored record 5"),
+        "{at_start}"
+    );
+}
+
+pub(super) async fn audit_chain_seal_rebuilds_lost_head(fixture: Fixture) {
+    four_records(&fixture.store).await;
+    tamper(&fixture.place, &["DELETE FROM audit_chain"]).await;
+    let outcome = sealed_now(&fixture.store).await;
+    assert_eq!(outcome.legacy_records, 0);
+    assert_eq!(outcome.head_seq, 5, "the seal follows record 4");
+    assert_eq!(verified(&fixture.store).await.records, 5);
+    assert!(fixture.store.check_audit_head().await.unwrap().is_ok());
+
+    // A head reset to record 0, its MAC kept.
+    let reset = format!(
+        "UPDATE audit_chain SET head_seq = 0, head_hash = {}",
+        zero_bytes(&fixture.place, 32)
+    );
+    tamper(&fixture.place, &[reset.as_str()]).await;
+    assert_eq!(broken(&fixture.store).await.kind, BreakKind::HeadForged);
+    let outcome = sealed_now(&fixture.store).await;
+    assert_eq!(outcome.head_seq, 6);
+    assert_eq!(verified(&fixture.store).await.records, 6);
+
+    let sealed = seal_records(&fixture.store).await;
+    assert_eq!(sealed.len(), 2);
+    assert_eq!(sealed[0].event.details["found"], "head_missing");
+    assert_eq!(sealed[0].event.details["previous_head_seq"], 0);
+    assert_eq!(sealed[1].event.details["found"], "head_forged");
+    assert_eq!(sealed[1].event.details["previous_head_seq"], 0);
+}
+
+pub(super) async fn audit_chain_seal_rebuilds_pruned_head(fixture: Fixture) {
+    // With the head row gone, the checkpoint comes from the first stored
+    // record, and the pruning record still has to name it.
+    prune_old_records(&fixture.store).await;
+    tamper(&fixture.place, &["DELETE FROM audit_chain"]).await;
+    let outcome = sealed_now(&fixture.store).await;
+    assert_eq!(outcome.head_seq, 7);
+    let summary = verified(&fixture.store).await;
+    assert_eq!(summary.checkpoint_seq, 3);
+    assert_eq!(summary.records, 4);
+}
+
+pub(super) async fn audit_chain_seal_rejects_broken_records(fixture: Fixture) {
+    // A deleted head row does not let a seal accept records cut from the
+    // middle of the chain.
+    four_records(&fixture.store).await;
+    tamper(
+        &fixture.place,
+        &[
+            "DELETE FROM audit_chain",
+            "DELETE FROM audit_events WHERE seq = 2",
+        ],
+    )
+    .await;
+    let error = fixture
+        .store
+        .seal_audit_chain(&context(now()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, StoreError::AuditChainBroken(found) if found.code() == "missing"),
+        "{error:?}"
+    );
+}
+
+pub(super) async fn audit_pruning_after_deleted_records_broken(fixture: Fixture) {
+    // Pruning needs the hash of the last record it deletes. When that
+    // record was deleted past the store, the failure names the gap.
+    let at = now();
+    let old: Vec<AuditEvent> = (0..3)
+        .map(|index| failure(at - Duration::days(10) + Duration::seconds(index), "old"))
+        .collect();
+    fixture.store.append_audit(&old).await.unwrap();
+    fixture
+        .store
+        .append_audit(&[failure(at, "fresh")])
+        .await
+        .unwrap();
+    let before = at - Duration::days(5);
+    let prune_context = context(at);
+
+    tamper(&fixture.place, &["DELETE FROM audit_events WHERE seq = 3"]).await;
+    let error = fixture
+        .store
+        .prune_audit(before, &prune_context)
+        .await
+        .unwrap_err();
+    let StoreError::AuditChainBroken(found) = &error else {
+        panic!("expected a chain break, got {error:?}");
+    };
+    assert_eq!(found.kind, BreakKind::Missing { expected: 3 });
+    assert_eq!(found.seq, 4);
+
+    // With the first records gone too, the first gap is named.
+    tamper(&fixture.place, &["DELETE FROM audit_events WHERE seq = 1"]).await;
+    let error = fixture
+        .store
+        .prune_audit(before, &prune_context)
+        .await
+        .unwrap_err();
+    let StoreError::AuditChainBroken(found) = &error else {
+        panic!("expected a chain break, got {error:?}");
+    };
+    assert_eq!(found.kind, BreakKind::Missing { expected: 1 });
+    assert_eq!(found.seq, 2);
+    assert!(
+        found.to_string().starts_with("records 1 to 1 are missing"),
+        "{found}"
+    );
 }
