@@ -258,6 +258,10 @@ async fn invalid_input_named_in_problem() {
             json!({"scopes": ["a:read"], "expires_in": "soon"}),
             "expires_in",
         ),
+        // Members that do not parse are named by their path in the body.
+        (json!({}), "scopes"),
+        (json!({"scopes": ["a:read", 7]}), "scopes[1]"),
+        (json!({"scopes": ["a:read"], "max_uses": 1.5}), "max_uses"),
     ];
     for (body, field) in cases {
         let (status, problem) = call(
@@ -282,6 +286,7 @@ async fn invalid_input_named_in_problem() {
         problem["detail"].as_str().unwrap().contains("colour"),
         "{problem}"
     );
+    assert_eq!(problem["field"], "colour", "{problem}");
 
     let (status, _) = call(
         reqwest::Method::POST,

@@ -13,18 +13,18 @@ pub mod audit;
 pub mod certificates;
 pub mod clients;
 pub mod credential_audit;
+mod request_body;
 pub mod signing_keys;
 pub mod usage;
 pub mod users;
 
+pub use request_body::RequestBody;
+
 use std::sync::LazyLock;
 
-use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use http::StatusCode;
-use http::header::CONTENT_TYPE;
 use http::request::Parts;
 use portcullis_core::credential::{ApiKeyRecord, KeyKind, KeyLimits};
 use portcullis_core::duration::parse_duration;
@@ -33,7 +33,6 @@ use portcullis_core::key::Environment;
 use portcullis_core::scope::{Scope, ScopeSet};
 use portcullis_store::{AuditContext, CredentialRef, Tenant};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -43,7 +42,6 @@ use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::auth::{Authenticated, CheckContext, authenticate_key};
-use crate::body::{BodyReadError, read_limited};
 use crate::listener::ConnectionInfo;
 use crate::manage::{IssuedKey, KeyRequest, ManageError};
 use crate::openapi::schemas;
@@ -129,85 +127,6 @@ pub async fn authenticate_operator(
         context.now,
     );
     Ok(authenticated)
-}
-
-/// A request body read within [`MAX_JSON_BODY`] before authentication, so
-/// that an early error response does not race a client still sending (see
-/// `gateway::DISCARD_LIMIT`), and parsed as JSON after it.
-pub struct RequestBody {
-    content_type: Option<String>,
-    bytes: Bytes,
-}
-
-impl RequestBody {
-    /// Reads the whole body, up to [`MAX_JSON_BODY`] bytes.
-    pub async fn read(parts: &Parts, body: Body) -> Result<Self, Problem> {
-        let bytes = read_limited(body, MAX_JSON_BODY)
-            .await
-            .map_err(BodyReadError::into_problem)?;
-        let content_type = parts
-            .headers
-            .get(CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
-        Ok(Self {
-            content_type,
-            bytes,
-        })
-    }
-
-    /// Parses the body as JSON. Errors are problem responses that name the
-    /// field where serde can tell which.
-    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Problem> {
-        let media_type = self
-            .content_type
-            .as_deref()
-            .and_then(|value| value.split(';').next())
-            .map(str::trim);
-        let is_json = media_type.is_some_and(|media| {
-            media.eq_ignore_ascii_case("application/json")
-                || media.to_ascii_lowercase().ends_with("+json")
-        });
-        if !is_json {
-            return Err(Problem::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "Unsupported media type",
-                "send the body as application/json",
-            ));
-        }
-        let invalid = |detail: String| {
-            Problem::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_body",
-                "Invalid request",
-                detail,
-            )
-        };
-        let mut deserializer = serde_json::Deserializer::from_slice(&self.bytes);
-        let value = T::deserialize(&mut deserializer).map_err(|error| {
-            // serde names the Rust type it expected ("struct KeyInput"),
-            // which means nothing to a caller.
-            let message = error.to_string();
-            if message.contains("expected struct") {
-                invalid("the body must be a JSON object".to_owned())
-            } else {
-                invalid(format!("invalid JSON body: {message}"))
-            }
-        })?;
-        deserializer
-            .end()
-            .map_err(|_| invalid("trailing data after the JSON body".to_owned()))?;
-        Ok(value)
-    }
-
-    /// Parses the body as JSON, or gives the defaults when it is empty.
-    pub fn json_or_default<T: DeserializeOwned + Default>(&self) -> Result<T, Problem> {
-        if self.bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(T::default());
-        }
-        self.json()
-    }
 }
 
 /// The audit context of a request made with an operator key.
