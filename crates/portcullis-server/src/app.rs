@@ -36,7 +36,7 @@ use crate::ratelimit::RateLimiter;
 use crate::ratelimit::brute_force::BruteForceTracker;
 use crate::ratelimit::local::EVICTION_INTERVAL;
 use crate::usage::{UsageRecorder, flush_periodically};
-use crate::{dashboard, docs, gateway, health, leaks, openapi, telemetry, verify};
+use crate::{dashboard, docs, gateway, health, leaks, openapi, problem, telemetry, verify};
 
 /// How long a TLS handshake may take before the connection is dropped.
 pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -195,6 +195,11 @@ pub fn router(state: AppState) -> Router {
     // rewritten path is the one routing matches.
     let observed = tower::ServiceBuilder::new()
         .layer(middleware::from_fn(telemetry::observe))
+        // Outside the router, because axum adds `Allow` to a 405 only after
+        // the layers of `Router::layer` have run.
+        .layer(middleware::from_fn(
+            problem::describe_bare_method_not_allowed,
+        ))
         .service(inner);
     Router::new().fallback_service(observed)
 }

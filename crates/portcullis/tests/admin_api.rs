@@ -408,6 +408,30 @@ async fn health_endpoints_answer() {
 }
 
 #[tokio::test]
+async fn unsupported_method_gets_problem() {
+    let f = &*FIXTURE;
+    let response = f
+        .server
+        .client()
+        .request(reqwest::Method::TRACE, f.server.url("/admin/v1/tenants"))
+        .bearer_auth(&f.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let allow = support::header(&response, "allow").unwrap_or_default();
+    assert!(allow.contains("GET"), "{allow}");
+    assert!(allow.contains("POST"), "{allow}");
+    assert_eq!(
+        support::header(&response, "content-type"),
+        Some("application/problem+json")
+    );
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "method_not_allowed");
+    assert_eq!(problem["status"], 405);
+}
+
+#[tokio::test]
 async fn body_without_json_media_type_rejected() {
     let f = &*FIXTURE;
     let response = f
