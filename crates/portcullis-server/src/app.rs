@@ -36,7 +36,9 @@ use crate::ratelimit::RateLimiter;
 use crate::ratelimit::brute_force::BruteForceTracker;
 use crate::ratelimit::local::EVICTION_INTERVAL;
 use crate::usage::{UsageRecorder, flush_periodically};
-use crate::{dashboard, docs, gateway, health, leaks, openapi, problem, telemetry, verify};
+use crate::{
+    dashboard, docs, gateway, health, leaks, method_not_allowed, openapi, telemetry, verify,
+};
 
 /// How long a TLS handshake may take before the connection is dropped.
 pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -184,6 +186,7 @@ pub fn router(state: AppState) -> Router {
         .merge(dashboard::routes(&state))
         .merge(docs::routes(&state.docs))
         .route_layer(middleware::from_fn(telemetry::label_matched_route))
+        .method_not_allowed_fallback(method_not_allowed::discard_body)
         .fallback(gateway::handle)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -195,11 +198,7 @@ pub fn router(state: AppState) -> Router {
     // rewritten path is the one routing matches.
     let observed = tower::ServiceBuilder::new()
         .layer(middleware::from_fn(telemetry::observe))
-        // Outside the router, because axum adds `Allow` to a 405 only after
-        // the layers of `Router::layer` have run.
-        .layer(middleware::from_fn(
-            problem::describe_bare_method_not_allowed,
-        ))
+        .layer(middleware::from_fn(method_not_allowed::describe))
         .service(inner);
     Router::new().fallback_service(observed)
 }

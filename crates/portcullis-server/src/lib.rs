@@ -53,6 +53,7 @@ pub mod health;
 pub mod leaks;
 pub mod listener;
 pub mod manage;
+pub mod method_not_allowed;
 pub mod metrics;
 pub mod oauth;
 pub mod openapi;

@@ -6,8 +6,6 @@
 //! the caller and names no secret and no internal, and operators read the
 //! cause in the log, not here.
 
-use axum::extract::Request;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
@@ -356,29 +354,6 @@ impl IntoResponse for Problem {
         response.extensions_mut().insert(ProblemCode(self.0.code));
         response
     }
-}
-
-/// Middleware that adds the problem+json body to axum's bare 405, which
-/// axum sends when a route exists but not for the request's method. The
-/// `Allow` list that axum computed is kept.
-pub async fn describe_bare_method_not_allowed(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
-    if response.status() != StatusCode::METHOD_NOT_ALLOWED
-        || response.headers().contains_key(CONTENT_TYPE)
-    {
-        return response;
-    }
-    let allow = response
-        .headers()
-        .get(ALLOW)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default();
-    let methods: Vec<&str> = allow
-        .split(',')
-        .map(str::trim)
-        .filter(|method| !method.is_empty())
-        .collect();
-    Problem::method_not_allowed(&methods).into_response()
 }
 
 /// The code of a problem response, left in the response extensions for the

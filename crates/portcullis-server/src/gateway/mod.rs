@@ -335,7 +335,7 @@ fn check_presented_certificate(
 /// forwarded; see the constant for why. A client that sent
 /// `Expect: 100-continue` is waiting for permission to send its body, so
 /// nothing is read and it never sends it (RFC 9110 §10.1.1).
-async fn discard(headers: &HeaderMap, body: Body) {
+pub(crate) async fn discard(headers: &HeaderMap, body: Body) {
     let expects_continue = headers
         .get(EXPECT)
         .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
