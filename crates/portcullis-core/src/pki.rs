@@ -183,6 +183,12 @@ pub struct TrustedCaRecord {
     pub sha256: String,
     /// When the operator added it.
     pub added_at: OffsetDateTime,
+    /// Absolute paths of PEM files with the CA's CRLs, which every server
+    /// reads and reads again when they change.
+    pub crl_files: Vec<String>,
+    /// Whether the operator acknowledged that the CA publishes no CRL, so
+    /// that its certificates are accepted without a revocation check.
+    pub revocation_unchecked: bool,
 }
 
 #[cfg(test)]

@@ -251,11 +251,19 @@ async fn poll_once(
         if let (Some(serial), Some(certificates)) = (&change.cert_serial, certificates) {
             certificates.certificate_revoked(serial);
         }
+        // Only new rows trigger a rebuild: the look-back returns the same
+        // rows again, and a rebuild reads every trusted CA anyway.
+        if let (Some(_), Some(certificates)) = (change.trusted_ca_id, certificates)
+            && change.id > last
+        {
+            certificates.trusted_cas_changed();
+        }
         keys_changed |= change.kid.is_some() && change.id > last;
         // A revoked access token's row names its client too, but changes
-        // no mapping; only client and certificate rows do.
-        clients_changed |=
-            (change.client_id.is_some() && change.jti.is_none()) || change.cert_serial.is_some();
+        // no mapping; only client, certificate and trusted CA rows do.
+        clients_changed |= (change.client_id.is_some() && change.jti.is_none())
+            || change.cert_serial.is_some()
+            || change.trusted_ca_id.is_some();
         newest = newest.max(change.id);
     }
     if keys_changed {

@@ -22,6 +22,7 @@ use portcullis_server::config::{ClientCertificateMode, TlsMode};
 use portcullis_server::listener::{ConnectionInfo, ListenerLimits, serve_with_client_certificates};
 use portcullis_server::pki::ca::{CA_KEY_PURPOSE, CertificateAuthority};
 use portcullis_server::pki::handshake::spki_sha256;
+use portcullis_server::pki::partner_ca::RevocationSource;
 use portcullis_server::pki::trust::ClientCertificateTrust;
 use portcullis_server::pki::verify::AnchorOwner;
 use portcullis_server::tls;
@@ -141,7 +142,9 @@ impl Listener {
         let sealing = MasterKey::generate().unwrap().sealing_key(CA_KEY_PURPOSE);
         let ca = Arc::new(CertificateAuthority::new(store.clone(), sealing));
         let partner = PartnerCa::new();
-        ca.trust_add("acme", &partner.pem, &audit()).await.unwrap();
+        ca.trust_add("acme", &partner.pem, &RevocationSource::default(), &audit())
+            .await
+            .unwrap();
 
         let (base, _) = tls::server_config(&TlsMode::Development, dir.path())
             .unwrap()

@@ -90,6 +90,11 @@ pub enum AuditAction {
     CertificateRevoked,
     /// A partner CA was trusted for a tenant.
     TrustedCaAdded,
+    /// The CRL files of a trusted partner CA, or the acknowledgement that
+    /// it has none, changed.
+    TrustedCaRevocationChanged,
+    /// A partner CA stopped being trusted for a tenant.
+    TrustedCaRemoved,
     /// A signed leak report named an API key as found in public.
     KeyLeakReported,
     /// A credential authenticated successfully. One record covers one
@@ -167,6 +172,8 @@ impl AuditAction {
             Self::CertificateIssued => "certificate.issued",
             Self::CertificateRevoked => "certificate.revoked",
             Self::TrustedCaAdded => "trusted_ca.added",
+            Self::TrustedCaRevocationChanged => "trusted_ca.revocation_changed",
+            Self::TrustedCaRemoved => "trusted_ca.removed",
             Self::KeyLeakReported => "key.leak_reported",
             Self::AuthSucceeded => "auth.succeeded",
             Self::AuditPruned => "audit.pruned",
@@ -216,6 +223,8 @@ impl FromStr for AuditAction {
             "certificate.issued" => Ok(Self::CertificateIssued),
             "certificate.revoked" => Ok(Self::CertificateRevoked),
             "trusted_ca.added" => Ok(Self::TrustedCaAdded),
+            "trusted_ca.revocation_changed" => Ok(Self::TrustedCaRevocationChanged),
+            "trusted_ca.removed" => Ok(Self::TrustedCaRemoved),
             "key.leak_reported" => Ok(Self::KeyLeakReported),
             "auth.succeeded" => Ok(Self::AuthSucceeded),
             "audit.pruned" => Ok(Self::AuditPruned),
@@ -628,10 +637,42 @@ impl AuditEvent {
         Self {
             tenant_id: Some(ca.tenant_id),
             target: Some(ca.id.to_string()),
-            details: json!({ "subject": ca.subject, "sha256": ca.sha256 }),
+            details: trusted_ca_details(ca),
             ..Self::new(context, AuditAction::TrustedCaAdded)
         }
     }
+
+    pub(crate) fn trusted_ca_revocation_changed(
+        context: &AuditContext,
+        ca: &TrustedCaRecord,
+    ) -> Self {
+        Self {
+            tenant_id: Some(ca.tenant_id),
+            target: Some(ca.id.to_string()),
+            details: trusted_ca_details(ca),
+            ..Self::new(context, AuditAction::TrustedCaRevocationChanged)
+        }
+    }
+
+    pub(crate) fn trusted_ca_removed(context: &AuditContext, ca: &TrustedCaRecord) -> Self {
+        Self {
+            tenant_id: Some(ca.tenant_id),
+            target: Some(ca.id.to_string()),
+            details: json!({ "subject": ca.subject, "sha256": ca.sha256 }),
+            ..Self::new(context, AuditAction::TrustedCaRemoved)
+        }
+    }
+}
+
+/// Builds the details of a trusted CA's audit record: its certificate and
+/// its revocation check.
+fn trusted_ca_details(ca: &TrustedCaRecord) -> Value {
+    json!({
+        "subject": ca.subject,
+        "sha256": ca.sha256,
+        "crl_files": ca.crl_files,
+        "revocation_unchecked": ca.revocation_unchecked,
+    })
 }
 
 impl AuditEvent {

@@ -3,13 +3,16 @@
 //!
 //! Each change writes its audit record in its transaction. A revocation
 //! also writes a change row with the certificate's serial, so that every
-//! node rejects the certificate within a poll of the feed.
+//! node rejects the certificate within a poll of the feed. A change to the
+//! trusted partner CAs writes a change row with the CA's id, so that every
+//! node rebuilds its client certificate trust.
 
 use portcullis_core::ids::TenantId;
 use portcullis_core::pki::{
     CaRecord, CertificateRecord, CertificateSerial, RevokedCertificate, TrustedCaRecord,
 };
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 use crate::Store;
 use crate::audit::AuditContext;
@@ -80,7 +83,8 @@ impl Store {
         dispatch!(self, store => store.revoked_certificates(now))
     }
 
-    /// Trusts a partner CA for a tenant, with its audit record.
+    /// Trusts a partner CA for a tenant, with its audit record and a change
+    /// row.
     ///
     /// Fails with [`StoreError::NotFound`] when the tenant does not exist
     /// and [`StoreError::Conflict`] when the tenant trusts this
@@ -91,6 +95,40 @@ impl Store {
         audit: &AuditContext,
     ) -> Result<(), StoreError> {
         dispatch!(self, store => store.insert_trusted_ca(ca, audit))
+    }
+
+    /// Replaces how a tenant's trusted partner CA is checked for
+    /// revocation: the CRL files read for it, and whether the operator
+    /// accepts its certificates without a revocation check. Writes its audit
+    /// record and a change row, and returns the updated record.
+    ///
+    /// Fails with [`StoreError::NotFound`] when the tenant does not trust
+    /// a CA with this id.
+    pub async fn set_trusted_ca_revocation(
+        &self,
+        tenant_id: TenantId,
+        id: Uuid,
+        crl_files: &[String],
+        revocation_unchecked: bool,
+        audit: &AuditContext,
+    ) -> Result<TrustedCaRecord, StoreError> {
+        dispatch!(self, store => store.set_trusted_ca_revocation(
+            tenant_id, id, crl_files, revocation_unchecked, audit
+        ))
+    }
+
+    /// Stops trusting a partner CA for a tenant, with its audit record and
+    /// a change row, and returns the removed record.
+    ///
+    /// Fails with [`StoreError::NotFound`] when the tenant does not trust
+    /// a CA with this id.
+    pub async fn remove_trusted_ca(
+        &self,
+        tenant_id: TenantId,
+        id: Uuid,
+        audit: &AuditContext,
+    ) -> Result<TrustedCaRecord, StoreError> {
+        dispatch!(self, store => store.remove_trusted_ca(tenant_id, id, audit))
     }
 
     /// Lists the partner CAs trusted for one tenant, or for every tenant

@@ -491,8 +491,8 @@ impl PostgresStore {
             tracing::warn!(error = %error, "failed to prune the change feed");
         }
         let rows = sqlx::query(
-            "SELECT id, key_id, tenant_id, client_id, jti, jti_expires_at, kid, cert_serial, at \
-             FROM changes \
+            "SELECT id, key_id, tenant_id, client_id, jti, jti_expires_at, kid, cert_serial, \
+             trusted_ca_id, at FROM changes \
              WHERE id > $1 OR at >= clock_timestamp() - $2 * interval '1 millisecond' \
              ORDER BY id",
         )
@@ -601,6 +601,13 @@ fn migrator() -> Migrator {
             "audit_head_mac".into(),
             MigrationType::Simple,
             include_str!("../migrations/postgres/0013_audit_head_mac.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            14,
+            "trusted_ca_revocation".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0014_trusted_ca_revocation.sql").into_sql_str(),
             false,
         ),
     ])
@@ -793,6 +800,7 @@ fn change_from_row(row: &PgRow) -> Result<Change, StoreError> {
         jti_expires_at: row.try_get("jti_expires_at")?,
         kid: row.try_get("kid")?,
         cert_serial: row.try_get("cert_serial")?,
+        trusted_ca_id: row.try_get("trusted_ca_id")?,
         at: row.try_get("at")?,
     })
 }

@@ -129,6 +129,8 @@ pub struct Change {
     pub kid: Option<String>,
     /// The serial of a revoked client certificate, as lowercase hex.
     pub cert_serial: Option<String>,
+    /// The trusted partner CA that was added, changed or removed.
+    pub trusted_ca_id: Option<Uuid>,
     /// When the change was written, by the database's clock.
     pub at: OffsetDateTime,
 }

@@ -495,8 +495,8 @@ impl SqliteStore {
             tracing::warn!(error = %error, "failed to prune the change feed");
         }
         let rows = sqlx::query(concat!(
-            "SELECT id, key_id, tenant_id, client_id, jti, jti_expires_at, kid, cert_serial, at \
-             FROM changes \
+            "SELECT id, key_id, tenant_id, client_id, jti, jti_expires_at, kid, cert_serial, \
+             trusted_ca_id, at FROM changes \
              WHERE id > ?1 OR at >= ",
             now_millis!(),
             " - ?2 ORDER BY id"
@@ -616,6 +616,13 @@ fn migrator() -> Migrator {
             "audit_head_mac".into(),
             MigrationType::Simple,
             include_str!("../migrations/sqlite/0013_audit_head_mac.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            14,
+            "trusted_ca_revocation".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0014_trusted_ca_revocation.sql").into_sql_str(),
             false,
         ),
     ])
@@ -798,6 +805,7 @@ fn change_from_row(row: &SqliteRow) -> Result<Change, StoreError> {
         jti_expires_at: optional_time_column(row, "jti_expires_at")?,
         kid: row.try_get("kid")?,
         cert_serial: row.try_get("cert_serial")?,
+        trusted_ca_id: optional_uuid_column(row, "trusted_ca_id")?,
         at: time_column(row, "at")?,
     })
 }

@@ -113,6 +113,7 @@ store_suite!(
     invalid_certificates_rejected,
     certificate_revocation_reaches_feed,
     trusted_cas_added_per_tenant,
+    trusted_ca_changed_and_removed,
     // Usage rollups, in `store_suite/usage.rs`.
     usage_counts_add_up_by_hour_and_day,
     key_request_totals_per_tenant,

@@ -126,8 +126,9 @@ pub(crate) enum Command {
 
     /// Report credential hygiene: keys without expiry or past rotation,
     /// unused keys, clients and scopes, broad scopes, long token lifetimes,
-    /// old secrets, expiring certificates, old signing keys and plain-HTTP
-    /// listeners. Thresholds come from `[audit_policy]`.
+    /// old secrets, expiring certificates, partner CAs without a revocation
+    /// check, old signing keys and plain-HTTP listeners. Thresholds come from
+    /// `[audit_policy]`.
     #[command(after_help = AUDIT_EXIT_CODES)]
     Audit(AuditArgs),
 
@@ -303,10 +304,38 @@ pub(crate) enum CaCommand {
 #[derive(Subcommand)]
 pub(crate) enum CaTrustCommand {
     /// Trust the CA certificate in a PEM file for one tenant's clients.
+    /// Running servers trust it within about two seconds.
     Add(CaTrustAddArgs),
+
+    /// Replace the CRL files of a trusted CA, or acknowledge that it
+    /// publishes none. Running servers use the change within about two
+    /// seconds.
+    Crl(CaTrustCrlArgs),
+
+    /// Stop trusting a CA for a tenant. Within about two seconds, running
+    /// servers reject new handshakes and the next request of open
+    /// connections whose certificate chain ends at it.
+    Remove(CaTrustRemoveArgs),
 
     /// List the partner CAs trusted for a tenant.
     List(TenantArgs),
+}
+
+/// The revocation check of a trusted CA: its CRL files, or the
+/// acknowledgement that it has none.
+#[derive(Args)]
+pub(crate) struct RevocationArgs {
+    /// PEM file with the CA's CRL, read by every server and read again when
+    /// it changes. Give a path that is valid on the servers. Repeat for
+    /// several files.
+    #[arg(long = "crl", value_name = "FILE", conflicts_with = "no_crl")]
+    pub(crate) crls: Vec<PathBuf>,
+
+    /// Acknowledge that the CA publishes no CRL, so its certificates are
+    /// accepted without a revocation check. Recorded in the audit log and
+    /// reported by `portcullis audit`.
+    #[arg(long)]
+    pub(crate) no_crl: bool,
 }
 
 #[derive(Args)]
@@ -315,9 +344,40 @@ pub(crate) struct CaTrustAddArgs {
     #[arg(long, value_name = "NAME")]
     pub(crate) tenant: String,
 
-    /// PEM file with exactly one CA certificate (basic constraints CA:TRUE).
+    /// PEM file with exactly one CA certificate (basic constraints CA:TRUE)
+    /// inside its validity period.
     #[arg(value_name = "FILE")]
     pub(crate) file: PathBuf,
+
+    #[command(flatten)]
+    pub(crate) revocation: RevocationArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct CaTrustCrlArgs {
+    /// The tenant that trusts the CA.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) tenant: String,
+
+    /// The trusted CA's id, or the SHA-256 fingerprint of its certificate,
+    /// as `ca trust list` prints them.
+    #[arg(value_name = "ID|FINGERPRINT")]
+    pub(crate) reference: String,
+
+    #[command(flatten)]
+    pub(crate) revocation: RevocationArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct CaTrustRemoveArgs {
+    /// The tenant that trusts the CA.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) tenant: String,
+
+    /// The trusted CA's id, or the SHA-256 fingerprint of its certificate,
+    /// as `ca trust list` prints them.
+    #[arg(value_name = "ID|FINGERPRINT")]
+    pub(crate) reference: String,
 }
 
 #[derive(Args)]

@@ -19,7 +19,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
@@ -28,7 +28,7 @@ use rcgen::{
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use support::mtls::{PARTNER_DNS, create_tls_client, failure_record};
+use support::mtls::{PARTNER_DNS, create_tls_client, failure_record, token_on};
 use support::{DataDir, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -515,24 +515,6 @@ async fn revocation_reaches_open_connection() {
     let (after_rebuild, body, _) = get_on(&mut sender).await;
     assert_eq!(after_rebuild, 403, "{body}");
     assert!(body.contains("certificate_revoked"), "{body}");
-}
-
-/// Sends a `client_credentials` token request for `client_id` on an open
-/// HTTP/1.1 connection and returns the status and body.
-async fn token_on(
-    sender: &mut hyper::client::conn::http1::SendRequest<Full<bytes::Bytes>>,
-    client_id: &str,
-) -> (u16, String) {
-    let body = format!("grant_type=client_credentials&client_id={client_id}");
-    let request = hyper::Request::post("/oauth/token")
-        .header("host", "localhost")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(Full::new(bytes::Bytes::from(body)))
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// A partner CRL file replaced while the server runs reaches a connection

@@ -530,5 +530,39 @@ async fn admin_api_manages_ca() {
     let (status, listed) = admin(&server, Method::GET, trusted, &reader, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(listed["trusted_cas"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["trusted_cas"][0]["revocation_check"], "partner_crls");
+
+    let one = format!("{trusted}/{}", added["id"].as_str().unwrap());
+    let revocation = format!("{one}/revocation");
+    let (status, changed) = admin(
+        &server,
+        Method::PUT,
+        &revocation,
+        &writer,
+        Some(json!({ "no_crl": true })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["revocation_check"], "unchecked");
+    let (status, body) = admin(
+        &server,
+        Method::PUT,
+        &revocation,
+        &writer,
+        Some(json!({ "crl_files": ["partner.crl"] })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["field"], "crl_files");
+    let (status, body) = admin(&server, Method::DELETE, &one, &reader, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, removed) = admin(&server, Method::DELETE, &one, &writer, None).await;
+    assert_eq!(status, StatusCode::OK, "{removed}");
+    assert_eq!(removed["id"], added["id"]);
+    let (status, body) = admin(&server, Method::DELETE, &one, &writer, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, listed) = admin(&server, Method::GET, trusted, &reader, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["trusted_cas"], json!([]));
     server.stop().await;
 }

@@ -1,5 +1,6 @@
 //! The internal CA in the admin API: create it, sign a client's CSR, list
-//! and revoke client certificates, and trust partner CAs per tenant.
+//! and revoke client certificates, and trust, change and remove partner CAs
+//! per tenant.
 
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
@@ -19,6 +20,7 @@ use super::{
 use crate::app::AppState;
 use crate::openapi::schemas;
 use crate::pki::ca::CaError;
+use crate::pki::partner_ca::RevocationSource;
 use crate::problem::Problem;
 use crate::telemetry::ErrorChain;
 
@@ -29,6 +31,8 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(certificates_list, certificates_sign))
         .routes(routes!(certificates_revoke))
         .routes(routes!(trusted_cas_list, trusted_cas_add))
+        .routes(routes!(trusted_cas_remove))
+        .routes(routes!(trusted_cas_set_revocation))
 }
 
 /// Builds the public view of an issued certificate. `sha256` is the hex
@@ -52,7 +56,10 @@ pub fn certificate_json(cert: &CertificateRecord) -> Value {
     })
 }
 
-/// Builds the public view of a trusted partner CA.
+/// Builds the public view of a trusted partner CA. `revocation_check` is
+/// `crl_files` when the CA names its CRL files, `unchecked` when the
+/// operator acknowledged that it has none, and `partner_crls` when it relies
+/// on the server's `partner_crls` setting.
 pub fn trusted_ca_json(ca: &TrustedCaRecord) -> Value {
     json!({
         "id": ca.id.to_string(),
@@ -61,7 +68,21 @@ pub fn trusted_ca_json(ca: &TrustedCaRecord) -> Value {
         "sha256": ca.sha256,
         "certificate_pem": ca.certificate_pem,
         "added_at": timestamp(Some(ca.added_at)),
+        "crl_files": ca.crl_files,
+        "revocation_check": revocation_check(ca),
     })
+}
+
+/// Names how a trusted CA's certificates are checked for revocation, as
+/// [`trusted_ca_json`] describes.
+pub fn revocation_check(ca: &TrustedCaRecord) -> &'static str {
+    if ca.revocation_unchecked {
+        "unchecked"
+    } else if ca.crl_files.is_empty() {
+        "partner_crls"
+    } else {
+        "crl_files"
+    }
 }
 
 /// Maps a CA error to a problem response.
@@ -73,9 +94,12 @@ pub fn ca_problem(error: &CaError) -> Problem {
         CaError::InvalidCertificate(_) => {
             Problem::invalid_field("certificate_pem", error.to_string())
         }
+        CaError::InvalidCrlFile(_) => Problem::invalid_field("crl_files", error.to_string()),
+        CaError::ConflictingRevocation => Problem::invalid_field("no_crl", error.to_string()),
         CaError::ClientNotFound(_)
         | CaError::TenantNotFound(_)
-        | CaError::CertificateNotFound(_) => Problem::not_found(error.to_string()),
+        | CaError::CertificateNotFound(_)
+        | CaError::TrustedCaNotFound(_) => Problem::not_found(error.to_string()),
         CaError::NotInitialized
         | CaError::AlreadyInitialized
         | CaError::ClientRevoked(_)
@@ -117,6 +141,27 @@ struct RevokeInput {
 struct TrustInput {
     /// The CA certificate, PEM.
     certificate_pem: String,
+    /// Absolute paths of the CA's CRL files on the servers.
+    #[serde(default)]
+    crl_files: Vec<String>,
+    /// The acknowledgement that the CA publishes no CRL, so its
+    /// certificates are accepted without a revocation check.
+    #[serde(default)]
+    no_crl: bool,
+}
+
+/// Body of a change to a trusted CA's revocation check: CRL files, or the
+/// acknowledgement that it has none. Neither falls back to the server's
+/// `partner_crls`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RevocationInput {
+    /// Absolute paths of the CA's CRL files on the servers.
+    #[serde(default)]
+    crl_files: Vec<String>,
+    /// The acknowledgement that the CA publishes no CRL.
+    #[serde(default)]
+    no_crl: bool,
 }
 
 /// Create the internal CA
@@ -290,7 +335,7 @@ async fn certificates_revoke(
     security(("operator_key" = ["admin:write"]), ("operator_key_header" = ["admin:write"])),
     responses(
         (status = 201, description = "The trusted CA", body = schemas::TrustedCa),
-        (status = 400, description = "The certificate is not a valid CA certificate"),
+        (status = 400, description = "The certificate is not a valid CA certificate, or a CRL file is invalid"),
         (status = 404, description = "No tenant of this name"),
         (status = 409, description = "The tenant trusts this CA already"),
         (status = 413, description = "The body is larger than 64 KiB"),
@@ -311,7 +356,15 @@ async fn trusted_cas_add(
             let audit = audit_context(&parts, &state, &operator);
             let ca = state
                 .ca
-                .trust_add(&tenant, &input.certificate_pem, &audit)
+                .trust_add(
+                    &tenant,
+                    &input.certificate_pem,
+                    &RevocationSource {
+                        crl_files: input.crl_files,
+                        no_crl: input.no_crl,
+                    },
+                    &audit,
+                )
                 .await
                 .map_err(|error| ca_problem(&error))?;
             Ok((StatusCode::CREATED, axum::Json(trusted_ca_json(&ca))).into_response())
@@ -348,6 +401,95 @@ async fn trusted_cas_list(
                 .map_err(|error| ca_problem(&error))?;
             let items: Vec<Value> = cas.iter().map(trusted_ca_json).collect();
             Ok(axum::Json(json!({ "trusted_cas": items })).into_response())
+        }
+        .await,
+    )
+}
+
+/// Change how a trusted partner CA is checked for revocation
+///
+/// Replaces the CA's CRL files, or records that it publishes none. Running
+/// servers use the change within about two seconds.
+#[utoipa::path(
+    put,
+    path = "/tenants/{tenant}/trusted-cas/{id}/revocation",
+    tag = "certificates",
+    params(
+        ("tenant" = String, Path, description = "The tenant's name"),
+        ("id" = String, Path, description = "The trusted CA's id, or the SHA-256 fingerprint of its certificate"),
+    ),
+    request_body = RevocationInput,
+    security(("operator_key" = ["admin:write"]), ("operator_key_header" = ["admin:write"])),
+    responses(
+        (status = 200, description = "The changed trusted CA", body = schemas::TrustedCa),
+        (status = 400, description = "A CRL file is invalid, or both CRL files and no_crl are given"),
+        (status = 404, description = "No tenant of this name, or the tenant trusts no such CA"),
+        (status = 413, description = "The body is larger than 64 KiB"),
+        (status = 415, description = "The body is not JSON"),
+    ),
+)]
+async fn trusted_cas_set_revocation(
+    State(state): State<AppState>,
+    Path((tenant, id)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    respond(
+        async {
+            let (parts, body) = request.into_parts();
+            let body = RequestBody::read(&parts, body).await?;
+            let operator = authenticate_operator(&state, &parts, &ADMIN_WRITE, "admin").await?;
+            let input: RevocationInput = body.json()?;
+            let audit = audit_context(&parts, &state, &operator);
+            let revocation = RevocationSource {
+                crl_files: input.crl_files,
+                no_crl: input.no_crl,
+            };
+            let ca = state
+                .ca
+                .trust_set_revocation(&tenant, &id, &revocation, &audit)
+                .await
+                .map_err(|error| ca_problem(&error))?;
+            Ok(axum::Json(trusted_ca_json(&ca)).into_response())
+        }
+        .await,
+    )
+}
+
+/// Stop trusting a partner CA
+///
+/// Within about two seconds, running servers reject new handshakes and the
+/// next request of open connections whose certificate chain ends at the CA.
+#[utoipa::path(
+    delete,
+    path = "/tenants/{tenant}/trusted-cas/{id}",
+    tag = "certificates",
+    params(
+        ("tenant" = String, Path, description = "The tenant's name"),
+        ("id" = String, Path, description = "The trusted CA's id, or the SHA-256 fingerprint of its certificate"),
+    ),
+    security(("operator_key" = ["admin:write"]), ("operator_key_header" = ["admin:write"])),
+    responses(
+        (status = 200, description = "The removed trusted CA", body = schemas::TrustedCa),
+        (status = 404, description = "No tenant of this name, or the tenant trusts no such CA"),
+    ),
+)]
+async fn trusted_cas_remove(
+    State(state): State<AppState>,
+    Path((tenant, id)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    respond(
+        async {
+            let (parts, body) = request.into_parts();
+            RequestBody::read(&parts, body).await?;
+            let operator = authenticate_operator(&state, &parts, &ADMIN_WRITE, "admin").await?;
+            let audit = audit_context(&parts, &state, &operator);
+            let ca = state
+                .ca
+                .trust_remove(&tenant, &id, &audit)
+                .await
+                .map_err(|error| ca_problem(&error))?;
+            Ok(axum::Json(trusted_ca_json(&ca)).into_response())
         }
         .await,
     )

@@ -46,6 +46,7 @@ pub fn evaluate(inventory: &Inventory, policy: &AuditPolicy, now: OffsetDateTime
         client_findings(client, inventory, policy, now, &mut findings);
     }
     certificate_findings(inventory, policy, now, &mut findings);
+    trusted_ca_findings(inventory, &mut findings);
     signing_key_findings(inventory, policy, now, &mut findings);
     if let Some(listener) = &inventory.listener {
         listener_findings(listener, &mut findings);
@@ -456,6 +457,38 @@ fn certificate_findings(
         message,
         details: object(json!({"not_after": rfc3339(ca.not_after), "days_left": days_left})),
     });
+}
+
+/// Reports each partner CA whose certificates are accepted without a
+/// revocation check, because a stolen partner key then stays usable until
+/// its certificate expires.
+fn trusted_ca_findings(inventory: &Inventory, findings: &mut Vec<Finding>) {
+    let tenant_names: HashMap<TenantId, String> = inventory
+        .clients
+        .iter()
+        .map(|client| (client.tenant_id, client.tenant.to_string()))
+        .collect();
+    for ca in inventory
+        .trusted_cas
+        .iter()
+        .filter(|ca| ca.revocation_unchecked)
+    {
+        findings.push(Finding {
+            code: "trusted_ca_revocation_unchecked",
+            severity: Severity::Medium,
+            subject: Subject {
+                kind: "trusted_ca",
+                id: ca.id.to_string(),
+                tenant: tenant_names.get(&ca.tenant_id).cloned(),
+                label: Some(ca.subject.clone()),
+            },
+            message: "the partner CA was trusted with --no-crl, so a revoked certificate of it \
+                      is accepted until it expires; give its CRL file with `portcullis ca trust \
+                      crl --crl FILE` once the partner publishes one"
+                .to_owned(),
+            details: object(json!({ "sha256": ca.sha256 })),
+        });
+    }
 }
 
 fn signing_key_findings(

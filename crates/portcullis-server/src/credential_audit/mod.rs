@@ -18,7 +18,7 @@ use std::str::FromStr;
 use portcullis_core::credential::ApiKeyRecord;
 use portcullis_core::ids::ClientId;
 use portcullis_core::oauth::{ClientRecord, ClientSecretRecord};
-use portcullis_core::pki::CertificateRecord;
+use portcullis_core::pki::{CertificateRecord, TrustedCaRecord};
 use portcullis_core::signing::SigningKeyRecord;
 use portcullis_store::{CertificateFilter, CredentialRef, KeyFilter, Store, StoreError, Tenant};
 use serde::Serialize;
@@ -88,7 +88,8 @@ impl FromStr for Severity {
 /// The subject of a finding.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Subject {
-    /// `key`, `client`, `certificate`, `ca`, `signing_key` or `listener`.
+    /// `key`, `client`, `certificate`, `ca`, `trusted_ca`, `signing_key` or
+    /// `listener`.
     pub kind: &'static str,
     /// The id: a key or client UUID, a certificate serial, a `kid`, or the
     /// listen address.
@@ -132,6 +133,8 @@ pub struct Inventory {
     pub certificates: Vec<CertificateRecord>,
     /// The internal CA's id and the end of its certificate's validity.
     pub ca: Option<CaValidity>,
+    /// Partner CAs trusted per tenant.
+    pub trusted_cas: Vec<TrustedCaRecord>,
     /// Token-signing keys.
     pub signing_keys: Vec<SigningKeyRecord>,
     /// The listener, or `None` in a report scoped to one tenant.
@@ -327,6 +330,9 @@ pub async fn gather(
     }
 
     let certificates = store.list_certificates(certificate_filter).await?;
+    let trusted_cas = store
+        .list_trusted_cas(tenant.map(|tenant| tenant.id))
+        .await?;
     let server_wide = tenant.is_none();
     let (ca, signing_keys, listener, metrics_listener) = if server_wide {
         let ca = store.active_ca().await?.and_then(|ca| {
@@ -355,6 +361,7 @@ pub async fn gather(
         scope_uses,
         certificates,
         ca,
+        trusted_cas,
         signing_keys,
         listener,
         metrics_listener,

@@ -10,7 +10,7 @@ use portcullis_core::ids::{ClientId, KeyId, TenantId};
 use portcullis_core::key::Environment;
 use portcullis_core::name::TenantName;
 use portcullis_core::oauth::{ClientAuthMethod, ClientRecord, ClientSecretRecord, GrantType};
-use portcullis_core::pki::CertificateRecord;
+use portcullis_core::pki::{CertificateRecord, TrustedCaRecord};
 use portcullis_core::scope::ScopeSet;
 use portcullis_core::signing::{SigningAlgorithm, SigningKeyRecord, SigningKeyState};
 use portcullis_store::CredentialRef;
@@ -140,6 +140,7 @@ fn clean() -> Inventory {
             id: uuid::Uuid::now_v7(),
             not_after: NOW + Duration::days(3000),
         }),
+        trusted_cas: vec![trusted_ca(tenant_id, false)],
         signing_keys: vec![
             signing_key(days_ago(10), SigningKeyState::Active),
             signing_key(days_ago(400), SigningKeyState::Retired),
@@ -469,4 +470,37 @@ fn severity_parsed_and_ordered() {
     assert!("severe".parse::<Severity>().is_err());
     assert!(Severity::Critical > Severity::High);
     assert!(Severity::Info < Severity::Low);
+}
+
+fn trusted_ca(tenant_id: TenantId, revocation_unchecked: bool) -> TrustedCaRecord {
+    TrustedCaRecord {
+        id: uuid::Uuid::now_v7(),
+        tenant_id,
+        subject: "CN=Partner CA".to_owned(),
+        certificate_pem: String::new(),
+        sha256: "ab".repeat(32),
+        added_at: days_ago(30),
+        crl_files: if revocation_unchecked {
+            Vec::new()
+        } else {
+            vec!["/etc/portcullis/partner.crl".to_owned()]
+        },
+        revocation_unchecked,
+    }
+}
+
+#[test]
+fn trusted_ca_without_revocation_check_reported() {
+    let mut inventory = clean();
+    let tenant_id = inventory.clients[0].tenant_id;
+    let unchecked = trusted_ca(tenant_id, true);
+    inventory.trusted_cas.push(unchecked.clone());
+
+    let finding = only(&run(&inventory), "trusted_ca_revocation_unchecked");
+
+    assert_eq!(finding.severity, Severity::Medium);
+    assert_eq!(finding.subject.kind, "trusted_ca");
+    assert_eq!(finding.subject.id, unchecked.id.to_string());
+    assert_eq!(finding.subject.tenant.as_deref(), Some("acme"));
+    assert!(finding.message.contains("--no-crl"), "{}", finding.message);
 }

@@ -358,6 +358,11 @@ pub struct TrustedCa {
     pub certificate_pem: String,
     #[schema(format = DateTime)]
     pub added_at: Option<String>,
+    /// Absolute paths of the CA's CRL files on the servers.
+    pub crl_files: Vec<String>,
+    /// `crl_files`, `unchecked` (trusted with `no_crl`), or `partner_crls`
+    /// when the CA relies on the server's `partner_crls` setting.
+    pub revocation_check: String,
 }
 
 /// The tenant's trusted partner CAs.

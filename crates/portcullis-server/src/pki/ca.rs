@@ -13,9 +13,7 @@ use std::sync::Mutex;
 use portcullis_core::crypto::{SealingKey, fill_random, sha256};
 use portcullis_core::ids::ClientId;
 use portcullis_core::name::TenantName;
-use portcullis_core::pki::{
-    CaRecord, CertificateRecord, CertificateSerial, RevokedCertificate, TrustedCaRecord,
-};
+use portcullis_core::pki::{CaRecord, CertificateRecord, CertificateSerial, RevokedCertificate};
 use portcullis_store::{AuditContext, CertificateFilter, Store, StoreError};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
@@ -94,9 +92,21 @@ pub enum CaError {
     /// The requested validity is out of range.
     #[error("invalid validity of {0} days: expected 1 to {MAX_CERTIFICATE_DAYS}")]
     InvalidDays(u32),
-    /// A CA certificate to trust could not be parsed or is no CA.
+    /// A CA certificate to trust could not be parsed, is no CA, or is
+    /// outside its validity period.
     #[error("invalid CA certificate: {0}")]
     InvalidCertificate(String),
+    /// A CRL file given for a trusted CA is not an absolute path, cannot be
+    /// read, or contains no CRL that the CA signed.
+    #[error("invalid CRL file: {0}")]
+    InvalidCrlFile(String),
+    /// Both CRL files and the acknowledgement that the CA has none were
+    /// given.
+    #[error("give CRL files or acknowledge that the CA publishes none (no_crl), not both")]
+    ConflictingRevocation,
+    /// The tenant trusts no CA with this id or fingerprint.
+    #[error("the tenant trusts no CA {0}")]
+    TrustedCaNotFound(String),
     /// The revocation reason is empty or too long.
     #[error("invalid reason: expected 1 to {MAX_REASON_LEN} characters")]
     InvalidReason,
@@ -135,6 +145,9 @@ impl CaError {
             Self::InvalidCsr(_) => "invalid_csr",
             Self::InvalidDays(_) => "invalid_days",
             Self::InvalidCertificate(_) => "invalid_certificate",
+            Self::InvalidCrlFile(_) => "invalid_crl_file",
+            Self::ConflictingRevocation => "conflicting_revocation",
+            Self::TrustedCaNotFound(_) => "trusted_ca_not_found",
             Self::InvalidReason => "invalid_reason",
             Self::ClientNotFound(_) => "client_not_found",
             Self::ClientRevoked(_) => "client_revoked",
@@ -177,7 +190,7 @@ struct CachedCrl {
 
 /// The internal CA over one store.
 pub struct CertificateAuthority {
-    store: Store,
+    pub(super) store: Store,
     sealing: SealingKey,
     crl: Mutex<Option<CachedCrl>>,
 }
@@ -348,46 +361,6 @@ impl CertificateAuthority {
         found
             .map(|tenant| tenant.id)
             .ok_or_else(|| CaError::TenantNotFound(tenant.to_owned()))
-    }
-
-    /// Trusts the partner CA certificate in `pem` for `tenant`'s clients.
-    ///
-    /// The certificate must carry basic constraints with CA:TRUE. Path
-    /// validation against it happens in [`super::verify`].
-    pub async fn trust_add(
-        &self,
-        tenant: &str,
-        pem: &str,
-        audit: &AuditContext,
-    ) -> Result<TrustedCaRecord, CaError> {
-        let tenant_id = self.tenant_id(tenant).await?;
-        let parsed = parse_ca_certificate(pem)?;
-        let record = TrustedCaRecord {
-            id: uuid::Uuid::now_v7(),
-            tenant_id,
-            subject: parsed.subject,
-            certificate_pem: parsed.pem,
-            sha256: parsed.sha256,
-            added_at: audit.at,
-        };
-        self.store
-            .insert_trusted_ca(&record, audit)
-            .await
-            .map_err(|error| match error {
-                StoreError::Conflict(message) => CaError::Conflict(message),
-                StoreError::NotFound(_) => CaError::TenantNotFound(tenant.to_owned()),
-                other => CaError::Store(other),
-            })?;
-        Ok(record)
-    }
-
-    /// Lists the partner CAs trusted for `tenant`.
-    pub async fn trusted(&self, tenant: &str) -> Result<Vec<TrustedCaRecord>, CaError> {
-        let tenant_id = self.tenant_id(tenant).await?;
-        self.store
-            .list_trusted_cas(Some(tenant_id))
-            .await
-            .map_err(CaError::Store)
     }
 
     async fn active_ca(&self) -> Result<CaRecord, CaError> {
@@ -623,50 +596,6 @@ fn sign_crl(
     crl.pem().map_err(crypto)
 }
 
-/// A partner CA certificate as parsed for [`CertificateAuthority::trust_add`].
-#[derive(Debug)]
-struct ParsedCaCertificate {
-    subject: String,
-    sha256: String,
-    pem: String,
-}
-
-fn parse_ca_certificate(pem_text: &str) -> Result<ParsedCaCertificate, CaError> {
-    let mut certificates = CertificateDer::pem_slice_iter(pem_text.as_bytes());
-    let der = match (certificates.next(), certificates.next()) {
-        (Some(Ok(der)), None) => der,
-        (None, _) => {
-            return Err(CaError::InvalidCertificate(
-                "expected one PEM CERTIFICATE block, found none".to_owned(),
-            ));
-        }
-        (Some(Err(error)), _) => {
-            return Err(CaError::InvalidCertificate(format!(
-                "cannot read PEM: {error}"
-            )));
-        }
-        (Some(Ok(_)), Some(_)) => {
-            return Err(CaError::InvalidCertificate(
-                "expected one certificate per file, found several".to_owned(),
-            ));
-        }
-    };
-    let (_, certificate) = x509_parser::certificate::X509Certificate::from_der(&der)
-        .map_err(|error| CaError::InvalidCertificate(format!("cannot parse: {error}")))?;
-    if !certificate.is_ca() {
-        return Err(CaError::InvalidCertificate(
-            "basic constraints do not say CA:TRUE, so it cannot issue client certificates"
-                .to_owned(),
-        ));
-    }
-    let pem = certificate_pem(&der);
-    Ok(ParsedCaCertificate {
-        subject: certificate.subject().to_string(),
-        sha256: hex(&sha256(&der)),
-        pem,
-    })
-}
-
 /// Returns 16 random bytes with the top bit clear, so the DER integer is
 /// positive and within the 20 octets RFC 5280 §4.1.2.2 allows.
 fn random_serial() -> Result<SerialNumber, CaError> {
@@ -679,7 +608,7 @@ fn random_serial() -> Result<SerialNumber, CaError> {
 }
 
 /// Writes a DER certificate as PEM with 64-character lines (RFC 7468).
-fn certificate_pem(der: &[u8]) -> String {
+pub(super) fn certificate_pem(der: &[u8]) -> String {
     use base64::Engine;
 
     let encoded = base64::engine::general_purpose::STANDARD.encode(der);
@@ -692,7 +621,7 @@ fn certificate_pem(der: &[u8]) -> String {
     pem
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     CertificateSerial::from_bytes(bytes).to_string()
 }
 
@@ -1000,22 +929,6 @@ mod tests {
         let ca_der = der_of(&ca.record.certificate_pem);
         let (_, ca_cert) = X509Certificate::from_der(&ca_der).unwrap();
         crl.verify_signature(ca_cert.public_key()).unwrap();
-    }
-
-    #[test]
-    fn trusted_ca_must_be_ca() {
-        let ca = TestCa::new(now());
-        let parsed = parse_ca_certificate(&ca.record.certificate_pem).unwrap();
-        assert_eq!(parsed.subject, format!("CN={CA_COMMON_NAME}"));
-        assert_eq!(der_of(&parsed.pem), der_of(&ca.record.certificate_pem));
-
-        let leaf = ca.issue(&leaf_key(), 30);
-        let error = parse_ca_certificate(&leaf.pem).unwrap_err();
-        assert!(error.to_string().contains("CA:TRUE"), "{error}");
-
-        let two = format!("{}{}", ca.record.certificate_pem, ca.record.certificate_pem);
-        assert!(parse_ca_certificate(&two).is_err());
-        assert!(parse_ca_certificate("").is_err());
     }
 
     fn audit_at(at: OffsetDateTime) -> AuditContext {

@@ -9,6 +9,8 @@
 //! - [`handshake`]: the rustls client certificate verifier of the listener.
 //! - [`identity`]: whether a presented client certificate authenticates an
 //!   OAuth client (RFC 8705 §2).
+//! - [`partner_ca`]: partner CAs trusted per tenant, with their CRL files,
+//!   and their removal.
 //! - [`presented`]: the client certificate of a request, from the
 //!   handshake, with its verdict under the current trust.
 //! - [`publish`]: `GET /ca/ca.pem` and `GET /ca/crl.pem`, without
@@ -26,6 +28,7 @@ pub mod clients;
 pub mod forwarded;
 pub mod handshake;
 pub mod identity;
+pub mod partner_ca;
 pub mod presented;
 pub mod publish;
 pub mod revoked;

@@ -326,6 +326,7 @@ mod tests {
     use super::*;
     use crate::config::{ClientCertificateMode, ForwardedCertificateFormat};
     use crate::pki::ca::{CA_KEY_PURPOSE, CertificateAuthority};
+    use crate::pki::partner_ca::RevocationSource;
 
     fn audit() -> AuditContext {
         AuditContext {
@@ -428,7 +429,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, ca) = store_with_acme(dir.path()).await;
         let (ca_pem, issuer) = partner_ca();
-        ca.trust_add("acme", &ca_pem, &audit()).await.unwrap();
+        ca.trust_add("acme", &ca_pem, &RevocationSource::default(), &audit())
+            .await
+            .unwrap();
         let leaf_der = partner_leaf(&issuer, &[0x0a, 0x0c]).der().clone();
         let crl_path = dir.path().join("partner.crl");
         std::fs::write(&crl_path, crl_pem(&issuer, &[])).unwrap();
@@ -478,7 +481,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, ca) = store_with_acme(dir.path()).await;
         let (ca_pem, header) = partner_and_leaf();
-        ca.trust_add("acme", &ca_pem, &audit()).await.unwrap();
+        ca.trust_add("acme", &ca_pem, &RevocationSource::default(), &audit())
+            .await
+            .unwrap();
         let trust =
             ClientCertificateTrust::start(ClientCertificateMode::Off, None, Vec::new(), store, ca)
                 .await

@@ -4,25 +4,33 @@
 //! The handshake's [`HandshakeVerifier`] takes its trust anchors and CRLs
 //! when it is built. So [`ClientCertificateTrust`] keeps the current configuration
 //! in an [`ArcSwap`] that the listener reads at each accept, and
-//! [`ClientCertificateTrust::maintain`] builds a new one after a revocation,
-//! within [`CRL_FILE_CHECK_INTERVAL`] of a change to a partner CRL file, or
-//! when its poll finds a new CA. Each snapshot has a generation number, and
+//! [`ClientCertificateTrust::maintain`] builds a new one after a revocation
+//! or a change to the trusted partner CAs (both reported by the change
+//! feed), within [`CRL_FILE_CHECK_INTERVAL`] of a change to a CRL file, or
+//! when its poll finds a new internal CA. Each snapshot has a generation number, and
 //! the request path verifies a connection's chain again when the generation
 //! changed since its verdict (see [`super::presented::client_certificate`]).
 //! [`RevokedSerials`] is also checked on every request, so an internal
 //! revocation reaches open connections before the rebuild.
 //!
 //! Trust anchors are the internal CA (once `portcullis ca init` has run) and
-//! every partner CA trusted for any tenant. CRLs are the internal CA's CRL
-//! and the files in `server.partner_crls`. The handshake decides with
-//! [`verify_client_chain`] too, so the handshake and the verdict agree on
-//! revocation: when any CRL is configured, every certificate below the trust
-//! anchor must be covered by one of them, and a CRL past its nextUpdate
-//! rejects the chain. A partner CA therefore needs its CRL file once the
-//! internal CA exists. The internal CRL is signed again at every rebuild
+//! every partner CA trusted for any tenant. CRLs are the internal CA's CRL,
+//! the files in `server.partner_crls` and the CRL files stored with each
+//! trusted partner CA. The handshake decides with [`verify_client_chain`]
+//! too, so the handshake and the verdict agree on revocation. When any CRL
+//! is configured, every certificate below the trust anchor must be covered
+//! by one of them, and a CRL past its nextUpdate rejects the chain. A
+//! partner CA therefore needs a CRL file once the internal CA exists, unless
+//! the operator trusted it with `--no-crl`.
+//!
+//! A CRL file that cannot be read or parsed after the start keeps the CRLs
+//! of its last good read, and the failure is logged once per change of the
+//! file. A CRL file of a trusted partner CA that was never read contributes
+//! no CRL, so that CA's certificates are rejected as `revocation_unknown`. The internal CRL is signed again at every rebuild
 //! that finds it older than [`super::ca::CRL_REFRESH`], and a rebuild runs
 //! at least every [`TRUST_POLL_INTERVAL`].
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -65,7 +73,7 @@ pub enum TrustError {
          init`, or add a partner CA with `portcullis ca trust add --tenant NAME FILE`"
     )]
     NoTrustAnchor,
-    /// A partner CRL file could not be read or parsed.
+    /// A file of `server.partner_crls` could not be read or parsed at start.
     #[error("server.partner_crls[{index}]: {}: {message}", path.display())]
     PartnerCrl {
         /// Position of the file in `server.partner_crls`, from 0.
@@ -103,7 +111,9 @@ pub struct TrustSnapshot {
     /// Number of this snapshot, from 0 at start and one higher at each
     /// rebuild that changed the anchors or CRLs.
     pub generation: u64,
-    roots: Vec<(CertificateDer<'static>, AnchorOwner)>,
+    /// Each anchor certificate, its owner, and whether the owner accepts
+    /// its certificates without a revocation check.
+    roots: Vec<(CertificateDer<'static>, AnchorOwner, bool)>,
     anchors: TrustAnchors,
     crls: Vec<CertificateRevocationListDer<'static>>,
 }
@@ -133,9 +143,9 @@ pub struct ClientCertificateTrust {
     partner_crls: Vec<PathBuf>,
     store: Store,
     ca: Arc<CertificateAuthority>,
-    /// Modification time and size of each partner CRL file, as read before
-    /// the last build.
-    crl_file_stamps: Mutex<Vec<Option<FileStamp>>>,
+    /// The CRL files of the last build: `server.partner_crls`, then those
+    /// of the trusted partner CAs.
+    crl_files: Mutex<CrlFiles>,
     current: ArcSwap<TrustSnapshot>,
     revoked: RevokedSerials,
     self_signed: SelfSignedKeys,
@@ -163,14 +173,13 @@ impl ClientCertificateTrust {
     ) -> Result<Self, TrustError> {
         let now = OffsetDateTime::now_utc();
         let revoked = RevokedSerials::load(&store, now).await?;
-        let crl_file_stamps = Mutex::new(read_file_stamps(&partner_crls).await);
         let mut trust = Self {
             mode,
             base: base.clone(),
             partner_crls,
             store,
             ca,
-            crl_file_stamps,
+            crl_files: Mutex::new(CrlFiles::default()),
             current: ArcSwap::from_pointee(TrustSnapshot {
                 server_config: base,
                 generation: 0,
@@ -223,6 +232,12 @@ impl ClientCertificateTrust {
         &self.self_signed
     }
 
+    /// Schedules a rebuild after the change feed reported that a trusted
+    /// partner CA was added, changed or removed.
+    pub fn trusted_cas_changed(&self) {
+        self.rebuild.notify_one();
+    }
+
     /// Records a revoked serial from the change feed and, when it is new,
     /// schedules a rebuild so that new handshakes see the new CRL.
     pub fn certificate_revoked(&self, serial: &str) {
@@ -232,8 +247,8 @@ impl ClientCertificateTrust {
     }
 
     /// Rebuilds the configuration until `shutdown`: at once after a
-    /// revocation, within [`CRL_FILE_CHECK_INTERVAL`] after a partner CRL
-    /// file changed, otherwise every [`TRUST_POLL_INTERVAL`], and at most once
+    /// revocation or a change to the trusted CAs, within
+    /// [`CRL_FILE_CHECK_INTERVAL`] after a CRL file changed, otherwise every [`TRUST_POLL_INTERVAL`], and at most once
     /// per [`MIN_REBUILD_INTERVAL`]. A rebuild that finds the same CAs and CRLs
     /// keeps the current configuration, and with it the TLS session cache
     /// and the generation. A failed rebuild keeps the previous configuration
@@ -260,10 +275,6 @@ impl ClientCertificateTrust {
     /// when its anchors or CRLs differ from the current one. A failure is
     /// logged and keeps the current snapshot.
     pub(crate) async fn rebuild(&self) {
-        // Read before the build, so that a file replaced during the build
-        // shows as changed at the next check.
-        let stamps = read_file_stamps(&self.partner_crls).await;
-        *lock(&self.crl_file_stamps) = stamps;
         match self.build(OffsetDateTime::now_utc()).await {
             Ok(mut snapshot) => {
                 let current = self.current.load();
@@ -286,21 +297,20 @@ impl ClientCertificateTrust {
         }
     }
 
-    /// Completes once a file in `server.partner_crls` has a modification
-    /// time or size other than at the last build, checking every
-    /// [`CRL_FILE_CHECK_INTERVAL`]. Never completes without partner CRLs.
+    /// Completes once a CRL file of the last build has a modification time
+    /// or size other than when the build read it, checking every
+    /// [`CRL_FILE_CHECK_INTERVAL`].
     ///
     /// NOTE: a file rewritten with the same size within the file system's
     /// timestamp granularity looks unchanged, and waits for the next poll.
     async fn crl_file_changed(&self) {
-        if self.partner_crls.is_empty() {
-            return std::future::pending().await;
-        }
         loop {
             tokio::time::sleep(CRL_FILE_CHECK_INTERVAL).await;
-            let stamps = read_file_stamps(&self.partner_crls).await;
-            if *lock(&self.crl_file_stamps) != stamps {
-                return;
+            let read = lock(&self.crl_files).stamps();
+            for (path, stamp) in read {
+                if read_file_stamp(&path).await != stamp {
+                    return;
+                }
             }
         }
     }
@@ -311,7 +321,7 @@ impl ClientCertificateTrust {
         match self.ca.ca_pem().await {
             Ok(pem) => {
                 let certificate = parse_certificate("the internal CA", &pem)?;
-                roots.push((certificate, AnchorOwner::InternalCa));
+                roots.push((certificate, AnchorOwner::InternalCa, false));
                 let crl = self.ca.crl(now).await?;
                 crls.push(parse_crl(&crl).map_err(|message| TrustError::InvalidCa {
                     name: "the internal CA's CRL".to_owned(),
@@ -323,29 +333,55 @@ impl ClientCertificateTrust {
         }
         // One entry per trust record, so a CA trusted for two tenants is
         // owned by both (see `TrustAnchors`).
-        for partner in self.store.list_trusted_cas(None).await? {
+        let partners = self.store.list_trusted_cas(None).await?;
+        for partner in &partners {
             let certificate = parse_certificate(&partner.subject, &partner.certificate_pem)?;
             let owner = AnchorOwner::Partner {
                 tenant_id: partner.tenant_id,
             };
-            roots.push((certificate, owner));
+            roots.push((certificate, owner, partner.revocation_unchecked));
         }
-        for (index, path) in self.partner_crls.iter().enumerate() {
-            crls.extend(read_crl_file(index, path)?);
+        {
+            let mut files = lock(&self.crl_files);
+            files.begin_build();
+            for (index, path) in self.partner_crls.iter().enumerate() {
+                match files.read(path) {
+                    Ok(found) => crls.extend(found),
+                    // Only the first build stops here: later ones keep the
+                    // CRLs of the last good read (see the module docs).
+                    Err(message) => {
+                        return Err(TrustError::PartnerCrl {
+                            index,
+                            path: path.clone(),
+                            message,
+                        });
+                    }
+                }
+            }
+            for partner in &partners {
+                for path in &partner.crl_files {
+                    // A file that was never read is logged by `read` and
+                    // adds no CRL, which fails closed for this CA only.
+                    if let Ok(found) = files.read(Path::new(path)) {
+                        crls.extend(found);
+                    }
+                }
+            }
         }
 
         if roots.is_empty() && self.mode == ClientCertificateMode::Required {
             return Err(TrustError::NoTrustAnchor);
         }
 
-        let anchors = TrustAnchors::from_owned_certificates(&roots).map_err(|error| {
-            TrustError::InvalidCa {
-                name: format!("number {}", error.index),
-                message: error.detail,
-            }
-        })?;
+        let anchors =
+            TrustAnchors::from_owned_certificates_with_revocation(&roots).map_err(|error| {
+                TrustError::InvalidCa {
+                    name: format!("number {}", error.index),
+                    message: error.detail,
+                }
+            })?;
         let mut store = RootCertStore::empty();
-        for (root, _) in &roots {
+        for (root, _, _) in &roots {
             store
                 .add(root.clone())
                 .map_err(|error| TrustError::Rustls(error.to_string()))?;
@@ -392,21 +428,91 @@ struct FileStamp {
     len: u64,
 }
 
-/// Reads the stamp of each file, `None` for a file that cannot be read, so
+/// Reads the stamp of a file, `None` for a file that cannot be read, so
 /// that a file that appears or disappears counts as changed.
-async fn read_file_stamps(paths: &[PathBuf]) -> Vec<Option<FileStamp>> {
-    let mut stamps = Vec::with_capacity(paths.len());
-    for path in paths {
-        let stamp = tokio::fs::metadata(path)
-            .await
-            .ok()
-            .map(|metadata| FileStamp {
-                modified: metadata.modified().ok(),
-                len: metadata.len(),
-            });
-        stamps.push(stamp);
+async fn read_file_stamp(path: &Path) -> Option<FileStamp> {
+    tokio::fs::metadata(path)
+        .await
+        .ok()
+        .map(|metadata| FileStamp {
+            modified: metadata.modified().ok(),
+            len: metadata.len(),
+        })
+}
+
+/// The CRL files that builds read, with the CRLs of each file's last good
+/// read.
+#[derive(Default)]
+struct CrlFiles {
+    files: HashMap<PathBuf, CrlFile>,
+    /// The files that the current or last build read, in order.
+    read_in_build: Vec<PathBuf>,
+}
+
+/// One CRL file as [`CrlFiles`] last saw it.
+#[derive(Default)]
+struct CrlFile {
+    /// The stamp read just before the file's contents, so that a change
+    /// during the read shows at the next check.
+    stamp: Option<FileStamp>,
+    /// The CRLs of the last read that succeeded.
+    crls: Option<Vec<CertificateRevocationListDer<'static>>>,
+    /// The stamp of the last failed read that was logged.
+    failure_logged: Option<Option<FileStamp>>,
+}
+
+impl CrlFiles {
+    /// Forgets which files the previous build read.
+    fn begin_build(&mut self) {
+        self.read_in_build.clear();
     }
-    stamps
+
+    /// Reads one CRL file for the current build. A failure is logged once
+    /// per stamp and returns the CRLs of the last good read, or the
+    /// failure when the file was never read.
+    fn read(&mut self, path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+        let stamp = std::fs::metadata(path).ok().map(|metadata| FileStamp {
+            modified: metadata.modified().ok(),
+            len: metadata.len(),
+        });
+        if !self.read_in_build.iter().any(|read| read == path) {
+            self.read_in_build.push(path.to_path_buf());
+        }
+        let file = self.files.entry(path.to_path_buf()).or_default();
+        file.stamp = stamp;
+        match read_crl_file(path) {
+            Ok(crls) => {
+                file.crls = Some(crls.clone());
+                file.failure_logged = None;
+                Ok(crls)
+            }
+            Err(message) => {
+                if file.failure_logged != Some(stamp) {
+                    file.failure_logged = Some(stamp);
+                    tracing::error!(
+                        path = %path.display(),
+                        error = %message,
+                        kept_previous = file.crls.is_some(),
+                        "reading a CRL file failed; the CRLs of its last good read are kept, \
+                         and without one the CA's certificates are rejected as \
+                         revocation_unknown"
+                    );
+                }
+                file.crls.clone().ok_or(message)
+            }
+        }
+    }
+
+    /// Returns the files of the last build with the stamps read then.
+    fn stamps(&self) -> Vec<(PathBuf, Option<FileStamp>)> {
+        self.read_in_build
+            .iter()
+            .map(|path| {
+                let stamp = self.files.get(path).and_then(|file| file.stamp);
+                (path.clone(), stamp)
+            })
+            .collect()
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -427,24 +533,18 @@ fn parse_crl(pem: &str) -> Result<CertificateRevocationListDer<'static>, String>
         .map_err(|error| format!("invalid PEM: {error}"))
 }
 
-/// Reads every CRL in one PEM file of `server.partner_crls`.
-fn read_crl_file(
-    index: usize,
+/// Reads every CRL in one PEM file.
+pub(crate) fn read_crl_file(
     path: &Path,
-) -> Result<Vec<CertificateRevocationListDer<'static>>, TrustError> {
-    let failed = |message: String| TrustError::PartnerCrl {
-        index,
-        path: path.to_path_buf(),
-        message,
-    };
-    let bytes = std::fs::read(path).map_err(|error| failed(format!("failed to read: {error}")))?;
+) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    let bytes = std::fs::read(path).map_err(|error| format!("failed to read: {error}"))?;
     let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| failed(format!("invalid PEM: {error}")))?;
+        .map_err(|error| format!("invalid PEM: {error}"))?;
     if crls.is_empty() {
-        return Err(failed(
+        return Err(
             "no CRL found; expected PEM blocks starting with -----BEGIN X509 CRL-----".to_owned(),
-        ));
+        );
     }
     Ok(crls)
 }

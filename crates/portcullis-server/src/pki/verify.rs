@@ -96,34 +96,53 @@ pub fn verify_client_chain(
 
     let parsed_crls = parse_crls(crls, summary.as_ref())?;
     let crl_refs: Vec<&CertRevocationList<'_>> = parsed_crls.iter().collect();
-    // `RevocationOptionsBuilder::new` fails only for an empty list, which
-    // means no revocation check.
-    let revocation = RevocationOptionsBuilder::new(&crl_refs)
-        .ok()
-        .map(|builder| {
-            builder
-                .with_depth(RevocationCheckDepth::Chain)
-                .with_status_policy(UnknownStatusPolicy::Deny)
-                .with_expiration_policy(ExpirationPolicy::Enforce)
-                .build()
-        });
 
     let end_entity = EndEntityCert::try_from(leaf_der).map_err(|error| {
         Rejection::new(
             RejectionKind::Malformed,
-            format!("the leaf certificate is malformed: {error:?}"),
+            format!(
+                "the leaf certificate is malformed: {}",
+                describe_webpki_error(&error)
+            ),
             summary.clone(),
         )
     })?;
-    let verified = end_entity.verify_for_usage(
-        signature_algorithms(),
-        &trust.anchors,
-        intermediates,
-        at,
-        KeyUsage::client_auth(),
-        revocation,
-        None,
-    );
+    let verify = |unknown_status: UnknownStatusPolicy| {
+        // `RevocationOptionsBuilder::new` fails only for an empty list, which
+        // means no revocation check.
+        let revocation = RevocationOptionsBuilder::new(&crl_refs)
+            .ok()
+            .map(|builder| {
+                builder
+                    .with_depth(RevocationCheckDepth::Chain)
+                    .with_status_policy(unknown_status)
+                    .with_expiration_policy(ExpirationPolicy::Enforce)
+                    .build()
+            });
+        end_entity.verify_for_usage(
+            signature_algorithms(),
+            &trust.anchors,
+            intermediates,
+            at,
+            KeyUsage::client_auth(),
+            revocation,
+            None,
+        )
+    };
+
+    let mut verified = verify(UnknownStatusPolicy::Deny);
+    // A path that no CRL covers may end at a CA that the operator accepts
+    // without a revocation check. Searching again with unknown statuses
+    // allowed finds that path, and it counts only when its anchor is such
+    // a CA. CRLs that do cover the path still apply.
+    if let Err(error) = &verified
+        && classify(error) == RejectionKind::RevocationUnknown
+        && trust.any_revocation_unchecked()
+        && let Ok(path) = verify(UnknownStatusPolicy::Allow)
+        && trust.is_revocation_unchecked(path.anchor())
+    {
+        verified = Ok(path);
+    }
 
     match verified {
         Ok(path) => {
@@ -141,9 +160,11 @@ pub fn verify_client_chain(
             check_key_usage(leaf_der, &issuers).map_err(|reason| {
                 Rejection::new(RejectionKind::WrongUsage, reason, summary.clone())
             })?;
-            check_partitioned_crls(leaf_der, &issuers, crls).map_err(|reason| {
-                Rejection::new(RejectionKind::RevocationUnknown, reason, summary)
-            })?;
+            if !trust.is_revocation_unchecked(path.anchor()) {
+                check_partitioned_crls(leaf_der, &issuers, crls).map_err(|reason| {
+                    Rejection::new(RejectionKind::RevocationUnknown, reason, summary)
+                })?;
+            }
             Ok(leaf.into_verified(anchor))
         }
         Err(error) => Err(explain(&error, chain, &parsed_crls, summary)),
@@ -278,6 +299,9 @@ pub struct TrustAnchors {
     anchors: Vec<TrustAnchor<'static>>,
     /// The owner of `anchors[i]`, at the same position.
     owners: Vec<AnchorOwner>,
+    /// Whether every owner of `anchors[i]` accepts its certificates without
+    /// a revocation check, at the same position.
+    revocation_unchecked: Vec<bool>,
 }
 
 impl TrustAnchors {
@@ -310,20 +334,49 @@ impl TrustAnchors {
     pub fn from_owned_certificates(
         certificates: &[(CertificateDer<'_>, AnchorOwner)],
     ) -> Result<Self, InvalidTrustAnchor> {
+        let checked: Vec<(CertificateDer<'_>, AnchorOwner, bool)> = certificates
+            .iter()
+            .map(|(certificate, owner)| (certificate.clone(), owner.clone(), false))
+            .collect();
+        Self::from_owned_certificates_with_revocation(&checked)
+    }
+
+    /// Builds trust anchors like [`Self::from_owned_certificates`], each
+    /// with whether its owner accepts the certificates below it without a
+    /// revocation check. A merged anchor is unchecked only when every one
+    /// of its owners is, so one tenant's acknowledgement never turns off
+    /// the check for another tenant that trusts the same CA.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidTrustAnchor`] naming the first certificate, counted from 0,
+    /// that webpki cannot read as a trust anchor.
+    pub fn from_owned_certificates_with_revocation(
+        certificates: &[(CertificateDer<'_>, AnchorOwner, bool)],
+    ) -> Result<Self, InvalidTrustAnchor> {
         let mut trust = Self::default();
-        for (index, (certificate, owner)) in certificates.iter().enumerate() {
+        for (index, (certificate, owner, unchecked)) in certificates.iter().enumerate() {
             let anchor = webpki::anchor_from_trusted_cert(certificate).map_err(|error| {
                 InvalidTrustAnchor {
                     index,
-                    detail: format!("{error:?}"),
+                    detail: describe_webpki_error(&error),
                 }
             })?;
             let known = trust.anchors.iter().position(|known| *known == anchor);
-            match known.and_then(|position| trust.owners.get_mut(position)) {
-                Some(known_owner) => known_owner.add(owner),
+            let known = known.and_then(|position| {
+                let owner = trust.owners.get_mut(position)?;
+                let unchecked = trust.revocation_unchecked.get_mut(position)?;
+                Some((owner, unchecked))
+            });
+            match known {
+                Some((known_owner, known_unchecked)) => {
+                    known_owner.add(owner);
+                    *known_unchecked &= *unchecked;
+                }
                 None => {
                     trust.anchors.push(anchor.to_owned());
                     trust.owners.push(owner.clone());
+                    trust.revocation_unchecked.push(*unchecked);
                 }
             }
         }
@@ -338,6 +391,22 @@ impl TrustAnchors {
     /// Returns whether there is no trust anchor, so every chain is rejected.
     pub fn is_empty(&self) -> bool {
         self.anchors.is_empty()
+    }
+
+    /// Returns whether any anchor accepts its certificates without a
+    /// revocation check.
+    fn any_revocation_unchecked(&self) -> bool {
+        self.revocation_unchecked.contains(&true)
+    }
+
+    /// Returns whether an anchor that webpki returned from this list accepts
+    /// its certificates without a revocation check.
+    fn is_revocation_unchecked(&self, anchor: &TrustAnchor<'_>) -> bool {
+        self.anchors
+            .iter()
+            .position(|known| known == anchor)
+            .and_then(|position| self.revocation_unchecked.get(position))
+            .is_some_and(|unchecked| *unchecked)
     }
 
     /// Finds the owner of an anchor that webpki returned from this list.
@@ -728,9 +797,67 @@ fn explain(
         (RejectionKind::CrlExpired, _) => {
             "a CRL covering the path is past its nextUpdate".to_owned()
         }
-        (_, other) => format!("webpki rejected the chain: {other:?}"),
+        (_, other) => format!("the chain is rejected: {}", describe_webpki_error(other)),
     };
     Rejection::new(kind, reason, leaf)
+}
+
+/// Describes a webpki error in words, for the errors that a certificate or
+/// CRL can cause before or outside path building. Errors without a
+/// description here keep webpki's name, which is still better than none.
+pub fn describe_webpki_error(error: &webpki::Error) -> String {
+    use webpki::Error as E;
+
+    #[expect(deprecated, reason = "webpki 0.103 may still return the old variants")]
+    let text = match error {
+        E::BadDer => "it is not valid DER",
+        E::BadDerTime => "a time in it is not valid DER",
+        E::TrailingData(_) => "it has bytes after the end of its DER structure",
+        E::ExtensionValueInvalid => "an extension has an invalid value",
+        E::InvalidCertValidity => "its validity period ends before it starts",
+        E::InvalidSerialNumber => {
+            "its serial number is not a positive integer of at most 20 octets"
+        }
+        E::MalformedExtensions => {
+            "its extensions are malformed: an extension repeats, cannot be parsed, or sets a \
+             flag that RFC 5280 forbids (such as onlyContainsAttributeCerts in a CRL)"
+        }
+        E::MalformedNameConstraint => "a name constraint is malformed",
+        E::MalformedDnsIdentifier => "a DNS name in it is malformed",
+        E::UnsupportedCertVersion => "it is not an X.509 version 3 certificate",
+        E::UnsupportedCriticalExtension => "it has a critical extension that is not supported",
+        E::UnsupportedNameType => "it has a name of a type that is not supported",
+        E::InvalidCrlNumber => "its CRL number is not a positive integer of at most 20 octets",
+        E::InvalidCrlSignatureForPublicKey => {
+            "its signature does not verify with the public key of its issuer"
+        }
+        E::IssuerNotCrlSigner => "the key usage of its issuer does not include cRLSign",
+        E::UnsupportedCrlIssuingDistributionPoint => {
+            "its issuingDistributionPoint names no distribution point or names one relative \
+             to the issuer; only a full name (such as a URI) is supported"
+        }
+        E::UnsupportedCrlVersion => "it is not a version 2 CRL",
+        E::UnsupportedDeltaCrl => "it is a delta CRL, and only complete CRLs are supported",
+        E::UnsupportedIndirectCrl => "it is an indirect CRL, which is not supported",
+        E::UnsupportedRevocationReason => "an entry has a revocation reason that is not defined",
+        E::UnsupportedRevocationReasonsPartitioning => {
+            "it covers only some revocation reasons (onlySomeReasons), which is not supported"
+        }
+        E::UnsupportedCrlSignatureAlgorithm
+        | E::UnsupportedCrlSignatureAlgorithmContext(_)
+        | E::UnsupportedCrlSignatureAlgorithmForPublicKey
+        | E::UnsupportedCrlSignatureAlgorithmForPublicKeyContext(_) => {
+            "its signature algorithm is not supported"
+        }
+        E::UnsupportedSignatureAlgorithm
+        | E::UnsupportedSignatureAlgorithmContext(_)
+        | E::UnsupportedSignatureAlgorithmForPublicKey
+        | E::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => {
+            "a signature or public key algorithm in it is not supported"
+        }
+        other => return format!("webpki error {other:?}"),
+    };
+    text.to_owned()
 }
 
 /// Parses each CRL, or rejects the whole verification naming the first CRL
@@ -747,7 +874,10 @@ fn parse_crls<'a>(
                 .map_err(|error| {
                     Rejection::new(
                         RejectionKind::InvalidCrl,
-                        format!("CRL {index} cannot be used: {error:?}"),
+                        format!(
+                            "CRL {index} cannot be used: {}",
+                            describe_webpki_error(&error)
+                        ),
                         leaf.cloned(),
                     )
                 })

@@ -225,8 +225,8 @@ impl PostgresStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
-            "INSERT INTO trusted_cas (id, tenant_id, subject, certificate_pem, sha256, added_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO trusted_cas (id, tenant_id, subject, certificate_pem, sha256, added_at, \
+             crl_files, revocation_unchecked) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(ca.id)
         .bind(ca.tenant_id.as_uuid())
@@ -234,6 +234,8 @@ impl PostgresStore {
         .bind(&ca.certificate_pem)
         .bind(&ca.sha256)
         .bind(ca.added_at)
+        .bind(&ca.crl_files)
+        .bind(ca.revocation_unchecked)
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -255,34 +257,131 @@ impl PostgresStore {
             &AuditEvent::trusted_ca_added(audit, ca),
         )
         .await?;
+        insert_trust_change(&mut tx, ca).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    pub(crate) async fn set_trusted_ca_revocation(
+        &self,
+        tenant_id: TenantId,
+        id: Uuid,
+        crl_files: &[String],
+        revocation_unchecked: bool,
+        audit: &AuditContext,
+    ) -> Result<TrustedCaRecord, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE trusted_cas SET crl_files = $1, revocation_unchecked = $2 \
+             WHERE id = $3 AND tenant_id = $4 RETURNING {TRUSTED_CA_COLUMNS}"
+        )))
+        .bind(crl_files)
+        .bind(revocation_unchecked)
+        .bind(id)
+        .bind(tenant_id.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await?;
+        self.finish_trusted_ca_change(
+            tx,
+            updated.as_ref(),
+            audit,
+            AuditEvent::trusted_ca_revocation_changed,
+        )
+        .await
+    }
+
+    pub(crate) async fn remove_trusted_ca(
+        &self,
+        tenant_id: TenantId,
+        id: Uuid,
+        audit: &AuditContext,
+    ) -> Result<TrustedCaRecord, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let removed = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM trusted_cas WHERE id = $1 AND tenant_id = $2 \
+             RETURNING {TRUSTED_CA_COLUMNS}"
+        )))
+        .bind(id)
+        .bind(tenant_id.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await?;
+        self.finish_trusted_ca_change(tx, removed.as_ref(), audit, AuditEvent::trusted_ca_removed)
+            .await
+    }
+
+    /// Ends a change to the trusted CA in `row`, the row that the change
+    /// returned: writes its audit record and change row, and commits. No
+    /// row means the tenant trusts no such CA.
+    async fn finish_trusted_ca_change(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+        row: Option<&PgRow>,
+        audit: &AuditContext,
+        event: fn(&AuditContext, &TrustedCaRecord) -> AuditEvent,
+    ) -> Result<TrustedCaRecord, StoreError> {
+        let ca = row
+            .map(trusted_ca_from_row)
+            .transpose()?
+            .ok_or(StoreError::NotFound("trusted CA"))?;
+        insert_audit(&mut tx, &self.audit_key, &event(audit, &ca)).await?;
+        insert_trust_change(&mut tx, &ca).await?;
+        tx.commit().await?;
+        Ok(ca)
     }
 
     pub(crate) async fn list_trusted_cas(
         &self,
         tenant_id: Option<TenantId>,
     ) -> Result<Vec<TrustedCaRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, tenant_id, subject, certificate_pem, sha256, added_at FROM trusted_cas \
-             WHERE $1::uuid IS NULL OR tenant_id = $1 ORDER BY added_at, id",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TRUSTED_CA_COLUMNS} FROM trusted_cas \
+             WHERE $1::uuid IS NULL OR tenant_id = $1 ORDER BY added_at, id"
+        )))
         .bind(tenant_id.map(|id| id.as_uuid()))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(TrustedCaRecord {
-                    id: row.try_get("id")?,
-                    tenant_id: TenantId::from_uuid(row.try_get::<Uuid, _>("tenant_id")?),
-                    subject: row.try_get("subject")?,
-                    certificate_pem: row.try_get("certificate_pem")?,
-                    sha256: row.try_get("sha256")?,
-                    added_at: row.try_get("added_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(trusted_ca_from_row).collect()
     }
+}
+
+/// The columns of a [`TrustedCaRecord`].
+const TRUSTED_CA_COLUMNS: &str =
+    "id, tenant_id, subject, certificate_pem, sha256, added_at, crl_files, revocation_unchecked";
+
+fn trusted_ca_from_row(row: &PgRow) -> Result<TrustedCaRecord, StoreError> {
+    let tenant_id: Uuid = row.try_get("tenant_id")?;
+    Ok(TrustedCaRecord {
+        id: row.try_get("id")?,
+        tenant_id: TenantId::from_uuid(tenant_id),
+        subject: row.try_get("subject")?,
+        certificate_pem: row.try_get("certificate_pem")?,
+        sha256: row.try_get("sha256")?,
+        added_at: row.try_get("added_at")?,
+        crl_files: row.try_get("crl_files")?,
+        revocation_unchecked: row.try_get("revocation_unchecked")?,
+    })
+}
+
+/// Writes the change row that makes every server rebuild its client
+/// certificate trust after `ca` was added, changed or removed, and
+/// notifies the servers that listen.
+async fn insert_trust_change(
+    conn: &mut PgConnection,
+    ca: &TrustedCaRecord,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "WITH change AS ( \
+             INSERT INTO changes (tenant_id, trusted_ca_id, at) \
+             VALUES ($1, $2, clock_timestamp()) RETURNING id \
+         ) \
+         SELECT pg_notify($3, id::text) FROM change",
+    )
+    .bind(ca.tenant_id.as_uuid())
+    .bind(ca.id)
+    .bind(CHANGE_CHANNEL)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 async fn select_certificate(

@@ -7,6 +7,7 @@ use portcullis_core::pki::{
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 use super::{SqliteStore, insert_audit, optional_time_column, time_column, to_millis, uuid_column};
 use crate::audit::{AuditContext, AuditEvent};
@@ -220,8 +221,8 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
-            "INSERT INTO trusted_cas (id, tenant_id, subject, certificate_pem, sha256, added_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO trusted_cas (id, tenant_id, subject, certificate_pem, sha256, added_at, \
+             crl_files, revocation_unchecked) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )
         .bind(ca.id.to_string())
         .bind(ca.tenant_id.to_string())
@@ -229,6 +230,8 @@ impl SqliteStore {
         .bind(&ca.certificate_pem)
         .bind(&ca.sha256)
         .bind(to_millis(ca.added_at))
+        .bind(ca.crl_files.join("\n"))
+        .bind(ca.revocation_unchecked)
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -250,34 +253,127 @@ impl SqliteStore {
             &AuditEvent::trusted_ca_added(audit, ca),
         )
         .await?;
+        insert_trust_change(&mut tx, ca).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    pub(crate) async fn set_trusted_ca_revocation(
+        &self,
+        tenant_id: TenantId,
+        id: Uuid,
+        crl_files: &[String],
+        revocation_unchecked: bool,
+        audit: &AuditContext,
+    ) -> Result<TrustedCaRecord, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE trusted_cas SET crl_files = ?1, revocation_unchecked = ?2 \
+             WHERE id = ?3 AND tenant_id = ?4 RETURNING {TRUSTED_CA_COLUMNS}"
+        )))
+        .bind(crl_files.join("\n"))
+        .bind(revocation_unchecked)
+        .bind(id.to_string())
+        .bind(tenant_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        self.finish_trusted_ca_change(
+            tx,
+            updated.as_ref(),
+            audit,
+            AuditEvent::trusted_ca_revocation_changed,
+        )
+        .await
+    }
+
+    pub(crate) async fn remove_trusted_ca(
+        &self,
+        tenant_id: TenantId,
+        id: Uuid,
+        audit: &AuditContext,
+    ) -> Result<TrustedCaRecord, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let removed = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM trusted_cas WHERE id = ?1 AND tenant_id = ?2 \
+             RETURNING {TRUSTED_CA_COLUMNS}"
+        )))
+        .bind(id.to_string())
+        .bind(tenant_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        self.finish_trusted_ca_change(tx, removed.as_ref(), audit, AuditEvent::trusted_ca_removed)
+            .await
+    }
+
+    /// Ends a change to the trusted CA in `row`, the row that the change
+    /// returned: writes its audit record and change row, and commits. No
+    /// row means the tenant trusts no such CA.
+    async fn finish_trusted_ca_change(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+        row: Option<&SqliteRow>,
+        audit: &AuditContext,
+        event: fn(&AuditContext, &TrustedCaRecord) -> AuditEvent,
+    ) -> Result<TrustedCaRecord, StoreError> {
+        let ca = row
+            .map(trusted_ca_from_row)
+            .transpose()?
+            .ok_or(StoreError::NotFound("trusted CA"))?;
+        insert_audit(&mut tx, &self.audit_key, &event(audit, &ca)).await?;
+        insert_trust_change(&mut tx, &ca).await?;
+        tx.commit().await?;
+        Ok(ca)
     }
 
     pub(crate) async fn list_trusted_cas(
         &self,
         tenant_id: Option<TenantId>,
     ) -> Result<Vec<TrustedCaRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, tenant_id, subject, certificate_pem, sha256, added_at FROM trusted_cas \
-             WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY added_at, id",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TRUSTED_CA_COLUMNS} FROM trusted_cas \
+             WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY added_at, id"
+        )))
         .bind(tenant_id.map(|id| id.to_string()))
         .fetch_all(&self.reader)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(TrustedCaRecord {
-                    id: uuid_column(row, "id")?,
-                    tenant_id: TenantId::from_uuid(uuid_column(row, "tenant_id")?),
-                    subject: row.try_get("subject")?,
-                    certificate_pem: row.try_get("certificate_pem")?,
-                    sha256: row.try_get("sha256")?,
-                    added_at: time_column(row, "added_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(trusted_ca_from_row).collect()
     }
+}
+
+/// The columns of a [`TrustedCaRecord`].
+const TRUSTED_CA_COLUMNS: &str =
+    "id, tenant_id, subject, certificate_pem, sha256, added_at, crl_files, revocation_unchecked";
+
+fn trusted_ca_from_row(row: &SqliteRow) -> Result<TrustedCaRecord, StoreError> {
+    let crl_files: String = row.try_get("crl_files")?;
+    Ok(TrustedCaRecord {
+        id: uuid_column(row, "id")?,
+        tenant_id: TenantId::from_uuid(uuid_column(row, "tenant_id")?),
+        subject: row.try_get("subject")?,
+        certificate_pem: row.try_get("certificate_pem")?,
+        sha256: row.try_get("sha256")?,
+        added_at: time_column(row, "added_at")?,
+        crl_files: crl_files.lines().map(ToOwned::to_owned).collect(),
+        revocation_unchecked: row.try_get("revocation_unchecked")?,
+    })
+}
+
+/// Writes the change row that makes every server rebuild its client
+/// certificate trust after `ca` was added, changed or removed.
+async fn insert_trust_change(
+    conn: &mut SqliteConnection,
+    ca: &TrustedCaRecord,
+) -> Result<(), StoreError> {
+    sqlx::query(concat!(
+        "INSERT INTO changes (tenant_id, trusted_ca_id, at) VALUES (?1, ?2, ",
+        now_millis!(),
+        ")"
+    ))
+    .bind(ca.tenant_id.to_string())
+    .bind(ca.id.to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 async fn select_certificate(

@@ -225,6 +225,8 @@ pub(super) async fn trusted_cas_added_per_tenant(fixture: Fixture) {
         certificate_pem: "PEM".to_owned(),
         sha256: sha256.to_owned(),
         added_at,
+        crl_files: Vec::new(),
+        revocation_unchecked: false,
     };
     let first = trusted(acme.id, "aa", at);
     let second = trusted(globex.id, "aa", at + Duration::seconds(1));
@@ -266,4 +268,93 @@ pub(super) async fn trusted_cas_added_per_tenant(fixture: Fixture) {
         .unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].action, AuditAction::TrustedCaAdded);
+}
+
+pub(super) async fn trusted_ca_changed_and_removed(fixture: Fixture) {
+    let store = fixture.store;
+    let at = now();
+    let acme = create_tenant(&store, "acme").await;
+    let globex = create_tenant(&store, "globex").await;
+    let ca = TrustedCaRecord {
+        id: uuid::Uuid::now_v7(),
+        tenant_id: acme.id,
+        subject: "CN=Partner CA".to_owned(),
+        certificate_pem: "PEM".to_owned(),
+        sha256: "cc".to_owned(),
+        added_at: at,
+        crl_files: vec![
+            "/etc/partner/a.crl".to_owned(),
+            "/etc/partner/b.crl".to_owned(),
+        ],
+        revocation_unchecked: false,
+    };
+    let cursor = store.latest_change().await.unwrap();
+    store.insert_trusted_ca(&ca, &context(at)).await.unwrap();
+    assert_eq!(
+        store.list_trusted_cas(Some(acme.id)).await.unwrap(),
+        vec![ca.clone()]
+    );
+
+    let changed = store
+        .set_trusted_ca_revocation(acme.id, ca.id, &[], true, &context(at))
+        .await
+        .unwrap();
+    assert!(changed.revocation_unchecked);
+    assert!(changed.crl_files.is_empty());
+    assert_eq!(
+        store.list_trusted_cas(Some(acme.id)).await.unwrap(),
+        vec![changed.clone()]
+    );
+
+    // Another tenant cannot change or remove acme's CA.
+    let foreign = store
+        .set_trusted_ca_revocation(globex.id, ca.id, &[], false, &context(at))
+        .await;
+    assert!(
+        matches!(foreign, Err(StoreError::NotFound(_))),
+        "{foreign:?}"
+    );
+    let foreign = store
+        .remove_trusted_ca(globex.id, ca.id, &context(at))
+        .await;
+    assert!(
+        matches!(foreign, Err(StoreError::NotFound(_))),
+        "{foreign:?}"
+    );
+
+    let removed = store
+        .remove_trusted_ca(acme.id, ca.id, &context(at))
+        .await
+        .unwrap();
+    assert_eq!(removed, changed);
+    assert!(store.list_trusted_cas(None).await.unwrap().is_empty());
+    let again = store.remove_trusted_ca(acme.id, ca.id, &context(at)).await;
+    assert!(matches!(again, Err(StoreError::NotFound(_))), "{again:?}");
+
+    let changes = store.changes_since(cursor, Duration::ZERO).await.unwrap();
+    let trust_changes: Vec<_> = changes.iter().filter_map(|c| c.trusted_ca_id).collect();
+    assert_eq!(trust_changes, vec![ca.id, ca.id, ca.id]);
+
+    let records = store
+        .list_audit(&audit_of(ca.id.to_string()))
+        .await
+        .unwrap();
+    let actions: Vec<_> = records.iter().map(|record| record.action).collect();
+    assert!(
+        actions.contains(&AuditAction::TrustedCaAdded),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&AuditAction::TrustedCaRevocationChanged),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&AuditAction::TrustedCaRemoved),
+        "{actions:?}"
+    );
+    let changed_record = records
+        .iter()
+        .find(|record| record.action == AuditAction::TrustedCaRevocationChanged)
+        .unwrap();
+    assert_eq!(changed_record.details["revocation_unchecked"], true);
 }

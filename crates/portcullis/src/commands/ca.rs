@@ -1,4 +1,4 @@
-//! `portcullis ca init|trust add|trust list` and `portcullis certs
+//! `portcullis ca init|trust add|trust crl|trust remove|trust list` and `portcullis certs
 //! sign|issue|list|revoke`: the internal CA and its client certificates.
 //!
 //! JSON output uses the admin API's shapes ([`certificate_json`],
@@ -12,10 +12,11 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use portcullis_core::ids::ClientId;
-use portcullis_core::pki::{CertificateRecord, CertificateSerial};
-use portcullis_server::admin::certificates::{certificate_json, trusted_ca_json};
+use portcullis_core::pki::{CertificateRecord, CertificateSerial, TrustedCaRecord};
+use portcullis_server::admin::certificates::{certificate_json, revocation_check, trusted_ca_json};
 use portcullis_server::config::LogFormat;
 use portcullis_server::pki::ca::CertificateAuthority;
+use portcullis_server::pki::partner_ca::RevocationSource;
 use portcullis_server::telemetry;
 use portcullis_store::{AuditContext, CertificateFilter};
 use secrecy::ExposeSecret;
@@ -24,7 +25,7 @@ use serde_json::{Value, json};
 use super::{ADMIN_LOG_FILTER, AUDIT_ACTOR};
 use crate::cli::{
     CaCommand, CaTrustCommand, CertsCommand, CertsIssueArgs, CertsListArgs, CertsRevokeArgs,
-    CertsSignArgs, GlobalArgs, OutputFormat,
+    CertsSignArgs, GlobalArgs, OutputFormat, RevocationArgs,
 };
 use crate::data_dir;
 use crate::output::{self, Table};
@@ -57,11 +58,45 @@ pub(crate) async fn run_ca(
         }
         CaCommand::Trust(CaTrustCommand::Add(args)) => {
             let pem = read_pem_file(&args.file)?;
-            let record = ca.trust_add(&args.tenant, &pem, &audit()).await?;
+            let revocation = revocation_source(&args.revocation)?;
+            let record = ca
+                .trust_add(&args.tenant, &pem, &revocation, &audit())
+                .await?;
             match global.output {
                 OutputFormat::Json => output::print_json(&trusted_ca_json(&record)),
                 OutputFormat::Table => output::print(&format!(
-                    "Tenant {} now trusts the CA {} (SHA-256 {}).\n",
+                    "Tenant {} now trusts the CA {} (id {}, SHA-256 {}). {}\n",
+                    args.tenant,
+                    record.subject,
+                    record.id,
+                    record.sha256,
+                    describe_revocation(&record)
+                )),
+            }
+        }
+        CaCommand::Trust(CaTrustCommand::Crl(args)) => {
+            let revocation = revocation_source(&args.revocation)?;
+            let record = ca
+                .trust_set_revocation(&args.tenant, &args.reference, &revocation, &audit())
+                .await?;
+            match global.output {
+                OutputFormat::Json => output::print_json(&trusted_ca_json(&record)),
+                OutputFormat::Table => output::print(&format!(
+                    "Changed the revocation check of the CA {} of tenant {}. {}\n",
+                    record.subject,
+                    args.tenant,
+                    describe_revocation(&record)
+                )),
+            }
+        }
+        CaCommand::Trust(CaTrustCommand::Remove(args)) => {
+            let record = ca
+                .trust_remove(&args.tenant, &args.reference, &audit())
+                .await?;
+            match global.output {
+                OutputFormat::Json => output::print_json(&trusted_ca_json(&record)),
+                OutputFormat::Table => output::print(&format!(
+                    "Tenant {} no longer trusts the CA {} (SHA-256 {}).\n",
                     args.tenant, record.subject, record.sha256
                 )),
             }
@@ -74,19 +109,60 @@ pub(crate) async fn run_ca(
                     output::print_json(&json!({ "trusted_cas": items }))
                 }
                 OutputFormat::Table => {
-                    let mut table = Table::new(&["ID", "SUBJECT", "SHA-256", "ADDED"]);
+                    let mut table = Table::new(&[
+                        "ID",
+                        "SUBJECT",
+                        "SHA-256",
+                        "ADDED",
+                        "REVOCATION",
+                        "CRL FILES",
+                    ]);
                     for record in &records {
                         table.push(&[
                             &record.id.to_string(),
                             &record.subject,
                             &record.sha256,
                             &output::time_or(Some(record.added_at), "-"),
+                            revocation_check(record),
+                            &record.crl_files.join(" "),
                         ]);
                     }
                     output::print(&table.render())
                 }
             }
         }
+    }
+}
+
+/// Turns `--crl` and `--no-crl` into what the CA stores. Each CRL path is
+/// made absolute against the current directory, without resolving
+/// symbolic links, so that a link the operator swaps keeps working.
+fn revocation_source(args: &RevocationArgs) -> anyhow::Result<RevocationSource> {
+    let mut crl_files = Vec::with_capacity(args.crls.len());
+    for path in &args.crls {
+        let absolute = std::path::absolute(path)
+            .with_context(|| format!("invalid --crl {}", path.display()))?;
+        let text = absolute
+            .to_str()
+            .with_context(|| format!("--crl {} is not valid UTF-8", absolute.display()))?;
+        crl_files.push(text.to_owned());
+    }
+    Ok(RevocationSource {
+        crl_files,
+        no_crl: args.no_crl,
+    })
+}
+
+/// Describes how a trusted CA's certificates are checked for revocation.
+fn describe_revocation(record: &TrustedCaRecord) -> String {
+    if record.revocation_unchecked {
+        "Its certificates are not checked for revocation (--no-crl).".to_owned()
+    } else if record.crl_files.is_empty() {
+        "Its CRLs come from [server] partner_crls; without one, its certificates are rejected \
+         as revocation_unknown once `ca init` has run."
+            .to_owned()
+    } else {
+        format!("CRL files: {}.", record.crl_files.join(", "))
     }
 }
 

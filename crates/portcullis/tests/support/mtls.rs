@@ -58,10 +58,13 @@ pub const PARTNER_CA_SERIAL: &str = "0c01";
 
 impl PartnerCa {
     pub fn new() -> Self {
+        Self::named("Partner CA")
+    }
+
+    /// Makes a partner CA whose subject common name is `name`.
+    pub fn named(name: &str) -> Self {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "Partner CA");
+        params.distinguished_name.push(DnType::CommonName, name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         params.serial_number = Some(SerialNumber::from_slice(&[0x0c, 0x01]));
@@ -280,6 +283,26 @@ pub fn trust_partner(data: &DataDir, partner: &PartnerCa, tenant: &str) -> PathB
     let crl_path = data.path().join("partner-crl.pem");
     std::fs::write(&crl_path, partner.empty_crl()).unwrap();
     crl_path
+}
+
+/// Sends a `client_credentials` token request for `client_id`, without a
+/// secret, on an open HTTP/1.1 connection and returns the status and body.
+pub async fn token_on(
+    sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    client_id: &str,
+) -> (u16, String) {
+    use http_body_util::BodyExt as _;
+
+    let body = format!("grant_type=client_credentials&client_id={client_id}");
+    let request = hyper::Request::post("/oauth/token")
+        .header("host", "localhost")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// Waits up to five seconds for an `auth_failed` audit record whose details

@@ -785,3 +785,87 @@ fn rejection_codes_are_distinct() {
     let codes: std::collections::HashSet<_> = kinds.iter().map(|kind| kind.code()).collect();
     assert_eq!(codes.len(), kinds.len());
 }
+
+/// Trust anchors of `ca` owned by one partner tenant, with its
+/// acknowledgement that the CA publishes no CRL when `unchecked`.
+fn partner_anchors(ca: &Authority, tenant_id: TenantId, unchecked: bool) -> TrustAnchors {
+    let owner = AnchorOwner::Partner { tenant_id };
+    TrustAnchors::from_owned_certificates_with_revocation(&[(ca.der(), owner, unchecked)]).unwrap()
+}
+
+#[test]
+fn unchecked_anchor_accepted_without_crl() {
+    let ca = Authority::root("Partner CA");
+    let other = Authority::root("Internal CA");
+    let leaf = ca.sign(&leaf_params(40));
+    // Another CA's CRL turns the revocation check on, as the internal CA's
+    // CRL does on a server.
+    let crl = other.crl(&[], None, NOW + DAY * 7);
+    let tenant_id = TenantId::generate();
+
+    let checked = verify(
+        std::slice::from_ref(&leaf),
+        &partner_anchors(&ca, tenant_id, false),
+        std::slice::from_ref(&crl),
+    );
+    assert_eq!(rejection_code(checked), "revocation_unknown");
+
+    let client = verify(&[leaf], &partner_anchors(&ca, tenant_id, true), &[crl]).unwrap();
+    assert!(client.anchor.includes_tenant(tenant_id));
+}
+
+#[test]
+fn unchecked_anchor_still_applies_its_crl() {
+    let ca = Authority::root("Partner CA");
+    let leaf = ca.sign(&leaf_params(41));
+    let crl = ca.crl(&[&leaf_serial(41)], None, NOW + DAY * 7);
+
+    let result = verify(
+        &[leaf],
+        &partner_anchors(&ca, TenantId::generate(), true),
+        &[crl],
+    );
+
+    assert_eq!(rejection_code(result), "revoked");
+}
+
+#[test]
+fn shared_anchor_checked_unless_every_owner_unchecked() {
+    let ca = Authority::root("Partner CA");
+    let other = Authority::root("Internal CA");
+    let leaf = ca.sign(&leaf_params(42));
+    let crl = other.crl(&[], None, NOW + DAY * 7);
+    let acme = AnchorOwner::Partner {
+        tenant_id: TenantId::generate(),
+    };
+    let globex = AnchorOwner::Partner {
+        tenant_id: TenantId::generate(),
+    };
+    let trust = TrustAnchors::from_owned_certificates_with_revocation(&[
+        (ca.der(), acme, true),
+        (ca.der(), globex, false),
+    ])
+    .unwrap();
+
+    let result = verify(&[leaf], &trust, &[crl]);
+
+    assert_eq!(rejection_code(result), "revocation_unknown");
+}
+
+#[test]
+fn webpki_errors_described_in_words() {
+    let errors = [
+        webpki::Error::UnsupportedCrlIssuingDistributionPoint,
+        webpki::Error::MalformedExtensions,
+        webpki::Error::UnsupportedDeltaCrl,
+        webpki::Error::InvalidCrlSignatureForPublicKey,
+        webpki::Error::BadDer,
+    ];
+    for error in errors {
+        let text = describe_webpki_error(&error);
+        assert!(
+            !text.contains(&format!("{error:?}")),
+            "{error:?} is described by its name: {text}"
+        );
+    }
+}
