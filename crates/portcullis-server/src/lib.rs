@@ -43,6 +43,7 @@ pub mod auth_successes;
 pub mod body;
 pub mod cache;
 pub mod client_ip;
+pub mod client_tenants;
 pub mod clients;
 pub mod config;
 pub mod credential_audit;

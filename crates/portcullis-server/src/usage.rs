@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alerts::signals::AlertSignals;
 use crate::auth_successes::SuccessCounts;
+use crate::client_tenants::ClientTenants;
 use crate::pki::verify::Rejection;
 
 /// How often buffers are written.
@@ -51,10 +52,8 @@ pub struct UsageRecorder {
     usage: Mutex<HashMap<KeyId, KeyUsage>>,
     counts: Mutex<HashMap<(CredentialRef, OffsetDateTime), Tally>>,
     scope_uses: Mutex<HashSet<ScopeUse>>,
-    /// The tenants of OAuth clients seen so far. A client never changes
-    /// tenant, so an entry stays valid.
-    client_tenants: Mutex<HashMap<ClientId, TenantId>>,
-    failures: Mutex<Vec<AuditEvent>>,
+    client_tenants: ClientTenants,
+    failures: Mutex<Vec<QueuedFailure>>,
     dropped_failures: Mutex<u64>,
     flushes: Mutex<u64>,
     alert_signals: std::sync::Arc<AlertSignals>,
@@ -71,6 +70,14 @@ struct Tally {
     tenant_id: Option<TenantId>,
     requests: i64,
     failures: i64,
+}
+
+/// The audit record of a failed authentication, waiting for the flush.
+struct QueuedFailure {
+    record: AuditEvent,
+    /// The OAuth client named, whose tenant the flush adds to a record
+    /// without one.
+    client_id: Option<ClientId>,
 }
 
 /// One failed authentication, to be recorded in the audit log.
@@ -239,7 +246,7 @@ impl UsageRecorder {
         if let Some(issuer) = failure.certificate_issuer {
             details.insert("certificate_issuer".to_owned(), Value::from(issuer));
         }
-        failures.push(AuditEvent {
+        let record = AuditEvent {
             id: AuditId::generate(),
             at: failure.at,
             actor: "anonymous".to_owned(),
@@ -251,6 +258,10 @@ impl UsageRecorder {
                 .or_else(|| failure.client_id.map(|id| id.to_string())),
             remote_addr: Some(failure.client_ip.to_string()),
             details: Value::Object(details),
+        };
+        failures.push(QueuedFailure {
+            record,
+            client_id: failure.client_id,
         });
     }
 
@@ -293,9 +304,11 @@ impl UsageRecorder {
         self.flush_counts(store).await;
         self.flush_scope_uses(store).await;
 
-        let failures: Vec<AuditEvent> = std::mem::take(&mut *lock(&self.failures));
-        if !failures.is_empty()
-            && let Err(error) = store.append_audit(&failures).await
+        let mut failures: Vec<QueuedFailure> = std::mem::take(&mut *lock(&self.failures));
+        self.attach_client_tenants(store, &mut failures).await;
+        let records: Vec<AuditEvent> = failures.iter().map(|f| f.record.clone()).collect();
+        if !records.is_empty()
+            && let Err(error) = store.append_audit(&records).await
         {
             tracing::warn!(error = %crate::telemetry::ErrorChain(&error), records = failures.len(), "writing failure records failed; will retry");
             let mut pending = lock(&self.failures);
@@ -325,6 +338,23 @@ impl UsageRecorder {
         }
     }
 
+    /// Gives each failure record that names an OAuth client but no tenant
+    /// the client's tenant. Unknown client ids stay without a tenant.
+    async fn attach_client_tenants(&self, store: &Store, failures: &mut [QueuedFailure]) {
+        let unattached = failures
+            .iter()
+            .filter(|failure| failure.record.tenant_id.is_none())
+            .filter_map(|failure| failure.client_id);
+        let tenants = self.client_tenants.resolve(store, unattached).await;
+        for failure in failures {
+            if failure.record.tenant_id.is_none()
+                && let Some(client_id) = failure.client_id
+            {
+                failure.record.tenant_id = tenants.get(&client_id).copied();
+            }
+        }
+    }
+
     /// Writes the hourly counts, after looking up the tenants of clients
     /// not seen before. On failure the counts are put back.
     async fn flush_counts(&self, store: &Store) {
@@ -333,13 +363,18 @@ impl UsageRecorder {
         if pending.is_empty() {
             return;
         }
+        let unattached = pending.iter().filter_map(|((credential, _), tally)| {
+            match (tally.tenant_id, credential) {
+                (None, CredentialRef::Client(client_id)) => Some(*client_id),
+                _ => None,
+            }
+        });
+        let client_tenants = self.client_tenants.resolve(store, unattached).await;
         let mut batch = Vec::with_capacity(pending.len());
         for ((credential, hour), tally) in &pending {
             let tenant_id = match (tally.tenant_id, credential) {
                 (Some(tenant_id), _) => Some(tenant_id),
-                (None, CredentialRef::Client(client_id)) => {
-                    self.client_tenant(store, *client_id).await
-                }
+                (None, CredentialRef::Client(client_id)) => client_tenants.get(client_id).copied(),
                 (None, CredentialRef::Key(_)) => None,
             };
             batch.push(UsageCount {
@@ -358,26 +393,6 @@ impl UsageRecorder {
                 tally.tenant_id = tally.tenant_id.or(old.tenant_id);
                 tally.requests += old.requests;
                 tally.failures += old.failures;
-            }
-        }
-    }
-
-    /// Returns the tenant of an OAuth client, from memory or the store.
-    /// A client the store does not know (deleted, or a lookup failure)
-    /// is counted without a tenant.
-    async fn client_tenant(&self, store: &Store, client_id: ClientId) -> Option<TenantId> {
-        if let Some(tenant_id) = lock(&self.client_tenants).get(&client_id) {
-            return Some(*tenant_id);
-        }
-        match store.find_client(client_id).await {
-            Ok(Some(client)) => {
-                lock(&self.client_tenants).insert(client_id, client.tenant_id);
-                Some(client.tenant_id)
-            }
-            Ok(None) => None,
-            Err(error) => {
-                tracing::warn!(error = %crate::telemetry::ErrorChain(&error), %client_id, "looking up a client's tenant for usage counts failed");
-                None
             }
         }
     }

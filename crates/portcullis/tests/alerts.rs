@@ -773,3 +773,124 @@ async fn alert_list_filtered_and_paged() {
     );
     server.stop().await;
 }
+
+/// Sends a `client_credentials` token request that authenticates as
+/// `client_id` with a wrong secret, as if from `client_ip`, and returns the
+/// status and body.
+async fn wrong_client_secret(
+    server: &Server,
+    client: &reqwest::Client,
+    client_id: &str,
+    client_ip: &str,
+) -> (StatusCode, String) {
+    let response = client
+        .post(server.url("/oauth/token"))
+        .basic_auth(client_id, Some("wrong-secret"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-forwarded-for", client_ip)
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.text().await.unwrap())
+}
+
+/// Polls the admin audit list with `query` for up to a minute until it
+/// contains at least `count` records, and returns them.
+async fn wait_for_audit(server: &Server, operator: &str, query: &str, count: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let response = server
+            .client()
+            .get(server.url(&format!("/admin/v1/audit-events{query}")))
+            .header("x-api-key", operator)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "GET audit-events{query}");
+        let listed: Value = response.json().await.unwrap();
+        let events = listed["events"].as_array().unwrap().clone();
+        if events.len() >= count {
+            return events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {count} audit records for {query} after a minute: {listed}",
+            events.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn oauth_client_failures_carry_tenant() {
+    let fixture = Fixture::new(
+        None,
+        &Thresholds {
+            per_source: 8,
+            per_credential: 5,
+        },
+    );
+    let tenant_id = fixture.tenant_id();
+    let created = fixture.data.cli_json(&[
+        "clients",
+        "create",
+        "--tenant",
+        "acme",
+        "--name",
+        "Billing",
+        "--grant-types",
+        "client_credentials",
+        "--scopes",
+        "orders:read",
+    ]);
+    let known = created["client_id"].as_str().unwrap().to_owned();
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let server = fixture.start();
+    let client = server.client();
+
+    let mut known_responses = Vec::new();
+    let mut unknown_responses = Vec::new();
+    for _ in 0..9 {
+        known_responses.push(wrong_client_secret(&server, &client, &known, "203.0.113.20").await);
+        unknown_responses
+            .push(wrong_client_secret(&server, &client, &unknown, "203.0.113.21").await);
+    }
+    assert_eq!(known_responses[0].0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        known_responses, unknown_responses,
+        "a caller cannot tell an existing client from an unknown one"
+    );
+
+    let query = format!("?rule=credential_failures&credential={known}");
+    let alerts = wait_for_alerts(&server, &fixture.operator, &query, 1).await;
+    assert_eq!(alerts[0]["tenant_id"], tenant_id.as_str());
+    let query = format!("?rule=credential_failures&credential={unknown}");
+    let alerts = wait_for_alerts(&server, &fixture.operator, &query, 1).await;
+    assert_eq!(alerts[0]["tenant_id"], Value::Null);
+
+    let sources = wait_for_alerts(&server, &fixture.operator, "?rule=source_failures", 2).await;
+    let tenant_of_source = |address: &str| {
+        let alert = sources
+            .iter()
+            .find(|alert| alert["details"]["client_ip"] == address)
+            .unwrap_or_else(|| panic!("no source alert for {address}: {sources:?}"));
+        alert["tenant_id"].clone()
+    };
+    assert_eq!(tenant_of_source("203.0.113.20"), tenant_id.as_str());
+    assert_eq!(tenant_of_source("203.0.113.21"), Value::Null);
+
+    let query = format!("?tenant=acme&action=auth.failed&credential={known}");
+    let records = wait_for_audit(&server, &fixture.operator, &query, 9).await;
+    for record in &records {
+        assert_eq!(record["tenant_id"], tenant_id.as_str(), "{record}");
+        assert_eq!(record["details"]["surface"], "oauth", "{record}");
+    }
+    let query = format!("?action=auth.failed&credential={unknown}");
+    let records = wait_for_audit(&server, &fixture.operator, &query, 9).await;
+    for record in &records {
+        assert_eq!(record["tenant_id"], Value::Null, "{record}");
+    }
+    server.stop().await;
+}

@@ -32,6 +32,7 @@ use self::delivery::Sender;
 use self::networks::NetworkRule;
 use self::rules::CountingRules;
 use self::signals::AlertSignals;
+use crate::client_tenants::ClientTenants;
 use crate::config::AlertsConfig;
 use crate::telemetry::ErrorChain;
 
@@ -70,6 +71,7 @@ pub struct Alerts {
     config: AlertsConfig,
     sender: Arc<Sender>,
     wake: Arc<Notify>,
+    client_tenants: ClientTenants,
 }
 
 impl Alerts {
@@ -84,6 +86,7 @@ impl Alerts {
             config: config.clone(),
             sender: Arc::new(Sender::new(config)?),
             wake: Arc::new(Notify::new()),
+            client_tenants: ClientTenants::default(),
         })
     }
 
@@ -189,13 +192,14 @@ impl Alerts {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(EVALUATION_INTERVAL) => {}
             }
-            let (taken, dropped) = signals.take();
+            let (mut taken, dropped) = signals.take();
             if dropped > 0 {
                 tracing::warn!(
                     dropped,
                     "alert signals dropped because a counter map was full"
                 );
             }
+            self.attach_client_tenants(&mut taken).await;
             let now = OffsetDateTime::now_utc();
             let mut raised = counting.evaluate(&taken, now);
             raised.extend(self.check_networks(&mut networks, &taken, now).await);
@@ -203,6 +207,40 @@ impl Alerts {
                 let rule = alert.rule;
                 if let Err(error) = self.raise(alert).await {
                     tracing::error!(error = %ErrorChain(&error), rule = %rule, "storing an alert failed; it is lost");
+                }
+            }
+        }
+    }
+
+    /// Gives the failures that named OAuth clients their clients' tenants.
+    /// The request path records only the client id, which the caller chose,
+    /// so the lookup happens here, once per client and tick at most.
+    async fn attach_client_tenants(&self, taken: &mut signals::Signals) {
+        let from_credentials = taken
+            .credential_failures
+            .values()
+            .filter(|failures| failures.tenant_id.is_none())
+            .filter_map(|failures| failures.client_id);
+        let from_sources = taken
+            .source_failures
+            .values()
+            .flat_map(|source| source.clients.iter().copied());
+        let unattached: Vec<_> = from_credentials.chain(from_sources).collect();
+        if unattached.is_empty() {
+            return;
+        }
+        let tenants = self.client_tenants.resolve(&self.store, unattached).await;
+        for failures in taken.credential_failures.values_mut() {
+            if failures.tenant_id.is_none()
+                && let Some(client_id) = failures.client_id
+            {
+                failures.tenant_id = tenants.get(&client_id).copied();
+            }
+        }
+        for source in taken.source_failures.values_mut() {
+            for client_id in std::mem::take(&mut source.clients) {
+                if let Some(tenant_id) = tenants.get(&client_id) {
+                    source.tenants.add(*tenant_id);
                 }
             }
         }

@@ -11,13 +11,13 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use portcullis_core::ids::KeyId;
+use portcullis_core::ids::{KeyId, TenantId};
 use portcullis_store::{AlertRule, AlertSeverity};
 use serde_json::json;
 use time::OffsetDateTime;
 
 use super::NewAlert;
-use super::signals::Signals;
+use super::signals::{Signals, TenantMark};
 use crate::config::{FailureRule, RateSpikeRule, RevokedKeyRule};
 
 /// Most subjects each rule remembers. Past it, subjects whose window has
@@ -50,7 +50,16 @@ struct RateState {
 struct WindowCount {
     window_start: OffsetDateTime,
     count: u64,
+    /// The tenants that the window's failures concerned.
+    tenants: TenantMark,
     alerted: bool,
+}
+
+/// The failures of one subject in one tick.
+#[derive(Clone, Copy)]
+struct Counted {
+    count: u64,
+    tenants: TenantMark,
 }
 
 impl CountingRules {
@@ -84,9 +93,18 @@ impl CountingRules {
             let threshold = u64::from(self.failures.per_credential);
             let window = self.failures.window;
             let state = self.credential_failures.entry(credential.clone());
-            if let Some(count) = add_to_window(state, failures.count, threshold, window, now) {
+            let mut tenants = TenantMark::default();
+            if let Some(tenant_id) = failures.tenant_id {
+                tenants.add(tenant_id);
+            }
+            let counted = Counted {
+                count: failures.count,
+                tenants,
+            };
+            if let Some((count, tenant_id)) = add_to_window(state, counted, threshold, window, now)
+            {
                 alerts.push(NewAlert {
-                    tenant_id: failures.tenant_id,
+                    tenant_id,
                     credential: Some(credential.clone()),
                     key_id: None,
                     rule: AlertRule::CredentialFailures,
@@ -99,13 +117,18 @@ impl CountingRules {
                 });
             }
         }
-        for (address, count) in &signals.source_failures {
+        for (address, failures) in &signals.source_failures {
             let threshold = u64::from(self.failures.per_source);
             let window = self.failures.window;
             let state = self.source_failures.entry(*address);
-            if let Some(count) = add_to_window(state, *count, threshold, window, now) {
+            let counted = Counted {
+                count: failures.count,
+                tenants: failures.tenants,
+            };
+            if let Some((count, tenant_id)) = add_to_window(state, counted, threshold, window, now)
+            {
                 alerts.push(NewAlert {
-                    tenant_id: None,
+                    tenant_id,
                     credential: None,
                     key_id: None,
                     rule: AlertRule::SourceFailures,
@@ -252,34 +275,34 @@ fn close_windows(state: &mut RateState, rule: &RateSpikeRule, now: OffsetDateTim
     state.window_start = state.window_start.checked_add(advance).unwrap_or(now);
 }
 
-/// Adds `count` to a subject's window, starting a new window when the old
-/// one ended, and returns the window's count when it reaches `threshold`
-/// for the first time in that window.
+/// Adds one tick's failures to a subject's window, starting a new window
+/// when the old one ended. Returns the window's count and its tenant, when
+/// exactly one, when the count reaches `threshold` for the first time in
+/// that window.
 fn add_to_window<K>(
     entry: std::collections::hash_map::Entry<'_, K, WindowCount>,
-    count: u64,
+    counted: Counted,
     threshold: u64,
     window: std::time::Duration,
     now: OffsetDateTime,
-) -> Option<u64> {
-    let state = entry.or_insert(WindowCount {
+) -> Option<(u64, Option<TenantId>)> {
+    let fresh = || WindowCount {
         window_start: now,
         count: 0,
+        tenants: TenantMark::default(),
         alerted: false,
-    });
+    };
+    let state = entry.or_insert_with(fresh);
     if now - state.window_start >= window {
-        *state = WindowCount {
-            window_start: now,
-            count: 0,
-            alerted: false,
-        };
+        *state = fresh();
     }
-    state.count = state.count.saturating_add(count);
+    state.count = state.count.saturating_add(counted.count);
+    state.tenants.merge(counted.tenants);
     if state.alerted || state.count < threshold {
         return None;
     }
     state.alerted = true;
-    Some(state.count)
+    Some((state.count, state.tenants.single()))
 }
 
 #[cfg(test)]
@@ -288,7 +311,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::alerts::signals::{CredentialFailures, KeyUses, RevokedKeyUse};
+    use crate::alerts::signals::{CredentialFailures, KeyUses, RevokedKeyUse, SourceFailures};
 
     fn rules() -> CountingRules {
         CountingRules::new(
@@ -320,6 +343,14 @@ mod tests {
             },
         );
         signals
+    }
+
+    fn source(count: u64, tenants: TenantMark) -> SourceFailures {
+        SourceFailures {
+            count,
+            tenants,
+            clients: Vec::new(),
+        }
     }
 
     fn minutes(start: OffsetDateTime, minutes: i64) -> OffsetDateTime {
@@ -386,23 +417,28 @@ mod tests {
         let start = OffsetDateTime::UNIX_EPOCH;
         let address = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9));
         let mut signals = Signals::default();
-        signals.source_failures.insert(address, 6);
+        signals
+            .source_failures
+            .insert(address, source(6, TenantMark::Unknown));
         signals.credential_failures.insert(
             "key-a".to_owned(),
             CredentialFailures {
                 count: 3,
                 tenant_id: None,
+                client_id: None,
             },
         );
         assert!(rules.evaluate(&signals, start).is_empty());
 
         let mut more = Signals::default();
-        more.source_failures.insert(address, 4);
+        more.source_failures
+            .insert(address, source(4, TenantMark::Unknown));
         more.credential_failures.insert(
             "key-a".to_owned(),
             CredentialFailures {
                 count: 2,
                 tenant_id: None,
+                client_id: None,
             },
         );
         let alerts = rules.evaluate(&more, minutes(start, 1));
@@ -416,6 +452,70 @@ mod tests {
 
         let later = rules.evaluate(&signals, minutes(start, 6));
         assert!(later.is_empty(), "a new window starts from zero");
+    }
+
+    #[test]
+    fn source_alert_names_single_tenant() {
+        let mut rules = rules();
+        let start = OffsetDateTime::UNIX_EPOCH;
+        let acme = TenantId::generate();
+        let other = TenantId::generate();
+        let one = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+        let both = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+        let mut first = Signals::default();
+        first
+            .source_failures
+            .insert(one, source(5, TenantMark::One(acme)));
+        first
+            .source_failures
+            .insert(both, source(5, TenantMark::One(acme)));
+        assert!(rules.evaluate(&first, start).is_empty());
+
+        // Failures that name no tenant's credential leave the tenant as it
+        // was, and a second tenant makes it unknown.
+        let mut second = Signals::default();
+        second
+            .source_failures
+            .insert(one, source(5, TenantMark::Unknown));
+        second
+            .source_failures
+            .insert(both, source(5, TenantMark::One(other)));
+        let alerts = rules.evaluate(&second, minutes(start, 1));
+        let tenant_of = |address: IpAddr| {
+            let alert = alerts
+                .iter()
+                .find(|alert| alert.details["client_ip"] == address.to_string())
+                .unwrap();
+            alert.tenant_id
+        };
+        assert_eq!(alerts.len(), 2);
+        assert_eq!(tenant_of(one), Some(acme));
+        assert_eq!(tenant_of(both), None);
+    }
+
+    #[test]
+    fn credential_alert_keeps_window_tenant() {
+        let mut rules = rules();
+        let start = OffsetDateTime::UNIX_EPOCH;
+        let acme = TenantId::generate();
+        let failures = |count, tenant_id| CredentialFailures {
+            count,
+            tenant_id,
+            client_id: None,
+        };
+        let mut first = Signals::default();
+        first
+            .credential_failures
+            .insert("client-a".to_owned(), failures(3, Some(acme)));
+        assert!(rules.evaluate(&first, start).is_empty());
+
+        let mut second = Signals::default();
+        second
+            .credential_failures
+            .insert("client-a".to_owned(), failures(2, None));
+        let alerts = rules.evaluate(&second, minutes(start, 1));
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].tenant_id, Some(acme));
     }
 
     #[test]

@@ -11,13 +11,18 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use portcullis_core::ids::{KeyId, TenantId};
+use portcullis_core::ids::{ClientId, KeyId, TenantId};
 
 use crate::usage::{FailedAuthentication, lock};
 
 /// Maximum subjects (keys, credentials, addresses) kept per map between
 /// two ticks.
 pub const MAX_SUBJECTS: usize = 10_000;
+
+/// Maximum distinct OAuth clients kept per client address between two
+/// ticks, for the tenant of a source failure alert. An address that names
+/// more is taken to concern several tenants.
+pub const MAX_CLIENTS_PER_SOURCE: usize = 8;
 
 /// Maximum distinct client addresses kept per key between two ticks. The
 /// first ones of a tick are checked, and the others wait for a later tick
@@ -40,7 +45,7 @@ pub struct Signals {
     /// Failures that named a key or OAuth client, by credential id.
     pub credential_failures: HashMap<String, CredentialFailures>,
     /// Failures per client address.
-    pub source_failures: HashMap<IpAddr, u64>,
+    pub source_failures: HashMap<IpAddr, SourceFailures>,
     /// Presentations of revoked or expired keys.
     pub revoked_keys: HashMap<KeyId, RevokedKeyUse>,
 }
@@ -61,6 +66,64 @@ pub struct CredentialFailures {
     pub count: u64,
     /// The credential's tenant, when known.
     pub tenant_id: Option<TenantId>,
+    /// The OAuth client, when the credential is one. Its tenant is looked
+    /// up before the rules run, off the request path.
+    pub client_id: Option<ClientId>,
+}
+
+/// Failures from one client address in one tick.
+#[derive(Debug, Default)]
+pub struct SourceFailures {
+    /// The number of failures.
+    pub count: u64,
+    /// The tenants of the credentials that the failures named.
+    pub tenants: TenantMark,
+    /// The OAuth clients named, whose tenants are looked up before the
+    /// rules run. At most [`MAX_CLIENTS_PER_SOURCE`].
+    pub clients: Vec<ClientId>,
+}
+
+/// The tenants that a set of failures concerned, as far as a single tenant
+/// can be named: none, exactly one, or several.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TenantMark {
+    /// No failure named a credential of a known tenant.
+    #[default]
+    Unknown,
+    /// Every failure that named a credential of a known tenant named one
+    /// of this tenant's.
+    One(TenantId),
+    /// The failures named credentials of several tenants, or more clients
+    /// than could be looked up.
+    Several,
+}
+
+impl TenantMark {
+    /// Adds a failure that concerned `tenant_id`.
+    pub fn add(&mut self, tenant_id: TenantId) {
+        *self = match *self {
+            Self::Unknown => Self::One(tenant_id),
+            Self::One(seen) if seen == tenant_id => Self::One(seen),
+            Self::One(_) | Self::Several => Self::Several,
+        };
+    }
+
+    /// Adds the failures of another mark.
+    pub fn merge(&mut self, other: Self) {
+        match other {
+            Self::Unknown => {}
+            Self::One(tenant_id) => self.add(tenant_id),
+            Self::Several => *self = Self::Several,
+        }
+    }
+
+    /// Returns the tenant when exactly one was concerned.
+    pub const fn single(self) -> Option<TenantId> {
+        match self {
+            Self::One(tenant_id) => Some(tenant_id),
+            Self::Unknown | Self::Several => None,
+        }
+    }
 }
 
 /// Presentations of one revoked or expired key in one tick.
@@ -112,7 +175,7 @@ impl AlertSignals {
 
         let full = pending.source_failures.len() >= MAX_SUBJECTS;
         match entry_within(&mut pending.source_failures, failure.client_ip, full) {
-            Some(count) => *count += 1,
+            Some(source) => count_source_failure(source, failure),
             None => dropped += 1,
         }
 
@@ -126,6 +189,7 @@ impl AlertSignals {
                 Some(failures) => {
                     failures.count += 1;
                     failures.tenant_id = failures.tenant_id.or(failure.tenant_id);
+                    failures.client_id = failures.client_id.or(failure.client_id);
                 }
                 None => dropped += 1,
             }
@@ -160,6 +224,21 @@ impl AlertSignals {
     pub fn take(&self) -> (Signals, u64) {
         let signals = std::mem::take(&mut *lock(&self.pending));
         (signals, self.dropped.swap(0, Ordering::Relaxed))
+    }
+}
+
+/// Counts one failure from a client address, with the tenant or OAuth
+/// client that it named.
+fn count_source_failure(source: &mut SourceFailures, failure: &FailedAuthentication) {
+    source.count += 1;
+    match (failure.tenant_id, failure.client_id) {
+        (Some(tenant_id), _) => source.tenants.add(tenant_id),
+        (None, Some(client_id)) if source.clients.contains(&client_id) => {}
+        (None, Some(client_id)) if source.clients.len() < MAX_CLIENTS_PER_SOURCE => {
+            source.clients.push(client_id);
+        }
+        (None, Some(_)) => source.tenants = TenantMark::Several,
+        (None, None) => {}
     }
 }
 
@@ -219,7 +298,7 @@ mod tests {
         signals.record_failure(&failure("revoked", Some(key), ip));
         signals.record_failure(&failure("not_found", None, ip));
         let (taken, _) = signals.take();
-        assert_eq!(taken.source_failures.get(&ip), Some(&3));
+        assert_eq!(taken.source_failures[&ip].count, 3);
         assert_eq!(taken.credential_failures[&key.to_string()].count, 2);
         assert_eq!(taken.revoked_keys[&key].count, 2);
         assert!(signals.take().0.source_failures.is_empty(), "take empties");
