@@ -15,7 +15,7 @@ use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use http::header::{ALLOW, CONTENT_TYPE};
+use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
 
 use crate::gateway::discard;
 use crate::problem::Problem;
@@ -48,5 +48,16 @@ pub async fn describe(request: Request, next: Next) -> Response {
         .map(str::trim)
         .filter(|method| !method.is_empty())
         .collect();
-    Problem::method_not_allowed(&methods).into_response()
+    let problem = Problem::method_not_allowed(&methods).into_response();
+
+    // Keep the headers that inner layers set, such as the dashboard's
+    // Content-Security-Policy, and take only the body and its type from
+    // the problem.
+    let (mut parts, _) = response.into_parts();
+    let (problem_parts, body) = problem.into_parts();
+    parts.headers.remove(CONTENT_LENGTH);
+    for (name, value) in &problem_parts.headers {
+        parts.headers.insert(name, value.clone());
+    }
+    Response::from_parts(parts, body)
 }

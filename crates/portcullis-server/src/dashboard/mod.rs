@@ -104,6 +104,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         )
         .route("/dashboard/static/{file}", get(assets::serve))
         .route("/dashboard/{*rest}", any(not_found))
+        // Set here, inside the layers, so that a 405 carries the security
+        // headers too: the application router's fallback would replace a
+        // default one outside them.
+        .method_not_allowed_fallback(crate::method_not_allowed::discard_body)
         .layer(cross_origin_layer(
             trusted_origin.as_deref(),
             reject_cross_origin,

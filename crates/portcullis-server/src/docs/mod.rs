@@ -84,6 +84,7 @@ pub fn routes(config: &DocsConfig) -> Router<AppState> {
         .route("/docs/", get(index))
         .route("/docs/{*path}", get(page))
         .with_state(site)
+        .method_not_allowed_fallback(crate::method_not_allowed::discard_body)
         .layer(middleware::map_response(add_security_headers))
 }
 
