@@ -3,9 +3,9 @@
 //!
 //! axum responds to such a request with an empty body and drops the
 //! request body unread. When the body has not arrived by the time the
-//! response is written, hyper closes the connection, and a client that
-//! keeps connections alive sees its next request on it fail with a TLS
-//! connection cut without close_notify.
+//! response is written, hyper closes the connection. The next request of a
+//! client that keeps the connection alive then fails, because the TLS
+//! connection ends without close_notify.
 //! [`discard_body`] reads a small body first, as the gateway does, and
 //! [`describe`] gives the response the problem+json body of every other
 //! error.

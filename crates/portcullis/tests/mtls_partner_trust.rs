@@ -31,8 +31,8 @@ use support::{DataDir, Server};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-/// The longest wait for a change to reach the server. The stated bound is
-/// about two seconds; the margin keeps a loaded test machine from failing.
+/// Maximum wait for a change to reach the server. The README states about
+/// two seconds, and the margin keeps a loaded test machine from failing.
 const PROPAGATION_DEADLINE: Duration = Duration::from_secs(10);
 
 const CRL_DNS: &str = "crl-partner.example.com";

@@ -410,7 +410,7 @@ async fn clients_rotate_secret(
 #[serde(deny_unknown_fields)]
 #[schema(as = ClientRevokeInput)]
 struct RevokeInput {
-    /// Why the client is revoked, kept in the audit log.
+    /// Reason for the revocation, stored in the audit log.
     reason: Option<String>,
 }
 

@@ -492,7 +492,7 @@ async fn keys_show(
 #[serde(deny_unknown_fields)]
 #[schema(as = KeyRevokeInput)]
 struct RevokeInput {
-    /// Why the key is revoked, kept in the audit log.
+    /// Reason for the revocation, stored in the audit log.
     reason: Option<String>,
 }
 

@@ -169,7 +169,7 @@ pub(super) struct SecretPage<'a> {
     pub(super) secret: &'a str,
     /// The path of the copy button's script.
     pub(super) script: &'static str,
-    /// What happens to the replaced key, after a rotation.
+    /// Status of the replaced key after a rotation.
     pub(super) note: Option<String>,
 }
 
@@ -200,8 +200,8 @@ pub(super) struct RevokePage<'a> {
     pub(super) error: Option<String>,
 }
 
-/// Parses a key id from a path, or `None` for anything else, which the
-/// caller answers with 404.
+/// Parses a key id from a path. Returns `None` for anything else, and the
+/// caller then responds with 404.
 pub(super) fn parse_key_id(text: &str) -> Option<KeyId> {
     text.parse().ok()
 }

@@ -1,5 +1,5 @@
-//! What a dashboard user may do with keys: the role rules, and the scopes
-//! and lifetimes that the operator lets dashboard users choose.
+//! Key policy of the dashboard: the role rules, and the scopes and
+//! lifetimes that the operator lets dashboard users choose.
 
 use portcullis_core::credential::ApiKeyRecord;
 use portcullis_core::oauth::{Role, UserRecord};
@@ -15,7 +15,7 @@ const DAY_SECONDS: u64 = 24 * 3600;
 pub struct KeyPolicy {
     /// The lifetime that the create form proposes, in days.
     pub expiry_default_days: u32,
-    /// The longest lifetime a user may choose, in days.
+    /// The maximum lifetime a user may choose, in days.
     pub expiry_max_days: u32,
     /// The scopes a user may grant, each on its own.
     pub grantable: Vec<Scope>,
@@ -24,7 +24,7 @@ pub struct KeyPolicy {
 impl KeyPolicy {
     /// Builds the policy from the checked configuration. Without
     /// `dashboard.scopes`, the grantable scopes are those that the routes
-    /// require, so no dashboard key gets a scope that no route asks for.
+    /// require, so no dashboard key gets a scope that no route requires.
     pub fn from_config(config: &Config) -> Self {
         let dashboard = &config.dashboard;
         let grantable: Vec<Scope> = match &dashboard.scopes {

@@ -24,7 +24,7 @@ pub struct ProblemDetails {
     pub title: String,
     /// The HTTP status code.
     pub status: u16,
-    /// What went wrong and what to do, written for the caller.
+    /// Explanation of the error and the next step, written for the caller.
     pub detail: String,
     /// A stable machine-readable code, such as `invalid_field`.
     pub code: String,
@@ -379,7 +379,7 @@ pub enum Granularity {
     Day,
 }
 
-/// What a usage series counts: a key, a client or a whole tenant.
+/// Subject of a usage series: a key, a client or a whole tenant.
 #[derive(ToSchema)]
 pub struct UsageSubject {
     /// `key`, `client` or `tenant`.
@@ -509,7 +509,7 @@ pub struct DeliveryList {
 /// The credential a finding is about.
 #[derive(ToSchema)]
 pub struct FindingSubject {
-    /// What kind of credential or component, such as `key` or `client`.
+    /// Kind of credential or component, such as `key` or `client`.
     pub kind: String,
     pub id: String,
     pub tenant: Option<String>,
