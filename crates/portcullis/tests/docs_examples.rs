@@ -20,10 +20,16 @@
 //!
 //! The examples read `API_BASE` (the server's URL) and `API_KEY` (a key of
 //! their own tenant, with `customers:read`) from the environment, and curl,
-//! requests and Node trust the server's development CA through
-//! `CURL_CA_BUNDLE`, `REQUESTS_CA_BUNDLE` and `NODE_EXTRA_CA_CERTS`. The
-//! gateway serves `/v1/customers` from a test upstream that echoes each
-//! request.
+//! requests, Python's `ssl` and Node trust the server's development CA
+//! through `CURL_CA_BUNDLE`, `REQUESTS_CA_BUNDLE`, `SSL_CERT_FILE` and
+//! `NODE_EXTRA_CA_CERTS`. The gateway serves `/v1/customers` (API keys),
+//! `/v1/orders` (API keys and access tokens for `API_AUDIENCE`) and
+//! `/v1/partner` (client certificates) from a test upstream that echoes
+//! each request. `OAUTH_ISSUER` is the issuer, and the OAuth pages get
+//! clients of their own (see [`oauth_env`]).
+//!
+//! Each example must finish within [`EXAMPLE_TIMEOUT`], so a hung example
+//! fails the test instead of hanging it.
 //!
 //! When Python with `requests` or Node is missing, the tests fail under
 //! `CI=true`, and elsewhere print a notice and pass.
@@ -43,9 +49,12 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::LazyLock;
+use std::time::{Duration, Instant};
 
 use support::upstream::Upstream;
 use support::{DataDir, Server};
@@ -55,7 +64,11 @@ use support::{DataDir, Server};
 const PAGES: &[(&str, usize)] = &[
     ("consumers/api-keys.md", 0),
     ("consumers/errors.md", 0),
+    ("consumers/jwt-access-tokens.md", 0),
     ("consumers/leaked-keys.md", 0),
+    ("consumers/mutual-tls.md", 0),
+    ("consumers/oauth-authorization-code.md", 0),
+    ("consumers/oauth-client-credentials.md", 0),
     ("consumers/rate-limits.md", 0),
     ("consumers/rotating-keys.md", 0),
     ("operators/metrics.md", 0),
@@ -63,6 +76,12 @@ const PAGES: &[(&str, usize)] = &[
 
 /// The scopes of each page's `API_KEY`.
 const PAGE_KEY_SCOPES: &str = "customers:read";
+
+/// The audience of the access tokens that `/v1/orders` accepts.
+const API_AUDIENCE: &str = "https://api.example.com";
+
+/// The password of the user who signs in on the authorization code page.
+const USER_PASSWORD: &str = "correct horse battery staple";
 
 struct Fixture {
     data: DataDir,
@@ -75,8 +94,17 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     let data = DataDir::new();
     data.write_config(&format!(
         r#"
+[server]
+client_certificates = "optional"
+
 [limits]
 tenant = "100/s burst 200"
+
+# Every example connects from 127.0.0.1, so the address's count of failed
+# authentications adds up the failures that the pages show on purpose.
+[limits.brute_force.client_ip]
+slow_after = 200
+block_after = 400
 
 [[routes]]
 path_prefix = "/v1/customers"
@@ -91,9 +119,27 @@ upstream = "{upstream}"
 rate_limit = "1/s"
 [routes.scopes]
 GET = ["customers:read"]
+
+[[routes]]
+path_prefix = "/v1/orders"
+upstream = "{upstream}"
+auth = ["api_key", "jwt"]
+audience = "{API_AUDIENCE}"
+[routes.scopes]
+GET = ["orders:read"]
+POST = ["orders:write"]
+
+[[routes]]
+path_prefix = "/v1/partner"
+upstream = "{upstream}"
+auth = ["mtls"]
+[routes.scopes]
+GET = ["orders:read"]
 "#,
         upstream = upstream.url()
     ));
+    // The internal CA signs the certificates of the mutual TLS page.
+    data.cli(&["ca", "init"]);
     let server = Server::start(&data);
     Fixture {
         data,
@@ -286,6 +332,7 @@ fn page_env(page: &str) -> BTreeMap<String, String> {
         .data
         .cli(&["keys", "revoke", &revoked_id, "--reason", "docs example"]);
 
+    let oauth = oauth_env(page, &tenant);
     let ca_file = fixture.data.path().join("tls/ca.pem").display().to_string();
     let binary_dir = support::binary().parent().unwrap().display().to_string();
     let path = std::env::var("PATH").unwrap_or_default();
@@ -298,7 +345,8 @@ fn page_env(page: &str) -> BTreeMap<String, String> {
         ("TENANT", tenant),
         ("CURL_CA_BUNDLE", ca_file.clone()),
         ("REQUESTS_CA_BUNDLE", ca_file.clone()),
-        ("NODE_EXTRA_CA_CERTS", ca_file),
+        ("NODE_EXTRA_CA_CERTS", ca_file.clone()),
+        ("SSL_CERT_FILE", ca_file),
         (
             "PORTCULLIS_DATA_DIR",
             fixture.data.path().display().to_string(),
@@ -306,10 +354,85 @@ fn page_env(page: &str) -> BTreeMap<String, String> {
         ("PATH", format!("{binary_dir}:{path}")),
         ("NO_PROXY", "localhost,127.0.0.1".to_owned()),
         ("no_proxy", "localhost,127.0.0.1".to_owned()),
+        ("OAUTH_ISSUER", fixture.server.url("")),
+        ("API_AUDIENCE", API_AUDIENCE.to_owned()),
     ]
     .into_iter()
+    .chain(oauth)
     .map(|(name, value)| (name.to_owned(), value))
     .collect()
+}
+
+/// Registers the OAuth clients and users that `page` needs in `tenant`
+/// and returns the variables that name them.
+fn oauth_env(page: &str, tenant: &str) -> Vec<(&'static str, String)> {
+    let data = &FIXTURE.data;
+    let create_client = |extra: &[&str]| {
+        let mut args = vec![
+            "clients",
+            "create",
+            "--tenant",
+            tenant,
+            "--name",
+            "Docs example",
+        ];
+        args.extend_from_slice(extra);
+        let created = data.cli_json(&args);
+        let secret = created["client_secret"].as_str().unwrap_or_default();
+        (
+            created["client_id"].as_str().unwrap().to_owned(),
+            secret.to_owned(),
+        )
+    };
+    let machine = [
+        "--grant-types",
+        "client_credentials",
+        "--scopes",
+        "orders:read",
+    ];
+    match page {
+        "consumers/oauth-client-credentials.md" => {
+            let (id, secret) = create_client(&machine);
+            let mut post = machine.to_vec();
+            post.extend(["--auth-method", "client_secret_post"]);
+            let (post_id, post_secret) = create_client(&post);
+            vec![
+                ("CLIENT_ID", id),
+                ("CLIENT_SECRET", secret),
+                ("POST_CLIENT_ID", post_id),
+                ("POST_CLIENT_SECRET", post_secret),
+            ]
+        }
+        "consumers/jwt-access-tokens.md" => {
+            let (id, secret) = create_client(&machine);
+            vec![("CLIENT_ID", id), ("CLIENT_SECRET", secret)]
+        }
+        "consumers/oauth-authorization-code.md" => {
+            let (id, _) = create_client(&[
+                "--grant-types",
+                "authorization_code,refresh_token",
+                "--scopes",
+                "orders:read,orders:write",
+                "--public",
+                "--redirect-uri",
+                "http://127.0.0.1/callback",
+            ]);
+            let email = format!("{tenant}@example.com");
+            data.create_user(tenant, &email, "viewer", USER_PASSWORD);
+            vec![
+                ("CLIENT_ID", id),
+                ("USER_EMAIL", email),
+                ("USER_PASSWORD", USER_PASSWORD.to_owned()),
+            ]
+        }
+        "consumers/mutual-tls.md" => {
+            let mut mtls = machine.to_vec();
+            mtls.extend(["--auth-method", "tls_client_auth"]);
+            let (id, _) = create_client(&mtls);
+            vec![("CLIENT_ID", id)]
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// Runs every block of `page` in order and checks each output and
@@ -381,13 +504,21 @@ fn run_block(
     if block.language == "sh" {
         command.args(["-e", "-o", "pipefail"]);
     }
-    let output = command
+    command
         .arg(&script)
         .current_dir(work)
         .env_clear()
         .envs(env)
-        .output()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // A group of its own, so that a timeout ends the example's child
+        // processes too, which would otherwise keep its pipes open.
+        .process_group(0);
+    let child = command
+        .spawn()
         .unwrap_or_else(|error| panic!("{at}: failed to start {}: {error}", program.display()));
+    let output = wait_with_timeout(child, at, EXAMPLE_TIMEOUT);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -398,6 +529,54 @@ fn run_block(
         FIXTURE.server.log_tail(20)
     );
     Some(stdout)
+}
+
+/// How long one example may run before it fails the test. The slowest
+/// examples sign a user in and exchange codes, which takes a few seconds.
+const EXAMPLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Waits for an example's process and collects its output. After
+/// `timeout` it kills the process group and fails the test, so a hung
+/// example cannot hang the test run.
+fn wait_with_timeout(mut child: Child, at: &str, timeout: Duration) -> Output {
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let stdout_reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        stdout.read_to_end(&mut bytes).map(|_| bytes)
+    });
+    let stderr_reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        stderr.read_to_end(&mut bytes).map(|_| bytes)
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let group = format!("-{}", child.id());
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+            let _ = child.wait();
+            panic!(
+                "{at}: the example did not finish within {} s and was stopped",
+                timeout.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Processes that the example left running in the background would keep
+    // the pipes open, so they end with it.
+    let group = format!("-{}", child.id());
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &group])
+        .stderr(Stdio::null())
+        .status();
+    Output {
+        status,
+        stdout: stdout_reader.join().unwrap().unwrap(),
+        stderr: stderr_reader.join().unwrap().unwrap(),
+    }
 }
 
 /// Pages under `docs/` whose Markdown contains a runnable block.
@@ -447,6 +626,21 @@ fn output_pattern_matching() {
 }
 
 #[test]
+#[should_panic(expected = "did not finish within 1 s")]
+fn hung_example_stopped() {
+    // The background `sleep` keeps the output pipes open, as a hung
+    // server started by an example would.
+    let child = Command::new("bash")
+        .args(["-c", "sleep 30 & wait"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    wait_with_timeout(child, "hung example", Duration::from_secs(1));
+}
+
+#[test]
 fn fences_parsed() {
     let markdown =
         "text\n\n```sh\necho hi\n```\n\n1. step\n\n   ```python no-run\n   print(1)\n   ```\n";
@@ -473,6 +667,26 @@ fn consumers_errors() {
 #[test]
 fn consumers_leaked_keys() {
     run_page("consumers/leaked-keys.md");
+}
+
+#[test]
+fn consumers_jwt_access_tokens() {
+    run_page("consumers/jwt-access-tokens.md");
+}
+
+#[test]
+fn consumers_mutual_tls() {
+    run_page("consumers/mutual-tls.md");
+}
+
+#[test]
+fn consumers_oauth_authorization_code() {
+    run_page("consumers/oauth-authorization-code.md");
+}
+
+#[test]
+fn consumers_oauth_client_credentials() {
+    run_page("consumers/oauth-client-credentials.md");
 }
 
 #[test]
