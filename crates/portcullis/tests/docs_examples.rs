@@ -426,10 +426,11 @@ fn oauth_env(page: &str, tenant: &str) -> Vec<(&'static str, String)> {
             ]
         }
         "consumers/mutual-tls.md" => {
-            let mut mtls = machine.to_vec();
-            mtls.extend(["--auth-method", "tls_client_auth"]);
-            let (id, _) = create_client(&mtls);
-            vec![("CLIENT_ID", id)]
+            let created = support::mtls::create_tls_client(data, tenant, &[]);
+            vec![(
+                "CLIENT_ID",
+                created["client_id"].as_str().unwrap().to_owned(),
+            )]
         }
         _ => Vec::new(),
     }
