@@ -425,11 +425,26 @@ async fn capture(driver: &WebDriver, name: &str) -> WebDriverResult<()> {
                 overflowing_elements(driver).await?
             );
         }
+        fit_window_to_page(driver, width).await?;
         let dir = screenshot_dir().join(folder);
         std::fs::create_dir_all(&dir)?;
         driver.screenshot(&dir.join(format!("{name}.png"))).await?;
     }
     driver.set_window_rect(0, 0, DESKTOP.0, DESKTOP.1).await
+}
+
+/// Makes the window tall enough to show the whole page, up to 6000 px, so
+/// that a screenshot of the viewport shows all of it.
+async fn fit_window_to_page(driver: &WebDriver, width: u32) -> WebDriverResult<()> {
+    let heights = run_script(
+        driver,
+        "return [document.documentElement.scrollHeight, \
+                 window.outerHeight - window.innerHeight];",
+    )
+    .await?;
+    let heights: Vec<u32> = heights.convert()?;
+    let height = (heights[0] + heights[1]).min(6000);
+    driver.set_window_rect(0, 0, width, height).await
 }
 
 #[tokio::test]
