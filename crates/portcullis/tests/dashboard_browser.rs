@@ -306,12 +306,13 @@ async fn click(driver: &WebDriver, by: By) -> WebDriverResult<()> {
     driver.query(by).first().await?.click().await
 }
 
-/// Signs the admin in by filling the sign-in form and clicking its button.
-async fn sign_in(driver: &WebDriver) -> WebDriverResult<()> {
+/// Signs `email` of `acme` in by filling the sign-in form and clicking its
+/// button.
+async fn sign_in(driver: &WebDriver, email: &str, password: &str) -> WebDriverResult<()> {
     driver.goto(url("/dashboard/sign-in")).await?;
     type_into(driver, "tenant", "acme").await?;
-    type_into(driver, "email", ADMIN).await?;
-    type_into(driver, "password", PASSWORD).await?;
+    type_into(driver, "email", email).await?;
+    type_into(driver, "password", password).await?;
     click(driver, By::XPath("//button[. = \"Sign in\"]")).await?;
     wait_heading(driver, "Your account").await?;
     Ok(())
@@ -453,7 +454,7 @@ async fn key_lifecycle_follows_gateway() -> WebDriverResult<()> {
         return Ok(());
     };
     let driver = &chromium.driver;
-    sign_in(driver).await?;
+    sign_in(driver, ADMIN, PASSWORD).await?;
 
     let (id, secret) = create_key(driver, "warehouse sync").await?;
     assert!(secret.starts_with("pc_test_"), "{secret}");
@@ -528,7 +529,7 @@ async fn form_without_csrf_token_rejected() -> WebDriverResult<()> {
     let (id, secret) = FIXTURE
         .data
         .create_key(&["--tenant", "acme", "--scopes", "orders:read"]);
-    sign_in(driver).await?;
+    sign_in(driver, ADMIN, PASSWORD).await?;
 
     // The user's own confirmation form, stripped of its hidden token as a
     // form forged on another site would be.
@@ -606,7 +607,7 @@ async fn main_pages_fit_narrow_screen() -> WebDriverResult<()> {
     driver.goto(url("/dashboard/sign-in")).await?;
     wait_heading(driver, "Sign in").await?;
     capture(driver, "sign-in").await?;
-    sign_in(driver).await?;
+    sign_in(driver, ADMIN, PASSWORD).await?;
     capture(driver, "overview").await?;
 
     let (id, secret) = create_key(driver, "screenshot example").await?;
