@@ -197,6 +197,11 @@ pub struct ClientRecord {
     /// its tokens or its certificate make at the gateway.
     #[serde(default)]
     pub limits: RateLimits,
+    /// The audit actor that registered the client (`cli`,
+    /// `operator-key:<uuid>` or `user:<uuid>`); `None` for clients
+    /// registered before this was recorded.
+    #[serde(default)]
+    pub created_by: Option<String>,
 }
 
 impl ClientRecord {

@@ -391,6 +391,7 @@ impl Manager {
             access_token_ttl_seconds: checked.access_token_ttl.whole_seconds(),
             created_at: audit.at,
             limits,
+            created_by: Some(audit.actor.clone()),
         };
         let record = self
             .store()
@@ -455,7 +456,31 @@ impl Manager {
         Ok((client, secret))
     }
 
-    /// Revokes a client at once, with every token issued to it.
+    /// Replaces a client's registered redirect URIs, each checked by
+    /// [`RedirectUri::parse`] exactly as at registration, with exact
+    /// repeats dropped. A client with the `authorization_code` grant keeps
+    /// at least one. Nodes reload the client within a second, through the
+    /// change feed.
+    pub async fn update_redirect_uris(
+        &self,
+        id: ClientId,
+        redirect_uris: &[String],
+        audit: &AuditContext,
+    ) -> Result<ClientRecord, ManageError> {
+        let checked = check_redirect_uris(redirect_uris)?;
+        let client = self.client(id).await?;
+        if client.allows_grant(GrantType::AuthorizationCode) && checked.is_empty() {
+            return Err(invalid(
+                "redirect_uris",
+                "the authorization_code grant needs at least one redirect URI".to_owned(),
+            ));
+        }
+        self.store()
+            .update_client_redirect_uris(id, &checked, audit)
+            .await
+            .map_err(|error| client_error(id, error))
+    }
+
     /// Replaces a client's rate limits and plan. Nodes apply the change
     /// within a second, through the change feed.
     pub async fn update_client_limits(
@@ -471,6 +496,7 @@ impl Manager {
             .map_err(|error| client_error(id, error))
     }
 
+    /// Revokes a client at once, with every token issued to it.
     pub async fn revoke_client(
         &self,
         id: ClientId,

@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use portcullis_core::credential::{ApiKeyRecord, KeyLimits, RateLimits};
 use portcullis_core::ids::{AuditId, ClientId, TenantId, TokenFamilyId};
-use portcullis_core::oauth::{AccessTokenRecord, ClientRecord};
+use portcullis_core::oauth::{AccessTokenRecord, ClientRecord, RedirectUri};
 use portcullis_core::pki::{CaRecord, CertificateRecord, TrustedCaRecord};
 use portcullis_core::scope::ScopeSet;
 use portcullis_core::signing::SigningKeyRecord;
@@ -59,6 +59,8 @@ pub enum AuditAction {
     ClientRevoked,
     /// An OAuth client's rate limits or plan changed.
     ClientLimitsChanged,
+    /// An OAuth client's registered redirect URIs were replaced.
+    ClientRedirectUrisChanged,
     /// A user was created.
     UserCreated,
     /// Every token of one grant was revoked: on request, or because a code
@@ -111,7 +113,7 @@ pub enum AuditAction {
 impl AuditAction {
     /// Every action, in the order of the enum, such as for a filter's
     /// choices.
-    pub const ALL: [Self; 29] = [
+    pub const ALL: [Self; 30] = [
         Self::TenantCreated,
         Self::KeyCreated,
         Self::KeyRevoked,
@@ -123,6 +125,7 @@ impl AuditAction {
         Self::ClientSecretAdded,
         Self::ClientRevoked,
         Self::ClientLimitsChanged,
+        Self::ClientRedirectUrisChanged,
         Self::UserCreated,
         Self::TokenFamilyRevoked,
         Self::AccessTokenRevoked,
@@ -158,6 +161,7 @@ impl AuditAction {
             Self::ClientSecretAdded => "client.secret_added",
             Self::ClientRevoked => "client.revoked",
             Self::ClientLimitsChanged => "client.limits_changed",
+            Self::ClientRedirectUrisChanged => "client.redirect_uris_changed",
             Self::UserCreated => "user.created",
             Self::TokenFamilyRevoked => "token_family.revoked",
             Self::AccessTokenRevoked => "access_token.revoked",
@@ -209,6 +213,7 @@ impl FromStr for AuditAction {
             "client.secret_added" => Ok(Self::ClientSecretAdded),
             "client.revoked" => Ok(Self::ClientRevoked),
             "client.limits_changed" => Ok(Self::ClientLimitsChanged),
+            "client.redirect_uris_changed" => Ok(Self::ClientRedirectUrisChanged),
             "user.created" => Ok(Self::UserCreated),
             "token_family.revoked" => Ok(Self::TokenFamilyRevoked),
             "access_token.revoked" => Ok(Self::AccessTokenRevoked),
@@ -488,6 +493,29 @@ impl AuditEvent {
                 "previous_plan": client.limits.plan,
             }),
             ..Self::new(context, AuditAction::ClientLimitsChanged)
+        }
+    }
+
+    pub(crate) fn client_redirect_uris_changed(
+        context: &AuditContext,
+        client: &ClientRecord,
+        redirect_uris: &[RedirectUri],
+    ) -> Self {
+        let uris: Vec<&str> = redirect_uris.iter().map(RedirectUri::as_str).collect();
+        let previous: Vec<&str> = client
+            .redirect_uris
+            .iter()
+            .map(RedirectUri::as_str)
+            .collect();
+        Self {
+            tenant_id: Some(client.tenant_id),
+            target: Some(client.id.to_string()),
+            details: json!({
+                "name": client.name,
+                "redirect_uris": uris,
+                "previous_redirect_uris": previous,
+            }),
+            ..Self::new(context, AuditAction::ClientRedirectUrisChanged)
         }
     }
 

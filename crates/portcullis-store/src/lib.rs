@@ -52,7 +52,7 @@ macro_rules! select_client {
         "SELECT c.id, c.tenant_id, t.name AS tenant_name, c.name, c.confidential, \
          c.grant_types, c.scopes, c.redirect_uris, c.auth_method, c.jwks, \
          c.tls_subject_kind, c.tls_subject, c.access_token_ttl_seconds, c.created_at, c.revoked_at, \
-         c.rate_limits, c.plan \
+         c.rate_limits, c.plan, c.created_by \
          FROM oauth_clients c JOIN tenants t ON t.id = c.tenant_id"
     };
 }

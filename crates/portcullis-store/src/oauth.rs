@@ -16,7 +16,7 @@ use portcullis_core::crypto::SecretHash;
 use portcullis_core::ids::{ClientId, TenantId, TokenFamilyId, UserId};
 use portcullis_core::oauth::{
     AccessTokenRecord, AuthorizationCodeRecord, ClientRecord, ClientSecretRecord, ConsentRecord,
-    Email, RefreshTokenRecord, UserRecord,
+    Email, RedirectUri, RefreshTokenRecord, UserRecord,
 };
 use portcullis_core::signing::SigningKeyRecord;
 use time::OffsetDateTime;
@@ -117,6 +117,23 @@ impl Store {
         audit: &AuditContext,
     ) -> Result<ClientRecord, StoreError> {
         dispatch!(self, store => store.update_client_limits(id, limits, audit))
+    }
+
+    /// Replaces a client's registered redirect URIs, with a
+    /// `client.redirect_uris_changed` audit record and a change-feed row so
+    /// that every node reloads the client, and returns the client. The
+    /// caller checks the URIs with [`RedirectUri::parse`] and the grant
+    /// rules.
+    ///
+    /// Fails with [`StoreError::NotFound`] and, for a revoked client,
+    /// [`StoreError::Revoked`].
+    pub async fn update_client_redirect_uris(
+        &self,
+        id: ClientId,
+        redirect_uris: &[RedirectUri],
+        audit: &AuditContext,
+    ) -> Result<ClientRecord, StoreError> {
+        dispatch!(self, store => store.update_client_redirect_uris(id, redirect_uris, audit))
     }
 
     // -----------------------------------------------------------------

@@ -610,6 +610,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/postgres/0014_trusted_ca_revocation.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            15,
+            "client_created_by".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0015_client_created_by.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

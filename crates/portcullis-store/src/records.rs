@@ -181,6 +181,9 @@ pub struct NewClient {
     pub created_at: OffsetDateTime,
     /// The client's own rate limits and plan, checked by the caller.
     pub limits: RateLimits,
+    /// The audit actor that registered the client, such as `cli` or
+    /// `user:<uuid>`.
+    pub created_by: Option<String>,
 }
 
 /// A client secret to store, as its keyed hash. The caller generates the

@@ -625,6 +625,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/sqlite/0014_trusted_ca_revocation.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            15,
+            "client_created_by".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0015_client_created_by.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -90,6 +90,7 @@ store_suite!(
     secret_rotation_keeps_both_until_grace_ends,
     client_revocation_revokes_tokens,
     client_limits_stored_and_updated,
+    client_redirect_uris_replaced,
     users_created_and_found,
     duplicate_user_email_conflicts,
     code_consumed_twice_already_used,

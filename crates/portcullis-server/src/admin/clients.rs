@@ -63,6 +63,7 @@ pub fn client_json(client: &ClientRecord) -> Value {
         "rate_limits": client.limits.rate_limits,
         "plan": client.limits.plan,
         "revoked_at": timestamp(client.revoked_at),
+        "created_by": client.created_by,
     });
     // The stored JWKS passed `check_jwks`, so it contains public keys only.
     let jwks = client

@@ -391,6 +391,7 @@ mod tests {
             access_token_ttl_seconds: 900,
             created_at: audit.at,
             limits: RateLimits::default(),
+            created_by: None,
         };
         store.create_client(&client, None, &audit).await.unwrap();
         let server = AuthorizationServer::start(

@@ -70,6 +70,7 @@ fn client(tenant_id: TenantId) -> ClientRecord {
         created_at: days_ago(40),
         revoked_at: None,
         limits: RateLimits::default(),
+        created_by: None,
     }
 }
 

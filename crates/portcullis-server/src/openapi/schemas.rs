@@ -202,6 +202,9 @@ pub struct Client {
     pub plan: Option<String>,
     #[schema(format = DateTime)]
     pub revoked_at: Option<String>,
+    /// The audit actor that registered the client: `cli`,
+    /// `operator-key:<uuid>` or `user:<uuid>`; null when not recorded.
+    pub created_by: Option<String>,
     /// The client's public keys (RFC 7517), for `private_key_jwt` and
     /// `self_signed_tls_client_auth`.
     #[schema(required = false, value_type = Object)]

@@ -7,7 +7,7 @@ use portcullis_core::crypto::SecretHash;
 use portcullis_core::ids::{ClientId, TenantId, TokenFamilyId, UserId};
 use portcullis_core::oauth::{
     AccessTokenRecord, AuthorizationCodeRecord, ClientAuthMethod, ClientRecord, ClientSecretRecord,
-    ConsentRecord, Email, RefreshTokenRecord, TlsClientAuthSubject, UserRecord,
+    ConsentRecord, Email, RedirectUri, RefreshTokenRecord, TlsClientAuthSubject, UserRecord,
 };
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
@@ -68,8 +68,9 @@ impl PostgresStore {
         let inserted = sqlx::query(
             "INSERT INTO oauth_clients (id, tenant_id, name, confidential, grant_types, scopes, \
              redirect_uris, auth_method, jwks, access_token_ttl_seconds, created_at, \
-             tls_subject_kind, tls_subject, rate_limits, plan) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             tls_subject_kind, tls_subject, rate_limits, plan, created_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+             $16)",
         )
         .bind(client.id.as_uuid())
         .bind(client.tenant_id.as_uuid())
@@ -96,6 +97,7 @@ impl PostgresStore {
         )
         .bind(rate_limits_column(&client.limits.rate_limits))
         .bind(client.limits.plan.as_deref())
+        .bind(client.created_by.as_deref())
         .execute(&mut *tx)
         .await;
         map_insert(inserted, "a client with this id already exists", "tenant")?;
@@ -240,6 +242,34 @@ impl PostgresStore {
             .execute(&mut *tx)
             .await?;
         let event = AuditEvent::client_limits_changed(audit, &client, limits);
+        insert_audit(&mut tx, &self.audit_key, &event).await?;
+        insert_client_change(&mut tx, id, client.tenant_id).await?;
+
+        let updated = lock_client(&mut tx, id).await?;
+        tx.commit().await?;
+        updated.ok_or(StoreError::NotFound("client"))
+    }
+
+    pub(crate) async fn update_client_redirect_uris(
+        &self,
+        id: ClientId,
+        redirect_uris: &[RedirectUri],
+        audit: &AuditContext,
+    ) -> Result<ClientRecord, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let client = lock_client(&mut tx, id)
+            .await?
+            .ok_or(StoreError::NotFound("client"))?;
+        if client.revoked_at.is_some() {
+            return Err(StoreError::Revoked("client"));
+        }
+
+        sqlx::query("UPDATE oauth_clients SET redirect_uris = $2 WHERE id = $1")
+            .bind(id.as_uuid())
+            .bind(join_words(redirect_uris.iter().map(|u| u.as_str())))
+            .execute(&mut *tx)
+            .await?;
+        let event = AuditEvent::client_redirect_uris_changed(audit, &client, redirect_uris);
         insert_audit(&mut tx, &self.audit_key, &event).await?;
         insert_client_change(&mut tx, id, client.tenant_id).await?;
 
@@ -1008,6 +1038,7 @@ fn client_from_row(row: &PgRow) -> Result<ClientRecord, StoreError> {
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
         limits: client_limits_from_columns(row.try_get("rate_limits")?, row.try_get("plan")?),
+        created_by: row.try_get("created_by")?,
     })
 }
 

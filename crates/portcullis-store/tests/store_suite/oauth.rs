@@ -69,6 +69,7 @@ fn new_client(tenant: &Tenant, confidential: bool, created_at: OffsetDateTime) -
         access_token_ttl_seconds: 900,
         created_at,
         limits: RateLimits::default(),
+        created_by: Some("cli".to_owned()),
     }
 }
 
@@ -209,6 +210,7 @@ pub(super) async fn clients_created_found_and_listed(fixture: Fixture) {
     assert_eq!(stored.access_token_ttl_seconds, 900);
     assert_eq!(stored.created_at, at);
     assert_eq!(stored.revoked_at, None);
+    assert_eq!(stored.created_by.as_deref(), Some("cli"));
 
     let public = new_client(&acme, false, at + Duration::seconds(1));
     let public = store
@@ -473,6 +475,74 @@ pub(super) async fn client_limits_stored_and_updated(fixture: Fixture) {
     assert_eq!(cleared.limits, RateLimits::default());
     let missing = store
         .update_client_limits(ClientId::generate(), &changed, &context(at))
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound("client"))));
+}
+
+pub(super) async fn client_redirect_uris_replaced(fixture: Fixture) {
+    let store = fixture.store;
+    let acme = create_tenant(&store, "acme").await;
+    let at = now();
+    let client = create_client(&store, &acme).await;
+    let cursor = store.latest_change().await.unwrap();
+    let replaced = vec![
+        RedirectUri::parse("https://app.example.com/new").unwrap(),
+        RedirectUri::parse("http://127.0.0.1/native").unwrap(),
+    ];
+    let updated = store
+        .update_client_redirect_uris(client.id, &replaced, &context(at))
+        .await
+        .unwrap();
+    assert_eq!(updated.redirect_uris, replaced);
+    assert_eq!(
+        store
+            .find_client(client.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .redirect_uris,
+        replaced
+    );
+    let changes = store.changes_since(cursor, Duration::ZERO).await.unwrap();
+    assert!(
+        changes
+            .iter()
+            .any(|change| change.id > cursor && change.client_id == Some(client.id)),
+        "the change reaches the feed, so every node reloads the client"
+    );
+    let records = store
+        .list_audit(&audit_of(client.id.to_string()))
+        .await
+        .unwrap();
+    let record = records
+        .iter()
+        .find(|record| record.action == AuditAction::ClientRedirectUrisChanged)
+        .expect("the change is audited");
+    assert_eq!(
+        record.details["redirect_uris"],
+        json!(["https://app.example.com/new", "http://127.0.0.1/native"])
+    );
+    assert_eq!(
+        record.details["previous_redirect_uris"],
+        json!(
+            client
+                .redirect_uris
+                .iter()
+                .map(RedirectUri::as_str)
+                .collect::<Vec<_>>()
+        )
+    );
+
+    store
+        .revoke_client(client.id, None, &context(at))
+        .await
+        .unwrap();
+    let revoked = store
+        .update_client_redirect_uris(client.id, &[], &context(at))
+        .await;
+    assert!(matches!(revoked, Err(StoreError::Revoked("client"))));
+    let missing = store
+        .update_client_redirect_uris(ClientId::generate(), &[], &context(at))
         .await;
     assert!(matches!(missing, Err(StoreError::NotFound("client"))));
 }

@@ -40,6 +40,7 @@ fn client(auth_method: ClientAuthMethod, subject: Option<(TlsSubjectKind, &str)>
         created_at: NOW,
         revoked_at: None,
         limits: RateLimits::default(),
+        created_by: None,
     }
 }
 
