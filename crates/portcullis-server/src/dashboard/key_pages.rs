@@ -67,7 +67,7 @@ impl KeyRow {
 
 /// Names a key's creator for people: a user's e-mail address, `CLI`, or
 /// `operator key` for the admin API.
-fn creator_label(created_by: Option<&str>, users: &HashMap<UserId, String>) -> String {
+pub(super) fn creator_label(created_by: Option<&str>, users: &HashMap<UserId, String>) -> String {
     let Some(actor) = created_by else {
         return "unknown".to_owned();
     };

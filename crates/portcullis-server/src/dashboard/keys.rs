@@ -212,13 +212,9 @@ pub(super) async fn rotate(
         Ok(checked) => checked,
         Err(response) => return response,
     };
-    let typed = form.field("grace_hours").trim().to_owned();
-    let max_hours = MAX_ROTATION_GRACE.whole_hours();
-    let hours = match typed.parse::<i64>() {
-        Ok(hours) if (0..=max_hours).contains(&hours) => hours,
-        _ => {
-            let message =
-                format!("Grace period: enter a whole number of hours from 0 to {max_hours}.");
+    let hours = match read_grace_hours(&form) {
+        Ok(hours) => hours,
+        Err((typed, message)) => {
             let status = StatusCode::UNPROCESSABLE_ENTITY;
             return rotate_page(&state, &session, &key, status, typed, Some(message)).await;
         }
@@ -245,6 +241,22 @@ pub(super) async fn rotate(
             secret_page(&state, &session, &issued, "Key rotated", Some(note)).await
         }
         Err(error) => manage_failure(&error),
+    }
+}
+
+/// Reads the rotation form's grace period in whole hours, from 0 to
+/// [`MAX_ROTATION_GRACE`]. On failure, returns the typed value and the
+/// message to show with it.
+pub(super) fn read_grace_hours(form: &Form) -> Result<i64, (String, String)> {
+    let typed = form.field("grace_hours").trim().to_owned();
+    let max_hours = MAX_ROTATION_GRACE.whole_hours();
+    match typed.parse::<i64>() {
+        Ok(hours) if (0..=max_hours).contains(&hours) => Ok(hours),
+        _ => {
+            let message =
+                format!("Grace period: enter a whole number of hours from 0 to {max_hours}.");
+            Err((typed, message))
+        }
     }
 }
 
@@ -486,7 +498,7 @@ fn check_key_form(state: &AppState, form: &Form) -> Result<CheckedKeyForm, KeyFo
 }
 
 /// The grantable scopes as checkboxes, with `chosen` checked.
-fn scope_choices(state: &AppState, chosen: &[&str]) -> Vec<ScopeChoice> {
+pub(super) fn scope_choices(state: &AppState, chosen: &[&str]) -> Vec<ScopeChoice> {
     state
         .key_policy
         .grantable
@@ -642,7 +654,7 @@ pub(super) fn manage_failure(error: &ManageError) -> Response {
     match error {
         ManageError::Conflict { message, .. } => {
             tracing::info!(error = %error, "dashboard key change rejected");
-            let message = format!("{message}. Nothing was changed. Open the key list again.");
+            let message = format!("{message}. Nothing was changed. Open the list again.");
             error_page(StatusCode::CONFLICT, "Change rejected", &message)
         }
         ManageError::NotFound(_) => not_found_page(),

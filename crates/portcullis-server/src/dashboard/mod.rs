@@ -12,6 +12,7 @@
 //!
 //! - [`account`]: sign-in, sign-out, sign-out everywhere and the overview.
 //! - [`keys`]: the tenant's API keys: list, create, rotate and revoke.
+//! - [`clients`] and [`client_pages`]: the tenant's OAuth clients.
 //! - [`key_pages`]: the key pages' templates and rows.
 //! - [`usage`] and [`chart`]: the usage pages and their SVG bar charts.
 //! - [`audit_log`]: the tenant's audit log, filtered and paged.
@@ -26,6 +27,8 @@ mod account;
 mod assets;
 mod audit_log;
 mod chart;
+mod client_pages;
+mod clients;
 mod findings;
 mod key_pages;
 mod keys;
@@ -102,6 +105,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             "/dashboard/keys/{id}/revoke",
             get(keys::revoke_form).post(keys::revoke),
         )
+        .merge(client_routes())
         .route("/dashboard/static/{file}", get(assets::serve))
         .route("/dashboard/{*rest}", any(not_found))
         // Set here, inside the layers, so that a 405 carries the security
@@ -113,6 +117,29 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             reject_cross_origin,
         ))
         .layer(middleware::map_response(add_security_headers))
+}
+
+/// The OAuth client pages.
+fn client_routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/dashboard/clients",
+            get(clients::list).post(clients::create),
+        )
+        .route("/dashboard/clients/new", get(clients::new_form))
+        .route("/dashboard/clients/{id}", get(clients::show))
+        .route(
+            "/dashboard/clients/{id}/rotate",
+            get(clients::rotate_form).post(clients::rotate),
+        )
+        .route(
+            "/dashboard/clients/{id}/revoke",
+            get(clients::revoke_form).post(clients::revoke),
+        )
+        .route(
+            "/dashboard/clients/{id}/redirect-uris",
+            get(clients::redirect_uris_form).post(clients::update_redirect_uris),
+        )
 }
 
 async fn not_found() -> Response {

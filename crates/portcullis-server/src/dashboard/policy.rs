@@ -1,8 +1,9 @@
-//! Key policy of the dashboard: the role rules, and the scopes and
-//! lifetimes that the operator lets dashboard users choose.
+//! Key policy of the dashboard: the role rules for keys and OAuth clients,
+//! and the scopes and lifetimes that the operator lets dashboard users
+//! choose.
 
 use portcullis_core::credential::ApiKeyRecord;
-use portcullis_core::oauth::{Role, UserRecord};
+use portcullis_core::oauth::{ClientRecord, Role, UserRecord};
 use portcullis_core::scope::{Scope, ScopeSet};
 
 use crate::config::Config;
@@ -88,6 +89,18 @@ pub(super) fn may_manage(user: &UserRecord, key: &ApiKeyRecord) -> bool {
     match user.role {
         Role::Admin => true,
         Role::Developer => key.created_by.as_deref() == Some(actor(user).as_str()),
+        Role::Viewer => false,
+    }
+}
+
+/// Returns whether `user` may rotate, revoke or edit `client` and get
+/// certificates for it: admins any client of their tenant, developers the
+/// clients they registered. The caller has already checked that the client
+/// belongs to the user's tenant.
+pub(super) fn may_manage_client(user: &UserRecord, client: &ClientRecord) -> bool {
+    match user.role {
+        Role::Admin => true,
+        Role::Developer => client.created_by.as_deref() == Some(actor(user).as_str()),
         Role::Viewer => false,
     }
 }
