@@ -119,12 +119,11 @@ impl AppState {
         ca_sealing: SealingKey,
     ) -> std::io::Result<Self> {
         let cache = Arc::new(CredentialCache::new(CACHE_CAPACITY));
-        let rate_limiter = RateLimiter::from_config(&config.limits).map_err(|error| {
+        let redis = crate::ratelimit::redis_from_config(&config.limits).map_err(|error| {
             std::io::Error::other(format!("limits.redis_url: invalid Redis URL: {error}"))
         })?;
-        let brute_force = BruteForceTracker::from_config(&config.limits).map_err(|error| {
-            std::io::Error::other(format!("limits.redis_url: invalid Redis URL: {error}"))
-        })?;
+        let rate_limiter = RateLimiter::from_config(&config.limits, redis.as_ref());
+        let brute_force = BruteForceTracker::from_config(&config.limits, redis.as_ref());
         let leaks = leaks::LeakReceiver::load(&config.leaks).map_err(std::io::Error::other)?;
         let alerts = Arc::new(Alerts::new(&config.alerts, store.clone())?);
         Ok(Self(Arc::new(Shared {

@@ -4,7 +4,9 @@
 //! authentication counts (`brute_force`) are kept: `memory`, `redis`, or
 //! `redis_unreachable` during an outage. With Redis it gives the number of
 //! Redis calls of each that failed or timed out since start
-//! (`redis_failures`, `brute_force_redis_failures`). An outage does not make
+//! (`redis_failures`, `brute_force_redis_failures`). Both share the node's
+//! Redis connection, whose background probe turns them back to `redis`
+//! without waiting for a request. An outage does not make
 //! the node unready, because every node shares Redis and the configured
 //! fallback (`limits.redis_failure`) decides what limited requests get.
 
@@ -32,15 +34,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
                 "status": "ready",
                 "store": state.store.backend(),
                 "rate_limits": backend(state.rate_limiter.redis_health()),
-                "redis_failures": state
-                    .rate_limiter
-                    .redis_health()
-                    .map(|health| health.failures()),
+                "redis_failures": state.rate_limiter.redis_failures(),
                 "brute_force": backend(state.brute_force.redis_health()),
-                "brute_force_redis_failures": state
-                    .brute_force
-                    .redis_health()
-                    .map(|health| health.failures()),
+                "brute_force_redis_failures": state.brute_force.redis_failures(),
             })),
         )
             .into_response(),

@@ -30,6 +30,7 @@ use std::time::Duration;
 use portcullis_server::ratelimit::brute_force::{
     Admission, BruteForcePolicy, BruteForceTracker, Subject, Thresholds,
 };
+use portcullis_server::ratelimit::health::RedisHealth;
 use portcullis_server::ratelimit::{
     FailurePolicy, LimitName, LimitRequest, LocalLimiter, RedisLimiter, RedisOptions,
     SharedLimiter, UsesLimit, Verdict,
@@ -430,6 +431,17 @@ async fn recorded_uses_survive_lost_counter() {
     assert_eq!(second.verdict, Verdict::UsesExhausted);
 }
 
+/// Waits until `health` reports Redis up again, without calling Redis: the
+/// background probe ends the outage. Fails after 20 s (the backoff tops
+/// out at 5 s).
+async fn wait_until_up(health: &RedisHealth) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !health.is_up() {
+        assert!(Instant::now() < deadline, "Redis never came back into use");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Checks on `node` until it reports Redis up again, for at most 20 s
 /// (the backoff tops out at 5 s).
 async fn wait_until_shared(node: &SharedLimiter) {
@@ -471,7 +483,7 @@ async fn outage_falls_back_to_local() {
     assert!(second.check(&during, None).await.is_admitted());
     assert!(!first.health().is_up());
     assert!(!second.health().is_up());
-    assert!(first.health().failures() >= 1);
+    assert!(first.failures() >= 1);
     // A usage-limited key cannot be counted exactly by one node.
     let uses = UsesLimit {
         subject: "key_limited".to_owned(),
@@ -540,7 +552,7 @@ async fn outage_with_deny_policy_denies() {
         );
     }
     assert_eq!(logs.count("redis is unreachable"), 1);
-    assert!(node.health().failures() >= 1);
+    assert!(node.failures() >= 1);
 
     server.restart().await;
     wait_until_shared(&node).await;
@@ -676,7 +688,7 @@ async fn too_many_limits_not_an_outage() {
         Verdict::Unavailable
     );
     assert!(node.health().is_up());
-    assert_eq!(node.health().failures(), 0);
+    assert_eq!(node.failures(), 0);
 }
 
 #[tokio::test]
@@ -756,4 +768,122 @@ async fn brute_force_counts_locally_during_outage() {
     ));
     assert!(!tracker.redis_health().unwrap().is_up());
     assert_eq!(logs.count("redis is unreachable"), 1, "{}", logs.text());
+}
+
+/// Rate limits and brute-force counts on one node share its Redis
+/// connection, so an outage both see gives one warning and one recovery
+/// line, and the probe restores shared limits without any request.
+#[tokio::test]
+async fn shared_connection_logs_outage_once() {
+    let Some(mut server) = OwnRedis::start().await else {
+        return;
+    };
+    let logs = CapturedLogs::default();
+    let _guard = logs.install();
+    let redis = limiter(&server.url(), &unique_prefix());
+    let limits = SharedLimiter::new(redis.clone(), FailurePolicy::Local);
+    let tracker = BruteForceTracker::shared(redis.clone(), strict_policy());
+    let attacker = [Subject::ClientIp("203.0.113.78".parse().unwrap())];
+    let burst = [limit("key", "1/min burst 2", "outage")];
+    assert!(limits.check(&burst, None).await.is_admitted());
+    assert_eq!(tracker.check(&attacker).await, Admission::Allow);
+
+    server.stop();
+    // Both components call Redis for several backoff periods, so each
+    // sees failed calls and probes.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        limits.check(&burst, None).await;
+        tracker.check(&attacker).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!redis.health().is_up());
+    assert!(limits.failures() >= 1);
+    // One caller per backoff period tries Redis for the whole node, so the
+    // tracker may not have called it, but it uses the fallback too.
+    assert!(!tracker.redis_health().unwrap().is_up());
+    assert!(matches!(
+        tracker.record_failure(&attacker).await,
+        Admission::Allow | Admission::Delay(_)
+    ));
+    // The fallback: the node's own memory, whose burst of 2 starts full.
+    let during = [limit("key", "1/min burst 2", "during")];
+    assert!(limits.check(&during, None).await.is_admitted());
+    assert!(limits.check(&during, None).await.is_admitted());
+    assert!(!limits.check(&during, None).await.is_admitted());
+
+    server.restart().await;
+    wait_until_up(redis.health()).await;
+    assert!(tracker.redis_health().unwrap().is_up());
+
+    let text = logs.text();
+    assert_eq!(logs.count("redis is unreachable"), 1, "{text}");
+    assert_eq!(logs.count("redis is reachable again"), 1, "{text}");
+    let warning = text
+        .lines()
+        .find(|line| line.contains("redis is unreachable"))
+        .unwrap();
+    assert!(warning.contains("error="), "{warning}");
+    assert!(
+        warning.contains("rate limits enforced per node"),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("failed authentications counted per node"),
+        "{warning}"
+    );
+    let recovery = text
+        .lines()
+        .find(|line| line.contains("redis is reachable again"))
+        .unwrap();
+    assert!(recovery.contains("outage_ms="), "{recovery}");
+    assert!(recovery.contains("outages_not_logged=0"), "{recovery}");
+
+    // Shared again: the restarted, empty Redis admits a fresh burst of 2.
+    let after = [limit("key", "1/min burst 2", "during")];
+    assert!(limits.check(&after, None).await.is_admitted());
+    assert!(limits.check(&after, None).await.is_admitted());
+    assert!(!limits.check(&after, None).await.is_admitted());
+}
+
+/// Three outages within the log interval give one warning; the two that
+/// were not logged are reported once the interval has passed.
+#[tokio::test]
+async fn flapping_outages_logged_once() {
+    let Some(mut server) = OwnRedis::start().await else {
+        return;
+    };
+    let logs = CapturedLogs::default();
+    let _guard = logs.install();
+    let redis = limiter(&server.url(), &unique_prefix());
+    let node = SharedLimiter::new(redis.clone(), FailurePolicy::Local);
+    let limits = [limit("key", "100/s", "flapping")];
+    let started = Instant::now();
+
+    for _ in 0..3 {
+        assert!(node.check(&limits, None).await.is_admitted());
+        server.stop();
+        node.check(&limits, None).await;
+        assert!(!node.health().is_up());
+        server.restart().await;
+        wait_until_up(node.health()).await;
+    }
+    let outages_seen = node.failures();
+    assert!(outages_seen >= 3, "{outages_seen} failed calls counted");
+    assert_eq!(logs.count("redis is unreachable"), 1, "{}", logs.text());
+    assert_eq!(logs.count("redis is reachable again"), 1, "{}", logs.text());
+
+    // The report comes once 60 s have passed since the warning.
+    let deadline = started + Duration::from_secs(75);
+    while logs.count("outages_not_logged=2") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no line reported the outages not logged:\n{}",
+            logs.text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(logs.count("redis is unreachable"), 1, "{}", logs.text());
+    assert_eq!(logs.count("redis is reachable again"), 2, "{}", logs.text());
+    assert!(node.check(&limits, None).await.is_admitted());
 }

@@ -1,7 +1,9 @@
 //! Rate limits shared through Redis: two nodes together admit the
 //! configured rate and block a guessing address together, and a Redis
-//! outage gives each node its configured fallback until Redis is back. Every test runs its own `redis-server`, so
-//! it can stop it without touching the Redis that other tests use.
+//! outage gives each node its configured fallback until Redis is back,
+//! with one warning and one recovery line per node. Every test runs its own
+//! `redis-server`, so it can stop it without touching the Redis that other
+//! tests use.
 
 #![allow(
     clippy::unwrap_used,
@@ -110,14 +112,28 @@ async fn readiness_backend(node: &Server) -> String {
         .to_owned()
 }
 
-/// Counts the log lines with `message` from the rate limiter's Redis
-/// connection. The brute-force tracker has its own connection, whose lines
-/// name its fallback, counting failed authentications per node.
+/// Counts the log lines with `message`. The rate limiter and the
+/// brute-force tracker share one Redis connection per node, so an outage
+/// gives one line of each kind per node.
 fn count_logs(node: &Server, message: &str) -> usize {
     node.log_text()
         .lines()
-        .filter(|line| line.contains(message) && !line.contains("failed authentications"))
+        .filter(|line| line.contains(message))
         .count()
+}
+
+/// Polls `/readyz` until both counters are kept in Redis again, for at most
+/// `within`, and returns whether they were. Sends no gateway request.
+async fn wait_for_redis_backend(node: &Server, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let body = readiness(node).await;
+        if body["rate_limits"] == "redis" && body["brute_force"] == "redis" {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 #[tokio::test]
@@ -342,6 +358,12 @@ async fn redis_outage_uses_fallback_then_recovers() {
     // The restarted Redis is empty. The local node's memory has spent
     // `/few`, so an admission there shows that Redis counts again.
     redis.restart();
+    // The background probe ends the outage without any request.
+    for node in [&local, &deny] {
+        let ready = wait_for_redis_backend(node, Duration::from_secs(15)).await;
+        assert!(ready, "/readyz did not report Redis in use again");
+        assert_eq!(count_logs(node, "redis is reachable again"), 1);
+    }
     let recovered = wait_for_status(
         &local,
         "/few/1",

@@ -2,8 +2,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use crate::ratelimit::brute_force::BruteForcePolicy;
+use crate::ratelimit::redis::{DEFAULT_TIMEOUT, MAX_TIMEOUT, MIN_TIMEOUT};
 use crate::ratelimit::{FailurePolicy, LimitName, Rate};
 
 use super::ConfigError;
@@ -27,18 +29,33 @@ pub const MAX_PLANS: usize = 1_000;
 pub const RESERVED_LIMIT_NAMES: [&str; 4] = ["key", "client", "tenant", "route"];
 
 /// The `[limits]` table, checked.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitsConfig {
     /// The Redis server that limits are counted in, or `None` for memory.
     pub redis_url: Option<RedisUrl>,
     /// Behaviour of a node while Redis cannot be reached.
     pub redis_failure: FailurePolicy,
+    /// Time one Redis call may take before it counts as failed.
+    pub redis_timeout: Duration,
     /// Rate shared by all credentials of one tenant.
     pub tenant: Option<Rate>,
     /// Plans by name.
     pub plans: BTreeMap<String, Plan>,
     /// When failed authentications slow and block a source.
     pub brute_force: BruteForcePolicy,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            redis_failure: FailurePolicy::default(),
+            redis_timeout: DEFAULT_TIMEOUT,
+            tenant: None,
+            plans: BTreeMap::new(),
+            brute_force: BruteForcePolicy::default(),
+        }
+    }
 }
 
 /// A named set of limits, all of which apply to a key or client on the plan.
@@ -97,6 +114,11 @@ pub(super) fn check_limits(raw: RawLimits) -> Result<LimitsConfig, ConfigError> 
         }
     };
 
+    let redis_timeout = match raw.redis_timeout_ms {
+        None => DEFAULT_TIMEOUT,
+        Some(millis) => check_redis_timeout(millis)?,
+    };
+
     let tenant = raw
         .tenant
         .map(|text| check_rate("limits.tenant", &text))
@@ -123,6 +145,7 @@ pub(super) fn check_limits(raw: RawLimits) -> Result<LimitsConfig, ConfigError> 
     Ok(LimitsConfig {
         redis_url,
         redis_failure,
+        redis_timeout,
         tenant,
         plans,
         brute_force,
@@ -180,6 +203,21 @@ fn check_plan(name: &str, raw: BTreeMap<String, String>) -> Result<Plan, ConfigE
         limits.push((limit_name, rate));
     }
     Ok(Plan { limits })
+}
+
+fn check_redis_timeout(millis: u64) -> Result<Duration, ConfigError> {
+    let timeout = Duration::from_millis(millis);
+    if timeout < MIN_TIMEOUT || timeout > MAX_TIMEOUT {
+        return Err(ConfigError::invalid(
+            "limits.redis_timeout_ms",
+            format!(
+                "{millis} is out of range; write a timeout from {} to {} milliseconds",
+                MIN_TIMEOUT.as_millis(),
+                MAX_TIMEOUT.as_millis()
+            ),
+        ));
+    }
+    Ok(timeout)
 }
 
 fn check_redis_url(text: &str) -> Result<RedisUrl, String> {

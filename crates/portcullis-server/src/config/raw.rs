@@ -300,6 +300,9 @@ pub struct RawLimits {
     /// (default) counts limits in its own memory, and `"deny"` rejects
     /// limited requests with 503.
     pub redis_failure: Option<String>,
+    /// Time in milliseconds one Redis call may take before the node treats
+    /// Redis as unreachable, from 10 to 5000; default 250.
+    pub redis_timeout_ms: Option<u64>,
     /// Rate that all credentials of one tenant share, such as
     /// `"1000/s burst 2000"`; default none.
     pub tenant: Option<String>,

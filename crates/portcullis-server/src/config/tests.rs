@@ -988,6 +988,31 @@ fn plan_limit_count_bounded() {
 }
 
 #[test]
+fn redis_timeout_parsed_and_bounded() {
+    let config = from_toml("", &no_env()).unwrap();
+    assert_eq!(config.limits.redis_timeout, Duration::from_millis(250));
+
+    let config = from_toml("[limits]\nredis_timeout_ms = 40\n", &no_env()).unwrap();
+    assert_eq!(config.limits.redis_timeout, Duration::from_millis(40));
+
+    let config = from_toml("", &env(&[("PORTCULLIS_LIMITS__REDIS_TIMEOUT_MS", "1200")])).unwrap();
+    assert_eq!(config.limits.redis_timeout, Duration::from_millis(1200));
+
+    for bound in ["10", "5000"] {
+        let text = format!("[limits]\nredis_timeout_ms = {bound}\n");
+        assert!(from_toml(&text, &no_env()).is_ok(), "{bound} ms rejected");
+    }
+    for outside in ["0", "9", "5001", "60000"] {
+        let error = error_of(&format!("[limits]\nredis_timeout_ms = {outside}\n"));
+        assert_names(&error, "limits.redis_timeout_ms");
+        assert!(error.contains("from 10 to 5000 milliseconds"), "{error}");
+        assert!(error.contains(outside), "{error}");
+    }
+    let error = error_of("[limits]\nredis_timeout_ms = \"fast\"\n");
+    assert_names(&error, "limits.redis_timeout_ms");
+}
+
+#[test]
 fn redis_url_error_hides_password() {
     let error = error_of("[limits]\nredis_url = \"http://user:hunter2@127.0.0.1\"\n");
     assert_names(&error, "limits.redis_url");

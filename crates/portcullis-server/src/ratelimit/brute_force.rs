@@ -265,20 +265,26 @@ impl BruteForceTracker {
         }
     }
 
-    /// Builds the tracker that `limits` configures: counting in Redis when
-    /// `limits.redis_url` is set, in this process otherwise. Redis is not
-    /// contacted here.
-    pub fn from_config(limits: &crate::config::LimitsConfig) -> Result<Self, RedisLimitError> {
-        let Some(url) = &limits.redis_url else {
-            return Ok(Self::local(limits.brute_force));
-        };
-        let redis = RedisLimiter::new(url.expose(), super::redis::RedisOptions::default())?;
-        Ok(Self::shared(redis, limits.brute_force))
+    /// Builds the tracker that `limits` configures: counting in `redis`,
+    /// the node's Redis connection, when there is one, and in this process
+    /// otherwise.
+    pub fn from_config(limits: &crate::config::LimitsConfig, redis: Option<&RedisLimiter>) -> Self {
+        match redis {
+            Some(redis) => Self::shared(redis.clone(), limits.brute_force),
+            None => Self::local(limits.brute_force),
+        }
     }
 
     /// Returns the state of the Redis connection, when the tracker uses one.
     pub fn redis_health(&self) -> Option<&RedisHealth> {
-        self.redis.as_ref().map(|shared| &shared.health)
+        self.redis.as_ref().map(|shared| shared.redis.health())
+    }
+
+    /// Returns the number of the tracker's Redis calls that failed or timed
+    /// out since start, when it uses Redis.
+    pub fn redis_failures(&self) -> Option<u64> {
+        self.redis_health()
+            .map(|health| health.failures(RedisComponent::BruteForce))
     }
 
     /// Returns whether an attempt naming `subjects` may go ahead.
@@ -524,19 +530,18 @@ struct SharedTracker {
     redis: RedisLimiter,
     script: Script,
     policy: BruteForcePolicy,
-    health: RedisHealth,
 }
 
 impl SharedTracker {
     fn new(redis: RedisLimiter, policy: BruteForcePolicy) -> Self {
+        redis.health().register(
+            RedisComponent::BruteForce,
+            "failed authentications counted per node",
+        );
         Self {
             redis,
             script: Script::new(include_str!("brute_force.lua")),
             policy,
-            health: RedisHealth::new(
-                RedisComponent::BruteForce,
-                "counting failed authentications per node until it is back",
-            ),
         }
     }
 
@@ -546,8 +551,9 @@ impl SharedTracker {
         if subjects.is_empty() {
             return None;
         }
-        if !self.health.may_call() {
-            self.health.record_fallback();
+        let health = self.redis.health();
+        if !health.may_call() {
+            health.record_fallback(RedisComponent::BruteForce);
             return None;
         }
         let mut invocation = self.script.prepare_invoke();
@@ -571,11 +577,11 @@ impl SharedTracker {
             invocation.invoke_async::<Vec<i64>>(&mut connection),
         )
         .await;
-        self.health.record_latency(started.elapsed());
+        health.record_latency(RedisComponent::BruteForce, started.elapsed());
         let failure = match result {
             Ok(Ok(reply)) => match parse_admissions(&reply, subjects.len()) {
                 Some(admissions) => {
-                    self.health.record_success();
+                    health.record_success(started);
                     return Some(admissions);
                 }
                 None => RedisLimitError::Reply,
@@ -583,8 +589,9 @@ impl SharedTracker {
             Ok(Err(error)) => RedisLimitError::Redis(error),
             Err(_) => RedisLimitError::Timeout(self.redis.timeout()),
         };
-        self.health.record_failure(&failure);
-        self.health.record_fallback();
+        self.redis
+            .record_failure(RedisComponent::BruteForce, &failure);
+        health.record_fallback(RedisComponent::BruteForce);
         None
     }
 }

@@ -5,6 +5,7 @@
 //! - [`local`]: limits in this process's memory.
 //! - [`redis`]: limits shared through Redis, use counters of usage-limited
 //!   keys, and the fallback while Redis is away.
+//! - [`health`]: whether Redis is in use, its backoff and outage log lines.
 //! - [`decision`]: the result of a check and the `RateLimit` header fields.
 //! - [`brute_force`]: failed authentications per client address and per
 //!   targeted identity, with growing blocks.
@@ -39,6 +40,7 @@
 pub mod brute_force;
 pub mod decision;
 pub mod gcra;
+pub mod health;
 pub mod local;
 pub mod policy;
 pub mod redis;
@@ -114,6 +116,24 @@ pub(crate) fn bounded_subject(subject: &str) -> String {
     text
 }
 
+/// Prepares the node's one Redis connection when `limits.redis_url` is set.
+/// The rate limiter and the brute-force tracker share it, and with it one
+/// outage state, so an outage is logged once per node. Redis is not
+/// contacted here, so a node starts while Redis is down and uses the
+/// failure policy until it is back.
+pub fn redis_from_config(
+    limits: &crate::config::LimitsConfig,
+) -> Result<Option<RedisLimiter>, RedisLimitError> {
+    let Some(url) = &limits.redis_url else {
+        return Ok(None);
+    };
+    let options = RedisOptions {
+        timeout: limits.redis_timeout,
+        ..RedisOptions::default()
+    };
+    RedisLimiter::new(url.expose(), options).map(Some)
+}
+
 /// The rate limiter of a node: in memory, or shared through Redis.
 pub enum RateLimiter {
     /// Limits in this process only (no `PORTCULLIS_REDIS_URL`).
@@ -124,19 +144,26 @@ pub enum RateLimiter {
 }
 
 impl RateLimiter {
-    /// Builds the limiter that `limits` configures: shared through Redis
-    /// when `limits.redis_url` is set, in memory otherwise. Redis is not
-    /// contacted here, so a node starts while Redis is down and uses the
-    /// failure policy until it is back.
-    pub fn from_config(limits: &crate::config::LimitsConfig) -> Result<Self, RedisLimitError> {
-        let Some(url) = &limits.redis_url else {
-            return Ok(Self::Local(LocalLimiter::default()));
-        };
-        let redis = RedisLimiter::new(url.expose(), RedisOptions::default())?;
-        Ok(Self::Shared(Box::new(SharedLimiter::new(
-            redis,
-            limits.redis_failure,
-        ))))
+    /// Builds the limiter that `limits` configures: shared through `redis`,
+    /// the node's Redis connection, when there is one, and in memory
+    /// otherwise.
+    pub fn from_config(limits: &crate::config::LimitsConfig, redis: Option<&RedisLimiter>) -> Self {
+        match redis {
+            Some(redis) => Self::Shared(Box::new(SharedLimiter::new(
+                redis.clone(),
+                limits.redis_failure,
+            ))),
+            None => Self::Local(LocalLimiter::default()),
+        }
+    }
+
+    /// Returns the number of the limiter's Redis calls that failed or timed
+    /// out since start, or `None` without Redis.
+    pub fn redis_failures(&self) -> Option<u64> {
+        match self {
+            Self::Local(_) => None,
+            Self::Shared(shared) => Some(shared.failures()),
+        }
     }
 
     /// Returns the in-memory limiter: the only one, or Redis's fallback.

@@ -10,8 +10,7 @@
 //! share a hash slot, which this code does not arrange. Use one Redis
 //! server, or a primary with replicas.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -19,26 +18,30 @@ use redis::{Client, Script};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::metrics::{self, RedisComponent, RedisErrorKind};
+use crate::metrics::RedisComponent;
 use crate::ratelimit::LimitRequest;
 use crate::ratelimit::decision::{Decision, UsesStatus, Verdict};
 use crate::ratelimit::gcra::{Gcra, Outcome};
+use crate::ratelimit::health::ProbeStep;
+pub use crate::ratelimit::health::{FIRST_BACKOFF, MAX_BACKOFF, RedisHealth};
 use crate::ratelimit::local::{LocalLimiter, decide};
 
-/// Default time one Redis call may take before the check gives up on it.
-/// It is far above a loopback or same-zone round trip (an estimate: a few
-/// milliseconds at most), and short enough that a stalled Redis adds
-/// little to a request.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(75);
+/// Default time one Redis call may take before the check gives up on it
+/// (`limits.redis_timeout_ms`). It is far above a loopback or same-zone
+/// round trip (an estimate: a few milliseconds at most), with room for a
+/// loaded host, where 75 ms made a healthy Redis look down several times
+/// a minute.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// Shortest accepted call timeout.
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(10);
+
+/// Longest accepted call timeout. A longer one would hold every limited
+/// request that long while Redis stalls.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Default prefix of every key Portcullis writes to Redis.
 pub const DEFAULT_KEY_PREFIX: &str = "portcullis";
-
-/// First wait after a failed Redis call before the next one is tried.
-pub const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-
-/// Maximum wait between two attempts while Redis is down.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Maximum limits in one check, which bounds the script's work.
 pub const MAX_LIMITS_PER_CHECK: usize = 16;
@@ -102,13 +105,17 @@ pub enum RedisLimitError {
     TooManyLimits(usize),
 }
 
-/// GCRA limits and use counters kept in Redis.
+/// GCRA limits and use counters kept in Redis, on one connection.
+///
+/// Clones share the connection and its [`RedisHealth`], so a node builds
+/// one and hands clones to each component that calls Redis.
 #[derive(Clone)]
 pub struct RedisLimiter {
     connection: ConnectionManager,
     script: Script,
     refund_script: Script,
     options: RedisOptions,
+    health: Arc<RedisHealth>,
 }
 
 impl RedisLimiter {
@@ -130,20 +137,40 @@ impl RedisLimiter {
             script: Script::new(include_str!("limit.lua")),
             refund_script: Script::new(include_str!("refund.lua")),
             options,
+            health: Arc::new(RedisHealth::new()),
         })
     }
 
     /// Sends `PING` within the timeout, for a readiness check.
     pub async fn ping(&self) -> Result<(), RedisLimitError> {
-        let mut connection = self.connection.clone();
-        let command = redis::cmd("PING");
-        tokio::time::timeout(
+        ping(self.connection.clone(), self.timeout()).await
+    }
+
+    /// Returns the health of the connection, which every clone shares.
+    pub fn health(&self) -> &RedisHealth {
+        &self.health
+    }
+
+    /// Counts a failed call of `component` and, when an outage begins,
+    /// starts the background probe that ends it once Redis replies again,
+    /// with or without requests.
+    pub(crate) fn record_failure(&self, component: RedisComponent, error: &RedisLimitError) {
+        if self.health.record_failure(component, error) {
+            self.start_prober();
+        }
+    }
+
+    fn start_prober(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.health.prober_stopped();
+            return;
+        };
+        // The task holds the health weakly, so it ends with the node.
+        runtime.spawn(probe_until_logged(
+            Arc::downgrade(&self.health),
+            self.connection.clone(),
             self.timeout(),
-            command.query_async::<String>(&mut connection),
-        )
-        .await
-        .map_err(|_| RedisLimitError::Timeout(self.timeout()))??;
-        Ok(())
+        ));
     }
 
     /// Returns the connection, for the brute-force tracker.
@@ -233,6 +260,55 @@ impl RedisLimiter {
     }
 }
 
+/// Sends `PING` on `connection`, waiting at most `timeout`.
+async fn ping(mut connection: ConnectionManager, timeout: Duration) -> Result<(), RedisLimitError> {
+    let command = redis::cmd("PING");
+    tokio::time::timeout(timeout, command.query_async::<String>(&mut connection))
+        .await
+        .map_err(|_| RedisLimitError::Timeout(timeout))??;
+    Ok(())
+}
+
+/// Pings Redis on the backoff schedule while it is down, so the node
+/// returns to shared limits (and `/readyz` reports it) without waiting for
+/// a request. The task also logs the outages that the log interval held
+/// back, and ends when Redis is up and every outage is logged.
+async fn probe_until_logged(
+    health: Weak<RedisHealth>,
+    connection: ConnectionManager,
+    timeout: Duration,
+) {
+    loop {
+        let Some(strong) = health.upgrade() else {
+            return;
+        };
+        match strong.next_probe_step() {
+            ProbeStep::Stop => return,
+            ProbeStep::WaitUntil(wake) => {
+                // An outage that begins during a wait for a report wakes
+                // the task early, so its probes start on time.
+                let outage_began = strong.outage_notify();
+                drop(strong);
+                tokio::select! {
+                    () = tokio::time::sleep_until(wake) => {}
+                    () = outage_began.notified() => {}
+                }
+            }
+            ProbeStep::Probe => {
+                let started = Instant::now();
+                match ping(connection.clone(), timeout).await {
+                    Ok(()) => strong.record_success(started),
+                    // The probe is no component's call, so it extends the
+                    // backoff without counting in the error metrics.
+                    Err(error) => {
+                        let _ = strong.record_outage(&error);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Turns the script's reply into a decision.
 fn parse_reply(
     limits: &[LimitRequest],
@@ -287,21 +363,20 @@ pub struct SharedLimiter {
     redis: RedisLimiter,
     local: LocalLimiter,
     policy: FailurePolicy,
-    health: RedisHealth,
 }
 
 impl SharedLimiter {
     /// Combines a Redis limiter with the fallback `policy`.
     pub fn new(redis: RedisLimiter, policy: FailurePolicy) -> Self {
         let fallback = match policy {
-            FailurePolicy::Local => "enforcing rate limits per node until it is back",
-            FailurePolicy::Deny => "denying rate-limited requests until it is back",
+            FailurePolicy::Local => "rate limits enforced per node",
+            FailurePolicy::Deny => "rate-limited requests denied with 503",
         };
+        redis.health().register(RedisComponent::RateLimit, fallback);
         Self {
             redis,
             local: LocalLimiter::default(),
             policy,
-            health: RedisHealth::new(RedisComponent::RateLimit, fallback),
         }
     }
 
@@ -311,9 +386,15 @@ impl SharedLimiter {
         &self.local
     }
 
-    /// Returns the state of the Redis connection and its failure count.
+    /// Returns the state of the Redis connection and its failure counts.
     pub fn health(&self) -> &RedisHealth {
-        &self.health
+        self.redis.health()
+    }
+
+    /// Returns the number of rate-limit calls to Redis that failed or timed
+    /// out since start.
+    pub fn failures(&self) -> u64 {
+        self.health().failures(RedisComponent::RateLimit)
     }
 
     /// Checks one request, through Redis when it replies and by the
@@ -333,19 +414,20 @@ impl SharedLimiter {
             );
             return unavailable();
         }
-        if self.health.may_call() {
+        let health = self.health();
+        if health.may_call() {
             let started = Instant::now();
             let checked = self.redis.check(limits, uses).await;
-            self.health.record_latency(started.elapsed());
+            health.record_latency(RedisComponent::RateLimit, started.elapsed());
             match checked {
                 Ok(decision) => {
-                    self.health.record_success();
+                    health.record_success(started);
                     return decision;
                 }
-                Err(error) => self.health.record_failure(&error),
+                Err(error) => self.redis.record_failure(RedisComponent::RateLimit, &error),
             }
         }
-        self.health.record_fallback();
+        health.record_fallback(RedisComponent::RateLimit);
         match (self.policy, uses) {
             (FailurePolicy::Local, None) => self.local.check(limits),
             _ => unavailable(),
@@ -362,16 +444,17 @@ impl SharedLimiter {
     /// The error is then at most one request per rejection during the
     /// switch.
     pub async fn refund(&self, limits: &[LimitRequest]) {
-        if !self.health.is_up() {
+        let health = self.health();
+        if !health.is_up() {
             self.local.refund(limits);
             return;
         }
         let started = Instant::now();
         let refunded = self.redis.refund(limits).await;
-        self.health.record_latency(started.elapsed());
+        health.record_latency(RedisComponent::RateLimit, started.elapsed());
         match refunded {
-            Ok(()) => self.health.record_success(),
-            Err(error) => self.health.record_failure(&error),
+            Ok(()) => health.record_success(started),
+            Err(error) => self.redis.record_failure(RedisComponent::RateLimit, &error),
         }
     }
 }
@@ -382,202 +465,5 @@ pub(crate) fn unavailable() -> Decision {
         verdict: Verdict::Unavailable,
         limits: Vec::new(),
         uses: None,
-    }
-}
-
-/// Whether Redis is in use, with the backoff and logging of an outage.
-///
-/// A failed call starts a backoff of [`FIRST_BACKOFF`]; while it runs,
-/// callers skip Redis. When it ends, one caller tries Redis again (the
-/// others keep skipping it). The first success ends the outage, and each
-/// failed try doubles the backoff, up to [`MAX_BACKOFF`]. Calls that were
-/// already under way when the outage began do not extend it. The start and the end of an outage are logged
-/// once each, and every failed call is counted.
-pub struct RedisHealth {
-    state: Mutex<HealthState>,
-    failures: AtomicU64,
-    /// The component that calls Redis, for the metrics.
-    component: RedisComponent,
-    /// The component's behaviour during an outage, for the log line.
-    fallback: &'static str,
-}
-
-#[derive(Debug)]
-struct HealthState {
-    down_since: Option<Instant>,
-    next_attempt: Instant,
-    backoff: Duration,
-    /// Whether a caller is trying Redis again during an outage.
-    probing: bool,
-}
-
-impl RedisHealth {
-    /// Starts healthy. `fallback` describes the component's behaviour
-    /// during an outage, for the log line.
-    pub fn new(component: RedisComponent, fallback: &'static str) -> Self {
-        if let Some(metrics) = metrics::get() {
-            metrics.record_redis_state(component, true);
-        }
-        Self {
-            state: Mutex::new(HealthState {
-                down_since: None,
-                next_attempt: Instant::now(),
-                backoff: FIRST_BACKOFF,
-                probing: false,
-            }),
-            failures: AtomicU64::new(0),
-            component,
-            fallback,
-        }
-    }
-
-    /// Records the duration of one Redis call.
-    pub fn record_latency(&self, elapsed: Duration) {
-        if let Some(metrics) = metrics::get() {
-            metrics.record_redis_call(self.component, elapsed);
-        }
-    }
-
-    /// Counts a check decided without Redis, during an outage.
-    pub fn record_fallback(&self) {
-        if let Some(metrics) = metrics::get() {
-            metrics.record_redis_fallback(self.component);
-        }
-    }
-
-    /// Returns the number of Redis calls that failed or timed out since
-    /// start, for the metrics endpoint.
-    pub fn failures(&self) -> u64 {
-        self.failures.load(Ordering::Relaxed)
-    }
-
-    /// Returns whether calls currently go to Redis.
-    pub fn is_up(&self) -> bool {
-        self.lock().down_since.is_none()
-    }
-
-    /// Returns whether this caller should call Redis: always while it is
-    /// up, and one caller per backoff period while it is down.
-    pub fn may_call(&self) -> bool {
-        let mut state = self.lock();
-        if state.down_since.is_none() {
-            return true;
-        }
-        let now = Instant::now();
-        if now < state.next_attempt {
-            return false;
-        }
-        // This caller is the probe; the others skip Redis until it returns.
-        state.next_attempt = now + state.backoff;
-        state.probing = true;
-        true
-    }
-
-    /// Ends an outage, logging it once.
-    pub fn record_success(&self) {
-        let mut state = self.lock();
-        if let Some(since) = state.down_since.take() {
-            if let Some(metrics) = metrics::get() {
-                metrics.record_redis_state(self.component, true);
-            }
-            tracing::info!(
-                outage_ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX),
-                fallback = self.fallback,
-                "redis is reachable again; shared limits are back in use"
-            );
-        }
-        state.backoff = FIRST_BACKOFF;
-        state.probing = false;
-    }
-
-    /// Counts a failed call, starts or extends the backoff, and logs the
-    /// start of an outage once.
-    pub fn record_failure(&self, error: &RedisLimitError) {
-        self.failures.fetch_add(1, Ordering::Relaxed);
-        let metrics = metrics::get();
-        if let Some(metrics) = metrics {
-            let kind = match error {
-                RedisLimitError::Timeout(_) => RedisErrorKind::Timeout,
-                RedisLimitError::Reply | RedisLimitError::TooManyLimits(_) => RedisErrorKind::Reply,
-                RedisLimitError::Redis(_) => RedisErrorKind::Error,
-            };
-            metrics.record_redis_error(self.component, kind);
-        }
-        let mut state = self.lock();
-        let now = Instant::now();
-        if state.down_since.is_none() {
-            if let Some(metrics) = metrics {
-                metrics.record_redis_state(self.component, false);
-            }
-            state.down_since = Some(now);
-            state.backoff = FIRST_BACKOFF;
-            tracing::warn!(error = %error, fallback = self.fallback, "redis is unreachable");
-            state.next_attempt = now + state.backoff;
-        } else if state.probing {
-            state.probing = false;
-            state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
-            state.next_attempt = now + state.backoff;
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HealthState> {
-        // Plain timestamps: a panic elsewhere cannot leave them half-written.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn failure() -> RedisLimitError {
-        RedisLimitError::Timeout(DEFAULT_TIMEOUT)
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn outage_backs_off_with_one_probe() {
-        let health = RedisHealth::new(RedisComponent::RateLimit, "testing");
-        assert!(health.may_call());
-
-        // Three calls under way when Redis goes away: one outage, counted
-        // three times, with the first backoff.
-        health.record_failure(&failure());
-        health.record_failure(&failure());
-        health.record_failure(&failure());
-        assert!(!health.is_up());
-        assert_eq!(health.failures(), 3);
-        assert!(!health.may_call());
-
-        // One probe when the backoff ends; the others keep skipping Redis.
-        tokio::time::advance(FIRST_BACKOFF).await;
-        assert!(health.may_call());
-        assert!(!health.may_call());
-
-        // A failed probe doubles the backoff.
-        health.record_failure(&failure());
-        tokio::time::advance(FIRST_BACKOFF).await;
-        assert!(!health.may_call());
-        tokio::time::advance(FIRST_BACKOFF).await;
-        assert!(health.may_call());
-
-        health.record_success();
-        assert!(health.is_up());
-        assert!(health.may_call());
-        assert!(health.may_call());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn backoff_stops_at_maximum() {
-        let health = RedisHealth::new(RedisComponent::RateLimit, "testing");
-        health.record_failure(&failure());
-        for _ in 0..10 {
-            tokio::time::advance(MAX_BACKOFF).await;
-            assert!(health.may_call());
-            health.record_failure(&failure());
-        }
-        tokio::time::advance(MAX_BACKOFF).await;
-        assert!(health.may_call());
     }
 }
