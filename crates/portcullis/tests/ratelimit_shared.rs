@@ -350,7 +350,7 @@ async fn redis_outage_uses_fallback_then_recovers() {
     assert_eq!(count_logs(&deny, "redis is unreachable"), 1);
     assert_eq!(readiness_backend(&local).await, "redis_unreachable");
     // Both components share the node's connection and its outage state.
-    // Every key request asks the failure counts first, so the failed calls
+    // Every key request checks the failure counts first, so the failed calls
     // may all be the tracker's.
     let body = readiness(&local).await;
     assert_eq!(body["brute_force"], "redis_unreachable");

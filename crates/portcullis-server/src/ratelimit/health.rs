@@ -170,7 +170,7 @@ impl RedisHealth {
     /// Counts a failed call of `component`, starts or extends the backoff,
     /// and logs the start of an outage unless a line was logged within
     /// [`OUTAGE_LOG_INTERVAL`]. Returns whether the caller must start the
-    /// background probe, which happens once per outage at most.
+    /// background probe, which is true only while no probe task runs.
     #[must_use]
     pub fn record_failure(&self, component: RedisComponent, error: &RedisLimitError) -> bool {
         self.failure_counter(component)
@@ -503,9 +503,9 @@ mod tests {
         assert_eq!(log.report_at(), None);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn unlogged_outages_reported_when_up() {
-        let start = Instant::now();
+    /// Returns a log that saw a logged outage at `start`, a second one
+    /// 10 s later, and a third begun 20 s after `start`, still under way.
+    async fn log_after_flapping(start: Instant) -> OutageLog {
         let mut log = OutageLog::new(OUTAGE_LOG_INTERVAL);
         assert_eq!(log.outage_started(start), Some(0));
         assert_eq!(log.outage_ended(), Some(0));
@@ -514,6 +514,13 @@ mod tests {
         assert_eq!(log.outage_ended(), None);
         tokio::time::advance(Duration::from_secs(10)).await;
         assert_eq!(log.outage_started(Instant::now()), None);
+        log
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unlogged_outages_reported_when_up() {
+        let start = Instant::now();
+        let mut log = log_after_flapping(start).await;
         assert_eq!(log.outage_ended(), None);
 
         // Redis stays up: a recovery line reports both once the interval
@@ -532,15 +539,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn unlogged_outage_under_way_reported() {
-        let start = Instant::now();
-        let mut log = OutageLog::new(OUTAGE_LOG_INTERVAL);
-        assert_eq!(log.outage_started(start), Some(0));
-        assert_eq!(log.outage_ended(), Some(0));
-        tokio::time::advance(Duration::from_secs(10)).await;
-        assert_eq!(log.outage_started(Instant::now()), None);
-        assert_eq!(log.outage_ended(), None);
-        tokio::time::advance(Duration::from_secs(10)).await;
-        assert_eq!(log.outage_started(Instant::now()), None);
+        let mut log = log_after_flapping(Instant::now()).await;
 
         // Still down when the interval ends: the outage under way is logged
         // as begun, reporting the one before it, and its end is logged.
