@@ -617,6 +617,22 @@ async fn main_pages_fit_narrow_screen() -> WebDriverResult<()> {
         assert_eq!(gateway_status(&secret).await, 200);
     }
 
+    let client = FIXTURE.data.cli_json(&[
+        "clients",
+        "create",
+        "--tenant",
+        "acme",
+        "--name",
+        "Screenshot app",
+        "--grant-types",
+        "client_credentials",
+        "--scopes",
+        "orders:read",
+    ]);
+    let client = format!(
+        "/dashboard/clients/{}",
+        client["client_id"].as_str().unwrap()
+    );
     let key = format!("/dashboard/keys/{id}");
     let pages = [
         ("/dashboard/keys".to_owned(), "API keys", "keys"),
@@ -636,6 +652,13 @@ async fn main_pages_fit_narrow_screen() -> WebDriverResult<()> {
             "Credential findings",
             "findings",
         ),
+        ("/dashboard/clients".to_owned(), "OAuth clients", "clients"),
+        (
+            "/dashboard/clients/new".to_owned(),
+            "Register an OAuth client",
+            "client-new",
+        ),
+        (client, "Client Screenshot app", "client"),
     ];
     for (path, heading, name) in pages {
         driver.goto(url(&path)).await?;
