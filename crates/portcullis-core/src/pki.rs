@@ -157,6 +157,88 @@ impl CertificateRecord {
     }
 }
 
+/// A revocation reason of RFC 5280 §5.3.1 that an operator may give.
+///
+/// certificateHold (6) and removeFromCRL (8) are not offered, because the
+/// internal CA never suspends a certificate, and aACompromise (10) concerns
+/// attribute certificates, which it does not issue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RevocationReason {
+    /// unspecified (0).
+    Unspecified,
+    /// keyCompromise (1).
+    KeyCompromise,
+    /// cACompromise (2).
+    CaCompromise,
+    /// affiliationChanged (3).
+    AffiliationChanged,
+    /// superseded (4).
+    Superseded,
+    /// cessationOfOperation (5).
+    CessationOfOperation,
+    /// privilegeWithdrawn (9).
+    PrivilegeWithdrawn,
+}
+
+impl RevocationReason {
+    /// Every reason, in the order of their RFC 5280 codes.
+    pub const ALL: [Self; 7] = [
+        Self::Unspecified,
+        Self::KeyCompromise,
+        Self::CaCompromise,
+        Self::AffiliationChanged,
+        Self::Superseded,
+        Self::CessationOfOperation,
+        Self::PrivilegeWithdrawn,
+    ];
+
+    /// The reason's name in RFC 5280's ASN.1 module, such as
+    /// `keyCompromise`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Unspecified => "unspecified",
+            Self::KeyCompromise => "keyCompromise",
+            Self::CaCompromise => "cACompromise",
+            Self::AffiliationChanged => "affiliationChanged",
+            Self::Superseded => "superseded",
+            Self::CessationOfOperation => "cessationOfOperation",
+            Self::PrivilegeWithdrawn => "privilegeWithdrawn",
+        }
+    }
+
+    /// Returns the names of every reason, for help text and errors.
+    pub fn names() -> [&'static str; 7] {
+        Self::ALL.map(Self::as_str)
+    }
+}
+
+impl fmt::Display for RevocationReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of parsing a revocation reason that RFC 5280 does not name,
+/// or that is not offered.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid revocation reason {0:?}: expected one of unspecified, keyCompromise, \
+     cACompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn"
+)]
+pub struct InvalidRevocationReason(pub String);
+
+impl FromStr for RevocationReason {
+    type Err = InvalidRevocationReason;
+
+    /// Parses an RFC 5280 reason name in any letter case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|reason| reason.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| InvalidRevocationReason(s.to_owned()))
+    }
+}
+
 /// A revoked certificate that a CRL lists.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RevokedCertificate {
@@ -164,6 +246,9 @@ pub struct RevokedCertificate {
     pub serial: CertificateSerial,
     /// When it was revoked.
     pub revoked_at: OffsetDateTime,
+    /// The reason given at revocation, or `None` for a stored reason that
+    /// names no [`RevocationReason`].
+    pub reason: Option<RevocationReason>,
     /// When it expires; a CRL may drop it after that.
     pub not_after: OffsetDateTime,
 }
@@ -217,6 +302,24 @@ mod tests {
         assert_eq!(from_bytes.as_str(), "8501");
         assert_eq!(parsed, from_bytes);
         assert_eq!("0000".parse::<CertificateSerial>().unwrap().as_str(), "00");
+    }
+
+    #[test]
+    fn revocation_reasons_parse_any_case() {
+        for reason in RevocationReason::ALL {
+            assert_eq!(reason.as_str().parse(), Ok(reason));
+            assert_eq!(reason.as_str().to_ascii_uppercase().parse(), Ok(reason));
+        }
+        for word in [
+            "certificateHold",
+            "removeFromCRL",
+            "aACompromise",
+            "key compromise",
+            "",
+        ] {
+            let error = word.parse::<RevocationReason>().unwrap_err();
+            assert!(error.to_string().contains("keyCompromise"), "{error}");
+        }
     }
 
     #[test]

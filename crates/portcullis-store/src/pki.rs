@@ -9,7 +9,8 @@
 
 use portcullis_core::ids::TenantId;
 use portcullis_core::pki::{
-    CaRecord, CertificateRecord, CertificateSerial, RevokedCertificate, TrustedCaRecord,
+    CaRecord, CertificateRecord, CertificateSerial, RevocationReason, RevokedCertificate,
+    TrustedCaRecord,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -139,4 +140,11 @@ impl Store {
     ) -> Result<Vec<TrustedCaRecord>, StoreError> {
         dispatch!(self, store => store.list_trusted_cas(tenant_id))
     }
+}
+
+/// Reads a stored revocation reason. A reason stored as free text, before
+/// reasons were limited to RFC 5280's names, reads as `None`, so its CRL
+/// entry carries no reason code, as for `unspecified`.
+pub(crate) fn revocation_reason(stored: Option<String>) -> Option<RevocationReason> {
+    stored.and_then(|text| text.parse().ok())
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use portcullis_core::key::Environment;
 use portcullis_core::oauth::{ClientAuthMethod, GrantType, Role};
+use portcullis_core::pki::RevocationReason;
 use portcullis_server::config::LogFormat;
 use portcullis_server::credential_audit::Severity;
 
@@ -433,16 +434,27 @@ pub(crate) struct CertsRevokeArgs {
     /// x509 -serial` prints it.
     pub(crate) serial: String,
 
-    /// Why the certificate is revoked, kept in the audit log.
-    #[arg(long, value_name = "TEXT")]
+    /// Why the certificate is revoked: an RFC 5280 reason, which the CRL
+    /// entry carries (`unspecified` adds no reason code to the entry). Also
+    /// kept in the audit log.
+    #[arg(
+        long,
+        value_name = "REASON",
+        ignore_case = true,
+        value_parser = clap::builder::PossibleValuesParser::new(RevocationReason::names())
+    )]
     pub(crate) reason: String,
 }
 
 #[derive(Subcommand)]
 pub(crate) enum CertsCommand {
     /// Verify a client certificate chain as the TLS listener does and print
-    /// the verdict with its reason. Exits with status 1 when the chain is
-    /// rejected.
+    /// the verdict with its reason.
+    ///
+    /// Exit status: 0 when the chain is accepted; 1 when it is verified and
+    /// rejected; 2 when an argument is invalid or an input file cannot be
+    /// read or parsed (a certificate that is not X.509, a CRL that cannot be
+    /// used), so no verdict was reached.
     Verify(CertsVerifyArgs),
 
     /// Sign a partner's CSR as a client certificate. The partner keeps its

@@ -375,7 +375,7 @@ GET = ["orders:read"]
         "revoke",
         &revoked_serial,
         "--reason",
-        "key compromise",
+        "keyCompromise",
     ]);
     let mark = marker();
     let (status, body, delay) = until_rejected(&server, &open, &mark).await;

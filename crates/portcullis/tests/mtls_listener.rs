@@ -478,7 +478,7 @@ async fn revocation_reaches_open_connection() {
     let (before, _, _) = get_on(&mut sender).await;
     assert_eq!(before, 200);
 
-    data.cli(&["certs", "revoke", &serial, "--reason", "key compromise"]);
+    data.cli(&["certs", "revoke", &serial, "--reason", "keyCompromise"]);
     let revoked_at = Instant::now();
 
     // The same connection: polled until the change feed delivers the

@@ -49,6 +49,8 @@ fn create_client(data: &DataDir) -> String {
         "client_credentials",
         "--scopes",
         "orders:read",
+        "--auth-method",
+        "tls_client_auth",
     ]);
     created["client_id"].as_str().unwrap().to_owned()
 }
@@ -253,11 +255,11 @@ async fn issued_certificate_revoked_into_crl() {
         text(&empty_text.stdout)
     );
 
-    let revoked = data.cli_json(&["certs", "revoke", &serial, "--reason", "key compromise"]);
+    let revoked = data.cli_json(&["certs", "revoke", &serial, "--reason", "keyCompromise"]);
     assert_eq!(revoked["status"], "revoked");
     let again = data
         .command()
-        .args(["certs", "revoke", &serial, "--reason", "again"])
+        .args(["certs", "revoke", &serial, "--reason", "superseded"])
         .output()
         .unwrap();
     assert!(!again.status.success());
@@ -309,6 +311,128 @@ async fn issued_certificate_revoked_into_crl() {
         text(&checked.stdout),
         text(&checked.stderr)
     );
+    server.stop().await;
+}
+
+/// Returns the text of the CRL entry of `serial` in `openssl crl -text`
+/// output: from its `Serial Number:` line to the next entry.
+fn crl_entry(crl_text: &str, serial: &str) -> String {
+    crl_text
+        .split("Serial Number:")
+        .skip(1)
+        .find(|entry| {
+            let first_line = entry.lines().next().unwrap_or_default();
+            normalize_serial(first_line.trim()) == serial
+        })
+        .unwrap_or_else(|| panic!("serial {serial} missing from {crl_text}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crl_entries_carry_revocation_reasons() {
+    use reqwest::{Method, StatusCode};
+    use serde_json::json;
+
+    let data = DataDir::new();
+    let client = create_client(&data);
+    data.cli(&["ca", "init"]);
+    let issue = |name: &str| {
+        let out = data.path().join(name);
+        let issued = data.cli_json(&[
+            "certs",
+            "issue",
+            "--client",
+            &client,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        issued["serial"].as_str().unwrap().to_owned()
+    };
+    let compromised = issue("compromised");
+    let retired = issue("retired");
+    let plain = issue("plain");
+    let replaced = issue("replaced");
+
+    // Only RFC 5280 names are accepted, and certificateHold is not offered.
+    for reason in ["key compromise", "certificateHold", "removeFromCRL"] {
+        let rejected = data
+            .command()
+            .args(["certs", "revoke", &compromised, "--reason", reason])
+            .output()
+            .unwrap();
+        assert_eq!(rejected.status.code(), Some(2), "{reason}");
+        assert!(
+            text(&rejected.stderr).contains("keyCompromise"),
+            "{}",
+            text(&rejected.stderr)
+        );
+    }
+    data.cli(&["certs", "revoke", &compromised, "--reason", "keyCompromise"]);
+    data.cli(&[
+        "certs",
+        "revoke",
+        &retired,
+        "--reason",
+        "CessationOfOperation",
+    ]);
+    data.cli(&["certs", "revoke", &plain, "--reason", "unspecified"]);
+
+    let (_, writer) = data.create_key(&["--operator", "--scopes", "admin:write"]);
+    let server = Server::start(&data);
+    let revoke = format!("/certificates/{replaced}/revoke");
+    let (status, body) = admin(
+        &server,
+        Method::POST,
+        &revoke,
+        &writer,
+        Some(json!({ "reason": "certificateHold" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["field"], "reason");
+    let (status, body) = admin(
+        &server,
+        Method::POST,
+        &revoke,
+        &writer,
+        Some(json!({ "reason": "superseded" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["revoked_reason"], "superseded");
+
+    let crl = server
+        .client()
+        .get(server.url("/ca/crl.pem"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(crl.status(), 200);
+    let crl_path = data.path().join("crl.pem");
+    std::fs::write(&crl_path, crl.text().await.unwrap()).unwrap();
+    let shown = openssl(&["crl", "-in", crl_path.to_str().unwrap(), "-noout", "-text"]);
+    assert!(shown.status.success(), "{}", text(&shown.stderr));
+    let shown = text(&shown.stdout);
+
+    let compromised_entry = crl_entry(&shown, &compromised);
+    assert!(
+        compromised_entry.contains("CRL Reason Code"),
+        "{compromised_entry}"
+    );
+    assert!(
+        compromised_entry.contains("Key Compromise"),
+        "{compromised_entry}"
+    );
+    let retired_entry = crl_entry(&shown, &retired);
+    assert!(
+        retired_entry.contains("Cessation Of Operation"),
+        "{retired_entry}"
+    );
+    let replaced_entry = crl_entry(&shown, &replaced);
+    assert!(replaced_entry.contains("Superseded"), "{replaced_entry}");
+    // RFC 5280 §5.3.1: an unspecified reason is left out of the entry.
+    let plain_entry = crl_entry(&shown, &plain);
+    assert!(!plain_entry.contains("CRL Reason Code"), "{plain_entry}");
     server.stop().await;
 }
 

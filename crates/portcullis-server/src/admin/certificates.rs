@@ -90,7 +90,7 @@ pub fn ca_problem(error: &CaError) -> Problem {
     match error {
         CaError::InvalidCsr(_) => Problem::invalid_field("csr", error.to_string()),
         CaError::InvalidDays(_) => Problem::invalid_field("days", error.to_string()),
-        CaError::InvalidReason => Problem::invalid_field("reason", error.to_string()),
+        CaError::InvalidReason(_) => Problem::invalid_field("reason", error.to_string()),
         CaError::InvalidCertificate(_) => {
             Problem::invalid_field("certificate_pem", error.to_string())
         }
@@ -131,7 +131,9 @@ struct SignInput {
 #[serde(deny_unknown_fields)]
 #[schema(as = CertificateRevokeInput)]
 struct RevokeInput {
-    /// An RFC 5280 §5.3.1 reason, such as `keyCompromise`.
+    /// An RFC 5280 §5.3.1 reason, such as `keyCompromise`. The CRL entry
+    /// carries it, except `unspecified`, whose entry has no reason code.
+    #[schema(value_type = schemas::RevocationReason)]
     reason: String,
 }
 

@@ -170,6 +170,26 @@ pub enum ClientAuthMethod {
     SelfSignedTlsClientAuth,
 }
 
+/// A certificate revocation reason of RFC 5280 §5.3.1. certificateHold and
+/// removeFromCRL are not offered.
+#[derive(ToSchema)]
+pub enum RevocationReason {
+    #[schema(rename = "unspecified")]
+    Unspecified,
+    #[schema(rename = "keyCompromise")]
+    KeyCompromise,
+    #[schema(rename = "cACompromise")]
+    CaCompromise,
+    #[schema(rename = "affiliationChanged")]
+    AffiliationChanged,
+    #[schema(rename = "superseded")]
+    Superseded,
+    #[schema(rename = "cessationOfOperation")]
+    CessationOfOperation,
+    #[schema(rename = "privilegeWithdrawn")]
+    PrivilegeWithdrawn,
+}
+
 /// Whether a credential is accepted.
 #[derive(ToSchema)]
 #[schema(rename_all = "lowercase")]

@@ -13,7 +13,10 @@ use std::sync::Mutex;
 use portcullis_core::crypto::{SealingKey, fill_random, sha256};
 use portcullis_core::ids::ClientId;
 use portcullis_core::name::TenantName;
-use portcullis_core::pki::{CaRecord, CertificateRecord, CertificateSerial, RevokedCertificate};
+use portcullis_core::pki::{
+    CaRecord, CertificateRecord, CertificateSerial, InvalidRevocationReason, RevocationReason,
+    RevokedCertificate,
+};
 use portcullis_store::{AuditContext, CertificateFilter, Store, StoreError};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
@@ -64,9 +67,6 @@ pub const CRL_NEXT_UPDATE: Duration = Duration::days(2);
 /// The shortest RSA modulus accepted in a CSR, in bits.
 const MIN_RSA_BITS: usize = 2048;
 
-/// The longest revocation reason accepted, in characters.
-const MAX_REASON_LEN: usize = 200;
-
 /// The start of the SAN URIs that the internal CA writes. Only the
 /// internal CA may vouch for a URI in this namespace.
 pub const CLIENT_URI_PREFIX: &str = "urn:portcullis:client:";
@@ -107,9 +107,9 @@ pub enum CaError {
     /// The tenant trusts no CA with this id or fingerprint.
     #[error("the tenant trusts no CA {0}")]
     TrustedCaNotFound(String),
-    /// The revocation reason is empty or too long.
-    #[error("invalid reason: expected 1 to {MAX_REASON_LEN} characters")]
-    InvalidReason,
+    /// The revocation reason is not one of RFC 5280's that the CA offers.
+    #[error(transparent)]
+    InvalidReason(#[from] InvalidRevocationReason),
     /// The client does not exist.
     #[error("client {0} not found")]
     ClientNotFound(ClientId),
@@ -148,7 +148,7 @@ impl CaError {
             Self::InvalidCrlFile(_) => "invalid_crl_file",
             Self::ConflictingRevocation => "conflicting_revocation",
             Self::TrustedCaNotFound(_) => "trusted_ca_not_found",
-            Self::InvalidReason => "invalid_reason",
+            Self::InvalidReason(_) => "invalid_reason",
             Self::ClientNotFound(_) => "client_not_found",
             Self::ClientRevoked(_) => "client_revoked",
             Self::TenantNotFound(_) => "tenant_not_found",
@@ -280,21 +280,19 @@ impl CertificateAuthority {
         })
     }
 
-    /// Revokes a certificate, which drops the cached CRL so the next
-    /// request signs a new one.
+    /// Revokes a certificate for an RFC 5280 §5.3.1 reason, such as
+    /// `keyCompromise`, which the CRL entry carries. Dropping the cached CRL
+    /// makes the next request sign a new one.
     pub async fn revoke(
         &self,
         serial: &CertificateSerial,
         reason: &str,
         audit: &AuditContext,
     ) -> Result<CertificateRecord, CaError> {
-        let reason = reason.trim();
-        if reason.is_empty() || reason.chars().count() > MAX_REASON_LEN {
-            return Err(CaError::InvalidReason);
-        }
+        let reason: RevocationReason = reason.parse()?;
         let revoked = self
             .store
-            .revoke_certificate(serial, reason, audit)
+            .revoke_certificate(serial, reason.as_str(), audit)
             .await
             .map_err(|error| match error {
                 StoreError::NotFound(_) => CaError::CertificateNotFound(serial.clone()),
@@ -586,7 +584,7 @@ fn sign_crl(
             .map(|entry| RevokedCertParams {
                 serial_number: SerialNumber::from_slice(&entry.serial.to_bytes()),
                 revocation_time: entry.revoked_at,
-                reason_code: None,
+                reason_code: entry.reason.and_then(crl_reason_code),
                 invalidity_date: None,
             })
             .collect(),
@@ -594,6 +592,23 @@ fn sign_crl(
     };
     let crl = params.signed_by(issuer).map_err(crypto)?;
     crl.pem().map_err(crypto)
+}
+
+/// Maps a reason to the CRLReason extension of its CRL entry (RFC 5280
+/// §5.3.1), or to `None` for `unspecified`, whose entry omits the
+/// extension as that section recommends.
+fn crl_reason_code(reason: RevocationReason) -> Option<rcgen::RevocationReason> {
+    match reason {
+        RevocationReason::Unspecified => None,
+        RevocationReason::KeyCompromise => Some(rcgen::RevocationReason::KeyCompromise),
+        RevocationReason::CaCompromise => Some(rcgen::RevocationReason::CaCompromise),
+        RevocationReason::AffiliationChanged => Some(rcgen::RevocationReason::AffiliationChanged),
+        RevocationReason::Superseded => Some(rcgen::RevocationReason::Superseded),
+        RevocationReason::CessationOfOperation => {
+            Some(rcgen::RevocationReason::CessationOfOperation)
+        }
+        RevocationReason::PrivilegeWithdrawn => Some(rcgen::RevocationReason::PrivilegeWithdrawn),
+    }
 }
 
 /// Returns 16 random bytes with the top bit clear, so the DER integer is
@@ -899,11 +914,13 @@ mod tests {
             RevokedCertificate {
                 serial: "01ff".parse().unwrap(),
                 revoked_at: now() - Duration::hours(1),
+                reason: Some(RevocationReason::KeyCompromise),
                 not_after: now() + Duration::days(10),
             },
             RevokedCertificate {
                 serial: "7a0b0c".parse().unwrap(),
                 revoked_at: now() - Duration::hours(2),
+                reason: None,
                 not_after: now() + Duration::days(10),
             },
         ];
@@ -929,6 +946,36 @@ mod tests {
         let ca_der = der_of(&ca.record.certificate_pem);
         let (_, ca_cert) = X509Certificate::from_der(&ca_der).unwrap();
         crl.verify_signature(ca_cert.public_key()).unwrap();
+    }
+
+    #[test]
+    fn crl_entries_carry_reason_codes() {
+        let ca = TestCa::new(now());
+        let revoked: Vec<RevokedCertificate> = RevocationReason::ALL
+            .into_iter()
+            .zip(1u8..)
+            .map(|(reason, serial)| RevokedCertificate {
+                serial: CertificateSerial::from_bytes(&[serial]),
+                revoked_at: now() - Duration::hours(1),
+                reason: Some(reason),
+                not_after: now() + Duration::days(10),
+            })
+            .collect();
+        let pem = sign_crl(&ca.issuer(), &revoked, now()).unwrap();
+        let der =
+            rustls_pki_types::CertificateRevocationListDer::from_pem_slice(pem.as_bytes()).unwrap();
+        let (_, crl) = CertificateRevocationList::from_der(&der).unwrap();
+
+        let codes: Vec<Option<u8>> = crl
+            .iter_revoked_certificates()
+            .map(|entry| entry.reason_code().map(|(_, code)| code.0))
+            .collect();
+        // unspecified (0) has no extension; the rest carry their RFC 5280
+        // codes, with 6 (certificateHold) and 8 (removeFromCRL) never used.
+        assert_eq!(
+            codes,
+            vec![None, Some(1), Some(2), Some(3), Some(4), Some(5), Some(9)]
+        );
     }
 
     fn audit_at(at: OffsetDateTime) -> AuditContext {
@@ -975,11 +1022,14 @@ mod tests {
         assert!(matches!(too_long, Err(CaError::InvalidDays(398))));
 
         let serial: CertificateSerial = "0102".parse().unwrap();
-        for reason in ["", "   ", &"x".repeat(MAX_REASON_LEN + 1)] {
+        for reason in ["", "   ", "lost", "certificateHold", "removeFromCRL"] {
             let revoked = ca.revoke(&serial, reason, &audit).await;
-            assert!(matches!(revoked, Err(CaError::InvalidReason)), "{reason:?}");
+            assert!(
+                matches!(revoked, Err(CaError::InvalidReason(_))),
+                "{reason:?}"
+            );
         }
-        let missing = ca.revoke(&serial, "lost", &audit).await;
+        let missing = ca.revoke(&serial, "keyCompromise", &audit).await;
         assert!(matches!(missing, Err(CaError::CertificateNotFound(_))));
 
         // The CRL is cached until the revoked list changes or it ages.

@@ -13,6 +13,7 @@ use super::{PostgresStore, insert_audit};
 use crate::CHANGE_CHANNEL;
 use crate::audit::{AuditContext, AuditEvent};
 use crate::error::{StoreError, is_foreign_key_violation, is_unique_violation};
+use crate::pki::revocation_reason;
 use crate::records::CertificateFilter;
 
 /// The columns of a [`CertificateRecord`].
@@ -201,7 +202,7 @@ impl PostgresStore {
         now: OffsetDateTime,
     ) -> Result<Vec<RevokedCertificate>, StoreError> {
         let rows = sqlx::query(
-            "SELECT serial, revoked_at, not_after FROM certificates \
+            "SELECT serial, revoked_at, revoked_reason, not_after FROM certificates \
              WHERE revoked_at IS NOT NULL AND not_after >= $1 ORDER BY serial",
         )
         .bind(now)
@@ -213,6 +214,7 @@ impl PostgresStore {
                     serial: parse_serial(row.try_get("serial")?)?,
                     revoked_at: row.try_get("revoked_at")?,
                     not_after: row.try_get("not_after")?,
+                    reason: revocation_reason(row.try_get("revoked_reason")?),
                 })
             })
             .collect()

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::{SqliteStore, insert_audit, optional_time_column, time_column, to_millis, uuid_column};
 use crate::audit::{AuditContext, AuditEvent};
 use crate::error::{StoreError, is_foreign_key_violation, is_unique_violation};
+use crate::pki::revocation_reason;
 use crate::records::CertificateFilter;
 
 /// The columns of a [`CertificateRecord`].
@@ -197,7 +198,7 @@ impl SqliteStore {
         now: OffsetDateTime,
     ) -> Result<Vec<RevokedCertificate>, StoreError> {
         let rows = sqlx::query(
-            "SELECT serial, revoked_at, not_after FROM certificates \
+            "SELECT serial, revoked_at, revoked_reason, not_after FROM certificates \
              WHERE revoked_at IS NOT NULL AND not_after >= ?1 ORDER BY serial",
         )
         .bind(to_millis(now))
@@ -209,6 +210,7 @@ impl SqliteStore {
                     serial: parse_serial(row.try_get("serial")?)?,
                     revoked_at: time_column(row, "revoked_at")?,
                     not_after: time_column(row, "not_after")?,
+                    reason: revocation_reason(row.try_get("revoked_reason")?),
                 })
             })
             .collect()

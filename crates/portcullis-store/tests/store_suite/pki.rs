@@ -160,11 +160,11 @@ pub(super) async fn certificate_revocation_reaches_feed(fixture: Fixture) {
 
     let later = at + Duration::seconds(5);
     let record = store
-        .revoke_certificate(&revoked.serial, "key compromise", &context(later))
+        .revoke_certificate(&revoked.serial, "keyCompromise", &context(later))
         .await
         .unwrap();
     assert_eq!(record.revoked_at, Some(later));
-    assert_eq!(record.revoked_reason.as_deref(), Some("key compromise"));
+    assert_eq!(record.revoked_reason.as_deref(), Some("keyCompromise"));
     assert!(!record.is_valid_at(later));
     store
         .revoke_certificate(&expired.serial, "superseded", &context(later))
@@ -197,6 +197,10 @@ pub(super) async fn certificate_revocation_reaches_feed(fixture: Fixture) {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].serial, revoked.serial);
     assert_eq!(listed[0].revoked_at, later);
+    assert_eq!(
+        listed[0].reason,
+        Some(portcullis_core::pki::RevocationReason::KeyCompromise)
+    );
 
     let records = store
         .list_audit(&audit_of("2222".to_owned()))
@@ -210,7 +214,7 @@ pub(super) async fn certificate_revocation_reaches_feed(fixture: Fixture) {
             AuditAction::CertificateIssued
         ]
     );
-    assert_eq!(records[0].details["reason"], "key compromise");
+    assert_eq!(records[0].details["reason"], "keyCompromise");
 }
 
 pub(super) async fn trusted_cas_added_per_tenant(fixture: Fixture) {
