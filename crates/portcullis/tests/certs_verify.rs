@@ -360,12 +360,68 @@ fn unreadable_chain_file_reported() {
 
     let output = partner.verify(&missing, &[]);
 
-    assert_eq!(output.status.code(), Some(1));
+    // Status 2: no verdict was reached, unlike a rejection's status 1.
+    assert_eq!(output.status.code(), Some(2));
     assert!(
         stderr(&output).contains("failed to read"),
         "{}",
         stderr(&output)
     );
+}
+
+#[test]
+fn unparsable_chain_is_input_error() {
+    let partner = Partner::new();
+    let not_pem = partner.dir.path().join("not-pem.pem");
+    std::fs::write(&not_pem, "-----BEGIN CERTIFICATE-----\n!!!\n").unwrap();
+    let not_x509 = partner.dir.path().join("not-x509.der");
+    std::fs::write(&not_x509, [0x30, 0x03, 0x02, 0x01, 0x01]).unwrap();
+    let empty = partner.dir.path().join("empty.pem");
+    std::fs::write(&empty, "no certificate here\n").unwrap();
+
+    for path in [&not_pem, &not_x509, &empty] {
+        let output = partner.verify(path, &[]);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{}: {}",
+            path.display(),
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains("error:"),
+            "{}: {}",
+            path.display(),
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn unparsable_crl_is_input_error() {
+    let partner = Partner::new();
+    let leaf = partner.write_leaf("leaf.pem", &leaf_params(0x41));
+    let garbage = partner.dir.path().join("garbage.crl");
+    std::fs::write(&garbage, [0x30, 0x03, 0x02, 0x01, 0x01]).unwrap();
+    let missing = partner.dir.path().join("missing.crl");
+
+    let output = partner.verify(&leaf, &["--crl", garbage.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("cannot verify the chain"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(field(&stdout(&output), "code"), "invalid_crl");
+
+    let output = partner.verify(&leaf, &["--crl", missing.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+
+    // The same leaf with a usable CRL that lists it is a verdict: status 1.
+    let crl = partner.write_crl("revoking.crl", &[0x10, 0x20, 0x41], None);
+    let output = partner.verify(&leaf, &["--crl", crl.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(field(&stdout(&output), "code"), "revoked");
 }
 
 #[test]

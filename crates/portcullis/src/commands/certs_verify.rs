@@ -1,6 +1,10 @@
 //! `portcullis certs verify`: runs the listener's client certificate
 //! verification on PEM files, so an operator can see why a partner's
 //! certificate is rejected without a TLS handshake.
+//!
+//! Exit status: 0 when the chain is accepted, 1 when it was verified and
+//! rejected, and 2 when the arguments are invalid or an input file cannot
+//! be read or parsed, so that no verdict on the chain was reached.
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use portcullis_server::manage;
 use portcullis_server::pki::verify::{
-    Rejection, TrustAnchors, VerifiedClient, verify_client_chain,
+    Rejection, RejectionKind, TrustAnchors, VerifiedClient, verify_client_chain,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
@@ -16,6 +20,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::UsageError;
 use crate::cli::{CertsVerifyArgs, OutputFormat};
 use crate::output;
 
@@ -23,10 +28,39 @@ use crate::output;
 ///
 /// # Errors
 ///
-/// An unreadable or empty file, an invalid trust anchor, or a rejected
-/// chain. A rejection is printed first, so the caller sees the reason on
-/// standard output and a non-zero exit status.
+/// A [`UsageError`], which exits with status 2, for an unreadable or empty
+/// file, an invalid trust anchor, an invalid `--at`, a certificate that
+/// does not parse, or a CRL that cannot be used. Any other error is a
+/// rejected chain, which exits with status 1. A verdict is printed first,
+/// so the caller sees the reason on standard output.
 pub(crate) fn run(args: &CertsVerifyArgs, format: OutputFormat) -> anyhow::Result<()> {
+    let inputs = read_inputs(args).map_err(|error| UsageError::new(format!("{error:#}")))?;
+    let verdict = verify_client_chain(&inputs.chain, &inputs.trust, &inputs.crls, inputs.at);
+
+    match (&verdict, format) {
+        (Ok(client), OutputFormat::Json) => output::print_json(&accepted_json(client))?,
+        (Ok(client), OutputFormat::Table) => output::print(&accepted_text(client))?,
+        (Err(rejection), OutputFormat::Json) => output::print_json(&rejected_json(rejection))?,
+        (Err(rejection), OutputFormat::Table) => output::print(&rejected_text(rejection))?,
+    }
+    match verdict {
+        Ok(_) => Ok(()),
+        Err(rejection) if is_input_error(&rejection) => {
+            Err(UsageError::new(format!("cannot verify the chain: {}", rejection.reason())).into())
+        }
+        Err(rejection) => bail!("certificate chain rejected ({})", rejection.code()),
+    }
+}
+
+/// The files of a verification, read and parsed as far as the CLI can.
+struct Inputs {
+    chain: Vec<CertificateDer<'static>>,
+    trust: TrustAnchors,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+    at: UnixTime,
+}
+
+fn read_inputs(args: &CertsVerifyArgs) -> anyhow::Result<Inputs> {
     let chain = read_certificates(&args.chain)?;
     let trust = read_trust_anchors(&args.trust)?;
     let crls = args
@@ -37,20 +71,23 @@ pub(crate) fn run(args: &CertsVerifyArgs, format: OutputFormat) -> anyhow::Resul
         .into_iter()
         .flatten()
         .collect::<Vec<_>>();
-    let at = args.at.unwrap_or_else(manage::now);
+    let at = unix_time(args.at.unwrap_or_else(manage::now))?;
+    Ok(Inputs {
+        chain,
+        trust,
+        crls,
+        at,
+    })
+}
 
-    let verdict = verify_client_chain(&chain, &trust, &crls, unix_time(at)?);
-
-    match (&verdict, format) {
-        (Ok(client), OutputFormat::Json) => output::print_json(&accepted_json(client))?,
-        (Ok(client), OutputFormat::Table) => output::print(&accepted_text(client))?,
-        (Err(rejection), OutputFormat::Json) => output::print_json(&rejected_json(rejection))?,
-        (Err(rejection), OutputFormat::Table) => output::print(&rejected_text(rejection))?,
-    }
-    match verdict {
-        Ok(_) => Ok(()),
-        Err(rejection) => bail!("certificate chain rejected ({})", rejection.code()),
-    }
+/// Returns whether a rejection says that the input could not be parsed
+/// (a certificate that is not X.509 DER, or a CRL that cannot be used), so
+/// the chain itself was never judged.
+fn is_input_error(rejection: &Rejection) -> bool {
+    matches!(
+        rejection.kind(),
+        RejectionKind::Malformed | RejectionKind::InvalidCrl
+    )
 }
 
 /// Parses `--at`: an RFC 3339 time such as `2026-12-04T17:00:00Z`.
