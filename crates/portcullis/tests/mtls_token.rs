@@ -263,6 +263,7 @@ async fn certificate_clients_get_bound_tokens() {
     let (status, body) = token(&server, Some(&other_cert), &internal_id).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"], "invalid_client");
+    assert_description_names(&body, "not_issued_to_client");
     let record = failure_record(&store, Some(&internal_id), &other_serial).await;
     assert_eq!(record["code"], "not_issued_to_client");
     assert_eq!(record["surface"], "oauth");
@@ -288,6 +289,7 @@ async fn certificate_clients_get_bound_tokens() {
     let (status, body) = token(&server, None, &internal_id).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"], "invalid_client");
+    assert_description_names(&body, "certificate_missing");
 
     // A partner CA trusted for acme, mapped by SAN DNS.
     let partner_leaf = partner.leaf(true);
@@ -301,6 +303,7 @@ async fn certificate_clients_get_bound_tokens() {
     let (status, body) = token(&server, Some(&partner_leaf), &globex_id).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"], "invalid_client");
+    assert_description_names(&body, "anchor_not_trusted_for_tenant");
 
     // A leaf without the extended key usage extension is accepted: RFC
     // 5280 §4.2.1.12 reads it as any purpose.
@@ -317,6 +320,7 @@ async fn certificate_clients_get_bound_tokens() {
     let (status, body) = token(&server, Some(&unregistered), &self_signed_id).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"], "invalid_client");
+    assert_description_names(&body, "key_not_registered");
 
     // Chains that fail verification reach the application in optional
     // mode and get 401 invalid_client, with an audit record that
@@ -325,6 +329,7 @@ async fn certificate_clients_get_bound_tokens() {
         let (status, body) = token(&server, Some(&identity), &partner_id).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}: {body}");
         assert_eq!(body["error"], "invalid_client", "{case}");
+        assert_description_names(&body, code);
         let record = failure_record(&store, Some(&partner_id), &serial).await;
         assert_eq!(record["code"], code, "{case}");
         assert_eq!(record["certificate_serial"], serial.as_str(), "{case}");
@@ -333,6 +338,22 @@ async fn certificate_clients_get_bound_tokens() {
     }
 
     store.close().await;
+}
+
+/// Asserts that an `invalid_client` body's `error_description` names the
+/// reason `code` and stays within the characters RFC 6749 §5.2 allows.
+fn assert_description_names(body: &Value, code: &str) {
+    let description = body["error_description"].as_str().unwrap_or_default();
+    assert!(
+        description.contains(&format!("({code})")),
+        "expected {code} in {body}"
+    );
+    assert!(
+        description
+            .chars()
+            .all(|c| matches!(c, ' '..='~') && c != '"' && c != '\\'),
+        "{description:?}"
+    );
 }
 
 /// Sends `GET /orders/1` with `access_token`, presenting `identity` and

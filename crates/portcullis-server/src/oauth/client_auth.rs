@@ -438,7 +438,12 @@ async fn verify_client(
         (
             PresentedClient::PublicClient { .. },
             ClientAuthMethod::TlsClientAuth | ClientAuthMethod::SelfSignedTlsClientAuth,
-        ) => certificate_authenticates(state, &client, facts, now).await?,
+        ) => {
+            if let Err(refusal) = certificate_authenticates(state, &client, facts, now).await? {
+                return Err(OAuthError::invalid_client_certificate(&refusal));
+            }
+            true
+        }
         _ => {
             tracing::debug!(client_id = %client.id, registered = registered.as_str(), "client used another authentication method");
             false
@@ -450,18 +455,30 @@ async fn verify_client(
     Ok(client)
 }
 
+/// The reason a client certificate did not authenticate a client, as the
+/// `invalid_client` response and the audit record name it.
+pub struct CertificateRefusal {
+    /// The stable snake_case code, also the audit record's code.
+    pub code: &'static str,
+    /// What was wrong, in words that name no registered value.
+    pub message: String,
+}
+
 /// Checks the request's certificate against a client registered for
 /// `tls_client_auth` or `self_signed_tls_client_auth`, and records a failure
-/// in the audit log.
+/// in the audit log. The inner error is the reason for the refusal.
 async fn certificate_authenticates(
     state: &AppState,
     client: &ClientRecord,
     facts: &RequestFacts,
     now: OffsetDateTime,
-) -> Result<bool, OAuthError> {
+) -> Result<Result<(), CertificateRefusal>, OAuthError> {
     let Some(certificate) = facts.certificate.as_deref() else {
         record_certificate_failure(state, client, facts, "certificate_missing", None, now);
-        return Ok(false);
+        return Ok(Err(CertificateRefusal {
+            code: "certificate_missing",
+            message: "the request presented no client certificate".to_owned(),
+        }));
     };
     let leaf = certificate.leaf().as_ref();
     let summary = certificate.serial_and_issuer();
@@ -469,7 +486,10 @@ async fn certificate_authenticates(
         (ClientAuthMethod::SelfSignedTlsClientAuth, _) => check_self_signed(client, leaf, now),
         (_, Err(rejection)) => {
             record_certificate_failure(state, client, facts, rejection.code(), summary, now);
-            return Ok(false);
+            return Ok(Err(CertificateRefusal {
+                code: rejection.code(),
+                message: "the certificate chain failed verification".to_owned(),
+            }));
         }
         (_, Ok(verified)) => {
             let issued_to = internal_ca_client(&state.store, certificate, verified)
@@ -479,11 +499,14 @@ async fn certificate_authenticates(
         }
     };
     match outcome {
-        Ok(()) => Ok(true),
+        Ok(()) => Ok(Ok(())),
         Err(mismatch) => {
             tracing::debug!(client_id = %client.id, reason = %mismatch, "client certificate does not authenticate the client");
             record_certificate_failure(state, client, facts, mismatch.code(), summary, now);
-            Ok(false)
+            Ok(Err(CertificateRefusal {
+                code: mismatch.code(),
+                message: mismatch.to_string(),
+            }))
         }
     }
 }

@@ -6,6 +6,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 use serde_json::json;
 
+use super::client_auth::CertificateRefusal;
 use crate::body::BodyReadError;
 use crate::problem::Problem;
 
@@ -78,6 +79,25 @@ impl OAuthError {
         );
         error.basic_challenge = used_basic;
         error
+    }
+
+    /// `invalid_client` for a client certificate that did not authenticate
+    /// the client. RFC 6749 §5.2 allows a human-readable
+    /// `error_description`, so it names the reason code, which is also the
+    /// audit record's code. It names no registered value, and the
+    /// certificate it describes is the caller's own.
+    pub fn invalid_client_certificate(refusal: &CertificateRefusal) -> Self {
+        let description = format!(
+            "client certificate rejected ({}): {}",
+            refusal.code, refusal.message
+        );
+        // RFC 6749 §5.2 limits error_description to printable ASCII
+        // without the double quote and the backslash.
+        let description: String = description
+            .chars()
+            .filter(|c| matches!(c, ' '..='~') && *c != '"' && *c != '\\')
+            .collect();
+        Self::new("invalid_client", StatusCode::UNAUTHORIZED, description)
     }
 
     /// `invalid_grant`: the code, refresh token or credentials are invalid,
