@@ -460,7 +460,7 @@ async fn verify_client(
 pub struct CertificateRefusal {
     /// The stable snake_case code, also the audit record's code.
     pub code: &'static str,
-    /// What was wrong, in words that name no registered value.
+    /// The fault, in words that name no registered value.
     pub message: String,
 }
 

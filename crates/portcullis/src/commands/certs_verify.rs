@@ -80,7 +80,7 @@ fn read_inputs(args: &CertsVerifyArgs) -> anyhow::Result<Inputs> {
     })
 }
 
-/// Returns whether a rejection says that the input could not be parsed
+/// Returns whether a rejection means that the input could not be parsed
 /// (a certificate that is not X.509 DER, or a CRL that cannot be used), so
 /// the chain itself was never judged.
 fn is_input_error(rejection: &Rejection) -> bool {
