@@ -184,6 +184,15 @@ async fn get_from(
     (status, body, mark)
 }
 
+/// Returns the request that the upstream received with `mark` in its path.
+fn seen_with_mark(fixture: &Fixture, mark: &str) -> Option<support::upstream::Seen> {
+    fixture
+        .upstream
+        .all()
+        .into_iter()
+        .find(|seen| seen.path_and_query.contains(mark))
+}
+
 const PROXY: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 const STRANGER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
@@ -195,12 +204,7 @@ async fn trusted_proxy_certificate_reaches_upstream() {
         get_from("/partner", false, PROXY, Some(&xfcc(&fixture.valid))).await;
 
     assert_eq!(status, StatusCode::OK, "{body}");
-    let seen = fixture
-        .upstream
-        .all()
-        .into_iter()
-        .find(|seen| seen.path_and_query.contains(&mark))
-        .unwrap();
+    let seen = seen_with_mark(fixture, &mark).unwrap();
     assert_eq!(
         seen.header(THUMBPRINT_HEADER),
         Some(thumbprint(fixture, &fixture.valid).as_str())
@@ -223,12 +227,7 @@ async fn key_request_gets_no_certificate_identity() {
         let (status, body, mark) = get_from(prefix, true, PROXY, Some(&xfcc(&fixture.valid))).await;
 
         assert_eq!(status, StatusCode::OK, "{prefix}: {body}");
-        let seen = fixture
-            .upstream
-            .all()
-            .into_iter()
-            .find(|seen| seen.path_and_query.contains(&mark))
-            .unwrap();
+        let seen = seen_with_mark(fixture, &mark).unwrap();
         assert_eq!(seen.header("x-portcullis-auth-method"), Some("api_key"));
         assert_eq!(seen.header(THUMBPRINT_HEADER), None, "{prefix}");
         assert_eq!(seen.header(HEADER), None, "{prefix}");
@@ -244,12 +243,7 @@ async fn untrusted_peer_header_ignored() {
 
     assert_eq!(status, StatusCode::OK);
     assert_eq!(expired_status, StatusCode::OK);
-    let seen = fixture
-        .upstream
-        .all()
-        .into_iter()
-        .find(|seen| seen.path_and_query.contains(&mark))
-        .unwrap();
+    let seen = seen_with_mark(fixture, &mark).unwrap();
     assert_eq!(seen.header(THUMBPRINT_HEADER), None);
     assert_eq!(seen.header(HEADER), None);
 }
@@ -267,12 +261,7 @@ async fn forwarded_expired_certificate_rejected() {
         "{body}"
     );
     // Other tests share the upstream, so only this request's mark counts.
-    let reached = fixture
-        .upstream
-        .all()
-        .into_iter()
-        .any(|seen| seen.path_and_query.contains(&mark));
-    assert!(!reached, "the rejected request reached the upstream");
+    assert!(seen_with_mark(fixture, &mark).is_none());
 }
 
 #[tokio::test]

@@ -24,11 +24,9 @@ use crate::config::{AuthMethod, RouteConfig};
 use crate::listener::ClientCertificate;
 use crate::metrics::{self, AuthMethodLabel};
 use crate::pki::clients::{CertificateClientError, Unmapped, revoked_by_internal_ca};
-use crate::pki::presented::rejected_certificate;
 use crate::pki::verify::Rejection;
 use crate::problem::{Challenge, Problem};
 use crate::telemetry::ErrorChain;
-use crate::usage::FailedAuthentication;
 
 /// Authenticates a gateway request by the one credential it carries or, on
 /// a route that accepts `mtls` and without such a credential, by its client
@@ -126,15 +124,7 @@ async fn authenticate_certificate(
             })?;
         if revoked {
             let rejection = Rejection::revoked_serial(verified);
-            context
-                .usage
-                .record_failure(FailedAuthentication::certificate_rejected(
-                    context.now,
-                    context.client_ip,
-                    context.surface,
-                    &rejection,
-                ));
-            return Err(rejected_certificate(&rejection));
+            return Err(super::reject_certificate(&rejection, context));
         }
     }
 

@@ -336,6 +336,15 @@ fn check_presented_certificate(
         return Ok(());
     }
 
+    Err(reject_certificate(rejection, context))
+}
+
+/// Records the failure of a rejected client certificate with its serial
+/// and issuer, and builds its 401.
+fn reject_certificate(
+    rejection: &crate::pki::verify::Rejection,
+    context: &CheckContext<'_>,
+) -> Problem {
     context
         .usage
         .record_failure(FailedAuthentication::certificate_rejected(
@@ -344,7 +353,7 @@ fn check_presented_certificate(
             context.surface,
             rejection,
         ));
-    Err(rejected_certificate(rejection))
+    rejected_certificate(rejection)
 }
 
 /// Reads and drops up to [`DISCARD_LIMIT`] bytes of a body that will not be
