@@ -331,7 +331,7 @@ fn check_rsa(index: usize, key: &Map<String, Value>) -> Result<(), JwksError> {
 }
 
 /// Counts the significant bits of a big-endian unsigned integer.
-fn modulus_bits(bytes: &[u8]) -> usize {
+pub(crate) fn modulus_bits(bytes: &[u8]) -> usize {
     let Some(first) = bytes.iter().position(|byte| *byte != 0) else {
         return 0;
     };

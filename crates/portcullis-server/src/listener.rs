@@ -8,7 +8,9 @@
 //!
 //! With client certificates ([`serve_with_client_certificates`]), a request
 //! on a connection whose certificate has been revoked since the handshake
-//! gets 403 `certificate_revoked` instead of reaching the router.
+//! gets 401 `certificate_revoked` instead of reaching the router, over
+//! HTTP/1.1 and HTTP/2 alike, the response the gateway sends for a
+//! certificate that a CRL lists.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,9 +40,9 @@ use crate::client_ip::TrustedProxies;
 use crate::config::{ClientCertificateMode, ServerConfig};
 use crate::pki::handshake::capture_rejection;
 use crate::pki::presented::ConnectionCertificate;
+use crate::pki::presented::rejected_certificate;
 use crate::pki::trust::ClientCertificateTrust;
 use crate::pki::verify::{Rejection, VerifiedClient, thumbprint_sha256};
-use crate::problem::Problem;
 use crate::usage::{FailedAuthentication, UsageRecorder};
 
 /// Default time a client has to complete the TLS handshake. A handshake
@@ -517,7 +519,13 @@ async fn handle_connection(
         Ok(Err(error)) => {
             debug!(peer = %peer, error = %error, "TLS handshake failed");
             if let Some(rejection) = rejection {
-                record_rejected_certificate(&shared, peer, &rejection);
+                // The handshake's verifier calls `verify_client_chain`
+                // itself, not `TrustSnapshot::verify`, which counts
+                // verdicts, so the rejection that ended it is counted here.
+                if let Some(metrics) = crate::metrics::get() {
+                    metrics.record_certificate_verification(Some(rejection.code()));
+                }
+                record_rejected_certificate(shared.usage.as_deref(), peer, &rejection);
             }
             return;
         }
@@ -547,7 +555,7 @@ async fn handle_connection(
                 reason = rejection.reason(),
                 "client certificate rejected after the handshake; closing the connection"
             );
-            record_rejected_certificate(&shared, peer, rejection);
+            record_rejected_certificate(shared.usage.as_deref(), peer, rejection);
             return;
         }
         // rustls 0.23 restores the chain of a resumed session without
@@ -567,10 +575,14 @@ async fn handle_connection(
     serve_connection(&shared, TokioIo::new(tls_stream), info, &shutdown).await;
 }
 
-/// Queues the audit record of a client certificate rejected at the
-/// connection, before any request.
-fn record_rejected_certificate(shared: &Shared, peer: SocketAddr, rejection: &Rejection) {
-    if let Some(usage) = &shared.usage {
+/// Queues the audit record of a client certificate rejected by the
+/// listener: at the handshake, or on a request after a revocation.
+fn record_rejected_certificate(
+    usage: Option<&UsageRecorder>,
+    peer: SocketAddr,
+    rejection: &Rejection,
+) {
+    if let Some(usage) = usage {
         let at = OffsetDateTime::now_utc();
         usage.record_failure(FailedAuthentication::certificate_rejected(
             at,
@@ -609,25 +621,24 @@ async fn serve_connection<I>(
             ListenerTls::ClientCertificates(trust) => Some(Arc::clone(trust)),
             ListenerTls::Off | ListenerTls::Fixed(_) => None,
         };
+        let usage = shared.usage.clone();
         let body_read_timeout = shared.limits.body_read_timeout;
         hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
             request_seen.store(true, Ordering::Relaxed);
             let in_flight = activity.begin();
-            let revoked_serial = revoked_serial(&info, trust.as_deref());
+            let revoked = revoked_certificate(&info, trust.as_deref());
+            if let Some(rejection) = &revoked {
+                debug!(peer = %peer, reason = rejection.reason(), "request on a connection with a revoked client certificate");
+                record_rejected_certificate(usage.as_deref(), peer, rejection);
+            }
             request.extensions_mut().insert(info.clone());
             request.extensions_mut().insert(ConnectInfo(info.peer));
             let app = app.clone();
             let request = request
                 .map(|body| axum::body::Body::new(ReadTimeoutBody::new(body, body_read_timeout)));
             async move {
-                let response = if let Some(serial) = revoked_serial {
-                    debug!(peer = %peer, serial = %serial, "request on a connection with a revoked client certificate");
-                    Problem::forbidden(
-                        "certificate_revoked",
-                        "the client certificate of this connection has been revoked; connect \
-                         again with a valid certificate",
-                    )
-                    .into_response()
+                let response = if let Some(rejection) = revoked {
+                    rejected_certificate(&rejection).into_response()
                 } else {
                     let Ok(response) = app.oneshot(request).await;
                     response
@@ -699,10 +710,16 @@ async fn serve_connection<I>(
     }
 }
 
-/// Returns the serial of the connection's client certificate when it has
-/// been revoked.
-fn revoked_serial(info: &ConnectionInfo, trust: Option<&ClientCertificateTrust>) -> Option<String> {
+/// Returns the rejection of the connection's client certificate when its
+/// serial has been revoked since the handshake.
+fn revoked_certificate(
+    info: &ConnectionInfo,
+    trust: Option<&ClientCertificateTrust>,
+) -> Option<Rejection> {
     let certificate = info.client_certificate.as_ref()?.handshake();
-    let serial = &certificate.verified()?.serial;
-    trust?.revoked().contains(serial).then(|| serial.clone())
+    let verified = certificate.verified()?;
+    trust?
+        .revoked()
+        .contains(&verified.serial)
+        .then(|| Rejection::revoked_serial(verified))
 }

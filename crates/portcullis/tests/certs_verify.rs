@@ -450,3 +450,139 @@ fn openssl_agrees_on_control_and_expired() {
         "{openssl_text}"
     );
 }
+
+/// Runs `openssl` with `args` in `dir` and returns its standard output.
+fn openssl_in(dir: &Path, args: &[&str]) -> String {
+    let output = StdCommand::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        stderr(&output)
+    );
+    stdout(&output)
+}
+
+/// Generates a 1024-bit RSA key with openssl in `dir` as `name`, because
+/// aws-lc-rs generates no RSA key below 2048 bits, and returns its public
+/// key for rcgen.
+fn rsa_1024_key(dir: &Path, name: &str) -> rcgen::SubjectPublicKeyInfo {
+    openssl_in(
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:1024",
+            "-out",
+            name,
+        ],
+    );
+    let public_pem = openssl_in(dir, &["pkey", "-in", name, "-pubout"]);
+    rcgen::SubjectPublicKeyInfo::from_pem(&public_pem).unwrap()
+}
+
+#[test]
+fn leaf_with_1024_bit_rsa_key_rejected() {
+    let partner = Partner::new();
+    let public_key = rsa_1024_key(partner.dir.path(), "weak-key.pem");
+    let cert = leaf_params(50)
+        .signed_by(&public_key, &partner.issuer)
+        .unwrap();
+    let leaf = partner.dir.path().join("weak.pem");
+    std::fs::write(&leaf, cert.pem()).unwrap();
+
+    let output = partner.verify(&leaf, &[]);
+
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let text = stdout(&output);
+    assert_eq!(field(&text, "code"), "weak_key", "{text}");
+    assert!(
+        field(&text, "reason").contains("RSA key of 1024 bits; at least 2048 are required"),
+        "{text}"
+    );
+}
+
+/// An intermediate with a 1024-bit RSA key signs the leaf with openssl.
+/// webpki reports only that the leaf's signature fails, and the verdict
+/// names the intermediate's key as the cause.
+#[test]
+fn intermediate_with_1024_bit_rsa_key_named() {
+    let partner = Partner::new();
+    let dir = partner.dir.path();
+    let public_key = rsa_1024_key(dir, "intermediate-key.pem");
+    let mut params = CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "Weak Intermediate");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    params.not_before = NOW - DAY * 30;
+    params.not_after = NOW + DAY * 300;
+    let intermediate = params.signed_by(&public_key, &partner.issuer).unwrap();
+    std::fs::write(dir.join("intermediate.pem"), intermediate.pem()).unwrap();
+    openssl_in(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "leaf-key.pem",
+            "-subj",
+            "/CN=partner service",
+            "-addext",
+            "extendedKeyUsage=clientAuth",
+            "-out",
+            "leaf.csr",
+        ],
+    );
+    openssl_in(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "intermediate.pem",
+            "-CAkey",
+            "intermediate-key.pem",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-copy_extensions",
+            "copy",
+            "-out",
+            "leaf.pem",
+        ],
+    );
+    let leaf = std::fs::read_to_string(dir.join("leaf.pem")).unwrap();
+    let chain = dir.join("chain.pem");
+    std::fs::write(&chain, format!("{leaf}{}", intermediate.pem())).unwrap();
+    // openssl dates the leaf from now, so the chain is verified now.
+    let now = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+
+    let output = partner.verify_at(&chain, &now, &[]);
+
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let text = stdout(&output);
+    assert_eq!(field(&text, "code"), "weak_key", "{text}");
+    let reason = field(&text, "reason");
+    assert!(reason.contains("intermediate"), "{text}");
+    assert!(reason.contains("Weak Intermediate"), "{text}");
+    assert!(reason.contains("1024 bits"), "{text}");
+}

@@ -22,6 +22,7 @@ use rcgen::{
 };
 use reqwest::StatusCode;
 use serde_json::Value;
+use support::mtls::create_tls_client;
 use support::upstream::Upstream;
 use support::{DataDir, Server, marker, url_encode};
 use time::OffsetDateTime;
@@ -57,9 +58,17 @@ path_prefix = "/orders"
 upstream = "{up}"
 [routes.scopes]
 GET = ["orders:read"]
+
+[[routes]]
+path_prefix = "/partner"
+upstream = "{up}"
+auth = ["mtls", "api_key"]
+[routes.scopes]
+GET = ["orders:read"]
 "#
     ));
     data.cli(&["tenants", "create", "acme"]);
+    create_tls_client(&data, "acme", &["--tls-san-dns", "partner-svc.example.com"]);
     let (_, key) = data.create_key(&["--tenant", "acme", "--scopes", "orders:read"]);
 
     let (ca_pem, issuer) = partner_ca();
@@ -143,6 +152,17 @@ fn thumbprint(fixture: &Fixture, pem: &str) -> String {
 /// Sends `GET /orders/<mark>` from `source` with the key and, if given, a
 /// forwarded certificate header.
 async fn get(source: Ipv4Addr, header: Option<&str>) -> (StatusCode, Value, String) {
+    get_from("/orders", true, source, header).await
+}
+
+/// Sends `GET <prefix>/<mark>` from `source`, with the key when `with_key`
+/// and with a forwarded certificate header if given.
+async fn get_from(
+    prefix: &str,
+    with_key: bool,
+    source: Ipv4Addr,
+    header: Option<&str>,
+) -> (StatusCode, Value, String) {
     let fixture = &*FIXTURE;
     let client = reqwest::Client::builder()
         .local_address(IpAddr::V4(source))
@@ -150,8 +170,11 @@ async fn get(source: Ipv4Addr, header: Option<&str>) -> (StatusCode, Value, Stri
         .build()
         .unwrap();
     let mark = marker();
-    let url = format!("http://{}/orders/{mark}", fixture.server.address);
-    let mut request = client.get(url).header("x-api-key", &fixture.key);
+    let url = format!("http://{}{prefix}/{mark}", fixture.server.address);
+    let mut request = client.get(url);
+    if with_key {
+        request = request.header("x-api-key", &fixture.key);
+    }
     if let Some(header) = header {
         request = request.header(HEADER, header);
     }
@@ -161,6 +184,15 @@ async fn get(source: Ipv4Addr, header: Option<&str>) -> (StatusCode, Value, Stri
     (status, body, mark)
 }
 
+/// Returns the request that the upstream received with `mark` in its path.
+fn seen_with_mark(fixture: &Fixture, mark: &str) -> Option<support::upstream::Seen> {
+    fixture
+        .upstream
+        .all()
+        .into_iter()
+        .find(|seen| seen.path_and_query.contains(mark))
+}
+
 const PROXY: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 const STRANGER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
@@ -168,20 +200,38 @@ const STRANGER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 async fn trusted_proxy_certificate_reaches_upstream() {
     let fixture = &*FIXTURE;
 
-    let (status, _, mark) = get(PROXY, Some(&xfcc(&fixture.valid))).await;
+    let (status, body, mark) =
+        get_from("/partner", false, PROXY, Some(&xfcc(&fixture.valid))).await;
 
-    assert_eq!(status, StatusCode::OK);
-    let seen = fixture
-        .upstream
-        .all()
-        .into_iter()
-        .find(|seen| seen.path_and_query.contains(&mark))
-        .unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen = seen_with_mark(fixture, &mark).unwrap();
     assert_eq!(
         seen.header(THUMBPRINT_HEADER),
         Some(thumbprint(fixture, &fixture.valid).as_str())
     );
+    assert_eq!(
+        seen.header("x-portcullis-auth-method"),
+        Some("tls_client_auth")
+    );
     assert_eq!(seen.header(HEADER), None);
+}
+
+/// A request that its API key authenticates reaches the upstream without
+/// the thumbprint of the certificate forwarded with it, and without the
+/// proxy's header, on a route that also accepts `mtls`.
+#[tokio::test]
+async fn key_request_gets_no_certificate_identity() {
+    let fixture = &*FIXTURE;
+
+    for prefix in ["/orders", "/partner"] {
+        let (status, body, mark) = get_from(prefix, true, PROXY, Some(&xfcc(&fixture.valid))).await;
+
+        assert_eq!(status, StatusCode::OK, "{prefix}: {body}");
+        let seen = seen_with_mark(fixture, &mark).unwrap();
+        assert_eq!(seen.header("x-portcullis-auth-method"), Some("api_key"));
+        assert_eq!(seen.header(THUMBPRINT_HEADER), None, "{prefix}");
+        assert_eq!(seen.header(HEADER), None, "{prefix}");
+    }
 }
 
 #[tokio::test]
@@ -193,12 +243,7 @@ async fn untrusted_peer_header_ignored() {
 
     assert_eq!(status, StatusCode::OK);
     assert_eq!(expired_status, StatusCode::OK);
-    let seen = fixture
-        .upstream
-        .all()
-        .into_iter()
-        .find(|seen| seen.path_and_query.contains(&mark))
-        .unwrap();
+    let seen = seen_with_mark(fixture, &mark).unwrap();
     assert_eq!(seen.header(THUMBPRINT_HEADER), None);
     assert_eq!(seen.header(HEADER), None);
 }
@@ -206,9 +251,8 @@ async fn untrusted_peer_header_ignored() {
 #[tokio::test]
 async fn forwarded_expired_certificate_rejected() {
     let fixture = &*FIXTURE;
-    let before = fixture.upstream.count();
 
-    let (status, body, _) = get(PROXY, Some(&xfcc(&fixture.expired))).await;
+    let (status, body, mark) = get(PROXY, Some(&xfcc(&fixture.expired))).await;
 
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["code"], "invalid_client_certificate", "{body}");
@@ -216,7 +260,8 @@ async fn forwarded_expired_certificate_rejected() {
         body["detail"].as_str().unwrap().contains("expired"),
         "{body}"
     );
-    assert_eq!(fixture.upstream.count(), before);
+    // Other tests share the upstream, so only this request's mark counts.
+    assert!(seen_with_mark(fixture, &mark).is_none());
 }
 
 #[tokio::test]

@@ -132,7 +132,7 @@ GET = ["orders:read"]
             .unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{variant}");
         let body: Value = response.json().await.unwrap();
-        assert_eq!(body["code"], "invalid_client_certificate", "{variant}");
+        assert_eq!(body["code"], "certificate_revoked", "{variant}");
         assert_eq!(upstream.count_marked(&mark), 0, "{variant}");
 
         // The audit log names the serial and the reason.

@@ -19,8 +19,8 @@ use rcgen::{SanType, SerialNumber};
 use reqwest::StatusCode;
 use serde_json::Value;
 use support::mtls::{
-    Identity, PARTNER_DNS, PartnerCa, create_self_signed_client, create_tls_client, failure_record,
-    https, issue, leaf_params, self_signed_with_jwk, trust_partner,
+    Identity, PARTNER_DNS, PartnerCa, Protocol, create_self_signed_client, create_tls_client,
+    failure_record, https, https_over, issue, leaf_params, self_signed_with_jwk, trust_partner,
 };
 use support::upstream::Upstream;
 use support::{DataDir, Server, marker, url_encode};
@@ -114,14 +114,78 @@ async fn until_rejected(
     client: &reqwest::Client,
     mark: &str,
 ) -> (StatusCode, Value, Duration) {
+    let (answer, delay) = until_rejected_answer(server, client, mark).await;
+    (answer.status, answer.body, delay)
+}
+
+/// A response of the gateway with the facts that must not depend on the
+/// HTTP version.
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    version: reqwest::Version,
+    challenge: Option<String>,
+    content_type: Option<String>,
+    body: Value,
+}
+
+/// Sends `GET /orders/items` like [`call`] and returns the whole answer.
+async fn call_answer(server: &Server, client: &reqwest::Client, mark: &str) -> Answer {
+    let response = client
+        .get(server.url("/orders/items"))
+        .header("x-test-case", mark)
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("{error}; server log:\n{}", server.log_text()));
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|value| value.to_str().unwrap().to_owned())
+    };
+    Answer {
+        status: response.status(),
+        version: response.version(),
+        challenge: header("www-authenticate"),
+        content_type: header("content-type"),
+        body: response.json().await.unwrap_or(Value::Null),
+    }
+}
+
+/// Polls like [`until_rejected`] and returns the whole answer.
+async fn until_rejected_answer(
+    server: &Server,
+    client: &reqwest::Client,
+    mark: &str,
+) -> (Answer, Duration) {
     let started = Instant::now();
     loop {
-        let (status, body) = call(server, client, reqwest::Method::GET, mark).await;
-        if status != StatusCode::OK || started.elapsed() > Duration::from_secs(3) {
-            return (status, body, started.elapsed());
+        let answer = call_answer(server, client, mark).await;
+        if answer.status != StatusCode::OK || started.elapsed() > Duration::from_secs(3) {
+            return (answer, started.elapsed());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Sends `GET /mixed/items` through `client` with the `headers` given and
+/// returns the status and what the upstream received, if anything.
+async fn call_mixed(
+    server: &Server,
+    upstream: &Upstream,
+    client: &reqwest::Client,
+    headers: &[(&str, &str)],
+) -> (StatusCode, Option<support::upstream::Seen>) {
+    let mark = marker();
+    let mut request = client
+        .get(server.url("/mixed/items"))
+        .header("x-test-case", &mark);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, upstream.marked(&mark).pop())
 }
 
 #[tokio::test]
@@ -181,6 +245,15 @@ auth = ["mtls"]
 [routes.scopes]
 GET = ["orders:read"]
 POST = ["orders:write"]
+
+[[routes]]
+path_prefix = "/mixed"
+upstream = "{upstream}"
+auth = ["mtls", "api_key", "jwt"]
+audience = "{API}"
+
+[routes.scopes]
+GET = ["orders:read"]
 
 [[routes]]
 path_prefix = "/both"
@@ -348,6 +421,90 @@ GET = ["orders:read"]
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["code"], "client_certificate_mismatch");
 
+    // A certificate that did not authenticate the request never reaches
+    // the upstream as an identity: an API key of globex with acme's
+    // internal certificate, or with a certificate that maps to no client,
+    // and an unbound token with a certificate.
+    let globex_key = data.cli_json(&[
+        "keys",
+        "create",
+        "--tenant",
+        "globex",
+        "--scopes",
+        "orders:read",
+    ]);
+    let globex_key = globex_key["key"].as_str().unwrap();
+    let spoofed_thumbprint = "c3Bvb2ZlZC10aHVtYnByaW50";
+    let key_header = [("x-api-key", globex_key)];
+    let secret_bearer = format!("Bearer {secret_token}");
+    let token_header = [("authorization", secret_bearer.as_str())];
+    let cases = [
+        (
+            "api key, other tenant's certificate",
+            &internal,
+            &key_header,
+        ),
+        ("api key, unmapped certificate", &unregistered, &key_header),
+        ("unbound token, certificate", &internal, &token_header),
+    ];
+    for (case, client, headers) in cases {
+        let (status, seen) = call_mixed(&server, &upstream, client, headers).await;
+        assert_eq!(status, StatusCode::OK, "{case}");
+        let seen = seen.unwrap_or_else(|| panic!("{case}: nothing reached the upstream"));
+        assert!(seen.header("x-portcullis-auth-method").is_some(), "{case}");
+        assert_eq!(
+            seen.header_count("x-portcullis-client-certificate-sha256"),
+            0,
+            "{case}"
+        );
+    }
+    // Headers of those names that a client sends are removed, whatever
+    // credential it uses.
+    let spoofing = [
+        ("x-api-key", globex_key),
+        ("x-portcullis-client-certificate-sha256", spoofed_thumbprint),
+        ("x-portcullis-client-id", internal_id.as_str()),
+        ("x-portcullis-tenant", "acme"),
+    ];
+    for client in [&anonymous, &internal] {
+        let (status, seen) = call_mixed(&server, &upstream, client, &spoofing).await;
+        assert_eq!(status, StatusCode::OK);
+        let seen = seen.unwrap();
+        assert_eq!(
+            seen.header_count("x-portcullis-client-certificate-sha256"),
+            0
+        );
+        assert_eq!(seen.header_count("x-portcullis-client-id"), 0);
+        assert_eq!(seen.header("x-portcullis-tenant"), Some("globex"));
+    }
+    // The certificate took part when the token is bound to it, or when it
+    // is the credential.
+    let bound_bearer = format!("Bearer {bound_token}");
+    let (status, seen) = call_mixed(
+        &server,
+        &upstream,
+        &internal,
+        &[("authorization", bound_bearer.as_str())],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        seen.unwrap()
+            .header("x-portcullis-client-certificate-sha256"),
+        Some(internal_cert.thumbprint().as_str())
+    );
+    let (status, seen) = call_mixed(&server, &upstream, &internal, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let seen = seen.unwrap();
+    assert_eq!(
+        seen.header("x-portcullis-client-certificate-sha256"),
+        Some(internal_cert.thumbprint().as_str())
+    );
+    assert_eq!(
+        seen.header("x-portcullis-client-id"),
+        Some(internal_id.as_str())
+    );
+
     // A revoked client loses access within a second on an open connection.
     let revoked_client = https(&server, Some(&revoked_client_cert));
     let (status, body) = call(&server, &revoked_client, reqwest::Method::GET, &marker()).await;
@@ -365,11 +522,15 @@ GET = ["orders:read"]
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(upstream.count_marked(&mark), 0);
 
-    // A revoked certificate: the open connection is rejected within a
-    // second and stays rejected, and a new connection gets 401.
-    let open = https(&server, Some(&revoked_cert));
-    let (status, body) = call(&server, &open, reqwest::Method::GET, &marker()).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    // A revoked certificate: open connections over HTTP/1.1 and HTTP/2 are
+    // rejected within a second with the same answer and stay rejected, and
+    // a new connection gets that answer too.
+    let open_http1 = https_over(&server, Some(&revoked_cert), Protocol::Http1);
+    let open_http2 = https_over(&server, Some(&revoked_cert), Protocol::Http2);
+    for open in [&open_http1, &open_http2] {
+        let (status, body) = call(&server, open, reqwest::Method::GET, &marker()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
     data.cli(&[
         "certs",
         "revoke",
@@ -378,14 +539,33 @@ GET = ["orders:read"]
         "keyCompromise",
     ]);
     let mark = marker();
-    let (status, body, delay) = until_rejected(&server, &open, &mark).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    assert_eq!(body["code"], "certificate_revoked");
+    let (http1, delay) = until_rejected_answer(&server, &open_http1, &mark).await;
     assert!(delay < Duration::from_secs(1), "took {delay:?}");
+    let (http2, _) = until_rejected_answer(&server, &open_http2, &mark).await;
+    assert_eq!(http1.version, reqwest::Version::HTTP_11);
+    assert_eq!(http2.version, reqwest::Version::HTTP_2);
+    for answer in [&http1, &http2] {
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{answer:?}");
+        assert_eq!(answer.body["code"], "certificate_revoked", "{answer:?}");
+        assert_eq!(
+            answer.content_type.as_deref(),
+            Some("application/problem+json")
+        );
+        let challenge = answer.challenge.as_deref().unwrap_or_default();
+        assert!(
+            challenge.starts_with("Bearer realm=\"portcullis\", error=\"invalid_token\""),
+            "{answer:?}"
+        );
+    }
+    assert_eq!(http1.challenge, http2.challenge);
+    assert_eq!(http1.body, http2.body);
     let mark = marker();
-    for _ in 0..3 {
-        let (status, _) = call(&server, &open, reqwest::Method::GET, &mark).await;
-        assert_eq!(status, StatusCode::FORBIDDEN);
+    for open in [&open_http1, &open_http2] {
+        for _ in 0..3 {
+            let answer = call_answer(&server, open, &mark).await;
+            assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{answer:?}");
+            assert_eq!(answer.body["code"], "certificate_revoked", "{answer:?}");
+        }
     }
     let fresh = https(&server, Some(&revoked_cert));
     match fresh
@@ -396,8 +576,13 @@ GET = ["orders:read"]
     {
         // The listener has rebuilt its CRLs and refuses the handshake.
         Err(_) => {}
-        // Or the request reached the gateway, which rejects the revoked serial.
-        Ok(response) => assert_eq!(response.status(), StatusCode::UNAUTHORIZED),
+        // Or the request reached the gateway, which rejects the revoked
+        // certificate with the same answer.
+        Ok(response) => {
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["code"], "certificate_revoked", "{body}");
+        }
     }
     assert_eq!(upstream.count_marked(&mark), 0);
 

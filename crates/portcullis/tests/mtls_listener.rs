@@ -491,7 +491,7 @@ async fn revocation_reaches_open_connection() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let delay = revoked_at.elapsed();
-    assert_eq!(status, 403, "{body}");
+    assert_eq!(status, 401, "{body}");
     assert_eq!(content_type.as_deref(), Some("application/problem+json"));
     assert!(body.contains("certificate_revoked"), "{body}");
     assert!(delay < Duration::from_secs(1), "took {delay:?}");
@@ -513,7 +513,7 @@ async fn revocation_reaches_open_connection() {
 
     // The rebuilt trust does not change the response on the open connection.
     let (after_rebuild, body, _) = get_on(&mut sender).await;
-    assert_eq!(after_rebuild, 403, "{body}");
+    assert_eq!(after_rebuild, 401, "{body}");
     assert!(body.contains("certificate_revoked"), "{body}");
 }
 
@@ -578,4 +578,96 @@ async fn replaced_partner_crl_reaches_open_connection() {
         new_handshake.is_err(),
         "expected a failed handshake: {new_handshake:?}"
     );
+}
+
+/// Runs `openssl` with `args` and returns its standard output.
+fn openssl(args: &[&str]) -> String {
+    let output = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("the openssl command is required for this test");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Signs a leaf with serial `0a 0d` for a 1024-bit RSA key that openssl
+/// generates, because aws-lc-rs generates no RSA key below 2048 bits, and
+/// writes the certificate and key to `dir` as `weak-cert.pem` and
+/// `weak-key.pem`.
+fn weak_key_leaf(partner: &TestCa, dir: &Path) -> (PathBuf, PathBuf) {
+    let key_path = dir.join("weak-key.pem");
+    let key = key_path.to_str().unwrap();
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:1024",
+        "-out",
+        key,
+    ]);
+    let public_pem = openssl(&["pkey", "-in", key, "-pubout"]);
+    let public_key = rcgen::SubjectPublicKeyInfo::from_pem(&public_pem).unwrap();
+
+    let mut params = CertificateParams::new(vec![PARTNER_DNS.to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "partner service");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.serial_number = Some(SerialNumber::from_slice(&[0x0a, 0x0d]));
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(30);
+    let cert = params.signed_by(&public_key, &partner.issuer).unwrap();
+    let cert_path = dir.join("weak-cert.pem");
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    (cert_path, key_path)
+}
+
+/// A leaf with a 1024-bit RSA key chains to a trusted CA, but the
+/// handshake cannot verify its CertificateVerify signature. In both modes
+/// the failed handshake leaves an audit record and a metric with the
+/// reason, as `certs verify` gives it.
+#[tokio::test]
+async fn weak_key_handshake_recorded() {
+    for mode in ["optional", "required"] {
+        let data = DataDir::new();
+        create_client(&data);
+        let partner = trust_partner(&data);
+        let server = start(&data, mode);
+        let (cert_path, key_path) = weak_key_leaf(&partner, data.path());
+
+        // openssl's default security level refuses to use a key this short,
+        // so level 0 lets it present one.
+        let output = Command::new("openssl")
+            .args(["s_client", "-quiet", "-servername", "localhost"])
+            .args(["-connect", &server.address.to_string()])
+            .arg("-CAfile")
+            .arg(data.path().join("tls/ca.pem"))
+            .arg("-cert")
+            .arg(&cert_path)
+            .arg("-key")
+            .arg(&key_path)
+            .args(["-cipher", "DEFAULT@SECLEVEL=0"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("the openssl command is required for this test");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(!stdout.contains("HTTP/1.1 200"), "{mode}: {stdout}");
+
+        let store = data.open_store().await;
+        let record = failure_record(&store, None, "0a0d").await;
+        assert_eq!(record["code"], "weak_key", "{mode}: {record}");
+        assert_eq!(record["surface"], "tls", "{mode}: {record}");
+        store.close().await;
+        let (_, _, metrics) = server.scrape().await;
+        assert!(
+            metrics.contains("portcullis_certificate_verifications_total{outcome=\"weak_key\"} 1"),
+            "{mode}: {metrics}"
+        );
+    }
 }

@@ -23,8 +23,9 @@ use crate::auth::{
 use crate::config::{AuthMethod, RouteConfig};
 use crate::listener::ClientCertificate;
 use crate::metrics::{self, AuthMethodLabel};
-use crate::pki::clients::{CertificateClientError, Unmapped};
-use crate::problem::Problem;
+use crate::pki::clients::{CertificateClientError, Unmapped, revoked_by_internal_ca};
+use crate::pki::verify::Rejection;
+use crate::problem::{Challenge, Problem};
 use crate::telemetry::ErrorChain;
 
 /// Authenticates a gateway request by the one credential it carries or, on
@@ -112,6 +113,20 @@ async fn authenticate_certificate(
             return Err(Problem::store_unavailable());
         }
     };
+    if unmapped == Unmapped::NoClient
+        && let Some(verified) = certificate.verified()
+    {
+        let revoked = revoked_by_internal_ca(&state.store, certificate, verified)
+            .await
+            .map_err(|error| {
+                tracing::error!(error = %ErrorChain(&error), "reading the internal CA's record of a certificate failed; denying the request");
+                Problem::store_unavailable()
+            })?;
+        if revoked {
+            let rejection = Rejection::revoked_serial(verified);
+            return Err(super::reject_certificate(&rejection, context));
+        }
+    }
 
     let mut failure = context.failure(unmapped.code());
     let (serial, issuer) = certificate.serial_and_issuer().unzip();
@@ -133,7 +148,8 @@ async fn authenticate_certificate(
         unmapped.code(),
         "Invalid client certificate",
         detail,
-    ))
+    )
+    .with_challenge(Challenge::InvalidToken))
 }
 
 /// Enforces a route's `client_certificate = "required"`: the client of an
@@ -165,7 +181,8 @@ pub(super) async fn require_client_certificate(
             "Client certificate required",
             "this route needs the client certificate of the token's client besides the access \
              token; connect with that certificate",
-        ));
+        )
+        .with_challenge(Challenge::InvalidToken));
     };
 
     let found = state
@@ -196,5 +213,6 @@ pub(super) async fn require_client_certificate(
         "Invalid client certificate",
         "the client certificate does not authenticate the access token's client; connect \
          with that client's certificate",
-    ))
+    )
+    .with_challenge(Challenge::InvalidToken))
 }

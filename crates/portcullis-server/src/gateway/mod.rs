@@ -54,7 +54,7 @@ use crate::auth::{AuthenticatedToken, Caller, CertificateCaller, CheckContext};
 use crate::config::RouteConfig;
 use crate::listener::ClientCertificate;
 use crate::listener::ConnectionInfo;
-use crate::pki::presented::{ForwardedCertificates, client_certificate};
+use crate::pki::presented::{ForwardedCertificates, client_certificate, rejected_certificate};
 use crate::problem::Problem;
 use crate::ratelimit::Decision;
 use crate::telemetry::{FactsHandle, RequestId};
@@ -272,14 +272,7 @@ async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Rej
         .usage
         .record_scope_use(caller.credential(), required.iter(), context.now);
 
-    // A registered self-signed certificate did not verify, but it is the
-    // caller's credential when it authenticated the caller.
-    let certificate_thumbprint = certificate
-        .as_ref()
-        .filter(|certificate| {
-            certificate.verified().is_some() || matches!(caller, Caller::Certificate(_))
-        })
-        .map(|certificate| certificate.thumbprint_sha256.clone());
+    let certificate_thumbprint = authenticating_thumbprint(route, &caller, certificate.as_deref());
     Ok(Judged {
         route,
         uri,
@@ -289,6 +282,38 @@ async fn judge<'a>(state: &'a AppState, parts: &Parts) -> Result<Judged<'a>, Rej
         certificate_thumbprint,
         decision,
     })
+}
+
+/// Returns the thumbprint of the client certificate when it took part in
+/// authenticating `caller`, so the upstream never reads a certificate
+/// identity that the caller was not checked against:
+///
+/// - the certificate is the caller's credential (a route that accepts
+///   `mtls`, which also covers a registered self-signed certificate);
+/// - the access token is bound to it (RFC 8705 §3 `cnf` `x5t#S256`), which
+///   [`check_certificate_binding`] has compared;
+/// - the route sets `client_certificate = "required"`, and
+///   [`certificate::require_client_certificate`] has found that the
+///   certificate authenticates the token's client.
+///
+/// An API key belongs to no OAuth client, so a certificate sent with one
+/// is never forwarded, nor one sent with an unbound token on another route.
+fn authenticating_thumbprint(
+    route: &RouteConfig,
+    caller: &Caller,
+    certificate: Option<&ClientCertificate>,
+) -> Option<String> {
+    let took_part = match caller {
+        Caller::Certificate(authenticated) => {
+            return Some(authenticated.thumbprint_sha256.clone());
+        }
+        Caller::AccessToken(authenticated) => {
+            authenticated.certificate_thumbprint.is_some() || route.client_certificate_required
+        }
+        Caller::ApiKey(_) => false,
+    };
+    let certificate = certificate.filter(|_| took_part)?;
+    Some(certificate.thumbprint_sha256.clone())
 }
 
 /// Rejects a client certificate that failed verification with 401 and
@@ -311,6 +336,15 @@ fn check_presented_certificate(
         return Ok(());
     }
 
+    Err(reject_certificate(rejection, context))
+}
+
+/// Records the failure of a rejected client certificate with its serial
+/// and issuer, and builds its 401.
+fn reject_certificate(
+    rejection: &crate::pki::verify::Rejection,
+    context: &CheckContext<'_>,
+) -> Problem {
     context
         .usage
         .record_failure(FailedAuthentication::certificate_rejected(
@@ -319,16 +353,7 @@ fn check_presented_certificate(
             context.surface,
             rejection,
         ));
-    Err(Problem::new(
-        http::StatusCode::UNAUTHORIZED,
-        "invalid_client_certificate",
-        "Invalid client certificate",
-        format!(
-            "the client certificate was rejected ({}): {}; present a valid certificate or none",
-            rejection.code(),
-            rejection.reason()
-        ),
-    ))
+    rejected_certificate(rejection)
 }
 
 /// Reads and drops up to [`DISCARD_LIMIT`] bytes of a body that will not be

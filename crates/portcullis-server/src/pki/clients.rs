@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use portcullis_core::ids::ClientId;
 use portcullis_core::oauth::{ClientAuthMethod, ClientRecord};
-use portcullis_core::pki::CertificateSerial;
+use portcullis_core::pki::{CertificateRecord, CertificateSerial};
 use portcullis_store::{Store, StoreError};
 use quick_cache::sync::Cache;
 use time::OffsetDateTime;
@@ -261,6 +261,32 @@ pub(crate) async fn internal_ca_client(
     certificate: &ClientCertificate,
     verified: &VerifiedClient,
 ) -> Result<Option<ClientId>, StoreError> {
+    let record = internal_ca_record(store, certificate, verified).await?;
+    Ok(record
+        .filter(|record| record.revoked_at.is_none())
+        .map(|record| record.client_id))
+}
+
+/// Returns whether the internal CA's record of a verified certificate marks
+/// it as revoked. The store knows of a revocation before the change
+/// feed brings it to the listener, so a request in between is told that
+/// the certificate was revoked, not that it authenticates no client.
+pub(crate) async fn revoked_by_internal_ca(
+    store: &Store,
+    certificate: &ClientCertificate,
+    verified: &VerifiedClient,
+) -> Result<bool, StoreError> {
+    let record = internal_ca_record(store, certificate, verified).await?;
+    Ok(record.is_some_and(|record| record.revoked_at.is_some()))
+}
+
+/// Finds the internal CA's record of a verified certificate, when the chain
+/// ended at the internal CA and the record's SHA-256 is this certificate's.
+async fn internal_ca_record(
+    store: &Store,
+    certificate: &ClientCertificate,
+    verified: &VerifiedClient,
+) -> Result<Option<CertificateRecord>, StoreError> {
     if !verified.anchor.includes_internal_ca() {
         return Ok(None);
     }
@@ -276,6 +302,5 @@ pub(crate) async fn internal_ca_client(
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect();
-    let same_certificate = record.sha256 == thumbprint && record.revoked_at.is_none();
-    Ok(same_certificate.then_some(record.client_id))
+    Ok((record.sha256 == thumbprint).then_some(record))
 }

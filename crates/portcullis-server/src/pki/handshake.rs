@@ -6,16 +6,20 @@
 //! CertificateVerify signature, which proves that the client has the
 //! leaf's private key, is checked by rustls's own functions in every mode.
 //!
-//! - `optional`: every presented certificate completes the handshake. The
-//!   verdict travels with the connection in
+//! - `optional`: every presented chain passes this verifier. The verdict
+//!   travels with the connection in
 //!   [`ClientCertificate::verdict`](crate::listener::ClientCertificate), and
 //!   the application rejects a failed one.
 //! - `required`: the chain must verify, except a single self-signed
 //!   certificate whose public key is in [`SelfSignedKeys`], which RFC 8705
 //!   §2.2 `self_signed_tls_client_auth` clients present. Any other failure
-//!   ends the handshake with the TLS alert of its kind, and the rejection is
-//!   handed to the connection task through [`capture_rejection`] so that it
-//!   can be recorded.
+//!   ends the handshake with the TLS alert of its kind.
+//!
+//! In both modes a rejection is handed to the connection task through
+//! [`capture_rejection`], so that a handshake that then fails is recorded
+//! with it. A rejected chain can still end an `optional` handshake: a leaf
+//! whose key is too weak for the CertificateVerify check fails there. A
+//! CertificateVerify signature that does not verify is a rejection too.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -89,10 +93,26 @@ pub async fn capture_rejection<F: Future>(handshake: F) -> (F::Output, Option<Re
         .await
 }
 
+/// Stores the rejection of the current handshake, unless one is stored
+/// already: the chain's verdict names the cause better than the signature
+/// check that fails after it.
 fn store_rejection(rejection: Rejection) {
     // Outside `capture_rejection` there is no slot, and the rejection still
     // ends the handshake.
-    let _ = HANDSHAKE_REJECTION.try_with(|slot| *slot.borrow_mut() = Some(rejection));
+    let _ = HANDSHAKE_REJECTION.try_with(|slot| {
+        slot.borrow_mut().get_or_insert(rejection);
+    });
+}
+
+/// Stores the rejection of a CertificateVerify signature that failed.
+fn reject_signature<T>(
+    certificate: &CertificateDer<'_>,
+    result: Result<T, rustls::Error>,
+) -> Result<T, rustls::Error> {
+    if let Err(error) = &result {
+        store_rejection(Rejection::handshake_signature(certificate, error));
+    }
+    result
 }
 
 /// The listener's [`ClientCertVerifier`] for one trust snapshot.
@@ -149,15 +169,15 @@ impl ClientCertVerifier for HandshakeVerifier {
         let Err(rejection) = verify_client_chain(&chain, &self.anchors, &self.crls, now) else {
             return Ok(ClientCertVerified::assertion());
         };
-        if !self.mandatory {
-            return Ok(ClientCertVerified::assertion());
-        }
         if intermediates.is_empty() && self.self_signed.accepts(end_entity) {
             return Ok(ClientCertVerified::assertion());
         }
 
         let error = rustls::Error::InvalidCertificate(certificate_error(rejection.kind()));
         store_rejection(rejection);
+        if !self.mandatory {
+            return Ok(ClientCertVerified::assertion());
+        }
         Err(error)
     }
 
@@ -167,7 +187,13 @@ impl ClientCertVerifier for HandshakeVerifier {
         certificate: &CertificateDer<'_>,
         signature: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, certificate, signature, &self.algorithms)
+        let result = rustls::crypto::verify_tls12_signature(
+            message,
+            certificate,
+            signature,
+            &self.algorithms,
+        );
+        reject_signature(certificate, result)
     }
 
     fn verify_tls13_signature(
@@ -176,7 +202,13 @@ impl ClientCertVerifier for HandshakeVerifier {
         certificate: &CertificateDer<'_>,
         signature: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, certificate, signature, &self.algorithms)
+        let result = rustls::crypto::verify_tls13_signature(
+            message,
+            certificate,
+            signature,
+            &self.algorithms,
+        );
+        reject_signature(certificate, result)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

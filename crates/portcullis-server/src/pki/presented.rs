@@ -34,11 +34,11 @@ use http::{HeaderMap, StatusCode};
 
 use super::forwarded::{ForwardedCertificateError, parse_forwarded_chain};
 use super::trust::{ClientCertificateTrust, TrustSnapshot};
-use super::verify::{Rejection, VerifiedClient};
+use super::verify::{Rejection, RejectionKind, VerifiedClient};
 use crate::app::AppState;
 use crate::config::ForwardedCertificateConfig;
 use crate::listener::{ClientCertificate, ConnectionInfo};
-use crate::problem::Problem;
+use crate::problem::{Challenge, Problem};
 
 /// Time a cached verdict of a forwarded certificate is used.
 pub const FORWARDED_CACHE_TTL: Duration = Duration::from_secs(60);
@@ -71,6 +71,42 @@ pub fn client_certificate(
     }
 }
 
+/// Builds the 401 for a client certificate that failed verification:
+/// `certificate_revoked` for a revoked one, whether a CRL or the internal
+/// CA's revoked serials list it, and `invalid_client_certificate` for any
+/// other failure. The listener and the gateway both send it, so a revoked
+/// certificate gets one response whatever the protocol and wherever it is
+/// caught.
+///
+/// RFC 9110 §15.5.2 requires a challenge on every 401. The certificate is
+/// the credential that was rejected, so the challenge is RFC 6750's
+/// `invalid_token`, the error for a revoked or invalid credential.
+pub fn rejected_certificate(rejection: &Rejection) -> Problem {
+    let (code, title, next_step) = match rejection.kind() {
+        RejectionKind::Revoked => (
+            "certificate_revoked",
+            "Revoked client certificate",
+            "connect again with a valid certificate",
+        ),
+        _ => (
+            "invalid_client_certificate",
+            "Invalid client certificate",
+            "present a valid certificate or none",
+        ),
+    };
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        code,
+        title,
+        format!(
+            "the client certificate was rejected ({}): {}; {next_step}",
+            rejection.code(),
+            rejection.reason()
+        ),
+    )
+    .with_challenge(Challenge::InvalidToken)
+}
+
 /// The client certificate of a TLS connection, with the latest verdict on
 /// it and the generation of the trust snapshot that made the verdict.
 #[derive(Debug)]
@@ -92,7 +128,7 @@ impl ConnectionCertificate {
 
     /// Returns the certificate with the verdict made at the handshake. The
     /// listener checks its serial against the revoked serials, so that an
-    /// internal revocation gets the same response (403) before and after a
+    /// internal revocation gets the same response before and after a
     /// rebuild.
     pub fn handshake(&self) -> Arc<ClientCertificate> {
         Arc::clone(&self.handshake)

@@ -28,6 +28,10 @@
 //! An intermediate whose key usage leaves out keyCertSign may not issue
 //! certificates (RFC 5280 §6.1.4 (n)). A certificate without the extension
 //! allows every use.
+//!
+//! Public keys: a leaf whose key the TLS handshake cannot verify a
+//! signature with, such as RSA below 2048 bits, is rejected as `weak_key` or
+//! `unsupported_algorithm` (see [`public_key`]).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -94,6 +98,7 @@ pub fn verify_client_chain(
         ));
     }
 
+    check_leaf_key(leaf_der, summary.as_ref())?;
     let parsed_crls = parse_crls(crls, summary.as_ref())?;
     let crl_refs: Vec<&CertRevocationList<'_>> = parsed_crls.iter().collect();
 
@@ -167,8 +172,47 @@ pub fn verify_client_chain(
             }
             Ok(leaf.into_verified(anchor))
         }
-        Err(error) => Err(explain(&error, chain, &parsed_crls, summary)),
+        Err(error) => {
+            let rejection = explain(&error, chain, &parsed_crls, summary);
+            Err(find_issuer_key_problem(&rejection, intermediates).unwrap_or(rejection))
+        }
     }
+}
+
+/// Rejects a leaf whose public key the handshake's CertificateVerify check
+/// would not accept.
+fn check_leaf_key(
+    leaf: &CertificateDer<'_>,
+    summary: Option<&CertificateSummary>,
+) -> Result<(), Rejection> {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf) else {
+        // LeafInfo::parse has parsed this certificate already.
+        return Ok(());
+    };
+    public_key::check_public_key(&cert, "leaf", signature_algorithms())
+        .map_err(|(kind, reason)| Rejection::new(kind, reason, summary.cloned()))
+}
+
+/// Names an intermediate whose public key no accepted algorithm verifies
+/// with, when webpki rejected the chain for a signature. webpki reports only
+/// that a signature failed, and a 1024-bit RSA issuer key is a common cause
+/// that the operator can fix.
+fn find_issuer_key_problem(
+    rejection: &Rejection,
+    intermediates: &[CertificateDer<'_>],
+) -> Option<Rejection> {
+    if !matches!(
+        rejection.kind,
+        RejectionKind::BadSignature | RejectionKind::UnsupportedAlgorithm
+    ) {
+        return None;
+    }
+    intermediates.iter().find_map(|der| {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        let (kind, reason) =
+            public_key::check_public_key(&cert, "intermediate", signature_algorithms()).err()?;
+        Some(Rejection::new(kind, reason, rejection.leaf.clone()))
+    })
 }
 
 /// Checks the key usage extension of the leaf and of the intermediates of a
@@ -583,6 +627,21 @@ impl Rejection {
         )
     }
 
+    /// Builds the rejection of a leaf whose CertificateVerify signature
+    /// (RFC 8446 §4.4.3) failed rustls's check with `error`, so the client
+    /// did not prove that it holds the leaf's private key.
+    pub fn handshake_signature(leaf: &CertificateDer<'_>, error: &rustls::Error) -> Self {
+        let summary = LeafInfo::parse(leaf).ok().map(|info| info.summary);
+        Self::new(
+            RejectionKind::BadSignature,
+            format!(
+                "the client's CertificateVerify signature does not verify with the leaf's public \
+                 key: {error}"
+            ),
+            summary,
+        )
+    }
+
     /// Returns the kind of failure.
     pub fn kind(&self) -> RejectionKind {
         self.kind
@@ -639,8 +698,12 @@ pub enum RejectionKind {
     NameConstraintViolated,
     /// A signature does not verify with the issuer's public key.
     BadSignature,
-    /// A signature or key algorithm is not in the accepted list.
+    /// A signature or key algorithm is not in the accepted list, such as a
+    /// key on a curve the handshake does not support or RSA above 8192 bits.
     UnsupportedAlgorithm,
+    /// An RSA key is shorter than 2048 bits, the minimum the handshake
+    /// verifies signatures with.
+    WeakKey,
     /// CRLs were given but none covers a certificate of the path.
     RevocationUnknown,
     /// A CRL that covers the path is past its nextUpdate.
@@ -671,6 +734,7 @@ impl RejectionKind {
             Self::NameConstraintViolated => "name_constraint_violated",
             Self::BadSignature => "bad_signature",
             Self::UnsupportedAlgorithm => "unsupported_algorithm",
+            Self::WeakKey => "weak_key",
             Self::RevocationUnknown => "revocation_unknown",
             Self::CrlExpired => "crl_expired",
             Self::InvalidCrl => "invalid_crl",
@@ -1066,5 +1130,6 @@ fn ip_from_octets(octets: &[u8]) -> Option<IpAddr> {
     <[u8; 16]>::try_from(octets).ok().map(IpAddr::from)
 }
 
+mod public_key;
 #[cfg(test)]
 mod tests;

@@ -219,8 +219,28 @@ pub fn issue(data: &DataDir, client: &str, name: &str) -> (Identity, String) {
     )
 }
 
+/// The HTTP version an HTTPS client of [`https_over`] uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// Whatever ALPN settles on: HTTP/2 with Portcullis.
+    Negotiated,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 only.
+    Http2,
+}
+
 /// Builds an HTTPS client of `server` that presents `identity`, if given.
 pub fn https(server: &Server, identity: Option<&Identity>) -> reqwest::Client {
+    https_over(server, identity, Protocol::Negotiated)
+}
+
+/// Builds an HTTPS client like [`https`] that speaks only `protocol`.
+pub fn https_over(
+    server: &Server,
+    identity: Option<&Identity>,
+    protocol: Protocol,
+) -> reqwest::Client {
     let ca = reqwest::Certificate::from_pem(&server.ca_pem).unwrap();
     let mut builder = reqwest::Client::builder()
         .tls_certs_only([ca])
@@ -230,6 +250,11 @@ pub fn https(server: &Server, identity: Option<&Identity>) -> reqwest::Client {
         let pem = format!("{}{}", identity.cert_pem, identity.key_pem);
         builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
     }
+    builder = match protocol {
+        Protocol::Negotiated => builder,
+        Protocol::Http1 => builder.http1_only(),
+        Protocol::Http2 => builder.http2_prior_knowledge(),
+    };
     builder.build().unwrap()
 }
 

@@ -869,3 +869,95 @@ fn webpki_errors_described_in_words() {
         );
     }
 }
+
+/// Encodes a DER length.
+fn der_length(length: usize) -> Vec<u8> {
+    if length < 0x80 {
+        return vec![u8::try_from(length).unwrap()];
+    }
+    let bytes: Vec<u8> = length
+        .to_be_bytes()
+        .into_iter()
+        .skip_while(|byte| *byte == 0)
+        .collect();
+    let mut encoded = vec![0x80 | u8::try_from(bytes.len()).unwrap()];
+    encoded.extend(bytes);
+    encoded
+}
+
+fn der(tag: u8, contents: &[u8]) -> Vec<u8> {
+    let mut encoded = vec![tag];
+    encoded.extend(der_length(contents.len()));
+    encoded.extend_from_slice(contents);
+    encoded
+}
+
+/// Builds an RSA SubjectPublicKeyInfo with a modulus of exactly `bits`
+/// bits. Only its size matters: the leaf's key signs nothing here.
+fn rsa_public_key(bits: usize) -> rcgen::SubjectPublicKeyInfo {
+    let top = 1_u8 << ((bits - 1) % 8);
+    // A DER INTEGER whose first octet has its high bit set needs a leading
+    // zero octet to stay positive.
+    let mut modulus = if top & 0x80 == 0 { vec![] } else { vec![0x00] };
+    modulus.push(top);
+    modulus.resize(modulus.len() + bits.div_ceil(8) - 1, 0x5b);
+    let rsa_key = der(
+        0x30,
+        &[der(0x02, &modulus), der(0x02, &[0x01, 0x00, 0x01])].concat(),
+    );
+    // rsaEncryption (1.2.840.113549.1.1.1) with NULL parameters.
+    let algorithm = der(
+        0x30,
+        &[
+            der(
+                0x06,
+                &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01],
+            ),
+            vec![0x05, 0x00],
+        ]
+        .concat(),
+    );
+    let bit_string = der(0x03, &[vec![0x00], rsa_key].concat());
+    let spki = der(0x30, &[algorithm, bit_string].concat());
+    rcgen::SubjectPublicKeyInfo::from_der(&spki).unwrap()
+}
+
+#[test]
+fn leaf_with_short_rsa_key_rejected() {
+    let root = Authority::root("Partner CA");
+    let leaf = leaf_params(40)
+        .signed_by(&rsa_public_key(1024), &root.issuer)
+        .unwrap();
+
+    let rejection = verify(&[leaf.der().clone()], &root.anchors(), &[]).unwrap_err();
+
+    assert_eq!(rejection.code(), "weak_key");
+    assert!(
+        rejection
+            .reason()
+            .contains("RSA key of 1024 bits; at least 2048 are required"),
+        "{}",
+        rejection.reason()
+    );
+    assert_eq!(rejection.leaf().unwrap().serial, "102028");
+}
+
+#[test]
+fn leaf_rsa_key_size_bounds() {
+    let root = Authority::root("Partner CA");
+    let cases = [
+        (2047, Some("weak_key")),
+        (2048, None),
+        (8192, None),
+        (8200, Some("unsupported_algorithm")),
+    ];
+
+    for (bits, expected) in cases {
+        let leaf = leaf_params(41)
+            .signed_by(&rsa_public_key(bits), &root.issuer)
+            .unwrap();
+        let verdict = verify(&[leaf.der().clone()], &root.anchors(), &[]);
+        let code = verdict.as_ref().err().map(Rejection::code);
+        assert_eq!(code, expected, "{bits} bits: {verdict:?}");
+    }
+}
