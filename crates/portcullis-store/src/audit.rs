@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::records::{NewClient, NewClientSecret, NewKey, NewUser, Tenant};
 use crate::members::{InviteRecord, NewInvite};
+use crate::records::{NewClient, NewClientSecret, NewKey, NewUser, Tenant};
 use portcullis_core::oauth::{Role, UserRecord};
 
 /// The actor, client address and time of a change.

@@ -71,8 +71,9 @@ macro_rules! select_user {
 /// The columns of a [`crate::members::InviteRecord`].
 macro_rules! select_invite {
     () => {
-        "SELECT id, tenant_id, email, role, token_hash, created_by, created_at, expires_at, \
-         used_at, user_id, revoked_at FROM user_invites"
+        "SELECT i.id, i.tenant_id, t.name AS tenant_name, i.email, i.role, i.token_hash, \
+         i.created_by, i.created_at, i.expires_at, i.used_at, i.user_id, i.revoked_at \
+         FROM user_invites i JOIN tenants t ON t.id = i.tenant_id"
     };
 }
 

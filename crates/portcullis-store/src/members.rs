@@ -9,6 +9,7 @@
 
 use portcullis_core::crypto::SecretHash;
 use portcullis_core::ids::{InviteId, TenantId, UserId};
+use portcullis_core::name::TenantName;
 use portcullis_core::oauth::{Email, Role, UserRecord};
 use time::OffsetDateTime;
 
@@ -46,6 +47,8 @@ pub struct InviteRecord {
     pub id: InviteId,
     /// The tenant the invited user joins.
     pub tenant_id: TenantId,
+    /// The tenant's name.
+    pub tenant: TenantName,
     /// The address invited.
     pub email: Email,
     /// The role the user gets.

@@ -17,7 +17,7 @@ use super::{PostgresStore, insert_audit};
 use crate::audit::{AuditContext, AuditEvent};
 use crate::error::{StoreError, is_foreign_key_violation, is_unique_violation};
 use crate::members::{AcceptInvite, InviteRecord, InviteState, NewInvite, invited_user};
-use crate::records::{NewUser, parse_email, parse_hash, parse_role};
+use crate::records::{NewUser, parse_email, parse_hash, parse_role, parse_tenant_name};
 
 impl PostgresStore {
     pub(crate) async fn change_user_role(
@@ -170,7 +170,7 @@ impl PostgresStore {
         &self,
         id: InviteId,
     ) -> Result<Option<InviteRecord>, StoreError> {
-        let row = sqlx::query(concat!(select_invite!(), " WHERE id = $1"))
+        let row = sqlx::query(concat!(select_invite!(), " WHERE i.id = $1"))
             .bind(id.as_uuid())
             .fetch_optional(&self.pool)
             .await?;
@@ -181,7 +181,7 @@ impl PostgresStore {
         &self,
         hash: &SecretHash,
     ) -> Result<Option<InviteRecord>, StoreError> {
-        let row = sqlx::query(concat!(select_invite!(), " WHERE token_hash = $1"))
+        let row = sqlx::query(concat!(select_invite!(), " WHERE i.token_hash = $1"))
             .bind(hash.as_bytes())
             .fetch_optional(&self.pool)
             .await?;
@@ -195,8 +195,8 @@ impl PostgresStore {
     ) -> Result<Vec<InviteRecord>, StoreError> {
         let rows = sqlx::query(concat!(
             select_invite!(),
-            " WHERE tenant_id = $1 AND used_at IS NULL AND revoked_at IS NULL \
-             AND expires_at > $2 ORDER BY created_at DESC, id DESC"
+            " WHERE i.tenant_id = $1 AND i.used_at IS NULL AND i.revoked_at IS NULL \
+             AND i.expires_at > $2 ORDER BY i.created_at DESC, i.id DESC"
         ))
         .bind(tenant_id.as_uuid())
         .bind(now)
@@ -288,10 +288,7 @@ async fn select_user(conn: &mut PgConnection, id: UserId) -> Result<UserRecord, 
 
 /// Fails with [`StoreError::LastAdmin`] unless `user`'s tenant has another
 /// enabled admin.
-async fn check_other_admin(
-    conn: &mut PgConnection,
-    user: &UserRecord,
-) -> Result<(), StoreError> {
+async fn check_other_admin(conn: &mut PgConnection, user: &UserRecord) -> Result<(), StoreError> {
     // Locking every enabled admin makes a concurrent demotion wait, then
     // see this one's result: PostgreSQL rechecks the WHERE clause on the
     // rows it waited for.
@@ -312,10 +309,13 @@ async fn select_invite_by_id(
     conn: &mut PgConnection,
     id: InviteId,
 ) -> Result<Option<InviteRecord>, StoreError> {
-    let row = sqlx::query(concat!(select_invite!(), " WHERE id = $1 FOR UPDATE"))
-        .bind(id.as_uuid())
-        .fetch_optional(conn)
-        .await?;
+    let row = sqlx::query(concat!(
+        select_invite!(),
+        " WHERE i.id = $1 FOR UPDATE OF i"
+    ))
+    .bind(id.as_uuid())
+    .fetch_optional(conn)
+    .await?;
     row.as_ref().map(invite_from_row).transpose()
 }
 
@@ -323,10 +323,13 @@ async fn select_invite_by_hash(
     conn: &mut PgConnection,
     hash: &SecretHash,
 ) -> Result<Option<InviteRecord>, StoreError> {
-    let row = sqlx::query(concat!(select_invite!(), " WHERE token_hash = $1 FOR UPDATE"))
-        .bind(hash.as_bytes())
-        .fetch_optional(conn)
-        .await?;
+    let row = sqlx::query(concat!(
+        select_invite!(),
+        " WHERE i.token_hash = $1 FOR UPDATE OF i"
+    ))
+    .bind(hash.as_bytes())
+    .fetch_optional(conn)
+    .await?;
     row.as_ref().map(invite_from_row).transpose()
 }
 
@@ -335,6 +338,7 @@ fn invite_from_row(row: &PgRow) -> Result<InviteRecord, StoreError> {
     Ok(InviteRecord {
         id: InviteId::from_uuid(row.try_get::<Uuid, _>("id")?),
         tenant_id: TenantId::from_uuid(row.try_get::<Uuid, _>("tenant_id")?),
+        tenant: parse_tenant_name(row.try_get("tenant_name")?)?,
         email: parse_email(row.try_get("email")?)?,
         role: parse_role(row.try_get("role")?)?,
         token_hash: parse_hash(hash)?,

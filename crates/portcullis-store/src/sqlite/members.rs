@@ -18,7 +18,7 @@ use super::{
 use crate::audit::{AuditContext, AuditEvent};
 use crate::error::{StoreError, is_foreign_key_violation, is_unique_violation};
 use crate::members::{AcceptInvite, InviteRecord, InviteState, NewInvite, invited_user};
-use crate::records::{NewUser, parse_email, parse_hash, parse_role};
+use crate::records::{NewUser, parse_email, parse_hash, parse_role, parse_tenant_name};
 
 impl SqliteStore {
     pub(crate) async fn change_user_role(
@@ -171,7 +171,7 @@ impl SqliteStore {
         &self,
         id: InviteId,
     ) -> Result<Option<InviteRecord>, StoreError> {
-        let row = sqlx::query(concat!(select_invite!(), " WHERE id = ?1"))
+        let row = sqlx::query(concat!(select_invite!(), " WHERE i.id = ?1"))
             .bind(id.to_string())
             .fetch_optional(&self.reader)
             .await?;
@@ -182,7 +182,7 @@ impl SqliteStore {
         &self,
         hash: &SecretHash,
     ) -> Result<Option<InviteRecord>, StoreError> {
-        let row = sqlx::query(concat!(select_invite!(), " WHERE token_hash = ?1"))
+        let row = sqlx::query(concat!(select_invite!(), " WHERE i.token_hash = ?1"))
             .bind(hash.as_bytes())
             .fetch_optional(&self.reader)
             .await?;
@@ -196,8 +196,8 @@ impl SqliteStore {
     ) -> Result<Vec<InviteRecord>, StoreError> {
         let rows = sqlx::query(concat!(
             select_invite!(),
-            " WHERE tenant_id = ?1 AND used_at IS NULL AND revoked_at IS NULL \
-             AND expires_at > ?2 ORDER BY created_at DESC, id DESC"
+            " WHERE i.tenant_id = ?1 AND i.used_at IS NULL AND i.revoked_at IS NULL \
+             AND i.expires_at > ?2 ORDER BY i.created_at DESC, i.id DESC"
         ))
         .bind(tenant_id.to_string())
         .bind(to_millis(now))
@@ -311,7 +311,7 @@ async fn select_invite_by_id(
     conn: &mut SqliteConnection,
     id: InviteId,
 ) -> Result<Option<InviteRecord>, StoreError> {
-    let row = sqlx::query(concat!(select_invite!(), " WHERE id = ?1"))
+    let row = sqlx::query(concat!(select_invite!(), " WHERE i.id = ?1"))
         .bind(id.to_string())
         .fetch_optional(conn)
         .await?;
@@ -322,7 +322,7 @@ async fn select_invite_by_hash(
     conn: &mut SqliteConnection,
     hash: &SecretHash,
 ) -> Result<Option<InviteRecord>, StoreError> {
-    let row = sqlx::query(concat!(select_invite!(), " WHERE token_hash = ?1"))
+    let row = sqlx::query(concat!(select_invite!(), " WHERE i.token_hash = ?1"))
         .bind(hash.as_bytes())
         .fetch_optional(conn)
         .await?;
@@ -334,6 +334,7 @@ fn invite_from_row(row: &SqliteRow) -> Result<InviteRecord, StoreError> {
     Ok(InviteRecord {
         id: InviteId::from_uuid(uuid_column(row, "id")?),
         tenant_id: TenantId::from_uuid(uuid_column(row, "tenant_id")?),
+        tenant: parse_tenant_name(row.try_get("tenant_name")?)?,
         email: parse_email(row.try_get("email")?)?,
         role: parse_role(row.try_get("role")?)?,
         token_hash: parse_hash(hash)?,

@@ -147,7 +147,10 @@ pub(super) async fn disabled_member_loses_sessions(fixture: Fixture) {
     assert!(matches!(error, StoreError::Revoked("user")), "{error:?}");
     // The last enabled admin cannot be disabled, and a disabled admin
     // does not count as one.
-    let error = store.disable_user(admin, &context(now())).await.unwrap_err();
+    let error = store
+        .disable_user(admin, &context(now()))
+        .await
+        .unwrap_err();
     assert!(matches!(error, StoreError::LastAdmin), "{error:?}");
     assert!(
         store
@@ -282,7 +285,10 @@ pub(super) async fn invite_accepted_once(fixture: Fixture) {
     let used = store.find_invite(sent.id).await.unwrap().unwrap();
     assert_eq!(used.used_at, Some(at));
     assert_eq!(used.user_id, Some(user.id));
-    let records = store.list_audit(&audit_of(user.id.to_string())).await.unwrap();
+    let records = store
+        .list_audit(&audit_of(user.id.to_string()))
+        .await
+        .unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].action, AuditAction::UserCreated);
     assert_eq!(records[0].details["invite_id"], sent.id.to_string());
