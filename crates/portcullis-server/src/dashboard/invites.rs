@@ -63,7 +63,7 @@ pub(super) struct InviteRow {
 
 impl InviteRow {
     /// Builds the row of `invite`, naming its sender by e-mail address when
-    /// `emails` (audit actor to address) knows them.
+    /// `emails` (audit actor to address) contains them.
     pub(super) fn new(invite: &InviteRecord, emails: &HashMap<String, String>) -> Self {
         Self {
             id: invite.id.to_string(),

@@ -5,8 +5,8 @@
 //! writes its audit record in the transaction of the change, with the
 //! signed-in admin as the actor. The store refuses to demote or disable
 //! the tenant's last enabled admin, so the tenant is never left without
-//! someone who can manage it. A member of another tenant is answered with
-//! 404, exactly as one that does not exist.
+//! someone who can manage it. A member of another tenant gets the 404
+//! page, exactly as one that does not exist.
 
 use std::collections::HashMap;
 
@@ -73,8 +73,8 @@ struct DisablePage<'a> {
     member_email: &'a str,
 }
 
-/// What the invite form shows again after a failed attempt, with the
-/// message of the failure.
+/// The invite form's values to show again after a failed attempt, and
+/// the failure's message.
 pub(super) struct Retry<'a> {
     pub(super) email: &'a str,
     pub(super) role: &'a str,
@@ -274,7 +274,7 @@ pub(super) async fn admin_page_session(
     Ok(session)
 }
 
-/// Answers 403 unless the signed-in user is an admin.
+/// Returns the 403 page unless the signed-in user is an admin.
 pub(super) fn require_admin(session: &ActiveSession) -> Result<(), Response> {
     if may_manage_members(&session.user) {
         return Ok(());
@@ -287,9 +287,9 @@ pub(super) fn require_admin(session: &ActiveSession) -> Result<(), Response> {
     Err(role_forbidden())
 }
 
-/// Finds member `id` of the admin's tenant. Checks the role first, so a
-/// developer learns nothing about ids; then a malformed id, an unknown
-/// user and another tenant's user all get the same 404 page.
+/// Finds member `id` of the admin's tenant. The role is checked first, so
+/// a developer learns nothing about ids. After it, a malformed id, an
+/// unknown user and another tenant's user all get the same 404 page.
 async fn tenant_member(
     state: &AppState,
     session: &ActiveSession,
