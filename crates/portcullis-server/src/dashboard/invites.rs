@@ -31,7 +31,7 @@ use super::account::{checked_form, start_signed_in, store_failure};
 use super::assets::SCRIPT_PATH;
 use super::key_pages::format_time;
 use super::keys::audit_context;
-use super::members::{MEMBERS, Retry, members_page, require_admin};
+use super::members::{MEMBERS, Retry, members_page, non_admin_rejection};
 use super::pages::{
     Layout, error_page, html, internal_error_page, layout, not_found_page, see_other,
 };
@@ -115,7 +115,7 @@ pub(super) async fn create(State(state): State<AppState>, request: Request) -> R
         Ok(checked) => checked,
         Err(response) => return response,
     };
-    if let Err(response) = require_admin(&session) {
+    if let Some(response) = non_admin_rejection(&session) {
         return response;
     }
     let typed_email = form.field("email").trim();
@@ -205,7 +205,7 @@ pub(super) async fn revoke(
         Ok(checked) => checked,
         Err(response) => return response,
     };
-    if let Err(response) = require_admin(&session) {
+    if let Some(response) = non_admin_rejection(&session) {
         return response;
     }
     let Ok(id) = id.parse::<InviteId>() else {

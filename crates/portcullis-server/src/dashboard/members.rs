@@ -270,21 +270,24 @@ pub(super) async fn admin_page_session(
     headers: &HeaderMap,
 ) -> Result<ActiveSession, Response> {
     let session = page_session(state, headers).await?;
-    require_admin(&session)?;
-    Ok(session)
+    match non_admin_rejection(&session) {
+        Some(response) => Err(response),
+        None => Ok(session),
+    }
 }
 
-/// Returns the 403 page unless the signed-in user is an admin.
-pub(super) fn require_admin(session: &ActiveSession) -> Result<(), Response> {
+/// Returns the 403 page when the signed-in user is no admin, and `None`
+/// for an admin.
+pub(super) fn non_admin_rejection(session: &ActiveSession) -> Option<Response> {
     if may_manage_members(&session.user) {
-        return Ok(());
+        return None;
     }
     tracing::info!(
         user_id = %session.user.id,
         role = %session.user.role,
         "dashboard members page rejected: role does not allow it"
     );
-    Err(role_forbidden())
+    Some(role_forbidden())
 }
 
 /// Finds member `id` of the admin's tenant. The role is checked first, so
@@ -295,7 +298,9 @@ async fn tenant_member(
     session: &ActiveSession,
     id: &str,
 ) -> Result<UserRecord, Response> {
-    require_admin(session)?;
+    if let Some(response) = non_admin_rejection(session) {
+        return Err(response);
+    }
     let Ok(id) = id.parse::<UserId>() else {
         return Err(not_found_page());
     };
