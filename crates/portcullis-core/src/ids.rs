@@ -74,6 +74,13 @@ uuid_id!(
 );
 
 uuid_id!(
+    /// The id of an invitation of an e-mail address into a tenant. It
+    /// names the invite in the dashboard; the link carries a separate
+    /// secret token.
+    InviteId
+);
+
+uuid_id!(
     /// The id of a token family: every refresh and access token that
     /// descends from one authorization grant, so that a replayed code or
     /// refresh token can revoke them together.

@@ -18,7 +18,9 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::members::{InviteRecord, NewInvite};
 use crate::records::{NewClient, NewClientSecret, NewKey, NewUser, Tenant};
+use portcullis_core::oauth::{Role, UserRecord};
 
 /// The actor, client address and time of a change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +65,15 @@ pub enum AuditAction {
     ClientRedirectUrisChanged,
     /// A user was created.
     UserCreated,
+    /// A user's role changed.
+    UserRoleChanged,
+    /// A user was disabled: they can no longer sign in, and their sessions
+    /// ended.
+    UserDisabled,
+    /// An admin invited an e-mail address into the tenant with a role.
+    InviteCreated,
+    /// An admin revoked a pending invite.
+    InviteRevoked,
     /// Every token of one grant was revoked: on request, or because a code
     /// or refresh token was used twice.
     TokenFamilyRevoked,
@@ -113,7 +124,7 @@ pub enum AuditAction {
 impl AuditAction {
     /// Every action, in the order of the enum, such as for a filter's
     /// choices.
-    pub const ALL: [Self; 30] = [
+    pub const ALL: [Self; 34] = [
         Self::TenantCreated,
         Self::KeyCreated,
         Self::KeyRevoked,
@@ -127,6 +138,10 @@ impl AuditAction {
         Self::ClientLimitsChanged,
         Self::ClientRedirectUrisChanged,
         Self::UserCreated,
+        Self::UserRoleChanged,
+        Self::UserDisabled,
+        Self::InviteCreated,
+        Self::InviteRevoked,
         Self::TokenFamilyRevoked,
         Self::AccessTokenRevoked,
         Self::SigningKeyCreated,
@@ -163,6 +178,10 @@ impl AuditAction {
             Self::ClientLimitsChanged => "client.limits_changed",
             Self::ClientRedirectUrisChanged => "client.redirect_uris_changed",
             Self::UserCreated => "user.created",
+            Self::UserRoleChanged => "user.role_changed",
+            Self::UserDisabled => "user.disabled",
+            Self::InviteCreated => "invite.created",
+            Self::InviteRevoked => "invite.revoked",
             Self::TokenFamilyRevoked => "token_family.revoked",
             Self::AccessTokenRevoked => "access_token.revoked",
             Self::SigningKeyCreated => "signing_key.created",
@@ -215,6 +234,10 @@ impl FromStr for AuditAction {
             "client.limits_changed" => Ok(Self::ClientLimitsChanged),
             "client.redirect_uris_changed" => Ok(Self::ClientRedirectUrisChanged),
             "user.created" => Ok(Self::UserCreated),
+            "user.role_changed" => Ok(Self::UserRoleChanged),
+            "user.disabled" => Ok(Self::UserDisabled),
+            "invite.created" => Ok(Self::InviteCreated),
+            "invite.revoked" => Ok(Self::InviteRevoked),
             "token_family.revoked" => Ok(Self::TokenFamilyRevoked),
             "access_token.revoked" => Ok(Self::AccessTokenRevoked),
             "signing_key.created" => Ok(Self::SigningKeyCreated),
@@ -565,6 +588,74 @@ impl AuditEvent {
             }),
             ..Self::new(context, AuditAction::UserCreated)
         }
+    }
+
+    pub(crate) fn user_role_changed(context: &AuditContext, user: &UserRecord, role: Role) -> Self {
+        Self {
+            tenant_id: Some(user.tenant_id),
+            target: Some(user.id.to_string()),
+            details: json!({
+                "email": user.email.as_str(),
+                "from": user.role.as_str(),
+                "to": role.as_str(),
+            }),
+            ..Self::new(context, AuditAction::UserRoleChanged)
+        }
+    }
+
+    pub(crate) fn user_disabled(
+        context: &AuditContext,
+        user: &UserRecord,
+        sessions_ended: u64,
+    ) -> Self {
+        Self {
+            tenant_id: Some(user.tenant_id),
+            target: Some(user.id.to_string()),
+            details: json!({
+                "email": user.email.as_str(),
+                "sessions_ended": sessions_ended,
+            }),
+            ..Self::new(context, AuditAction::UserDisabled)
+        }
+    }
+
+    pub(crate) fn invite_created(context: &AuditContext, invite: &NewInvite) -> Self {
+        Self {
+            tenant_id: Some(invite.tenant_id),
+            target: Some(invite.id.to_string()),
+            details: json!({
+                "email": invite.email.as_str(),
+                "role": invite.role.as_str(),
+                "expires_at": format_time(invite.expires_at),
+            }),
+            ..Self::new(context, AuditAction::InviteCreated)
+        }
+    }
+
+    pub(crate) fn invite_revoked(context: &AuditContext, invite: &InviteRecord) -> Self {
+        Self {
+            tenant_id: Some(invite.tenant_id),
+            target: Some(invite.id.to_string()),
+            details: json!({ "email": invite.email.as_str() }),
+            ..Self::new(context, AuditAction::InviteRevoked)
+        }
+    }
+
+    /// The creation of a user who accepted `invite`: a `user.created`
+    /// record that names the invite and the admin who sent it.
+    pub(crate) fn user_created_by_invite(
+        context: &AuditContext,
+        user: &NewUser,
+        invite: &InviteRecord,
+    ) -> Self {
+        let mut event = Self::user_created(context, user);
+        event.details = json!({
+            "email": user.email.as_str(),
+            "role": user.role.as_str(),
+            "invite_id": invite.id.to_string(),
+            "invited_by": invite.created_by,
+        });
+        event
     }
 
     pub(crate) fn token_family_revoked(

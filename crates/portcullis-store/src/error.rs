@@ -34,6 +34,9 @@ pub enum StoreError {
     /// The key is past its expiry.
     #[error("API key has expired")]
     Expired,
+    /// The change would leave the tenant without an enabled admin.
+    #[error("the user is the tenant's last admin")]
+    LastAdmin,
     /// The master key differs from the one the database was first used with.
     #[error("master key does not match the master key this database was first opened with")]
     MasterKeyMismatch,
@@ -72,6 +75,7 @@ impl StoreError {
             Self::Revoked(_) => "revoked",
             Self::AlreadyRotated => "already_rotated",
             Self::Expired => "expired",
+            Self::LastAdmin => "last_admin",
             Self::MasterKeyMismatch => "master_key_mismatch",
             Self::Unavailable(_) => "unavailable",
             Self::Database(_) => "database",

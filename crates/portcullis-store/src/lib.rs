@@ -15,6 +15,8 @@
 //!   clients, users, codes, tokens, consent, sessions and signing keys.
 //! - `alerts`: the [`Store`] methods of anomaly alerts, their webhook
 //!   outbox and the networks each credential was used from.
+//! - `members`: the [`Store`] methods of a tenant's members: role
+//!   changes, disabling, sign-in times and invites.
 //! - `pki`: the [`Store`] methods of the internal CA, its client
 //!   certificates and the partner CAs trusted per tenant.
 //! - [`usage`]: requests and failures per credential and hour or day, and
@@ -63,6 +65,15 @@ macro_rules! select_user {
     () => {
         "SELECT u.id, u.tenant_id, t.name AS tenant_name, u.email, u.password_hash, u.role, \
          u.created_at, u.disabled_at FROM users u JOIN tenants t ON t.id = u.tenant_id"
+    };
+}
+
+/// The columns of a [`crate::members::InviteRecord`].
+macro_rules! select_invite {
+    () => {
+        "SELECT i.id, i.tenant_id, t.name AS tenant_name, i.email, i.role, i.token_hash, \
+         i.created_by, i.created_at, i.expires_at, i.used_at, i.user_id, i.revoked_at \
+         FROM user_invites i JOIN tenants t ON t.id = i.tenant_id"
     };
 }
 
@@ -162,6 +173,7 @@ macro_rules! dispatch {
 mod alerts;
 mod audit_verify;
 mod chain_head;
+mod members;
 mod oauth;
 mod pki;
 pub mod usage;
@@ -170,6 +182,7 @@ pub use crate::alerts::{
     AlertFilter, AlertRecord, AlertRule, AlertSeverity, AttemptOutcome, CredentialNetwork,
     Delivery, DeliveryState, NewDelivery, UnknownAlertName,
 };
+pub use crate::members::{AcceptInvite, InviteRecord, InviteState, NewInvite};
 pub use crate::oauth::EXPIRED_CODE_RETENTION;
 
 impl Store {

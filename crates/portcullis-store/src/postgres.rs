@@ -39,6 +39,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 mod alerts;
 mod audit;
+mod members;
 mod oauth;
 mod pki;
 mod signing;
@@ -615,6 +616,13 @@ fn migrator() -> Migrator {
             "client_created_by".into(),
             MigrationType::Simple,
             include_str!("../migrations/postgres/0015_client_created_by.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            16,
+            "members".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0016_members.sql").into_sql_str(),
             false,
         ),
     ])

@@ -62,6 +62,7 @@ macro_rules! now_millis {
 
 mod alerts;
 mod audit;
+mod members;
 mod oauth;
 mod pki;
 mod signing;
@@ -630,6 +631,13 @@ fn migrator() -> Migrator {
             "client_created_by".into(),
             MigrationType::Simple,
             include_str!("../migrations/sqlite/0015_client_created_by.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            16,
+            "members".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0016_members.sql").into_sql_str(),
             false,
         ),
     ])

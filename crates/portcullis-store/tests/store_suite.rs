@@ -108,6 +108,13 @@ store_suite!(
     certificate_clients_stored,
     invalid_certificate_clients_rejected,
     access_token_thumbprint_stored,
+    // Members and invites, in `store_suite/members.rs`.
+    member_roles_keep_one_admin,
+    disabled_member_loses_sessions,
+    last_sign_in_recorded,
+    invites_created_listed_and_revoked,
+    invite_accepted_once,
+    expired_or_revoked_invite_refused,
     // The internal CA, in `store_suite/pki.rs`.
     ca_stored_once,
     certificates_stored_and_listed,
@@ -160,6 +167,8 @@ store_suite!(
 mod alerts;
 #[path = "store_suite/audit_chain.rs"]
 mod audit_chain;
+#[path = "store_suite/members.rs"]
+mod members;
 #[path = "store_suite/oauth.rs"]
 mod oauth;
 #[path = "store_suite/pki.rs"]
@@ -169,6 +178,7 @@ mod usage;
 
 use alerts::*;
 use audit_chain::*;
+use members::*;
 use oauth::*;
 use pki::*;
 use usage::*;

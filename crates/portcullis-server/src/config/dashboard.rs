@@ -25,6 +25,14 @@ pub const KEY_EXPIRY_MAX_LIMIT: Duration = Duration::from_secs(5 * 365 * 24 * 36
 /// offers lifetimes in whole days.
 pub const MIN_KEY_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 
+/// Default lifetime of an invite link: 72 hours, long enough to span a
+/// weekend, short enough that a forwarded old e-mail is useless.
+pub const DEFAULT_INVITE_EXPIRY: Duration = Duration::from_secs(72 * 3600);
+
+/// Accepted range of `invite_expiry`: from one hour to 30 days.
+const INVITE_EXPIRY_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(3600)..=Duration::from_secs(30 * 24 * 3600);
+
 /// The `[dashboard]` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DashboardConfig {
@@ -35,6 +43,8 @@ pub struct DashboardConfig {
     /// Scopes that dashboard users may grant to their keys, or `None` for
     /// the scopes that the configured routes require.
     pub scopes: Option<ScopeSet>,
+    /// How long an invite link works after an admin sends it.
+    pub invite_expiry: Duration,
 }
 
 impl Default for DashboardConfig {
@@ -43,6 +53,7 @@ impl Default for DashboardConfig {
             key_expiry_default: DEFAULT_KEY_EXPIRY,
             key_expiry_max: DEFAULT_KEY_EXPIRY_MAX,
             scopes: None,
+            invite_expiry: DEFAULT_INVITE_EXPIRY,
         }
     }
 }
@@ -86,10 +97,22 @@ pub(super) fn check_dashboard(raw: RawDashboard) -> Result<DashboardConfig, Conf
         None => None,
         Some(list) => Some(check_scopes(&list)?),
     };
+    let invite_expiry = check_duration(
+        "dashboard.invite_expiry",
+        raw.invite_expiry,
+        DEFAULT_INVITE_EXPIRY,
+    )?;
+    if !INVITE_EXPIRY_RANGE.contains(&invite_expiry) {
+        return Err(ConfigError::invalid(
+            "dashboard.invite_expiry",
+            "outside 1h to 30d; choose a lifetime such as \"72h\"",
+        ));
+    }
     Ok(DashboardConfig {
         key_expiry_default,
         key_expiry_max,
         scopes,
+        invite_expiry,
     })
 }
 
@@ -118,7 +141,7 @@ mod tests {
         check_dashboard(RawDashboard {
             key_expiry_default: default.map(str::to_owned),
             key_expiry_max: max.map(str::to_owned),
-            scopes: None,
+            ..RawDashboard::default()
         })
     }
 
@@ -157,6 +180,22 @@ mod tests {
         assert!(error.contains("dashboard.key_expiry_default"), "{error}");
         let error = check(None, Some("1h")).unwrap_err().to_string();
         assert!(error.contains("dashboard.key_expiry_max"), "{error}");
+    }
+
+    #[test]
+    fn invite_expiry_checked() {
+        let config = check(None, None).unwrap();
+        assert_eq!(config.invite_expiry, DEFAULT_INVITE_EXPIRY);
+        let raw = |text: &str| RawDashboard {
+            invite_expiry: Some(text.to_owned()),
+            ..RawDashboard::default()
+        };
+        let config = check_dashboard(raw("7d")).unwrap();
+        assert_eq!(config.invite_expiry, Duration::from_secs(7 * 24 * 3600));
+        for text in ["10m", "31d"] {
+            let error = check_dashboard(raw(text)).unwrap_err().to_string();
+            assert!(error.contains("dashboard.invite_expiry"), "{error}");
+        }
     }
 
     #[test]

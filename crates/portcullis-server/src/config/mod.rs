@@ -53,8 +53,8 @@ pub use alerts::{
 pub use audit::{AuditConfig, DEFAULT_AUDIT_RETENTION, MIN_AUDIT_RETENTION};
 pub use audit_policy::{AuditPolicy, MAX_POLICY_DAYS};
 pub use dashboard::{
-    DEFAULT_KEY_EXPIRY, DEFAULT_KEY_EXPIRY_MAX, DashboardConfig, KEY_EXPIRY_MAX_LIMIT,
-    MIN_KEY_EXPIRY,
+    DEFAULT_INVITE_EXPIRY, DEFAULT_KEY_EXPIRY, DEFAULT_KEY_EXPIRY_MAX, DashboardConfig,
+    KEY_EXPIRY_MAX_LIMIT, MIN_KEY_EXPIRY,
 };
 pub use docs::{DEFAULT_DOCS_TITLE, DEFAULT_PRODUCT_NAME, DocsConfig, MAX_DOCS_NAME_LEN};
 pub use leaks::{

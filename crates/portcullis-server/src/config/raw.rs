@@ -66,6 +66,7 @@ pub struct RawConfig {
 /// key_expiry_default = "90d"
 /// key_expiry_max = "365d"
 /// scopes = ["orders:read", "orders:write"]
+/// invite_expiry = "72h"
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,6 +80,9 @@ pub struct RawDashboard {
     /// Scopes that dashboard users may grant. By default, every scope that
     /// a configured route requires.
     pub scopes: Option<Vec<String>>,
+    /// How long an invite link works, default 72 hours, from 1 hour to 30
+    /// days.
+    pub invite_expiry: Option<String>,
 }
 
 /// The `[docs]` table: the documentation site under `/docs/`.

@@ -135,7 +135,7 @@ pub(super) async fn sign_in(State(state): State<AppState>, request: Request) -> 
 
 /// Starts a session for `user`, replacing any id the browser had, audits
 /// the sign-in and sends the browser to the overview.
-async fn start_signed_in(
+pub(super) async fn start_signed_in(
     state: &AppState,
     parts: &Parts,
     attempt: &SignInAttempt,

@@ -18,6 +18,8 @@
 //! - [`audit_log`]: the tenant's audit log, filtered and paged.
 //! - [`findings`]: the credential audit's findings about the tenant, and
 //!   the narrowing of a key's scopes to those it used.
+//! - [`members`] and [`invites`]: the tenant's members, for admins, and
+//!   the invite links that add members.
 //! - [`policy`]: what each role may do with keys, and the operator's
 //!   limits on new keys.
 //! - [`pages`]: the templates and response helpers.
@@ -30,8 +32,10 @@ mod chart;
 mod client_pages;
 mod clients;
 mod findings;
+mod invites;
 mod key_pages;
 mod keys;
+mod members;
 mod pages;
 mod policy;
 mod usage;
@@ -106,6 +110,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             get(keys::revoke_form).post(keys::revoke),
         )
         .merge(client_routes())
+        .merge(members_routes())
         .route("/dashboard/static/{file}", get(assets::serve))
         .route("/dashboard/{*rest}", any(not_found))
         // Set here, inside the layers, so that a 405 carries the security
@@ -139,6 +144,23 @@ fn client_routes() -> Router<AppState> {
         .route(
             "/dashboard/clients/{id}/redirect-uris",
             get(clients::redirect_uris_form).post(clients::update_redirect_uris),
+        )
+}
+
+/// The members and invites pages.
+fn members_routes() -> Router<AppState> {
+    Router::new()
+        .route("/dashboard/members", get(members::list))
+        .route("/dashboard/members/{id}/role", post(members::change_role))
+        .route(
+            "/dashboard/members/{id}/disable",
+            get(members::disable_form).post(members::disable),
+        )
+        .route("/dashboard/invites", post(invites::create))
+        .route("/dashboard/invites/{id}/revoke", post(invites::revoke))
+        .route(
+            "/dashboard/join/{token}",
+            get(invites::join_form).post(invites::join),
         )
 }
 

@@ -11,7 +11,8 @@ use crate::config::Config;
 /// Seconds in a day: the dashboard offers key lifetimes in whole days.
 const DAY_SECONDS: u64 = 24 * 3600;
 
-/// The operator's limits on keys made in the dashboard, from `[dashboard]`.
+/// The operator's limits on keys made in the dashboard, and the lifetime
+/// of invites, from `[dashboard]`.
 #[derive(Clone, Debug)]
 pub struct KeyPolicy {
     /// The lifetime that the create form proposes, in days.
@@ -20,6 +21,8 @@ pub struct KeyPolicy {
     pub expiry_max_days: u32,
     /// The scopes a user may grant, each on its own.
     pub grantable: Vec<Scope>,
+    /// How long an invite link works.
+    pub invite_expiry: time::Duration,
 }
 
 impl KeyPolicy {
@@ -53,6 +56,8 @@ impl KeyPolicy {
             expiry_default_days: whole_days(dashboard.key_expiry_default),
             expiry_max_days: whole_days(dashboard.key_expiry_max),
             grantable,
+            invite_expiry: time::Duration::try_from(dashboard.invite_expiry)
+                .unwrap_or(time::Duration::MAX),
         }
     }
 
@@ -75,6 +80,12 @@ fn whole_days(duration: std::time::Duration) -> u32 {
 /// The audit actor of a dashboard user, also stored as a key's creator.
 pub(super) fn actor(user: &UserRecord) -> String {
     format!("user:{}", user.id)
+}
+
+/// Returns whether `user` may manage the tenant's members and invites:
+/// admins only.
+pub(super) fn may_manage_members(user: &UserRecord) -> bool {
+    user.role == Role::Admin
 }
 
 /// Returns whether `user` may create keys: admins and developers.

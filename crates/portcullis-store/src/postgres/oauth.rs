@@ -707,6 +707,12 @@ impl PostgresStore {
         .execute(&mut *tx)
         .await;
         map_insert(inserted, "this session already exists", "user")?;
+        // Kept on the user for the dashboard's member list.
+        sqlx::query("UPDATE users SET last_sign_in_at = $2 WHERE id = $1")
+            .bind(session.user_id.as_uuid())
+            .bind(session.created_at)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1053,7 +1059,7 @@ fn secret_from_row(row: &PgRow) -> Result<ClientSecretRecord, StoreError> {
     })
 }
 
-fn user_from_row(row: &PgRow) -> Result<UserRecord, StoreError> {
+pub(super) fn user_from_row(row: &PgRow) -> Result<UserRecord, StoreError> {
     Ok(UserRecord {
         id: UserId::from_uuid(row.try_get::<Uuid, _>("id")?),
         tenant_id: TenantId::from_uuid(row.try_get::<Uuid, _>("tenant_id")?),

@@ -705,6 +705,12 @@ impl SqliteStore {
         .execute(&mut *tx)
         .await;
         map_insert(inserted, "this session already exists", "user")?;
+        // Kept on the user for the dashboard's member list.
+        sqlx::query("UPDATE users SET last_sign_in_at = ?2 WHERE id = ?1")
+            .bind(session.user_id.to_string())
+            .bind(to_millis(session.created_at))
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1037,7 +1043,7 @@ fn secret_from_row(row: &SqliteRow) -> Result<ClientSecretRecord, StoreError> {
     })
 }
 
-fn user_from_row(row: &SqliteRow) -> Result<UserRecord, StoreError> {
+pub(super) fn user_from_row(row: &SqliteRow) -> Result<UserRecord, StoreError> {
     Ok(UserRecord {
         id: UserId::from_uuid(uuid_column(row, "id")?),
         tenant_id: TenantId::from_uuid(uuid_column(row, "tenant_id")?),

@@ -1,0 +1,26 @@
+-- Portcullis schema version 16 for SQLite: dashboard members and invites.
+--
+-- last_sign_in_at is when the user last started a sign-in session, at the
+-- dashboard or the authorization endpoint; NULL until the first one after
+-- this version.
+ALTER TABLE users ADD COLUMN last_sign_in_at INTEGER;
+
+-- An admin's invitation of an e-mail address into a tenant with a role.
+-- Only the keyed hash of the invite token is kept. An invite is pending
+-- while used_at and revoked_at are NULL and expires_at is in the future;
+-- accepting it creates the user in the same transaction.
+CREATE TABLE user_invites (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants (id),
+    email TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('admin', 'developer', 'viewer')),
+    token_hash BLOB NOT NULL UNIQUE,
+    created_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER,
+    user_id TEXT REFERENCES users (id),
+    revoked_at INTEGER
+) STRICT;
+
+CREATE INDEX user_invites_tenant ON user_invites (tenant_id, created_at);

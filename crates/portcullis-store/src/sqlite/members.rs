@@ -1,0 +1,348 @@
+//! A tenant's members and invites on SQLite. Every write runs in a
+//! `BEGIN IMMEDIATE` transaction, which holds the database's write lock, so
+//! the last-admin check and the change it guards cannot interleave with
+//! another writer.
+
+use portcullis_core::crypto::SecretHash;
+use portcullis_core::ids::{InviteId, TenantId, UserId};
+use portcullis_core::oauth::{Role, UserRecord};
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use time::OffsetDateTime;
+
+use super::oauth::user_from_row;
+use super::{
+    SqliteStore, insert_audit, optional_time_column, optional_uuid_column, time_column, to_millis,
+    uuid_column,
+};
+use crate::audit::{AuditContext, AuditEvent};
+use crate::error::{StoreError, is_foreign_key_violation, is_unique_violation};
+use crate::members::{AcceptInvite, InviteRecord, InviteState, NewInvite, invited_user};
+use crate::records::{NewUser, parse_email, parse_hash, parse_role, parse_tenant_name};
+
+impl SqliteStore {
+    pub(crate) async fn change_user_role(
+        &self,
+        id: UserId,
+        role: Role,
+        audit: &AuditContext,
+    ) -> Result<UserRecord, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let user = select_user(&mut tx, id).await?;
+        if user.role == role {
+            return Ok(user);
+        }
+        if user.role == Role::Admin && user.disabled_at.is_none() {
+            check_other_admin(&mut tx, &user).await?;
+        }
+        sqlx::query("UPDATE users SET role = ?2 WHERE id = ?1")
+            .bind(id.to_string())
+            .bind(role.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let event = AuditEvent::user_role_changed(audit, &user, role);
+        insert_audit(&mut tx, &self.audit_key, &event).await?;
+        let updated = select_user(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    pub(crate) async fn disable_user(
+        &self,
+        id: UserId,
+        audit: &AuditContext,
+    ) -> Result<UserRecord, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let user = select_user(&mut tx, id).await?;
+        if user.disabled_at.is_some() {
+            return Err(StoreError::Revoked("user"));
+        }
+        if user.role == Role::Admin {
+            check_other_admin(&mut tx, &user).await?;
+        }
+        sqlx::query("UPDATE users SET disabled_at = ?2 WHERE id = ?1")
+            .bind(id.to_string())
+            .bind(to_millis(audit.at))
+            .execute(&mut *tx)
+            .await?;
+        let ended = sqlx::query("DELETE FROM login_sessions WHERE user_id = ?1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let event = AuditEvent::user_disabled(audit, &user, ended);
+        insert_audit(&mut tx, &self.audit_key, &event).await?;
+        let updated = select_user(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    pub(crate) async fn last_sign_ins(
+        &self,
+        tenant_id: TenantId,
+    ) -> Result<Vec<(UserId, OffsetDateTime)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, last_sign_in_at FROM users \
+             WHERE tenant_id = ?1 AND last_sign_in_at IS NOT NULL",
+        )
+        .bind(tenant_id.to_string())
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    UserId::from_uuid(uuid_column(row, "id")?),
+                    time_column(row, "last_sign_in_at")?,
+                ))
+            })
+            .collect()
+    }
+
+    pub(crate) async fn create_invite(
+        &self,
+        invite: &NewInvite,
+        audit: &AuditContext,
+    ) -> Result<InviteRecord, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let member = sqlx::query("SELECT 1 FROM users WHERE tenant_id = ?1 AND email = ?2")
+            .bind(invite.tenant_id.to_string())
+            .bind(invite.email.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if member.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "{} is already a member of this organization",
+                invite.email
+            )));
+        }
+        let pending = sqlx::query(
+            "SELECT 1 FROM user_invites WHERE tenant_id = ?1 AND email = ?2 \
+             AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?3",
+        )
+        .bind(invite.tenant_id.to_string())
+        .bind(invite.email.as_str())
+        .bind(to_millis(audit.at))
+        .fetch_optional(&mut *tx)
+        .await?;
+        if pending.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "{} has a pending invite already; revoke it first to send a new one",
+                invite.email
+            )));
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO user_invites (id, tenant_id, email, role, token_hash, created_by, \
+             created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .bind(invite.id.to_string())
+        .bind(invite.tenant_id.to_string())
+        .bind(invite.email.as_str())
+        .bind(invite.role.as_str())
+        .bind(invite.token_hash.as_bytes())
+        .bind(&invite.created_by)
+        .bind(to_millis(invite.created_at))
+        .bind(to_millis(invite.expires_at))
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(error) if is_unique_violation(&error) => {
+                return Err(StoreError::Conflict(
+                    "an invite with this id or token already exists".to_owned(),
+                ));
+            }
+            Err(error) if is_foreign_key_violation(&error) => {
+                return Err(StoreError::NotFound("tenant"));
+            }
+            Err(error) => return Err(error.into()),
+        }
+        insert_audit(
+            &mut tx,
+            &self.audit_key,
+            &AuditEvent::invite_created(audit, invite),
+        )
+        .await?;
+        let stored = select_invite_by_id(&mut tx, invite.id).await?;
+        tx.commit().await?;
+        stored.ok_or(StoreError::NotFound("invite"))
+    }
+
+    pub(crate) async fn find_invite(
+        &self,
+        id: InviteId,
+    ) -> Result<Option<InviteRecord>, StoreError> {
+        let row = sqlx::query(concat!(select_invite!(), " WHERE i.id = ?1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(invite_from_row).transpose()
+    }
+
+    pub(crate) async fn find_invite_by_hash(
+        &self,
+        hash: &SecretHash,
+    ) -> Result<Option<InviteRecord>, StoreError> {
+        let row = sqlx::query(concat!(select_invite!(), " WHERE i.token_hash = ?1"))
+            .bind(hash.as_bytes())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(invite_from_row).transpose()
+    }
+
+    pub(crate) async fn list_pending_invites(
+        &self,
+        tenant_id: TenantId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<InviteRecord>, StoreError> {
+        let rows = sqlx::query(concat!(
+            select_invite!(),
+            " WHERE i.tenant_id = ?1 AND i.used_at IS NULL AND i.revoked_at IS NULL \
+             AND i.expires_at > ?2 ORDER BY i.created_at DESC, i.id DESC"
+        ))
+        .bind(tenant_id.to_string())
+        .bind(to_millis(now))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(invite_from_row).collect()
+    }
+
+    pub(crate) async fn revoke_invite(
+        &self,
+        id: InviteId,
+        audit: &AuditContext,
+    ) -> Result<InviteRecord, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let invite = select_invite_by_id(&mut tx, id)
+            .await?
+            .ok_or(StoreError::NotFound("invite"))?;
+        if invite.state(audit.at) != InviteState::Pending {
+            return Err(StoreError::Revoked("invite"));
+        }
+        sqlx::query("UPDATE user_invites SET revoked_at = ?2 WHERE id = ?1")
+            .bind(id.to_string())
+            .bind(to_millis(audit.at))
+            .execute(&mut *tx)
+            .await?;
+        let event = AuditEvent::invite_revoked(audit, &invite);
+        insert_audit(&mut tx, &self.audit_key, &event).await?;
+        let revoked = select_invite_by_id(&mut tx, id).await?;
+        tx.commit().await?;
+        revoked.ok_or(StoreError::NotFound("invite"))
+    }
+
+    pub(crate) async fn accept_invite(
+        &self,
+        hash: &SecretHash,
+        user: &NewUser,
+        audit: &AuditContext,
+    ) -> Result<AcceptInvite, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let Some(invite) = select_invite_by_hash(&mut tx, hash).await? else {
+            return Ok(AcceptInvite::Unknown);
+        };
+        let state = invite.state(audit.at);
+        if state != InviteState::Pending {
+            return Ok(AcceptInvite::NotPending(state));
+        }
+        let user = invited_user(user, &invite);
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, tenant_id, email, password_hash, role, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(user.id.to_string())
+        .bind(user.tenant_id.to_string())
+        .bind(user.email.as_str())
+        .bind(&user.password_hash)
+        .bind(user.role.as_str())
+        .bind(to_millis(user.created_at))
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(error) if is_unique_violation(&error) => return Ok(AcceptInvite::EmailTaken),
+            Err(error) => return Err(error.into()),
+        }
+        sqlx::query("UPDATE user_invites SET used_at = ?2, user_id = ?3 WHERE id = ?1")
+            .bind(invite.id.to_string())
+            .bind(to_millis(audit.at))
+            .bind(user.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let event = AuditEvent::user_created_by_invite(audit, &user, &invite);
+        insert_audit(&mut tx, &self.audit_key, &event).await?;
+        let created = select_user(&mut tx, user.id).await?;
+        tx.commit().await?;
+        Ok(AcceptInvite::Accepted(created))
+    }
+}
+
+async fn select_user(conn: &mut SqliteConnection, id: UserId) -> Result<UserRecord, StoreError> {
+    let row = sqlx::query(concat!(select_user!(), " WHERE u.id = ?1"))
+        .bind(id.to_string())
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref()
+        .map(user_from_row)
+        .transpose()?
+        .ok_or(StoreError::NotFound("user"))
+}
+
+/// Fails with [`StoreError::LastAdmin`] unless `user`'s tenant has another
+/// enabled admin.
+async fn check_other_admin(
+    conn: &mut SqliteConnection,
+    user: &UserRecord,
+) -> Result<(), StoreError> {
+    let others: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM users WHERE tenant_id = ?1 AND role = 'admin' \
+         AND disabled_at IS NULL AND id <> ?2",
+    )
+    .bind(user.tenant_id.to_string())
+    .bind(user.id.to_string())
+    .fetch_one(conn)
+    .await?;
+    if others == 0 {
+        return Err(StoreError::LastAdmin);
+    }
+    Ok(())
+}
+
+async fn select_invite_by_id(
+    conn: &mut SqliteConnection,
+    id: InviteId,
+) -> Result<Option<InviteRecord>, StoreError> {
+    let row = sqlx::query(concat!(select_invite!(), " WHERE i.id = ?1"))
+        .bind(id.to_string())
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(invite_from_row).transpose()
+}
+
+async fn select_invite_by_hash(
+    conn: &mut SqliteConnection,
+    hash: &SecretHash,
+) -> Result<Option<InviteRecord>, StoreError> {
+    let row = sqlx::query(concat!(select_invite!(), " WHERE i.token_hash = ?1"))
+        .bind(hash.as_bytes())
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(invite_from_row).transpose()
+}
+
+fn invite_from_row(row: &SqliteRow) -> Result<InviteRecord, StoreError> {
+    let hash: &[u8] = row.try_get("token_hash")?;
+    Ok(InviteRecord {
+        id: InviteId::from_uuid(uuid_column(row, "id")?),
+        tenant_id: TenantId::from_uuid(uuid_column(row, "tenant_id")?),
+        tenant: parse_tenant_name(row.try_get("tenant_name")?)?,
+        email: parse_email(row.try_get("email")?)?,
+        role: parse_role(row.try_get("role")?)?,
+        token_hash: parse_hash(hash)?,
+        created_by: row.try_get("created_by")?,
+        created_at: time_column(row, "created_at")?,
+        expires_at: time_column(row, "expires_at")?,
+        used_at: optional_time_column(row, "used_at")?,
+        user_id: optional_uuid_column(row, "user_id")?.map(UserId::from_uuid),
+        revoked_at: optional_time_column(row, "revoked_at")?,
+    })
+}
