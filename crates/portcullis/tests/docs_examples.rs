@@ -71,7 +71,10 @@ const PAGES: &[(&str, usize)] = &[
     ("consumers/oauth-client-credentials.md", 0),
     ("consumers/rate-limits.md", 0),
     ("consumers/rotating-keys.md", 0),
+    ("operators/backups.md", 1),
+    ("operators/master-key.md", 0),
     ("operators/metrics.md", 0),
+    ("operators/runbooks.md", 0),
 ];
 
 /// The scopes of each page's `API_KEY`.
@@ -432,6 +435,15 @@ fn oauth_env(page: &str, tenant: &str) -> Vec<(&'static str, String)> {
                 created["client_id"].as_str().unwrap().to_owned(),
             )]
         }
+        "operators/runbooks.md" => {
+            // A client with a certificate from the internal CA, and a
+            // partner CA, for the compromised-certificate runbook.
+            let created = support::mtls::create_tls_client(data, tenant, &[]);
+            let client_id = created["client_id"].as_str().unwrap();
+            support::mtls::issue(data, client_id, tenant);
+            support::mtls::trust_partner(data, &support::mtls::PartnerCa::new(), tenant);
+            Vec::new()
+        }
         _ => Vec::new(),
     }
 }
@@ -703,4 +715,19 @@ fn consumers_rotating_keys() {
 #[test]
 fn operators_metrics() {
     run_page("operators/metrics.md");
+}
+
+#[test]
+fn operators_backups() {
+    run_page("operators/backups.md");
+}
+
+#[test]
+fn operators_master_key() {
+    run_page("operators/master-key.md");
+}
+
+#[test]
+fn operators_runbooks() {
+    run_page("operators/runbooks.md");
 }
