@@ -790,7 +790,7 @@ async fn shared_connection_logs_outage_once() {
 
     server.stop();
     // Both components call Redis for several backoff periods, so each
-    // sees failed calls and probes.
+    // records failed calls and probes.
     let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline {
         limits.check(&burst, None).await;

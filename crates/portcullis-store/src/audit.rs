@@ -641,8 +641,8 @@ impl AuditEvent {
         }
     }
 
-    /// The creation of a user who accepted `invite`: a `user.created`
-    /// record that names the invite and the admin who sent it.
+    /// Builds the `user.created` record of a user who accepted `invite`,
+    /// naming the invite and the admin who sent it.
     pub(crate) fn user_created_by_invite(
         context: &AuditContext,
         user: &NewUser,

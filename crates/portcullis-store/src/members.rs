@@ -1,11 +1,10 @@
 //! The [`Store`] methods of a tenant's members: role changes, disabling,
 //! sign-in times, and the invites that let an admin add a member.
 //!
-//! Each change writes its audit record in its own transaction. The rule
-//! that a tenant keeps at least one enabled admin is checked inside that
-//! transaction, with the tenant's admin rows locked (PostgreSQL) or the
-//! database's write lock held (SQLite), so two admins demoting each other
-//! at once cannot both succeed.
+//! Each change writes its audit record in its own transaction. That
+//! transaction also checks that the tenant keeps at least one enabled admin.
+//! PostgreSQL locks the tenant's admin rows and SQLite holds its write lock,
+//! so two admins demoting each other at once cannot both succeed.
 
 use portcullis_core::crypto::SecretHash;
 use portcullis_core::ids::{InviteId, TenantId, UserId};
@@ -70,7 +69,7 @@ pub struct InviteRecord {
 }
 
 impl InviteRecord {
-    /// The invite's state at `now`.
+    /// Returns the invite's state at `now`.
     pub fn state(&self, now: OffsetDateTime) -> InviteState {
         if self.used_at.is_some() {
             InviteState::Used
@@ -84,7 +83,7 @@ impl InviteRecord {
     }
 }
 
-/// Where an invite stands.
+/// The state of an invite.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InviteState {
     /// The link works.
@@ -156,7 +155,7 @@ impl Store {
     /// Stores an invite, with its audit record.
     ///
     /// Fails with [`StoreError::Conflict`] when the tenant already has a
-    /// user with the address (the message says so), or has a pending
+    /// user with the address (the message names it), or has a pending
     /// invite for it, and [`StoreError::NotFound`] when the tenant does not
     /// exist.
     pub async fn create_invite(
@@ -216,8 +215,8 @@ impl Store {
     }
 }
 
-/// The user that accepting `invite` creates: `user`'s id, password hash
-/// and time, with the invite's tenant, address and role.
+/// Builds the user that accepting `invite` creates: `user`'s id, password
+/// hash and time, with the invite's tenant, address and role.
 pub(crate) fn invited_user(user: &NewUser, invite: &InviteRecord) -> NewUser {
     NewUser {
         tenant_id: invite.tenant_id,

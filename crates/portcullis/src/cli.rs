@@ -451,10 +451,10 @@ pub(crate) enum CertsCommand {
     /// Verify a client certificate chain as the TLS listener does and print
     /// the verdict with its reason.
     ///
-    /// Exit status: 0 when the chain is accepted; 1 when it is verified and
-    /// rejected; 2 when an argument is invalid or an input file cannot be
-    /// read or parsed (a certificate that is not X.509, a CRL that cannot be
-    /// used), so no verdict was reached.
+    /// Exit status: 0 when the chain is accepted, 1 when it is verified and
+    /// rejected. The status is 2 when no verdict was reached, because an
+    /// argument is invalid or an input file cannot be read or parsed (a
+    /// certificate that is not X.509, a CRL that cannot be used).
     Verify(CertsVerifyArgs),
 
     /// Sign a partner's CSR as a client certificate. The partner keeps its

@@ -62,8 +62,8 @@ async fn signed_in(tenant: &str, email: &str) -> Browser {
     Browser::signed_in(&FIXTURE.server, tenant, email, PASSWORD).await
 }
 
-/// The fields of a confidential `client_credentials` client named `name`
-/// that authenticates with `client_secret_basic`.
+/// Returns the form fields of a confidential `client_credentials` client
+/// named `name` that authenticates with `client_secret_basic`.
 fn secret_client_fields(name: &str) -> Vec<(&str, &str)> {
     vec![
         ("name", name),
@@ -90,7 +90,7 @@ async fn create_secret_client(browser: &mut Browser, name: &str) -> (String, Str
     (id, secret, reply)
 }
 
-/// The secret shown in the page's `<code id="secret">`.
+/// Returns the secret in the page's `<code id="secret">`.
 fn secret_on(reply: &Reply) -> String {
     let start = reply
         .body
@@ -102,7 +102,7 @@ fn secret_on(reply: &Reply) -> String {
     unescape(&rest[open..close])
 }
 
-/// The id in the page's "Go to the client" link.
+/// Returns the client id in the page's "Go to the client" link.
 fn client_link(body: &str) -> String {
     let marker = "<a href=\"/dashboard/clients/";
     let start = body.find(marker).expect("a client link") + marker.len();
@@ -110,7 +110,7 @@ fn client_link(body: &str) -> String {
     rest[..rest.find('"').unwrap()].to_owned()
 }
 
-/// The client as `clients list --output json` prints it.
+/// Returns the client as `clients list --output json` prints it.
 fn stored_client(tenant: &str, id: &str) -> Value {
     let clients = FIXTURE
         .data
@@ -140,7 +140,7 @@ async fn token_status(client_id: &str, secret: &str) -> StatusCode {
         .status()
 }
 
-/// The tenant's audit records of `action` about `target`.
+/// Returns the tenant's audit records of `action` about `target`.
 fn audit_records(tenant: &str, action: &str, target: &str) -> Vec<Value> {
     let output = FIXTURE
         .data

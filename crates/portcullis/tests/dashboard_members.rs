@@ -1,7 +1,8 @@
-//! The dashboard's members and invites through one real server: who may
-//! open them, role changes and the last-admin rule, disabling a member,
-//! the invite link from creation to sign-in, expired, used, revoked and
-//! unknown links, tenant isolation and the CSRF checks of every new form.
+//! Tests of the dashboard's members and invites pages against one real server.
+//! They cover who may open the pages, role changes and the last-admin rule, and
+//! disabling a member. They follow an invite link from creation to sign-in, try
+//! expired, used, revoked and unknown links, and check tenant isolation and the
+//! CSRF token of every new form.
 
 #![allow(
     clippy::unwrap_used,
@@ -60,7 +61,7 @@ async fn signed_in(tenant: &str, email: &str) -> Browser {
     Browser::signed_in(&FIXTURE.server, tenant, email, PASSWORD).await
 }
 
-/// The id of `email` in `tenant`, from the store.
+/// Returns the id of the user `email` in `tenant`, read from the store.
 async fn user_id(tenant: &str, email: &str) -> String {
     let store = FIXTURE.data.open_store().await;
     let name = portcullis_core::name::TenantName::parse(tenant).unwrap();
@@ -78,7 +79,7 @@ async fn user(id: &str) -> portcullis_core::oauth::UserRecord {
     store.find_user(id.parse().unwrap()).await.unwrap().unwrap()
 }
 
-/// The actions of the audit records about `target`, newest first.
+/// Returns the actions of the audit records about `target`, newest first.
 async fn audit_actions(target: &str) -> Vec<(AuditAction, String)> {
     let store = FIXTURE.data.open_store().await;
     let filter = AuditFilter {
@@ -130,7 +131,7 @@ fn secret_on(reply: &Reply) -> String {
     unescape(&rest[open..close])
 }
 
-/// The id of the pending invite of `email` on the members page.
+/// Returns the id of the pending invite for `email` on the members page.
 async fn invite_id(admin: &mut Browser, email: &str) -> String {
     let page = admin.get("/dashboard/members").await;
     let row = page
@@ -369,6 +370,7 @@ async fn invited_member_joins_and_signs_in() {
 #[tokio::test]
 async fn invite_refused_for_member_or_bad_input() {
     let mut admin = signed_in("acme", "admin@acme.test").await;
+
     let reply = post_form(
         &mut admin,
         "/dashboard/members",
@@ -378,6 +380,7 @@ async fn invite_refused_for_member_or_bad_input() {
     .await;
     assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
     assert!(reply.body.contains("already a member"), "{}", reply.body);
+
     let reply = post_form(
         &mut admin,
         "/dashboard/members",
@@ -387,6 +390,7 @@ async fn invite_refused_for_member_or_bad_input() {
     .await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(reply.body.contains("Email:"), "{}", reply.body);
+
     let reply = post_form(
         &mut admin,
         "/dashboard/members",
@@ -395,6 +399,7 @@ async fn invite_refused_for_member_or_bad_input() {
     )
     .await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+
     let page = admin.get("/dashboard/members").await;
     assert!(
         !page.body.contains("someone@acme.test</td>"),

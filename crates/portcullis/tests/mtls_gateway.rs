@@ -129,7 +129,7 @@ struct Answer {
     body: Value,
 }
 
-/// Sends `GET /orders/items` like [`call`] and returns the whole answer.
+/// Sends `GET /orders/items` like [`call`] and returns the whole response.
 async fn call_answer(server: &Server, client: &reqwest::Client, mark: &str) -> Answer {
     let response = client
         .get(server.url("/orders/items"))
@@ -152,7 +152,7 @@ async fn call_answer(server: &Server, client: &reqwest::Client, mark: &str) -> A
     }
 }
 
-/// Polls like [`until_rejected`] and returns the whole answer.
+/// Polls like [`until_rejected`] and returns the whole response.
 async fn until_rejected_answer(
     server: &Server,
     client: &reqwest::Client,
@@ -523,8 +523,8 @@ GET = ["orders:read"]
     assert_eq!(upstream.count_marked(&mark), 0);
 
     // A revoked certificate: open connections over HTTP/1.1 and HTTP/2 are
-    // rejected within a second with the same answer and stay rejected, and
-    // a new connection gets that answer too.
+    // rejected within a second with the same response and stay rejected, and
+    // a new connection gets that response too.
     let open_http1 = https_over(&server, Some(&revoked_cert), Protocol::Http1);
     let open_http2 = https_over(&server, Some(&revoked_cert), Protocol::Http2);
     for open in [&open_http1, &open_http2] {

@@ -132,7 +132,7 @@ impl FieldErrors {
         self.0.is_empty()
     }
 
-    /// Every message, for the summary at the top of a form.
+    /// Returns every message, for the summary at the top of a form.
     pub(super) fn messages(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(|(_, message)| message.as_str())
     }
@@ -174,7 +174,7 @@ pub(super) fn choices(all: &[&'static str], chosen: &[&str]) -> Vec<Choice> {
         .collect()
 }
 
-/// The grant types that the create form offers.
+/// Lists the grant types that the create form offers.
 pub(super) fn grant_type_names() -> Vec<&'static str> {
     GrantType::ALL.iter().map(|grant| grant.as_str()).collect()
 }
@@ -289,7 +289,7 @@ pub(super) struct RedirectUrisPage<'a> {
     pub(super) csrf_token: &'a str,
     pub(super) client: ClientRow,
     pub(super) redirect_uris: Vec<UriField>,
-    /// Whether a URI was rejected, so the page says that nothing changed.
+    /// Whether a URI was rejected, so the page reports that nothing changed.
     pub(super) rejected: bool,
     /// A message about the whole list, such as a grant that needs a URI.
     pub(super) error: Option<String>,

@@ -3,9 +3,8 @@
 //!
 //! Every change goes through the [`crate::manage::Manager`] client
 //! operations of the CLI and admin API, so it writes the same audit record
-//! and change-feed row. A client of another tenant is answered with 404,
-//! exactly as a client that does not exist, so ids of other tenants cannot
-//! be probed.
+//! and change-feed row. A client of another tenant gets 404, exactly as a
+//! client that does not exist, so ids of other tenants cannot be probed.
 
 use std::collections::HashMap;
 
@@ -466,7 +465,7 @@ pub(super) async fn tenant_users(
     }
 }
 
-/// The start of the latest day with a recorded request, per client.
+/// Returns the start of the latest day with a recorded request, per client.
 async fn last_use_days(state: &AppState) -> Result<HashMap<ClientId, OffsetDateTime>, Response> {
     match state.store.client_last_use_days().await {
         Ok(days) => Ok(days.into_iter().collect()),
@@ -659,8 +658,8 @@ fn form_field(field: &str) -> (&'static str, &'static str) {
     }
 }
 
-/// The subject kinds of a `tls_client_auth` client: the internal CA's SAN
-/// URI first, then the RFC 8705 §2.1.2 members, with `selected` selected.
+/// Lists the subject kinds of a `tls_client_auth` client, with `selected`
+/// selected: the internal CA's SAN URI first, then the RFC 8705 §2.1.2 members.
 fn tls_subject_choices(selected: &str) -> Vec<super::client_pages::Choice> {
     let mut all = vec![INTERNAL_CA_SUBJECT];
     all.extend(TlsSubjectKind::ALL.iter().map(|kind| kind.as_str()));

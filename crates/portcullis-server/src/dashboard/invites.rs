@@ -111,20 +111,25 @@ struct JoinPage<'a> {
 /// once.
 pub(super) async fn create(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
+
     let (session, form) = match checked_form(&state, &parts, body).await {
         Ok(checked) => checked,
         Err(response) => return response,
     };
+
     if let Some(response) = non_admin_rejection(&session) {
         return response;
     }
+
     let typed_email = form.field("email").trim();
     let typed_role = form.field("role");
+
     let retry = |message: String| Retry {
         email: typed_email,
         role: typed_role,
         message,
     };
+
     let email = match Email::parse(typed_email) {
         Ok(email) => email,
         Err(error) => {
@@ -133,15 +138,18 @@ pub(super) async fn create(State(state): State<AppState>, request: Request) -> R
             return members_page(&state, &session, status, Some(retry(message))).await;
         }
     };
+
     let Ok(role) = typed_role.parse::<Role>() else {
         let message = "Role: choose admin, developer or viewer.".to_owned();
         let status = StatusCode::UNPROCESSABLE_ENTITY;
         return members_page(&state, &session, status, Some(retry(message))).await;
     };
+
     let Ok(token) = random_token(INVITE_TOKEN_LEN) else {
         tracing::error!("generating an invite token failed");
         return internal_error_page();
     };
+
     let audit = audit_context(&state, &parts, &session);
     let invite = NewInvite {
         id: InviteId::generate(),
@@ -153,6 +161,7 @@ pub(super) async fn create(State(state): State<AppState>, request: Request) -> R
         created_at: audit.at,
         expires_at: audit.at + state.key_policy.invite_expiry,
     };
+
     let stored = match state.store.create_invite(&invite, &audit).await {
         Ok(stored) => stored,
         Err(StoreError::Conflict(message)) => {
@@ -169,9 +178,12 @@ pub(super) async fn create(State(state): State<AppState>, request: Request) -> R
         role = %stored.role,
         "member invited in the dashboard"
     );
+
     let origin = issuer_origin(&state.oauth.issuer).unwrap_or_default();
     let link = format!("{origin}/dashboard/join/{token}");
+
     let csrf_token = session_token(state.manager.pepper(), &session.id);
+
     let mut response = html(
         StatusCode::OK,
         &LinkPage {
@@ -186,7 +198,7 @@ pub(super) async fn create(State(state): State<AppState>, request: Request) -> R
             script: SCRIPT_PATH.as_str(),
         },
     );
-    // Set here as well as by the security layer: the page holds a secret.
+    // Set here as well as by the security layer, because the page contains a secret.
     response
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -124,7 +124,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .layer(middleware::map_response(add_security_headers))
 }
 
-/// The OAuth client pages.
+/// Returns the routes of the OAuth client pages.
 fn client_routes() -> Router<AppState> {
     Router::new()
         .route(
@@ -147,7 +147,7 @@ fn client_routes() -> Router<AppState> {
         )
 }
 
-/// The members and invites pages.
+/// Returns the routes of the members and invites pages.
 fn members_routes() -> Router<AppState> {
     Router::new()
         .route("/dashboard/members", get(members::list))

@@ -268,9 +268,9 @@ pub(crate) async fn internal_ca_client(
 }
 
 /// Returns whether the internal CA's record of a verified certificate marks
-/// it as revoked. The store knows of a revocation before the change
-/// feed brings it to the listener, so a request in between is told that
-/// the certificate was revoked, not that it authenticates no client.
+/// it as revoked. The store records a revocation before the change feed
+/// brings it to the listener, so a request in between gets
+/// `certificate_revoked` rather than a message that it authenticates no client.
 pub(crate) async fn revoked_by_internal_ca(
     store: &Store,
     certificate: &ClientCertificate,

@@ -629,7 +629,7 @@ impl Rejection {
 
     /// Builds the rejection of a leaf whose CertificateVerify signature
     /// (RFC 8446 §4.4.3) failed rustls's check with `error`, so the client
-    /// did not prove that it holds the leaf's private key.
+    /// did not prove that it has the leaf's private key.
     pub fn handshake_signature(leaf: &CertificateDer<'_>, error: &rustls::Error) -> Self {
         let summary = LeafInfo::parse(leaf).ok().map(|info| info.summary);
         Self::new(

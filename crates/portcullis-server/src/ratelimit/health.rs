@@ -380,8 +380,8 @@ impl OutageLog {
     }
 
     /// Returns the line that reports the outages not logged, once the
-    /// interval allows it. `down` says whether an outage is under way,
-    /// which then is logged as begun, and whose end is logged later.
+    /// interval allows it. `down` is true while an outage is under way: the
+    /// line then logs that outage as begun, and its end is logged later.
     fn report_due(&mut self, now: Instant, down: bool) -> Option<Report> {
         if self.report_at().is_none_or(|at| now < at) {
             return None;

@@ -165,7 +165,7 @@ impl RedisLimiter {
             self.health.prober_stopped();
             return;
         };
-        // The task holds the health weakly, so it ends with the node.
+        // The task keeps only a weak reference to the health, so it ends with the node.
         runtime.spawn(probe_until_logged(
             Arc::downgrade(&self.health),
             self.connection.clone(),

@@ -103,6 +103,7 @@ impl PostgresStore {
         audit: &AuditContext,
     ) -> Result<InviteRecord, StoreError> {
         let mut tx = self.pool.begin().await?;
+
         let member = sqlx::query("SELECT 1 FROM users WHERE tenant_id = $1 AND email = $2")
             .bind(invite.tenant_id.as_uuid())
             .bind(invite.email.as_str())
@@ -114,6 +115,7 @@ impl PostgresStore {
                 invite.email
             )));
         }
+
         let pending = sqlx::query(
             "SELECT 1 FROM user_invites WHERE tenant_id = $1 AND email = $2 \
              AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $3",
@@ -129,6 +131,7 @@ impl PostgresStore {
                 invite.email
             )));
         }
+
         let inserted = sqlx::query(
             "INSERT INTO user_invites (id, tenant_id, email, role, token_hash, created_by, \
              created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -155,12 +158,14 @@ impl PostgresStore {
             }
             Err(error) => return Err(error.into()),
         }
+
         insert_audit(
             &mut tx,
             &self.audit_key,
             &AuditEvent::invite_created(audit, invite),
         )
         .await?;
+
         let stored = select_invite_by_id(&mut tx, invite.id).await?;
         tx.commit().await?;
         stored.ok_or(StoreError::NotFound("invite"))
@@ -236,14 +241,18 @@ impl PostgresStore {
         audit: &AuditContext,
     ) -> Result<AcceptInvite, StoreError> {
         let mut tx = self.pool.begin().await?;
+
         let Some(invite) = select_invite_by_hash(&mut tx, hash).await? else {
             return Ok(AcceptInvite::Unknown);
         };
+
         let state = invite.state(audit.at);
         if state != InviteState::Pending {
             return Ok(AcceptInvite::NotPending(state));
         }
+
         let user = invited_user(user, &invite);
+
         let inserted = sqlx::query(
             "INSERT INTO users (id, tenant_id, email, password_hash, role, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -268,9 +277,13 @@ impl PostgresStore {
             .execute(&mut *tx)
             .await?;
         let event = AuditEvent::user_created_by_invite(audit, &user, &invite);
+
         insert_audit(&mut tx, &self.audit_key, &event).await?;
+
         let created = select_user(&mut tx, user.id).await?;
+
         tx.commit().await?;
+
         Ok(AcceptInvite::Accepted(created))
     }
 }

@@ -104,6 +104,7 @@ impl SqliteStore {
         audit: &AuditContext,
     ) -> Result<InviteRecord, StoreError> {
         let mut tx = self.begin_write().await?;
+
         let member = sqlx::query("SELECT 1 FROM users WHERE tenant_id = ?1 AND email = ?2")
             .bind(invite.tenant_id.to_string())
             .bind(invite.email.as_str())
@@ -115,6 +116,7 @@ impl SqliteStore {
                 invite.email
             )));
         }
+
         let pending = sqlx::query(
             "SELECT 1 FROM user_invites WHERE tenant_id = ?1 AND email = ?2 \
              AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?3",
@@ -130,6 +132,7 @@ impl SqliteStore {
                 invite.email
             )));
         }
+
         let inserted = sqlx::query(
             "INSERT INTO user_invites (id, tenant_id, email, role, token_hash, created_by, \
              created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -156,12 +159,14 @@ impl SqliteStore {
             }
             Err(error) => return Err(error.into()),
         }
+
         insert_audit(
             &mut tx,
             &self.audit_key,
             &AuditEvent::invite_created(audit, invite),
         )
         .await?;
+
         let stored = select_invite_by_id(&mut tx, invite.id).await?;
         tx.commit().await?;
         stored.ok_or(StoreError::NotFound("invite"))
@@ -237,14 +242,18 @@ impl SqliteStore {
         audit: &AuditContext,
     ) -> Result<AcceptInvite, StoreError> {
         let mut tx = self.begin_write().await?;
+
         let Some(invite) = select_invite_by_hash(&mut tx, hash).await? else {
             return Ok(AcceptInvite::Unknown);
         };
+
         let state = invite.state(audit.at);
         if state != InviteState::Pending {
             return Ok(AcceptInvite::NotPending(state));
         }
+
         let user = invited_user(user, &invite);
+
         let inserted = sqlx::query(
             "INSERT INTO users (id, tenant_id, email, password_hash, role, created_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -269,9 +278,13 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await?;
         let event = AuditEvent::user_created_by_invite(audit, &user, &invite);
+
         insert_audit(&mut tx, &self.audit_key, &event).await?;
+
         let created = select_user(&mut tx, user.id).await?;
+
         tx.commit().await?;
+
         Ok(AcceptInvite::Accepted(created))
     }
 }

@@ -60,7 +60,7 @@ async fn session_of(store: &Store, user_id: UserId, at: OffsetDateTime) -> Login
     session
 }
 
-/// The actions of the records about `target`, newest first.
+/// Returns the actions of the audit records about `target`, newest first.
 async fn actions_of(store: &Store, target: String) -> Vec<AuditAction> {
     let filter: AuditFilter = audit_of(target);
     store
