@@ -1,6 +1,8 @@
 //! The dashboard in a real headless Chromium, driven through chromedriver
 //! with WebDriver. A user signs in, then creates, rotates and revokes a key
-//! by clicking and typing while the gateway follows. A form without its
+//! by clicking and typing while the gateway follows. An admin invites a
+//! developer, who joins through the link in a browser without the admin's
+//! cookies, signs in with the new password and sees a developer's pages. A form without its
 //! CSRF token is rejected, the sign-in form works with the keyboard alone,
 //! and every main page fits a 360 px screen. Screenshots of each page, at
 //! desktop width and at 360 px, go to `target/screenshots/`.
@@ -516,6 +518,76 @@ async fn key_lifecycle_follows_gateway() -> WebDriverResult<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(stored_status(&new_id), "revoked");
+    chromium.quit().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn invited_developer_joins_and_signs_in() -> WebDriverResult<()> {
+    const MEMBER: &str = "dev@acme.test";
+    const MEMBER_PASSWORD: &str = "a developer's own passphrase";
+    let Some(chromium) = Chromium::launch().await else {
+        return Ok(());
+    };
+    let driver = &chromium.driver;
+    sign_in(driver, ADMIN, PASSWORD).await?;
+
+    // The admin invites the address as a developer and reads the link,
+    // which the page shows once.
+    click(driver, By::LinkText("Members")).await?;
+    wait_heading(driver, "Members").await?;
+    type_into(driver, "invite-email", MEMBER).await?;
+    click(driver, By::Css("#invite-role option[value=developer]")).await?;
+    click(driver, By::XPath("//button[. = \"Create invite link\"]")).await?;
+    wait_heading(driver, "Invite for").await?;
+    let link = secret_on_page(driver).await?;
+    assert!(
+        link.contains("/dashboard/join/"),
+        "the invite page shows {link:?}"
+    );
+    assert!(
+        driver.source().await?.contains("shown only once"),
+        "the invite page does not warn that the link is shown once"
+    );
+
+    // A second browser session: the admin's cookies are gone, so nothing
+    // of the admin's session can help the invited person.
+    driver.delete_all_cookies().await?;
+    driver.goto(&link).await?;
+    wait_heading(driver, "Join acme").await?;
+    assert_eq!(page_status(driver).await?, 200);
+    type_into(driver, "password", MEMBER_PASSWORD).await?;
+    type_into(driver, "confirm", MEMBER_PASSWORD).await?;
+    click(
+        driver,
+        By::XPath("//button[. = \"Set password and sign in\"]"),
+    )
+    .await?;
+    wait_heading(driver, "Your account").await?;
+
+    // The password set on the join page signs the member in again.
+    click(driver, By::XPath("//button[. = \"Sign out\"]")).await?;
+    wait_heading(driver, "Sign in").await?;
+    sign_in(driver, MEMBER, MEMBER_PASSWORD).await?;
+    let facts = driver
+        .query(By::Css("dl.facts"))
+        .first()
+        .await?
+        .text()
+        .await?;
+    assert!(facts.contains(MEMBER), "the overview shows {facts:?}");
+    assert!(facts.contains("developer"), "the overview shows {facts:?}");
+
+    // A developer creates keys but may not open the members page.
+    let (_, secret) = create_key(driver, "developer's key").await?;
+    assert_eq!(gateway_status(&secret).await, 200);
+    click(driver, By::LinkText("Members")).await?;
+    wait_heading(driver, "Not allowed").await?;
+    assert_eq!(page_status(driver).await?, 403);
+
+    // The link works once.
+    driver.goto(&link).await?;
+    assert_eq!(page_status(driver).await?, 410);
     chromium.quit().await;
     Ok(())
 }
