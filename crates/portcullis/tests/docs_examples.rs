@@ -72,9 +72,13 @@ const PAGES: &[(&str, usize)] = &[
     ("consumers/rate-limits.md", 0),
     ("consumers/rotating-keys.md", 0),
     ("operators/backups.md", 1),
+    ("operators/install.md", 2),
     ("operators/master-key.md", 0),
     ("operators/metrics.md", 0),
+    ("operators/multi-node.md", 0),
+    ("operators/proxies.md", 0),
     ("operators/runbooks.md", 0),
+    ("operators/tls.md", 0),
 ];
 
 /// The scopes of each page's `API_KEY`.
@@ -298,6 +302,23 @@ fn interpreter(language: &str) -> Option<(PathBuf, &'static str)> {
 fn runtime_available(what: &str, ready: bool) -> bool {
     support::runtime_available(
         &format!("{what} is not installed, so the docs' examples in it cannot run"),
+        ready,
+    )
+}
+
+/// Returns whether `command` runs with `version_argument`. When it does
+/// not, fails the test under `CI=true` and otherwise prints a notice naming
+/// the Debian `package`.
+fn command_available(command: &str, version_argument: &str, package: &str) -> bool {
+    let ready = Command::new(command)
+        .arg(version_argument)
+        .output()
+        .is_ok_and(|output| output.status.success());
+    support::runtime_available(
+        &format!(
+            "{command} (Debian package {package}) is not installed, so the docs' examples \
+             that run it cannot run"
+        ),
         ready,
     )
 }
@@ -714,7 +735,9 @@ fn consumers_rotating_keys() {
 
 #[test]
 fn operators_metrics() {
-    run_page("operators/metrics.md");
+    if command_available("promtool", "--version", "prometheus") {
+        run_page("operators/metrics.md");
+    }
 }
 
 #[test]
@@ -723,11 +746,42 @@ fn operators_backups() {
 }
 
 #[test]
+fn operators_install() {
+    run_page("operators/install.md");
+}
+
+#[test]
 fn operators_master_key() {
     run_page("operators/master-key.md");
 }
 
 #[test]
+fn operators_multi_node() {
+    // The page creates a database on the PostgreSQL server and uses the
+    // Redis server that `scripts/services` starts.
+    let reachable = |port: u16| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    if support::runtime_available(
+        "PostgreSQL on 127.0.0.1:5432 or Redis on 127.0.0.1:6379 is not running \
+         (scripts/services starts both), so the multi-node page cannot run",
+        reachable(5432) && reachable(6379),
+    ) {
+        run_page("operators/multi-node.md");
+    }
+}
+
+#[test]
+fn operators_proxies() {
+    if command_available("nginx", "-v", "nginx") {
+        run_page("operators/proxies.md");
+    }
+}
+
+#[test]
 fn operators_runbooks() {
     run_page("operators/runbooks.md");
+}
+
+#[test]
+fn operators_tls() {
+    run_page("operators/tls.md");
 }
