@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::members::{InviteRecord, NewInvite};
+use crate::members::{InviteRecord, NewInvite, UserTokensRevoked};
 use crate::records::{NewClient, NewClientSecret, NewKey, NewUser, Tenant};
 use portcullis_core::oauth::{Role, UserRecord};
 
@@ -67,9 +67,11 @@ pub enum AuditAction {
     UserCreated,
     /// A user's role changed.
     UserRoleChanged,
-    /// A user was disabled: they can no longer sign in, and their sessions
-    /// ended.
+    /// A user was disabled: they can no longer sign in, their sessions
+    /// ended and their OAuth grants were revoked.
     UserDisabled,
+    /// A disabled user was enabled again.
+    UserEnabled,
     /// An admin invited an e-mail address into the tenant with a role.
     InviteCreated,
     /// An admin revoked a pending invite.
@@ -124,7 +126,7 @@ pub enum AuditAction {
 impl AuditAction {
     /// Every action, in the order of the enum, such as for a filter's
     /// choices.
-    pub const ALL: [Self; 34] = [
+    pub const ALL: [Self; 37] = [
         Self::TenantCreated,
         Self::KeyCreated,
         Self::KeyRevoked,
@@ -140,6 +142,7 @@ impl AuditAction {
         Self::UserCreated,
         Self::UserRoleChanged,
         Self::UserDisabled,
+        Self::UserEnabled,
         Self::InviteCreated,
         Self::InviteRevoked,
         Self::TokenFamilyRevoked,
@@ -155,6 +158,8 @@ impl AuditAction {
         Self::CertificateIssued,
         Self::CertificateRevoked,
         Self::TrustedCaAdded,
+        Self::TrustedCaRevocationChanged,
+        Self::TrustedCaRemoved,
         Self::KeyLeakReported,
         Self::AuthSucceeded,
         Self::AuditPruned,
@@ -180,6 +185,7 @@ impl AuditAction {
             Self::UserCreated => "user.created",
             Self::UserRoleChanged => "user.role_changed",
             Self::UserDisabled => "user.disabled",
+            Self::UserEnabled => "user.enabled",
             Self::InviteCreated => "invite.created",
             Self::InviteRevoked => "invite.revoked",
             Self::TokenFamilyRevoked => "token_family.revoked",
@@ -236,6 +242,7 @@ impl FromStr for AuditAction {
             "user.created" => Ok(Self::UserCreated),
             "user.role_changed" => Ok(Self::UserRoleChanged),
             "user.disabled" => Ok(Self::UserDisabled),
+            "user.enabled" => Ok(Self::UserEnabled),
             "invite.created" => Ok(Self::InviteCreated),
             "invite.revoked" => Ok(Self::InviteRevoked),
             "token_family.revoked" => Ok(Self::TokenFamilyRevoked),
@@ -607,6 +614,7 @@ impl AuditEvent {
         context: &AuditContext,
         user: &UserRecord,
         sessions_ended: u64,
+        tokens: UserTokensRevoked,
     ) -> Self {
         Self {
             tenant_id: Some(user.tenant_id),
@@ -614,8 +622,20 @@ impl AuditEvent {
             details: json!({
                 "email": user.email.as_str(),
                 "sessions_ended": sessions_ended,
+                "access_tokens_revoked": tokens.access_tokens,
+                "refresh_tokens_revoked": tokens.refresh_tokens,
+                "codes_revoked": tokens.codes,
             }),
             ..Self::new(context, AuditAction::UserDisabled)
+        }
+    }
+
+    pub(crate) fn user_enabled(context: &AuditContext, user: &UserRecord) -> Self {
+        Self {
+            tenant_id: Some(user.tenant_id),
+            target: Some(user.id.to_string()),
+            details: json!({ "email": user.email.as_str() }),
+            ..Self::new(context, AuditAction::UserEnabled)
         }
     }
 

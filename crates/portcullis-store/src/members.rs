@@ -96,6 +96,18 @@ pub enum InviteState {
     Expired,
 }
 
+/// How many OAuth credentials of a user were revoked when the user was
+/// disabled. The `user.disabled` audit record contains these counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct UserTokensRevoked {
+    /// Access tokens revoked before their expiry.
+    pub(crate) access_tokens: u64,
+    /// Refresh tokens that could still be exchanged.
+    pub(crate) refresh_tokens: u64,
+    /// Authorization codes not yet exchanged, which were deleted.
+    pub(crate) codes: u64,
+}
+
 /// The outcome of [`Store::accept_invite`]. Only
 /// [`AcceptInvite::Accepted`] changes anything.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,9 +140,11 @@ impl Store {
         dispatch!(self, store => store.change_user_role(id, role, audit))
     }
 
-    /// Disables a user and ends every session of theirs, in one
-    /// transaction with its audit record, and returns the user. A disabled
-    /// user cannot sign in; their keys stay as they are.
+    /// Disables a user, ends every session of theirs and revokes the OAuth
+    /// grants they approved (access and refresh tokens, codes not yet
+    /// exchanged), in one transaction with its audit record, and returns
+    /// the user. A disabled user cannot sign in. Their API keys stay as
+    /// they are.
     ///
     /// Fails with [`StoreError::NotFound`], [`StoreError::Revoked`] for a
     /// user disabled before, and [`StoreError::LastAdmin`] for the tenant's
@@ -141,6 +155,20 @@ impl Store {
         audit: &AuditContext,
     ) -> Result<UserRecord, StoreError> {
         dispatch!(self, store => store.disable_user(id, audit))
+    }
+
+    /// Enables a disabled user again, with its audit record, and returns the
+    /// user. They sign in with their old password. The sessions and tokens
+    /// that disabling ended stay ended.
+    ///
+    /// Fails with [`StoreError::NotFound`], and [`StoreError::Conflict`]
+    /// for a user who is not disabled.
+    pub async fn enable_user(
+        &self,
+        id: UserId,
+        audit: &AuditContext,
+    ) -> Result<UserRecord, StoreError> {
+        dispatch!(self, store => store.enable_user(id, audit))
     }
 
     /// Lists when each user of a tenant last signed in, for the users who

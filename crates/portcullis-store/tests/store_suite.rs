@@ -111,6 +111,8 @@ store_suite!(
     // Members and invites, in `store_suite/members.rs`.
     member_roles_keep_one_admin,
     disabled_member_loses_sessions,
+    disabled_member_loses_oauth_grants,
+    disabled_member_enabled_again,
     last_sign_in_recorded,
     invites_created_listed_and_revoked,
     invite_accepted_once,

@@ -1,5 +1,6 @@
 //! `/oauth/authorize` through a real server: redirect URI matching, PKCE,
-//! sign-in, consent, codes, CSRF protection and sign-in throttling.
+//! sign-in, consent, codes, CSRF protection and sign-in throttling, and
+//! the end of a disabled user's grants.
 //!
 //! The client drives the forms as a browser would, with its own cookie jar
 //! and without following redirects, so every response can be inspected.
@@ -22,7 +23,7 @@ use portcullis_server::manage::Manager;
 use portcullis_store::{AuditAction, AuditContext, AuditFilter, ConsumeCode, Store};
 use reqwest::{StatusCode, Url};
 use secrecy::SecretString;
-use support::browser::{Browser, Reply, hidden_fields};
+use support::browser::{Browser, Reply, hidden_fields, url_encode};
 use support::{DataDir, Server, all_bytes_under, contains_bytes};
 use time::OffsetDateTime;
 
@@ -34,6 +35,10 @@ type FormFields<'a> = &'a [(String, String)];
 
 const PASSWORD: &str = "correct horse battery staple";
 const CHALLENGE: &str = "3cPVHIQLnsgqpwwGE33tCJEswn0QApLxx7Mds9Rn_jk";
+/// A PKCE code verifier and its S256 challenge (RFC 7636 §4.2), for the
+/// tests that exchange their code.
+const VERIFIER: &str = "interop-test-verifier-0123456789-abcdefghijklmnop";
+const VERIFIER_CHALLENGE: &str = "v4EhhD64DCTbTOO6R2frx1ca_8-kzr5O2OS86PKeg8A";
 const WEB_CALLBACK: &str = "https://app.example.com/callback";
 const NATIVE_CALLBACK: &str = "http://127.0.0.1/callback";
 
@@ -647,6 +652,145 @@ async fn deny_redirects_access_denied() {
         .await
         .unwrap();
     assert!(consent.is_none(), "a denial stored consent");
+}
+
+/// Sends a token request of the public native client with `fields` and
+/// returns the status and the JSON body.
+async fn native_token(
+    fixture: &Fixture,
+    fields: &[(&str, &str)],
+) -> (StatusCode, serde_json::Value) {
+    let mut form: Vec<(String, String)> = fields
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect();
+    form.push(("client_id".to_owned(), fixture.native.id.to_string()));
+    let response = fixture
+        .server
+        .client()
+        .post(fixture.server.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(url_encode(&form))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap())
+}
+
+/// Exchanges `code` of the native client and returns the status and body.
+async fn exchange_native_code(fixture: &Fixture, code: &str) -> (StatusCode, serde_json::Value) {
+    native_token(
+        fixture,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", NATIVE_CALLBACK),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await
+}
+
+/// Redeems `refresh_token` of the native client and returns the status
+/// and body.
+async fn refresh_native(fixture: &Fixture, refresh_token: &str) -> (StatusCode, serde_json::Value) {
+    native_token(
+        fixture,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn disabled_user_refresh_token_rejected() {
+    let fixture = fixture().await;
+    let url = fixture.authorize_url(
+        &fixture.native,
+        Some(NATIVE_CALLBACK),
+        &["code_challenge"],
+        &[("code_challenge", VERIFIER_CHALLENGE)],
+    );
+    let (mut browser, signed_in) = fixture.signed_in(&url, "dev@example.com").await;
+    assert_eq!(
+        signed_in.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_in.body
+    );
+    let consent = browser.get(signed_in.location().unwrap()).await;
+    let fields = hidden_fields(&consent.body);
+    let approved = browser.post(&with_action(&fields, "approve")).await;
+    let code = approved.redirect_query(NATIVE_CALLBACK)["code"].clone();
+
+    let (status, tokens) = exchange_native_code(&fixture, &code).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let (status, rotated) =
+        refresh_native(&fixture, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let refresh_token = rotated["refresh_token"].as_str().unwrap().to_owned();
+
+    // A second code, remembered consent, not exchanged before the user is
+    // disabled.
+    let again = browser.get(&url).await;
+    assert_eq!(again.status, StatusCode::FOUND, "{}", again.body);
+    let pending_code = again.redirect_query(NATIVE_CALLBACK)["code"].clone();
+
+    fixture.data.cli(&[
+        "users",
+        "disable",
+        "--tenant",
+        "acme",
+        "--email",
+        "dev@example.com",
+    ]);
+
+    let (status, body) = refresh_native(&fixture, &refresh_token).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid_grant");
+    let (status, body) = exchange_native_code(&fixture, &pending_code).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid_grant");
+
+    let user = signed_in_user(&fixture, "dev@example.com").await;
+    let records = fixture
+        .store
+        .list_audit(&AuditFilter {
+            tenant_id: None,
+            action: Some(AuditAction::UserDisabled),
+            target: Some(user.to_string()),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].actor, "cli");
+    assert_eq!(records[0].details["refresh_tokens_revoked"], 1);
+    assert_eq!(records[0].details["codes_revoked"], 1);
+
+    // Enabled again, the user signs in, but the revoked token stays
+    // revoked.
+    fixture.data.cli(&[
+        "users",
+        "enable",
+        "--tenant",
+        "acme",
+        "--email",
+        "dev@example.com",
+    ]);
+    let (status, body) = refresh_native(&fixture, &refresh_token).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid_grant");
+    let (_, signed_in) = fixture.signed_in(&url, "dev@example.com").await;
+    assert_eq!(
+        signed_in.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_in.body
+    );
 }
 
 async fn signed_in_user(fixture: &Fixture, email: &str) -> portcullis_core::ids::UserId {

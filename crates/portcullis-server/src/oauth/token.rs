@@ -165,6 +165,8 @@ async fn authorization_code(context: &Context<'_>) -> Result<IssuedTokens, OAuth
         }
     };
 
+    require_enabled_user(state, record.user_id).await?;
+
     // RFC 6749 §4.1.3: the same redirect_uri as in the authorization
     // request, compared exactly.
     match form.get("redirect_uri") {
@@ -214,6 +216,9 @@ async fn refresh_token(context: &Context<'_>) -> Result<IssuedTokens, OAuthError
     // Bound to its client (RFC 6749 §6), checked before anything is spent.
     if old.client_id != client.id {
         return Err(OAuthError::invalid_grant("the refresh token is invalid"));
+    }
+    if let Some(user_id) = old.user_id {
+        require_enabled_user(state, user_id).await?;
     }
     // A narrower scope may be asked for, never a wider one (RFC 6749 §6).
     let scopes = requested_scopes(form, &old.scopes)?;
@@ -271,6 +276,22 @@ async fn refresh_token(context: &Context<'_>) -> Result<IssuedTokens, OAuthError
 
 /// The scopes asked for with `scope`, which must all be within `allowed`;
 /// all of `allowed` when `scope` is absent (RFC 6749 §3.3).
+/// Rejects a code or refresh token of a user who is disabled or gone.
+/// Disabling a user revokes their codes and tokens in the same
+/// transaction, so this catches those issued while that transaction ran.
+async fn require_enabled_user(state: &AppState, user_id: UserId) -> Result<(), OAuthError> {
+    let user = state
+        .store
+        .find_user(user_id)
+        .await
+        .map_err(store_failure)?;
+    if user.is_some_and(|user| user.disabled_at.is_none()) {
+        return Ok(());
+    }
+    tracing::info!(user_id = %user_id, "token request rejected: the user is disabled");
+    Err(OAuthError::invalid_grant("the grant's user is disabled"))
+}
+
 fn requested_scopes(form: &Form, allowed: &ScopeSet) -> Result<ScopeSet, OAuthError> {
     let Some(requested) = form.get("scope") else {
         return Ok(allowed.clone());
@@ -292,6 +313,11 @@ fn audience(state: &AppState, resource: Option<&str>) -> Result<String, OAuthErr
     let known: Vec<&str> = state.routes.audiences();
     match resource {
         Some(resource) if known.contains(&resource) => Ok(resource.to_owned()),
+        // A refresh token stores its grant's audience as its resource, and
+        // with no API configured that audience is the issuer.
+        Some(resource) if known.is_empty() && resource == state.oauth.issuer => {
+            Ok(resource.to_owned())
+        }
         Some(_) => Err(OAuthError::invalid_target(
             "resource is not an API this server issues tokens for",
         )),

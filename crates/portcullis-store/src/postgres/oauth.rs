@@ -18,6 +18,7 @@ use super::{PostgresStore, insert_audit};
 use crate::audit::{AuditContext, AuditEvent, FamilyRevocationReason};
 use crate::chain::AuditKeySlot;
 use crate::error::{StoreError, is_foreign_key_violation, is_unique_violation};
+use crate::members::UserTokensRevoked;
 use crate::records::{
     ConsumeCode, LoginSession, NewClient, NewClientSecret, NewUser, RotateRefresh,
     check_new_client, client_limits_from_columns, join_words, parse_auth_method, parse_email,
@@ -32,6 +33,9 @@ enum TokenSelection<'a> {
     Client(ClientId),
     Family(TokenFamilyId),
     Jti(&'a str),
+    /// The tokens of every grant that a user's codes and refresh tokens
+    /// belong to.
+    User(UserId),
 }
 
 /// Appends one change row per access token of `selection` that is neither
@@ -866,6 +870,48 @@ async fn insert_refresh_row(
     Ok(())
 }
 
+/// Ends every OAuth grant of a disabled user. The access tokens of each
+/// grant are revoked after their change rows are written, and so are the
+/// refresh tokens. Codes not yet exchanged are deleted, so an exchange
+/// fails as for an unknown code.
+pub(super) async fn revoke_user_tokens(
+    conn: &mut PgConnection,
+    user_id: UserId,
+    at: OffsetDateTime,
+) -> Result<UserTokensRevoked, StoreError> {
+    let access_tokens = revoke_tokens(conn, TokenSelection::User(user_id), at).await?;
+
+    let refresh_tokens = sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = $2 \
+         WHERE user_id = $1 AND revoked_at IS NULL AND used_at IS NULL AND expires_at > $2",
+    )
+    .bind(user_id.as_uuid())
+    .bind(at)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    // Spent refresh tokens are revoked too, without being counted, so a
+    // replay of one is rejected as revoked rather than as reuse.
+    sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(user_id.as_uuid())
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    let codes =
+        sqlx::query("DELETE FROM authorization_codes WHERE user_id = $1 AND used_at IS NULL")
+            .bind(user_id.as_uuid())
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    Ok(UserTokensRevoked {
+        access_tokens,
+        refresh_tokens,
+        codes,
+    })
+}
+
 /// Revokes every refresh and access token of a family and writes the audit
 /// record. Returns how many access tokens were revoked.
 async fn revoke_family_in(
@@ -924,6 +970,17 @@ async fn revoke_tokens(
                 "UPDATE refresh_tokens SET revoked_at = $2 \
                  WHERE family_id = $1::uuid AND revoked_at IS NULL",
             ),
+            id.to_string(),
+        ),
+        TokenSelection::User(id) => (
+            insert_jti_changes!(
+                "a.family_id IN (SELECT family_id FROM refresh_tokens WHERE user_id = $1::uuid \
+                 UNION SELECT family_id FROM authorization_codes WHERE user_id = $1::uuid)"
+            ),
+            "UPDATE access_tokens SET revoked_at = $2 WHERE revoked_at IS NULL AND family_id IN \
+             (SELECT family_id FROM refresh_tokens WHERE user_id = $1::uuid \
+             UNION SELECT family_id FROM authorization_codes WHERE user_id = $1::uuid)",
+            None,
             id.to_string(),
         ),
         TokenSelection::Jti(jti) => (

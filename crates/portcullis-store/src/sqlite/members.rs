@@ -10,7 +10,7 @@ use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use time::OffsetDateTime;
 
-use super::oauth::user_from_row;
+use super::oauth::{revoke_user_tokens, user_from_row};
 use super::{
     SqliteStore, insert_audit, optional_time_column, optional_uuid_column, time_column, to_millis,
     uuid_column,
@@ -70,7 +70,32 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        let event = AuditEvent::user_disabled(audit, &user, ended);
+        let tokens = revoke_user_tokens(&mut tx, id, audit.at).await?;
+        let event = AuditEvent::user_disabled(audit, &user, ended, tokens);
+        insert_audit(&mut tx, &self.audit_key, &event).await?;
+        let updated = select_user(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    pub(crate) async fn enable_user(
+        &self,
+        id: UserId,
+        audit: &AuditContext,
+    ) -> Result<UserRecord, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let user = select_user(&mut tx, id).await?;
+        if user.disabled_at.is_none() {
+            return Err(StoreError::Conflict(format!(
+                "{} is not disabled",
+                user.email
+            )));
+        }
+        sqlx::query("UPDATE users SET disabled_at = NULL WHERE id = ?1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let event = AuditEvent::user_enabled(audit, &user);
         insert_audit(&mut tx, &self.audit_key, &event).await?;
         let updated = select_user(&mut tx, id).await?;
         tx.commit().await?;

@@ -1,16 +1,18 @@
 //! Store cases of a tenant's members: role changes, disabling with the
-//! last-admin rule, sign-in times, and invites.
+//! last-admin rule and the revocation of the member's OAuth grants,
+//! enabling again, sign-in times, and invites.
 
 use portcullis_core::crypto::{MasterKey, SecretHash};
 use portcullis_core::ids::{InviteId, UserId};
 use portcullis_core::key::{OpaqueSecret, SecretKind};
 use portcullis_core::oauth::{Email, Role};
 use portcullis_store::{
-    AcceptInvite, AuditAction, AuditFilter, InviteState, LoginSession, NewInvite, NewUser, Store,
-    StoreError, Tenant,
+    AcceptInvite, AuditAction, AuditFilter, ConsumeCode, InviteState, LoginSession, NewInvite,
+    NewUser, Store, StoreError, Tenant,
 };
 use time::{Duration, OffsetDateTime};
 
+use super::oauth::{access_record, code_record, create_client, jti_changes, refresh_record};
 use super::{Fixture, audit_of, context, create_tenant, now};
 
 fn token_hash() -> SecretHash {
@@ -161,6 +163,120 @@ pub(super) async fn disabled_member_loses_sessions(fixture: Fixture) {
             .disabled_at
             .is_none()
     );
+}
+
+pub(super) async fn disabled_member_loses_oauth_grants(fixture: Fixture) {
+    let store = fixture.store;
+    let acme = create_tenant(&store, "acme").await;
+    let client = create_client(&store, &acme).await;
+    add_member(&store, &acme, "admin@example.com", Role::Admin).await;
+    let dev = add_member(&store, &acme, "dev@example.com", Role::Developer).await;
+    let other = add_member(&store, &acme, "other@example.com", Role::Developer).await;
+    let at = now();
+
+    // The developer has an exchanged code whose grant has a refresh and an
+    // access token, and a code not exchanged yet.
+    let exchanged = code_record(client.id, dev, at);
+    store.insert_code(&exchanged).await.unwrap();
+    let consumed = store
+        .consume_code(&exchanged.hash, client.id, at)
+        .await
+        .unwrap();
+    assert!(matches!(consumed, ConsumeCode::Fresh(_)), "{consumed:?}");
+    let refresh = refresh_record(client.id, Some(dev), exchanged.family_id, at);
+    store.insert_refresh_token(&refresh).await.unwrap();
+    let access = access_record(
+        client.id,
+        Some(exchanged.family_id),
+        at + Duration::minutes(15),
+    );
+    store.record_access_token(&access).await.unwrap();
+    let pending = code_record(client.id, dev, at);
+    store.insert_code(&pending).await.unwrap();
+
+    // Another member's grant stays as it is.
+    let kept_code = code_record(client.id, other, at);
+    store.insert_code(&kept_code).await.unwrap();
+    let kept_refresh = refresh_record(client.id, Some(other), kept_code.family_id, at);
+    store.insert_refresh_token(&kept_refresh).await.unwrap();
+    let kept_access = access_record(
+        client.id,
+        Some(kept_code.family_id),
+        at + Duration::minutes(15),
+    );
+    store.record_access_token(&kept_access).await.unwrap();
+    let cursor = store.latest_change().await.unwrap();
+
+    store.disable_user(dev, &context(at)).await.unwrap();
+
+    let refresh = store.find_refresh_token(&refresh.hash).await.unwrap();
+    assert_eq!(refresh.unwrap().revoked_at, Some(at));
+    let access = store.find_access_token(&access.jti).await.unwrap().unwrap();
+    assert_eq!(access.revoked_at, Some(at));
+    let pending = store
+        .consume_code(&pending.hash, client.id, at)
+        .await
+        .unwrap();
+    assert_eq!(pending, ConsumeCode::NotFound);
+    let changes = jti_changes(&store, cursor).await;
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].jti.as_deref(), Some(access.jti.as_str()));
+
+    let kept_refresh = store.find_refresh_token(&kept_refresh.hash).await.unwrap();
+    assert_eq!(kept_refresh.unwrap().revoked_at, None);
+    let kept_access = store.find_access_token(&kept_access.jti).await.unwrap();
+    assert_eq!(kept_access.unwrap().revoked_at, None);
+    let kept_code = store
+        .consume_code(&kept_code.hash, client.id, at)
+        .await
+        .unwrap();
+    assert!(matches!(kept_code, ConsumeCode::Fresh(_)), "{kept_code:?}");
+
+    let records = store.list_audit(&audit_of(dev.to_string())).await.unwrap();
+    let record = records
+        .iter()
+        .find(|event| event.action == AuditAction::UserDisabled)
+        .unwrap();
+    assert_eq!(record.details["access_tokens_revoked"], 1);
+    assert_eq!(record.details["refresh_tokens_revoked"], 1);
+    assert_eq!(record.details["codes_revoked"], 1);
+}
+
+pub(super) async fn disabled_member_enabled_again(fixture: Fixture) {
+    let store = fixture.store;
+    let acme = create_tenant(&store, "acme").await;
+    let admin = add_member(&store, &acme, "admin@example.com", Role::Admin).await;
+    let dev = add_member(&store, &acme, "dev@example.com", Role::Developer).await;
+    store.disable_user(dev, &context(now())).await.unwrap();
+
+    let enabled = store.enable_user(dev, &context(now())).await.unwrap();
+    assert_eq!(enabled.disabled_at, None);
+    assert_eq!(enabled.role, Role::Developer);
+    let records = store.list_audit(&audit_of(dev.to_string())).await.unwrap();
+    assert_eq!(records[0].action, AuditAction::UserEnabled);
+    assert_eq!(records[0].details["email"], "dev@example.com");
+
+    let error = store.enable_user(dev, &context(now())).await.unwrap_err();
+    assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
+    let error = store.enable_user(admin, &context(now())).await.unwrap_err();
+    assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
+    let error = store
+        .enable_user(UserId::generate(), &context(now()))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::NotFound("user")), "{error:?}");
+
+    // An enabled admin counts for the last-admin rule again.
+    let second = add_member(&store, &acme, "second@example.com", Role::Admin).await;
+    store.disable_user(second, &context(now())).await.unwrap();
+    let error = store
+        .disable_user(admin, &context(now()))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::LastAdmin), "{error:?}");
+    store.enable_user(second, &context(now())).await.unwrap();
+    let disabled = store.disable_user(admin, &context(now())).await.unwrap();
+    assert!(disabled.disabled_at.is_some());
 }
 
 pub(super) async fn last_sign_in_recorded(fixture: Fixture) {

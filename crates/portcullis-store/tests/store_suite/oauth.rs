@@ -109,7 +109,7 @@ async fn create_user(store: &Store, tenant: &Tenant, email: &str) -> UserId {
     store.create_user(&user, &context(now())).await.unwrap().id
 }
 
-fn code_record(
+pub(super) fn code_record(
     client_id: ClientId,
     user_id: UserId,
     at: OffsetDateTime,
@@ -129,7 +129,7 @@ fn code_record(
     }
 }
 
-fn refresh_record(
+pub(super) fn refresh_record(
     client_id: ClientId,
     user_id: Option<UserId>,
     family_id: TokenFamilyId,
@@ -149,7 +149,7 @@ fn refresh_record(
     }
 }
 
-fn access_record(
+pub(super) fn access_record(
     client_id: ClientId,
     family_id: Option<TokenFamilyId>,
     expires_at: OffsetDateTime,
@@ -165,7 +165,7 @@ fn access_record(
 }
 
 /// The change rows after `cursor` that name a revoked access token.
-async fn jti_changes(store: &Store, cursor: i64) -> Vec<Change> {
+pub(super) async fn jti_changes(store: &Store, cursor: i64) -> Vec<Change> {
     store
         .changes_since(cursor, Duration::ZERO)
         .await
