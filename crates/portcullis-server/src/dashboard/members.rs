@@ -1,5 +1,5 @@
 //! The tenant's members, for admins: list them, change a member's role,
-//! disable a member. Invites are in [`super::invites`].
+//! disable a member and enable them again. Invites are in [`super::invites`].
 //!
 //! Every change goes through a [`portcullis_store::Store`] operation that
 //! writes its audit record in the transaction of the change, with the
@@ -42,7 +42,8 @@ struct MemberRow {
     created: String,
     last_sign_in: String,
     status: &'static str,
-    /// Whether the member is enabled, so the role and disable forms apply.
+    /// Whether the member is enabled, so the role and disable forms apply
+    /// rather than the enable form.
     active: bool,
 }
 
@@ -264,6 +265,36 @@ pub(super) async fn disable(
     }
 }
 
+/// Handles `POST /dashboard/members/{id}/enable`: enables a disabled
+/// member, who then signs in with their old password.
+pub(super) async fn enable(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let (session, _form) = match checked_form(&state, &parts, body).await {
+        Ok(checked) => checked,
+        Err(response) => return response,
+    };
+    let member = match tenant_member(&state, &session, &id).await {
+        Ok(member) => member,
+        Err(response) => return response,
+    };
+    let audit = audit_context(&state, &parts, &session);
+    match state.store.enable_user(member.id, &audit).await {
+        Ok(enabled) => {
+            tracing::info!(
+                member_id = %enabled.id,
+                user_id = %session.user.id,
+                "member enabled in the dashboard"
+            );
+            see_other_to(MEMBERS)
+        }
+        Err(error) => member_change_failure(&session, &member, &error),
+    }
+}
+
 /// Loads the session of a members page, which only admins may open.
 pub(super) async fn admin_page_session(
     state: &AppState,
@@ -329,6 +360,10 @@ fn member_change_failure(
         }
         StoreError::Revoked(_) => {
             let message = format!("{} is disabled already. Nothing was changed.", member.email);
+            error_page(StatusCode::CONFLICT, "Change rejected", &message)
+        }
+        StoreError::Conflict(_) => {
+            let message = format!("{} is enabled already. Nothing was changed.", member.email);
             error_page(StatusCode::CONFLICT, "Change rejected", &message)
         }
         StoreError::NotFound(_) => not_found_page(),

@@ -156,6 +156,7 @@ fn members_routes() -> Router<AppState> {
             "/dashboard/members/{id}/disable",
             get(members::disable_form).post(members::disable),
         )
+        .route("/dashboard/members/{id}/enable", post(members::enable))
         .route("/dashboard/invites", post(invites::create))
         .route("/dashboard/invites/{id}/revoke", post(invites::revoke))
         .route(
