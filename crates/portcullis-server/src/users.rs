@@ -178,6 +178,49 @@ impl Manager {
             })
     }
 
+    /// Finds the user of `tenant` who signs in with `email`.
+    pub async fn user(&self, tenant: &str, email: &str) -> Result<UserRecord, ManageError> {
+        let tenant = self.tenant(tenant).await?;
+        let email = Email::parse(email).map_err(|error| ManageError::Invalid {
+            field: "email",
+            message: error.to_string(),
+        })?;
+        self.store()
+            .find_user_by_email(tenant.id, &email)
+            .await
+            .map_err(ManageError::Store)?
+            .ok_or_else(|| {
+                ManageError::NotFound(format!("tenant {} has no user {email}", tenant.name))
+            })
+    }
+
+    /// Disables a user: they can no longer sign in, their sessions end and
+    /// their OAuth grants are revoked, in one transaction with the
+    /// `user.disabled` audit record. The tenant's last enabled admin cannot
+    /// be disabled.
+    pub async fn disable_user(
+        &self,
+        user: &UserRecord,
+        audit: &AuditContext,
+    ) -> Result<UserRecord, ManageError> {
+        self.store()
+            .disable_user(user.id, audit)
+            .await
+            .map_err(|error| user_error(user, error))
+    }
+
+    /// Enables a disabled user again, with the `user.enabled` audit record.
+    pub async fn enable_user(
+        &self,
+        user: &UserRecord,
+        audit: &AuditContext,
+    ) -> Result<UserRecord, ManageError> {
+        self.store()
+            .enable_user(user.id, audit)
+            .await
+            .map_err(|error| user_error(user, error))
+    }
+
     /// Lists a tenant's users, by e-mail address.
     pub async fn list_users(&self, tenant: &str) -> Result<Vec<UserRecord>, ManageError> {
         let tenant = self.tenant(tenant).await?;
@@ -185,6 +228,29 @@ impl Manager {
             .list_users(tenant.id)
             .await
             .map_err(ManageError::Store)
+    }
+}
+
+/// Maps a store error of a change to `user` onto the manager's error.
+fn user_error(user: &UserRecord, error: StoreError) -> ManageError {
+    match error {
+        StoreError::NotFound(_) => ManageError::NotFound(format!("no user with id {}", user.id)),
+        StoreError::LastAdmin => ManageError::Conflict {
+            code: "last_admin",
+            message: format!(
+                "{} is the last enabled admin of tenant {}; make another user admin first",
+                user.email, user.tenant
+            ),
+        },
+        StoreError::Revoked(_) => ManageError::Conflict {
+            code: "user_disabled",
+            message: format!("{} is disabled already", user.email),
+        },
+        StoreError::Conflict(_) => ManageError::Conflict {
+            code: "user_enabled",
+            message: format!("{} is not disabled", user.email),
+        },
+        other => ManageError::Store(other),
     }
 }
 

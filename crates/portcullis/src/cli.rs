@@ -859,6 +859,26 @@ pub(crate) enum UsersCommand {
 
     /// List a tenant's users.
     List(TenantArgs),
+
+    /// Disable a user: they can no longer sign in, their dashboard
+    /// sessions end and the OAuth tokens and codes they approved are
+    /// revoked. The tenant's last enabled admin cannot be disabled.
+    Disable(UserArgs),
+
+    /// Enable a disabled user again. They sign in with their old password.
+    Enable(UserArgs),
+}
+
+/// One user, named by tenant and e-mail address.
+#[derive(Args)]
+pub(crate) struct UserArgs {
+    /// The tenant the user belongs to.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) tenant: String,
+
+    /// The address the user signs in with.
+    #[arg(long, value_name = "ADDRESS")]
+    pub(crate) email: String,
 }
 
 #[derive(Args)]

@@ -379,6 +379,91 @@ fn invalid_key_input_named() {
     assert!(stderr.contains("invalid key id"), "{stderr}");
 }
 
+/// Creates a user of `tenant` with `role` and a fixed password.
+fn create_user(data: &DataDir, tenant: &str, email: &str, role: &str) {
+    let output = data
+        .command()
+        .env("PORTCULLIS_USER_PASSWORD", "correct horse battery staple")
+        .args(["users", "create", "--tenant", tenant, "--email", email])
+        .args(["--role", role])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn user_disabled_and_enabled() {
+    let data = DataDir::new();
+    data.run(&["tenants", "create", "acme"]);
+    create_user(&data, "acme", "admin@acme.test", "admin");
+    create_user(&data, "acme", "dev@acme.test", "developer");
+    let dev = ["--tenant", "acme", "--email", "dev@acme.test"];
+
+    let stdout = data.run(&[&["users", "disable"][..], &dev].concat());
+    assert!(
+        stdout.starts_with("Disabled user dev@acme.test"),
+        "{stdout}"
+    );
+    let listed = data.json(&["users", "list", "--tenant", "acme"]);
+    let user = listed["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|user| user["email"] == "dev@acme.test")
+        .unwrap();
+    assert!(user["disabled_at"].is_string(), "{user}");
+    let stderr = data.fail(&[&["users", "disable"][..], &dev].concat());
+    assert_one_line(&stderr);
+    assert!(stderr.contains("disabled already"), "{stderr}");
+
+    let enabled = data.json(&[&["users", "enable"][..], &dev].concat());
+    assert_eq!(enabled["email"], "dev@acme.test");
+    assert!(enabled["disabled_at"].is_null(), "{enabled}");
+    let stderr = data.fail(&[&["users", "enable"][..], &dev].concat());
+    assert_one_line(&stderr);
+    assert!(stderr.contains("not disabled"), "{stderr}");
+
+    let records = data.run(&["audit-log", "export", "--tenant", "acme"]);
+    assert!(records.contains("\"user.disabled\""), "{records}");
+    assert!(records.contains("\"user.enabled\""), "{records}");
+}
+
+#[test]
+fn user_disable_keeps_last_admin() {
+    let data = DataDir::new();
+    data.run(&["tenants", "create", "acme"]);
+    create_user(&data, "acme", "admin@acme.test", "admin");
+    let admin = ["--tenant", "acme", "--email", "admin@acme.test"];
+    let stderr = data.fail(&[&["users", "disable"][..], &admin].concat());
+    assert_one_line(&stderr);
+    assert!(stderr.contains("last enabled admin"), "{stderr}");
+
+    let stderr = data.fail(&[
+        "users",
+        "disable",
+        "--tenant",
+        "acme",
+        "--email",
+        "nobody@acme.test",
+    ]);
+    assert_one_line(&stderr);
+    assert!(stderr.contains("no user nobody@acme.test"), "{stderr}");
+    let stderr = data.fail(&[
+        "users",
+        "enable",
+        "--tenant",
+        "acme",
+        "--email",
+        "not-an-address",
+    ]);
+    assert_one_line(&stderr);
+    assert!(stderr.contains("invalid --email"), "{stderr}");
+}
+
 #[test]
 fn master_key_file_has_mode_0600() {
     let data = DataDir::new();

@@ -45,6 +45,7 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
         ("acme", "admin2@acme.test", "admin"),
         ("acme", "dev@acme.test", "developer"),
         ("acme", "leaver@acme.test", "developer"),
+        ("acme", "returner@acme.test", "viewer"),
         ("acme", "viewer@acme.test", "viewer"),
         ("acme", "member@acme.test", "viewer"),
         ("solo", "only@solo.test", "admin"),
@@ -307,6 +308,47 @@ async fn disabled_member_signed_out_at_once() {
         .find(|row| row.contains("leaver@acme.test"))
         .unwrap();
     assert!(row.contains("disabled"), "{row}");
+}
+
+#[tokio::test]
+async fn disabled_member_enabled_again() {
+    let mut admin = signed_in("acme", "admin@acme.test").await;
+    let admin_id = user_id("acme", "admin@acme.test").await;
+    let id = user_id("acme", "returner@acme.test").await;
+    let disable = format!("/dashboard/members/{id}/disable");
+    let reply = post_form(&mut admin, &disable, &disable, &[]).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert_eq!(
+        sign_in_status("acme", "returner@acme.test", PASSWORD).await,
+        StatusCode::OK
+    );
+
+    // The members page offers the enable form for the disabled member.
+    let enable = format!("/dashboard/members/{id}/enable");
+    let page = admin.get("/dashboard/members").await;
+    assert!(page.body.contains(&enable), "{}", page.body);
+    let reply = post_form(&mut admin, "/dashboard/members", &enable, &[]).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert!(user(&id).await.disabled_at.is_none());
+    assert_eq!(
+        audit_actions(&id).await[0],
+        (AuditAction::UserEnabled, format!("user:{admin_id}"))
+    );
+    assert_eq!(
+        sign_in_status("acme", "returner@acme.test", PASSWORD).await,
+        StatusCode::SEE_OTHER
+    );
+
+    // Enabling an enabled member changes nothing.
+    let reply = post_form(&mut admin, "/dashboard/members", &enable, &[]).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
+    assert!(reply.body.contains("enabled already"), "{}", reply.body);
+    let enabled = audit_actions(&id)
+        .await
+        .into_iter()
+        .filter(|(action, _)| *action == AuditAction::UserEnabled)
+        .count();
+    assert_eq!(enabled, 1);
 }
 
 #[tokio::test]

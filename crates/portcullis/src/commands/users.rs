@@ -1,4 +1,4 @@
-//! `portcullis users create|list`.
+//! `portcullis users create|list|disable|enable`.
 //!
 //! The password comes from `PORTCULLIS_USER_PASSWORD` or else from the
 //! first line of standard input, never from an argument, because other
@@ -15,7 +15,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use super::{Admin, manage_error};
-use crate::cli::{OutputFormat, TenantArgs, UsersCommand, UsersCreateArgs};
+use crate::cli::{OutputFormat, TenantArgs, UserArgs, UsersCommand, UsersCreateArgs};
 use crate::output::{self, Table};
 
 /// Environment variable that supplies the new user's password.
@@ -33,6 +33,8 @@ pub(crate) async fn run(
     match command {
         UsersCommand::Create(args) => create(admin, &args, env).await,
         UsersCommand::List(args) => list(admin, &args).await,
+        UsersCommand::Disable(args) => set_enabled(admin, &args, false).await,
+        UsersCommand::Enable(args) => set_enabled(admin, &args, true).await,
     }
 }
 
@@ -85,6 +87,34 @@ async fn list(admin: &Admin, args: &TenantArgs) -> anyhow::Result<()> {
             output::print_json(&json!({ "users": items }))
         }
         OutputFormat::Table => output::print(&users_table(&users)),
+    }
+}
+
+/// Enables or disables one user through the manager, which writes the
+/// audit record and keeps the tenant's last enabled admin.
+async fn set_enabled(admin: &Admin, args: &UserArgs, enabled: bool) -> anyhow::Result<()> {
+    let user = admin
+        .manager
+        .user(&args.tenant, &args.email)
+        .await
+        .map_err(|error| manage_error(error, user_flag))?;
+    let audit = admin.audit();
+    let changed = if enabled {
+        admin.manager.enable_user(&user, &audit).await
+    } else {
+        admin.manager.disable_user(&user, &audit).await
+    }
+    .map_err(|error| manage_error(error, user_flag))?;
+
+    match admin.output {
+        OutputFormat::Json => output::print_json(&user_json(&changed)),
+        OutputFormat::Table => {
+            let verb = if enabled { "Enabled" } else { "Disabled" };
+            output::print(&format!(
+                "{verb} user {} ({}).\n",
+                changed.email, changed.id
+            ))
+        }
     }
 }
 
