@@ -208,12 +208,35 @@ impl Manager {
     /// Replaces a key's scopes by a narrower set, each of which a current
     /// scope must grant. Nodes apply the change within a second, through the
     /// change feed, and the audit log records it as `key.scopes_narrowed`.
+    ///
+    /// Fails with [`ManageError::Invalid`] on `scopes` for an empty set, a
+    /// set equal to the current one, or a scope that the key does not
+    /// grant, which the message names.
     pub async fn narrow_key_scopes(
         &self,
         id: KeyId,
         scopes: &ScopeSet,
         audit: &AuditContext,
     ) -> Result<ApiKeyRecord, ManageError> {
+        if scopes.is_empty() {
+            return Err(ManageError::invalid(
+                "scopes",
+                &"at least one scope is required; revoke the key to remove them all",
+            ));
+        }
+        let current = self.key(id).await?;
+        if let Some(wider) = scopes.iter().find(|scope| !current.scopes.grants(scope)) {
+            return Err(ManageError::invalid(
+                "scopes",
+                &format!(
+                    "{wider} is not granted by the key's scopes ({}); narrowing only removes \
+                     scopes",
+                    current.scopes.to_space_separated()
+                ),
+            ));
+        }
+        // The store checks the set again in its transaction, against the
+        // key as it is then.
         self.store
             .narrow_key_scopes(id, scopes, audit)
             .await

@@ -574,6 +574,11 @@ pub(crate) enum KeysCommand {
     /// Change a key's rate limits or plan. Running nodes apply the change
     /// within a second.
     Update(KeysUpdateArgs),
+
+    /// Replace a key's scopes by a subset of them, such as the scopes a
+    /// credential audit found in use. Running nodes apply the change within
+    /// a second.
+    Narrow(KeysNarrowArgs),
 }
 
 /// Whose keys a command acts on: one tenant's or the operator's.
@@ -699,6 +704,17 @@ pub(crate) struct KeysRevokeArgs {
     /// Reason for the revocation, kept in the key record and the audit log.
     #[arg(long, value_name = "TEXT")]
     pub(crate) reason: Option<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct KeysNarrowArgs {
+    /// The key's id, as `keys list` prints it.
+    pub(crate) id: String,
+
+    /// Comma-separated scopes to keep, each granted by the key's current
+    /// scopes, such as `orders:read`.
+    #[arg(long, value_name = "LIST")]
+    pub(crate) scopes: String,
 }
 
 #[derive(Args)]

@@ -379,6 +379,35 @@ fn invalid_key_input_named() {
     assert!(stderr.contains("invalid key id"), "{stderr}");
 }
 
+#[test]
+fn key_narrowed_to_subset() {
+    let data = DataDir::new();
+    data.run(&["tenants", "create", "acme"]);
+    let (id, _) = data.create_key(&["--tenant", "acme", "--scopes", "orders:read,orders:write"]);
+
+    let stdout = data.run(&["keys", "narrow", &id, "--scopes", "orders:read"]);
+    assert!(stdout.contains("to orders:read"), "{stdout}");
+    let listed = data.listed_key(&["--tenant", "acme"], &id);
+    assert_eq!(listed["scopes"], serde_json::json!(["orders:read"]));
+
+    // The removed scope is now wider than the key's.
+    let stderr = data.fail(&["keys", "narrow", &id, "--scopes", "orders:write"]);
+    assert_one_line(&stderr);
+    assert!(stderr.contains("invalid --scopes"), "{stderr}");
+    assert!(stderr.contains("orders:write"), "{stderr}");
+    let stderr = data.fail(&["keys", "narrow", &id, "--scopes", ""]);
+    assert_one_line(&stderr);
+    assert!(stderr.contains("at least one scope"), "{stderr}");
+    let stderr = data.fail(&["keys", "narrow", &id, "--scopes", "orders:read"]);
+    assert_one_line(&stderr);
+    assert!(stderr.contains("equal"), "{stderr}");
+    let stderr = data.fail(&["keys", "narrow", "not-an-id", "--scopes", "orders:read"]);
+    assert_one_line(&stderr);
+
+    let records = data.run(&["audit-log", "export", "--tenant", "acme"]);
+    assert!(records.contains("\"key.scopes_narrowed\""), "{records}");
+}
+
 /// Creates a user of `tenant` with `role` and a fixed password.
 fn create_user(data: &DataDir, tenant: &str, email: &str, role: &str) {
     let output = data

@@ -1,6 +1,7 @@
 //! Every way a key ends (revocation by the CLI or the admin API, the end of
 //! a rotation grace, expiry) reaches every running node within one second,
-//! including changes written by a separate CLI process.
+//! including changes written by a separate CLI process. So does narrowing a
+//! key's scopes, by the CLI or the admin API.
 
 #![allow(
     clippy::unwrap_used,
@@ -304,4 +305,120 @@ async fn key_ends_reach_two_postgres_nodes_within_one_second() {
             );
         }
     }
+}
+
+/// Sends `GET /orders/1` with `key` every 100 ms for 3 s from `changed` on,
+/// and checks that every request started later than the bound gets 403
+/// `insufficient_scope` without reaching the upstream.
+async fn assert_scope_lost_within_bound(
+    node: &Server,
+    upstream: &Upstream,
+    key: &str,
+    changed: Instant,
+) {
+    while changed.elapsed() < Duration::from_secs(3) {
+        let before = upstream.count();
+        let started = Instant::now();
+        let response = node
+            .client()
+            .get(node.url("/orders/1"))
+            .header("x-api-key", key)
+            .send()
+            .await
+            .unwrap();
+        if started.duration_since(changed) > BOUND {
+            let elapsed = started.duration_since(changed);
+            assert_eq!(
+                response.status(),
+                StatusCode::FORBIDDEN,
+                "{elapsed:?} after narrowing"
+            );
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["code"], "insufficient_scope");
+            assert_eq!(upstream.count(), before, "the upstream got the request");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sends `POST /admin/v1/keys/{id}/narrow` with `body`.
+async fn narrow(node: &Server, operator: &str, id: &str, body: &Value) -> (StatusCode, Value) {
+    let response = node
+        .client()
+        .post(node.url(&format!("/admin/v1/keys/{id}/narrow")))
+        .bearer_auth(operator)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn narrowed_scopes_reach_node_within_one_second() {
+    let upstream = Upstream::start();
+    let data = DataDir::new();
+    data.write_config(&config(&upstream));
+    let node = Server::start(&data);
+    data.cli(&["tenants", "create", "acme"]);
+    let (_, operator) = data.create_key(&["--operator", "--scopes", "admin:read,admin:write"]);
+    let create = || data.create_key(&["--tenant", "acme", "--scopes", "orders:read,orders:write"]);
+
+    // 1. Narrowed by a separate CLI process while the node runs.
+    let (id, key) = create();
+    assert_eq!(get_status(&node, &key).await, StatusCode::OK);
+    let changed = Instant::now();
+    let narrowed = data.cli_json(&["keys", "narrow", &id, "--scopes", "orders:write"]);
+    assert_eq!(narrowed["scopes"], json!(["orders:write"]));
+    assert_scope_lost_within_bound(&node, &upstream, &key, changed).await;
+
+    // 2. Narrowed through the admin API.
+    let (id, key) = create();
+    assert_eq!(get_status(&node, &key).await, StatusCode::OK);
+    let changed = Instant::now();
+    let (status, body) = narrow(&node, &operator, &id, &json!({"scopes": ["orders:write"]})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["scopes"], json!(["orders:write"]));
+    assert_scope_lost_within_bound(&node, &upstream, &key, changed).await;
+
+    let store = data.open_store().await;
+    let records = store
+        .list_audit(&AuditFilter {
+            tenant_id: None,
+            action: Some(AuditAction::KeyScopesNarrowed),
+            target: Some(id.clone()),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert!(records[0].actor.contains("key:"), "{}", records[0].actor);
+    store.close().await;
+
+    // A wider, an empty and a malformed set are rejected, naming the field,
+    // and an unknown key is not found.
+    let (status, body) = narrow(&node, &operator, &id, &json!({"scopes": ["orders:read"]})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["field"], "scopes");
+    assert!(
+        body["detail"].as_str().unwrap().contains("orders:read"),
+        "{body}"
+    );
+    let (status, body) = narrow(&node, &operator, &id, &json!({"scopes": []})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["field"], "scopes");
+    let (status, body) = narrow(&node, &operator, &id, &json!({"scopes": ["Orders Read"]})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["field"], "scopes");
+    let unknown = "0193b6c4-0000-7000-8000-000000000000";
+    let (status, body) = narrow(
+        &node,
+        &operator,
+        unknown,
+        &json!({"scopes": ["orders:write"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(get_status(&node, &key).await, StatusCode::FORBIDDEN);
 }

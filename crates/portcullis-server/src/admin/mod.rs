@@ -71,6 +71,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(keys_revoke))
         .routes(routes!(keys_rotate))
         .routes(routes!(keys_limits))
+        .routes(routes!(keys_narrow))
         .merge(clients::routes())
         .merge(users::routes())
         .merge(signing_keys::routes())
@@ -162,6 +163,16 @@ fn problem_of(error: ManageError) -> Problem {
             Problem::internal()
         }
     }
+}
+
+/// Parses the `scopes` member of a request body.
+fn parse_scope_list(scopes: &[String]) -> Result<ScopeSet, Problem> {
+    scopes
+        .iter()
+        .map(|scope| Scope::parse(scope))
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(ScopeSet::try_from)
+        .map_err(|error| Problem::invalid_field("scopes", error.to_string()))
 }
 
 fn respond(result: Result<Response, Problem>) -> Response {
@@ -306,13 +317,7 @@ struct KeyInput {
 
 impl KeyInput {
     fn into_request(self, tenant: Option<String>) -> Result<KeyRequest, Problem> {
-        let scopes = self
-            .scopes
-            .iter()
-            .map(|scope| Scope::parse(scope))
-            .collect::<Result<Vec<_>, _>>()
-            .and_then(ScopeSet::try_from)
-            .map_err(|error| Problem::invalid_field("scopes", error.to_string()))?;
+        let scopes = parse_scope_list(&self.scopes)?;
         let expires_in = self
             .expires_in
             .as_deref()
@@ -595,6 +600,64 @@ async fn keys_limits(
             let key = state
                 .manager
                 .update_key_limits(id, limits, &audit)
+                .await
+                .map_err(problem_of)?;
+            // This node's cache changes now; other nodes follow the change feed.
+            state.verifier.cache().invalidate(id);
+            Ok(axum::Json(key_json(&key, audit.at)).into_response())
+        }
+        .await,
+    )
+}
+
+/// Body of `POST /admin/v1/keys/{id}/narrow`: the scopes the key keeps.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = KeyNarrowInput)]
+struct NarrowInput {
+    /// At least one scope, each granted by one of the key's current
+    /// scopes.
+    scopes: Vec<String>,
+}
+
+/// Narrow an API key's scopes
+///
+/// Replaces the key's scopes by a subset of them, such as the scopes a
+/// credential audit found in use. The change reaches every node within
+/// about a second and is audited as `key.scopes_narrowed`.
+#[utoipa::path(
+    post,
+    path = "/keys/{id}/narrow",
+    tag = "keys",
+    params(("id" = String, Path, format = Uuid, description = "The key id")),
+    request_body = NarrowInput,
+    security(("operator_key" = ["admin:write"]), ("operator_key_header" = ["admin:write"])),
+    responses(
+        (status = 200, description = "The key with its narrower scopes", body = schemas::ApiKey),
+        (status = 400, description = "`id` is not a UUID, or a scope is invalid, not granted by the key, or missing"),
+        (status = 404, description = "No key with this id"),
+        (status = 409, description = "The key is revoked or expired"),
+        (status = 413, description = "The body is larger than 64 KiB"),
+        (status = 415, description = "The body is not JSON"),
+    ),
+)]
+async fn keys_narrow(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    respond(
+        async {
+            let (parts, body) = request.into_parts();
+            let body = RequestBody::read(&parts, body).await?;
+            let operator = authenticate_operator(&state, &parts, &ADMIN_WRITE, "admin").await?;
+            let id = parse_key_id(&id)?;
+            let input: NarrowInput = body.json()?;
+            let scopes = parse_scope_list(&input.scopes)?;
+            let audit = audit_context(&parts, &state, &operator);
+            let key = state
+                .manager
+                .narrow_key_scopes(id, &scopes, &audit)
                 .await
                 .map_err(problem_of)?;
             // This node's cache changes now; other nodes follow the change feed.

@@ -1,4 +1,4 @@
-//! `portcullis keys create|list|revoke|rotate`.
+//! `portcullis keys create|list|show|revoke|rotate|update|narrow`.
 //!
 //! JSON output uses the admin API's shapes ([`key_json`], [`issued_json`]),
 //! so scripts can switch between the two without changes.
@@ -15,8 +15,8 @@ use time::{Duration, OffsetDateTime};
 
 use super::{Admin, manage_error};
 use crate::cli::{
-    KeyOwner, KeysCommand, KeysCreateArgs, KeysListArgs, KeysRevokeArgs, KeysRotateArgs,
-    KeysShowArgs, KeysUpdateArgs, LimitChanges, OutputFormat,
+    KeyOwner, KeysCommand, KeysCreateArgs, KeysListArgs, KeysNarrowArgs, KeysRevokeArgs,
+    KeysRotateArgs, KeysShowArgs, KeysUpdateArgs, LimitChanges, OutputFormat,
 };
 use crate::output::{self, Table};
 
@@ -31,6 +31,7 @@ pub(crate) async fn run(admin: &Admin, command: KeysCommand) -> anyhow::Result<(
         KeysCommand::Revoke(args) => revoke(admin, &args).await,
         KeysCommand::Rotate(args) => rotate(admin, &args).await,
         KeysCommand::Update(args) => update(admin, args).await,
+        KeysCommand::Narrow(args) => narrow(admin, &args).await,
     }
 }
 
@@ -107,6 +108,27 @@ async fn update(admin: &Admin, args: KeysUpdateArgs) -> anyhow::Result<()> {
             text.push_str(&output::details(&limit_details(&key)));
             output::print(&text)
         }
+    }
+}
+
+async fn narrow(admin: &Admin, args: &KeysNarrowArgs) -> anyhow::Result<()> {
+    let id = parse_key_id(&args.id)?;
+    // An empty list parses to an empty set, which the manager rejects.
+    let scopes = ScopeSet::parse_list(&args.scopes).context("invalid --scopes")?;
+    let audit = admin.audit();
+    let key = admin
+        .manager
+        .narrow_key_scopes(id, &scopes, &audit)
+        .await
+        .map_err(|error| manage_error(error, key_flag))?;
+
+    match admin.output {
+        OutputFormat::Json => output::print_json(&key_json(&key, audit.at)),
+        OutputFormat::Table => output::print(&format!(
+            "Narrowed the scopes of API key {} to {}.\n",
+            key.id,
+            scopes_text(&key.scopes)
+        )),
     }
 }
 
