@@ -279,6 +279,9 @@ async fn refresh_token(context: &Context<'_>) -> Result<IssuedTokens, OAuthError
 /// Rejects a code or refresh token of a user who is disabled or gone.
 /// Disabling a user revokes their codes and tokens in the same
 /// transaction, so this catches those issued while that transaction ran.
+///
+/// NOTE: an access token issued while that transaction runs is not in its
+/// revocation, so it stays valid until it expires.
 async fn require_enabled_user(state: &AppState, user_id: UserId) -> Result<(), OAuthError> {
     let user = state
         .store
