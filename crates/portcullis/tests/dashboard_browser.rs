@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use rcgen::PublicKeyData;
+use support::mtls::{create_tls_client, issue};
 use support::upstream::Upstream;
 use support::{DataDir, Server};
 use thirtyfour::extensions::query::ElementPollerWithTimeout;
@@ -57,6 +58,7 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     let upstream = Upstream::start();
     let data = DataDir::new();
     data.cli(&["tenants", "create", "acme"]);
+    data.cli(&["ca", "init"]);
     data.create_user("acme", ADMIN, "admin", PASSWORD);
     data.write_config(&format!(
         r#"
@@ -706,6 +708,12 @@ async fn main_pages_fit_narrow_screen() -> WebDriverResult<()> {
         client["client_id"].as_str().unwrap()
     );
     let key = format!("/dashboard/keys/{id}");
+    let tls_client = create_tls_client(&FIXTURE.data, "acme", &[])["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, serial) = issue(&FIXTURE.data, &tls_client, "screenshot-certificate");
+    let certificate = format!("/dashboard/certificates/{serial}");
     let pages = [
         ("/dashboard/keys".to_owned(), "API keys", "keys"),
         ("/dashboard/keys/new".to_owned(), "Create a key", "key-new"),
@@ -731,6 +739,22 @@ async fn main_pages_fit_narrow_screen() -> WebDriverResult<()> {
             "client-new",
         ),
         (client, "Client Screenshot app", "client"),
+        (
+            "/dashboard/certificates".to_owned(),
+            "Client certificates",
+            "certificates",
+        ),
+        (
+            format!("/dashboard/certificates/new?client={tls_client}"),
+            "Get a client certificate",
+            "certificate-new",
+        ),
+        (certificate.clone(), "Client certificate", "certificate"),
+        (
+            format!("{certificate}/revoke"),
+            "Revoke certificate",
+            "certificate-revoke",
+        ),
     ];
     for (path, heading, name) in pages {
         driver.goto(url(&path)).await?;

@@ -262,23 +262,32 @@ pub(super) async fn checked_form(
     body: axum::body::Body,
 ) -> Result<(ActiveSession, Form), Response> {
     let form: Form = read_form(&parts.headers, body).await?;
-    let session = match current_session(state, &parts.headers).await {
+    let session = token_session(state, &parts.headers, form.field("csrf_token")).await?;
+    Ok((session, form))
+}
+
+/// Loads the browser's live session for a posted form and checks the
+/// form's CSRF token `submitted` against it. Without a session the user
+/// goes to the sign-in form, and a missing or wrong token gets the 403
+/// page.
+pub(super) async fn token_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    submitted: &str,
+) -> Result<ActiveSession, Response> {
+    let session = match current_session(state, headers).await {
         Ok(Some(session)) => session,
         Ok(None) => return Err(see_other(SIGN_IN)),
         Err(error) => return Err(store_failure(&error)),
     };
-    if !check_session_token(
-        state.manager.pepper(),
-        &session.id,
-        form.field("csrf_token"),
-    ) {
+    if !check_session_token(state.manager.pepper(), &session.id, submitted) {
         tracing::info!(
             user_id = %session.user.id,
             "dashboard form rejected: CSRF token missing or wrong"
         );
         return Err(forbidden_page());
     }
-    Ok((session, form))
+    Ok(session)
 }
 
 async fn audit_sign_out(

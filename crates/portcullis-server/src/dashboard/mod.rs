@@ -13,6 +13,9 @@
 //! - [`account`]: sign-in, sign-out, sign-out everywhere and the overview.
 //! - [`keys`]: the tenant's API keys: list, create, rotate and revoke.
 //! - [`clients`] and [`client_pages`]: the tenant's OAuth clients.
+//! - [`certificates`] and [`certificate_pages`]: the client certificates
+//!   of the internal CA: request one with a CSR, download, revoke.
+//! - [`upload`]: the multipart forms, whose CSRF token is a part.
 //! - [`key_pages`]: the key pages' templates and rows.
 //! - [`usage`] and [`chart`]: the usage pages and their SVG bar charts.
 //! - [`audit_log`]: the tenant's audit log, filtered and paged.
@@ -28,6 +31,8 @@
 mod account;
 mod assets;
 mod audit_log;
+mod certificate_pages;
+mod certificates;
 mod chart;
 mod client_pages;
 mod clients;
@@ -38,6 +43,7 @@ mod keys;
 mod members;
 mod pages;
 mod policy;
+mod upload;
 mod usage;
 
 pub use self::policy::KeyPolicy;
@@ -110,6 +116,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             get(keys::revoke_form).post(keys::revoke),
         )
         .merge(client_routes())
+        .merge(certificate_routes())
         .merge(members_routes())
         .route("/dashboard/static/{file}", get(assets::serve))
         .route("/dashboard/{*rest}", any(not_found))
@@ -144,6 +151,29 @@ fn client_routes() -> Router<AppState> {
         .route(
             "/dashboard/clients/{id}/redirect-uris",
             get(clients::redirect_uris_form).post(clients::update_redirect_uris),
+        )
+}
+
+/// Returns the routes of the client certificate pages.
+fn certificate_routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/dashboard/certificates",
+            get(certificates::list).post(certificates::create),
+        )
+        .route("/dashboard/certificates/new", get(certificates::new_form))
+        .route(
+            "/dashboard/certificates/ca.pem",
+            get(certificates::ca_download),
+        )
+        .route("/dashboard/certificates/{serial}", get(certificates::show))
+        .route(
+            "/dashboard/certificates/{serial}/certificate.pem",
+            get(certificates::download),
+        )
+        .route(
+            "/dashboard/certificates/{serial}/revoke",
+            get(certificates::revoke_form).post(certificates::revoke),
         )
 }
 

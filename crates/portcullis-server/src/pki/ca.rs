@@ -624,15 +624,27 @@ fn random_serial() -> Result<SerialNumber, CaError> {
 
 /// Writes a DER certificate as PEM with 64-character lines (RFC 7468).
 pub(super) fn certificate_pem(der: &[u8]) -> String {
+    pem_block("CERTIFICATE", der)
+}
+
+/// Writes a DER PKCS#10 request as PEM, so that [`CertificateAuthority::sign_csr`]
+/// takes a request uploaded as DER with the checks of a PEM one.
+pub fn csr_pem_from_der(der: &[u8]) -> String {
+    pem_block("CERTIFICATE REQUEST", der)
+}
+
+/// Writes `der` as a PEM block labelled `label`, with 64-character lines
+/// (RFC 7468 §2).
+fn pem_block(label: &str, der: &[u8]) -> String {
     use base64::Engine;
 
     let encoded = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    let mut pem = format!("-----BEGIN {label}-----\n");
     for line in encoded.as_bytes().chunks(64) {
         pem.push_str(&String::from_utf8_lossy(line));
         pem.push('\n');
     }
-    pem.push_str("-----END CERTIFICATE-----\n");
+    pem.push_str(&format!("-----END {label}-----\n"));
     pem
 }
 
@@ -844,6 +856,17 @@ mod tests {
             error.to_string().contains("signature is invalid"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn der_csr_parses_as_pem() {
+        let key = leaf_key();
+        let csr = CertificateParams::default()
+            .serialize_request(&key)
+            .unwrap();
+        let pem = csr_pem_from_der(csr.der());
+        assert_eq!(pem, csr.pem().unwrap());
+        assert!(parse_csr(&pem).is_ok());
     }
 
     #[test]
