@@ -142,15 +142,7 @@ async fn token_status(client_id: &str, secret: &str) -> StatusCode {
 
 /// Returns the tenant's audit records of `action` about `target`.
 fn audit_records(tenant: &str, action: &str, target: &str) -> Vec<Value> {
-    let output = FIXTURE
-        .data
-        .cli(&["audit-log", "export", "--tenant", tenant]);
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str::<Value>(line).unwrap())
-        .filter(|record| record["action"] == action && record["target"] == target)
-        .collect()
+    FIXTURE.data.audit_records(tenant, action, target)
 }
 
 /// Registers a client of `tenant` through the CLI and returns its id.

@@ -170,6 +170,18 @@ impl DataDir {
         );
     }
 
+    /// Returns the records of `tenant` from `audit-log export` whose action
+    /// is `action` and whose target is `target`.
+    pub fn audit_records(&self, tenant: &str, action: &str, target: &str) -> Vec<Value> {
+        let output = self.cli(&["audit-log", "export", "--tenant", tenant]);
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .filter(|record| record["action"] == action && record["target"] == target)
+            .collect()
+    }
+
     pub fn write_config(&self, toml: &str) {
         std::fs::write(self.path().join("portcullis.toml"), toml).unwrap();
     }
