@@ -408,6 +408,9 @@ pub fn seconds_text(seconds: u64) -> String {
 }
 
 #[cfg(test)]
+mod reference_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
