@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::get;
 use portcullis_core::crypto::{Pepper, SealingKey};
 use portcullis_store::Store;
 use tokio::net::TcpListener;
@@ -24,21 +24,18 @@ use crate::gateway::proxy::UpstreamClient;
 use crate::gateway::routes::RouteTable;
 use crate::listener::{ListenerLimits, serve, serve_with_client_certificates};
 use crate::manage::{Manager, PlanNames};
+use crate::oauth::authorize;
 use crate::oauth::server::{AuthorizationServer, maintain};
-use crate::oauth::{authorize, introspect, metadata, revoke, token};
 use crate::pki::ca::CertificateAuthority;
 use crate::pki::clients::CertificateClients;
 use crate::pki::identity::maintain_self_signed_keys;
 use crate::pki::presented::{ForwardedCertificates, reject_malformed_forwarded_certificate};
-use crate::pki::publish;
 use crate::pki::trust::{ClientCertificateTrust, TrustError};
 use crate::ratelimit::RateLimiter;
 use crate::ratelimit::brute_force::BruteForceTracker;
 use crate::ratelimit::local::EVICTION_INTERVAL;
 use crate::usage::{UsageRecorder, flush_periodically};
-use crate::{
-    dashboard, docs, gateway, health, leaks, method_not_allowed, openapi, telemetry, verify,
-};
+use crate::{dashboard, docs, gateway, health, leaks, method_not_allowed, openapi, telemetry};
 
 /// How long a TLS handshake may take before the connection is dropped.
 pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -168,19 +165,9 @@ pub fn router(state: AppState) -> Router {
     let inner = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/v1/keys/verify", post(verify::keys_verify))
-        .route("/v1/leaks", post(leaks::report))
-        .route("/oauth/token", post(token::token))
-        .route("/oauth/introspect", post(introspect::introspect))
-        .route("/oauth/revoke", post(revoke::revoke))
-        .route("/oauth/authorize", authorize::routes(&state))
-        .route("/.well-known/jwks.json", get(metadata::jwks))
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(metadata::authorization_server_metadata),
-        )
-        .route("/ca/ca.pem", get(publish::ca_certificate))
-        .route("/ca/crl.pem", get(publish::crl))
+        .merge(Router::from(openapi::public::public_routes(|forms| {
+            authorize::protect_forms(&state, forms)
+        })))
         .merge(Router::from(openapi::documented_routes()))
         .merge(dashboard::routes(&state))
         .merge(docs::routes(&state.docs))

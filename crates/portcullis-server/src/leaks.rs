@@ -28,9 +28,10 @@ use portcullis_core::key::KeySecret;
 use portcullis_store::{AlertRule, AlertSeverity, AuditAction, AuditContext, AuditEvent};
 use rustls_pki_types::SubjectPublicKeyInfoDer;
 use rustls_pki_types::pem::PemObject;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
 use crate::alerts::NewAlert;
 use crate::app::AppState;
@@ -145,16 +146,51 @@ impl LeakReceiver {
 }
 
 /// One item of a report.
-#[derive(Deserialize)]
-struct ReportItem {
+#[derive(Deserialize, ToSchema)]
+pub struct ReportItem {
+    /// The leaked string, which may or may not be an API key.
     token: String,
+    /// The sender's name for the kind of secret.
     #[serde(rename = "type")]
     token_type: String,
+    /// The URL at which the token was found.
     url: String,
+    /// The kind of location, such as `content` or `commit`.
     source: Option<String>,
 }
 
+/// The verdict on one reported token, in the partner program's format.
+#[derive(Serialize, ToSchema)]
+pub struct LeakVerdict<'a> {
+    /// The reported token, returned only to the signed sender.
+    pub token_raw: &'a str,
+    pub token_type: &'a str,
+    /// `true_positive` for one of this server's keys, else
+    /// `false_positive`.
+    #[schema(value_type = String)]
+    pub label: &'static str,
+}
+
 /// Handles `POST /v1/leaks`.
+#[utoipa::path(
+    post,
+    path = "/v1/leaks",
+    tag = "leaks",
+    summary = "Report leaked tokens",
+    description = "Takes a batch in the format of GitHub's secret scanning partner program, \
+                   signed with ECDSA P-256 over the raw body by a key from the `[leaks]` \
+                   settings. Revokes or flags each reported key of this server.",
+    request_body(content = Vec<ReportItem>, description = "At most 1000 items"),
+    security(("leak_key_id" = [], "leak_signature" = [])),
+    responses(
+        (status = 200, description = "One verdict per reported token, in order", body = Vec<LeakVerdict<'static>>),
+        (status = 400, description = "The body is not a JSON array of report items, or a value is longer than 2048 bytes"),
+        (status = 401, description = "The report is unsigned, signed with an unknown key, or the signature does not match"),
+        (status = 404, description = "No `[leaks]` public key is configured, so reports are not accepted"),
+        (status = 413, description = "The body is larger than 512 KiB"),
+        (status = 503, description = "The store cannot be reached; retry later"),
+    ),
+)]
 pub async fn report(State(state): State<AppState>, request: Request) -> Response {
     match handle(&state, request).await {
         Ok(response) => response,
@@ -212,13 +248,13 @@ async fn handle(state: &AppState, request: Request) -> Result<Response, Problem>
         };
         // The token goes back only to the sender, whose signature was just
         // checked, because the verdict format names tokens by value.
-        verdicts.push(json!({
-            "token_raw": item.token,
-            "token_type": item.token_type,
-            "label": label,
-        }));
+        verdicts.push(LeakVerdict {
+            token_raw: &item.token,
+            token_type: &item.token_type,
+            label,
+        });
     }
-    Ok((StatusCode::OK, axum::Json(Value::Array(verdicts))).into_response())
+    Ok((StatusCode::OK, axum::Json(verdicts)).into_response())
 }
 
 /// Acts on one reported token and returns whether it is one of our keys.

@@ -19,11 +19,14 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use portcullis_core::credential::{ApiKeyRecord, KeyKind};
-use portcullis_core::scope::Scope;
-use serde::Deserialize;
-use serde_json::json;
+use portcullis_core::ids::KeyId;
+use portcullis_core::key::Environment;
+use portcullis_core::name::TenantName;
+use portcullis_core::scope::{Scope, ScopeSet};
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
 
 use crate::admin::{RequestBody, authenticate_operator};
 use crate::app::AppState;
@@ -37,13 +40,87 @@ use crate::ratelimit::brute_force::Subject;
 pub static KEYS_VERIFY: LazyLock<Scope> = LazyLock::new(|| scope_constant("keys:verify"));
 
 /// Body of a verify request.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
+    /// The API key to check, as the backend's caller sent it.
     key: String,
 }
 
+/// The verdict on a key: [`ValidKey`] or [`InvalidKey`], distinguished by
+/// `valid`.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum VerifyResponse<'a> {
+    Valid(ValidKey<'a>),
+    Invalid(InvalidKey<'a>),
+}
+
+/// A valid tenant key, named by id. The key itself is never echoed.
+#[derive(Serialize, ToSchema)]
+pub struct ValidKey<'a> {
+    /// Always `true`.
+    pub valid: bool,
+    /// The name of the key's tenant.
+    #[schema(value_type = String)]
+    pub tenant: Option<&'a TenantName>,
+    #[schema(value_type = String, format = Uuid)]
+    pub key_id: KeyId,
+    #[schema(value_type = Vec<String>)]
+    pub scopes: &'a ScopeSet,
+    #[schema(value_type = crate::openapi::schemas::Environment)]
+    pub environment: Environment,
+    /// RFC 3339 expiry time, or `null` for a key that does not expire.
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+}
+
+/// A key that cannot be used now: unknown, malformed, revoked, expired, or
+/// over one of its limits.
+#[derive(Serialize, ToSchema)]
+pub struct InvalidKey<'a> {
+    /// Always `false`.
+    pub valid: bool,
+    /// Why: `invalid_format`, `not_found`, `revoked`, `expired`,
+    /// `rate_limited`, `key_uses_exhausted`, `plan_not_configured` or
+    /// `authentication_blocked`.
+    pub code: &'a str,
+    /// Seconds until the key may be used again, when waiting helps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+    /// The rate limit that decided, for `rate_limited`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<&'a str>,
+}
+
+impl<'a> InvalidKey<'a> {
+    fn new(code: &'a str) -> Self {
+        Self {
+            valid: false,
+            code,
+            retry_after: None,
+            limit: None,
+        }
+    }
+}
+
 /// Handles `POST /v1/keys/verify`.
+#[utoipa::path(
+    post,
+    path = "/v1/keys/verify",
+    tag = "verify",
+    summary = "Check an API key for a backend outside the gateway",
+    description = "Returns 200 with `valid: false` and a `code` for a key that cannot be used, \
+                   so the status says only whether the caller's own request succeeded. Counts \
+                   as a use of the key against its rate limits and its use limit.",
+    request_body = VerifyRequest,
+    security(("operator_key" = ["keys:verify"]), ("operator_key_header" = ["keys:verify"])),
+    responses(
+        (status = 200, description = "The verdict; `RateLimit-Policy` and `RateLimit` describe the key's limits", body = VerifyResponse<'static>),
+        (status = 413, description = "The body is larger than 64 KiB"),
+        (status = 415, description = "The body is not JSON"),
+    ),
+)]
 pub async fn keys_verify(State(state): State<AppState>, request: Request) -> Response {
     match verify(&state, request).await {
         Ok(response) => response,
@@ -79,16 +156,14 @@ async fn verify(state: &AppState, request: Request) -> Result<Response, Problem>
         Ok(key) if key.kind == KeyKind::Tenant => return verify_limits(state, &key).await,
         // Operator keys are not customer credentials; to a backend they
         // are as good as unknown.
-        Ok(_) => json!({"valid": false, "code": "not_found"}),
-        Err(VerifyError::Rejected { rejection, .. }) => {
-            json!({"valid": false, "code": rejection.code()})
-        }
+        Ok(_) => InvalidKey::new("not_found"),
+        Err(VerifyError::Rejected { rejection, .. }) => InvalidKey::new(rejection.code()),
         Err(VerifyError::Store(error)) => {
             tracing::error!(error = %crate::telemetry::ErrorChain(&error), "credential lookup failed during verify");
             return Err(Problem::store_unavailable());
         }
     };
-    Ok(axum::Json(verdict).into_response())
+    Ok(axum::Json(VerifyResponse::Invalid(verdict)).into_response())
 }
 
 /// Checks a valid tenant key against its limits and spends a use, and
@@ -108,13 +183,13 @@ async fn verify_limits(state: &AppState, key: &ApiKeyRecord) -> Result<Response,
         limits::refund(&state.rate_limiter, &applicable, decision.as_mut()).await;
         return invalid_or_error(problem, decision.as_ref());
     }
-    let verdict = json!({
-        "valid": true,
-        "tenant": key.tenant,
-        "key_id": key.id,
-        "scopes": key.scopes,
-        "environment": key.environment,
-        "expires_at": key.expires_at.and_then(|at| at.format(&Rfc3339).ok()),
+    let verdict = VerifyResponse::Valid(ValidKey {
+        valid: true,
+        tenant: key.tenant.as_ref(),
+        key_id: key.id,
+        scopes: &key.scopes,
+        environment: key.environment,
+        expires_at: key.expires_at.and_then(|at| at.format(&Rfc3339).ok()),
     });
     Ok(with_limit_fields(
         axum::Json(verdict).into_response(),
@@ -129,22 +204,17 @@ fn invalid_or_error(problem: Problem, decision: Option<&Decision>) -> Result<Res
     if status != StatusCode::TOO_MANY_REQUESTS && status != StatusCode::FORBIDDEN {
         return Err(problem);
     }
-    let mut verdict = serde_json::Map::new();
-    verdict.insert("valid".to_owned(), json!(false));
-    verdict.insert("code".to_owned(), json!(problem.code()));
-    if let Some(seconds) = decision
+    let mut verdict = InvalidKey::new(problem.code());
+    verdict.retry_after = decision
         .and_then(Decision::retry_after_seconds)
-        .or(problem.retry_after())
-    {
-        verdict.insert("retry_after".to_owned(), json!(seconds));
-    }
-    if let Some(limit) = decision.and_then(Decision::deciding_limit)
-        && status == StatusCode::TOO_MANY_REQUESTS
-    {
-        verdict.insert("limit".to_owned(), json!(limit.name.as_str()));
+        .or(problem.retry_after());
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        verdict.limit = decision
+            .and_then(Decision::deciding_limit)
+            .map(|limit| limit.name.as_str());
     }
     Ok(with_limit_fields(
-        axum::Json(verdict).into_response(),
+        axum::Json(VerifyResponse::Invalid(verdict)).into_response(),
         decision,
     ))
 }

@@ -204,6 +204,7 @@ fn reserved_prefixes_rejected() {
         "/.well-known/jwks.json",
         "/healthz",
         "/v1/keys",
+        "/openapi.json",
     ] {
         let config = format!(
             "[[routes]]\npath_prefix = \"{prefix}\"\nupstream = \"http://127.0.0.1:9\"\n[routes.scopes]\n\"*\" = []\n"

@@ -588,8 +588,9 @@ fn check_path_prefix(prefix: &str) -> Result<(), String> {
 /// Paths that Portcullis serves itself, now or in a planned release. A route
 /// prefix above one of them (such as `/admin` or `/`) is allowed: Portcullis's
 /// own endpoints are matched first, and the route gets everything else.
-const RESERVED_PREFIXES: [&str; 10] = [
+const RESERVED_PREFIXES: [&str; 11] = [
     "/admin/v1",
+    "/openapi.json",
     "/v1/keys",
     "/healthz",
     "/readyz",

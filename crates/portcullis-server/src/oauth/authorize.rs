@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::response::Response;
-use axum::routing::{MethodRouter, get};
+use axum::routing::MethodRouter;
 use http::request::Parts;
 use http::{HeaderMap, StatusCode};
 use portcullis_core::ids::TokenFamilyId;
@@ -62,19 +62,47 @@ pub const CODE_LIFETIME: time::Duration = time::Duration::seconds(60);
 /// parameters, an e-mail address and a password, far below this.
 pub const MAX_FORM_LEN: usize = 64 * 1024;
 
-/// The method router of `/oauth/authorize`: `GET` and `POST`, behind the
-/// cross-origin check for `POST`s.
-pub fn routes(state: &AppState) -> MethodRouter<AppState> {
+/// Puts the method router of `/oauth/authorize` behind the cross-origin
+/// check for `POST`s.
+pub fn protect_forms(
+    state: &AppState,
+    method_router: MethodRouter<AppState>,
+) -> MethodRouter<AppState> {
     let issuer_origin = issuer_origin(&state.oauth.issuer);
-    get(authorize_get)
-        .post(authorize_post)
-        .layer::<_, std::convert::Infallible>(cross_origin_layer(
-            issuer_origin.as_deref(),
-            reject_cross_origin,
-        ))
+    method_router.layer::<_, std::convert::Infallible>(cross_origin_layer(
+        issuer_origin.as_deref(),
+        reject_cross_origin,
+    ))
 }
 
 /// Handles `GET /oauth/authorize`: the client's authorization request.
+#[utoipa::path(
+    get,
+    path = "/oauth/authorize",
+    tag = "oauth",
+    summary = "Start an authorization code grant (RFC 6749 §4.1.1)",
+    description = "A browser flow: the user signs in and consents on HTML pages, then the \
+                   browser is redirected to the client with `code`, `state` and `iss` \
+                   (RFC 9207), or with `error` (RFC 6749 §4.1.2.1). Each parameter may appear \
+                   once.",
+    params(
+        ("response_type" = String, Query, description = "`code`"),
+        ("client_id" = String, Query, format = Uuid, description = "A registered client"),
+        ("redirect_uri" = Option<String>, Query, description = "One of the client's registered redirect URIs, compared exactly; optional when it has only one"),
+        ("scope" = Option<String>, Query, description = "Space-separated scopes within the client's"),
+        ("state" = Option<String>, Query, description = "Returned unchanged in the redirect"),
+        ("code_challenge" = String, Query, description = "The PKCE challenge (RFC 7636 §4.2)"),
+        ("code_challenge_method" = String, Query, description = "`S256`"),
+        ("resource" = Option<String>, Query, description = "The API the token is for (RFC 8707)"),
+    ),
+    responses(
+        (status = 200, description = "The sign-in or consent page", content_type = "text/html", body = String),
+        (status = 302, description = "To the client's redirect URI, with a code or an error"),
+        (status = 400, description = "An error page: the client or redirect URI is missing or invalid, or a parameter is repeated", content_type = "text/html", body = String),
+        (status = 500, description = "An error page", content_type = "text/html", body = String),
+        (status = 503, description = "An error page: the store cannot be reached", content_type = "text/html", body = String),
+    ),
+)]
 pub async fn authorize_get(State(state): State<AppState>, request: Request) -> Response {
     let query = request.uri().query().unwrap_or_default();
     let pairs = match parse_pairs(query.as_bytes()) {
@@ -108,6 +136,27 @@ pub async fn authorize_get(State(state): State<AppState>, request: Request) -> R
 
 /// Handles `POST /oauth/authorize`: the sign-in form (`action=sign_in`) and
 /// the consent form (`action=approve` or `action=deny`).
+#[utoipa::path(
+    post,
+    path = "/oauth/authorize",
+    tag = "oauth",
+    summary = "Submit the sign-in or consent form",
+    description = "Sent by the pages of `GET /oauth/authorize` from the issuer's origin, with \
+                   the authorization parameters as hidden fields and a CSRF token. Not meant \
+                   for clients to call.",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`action` is `sign_in`, `approve` or `deny`"),
+    responses(
+        (status = 200, description = "The consent page, or the sign-in page again after a failed sign-in", content_type = "text/html", body = String),
+        (status = 303, description = "To the client's redirect URI, with a code or `access_denied`"),
+        (status = 400, description = "An error page: the form is incomplete or its parameters are invalid", content_type = "text/html", body = String),
+        (status = 403, description = "An error page: the form was sent from another origin, or its CSRF token is invalid", content_type = "text/html", body = String),
+        (status = 413, description = "An error page: the form is larger than 64 KiB", content_type = "text/html", body = String),
+        (status = 415, description = "An error page: the body is not a form", content_type = "text/html", body = String),
+        (status = 429, description = "The sign-in page: too many failed sign-ins; see Retry-After", content_type = "text/html", body = String),
+        (status = 500, description = "An error page", content_type = "text/html", body = String),
+        (status = 503, description = "An error page: the store cannot be reached", content_type = "text/html", body = String),
+    ),
+)]
 pub async fn authorize_post(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     if !is_form_urlencoded(&parts.headers) {

@@ -2,9 +2,11 @@
 //! `error_description`, status 400, or 401 for `invalid_client`.
 
 use axum::response::{IntoResponse, Response};
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
+use http::header::{CACHE_CONTROL, PRAGMA, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
+use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 use super::client_auth::CertificateRefusal;
 use crate::body::BodyReadError;
@@ -178,6 +180,18 @@ impl OAuthError {
     }
 }
 
+/// An error response of the token, introspection and revocation endpoints
+/// (RFC 6749 §5.2).
+#[derive(Serialize, ToSchema)]
+#[schema(as = OAuthError)]
+pub struct ErrorResponse {
+    /// The RFC 6749 §5.2 error code, such as `invalid_grant`.
+    #[schema(value_type = String)]
+    pub error: &'static str,
+    /// A sentence for the client's developer, in printable ASCII.
+    pub error_description: String,
+}
+
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let mut response = if let Some(limit) = self.body_limit {
@@ -190,12 +204,11 @@ impl IntoResponse for OAuthError {
                 .with_extension("error_description", json!(self.description))
                 .into_response()
         } else {
-            let body = json!({"error": self.code, "error_description": self.description});
-            let mut response = (self.status, body.to_string()).into_response();
-            response
-                .headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            response
+            let body = ErrorResponse {
+                error: self.code,
+                error_description: self.description,
+            };
+            (self.status, axum::Json(body)).into_response()
         };
         let headers = response.headers_mut();
         // RFC 6749 §5.1 and §5.2: token responses must not be cached.

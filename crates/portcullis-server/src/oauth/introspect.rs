@@ -48,6 +48,46 @@ impl Caller {
 }
 
 /// Handles `POST /oauth/introspect`.
+#[utoipa::path(
+    post,
+    path = "/oauth/introspect",
+    tag = "oauth",
+    summary = "Introspect a token (RFC 7662)",
+    description = "A client authenticates as at the token endpoint, but not as a public \
+                   client, and learns only about its own tokens. An operator key with \
+                   `tokens:introspect`, sent as a Bearer token, may introspect any token; its \
+                   errors are problem details.",
+    request_body(
+        content = crate::openapi::public_schemas::IntrospectionRequest,
+        content_type = "application/x-www-form-urlencoded",
+    ),
+    security(
+        (),
+        ("client_secret_basic" = []),
+        ("tls_client_auth" = []),
+        ("operator_key" = ["tokens:introspect"]),
+    ),
+    responses(
+        (status = 200, description = "The token's state (RFC 7662 §2.2)", body = crate::openapi::public_schemas::IntrospectionResponse),
+        (status = 400, description = "`invalid_request`: `token` is missing, a parameter is repeated, or the caller authenticated twice", content(
+            (super::error::ErrorResponse = "application/json"),
+            (crate::openapi::schemas::ProblemDetails = "application/problem+json"),
+        )),
+        (status = 401, description = "Client authentication failed (`invalid_client`), or the operator key is invalid", content(
+            (super::error::ErrorResponse = "application/json"),
+            (crate::openapi::schemas::ProblemDetails = "application/problem+json"),
+        )),
+        (status = 403, description = "The operator key lacks `tokens:introspect`, or is a tenant's key"),
+        (status = 408, description = "The body stopped arriving"),
+        (status = 413, description = "The body is larger than 64 KiB"),
+        (status = 429, description = "Too many failed authentications; see Retry-After"),
+        (status = 500, description = "`server_error`", body = super::error::ErrorResponse),
+        (status = 503, description = "The store cannot be reached", content(
+            (super::error::ErrorResponse = "application/json"),
+            (crate::openapi::schemas::ProblemDetails = "application/problem+json"),
+        )),
+    ),
+)]
 pub async fn introspect(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let result = async {

@@ -8,8 +8,9 @@ use portcullis_core::ids::{TokenFamilyId, UserId};
 use portcullis_core::key::{OpaqueSecret, SecretKind};
 use portcullis_core::oauth::{AccessTokenRecord, ClientRecord, RefreshTokenRecord};
 use portcullis_core::scope::ScopeSet;
-use serde_json::{Map, Value};
+use serde::Serialize;
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
 use super::client_auth::store_failure;
 use super::error::OAuthError;
@@ -58,20 +59,34 @@ impl std::fmt::Debug for IssuedTokens {
     }
 }
 
+/// A successful token response (RFC 6749 §5.1).
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse<'a> {
+    /// The signed access token, a JWT (RFC 9068).
+    pub access_token: &'a str,
+    /// Always `Bearer`. A certificate-bound token carries its binding in
+    /// the `cnf` claim (RFC 8705 §3).
+    #[schema(value_type = String)]
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// The granted scopes, space-separated.
+    pub scope: String,
+    /// A new refresh token, when the grant issues one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<&'a str>,
+}
+
 impl IntoResponse for IssuedTokens {
     fn into_response(self) -> Response {
-        let mut body = Map::new();
-        body.insert("access_token".to_owned(), Value::from(self.access_token));
-        body.insert("token_type".to_owned(), Value::from("Bearer"));
-        body.insert("expires_in".to_owned(), Value::from(self.expires_in));
-        body.insert(
-            "scope".to_owned(),
-            Value::from(self.scopes.to_space_separated()),
-        );
-        if let Some(refresh) = &self.refresh_token {
-            body.insert("refresh_token".to_owned(), Value::from(refresh.expose()));
-        }
-        let mut response = axum::Json(Value::Object(body)).into_response();
+        let body = TokenResponse {
+            access_token: &self.access_token,
+            token_type: "Bearer",
+            expires_in: self.expires_in,
+            scope: self.scopes.to_space_separated(),
+            refresh_token: self.refresh_token.as_ref().map(OpaqueSecret::expose),
+        };
+        let mut response = axum::Json(body).into_response();
         // RFC 6749 §5.1: token responses must not be cached.
         response
             .headers_mut()

@@ -16,6 +16,15 @@ use crate::app::AppState;
 pub const JWKS_MAX_AGE_SECONDS: u32 = 300;
 
 /// `GET /.well-known/jwks.json`: the published keys, public members only.
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "oauth",
+    summary = "The token-signing keys (RFC 7517 §5)",
+    responses(
+        (status = 200, description = "The JWK Set; cacheable for 300 seconds", body = crate::openapi::public_schemas::JwkSet),
+    ),
+)]
 pub async fn jwks(State(state): State<AppState>) -> Response {
     let document = state.oauth.keys.current().jwks();
     let mut response = axum::Json(document).into_response();
@@ -44,6 +53,15 @@ const CERTIFICATE_METHODS: [&str; 2] = ["tls_client_auth", "self_signed_tls_clie
 
 /// `GET /.well-known/oauth-authorization-server` (RFC 8414 §3): lists only
 /// the endpoints, grants, methods and algorithms this server implements.
+#[utoipa::path(
+    get,
+    path = "/.well-known/oauth-authorization-server",
+    tag = "oauth",
+    summary = "Authorization server metadata (RFC 8414)",
+    responses(
+        (status = 200, description = "The metadata; the RFC 8705 members only when client certificates can reach the server", body = crate::openapi::public_schemas::AuthorizationServerMetadata),
+    ),
+)]
 pub async fn authorization_server_metadata(State(state): State<AppState>) -> Response {
     let issuer = &state.oauth.issuer;
     let mtls = state.client_certificates_reach;

@@ -20,6 +20,30 @@ use super::jwt::{Expectations, validate};
 use crate::app::AppState;
 
 /// Handles `POST /oauth/revoke`.
+#[utoipa::path(
+    post,
+    path = "/oauth/revoke",
+    tag = "oauth",
+    summary = "Revoke a token (RFC 7009)",
+    description = "The client authenticates as at the token endpoint. Revoking a refresh \
+                   token revokes its whole family. The response is the same whether or not \
+                   the token was known (RFC 7009 §2.2).",
+    request_body(
+        content = crate::openapi::public_schemas::RevocationRequest,
+        content_type = "application/x-www-form-urlencoded",
+    ),
+    security((), ("client_secret_basic" = []), ("tls_client_auth" = [])),
+    responses(
+        (status = 200, description = "The token is revoked, or was not a live token of this client"),
+        (status = 400, description = "`invalid_request`", body = super::error::ErrorResponse),
+        (status = 401, description = "`invalid_client`", body = super::error::ErrorResponse),
+        (status = 408, description = "The body stopped arriving"),
+        (status = 413, description = "The body is larger than 64 KiB"),
+        (status = 429, description = "Too many failed client authentications; see Retry-After"),
+        (status = 500, description = "`server_error`", body = super::error::ErrorResponse),
+        (status = 503, description = "`temporarily_unavailable`", body = super::error::ErrorResponse),
+    ),
+)]
 pub async fn revoke(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let result = async {

@@ -26,6 +26,34 @@ use crate::app::AppState;
 use crate::listener::ConnectionInfo;
 
 /// Handles `POST /oauth/token`.
+#[utoipa::path(
+    post,
+    path = "/oauth/token",
+    tag = "oauth",
+    summary = "Issue tokens (RFC 6749 §3.2)",
+    description = "The client credentials (RFC 6749 §4.4), authorization code with PKCE \
+                   (§4.1.3, RFC 7636) and refresh token (§6) grants. The client authenticates \
+                   with HTTP Basic (`client_secret_basic`), with `client_id` and \
+                   `client_secret` in the body (`client_secret_post`), with a signed \
+                   `client_assertion` (`private_key_jwt`, RFC 7523), with its certificate \
+                   (`tls_client_auth`, `self_signed_tls_client_auth`, RFC 8705 §2), or as a \
+                   public client with only `client_id`. Responses are not cached.",
+    request_body(
+        content = crate::openapi::public_schemas::TokenRequest,
+        content_type = "application/x-www-form-urlencoded",
+    ),
+    security((), ("client_secret_basic" = []), ("tls_client_auth" = [])),
+    responses(
+        (status = 200, description = "The tokens (RFC 6749 §5.1)", body = super::issue::TokenResponse<'static>),
+        (status = 400, description = "`invalid_request`, `invalid_grant`, `unauthorized_client`, `unsupported_grant_type`, `invalid_scope` or `invalid_target` (RFC 6749 §5.2, RFC 8707 §2)", body = super::error::ErrorResponse),
+        (status = 401, description = "`invalid_client`; with a Basic challenge when the client used HTTP Basic", body = super::error::ErrorResponse),
+        (status = 408, description = "The body stopped arriving"),
+        (status = 413, description = "The body is larger than 64 KiB"),
+        (status = 429, description = "Too many failed client authentications; the problem also carries `error` = `temporarily_unavailable`. See Retry-After"),
+        (status = 500, description = "`server_error`", body = super::error::ErrorResponse),
+        (status = 503, description = "`temporarily_unavailable`: the store cannot be reached", body = super::error::ErrorResponse),
+    ),
+)]
 pub async fn token(State(state): State<AppState>, request: Request) -> Response {
     match exchange(&state, request).await {
         Ok(issued) => issued.into_response(),

@@ -1,16 +1,19 @@
-//! The OpenAPI 3.1 document of the admin API, the verify API and the OAuth
-//! endpoints, served at `GET /admin/v1/openapi.json`.
+//! The two OpenAPI 3.1 documents: the admin API's, served at
+//! `GET /admin/v1/openapi.json`, and the consumer endpoints' ([`public`]),
+//! served at `GET /openapi.json`.
 //!
 //! Every documented route is registered with utoipa-axum's `routes!`, which
 //! adds the handler to the router and its `#[utoipa::path]` description to
-//! the document in one step. [`documented_routes`] is the one list of them:
-//! the application router serves it and [`document`] describes it, so a
-//! documented route cannot be served without its description.
+//! the document in one step. [`documented_routes`] and
+//! [`public::public_routes`] are the lists of them: the application router
+//! serves them and [`document`] and [`public::public_document`] describe
+//! them, so a documented route cannot be served without its description.
 //!
-//! The OAuth authorization endpoint and the dashboard are browser flows and
-//! are not in the document. Neither are health checks, leak reports and
-//! the gateway routes, whose paths come from the configuration.
+//! The dashboard, the health checks and the gateway routes, whose paths
+//! come from the configuration, are in neither document.
 
+pub mod public;
+pub mod public_schemas;
 pub mod schemas;
 
 use std::sync::LazyLock;
@@ -47,6 +50,12 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
 /// body and the authentication errors filled in on every operation.
 pub fn document() -> OpenApi {
     let mut api = documented_routes().into_openapi();
+    complete_all_errors(&mut api);
+    api
+}
+
+/// Runs [`complete_errors`] on every operation of `api`.
+fn complete_all_errors(api: &mut OpenApi) {
     for item in api.paths.paths.values_mut() {
         let operations = [
             &mut item.get,
@@ -58,7 +67,6 @@ pub fn document() -> OpenApi {
             complete_errors(operation);
         }
     }
-    api
 }
 
 /// The document as JSON, built once.
@@ -84,7 +92,13 @@ static DOCUMENT: LazyLock<Bytes> = LazyLock::new(|| {
     ),
 )]
 pub async fn openapi_json() -> Response {
-    let mut response = DOCUMENT.clone().into_response();
+    document_response(&DOCUMENT)
+}
+
+/// Sends a serialized document as JSON that clients revalidate before
+/// reusing, since a new release may change it.
+fn document_response(document: &Bytes) -> Response {
+    let mut response = document.clone().into_response();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -94,10 +108,10 @@ pub async fn openapi_json() -> Response {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(
-        title = "Portcullis API",
-        description = "The admin API, the key verification API and the OAuth 2.0 endpoints of \
-                       Portcullis. Errors of the admin and verify APIs are RFC 9457 problem \
-                       details; errors of the OAuth endpoints follow RFC 6749 §5.2.",
+        title = "Portcullis admin API",
+        description = "The admin API of Portcullis. Its errors are RFC 9457 problem details. \
+                       The verify API, leak reports and the OAuth 2.0 endpoints are described \
+                       at /openapi.json.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     components(schemas(schemas::ProblemDetails)),

@@ -138,3 +138,246 @@ fn request_bodies_reject_unknown_members() {
         assert_eq!(schema["additionalProperties"], false, "{name}");
     }
 }
+
+fn public_json() -> Value {
+    serde_json::to_value(super::public::public_document()).unwrap()
+}
+
+/// Returns the `.route("…")` paths that `app::router` registers by hand,
+/// outside the two documented route lists.
+fn hand_registered_routes() -> Vec<String> {
+    let source = include_str!("../app.rs");
+    let router = source
+        .split("pub fn router(")
+        .nth(1)
+        .and_then(|rest| rest.split("\n}\n").next())
+        .unwrap();
+    router
+        .split(".route(\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn public_document_covers_consumer_routes() {
+    let api = public_json();
+    let mut found: Vec<String> = operations(&api)
+        .into_iter()
+        .map(|(method, path, _)| format!("{method} {path}"))
+        .collect();
+    found.sort();
+    let mut expected = vec![
+        "get /.well-known/jwks.json",
+        "get /.well-known/oauth-authorization-server",
+        "get /ca/ca.pem",
+        "get /ca/crl.pem",
+        "get /oauth/authorize",
+        "get /openapi.json",
+        "post /oauth/authorize",
+        "post /oauth/introspect",
+        "post /oauth/revoke",
+        "post /oauth/token",
+        "post /v1/keys/verify",
+        "post /v1/leaks",
+    ];
+    expected.sort_unstable();
+    assert_eq!(found, expected);
+}
+
+#[test]
+fn router_serves_no_undocumented_route() {
+    // Health checks are for load balancers and orchestrators, which need
+    // no description. Every other route of the application router comes
+    // from a documented list, or from the dashboard and the docs site.
+    let undocumented = ["/healthz", "/readyz"];
+    for path in hand_registered_routes() {
+        assert!(
+            undocumented.contains(&path.as_str()),
+            "app::router registers {path} by hand; add it to openapi::public::public_routes \
+             with a #[utoipa::path] description"
+        );
+    }
+}
+
+#[test]
+fn public_operations_described() {
+    let api = public_json();
+    let mut ids = std::collections::BTreeSet::new();
+    for (method, path, operation) in operations(&api) {
+        let name = format!("{method} {path}");
+        let id = operation["operationId"].as_str().unwrap_or_default();
+        assert!(!id.is_empty(), "{name} has no operationId");
+        assert!(ids.insert(id.to_owned()), "{name} repeats operationId {id}");
+        let summary = operation["summary"].as_str().unwrap_or_default();
+        assert!(!summary.is_empty(), "{name} has no summary");
+        assert!(
+            operation["tags"]
+                .as_array()
+                .is_some_and(|tags| !tags.is_empty()),
+            "{name} has no tag"
+        );
+    }
+}
+
+#[test]
+fn oauth_requests_are_forms() {
+    let api = public_json();
+    let forms = [
+        ("/oauth/token", "TokenRequest"),
+        ("/oauth/introspect", "IntrospectionRequest"),
+        ("/oauth/revoke", "RevocationRequest"),
+    ];
+    for (path, schema) in forms {
+        let content = &api["paths"][path]["post"]["requestBody"]["content"];
+        let form = &content["application/x-www-form-urlencoded"];
+        assert_eq!(
+            form["schema"]["$ref"],
+            format!("#/components/schemas/{schema}"),
+            "{path}"
+        );
+        assert_eq!(content.as_object().unwrap().len(), 1, "{path}");
+    }
+}
+
+#[test]
+fn client_authentication_schemes_declared() {
+    let api = public_json();
+    let schemes = &api["components"]["securitySchemes"];
+    assert_eq!(schemes["client_secret_basic"]["type"], "http");
+    assert_eq!(schemes["client_secret_basic"]["scheme"], "basic");
+    assert_eq!(schemes["tls_client_auth"]["type"], "mutualTLS");
+    assert_eq!(schemes["operator_key"]["scheme"], "bearer");
+    assert_eq!(
+        schemes["leak_signature"]["name"],
+        "github-public-key-signature"
+    );
+    assert_eq!(
+        schemes["leak_key_id"]["name"],
+        "github-public-key-identifier"
+    );
+
+    let token = &api["paths"]["/oauth/token"]["post"]["security"];
+    let requirements: Vec<String> = token
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|requirement| {
+            let names: Vec<&String> = requirement.as_object().unwrap().keys().collect();
+            format!("{names:?}")
+        })
+        .collect();
+    // The empty requirement covers the methods that authenticate in the
+    // body: client_secret_post, private_key_jwt and public clients.
+    assert_eq!(
+        requirements,
+        ["[]", "[\"client_secret_basic\"]", "[\"tls_client_auth\"]"]
+    );
+
+    let verify = &api["paths"]["/v1/keys/verify"]["post"]["security"][0]["operator_key"];
+    assert_eq!(verify, &serde_json::json!(["keys:verify"]));
+}
+
+/// Returns the property names of a schema and the ones it requires, each
+/// sorted.
+fn members(api: &Value, schema: &str) -> (Vec<String>, Vec<String>) {
+    let schema = &api["components"]["schemas"][schema];
+    let properties: Vec<String> = schema["properties"]
+        .as_object()
+        .map(|properties| properties.keys().cloned().collect())
+        .unwrap_or_default();
+    let mut required: Vec<String> = schema["required"]
+        .as_array()
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|name| name.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    required.sort();
+    (properties, required)
+}
+
+#[test]
+fn oauth_schemas_use_rfc_members() {
+    let api = public_json();
+    // RFC 6749 §5.1.
+    let (properties, required) = members(&api, "TokenResponse");
+    assert_eq!(
+        properties,
+        [
+            "access_token",
+            "expires_in",
+            "refresh_token",
+            "scope",
+            "token_type"
+        ]
+    );
+    assert_eq!(
+        required,
+        ["access_token", "expires_in", "scope", "token_type"]
+    );
+    // RFC 6749 §5.2.
+    let (properties, required) = members(&api, "OAuthError");
+    assert_eq!(properties, ["error", "error_description"]);
+    assert_eq!(required, ["error", "error_description"]);
+
+    // RFC 7662 §2.2: only `active` is always present.
+    let (properties, required) = members(&api, "IntrospectionResponse");
+    assert_eq!(required, ["active"]);
+    for member in [
+        "scope",
+        "client_id",
+        "token_type",
+        "exp",
+        "iat",
+        "sub",
+        "aud",
+        "iss",
+        "jti",
+    ] {
+        assert!(properties.contains(&member.to_owned()), "{member}");
+    }
+
+    // RFC 8414 §2 and RFC 8705 §5.
+    let (properties, required) = members(&api, "AuthorizationServerMetadata");
+    for member in [
+        "issuer",
+        "token_endpoint",
+        "jwks_uri",
+        "response_types_supported",
+    ] {
+        assert!(required.contains(&member.to_owned()), "{member}");
+    }
+    assert!(properties.contains(&"mtls_endpoint_aliases".to_owned()));
+    assert!(!required.contains(&"mtls_endpoint_aliases".to_owned()));
+    // RFC 7517 §5.
+    let (properties, required) = members(&api, "JwkSet");
+    assert_eq!(properties, ["keys"]);
+    assert_eq!(required, ["keys"]);
+}
+
+#[test]
+fn verify_errors_are_problems() {
+    let api = public_json();
+    for path in ["/v1/keys/verify", "/v1/leaks"] {
+        let operation = &api["paths"][path]["post"];
+        for (status, response) in operation["responses"].as_object().unwrap() {
+            if status.starts_with('4') || status.starts_with('5') {
+                assert!(is_problem_ref(response), "{path} {status}");
+            }
+        }
+    }
+}
+
+#[test]
+fn public_document_links_admin_document() {
+    let api = public_json();
+    let description = api["info"]["description"].as_str().unwrap();
+    assert!(description.contains("/admin/v1/openapi.json"));
+    let admin = document_json();
+    let description = admin["info"]["description"].as_str().unwrap();
+    assert!(description.contains("/openapi.json"));
+}

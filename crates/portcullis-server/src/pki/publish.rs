@@ -16,6 +16,17 @@ use crate::telemetry::ErrorChain;
 const CACHE_CONTROL_VALUE: &str = "public, max-age=60";
 
 /// Serves the CA certificate as `application/x-pem-file`.
+#[utoipa::path(
+    get,
+    path = "/ca/ca.pem",
+    tag = "certificates",
+    summary = "The internal CA's certificate",
+    responses(
+        (status = 200, description = "One PEM certificate; cacheable for 60 seconds", content_type = "application/x-pem-file", body = String),
+        (status = 404, description = "The internal CA is not initialized"),
+        (status = 500, description = "The CA could not be read"),
+    ),
+)]
 pub async fn ca_certificate(State(state): State<AppState>) -> Response {
     match state.ca.ca_pem().await {
         Ok(pem) => pem_response(pem),
@@ -24,6 +35,17 @@ pub async fn ca_certificate(State(state): State<AppState>) -> Response {
 }
 
 /// Serves the current CRL as `application/x-pem-file`.
+#[utoipa::path(
+    get,
+    path = "/ca/crl.pem",
+    tag = "certificates",
+    summary = "The internal CA's current CRL",
+    responses(
+        (status = 200, description = "One PEM X509 CRL; cacheable for 60 seconds", content_type = "application/x-pem-file", body = String),
+        (status = 404, description = "The internal CA is not initialized"),
+        (status = 500, description = "The CRL could not be built"),
+    ),
+)]
 pub async fn crl(State(state): State<AppState>) -> Response {
     match state.ca.crl(time::OffsetDateTime::now_utc()).await {
         Ok(pem) => pem_response(pem),
