@@ -284,6 +284,17 @@ impl Store {
         dispatch!(self, store => store.list_keys(filter))
     }
 
+    /// Lists the unrevoked keys whose plan is set but is none of `plans`,
+    /// as `(plan, key id)` pairs ordered by plan, then oldest key first.
+    /// Only those keys are read, so the check at start holds no copy of
+    /// every key in memory.
+    pub async fn keys_on_other_plans(
+        &self,
+        plans: &[String],
+    ) -> Result<Vec<(String, KeyId)>, StoreError> {
+        dispatch!(self, store => store.keys_on_other_plans(plans))
+    }
+
     /// Revokes a key at `audit.at`, with its audit record, and returns it.
     ///
     /// Fails with [`StoreError::NotFound`] when there is no such key and

@@ -258,6 +258,23 @@ impl PostgresStore {
         rows.iter().map(key_from_row).collect()
     }
 
+    pub(crate) async fn keys_on_other_plans(
+        &self,
+        plans: &[String],
+    ) -> Result<Vec<(String, KeyId)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT plan, id FROM api_keys \
+             WHERE plan IS NOT NULL AND revoked_at IS NULL AND NOT (plan = ANY($1)) \
+             ORDER BY plan, created_at, id",
+        )
+        .bind(plans)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("plan")?, KeyId::from_uuid(row.try_get("id")?))))
+            .collect()
+    }
+
     pub(crate) async fn revoke_key(
         &self,
         id: KeyId,

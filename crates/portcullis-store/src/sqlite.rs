@@ -261,6 +261,31 @@ impl SqliteStore {
         rows.iter().map(key_from_row).collect()
     }
 
+    pub(crate) async fn keys_on_other_plans(
+        &self,
+        plans: &[String],
+    ) -> Result<Vec<(String, KeyId)>, StoreError> {
+        // SQLite binds no arrays, so the plan names travel as one JSON array.
+        let plans = serde_json::Value::from(plans.to_vec()).to_string();
+        let rows = sqlx::query(
+            "SELECT plan, id FROM api_keys \
+             WHERE plan IS NOT NULL AND revoked_at IS NULL \
+             AND plan NOT IN (SELECT value FROM json_each(?1)) \
+             ORDER BY plan, created_at, id",
+        )
+        .bind(plans)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("plan")?,
+                    KeyId::from_uuid(uuid_column(row, "id")?),
+                ))
+            })
+            .collect()
+    }
+
     pub(crate) async fn revoke_key(
         &self,
         id: KeyId,

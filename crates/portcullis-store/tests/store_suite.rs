@@ -76,6 +76,7 @@ store_suite!(
     audit_batch_all_or_nothing,
     change_feed_shows_revocation,
     key_limits_stored_and_updated,
+    keys_on_other_plans_listed,
     key_scopes_narrowed_never_widened,
     key_uses_spent_exactly,
     change_feed_pruned,
@@ -1005,6 +1006,60 @@ async fn audit_batch_all_or_nothing(fixture: Fixture) {
 
 // ---------------------------------------------------------------------
 // Change feed
+
+async fn keys_on_other_plans_listed(fixture: Fixture) {
+    let store = fixture.store;
+    let acme = create_tenant(&store, "acme").await;
+    let started = now();
+    let mut inserted = Vec::new();
+    for (offset, plan) in [
+        (0, Some("basic")),
+        (1, Some("gold")),
+        (2, None),
+        (3, Some("gold")),
+    ] {
+        let mut key = new_key(Some(&acme), started + Duration::seconds(offset));
+        key.limits.plan = plan.map(str::to_owned);
+        inserted.push(insert(&store, &key).await.id);
+    }
+    let [basic, gold, no_plan, newer_gold] = inserted[..] else {
+        panic!("four keys were inserted");
+    };
+    let mut revoked = new_key(Some(&acme), started);
+    revoked.limits.plan = Some("gold".to_owned());
+    insert(&store, &revoked).await;
+    store
+        .revoke_key(revoked.id, None, &context(now()))
+        .await
+        .unwrap();
+
+    let outside_basic = store
+        .keys_on_other_plans(&["basic".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(
+        outside_basic,
+        vec![("gold".to_owned(), gold), ("gold".to_owned(), newer_gold)]
+    );
+    let outside_none = store.keys_on_other_plans(&[]).await.unwrap();
+    assert_eq!(
+        outside_none,
+        vec![
+            ("basic".to_owned(), basic),
+            ("gold".to_owned(), gold),
+            ("gold".to_owned(), newer_gold),
+        ]
+    );
+    assert!(
+        !outside_none.iter().any(|(_, id)| *id == no_plan),
+        "a key without a plan is never listed"
+    );
+    let outside_both = store
+        .keys_on_other_plans(&["basic".to_owned(), "gold".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(outside_both, vec![]);
+}
 
 async fn key_limits_stored_and_updated(fixture: Fixture) {
     let store = fixture.store;

@@ -32,7 +32,7 @@ use serde_json::json;
 
 use portcullis_core::credential::{ApiKeyRecord, RateLimits};
 use portcullis_core::ids::ClientId;
-use portcullis_store::{KeyFilter, Store};
+use portcullis_store::Store;
 
 use crate::app::AppState;
 use crate::auth::Caller;
@@ -369,21 +369,17 @@ fn tenant_of(caller: &Caller) -> Option<String> {
 /// not define. The gateway rejects those keys until the plan is restored or
 /// the key moves to another plan.
 pub async fn log_keys_on_missing_plans(state: &AppState) {
-    let keys = match state.store.list_keys(KeyFilter::All).await {
+    let configured: Vec<String> = state.limits.plans.keys().cloned().collect();
+    let keys = match state.store.keys_on_other_plans(&configured).await {
         Ok(keys) => keys,
         Err(error) => {
             tracing::warn!(error = %error, "listing keys to check their plans failed");
             return;
         }
     };
-    let mut missing: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for key in &keys {
-        if let Some(plan) = key.limits.plan.as_deref()
-            && !state.limits.plans.contains_key(plan)
-            && key.revoked_at.is_none()
-        {
-            missing.entry(plan).or_default().push(key.id.to_string());
-        }
+    let mut missing: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (plan, key_id) in keys {
+        missing.entry(plan).or_default().push(key_id.to_string());
     }
     for (plan, key_ids) in missing {
         tracing::warn!(
