@@ -14,8 +14,8 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use http::HeaderMap;
 use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderName};
 use portcullis_core::key::Environment;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -23,7 +23,7 @@ use crate::config::AuthMethod;
 use crate::problem::Problem;
 
 /// Header that carries an API key on its own.
-pub const API_KEY_HEADER: &str = "x-api-key";
+pub const API_KEY_HEADER: HeaderName = HeaderName::from_static("x-api-key");
 
 /// Query parameters that would carry a credential. Portcullis reads none of
 /// them, because URLs end up in logs and browser histories, but it counts
@@ -100,7 +100,7 @@ pub fn presented_credential(
             .map_err(|_| malformed("the Authorization header is not visible ASCII"))?;
         found.push(parse_authorization(value)?);
     }
-    for value in headers.get_all(API_KEY_HEADER) {
+    for value in headers.get_all(&API_KEY_HEADER) {
         let value = value
             .to_str()
             .map_err(|_| malformed("the X-API-Key header is not visible ASCII"))?;

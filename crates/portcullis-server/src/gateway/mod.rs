@@ -371,27 +371,35 @@ pub(crate) async fn discard(headers: &HeaderMap, body: Body) {
     let _ = tokio::time::timeout(DISCARD_TIMEOUT, limited.collect()).await;
 }
 
+const TENANT_HEADER: HeaderName = HeaderName::from_static("x-portcullis-tenant");
+const KEY_ID_HEADER: HeaderName = HeaderName::from_static("x-portcullis-key-id");
+const CLIENT_ID_HEADER: HeaderName = HeaderName::from_static("x-portcullis-client-id");
+const SUBJECT_HEADER: HeaderName = HeaderName::from_static("x-portcullis-subject");
+const SCOPES_HEADER: HeaderName = HeaderName::from_static("x-portcullis-scopes");
+const TOKEN_ID_HEADER: HeaderName = HeaderName::from_static("x-portcullis-token-id");
+const AUTH_METHOD_HEADER: HeaderName = HeaderName::from_static("x-portcullis-auth-method");
+const ENVIRONMENT_HEADER: HeaderName = HeaderName::from_static("x-portcullis-environment");
+
 /// Builds the `X-Portcullis-*` headers that tell the upstream who is calling.
+/// The names are constants built at compile time, so no name is parsed per
+/// request.
 fn identity_headers(caller: &Caller) -> Vec<(HeaderName, HeaderValue)> {
     let mut headers = Vec::with_capacity(6);
-    let mut add = |name: &'static str, value: String| {
+    let mut add = |name: HeaderName, value: String| {
         if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.push((HeaderName::from_static(name), value));
+            headers.push((name, value));
         }
     };
     match caller {
         Caller::ApiKey(authenticated) => {
             let key = &authenticated.key;
             if let Some(tenant) = &key.tenant {
-                add("x-portcullis-tenant", tenant.to_string());
+                add(TENANT_HEADER, tenant.to_string());
             }
-            add("x-portcullis-key-id", key.id.to_string());
-            add("x-portcullis-scopes", key.scopes.to_space_separated());
-            add("x-portcullis-auth-method", "api_key".to_owned());
-            add(
-                "x-portcullis-environment",
-                key.environment.as_str().to_owned(),
-            );
+            add(KEY_ID_HEADER, key.id.to_string());
+            add(SCOPES_HEADER, key.scopes.to_space_separated());
+            add(AUTH_METHOD_HEADER, "api_key".to_owned());
+            add(ENVIRONMENT_HEADER, key.environment.as_str().to_owned());
         }
         Caller::AccessToken(authenticated) => {
             // Every value here was checked to be a valid header value when
@@ -403,25 +411,22 @@ fn identity_headers(caller: &Caller) -> Vec<(HeaderName, HeaderValue)> {
                 scopes,
                 certificate_thumbprint: _,
             } = authenticated.as_ref();
-            add("x-portcullis-tenant", tenant.to_string());
-            add("x-portcullis-client-id", client_id.to_string());
-            add("x-portcullis-subject", token.claims.sub.clone());
-            add("x-portcullis-scopes", scopes.to_space_separated());
-            add("x-portcullis-token-id", token.claims.jti.clone());
-            add("x-portcullis-auth-method", "jwt".to_owned());
+            add(TENANT_HEADER, tenant.to_string());
+            add(CLIENT_ID_HEADER, client_id.to_string());
+            add(SUBJECT_HEADER, token.claims.sub.clone());
+            add(SCOPES_HEADER, scopes.to_space_separated());
+            add(TOKEN_ID_HEADER, token.claims.jti.clone());
+            add(AUTH_METHOD_HEADER, "jwt".to_owned());
         }
         Caller::Certificate(authenticated) => {
             let CertificateCaller {
                 client,
                 thumbprint_sha256: _,
             } = authenticated.as_ref();
-            add("x-portcullis-tenant", client.tenant.to_string());
-            add("x-portcullis-client-id", client.id.to_string());
-            add("x-portcullis-scopes", client.scopes.to_space_separated());
-            add(
-                "x-portcullis-auth-method",
-                client.auth_method.as_str().to_owned(),
-            );
+            add(TENANT_HEADER, client.tenant.to_string());
+            add(CLIENT_ID_HEADER, client.id.to_string());
+            add(SCOPES_HEADER, client.scopes.to_space_separated());
+            add(AUTH_METHOD_HEADER, client.auth_method.as_str().to_owned());
         }
     }
     headers

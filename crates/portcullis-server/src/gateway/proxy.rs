@@ -15,7 +15,10 @@ use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_LENGTH, HOST, HeaderName};
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, HOST, HeaderName, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
+    TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
 use http::{HeaderMap, HeaderValue, Request, Response, Version};
 use http_body_util::{BodyExt, Limited, combinators::UnsyncBoxBody};
 use hyper_rustls::HttpsConnector;
@@ -44,18 +47,25 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1),
-/// plus the legacy `Proxy-Connection` and `Keep-Alive`.
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// plus the legacy `Proxy-Connection` and `Keep-Alive`. They are
+/// `HeaderName` constants, built at compile time, because removing by a
+/// `&str` parses and lowercases the name again on every request.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
 ];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Identity and forwarding facts the upstream receives.
 #[derive(Debug)]
@@ -181,13 +191,13 @@ fn forwarded_headers(
     context: &ForwardContext<'_>,
 ) -> HeaderMap {
     let inbound_xff = headers
-        .get_all("x-forwarded-for")
+        .get_all(&X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect::<Vec<_>>()
         .join(", ");
-    let inbound_proto = headers.get("x-forwarded-proto").cloned();
-    let inbound_host = headers.get("x-forwarded-host").cloned();
+    let inbound_proto = headers.get(&X_FORWARDED_PROTO).cloned();
+    let inbound_host = headers.get(&X_FORWARDED_HOST).cloned();
 
     strip_hop_by_hop(&mut headers);
     let dropped: Vec<HeaderName> = headers
@@ -207,7 +217,7 @@ fn forwarded_headers(
         headers.remove(name);
     }
     headers.remove(http::header::AUTHORIZATION);
-    headers.remove(crate::auth::extract::API_KEY_HEADER);
+    headers.remove(&crate::auth::extract::API_KEY_HEADER);
     // The client sets Host from the upstream URI.
     headers.remove(HOST);
 
@@ -219,22 +229,22 @@ fn forwarded_headers(
     };
     insert(
         &mut headers,
-        "x-forwarded-for",
+        X_FORWARDED_FOR,
         HeaderValue::from_str(&xff).ok(),
     );
     let proto = match (context.peer_trusted, inbound_proto) {
         (true, Some(proto)) => proto,
         _ => HeaderValue::from_static(if context.tls { "https" } else { "http" }),
     };
-    headers.insert("x-forwarded-proto", proto);
+    headers.insert(X_FORWARDED_PROTO, proto);
     let forwarded_host = match (context.peer_trusted, inbound_host) {
         (true, Some(inbound)) => Some(inbound),
         _ => host,
     };
-    insert(&mut headers, "x-forwarded-host", forwarded_host);
+    insert(&mut headers, X_FORWARDED_HOST, forwarded_host);
     insert(
         &mut headers,
-        "x-request-id",
+        X_REQUEST_ID,
         HeaderValue::from_str(context.request_id).ok(),
     );
 
@@ -244,7 +254,7 @@ fn forwarded_headers(
     headers
 }
 
-fn insert(headers: &mut HeaderMap, name: &'static str, value: Option<HeaderValue>) {
+fn insert(headers: &mut HeaderMap, name: HeaderName, value: Option<HeaderValue>) {
     if let Some(value) = value {
         headers.insert(name, value);
     }
@@ -262,7 +272,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
