@@ -25,7 +25,7 @@ use time::Duration;
 use uuid::Uuid;
 
 use crate::manage::{MAX_ROTATION_GRACE, ManageError, Manager};
-use crate::pki::ca::client_uri;
+use crate::pki::ca::{CLIENT_URI_PREFIX, client_uri, in_client_uri_namespace};
 
 /// Access token lifetime of a client that names none. RFC 9068 access
 /// tokens are self-contained JWTs that a resource server accepts until they
@@ -648,9 +648,25 @@ fn check_tls_subjects(
             format!("{kind} is used only with tls_client_auth, not with {auth_method}"),
         ));
     }
-    TlsClientAuthSubject::parse(*kind, value)
-        .map(Some)
-        .map_err(|error| invalid(kind.as_str(), error.to_string()))
+    let subject = TlsClientAuthSubject::parse(*kind, value)
+        .map_err(|error| invalid(kind.as_str(), error.to_string()))?;
+    // A new client has no id yet, so a URI of the internal CA's namespace
+    // names another client. A partner CA that wrote it into a leaf would
+    // then impersonate that client wherever the mapping is trusted.
+    if let TlsClientAuthSubject::SanUri(uri) = &subject
+        && in_client_uri_namespace(uri)
+    {
+        return Err(invalid(
+            kind.as_str(),
+            format!(
+                "{kind} {uri:?} is in the {CLIENT_URI_PREFIX} namespace, which the internal CA \
+                 reserves for the clients it issues certificates to; give no certificate subject \
+                 to have the server map the new client to its own {CLIENT_URI_PREFIX}<client id> \
+                 URI, or give the subject that the partner CA's certificates carry"
+            ),
+        ));
+    }
+    Ok(Some(subject))
 }
 
 /// Checks a client name: not blank, at most the label length, and no

@@ -801,8 +801,10 @@ pub(crate) struct ClientsCreateArgs {
 
     /// For `tls_client_auth`: the certificate's subject DN, in RFC 4514
     /// form such as `CN=svc,O=Acme`. Give at most one of the `--tls-*`
-    /// options. Without one, the client is matched by the SAN URI that the
-    /// internal CA writes into the certificates it issues.
+    /// options. Without one, the server maps the client to the SAN URI
+    /// `urn:portcullis:client:<client id>` that the internal CA writes into
+    /// the certificates it issues, and only then does `certs sign` or
+    /// `certs issue` accept the client.
     #[arg(long, value_name = "DN")]
     pub(crate) tls_subject_dn: Option<String>,
 
@@ -810,7 +812,8 @@ pub(crate) struct ClientsCreateArgs {
     #[arg(long, value_name = "NAME")]
     pub(crate) tls_san_dns: Option<String>,
 
-    /// For `tls_client_auth`: a URI in the certificate's SAN.
+    /// For `tls_client_auth`: a URI in the certificate's SAN, outside the
+    /// internal CA's `urn:portcullis:client:` namespace.
     #[arg(long, value_name = "URI")]
     pub(crate) tls_san_uri: Option<String>,
 

@@ -629,6 +629,24 @@ async fn admin_client_rejections() {
             json!({
                 "grant_types": ["client_credentials"],
                 "token_endpoint_auth_method": "tls_client_auth",
+                "tls_client_auth_san_uri": "urn:portcullis:client:0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+            }),
+            "tls_client_auth_san_uri",
+            "namespace",
+        ),
+        (
+            json!({
+                "grant_types": ["client_credentials"],
+                "token_endpoint_auth_method": "tls_client_auth",
+                "tls_client_auth_san_uri": "URN:PORTCULLIS:CLIENT:0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+            }),
+            "tls_client_auth_san_uri",
+            "namespace",
+        ),
+        (
+            json!({
+                "grant_types": ["client_credentials"],
+                "token_endpoint_auth_method": "tls_client_auth",
                 "tls_client_auth_subject_dn": "not a name",
             }),
             "tls_client_auth_subject_dn",
@@ -713,6 +731,80 @@ async fn admin_tls_client_registered() {
         shown["tls_client_auth_subject_dn"],
         created["tls_client_auth_subject_dn"]
     );
+}
+
+#[tokio::test]
+async fn admin_tls_client_mapped_to_own_uri() {
+    let data = &FIXTURE.data;
+    let tenant = tenant(data, "admin-tls-own");
+    let path = format!("/admin/v1/tenants/{tenant}/clients");
+    let body = json!({
+        "client_name": "Internal CA partner",
+        "grant_types": ["client_credentials"],
+        "scope": "orders:read",
+        "token_endpoint_auth_method": "tls_client_auth",
+    });
+    let (status, created) = call(reqwest::Method::POST, &path, Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["client_id"].as_str().unwrap();
+    assert_eq!(
+        created["tls_client_auth_san_uri"],
+        format!("urn:portcullis:client:{id}")
+    );
+}
+
+#[test]
+fn cli_internal_namespace_uri_rejected() {
+    let data = &FIXTURE.data;
+    let tenant = tenant(data, "tls-namespace");
+    let existing = data.cli_json(&[
+        "clients",
+        "create",
+        "--tenant",
+        &tenant,
+        "--name",
+        "Internal CA partner",
+        "--grant-types",
+        "client_credentials",
+        "--scopes",
+        "orders:read",
+        "--auth-method",
+        "tls_client_auth",
+    ]);
+    let id = existing["client_id"].as_str().unwrap();
+    assert_eq!(
+        existing["tls_client_auth_san_uri"],
+        format!("urn:portcullis:client:{id}")
+    );
+    for uri in [
+        format!("urn:portcullis:client:{id}"),
+        format!("URN:portcullis:client:{id}"),
+        format!("urn:Portcullis:Client:{id}"),
+        "urn:portcullis:client:".to_owned(),
+    ] {
+        let stderr = fail(
+            data,
+            &[
+                "clients",
+                "create",
+                "--tenant",
+                &tenant,
+                "--name",
+                "Copycat",
+                "--grant-types",
+                "client_credentials",
+                "--scopes",
+                "orders:read",
+                "--auth-method",
+                "tls_client_auth",
+                "--tls-san-uri",
+                &uri,
+            ],
+        );
+        assert!(stderr.contains("--tls-san-uri"), "{uri}: {stderr}");
+        assert!(stderr.contains("namespace"), "{uri}: {stderr}");
+    }
+    assert_eq!(client_count(data, &tenant), 1);
 }
 
 #[test]

@@ -318,7 +318,7 @@ async fn create_form_rejects_each_uri() {
         assert!(!body.contains("id=\"secret\""), "{uri}");
     }
 
-    let other_cases: [(&[(&str, &str)], &str); 4] = [
+    let other_cases: [(&[(&str, &str)], &str); 5] = [
         (
             &[
                 ("name", "rejected client"),
@@ -356,6 +356,21 @@ async fn create_form_rejects_each_uri() {
                 ("scope.0", "orders:read"),
             ],
             "Grant types: a public client cannot use client_credentials",
+        ),
+        (
+            &[
+                ("name", "rejected client"),
+                ("client_type", "confidential"),
+                ("grant_type.1", "client_credentials"),
+                ("scope.0", "orders:read"),
+                ("auth_method", "tls_client_auth"),
+                ("tls_subject_kind", "tls_client_auth_san_uri"),
+                (
+                    "tls_subject_value",
+                    "URN:portcullis:client:0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+                ),
+            ],
+            "namespace, which the internal CA reserves",
         ),
     ];
     for (fields, message) in other_cases {

@@ -197,10 +197,34 @@ async fn mtls_routes_authenticate_certificate_clients() {
     data.cli(&["ca", "init"]);
 
     let internal_id = create_client(&data, "acme", &[]);
-    // A registration that copies the internal client's SAN URI gains
-    // nothing: the internal CA's record names the client it issued to.
-    let copycat_san = format!("urn:portcullis:client:{internal_id}");
-    create_client(&data, "acme", &["--tls-san-uri", &copycat_san]);
+    // A registration that copies the internal client's SAN URI, in any
+    // case, is rejected: only the server maps a client into that namespace.
+    for copycat_san in [
+        format!("urn:portcullis:client:{internal_id}"),
+        format!("URN:Portcullis:Client:{internal_id}"),
+    ] {
+        let output = data
+            .command()
+            .args(["clients", "create", "--tenant", "acme", "--name", "Copycat"])
+            .args([
+                "--grant-types",
+                "client_credentials",
+                "--scopes",
+                "orders:read",
+            ])
+            .args([
+                "--auth-method",
+                "tls_client_auth",
+                "--tls-san-uri",
+                &copycat_san,
+            ])
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{copycat_san} was registered");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--tls-san-uri"), "{stderr}");
+        assert!(stderr.contains("urn:portcullis:client:"), "{stderr}");
+    }
     let revoked_client_id = create_client(&data, "acme", &[]);
     let partner_id = create_client(&data, "acme", &["--tls-san-dns", PARTNER_DNS]);
     // The partner CA is not trusted for globex, so this client never
@@ -231,6 +255,24 @@ async fn mtls_routes_authenticate_certificate_clients() {
     let crl_path = trust_partner(&data, &partner, "acme");
     let partner_cert = partner_leaf(&partner, PARTNER_DNS, &[0x0d, 0x01]);
     let unregistered_cert = partner_leaf(&partner, "nobody.example.com", &[0x0d, 0x02]);
+    // Partner leaves that copy the subject DN the internal CA writes for
+    // the internal client, alone and with its SAN URI.
+    let copied_dn = |serial: &[u8], sans: Vec<SanType>| {
+        let mut params = leaf_params();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, internal_id.as_str());
+        params.subject_alt_names = sans;
+        params.serial_number = Some(SerialNumber::from_slice(serial));
+        partner.sign(&params)
+    };
+    let copied_dn_cert = copied_dn(&[0x0d, 0x03], Vec::new());
+    let copied_uri = format!("urn:portcullis:client:{internal_id}");
+    let copied_both_cert = copied_dn(
+        &[0x0d, 0x04],
+        vec![SanType::URI(copied_uri.as_str().try_into().unwrap())],
+    );
 
     data.write_config(&format!(
         r#"[server]
@@ -381,6 +423,23 @@ GET = ["orders:read"]
             .contains("Partner CA"),
         "{record}"
     );
+
+    // A partner certificate that copies the internal client's subject DN,
+    // with or without its SAN URI, authenticates no one.
+    for (case, identity, serial) in [
+        ("subject DN", &copied_dn_cert, "0d03"),
+        ("subject DN and SAN URI", &copied_both_cert, "0d04"),
+    ] {
+        let mark = marker();
+        let copycat = https(&server, Some(identity));
+        let (status, body) = call(&server, &copycat, reqwest::Method::GET, &mark).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}: {body}");
+        assert_eq!(body["code"], "certificate_not_registered", "{case}");
+        assert_eq!(upstream.count_marked(&mark), 0, "{case}");
+        let record = failure_record(&store, None, serial).await;
+        assert_eq!(record["code"], "certificate_not_registered", "{case}");
+        assert_ne!(record["client_id"], internal_id.as_str(), "{case}");
+    }
 
     // A second acme client with the partner SAN makes the certificate
     // ambiguous. The change feed drops the cached mapping within a second.

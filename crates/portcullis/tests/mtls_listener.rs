@@ -50,23 +50,14 @@ impl Identity {
     }
 }
 
-/// Creates tenant acme with a `client_credentials` client and returns the
-/// client's id.
+/// Creates tenant acme with a `tls_client_auth` client that the server maps
+/// to the internal CA's SAN URI for it, and returns the client's id.
 fn create_client(data: &DataDir) -> String {
     data.cli(&["tenants", "create", "acme"]);
-    let created = data.cli_json(&[
-        "clients",
-        "create",
-        "--tenant",
-        "acme",
-        "--name",
-        "Partner",
-        "--grant-types",
-        "client_credentials",
-        "--scopes",
-        "orders:read",
-    ]);
-    created["client_id"].as_str().unwrap().to_owned()
+    create_tls_client(data, "acme", &[])["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// Runs `certs issue` into `DATA_DIR/NAME` and returns the folder and the

@@ -113,6 +113,116 @@ fn certs_need_initialized_ca() {
     assert!(stderr.contains("portcullis ca init"), "{stderr}");
 }
 
+/// Asserts that `certs issue` and `certs sign` both fail for `client` with a
+/// message containing each of `expected`, and returns the `certs issue`
+/// message.
+fn assert_certs_rejected(data: &DataDir, client: &str, expected: &[&str]) -> String {
+    let out = data.path().join(format!("rejected-{client}"));
+    let csr = data.path().join("rejected.csr");
+    std::fs::write(&csr, csr_pem()).unwrap();
+    let issued = data
+        .command()
+        .args(["certs", "issue", "--client", client, "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let signed = data
+        .command()
+        .args(["certs", "sign", "--client", client, "--csr"])
+        .arg(&csr)
+        .output()
+        .unwrap();
+    for (command, output) in [("issue", &issued), ("sign", &signed)] {
+        assert!(!output.status.success(), "certs {command} succeeded");
+        let stderr = text(&output.stderr);
+        for part in expected {
+            assert!(stderr.contains(part), "certs {command}: {stderr}");
+        }
+    }
+    assert!(!out.join("cert.pem").exists());
+    text(&issued.stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certs_rejected_for_unissuable_clients() {
+    let data = DataDir::new();
+    data.cli(&["tenants", "create", "acme"]);
+    data.cli(&["ca", "init"]);
+    let create = |extra: &[&str]| {
+        let mut args = vec![
+            "clients",
+            "create",
+            "--tenant",
+            "acme",
+            "--name",
+            "Partner",
+            "--grant-types",
+            "client_credentials",
+            "--scopes",
+            "orders:read",
+        ];
+        args.extend_from_slice(extra);
+        data.cli_json(&args)["client_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let secret_client = create(&[]);
+    let partner_client = create(&[
+        "--auth-method",
+        "tls_client_auth",
+        "--tls-san-dns",
+        "partner-svc.example.com",
+    ]);
+    let dn_client = create(&[
+        "--auth-method",
+        "tls_client_auth",
+        "--tls-subject-dn",
+        "CN=partner service,O=Acme",
+    ]);
+
+    let message = assert_certs_rejected(
+        &data,
+        &secret_client,
+        &[&secret_client, "client_secret_basic", "tls_client_auth"],
+    );
+    assert!(message.contains("urn:portcullis:client:"), "{message}");
+    let needed = format!("urn:portcullis:client:{partner_client}");
+    assert_certs_rejected(
+        &data,
+        &partner_client,
+        &[
+            "tls_client_auth_san_dns",
+            "partner-svc.example.com",
+            &needed,
+        ],
+    );
+    let needed = format!("urn:portcullis:client:{dn_client}");
+    assert_certs_rejected(
+        &data,
+        &dn_client,
+        &["tls_client_auth_subject_dn", "CN=partner service", &needed],
+    );
+
+    // Nothing was signed, stored or audited as issued.
+    let store = data.open_store().await;
+    let stored = store
+        .list_certificates(portcullis_store::CertificateFilter::All)
+        .await
+        .unwrap();
+    assert!(stored.is_empty(), "{stored:?}");
+    let issued = store
+        .list_audit(&portcullis_store::AuditFilter {
+            tenant_id: None,
+            action: Some(portcullis_store::AuditAction::CertificateIssued),
+            target: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert!(issued.is_empty(), "{issued:?}");
+}
+
 #[test]
 fn openssl_csr_signed_as_client_certificate() {
     let data = DataDir::new();
@@ -595,6 +705,68 @@ async fn admin_api_manages_ca() {
     let (status, listed) = admin(&server, Method::GET, &certificates, &reader, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(listed["certificates"].as_array().unwrap().len(), 1);
+
+    // A client that no certificate of the CA would authenticate gets none.
+    let (status, secret_client) = admin(
+        &server,
+        Method::POST,
+        "/tenants/acme/clients",
+        &writer,
+        Some(json!({
+            "client_name": "Secret client",
+            "grant_types": ["client_credentials"],
+            "scope": "orders:read",
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{secret_client}");
+    let (status, partner_client) = admin(
+        &server,
+        Method::POST,
+        "/tenants/acme/clients",
+        &writer,
+        Some(json!({
+            "client_name": "Partner client",
+            "grant_types": ["client_credentials"],
+            "scope": "orders:read",
+            "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_san_dns": "partner-svc.example.com",
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{partner_client}");
+    let cases = [
+        (
+            &secret_client,
+            "client_not_tls_client_auth",
+            "client_secret_basic",
+        ),
+        (
+            &partner_client,
+            "client_mapping_not_issuable",
+            "partner-svc.example.com",
+        ),
+    ];
+    for (rejected, code, detail) in cases {
+        let id = rejected["client_id"].as_str().unwrap();
+        let path = format!("/clients/{id}/certificates");
+        let (status, body) = admin(
+            &server,
+            Method::POST,
+            &path,
+            &writer,
+            Some(json!({ "csr": csr_pem() })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["code"], code, "{body}");
+        let message = body["detail"].as_str().unwrap();
+        assert!(message.contains(detail), "{message}");
+        assert!(message.contains("urn:portcullis:client:"), "{message}");
+        let (status, listed) = admin(&server, Method::GET, &path, &reader, None).await;
+        assert_eq!(status, StatusCode::OK, "{listed}");
+        assert_eq!(listed["certificates"], json!([]), "{code}");
+    }
 
     let revoke = format!("/certificates/{serial}/revoke");
     let reason = json!({ "reason": "superseded" });

@@ -103,6 +103,8 @@ pub fn ca_problem(error: &CaError) -> Problem {
         CaError::NotInitialized
         | CaError::AlreadyInitialized
         | CaError::ClientRevoked(_)
+        | CaError::NotTlsClientAuth { .. }
+        | CaError::MappingNotIssuable { .. }
         | CaError::AlreadyRevoked(_)
         | CaError::Conflict(_) => Problem::conflict(error.code(), error.to_string()),
         CaError::Store(_) => {
@@ -215,7 +217,10 @@ async fn ca_init(State(state): State<AppState>, request: Request) -> Response {
         (status = 201, description = "The new certificate", body = schemas::Certificate),
         (status = 400, description = "`id` is not a UUID, or the CSR or `days` is invalid"),
         (status = 404, description = "No client with this id"),
-        (status = 409, description = "The CA does not exist yet, or the client is revoked"),
+        (status = 409, description = "The CA does not exist yet, the client is revoked \
+            (`client_revoked`), its token endpoint auth method is not `tls_client_auth` \
+            (`client_not_tls_client_auth`), or its registered certificate subject is not the SAN \
+            URI `urn:portcullis:client:<id>` that the CA writes (`client_mapping_not_issuable`)"),
         (status = 413, description = "The body is larger than 64 KiB"),
         (status = 415, description = "The body is not JSON"),
     ),

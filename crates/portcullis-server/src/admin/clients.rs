@@ -146,10 +146,21 @@ struct ClientInput {
     #[serde(default)]
     rate_limits: Vec<String>,
     plan: Option<String>,
+    /// For `tls_client_auth`, the certificate's subject DN (RFC 4514). Give
+    /// at most one `tls_client_auth_*` member. With none, the server maps
+    /// the client to the SAN URI `urn:portcullis:client:<client id>` that the
+    /// internal CA writes, and only such a client gets certificates from
+    /// `POST /clients/{id}/certificates`.
     tls_client_auth_subject_dn: Option<String>,
+    /// For `tls_client_auth`, a DNS name in the certificate's SAN.
     tls_client_auth_san_dns: Option<String>,
+    /// For `tls_client_auth`, a URI in the certificate's SAN. URIs in the
+    /// internal CA's `urn:portcullis:client:` namespace, in any case, are
+    /// rejected.
     tls_client_auth_san_uri: Option<String>,
+    /// For `tls_client_auth`, an IP address in the certificate's SAN.
     tls_client_auth_san_ip: Option<String>,
+    /// For `tls_client_auth`, an e-mail address in the certificate's SAN.
     tls_client_auth_san_email: Option<String>,
 }
 

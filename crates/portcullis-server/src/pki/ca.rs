@@ -6,13 +6,17 @@
 //! [`CA_KEY_PURPOSE`] sealing key and opened only to sign. An issued
 //! certificate names one OAuth client: subject CN is the client id and the
 //! only SAN is the URI [`client_uri`]. Whatever a CSR requests beyond its
-//! public key (subject, SANs, key usage, basic constraints) is ignored.
+//! public key (subject, SANs, key usage, basic constraints) is ignored. The
+//! CA signs only for a `tls_client_auth` client registered with one of those
+//! two names, so every certificate it issues authenticates its client.
 
 use std::sync::Mutex;
 
 use portcullis_core::crypto::{SealingKey, fill_random, sha256};
 use portcullis_core::ids::ClientId;
 use portcullis_core::name::TenantName;
+use portcullis_core::oauth::tls_subject::DistinguishedName as SubjectName;
+use portcullis_core::oauth::{ClientAuthMethod, ClientRecord, TlsClientAuthSubject};
 use portcullis_core::pki::{
     CaRecord, CertificateRecord, CertificateSerial, InvalidRevocationReason, RevocationReason,
     RevokedCertificate,
@@ -76,6 +80,15 @@ pub fn client_uri(client_id: ClientId) -> String {
     format!("{CLIENT_URI_PREFIX}{client_id}")
 }
 
+/// Returns whether `uri` starts with [`CLIENT_URI_PREFIX`], compared without
+/// regard to ASCII case. RFC 8141 §3.1 makes the `urn` scheme and the
+/// namespace identifier case-insensitive. The rest of the prefix is compared
+/// the same way, so every spelling of the namespace is reserved.
+pub fn in_client_uri_namespace(uri: &str) -> bool {
+    uri.get(..CLIENT_URI_PREFIX.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(CLIENT_URI_PREFIX))
+}
+
 /// Why a CA operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
@@ -116,6 +129,35 @@ pub enum CaError {
     /// The client is revoked, so it gets no new certificate.
     #[error("client {0} is revoked")]
     ClientRevoked(ClientId),
+    /// The client does not authenticate with `tls_client_auth`, so no
+    /// certificate of the CA would authenticate it.
+    #[error(
+        "client {client_id} authenticates with {method}, not tls_client_auth, so no certificate \
+         of the internal CA can authenticate it; register a client with the token endpoint auth \
+         method tls_client_auth and no certificate subject, which maps it to the SAN URI \
+         {CLIENT_URI_PREFIX}<client id> that the CA writes"
+    )]
+    NotTlsClientAuth {
+        /// The client.
+        client_id: ClientId,
+        /// The client's token endpoint auth method.
+        method: ClientAuthMethod,
+    },
+    /// The client's registered certificate subject is neither of the names
+    /// that the CA writes into the client's certificates.
+    #[error(
+        "client {client_id} is registered with {registered}, which no certificate of the \
+         internal CA carries; it needs tls_client_auth_san_uri {needed:?}, so register a new \
+         tls_client_auth client with no certificate subject and issue its certificate"
+    )]
+    MappingNotIssuable {
+        /// The client.
+        client_id: ClientId,
+        /// The registered subject as `member "value"`.
+        registered: String,
+        /// The SAN URI that the CA writes for the client.
+        needed: String,
+    },
     /// The tenant does not exist or its name is invalid.
     #[error("tenant {0:?} not found")]
     TenantNotFound(String),
@@ -151,6 +193,8 @@ impl CaError {
             Self::InvalidReason(_) => "invalid_reason",
             Self::ClientNotFound(_) => "client_not_found",
             Self::ClientRevoked(_) => "client_revoked",
+            Self::NotTlsClientAuth { .. } => "client_not_tls_client_auth",
+            Self::MappingNotIssuable { .. } => "client_mapping_not_issuable",
             Self::TenantNotFound(_) => "tenant_not_found",
             Self::CertificateNotFound(_) => "certificate_not_found",
             Self::AlreadyRevoked(_) => "certificate_revoked",
@@ -392,6 +436,7 @@ impl CertificateAuthority {
         if client.revoked_at.is_some() {
             return Err(CaError::ClientRevoked(client_id));
         }
+        check_issuable(&client)?;
         let issuer = self.open_issuer().await?;
         let issued = issue_certificate(&issuer, client_id, public_key, days, audit.at)?;
         let record = CertificateRecord {
@@ -416,6 +461,43 @@ impl CertificateAuthority {
                 other => CaError::Store(other),
             })?;
         Ok(record)
+    }
+}
+
+/// Checks that a certificate of the CA would authenticate `client` at the
+/// token endpoint and the gateway. The client must use `tls_client_auth`,
+/// and its registered subject (RFC 8705 §2.1.2) must be the SAN URI
+/// [`client_uri`] or the subject DN `CN=<client id>` that
+/// [`issue_certificate`] writes.
+fn check_issuable(client: &ClientRecord) -> Result<(), CaError> {
+    if client.auth_method != ClientAuthMethod::TlsClientAuth {
+        return Err(CaError::NotTlsClientAuth {
+            client_id: client.id,
+            method: client.auth_method,
+        });
+    }
+    let needed = client_uri(client.id);
+    let Some(registered) = &client.tls_client_auth_subject else {
+        return Err(CaError::MappingNotIssuable {
+            client_id: client.id,
+            registered: "no certificate subject".to_owned(),
+            needed,
+        });
+    };
+    let matched = match registered {
+        TlsClientAuthSubject::SanUri(_) => registered.matches_uri(&needed),
+        TlsClientAuthSubject::SubjectDn(_) => SubjectName::parse(&format!("CN={}", client.id))
+            .is_ok_and(|written| registered.matches_subject(&written)),
+        _ => false,
+    };
+    if matched {
+        Ok(())
+    } else {
+        Err(CaError::MappingNotIssuable {
+            client_id: client.id,
+            registered: format!("{} {:?}", registered.kind(), registered.value()),
+            needed,
+        })
     }
 }
 
@@ -999,6 +1081,82 @@ mod tests {
             codes,
             vec![None, Some(1), Some(2), Some(3), Some(4), Some(5), Some(9)]
         );
+    }
+
+    fn client_record(
+        auth_method: ClientAuthMethod,
+        subject: Option<(portcullis_core::oauth::TlsSubjectKind, &str)>,
+    ) -> ClientRecord {
+        ClientRecord {
+            id: client(),
+            tenant_id: portcullis_core::ids::TenantId::generate(),
+            tenant: TenantName::parse("acme").unwrap(),
+            name: "Partner".to_owned(),
+            confidential: true,
+            grant_types: vec![portcullis_core::oauth::GrantType::ClientCredentials],
+            scopes: portcullis_core::scope::ScopeSet::parse_list("orders:read").unwrap(),
+            redirect_uris: Vec::new(),
+            auth_method,
+            jwks: None,
+            tls_client_auth_subject: subject
+                .map(|(kind, value)| TlsClientAuthSubject::parse(kind, value).unwrap()),
+            access_token_ttl_seconds: 900,
+            created_at: now(),
+            revoked_at: None,
+            limits: portcullis_core::credential::RateLimits::default(),
+            created_by: None,
+        }
+    }
+
+    #[test]
+    fn issuable_only_for_written_names() {
+        use portcullis_core::oauth::TlsSubjectKind;
+
+        let own_uri = client_uri(client());
+        let own_dn = format!("CN={}", client());
+        let other = ClientId::generate();
+        let accepted = [
+            (TlsSubjectKind::SanUri, own_uri.as_str()),
+            (TlsSubjectKind::SubjectDn, own_dn.as_str()),
+        ];
+        for (kind, value) in accepted {
+            let record = client_record(ClientAuthMethod::TlsClientAuth, Some((kind, value)));
+            assert!(check_issuable(&record).is_ok(), "{kind} {value}");
+        }
+
+        let other_uri = client_uri(other);
+        let other_dn = format!("CN={other}");
+        let own_upper = own_uri.to_uppercase();
+        let rejected = [
+            (TlsSubjectKind::SanUri, other_uri.as_str()),
+            (TlsSubjectKind::SanUri, own_upper.as_str()),
+            (TlsSubjectKind::SanUri, "urn:acme:billing"),
+            (TlsSubjectKind::SubjectDn, other_dn.as_str()),
+            (TlsSubjectKind::SubjectDn, "CN=billing,O=Acme"),
+            (TlsSubjectKind::SanDns, "billing.example.com"),
+        ];
+        for (kind, value) in rejected {
+            let record = client_record(ClientAuthMethod::TlsClientAuth, Some((kind, value)));
+            let error = check_issuable(&record).unwrap_err();
+            assert_eq!(
+                error.code(),
+                "client_mapping_not_issuable",
+                "{kind} {value}"
+            );
+            let message = error.to_string();
+            assert!(message.contains(value), "{message}");
+            assert!(message.contains(&own_uri), "{message}");
+        }
+
+        for method in [
+            ClientAuthMethod::ClientSecretBasic,
+            ClientAuthMethod::PrivateKeyJwt,
+            ClientAuthMethod::SelfSignedTlsClientAuth,
+        ] {
+            let error = check_issuable(&client_record(method, None)).unwrap_err();
+            assert_eq!(error.code(), "client_not_tls_client_auth", "{method}");
+            assert!(error.to_string().contains(method.as_str()), "{error}");
+        }
     }
 
     fn audit_at(at: OffsetDateTime) -> AuditContext {

@@ -169,7 +169,7 @@ pub fn check_tls_client_auth(
     // namespace. A partner CA could write the same URI into a leaf, so a
     // client mapped that way accepts certificates of the internal CA only.
     if let TlsClientAuthSubject::SanUri(uri) = registered
-        && uri.starts_with(super::ca::CLIENT_URI_PREFIX)
+        && super::ca::in_client_uri_namespace(uri)
         && !anchor.includes_internal_ca()
     {
         return Err(CertificateMismatch::InternalNamespace);

@@ -207,6 +207,28 @@ fn internal_namespace_uri_needs_internal_ca() {
 }
 
 #[test]
+fn internal_namespace_any_case_needs_internal_ca() {
+    let ca = Authority::new();
+    let id = ClientId::generate();
+    // RFC 8141 §3.1: the scheme and the namespace identifier are
+    // case-insensitive, so each spelling is the internal CA's namespace.
+    // Registration rejects these URIs now, but a stored client may have one.
+    for spelling in [
+        format!("URN:portcullis:client:{id}"),
+        format!("urn:PortCullis:client:{id}"),
+        format!("Urn:PORTCULLIS:CLIENT:{id}"),
+    ] {
+        let client = tls_client(TlsSubjectKind::SanUri, &spelling);
+        let (der, verified) = ca.leaf_with_sans(partner(&client), vec![uri(&spelling)]);
+        assert_eq!(
+            check_tls_client_auth(&client, &der, &verified, None),
+            Err(CertificateMismatch::InternalNamespace),
+            "{spelling}"
+        );
+    }
+}
+
+#[test]
 fn san_uri_ip_email_rules() {
     let ca = Authority::new();
     let cases = [
