@@ -185,6 +185,14 @@ pub enum JwksError {
         /// The `use` as JSON.
         value: String,
     },
+    /// A key's `kid` is present but is not a non-empty string.
+    #[error(
+        "keys[{index}] has a kid that is not a non-empty string; give a string or leave kid out"
+    )]
+    InvalidKid {
+        /// Position in `keys`, from 0.
+        index: usize,
+    },
     /// Two keys share a `kid`, so an assertion's `kid` would be ambiguous.
     #[error("keys[{index}] repeats the kid of an earlier key")]
     DuplicateKid {
@@ -199,7 +207,8 @@ pub enum JwksError {
 
 /// Checks a client's JWKS (RFC 7517 §5): a `keys` array of public signing
 /// keys, each EC on P-256, RSA of at least [`MIN_RSA_MODULUS_BITS`] or OKP
-/// on Ed25519, each with a unique `kid`, none with a private member.
+/// on Ed25519, none with a private member. A `kid` is optional (RFC 7517
+/// §4.5), but when present it is a non-empty string unique in the set.
 pub fn check_jwks(text: &str) -> Result<(), JwksError> {
     let document: Value =
         serde_json::from_str(text).map_err(|error| JwksError::Json(error.to_string()))?;
@@ -218,7 +227,13 @@ pub fn check_jwks(text: &str) -> Result<(), JwksError> {
     for (index, key) in keys.iter().enumerate() {
         let key = key.as_object().ok_or(JwksError::NotObject { index })?;
         check_jwk(index, key)?;
-        let kid = string_member(index, key, "kid")?;
+        let Some(kid) = key.get("kid") else {
+            continue;
+        };
+        let kid = kid
+            .as_str()
+            .filter(|kid| !kid.is_empty())
+            .ok_or(JwksError::InvalidKid { index })?;
         if !kids.insert(kid) {
             return Err(JwksError::DuplicateKid { index });
         }
@@ -791,12 +806,17 @@ mod tests {
         for member in PRIVATE_MEMBERS {
             let mut key = ec_key();
             key[member] = Value::from("c2VjcmV0");
-            let error = check_jwks(&set(&[rsa_key(256), key])).unwrap_err();
+            let error = check_jwks(&set(&[rsa_key(256), key.clone()])).unwrap_err();
             assert_eq!(error, JwksError::PrivateMember { index: 1, member });
             let message = error.to_string();
             assert!(message.contains(&format!("\"{member}\"")), "{message}");
             assert!(message.contains("keys[1]"), "{message}");
             assert!(!message.contains("c2VjcmV0"), "{message}");
+
+            // A key without a kid is held to the same rule.
+            key.as_object_mut().unwrap().remove("kid");
+            let error = check_jwks(&set(&[key])).unwrap_err();
+            assert_eq!(error, JwksError::PrivateMember { index: 0, member });
         }
     }
 
@@ -856,13 +876,17 @@ mod tests {
     fn jwks_member_errors() {
         let mut no_kid = ec_key();
         no_kid.as_object_mut().unwrap().remove("kid");
-        assert_eq!(
-            check_jwks(&set(&[no_kid])),
-            Err(JwksError::MissingMember {
-                index: 0,
-                member: "kid"
-            })
-        );
+        assert_eq!(check_jwks(&set(&[no_kid.clone(), no_kid.clone()])), Ok(()));
+        assert_eq!(check_jwks(&set(&[ec_key(), no_kid])), Ok(()));
+        for kid in [Value::from(""), Value::from(7), Value::Null] {
+            let mut bad_kid = ec_key();
+            bad_kid["kid"] = kid.clone();
+            assert_eq!(
+                check_jwks(&set(&[bad_kid])),
+                Err(JwksError::InvalidKid { index: 0 }),
+                "{kid}"
+            );
+        }
 
         let mut short_x = ec_key();
         short_x["x"] = Value::from("AAAA");

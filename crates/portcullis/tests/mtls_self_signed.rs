@@ -23,6 +23,7 @@ use reqwest::StatusCode;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
+use support::upstream::Upstream;
 use support::{DataDir, Server};
 
 /// A self-signed certificate, its private key and the JWK of its key.
@@ -33,6 +34,13 @@ struct SelfSigned {
 }
 
 impl SelfSigned {
+    /// Returns the JWK of the certificate's key with no `kid`.
+    fn jwk_without_kid(&self) -> Value {
+        let mut jwk = self.jwk.clone();
+        jwk.as_object_mut().unwrap().remove("kid");
+        jwk
+    }
+
     fn new() -> Self {
         let key = KeyPair::generate().unwrap();
         let params = CertificateParams::new(vec!["svc.example.com".to_owned()]).unwrap();
@@ -62,8 +70,14 @@ impl SelfSigned {
 /// Registers a `self_signed_tls_client_auth` client of acme with the key
 /// of `certificate` and returns its id.
 fn register(data: &DataDir, certificate: &SelfSigned, name: &str) -> String {
+    register_keys(data, std::slice::from_ref(&certificate.jwk), name)
+}
+
+/// Registers a `self_signed_tls_client_auth` client of acme with the JWKS
+/// of `keys` and returns its id.
+fn register_keys(data: &DataDir, keys: &[Value], name: &str) -> String {
     let path = data.path().join(format!("{name}-jwks.json"));
-    let jwks = serde_json::json!({ "keys": [certificate.jwk] });
+    let jwks = serde_json::json!({ "keys": keys });
     std::fs::write(&path, jwks.to_string()).unwrap();
     let created = data.cli_json(&[
         "clients",
@@ -84,6 +98,19 @@ fn register(data: &DataDir, certificate: &SelfSigned, name: &str) -> String {
     created["client_id"].as_str().unwrap().to_owned()
 }
 
+/// Builds an HTTPS client of `server` that presents `certificate`.
+fn https(server: &Server, certificate: &SelfSigned) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(&server.ca_pem).unwrap();
+    let pem = format!("{}{}", certificate.cert_pem, certificate.key_pem);
+    reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .resolve("localhost", server.address)
+        .no_proxy()
+        .identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap())
+        .build()
+        .unwrap()
+}
+
 /// Sends a `client_credentials` request for `client_id`, presenting
 /// `certificate`, and returns the status and JSON body, or the error of a
 /// failed handshake.
@@ -92,16 +119,7 @@ async fn token(
     certificate: &SelfSigned,
     client_id: &str,
 ) -> Result<(StatusCode, Value), String> {
-    let ca = reqwest::Certificate::from_pem(&server.ca_pem).unwrap();
-    let pem = format!("{}{}", certificate.cert_pem, certificate.key_pem);
-    let client = reqwest::Client::builder()
-        .tls_certs_only([ca])
-        .resolve("localhost", server.address)
-        .no_proxy()
-        .identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap())
-        .build()
-        .unwrap();
-    let response = client
+    let response = https(server, certificate)
         .post(server.url("/oauth/token"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!(
@@ -167,4 +185,58 @@ async fn required_mode_admits_registered_keys() {
     let later_id = register(&data, &later, "later");
     let body = token_within(&server, &later, &later_id, Duration::from_secs(15)).await;
     assert_eq!(cnf_thumbprint(&body), later.thumbprint());
+}
+
+#[tokio::test]
+async fn jwks_without_kid_authenticates() {
+    let upstream = Upstream::start();
+    let data = DataDir::new();
+    data.cli(&["tenants", "create", "acme"]);
+    data.cli(&["ca", "init"]);
+    // RFC 7517 §4.5 makes kid optional: neither key of this set has one,
+    // and the certificate's key is the second.
+    let decoy = SelfSigned::new();
+    let registered = SelfSigned::new();
+    let keys = [decoy.jwk_without_kid(), registered.jwk_without_kid()];
+    let client_id = register_keys(&data, &keys, "no-kid");
+    data.write_config(&format!(
+        r#"[server]
+client_certificates = "required"
+
+[[routes]]
+path_prefix = "/orders"
+upstream = "{upstream}"
+auth = ["mtls"]
+
+[routes.scopes]
+GET = ["orders:read"]
+"#,
+        upstream = upstream.url(),
+    ));
+    let server = Server::start(&data);
+
+    let body = token_within(&server, &registered, &client_id, Duration::from_secs(10)).await;
+    assert_eq!(cnf_thumbprint(&body), registered.thumbprint());
+
+    let response = https(&server, &registered)
+        .get(server.url("/orders/items"))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let seen = upstream.last().unwrap();
+    assert_eq!(
+        seen.header("x-portcullis-client-id"),
+        Some(client_id.as_str())
+    );
+    assert_eq!(
+        seen.header("x-portcullis-auth-method"),
+        Some("self_signed_tls_client_auth")
+    );
+    assert_eq!(
+        seen.header("x-portcullis-client-certificate-sha256"),
+        Some(registered.thumbprint().as_str())
+    );
 }

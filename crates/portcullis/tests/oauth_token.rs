@@ -362,8 +362,13 @@ fn assertion_claims(client_id: &str, audience: &str) -> Value {
 
 /// Signs `claims` with ES256 and a PKCS#8 PEM key, under [`REGISTERED_KID`].
 fn sign_assertion(claims: &Value, key_pem: &str) -> String {
+    sign_assertion_with_kid(claims, key_pem, Some(REGISTERED_KID))
+}
+
+/// Signs `claims` like [`sign_assertion`], with `kid` in the header or none.
+fn sign_assertion_with_kid(claims: &Value, key_pem: &str, kid: Option<&str>) -> String {
     let mut header = Header::new(Algorithm::ES256);
-    header.kid = Some(REGISTERED_KID.to_owned());
+    header.kid = kid.map(ToOwned::to_owned);
     let base64_body: String = key_pem
         .lines()
         .filter(|line| !line.starts_with("-----"))
@@ -686,6 +691,84 @@ async fn private_key_jwt_unregistered_key_rejected() {
     token(None, &assertion_body(&assertion))
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+}
+
+/// Returns the public JWK, without `kid`, of a P-256 PKCS#8 PEM key.
+fn public_jwk_without_kid(key_pem: &str) -> Value {
+    let key = rcgen::KeyPair::from_pem(key_pem).unwrap();
+    // An uncompressed P-256 point: 0x04, then x and y of 32 bytes each.
+    let point = key.public_key_raw();
+    json!({
+        "kty": "EC",
+        "crv": "P-256",
+        "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+        "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+    })
+}
+
+#[tokio::test]
+async fn private_key_jwt_keys_without_kid() {
+    let fixture = &*FIXTURE;
+    let other_key = rcgen::KeyPair::generate().unwrap().serialize_pem();
+    let jwks_path = fixture.data.path().join("client-jwks-no-kid.json");
+    let jwks = json!({"keys": [
+        public_jwk_without_kid(&other_key),
+        public_jwk_without_kid(REGISTERED_KEY_PEM),
+    ]});
+    std::fs::write(&jwks_path, jwks.to_string()).unwrap();
+    let client = create_client(
+        &fixture.data,
+        &[
+            "--scopes",
+            "orders:read",
+            "--auth-method",
+            "private_key_jwt",
+            "--jwks",
+            jwks_path.to_str().unwrap(),
+        ],
+    );
+
+    // Without a header kid every key is tried, and with one the keys that
+    // have no kid are.
+    for kid in [None, Some("any-kid")] {
+        let claims = assertion_claims(&client.id, &token_endpoint());
+        let assertion = sign_assertion_with_kid(&claims, REGISTERED_KEY_PEM, kid);
+        let reply = token(None, &assertion_body(&assertion)).await;
+        let access_token = reply.access_token();
+        assert_eq!(
+            jwt_part(access_token, 1)["client_id"],
+            client.id.as_str(),
+            "{kid:?}"
+        );
+    }
+
+    // A key that is not in the set still fails, with or without a kid.
+    for kid in [None, Some("any-kid")] {
+        let claims = assertion_claims(&client.id, &token_endpoint());
+        let assertion = sign_assertion_with_kid(&claims, UNREGISTERED_KEY_PEM, kid);
+        token(None, &assertion_body(&assertion))
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+}
+
+#[tokio::test]
+async fn private_key_jwt_kid_selects_key() {
+    let fixture = &*FIXTURE;
+    // The registered key has a kid, so a header naming another kid finds
+    // no key, while a header without kid tries the registered key.
+    let claims = assertion_claims(&fixture.jwt.id, &token_endpoint());
+    let assertion = sign_assertion_with_kid(&claims, REGISTERED_KEY_PEM, Some("other-kid"));
+    token(None, &assertion_body(&assertion))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    let claims = assertion_claims(&fixture.jwt.id, &token_endpoint());
+    let assertion = sign_assertion_with_kid(&claims, REGISTERED_KEY_PEM, None);
+    let reply = token(None, &assertion_body(&assertion)).await;
+    assert_eq!(
+        jwt_part(reply.access_token(), 1)["client_id"],
+        fixture.jwt.id.as_str()
+    );
 }
 
 #[tokio::test]

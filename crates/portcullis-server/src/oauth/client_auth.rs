@@ -29,6 +29,7 @@ use time::OffsetDateTime;
 use super::error::OAuthError;
 use super::form::Form;
 use crate::app::AppState;
+use crate::clients::MAX_JWKS_KEYS;
 use crate::listener::{ClientCertificate, ConnectionInfo};
 use crate::metrics::{self, AuthMethodLabel, AuthOutcome};
 use crate::pki::clients::internal_ca_client;
@@ -653,36 +654,61 @@ fn verify_assertion(
     }
 
     let jwks: JwkSet = serde_json::from_str(client.jwks.as_deref()?).ok()?;
-    let kid = header.get("kid").and_then(serde_json::Value::as_str);
-    let jwk = match kid {
-        Some(kid) => jwks.find(kid)?,
-        None if jwks.keys.len() == 1 => jwks.keys.first()?,
-        None => return None,
+    let header_kid = match header.get("kid") {
+        None => None,
+        Some(serde_json::Value::String(kid)) => Some(kid.as_str()),
+        Some(_) => return None,
     };
-    // The registered key fixes the algorithm; the header must name it.
-    let algorithm = key_algorithm(jwk)?;
+    // The registered key fixes the algorithm, so the header must name it.
     let header_alg = header.get("alg").and_then(serde_json::Value::as_str)?;
-    if header_alg != algorithm_name(algorithm) {
-        return None;
-    }
 
-    let key = DecodingKey::from_jwk(jwk).ok()?;
-    let mut validation = Validation::new(algorithm);
+    // RFC 7517 §4.5 makes `kid` optional. A header `kid` selects the key with
+    // that `kid` and the keys without one. A header without `kid` tries every
+    // key of the header's algorithm. Registration already allows at most
+    // MAX_JWKS_KEYS keys, and the cap here bounds the work per assertion
+    // whatever the store holds.
+    let candidates = jwks
+        .keys
+        .iter()
+        .filter(|jwk| match (header_kid, jwk.common.key_id.as_deref()) {
+            (Some(wanted), Some(kid)) => kid == wanted,
+            _ => true,
+        })
+        .filter_map(|jwk| {
+            let algorithm = key_algorithm(jwk)?;
+            (algorithm_name(algorithm) == header_alg).then_some((jwk, algorithm))
+        })
+        .take(MAX_JWKS_KEYS);
+
     let issuer = &state.oauth.issuer;
     let token_endpoint = format!("{issuer}/oauth/token");
-    validation.set_audience(&[token_endpoint.as_str(), issuer.as_str()]);
-    validation.set_issuer(&[client_id]);
-    validation.sub = Some(client_id.to_owned());
-    validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-    validation.validate_nbf = true;
-    validation.leeway = state.oauth.settings.leeway.as_secs();
-    match decode::<serde_json::Value>(assertion, &key, &validation) {
-        Ok(data) => Some(data.claims),
-        Err(error) => {
-            tracing::debug!(client_id = %client.id, error = %error, "client assertion rejected");
-            None
+    let mut last_error = None;
+    for (jwk, algorithm) in candidates {
+        let Ok(key) = DecodingKey::from_jwk(jwk) else {
+            continue;
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.set_audience(&[token_endpoint.as_str(), issuer.as_str()]);
+        validation.set_issuer(&[client_id]);
+        validation.sub = Some(client_id.to_owned());
+        validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+        validation.validate_nbf = true;
+        validation.leeway = state.oauth.settings.leeway.as_secs();
+        match decode::<serde_json::Value>(assertion, &key, &validation) {
+            Ok(data) => return Some(data.claims),
+            Err(error) => last_error = Some(error),
         }
     }
+    match last_error {
+        Some(error) => {
+            tracing::debug!(client_id = %client.id, error = %error, "client assertion rejected");
+        }
+        None => tracing::debug!(
+            client_id = %client.id,
+            "no registered key matches the client assertion's kid and alg"
+        ),
+    }
+    None
 }
 
 /// The one algorithm a registered key may sign with.
