@@ -388,7 +388,7 @@ async fn invalid_csrs_rejected_with_message() {
             "garbage file",
             "30",
             Part::file("csr_file", "client.csr", b"hello, not a CSR"),
-            "cannot parse the request",
+            "it is not a PKCS#10 certification request",
         ),
         (
             "garbage text",

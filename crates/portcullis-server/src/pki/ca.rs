@@ -611,8 +611,15 @@ fn parse_csr(csr_pem: &str) -> Result<SubjectPublicKeyInfo, CaError> {
             pem.label
         )));
     }
-    let (rest, csr) = X509CertificationRequest::from_der(&pem.contents)
-        .map_err(|error| CaError::InvalidCsr(format!("cannot parse the request: {error}")))?;
+    // The parser's own error names ASN.1 tags, which tells a partner
+    // nothing, so the message names the format instead.
+    let (rest, csr) = X509CertificationRequest::from_der(&pem.contents).map_err(|_| {
+        CaError::InvalidCsr(
+            "cannot parse the request: it is not a PKCS#10 certification request \
+             (RFC 2986); create one with `openssl req -new`"
+                .to_owned(),
+        )
+    })?;
     if !rest.is_empty() {
         return Err(CaError::InvalidCsr(
             "trailing bytes after the request".to_owned(),
