@@ -222,6 +222,18 @@ pub enum LabelError {
     /// Longer than [`MAX_LABEL_LEN`].
     #[error("{0} is longer than {MAX_LABEL_LEN} characters")]
     TooLong(&'static str),
+    /// A name contains a character that changes how the text around it is
+    /// shown: a control character, a line or paragraph separator, or a
+    /// bidirectional formatting character.
+    #[error(
+        "{what} contains the character U+{code_point:04X} at position {position}; \
+         a name must be one line of text without control or text-direction characters"
+    )]
+    Unprintable {
+        what: &'static str,
+        code_point: u32,
+        position: usize,
+    },
 }
 
 /// Checks a key label or revocation reason. Any text is allowed, line
@@ -232,6 +244,45 @@ pub fn check_label(what: &'static str, text: &str) -> Result<(), LabelError> {
         return Err(LabelError::TooLong(what));
     }
     Ok(())
+}
+
+/// Checks a name that dashboards, the consent page and the CLI show next to
+/// other names: a label that is one line and cannot change the direction of
+/// the text around it. A right-to-left override (U+202E) would otherwise
+/// let `invoice\u{202E}fdp.exe` read as another name (Unicode Standard
+/// Annex #9 lists the formatting characters).
+pub fn check_name(what: &'static str, text: &str) -> Result<(), LabelError> {
+    check_label(what, text)?;
+    let found = text
+        .chars()
+        .enumerate()
+        .find(|(_, character)| changes_layout(*character));
+    if let Some((index, character)) = found {
+        return Err(LabelError::Unprintable {
+            what,
+            code_point: u32::from(character),
+            position: index + 1,
+        });
+    }
+    Ok(())
+}
+
+/// Control characters (C0, DEL, C1), U+2028 and U+2029, and the
+/// bidirectional formatting characters of UAX #9: ALM, LRM, RLM, the
+/// embeddings and overrides U+202A to U+202E, and the isolates U+2066 to
+/// U+2069.
+fn changes_layout(character: char) -> bool {
+    character.is_control()
+        || matches!(
+            character,
+            '\u{061C}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+        )
 }
 
 /// Cuts `text` to at most [`MAX_LABEL_LEN`] characters, marking a cut with
@@ -251,6 +302,45 @@ mod tests {
     use time::Duration;
 
     use super::*;
+
+    #[test]
+    fn check_name_rejects_layout_characters() {
+        assert_eq!(check_name("key name", "billing sync (ÉU) 請求"), Ok(()));
+        for (text, code_point, position) in [
+            ("a\u{1B}[31m", 0x1B, 2),
+            ("nul\0", 0, 4),
+            ("two\nlines", 0x0A, 4),
+            ("tab\there", 0x09, 4),
+            ("next\u{85}line", 0x85, 5),
+            ("line\u{2028}sep", 0x2028, 5),
+            ("pay\u{202E}lanif", 0x202E, 4),
+            ("\u{2066}isolate", 0x2066, 1),
+            ("mark\u{200F}", 0x200F, 5),
+        ] {
+            assert_eq!(
+                check_name("key name", text),
+                Err(LabelError::Unprintable {
+                    what: "key name",
+                    code_point,
+                    position,
+                }),
+                "{text:?}"
+            );
+        }
+        let long = "x".repeat(MAX_LABEL_LEN + 1);
+        assert_eq!(
+            check_name("key name", &long),
+            Err(LabelError::TooLong("key name"))
+        );
+    }
+
+    #[test]
+    fn check_label_keeps_line_breaks() {
+        assert_eq!(
+            check_label("reason", "leaked\nin a public repository"),
+            Ok(())
+        );
+    }
 
     #[test]
     fn shorten_label_marks_cut() {

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use portcullis_core::credential::{RateLimits, check_label};
+use portcullis_core::credential::{RateLimits, check_label, check_name};
 use portcullis_core::ids::ClientId;
 use portcullis_core::key::{OpaqueSecret, SecretKind};
 use portcullis_core::oauth::{
@@ -550,7 +550,7 @@ struct CheckedClient {
 }
 
 fn check_request(request: ClientRequest) -> Result<CheckedClient, ManageError> {
-    check_name(&request.name)?;
+    check_client_name(&request.name)?;
 
     let grant_types: Vec<GrantType> = request
         .grant_types
@@ -684,28 +684,13 @@ fn check_tls_subjects(
     Ok(Some(subject))
 }
 
-/// Checks a client name: not blank, at most the label length, and no
-/// control characters, because the consent page and the CLI show it.
-fn check_name(name: &str) -> Result<(), ManageError> {
+/// Checks a client name: not blank, and a one-line name as
+/// [`check_name`] defines it, because the consent page and the CLI show it.
+fn check_client_name(name: &str) -> Result<(), ManageError> {
     if name.trim().is_empty() {
         return Err(invalid("name", "a client name is required".to_owned()));
     }
-    check_label("client name", name).map_err(|error| invalid("name", error.to_string()))?;
-    if let Some((position, character)) = name
-        .chars()
-        .enumerate()
-        .find(|(_, character)| character.is_control())
-    {
-        return Err(invalid(
-            "name",
-            format!(
-                "client name contains the control character U+{:04X} at position {}",
-                u32::from(character),
-                position + 1
-            ),
-        ));
-    }
-    Ok(())
+    check_name("client name", name).map_err(|error| invalid("name", error.to_string()))
 }
 
 /// Resolves the authentication method from `--public` and the requested
@@ -729,9 +714,23 @@ fn auth_method(
     }
 }
 
+/// Most redirect URIs one client may register. Each authorization request
+/// compares its `redirect_uri` with every registered one, and an
+/// application needs one per environment and platform, not hundreds.
+pub const MAX_REDIRECT_URIS: usize = 20;
+
 /// Parses each redirect URI, naming the first one rejected, and drops exact
 /// repeats.
 fn check_redirect_uris(uris: &[String]) -> Result<Vec<RedirectUri>, ManageError> {
+    if uris.len() > MAX_REDIRECT_URIS {
+        return Err(invalid(
+            "redirect_uris",
+            format!(
+                "{} redirect URIs given; a client may register at most {MAX_REDIRECT_URIS}",
+                uris.len()
+            ),
+        ));
+    }
     let mut checked: Vec<RedirectUri> = Vec::with_capacity(uris.len());
     for uri in uris {
         let parsed = RedirectUri::parse(uri)
@@ -987,6 +986,15 @@ mod tests {
             (
                 ClientRequest {
                     redirect_uris: Vec::new(),
+                    ..request()
+                },
+                "redirect_uris",
+            ),
+            (
+                ClientRequest {
+                    redirect_uris: (0..=MAX_REDIRECT_URIS)
+                        .map(|port| format!("http://127.0.0.1:{}/callback", 8000 + port))
+                        .collect(),
                     ..request()
                 },
                 "redirect_uris",

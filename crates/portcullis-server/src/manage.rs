@@ -3,7 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use portcullis_core::credential::{ApiKeyRecord, KeyKind, KeyLimits, RateLimits, check_label};
+use portcullis_core::credential::{
+    ApiKeyRecord, KeyKind, KeyLimits, RateLimits, check_label, check_name,
+};
 use portcullis_core::crypto::Pepper;
 use portcullis_core::ids::KeyId;
 use portcullis_core::key::{Environment, KeySecret};
@@ -355,7 +357,7 @@ impl Manager {
             ));
         }
         if let Some(name) = &request.name {
-            check_label("name", name).map_err(|error| ManageError::invalid("name", &error))?;
+            check_name("key name", name).map_err(|error| ManageError::invalid("name", &error))?;
         }
         let expires_at = match request.expires_in {
             Some(lifetime) if lifetime <= Duration::ZERO => {

@@ -235,7 +235,25 @@ async fn admin_creates_rotates_revokes_key() {
 #[tokio::test]
 async fn create_form_errors_name_fields() {
     let mut admin = signed_in("acme", "admin@acme.test").await;
-    let cases: [(&[(&str, &str)], &str); 5] = [
+    let cases: [(&[(&str, &str)], &str); 7] = [
+        (
+            &[
+                ("name", "red\u{1B}[31m"),
+                ("scope.0", "orders:read"),
+                ("expires_in_days", "30"),
+                ("environment", "live"),
+            ],
+            "Name: key name contains the character U+001B at position 4",
+        ),
+        (
+            &[
+                ("name", "pay\u{202E}lanif"),
+                ("scope.0", "orders:read"),
+                ("expires_in_days", "30"),
+                ("environment", "live"),
+            ],
+            "Name: key name contains the character U+202E at position 4",
+        ),
         (
             &[
                 ("scope.0", "orders:read"),
@@ -292,6 +310,13 @@ async fn create_form_errors_name_fields() {
     let stored = keys["keys"].as_array().unwrap();
     assert!(
         stored.iter().all(|key| key["name"] != "rejected form"),
+        "{keys}"
+    );
+    assert!(
+        stored.iter().all(|key| {
+            let name = key["name"].as_str().unwrap_or_default();
+            !name.contains(['\u{1B}', '\u{202E}'])
+        }),
         "{keys}"
     );
 }

@@ -132,8 +132,10 @@ struct ClientInput {
     grant_types: Vec<String>,
     /// The scopes the client may request, separated by spaces.
     scope: String,
-    /// Required for the authorization code grant.
+    /// Required for the authorization code grant; at most 20, as
+    /// `clients::MAX_REDIRECT_URIS` allows.
     #[serde(default)]
+    #[schema(max_items = 20)]
     redirect_uris: Vec<String>,
     /// `client_secret_basic` when left out, or `none` for a public client.
     #[schema(value_type = Option<schemas::ClientAuthMethod>)]

@@ -443,6 +443,8 @@ fn check_key_form(state: &AppState, form: &Form) -> Result<CheckedKeyForm, KeyFo
             "Name: shorten it to at most {} characters.",
             portcullis_core::credential::MAX_LABEL_LEN
         ));
+    } else if let Err(error) = portcullis_core::credential::check_name("key name", &name) {
+        errors.push(format!("Name: {error}."));
     }
 
     let chosen: Vec<&str> = form.values_with_prefix("scope.").collect();

@@ -381,3 +381,14 @@ fn public_document_links_admin_document() {
     let description = admin["info"]["description"].as_str().unwrap();
     assert!(description.contains("/openapi.json"));
 }
+
+#[test]
+fn redirect_uri_limit_documented() {
+    let api = document_json();
+    let property = &api["components"]["schemas"]["ClientInput"]["properties"]["redirect_uris"];
+    assert_eq!(
+        property["maxItems"],
+        crate::clients::MAX_REDIRECT_URIS,
+        "{property}"
+    );
+}
