@@ -71,7 +71,7 @@ pub struct ValidKey<'a> {
     #[schema(value_type = crate::openapi::schemas::Environment)]
     pub environment: Environment,
     /// RFC 3339 expiry time, or `null` for a key that does not expire.
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub expires_at: Option<String>,
 }
 
@@ -87,9 +87,11 @@ pub struct InvalidKey<'a> {
     pub code: &'a str,
     /// Seconds until the key may be used again, when waiting helps.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub retry_after: Option<u64>,
     /// The rate limit that decided, for `rate_limited`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub limit: Option<&'a str>,
 }
 

@@ -74,6 +74,7 @@ pub struct TokenResponse<'a> {
     pub scope: String,
     /// A new refresh token, when the grant issues one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub refresh_token: Option<&'a str>,
 }
 

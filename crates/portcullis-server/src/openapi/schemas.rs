@@ -95,7 +95,9 @@ pub struct ApiKey {
     #[schema(value_type = KeyKind)]
     pub kind: String,
     /// The owning tenant's name, or `null` for an operator key.
+    #[schema(required = true)]
     pub tenant: Option<String>,
+    #[schema(required = true)]
     pub name: Option<String>,
     #[schema(value_type = Environment)]
     pub environment: String,
@@ -106,22 +108,26 @@ pub struct ApiKey {
     pub status: String,
     #[schema(format = DateTime)]
     pub created_at: String,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub expires_at: Option<String>,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub revoked_at: Option<String>,
+    #[schema(required = true)]
     pub revoked_reason: Option<String>,
     /// The key that replaced this one in a rotation.
-    #[schema(format = Uuid)]
+    #[schema(required = true, format = Uuid)]
     pub rotated_to: Option<String>,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub last_used_at: Option<String>,
+    #[schema(required = true)]
     pub last_used_from: Option<String>,
     pub use_count: i64,
     /// Rates such as `100/s burst 200`, all of which apply.
     pub rate_limits: Vec<String>,
+    #[schema(required = true)]
     pub plan: Option<String>,
     /// The number of requests the key may make in all, or `null`.
+    #[schema(required = true)]
     pub max_uses: Option<i64>,
     pub uses_spent: i64,
 }
@@ -219,11 +225,13 @@ pub struct Client {
     /// The lifetime of the client's access tokens in seconds.
     pub access_token_ttl: i64,
     pub rate_limits: Vec<String>,
+    #[schema(required = true)]
     pub plan: Option<String>,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub revoked_at: Option<String>,
     /// The audit actor that registered the client: `cli`,
     /// `operator-key:<uuid>` or `user:<uuid>`; null when not recorded.
+    #[schema(required = true)]
     pub created_by: Option<String>,
     /// The client's public keys (RFC 7517), for `private_key_jwt` and
     /// `self_signed_tls_client_auth`.
@@ -287,7 +295,7 @@ pub struct User {
     pub role: Role,
     #[schema(format = DateTime)]
     pub created_at: String,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub disabled_at: Option<String>,
 }
 
@@ -307,17 +315,17 @@ pub struct SigningKey {
     pub algorithm: String,
     /// The key's place in its rotation, such as `active` or `retired`.
     pub state: String,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub created_at: Option<String>,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub activates_at: Option<String>,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub retired_at: Option<String>,
     /// Until when the JWKS keeps publishing the key.
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub publish_until: Option<String>,
     /// The public key as a JWK (RFC 7517).
-    #[schema(value_type = Option<Object>)]
+    #[schema(required = true, value_type = Option<Object>)]
     pub public_jwk: Value,
 }
 
@@ -333,7 +341,7 @@ pub struct CertificateAuthority {
     #[schema(format = Uuid)]
     pub id: String,
     pub certificate_pem: String,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub created_at: Option<String>,
 }
 
@@ -348,18 +356,19 @@ pub struct Certificate {
     pub tenant_id: String,
     pub subject: String,
     pub subject_alt_names: Vec<String>,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub not_before: Option<String>,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub not_after: Option<String>,
     /// The SHA-256 thumbprint in hex.
     pub sha256: String,
     pub status: CredentialStatus,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub revoked_at: Option<String>,
+    #[schema(required = true)]
     pub revoked_reason: Option<String>,
     pub certificate_pem: String,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub created_at: Option<String>,
 }
 
@@ -379,7 +388,7 @@ pub struct TrustedCa {
     pub subject: String,
     pub sha256: String,
     pub certificate_pem: String,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub added_at: Option<String>,
     /// Absolute paths of the CA's CRL files on the servers.
     pub crl_files: Vec<String>,
@@ -427,7 +436,7 @@ pub struct UsageCounts {
 /// The counts of one period.
 #[derive(ToSchema)]
 pub struct UsagePoint {
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub start: Option<String>,
     pub requests: i64,
     pub failures: i64,
@@ -439,9 +448,9 @@ pub struct UsagePoint {
 pub struct UsageSeries {
     pub subject: UsageSubject,
     pub granularity: Granularity,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub since: Option<String>,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub until: Option<String>,
     pub totals: UsageCounts,
     pub points: Vec<UsagePoint>,
@@ -455,14 +464,16 @@ pub struct AuditEvent {
     pub seq: i64,
     #[schema(format = Uuid)]
     pub id: String,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub at: Option<String>,
     pub actor: String,
     /// The action, such as `key.revoked`.
     pub action: String,
-    #[schema(format = Uuid)]
+    #[schema(required = true, format = Uuid)]
     pub tenant_id: Option<String>,
+    #[schema(required = true)]
     pub target: Option<String>,
+    #[schema(required = true)]
     pub remote_addr: Option<String>,
     /// Action-specific details.
     pub details: Value,
@@ -477,6 +488,7 @@ pub struct AuditEvent {
 pub struct AuditEventPage {
     pub events: Vec<AuditEvent>,
     /// Pass as `after` to read the next page; `null` on the last page.
+    #[schema(required = true)]
     pub next_after: Option<i64>,
 }
 
@@ -485,11 +497,12 @@ pub struct AuditEventPage {
 pub struct Alert {
     #[schema(format = Uuid)]
     pub id: String,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub at: Option<String>,
-    #[schema(format = Uuid)]
+    #[schema(required = true, format = Uuid)]
     pub tenant_id: Option<String>,
     /// The key or client id the alert is about.
+    #[schema(required = true)]
     pub credential: Option<String>,
     pub rule: String,
     /// `info`, `warning` or `critical`.
@@ -502,7 +515,7 @@ pub struct Alert {
 pub struct AlertPage {
     pub alerts: Vec<Alert>,
     /// Pass as `before` to read the next page; `null` on the last page.
-    #[schema(format = Uuid)]
+    #[schema(required = true, format = Uuid)]
     pub next_before: Option<String>,
 }
 
@@ -514,12 +527,13 @@ pub struct Delivery {
     pub webhook: String,
     pub state: String,
     pub attempts: i32,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub next_attempt_at: Option<String>,
+    #[schema(required = true)]
     pub last_error: Option<String>,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub created_at: Option<String>,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub finished_at: Option<String>,
 }
 
@@ -535,7 +549,9 @@ pub struct FindingSubject {
     /// Kind of credential or component, such as `key` or `client`.
     pub kind: String,
     pub id: String,
+    #[schema(required = true)]
     pub tenant: Option<String>,
+    #[schema(required = true)]
     pub label: Option<String>,
 }
 
@@ -555,15 +571,17 @@ pub struct FindingSummary {
     pub total: u64,
     /// The number of findings per severity.
     pub by_severity: Map<String, Value>,
+    #[schema(required = true)]
     pub highest_severity: Option<String>,
 }
 
 /// The credential hygiene report of `portcullis audit`.
 #[derive(ToSchema)]
 pub struct CredentialAuditReport {
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub generated_at: Option<String>,
     /// The tenant the report covers, or `null` for the whole server.
+    #[schema(required = true)]
     pub tenant: Option<String>,
     /// The thresholds the report applied.
     pub policy: Map<String, Value>,

@@ -392,3 +392,180 @@ fn redirect_uri_limit_documented() {
         "{property}"
     );
 }
+
+/// Returns whether a property schema admits `null`: a 3.1 type list with
+/// `"null"`, or a `oneOf` with a null branch, utoipa's form for an
+/// optional reference.
+fn is_nullable(property: &Value) -> bool {
+    let in_type = property["type"]
+        .as_array()
+        .is_some_and(|types| types.iter().any(|kind| kind == "null"));
+    let in_one_of = property["oneOf"]
+        .as_array()
+        .is_some_and(|branches| branches.iter().any(|branch| branch["type"] == "null"));
+    in_type || in_one_of
+}
+
+/// Collects the names of the component schemas that the `$ref`s inside
+/// `roots` reach, directly or through other components.
+fn referenced_schemas<'a>(
+    api: &'a Value,
+    roots: impl IntoIterator<Item = &'a Value>,
+) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut visited_refs = std::collections::BTreeSet::new();
+    let mut pending: Vec<&Value> = roots.into_iter().collect();
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::Object(members) => {
+                if let Some(Value::String(reference)) = members.get("$ref")
+                    && visited_refs.insert(reference.clone())
+                {
+                    let pointer = reference.strip_prefix('#').unwrap();
+                    let target = api.pointer(pointer);
+                    assert!(target.is_some(), "{reference} points nowhere");
+                    pending.push(target.unwrap());
+                    if let Some(name) = pointer.strip_prefix("/components/schemas/") {
+                        names.insert(name.to_owned());
+                    }
+                }
+                pending.extend(members.values());
+            }
+            Value::Array(items) => pending.extend(items),
+            _ => {}
+        }
+    }
+    names
+}
+
+#[test]
+fn referenced_schemas_follow_nested_refs() {
+    let api = public_json();
+    let bodies: Vec<Value> = operations(&api)
+        .into_iter()
+        .filter(|(method, path, _)| method == "post" && path == "/v1/leaks")
+        .map(|(_, _, operation)| operation["requestBody"].clone())
+        .collect();
+    assert_eq!(bodies.len(), 1);
+    // The body is an array, so `ReportItem` is only reached through
+    // `items`.
+    let names = referenced_schemas(&api, &bodies);
+    assert!(names.contains("ReportItem"), "{names:?}");
+}
+
+#[test]
+fn nullable_members_required() {
+    // The handlers build most bodies with `json!`, which writes `None` as
+    // `null`, so an optional member is present and nullable. These two are
+    // also left out of some bodies: a usage series of a whole tenant has no
+    // `tenant`, and an inactive token's introspection has only `active`.
+    let omitted = [("UsageSubject", "tenant"), ("IntrospectionResponse", "aud")];
+    for api in [document_json(), public_json()] {
+        let operations = operations(&api);
+        // A client may leave an optional member out of a request body, so
+        // only schemas that the server writes must require their nullable
+        // members. A schema used in both directions is still checked.
+        let requests = referenced_schemas(
+            &api,
+            operations
+                .iter()
+                .map(|(_, _, operation)| &operation["requestBody"]),
+        );
+        let responses = referenced_schemas(
+            &api,
+            operations
+                .iter()
+                .map(|(_, _, operation)| &operation["responses"]),
+        );
+        let schemas = api["components"]["schemas"].as_object().unwrap();
+        for (name, schema) in schemas {
+            if requests.contains(name) && !responses.contains(name) {
+                continue;
+            }
+            let Some(properties) = schema["properties"].as_object() else {
+                continue;
+            };
+            let required = schema["required"].as_array().cloned().unwrap_or_default();
+            for (member, property) in properties {
+                if !is_nullable(property) || omitted.contains(&(name.as_str(), member.as_str())) {
+                    continue;
+                }
+                assert!(
+                    required.contains(&Value::from(member.as_str())),
+                    "{name}.{member} is nullable but not required; mark the field \
+                     #[schema(required = true)] when the server writes null for it, \
+                     or #[schema(nullable = false)] when serde skips it"
+                );
+            }
+        }
+    }
+}
+
+/// Checks a serialized body against its schema: every member is a
+/// property, every required property is present, and `null` appears only
+/// where the schema allows it.
+fn assert_matches_schema(api: &Value, name: &str, body: &Value) {
+    let schema = &api["components"]["schemas"][name];
+    let properties = schema["properties"].as_object().unwrap();
+    let body = body.as_object().unwrap();
+    for (member, value) in body {
+        let property = properties.get(member);
+        assert!(property.is_some(), "{name} has no property {member}");
+        if value.is_null() {
+            assert!(is_nullable(property.unwrap()), "{name}.{member} is null");
+        }
+    }
+    for member in schema["required"].as_array().cloned().unwrap_or_default() {
+        let member = member.as_str().unwrap();
+        assert!(body.contains_key(member), "{name} lacks required {member}");
+    }
+}
+
+#[test]
+fn real_bodies_match_schemas() {
+    use crate::oauth::error::ErrorResponse;
+    use crate::oauth::issue::TokenResponse;
+    use crate::verify::{InvalidKey, ValidKey};
+
+    let api = public_json();
+    for refresh_token in [None, Some("pc_rt_example")] {
+        let token = TokenResponse {
+            access_token: "header.payload.signature",
+            token_type: "Bearer",
+            expires_in: 300,
+            scope: "orders:read".to_owned(),
+            refresh_token,
+        };
+        let body = serde_json::to_value(&token).unwrap();
+        assert_matches_schema(&api, "TokenResponse", &body);
+    }
+
+    let error = ErrorResponse {
+        error: "invalid_grant",
+        error_description: "the code is invalid or expired".to_owned(),
+    };
+    assert_matches_schema(&api, "OAuthError", &serde_json::to_value(&error).unwrap());
+
+    let scopes = portcullis_core::scope::ScopeSet::default();
+    let tenant = portcullis_core::name::TenantName::parse("acme").unwrap();
+    let valid = ValidKey {
+        valid: true,
+        tenant: Some(&tenant),
+        key_id: portcullis_core::ids::KeyId::generate(),
+        scopes: &scopes,
+        environment: portcullis_core::key::Environment::Live,
+        expires_at: None,
+    };
+    assert_matches_schema(&api, "ValidKey", &serde_json::to_value(&valid).unwrap());
+
+    for (retry_after, limit) in [(None, None), (Some(1), Some("key"))] {
+        let invalid = InvalidKey {
+            valid: false,
+            code: "rate_limited",
+            retry_after,
+            limit,
+        };
+        let body = serde_json::to_value(&invalid).unwrap();
+        assert_matches_schema(&api, "InvalidKey", &body);
+    }
+}
