@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use crate::manage::{MAX_ROTATION_GRACE, ManageError, Manager};
 use crate::pki::ca::{CLIENT_URI_PREFIX, client_uri, in_client_uri_namespace};
+use crate::pki::identity::{jwks_spki_digests, self_signed_digests};
 
 /// Access token lifetime of a client that names none. RFC 9068 access
 /// tokens are self-contained JWTs that a resource server accepts until they
@@ -365,6 +366,10 @@ impl Manager {
         let limits = self.check_rate_limits(request.limits.clone())?;
         let checked = check_request(request)?;
         let tenant = self.tenant(&checked.tenant).await?;
+        if checked.auth_method == ClientAuthMethod::SelfSignedTlsClientAuth {
+            self.check_self_signed_keys_unused(checked.jwks.as_deref())
+                .await?;
+        }
 
         let secret = if uses_secret(checked.auth_method) {
             Some(
@@ -469,6 +474,28 @@ impl Manager {
             .await
             .map_err(|error| client_error(id, error))?;
         Ok((client, secret))
+    }
+
+    /// Rejects a self-signed client's JWKS when a live self-signed client,
+    /// of any tenant, already registered one of its keys. The gateway finds
+    /// the client from the certificate's key alone (RFC 8705 §2.2), so a
+    /// key shared by two clients identifies neither, and a copy of another
+    /// client's public key would lock that client out of its routes.
+    async fn check_self_signed_keys_unused(&self, jwks: Option<&str>) -> Result<(), ManageError> {
+        let requested = jwks_spki_digests(jwks);
+        let registered = self_signed_digests(self.store())
+            .await
+            .map_err(ManageError::Store)?;
+        if requested.is_disjoint(&registered) {
+            return Ok(());
+        }
+        Err(ManageError::Conflict {
+            code: "jwks_key_registered",
+            message: "a key of this JWKS is already registered by another \
+                      self_signed_tls_client_auth client, and a certificate must identify one \
+                      client; generate a new key pair for this client"
+                .to_owned(),
+        })
     }
 
     /// Replaces a client's registered redirect URIs, each checked by

@@ -39,7 +39,9 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: failed to start the async runtime: {error}");
+            output::print_error(&format!(
+                "error: failed to start the async runtime: {error}"
+            ));
             return ExitCode::FAILURE;
         }
     };
@@ -48,7 +50,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             // `{:#}` joins the error and its causes with ": " on one line.
-            eprintln!("error: {error:#}");
+            output::print_error(&format!("error: {error:#}"));
             if error.downcast_ref::<commands::UsageError>().is_some() {
                 ExitCode::from(USAGE_EXIT_CODE)
             } else {

@@ -27,6 +27,16 @@ pub(crate) fn print(text: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Writes `text` and a newline to standard error, ignoring a failed write.
+///
+/// `eprintln!` panics when standard error is a closed pipe
+/// (`portcullis certs verify … 2>&1 | head -1`), which would turn a
+/// rejection's exit status 1 into a panic's 101.
+pub(crate) fn print_error(text: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{text}");
+}
+
 /// Writes `value` to standard output as pretty-printed JSON and a newline.
 pub(crate) fn print_json(value: &Value) -> anyhow::Result<()> {
     let mut text = serde_json::to_string_pretty(value).context("failed to encode JSON output")?;

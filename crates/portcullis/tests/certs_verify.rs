@@ -586,3 +586,29 @@ fn intermediate_with_1024_bit_rsa_key_named() {
     assert!(reason.contains("Weak Intermediate"), "{text}");
     assert!(reason.contains("1024 bits"), "{text}");
 }
+
+/// A reader that stops early (`certs verify … 2>&1 | head -1`) closes the
+/// pipe before the error line is written; the exit status must still be
+/// the verdict's 1, not a panic's 101.
+#[test]
+fn closed_pipe_keeps_exit_status() {
+    let partner = Partner::new();
+    let leaf = partner.write_leaf("closed.pem", &expired_params(9));
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+
+    let status = StdCommand::new(env!("CARGO_BIN_EXE_portcullis"))
+        .env_clear()
+        .arg("--data-dir")
+        .arg(partner.dir.path().join("data"))
+        .args(["certs", "verify", "--at", AT, "--chain"])
+        .arg(&leaf)
+        .arg("--trust")
+        .arg(&partner.ca_path)
+        .stdout(writer.try_clone().unwrap())
+        .stderr(writer)
+        .status()
+        .unwrap();
+
+    assert_eq!(status.code(), Some(1));
+}

@@ -240,3 +240,38 @@ GET = ["orders:read"]
         Some(registered.thumbprint().as_str())
     );
 }
+
+/// The gateway finds a self-signed client from the certificate's key, so a
+/// second client, of any tenant, that registers a copy of the key would
+/// make the certificate match two clients and lock the first one out.
+#[test]
+fn registered_key_rejected_for_another_client() {
+    let data = DataDir::new();
+    data.cli(&["tenants", "create", "acme"]);
+    data.cli(&["tenants", "create", "beta"]);
+    let victim = SelfSigned::new();
+    register(&data, &victim, "victim");
+
+    let path = data.path().join("copied-jwks.json");
+    let jwks = serde_json::json!({ "keys": [victim.jwk_without_kid()] });
+    std::fs::write(&path, jwks.to_string()).unwrap();
+    let error = data.cli_error(&[
+        "clients",
+        "create",
+        "--tenant",
+        "beta",
+        "--name",
+        "copycat",
+        "--grant-types",
+        "client_credentials",
+        "--scopes",
+        "orders:read",
+        "--auth-method",
+        "self_signed_tls_client_auth",
+        "--jwks",
+        path.to_str().unwrap(),
+    ]);
+    assert!(error.contains("already registered"), "{error}");
+    let beta = data.cli_json(&["clients", "list", "--tenant", "beta"]);
+    assert_eq!(beta["clients"].as_array().map(Vec::len), Some(0), "{beta}");
+}

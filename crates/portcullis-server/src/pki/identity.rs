@@ -332,7 +332,7 @@ pub async fn maintain_self_signed_keys(
 // NOTE: this reads every client of every tenant on each refresh, which is
 // fine for hundreds of clients. Many thousands would need a store query
 // by authentication method.
-async fn self_signed_digests(store: &Store) -> Result<HashSet<[u8; 32]>, StoreError> {
+pub(crate) async fn self_signed_digests(store: &Store) -> Result<HashSet<[u8; 32]>, StoreError> {
     let mut digests = HashSet::new();
     for tenant in store.list_tenants().await? {
         for client in store.list_clients(tenant.id).await? {
@@ -341,14 +341,20 @@ async fn self_signed_digests(store: &Store) -> Result<HashSet<[u8; 32]>, StoreEr
             {
                 continue;
             }
-            for key in registered_keys(client.jwks.as_deref()) {
-                if let Some(spki) = spki_der(&key) {
-                    digests.insert(spki_sha256(&spki));
-                }
-            }
+            digests.extend(jwks_spki_digests(client.jwks.as_deref()));
         }
     }
     Ok(digests)
+}
+
+/// Returns the SHA-256 of the SubjectPublicKeyInfo of each key in a JWKS,
+/// the form in which a self-signed certificate carries the key.
+pub(crate) fn jwks_spki_digests(jwks: Option<&str>) -> HashSet<[u8; 32]> {
+    registered_keys(jwks)
+        .iter()
+        .filter_map(spki_der)
+        .map(|spki| spki_sha256(&spki))
+        .collect()
 }
 
 /// Encodes key material as the DER SubjectPublicKeyInfo a certificate

@@ -83,7 +83,10 @@ async fn verify(admin: &Admin, expect_head: Option<&ChainHash>) -> anyhow::Resul
                     "remedy": remedy(&broken),
                 }))?,
                 OutputFormat::Table => {
-                    eprintln!("error: audit log broken: {broken}\n{}", remedy(&broken));
+                    output::print_error(&format!(
+                        "error: audit log broken: {broken}\n{}",
+                        remedy(&broken)
+                    ));
                 }
             }
             Ok(ExitCode::from(CHAIN_BROKEN))
