@@ -253,6 +253,7 @@ fn client_problem(error: ManageError) -> Problem {
         (status = 201, description = "The new client and its secret", body = schemas::IssuedClient),
         (status = 400, description = "The body is not valid JSON, or a member is invalid"),
         (status = 404, description = "No tenant of this name"),
+        (status = 409, description = "A key of the JWKS is registered by another self-signed client (`jwks_key_registered`)"),
         (status = 413, description = "The body is larger than 64 KiB"),
         (status = 415, description = "The body is not JSON"),
     ),
