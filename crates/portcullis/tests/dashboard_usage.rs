@@ -34,8 +34,9 @@ use time::{Duration, OffsetDateTime};
 
 const PASSWORD: &str = "correct horse battery staple";
 
-/// Records appended to acme's log for the paging test, more than a page.
-const PAGED_RECORDS: usize = 55;
+/// Records appended to acme's log for the paging test: exactly two pages,
+/// so the second page is full and must still link to no third one.
+const PAGED_RECORDS: usize = 100;
 
 /// Tenants `acme` (an admin, two developers and a viewer) and `globex`
 /// (an admin). Keys written to the store before the server starts:

@@ -107,8 +107,10 @@ pub(super) async fn list(State(state): State<AppState>, parts: Parts) -> Respons
 
     let mut query = parsed.query;
     query.tenant_id = Some(session.user.tenant_id);
-    query.limit = PAGE_SIZE;
-    let records = if errors.is_empty() {
+    // One record more than a page tells whether a next page exists, so a
+    // page that is exactly full links to no empty page.
+    query.limit = PAGE_SIZE + 1;
+    let mut records = if errors.is_empty() {
         match state.store.query_audit(&query).await {
             Ok(records) => records,
             Err(error) => return store_failure(&error),
@@ -121,11 +123,14 @@ pub(super) async fn list(State(state): State<AppState>, parts: Parts) -> Respons
     }
 
     let emails = user_emails(&members);
-    let next_page = match records.last() {
-        Some(last) if i64::try_from(records.len()) == Ok(PAGE_SIZE) => {
-            Some(page_link(&parsed.filters, Some(last.seq)))
-        }
-        _ => None,
+    let page_size = usize::try_from(PAGE_SIZE).unwrap_or(usize::MAX);
+    let next_page = if records.len() > page_size {
+        records.truncate(page_size);
+        records
+            .last()
+            .map(|last| page_link(&parsed.filters, Some(last.seq)))
+    } else {
+        None
     };
     let rows = records.iter().map(|record| row(record, &emails)).collect();
     let status = if errors.is_empty() {
