@@ -462,8 +462,26 @@ fn oauth_env(page: &str, tenant: &str) -> Vec<(&'static str, String)> {
             let created = support::mtls::create_tls_client(data, tenant, &[]);
             let client_id = created["client_id"].as_str().unwrap();
             support::mtls::issue(data, client_id, tenant);
+            // A second certificate and a second CA, listed before the
+            // compromised ones, so that the runbook must pick by SHA-256.
+            let leaked = data.path().join(tenant).join("cert.pem");
+            support::mtls::issue(data, client_id, &format!("{tenant}-renewed"));
             support::mtls::trust_partner(data, &support::mtls::PartnerCa::new(), tenant);
-            Vec::new()
+            let partner_ca = data.path().join(format!("{tenant}-compromised-ca.pem"));
+            std::fs::copy(
+                data.path().join(format!("partner-ca-{tenant}.pem")),
+                &partner_ca,
+            )
+            .unwrap();
+            support::mtls::trust_partner(
+                data,
+                &support::mtls::PartnerCa::named("Other CA"),
+                tenant,
+            );
+            vec![
+                ("LEAKED_CERT", leaked.to_str().unwrap().to_owned()),
+                ("PARTNER_CA", partner_ca.to_str().unwrap().to_owned()),
+            ]
         }
         _ => Vec::new(),
     }
