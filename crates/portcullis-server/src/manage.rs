@@ -127,8 +127,13 @@ impl Manager {
     /// Checks a key's limits and returns them with each rate in its
     /// canonical form (`100/s`, not `100/s burst 100`).
     pub fn check_key_limits(&self, limits: KeyLimits) -> Result<KeyLimits, ManageError> {
-        if limits.max_uses.is_some_and(|max| max < 0) {
-            return Err(ManageError::invalid("max_uses", &"must be 0 or more"));
+        // A key allowed no use at all could never authenticate: that is a
+        // revoked key, and `keys revoke` says so in the audit log.
+        if limits.max_uses.is_some_and(|max| max < 1) {
+            return Err(ManageError::invalid(
+                "max_uses",
+                &"must be 1 or more; revoke the key to stop every use",
+            ));
         }
         let checked = self.check_rate_limits(RateLimits {
             rate_limits: limits.rate_limits,
@@ -147,7 +152,7 @@ impl Manager {
     pub fn check_rate_limits(&self, limits: RateLimits) -> Result<RateLimits, ManageError> {
         if limits.rate_limits.len() > MAX_KEY_RATE_LIMITS {
             return Err(ManageError::invalid(
-                "rate_limit",
+                "rate_limits",
                 &format!(
                     "{} rate limits given, at most {MAX_KEY_RATE_LIMITS}; put more in a plan",
                     limits.rate_limits.len()
@@ -158,7 +163,7 @@ impl Manager {
         for text in &limits.rate_limits {
             let rate = text
                 .parse::<crate::ratelimit::Rate>()
-                .map_err(|error| ManageError::invalid("rate_limit", &error))?;
+                .map_err(|error| ManageError::invalid("rate_limits", &error))?;
             rate_limits.push(rate.to_string());
         }
         if let Some(plan) = &limits.plan {

@@ -262,6 +262,12 @@ async fn invalid_input_named_in_problem() {
         (json!({}), "scopes"),
         (json!({"scopes": ["a:read", 7]}), "scopes[1]"),
         (json!({"scopes": ["a:read"], "max_uses": 1.5}), "max_uses"),
+        // A key with no use allowed could never authenticate.
+        (json!({"scopes": ["a:read"], "max_uses": 0}), "max_uses"),
+        (
+            json!({"scopes": ["a:read"], "rate_limits": ["fast"]}),
+            "rate_limits",
+        ),
     ];
     for (body, field) in cases {
         let (status, problem) = call(

@@ -230,7 +230,6 @@ fn client_problem(error: ManageError) -> Problem {
                 "name" => "client_name",
                 "scopes" => "scope",
                 "auth_method" => "token_endpoint_auth_method",
-                "rate_limit" => "rate_limits",
                 other => other,
             };
             Problem::invalid_field(field, message)

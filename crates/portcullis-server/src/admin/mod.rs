@@ -311,7 +311,8 @@ struct KeyInput {
     rate_limits: Option<Vec<String>>,
     /// A plan of the server's `[limits.plans]`.
     plan: Option<String>,
-    /// The number of requests the key may make in all.
+    /// The number of requests the key may make in all, at least 1.
+    #[schema(minimum = 1)]
     max_uses: Option<u32>,
 }
 
@@ -556,7 +557,8 @@ struct LimitsInput {
     rate_limits: Option<Vec<String>>,
     /// A plan of the server's `[limits.plans]`.
     plan: Option<String>,
-    /// The number of requests the key may make in all.
+    /// The number of requests the key may make in all, at least 1.
+    #[schema(minimum = 1)]
     max_uses: Option<u32>,
 }
 

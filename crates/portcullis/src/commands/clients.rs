@@ -324,7 +324,7 @@ fn client_flag(field: &str) -> &str {
         "tls_client_auth_san_ip" => "--tls-san-ip",
         "tls_client_auth_san_email" => "--tls-san-email",
         "access_token_ttl" => "--access-token-ttl",
-        "rate_limit" => "--rate-limit",
+        "rate_limits" => "--rate-limit",
         "plan" => "--plan",
         "reason" => "--reason",
         "grace" => "--grace",

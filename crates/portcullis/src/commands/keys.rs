@@ -419,7 +419,7 @@ fn key_flag(field: &str) -> &str {
         "expires_in" => "--expires-in",
         "reason" => "--reason",
         "grace" => "--grace",
-        "rate_limit" => "--rate-limit",
+        "rate_limits" => "--rate-limit",
         "plan" => "--plan",
         "max_uses" => "--max-uses",
         other => other,
