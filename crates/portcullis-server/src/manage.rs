@@ -127,8 +127,8 @@ impl Manager {
     /// Checks a key's limits and returns them with each rate in its
     /// canonical form (`100/s`, not `100/s burst 100`).
     pub fn check_key_limits(&self, limits: KeyLimits) -> Result<KeyLimits, ManageError> {
-        // A key allowed no use at all could never authenticate: that is a
-        // revoked key, and `keys revoke` says so in the audit log.
+        // A key allowed no use could never authenticate. Such a key is a
+        // revoked key, and `keys revoke` records that in the audit log.
         if limits.max_uses.is_some_and(|max| max < 1) {
             return Err(ManageError::invalid(
                 "max_uses",

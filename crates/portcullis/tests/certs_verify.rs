@@ -588,7 +588,7 @@ fn intermediate_with_1024_bit_rsa_key_named() {
 }
 
 /// A reader that stops early (`certs verify … 2>&1 | head -1`) closes the
-/// pipe before the error line is written; the exit status must still be
+/// pipe before the error line is written. The exit status must still be
 /// the verdict's 1, not a panic's 101.
 #[test]
 fn closed_pipe_keeps_exit_status() {

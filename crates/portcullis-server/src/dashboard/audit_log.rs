@@ -107,8 +107,8 @@ pub(super) async fn list(State(state): State<AppState>, parts: Parts) -> Respons
 
     let mut query = parsed.query;
     query.tenant_id = Some(session.user.tenant_id);
-    // One record more than a page tells whether a next page exists, so a
-    // page that is exactly full links to no empty page.
+    // Reading one record more than a page shows whether a next page
+    // exists, so a page that is exactly full links to no empty page.
     query.limit = PAGE_SIZE + 1;
     let mut records = if errors.is_empty() {
         match state.store.query_audit(&query).await {

@@ -611,8 +611,8 @@ fn parse_csr(csr_pem: &str) -> Result<SubjectPublicKeyInfo, CaError> {
             pem.label
         )));
     }
-    // The parser's own error names ASN.1 tags, which tells a partner
-    // nothing, so the message names the format instead.
+    // The parser's own error names ASN.1 tags, which mean nothing to a
+    // partner, so the message names the expected format instead.
     let (rest, csr) = X509CertificationRequest::from_der(&pem.contents).map_err(|_| {
         CaError::InvalidCsr(
             "cannot parse the request: it is not a PKCS#10 certification request \
