@@ -194,6 +194,21 @@ impl Manager {
             })
     }
 
+    /// Finds the user of `tenant` with `id`. A user of another tenant is
+    /// reported as not found, so a caller learns nothing about the ids of
+    /// other tenants.
+    pub async fn user_by_id(&self, tenant: &str, id: UserId) -> Result<UserRecord, ManageError> {
+        let tenant = self.tenant(tenant).await?;
+        self.store()
+            .find_user(id)
+            .await
+            .map_err(ManageError::Store)?
+            .filter(|user| user.tenant_id == tenant.id)
+            .ok_or_else(|| {
+                ManageError::NotFound(format!("tenant {} has no user with id {id}", tenant.name))
+            })
+    }
+
     /// Disables a user: they can no longer sign in, their sessions end and
     /// their OAuth grants are revoked, in one transaction with the
     /// `user.disabled` audit record. The tenant's last enabled admin cannot

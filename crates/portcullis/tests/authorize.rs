@@ -705,9 +705,74 @@ async fn refresh_native(fixture: &Fixture, refresh_token: &str) -> (StatusCode, 
     .await
 }
 
+/// The two ways an operator disables and enables a user.
+enum UserSwitch {
+    /// `portcullis users disable|enable`.
+    Cli,
+    /// The admin API, with an operator key of this id and secret.
+    AdminApi { key_id: String, key: String },
+}
+
+impl UserSwitch {
+    fn admin_api(fixture: &Fixture) -> Self {
+        let (key_id, key) =
+            fixture
+                .data
+                .create_key(&["--operator", "--scopes", "admin:read,admin:write"]);
+        Self::AdminApi { key_id, key }
+    }
+
+    /// The actor that the audit records of a change made this way name.
+    fn actor(&self) -> String {
+        match self {
+            Self::Cli => "cli".to_owned(),
+            Self::AdminApi { key_id, .. } => format!("operator-key:{key_id}"),
+        }
+    }
+
+    async fn set_enabled(&self, fixture: &Fixture, email: &str, enabled: bool) {
+        let verb = if enabled { "enable" } else { "disable" };
+        match self {
+            Self::Cli => {
+                fixture
+                    .data
+                    .cli(&["users", verb, "--tenant", "acme", "--email", email]);
+            }
+            Self::AdminApi { key, .. } => {
+                let user = signed_in_user(fixture, email).await;
+                let path = format!("/admin/v1/tenants/acme/users/{user}/{verb}");
+                let response = fixture
+                    .server
+                    .client()
+                    .post(fixture.server.url(&path))
+                    .bearer_auth(key)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), StatusCode::OK, "{verb} {email}");
+                let body: serde_json::Value = response.json().await.unwrap();
+                assert_eq!(body["disabled_at"].is_null(), enabled, "{body}");
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn disabled_user_refresh_token_rejected() {
+    disabled_user_grants_end(|_| UserSwitch::Cli).await;
+}
+
+#[tokio::test]
+async fn admin_api_disabled_user_refresh_token_rejected() {
+    disabled_user_grants_end(UserSwitch::admin_api).await;
+}
+
+/// Approves a grant for `dev@example.com`, disables the user the way
+/// `switch` returns, and checks that the refresh token, an unexchanged code
+/// and sign-in stop working, and that sign-in works again after enabling.
+async fn disabled_user_grants_end(switch: fn(&Fixture) -> UserSwitch) {
     let fixture = fixture().await;
+    let switch = switch(&fixture);
     let url = fixture.authorize_url(
         &fixture.native,
         Some(NATIVE_CALLBACK),
@@ -739,14 +804,7 @@ async fn disabled_user_refresh_token_rejected() {
     assert_eq!(again.status, StatusCode::FOUND, "{}", again.body);
     let pending_code = again.redirect_query(NATIVE_CALLBACK)["code"].clone();
 
-    fixture.data.cli(&[
-        "users",
-        "disable",
-        "--tenant",
-        "acme",
-        "--email",
-        "dev@example.com",
-    ]);
+    switch.set_enabled(&fixture, "dev@example.com", false).await;
 
     let (status, body) = refresh_native(&fixture, &refresh_token).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
@@ -754,6 +812,20 @@ async fn disabled_user_refresh_token_rejected() {
     let (status, body) = exchange_native_code(&fixture, &pending_code).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"], "invalid_grant");
+    // The session the browser holds ended, so the request asks for sign-in.
+    let ended = browser.get(&url).await;
+    assert_eq!(ended.status, StatusCode::OK, "{}", ended.body);
+    assert!(ended.location().is_none());
+    let (_, refused) = fixture.signed_in(&url, "dev@example.com").await;
+    assert_eq!(refused.status, StatusCode::OK, "{}", refused.body);
+    assert!(refused.set_cookie("__Host-pc_session").is_none());
+    assert!(
+        refused
+            .body
+            .contains("The e-mail address or password is incorrect."),
+        "{}",
+        refused.body
+    );
 
     let user = signed_in_user(&fixture, "dev@example.com").await;
     let records = fixture
@@ -767,20 +839,13 @@ async fn disabled_user_refresh_token_rejected() {
         .await
         .unwrap();
     assert_eq!(records.len(), 1, "{records:?}");
-    assert_eq!(records[0].actor, "cli");
+    assert_eq!(records[0].actor, switch.actor());
     assert_eq!(records[0].details["refresh_tokens_revoked"], 1);
     assert_eq!(records[0].details["codes_revoked"], 1);
 
     // Enabled again, the user signs in, but the revoked token stays
     // revoked.
-    fixture.data.cli(&[
-        "users",
-        "enable",
-        "--tenant",
-        "acme",
-        "--email",
-        "dev@example.com",
-    ]);
+    switch.set_enabled(&fixture, "dev@example.com", true).await;
     let (status, body) = refresh_native(&fixture, &refresh_token).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"], "invalid_grant");

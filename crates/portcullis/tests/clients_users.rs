@@ -51,17 +51,20 @@ struct Fixture {
     data: DataDir,
     server: Server,
     admin: String,
+    /// The id of the operator key `admin`.
+    admin_id: String,
 }
 
 static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     let data = DataDir::new();
     data.cli(&["tenants", "create", "acme"]);
-    let (_, admin) = data.create_key(&["--operator", "--scopes", "admin:read,admin:write"]);
+    let (admin_id, admin) = data.create_key(&["--operator", "--scopes", "admin:read,admin:write"]);
     let server = Server::start(&data);
     Fixture {
         data,
         server,
         admin,
+        admin_id,
     }
 });
 
@@ -973,6 +976,135 @@ async fn admin_users_created_and_listed() {
     let users = listed["users"].as_array().unwrap();
     assert_eq!(users.len(), 1, "{listed}");
     assert!(!listed.to_string().contains("argon2"));
+}
+
+#[tokio::test]
+async fn admin_user_disabled_and_enabled() {
+    let data = &FIXTURE.data;
+    let tenant = tenant(data, "users-switch");
+    let users = format!("/admin/v1/tenants/{tenant}/users");
+    let mut ids = Vec::new();
+    for (email, role) in [
+        ("admin@example.com", "admin"),
+        ("dev@example.com", "developer"),
+    ] {
+        let body = json!({"email": email, "password": PASSWORD, "role": role});
+        let (status, created) = call(reqwest::Method::POST, &users, Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    let [admin, dev] = <[String; 2]>::try_from(ids).unwrap();
+    let switch = |id: &str, verb: &str| format!("{users}/{id}/{verb}");
+
+    let (status, disabled) = call(reqwest::Method::POST, &switch(&dev, "disable"), None).await;
+    assert_eq!(status, StatusCode::OK, "{disabled}");
+    assert_eq!(disabled["id"], dev.as_str());
+    assert!(disabled["disabled_at"].is_string(), "{disabled}");
+    let (status, listed) = call(reqwest::Method::GET, &users, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let listed_dev = listed["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|user| user["id"] == dev.as_str())
+        .unwrap();
+    assert!(listed_dev["disabled_at"].is_string(), "{listed}");
+
+    // A repeated change is a conflict, as it is for the CLI.
+    let (status, problem) = call(reqwest::Method::POST, &switch(&dev, "disable"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(problem["code"], "user_disabled");
+    let (status, enabled) = call(reqwest::Method::POST, &switch(&dev, "enable"), None).await;
+    assert_eq!(status, StatusCode::OK, "{enabled}");
+    assert!(enabled["disabled_at"].is_null(), "{enabled}");
+    let (status, problem) = call(reqwest::Method::POST, &switch(&dev, "enable"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(problem["code"], "user_enabled");
+
+    let (status, problem) = call(reqwest::Method::POST, &switch(&admin, "disable"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(problem["code"], "last_admin");
+
+    // The audit records name the operator key that made the change.
+    let (status, page) = call(
+        reqwest::Method::GET,
+        &format!("/admin/v1/audit-events?tenant={tenant}&credential={dev}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let actions: Vec<&str> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["action"] != "user.created")
+        .map(|event| {
+            assert_eq!(event["actor"], format!("operator-key:{}", FIXTURE.admin_id));
+            event["action"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(actions, ["user.disabled", "user.enabled"], "{page}");
+}
+
+#[tokio::test]
+async fn admin_user_switch_rejections() {
+    let data = &FIXTURE.data;
+    let other = tenant(data, "users-reject-other");
+    let tenant = tenant(data, "users-reject");
+    let (status, outsider) = call(
+        reqwest::Method::POST,
+        &format!("/admin/v1/tenants/{other}/users"),
+        Some(json!({"email": "outsider@example.com", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{outsider}");
+    let outsider = outsider["id"].as_str().unwrap();
+    let unknown = "00000000-0000-4000-8000-000000000000";
+
+    let cases = [
+        (
+            format!("{tenant}/users/{outsider}/disable"),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            format!("{tenant}/users/{unknown}/enable"),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            format!("no-such-tenant/users/{outsider}/disable"),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            format!("{tenant}/users/not-a-uuid/disable"),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+    ];
+    for (path, expected, code) in cases {
+        let path = format!("/admin/v1/tenants/{path}");
+        let (status, problem) = call(reqwest::Method::POST, &path, None).await;
+        assert_eq!(status, expected, "{path}: {problem}");
+        assert_eq!(problem["code"], code, "{path}");
+    }
+
+    // The user of the other tenant stays enabled.
+    let (_, listed) = call(
+        reqwest::Method::GET,
+        &format!("/admin/v1/tenants/{other}/users"),
+        None,
+    )
+    .await;
+    assert!(listed["users"][0]["disabled_at"].is_null(), "{listed}");
+
+    let (_, reader) = data.create_key(&["--operator", "--scopes", "admin:read"]);
+    let path = format!("/admin/v1/tenants/{other}/users/{outsider}/disable");
+    let (status, problem) =
+        call_on(&FIXTURE.server, &reader, reqwest::Method::POST, &path, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    assert_eq!(problem["code"], "insufficient_scope");
 }
 
 #[tokio::test]

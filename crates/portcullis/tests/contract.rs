@@ -93,11 +93,12 @@ fn schemathesis() -> Option<PathBuf> {
 }
 
 /// Ids of the records the fixture creates, so that generated requests
-/// reach existing tenants, keys and clients and not only 404s.
+/// reach existing tenants, keys, clients and users and not only 404s.
 struct Seeds {
     tenant: String,
     key_id: String,
     client_id: String,
+    user_id: String,
 }
 
 fn seed(data: &DataDir) -> Seeds {
@@ -116,10 +117,20 @@ fn seed(data: &DataDir) -> Seeds {
         "--grant-types",
         "client_credentials",
     ]);
+    // Two admins, so that disabling either is not refused as the last one.
+    data.create_user("acme", "ops@example.com", "admin", "contract test password");
+    data.create_user(
+        "acme",
+        "lead@example.com",
+        "admin",
+        "contract test password",
+    );
+    let users = data.cli_json(&["users", "list", "--tenant", "acme"]);
     Seeds {
         tenant: "acme".to_owned(),
         key_id,
         client_id: client["client_id"].as_str().unwrap().to_owned(),
+        user_id: users["users"][0]["id"].as_str().unwrap().to_owned(),
     }
 }
 
@@ -145,6 +156,13 @@ database = "none"
 tenants = {{ values = ["{tenant}"] }}
 keys = {{ values = ["{key}"] }}
 clients = {{ values = ["{client}"] }}
+users = {{ values = ["{user}"] }}
+
+# Listed before the `{{tenant}}` entry, which the user paths match too.
+[[operations]]
+include-path-regex = "/users/\\{{id\\}}/"
+headers = {headers}
+parameters = {{ "path.tenant" = {{ dictionary = "tenants", probability = 0.8 }}, "path.id" = {{ dictionary = "users", probability = 0.8 }} }}
 
 [[operations]]
 include-path-regex = "\\{{tenant\\}}"
@@ -165,6 +183,7 @@ parameters = {{ "path.id" = {{ dictionary = "clients", probability = 0.8 }} }}
         tenant = seeds.tenant,
         key = seeds.key_id,
         client = seeds.client_id,
+        user = seeds.user_id,
     );
     let path = dir.join("schemathesis.toml");
     std::fs::write(&path, config).unwrap();
