@@ -310,7 +310,7 @@ impl Problem {
         )
     }
 
-    fn body(&self) -> Value {
+    pub(crate) fn body(&self) -> Value {
         let mut body = Map::new();
         let type_uri = match self.0.type_uri {
             Some(uri) => uri.to_owned(),
@@ -408,7 +408,7 @@ pub fn seconds_text(seconds: u64) -> String {
 }
 
 #[cfg(test)]
-mod reference_tests;
+pub(crate) mod reference_tests;
 
 #[cfg(test)]
 mod tests {

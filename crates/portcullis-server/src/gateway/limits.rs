@@ -312,7 +312,7 @@ pub fn set_header_fields(headers: &mut HeaderMap, decision: &Decision) {
 
 /// Builds the error response of a decision that denies the request, or
 /// `None` when it admits it.
-fn problem_for(decision: &Decision) -> Option<Problem> {
+pub(crate) fn problem_for(decision: &Decision) -> Option<Problem> {
     match &decision.verdict {
         Verdict::Admitted => None,
         Verdict::Limited { limit, .. } => {

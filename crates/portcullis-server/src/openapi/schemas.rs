@@ -42,6 +42,18 @@ pub struct ProblemDetails {
     /// The limit that was reached, such as `brute_force`. Sent with 429.
     #[schema(required = false)]
     pub limit: String,
+    /// Every rate limit policy the request exceeded, such as `route` or
+    /// `key-2`, named as in the `RateLimit-Policy` header. Sent with
+    /// `rate_limited`.
+    #[schema(required = false, rename = "violated-policies")]
+    pub violated_policies: Vec<String>,
+    /// The RFC 6749 §5.2 error code. Sent only by the OAuth endpoints,
+    /// with the 429 of a client blocked after failed authentications.
+    #[schema(required = false)]
+    pub error: String,
+    /// The RFC 6749 §5.2 error description, sent with `error`.
+    #[schema(required = false)]
+    pub error_description: String,
 }
 
 /// A tenant: one customer of the SaaS company.

@@ -1,5 +1,7 @@
 //! Structural checks of the OpenAPI document.
 
+use std::collections::BTreeSet;
+
 use serde_json::Value;
 
 use super::document;
@@ -44,7 +46,7 @@ fn every_admin_operation_documented() {
         .collect();
     // Update the count when an operation is added or removed.
     assert_eq!(admin.len(), 39, "admin operations");
-    let mut ids = std::collections::BTreeSet::new();
+    let mut ids = BTreeSet::new();
     for (method, path, operation) in &admin {
         let name = format!("{method} {path}");
         let id = operation["operationId"].as_str().unwrap_or_default();
@@ -204,7 +206,7 @@ fn router_serves_no_undocumented_route() {
 #[test]
 fn public_operations_described() {
     let api = public_json();
-    let mut ids = std::collections::BTreeSet::new();
+    let mut ids = BTreeSet::new();
     for (method, path, operation) in operations(&api) {
         let name = format!("{method} {path}");
         let id = operation["operationId"].as_str().unwrap_or_default();
@@ -411,9 +413,9 @@ fn is_nullable(property: &Value) -> bool {
 fn referenced_schemas<'a>(
     api: &'a Value,
     roots: impl IntoIterator<Item = &'a Value>,
-) -> std::collections::BTreeSet<String> {
-    let mut names = std::collections::BTreeSet::new();
-    let mut visited_refs = std::collections::BTreeSet::new();
+) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut visited_refs = BTreeSet::new();
     let mut pending: Vec<&Value> = roots.into_iter().collect();
     while let Some(value) = pending.pop() {
         match value {
@@ -567,5 +569,84 @@ fn real_bodies_match_schemas() {
         };
         let body = serde_json::to_value(&invalid).unwrap();
         assert_matches_schema(&api, "InvalidKey", &body);
+    }
+}
+
+/// Returns the names of the extension members that the server writes into
+/// problem bodies, read from the `.with_extension("…"` calls in the source.
+fn problem_extensions_in_source() -> BTreeSet<String> {
+    let call = ".with_extension(\"";
+    let mut names = BTreeSet::new();
+    for (_, text) in crate::problem::reference_tests::source_files() {
+        for (at, _) in text.match_indices(call) {
+            let rest = &text[at + call.len()..];
+            if let Some(end) = rest.find('"') {
+                names.insert(rest[..end].to_owned());
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn problem_schema_matches_written_members() {
+    // RFC 9457 §3.1 members and the stable code, written for every problem.
+    let mut written: BTreeSet<String> = ["type", "title", "status", "detail", "code"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let extensions = problem_extensions_in_source();
+    assert!(extensions.contains("violated-policies"), "{extensions:?}");
+    written.extend(extensions);
+
+    for (name, api) in [("admin", document_json()), ("public", public_json())] {
+        let (properties, required) = members(&api, "Problem");
+        let properties: BTreeSet<String> = properties.into_iter().collect();
+        assert_eq!(properties, written, "{name} document");
+        assert_eq!(
+            required,
+            ["code", "detail", "status", "title", "type"],
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn rate_limited_problem_matches_schema() {
+    use std::time::Duration;
+
+    use crate::ratelimit::{Decision, LimitName, LimitStatus, Verdict};
+
+    let status = |name: &str, retry_after: Option<Duration>| LimitStatus {
+        name: LimitName::new(name).unwrap(),
+        rate: "1/s".parse().unwrap(),
+        remaining: 0,
+        reset: Duration::from_secs(1),
+        retry_after,
+    };
+    let decision = Decision {
+        verdict: Verdict::Limited {
+            limit: LimitName::new("key-2").unwrap(),
+            retry_after: Duration::from_secs(2),
+        },
+        limits: vec![
+            status("key", None),
+            status("key-2", Some(Duration::from_secs(2))),
+            status("route", Some(Duration::from_secs(1))),
+        ],
+        uses: None,
+    };
+    let body = crate::gateway::limits::problem_for(&decision)
+        .unwrap()
+        .body();
+    assert_eq!(
+        body["violated-policies"],
+        serde_json::json!(["key-2", "route"])
+    );
+    for api in [document_json(), public_json()] {
+        assert_matches_schema(&api, "Problem", &body);
+        let property = &api["components"]["schemas"]["Problem"]["properties"]["violated-policies"];
+        assert_eq!(property["type"], "array", "{property}");
+        assert_eq!(property["items"]["type"], "string", "{property}");
     }
 }

@@ -113,7 +113,7 @@ fn computed_code_calls() -> Vec<(&'static str, &'static str, Vec<&'static str>)>
 
 /// Returns the non-test source files under `src`, with their paths
 /// relative to it.
-fn source_files() -> Vec<(String, String)> {
+pub(crate) fn source_files() -> Vec<(String, String)> {
     fn walk(root: &Path, directory: &Path, found: &mut Vec<(String, String)>) {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(directory)
             .unwrap()
