@@ -26,7 +26,23 @@ pub const MAX_PLANS: usize = 1_000;
 
 /// Limit names that the gateway gives its own limits, which a plan's limit
 /// may not take, so that a header or a 429 names one limit unambiguously.
+/// A key's or client's further own limits are numbered (`key-2`,
+/// `client-3`), so those forms are reserved too.
 pub const RESERVED_LIMIT_NAMES: [&str; 4] = ["key", "client", "tenant", "route"];
+
+/// Returns whether `name` is a reserved name, or a reserved name followed
+/// by `-` and a number.
+fn is_reserved_limit_name(name: &str) -> bool {
+    RESERVED_LIMIT_NAMES.iter().any(|reserved| {
+        let Some(rest) = name.strip_prefix(reserved) else {
+            return false;
+        };
+        match rest.strip_prefix('-') {
+            Some(number) => !number.is_empty() && number.bytes().all(|byte| byte.is_ascii_digit()),
+            None => rest.is_empty(),
+        }
+    })
+}
 
 /// The `[limits]` table, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,7 +200,7 @@ fn check_plan(name: &str, raw: BTreeMap<String, String>) -> Result<Plan, ConfigE
     let mut limits = Vec::with_capacity(raw.len());
     for (limit, text) in raw {
         let limit_setting = format!("{setting}.{limit}");
-        if RESERVED_LIMIT_NAMES.contains(&limit.as_str()) {
+        if is_reserved_limit_name(&limit) {
             return Err(ConfigError::invalid(
                 limit_setting,
                 format!(

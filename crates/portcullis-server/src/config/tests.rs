@@ -949,6 +949,14 @@ fn limits_invalid_values_rejected() {
             "limits.plans.basic.key",
         ),
         (
+            "[limits.plans.basic]\nkey-2 = \"10/s\"\n",
+            "limits.plans.basic.key-2",
+        ),
+        (
+            "[limits.plans.basic]\nclient-10 = \"10/s\"\n",
+            "limits.plans.basic.client-10",
+        ),
+        (
             "[limits.plans.basic]\nrate = \"fast\"\n",
             "limits.plans.basic.rate",
         ),
