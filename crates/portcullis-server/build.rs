@@ -6,6 +6,12 @@
 //! index page of its folder. `SUMMARY.md` is the table of contents, in
 //! mdBook's format, and becomes the navigation of every page.
 //!
+//! The pages under `docs/operators/` are for the people who run the
+//! server, and `[docs] pages = "consumers"` leaves them out. So the build
+//! also renders the table of contents without them, and fails when any
+//! other page links one of them, because that link would lead a consumer
+//! to a 404.
+//!
 //! The rendering rewrites relative links to `.md` files into site paths and
 //! fails the build when a linked file does not exist. It gives every
 //! heading an `id` for links to sections, and it turns raw HTML into text,
@@ -25,6 +31,10 @@ const PRODUCT_MARK: char = '\u{E000}';
 /// The word that [`PRODUCT_MARK`] replaces.
 const PRODUCT_WORD: &str = "Portcullis";
 
+/// The folder below `docs/` whose pages are for operators, as a site path
+/// prefix.
+const OPERATOR_FOLDER: &str = "operators/";
+
 fn main() -> Result<(), String> {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
     let docs = manifest.join("../../docs");
@@ -36,6 +46,7 @@ fn main() -> Result<(), String> {
 
     let mut pages = String::new();
     let mut navigation = String::new();
+    let mut consumer_navigation = String::new();
     let mut links: Vec<(String, String)> = Vec::new();
     for relative in &files {
         let path = docs.join(relative);
@@ -54,17 +65,16 @@ fn main() -> Result<(), String> {
                 .map(|link| (relative.clone(), link.clone())),
         );
         if relative == "SUMMARY.md" {
-            // The file's own title ("Summary") is no part of the contents.
-            navigation = match rendered.html.split_once("</h1>\n") {
-                Some((first, rest)) if first.starts_with("<h1") => rest.to_owned(),
-                _ => rendered.html,
-            };
+            navigation = contents_list(rendered.html);
+            consumer_navigation = contents_list(render(&without_operator_pages(&text), "")?.html);
             continue;
         }
         let title = rendered.title.unwrap_or_else(|| page_path.clone());
+        let for_operators = page_path.starts_with(OPERATOR_FOLDER);
         let _ = writeln!(
             pages,
-            "    DocPage {{ path: {page_path:?}, title: {title:?}, body: {body:?} }},",
+            "    DocPage {{ path: {page_path:?}, title: {title:?}, body: {body:?}, \
+             for_operators: {for_operators} }},",
             body = rendered.html
         );
     }
@@ -72,6 +82,15 @@ fn main() -> Result<(), String> {
         if !files.iter().any(|file| page_path(file) == *target) {
             return Err(format!(
                 "docs/{source} links /docs/{target}, which no Markdown file provides"
+            ));
+        }
+        let from_consumer_page =
+            source != "SUMMARY.md" && !page_path(source).starts_with(OPERATOR_FOLDER);
+        if from_consumer_page && target.starts_with(OPERATOR_FOLDER) {
+            return Err(format!(
+                "docs/{source} links the operator page /docs/{target}, which a site with \
+                 [docs] pages = \"consumers\" does not publish; link it from a page under \
+                 docs/{OPERATOR_FOLDER} instead"
             ));
         }
     }
@@ -86,12 +105,57 @@ fn main() -> Result<(), String> {
          pub(crate) static PAGES: &[DocPage] = &[\n{pages}];\n\n\
          /// The table of contents, rendered from `docs/SUMMARY.md`.\n\
          pub(crate) static NAVIGATION: &str = {navigation:?};\n\n\
-         /// Stands for the product name in [`PAGES`] and [`NAVIGATION`].\n\
+         /// The table of contents without the operator pages.\n\
+         pub(crate) static CONSUMER_NAVIGATION: &str = {consumer_navigation:?};\n\n\
+         /// Stands for the product name in [`PAGES`] and the navigation.\n\
          pub(crate) const PRODUCT_MARK: char = {PRODUCT_MARK:?};\n"
     );
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
     std::fs::write(out.join("docs_pages.rs"), generated)
         .map_err(|error| format!("failed to write the rendered docs: {error}"))
+}
+
+/// Returns the rendered `SUMMARY.md` without its own title ("Summary"),
+/// which is no part of the contents.
+fn contents_list(html: String) -> String {
+    match html.split_once("</h1>\n") {
+        Some((first, rest)) if first.starts_with("<h1") => rest.to_owned(),
+        _ => html,
+    }
+}
+
+/// Returns `SUMMARY.md` without the entries that link operator pages, and
+/// without a part (a `# ` heading and its entries) that has no entry left.
+fn without_operator_pages(summary: &str) -> String {
+    let operator_link = format!("]({OPERATOR_FOLDER}");
+    let mut consumer_summary = String::with_capacity(summary.len());
+    let mut part = String::new();
+    let mut part_lost_entries = false;
+    let mut part_kept_entries = false;
+    let mut flush = |part: &mut String, lost: bool, kept_entries: bool| {
+        if kept_entries || !lost {
+            consumer_summary.push_str(part);
+        }
+        part.clear();
+    };
+    for line in summary.lines() {
+        if line.starts_with("# ") {
+            flush(&mut part, part_lost_entries, part_kept_entries);
+            part_lost_entries = false;
+            part_kept_entries = false;
+        }
+        if line.contains(&operator_link) {
+            part_lost_entries = true;
+            continue;
+        }
+        if line.trim_start().starts_with("- [") {
+            part_kept_entries = true;
+        }
+        part.push_str(line);
+        part.push('\n');
+    }
+    flush(&mut part, part_lost_entries, part_kept_entries);
+    consumer_summary
 }
 
 /// Adds the paths of the Markdown files below `directory`, relative to

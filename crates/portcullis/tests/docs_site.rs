@@ -1,5 +1,6 @@
 //! The documentation site under `/docs/`, fetched from the running binary:
-//! pages, headers, branding, path checks and `[docs] enabled = false`.
+//! pages, headers, branding, path checks, `[docs] pages = "consumers"` and
+//! `[docs] enabled = false`.
 
 #![allow(
     clippy::unwrap_used,
@@ -107,6 +108,73 @@ async fn docs_disabled_not_served() {
 
     let (status, _) = fetch(&server, "/docs/").await;
     assert_eq!(status, 404);
+
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn docs_consumer_pages_only() {
+    let data = DataDir::new();
+    data.write_config("[docs]\npages = \"consumers\"\n");
+    let server = Server::start(&data);
+
+    for path in [
+        "/docs/",
+        "/docs/consumers/api-keys",
+        "/docs/consumers/errors",
+        "/docs/consumers/rate-limits",
+    ] {
+        let (status, response) = fetch(&server, path).await;
+        assert_eq!(status, 200, "{path}");
+        let page = response.text().await.unwrap();
+        assert!(
+            page.contains("href=\"/docs/consumers/api-keys\""),
+            "{path}: {page}"
+        );
+        assert!(!page.contains("href=\"/docs/operators/"), "{path}: {page}");
+        assert!(!page.contains("For operators"), "{path}: {page}");
+    }
+
+    for path in [
+        "/docs/operators/",
+        "/docs/operators/install",
+        "/docs/operators/configuration",
+        "/docs/operators/master-key",
+        "/docs/operators/runbooks",
+    ] {
+        let (status, response) = fetch(&server, path).await;
+        assert_eq!(status, 404, "{path}");
+        let page = response.text().await.unwrap();
+        assert!(page.contains("Page not found"), "{path}: {page}");
+        assert!(!page.contains("href=\"/docs/operators/"), "{path}: {page}");
+    }
+
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn docs_operator_pages_published_by_default() {
+    let data = DataDir::new();
+    let server = Server::start(&data);
+
+    let (status, response) = fetch(&server, "/docs/operators/runbooks").await;
+    assert_eq!(status, 200);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("For operators"), "{page}");
+    assert!(page.contains("href=\"/docs/operators/install\""), "{page}");
+
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn docs_pages_set_from_environment() {
+    let data = DataDir::new();
+    let server = Server::start_with(&data, &[("PORTCULLIS_DOCS__PAGES", "consumers")]);
+
+    let (status, _) = fetch(&server, "/docs/operators/install").await;
+    assert_eq!(status, 404);
+    let (status, _) = fetch(&server, "/docs/consumers/api-keys").await;
+    assert_eq!(status, 200);
 
     server.stop().await;
 }

@@ -14,6 +14,19 @@ pub const DEFAULT_PRODUCT_NAME: &str = "Portcullis";
 /// Both go into every page, and a longer one is a mistake.
 pub const MAX_DOCS_NAME_LEN: usize = 100;
 
+/// The pages that the documentation site publishes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DocsPages {
+    /// Every page: the consumer pages and the operator pages.
+    #[default]
+    All,
+    /// Only the pages for API callers. The operator pages (installation,
+    /// configuration, master key, runbooks, …) return 404 and are left out
+    /// of the table of contents, for a company that hands the site to its
+    /// customers.
+    Consumers,
+}
+
 /// The `[docs]` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocsConfig {
@@ -24,6 +37,8 @@ pub struct DocsConfig {
     /// Name that replaces the word "Portcullis" in the text of the pages,
     /// so a company can hand the docs to its customers under its own name.
     pub product_name: String,
+    /// The pages the site publishes.
+    pub pages: DocsPages,
 }
 
 impl Default for DocsConfig {
@@ -32,6 +47,7 @@ impl Default for DocsConfig {
             enabled: true,
             title: DEFAULT_DOCS_TITLE.to_owned(),
             product_name: DEFAULT_PRODUCT_NAME.to_owned(),
+            pages: DocsPages::All,
         }
     }
 }
@@ -39,10 +55,21 @@ impl Default for DocsConfig {
 pub(super) fn check_docs(raw: RawDocs) -> Result<DocsConfig, ConfigError> {
     let title = check_name("docs.title", raw.title, DEFAULT_DOCS_TITLE)?;
     let product_name = check_name("docs.product_name", raw.product_name, DEFAULT_PRODUCT_NAME)?;
+    let pages = match raw.pages.as_deref() {
+        None | Some("all") => DocsPages::All,
+        Some("consumers") => DocsPages::Consumers,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "docs.pages",
+                format!("unknown value {other:?}; write \"all\" or \"consumers\""),
+            ));
+        }
+    };
     Ok(DocsConfig {
         enabled: raw.enabled.unwrap_or(true),
         title,
         product_name,
+        pages,
     })
 }
 
@@ -83,6 +110,14 @@ mod tests {
             enabled: None,
             title: title.map(str::to_owned),
             product_name: product_name.map(str::to_owned),
+            pages: None,
+        })
+    }
+
+    fn check_pages(pages: &str) -> Result<DocsConfig, ConfigError> {
+        check_docs(RawDocs {
+            pages: Some(pages.to_owned()),
+            ..RawDocs::default()
         })
     }
 
@@ -109,6 +144,17 @@ mod tests {
         let long = "a".repeat(MAX_DOCS_NAME_LEN + 1);
         let error = check(None, Some(&long)).unwrap_err().to_string();
         assert!(error.starts_with("docs.product_name: is longer"), "{error}");
+    }
+
+    #[test]
+    fn docs_pages_parsed() {
+        assert_eq!(check_pages("all").unwrap().pages, DocsPages::All);
+        assert_eq!(
+            check_pages("consumers").unwrap().pages,
+            DocsPages::Consumers
+        );
+        let error = check_pages("customers").unwrap_err().to_string();
+        assert!(error.starts_with("docs.pages: unknown value"), "{error}");
     }
 
     #[test]

@@ -56,7 +56,9 @@ pub use dashboard::{
     DEFAULT_INVITE_EXPIRY, DEFAULT_KEY_EXPIRY, DEFAULT_KEY_EXPIRY_MAX, DashboardConfig,
     KEY_EXPIRY_MAX_LIMIT, MIN_KEY_EXPIRY,
 };
-pub use docs::{DEFAULT_DOCS_TITLE, DEFAULT_PRODUCT_NAME, DocsConfig, MAX_DOCS_NAME_LEN};
+pub use docs::{
+    DEFAULT_DOCS_TITLE, DEFAULT_PRODUCT_NAME, DocsConfig, DocsPages, MAX_DOCS_NAME_LEN,
+};
 pub use leaks::{
     LeakAction, LeakPublicKey, LeaksConfig, MAX_LEAK_KEY_ID_LEN, MAX_LEAK_PUBLIC_KEYS, PemSource,
 };

@@ -2,20 +2,27 @@
 //! table of contents and the configured branding.
 
 use super::STYLESHEET_PATH;
-use super::generated::{DocPage, NAVIGATION, PRODUCT_MARK};
-use crate::config::DocsConfig;
+use super::generated::{CONSUMER_NAVIGATION, DocPage, NAVIGATION, PRODUCT_MARK};
+use crate::config::{DocsConfig, DocsPages};
 
-/// The configured names, HTML-escaped once.
+/// The configured names, HTML-escaped once, and the table of contents of
+/// the configured pages.
 pub(super) struct Branding {
     title: String,
     product_name: String,
+    navigation: &'static str,
 }
 
 impl Branding {
     pub(super) fn new(config: &DocsConfig) -> Self {
+        let navigation = match config.pages {
+            DocsPages::All => NAVIGATION,
+            DocsPages::Consumers => CONSUMER_NAVIGATION,
+        };
         Self {
             title: escape(&config.title),
             product_name: escape(&config.product_name),
+            navigation,
         }
     }
 
@@ -23,7 +30,9 @@ impl Branding {
     /// contents is marked as the current page.
     pub(super) fn page(&self, page: &DocPage) -> String {
         let href = format!("href=\"/docs/{}\"", page.path);
-        let navigation = NAVIGATION.replacen(&href, &format!("{href} aria-current=\"page\""), 1);
+        let navigation =
+            self.navigation
+                .replacen(&href, &format!("{href} aria-current=\"page\""), 1);
         let heading = self.brand(&escape(page.title));
         self.document(&heading, &navigation, page.body)
     }
@@ -32,7 +41,7 @@ impl Branding {
     pub(super) fn not_found(&self) -> String {
         self.document(
             "Page not found",
-            NAVIGATION,
+            self.navigation,
             "<h1>Page not found</h1>\n<p>No page has this address. Choose a page from the \
              contents, or start at <a href=\"/docs/\">the first page</a>.</p>\n",
         )
@@ -82,9 +91,9 @@ mod tests {
 
     fn branded(title: &str, product_name: &str) -> Branding {
         Branding::new(&DocsConfig {
-            enabled: true,
             title: title.to_owned(),
             product_name: product_name.to_owned(),
+            ..DocsConfig::default()
         })
     }
 
@@ -101,6 +110,7 @@ mod tests {
             path: "example",
             title: "About \u{E000}",
             body: "<p>\u{E000} signs tokens. <code>X-Portcullis-Tenant</code></p>",
+            for_operators: false,
         };
         let html = branded("Docs", "Acme <API>").page(&page);
         assert!(html.contains("<p>Acme &lt;API&gt; signs tokens."), "{html}");

@@ -8,7 +8,9 @@
 //! Every response carries the dashboard's security headers with a stricter
 //! CSP that allows the site's own style sheet and nothing else, and also
 //! no framing, no referrer and `nosniff`. `[docs] title` and `[docs] product_name` brand
-//! the pages, and `[docs] enabled = false` leaves `/docs/` unserved.
+//! the pages, `[docs] pages = "consumers"` leaves out the operator pages
+//! (they return 404 and the table of contents omits them), and
+//! `[docs] enabled = false` leaves `/docs/` unserved.
 
 mod layout;
 
@@ -25,7 +27,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, StatusCode};
 
 use crate::app::AppState;
-use crate::config::DocsConfig;
+use crate::config::{DocsConfig, DocsPages};
 use crate::dashboard::set_security_headers;
 
 mod generated {
@@ -40,6 +42,9 @@ mod generated {
         pub(crate) title: &'static str,
         /// The page's HTML, without the layout.
         pub(crate) body: &'static str,
+        /// Whether the page is under `docs/operators/`, for the people who
+        /// run the server rather than those who call the API.
+        pub(crate) for_operators: bool,
     }
 
     include!(concat!(env!("OUT_DIR"), "/docs_pages.rs"));
@@ -97,8 +102,13 @@ async fn add_security_headers(mut response: Response) -> Response {
 impl Site {
     fn render(config: &DocsConfig) -> Self {
         let branding = layout::Branding::new(config);
+        let published = |page: &&generated::DocPage| match config.pages {
+            DocsPages::All => true,
+            DocsPages::Consumers => !page.for_operators,
+        };
         let pages = generated::PAGES
             .iter()
+            .filter(published)
             .map(|page| (page.path, Bytes::from(branding.page(page))))
             .collect();
         Self {
@@ -174,6 +184,37 @@ mod tests {
             let response = serve_page(&site, path);
             assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
         }
+    }
+
+    #[test]
+    fn consumer_site_omits_operator_pages() {
+        let site = Site::render(&DocsConfig {
+            pages: DocsPages::Consumers,
+            ..DocsConfig::default()
+        });
+        let operator_pages: Vec<_> = generated::PAGES
+            .iter()
+            .filter(|page| page.for_operators)
+            .collect();
+        assert!(!operator_pages.is_empty());
+        for page in generated::PAGES {
+            let status = serve_page(&site, page.path).status();
+            let expected = if page.for_operators {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::OK
+            };
+            assert_eq!(status, expected, "{}", page.path);
+        }
+        for (path, html) in &site.pages {
+            let html = String::from_utf8_lossy(html);
+            assert!(
+                !html.contains("href=\"/docs/operators/"),
+                "{path} links an operator page"
+            );
+        }
+        let not_found = String::from_utf8_lossy(&site.not_found);
+        assert!(!not_found.contains("href=\"/docs/operators/"));
     }
 
     #[test]
