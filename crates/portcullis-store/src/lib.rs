@@ -176,6 +176,7 @@ mod chain_head;
 mod members;
 mod oauth;
 mod pki;
+mod submissions;
 pub mod usage;
 
 pub use crate::alerts::{
@@ -184,6 +185,7 @@ pub use crate::alerts::{
 };
 pub use crate::members::{AcceptInvite, InviteRecord, InviteState, NewInvite};
 pub use crate::oauth::EXPIRED_CODE_RETENTION;
+pub use crate::submissions::{NewSubmission, SubmissionClaim};
 
 impl Store {
     /// Opens the SQLite database at `path`, creating the file if it is

@@ -288,8 +288,9 @@ impl Store {
     }
 
     /// Deletes the OAuth rows that no check needs any more at `now`, and
-    /// returns how many: access tokens, refresh tokens, assertion `jti`s and
-    /// sessions past their expiry, and authorization codes more than
+    /// returns how many: access tokens, refresh tokens, assertion `jti`s,
+    /// sessions and dashboard form submissions past their expiry, and
+    /// authorization codes more than
     /// [`EXPIRED_CODE_RETENTION`] past theirs. Run it now and then, such as
     /// hourly.
     pub async fn prune_oauth(&self, now: OffsetDateTime) -> Result<u64, StoreError> {

@@ -43,6 +43,7 @@ mod members;
 mod oauth;
 mod pki;
 mod signing;
+mod submissions;
 mod usage;
 
 /// A store on one PostgreSQL database.
@@ -640,6 +641,13 @@ fn migrator() -> Migrator {
             "members".into(),
             MigrationType::Simple,
             include_str!("../migrations/postgres/0016_members.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            17,
+            "dashboard_submissions".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0017_dashboard_submissions.sql").into_sql_str(),
             false,
         ),
     ])

@@ -66,6 +66,7 @@ mod members;
 mod oauth;
 mod pki;
 mod signing;
+mod submissions;
 mod usage;
 
 /// A store on one SQLite file.
@@ -663,6 +664,13 @@ fn migrator() -> Migrator {
             "members".into(),
             MigrationType::Simple,
             include_str!("../migrations/sqlite/0016_members.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            17,
+            "dashboard_submissions".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0017_dashboard_submissions.sql").into_sql_str(),
             false,
         ),
     ])

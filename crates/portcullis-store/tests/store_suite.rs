@@ -104,6 +104,8 @@ store_suite!(
     consent_upserted,
     assertion_jti_replay_rejected,
     sessions_created_touched_and_deleted,
+    submission_claimed_once_per_session,
+    submissions_bounded_and_deleted_with_session,
     signing_keys_activated_and_deleted,
     expired_oauth_rows_pruned,
     certificate_clients_stored,

@@ -612,6 +612,10 @@ impl PostgresStore {
                 now,
             ),
             (
+                "DELETE FROM dashboard_submissions WHERE expires_at <= $1",
+                now,
+            ),
+            (
                 "DELETE FROM authorization_codes WHERE expires_at <= $1",
                 code_cutoff,
             ),

@@ -13,7 +13,8 @@ use portcullis_core::scope::ScopeSet;
 use portcullis_core::signing::{SigningAlgorithm, SigningKeyRecord, SigningKeyState};
 use portcullis_store::{
     AuditAction, AuditFilter, Change, ConsumeCode, FamilyRevocationReason, LoginSession, NewClient,
-    NewClientSecret, NewUser, RotateRefresh, Store, StoreError, Tenant,
+    NewClientSecret, NewSubmission, NewUser, RotateRefresh, Store, StoreError, SubmissionClaim,
+    Tenant,
 };
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
@@ -1282,6 +1283,161 @@ pub(super) async fn sessions_created_touched_and_deleted(fixture: Fixture) {
     };
     let error = store.create_session(&orphan).await.unwrap_err();
     assert!(matches!(error, StoreError::NotFound("user")), "{error:?}");
+}
+
+/// Starts a session of a new user of `acme` and returns it.
+async fn live_session(store: &Store, email: &str) -> LoginSession {
+    let acme = match store.find_tenant(&"acme".parse().unwrap()).await.unwrap() {
+        Some(tenant) => tenant,
+        None => create_tenant(store, "acme").await,
+    };
+    let user = create_user(store, &acme, email).await;
+    let at = now();
+    let session = LoginSession {
+        hash: secret_hash(SecretKind::RefreshToken),
+        user_id: user,
+        created_at: at,
+        idle_expires_at: at + Duration::minutes(30),
+        absolute_expires_at: at + Duration::hours(8),
+    };
+    store.create_session(&session).await.unwrap();
+    session
+}
+
+fn submission<'a>(session: &'a SecretHash, nonce: &'a str) -> NewSubmission<'a> {
+    let at = now();
+    NewSubmission {
+        session_hash: session,
+        nonce,
+        kind: "key_create",
+        created_at: at,
+        expires_at: at + Duration::hours(12),
+    }
+}
+
+pub(super) async fn submission_claimed_once_per_session(fixture: Fixture) {
+    let store = fixture.store;
+    let session = live_session(&store, "ops@example.com").await.hash;
+    let other = live_session(&store, "dev@example.com").await.hash;
+
+    let first = submission(&session, "nonce-a");
+    assert_eq!(
+        store.claim_submission(&first, 10).await.unwrap(),
+        SubmissionClaim::Claimed
+    );
+    // Sent again before the action finished: used, with no target yet.
+    assert_eq!(
+        store.claim_submission(&first, 10).await.unwrap(),
+        SubmissionClaim::Used {
+            kind: "key_create".to_owned(),
+            target: None
+        }
+    );
+    store
+        .finish_submission(&session, "nonce-a", "key-1")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim_submission(&first, 10).await.unwrap(),
+        SubmissionClaim::Used {
+            kind: "key_create".to_owned(),
+            target: Some("key-1".to_owned())
+        }
+    );
+    // The same nonce is another claim in another session.
+    assert_eq!(
+        store
+            .claim_submission(&submission(&other, "nonce-a"), 10)
+            .await
+            .unwrap(),
+        SubmissionClaim::Claimed
+    );
+
+    // A released claim can be made again.
+    let second = submission(&session, "nonce-b");
+    assert_eq!(
+        store.claim_submission(&second, 10).await.unwrap(),
+        SubmissionClaim::Claimed
+    );
+    store
+        .release_submission(&session, "nonce-b")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim_submission(&second, 10).await.unwrap(),
+        SubmissionClaim::Claimed
+    );
+
+    // An unknown session claims nothing.
+    let unknown = secret_hash(SecretKind::RefreshToken);
+    let error = store
+        .claim_submission(&submission(&unknown, "nonce-c"), 10)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::NotFound("session")), "{error:?}");
+}
+
+pub(super) async fn submissions_bounded_and_deleted_with_session(fixture: Fixture) {
+    let store = fixture.store;
+    let login = live_session(&store, "ops@example.com").await;
+    let session = login.hash.clone();
+    for nonce in ["n1", "n2", "n3"] {
+        let claim = store
+            .claim_submission(&submission(&session, nonce), 3)
+            .await
+            .unwrap();
+        assert_eq!(claim, SubmissionClaim::Claimed, "{nonce}");
+    }
+    let full = store
+        .claim_submission(&submission(&session, "n4"), 3)
+        .await
+        .unwrap();
+    assert_eq!(full, SubmissionClaim::SessionFull);
+    // A token already claimed is still reported as used when full.
+    let used = store
+        .claim_submission(&submission(&session, "n1"), 3)
+        .await
+        .unwrap();
+    assert!(matches!(used, SubmissionClaim::Used { .. }), "{used:?}");
+
+    // An expired claim makes room, and only for its own session.
+    let at = now();
+    let expired = NewSubmission {
+        expires_at: at - Duration::seconds(1),
+        created_at: at - Duration::hours(13),
+        ..submission(&session, "old")
+    };
+    store.release_submission(&session, "n3").await.unwrap();
+    assert_eq!(
+        store.claim_submission(&expired, 3).await.unwrap(),
+        SubmissionClaim::Claimed
+    );
+    assert_eq!(
+        store
+            .claim_submission(&submission(&session, "n5"), 3)
+            .await
+            .unwrap(),
+        SubmissionClaim::Claimed,
+        "the expired claim was deleted to make room"
+    );
+
+    // Ending the session deletes its claims: without the session nothing
+    // is claimed, and a session stored again under the same hash finds
+    // none of the old claims.
+    assert!(store.delete_session(&session).await.unwrap());
+    let error = store
+        .claim_submission(&submission(&session, "n1"), 3)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::NotFound("session")), "{error:?}");
+    store.create_session(&login).await.unwrap();
+    assert_eq!(
+        store
+            .claim_submission(&submission(&session, "n1"), 3)
+            .await
+            .unwrap(),
+        SubmissionClaim::Claimed
+    );
 }
 
 // ---------------------------------------------------------------------
