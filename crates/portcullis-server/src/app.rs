@@ -8,7 +8,8 @@ use axum::Router;
 use axum::middleware;
 use axum::routing::get;
 use portcullis_core::crypto::{Pepper, SealingKey};
-use portcullis_store::Store;
+use portcullis_core::pki::{CertificateRecord, CertificateSerial};
+use portcullis_store::{AuditContext, Store};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -26,7 +27,7 @@ use crate::listener::{ListenerLimits, serve, serve_with_client_certificates};
 use crate::manage::{Manager, PlanNames};
 use crate::oauth::authorize;
 use crate::oauth::server::{AuthorizationServer, maintain};
-use crate::pki::ca::CertificateAuthority;
+use crate::pki::ca::{CaError, CertificateAuthority};
 use crate::pki::clients::CertificateClients;
 use crate::pki::identity::maintain_self_signed_keys;
 use crate::pki::presented::{ForwardedCertificates, reject_malformed_forwarded_certificate};
@@ -156,6 +157,25 @@ impl AppState {
             key_policy: dashboard::KeyPolicy::from_config(config),
             docs: config.docs.clone(),
         })))
+    }
+
+    /// Revokes a certificate of the internal CA, as
+    /// [`CertificateAuthority::revoke`] does, and adds its serial to this
+    /// node's revoked set before returning. Open connections that presented
+    /// it are then rejected on their next request to this node at once,
+    /// rather than after the change feed's next poll; other nodes still
+    /// learn of it from the feed.
+    pub async fn revoke_certificate(
+        &self,
+        serial: &CertificateSerial,
+        reason: &str,
+        audit: &AuditContext,
+    ) -> Result<CertificateRecord, CaError> {
+        let revoked = self.ca.revoke(serial, reason, audit).await?;
+        if let Some(trust) = self.client_certificate_trust.get() {
+            trust.certificate_revoked(revoked.serial.as_str());
+        }
+        Ok(revoked)
     }
 }
 

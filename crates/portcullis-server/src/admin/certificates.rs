@@ -322,8 +322,7 @@ async fn certificates_revoke(
             let input: RevokeInput = body.json()?;
             let audit = audit_context(&parts, &state, &operator);
             let cert = state
-                .ca
-                .revoke(&serial, &input.reason, &audit)
+                .revoke_certificate(&serial, &input.reason, &audit)
                 .await
                 .map_err(|error| ca_problem(&error))?;
             Ok(axum::Json(certificate_json(&cert)).into_response())
