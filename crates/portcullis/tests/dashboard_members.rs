@@ -218,6 +218,37 @@ async fn members_page_for_admins_only() {
 }
 
 #[tokio::test]
+async fn members_link_shown_to_admins_only() {
+    const LINK: &str = "<a href=\"/dashboard/members\">Members</a>";
+    let pages = [
+        "/dashboard/",
+        "/dashboard/keys",
+        "/dashboard/clients",
+        "/dashboard/usage",
+        "/dashboard/audit",
+    ];
+    for (email, shown) in [
+        ("admin@acme.test", true),
+        ("dev@acme.test", false),
+        ("viewer@acme.test", false),
+    ] {
+        let mut browser = signed_in("acme", email).await;
+        for page in pages {
+            let reply = browser.get(page).await;
+            assert_eq!(reply.status, StatusCode::OK, "{email} {page}");
+            assert_eq!(reply.body.contains(LINK), shown, "{email} {page}");
+        }
+        // The members page itself answers as the link promises.
+        let expected = if shown {
+            StatusCode::OK
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        assert_eq!(browser.get("/dashboard/members").await.status, expected);
+    }
+}
+
+#[tokio::test]
 async fn role_changed_and_audited() {
     let mut admin = signed_in("acme", "admin@acme.test").await;
     let admin_id = user_id("acme", "admin@acme.test").await;

@@ -14,7 +14,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::pages::{
-    HomePage, SignInPage, forbidden_page, html, internal_error_page, layout, see_other,
+    HomePage, SignInPage, forbidden_page, html, internal_error_page, layout, signed_in_layout, see_other,
     unavailable_page,
 };
 use super::{Form, read_form};
@@ -54,7 +54,7 @@ pub(super) async fn overview(State(state): State<AppState>, headers: HeaderMap) 
     html(
         StatusCode::OK,
         &HomePage {
-            layout: layout(),
+            layout: signed_in_layout(&session.user),
             email: user.email.as_str(),
             tenant: user.tenant.as_str(),
             role: user.role.as_str(),

@@ -21,7 +21,7 @@ use time::{Duration, OffsetDateTime, PrimitiveDateTime};
 
 use super::account::{page_session, store_failure};
 use super::key_pages::{format_time, user_emails};
-use super::pages::{Layout, html, layout, not_found_page};
+use super::pages::{Layout, html, signed_in_layout, not_found_page};
 use crate::app::AppState;
 use crate::oauth::csrf::session_token;
 use crate::oauth::session::ActiveSession;
@@ -150,7 +150,7 @@ pub(super) async fn list(State(state): State<AppState>, parts: Parts) -> Respons
     html(
         status,
         &AuditLogPage {
-            layout: layout(),
+            layout: signed_in_layout(&session.user),
             email: session.user.email.as_str(),
             tenant: session.user.tenant.as_str(),
             csrf_token: &csrf_token,

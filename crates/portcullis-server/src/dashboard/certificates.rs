@@ -29,7 +29,7 @@ use super::client_pages::{FieldErrors, choices, takes_internal_certificates};
 use super::clients::{managed_client, tenant_client};
 use super::keys::{audit_context, role_forbidden};
 use super::pages::{
-    error_page, html, internal_error_page, layout, not_found_page, see_other_to, unavailable_page,
+    error_page, html, internal_error_page, signed_in_layout, not_found_page, see_other_to, unavailable_page,
 };
 use super::policy::{may_create, may_manage_client};
 use super::upload::{MAX_CSR_LEN, UploadForm, checked_upload, upload_too_large};
@@ -90,7 +90,7 @@ pub(super) async fn list(State(state): State<AppState>, headers: HeaderMap, uri:
     html(
         StatusCode::OK,
         &CertificatesPage {
-            layout: layout(),
+            layout: signed_in_layout(&session.user),
             email: user.email.as_str(),
             tenant: user.tenant.as_str(),
             csrf_token: &csrf_token,
@@ -260,7 +260,7 @@ pub(super) async fn show(
     html(
         StatusCode::OK,
         &CertificatePage {
-            layout: layout(),
+            layout: signed_in_layout(&session.user),
             email: session.user.email.as_str(),
             tenant: session.user.tenant.as_str(),
             csrf_token: &csrf_token,
@@ -340,7 +340,7 @@ pub(super) async fn revoke(
     };
     let reason = form.field("reason");
     let audit = audit_context(&state, &parts, &session);
-    match state.ca.revoke(&certificate.serial, reason, &audit).await {
+    match state.revoke_certificate(&certificate.serial, reason, &audit).await {
         Ok(revoked) => {
             tracing::info!(
                 serial = %revoked.serial,
@@ -557,7 +557,7 @@ fn new_certificate_page(
     html(
         status,
         &NewCertificatePage {
-            layout: layout(),
+            layout: signed_in_layout(&session.user),
             email: session.user.email.as_str(),
             tenant: session.user.tenant.as_str(),
             csrf_token: &csrf_token,
@@ -581,7 +581,7 @@ fn revoke_page(
     html(
         status,
         &CertificateRevokePage {
-            layout: layout(),
+            layout: signed_in_layout(&session.user),
             email: session.user.email.as_str(),
             tenant: session.user.tenant.as_str(),
             csrf_token: &csrf_token,

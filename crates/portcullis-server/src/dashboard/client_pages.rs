@@ -228,6 +228,8 @@ pub(super) struct NewClientPage<'a> {
     pub(super) email: &'a str,
     pub(super) tenant: &'a str,
     pub(super) csrf_token: &'a str,
+    /// The form's one-time submission token.
+    pub(super) submission_token: String,
     pub(super) form: ClientForm,
     /// The redirect URI fields, taken out of the form so that the page and
     /// the redirect URI page share their template.
@@ -260,6 +262,8 @@ pub(super) struct ClientRotatePage<'a> {
     pub(super) email: &'a str,
     pub(super) tenant: &'a str,
     pub(super) csrf_token: &'a str,
+    /// The form's one-time submission token.
+    pub(super) submission_token: String,
     pub(super) client: ClientRow,
     pub(super) grace_hours: String,
     pub(super) max_grace_hours: i64,

@@ -5,6 +5,9 @@
 //! operations of the CLI and admin API, so it writes the same audit record
 //! and change-feed row. A client of another tenant gets 404, exactly as a
 //! client that does not exist, so ids of other tenants cannot be probed.
+//! The register and rotate forms carry a one-time submission token
+//! ([`super::submissions`]), so a form sent again makes no second client or
+//! secret.
 
 use std::collections::HashMap;
 
@@ -31,8 +34,9 @@ use super::client_pages::{
 };
 use super::key_pages::{format_time, user_emails};
 use super::keys::{audit_context, manage_failure, read_grace_hours, role_forbidden, scope_choices};
-use super::pages::{html, layout, not_found_page, see_other_to};
+use super::pages::{html, signed_in_layout, not_found_page, see_other_to};
 use super::policy::{may_create, may_manage_client};
+use super::submissions::{SUBMISSION_FIELD, SubmissionForm, checked_token, claim, form_token};
 use crate::app::AppState;
 use crate::clients::ClientRequest;
 use crate::manage::{MAX_ROTATION_GRACE, ManageError};
@@ -93,7 +97,7 @@ pub(super) async fn list(State(state): State<AppState>, headers: HeaderMap) -> R
     html(
         StatusCode::OK,
         &ClientsPage {
-            layout: layout(),
+            layout: signed_in_layout(&session.user),
             email: user.email.as_str(),
             tenant: user.tenant.as_str(),
             csrf_token: &csrf_token,
@@ -125,7 +129,7 @@ pub(super) async fn show(
     html(
         StatusCode::OK,
         &ClientPage {
-            layout: layout(),
+            layout: signed_in_layout(&session.user),
             email: session.user.email.as_str(),
             tenant: session.user.tenant.as_str(),
             csrf_token: &csrf_token,
@@ -171,9 +175,19 @@ pub(super) async fn create(State(state): State<AppState>, request: Request) -> R
     if !may_create(&session.user) {
         return role_forbidden();
     }
+    let submitted = form.field(SUBMISSION_FIELD);
+    let form_kind = SubmissionForm::ClientCreate;
+    let token = match checked_token(&state, &session, form_kind, "", submitted) {
+        Ok(token) => token,
+        Err(response) => return response,
+    };
     let (request, mut shown) = read_client_form(&state, &session, &form);
     let Some(request) = request else {
         return new_client_page(&state, &session, StatusCode::UNPROCESSABLE_ENTITY, shown);
+    };
+    let claim = match claim(&state, &session, form_kind, token).await {
+        Ok(claim) => claim,
+        Err(response) => return response,
     };
     let audit = audit_context(&state, &parts, &session);
     match state.manager.create_client(request, &audit).await {
@@ -183,6 +197,7 @@ pub(super) async fn create(State(state): State<AppState>, request: Request) -> R
                 user_id = %session.user.id,
                 "client registered in the dashboard"
             );
+            claim.finish(&state, &issued.record.id.to_string()).await;
             match &issued.secret {
                 Some(secret) => {
                     let heading = "Client registered";
@@ -201,11 +216,15 @@ pub(super) async fn create(State(state): State<AppState>, request: Request) -> R
         }
         Err(ManageError::Invalid { field, message }) => {
             tracing::info!(field, error = %message, "dashboard client registration rejected");
+            claim.release(&state).await;
             let (name, label) = form_field(field);
             shown.errors.add(name, format!("{label}: {message}."));
             new_client_page(&state, &session, StatusCode::UNPROCESSABLE_ENTITY, shown)
         }
-        Err(error) => manage_failure(&error),
+        Err(error) => {
+            claim.release(&state).await;
+            manage_failure(&error)
+        }
     }
 }
 
@@ -236,12 +255,23 @@ pub(super) async fn rotate(
         Ok(checked) => checked,
         Err(response) => return response,
     };
+    let subject = client.id.to_string();
+    let submitted = form.field(SUBMISSION_FIELD);
+    let form_kind = SubmissionForm::ClientRotate;
+    let token = match checked_token(&state, &session, form_kind, &subject, submitted) {
+        Ok(token) => token,
+        Err(response) => return response,
+    };
     let hours = match read_grace_hours(&form) {
         Ok(hours) => hours,
         Err((typed, message)) => {
             let status = StatusCode::UNPROCESSABLE_ENTITY;
             return rotate_page(&state, &session, &client, status, typed, Some(message)).await;
         }
+    };
+    let claim = match claim(&state, &session, form_kind, token).await {
+        Ok(claim) => claim,
+        Err(response) => return response,
     };
     let audit = audit_context(&state, &parts, &session);
     let grace = Duration::hours(hours);
@@ -252,6 +282,7 @@ pub(super) async fn rotate(
                 user_id = %session.user.id,
                 "client secret rotated in the dashboard"
             );
+            claim.finish(&state, &subject).await;
             let note = format!(
                 "The previous secret keeps working for {hours} hours, until {}.",
                 format_time(audit.at + grace)
@@ -267,7 +298,10 @@ pub(super) async fn rotate(
             )
             .await
         }
-        Err(error) => manage_failure(&error),
+        Err(error) => {
+            claim.release(&state).await;
+            manage_failure(&error)
+        }
     }
 }
 
@@ -682,10 +716,11 @@ fn new_client_page(
     html(
         status,
         &NewClientPage {
-            layout: layout(),
+            layout: signed_in_layout(&session.user),
             email: session.user.email.as_str(),
             tenant: session.user.tenant.as_str(),
             csrf_token: &csrf_token,
+            submission_token: form_token(state, session, SubmissionForm::ClientCreate, ""),
             form,
             redirect_uris,
         },
@@ -711,7 +746,7 @@ async fn secret_page(
     let mut response = html(
         StatusCode::OK,
         &ClientSecretPage {
-            layout: layout(),
+            layout: signed_in_layout(&session.user),
             email: session.user.email.as_str(),
             tenant: session.user.tenant.as_str(),
             csrf_token: &csrf_token,
@@ -744,10 +779,16 @@ async fn rotate_page(
     html(
         status,
         &ClientRotatePage {
-            layout: layout(),
+            layout: signed_in_layout(&session.user),
             email: session.user.email.as_str(),
             tenant: session.user.tenant.as_str(),
             csrf_token: &csrf_token,
+            submission_token: form_token(
+                state,
+                session,
+                SubmissionForm::ClientRotate,
+                &client.id.to_string(),
+            ),
             client: row,
             grace_hours,
             max_grace_hours: MAX_ROTATION_GRACE.whole_hours(),
@@ -772,7 +813,7 @@ async fn revoke_page(
     html(
         status,
         &ClientRevokePage {
-            layout: layout(),
+            layout: signed_in_layout(&session.user),
             email: session.user.email.as_str(),
             tenant: session.user.tenant.as_str(),
             csrf_token: &csrf_token,
@@ -799,7 +840,7 @@ async fn redirect_uris_page(
     html(
         status,
         &RedirectUrisPage {
-            layout: layout(),
+            layout: signed_in_layout(&session.user),
             email: session.user.email.as_str(),
             tenant: session.user.tenant.as_str(),
             csrf_token: &csrf_token,

@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 
 use super::account::{checked_form, page_session, store_failure};
 use super::keys::{audit_context, manage_failure, managed_key_page, role_forbidden, tenant_key};
-use super::pages::{Layout, error_page, html, layout, see_other_to};
+use super::pages::{Layout, error_page, html, signed_in_layout, see_other_to};
 use super::policy::may_manage;
 use crate::app::AppState;
 use crate::credential_audit::{self, Finding};
@@ -121,7 +121,7 @@ pub(super) async fn list(State(state): State<AppState>, headers: HeaderMap) -> R
     html(
         StatusCode::OK,
         &FindingsPage {
-            layout: layout(),
+            layout: signed_in_layout(&session.user),
             email: session.user.email.as_str(),
             tenant: session.user.tenant.as_str(),
             csrf_token: &csrf_token,
@@ -150,7 +150,7 @@ pub(super) async fn narrow_form(
     html(
         StatusCode::OK,
         &NarrowPage {
-            layout: layout(),
+            layout: signed_in_layout(&session.user),
             email: session.user.email.as_str(),
             tenant: session.user.tenant.as_str(),
             csrf_token: &csrf_token,

@@ -4,11 +4,13 @@
 //! The link carries a random 256-bit token. Only its keyed hash is stored,
 //! under a label of its own so it never equals the hash of another kind of
 //! secret, and the found row's hash is compared again in constant time.
-//! The link page is shown once and never cached. The link works once,
-//! until the operator's `dashboard.invite_expiry`; expired, used and
-//! revoked links get 410 and unknown ones 404, and none of them changes
-//! anything. The join form has no session yet, so it carries the
-//! double-submit token of the sign-in form.
+//! The link page is shown once and never cached, and the invite form
+//! carries a one-time submission token ([`super::submissions`]), so a form
+//! sent again makes no second invite. The link works once, until the
+//! operator's `dashboard.invite_expiry`; expired, used and revoked links
+//! get 410 and unknown ones 404, and none of them changes anything. The
+//! join form has no session yet, so it carries the double-submit token of
+//! the sign-in form.
 
 use std::collections::HashMap;
 
@@ -33,10 +35,11 @@ use super::key_pages::format_time;
 use super::keys::audit_context;
 use super::members::{MEMBERS, Retry, members_page, non_admin_rejection};
 use super::pages::{
-    Layout, error_page, html, internal_error_page, layout, not_found_page, see_other,
+    Layout, error_page, html, internal_error_page, layout, signed_in_layout, not_found_page, see_other,
 };
 use super::policy::actor;
 use super::read_form;
+use super::submissions::{SUBMISSION_FIELD, SubmissionForm, checked_token, claim};
 use crate::app::AppState;
 use crate::oauth::authorize::set_cookie;
 use crate::oauth::csrf::{check_sign_in_token, issuer_origin, session_token, sign_in_token};
@@ -121,6 +124,13 @@ pub(super) async fn create(State(state): State<AppState>, request: Request) -> R
         return response;
     }
 
+    let submitted = form.field(SUBMISSION_FIELD);
+    let checked = checked_token(&state, &session, SubmissionForm::InviteCreate, "", submitted);
+    let submission = match checked {
+        Ok(submission) => submission,
+        Err(response) => return response,
+    };
+
     let typed_email = form.field("email").trim();
     let typed_role = form.field("role");
 
@@ -150,6 +160,11 @@ pub(super) async fn create(State(state): State<AppState>, request: Request) -> R
         return internal_error_page();
     };
 
+    let claim = match claim(&state, &session, SubmissionForm::InviteCreate, submission).await {
+        Ok(claim) => claim,
+        Err(response) => return response,
+    };
+
     let audit = audit_context(&state, &parts, &session);
     let invite = NewInvite {
         id: InviteId::generate(),
@@ -166,12 +181,17 @@ pub(super) async fn create(State(state): State<AppState>, request: Request) -> R
         Ok(stored) => stored,
         Err(StoreError::Conflict(message)) => {
             tracing::info!(user_id = %session.user.id, "dashboard invite rejected: {message}");
+            claim.release(&state).await;
             let message = format!("Email: {message}. No invite was created.");
             let status = StatusCode::CONFLICT;
             return members_page(&state, &session, status, Some(retry(message))).await;
         }
-        Err(error) => return store_failure(&error),
+        Err(error) => {
+            claim.release(&state).await;
+            return store_failure(&error);
+        }
     };
+    claim.finish(&state, &stored.id.to_string()).await;
     tracing::info!(
         invite_id = %stored.id,
         user_id = %session.user.id,
@@ -187,7 +207,7 @@ pub(super) async fn create(State(state): State<AppState>, request: Request) -> R
     let mut response = html(
         StatusCode::OK,
         &LinkPage {
-            layout: layout(),
+            layout: signed_in_layout(&session.user),
             email: session.user.email.as_str(),
             tenant: session.user.tenant.as_str(),
             csrf_token: &csrf_token,

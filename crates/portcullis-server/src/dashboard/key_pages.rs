@@ -152,6 +152,8 @@ pub(super) struct NewKeyPage<'a> {
     pub(super) email: &'a str,
     pub(super) tenant: &'a str,
     pub(super) csrf_token: &'a str,
+    /// The form's one-time submission token.
+    pub(super) submission_token: String,
     pub(super) form: KeyForm,
 }
 
@@ -181,6 +183,8 @@ pub(super) struct RotatePage<'a> {
     pub(super) email: &'a str,
     pub(super) tenant: &'a str,
     pub(super) csrf_token: &'a str,
+    /// The form's one-time submission token.
+    pub(super) submission_token: String,
     pub(super) key: KeyRow,
     pub(super) grace_hours: String,
     pub(super) max_grace_hours: i64,

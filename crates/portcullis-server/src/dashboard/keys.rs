@@ -4,7 +4,9 @@
 //! the CLI and admin API, so it writes the same audit record and change-feed
 //! row, and the gateway stops accepting a revoked key within a second. A
 //! key of another tenant is answered with 404, exactly as a key that does
-//! not exist, so ids of other tenants cannot be probed.
+//! not exist, so ids of other tenants cannot be probed. The create and
+//! rotate forms carry a one-time submission token ([`super::submissions`]),
+//! so a form that the browser sends again makes no second key.
 
 use std::collections::HashMap;
 
@@ -27,8 +29,9 @@ use super::key_pages::{
     KeyForm, KeyPage, KeyRow, KeysPage, NewKeyPage, RevokePage, RotatePage, ScopeChoice,
     SecretPage, parse_key_id, user_emails,
 };
-use super::pages::{error_page, html, internal_error_page, layout, not_found_page, see_other_to};
+use super::pages::{error_page, html, internal_error_page, signed_in_layout, not_found_page, see_other_to};
 use super::policy::{actor, may_create, may_manage};
+use super::submissions::{SUBMISSION_FIELD, SubmissionForm, checked_token, claim, form_token};
 use crate::app::AppState;
 use crate::manage::{IssuedKey, KeyRequest, MAX_ROTATION_GRACE, ManageError};
 use crate::oauth::csrf::session_token;
@@ -81,7 +84,7 @@ pub(super) async fn list(State(state): State<AppState>, headers: HeaderMap) -> R
     html(
         StatusCode::OK,
         &KeysPage {
-            layout: layout(),
+            layout: signed_in_layout(&session.user),
             email: user.email.as_str(),
             tenant: user.tenant.as_str(),
             csrf_token: &csrf_token,
@@ -109,7 +112,7 @@ pub(super) async fn show(
     html(
         StatusCode::OK,
         &KeyPage {
-            layout: layout(),
+            layout: signed_in_layout(&session.user),
             email: session.user.email.as_str(),
             tenant: session.user.tenant.as_str(),
             csrf_token: &csrf_token,
@@ -152,9 +155,18 @@ pub(super) async fn create(State(state): State<AppState>, request: Request) -> R
     if !may_create(&session.user) {
         return role_forbidden();
     }
+    let submitted = form.field(SUBMISSION_FIELD);
+    let token = match checked_token(&state, &session, SubmissionForm::KeyCreate, "", submitted) {
+        Ok(token) => token,
+        Err(response) => return response,
+    };
     let checked = match check_key_form(&state, &form) {
         Ok(checked) => checked,
         Err(form) => return new_key_page(&state, &session, StatusCode::UNPROCESSABLE_ENTITY, form),
+    };
+    let claim = match claim(&state, &session, SubmissionForm::KeyCreate, token).await {
+        Ok(claim) => claim,
+        Err(response) => return response,
     };
     let audit = audit_context(&state, &parts, &session);
     let request = KeyRequest {
@@ -172,9 +184,13 @@ pub(super) async fn create(State(state): State<AppState>, request: Request) -> R
                 user_id = %session.user.id,
                 "key created in the dashboard"
             );
+            claim.finish(&state, &issued.record.id.to_string()).await;
             secret_page(&state, &session, &issued, "Key created", None).await
         }
-        Err(error) => manage_failure(&error),
+        Err(error) => {
+            claim.release(&state).await;
+            manage_failure(&error)
+        }
     }
 }
 
@@ -212,12 +228,23 @@ pub(super) async fn rotate(
         Ok(checked) => checked,
         Err(response) => return response,
     };
+    let subject = key.id.to_string();
+    let submitted = form.field(SUBMISSION_FIELD);
+    let form_kind = SubmissionForm::KeyRotate;
+    let token = match checked_token(&state, &session, form_kind, &subject, submitted) {
+        Ok(token) => token,
+        Err(response) => return response,
+    };
     let hours = match read_grace_hours(&form) {
         Ok(hours) => hours,
         Err((typed, message)) => {
             let status = StatusCode::UNPROCESSABLE_ENTITY;
             return rotate_page(&state, &session, &key, status, typed, Some(message)).await;
         }
+    };
+    let claim = match claim(&state, &session, form_kind, token).await {
+        Ok(claim) => claim,
+        Err(response) => return response,
     };
     let audit = audit_context(&state, &parts, &session);
     match state
@@ -226,6 +253,7 @@ pub(super) async fn rotate(
         .await
     {
         Ok((old, issued)) => {
+            claim.finish(&state, &issued.record.id.to_string()).await;
             tracing::info!(
                 key_id = %old.id,
                 new_key_id = %issued.record.id,
@@ -240,7 +268,10 @@ pub(super) async fn rotate(
             );
             secret_page(&state, &session, &issued, "Key rotated", Some(note)).await
         }
-        Err(error) => manage_failure(&error),
+        Err(error) => {
+            claim.release(&state).await;
+            manage_failure(&error)
+        }
     }
 }
 
@@ -522,10 +553,11 @@ fn new_key_page(
     html(
         status,
         &NewKeyPage {
-            layout: layout(),
+            layout: signed_in_layout(&session.user),
             email: session.user.email.as_str(),
             tenant: session.user.tenant.as_str(),
             csrf_token: &csrf_token,
+            submission_token: form_token(state, session, SubmissionForm::KeyCreate, ""),
             form,
         },
     )
@@ -556,7 +588,7 @@ async fn secret_page(
     let mut response = html(
         StatusCode::OK,
         &SecretPage {
-            layout: layout(),
+            layout: signed_in_layout(&session.user),
             email: session.user.email.as_str(),
             tenant: session.user.tenant.as_str(),
             csrf_token: &csrf_token,
@@ -589,10 +621,16 @@ async fn rotate_page(
     html(
         status,
         &RotatePage {
-            layout: layout(),
+            layout: signed_in_layout(&session.user),
             email: session.user.email.as_str(),
             tenant: session.user.tenant.as_str(),
             csrf_token: &csrf_token,
+            submission_token: form_token(
+                state,
+                session,
+                SubmissionForm::KeyRotate,
+                &key.id.to_string(),
+            ),
             key: row,
             grace_hours,
             max_grace_hours: MAX_ROTATION_GRACE.whole_hours(),
@@ -617,7 +655,7 @@ async fn revoke_page(
     html(
         status,
         &RevokePage {
-            layout: layout(),
+            layout: signed_in_layout(&session.user),
             email: session.user.email.as_str(),
             tenant: session.user.tenant.as_str(),
             csrf_token: &csrf_token,

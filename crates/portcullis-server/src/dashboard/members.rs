@@ -23,8 +23,9 @@ use super::account::{checked_form, page_session, store_failure};
 use super::invites::InviteRow;
 use super::key_pages::format_time;
 use super::keys::{audit_context, role_forbidden};
-use super::pages::{Layout, error_page, html, layout, not_found_page, see_other, see_other_to};
+use super::pages::{Layout, error_page, html, signed_in_layout, not_found_page, see_other, see_other_to};
 use super::policy::may_manage_members;
+use super::submissions::{SubmissionForm, form_token};
 use crate::app::AppState;
 use crate::oauth::csrf::session_token;
 use crate::oauth::session::ActiveSession;
@@ -54,6 +55,8 @@ struct MembersPage<'a> {
     email: &'a str,
     tenant: &'a str,
     csrf_token: &'a str,
+    /// The invite form's one-time submission token.
+    submission_token: String,
     members: Vec<MemberRow>,
     invites: Vec<InviteRow>,
     roles: [&'static str; 3],
@@ -148,10 +151,11 @@ pub(super) async fn members_page(
     html(
         status,
         &MembersPage {
-            layout: layout(),
+            layout: signed_in_layout(&session.user),
             email: user.email.as_str(),
             tenant: user.tenant.as_str(),
             csrf_token: &csrf_token,
+            submission_token: form_token(state, session, SubmissionForm::InviteCreate, ""),
             members,
             invites,
             roles: ROLES,
@@ -225,7 +229,7 @@ pub(super) async fn disable_form(
     html(
         StatusCode::OK,
         &DisablePage {
-            layout: layout(),
+            layout: signed_in_layout(&session.user),
             email: session.user.email.as_str(),
             tenant: session.user.tenant.as_str(),
             csrf_token: &csrf_token,

@@ -23,6 +23,8 @@
 //!   the narrowing of a key's scopes to those it used.
 //! - [`members`] and [`invites`]: the tenant's members, for admins, and
 //!   the invite links that add members.
+//! - [`submissions`]: the one-time tokens of the forms that show a secret
+//!   once, so a form sent again creates nothing.
 //! - [`policy`]: what each role may do with keys, and the operator's
 //!   limits on new keys.
 //! - [`pages`]: the templates and response helpers.
@@ -44,6 +46,7 @@ mod members;
 mod pages;
 mod policy;
 mod upload;
+mod submissions;
 mod usage;
 
 pub use self::policy::KeyPolicy;

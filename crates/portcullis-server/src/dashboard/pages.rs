@@ -5,25 +5,42 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::header::{CONTENT_TYPE, LOCATION};
 use http::{HeaderValue, StatusCode};
+use portcullis_core::oauth::UserRecord;
 
 use super::assets::STYLESHEET_PATH;
+use super::policy::may_manage_members;
 
 /// The product name in page titles and the page header.
 const BRAND: &str = "Portcullis";
 
-/// What every page's frame shows: the product name and the style sheet.
+/// What every page's frame shows: the product name, the style sheet and,
+/// on signed-in pages, the navigation links the user's role may follow.
 pub(super) struct Layout {
     /// The product name.
     pub(super) brand: &'static str,
     /// The path of the style sheet, named by its content hash.
     pub(super) stylesheet: &'static str,
+    /// Whether the navigation links to the members page, which only admins
+    /// may open.
+    pub(super) members_link: bool,
 }
 
-/// The frame of every page.
+/// The frame of a page shown without a session, such as the sign-in form
+/// and the error pages.
 pub(super) fn layout() -> Layout {
     Layout {
         brand: BRAND,
         stylesheet: STYLESHEET_PATH.as_str(),
+        members_link: false,
+    }
+}
+
+/// The frame of a page shown to the signed-in `user`, whose navigation
+/// links only to pages that the user's role may open.
+pub(super) fn signed_in_layout(user: &UserRecord) -> Layout {
+    Layout {
+        members_link: may_manage_members(user),
+        ..layout()
     }
 }
 

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use super::account::{page_session, store_failure};
 use super::chart::{Chart, Window, lay_out};
 use super::keys::tenant_key_page;
-use super::pages::{Layout, html, layout};
+use super::pages::{Layout, html, signed_in_layout};
 use crate::app::AppState;
 use crate::oauth::csrf::session_token;
 use crate::oauth::session::ActiveSession;
@@ -87,7 +87,7 @@ async fn usage_page(
     html(
         StatusCode::OK,
         &UsagePage {
-            layout: layout(),
+            layout: signed_in_layout(&session.user),
             email: user.email.as_str(),
             tenant: user.tenant.as_str(),
             csrf_token: &csrf_token,

@@ -129,8 +129,9 @@ impl Browser {
         browser
     }
 
-    /// Opens `page` and returns the CSRF token of its first form followed
-    /// by `extra`, the fields of a form to post.
+    /// Opens `page` and returns the CSRF token of its first form, the
+    /// page's one-time submission token when it has one, then `extra`: the
+    /// fields of a form to post.
     pub async fn csrf_fields(
         &mut self,
         page: &str,
@@ -138,11 +139,13 @@ impl Browser {
     ) -> Vec<(String, String)> {
         let reply = self.get(page).await;
         assert_eq!(reply.status, StatusCode::OK, "{page}: {}", reply.body);
-        let mut fields: Vec<(String, String)> = hidden_fields(&reply.body)
-            .into_iter()
-            .filter(|(name, _)| name == "csrf_token")
-            .take(1)
-            .collect();
+        let hidden = hidden_fields(&reply.body);
+        let mut fields: Vec<(String, String)> = Vec::new();
+        for wanted in ["csrf_token", "submission_token"] {
+            if let Some(field) = hidden.iter().find(|(name, _)| name == wanted) {
+                fields.push(field.clone());
+            }
+        }
         for (name, value) in extra {
             fields.push(((*name).to_owned(), (*value).to_owned()));
         }
