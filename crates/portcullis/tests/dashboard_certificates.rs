@@ -15,7 +15,6 @@
 mod support;
 
 use std::sync::LazyLock;
-use std::time::{Duration, Instant};
 
 use rcgen::{CertificateParams, KeyPair};
 use reqwest::StatusCode;
@@ -310,24 +309,17 @@ async fn uploaded_csr_certificate_calls_then_revoked() {
     );
     assert_eq!(stored_certificates(&client)[0]["status"], "active");
 
-    // Revoke it: the open connection is rejected within a second.
+    // Revoke it. The node that revokes adds the serial to its revoked set
+    // before it answers, so the very next request on the open connection is
+    // rejected, whenever the change feed's poll runs.
     let fields = admin
         .csrf_fields(&path, &[("reason", "keyCompromise")])
         .await;
     let revoked = admin.post_to(&path, &fields).await;
     assert_eq!(revoked.status, StatusCode::SEE_OTHER, "{}", revoked.body);
-    let started = Instant::now();
-    let (status, body) = loop {
-        let (status, body) = call(&open).await;
-        if status != StatusCode::OK || started.elapsed() > Duration::from_secs(3) {
-            break (status, body);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let delay = started.elapsed();
+    let (status, body) = call(&open).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["code"], "certificate_revoked", "{body}");
-    assert!(delay < Duration::from_secs(1), "took {delay:?}");
 
     let stored = stored_certificates(&client);
     assert_eq!(stored[0]["status"], "revoked");
