@@ -86,9 +86,7 @@ fn client_fields(name: &str) -> Vec<(&str, &str)> {
 
 /// The tenant's keys as `keys list --output json` prints them.
 fn tenant_keys(tenant: &str) -> Vec<Value> {
-    let keys = FIXTURE
-        .data
-        .cli_json(&["keys", "list", "--tenant", tenant]);
+    let keys = FIXTURE.data.cli_json(&["keys", "list", "--tenant", tenant]);
     keys["keys"].as_array().unwrap().clone()
 }
 
@@ -322,11 +320,7 @@ async fn missing_or_foreign_token_rejected() {
         .collect();
     let reply = admin.post_to("/dashboard/keys", &fields).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
-    assert!(
-        reply.body.contains("no submission token"),
-        "{}",
-        reply.body
-    );
+    assert!(reply.body.contains("no submission token"), "{}", reply.body);
     assert!(reply.body.contains("Open the form again"), "{}", reply.body);
 
     // A token of the same user's other session.
@@ -379,7 +373,12 @@ async fn token_reusable_after_invalid_form() {
         )
         .await;
     let reply = admin.post_to("/dashboard/keys", &fields).await;
-    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.body);
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
 
     // The same token with the missing scope added creates the key.
     let mut fields = fields.clone();

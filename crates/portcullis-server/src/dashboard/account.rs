@@ -14,8 +14,8 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::pages::{
-    HomePage, SignInPage, forbidden_page, html, internal_error_page, layout, signed_in_layout, see_other,
-    unavailable_page,
+    HomePage, SignInPage, forbidden_page, html, internal_error_page, layout, see_other,
+    signed_in_layout, unavailable_page,
 };
 use super::{Form, read_form};
 use crate::app::AppState;

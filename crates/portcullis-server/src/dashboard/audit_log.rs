@@ -21,7 +21,7 @@ use time::{Duration, OffsetDateTime, PrimitiveDateTime};
 
 use super::account::{page_session, store_failure};
 use super::key_pages::{format_time, user_emails};
-use super::pages::{Layout, html, signed_in_layout, not_found_page};
+use super::pages::{Layout, html, not_found_page, signed_in_layout};
 use crate::app::AppState;
 use crate::oauth::csrf::session_token;
 use crate::oauth::session::ActiveSession;

@@ -29,7 +29,8 @@ use super::client_pages::{FieldErrors, choices, takes_internal_certificates};
 use super::clients::{managed_client, tenant_client};
 use super::keys::{audit_context, role_forbidden};
 use super::pages::{
-    error_page, html, internal_error_page, signed_in_layout, not_found_page, see_other_to, unavailable_page,
+    error_page, html, internal_error_page, not_found_page, see_other_to, signed_in_layout,
+    unavailable_page,
 };
 use super::policy::{may_create, may_manage_client};
 use super::upload::{MAX_CSR_LEN, UploadForm, checked_upload, upload_too_large};
@@ -340,7 +341,10 @@ pub(super) async fn revoke(
     };
     let reason = form.field("reason");
     let audit = audit_context(&state, &parts, &session);
-    match state.revoke_certificate(&certificate.serial, reason, &audit).await {
+    match state
+        .revoke_certificate(&certificate.serial, reason, &audit)
+        .await
+    {
         Ok(revoked) => {
             tracing::info!(
                 serial = %revoked.serial,

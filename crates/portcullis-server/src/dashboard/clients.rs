@@ -34,7 +34,7 @@ use super::client_pages::{
 };
 use super::key_pages::{format_time, user_emails};
 use super::keys::{audit_context, manage_failure, read_grace_hours, role_forbidden, scope_choices};
-use super::pages::{html, signed_in_layout, not_found_page, see_other_to};
+use super::pages::{html, not_found_page, see_other_to, signed_in_layout};
 use super::policy::{may_create, may_manage_client};
 use super::submissions::{SUBMISSION_FIELD, SubmissionForm, checked_token, claim, form_token};
 use crate::app::AppState;
@@ -179,7 +179,7 @@ pub(super) async fn create(State(state): State<AppState>, request: Request) -> R
     let form_kind = SubmissionForm::ClientCreate;
     let token = match checked_token(&state, &session, form_kind, "", submitted) {
         Ok(token) => token,
-        Err(response) => return response,
+        Err(rejection) => return rejection.page(),
     };
     let (request, mut shown) = read_client_form(&state, &session, &form);
     let Some(request) = request else {
@@ -260,7 +260,7 @@ pub(super) async fn rotate(
     let form_kind = SubmissionForm::ClientRotate;
     let token = match checked_token(&state, &session, form_kind, &subject, submitted) {
         Ok(token) => token,
-        Err(response) => return response,
+        Err(rejection) => return rejection.page(),
     };
     let hours = match read_grace_hours(&form) {
         Ok(hours) => hours,

@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 
 use super::account::{checked_form, page_session, store_failure};
 use super::keys::{audit_context, manage_failure, managed_key_page, role_forbidden, tenant_key};
-use super::pages::{Layout, error_page, html, signed_in_layout, see_other_to};
+use super::pages::{Layout, error_page, html, see_other_to, signed_in_layout};
 use super::policy::may_manage;
 use crate::app::AppState;
 use crate::credential_audit::{self, Finding};

@@ -35,7 +35,8 @@ use super::key_pages::format_time;
 use super::keys::audit_context;
 use super::members::{MEMBERS, Retry, members_page, non_admin_rejection};
 use super::pages::{
-    Layout, error_page, html, internal_error_page, layout, signed_in_layout, not_found_page, see_other,
+    Layout, error_page, html, internal_error_page, layout, not_found_page, see_other,
+    signed_in_layout,
 };
 use super::policy::actor;
 use super::read_form;
@@ -125,10 +126,16 @@ pub(super) async fn create(State(state): State<AppState>, request: Request) -> R
     }
 
     let submitted = form.field(SUBMISSION_FIELD);
-    let checked = checked_token(&state, &session, SubmissionForm::InviteCreate, "", submitted);
+    let checked = checked_token(
+        &state,
+        &session,
+        SubmissionForm::InviteCreate,
+        "",
+        submitted,
+    );
     let submission = match checked {
         Ok(submission) => submission,
-        Err(response) => return response,
+        Err(rejection) => return rejection.page(),
     };
 
     let typed_email = form.field("email").trim();

@@ -29,7 +29,9 @@ use super::key_pages::{
     KeyForm, KeyPage, KeyRow, KeysPage, NewKeyPage, RevokePage, RotatePage, ScopeChoice,
     SecretPage, parse_key_id, user_emails,
 };
-use super::pages::{error_page, html, internal_error_page, signed_in_layout, not_found_page, see_other_to};
+use super::pages::{
+    error_page, html, internal_error_page, not_found_page, see_other_to, signed_in_layout,
+};
 use super::policy::{actor, may_create, may_manage};
 use super::submissions::{SUBMISSION_FIELD, SubmissionForm, checked_token, claim, form_token};
 use crate::app::AppState;
@@ -158,7 +160,7 @@ pub(super) async fn create(State(state): State<AppState>, request: Request) -> R
     let submitted = form.field(SUBMISSION_FIELD);
     let token = match checked_token(&state, &session, SubmissionForm::KeyCreate, "", submitted) {
         Ok(token) => token,
-        Err(response) => return response,
+        Err(rejection) => return rejection.page(),
     };
     let checked = match check_key_form(&state, &form) {
         Ok(checked) => checked,
@@ -233,7 +235,7 @@ pub(super) async fn rotate(
     let form_kind = SubmissionForm::KeyRotate;
     let token = match checked_token(&state, &session, form_kind, &subject, submitted) {
         Ok(token) => token,
-        Err(response) => return response,
+        Err(rejection) => return rejection.page(),
     };
     let hours = match read_grace_hours(&form) {
         Ok(hours) => hours,

@@ -23,7 +23,9 @@ use super::account::{checked_form, page_session, store_failure};
 use super::invites::InviteRow;
 use super::key_pages::format_time;
 use super::keys::{audit_context, role_forbidden};
-use super::pages::{Layout, error_page, html, signed_in_layout, not_found_page, see_other, see_other_to};
+use super::pages::{
+    Layout, error_page, html, not_found_page, see_other, see_other_to, signed_in_layout,
+};
 use super::policy::may_manage_members;
 use super::submissions::{SubmissionForm, form_token};
 use crate::app::AppState;

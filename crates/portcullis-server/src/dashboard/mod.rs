@@ -45,8 +45,8 @@ mod keys;
 mod members;
 mod pages;
 mod policy;
-mod upload;
 mod submissions;
+mod upload;
 mod usage;
 
 pub use self::policy::KeyPolicy;

@@ -1,4 +1,4 @@
-//! One-time submission tokens of the forms whose answer shows a secret
+//! One-time submission tokens of the forms whose response shows a secret
 //! once: key create and rotate, client create and secret rotation, and the
 //! member invite.
 //!
@@ -59,7 +59,7 @@ const TOKEN_LABEL: &[u8] = b"portcullis dashboard submission token\0";
 
 const SIGN_IN: &str = "/dashboard/sign-in";
 
-/// A form whose answer shows a secret once.
+/// A form whose response shows a secret once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum SubmissionForm {
     KeyCreate,
@@ -139,7 +139,7 @@ fn token_mac(
     URL_SAFE_NO_PAD.encode(pepper.hash(&input).as_bytes())
 }
 
-/// Why a submitted token was rejected.
+/// The reason a submitted token was rejected.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum TokenRejection {
     /// The form has no token.
@@ -199,26 +199,25 @@ pub(super) fn check_token(
     })
 }
 
-/// Checks the submission token of a posted form, or returns the page that
-/// says what to do. Nothing is stored yet, so the caller may still show
-/// the form again with field errors.
+/// Checks the submission token of a posted form as [`check_token`] does,
+/// and logs a rejection. Nothing is stored yet, so the caller may still
+/// show the form again with field errors.
 pub(super) fn checked_token(
     state: &AppState,
     session: &ActiveSession,
     form: SubmissionForm,
     subject: &str,
     submitted: &str,
-) -> Result<CheckedToken, Response> {
+) -> Result<CheckedToken, TokenRejection> {
     let pepper = state.manager.pepper();
     let now = OffsetDateTime::now_utc();
-    check_token(pepper, &session.id, form, subject, submitted, now).map_err(|rejection| {
+    check_token(pepper, &session.id, form, subject, submitted, now).inspect_err(|rejection| {
         tracing::info!(
             user_id = %session.user.id,
             form = form.as_str(),
             rejection = ?rejection,
             "dashboard form rejected: submission token missing, foreign or expired"
         );
-        token_rejection_page(&rejection)
     })
 }
 
@@ -307,6 +306,11 @@ impl Claim {
     /// Deletes the claim after an action that changed nothing, such as one
     /// that the store rejected, so the form can be corrected and sent again
     /// with the same token.
+    ///
+    /// NOTE: callers also release after a store failure. Each action writes
+    /// in one transaction, so a failure normally means nothing was stored,
+    /// but a connection lost during COMMIT leaves that unknown, and the
+    /// form sent again could then make a second key, client or invite.
     pub(super) async fn release(self, state: &AppState) {
         if let Err(error) = state
             .store
@@ -373,9 +377,9 @@ fn used_page_text(
             } else {
                 "Key already rotated"
             };
-            let message = "This form was sent before and nothing was changed now. The key it \
-                made has its secret shown only once, on the first answer, and it cannot be shown \
-                again. If you did not copy it, rotate the key to get a new secret.";
+            let message = "This form was already sent, so nothing was changed this time. A \
+                key's secret is shown only once, in the answer to the first submission, and it \
+                cannot be shown again. If you did not copy it, rotate the key to get a new secret.";
             let links = match target {
                 Some(id) => vec![
                     (format!("/dashboard/keys/{id}"), "Go to the key"),
@@ -391,9 +395,10 @@ fn used_page_text(
             } else {
                 "Client secret already rotated"
             };
-            let message = "This form was sent before and nothing was changed now. A client \
-                secret is shown only once, on the first answer, and it cannot be shown again. If \
-                you did not copy it, rotate the client's secret to get a new one.";
+            let message = "This form was already sent, so nothing was changed this time. A \
+                client secret is shown only once, in the answer to the first submission, and it \
+                cannot be shown again. If you did not copy it, rotate the client's secret to get \
+                a new one.";
             let links = match target {
                 Some(id) => vec![
                     (format!("/dashboard/clients/{id}"), "Go to the client"),
@@ -407,10 +412,10 @@ fn used_page_text(
             (heading, message, links)
         }
         SubmissionForm::InviteCreate => {
-            let message = "This form was sent before and nothing was changed now. The invite \
-                link is shown only once, on the first answer, and it cannot be shown again. If \
-                you did not copy it, revoke the pending invite on the members page and invite \
-                the person again.";
+            let message = "This form was already sent, so nothing was changed this time. An \
+                invite link is shown only once, in the answer to the first submission, and it \
+                cannot be shown again. If you did not copy it, revoke the pending invite on the \
+                members page and invite the person again.";
             let links = vec![(
                 "/dashboard/members".to_owned(),
                 "Go to the members and pending invites",
@@ -420,28 +425,30 @@ fn used_page_text(
     }
 }
 
-/// Renders the page of a rejected submission token.
-fn token_rejection_page(rejection: &TokenRejection) -> Response {
-    match rejection {
-        TokenRejection::Missing => error_page(
-            StatusCode::BAD_REQUEST,
-            "Form rejected",
-            "The form has no submission token, so it cannot be told apart from a copy sent \
-             again. Nothing was changed. Open the form again from the dashboard and resend it.",
-        ),
-        TokenRejection::Foreign => error_page(
-            StatusCode::FORBIDDEN,
-            "Form rejected",
-            "The form's submission token is invalid: it was made for another sign-in session \
-             or another form. Nothing was changed. Open the form again from the dashboard and \
-             resend it.",
-        ),
-        TokenRejection::Expired => error_page(
-            StatusCode::BAD_REQUEST,
-            "Form expired",
-            "The form was opened too long ago. Nothing was changed. Open the form again from \
-             the dashboard and resend it.",
-        ),
+impl TokenRejection {
+    /// Renders the error page that names the problem and the next step.
+    pub(super) fn page(&self) -> Response {
+        match self {
+            Self::Missing => error_page(
+                StatusCode::BAD_REQUEST,
+                "Form rejected",
+                "The form has no submission token, so it cannot be told apart from a copy sent \
+                 again. Nothing was changed. Open the form again from the dashboard and resend it.",
+            ),
+            Self::Foreign => error_page(
+                StatusCode::FORBIDDEN,
+                "Form rejected",
+                "The form's submission token is invalid: it was made for another sign-in session \
+                 or another form. Nothing was changed. Open the form again from the dashboard and \
+                 resend it.",
+            ),
+            Self::Expired => error_page(
+                StatusCode::BAD_REQUEST,
+                "Form expired",
+                "The form was opened too long ago. Nothing was changed. Open the form again from \
+                 the dashboard and resend it.",
+            ),
+        }
     }
 }
 
@@ -463,7 +470,10 @@ mod tests {
         let form = SubmissionForm::KeyCreate;
         let token = issue_token(&pepper, &session, form, "", now).unwrap();
         let checked = check_token(&pepper, &session, form, "", &token, now).unwrap();
-        assert_eq!(checked.expires_at.unix_timestamp(), (now + SUBMISSION_LIFETIME).unix_timestamp());
+        assert_eq!(
+            checked.expires_at.unix_timestamp(),
+            (now + SUBMISSION_LIFETIME).unix_timestamp()
+        );
     }
 
     #[test]
@@ -478,16 +488,31 @@ mod tests {
         let check = |session: &SessionId, form, subject: &str, token: &str| {
             check_token(&pepper, session, form, subject, token, now).err()
         };
-        assert_eq!(check(&other, form, "key-a", &token), Some(TokenRejection::Foreign));
+        assert_eq!(
+            check(&other, form, "key-a", &token),
+            Some(TokenRejection::Foreign)
+        );
         assert_eq!(
             check(&session, SubmissionForm::ClientRotate, "key-a", &token),
             Some(TokenRejection::Foreign)
         );
-        assert_eq!(check(&session, form, "key-b", &token), Some(TokenRejection::Foreign));
-        assert_eq!(check(&session, form, "key-a", ""), Some(TokenRejection::Missing));
-        assert_eq!(check(&session, form, "key-a", "1.2"), Some(TokenRejection::Foreign));
+        assert_eq!(
+            check(&session, form, "key-b", &token),
+            Some(TokenRejection::Foreign)
+        );
+        assert_eq!(
+            check(&session, form, "key-a", ""),
+            Some(TokenRejection::Missing)
+        );
+        assert_eq!(
+            check(&session, form, "key-a", "1.2"),
+            Some(TokenRejection::Foreign)
+        );
         let tampered = token.replacen('.', "0.", 1);
-        assert_eq!(check(&session, form, "key-a", &tampered), Some(TokenRejection::Foreign));
+        assert_eq!(
+            check(&session, form, "key-a", &tampered),
+            Some(TokenRejection::Foreign)
+        );
     }
 
     #[test]

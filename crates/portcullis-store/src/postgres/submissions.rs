@@ -25,11 +25,13 @@ impl PostgresStore {
         if locked.is_none() {
             return Err(StoreError::NotFound("session"));
         }
-        sqlx::query("DELETE FROM dashboard_submissions WHERE session_hash = $1 AND expires_at <= $2")
-            .bind(session)
-            .bind(submission.created_at)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "DELETE FROM dashboard_submissions WHERE session_hash = $1 AND expires_at <= $2",
+        )
+        .bind(session)
+        .bind(submission.created_at)
+        .execute(&mut *tx)
+        .await?;
 
         let used = sqlx::query(
             "SELECT kind, target FROM dashboard_submissions WHERE session_hash = $1 AND nonce = $2",
@@ -45,11 +47,12 @@ impl PostgresStore {
             });
         }
 
-        let held: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM dashboard_submissions WHERE session_hash = $1")
-                .bind(session)
-                .fetch_one(&mut *tx)
-                .await?;
+        let held: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM dashboard_submissions WHERE session_hash = $1",
+        )
+        .bind(session)
+        .fetch_one(&mut *tx)
+        .await?;
         if held >= i64::from(max_per_session) {
             return Ok(SubmissionClaim::SessionFull);
         }

@@ -17,11 +17,13 @@ impl SqliteStore {
     ) -> Result<SubmissionClaim, StoreError> {
         let session = submission.session_hash.as_bytes();
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM dashboard_submissions WHERE session_hash = ?1 AND expires_at <= ?2")
-            .bind(session)
-            .bind(to_millis(submission.created_at))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "DELETE FROM dashboard_submissions WHERE session_hash = ?1 AND expires_at <= ?2",
+        )
+        .bind(session)
+        .bind(to_millis(submission.created_at))
+        .execute(&mut *tx)
+        .await?;
 
         let used = sqlx::query(
             "SELECT kind, target FROM dashboard_submissions WHERE session_hash = ?1 AND nonce = ?2",
@@ -37,11 +39,12 @@ impl SqliteStore {
             });
         }
 
-        let held: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM dashboard_submissions WHERE session_hash = ?1")
-                .bind(session)
-                .fetch_one(&mut *tx)
-                .await?;
+        let held: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM dashboard_submissions WHERE session_hash = ?1",
+        )
+        .bind(session)
+        .fetch_one(&mut *tx)
+        .await?;
         if held >= i64::from(max_per_session) {
             return Ok(SubmissionClaim::SessionFull);
         }

@@ -1359,10 +1359,7 @@ pub(super) async fn submission_claimed_once_per_session(fixture: Fixture) {
         store.claim_submission(&second, 10).await.unwrap(),
         SubmissionClaim::Claimed
     );
-    store
-        .release_submission(&session, "nonce-b")
-        .await
-        .unwrap();
+    store.release_submission(&session, "nonce-b").await.unwrap();
     assert_eq!(
         store.claim_submission(&second, 10).await.unwrap(),
         SubmissionClaim::Claimed
@@ -1374,7 +1371,10 @@ pub(super) async fn submission_claimed_once_per_session(fixture: Fixture) {
         .claim_submission(&submission(&unknown, "nonce-c"), 10)
         .await
         .unwrap_err();
-    assert!(matches!(error, StoreError::NotFound("session")), "{error:?}");
+    assert!(
+        matches!(error, StoreError::NotFound("session")),
+        "{error:?}"
+    );
 }
 
 pub(super) async fn submissions_bounded_and_deleted_with_session(fixture: Fixture) {
@@ -1429,7 +1429,10 @@ pub(super) async fn submissions_bounded_and_deleted_with_session(fixture: Fixtur
         .claim_submission(&submission(&session, "n1"), 3)
         .await
         .unwrap_err();
-    assert!(matches!(error, StoreError::NotFound("session")), "{error:?}");
+    assert!(
+        matches!(error, StoreError::NotFound("session")),
+        "{error:?}"
+    );
     store.create_session(&login).await.unwrap();
     assert_eq!(
         store
