@@ -2,8 +2,9 @@
 //! with WebDriver. A user signs in, then creates, rotates and revokes a key
 //! by clicking and typing while the gateway follows. An admin invites a
 //! developer, who joins through the link in a browser without the admin's
-//! cookies, signs in with the new password and sees a developer's pages. A form without its
-//! CSRF token is rejected, the sign-in form works with the keyboard alone,
+//! cookies, signs in with the new password and sees a developer's pages. A
+//! form without its CSRF token is rejected, reloading the page of a new key
+//! creates no second key, the sign-in form works with the keyboard alone,
 //! and every main page fits a 360 px screen. Screenshots of each page, at
 //! desktop width and at 360 px, go to `target/screenshots/`.
 //!
@@ -580,10 +581,12 @@ async fn invited_developer_joins_and_signs_in() -> WebDriverResult<()> {
     assert!(facts.contains(MEMBER), "the overview shows {facts:?}");
     assert!(facts.contains("developer"), "the overview shows {facts:?}");
 
-    // A developer creates keys but may not open the members page.
+    // A developer creates keys, sees no link to the members page and may
+    // not open it.
     let (_, secret) = create_key(driver, "developer's key").await?;
     assert_eq!(gateway_status(&secret).await, 200);
-    click(driver, By::LinkText("Members")).await?;
+    assert!(driver.find_all(By::LinkText("Members")).await?.is_empty());
+    driver.goto(url("/dashboard/members")).await?;
     wait_heading(driver, "Not allowed").await?;
     assert_eq!(page_status(driver).await?, 403);
 
@@ -628,6 +631,62 @@ async fn form_without_csrf_token_rejected() -> WebDriverResult<()> {
     assert_eq!(page_status(driver).await?, 403);
     assert_eq!(stored_status(&id), "active");
     assert_eq!(gateway_status(&secret).await, 200);
+    chromium.quit().await;
+    Ok(())
+}
+
+/// The ids of the tenant's keys named `name`, from `keys list`.
+fn keys_named(name: &str) -> Vec<String> {
+    let keys = FIXTURE.data.cli_json(&["keys", "list", "--tenant", "acme"]);
+    keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|key| key["name"] == name)
+        .map(|key| key["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn reload_after_create_makes_no_second_key() -> WebDriverResult<()> {
+    let Some(chromium) = Chromium::launch().await else {
+        return Ok(());
+    };
+    let driver = &chromium.driver;
+    sign_in(driver, ADMIN, PASSWORD).await?;
+    let name = "reloaded page";
+    let (id, _) = create_key(driver, name).await?;
+
+    // Reloading the answer to a POST sends the POST again. Chromium may
+    // first ask to confirm that in a dialog, which WebDriver sees as an
+    // alert; accepting it re-sends the form as a user who clicks "Continue"
+    // would.
+    let refreshed = driver.refresh().await;
+    if let Ok(text) = driver.get_alert_text().await {
+        println!("Chromium asked before sending the form again: {text:?}");
+        driver.accept_alert().await?;
+    } else {
+        refreshed?;
+    }
+    wait_heading(driver, "Key already created").await?;
+    assert_eq!(page_status(driver).await?, 409);
+    let source = driver.source().await?;
+    assert!(
+        source.contains("cannot be shown again"),
+        "the page does not say that the secret is gone"
+    );
+    assert!(driver.find_all(By::Id("secret")).await?.is_empty());
+    capture(driver, "key-already-created").await?;
+
+    // The list holds the one key, and the page links to it.
+    assert_eq!(keys_named(name), vec![id.clone()]);
+    click(driver, By::LinkText("Go to the key")).await?;
+    wait_heading(driver, &format!("Key {name}")).await?;
+    driver.goto(url("/dashboard/keys")).await?;
+    let rows = driver
+        .find_all(By::XPath(format!("//tr[contains(., \"{name}\")]")))
+        .await?;
+    assert_eq!(rows.len(), 1, "the key list shows {} rows", rows.len());
     chromium.quit().await;
     Ok(())
 }
