@@ -98,18 +98,6 @@ fn tenant_clients(tenant: &str) -> Vec<Value> {
     clients["clients"].as_array().unwrap().clone()
 }
 
-/// Every audit record of the tenant, from `audit-log export`.
-fn audit_log(tenant: &str) -> Vec<Value> {
-    let output = FIXTURE
-        .data
-        .cli(&["audit-log", "export", "--tenant", tenant]);
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str::<Value>(line).unwrap())
-        .collect()
-}
-
 /// The id in the first link to `prefix` followed by an id.
 fn linked_id(body: &str, prefix: &str) -> String {
     let marker = format!("<a href=\"{prefix}");
@@ -153,7 +141,7 @@ async fn key_create_sent_twice_creates_one_key() {
     assert_eq!(first.header("cache-control"), "no-store");
     assert!(first.body.contains("id=\"secret\""), "{}", first.body);
     let id = linked_id(&first.body, "/dashboard/keys/");
-    let audited = audit_log(tenant).len();
+    let audited = FIXTURE.data.exported_audit(tenant).len();
 
     let second = admin.post_to("/dashboard/keys", &fields).await;
     assert_already_done(
@@ -167,7 +155,11 @@ async fn key_create_sent_twice_creates_one_key() {
     let keys = tenant_keys(tenant);
     assert_eq!(keys.len(), 1, "{keys:?}");
     assert_eq!(keys[0]["id"], id.as_str());
-    assert_eq!(audit_log(tenant).len(), audited, "the second POST audited");
+    assert_eq!(
+        FIXTURE.data.exported_audit(tenant).len(),
+        audited,
+        "the second POST audited"
+    );
 }
 
 #[tokio::test]
@@ -190,7 +182,7 @@ async fn key_rotate_sent_twice_rotates_once() {
     assert_eq!(first.header("cache-control"), "no-store");
     let new = linked_id(&first.body, "/dashboard/keys/");
     assert_ne!(new, old);
-    let audited = audit_log(tenant).len();
+    let audited = FIXTURE.data.exported_audit(tenant).len();
 
     let second = admin.post_to(&path, &fields).await;
     assert_already_done(
@@ -203,7 +195,11 @@ async fn key_rotate_sent_twice_rotates_once() {
     );
     let keys = tenant_keys(tenant);
     assert_eq!(keys.len(), 2, "the old key and one new key: {keys:?}");
-    assert_eq!(audit_log(tenant).len(), audited, "the second POST audited");
+    assert_eq!(
+        FIXTURE.data.exported_audit(tenant).len(),
+        audited,
+        "the second POST audited"
+    );
 }
 
 #[tokio::test]
@@ -218,7 +214,7 @@ async fn client_create_sent_twice_registers_one() {
     assert_eq!(first.status, StatusCode::OK, "{}", first.body);
     assert!(first.body.contains("id=\"secret\""), "{}", first.body);
     let id = linked_id(&first.body, "/dashboard/clients/");
-    let audited = audit_log(tenant).len();
+    let audited = FIXTURE.data.exported_audit(tenant).len();
 
     let second = admin.post_to("/dashboard/clients", &fields).await;
     assert_already_done(
@@ -232,7 +228,11 @@ async fn client_create_sent_twice_registers_one() {
     let clients = tenant_clients(tenant);
     assert_eq!(clients.len(), 1, "{clients:?}");
     assert_eq!(clients[0]["client_id"], id.as_str());
-    assert_eq!(audit_log(tenant).len(), audited, "the second POST audited");
+    assert_eq!(
+        FIXTURE.data.exported_audit(tenant).len(),
+        audited,
+        "the second POST audited"
+    );
 }
 
 #[tokio::test]
@@ -251,7 +251,7 @@ async fn client_rotate_sent_twice_rotates_once() {
     let first = admin.post_to(&path, &fields).await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.body);
     assert!(first.body.contains("id=\"secret\""), "{}", first.body);
-    let audited = audit_log(tenant).len();
+    let audited = FIXTURE.data.exported_audit(tenant).len();
 
     let second = admin.post_to(&path, &fields).await;
     assert_already_done(
@@ -259,12 +259,18 @@ async fn client_rotate_sent_twice_rotates_once() {
         "Client secret already rotated",
         &[path.clone(), format!("/dashboard/clients/{id}")],
     );
-    let added: Vec<Value> = audit_log(tenant)
+    let added: Vec<Value> = FIXTURE
+        .data
+        .exported_audit(tenant)
         .into_iter()
         .filter(|record| record["action"] == "client.secret_added")
         .collect();
     assert_eq!(added.len(), 1, "{added:?}");
-    assert_eq!(audit_log(tenant).len(), audited, "the second POST audited");
+    assert_eq!(
+        FIXTURE.data.exported_audit(tenant).len(),
+        audited,
+        "the second POST audited"
+    );
 }
 
 #[tokio::test]
@@ -282,7 +288,7 @@ async fn invite_sent_twice_creates_one() {
     assert_eq!(first.status, StatusCode::OK, "{}", first.body);
     assert_eq!(first.header("cache-control"), "no-store");
     assert!(first.body.contains("/dashboard/join/"), "{}", first.body);
-    let audited = audit_log(tenant).len();
+    let audited = FIXTURE.data.exported_audit(tenant).len();
 
     let second = admin.post_to("/dashboard/invites", &fields).await;
     assert_already_done(
@@ -302,7 +308,11 @@ async fn invite_sent_twice_creates_one() {
     let now = time::OffsetDateTime::now_utc();
     let pending = store.list_pending_invites(tenant_id, now).await.unwrap();
     assert_eq!(pending.len(), 1, "{pending:?}");
-    assert_eq!(audit_log(tenant).len(), audited, "the second POST audited");
+    assert_eq!(
+        FIXTURE.data.exported_audit(tenant).len(),
+        audited,
+        "the second POST audited"
+    );
 }
 
 #[tokio::test]

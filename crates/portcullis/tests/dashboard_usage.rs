@@ -245,18 +245,6 @@ fn stored_key(tenant: &str, id: &str) -> Value {
     FIXTURE.data.tenant_key(tenant, id)
 }
 
-/// Returns the tenant's audit records as `audit-log export` prints them.
-fn exported_audit(tenant: &str) -> Vec<Value> {
-    let output = FIXTURE
-        .data
-        .cli(&["audit-log", "export", "--tenant", tenant]);
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
-}
-
 /// Returns the text of the `<figcaption>` of the chart whose ids start
 /// with `id`.
 fn caption(body: &str, id: &str) -> String {
@@ -533,7 +521,9 @@ async fn narrowing_follows_roles() {
         json!(["orders:read"])
     );
 
-    let record = exported_audit("acme")
+    let record = FIXTURE
+        .data
+        .exported_audit("acme")
         .into_iter()
         .find(|record| {
             record["action"] == "key.scopes_narrowed" && record["target"] == f.dev_key.as_str()
@@ -581,7 +571,9 @@ async fn other_tenant_key_not_found() {
         json!(["orders:read", "orders:write"])
     );
     assert!(
-        exported_audit("globex")
+        FIXTURE
+            .data
+            .exported_audit("globex")
             .iter()
             .all(|record| record["action"] != "key.scopes_narrowed"),
         "a globex key was narrowed"

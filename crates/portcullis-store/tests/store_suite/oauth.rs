@@ -1228,18 +1228,25 @@ pub(super) async fn assertion_jti_replay_rejected(fixture: Fixture) {
     );
 }
 
-pub(super) async fn sessions_created_touched_and_deleted(fixture: Fixture) {
-    let store = fixture.store;
-    let acme = create_tenant(&store, "acme").await;
-    let user = create_user(&store, &acme, "ops@example.com").await;
+/// A session of `user` that starts now, idles out after 30 minutes and
+/// ends after 8 hours.
+fn new_session(user: UserId) -> LoginSession {
     let at = now();
-    let session = LoginSession {
+    LoginSession {
         hash: secret_hash(SecretKind::RefreshToken),
         user_id: user,
         created_at: at,
         idle_expires_at: at + Duration::minutes(30),
         absolute_expires_at: at + Duration::hours(8),
-    };
+    }
+}
+
+pub(super) async fn sessions_created_touched_and_deleted(fixture: Fixture) {
+    let store = fixture.store;
+    let acme = create_tenant(&store, "acme").await;
+    let user = create_user(&store, &acme, "ops@example.com").await;
+    let session = new_session(user);
+    let at = session.created_at;
     store.create_session(&session).await.unwrap();
     let error = store.create_session(&session).await.unwrap_err();
     assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
@@ -1292,14 +1299,7 @@ async fn live_session(store: &Store, email: &str) -> LoginSession {
         None => create_tenant(store, "acme").await,
     };
     let user = create_user(store, &acme, email).await;
-    let at = now();
-    let session = LoginSession {
-        hash: secret_hash(SecretKind::RefreshToken),
-        user_id: user,
-        created_at: at,
-        idle_expires_at: at + Duration::minutes(30),
-        absolute_expires_at: at + Duration::hours(8),
-    };
+    let session = new_session(user);
     store.create_session(&session).await.unwrap();
     session
 }

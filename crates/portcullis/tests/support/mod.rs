@@ -170,14 +170,22 @@ impl DataDir {
         );
     }
 
-    /// Returns the records of `tenant` from `audit-log export` whose action
-    /// is `action` and whose target is `target`.
-    pub fn audit_records(&self, tenant: &str, action: &str, target: &str) -> Vec<Value> {
+    /// Returns every audit record of `tenant` as `audit-log export` prints
+    /// them.
+    pub fn exported_audit(&self, tenant: &str) -> Vec<Value> {
         let output = self.cli(&["audit-log", "export", "--tenant", tenant]);
         String::from_utf8(output.stdout)
             .unwrap()
             .lines()
             .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .collect()
+    }
+
+    /// Returns the records of `tenant` from `audit-log export` whose action
+    /// is `action` and whose target is `target`.
+    pub fn audit_records(&self, tenant: &str, action: &str, target: &str) -> Vec<Value> {
+        self.exported_audit(tenant)
+            .into_iter()
             .filter(|record| record["action"] == action && record["target"] == target)
             .collect()
     }
