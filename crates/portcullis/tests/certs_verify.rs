@@ -15,8 +15,9 @@ use std::process::{Command as StdCommand, Output};
 use assert_cmd::cargo::cargo_bin_cmd;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
-    CrlIssuingDistributionPoint, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod,
-    KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams, SanType, SerialNumber,
+    CrlIssuingDistributionPoint, DnType, ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, Issuer,
+    KeyIdMethod, KeyPair, KeyUsagePurpose, NameConstraints, RevocationReason, RevokedCertParams,
+    SanType, SerialNumber,
 };
 use serde_json::Value;
 use tempfile::TempDir;
@@ -41,17 +42,30 @@ struct Partner {
 
 impl Partner {
     fn new() -> Self {
+        Self::with_name_constraints("Partner CA", None)
+    }
+
+    /// Makes a partner CA named "Constrained CA" whose name constraints
+    /// permit DNS names under `domain` only.
+    fn constrained(domain: &str) -> Self {
+        let constraints = NameConstraints {
+            permitted_subtrees: vec![GeneralSubtree::DnsName(domain.to_owned())],
+            excluded_subtrees: Vec::new(),
+        };
+        Self::with_name_constraints("Constrained CA", Some(constraints))
+    }
+
+    fn with_name_constraints(name: &str, name_constraints: Option<NameConstraints>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut params = CertificateParams::default();
         params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "Partner CA");
+        params.distinguished_name.push(DnType::CommonName, name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         params.not_before = NOW - DAY * 365;
         params.not_after = NOW + DAY * 365;
         params.serial_number = Some(SerialNumber::from_slice(&[0x0c, 0xa0]));
+        params.name_constraints = name_constraints;
         let key = KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
 
@@ -273,6 +287,78 @@ fn revoked_leaf_named_for_either_distribution_point() {
         let expected = format!("serial 1020{serial:02x}");
         assert!(field(&text, "reason").contains(&expected), "{text}");
     }
+}
+
+/// Writes a leaf of `partner` with serial `10 20 <serial>` for the DNS
+/// name `dns`.
+fn write_leaf_for(partner: &Partner, name: &str, serial: u8, dns: &str) -> PathBuf {
+    let mut params = leaf_params(serial);
+    params.subject_alt_names = vec![SanType::DnsName(dns.try_into().unwrap())];
+    partner.write_leaf(name, &params)
+}
+
+/// A leaf outside its CA's name constraints is `name_constraint_violated`
+/// with any CRL, even one that revokes it. A leaf inside them keeps the
+/// revocation codes.
+#[test]
+fn name_constraint_violation_named_before_revocation() {
+    let partner = Partner::constrained("example.com");
+    let other = Partner::new();
+    let outside = write_leaf_for(&partner, "outside.pem", 60, "evil.test");
+    let inside = write_leaf_for(&partner, "inside.pem", 61, "svc.example.com");
+    let other_crl = other.write_crl("other.crl", &[0x01], None);
+    let outside_revoked = partner.write_crl("outside-revoked.crl", &[0x10, 0x20, 60], None);
+    let inside_revoked = partner.write_crl("inside-revoked.crl", &[0x10, 0x20, 61], None);
+    let path = |crl: &Path| crl.to_str().unwrap().to_owned();
+
+    let cases = [
+        (
+            "outside, another CA's CRL",
+            &outside,
+            &other_crl,
+            1,
+            "name_constraint_violated",
+        ),
+        (
+            "outside, revoked",
+            &outside,
+            &outside_revoked,
+            1,
+            "name_constraint_violated",
+        ),
+        (
+            "inside, another CA's CRL",
+            &inside,
+            &other_crl,
+            1,
+            "revocation_unknown",
+        ),
+        ("inside, revoked", &inside, &inside_revoked, 1, "revoked"),
+        (
+            "inside, not revoked",
+            &inside,
+            &outside_revoked,
+            0,
+            "accepted",
+        ),
+    ];
+    for (case, leaf, crl, status, expected) in cases {
+        let output = partner.verify(leaf, &["--crl", &path(crl)]);
+
+        let text = stdout(&output);
+        assert_eq!(output.status.code(), Some(status), "{case}: {text}");
+        let verdict = if status == 0 {
+            field(&text, "verdict")
+        } else {
+            field(&text, "code")
+        };
+        assert_eq!(verdict, expected, "{case}: {text}");
+    }
+
+    let output = partner.verify(&outside, &["--crl", &path(&other_crl), "--output", "json"]);
+    let json: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(json["code"], "name_constraint_violated", "{json}");
+    assert_eq!(output.status.code(), Some(1));
 }
 
 #[test]

@@ -19,7 +19,12 @@
 //! matches and, if it has an issuingDistributionPoint, one of its names
 //! matches a name in any of the certificate's CRL distribution points
 //! (RFC 5280 §6.3.3). Portcullis never fetches a CRL from a distribution
-//! point. Without CRLs no revocation check runs.
+//! point. Without CRLs no revocation check runs. A revocation failure
+//! (`revoked`, `revocation_unknown`, `crl_expired`, or `invalid_crl` for a
+//! CRL that parses but cannot be used for the path) is reported only for a
+//! chain that passes every other check. A chain that
+//! also fails another check, such as a name constraint, is rejected with
+//! that check's code.
 //!
 //! Key usage: webpki 0.103 reads the key usage extension only of a CRL's
 //! issuer (cRLSign), so [`check_key_usage`] reads it once webpki has built
@@ -112,18 +117,21 @@ pub fn verify_client_chain(
             summary.clone(),
         )
     })?;
-    let verify = |unknown_status: UnknownStatusPolicy| {
+    // `unknown_status` is `None` for a search without any revocation check.
+    let verify = |unknown_status: Option<UnknownStatusPolicy>| {
         // `RevocationOptionsBuilder::new` fails only for an empty list, which
         // means no revocation check.
-        let revocation = RevocationOptionsBuilder::new(&crl_refs)
-            .ok()
-            .map(|builder| {
-                builder
-                    .with_depth(RevocationCheckDepth::Chain)
-                    .with_status_policy(unknown_status)
-                    .with_expiration_policy(ExpirationPolicy::Enforce)
-                    .build()
-            });
+        let revocation = unknown_status.and_then(|unknown_status| {
+            RevocationOptionsBuilder::new(&crl_refs)
+                .ok()
+                .map(|builder| {
+                    builder
+                        .with_depth(RevocationCheckDepth::Chain)
+                        .with_status_policy(unknown_status)
+                        .with_expiration_policy(ExpirationPolicy::Enforce)
+                        .build()
+                })
+        });
         end_entity.verify_for_usage(
             signature_algorithms(),
             &trust.anchors,
@@ -135,7 +143,7 @@ pub fn verify_client_chain(
         )
     };
 
-    let mut verified = verify(UnknownStatusPolicy::Deny);
+    let mut verified = verify(Some(UnknownStatusPolicy::Deny));
     // A path that no CRL covers may end at a CA that the operator accepts
     // without a revocation check. Searching again with unknown statuses
     // allowed finds that path, and it counts only when its anchor is such
@@ -143,10 +151,33 @@ pub fn verify_client_chain(
     if let Err(error) = &verified
         && classify(error) == RejectionKind::RevocationUnknown
         && trust.any_revocation_unchecked()
-        && let Ok(path) = verify(UnknownStatusPolicy::Allow)
+        && let Ok(path) = verify(Some(UnknownStatusPolicy::Allow))
         && trust.is_revocation_unchecked(path.anchor())
     {
         verified = Ok(path);
+    }
+
+    // webpki checks revocation while it builds a path, before the name
+    // constraints, and ranks a revocation error above most others. Status
+    // checking is one step of RFC 5280 §6.1.3 (a), and a chain that another
+    // step rejects is wrong whatever its status. So a revocation error is
+    // reported only when the chain passes every other check, and otherwise
+    // a search without CRLs finds the real fault.
+    if let Err(error) = &verified
+        && is_revocation_failure(classify(error))
+    {
+        match verify(None) {
+            Err(path_error) => verified = Err(path_error),
+            Ok(path) => {
+                let issuers: Vec<CertificateDer<'_>> = path
+                    .intermediate_certificates()
+                    .map(|cert| cert.der())
+                    .collect();
+                check_key_usage(leaf_der, &issuers).map_err(|reason| {
+                    Rejection::new(RejectionKind::WrongUsage, reason, summary.clone())
+                })?;
+            }
+        }
     }
 
     match verified {
@@ -177,6 +208,18 @@ pub fn verify_client_chain(
             Err(find_issuer_key_problem(&rejection, intermediates).unwrap_or(rejection))
         }
     }
+}
+
+/// Returns whether a rejection comes from a revocation check: a revoked
+/// certificate, a status no CRL gives, or a CRL that cannot be used.
+fn is_revocation_failure(kind: RejectionKind) -> bool {
+    matches!(
+        kind,
+        RejectionKind::Revoked
+            | RejectionKind::RevocationUnknown
+            | RejectionKind::CrlExpired
+            | RejectionKind::InvalidCrl
+    )
 }
 
 /// Rejects a leaf whose public key the handshake's CertificateVerify check

@@ -515,6 +515,105 @@ fn name_outside_constraints_rejected() {
     assert_eq!(rejection_code(rejected), "name_constraint_violated");
 }
 
+/// Makes a CA that permits DNS names under `example.com` only, and a leaf
+/// it signs for a name outside them.
+fn constrained_ca_and_outside_leaf(serial: u8) -> (Authority, CertificateDer<'static>) {
+    let mut params = ca_params("Constrained CA");
+    params.name_constraints = Some(NameConstraints {
+        permitted_subtrees: vec![GeneralSubtree::DnsName("example.com".to_owned())],
+        excluded_subtrees: Vec::new(),
+    });
+    let ca = Authority::root_with(params);
+    let mut outside = leaf_params(serial);
+    outside.subject_alt_names = vec![SanType::DnsName("evil.test".try_into().unwrap())];
+    let leaf = ca.sign(&outside);
+    (ca, leaf)
+}
+
+/// webpki checks revocation before name constraints. Each CRL case fails
+/// a revocation check on its own, and the name constraint must still be
+/// the reason reported.
+#[test]
+fn name_constraint_reported_before_revocation() {
+    let (ca, leaf) = constrained_ca_and_outside_leaf(50);
+    let other = Authority::root("Internal CA");
+    let cases = [
+        ("another CA's CRL only", other.crl(&[], None, NOW + DAY * 7)),
+        ("own CRL, not revoked", ca.crl(&[], None, NOW + DAY * 7)),
+        (
+            "own CRL, revoked",
+            ca.crl(&[&leaf_serial(50)], None, NOW + DAY * 7),
+        ),
+        (
+            "own CRL, expired",
+            ca.crl(&[], None, NOW - time::Duration::hours(1)),
+        ),
+    ];
+
+    for (case, crl) in cases {
+        let result = verify(std::slice::from_ref(&leaf), &ca.anchors(), &[crl]);
+
+        assert_eq!(rejection_code(result), "name_constraint_violated", "{case}");
+    }
+}
+
+#[test]
+fn expiry_reported_before_unknown_revocation() {
+    let ca = Authority::root("Partner CA");
+    let other = Authority::root("Internal CA");
+    let mut params = leaf_params(51);
+    params.not_after = NOW - DAY;
+    let leaf = ca.sign(&params);
+    let crl = other.crl(&[], None, NOW + DAY * 7);
+
+    let result = verify(&[leaf], &ca.anchors(), &[crl]);
+
+    assert_eq!(rejection_code(result), "expired");
+}
+
+#[test]
+fn wrong_key_usage_reported_before_unknown_revocation() {
+    let ca = Authority::root("Partner CA");
+    let other = Authority::root("Internal CA");
+    let mut params = leaf_params(52);
+    params.key_usages = vec![KeyUsagePurpose::KeyEncipherment];
+    let leaf = ca.sign(&params);
+    let crl = other.crl(&[], None, NOW + DAY * 7);
+
+    let result = verify(&[leaf], &ca.anchors(), &[crl]);
+
+    assert_eq!(rejection_code(result), "wrong_usage");
+}
+
+#[test]
+fn valid_chain_keeps_revocation_reason() {
+    let (ca, _) = constrained_ca_and_outside_leaf(53);
+    let mut inside = leaf_params(54);
+    inside.subject_alt_names = vec![SanType::DnsName("svc.example.com".try_into().unwrap())];
+    let leaf = ca.sign(&inside);
+    let other = Authority::root("Internal CA");
+
+    let revoked = verify(
+        std::slice::from_ref(&leaf),
+        &ca.anchors(),
+        &[ca.crl(&[&leaf_serial(54)], None, NOW + DAY * 7)],
+    );
+    let unknown = verify(
+        std::slice::from_ref(&leaf),
+        &ca.anchors(),
+        &[other.crl(&[], None, NOW + DAY * 7)],
+    );
+    let expired = verify(
+        &[leaf],
+        &ca.anchors(),
+        &[ca.crl(&[], None, NOW - time::Duration::hours(1))],
+    );
+
+    assert_eq!(rejection_code(revoked), "revoked");
+    assert_eq!(rejection_code(unknown), "revocation_unknown");
+    assert_eq!(rejection_code(expired), "crl_expired");
+}
+
 #[test]
 fn empty_chain_rejected_as_malformed() {
     let ca = Authority::root("Partner CA");
