@@ -89,6 +89,15 @@ pub fn in_client_uri_namespace(uri: &str) -> bool {
         .is_some_and(|start| start.eq_ignore_ascii_case(CLIENT_URI_PREFIX))
 }
 
+/// Returns whether `registered` is the subject DN `CN=<client_id>` that the
+/// CA writes into that client's certificates, compared as parsed names
+/// (RFC 4514), so that `cn=<client_id>` matches too.
+pub fn is_client_subject_dn(registered: &TlsClientAuthSubject, client_id: ClientId) -> bool {
+    matches!(registered, TlsClientAuthSubject::SubjectDn(_))
+        && SubjectName::parse(&format!("CN={client_id}"))
+            .is_ok_and(|written| registered.matches_subject(&written))
+}
+
 /// Why a CA operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
@@ -486,8 +495,7 @@ fn check_issuable(client: &ClientRecord) -> Result<(), CaError> {
     };
     let matched = match registered {
         TlsClientAuthSubject::SanUri(_) => registered.matches_uri(&needed),
-        TlsClientAuthSubject::SubjectDn(_) => SubjectName::parse(&format!("CN={}", client.id))
-            .is_ok_and(|written| registered.matches_subject(&written)),
+        TlsClientAuthSubject::SubjectDn(_) => is_client_subject_dn(registered, client.id),
         _ => false,
     };
     if matched {

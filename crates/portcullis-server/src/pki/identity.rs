@@ -5,7 +5,9 @@
 //!   vouched for it may speak for the client's tenant, and the registered
 //!   subject matches. A certificate of the internal CA must also be one the
 //!   CA issued to this very client, so a registration that copies another
-//!   client's SAN URI gains nothing.
+//!   client's SAN URI gains nothing. A name that the internal CA writes
+//!   (its SAN URI or the subject DN `CN=<client id>`) maps only from a
+//!   certificate of the internal CA.
 //! - `self_signed_tls_client_auth` (§2.2): no chain is needed. The leaf's
 //!   public key must be one of the client's registered JWKS keys, compared
 //!   as key material, and the leaf must be within its validity period.
@@ -96,6 +98,13 @@ pub enum CertificateMismatch {
          may certify; register the partner certificate's own subject or SAN instead"
     )]
     InternalNamespace,
+    /// The client is mapped by the subject DN `CN=<client id>` that the
+    /// internal CA writes, and another CA issued the certificate.
+    #[error(
+        "the client is mapped by the subject DN CN=<client id>, which only the internal CA \
+         may certify; register the partner certificate's own subject or SAN instead"
+    )]
+    InternalSubjectDn,
     /// The internal CA issued the certificate to another client, or has no
     /// record of it.
     #[error("the internal CA did not issue this certificate to the client")]
@@ -122,6 +131,7 @@ impl CertificateMismatch {
             Self::AnchorNotTrusted => "anchor_not_trusted_for_tenant",
             Self::SubjectMismatch(_) => "subject_mismatch",
             Self::InternalNamespace => "internal_namespace_uri",
+            Self::InternalSubjectDn => "internal_subject_dn",
             Self::NotIssuedToClient => "not_issued_to_client",
             Self::KeyNotRegistered => "key_not_registered",
             Self::Expired => "expired",
@@ -165,14 +175,22 @@ pub fn check_tls_client_auth(
     let Some(registered) = &client.tls_client_auth_subject else {
         return Err(CertificateMismatch::SubjectMismatch("subject"));
     };
-    // The default mapping names the client in the internal CA's URI
-    // namespace. A partner CA could write the same URI into a leaf, so a
-    // client mapped that way accepts certificates of the internal CA only.
-    if let TlsClientAuthSubject::SanUri(uri) = registered
-        && super::ca::in_client_uri_namespace(uri)
-        && !anchor.includes_internal_ca()
-    {
-        return Err(CertificateMismatch::InternalNamespace);
+    // An identity that the internal CA writes maps only through a chain
+    // that ends at the internal CA, because a partner CA can write the same
+    // names into a leaf. The CA writes the SAN URI `urn:portcullis:client:<id>`
+    // and the subject DN `CN=<id>`, and `check_issuable` signs for a client
+    // mapped by either. Registration follows the same rule: a new client has
+    // no id when its subject is checked, so it rejects every URI of the
+    // namespace, and it can never register `CN=<its own id>`.
+    if !anchor.includes_internal_ca() {
+        if let TlsClientAuthSubject::SanUri(uri) = registered
+            && super::ca::in_client_uri_namespace(uri)
+        {
+            return Err(CertificateMismatch::InternalNamespace);
+        }
+        if super::ca::is_client_subject_dn(registered, client.id) {
+            return Err(CertificateMismatch::InternalSubjectDn);
+        }
     }
     let matched = match registered {
         TlsClientAuthSubject::SubjectDn(_) => {

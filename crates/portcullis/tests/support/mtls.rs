@@ -11,8 +11,9 @@ use portcullis_server::pki::verify::thumbprint_sha256;
 use portcullis_store::{AuditAction, AuditFilter, Store};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
-    CrlIssuingDistributionPoint, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod,
-    KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams, SerialNumber,
+    CrlIssuingDistributionPoint, DnType, ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, Issuer,
+    KeyIdMethod, KeyPair, KeyUsagePurpose, NameConstraints, RevocationReason, RevokedCertParams,
+    SerialNumber,
 };
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -63,8 +64,23 @@ impl PartnerCa {
 
     /// Makes a partner CA whose subject common name is `name`.
     pub fn named(name: &str) -> Self {
+        Self::with_name_constraints(name, None)
+    }
+
+    /// Makes a partner CA named `name` whose name constraints permit DNS
+    /// names under `domain` only.
+    pub fn constrained(name: &str, domain: &str) -> Self {
+        let constraints = NameConstraints {
+            permitted_subtrees: vec![GeneralSubtree::DnsName(domain.to_owned())],
+            excluded_subtrees: Vec::new(),
+        };
+        Self::with_name_constraints(name, Some(constraints))
+    }
+
+    fn with_name_constraints(name: &str, name_constraints: Option<NameConstraints>) -> Self {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
+        params.name_constraints = name_constraints;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         params.serial_number = Some(SerialNumber::from_slice(&[0x0c, 0x01]));
@@ -102,6 +118,12 @@ impl PartnerCa {
     /// Returns a CRL, PEM, that revokes `serial` and is valid for a week,
     /// with `idp` as its issuingDistributionPoint.
     pub fn revoking_crl(&self, serial: &[u8], idp: Option<&str>) -> String {
+        self.revoking_crl_of(&[serial], idp)
+    }
+
+    /// Returns a CRL like [`Self::revoking_crl`] that revokes each of
+    /// `serials`.
+    pub fn revoking_crl_of(&self, serials: &[&[u8]], idp: Option<&str>) -> String {
         let now = time::OffsetDateTime::now_utc();
         let params = CertificateRevocationListParams {
             this_update: now - time::Duration::hours(1),
@@ -113,12 +135,15 @@ impl PartnerCa {
                 },
                 scope: None,
             }),
-            revoked_certs: vec![RevokedCertParams {
-                serial_number: SerialNumber::from_slice(serial),
-                revocation_time: now - time::Duration::hours(1),
-                reason_code: Some(RevocationReason::KeyCompromise),
-                invalidity_date: None,
-            }],
+            revoked_certs: serials
+                .iter()
+                .map(|serial| RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(serial),
+                    revocation_time: now - time::Duration::hours(1),
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
             key_identifier_method: KeyIdMethod::Sha256,
         };
         params.signed_by(&self.issuer).unwrap().pem().unwrap()

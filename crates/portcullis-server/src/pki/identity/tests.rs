@@ -228,6 +228,46 @@ fn internal_namespace_any_case_needs_internal_ca() {
     }
 }
 
+/// The internal CA writes `CN=<client id>` into the subject, so a client
+/// mapped by that DN, in any case, maps from the internal CA only. A DN
+/// naming another client's id is an ordinary partner DN.
+#[test]
+fn own_client_subject_dn_needs_internal_ca() {
+    let ca = Authority::new();
+    let id = ClientId::generate();
+    for spelling in [format!("CN={id}"), format!("cn={id}")] {
+        let client = ClientRecord {
+            id,
+            ..tls_client(TlsSubjectKind::SubjectDn, &spelling)
+        };
+        let mut subject = RcgenName::new();
+        subject.push(DnType::CommonName, id.to_string());
+
+        let (der, verified) = ca.leaf(partner(&client), Vec::new(), subject.clone());
+        assert_eq!(
+            check_tls_client_auth(&client, &der, &verified, None),
+            Err(CertificateMismatch::InternalSubjectDn),
+            "{spelling}"
+        );
+        let (der, verified) = ca.leaf(AnchorOwner::InternalCa, Vec::new(), subject);
+        assert_eq!(
+            check_tls_client_auth(&client, &der, &verified, Some(id)),
+            Ok(()),
+            "{spelling}"
+        );
+    }
+
+    let other = ClientId::generate();
+    let client = tls_client(TlsSubjectKind::SubjectDn, &format!("CN={other}"));
+    let mut subject = RcgenName::new();
+    subject.push(DnType::CommonName, other.to_string());
+    let (der, verified) = ca.leaf(partner(&client), Vec::new(), subject);
+    assert_eq!(
+        check_tls_client_auth(&client, &der, &verified, None),
+        Ok(())
+    );
+}
+
 #[test]
 fn san_uri_ip_email_rules() {
     let ca = Authority::new();
