@@ -408,7 +408,8 @@ pub(crate) struct CertsIssueArgs {
     pub(crate) client: String,
 
     /// Directory to write `key.pem` (mode 0600), `cert.pem` and `ca.pem`
-    /// to; created with mode 0700 when missing.
+    /// to; created with mode 0700 when missing. A failed command writes
+    /// nothing there.
     #[arg(long, value_name = "DIR")]
     pub(crate) out: PathBuf,
 

@@ -111,6 +111,7 @@ fn certs_need_initialized_ca() {
     assert!(!output.status.success());
     let stderr = text(&output.stderr);
     assert!(stderr.contains("portcullis ca init"), "{stderr}");
+    assert!(!out.exists(), "certs issue created {}", out.display());
 }
 
 /// Asserts that `certs issue` and `certs sign` both fail for `client` with a
@@ -139,7 +140,25 @@ fn assert_certs_rejected(data: &DataDir, client: &str, expected: &[&str]) -> Str
             assert!(stderr.contains(part), "certs {command}: {stderr}");
         }
     }
-    assert!(!out.join("cert.pem").exists());
+    // A rejected `certs issue` creates no directory and leaves an existing
+    // one as it was.
+    assert!(!out.exists(), "certs issue created {}", out.display());
+    let existing = data.path().join(format!("existing-{client}"));
+    std::fs::create_dir(&existing).unwrap();
+    std::fs::write(existing.join("cert.pem"), "kept").unwrap();
+    let into_existing = data
+        .command()
+        .args(["certs", "issue", "--client", client, "--out"])
+        .arg(&existing)
+        .output()
+        .unwrap();
+    assert!(!into_existing.status.success(), "certs issue succeeded");
+    let entries: Vec<_> = std::fs::read_dir(&existing)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(entries, ["cert.pem"]);
+    assert_eq!(std::fs::read(existing.join("cert.pem")).unwrap(), b"kept");
     text(&issued.stderr)
 }
 
@@ -305,6 +324,40 @@ fn openssl_csr_signed_as_client_certificate() {
     let serial = text(&serial.stdout);
     let serial = serial.trim().trim_start_matches("serial=");
     assert_eq!(normalize_serial(serial), signed["serial"].as_str().unwrap());
+}
+
+/// `/proc/self` is a directory in which nobody, root included, can create
+/// a directory, so the files fail to be written after the CA issued the
+/// certificate. The certificate, whose key is then lost, must be revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unwritable_issue_output_revokes_certificate() {
+    let data = DataDir::new();
+    let client = create_client(&data);
+    data.cli(&["ca", "init"]);
+
+    let output = data
+        .command()
+        .args(["certs", "issue", "--client", &client, "--out", "/proc/self"])
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success(), "certs issue succeeded");
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("could not be written"), "{stderr}");
+    assert!(stderr.contains("it was revoked"), "{stderr}");
+    let store = data.open_store().await;
+    let stored = store
+        .list_certificates(portcullis_store::CertificateFilter::All)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert!(stored[0].revoked_at.is_some(), "{stored:?}");
+    assert!(stderr.contains(stored[0].serial.as_str()), "{stderr}");
+    assert_eq!(
+        stored[0].revoked_reason.as_deref(),
+        Some("cessationOfOperation")
+    );
+    store.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

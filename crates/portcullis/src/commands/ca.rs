@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -22,6 +22,7 @@ use portcullis_store::{AuditContext, CertificateFilter};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
+use super::issue_files::{OutputDirectory, OutputFile};
 use super::{ADMIN_LOG_FILTER, AUDIT_ACTOR};
 use crate::cli::{
     CaCommand, CaTrustCommand, CertsCommand, CertsIssueArgs, CertsListArgs, CertsRevokeArgs,
@@ -238,25 +239,32 @@ async fn issue(
 ) -> anyhow::Result<()> {
     let client = parse_client(&args.client)?;
     let ca_pem = ca.ca_pem().await?;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&args.out)
-        .with_context(|| format!("failed to create directory {}", args.out.display()))?;
+    // Nothing is written until the CA has issued the certificate, so a
+    // rejected client leaves the file system as it was.
+    let directory = OutputDirectory::check(&args.out)?;
     let issued = ca
         .issue_for_testing(client, Some(args.days), &audit())
         .await?;
-    write_file(
-        &args.out.join("key.pem"),
-        issued.key_pem.expose_secret().as_bytes(),
-        0o600,
-    )?;
-    write_file(
-        &args.out.join("cert.pem"),
-        issued.record.certificate_pem.as_bytes(),
-        0o644,
-    )?;
-    write_file(&args.out.join("ca.pem"), ca_pem.as_bytes(), 0o644)?;
+    let files = [
+        OutputFile {
+            name: "key.pem",
+            contents: issued.key_pem.expose_secret().as_bytes(),
+            mode: 0o600,
+        },
+        OutputFile {
+            name: "cert.pem",
+            contents: issued.record.certificate_pem.as_bytes(),
+            mode: 0o644,
+        },
+        OutputFile {
+            name: "ca.pem",
+            contents: ca_pem.as_bytes(),
+            mode: 0o644,
+        },
+    ];
+    if let Err(error) = directory.write(&files) {
+        return Err(revoke_unwritten(ca, &issued.record, error).await);
+    }
     match format {
         OutputFormat::Json => output::print_json(&certificate_json(&issued.record)),
         OutputFormat::Table => output::print(&format!(
@@ -268,6 +276,30 @@ async fn issue(
             args.out.display()
         )),
     }
+}
+
+/// Revokes a certificate whose private key could not be written. The key
+/// exists nowhere else, so nobody can use the certificate, and revoking it
+/// keeps it out of the CA's list of valid certificates.
+async fn revoke_unwritten(
+    ca: &CertificateAuthority,
+    record: &CertificateRecord,
+    error: anyhow::Error,
+) -> anyhow::Error {
+    let revoked = ca
+        .revoke(&record.serial, "cessationOfOperation", &audit())
+        .await;
+    let outcome = match revoked {
+        Ok(_) => "it was revoked".to_owned(),
+        Err(revoke_error) => format!(
+            "revoking it failed too ({revoke_error}); run `portcullis certs revoke {}`",
+            record.serial
+        ),
+    };
+    error.context(format!(
+        "certificate {} was issued, but its files could not be written, and {outcome}",
+        record.serial
+    ))
 }
 
 async fn list(

@@ -7,6 +7,7 @@ pub(crate) mod audit_log;
 pub(crate) mod ca;
 pub(crate) mod certs_verify;
 pub(crate) mod clients;
+pub(crate) mod issue_files;
 pub(crate) mod keys;
 pub(crate) mod scan;
 pub(crate) mod serve;
