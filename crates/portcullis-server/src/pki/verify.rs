@@ -169,13 +169,7 @@ pub fn verify_client_chain(
         match verify(None) {
             Err(path_error) => verified = Err(path_error),
             Ok(path) => {
-                let issuers: Vec<CertificateDer<'_>> = path
-                    .intermediate_certificates()
-                    .map(|cert| cert.der())
-                    .collect();
-                check_key_usage(leaf_der, &issuers).map_err(|reason| {
-                    Rejection::new(RejectionKind::WrongUsage, reason, summary.clone())
-                })?;
+                checked_issuers(leaf_der, &path, summary.as_ref())?;
             }
         }
     }
@@ -189,13 +183,7 @@ pub fn verify_client_chain(
                     summary.clone(),
                 )
             })?;
-            let issuers: Vec<CertificateDer<'_>> = path
-                .intermediate_certificates()
-                .map(|cert| cert.der())
-                .collect();
-            check_key_usage(leaf_der, &issuers).map_err(|reason| {
-                Rejection::new(RejectionKind::WrongUsage, reason, summary.clone())
-            })?;
+            let issuers = checked_issuers(leaf_der, &path, summary.as_ref())?;
             if !trust.is_revocation_unchecked(path.anchor()) {
                 check_partitioned_crls(leaf_der, &issuers, crls).map_err(|reason| {
                     Rejection::new(RejectionKind::RevocationUnknown, reason, summary)
@@ -208,6 +196,23 @@ pub fn verify_client_chain(
             Err(find_issuer_key_problem(&rejection, intermediates).unwrap_or(rejection))
         }
     }
+}
+
+/// Returns the intermediates of a path that webpki accepted, once the key
+/// usage of the leaf and of each intermediate allows the path (see
+/// [`check_key_usage`]).
+fn checked_issuers<'p>(
+    leaf: &CertificateDer<'_>,
+    path: &'p webpki::VerifiedPath<'p>,
+    summary: Option<&CertificateSummary>,
+) -> Result<Vec<CertificateDer<'p>>, Rejection> {
+    let issuers: Vec<CertificateDer<'p>> = path
+        .intermediate_certificates()
+        .map(|cert| cert.der())
+        .collect();
+    check_key_usage(leaf, &issuers)
+        .map_err(|reason| Rejection::new(RejectionKind::WrongUsage, reason, summary.cloned()))?;
+    Ok(issuers)
 }
 
 /// Returns whether a rejection comes from a revocation check: a revoked
