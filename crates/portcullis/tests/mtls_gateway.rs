@@ -19,8 +19,8 @@ use rcgen::{SanType, SerialNumber};
 use reqwest::StatusCode;
 use serde_json::Value;
 use support::mtls::{
-    Identity, PARTNER_DNS, PartnerCa, Protocol, create_self_signed_client, create_tls_client,
-    failure_record, https, https_over, issue, leaf_params, self_signed_with_jwk, trust_partner,
+    PARTNER_DNS, PartnerCa, Protocol, create_self_signed_client, create_tls_client, failure_record,
+    https, https_over, issue, leaf_params, partner_leaf, self_signed_with_jwk, trust_partner,
 };
 use support::upstream::Upstream;
 use support::{DataDir, Server, marker, url_encode};
@@ -35,14 +35,6 @@ fn create_client(data: &DataDir, tenant: &str, extra: &[&str]) -> String {
         .as_str()
         .unwrap()
         .to_owned()
-}
-
-/// Signs a partner leaf with `serial` for the DNS name `dns`.
-fn partner_leaf(partner: &PartnerCa, dns: &str, serial: &[u8]) -> Identity {
-    let mut params = leaf_params();
-    params.subject_alt_names = vec![SanType::DnsName(dns.try_into().unwrap())];
-    params.serial_number = Some(SerialNumber::from_slice(serial));
-    partner.sign(&params)
 }
 
 /// Sends `method /orders/items` with the test case `mark` through `client`

@@ -20,12 +20,11 @@ use std::time::{Duration, Instant};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use portcullis_store::{AuditAction, AuditFilter, Store};
-use rcgen::{SanType, SerialNumber};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::Value;
 use support::mtls::{
-    Identity, PartnerCa, create_tls_client, failure_record, https, leaf_params, token_on,
+    Identity, PartnerCa, create_tls_client, failure_record, https, partner_leaf, token_on,
 };
 use support::{DataDir, Server};
 use tokio::net::TcpStream;
@@ -37,14 +36,6 @@ const PROPAGATION_DEADLINE: Duration = Duration::from_secs(10);
 
 const CRL_DNS: &str = "crl-partner.example.com";
 const NO_CRL_DNS: &str = "no-crl-partner.example.com";
-
-/// Signs a leaf of `partner` for `dns` with `serial`.
-fn partner_leaf(partner: &PartnerCa, dns: &str, serial: &[u8]) -> Identity {
-    let mut params = leaf_params();
-    params.subject_alt_names = vec![SanType::DnsName(dns.try_into().unwrap())];
-    params.serial_number = Some(SerialNumber::from_slice(serial));
-    partner.sign(&params)
-}
 
 /// Writes `contents` to `path` through a rename, as an operator replaces a
 /// CRL, so that the server never reads half a file.

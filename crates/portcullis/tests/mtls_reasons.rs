@@ -13,14 +13,14 @@
 
 mod support;
 
-use rcgen::{DnType, SanType, SerialNumber};
+use rcgen::{DnType, SerialNumber};
 use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::Connection as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use support::mtls::{
     Identity, PartnerCa, create_tls_client, failure_record, https, issue, leaf_params,
-    trust_partner,
+    partner_leaf, trust_partner,
 };
 use support::upstream::Upstream;
 use support::{DataDir, Server, marker};
@@ -29,14 +29,6 @@ use support::{DataDir, Server, marker};
 const PERMITTED_DOMAIN: &str = "partner.example";
 const INSIDE_DNS: &str = "svc.partner.example";
 const OUTSIDE_DNS: &str = "evil.test";
-
-/// Signs a leaf of `partner` for `dns` with `serial`.
-fn partner_leaf(partner: &PartnerCa, dns: &str, serial: &[u8]) -> Identity {
-    let mut params = leaf_params();
-    params.subject_alt_names = vec![SanType::DnsName(dns.try_into().unwrap())];
-    params.serial_number = Some(SerialNumber::from_slice(serial));
-    partner.sign(&params)
-}
 
 /// Writes a configuration with client certificates in `mode`, the CRL
 /// files `partner_crls`, and the route `/orders` that authenticates by

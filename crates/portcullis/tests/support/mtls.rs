@@ -13,7 +13,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
     CrlIssuingDistributionPoint, DnType, ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, Issuer,
     KeyIdMethod, KeyPair, KeyUsagePurpose, NameConstraints, RevocationReason, RevokedCertParams,
-    SerialNumber,
+    SanType, SerialNumber,
 };
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -167,6 +167,14 @@ impl PartnerCa {
             key_pem: key.serialize_pem(),
         }
     }
+}
+
+/// Signs a leaf of `partner` like [`leaf_params`], for `dns` with `serial`.
+pub fn partner_leaf(partner: &PartnerCa, dns: &str, serial: &[u8]) -> Identity {
+    let mut params = leaf_params();
+    params.subject_alt_names = vec![SanType::DnsName(dns.try_into().unwrap())];
+    params.serial_number = Some(SerialNumber::from_slice(serial));
+    partner.sign(&params)
 }
 
 /// Makes a self-signed P-256 certificate and returns it with the public
