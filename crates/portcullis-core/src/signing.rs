@@ -4,7 +4,9 @@
 //! A key is `Pending` from creation until it starts signing, `Active` while
 //! it signs, and `Retired` once a newer key signs. The public JWK stays
 //! published until `publish_until`, so tokens signed before retirement
-//! still validate until they expire.
+//! still validate until they expire. An operator can revoke a key in any
+//! of these states after a compromise: a `Revoked` key leaves the JWKS at
+//! once, verifies no token and never signs again.
 
 use std::fmt;
 use std::str::FromStr;
@@ -72,6 +74,10 @@ pub enum SigningKeyState {
     /// Replaced by a newer key. Its public key stays published until
     /// `publish_until`, and then the key can be deleted.
     Retired,
+    /// Withdrawn by an operator. The key is no longer published, and its
+    /// sealed private key is erased. The record stays, so that the
+    /// revocation remains visible and the key is never used again.
+    Revoked,
 }
 
 impl SigningKeyState {
@@ -81,6 +87,7 @@ impl SigningKeyState {
             Self::Pending => "pending",
             Self::Active => "active",
             Self::Retired => "retired",
+            Self::Revoked => "revoked",
         }
     }
 }
@@ -99,8 +106,9 @@ impl FromStr for SigningKeyState {
             "pending" => Ok(Self::Pending),
             "active" => Ok(Self::Active),
             "retired" => Ok(Self::Retired),
+            "revoked" => Ok(Self::Revoked),
             other => Err(format!(
-                "unknown signing key state {other:?}: expected pending, active or retired"
+                "unknown signing key state {other:?}: expected pending, active, retired or revoked"
             )),
         }
     }
@@ -123,7 +131,7 @@ pub struct SigningKeyRecord {
     /// The public JWK as JSON text, with public members only.
     pub public_jwk: String,
     /// The private key sealed with the signing-key sealing key. The
-    /// plaintext is PKCS#8 DER.
+    /// plaintext is PKCS#8 DER. Empty once the key is revoked.
     pub sealed_private_key: Vec<u8>,
     /// When the key was generated.
     pub created_at: OffsetDateTime,
@@ -134,6 +142,10 @@ pub struct SigningKeyRecord {
     /// The time after which no token signed with this key can still be
     /// valid, so the key leaves the JWKS; `None` while it still signs.
     pub publish_until: Option<OffsetDateTime>,
+    /// When an operator revoked the key; `None` unless it is `Revoked`.
+    pub revoked_at: Option<OffsetDateTime>,
+    /// The operator's reason for the revocation.
+    pub revoked_reason: Option<String>,
 }
 
 impl fmt::Debug for SigningKeyRecord {
@@ -151,6 +163,8 @@ impl fmt::Debug for SigningKeyRecord {
             .field("activates_at", &self.activates_at)
             .field("retired_at", &self.retired_at)
             .field("publish_until", &self.publish_until)
+            .field("revoked_at", &self.revoked_at)
+            .field("revoked_reason", &self.revoked_reason)
             .finish()
     }
 }
@@ -179,6 +193,7 @@ mod tests {
             SigningKeyState::Pending,
             SigningKeyState::Active,
             SigningKeyState::Retired,
+            SigningKeyState::Revoked,
         ] {
             assert_eq!(state.as_str().parse(), Ok(state));
         }
@@ -198,6 +213,8 @@ mod tests {
             activates_at: now,
             retired_at: None,
             publish_until: None,
+            revoked_at: None,
+            revoked_reason: None,
         };
         let text = format!("{record:?}");
         assert!(text.contains("<5 bytes>"));

@@ -87,6 +87,8 @@ pub enum AuditAction {
     SigningKeyActivated,
     /// A retired token-signing key was deleted.
     SigningKeyDeleted,
+    /// An operator revoked a token-signing key: it left the JWKS at once.
+    SigningKeyRevoked,
     /// A user signed in at the authorization endpoint.
     UserSignedIn,
     /// A sign-in at the authorization endpoint failed: unknown e-mail
@@ -126,7 +128,7 @@ pub enum AuditAction {
 impl AuditAction {
     /// Every action, in the order of the enum, such as for a filter's
     /// choices.
-    pub const ALL: [Self; 37] = [
+    pub const ALL: [Self; 38] = [
         Self::TenantCreated,
         Self::KeyCreated,
         Self::KeyRevoked,
@@ -150,6 +152,7 @@ impl AuditAction {
         Self::SigningKeyCreated,
         Self::SigningKeyActivated,
         Self::SigningKeyDeleted,
+        Self::SigningKeyRevoked,
         Self::UserSignedIn,
         Self::UserSignInFailed,
         Self::UserSignedOut,
@@ -193,6 +196,7 @@ impl AuditAction {
             Self::SigningKeyCreated => "signing_key.created",
             Self::SigningKeyActivated => "signing_key.activated",
             Self::SigningKeyDeleted => "signing_key.deleted",
+            Self::SigningKeyRevoked => "signing_key.revoked",
             Self::UserSignedIn => "user.signed_in",
             Self::UserSignInFailed => "user.sign_in_failed",
             Self::UserSignedOut => "user.signed_out",
@@ -250,6 +254,7 @@ impl FromStr for AuditAction {
             "signing_key.created" => Ok(Self::SigningKeyCreated),
             "signing_key.activated" => Ok(Self::SigningKeyActivated),
             "signing_key.deleted" => Ok(Self::SigningKeyDeleted),
+            "signing_key.revoked" => Ok(Self::SigningKeyRevoked),
             "user.signed_in" => Ok(Self::UserSignedIn),
             "user.sign_in_failed" => Ok(Self::UserSignInFailed),
             "user.signed_out" => Ok(Self::UserSignedOut),
@@ -728,6 +733,24 @@ impl AuditEvent {
                 "publish_until": key.publish_until.and_then(format_time),
             }),
             ..Self::new(context, action)
+        }
+    }
+
+    /// The record of a signing key's revocation, with the state the key
+    /// had before it and the operator's reason.
+    pub(crate) fn signing_key_revoked(
+        context: &AuditContext,
+        key: &SigningKeyRecord,
+        reason: &str,
+    ) -> Self {
+        Self {
+            target: Some(key.kid.clone()),
+            details: json!({
+                "algorithm": key.algorithm.as_str(),
+                "previous_state": key.state.as_str(),
+                "reason": reason,
+            }),
+            ..Self::new(context, AuditAction::SigningKeyRevoked)
         }
     }
 }

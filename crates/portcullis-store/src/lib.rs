@@ -97,7 +97,7 @@ macro_rules! select_refresh {
 macro_rules! select_signing_key {
     () => {
         "SELECT kid, algorithm, state, public_jwk, sealed_private_key, created_at, activates_at, \
-         retired_at, publish_until FROM signing_keys"
+         retired_at, publish_until, revoked_at, revoked_reason FROM signing_keys"
     };
 }
 
@@ -130,7 +130,7 @@ pub use crate::error::StoreError;
 pub use crate::postgres::{ChangeListener, PostgresStore};
 pub use crate::records::{
     CertificateFilter, Change, ConsumeCode, KeyFilter, KeyUsage, LoginSession, NewClient,
-    NewClientSecret, NewKey, NewUser, RotateRefresh, Tenant,
+    NewClientSecret, NewKey, NewUser, RotateRefresh, SigningKeyRevocation, Tenant,
 };
 pub use crate::sqlite::SqliteStore;
 pub use crate::usage::{

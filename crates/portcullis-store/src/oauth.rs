@@ -26,6 +26,7 @@ use crate::audit::{AuditContext, FamilyRevocationReason};
 use crate::error::StoreError;
 use crate::records::{
     ConsumeCode, LoginSession, NewClient, NewClientSecret, NewUser, RotateRefresh,
+    SigningKeyRevocation,
 };
 
 /// How long an authorization code is kept after it expires. A code is
@@ -420,5 +421,27 @@ impl Store {
         audit: &AuditContext,
     ) -> Result<Vec<String>, StoreError> {
         dispatch!(self, store => store.delete_unpublished_signing_keys(audit))
+    }
+
+    /// Revokes the key `kid` at `audit.at`: its state becomes `Revoked`,
+    /// the reason is kept, and its sealed private key is erased.
+    ///
+    /// When the key was active, another key starts signing in the same
+    /// transaction, so that no node is left without a signer: the pending
+    /// key created first (the one the rotation rule would promote), or
+    /// else `replacement`, which is stored and activated. Without either,
+    /// no key is active until the rotation rule generates one. Writes an
+    /// audit record and a change row for each key that changed.
+    ///
+    /// Fails with [`StoreError::NotFound`] for an unknown `kid`, and with
+    /// [`StoreError::Revoked`] when the key is already revoked.
+    pub async fn revoke_signing_key(
+        &self,
+        kid: &str,
+        reason: &str,
+        replacement: Option<&SigningKeyRecord>,
+        audit: &AuditContext,
+    ) -> Result<SigningKeyRevocation, StoreError> {
+        dispatch!(self, store => store.revoke_signing_key(kid, reason, replacement, audit))
     }
 }

@@ -650,6 +650,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/postgres/0017_dashboard_submissions.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            18,
+            "signing_key_revocation".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0018_signing_key_revocation.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -11,7 +11,7 @@ use portcullis_core::oauth::{
     Role, TlsClientAuthSubject, TlsSubjectError, TlsSubjectKind,
 };
 use portcullis_core::scope::ScopeSet;
-use portcullis_core::signing::{SigningAlgorithm, SigningKeyState};
+use portcullis_core::signing::{SigningAlgorithm, SigningKeyRecord, SigningKeyState};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -289,6 +289,17 @@ impl LoginSession {
     pub fn is_live(&self, now: OffsetDateTime) -> bool {
         now < self.idle_expires_at && now < self.absolute_expires_at
     }
+}
+
+/// The outcome of revoking a signing key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigningKeyRevocation {
+    /// The revoked key, as stored after the revocation.
+    pub revoked: SigningKeyRecord,
+    /// The key that started signing because the revoked key was active;
+    /// `None` when the revoked key was not active, or when no key could
+    /// take over.
+    pub successor: Option<SigningKeyRecord>,
 }
 
 /// Checks that a new client's settings agree with each other.

@@ -10,7 +10,7 @@ use super::{PostgresStore, insert_audit};
 use crate::CHANGE_CHANNEL;
 use crate::audit::{AuditAction, AuditContext, AuditEvent};
 use crate::error::{StoreError, is_unique_violation};
-use crate::records::{parse_algorithm, parse_signing_state};
+use crate::records::{SigningKeyRevocation, parse_algorithm, parse_signing_state};
 
 impl PostgresStore {
     pub(crate) async fn insert_signing_key(
@@ -19,33 +19,7 @@ impl PostgresStore {
         audit: &AuditContext,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO signing_keys (kid, algorithm, state, public_jwk, sealed_private_key, \
-             created_at, activates_at, retired_at, publish_until) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&key.kid)
-        .bind(key.algorithm.as_str())
-        .bind(key.state.as_str())
-        .bind(&key.public_jwk)
-        .bind(key.sealed_private_key.as_slice())
-        .bind(key.created_at)
-        .bind(key.activates_at)
-        .bind(key.retired_at)
-        .bind(key.publish_until)
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            Err(error) if is_unique_violation(&error) => {
-                return Err(StoreError::Conflict(format!(
-                    "signing key {} already exists, or another key is already active",
-                    key.kid
-                )));
-            }
-            Err(error) => return Err(error.into()),
-        }
-
+        insert_signing_key_row(&mut tx, key).await?;
         let event = AuditEvent::signing_key_event(audit, AuditAction::SigningKeyCreated, key);
         insert_audit(&mut tx, &self.audit_key, &event).await?;
         insert_kid_change(&mut tx, &key.kid).await?;
@@ -105,6 +79,96 @@ impl PostgresStore {
         Ok(active)
     }
 
+    pub(crate) async fn revoke_signing_key(
+        &self,
+        kid: &str,
+        reason: &str,
+        replacement: Option<&SigningKeyRecord>,
+        audit: &AuditContext,
+    ) -> Result<SigningKeyRevocation, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Locking every key row orders this revocation after any rotation
+        // or other revocation in flight, so exactly one key takes over.
+        sqlx::query("SELECT kid FROM signing_keys FOR UPDATE")
+            .fetch_all(&mut *tx)
+            .await?;
+        let key = lock_signing_key(&mut tx, kid)
+            .await?
+            .ok_or(StoreError::NotFound("signing key"))?;
+        if key.state == SigningKeyState::Revoked {
+            return Err(StoreError::Revoked("signing key"));
+        }
+
+        sqlx::query(
+            "UPDATE signing_keys SET state = 'revoked', revoked_at = $2, revoked_reason = $3, \
+             sealed_private_key = ''::bytea WHERE kid = $1",
+        )
+        .bind(kid)
+        .bind(audit.at)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?;
+        let event = AuditEvent::signing_key_revoked(audit, &key, reason);
+        insert_audit(&mut tx, &self.audit_key, &event).await?;
+        insert_kid_change(&mut tx, kid).await?;
+
+        let successor = if key.state == SigningKeyState::Active {
+            self.take_over(&mut tx, replacement, audit).await?
+        } else {
+            None
+        };
+        let revoked = lock_signing_key(&mut tx, kid)
+            .await?
+            .ok_or(StoreError::NotFound("signing key"))?;
+        tx.commit().await?;
+        Ok(SigningKeyRevocation { revoked, successor })
+    }
+
+    /// Activates the pending key created first, or else stores and
+    /// activates `replacement`, after the active key was revoked. The new
+    /// signer's `activates_at` moves to now if it was later.
+    async fn take_over(
+        &self,
+        conn: &mut PgConnection,
+        replacement: Option<&SigningKeyRecord>,
+        audit: &AuditContext,
+    ) -> Result<Option<SigningKeyRecord>, StoreError> {
+        let pending = sqlx::query(concat!(
+            select_signing_key!(),
+            " WHERE state = 'pending' ORDER BY created_at, kid LIMIT 1"
+        ))
+        .fetch_optional(&mut *conn)
+        .await?;
+        let kid = match (pending, replacement) {
+            (Some(row), _) => signing_key_from_row(&row)?.kid,
+            (None, Some(new_key)) => {
+                insert_signing_key_row(conn, new_key).await?;
+                let event =
+                    AuditEvent::signing_key_event(audit, AuditAction::SigningKeyCreated, new_key);
+                insert_audit(conn, &self.audit_key, &event).await?;
+                insert_kid_change(conn, &new_key.kid).await?;
+                new_key.kid.clone()
+            }
+            (None, None) => return Ok(None),
+        };
+
+        sqlx::query(
+            "UPDATE signing_keys SET state = 'active', activates_at = LEAST(activates_at, $2) \
+             WHERE kid = $1",
+        )
+        .bind(&kid)
+        .bind(audit.at)
+        .execute(&mut *conn)
+        .await?;
+        let active = lock_signing_key(conn, &kid)
+            .await?
+            .ok_or(StoreError::NotFound("signing key"))?;
+        let event = AuditEvent::signing_key_event(audit, AuditAction::SigningKeyActivated, &active);
+        insert_audit(conn, &self.audit_key, &event).await?;
+        insert_kid_change(conn, &kid).await?;
+        Ok(Some(active))
+    }
+
     pub(crate) async fn delete_unpublished_signing_keys(
         &self,
         audit: &AuditContext,
@@ -133,6 +197,40 @@ impl PostgresStore {
         }
         tx.commit().await?;
         Ok(keys.into_iter().map(|key| key.kid).collect())
+    }
+}
+
+/// Inserts a signing key's row. A taken kid, or a second active key, is a
+/// conflict.
+async fn insert_signing_key_row(
+    conn: &mut PgConnection,
+    key: &SigningKeyRecord,
+) -> Result<(), StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO signing_keys (kid, algorithm, state, public_jwk, sealed_private_key, \
+         created_at, activates_at, retired_at, publish_until, revoked_at, revoked_reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&key.kid)
+    .bind(key.algorithm.as_str())
+    .bind(key.state.as_str())
+    .bind(&key.public_jwk)
+    .bind(key.sealed_private_key.as_slice())
+    .bind(key.created_at)
+    .bind(key.activates_at)
+    .bind(key.retired_at)
+    .bind(key.publish_until)
+    .bind(key.revoked_at)
+    .bind(key.revoked_reason.as_deref())
+    .execute(conn)
+    .await;
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(error) if is_unique_violation(&error) => Err(StoreError::Conflict(format!(
+            "signing key {} already exists, or another key is already active",
+            key.kid
+        ))),
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -174,5 +272,7 @@ fn signing_key_from_row(row: &PgRow) -> Result<SigningKeyRecord, StoreError> {
         activates_at: row.try_get("activates_at")?,
         retired_at: row.try_get("retired_at")?,
         publish_until: row.try_get("publish_until")?,
+        revoked_at: row.try_get("revoked_at")?,
+        revoked_reason: row.try_get("revoked_reason")?,
     })
 }

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use super::{SqliteStore, insert_audit, optional_time_column, time_column, to_millis};
 use crate::audit::{AuditAction, AuditContext, AuditEvent};
 use crate::error::{StoreError, is_unique_violation};
-use crate::records::{parse_algorithm, parse_signing_state};
+use crate::records::{SigningKeyRevocation, parse_algorithm, parse_signing_state};
 
 impl SqliteStore {
     pub(crate) async fn insert_signing_key(
@@ -18,33 +18,7 @@ impl SqliteStore {
         audit: &AuditContext,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO signing_keys (kid, algorithm, state, public_jwk, sealed_private_key, \
-             created_at, activates_at, retired_at, publish_until) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )
-        .bind(&key.kid)
-        .bind(key.algorithm.as_str())
-        .bind(key.state.as_str())
-        .bind(&key.public_jwk)
-        .bind(key.sealed_private_key.as_slice())
-        .bind(to_millis(key.created_at))
-        .bind(to_millis(key.activates_at))
-        .bind(key.retired_at.map(to_millis))
-        .bind(key.publish_until.map(to_millis))
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            Err(error) if is_unique_violation(&error) => {
-                return Err(StoreError::Conflict(format!(
-                    "signing key {} already exists, or another key is already active",
-                    key.kid
-                )));
-            }
-            Err(error) => return Err(error.into()),
-        }
-
+        insert_signing_key_row(&mut tx, key).await?;
         let event = AuditEvent::signing_key_event(audit, AuditAction::SigningKeyCreated, key);
         insert_audit(&mut tx, &self.audit_key, &event).await?;
         insert_kid_change(&mut tx, &key.kid).await?;
@@ -104,6 +78,91 @@ impl SqliteStore {
         Ok(active)
     }
 
+    pub(crate) async fn revoke_signing_key(
+        &self,
+        kid: &str,
+        reason: &str,
+        replacement: Option<&SigningKeyRecord>,
+        audit: &AuditContext,
+    ) -> Result<SigningKeyRevocation, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let key = select_signing_key(&mut tx, kid)
+            .await?
+            .ok_or(StoreError::NotFound("signing key"))?;
+        if key.state == SigningKeyState::Revoked {
+            return Err(StoreError::Revoked("signing key"));
+        }
+
+        sqlx::query(
+            "UPDATE signing_keys SET state = 'revoked', revoked_at = ?2, revoked_reason = ?3, \
+             sealed_private_key = X'' WHERE kid = ?1",
+        )
+        .bind(kid)
+        .bind(to_millis(audit.at))
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?;
+        let event = AuditEvent::signing_key_revoked(audit, &key, reason);
+        insert_audit(&mut tx, &self.audit_key, &event).await?;
+        insert_kid_change(&mut tx, kid).await?;
+
+        let successor = if key.state == SigningKeyState::Active {
+            self.take_over(&mut tx, replacement, audit).await?
+        } else {
+            None
+        };
+        let revoked = select_signing_key(&mut tx, kid)
+            .await?
+            .ok_or(StoreError::NotFound("signing key"))?;
+        tx.commit().await?;
+        Ok(SigningKeyRevocation { revoked, successor })
+    }
+
+    /// Activates the pending key created first, or else stores and
+    /// activates `replacement`, after the active key was revoked. The new
+    /// signer's `activates_at` moves to now if it was later.
+    async fn take_over(
+        &self,
+        conn: &mut SqliteConnection,
+        replacement: Option<&SigningKeyRecord>,
+        audit: &AuditContext,
+    ) -> Result<Option<SigningKeyRecord>, StoreError> {
+        let pending = sqlx::query(concat!(
+            select_signing_key!(),
+            " WHERE state = 'pending' ORDER BY created_at, kid LIMIT 1"
+        ))
+        .fetch_optional(&mut *conn)
+        .await?;
+        let kid = match (pending, replacement) {
+            (Some(row), _) => signing_key_from_row(&row)?.kid,
+            (None, Some(new_key)) => {
+                insert_signing_key_row(conn, new_key).await?;
+                let event =
+                    AuditEvent::signing_key_event(audit, AuditAction::SigningKeyCreated, new_key);
+                insert_audit(conn, &self.audit_key, &event).await?;
+                insert_kid_change(conn, &new_key.kid).await?;
+                new_key.kid.clone()
+            }
+            (None, None) => return Ok(None),
+        };
+
+        sqlx::query(
+            "UPDATE signing_keys SET state = 'active', activates_at = MIN(activates_at, ?2) \
+             WHERE kid = ?1",
+        )
+        .bind(&kid)
+        .bind(to_millis(audit.at))
+        .execute(&mut *conn)
+        .await?;
+        let active = select_signing_key(conn, &kid)
+            .await?
+            .ok_or(StoreError::NotFound("signing key"))?;
+        let event = AuditEvent::signing_key_event(audit, AuditAction::SigningKeyActivated, &active);
+        insert_audit(conn, &self.audit_key, &event).await?;
+        insert_kid_change(conn, &kid).await?;
+        Ok(Some(active))
+    }
+
     pub(crate) async fn delete_unpublished_signing_keys(
         &self,
         audit: &AuditContext,
@@ -132,6 +191,40 @@ impl SqliteStore {
         }
         tx.commit().await?;
         Ok(keys.into_iter().map(|key| key.kid).collect())
+    }
+}
+
+/// Inserts a signing key's row. A taken kid, or a second active key, is a
+/// conflict.
+async fn insert_signing_key_row(
+    conn: &mut SqliteConnection,
+    key: &SigningKeyRecord,
+) -> Result<(), StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO signing_keys (kid, algorithm, state, public_jwk, sealed_private_key, \
+         created_at, activates_at, retired_at, publish_until, revoked_at, revoked_reason) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )
+    .bind(&key.kid)
+    .bind(key.algorithm.as_str())
+    .bind(key.state.as_str())
+    .bind(&key.public_jwk)
+    .bind(key.sealed_private_key.as_slice())
+    .bind(to_millis(key.created_at))
+    .bind(to_millis(key.activates_at))
+    .bind(key.retired_at.map(to_millis))
+    .bind(key.publish_until.map(to_millis))
+    .bind(key.revoked_at.map(to_millis))
+    .bind(key.revoked_reason.as_deref())
+    .execute(conn)
+    .await;
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(error) if is_unique_violation(&error) => Err(StoreError::Conflict(format!(
+            "signing key {} already exists, or another key is already active",
+            key.kid
+        ))),
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -170,5 +263,7 @@ fn signing_key_from_row(row: &SqliteRow) -> Result<SigningKeyRecord, StoreError>
         activates_at: time_column(row, "activates_at")?,
         retired_at: optional_time_column(row, "retired_at")?,
         publish_until: optional_time_column(row, "publish_until")?,
+        revoked_at: optional_time_column(row, "revoked_at")?,
+        revoked_reason: row.try_get("revoked_reason")?,
     })
 }

@@ -1457,7 +1457,186 @@ fn signing_key(kid: &str, state: SigningKeyState, at: OffsetDateTime) -> Signing
         activates_at: at,
         retired_at: None,
         publish_until: None,
+        revoked_at: None,
+        revoked_reason: None,
     }
+}
+
+pub(super) async fn signing_key_revoked_pending_takes_over(fixture: Fixture) {
+    let store = fixture.store;
+    let at = now();
+    let active = signing_key("k1", SigningKeyState::Active, at);
+    let mut older = signing_key("k2", SigningKeyState::Pending, at + Duration::seconds(1));
+    older.activates_at = at + Duration::hours(2);
+    let newer = signing_key("k3", SigningKeyState::Pending, at + Duration::seconds(2));
+    for key in [&active, &older, &newer] {
+        store.insert_signing_key(key, &context(at)).await.unwrap();
+    }
+    let cursor = store.latest_change().await.unwrap();
+
+    let revoked_at = at + Duration::minutes(5);
+    let replacement = signing_key("unused", SigningKeyState::Pending, revoked_at);
+    let outcome = store
+        .revoke_signing_key("k1", "leaked", Some(&replacement), &context(revoked_at))
+        .await
+        .unwrap();
+
+    assert_eq!(outcome.revoked.kid, "k1");
+    assert_eq!(outcome.revoked.state, SigningKeyState::Revoked);
+    assert_eq!(outcome.revoked.revoked_at, Some(revoked_at));
+    assert_eq!(outcome.revoked.revoked_reason.as_deref(), Some("leaked"));
+    assert!(outcome.revoked.sealed_private_key.is_empty());
+    // The pending key created first takes over, and signs from now on.
+    let successor = outcome.successor.unwrap();
+    assert_eq!(successor.kid, "k2");
+    assert_eq!(successor.state, SigningKeyState::Active);
+    assert_eq!(successor.activates_at, revoked_at);
+
+    let keys = store.list_signing_keys().await.unwrap();
+    let states: Vec<(&str, SigningKeyState)> = keys
+        .iter()
+        .map(|key| (key.kid.as_str(), key.state))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            ("k1", SigningKeyState::Revoked),
+            ("k2", SigningKeyState::Active),
+            ("k3", SigningKeyState::Pending),
+        ],
+        "the replacement is stored only when no key is pending"
+    );
+    assert_eq!(keys[0], outcome.revoked);
+
+    let changes = store.changes_since(cursor, Duration::ZERO).await.unwrap();
+    let kids: Vec<&str> = changes.iter().filter_map(|c| c.kid.as_deref()).collect();
+    assert_eq!(kids, vec!["k1", "k2"]);
+    let audit = store.list_audit(&audit_of("k1".to_owned())).await.unwrap();
+    let revoked: Vec<_> = audit
+        .iter()
+        .filter(|event| event.action == AuditAction::SigningKeyRevoked)
+        .collect();
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0].details["reason"], "leaked");
+    assert_eq!(revoked[0].details["previous_state"], "active");
+    assert_eq!(revoked[0].at, revoked_at);
+    let activated = store.list_audit(&audit_of("k2".to_owned())).await.unwrap();
+    assert!(
+        activated
+            .iter()
+            .any(|event| event.action == AuditAction::SigningKeyActivated)
+    );
+}
+
+pub(super) async fn signing_key_revoked_replacement_takes_over(fixture: Fixture) {
+    let store = fixture.store;
+    let at = now();
+    let active = signing_key("k1", SigningKeyState::Active, at);
+    store
+        .insert_signing_key(&active, &context(at))
+        .await
+        .unwrap();
+
+    let revoked_at = at + Duration::minutes(5);
+    let replacement = signing_key("k2", SigningKeyState::Pending, revoked_at);
+    let outcome = store
+        .revoke_signing_key("k1", "leaked", Some(&replacement), &context(revoked_at))
+        .await
+        .unwrap();
+    let successor = outcome.successor.unwrap();
+    assert_eq!(successor.kid, "k2");
+    assert_eq!(successor.state, SigningKeyState::Active);
+    let keys = store.list_signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[1], successor);
+    let created = store.list_audit(&audit_of("k2".to_owned())).await.unwrap();
+    let actions: Vec<AuditAction> = created.iter().map(|event| event.action).collect();
+    assert!(actions.contains(&AuditAction::SigningKeyCreated), "{actions:?}");
+    assert!(actions.contains(&AuditAction::SigningKeyActivated), "{actions:?}");
+
+    // A key that was not signing is revoked without a successor, and
+    // the replacement offered is not stored.
+    let pending = signing_key("k3", SigningKeyState::Pending, revoked_at);
+    store
+        .insert_signing_key(&pending, &context(revoked_at))
+        .await
+        .unwrap();
+    let unused = signing_key("k4", SigningKeyState::Pending, revoked_at);
+    let outcome = store
+        .revoke_signing_key("k3", "not needed", Some(&unused), &context(revoked_at))
+        .await
+        .unwrap();
+    assert_eq!(outcome.successor, None);
+    assert_eq!(outcome.revoked.state, SigningKeyState::Revoked);
+    let kids: Vec<String> = store
+        .list_signing_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|key| key.kid)
+        .collect();
+    assert_eq!(kids, ["k1", "k2", "k3"]);
+
+    // Without a pending key or a replacement, no key is active afterwards.
+    let outcome = store
+        .revoke_signing_key("k2", "leaked too", None, &context(revoked_at))
+        .await
+        .unwrap();
+    assert_eq!(outcome.successor, None);
+    let active = store.list_signing_keys().await.unwrap();
+    assert!(
+        active
+            .iter()
+            .all(|key| key.state == SigningKeyState::Revoked),
+        "{active:?}"
+    );
+}
+
+pub(super) async fn signing_key_revoke_errors(fixture: Fixture) {
+    let store = fixture.store;
+    let at = now();
+    let mut retired = signing_key("k1", SigningKeyState::Retired, at);
+    retired.retired_at = Some(at);
+    retired.publish_until = Some(at + Duration::minutes(16));
+    store
+        .insert_signing_key(&retired, &context(at))
+        .await
+        .unwrap();
+
+    let error = store
+        .revoke_signing_key("nope", "leaked", None, &context(at))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::NotFound("signing key")),
+        "{error:?}"
+    );
+
+    store
+        .revoke_signing_key("k1", "leaked", None, &context(at))
+        .await
+        .unwrap();
+    let cursor = store.latest_change().await.unwrap();
+    let error = store
+        .revoke_signing_key("k1", "again", None, &context(at))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::Revoked("signing key")),
+        "{error:?}"
+    );
+    let keys = store.list_signing_keys().await.unwrap();
+    assert_eq!(keys[0].revoked_reason.as_deref(), Some("leaked"));
+    let changes = store.changes_since(cursor, Duration::ZERO).await.unwrap();
+    assert!(changes.is_empty(), "a failed revocation wrote {changes:?}");
+
+    // A revoked key is never deleted with the retired keys whose
+    // publication ended, so the record of the revocation stays.
+    let deleted = store
+        .delete_unpublished_signing_keys(&context(at + Duration::days(365)))
+        .await
+        .unwrap();
+    assert!(deleted.is_empty(), "{deleted:?}");
 }
 
 pub(super) async fn signing_keys_activated_and_deleted(fixture: Fixture) {
