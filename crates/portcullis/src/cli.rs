@@ -107,7 +107,7 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Users(UsersCommand),
 
-    /// List and rotate the keys that sign access tokens.
+    /// List, rotate and revoke the keys that sign access tokens.
     #[command(subcommand)]
     SigningKeys(SigningKeysCommand),
 
@@ -508,6 +508,23 @@ pub(crate) enum SigningKeysCommand {
     /// Generate a new signing key. It is published in the JWKS at once and
     /// signs after one hour, so clients that cache the JWKS learn it first.
     Rotate,
+
+    /// Revoke a compromised signing key: it leaves the JWKS at once, and
+    /// every token it signed is rejected from then on. When it is the key
+    /// that signs, the pending key created first takes over, or else a new
+    /// key generated now.
+    Revoke(SigningKeysRevokeArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct SigningKeysRevokeArgs {
+    /// The kid of the key, as `signing-keys list` prints it.
+    pub(crate) kid: String,
+
+    /// Why the key is revoked, such as where it leaked. Kept in the key
+    /// record and the audit log; at most 200 characters.
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) reason: String,
 }
 
 #[derive(Args)]

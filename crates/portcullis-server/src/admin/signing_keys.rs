@@ -1,18 +1,21 @@
-//! Token-signing keys in the admin API: list them, and rotate now.
+//! Token-signing keys in the admin API: list them, rotate now, and revoke
+//! a compromised key.
 
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use portcullis_core::signing::SigningKeyRecord;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{ADMIN_READ, ADMIN_WRITE, RequestBody, audit_context, authenticate_operator};
+use super::{ADMIN_READ, ADMIN_WRITE, RequestBody, audit_context, authenticate_operator, respond};
 use crate::app::AppState;
-use crate::oauth::keys::KeysError;
+use crate::oauth::keys::{KeysError, Revocation};
 use crate::openapi::schemas;
 use crate::problem::Problem;
 use crate::telemetry::ErrorChain;
@@ -22,7 +25,12 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(signing_keys_list))
         .routes(routes!(signing_keys_rotate))
+        .routes(routes!(signing_keys_revoke))
 }
+
+/// The longest kid accepted in a path. Portcullis kids are RFC 7638
+/// thumbprints, 43 base64url characters, so a longer one names no key.
+const MAX_KID_LEN: usize = 128;
 
 /// The public view of a signing key: dates, state and the public JWK. The
 /// sealed private key never leaves the store.
@@ -37,13 +45,32 @@ pub fn signing_key_json(record: &SigningKeyRecord) -> Value {
         "activates_at": time(Some(record.activates_at)),
         "retired_at": time(record.retired_at),
         "publish_until": time(record.publish_until),
+        "revoked_at": time(record.revoked_at),
+        "revoked_reason": record.revoked_reason,
         "public_jwk": public_jwk,
     })
 }
 
+/// The view of a revocation: the revoked key, the key that took over, and
+/// the kid that signs now.
+pub fn revocation_json(revocation: &Revocation) -> Value {
+    json!({
+        "revoked": signing_key_json(&revocation.revoked),
+        "successor": revocation.successor.as_ref().map(signing_key_json),
+        "signing_kid": revocation.signer,
+    })
+}
+
 fn keys_problem(error: &KeysError) -> Problem {
-    tracing::error!(error = %ErrorChain(error), "signing key operation failed");
-    Problem::store_unavailable()
+    match error {
+        KeysError::InvalidReason(_) => Problem::invalid_field("reason", error.to_string()),
+        KeysError::NotFound(_) => Problem::not_found(error.to_string()),
+        KeysError::AlreadyRevoked(_) => Problem::conflict(error.code(), error.to_string()),
+        KeysError::Store(_) | KeysError::Signing(_) => {
+            tracing::error!(error = %ErrorChain(error), "signing key operation failed");
+            Problem::store_unavailable()
+        }
+    }
 }
 
 /// List token-signing keys
@@ -103,4 +130,65 @@ async fn signing_keys_rotate(State(state): State<AppState>, request: Request) ->
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Body of a signing key's revocation.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = SigningKeyRevokeInput)]
+struct RevokeInput {
+    /// Why the key is revoked, such as where it leaked. Kept in the key
+    /// record and the audit log; required, at most 200 characters.
+    reason: String,
+}
+
+/// Revoke a compromised token-signing key
+///
+/// The key leaves the JWKS at once, and every node rejects the tokens it
+/// signed within about a second. When it was the key that signs, the
+/// pending key created first takes over, or else a new key generated now.
+#[utoipa::path(
+    post,
+    path = "/signing-keys/{kid}/revoke",
+    tag = "signing-keys",
+    params(("kid" = String, Path, description = "The key's kid, as `GET /signing-keys` lists it")),
+    request_body = RevokeInput,
+    security(("operator_key" = ["admin:write"]), ("operator_key_header" = ["admin:write"])),
+    responses(
+        (status = 200, description = "The revoked key and the key that signs now", body = schemas::SigningKeyRevocation),
+        (status = 400, description = "`kid` is too long, or `reason` is missing, empty or too long"),
+        (status = 404, description = "No signing key with this kid"),
+        (status = 409, description = "The key is already revoked (`signing_key_revoked`)"),
+        (status = 413, description = "The body is larger than 64 KiB"),
+        (status = 415, description = "The body is not JSON"),
+    ),
+)]
+async fn signing_keys_revoke(
+    State(state): State<AppState>,
+    Path(kid): Path<String>,
+    request: Request,
+) -> Response {
+    respond(
+        async {
+            let (parts, body) = request.into_parts();
+            let body = RequestBody::read(&parts, body).await?;
+            let operator = authenticate_operator(&state, &parts, &ADMIN_WRITE, "admin").await?;
+            if kid.len() > MAX_KID_LEN {
+                return Err(Problem::invalid_field(
+                    "kid",
+                    format!("kid is longer than {MAX_KID_LEN} characters, so it names no key"),
+                ));
+            }
+            let input: RevokeInput = body.json()?;
+            let audit = audit_context(&parts, &state, &operator);
+            let revocation = state
+                .oauth
+                .keys
+                .revoke(&kid, &input.reason, &audit)
+                .await
+                .map_err(|error| keys_problem(&error))?;
+            Ok(axum::Json(revocation_json(&revocation)).into_response())
+        }
+        .await,
+    )
 }

@@ -112,6 +112,8 @@ fn signing_key(created_at: OffsetDateTime, state: SigningKeyState) -> SigningKey
         activates_at: created_at,
         retired_at: None,
         publish_until: None,
+        revoked_at: None,
+        revoked_reason: None,
     }
 }
 

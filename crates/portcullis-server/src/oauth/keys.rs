@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use portcullis_core::credential::check_label;
 use portcullis_core::crypto::SealingKey;
 use portcullis_core::signing::{SigningKeyRecord, SigningKeyState};
 use portcullis_store::{AuditContext, Store, StoreError};
@@ -29,6 +30,40 @@ pub enum KeysError {
     /// A key could not be generated, opened or checked.
     #[error(transparent)]
     Signing(#[from] SigningError),
+    /// The revocation reason is empty or too long.
+    #[error("{0}")]
+    InvalidReason(String),
+    /// No stored signing key has this kid.
+    #[error("no signing key with kid {0}; `portcullis signing-keys list` shows the kids")]
+    NotFound(String),
+    /// The key was revoked before.
+    #[error("signing key {0} is already revoked")]
+    AlreadyRevoked(String),
+}
+
+impl KeysError {
+    /// Returns a stable snake_case code for problem responses and scripts.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Self::Store(_) => "store_unavailable",
+            Self::Signing(_) => "signing_key_failed",
+            Self::InvalidReason(_) => "invalid_field",
+            Self::NotFound(_) => "not_found",
+            Self::AlreadyRevoked(_) => "signing_key_revoked",
+        }
+    }
+}
+
+/// The outcome of [`SigningKeys::revoke`].
+#[derive(Debug)]
+pub struct Revocation {
+    /// The revoked key, as stored.
+    pub revoked: SigningKeyRecord,
+    /// The key that started signing because the revoked key was active.
+    pub successor: Option<SigningKeyRecord>,
+    /// The kid of the key that signs on this node after the revocation;
+    /// `None` only when no key can sign.
+    pub signer: Option<String>,
 }
 
 /// The signing keys in use, with what is needed to rotate them.
@@ -99,6 +134,61 @@ impl SigningKeys {
         Ok(record)
     }
 
+    /// Revokes the key `kid` after a compromise and swaps in the key set
+    /// without it, so this node rejects tokens signed with it at once.
+    /// Other nodes follow through the change feed.
+    ///
+    /// When the key was active, another key takes over at once: the
+    /// pending key created first, or else a new key generated here. A new
+    /// key signs before resource servers that cache the JWKS have seen
+    /// it, which is the price of stopping the compromised key now.
+    pub async fn revoke(
+        &self,
+        kid: &str,
+        reason: &str,
+        audit: &AuditContext,
+    ) -> Result<Revocation, KeysError> {
+        check_reason(reason)?;
+        let records = self.store.list_signing_keys().await?;
+        let was_active = records
+            .iter()
+            .any(|record| record.kid == kid && record.state == SigningKeyState::Active);
+        let has_pending = records
+            .iter()
+            .any(|record| record.state == SigningKeyState::Pending);
+        // The store uses the replacement only if no pending key exists
+        // when it commits. When the listing is stale and the key became
+        // active in between, the store finds no replacement, and the
+        // rotation rule generates a signer on the next refresh.
+        let replacement = if was_active && !has_pending {
+            Some(generate_signing_key(
+                self.policy.algorithm,
+                &self.sealing,
+                audit.at,
+                audit.at,
+            )?)
+        } else {
+            None
+        };
+
+        let stored = self
+            .store
+            .revoke_signing_key(kid, reason, replacement.as_ref(), audit)
+            .await
+            .map_err(|error| match error {
+                StoreError::NotFound(_) => KeysError::NotFound(kid.to_owned()),
+                StoreError::Revoked(_) => KeysError::AlreadyRevoked(kid.to_owned()),
+                other => KeysError::Store(other),
+            })?;
+        self.refresh(audit.at).await?;
+        let signer = self.current().active().map(|(kid, _)| kid.to_owned());
+        Ok(Revocation {
+            revoked: stored.revoked,
+            successor: stored.successor,
+            signer,
+        })
+    }
+
     /// Lists the stored keys with the state the rule gives them now.
     pub async fn list(&self) -> Result<Vec<SigningKeyRecord>, KeysError> {
         Ok(self.store.list_signing_keys().await?)
@@ -154,4 +244,15 @@ impl SigningKeys {
         }
         Ok(changed)
     }
+}
+
+/// Checks a revocation reason: required, because the audit log and
+/// `signing-keys list` show why the key was withdrawn.
+fn check_reason(reason: &str) -> Result<(), KeysError> {
+    if reason.trim().is_empty() {
+        return Err(KeysError::InvalidReason(
+            "reason must not be empty: say why the key is revoked".to_owned(),
+        ));
+    }
+    check_label("reason", reason).map_err(|error| KeysError::InvalidReason(error.to_string()))
 }

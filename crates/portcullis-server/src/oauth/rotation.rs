@@ -10,6 +10,10 @@
 //!   has expired: `retired_at + max_token_lifetime + leeway`. Only then may
 //!   it be deleted.
 //!
+//! A key that an operator revoked is outside the rule: it never signs, is
+//! never published and is never deleted, so the record of the revocation
+//! stays.
+//!
 //! Every node computes the same plan from the same records and time, so
 //! nodes switch keys together even before one of them stores the plan's
 //! changes. A node that re-plans only every few seconds can sign with the
@@ -140,6 +144,7 @@ pub fn plan(
                 result.changes.push(retired);
             }
             SigningKeyState::Retired => plan_retired(record, now, policy, &mut result),
+            SigningKeyState::Revoked => {}
         }
     }
 
@@ -203,8 +208,10 @@ fn choose_signer<'a>(
 }
 
 fn is_ready(record: &SigningKeyRecord, now: OffsetDateTime, policy: &RotationPolicy) -> bool {
-    record.state != SigningKeyState::Retired
-        && record.activates_at <= now
+    matches!(
+        record.state,
+        SigningKeyState::Pending | SigningKeyState::Active
+    ) && record.activates_at <= now
         && record.created_at.saturating_add(policy.publish_ahead) <= now
 }
 
@@ -276,6 +283,8 @@ mod tests {
             activates_at: created_at + Duration::hours(1),
             retired_at: None,
             publish_until: None,
+            revoked_at: None,
+            revoked_reason: None,
         }
     }
 
@@ -455,6 +464,44 @@ mod tests {
                 "{kid}"
             );
         }
+    }
+
+    #[test]
+    fn revoked_key_neither_signs_nor_published() {
+        let mut revoked = record("a", SigningKeyState::Revoked, T0);
+        revoked.revoked_at = Some(T0 + Duration::days(1));
+        let plan = plan(&[revoked], T0 + Duration::days(2), &policy());
+        assert_eq!(plan.signer, None);
+        assert!(plan.published.is_empty());
+        assert!(plan.deletable.is_empty());
+        assert!(plan.changes.is_empty());
+        assert_eq!(plan.new_key_activates_at, Some(T0 + Duration::days(2)));
+    }
+
+    #[test]
+    fn revoked_newer_key_not_ready() {
+        // A revoked key past its activation time must not win over the
+        // active key, as a pending key at that time would.
+        let active = record("a", SigningKeyState::Active, T0);
+        let mut revoked = record("b", SigningKeyState::Revoked, T0 + Duration::days(1));
+        revoked.revoked_at = Some(T0 + Duration::days(1));
+        let plan = plan(&[active, revoked], T0 + Duration::days(2), &policy());
+        assert_eq!(plan.signer.as_deref(), Some("a"));
+        assert_eq!(plan.published, ["a"]);
+        assert!(plan.changes.is_empty());
+    }
+
+    #[test]
+    fn pending_key_signs_after_revocation() {
+        // The active key was revoked before its successor was ready, so the
+        // pending key signs at once rather than leaving no signer.
+        let mut revoked = record("a", SigningKeyState::Revoked, T0);
+        revoked.revoked_at = Some(T0 + Duration::days(1));
+        let pending = record("b", SigningKeyState::Pending, T0 + Duration::days(1));
+        let plan = plan(&[revoked, pending], T0 + Duration::days(1), &policy());
+        assert_eq!(plan.signer.as_deref(), Some("b"));
+        assert_eq!(plan.published, ["b"]);
+        assert_eq!(plan.new_key_activates_at, None);
     }
 
     #[test]

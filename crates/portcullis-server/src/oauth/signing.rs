@@ -116,6 +116,8 @@ pub fn generate_signing_key(
         activates_at,
         retired_at: None,
         publish_until: None,
+        revoked_at: None,
+        revoked_reason: None,
     })
 }
 

@@ -108,6 +108,7 @@ fn computed_code_calls() -> Vec<(&'static str, &'static str, Vec<&'static str>)>
         ),
         ("admin/mod.rs", "code", Vec::new()),
         ("admin/certificates.rs", "error.code()", Vec::new()),
+        ("admin/signing_keys.rs", "error.code()", Vec::new()),
     ]
 }
 
