@@ -96,7 +96,24 @@ struct Fixture {
     _upstream: Upstream,
 }
 
-static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
+/// The server of every page but the runbooks.
+static FIXTURE: LazyLock<Fixture> = LazyLock::new(start_fixture);
+
+/// The runbooks' own server. Their compromised-signing-key runbook revokes
+/// the key that signs access tokens, which would reject the tokens of pages
+/// that run at the same time on a shared server.
+static RUNBOOK_FIXTURE: LazyLock<Fixture> = LazyLock::new(start_fixture);
+
+/// Returns the server that `page` runs against.
+fn fixture(page: &str) -> &'static Fixture {
+    if page == "operators/runbooks.md" {
+        &RUNBOOK_FIXTURE
+    } else {
+        &FIXTURE
+    }
+}
+
+fn start_fixture() -> Fixture {
     let upstream = Upstream::start();
     let data = DataDir::new();
     data.write_config(&format!(
@@ -153,7 +170,7 @@ GET = ["orders:read"]
         server,
         _upstream: upstream,
     }
-});
+}
 
 fn docs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs")
@@ -329,7 +346,7 @@ fn command_available(command: &str, version_argument: &str, package: &str) -> bo
 /// rotated to `NEW_API_KEY` with an hour of grace, and `REVOKED_API_KEY`
 /// was revoked.
 fn page_env(page: &str) -> BTreeMap<String, String> {
-    let fixture = &*FIXTURE;
+    let fixture = fixture(page);
     let tenant = format!(
         "docs-{}",
         page.trim_end_matches(".md").replace(['/', '.'], "-")
@@ -390,7 +407,7 @@ fn page_env(page: &str) -> BTreeMap<String, String> {
 /// Registers the OAuth clients and users that `page` needs in `tenant`
 /// and returns the variables that name them.
 fn oauth_env(page: &str, tenant: &str) -> Vec<(&'static str, String)> {
-    let data = &FIXTURE.data;
+    let data = &fixture(page).data;
     let create_client = |extra: &[&str]| {
         let mut args = vec![
             "clients",
@@ -506,7 +523,7 @@ fn run_page(page: &str) {
         match block.language.as_str() {
             "sh" | "python" | "javascript" if block.no_run => no_run += 1,
             "sh" | "python" | "javascript" => {
-                previous_output = run_block(block, index, &env, work.path(), &at);
+                previous_output = run_block(block, index, &env, work.path(), &at, page);
                 continue;
             }
             "output" => {
@@ -548,6 +565,7 @@ fn run_block(
     env: &BTreeMap<String, String>,
     work: &Path,
     at: &str,
+    page: &str,
 ) -> Option<String> {
     let (program, extension) = interpreter(&block.language)?;
     let script = work.join(format!("block-{index}.{extension}"));
@@ -578,7 +596,7 @@ fn run_block(
         output.status,
         block.text,
         String::from_utf8_lossy(&output.stderr),
-        FIXTURE.server.log_tail(20)
+        fixture(page).server.log_tail(20)
     );
     Some(stdout)
 }
