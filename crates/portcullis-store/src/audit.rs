@@ -736,8 +736,8 @@ impl AuditEvent {
         }
     }
 
-    /// The record of a signing key's revocation, with the state the key
-    /// had before it and the operator's reason.
+    /// Builds the record of a signing key's revocation, with the state the
+    /// key had before it and the operator's reason.
     pub(crate) fn signing_key_revoked(
         context: &AuditContext,
         key: &SigningKeyRecord,

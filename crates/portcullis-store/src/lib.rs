@@ -130,7 +130,8 @@ pub use crate::error::StoreError;
 pub use crate::postgres::{ChangeListener, PostgresStore};
 pub use crate::records::{
     CertificateFilter, Change, ConsumeCode, KeyFilter, KeyUsage, LoginSession, NewClient,
-    NewClientSecret, NewKey, NewUser, RotateRefresh, SigningKeyRevocation, Tenant,
+    NewClientSecret, NewKey, NewUser, RotateRefresh, SigningKeyRevocation, SigningKeyTakeover,
+    Tenant,
 };
 pub use crate::sqlite::SqliteStore;
 pub use crate::usage::{

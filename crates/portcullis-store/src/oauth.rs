@@ -26,7 +26,7 @@ use crate::audit::{AuditContext, FamilyRevocationReason};
 use crate::error::StoreError;
 use crate::records::{
     ConsumeCode, LoginSession, NewClient, NewClientSecret, NewUser, RotateRefresh,
-    SigningKeyRevocation,
+    SigningKeyRevocation, SigningKeyTakeover,
 };
 
 /// How long an authorization code is kept after it expires. A code is
@@ -427,11 +427,12 @@ impl Store {
     /// the reason is kept, and its sealed private key is erased.
     ///
     /// When the key was active, another key starts signing in the same
-    /// transaction, so that no node is left without a signer: the pending
-    /// key created first (the one the rotation rule would promote), or
-    /// else `replacement`, which is stored and activated. Without either,
-    /// no key is active until the rotation rule generates one. Writes an
-    /// audit record and a change row for each key that changed.
+    /// transaction, so that no node is left without a signer. That key is
+    /// `takeover.preferred` if it is still pending, else the pending key
+    /// created first, else `takeover.replacement`, which is stored too.
+    /// Without any of them, no key is active until the rotation rule
+    /// generates one. Writes an audit record and a change row for each key
+    /// that changed.
     ///
     /// Fails with [`StoreError::NotFound`] for an unknown `kid`, and with
     /// [`StoreError::Revoked`] when the key is already revoked.
@@ -439,9 +440,9 @@ impl Store {
         &self,
         kid: &str,
         reason: &str,
-        replacement: Option<&SigningKeyRecord>,
+        takeover: SigningKeyTakeover<'_>,
         audit: &AuditContext,
     ) -> Result<SigningKeyRevocation, StoreError> {
-        dispatch!(self, store => store.revoke_signing_key(kid, reason, replacement, audit))
+        dispatch!(self, store => store.revoke_signing_key(kid, reason, takeover, audit))
     }
 }

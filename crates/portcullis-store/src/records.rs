@@ -291,14 +291,26 @@ impl LoginSession {
     }
 }
 
+/// The keys that may start signing when the revoked key was the active
+/// one, in order of preference after `preferred`: the pending key created
+/// first, then `replacement`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SigningKeyTakeover<'a> {
+    /// The pending key that the rotation rule would choose. It is used
+    /// only if it is still pending when the revocation commits.
+    pub preferred: Option<&'a str>,
+    /// A new key, stored and activated only if no key is pending.
+    pub replacement: Option<&'a SigningKeyRecord>,
+}
+
 /// The outcome of revoking a signing key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SigningKeyRevocation {
     /// The revoked key, as stored after the revocation.
     pub revoked: SigningKeyRecord,
-    /// The key that started signing because the revoked key was active;
-    /// `None` when the revoked key was not active, or when no key could
-    /// take over.
+    /// The key that started signing because the revoked key was active.
+    /// It is `None` when the revoked key was not active, or when no key
+    /// could take over.
     pub successor: Option<SigningKeyRecord>,
 }
 

@@ -521,8 +521,8 @@ pub(crate) struct SigningKeysRevokeArgs {
     /// The kid of the key, as `signing-keys list` prints it.
     pub(crate) kid: String,
 
-    /// Why the key is revoked, such as where it leaked. Kept in the key
-    /// record and the audit log; at most 200 characters.
+    /// The reason for the revocation, such as where the key leaked, at most
+    /// 200 characters. The key record and the audit log keep it.
     #[arg(long, value_name = "TEXT")]
     pub(crate) reason: String,
 }

@@ -217,10 +217,7 @@ async fn revoked_key_tokens_rejected_on_running_server() {
         .to_str()
         .unwrap()
         .to_owned();
-    assert!(
-        challenge.contains("error=\"invalid_token\""),
-        "{challenge}"
-    );
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
     let body: Value = rejected.json().await.unwrap();
     assert_eq!(body["code"], "invalid_token");
     assert_eq!(
@@ -250,7 +247,10 @@ async fn revoked_key_tokens_rejected_on_running_server() {
         .find(|line| line.starts_with(&compromised))
         .unwrap();
     assert!(row.contains("revoked"), "{row}");
-    assert!(row.contains("private key found in a public bucket"), "{row}");
+    assert!(
+        row.contains("private key found in a public bucket"),
+        "{row}"
+    );
 
     let records = signing_key_audit(&data, "signing_key.revoked", &compromised);
     assert_eq!(records.len(), 1, "{records:?}");
@@ -327,7 +327,10 @@ async fn admin_api_revoke_pending_key_takes_over() {
     for (body, field) in [
         (serde_json::json!({}), None),
         (serde_json::json!({"reason": ""}), Some("reason")),
-        (serde_json::json!({"reason": "x".repeat(201)}), Some("reason")),
+        (
+            serde_json::json!({"reason": "x".repeat(201)}),
+            Some("reason"),
+        ),
     ] {
         let invalid = client
             .post(&revoke_url)
@@ -365,7 +368,8 @@ async fn admin_api_revoke_pending_key_takes_over() {
     assert_eq!(revocation["successor"]["state"], "active");
     assert_eq!(revocation["signing_kid"], pending);
 
-    // The node that served the request swapped its keys before answering.
+    // The node that served the request swapped its keys before it sent
+    // the response.
     assert_eq!(jwks_kids(&server).await, vec![pending.clone()]);
     assert_eq!(
         gateway_status(&server, &old_token).await,

@@ -28,8 +28,9 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(signing_keys_revoke))
 }
 
-/// The longest kid accepted in a path. Portcullis kids are RFC 7638
-/// thumbprints, 43 base64url characters, so a longer one names no key.
+/// The maximum length of a kid in a path, in bytes. Portcullis kids are
+/// RFC 7638 thumbprints of 43 base64url characters, so a longer one names
+/// no key and is rejected before the store is read.
 const MAX_KID_LEN: usize = 128;
 
 /// The public view of a signing key: dates, state and the public JWK. The
@@ -51,8 +52,8 @@ pub fn signing_key_json(record: &SigningKeyRecord) -> Value {
     })
 }
 
-/// The view of a revocation: the revoked key, the key that took over, and
-/// the kid that signs now.
+/// Builds the JSON view of a revocation: the revoked key, the key that
+/// took over, and the kid that signs now.
 pub fn revocation_json(revocation: &Revocation) -> Value {
     json!({
         "revoked": signing_key_json(&revocation.revoked),
@@ -137,8 +138,8 @@ async fn signing_keys_rotate(State(state): State<AppState>, request: Request) ->
 #[serde(deny_unknown_fields)]
 #[schema(as = SigningKeyRevokeInput)]
 struct RevokeInput {
-    /// Why the key is revoked, such as where it leaked. Kept in the key
-    /// record and the audit log; required, at most 200 characters.
+    /// The reason for the revocation, such as where the key leaked, at
+    /// most 200 characters. The key record and the audit log keep it.
     reason: String,
 }
 

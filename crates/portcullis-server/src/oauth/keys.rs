@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use portcullis_core::credential::check_label;
 use portcullis_core::crypto::SealingKey;
 use portcullis_core::signing::{SigningKeyRecord, SigningKeyState};
-use portcullis_store::{AuditContext, Store, StoreError};
+use portcullis_store::{AuditContext, SigningKeyTakeover, Store, StoreError};
 use time::OffsetDateTime;
 
 use super::rotation::{RotationPlan, RotationPolicy, plan};
@@ -153,14 +153,19 @@ impl SigningKeys {
         let was_active = records
             .iter()
             .any(|record| record.kid == kid && record.state == SigningKeyState::Active);
-        let has_pending = records
-            .iter()
-            .any(|record| record.state == SigningKeyState::Pending);
-        // The store uses the replacement only if no pending key exists
-        // when it commits. When the listing is stale and the key became
-        // active in between, the store finds no replacement, and the
-        // rotation rule generates a signer on the next refresh.
-        let replacement = if was_active && !has_pending {
+
+        // The successor is the key that the rotation rule would choose once
+        // the key is revoked, so that the next refresh keeps it. The store
+        // falls back to another pending key, or to the replacement, when
+        // the keys changed since this listing. A stale listing can also
+        // miss that the key became active, and then the rotation rule
+        // generates a signer on the next refresh.
+        let mut remaining = records;
+        for record in remaining.iter_mut().filter(|record| record.kid == kid) {
+            record.state = SigningKeyState::Revoked;
+        }
+        let preferred = plan(&remaining, audit.at, &self.policy).signer;
+        let replacement = if was_active && preferred.is_none() {
             Some(generate_signing_key(
                 self.policy.algorithm,
                 &self.sealing,
@@ -170,10 +175,14 @@ impl SigningKeys {
         } else {
             None
         };
+        let takeover = SigningKeyTakeover {
+            preferred: preferred.as_deref(),
+            replacement: replacement.as_ref(),
+        };
 
         let stored = self
             .store
-            .revoke_signing_key(kid, reason, replacement.as_ref(), audit)
+            .revoke_signing_key(kid, reason, takeover, audit)
             .await
             .map_err(|error| match error {
                 StoreError::NotFound(_) => KeysError::NotFound(kid.to_owned()),

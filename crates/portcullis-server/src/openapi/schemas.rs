@@ -337,7 +337,7 @@ pub struct SigningKey {
     /// Until when the JWKS keeps publishing the key.
     #[schema(required = true, format = DateTime)]
     pub publish_until: Option<String>,
-    /// When an operator revoked the key; it left the JWKS at that time.
+    /// When an operator revoked the key, which left the JWKS at that time.
     #[schema(required = true, format = DateTime)]
     pub revoked_at: Option<String>,
     /// The operator's reason for the revocation.

@@ -9,7 +9,9 @@ use time::OffsetDateTime;
 use super::{SqliteStore, insert_audit, optional_time_column, time_column, to_millis};
 use crate::audit::{AuditAction, AuditContext, AuditEvent};
 use crate::error::{StoreError, is_unique_violation};
-use crate::records::{SigningKeyRevocation, parse_algorithm, parse_signing_state};
+use crate::records::{
+    SigningKeyRevocation, SigningKeyTakeover, parse_algorithm, parse_signing_state,
+};
 
 impl SqliteStore {
     pub(crate) async fn insert_signing_key(
@@ -82,7 +84,7 @@ impl SqliteStore {
         &self,
         kid: &str,
         reason: &str,
-        replacement: Option<&SigningKeyRecord>,
+        takeover: SigningKeyTakeover<'_>,
         audit: &AuditContext,
     ) -> Result<SigningKeyRevocation, StoreError> {
         let mut tx = self.begin_write().await?;
@@ -107,7 +109,7 @@ impl SqliteStore {
         insert_kid_change(&mut tx, kid).await?;
 
         let successor = if key.state == SigningKeyState::Active {
-            self.take_over(&mut tx, replacement, audit).await?
+            self.take_over(&mut tx, takeover, audit).await?
         } else {
             None
         };
@@ -118,22 +120,39 @@ impl SqliteStore {
         Ok(SigningKeyRevocation { revoked, successor })
     }
 
-    /// Activates the pending key created first, or else stores and
-    /// activates `replacement`, after the active key was revoked. The new
+    /// Activates the key that `takeover` names after the active key was
+    /// revoked, storing the replacement if no key is pending. The new
     /// signer's `activates_at` moves to now if it was later.
     async fn take_over(
         &self,
         conn: &mut SqliteConnection,
-        replacement: Option<&SigningKeyRecord>,
+        takeover: SigningKeyTakeover<'_>,
         audit: &AuditContext,
     ) -> Result<Option<SigningKeyRecord>, StoreError> {
-        let pending = sqlx::query(concat!(
-            select_signing_key!(),
-            " WHERE state = 'pending' ORDER BY created_at, kid LIMIT 1"
-        ))
-        .fetch_optional(&mut *conn)
-        .await?;
-        let kid = match (pending, replacement) {
+        let preferred = match takeover.preferred {
+            Some(kid) => {
+                sqlx::query(concat!(
+                    select_signing_key!(),
+                    " WHERE kid = ?1 AND state = 'pending'"
+                ))
+                .bind(kid)
+                .fetch_optional(&mut *conn)
+                .await?
+            }
+            None => None,
+        };
+        let pending = match preferred {
+            Some(row) => Some(row),
+            None => {
+                sqlx::query(concat!(
+                    select_signing_key!(),
+                    " WHERE state = 'pending' ORDER BY created_at, kid LIMIT 1"
+                ))
+                .fetch_optional(&mut *conn)
+                .await?
+            }
+        };
+        let kid = match (pending, takeover.replacement) {
             (Some(row), _) => signing_key_from_row(&row)?.kid,
             (None, Some(new_key)) => {
                 insert_signing_key_row(conn, new_key).await?;

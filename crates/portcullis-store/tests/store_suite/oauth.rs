@@ -13,8 +13,8 @@ use portcullis_core::scope::ScopeSet;
 use portcullis_core::signing::{SigningAlgorithm, SigningKeyRecord, SigningKeyState};
 use portcullis_store::{
     AuditAction, AuditFilter, Change, ConsumeCode, FamilyRevocationReason, LoginSession, NewClient,
-    NewClientSecret, NewSubmission, NewUser, RotateRefresh, Store, StoreError, SubmissionClaim,
-    Tenant,
+    NewClientSecret, NewSubmission, NewUser, RotateRefresh, SigningKeyTakeover, Store, StoreError,
+    SubmissionClaim, Tenant,
 };
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
@@ -1466,9 +1466,9 @@ pub(super) async fn signing_key_revoked_pending_takes_over(fixture: Fixture) {
     let store = fixture.store;
     let at = now();
     let active = signing_key("k1", SigningKeyState::Active, at);
-    let mut older = signing_key("k2", SigningKeyState::Pending, at + Duration::seconds(1));
-    older.activates_at = at + Duration::hours(2);
-    let newer = signing_key("k3", SigningKeyState::Pending, at + Duration::seconds(2));
+    let older = signing_key("k2", SigningKeyState::Pending, at + Duration::seconds(1));
+    let mut newer = signing_key("k3", SigningKeyState::Pending, at + Duration::seconds(2));
+    newer.activates_at = at + Duration::hours(2);
     for key in [&active, &older, &newer] {
         store.insert_signing_key(key, &context(at)).await.unwrap();
     }
@@ -1476,8 +1476,12 @@ pub(super) async fn signing_key_revoked_pending_takes_over(fixture: Fixture) {
 
     let revoked_at = at + Duration::minutes(5);
     let replacement = signing_key("unused", SigningKeyState::Pending, revoked_at);
+    let takeover = SigningKeyTakeover {
+        preferred: Some("k3"),
+        replacement: Some(&replacement),
+    };
     let outcome = store
-        .revoke_signing_key("k1", "leaked", Some(&replacement), &context(revoked_at))
+        .revoke_signing_key("k1", "leaked", takeover, &context(revoked_at))
         .await
         .unwrap();
 
@@ -1486,9 +1490,9 @@ pub(super) async fn signing_key_revoked_pending_takes_over(fixture: Fixture) {
     assert_eq!(outcome.revoked.revoked_at, Some(revoked_at));
     assert_eq!(outcome.revoked.revoked_reason.as_deref(), Some("leaked"));
     assert!(outcome.revoked.sealed_private_key.is_empty());
-    // The pending key created first takes over, and signs from now on.
+    // The preferred pending key takes over, and signs from now on.
     let successor = outcome.successor.unwrap();
-    assert_eq!(successor.kid, "k2");
+    assert_eq!(successor.kid, "k3");
     assert_eq!(successor.state, SigningKeyState::Active);
     assert_eq!(successor.activates_at, revoked_at);
 
@@ -1501,8 +1505,8 @@ pub(super) async fn signing_key_revoked_pending_takes_over(fixture: Fixture) {
         states,
         vec![
             ("k1", SigningKeyState::Revoked),
-            ("k2", SigningKeyState::Active),
-            ("k3", SigningKeyState::Pending),
+            ("k2", SigningKeyState::Pending),
+            ("k3", SigningKeyState::Active),
         ],
         "the replacement is stored only when no key is pending"
     );
@@ -1510,7 +1514,7 @@ pub(super) async fn signing_key_revoked_pending_takes_over(fixture: Fixture) {
 
     let changes = store.changes_since(cursor, Duration::ZERO).await.unwrap();
     let kids: Vec<&str> = changes.iter().filter_map(|c| c.kid.as_deref()).collect();
-    assert_eq!(kids, vec!["k1", "k2"]);
+    assert_eq!(kids, vec!["k1", "k3"]);
     let audit = store.list_audit(&audit_of("k1".to_owned())).await.unwrap();
     let revoked: Vec<_> = audit
         .iter()
@@ -1520,12 +1524,24 @@ pub(super) async fn signing_key_revoked_pending_takes_over(fixture: Fixture) {
     assert_eq!(revoked[0].details["reason"], "leaked");
     assert_eq!(revoked[0].details["previous_state"], "active");
     assert_eq!(revoked[0].at, revoked_at);
-    let activated = store.list_audit(&audit_of("k2".to_owned())).await.unwrap();
+    let activated = store.list_audit(&audit_of("k3".to_owned())).await.unwrap();
     assert!(
         activated
             .iter()
             .any(|event| event.action == AuditAction::SigningKeyActivated)
     );
+
+    // A preferred key that is no longer pending gives way to the pending
+    // key created first.
+    let takeover = SigningKeyTakeover {
+        preferred: Some("k1"),
+        replacement: None,
+    };
+    let outcome = store
+        .revoke_signing_key("k3", "leaked too", takeover, &context(revoked_at))
+        .await
+        .unwrap();
+    assert_eq!(outcome.successor.map(|key| key.kid).as_deref(), Some("k2"));
 }
 
 pub(super) async fn signing_key_revoked_replacement_takes_over(fixture: Fixture) {
@@ -1540,7 +1556,15 @@ pub(super) async fn signing_key_revoked_replacement_takes_over(fixture: Fixture)
     let revoked_at = at + Duration::minutes(5);
     let replacement = signing_key("k2", SigningKeyState::Pending, revoked_at);
     let outcome = store
-        .revoke_signing_key("k1", "leaked", Some(&replacement), &context(revoked_at))
+        .revoke_signing_key(
+            "k1",
+            "leaked",
+            SigningKeyTakeover {
+                preferred: None,
+                replacement: Some(&replacement),
+            },
+            &context(revoked_at),
+        )
         .await
         .unwrap();
     let successor = outcome.successor.unwrap();
@@ -1551,8 +1575,14 @@ pub(super) async fn signing_key_revoked_replacement_takes_over(fixture: Fixture)
     assert_eq!(keys[1], successor);
     let created = store.list_audit(&audit_of("k2".to_owned())).await.unwrap();
     let actions: Vec<AuditAction> = created.iter().map(|event| event.action).collect();
-    assert!(actions.contains(&AuditAction::SigningKeyCreated), "{actions:?}");
-    assert!(actions.contains(&AuditAction::SigningKeyActivated), "{actions:?}");
+    assert!(
+        actions.contains(&AuditAction::SigningKeyCreated),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&AuditAction::SigningKeyActivated),
+        "{actions:?}"
+    );
 
     // A key that was not signing is revoked without a successor, and
     // the replacement offered is not stored.
@@ -1563,7 +1593,15 @@ pub(super) async fn signing_key_revoked_replacement_takes_over(fixture: Fixture)
         .unwrap();
     let unused = signing_key("k4", SigningKeyState::Pending, revoked_at);
     let outcome = store
-        .revoke_signing_key("k3", "not needed", Some(&unused), &context(revoked_at))
+        .revoke_signing_key(
+            "k3",
+            "not needed",
+            SigningKeyTakeover {
+                preferred: Some("k3"),
+                replacement: Some(&unused),
+            },
+            &context(revoked_at),
+        )
         .await
         .unwrap();
     assert_eq!(outcome.successor, None);
@@ -1579,7 +1617,12 @@ pub(super) async fn signing_key_revoked_replacement_takes_over(fixture: Fixture)
 
     // Without a pending key or a replacement, no key is active afterwards.
     let outcome = store
-        .revoke_signing_key("k2", "leaked too", None, &context(revoked_at))
+        .revoke_signing_key(
+            "k2",
+            "leaked too",
+            SigningKeyTakeover::default(),
+            &context(revoked_at),
+        )
         .await
         .unwrap();
     assert_eq!(outcome.successor, None);
@@ -1604,7 +1647,12 @@ pub(super) async fn signing_key_revoke_errors(fixture: Fixture) {
         .unwrap();
 
     let error = store
-        .revoke_signing_key("nope", "leaked", None, &context(at))
+        .revoke_signing_key(
+            "nope",
+            "leaked",
+            SigningKeyTakeover::default(),
+            &context(at),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -1613,12 +1661,12 @@ pub(super) async fn signing_key_revoke_errors(fixture: Fixture) {
     );
 
     store
-        .revoke_signing_key("k1", "leaked", None, &context(at))
+        .revoke_signing_key("k1", "leaked", SigningKeyTakeover::default(), &context(at))
         .await
         .unwrap();
     let cursor = store.latest_change().await.unwrap();
     let error = store
-        .revoke_signing_key("k1", "again", None, &context(at))
+        .revoke_signing_key("k1", "again", SigningKeyTakeover::default(), &context(at))
         .await
         .unwrap_err();
     assert!(
