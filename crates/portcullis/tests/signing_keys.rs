@@ -419,32 +419,12 @@ async fn admin_api_revoke_pending_key_takes_over() {
 async fn rotation_publishes_first_and_keeps_tokens_valid() {
     let upstream = Upstream::start();
     let data = DataDir::new();
-    data.write_config(&format!(
-        "[[routes]]\npath_prefix = \"/orders\"\nupstream = \"{}\"\nauth = [\"jwt\"]\naudience = \"{AUDIENCE}\"\n[routes.scopes]\nGET = [\"orders:read\"]\n",
-        upstream.url()
-    ));
-    data.cli(&["tenants", "create", "acme"]);
-    let client = data.cli_json(&[
-        "clients",
-        "create",
-        "--tenant",
-        "acme",
-        "--name",
-        "sync",
-        "--grant-types",
-        "client_credentials",
-        "--scopes",
-        "orders:read",
-    ]);
-    let (client_id, secret) = (
-        client["client_id"].as_str().unwrap(),
-        client["client_secret"].as_str().unwrap(),
-    );
+    let (client_id, secret) = jwt_route_and_client(&data, &upstream);
     let server = Server::start(&data);
 
     let before = jwks_kids(&server).await;
     assert_eq!(before.len(), 1, "the first start makes one key");
-    let old_token = token(&server, client_id, secret).await;
+    let old_token = token(&server, &client_id, &secret).await;
     assert_eq!(token_kid(&old_token), before[0]);
     assert_eq!(gateway_status(&server, &old_token).await, StatusCode::OK);
 
@@ -464,7 +444,7 @@ async fn rotation_publishes_first_and_keeps_tokens_valid() {
         assert!(Instant::now() < deadline, "the new key was not published");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let fresh = token(&server, client_id, secret).await;
+    let fresh = token(&server, &client_id, &secret).await;
     assert_eq!(
         token_kid(&fresh),
         before[0],
