@@ -142,6 +142,10 @@ impl SigningKeys {
     /// pending key created first, or else a new key generated here. A new
     /// key signs before resource servers that cache the JWKS have seen
     /// it, which is the price of stopping the compromised key now.
+    ///
+    /// NOTE: a node whose change feed is down learns of the revocation
+    /// only at its next periodic refresh, within
+    /// [`super::server::KEY_REFRESH_INTERVAL`] (30 seconds).
     pub async fn revoke(
         &self,
         kid: &str,
