@@ -518,8 +518,12 @@ LUA
     check_response memory-limit '{"ok":true}' -H "@$WORK/one-key.header" "$gateway/limited/"
     check_response redis-limit '{"ok":true}' -H "@$WORK/one-key.header" "$redis_gateway/limited/"
     # The limited route must carry the header fields, or no check ran.
-    curl -sS -k -D - -o /dev/null -H "@$WORK/one-key.header" "$redis_gateway/limited/" |
-        grep -qi '^ratelimit-policy: "route"' ||
+    # Each answer is read whole before grep looks at it: `grep -q` stops at
+    # the first match, and curl writing into the closed pipe would fail the
+    # pipeline under pipefail.
+    local headers
+    headers=$(curl -sS -k -D - -o /dev/null -H "@$WORK/one-key.header" "$redis_gateway/limited/")
+    grep -qi '^ratelimit-policy: "route"' <<<"$headers" ||
         fail "redis-limit: the response has no RateLimit-Policy field"
     check_response verify '"valid":true' -X POST -H "@$WORK/operator.header" \
         -H 'Content-Type: application/json' --data-binary "@$WORK/verify-body.json" \
@@ -560,8 +564,9 @@ LUA
     # With metrics on, the gateway runs must have been counted, or the
     # figures do not include the cost of recording them.
     if [[ $METRICS == 1 ]]; then
-        curl -sS "http://$metrics_listen/metrics" |
-            grep -q '^portcullis_http_requests_total{route="gateway:/api"' ||
+        local metrics
+        metrics=$(curl -sS "http://$metrics_listen/metrics")
+        grep -q '^portcullis_http_requests_total{route="gateway:/api"' <<<"$metrics" ||
             fail "the metrics of the first node count no gateway request"
     fi
 
