@@ -2,7 +2,8 @@
 //! browser does on reload, back and forward, or a double click: the second
 //! POST creates nothing, audits nothing and links to what the first made.
 //! Also the submission token's checks: missing, from another session, from
-//! another form, and reusable after a form that failed validation.
+//! another form, and kept by a form shown again after a rejected POST, so
+//! that one rendered form makes at most one key, client or invite.
 
 #![allow(
     clippy::unwrap_used,
@@ -18,14 +19,14 @@ use std::sync::LazyLock;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::browser::{Browser, Reply};
+use support::browser::{Browser, Reply, hidden_fields};
 use support::{DataDir, Server};
 
 const PASSWORD: &str = "correct horse battery staple";
 
 /// The tests, one tenant each, so no test sees another's keys or audit
 /// records.
-const TENANTS: [&str; 7] = [
+const TENANTS: [&str; 12] = [
     "key-create",
     "key-rotate",
     "client-create",
@@ -33,6 +34,11 @@ const TENANTS: [&str; 7] = [
     "invite",
     "tokens",
     "retry",
+    "retry-key-rotate",
+    "retry-client-create",
+    "retry-client-rotate",
+    "retry-invite",
+    "parallel",
 ];
 
 struct Fixture {
@@ -368,32 +374,270 @@ async fn missing_or_foreign_token_rejected() {
     assert!(tenant_keys(tenant).is_empty(), "a rejected form made a key");
 }
 
+/// Returns the value of the hidden `submission_token` field of a page.
+fn page_submission_token(body: &str) -> String {
+    hidden_fields(body)
+        .into_iter()
+        .find(|(name, _)| name == "submission_token")
+        .expect("a submission token")
+        .1
+}
+
+/// Returns the value of the `submission_token` field among `fields`.
+fn form_submission_token(fields: &[(String, String)]) -> String {
+    fields
+        .iter()
+        .find(|(name, _)| name == "submission_token")
+        .expect("a submission token")
+        .1
+        .clone()
+}
+
+/// Returns `fields` with the value of `name` set to `value`, added when
+/// missing.
+fn with_field(fields: &[(String, String)], name: &str, value: &str) -> Vec<(String, String)> {
+    let mut changed: Vec<(String, String)> = fields
+        .iter()
+        .filter(|(field, _)| field != name)
+        .cloned()
+        .collect();
+    changed.push((name.to_owned(), value.to_owned()));
+    changed
+}
+
+/// Sends `rejected` (the form with an invalid field) to `path`, then the
+/// corrected form `fixed` with the token of the page shown again, then
+/// `fixed` with the form's original token. Checks that the page shown
+/// again carries the original token, that the corrected form acts once
+/// and that the original copy gets the 409 page. Returns the reply to the
+/// corrected form.
+async fn send_rejected_then_fixed(
+    admin: &mut Browser,
+    path: &str,
+    rejected: &[(String, String)],
+    rejected_status: StatusCode,
+    fixed: &[(String, String)],
+    used_heading: &str,
+) -> Reply {
+    let original = form_submission_token(rejected);
+
+    let reply = admin.post_to(path, rejected).await;
+    assert_eq!(reply.status, rejected_status, "{}", reply.body);
+    let shown_again = page_submission_token(&reply.body);
+    assert_eq!(
+        shown_again, original,
+        "the page shown again has a new token"
+    );
+
+    let corrected = with_field(fixed, "submission_token", &shown_again);
+    let done = admin.post_to(path, &corrected).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+
+    let copy = with_field(fixed, "submission_token", &original);
+    let again = admin.post_to(path, &copy).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+    assert!(again.body.contains(used_heading), "{}", again.body);
+    done
+}
+
 #[tokio::test]
-async fn token_reusable_after_invalid_form() {
+async fn key_create_field_error_keeps_token() {
     let tenant = "retry";
     let mut admin = signed_in_admin(tenant).await;
-    let fields = admin
-        .csrf_fields(
-            "/dashboard/keys/new",
-            &[
-                ("name", "Retried"),
-                ("expires_in_days", "30"),
-                ("environment", "test"),
-            ],
-        )
+    let fixed = admin
+        .csrf_fields("/dashboard/keys/new", &key_fields("Retried"))
         .await;
-    let reply = admin.post_to("/dashboard/keys", &fields).await;
+    let too_long = with_field(&fixed, "expires_in_days", "9999");
+    let unscoped: Vec<(String, String)> = fixed
+        .iter()
+        .filter(|(name, _)| name != "scope.0")
+        .cloned()
+        .collect();
+
+    // Two rejected POSTs in a row keep the token as well.
+    let reply = admin.post_to("/dashboard/keys", &unscoped).await;
     assert_eq!(
         reply.status,
         StatusCode::UNPROCESSABLE_ENTITY,
         "{}",
         reply.body
     );
+    let original = page_submission_token(&reply.body);
+    assert_eq!(original, form_submission_token(&fixed));
 
-    // The same token with the missing scope added creates the key.
-    let mut fields = fields.clone();
-    fields.push(("scope.0".to_owned(), "orders:read".to_owned()));
-    let reply = admin.post_to("/dashboard/keys", &fields).await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    assert_eq!(tenant_keys(tenant).len(), 1);
+    send_rejected_then_fixed(
+        &mut admin,
+        "/dashboard/keys",
+        &too_long,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &fixed,
+        "Key already created",
+    )
+    .await;
+    let keys = tenant_keys(tenant);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+}
+
+#[tokio::test]
+async fn key_rotate_field_error_keeps_token() {
+    let tenant = "retry-key-rotate";
+    let (old, _) = FIXTURE.data.create_key(&[
+        "--tenant",
+        tenant,
+        "--name",
+        "CLI key",
+        "--scopes",
+        "orders:read",
+    ]);
+    let mut admin = signed_in_admin(tenant).await;
+    let path = format!("/dashboard/keys/{old}/rotate");
+    let fixed = admin.csrf_fields(&path, &[("grace_hours", "1")]).await;
+    let rejected = with_field(&fixed, "grace_hours", "many");
+
+    send_rejected_then_fixed(
+        &mut admin,
+        &path,
+        &rejected,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &fixed,
+        "Key already rotated",
+    )
+    .await;
+    let keys = tenant_keys(tenant);
+    assert_eq!(keys.len(), 2, "the old key and one new key: {keys:?}");
+}
+
+#[tokio::test]
+async fn client_create_field_error_keeps_token() {
+    let tenant = "retry-client-create";
+    let mut admin = signed_in_admin(tenant).await;
+    let fixed = admin
+        .csrf_fields("/dashboard/clients/new", &client_fields("Retried"))
+        .await;
+    let rejected: Vec<(String, String)> = fixed
+        .iter()
+        .filter(|(name, _)| name != "scope.0")
+        .cloned()
+        .collect();
+
+    send_rejected_then_fixed(
+        &mut admin,
+        "/dashboard/clients",
+        &rejected,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &fixed,
+        "Client already registered",
+    )
+    .await;
+    let clients = tenant_clients(tenant);
+    assert_eq!(clients.len(), 1, "{clients:?}");
+}
+
+#[tokio::test]
+async fn client_rotate_field_error_keeps_token() {
+    let tenant = "retry-client-rotate";
+    let mut admin = signed_in_admin(tenant).await;
+    let fields = admin
+        .csrf_fields("/dashboard/clients/new", &client_fields("Rotated"))
+        .await;
+    let created = admin.post_to("/dashboard/clients", &fields).await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let id = linked_id(&created.body, "/dashboard/clients/");
+
+    let path = format!("/dashboard/clients/{id}/rotate");
+    let fixed = admin.csrf_fields(&path, &[("grace_hours", "0")]).await;
+    let rejected = with_field(&fixed, "grace_hours", "-1");
+
+    send_rejected_then_fixed(
+        &mut admin,
+        &path,
+        &rejected,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &fixed,
+        "Client secret already rotated",
+    )
+    .await;
+    let added: Vec<Value> = FIXTURE
+        .data
+        .exported_audit(tenant)
+        .into_iter()
+        .filter(|record| record["action"] == "client.secret_added")
+        .collect();
+    assert_eq!(added.len(), 1, "{added:?}");
+}
+
+#[tokio::test]
+async fn invite_rejections_keep_token() {
+    let tenant = "retry-invite";
+    let mut admin = signed_in_admin(tenant).await;
+    let fixed = admin
+        .csrf_fields(
+            "/dashboard/members",
+            &[("email", "new@retry-invite.test"), ("role", "viewer")],
+        )
+        .await;
+    // A field error, then a conflict that the store reports: the admin is
+    // already a member.
+    let invalid = with_field(&fixed, "email", "not an address");
+    let member = with_field(&fixed, "email", &admin_email(tenant));
+
+    let reply = admin.post_to("/dashboard/invites", &invalid).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
+    let original = page_submission_token(&reply.body);
+    assert_eq!(original, form_submission_token(&fixed));
+
+    let done = send_rejected_then_fixed(
+        &mut admin,
+        "/dashboard/invites",
+        &member,
+        StatusCode::CONFLICT,
+        &fixed,
+        "Invite already created",
+    )
+    .await;
+    assert!(done.body.contains("/dashboard/join/"), "{}", done.body);
+
+    let store = FIXTURE.data.open_store().await;
+    let tenant_id = store
+        .find_tenant(&portcullis_core::name::TenantName::parse(tenant).unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let now = time::OffsetDateTime::now_utc();
+    let pending = store.list_pending_invites(tenant_id, now).await.unwrap();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+}
+
+#[tokio::test]
+async fn parallel_key_creates_make_one_key() {
+    let tenant = "parallel";
+    let mut admin = signed_in_admin(tenant).await;
+    let fields = admin
+        .csrf_fields("/dashboard/keys/new", &key_fields("Clicked"))
+        .await;
+
+    // Eight copies of one rendered form, all sent before any is answered,
+    // as a browser sends a quick series of clicks.
+    let mut posts = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let mut browser = Browser::new(&FIXTURE.server, "/dashboard/keys");
+        browser.cookies = admin.cookies.clone();
+        let fields = fields.clone();
+        posts.spawn(async move { browser.post_to("/dashboard/keys", &fields).await.status });
+    }
+    let statuses = posts.join_all().await;
+    let created = statuses.iter().filter(|status| **status == StatusCode::OK);
+    assert_eq!(created.count(), 1, "{statuses:?}");
+    let conflicts = statuses
+        .iter()
+        .filter(|status| **status == StatusCode::CONFLICT);
+    assert_eq!(conflicts.count(), 7, "{statuses:?}");
+    let keys = tenant_keys(tenant);
+    assert_eq!(keys.len(), 1, "{keys:?}");
 }

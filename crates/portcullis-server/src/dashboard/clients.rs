@@ -36,7 +36,9 @@ use super::key_pages::{format_time, user_emails};
 use super::keys::{audit_context, manage_failure, read_grace_hours, role_forbidden, scope_choices};
 use super::pages::{html, not_found_page, see_other_to, signed_in_layout};
 use super::policy::{may_create, may_manage_client};
-use super::submissions::{SUBMISSION_FIELD, SubmissionForm, checked_token, claim, form_token};
+use super::submissions::{
+    CheckedToken, SUBMISSION_FIELD, SubmissionForm, checked_token, claim, page_token,
+};
 use crate::app::AppState;
 use crate::clients::ClientRequest;
 use crate::manage::{MAX_ROTATION_GRACE, ManageError};
@@ -160,7 +162,7 @@ pub(super) async fn new_form(State(state): State<AppState>, headers: HeaderMap) 
         redirect_uris: uri_fields(&[]),
         errors: FieldErrors::default(),
     };
-    new_client_page(&state, &session, StatusCode::OK, form)
+    new_client_page(&state, &session, StatusCode::OK, form, None)
 }
 
 /// Handles `POST /dashboard/clients`: checks the form and registers the
@@ -183,7 +185,8 @@ pub(super) async fn create(State(state): State<AppState>, request: Request) -> R
     };
     let (request, mut shown) = read_client_form(&state, &session, &form);
     let Some(request) = request else {
-        return new_client_page(&state, &session, StatusCode::UNPROCESSABLE_ENTITY, shown);
+        let status = StatusCode::UNPROCESSABLE_ENTITY;
+        return new_client_page(&state, &session, status, shown, Some(&token));
     };
     let claim = match claim(&state, &session, form_kind, token).await {
         Ok(claim) => claim,
@@ -216,10 +219,11 @@ pub(super) async fn create(State(state): State<AppState>, request: Request) -> R
         }
         Err(ManageError::Invalid { field, message }) => {
             tracing::info!(field, error = %message, "dashboard client registration rejected");
-            claim.release(&state).await;
+            let sent = claim.release(&state).await;
             let (name, label) = form_field(field);
             shown.errors.add(name, format!("{label}: {message}."));
-            new_client_page(&state, &session, StatusCode::UNPROCESSABLE_ENTITY, shown)
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            new_client_page(&state, &session, status, shown, sent.as_ref())
         }
         Err(error) => {
             claim.release(&state).await;
@@ -239,7 +243,7 @@ pub(super) async fn rotate_form(
         Err(response) => return response,
     };
     let grace = DEFAULT_GRACE_HOURS.to_string();
-    rotate_page(&state, &session, &client, StatusCode::OK, grace, None).await
+    rotate_page(&state, &session, &client, StatusCode::OK, grace, None, None).await
 }
 
 /// Handles `POST /dashboard/clients/{id}/rotate`: gives the client a new
@@ -266,7 +270,17 @@ pub(super) async fn rotate(
         Ok(hours) => hours,
         Err((typed, message)) => {
             let status = StatusCode::UNPROCESSABLE_ENTITY;
-            return rotate_page(&state, &session, &client, status, typed, Some(message)).await;
+            let sent = Some(&token);
+            return rotate_page(
+                &state,
+                &session,
+                &client,
+                status,
+                typed,
+                Some(message),
+                sent,
+            )
+            .await;
         }
     };
     let claim = match claim(&state, &session, form_kind, token).await {
@@ -710,6 +724,7 @@ fn new_client_page(
     session: &ActiveSession,
     status: StatusCode,
     mut form: ClientForm,
+    sent: Option<&CheckedToken>,
 ) -> Response {
     let csrf_token = session_token(state.manager.pepper(), &session.id);
     let redirect_uris = std::mem::take(&mut form.redirect_uris);
@@ -720,7 +735,7 @@ fn new_client_page(
             email: session.user.email.as_str(),
             tenant: session.user.tenant.as_str(),
             csrf_token: &csrf_token,
-            submission_token: form_token(state, session, SubmissionForm::ClientCreate, ""),
+            submission_token: page_token(state, session, SubmissionForm::ClientCreate, "", sent),
             form,
             redirect_uris,
         },
@@ -770,6 +785,7 @@ async fn rotate_page(
     status: StatusCode,
     grace_hours: String,
     error: Option<String>,
+    sent: Option<&CheckedToken>,
 ) -> Response {
     let row = match client_row(state, session, client).await {
         Ok(row) => row,
@@ -783,11 +799,12 @@ async fn rotate_page(
             email: session.user.email.as_str(),
             tenant: session.user.tenant.as_str(),
             csrf_token: &csrf_token,
-            submission_token: form_token(
+            submission_token: page_token(
                 state,
                 session,
                 SubmissionForm::ClientRotate,
                 &client.id.to_string(),
+                sent,
             ),
             client: row,
             grace_hours,

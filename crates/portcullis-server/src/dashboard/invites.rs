@@ -141,10 +141,11 @@ pub(super) async fn create(State(state): State<AppState>, request: Request) -> R
     let typed_email = form.field("email").trim();
     let typed_role = form.field("role");
 
-    let retry = |message: String| Retry {
+    let retry = |message: String, sent| Retry {
         email: typed_email,
         role: typed_role,
         message,
+        sent,
     };
 
     let email = match Email::parse(typed_email) {
@@ -152,14 +153,16 @@ pub(super) async fn create(State(state): State<AppState>, request: Request) -> R
         Err(error) => {
             let message = format!("Email: {error}. Enter the address the person signs in with.");
             let status = StatusCode::UNPROCESSABLE_ENTITY;
-            return members_page(&state, &session, status, Some(retry(message))).await;
+            let retry = retry(message, Some(&submission));
+            return members_page(&state, &session, status, Some(retry)).await;
         }
     };
 
     let Ok(role) = typed_role.parse::<Role>() else {
         let message = "Role: choose admin, developer or viewer.".to_owned();
         let status = StatusCode::UNPROCESSABLE_ENTITY;
-        return members_page(&state, &session, status, Some(retry(message))).await;
+        let retry = retry(message, Some(&submission));
+        return members_page(&state, &session, status, Some(retry)).await;
     };
 
     let Ok(token) = random_token(INVITE_TOKEN_LEN) else {
@@ -188,10 +191,11 @@ pub(super) async fn create(State(state): State<AppState>, request: Request) -> R
         Ok(stored) => stored,
         Err(StoreError::Conflict(message)) => {
             tracing::info!(user_id = %session.user.id, "dashboard invite rejected: {message}");
-            claim.release(&state).await;
+            let sent = claim.release(&state).await;
             let message = format!("Email: {message}. No invite was created.");
             let status = StatusCode::CONFLICT;
-            return members_page(&state, &session, status, Some(retry(message))).await;
+            let retry = retry(message, sent.as_ref());
+            return members_page(&state, &session, status, Some(retry)).await;
         }
         Err(error) => {
             claim.release(&state).await;

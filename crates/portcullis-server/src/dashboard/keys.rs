@@ -33,7 +33,9 @@ use super::pages::{
     error_page, html, internal_error_page, not_found_page, see_other_to, signed_in_layout,
 };
 use super::policy::{actor, may_create, may_manage};
-use super::submissions::{SUBMISSION_FIELD, SubmissionForm, checked_token, claim, form_token};
+use super::submissions::{
+    CheckedToken, SUBMISSION_FIELD, SubmissionForm, checked_token, claim, page_token,
+};
 use crate::app::AppState;
 use crate::manage::{IssuedKey, KeyRequest, MAX_ROTATION_GRACE, ManageError};
 use crate::oauth::csrf::session_token;
@@ -143,7 +145,7 @@ pub(super) async fn new_form(State(state): State<AppState>, headers: HeaderMap) 
         live: true,
         errors: Vec::new(),
     };
-    new_key_page(&state, &session, StatusCode::OK, form)
+    new_key_page(&state, &session, StatusCode::OK, form, None)
 }
 
 /// Handles `POST /dashboard/keys`: checks the form and creates the key, or
@@ -164,7 +166,10 @@ pub(super) async fn create(State(state): State<AppState>, request: Request) -> R
     };
     let checked = match check_key_form(&state, &form) {
         Ok(checked) => checked,
-        Err(form) => return new_key_page(&state, &session, StatusCode::UNPROCESSABLE_ENTITY, form),
+        Err(form) => {
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            return new_key_page(&state, &session, status, form, Some(&token));
+        }
     };
     let claim = match claim(&state, &session, SubmissionForm::KeyCreate, token).await {
         Ok(claim) => claim,
@@ -213,6 +218,7 @@ pub(super) async fn rotate_form(
         StatusCode::OK,
         DEFAULT_GRACE_HOURS.to_string(),
         None,
+        None,
     )
     .await
 }
@@ -241,7 +247,8 @@ pub(super) async fn rotate(
         Ok(hours) => hours,
         Err((typed, message)) => {
             let status = StatusCode::UNPROCESSABLE_ENTITY;
-            return rotate_page(&state, &session, &key, status, typed, Some(message)).await;
+            let sent = Some(&token);
+            return rotate_page(&state, &session, &key, status, typed, Some(message), sent).await;
         }
     };
     let claim = match claim(&state, &session, form_kind, token).await {
@@ -550,6 +557,7 @@ fn new_key_page(
     session: &ActiveSession,
     status: StatusCode,
     form: KeyForm,
+    sent: Option<&CheckedToken>,
 ) -> Response {
     let csrf_token = session_token(state.manager.pepper(), &session.id);
     html(
@@ -559,7 +567,7 @@ fn new_key_page(
             email: session.user.email.as_str(),
             tenant: session.user.tenant.as_str(),
             csrf_token: &csrf_token,
-            submission_token: form_token(state, session, SubmissionForm::KeyCreate, ""),
+            submission_token: page_token(state, session, SubmissionForm::KeyCreate, "", sent),
             form,
         },
     )
@@ -614,6 +622,7 @@ async fn rotate_page(
     status: StatusCode,
     grace_hours: String,
     error: Option<String>,
+    sent: Option<&CheckedToken>,
 ) -> Response {
     let row = match key_row(state, session, key).await {
         Ok(row) => row,
@@ -627,11 +636,12 @@ async fn rotate_page(
             email: session.user.email.as_str(),
             tenant: session.user.tenant.as_str(),
             csrf_token: &csrf_token,
-            submission_token: form_token(
+            submission_token: page_token(
                 state,
                 session,
                 SubmissionForm::KeyRotate,
                 &key.id.to_string(),
+                sent,
             ),
             key: row,
             grace_hours,

@@ -27,7 +27,7 @@ use super::pages::{
     Layout, error_page, html, not_found_page, see_other, see_other_to, signed_in_layout,
 };
 use super::policy::may_manage_members;
-use super::submissions::{SubmissionForm, form_token};
+use super::submissions::{CheckedToken, SubmissionForm, page_token};
 use crate::app::AppState;
 use crate::oauth::csrf::session_token;
 use crate::oauth::session::ActiveSession;
@@ -85,6 +85,9 @@ pub(super) struct Retry<'a> {
     pub(super) email: &'a str,
     pub(super) role: &'a str,
     pub(super) message: String,
+    /// The submission token the rejected POST sent, for the form shown
+    /// again, or `None` when it is still claimed and a new one is needed.
+    pub(super) sent: Option<&'a CheckedToken>,
 }
 
 /// Handles `GET /dashboard/members`: the members and pending invites.
@@ -157,7 +160,13 @@ pub(super) async fn members_page(
             email: user.email.as_str(),
             tenant: user.tenant.as_str(),
             csrf_token: &csrf_token,
-            submission_token: form_token(state, session, SubmissionForm::InviteCreate, ""),
+            submission_token: page_token(
+                state,
+                session,
+                SubmissionForm::InviteCreate,
+                "",
+                retry.as_ref().and_then(|retry| retry.sent),
+            ),
             members,
             invites,
             roles: ROLES,

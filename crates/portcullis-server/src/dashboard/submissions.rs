@@ -151,10 +151,11 @@ pub(super) enum TokenRejection {
     Expired,
 }
 
-/// A token that passed [`check_token`]: the nonce to claim and when the
-/// claim may go.
+/// A token that passed [`check_token`]: the token as sent, the nonce to
+/// claim and when the claim may go.
 #[derive(Debug)]
 pub(super) struct CheckedToken {
+    token: String,
     nonce: String,
     expires_at: OffsetDateTime,
 }
@@ -194,9 +195,28 @@ pub(super) fn check_token(
         return Err(TokenRejection::Expired);
     }
     Ok(CheckedToken {
+        token: submitted.to_owned(),
         nonce: nonce.to_owned(),
         expires_at,
     })
+}
+
+/// Returns the submission token of a page that shows the form of `form`:
+/// `sent`, the checked token of a POST whose fields were rejected, or a
+/// new token when `sent` is `None`. A form shown again carries the token
+/// it was sent with, never a new one, so the corrected form and an earlier
+/// copy of it share one token, and only the first of them to arrive acts.
+pub(super) fn page_token(
+    state: &AppState,
+    session: &ActiveSession,
+    form: SubmissionForm,
+    subject: &str,
+    sent: Option<&CheckedToken>,
+) -> String {
+    match sent {
+        Some(checked) => checked.token.clone(),
+        None => form_token(state, session, form, subject),
+    }
 }
 
 /// Checks the submission token of a posted form as [`check_token`] does,
@@ -227,7 +247,7 @@ pub(super) fn checked_token(
 #[must_use = "a claim must be finished or released"]
 pub(super) struct Claim {
     session_hash: portcullis_core::crypto::SecretHash,
-    nonce: String,
+    token: CheckedToken,
 }
 
 /// Claims a checked token for the session. A token claimed before gets the
@@ -253,7 +273,7 @@ pub(super) async fn claim(
     {
         Ok(SubmissionClaim::Claimed) => Ok(Claim {
             session_hash,
-            nonce: token.nonce,
+            token,
         }),
         Ok(SubmissionClaim::Used { target, .. }) => {
             tracing::info!(
@@ -292,7 +312,7 @@ impl Claim {
     pub(super) async fn finish(self, state: &AppState, target: &str) {
         if let Err(error) = state
             .store
-            .finish_submission(&self.session_hash, &self.nonce, target)
+            .finish_submission(&self.session_hash, &self.token.nonce, target)
             .await
         {
             tracing::error!(
@@ -305,22 +325,28 @@ impl Claim {
 
     /// Deletes the claim after an action that changed nothing, such as one
     /// that the store rejected, so the form can be corrected and sent again
-    /// with the same token.
+    /// with the same token. Returns that token for the form shown again
+    /// ([`page_token`]), or `None` when the delete failed: the token then
+    /// stays claimed, and the form needs a new one.
     ///
     /// NOTE: callers also release after a store failure. Each action writes
     /// in one transaction, so a failure normally means nothing was stored,
     /// but a connection lost during COMMIT leaves that unknown, and the
     /// form sent again could then make a second key, client or invite.
-    pub(super) async fn release(self, state: &AppState) {
-        if let Err(error) = state
+    pub(super) async fn release(self, state: &AppState) -> Option<CheckedToken> {
+        match state
             .store
-            .release_submission(&self.session_hash, &self.nonce)
+            .release_submission(&self.session_hash, &self.token.nonce)
             .await
         {
-            tracing::error!(
-                error = %ErrorChain(&error),
-                "releasing a dashboard submission failed"
-            );
+            Ok(()) => Some(self.token),
+            Err(error) => {
+                tracing::error!(
+                    error = %ErrorChain(&error),
+                    "releasing a dashboard submission failed"
+                );
+                None
+            }
         }
     }
 }
