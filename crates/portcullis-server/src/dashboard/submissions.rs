@@ -204,8 +204,9 @@ pub(super) fn check_token(
 /// Returns the submission token of a page that shows the form of `form`:
 /// `sent`, the checked token of a POST whose fields were rejected, or a
 /// new token when `sent` is `None`. A form shown again carries the token
-/// it was sent with, never a new one, so the corrected form and an earlier
-/// copy of it share one token, and only the first of them to arrive acts.
+/// it was sent with, so the corrected form and an earlier copy of it share
+/// one token, and only the first of them to arrive acts. It gets a new
+/// token only when the old one stays claimed ([`Claim::release`] failed).
 pub(super) fn page_token(
     state: &AppState,
     session: &ActiveSession,
