@@ -58,6 +58,7 @@ use webpki::{
 use x509_parser::certificate::X509Certificate;
 use x509_parser::der_parser::asn1_rs::{Any, FromDer};
 use x509_parser::extensions::{GeneralName, KeyUsage as KeyUsageBits, ParsedExtension};
+use x509_parser::x509::SubjectPublicKeyInfo;
 
 /// Returns the signature algorithms that rustls's aws-lc-rs provider accepts
 /// in certificates, the list its `WebPkiClientVerifier` uses.
@@ -104,6 +105,115 @@ pub fn verify_client_chain(
     }
 
     check_leaf_key(leaf_der, summary.as_ref())?;
+    parse_crls(crls, summary.as_ref())?;
+
+    // webpki takes the first CRL whose issuer name matches a certificate
+    // and fails the path when that CRL's signature does not verify, so a
+    // CRL of another CA with the same name would reject this path. Each
+    // candidate anchor is therefore verified on its own, with only the CRLs
+    // that it or a presented intermediate signed (RFC 5280 §6.3.3 (f)). A
+    // chain is accepted when any candidate path verifies (RFC 4158 §2.4).
+    let mut best: Option<Rejection> = None;
+    for position in trust.candidates(chain) {
+        let candidate = trust.single(position);
+        let candidate_crls = crls_signed_for_path(crls, &candidate, intermediates);
+        let checks_revocation = !crls.is_empty();
+        match verify_against_anchor(
+            &leaf,
+            chain,
+            &candidate,
+            &candidate_crls,
+            checks_revocation,
+            at,
+        ) {
+            Ok(anchor) => return Ok(leaf.into_verified(anchor)),
+            Err(rejection) => {
+                if best
+                    .as_ref()
+                    .is_none_or(|known| rejection_rank(&rejection) > rejection_rank(known))
+                {
+                    best = Some(rejection);
+                }
+            }
+        }
+    }
+    // `candidates` is never empty for a non-empty list of anchors.
+    Err(best.unwrap_or_else(|| {
+        Rejection::new(
+            RejectionKind::UnknownIssuer,
+            "no path from the leaf to a trusted CA certificate was found".to_owned(),
+            summary,
+        )
+    }))
+}
+
+/// Returns the CRLs whose signature verifies with the key of the anchor in
+/// `trust` or of a presented intermediate with the CRL's issuer name. A CRL
+/// that fails to parse is kept, so that webpki reports it as before.
+fn crls_signed_for_path<'c>(
+    crls: &[CertificateRevocationListDer<'c>],
+    trust: &TrustAnchors,
+    intermediates: &[CertificateDer<'_>],
+) -> Vec<CertificateRevocationListDer<'c>> {
+    let parsed_intermediates: Vec<X509Certificate<'_>> = intermediates
+        .iter()
+        .filter_map(|der| x509_parser::parse_x509_certificate(der).ok())
+        .map(|(_, cert)| cert)
+        .collect();
+    crls.iter()
+        .filter(|der| {
+            let Ok((_, crl)) = x509_parser::parse_x509_crl(der) else {
+                return true;
+            };
+            let issuer = crl.issuer().as_raw();
+            let signed_by_anchor = trust.keys.iter().any(|key| {
+                key.subject == issuer
+                    && SubjectPublicKeyInfo::from_der(&key.spki)
+                        .is_ok_and(|(_, spki)| crl.verify_signature(&spki).is_ok())
+            });
+            signed_by_anchor
+                || parsed_intermediates.iter().any(|cert| {
+                    cert.subject().as_raw() == issuer
+                        && crl.verify_signature(cert.public_key()).is_ok()
+                })
+        })
+        .cloned()
+        .collect()
+}
+
+/// Ranks the rejections of several candidate anchors, so that the reported
+/// one names the most specific fault. An anchor with a name that issues no
+/// certificate of the chain (`unknown_issuer`), or whose key does not verify
+/// the signature (`bad_signature`), is most likely not the chain's issuer,
+/// so any other fault that a candidate found ranks above them.
+fn rejection_rank(rejection: &Rejection) -> u8 {
+    match rejection.kind {
+        RejectionKind::UnknownIssuer => 0,
+        RejectionKind::BadSignature => 1,
+        _ => 2,
+    }
+}
+
+/// Verifies `chain` against the anchors of `trust` with `crls`, and returns
+/// the owner of the anchor the verified path ends at. With
+/// `checks_revocation`, a path that no CRL of `crls` covers has an unknown
+/// status, even when `crls` is empty.
+fn verify_against_anchor(
+    leaf: &LeafInfo,
+    chain: &[CertificateDer<'_>],
+    trust: &TrustAnchors,
+    crls: &[CertificateRevocationListDer<'_>],
+    checks_revocation: bool,
+    at: UnixTime,
+) -> Result<AnchorOwner, Rejection> {
+    let Some((leaf_der, intermediates)) = chain.split_first() else {
+        return Err(Rejection::new(
+            RejectionKind::Malformed,
+            "the chain contains no certificate".to_owned(),
+            None,
+        ));
+    };
+    let summary = Some(leaf.summary());
     let parsed_crls = parse_crls(crls, summary.as_ref())?;
     let crl_refs: Vec<&CertRevocationList<'_>> = parsed_crls.iter().collect();
 
@@ -132,7 +242,7 @@ pub fn verify_client_chain(
                         .build()
                 })
         });
-        end_entity.verify_for_usage(
+        let verified = end_entity.verify_for_usage(
             signature_algorithms(),
             &trust.anchors,
             intermediates,
@@ -140,7 +250,16 @@ pub fn verify_client_chain(
             KeyUsage::client_auth(),
             revocation,
             None,
-        )
+        );
+        // webpki cannot check against an empty list of CRLs, so a status
+        // that must be known is unknown here for every path it accepts.
+        if checks_revocation
+            && crl_refs.is_empty()
+            && unknown_status == Some(UnknownStatusPolicy::Deny)
+        {
+            return verified.and(Err(webpki::Error::UnknownRevocationStatus));
+        }
+        verified
     };
 
     let mut verified = verify(Some(UnknownStatusPolicy::Deny));
@@ -189,7 +308,7 @@ pub fn verify_client_chain(
                     Rejection::new(RejectionKind::RevocationUnknown, reason, summary)
                 })?;
             }
-            Ok(leaf.into_verified(anchor))
+            Ok(anchor)
         }
         Err(error) => {
             let rejection = explain(&error, chain, &parsed_crls, summary);
@@ -394,6 +513,37 @@ pub struct TrustAnchors {
     /// Whether every owner of `anchors[i]` accepts its certificates without
     /// a revocation check, at the same position.
     revocation_unchecked: Vec<bool>,
+    /// The names and keys of `anchors[i]` as x509-parser reads them, at the
+    /// same position.
+    keys: Vec<AnchorKey>,
+}
+
+/// The subject, public key and subject key identifier of a trust anchor's
+/// certificate, each in DER with its header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AnchorKey {
+    subject: Vec<u8>,
+    spki: Vec<u8>,
+    key_id: Option<Vec<u8>>,
+}
+
+impl AnchorKey {
+    fn read(certificate: &CertificateDer<'_>) -> Result<Self, String> {
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(certificate).map_err(|error| error.to_string())?;
+        let key_id =
+            cert.extensions()
+                .iter()
+                .find_map(|extension| match extension.parsed_extension() {
+                    ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+                    _ => None,
+                });
+        Ok(Self {
+            subject: cert.subject().as_raw().to_vec(),
+            spki: cert.public_key().raw.to_vec(),
+            key_id,
+        })
+    }
 }
 
 impl TrustAnchors {
@@ -454,6 +604,8 @@ impl TrustAnchors {
                     detail: describe_webpki_error(&error),
                 }
             })?;
+            let key = AnchorKey::read(certificate)
+                .map_err(|detail| InvalidTrustAnchor { index, detail })?;
             let known = trust.anchors.iter().position(|known| *known == anchor);
             let known = known.and_then(|position| {
                 let owner = trust.owners.get_mut(position)?;
@@ -469,6 +621,7 @@ impl TrustAnchors {
                     trust.anchors.push(anchor.to_owned());
                     trust.owners.push(owner.clone());
                     trust.revocation_unchecked.push(*unchecked);
+                    trust.keys.push(key);
                 }
             }
         }
@@ -483,6 +636,57 @@ impl TrustAnchors {
     /// Returns whether there is no trust anchor, so every chain is rejected.
     pub fn is_empty(&self) -> bool {
         self.anchors.is_empty()
+    }
+
+    /// Returns the positions of the anchors that could have issued a
+    /// certificate of `chain`: those whose subject is the issuer of one of
+    /// them, and whose subject key identifier, when both are present, is
+    /// that certificate's authority key identifier (RFC 5280 §4.2.1.1). Key
+    /// identifiers only order the search (RFC 4158 §3.5.12), because the
+    /// signature decides. Without any such anchor every anchor is returned,
+    /// so that webpki reports why no path exists.
+    fn candidates(&self, chain: &[CertificateDer<'_>]) -> Vec<usize> {
+        let issuers: Vec<(Vec<u8>, Option<Vec<u8>>)> = chain
+            .iter()
+            .filter_map(|der| x509_parser::parse_x509_certificate(der).ok())
+            .map(|(_, cert)| (cert.issuer().as_raw().to_vec(), authority_key_id(&cert)))
+            .collect();
+        let mut matching = Vec::new();
+        let mut other_key_id = Vec::new();
+        for (position, key) in self.keys.iter().enumerate() {
+            let named: Vec<&Option<Vec<u8>>> = issuers
+                .iter()
+                .filter(|(issuer, _)| *issuer == key.subject)
+                .map(|(_, key_id)| key_id)
+                .collect();
+            if named.is_empty() {
+                continue;
+            }
+            let key_id_differs = named.iter().all(|authority_key_id| {
+                matches!((authority_key_id, &key.key_id), (Some(a), Some(s)) if a != s)
+            });
+            if key_id_differs {
+                other_key_id.push(position);
+            } else {
+                matching.push(position);
+            }
+        }
+        matching.extend(other_key_id);
+        if matching.is_empty() {
+            return (0..self.anchors.len()).collect();
+        }
+        matching
+    }
+
+    /// Returns the anchor at `position` alone, with its owner and keys.
+    fn single(&self, position: usize) -> Self {
+        let pick = |index: usize| index == position;
+        Self {
+            anchors: pick_at(&self.anchors, pick),
+            owners: pick_at(&self.owners, pick),
+            revocation_unchecked: pick_at(&self.revocation_unchecked, pick),
+            keys: pick_at(&self.keys, pick),
+        }
     }
 
     /// Returns whether any anchor accepts its certificates without a
@@ -506,6 +710,28 @@ impl TrustAnchors {
         let position = self.anchors.iter().position(|known| known == anchor)?;
         self.owners.get(position).cloned()
     }
+}
+
+/// Returns the elements of `items` at the positions that `pick` accepts.
+fn pick_at<T: Clone>(items: &[T], pick: impl Fn(usize) -> bool) -> Vec<T> {
+    items
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| pick(*index))
+        .map(|(_, item)| item.clone())
+        .collect()
+}
+
+/// Returns the keyIdentifier of a certificate's authority key identifier.
+fn authority_key_id(cert: &X509Certificate<'_>) -> Option<Vec<u8>> {
+    cert.extensions()
+        .iter()
+        .find_map(|extension| match extension.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(id) => {
+                id.key_identifier.as_ref().map(|key_id| key_id.0.to_vec())
+            }
+            _ => None,
+        })
 }
 
 /// The owner of the trust anchor that a verified chain ended at.

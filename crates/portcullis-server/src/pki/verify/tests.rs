@@ -1060,3 +1060,134 @@ fn leaf_rsa_key_size_bounds() {
         assert_eq!(code, expected, "{bits} bits: {verdict:?}");
     }
 }
+
+/// Two CAs with the same subject name and different keys, each with its
+/// own leaf and CRL.
+struct SameNamedCas {
+    first: Authority,
+    second: Authority,
+    first_leaf: CertificateDer<'static>,
+    second_leaf: CertificateDer<'static>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+}
+
+impl SameNamedCas {
+    fn new(name: &str) -> Self {
+        let first = Authority::root(name);
+        let second = Authority::root(name);
+        let first_leaf = first.sign(&leaf_params(1));
+        let second_leaf = second.sign(&leaf_params(2));
+        let crls = vec![
+            first.crl(&[], None, NOW + DAY),
+            second.crl(&[], None, NOW + DAY),
+        ];
+        Self {
+            first,
+            second,
+            first_leaf,
+            second_leaf,
+            crls,
+        }
+    }
+}
+
+/// Checks that each leaf of `cas` is accepted and reports its own CA's
+/// owner, with the CAs trusted in both orders and the CRLs in both orders.
+fn assert_each_leaf_maps_to_its_ca(cas: &SameNamedCas, first: AnchorOwner, second: AnchorOwner) {
+    let orders = [
+        vec![
+            (cas.first.der(), first.clone()),
+            (cas.second.der(), second.clone()),
+        ],
+        vec![
+            (cas.second.der(), second.clone()),
+            (cas.first.der(), first.clone()),
+        ],
+    ];
+    let mut reversed_crls = cas.crls.clone();
+    reversed_crls.reverse();
+    for owned in &orders {
+        let trust = TrustAnchors::from_owned_certificates(owned).unwrap();
+        for crls in [&cas.crls, &reversed_crls] {
+            let first_client = verify(std::slice::from_ref(&cas.first_leaf), &trust, crls);
+            let second_client = verify(std::slice::from_ref(&cas.second_leaf), &trust, crls);
+            assert_eq!(first_client.unwrap().anchor, first);
+            assert_eq!(second_client.unwrap().anchor, second);
+        }
+    }
+}
+
+#[test]
+fn same_named_cas_of_two_tenants() {
+    let cas = SameNamedCas::new("CA dns");
+    let acme = AnchorOwner::Partner {
+        tenant_id: TenantId::generate(),
+    };
+    let globex = AnchorOwner::Partner {
+        tenant_id: TenantId::generate(),
+    };
+
+    assert_each_leaf_maps_to_its_ca(&cas, acme, globex);
+}
+
+#[test]
+fn same_named_cas_of_one_tenant() {
+    let cas = SameNamedCas::new("CA dns");
+    let tenant_id = TenantId::generate();
+    let owner = AnchorOwner::Partner { tenant_id };
+
+    assert_each_leaf_maps_to_its_ca(&cas, owner.clone(), owner);
+}
+
+#[test]
+fn partner_ca_named_like_internal_ca() {
+    let cas = SameNamedCas::new(crate::pki::ca::CA_COMMON_NAME);
+    let partner = AnchorOwner::Partner {
+        tenant_id: TenantId::generate(),
+    };
+
+    assert_each_leaf_maps_to_its_ca(&cas, AnchorOwner::InternalCa, partner);
+}
+
+#[test]
+fn same_named_ca_revocation_still_applies() {
+    let first = Authority::root("CA dns");
+    let second = Authority::root("CA dns");
+    let revoked_leaf = second.sign(&leaf_params(3));
+    let crls = vec![
+        first.crl(&[], None, NOW + DAY),
+        second.crl(&[&leaf_serial(3)], None, NOW + DAY),
+    ];
+    let trust = TrustAnchors::from_certificates(&[first.der(), second.der()]).unwrap();
+
+    let result = verify(&[revoked_leaf], &trust, &crls);
+
+    assert_eq!(rejection_code(result), "revoked");
+}
+
+#[test]
+fn same_named_ca_without_its_crl_unknown() {
+    let first = Authority::root("CA dns");
+    let second = Authority::root("CA dns");
+    let leaf = second.sign(&leaf_params(4));
+    // Only the other CA's CRL, whose issuer name matches the leaf's issuer.
+    let crls = vec![first.crl(&[], None, NOW + DAY)];
+    let trust = TrustAnchors::from_certificates(&[first.der(), second.der()]).unwrap();
+
+    let result = verify(&[leaf], &trust, &crls);
+
+    assert_eq!(rejection_code(result), "revocation_unknown");
+}
+
+#[test]
+fn removed_same_named_ca_rejects_its_leaf() {
+    let cas = SameNamedCas::new("CA dns");
+    // Only the second CA stays trusted, as after removing the first.
+    let trust = TrustAnchors::from_certificates(&[cas.second.der()]).unwrap();
+
+    let removed = verify(std::slice::from_ref(&cas.first_leaf), &trust, &cas.crls);
+    let trusted = verify(std::slice::from_ref(&cas.second_leaf), &trust, &cas.crls);
+
+    assert_eq!(rejection_code(removed), "bad_signature");
+    assert!(trusted.is_ok());
+}
