@@ -94,6 +94,13 @@ pub fn ca_problem(error: &CaError) -> Problem {
         CaError::InvalidCertificate(_) => {
             Problem::invalid_field("certificate_pem", error.to_string())
         }
+        CaError::UnsupportedNameConstraint(_) => Problem::new(
+            StatusCode::BAD_REQUEST,
+            error.code(),
+            "Unsupported name constraint",
+            error.to_string(),
+        )
+        .with_extension("field", json!("certificate_pem")),
         CaError::InvalidCrlFile(_) => Problem::invalid_field("crl_files", error.to_string()),
         CaError::ConflictingRevocation => Problem::invalid_field("no_crl", error.to_string()),
         CaError::ClientNotFound(_)

@@ -118,6 +118,15 @@ pub enum CaError {
     /// outside its validity period.
     #[error("invalid CA certificate: {0}")]
     InvalidCertificate(String),
+    /// A CA certificate to trust has name constraints of a kind that path
+    /// validation does not support.
+    #[error(
+        "unsupported name constraint in the CA certificate: {0} subtrees are not supported by \
+         the path validation (rustls-webpki 0.103), which would reject every certificate \
+         below this CA that has a subject name; ask the partner for a CA certificate without \
+         them, such as one constrained by dNSName or iPAddress subtrees only"
+    )]
+    UnsupportedNameConstraint(&'static str),
     /// A CRL file given for a trusted CA is not an absolute path, cannot be
     /// read, or contains no CRL that the CA signed.
     #[error("invalid CRL file: {0}")]
@@ -196,6 +205,7 @@ impl CaError {
             Self::InvalidCsr(_) => "invalid_csr",
             Self::InvalidDays(_) => "invalid_days",
             Self::InvalidCertificate(_) => "invalid_certificate",
+            Self::UnsupportedNameConstraint(_) => "unsupported_name_constraint",
             Self::InvalidCrlFile(_) => "invalid_crl_file",
             Self::ConflictingRevocation => "conflicting_revocation",
             Self::TrustedCaNotFound(_) => "trusted_ca_not_found",

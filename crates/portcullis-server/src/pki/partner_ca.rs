@@ -20,6 +20,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 use webpki::BorrowedCertRevocationList;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
 
 use super::ca::{CaError, CertificateAuthority, certificate_pem, hex};
@@ -219,6 +220,33 @@ pub fn check_crl_files(paths: &[String], ca_der: &CertificateDer<'_>) -> Result<
     Ok(())
 }
 
+/// Rejects a CA certificate whose name constraints contain directoryName
+/// subtrees. rustls-webpki 0.103 does not match them: it treats a permitted
+/// directoryName subtree as matching no subject and an excluded one as
+/// matching every subject, which RFC 5280 §4.2.1.10 allows for a name form
+/// it does not process. Every leaf below such a CA would be rejected as
+/// `name_constraint_violated`, so the CA is refused when it is added.
+fn check_name_constraints(
+    certificate: &x509_parser::certificate::X509Certificate<'_>,
+) -> Result<(), CaError> {
+    for extension in certificate.extensions() {
+        let ParsedExtension::NameConstraints(constraints) = extension.parsed_extension() else {
+            continue;
+        };
+        let subtrees = constraints
+            .permitted_subtrees
+            .iter()
+            .chain(constraints.excluded_subtrees.iter())
+            .flatten();
+        for subtree in subtrees {
+            if matches!(subtree.base, GeneralName::DirectoryName(_)) {
+                return Err(CaError::UnsupportedNameConstraint("directoryName"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A partner CA certificate as parsed for [`CertificateAuthority::trust_add`].
 #[derive(Debug)]
 pub(super) struct ParsedCaCertificate {
@@ -262,6 +290,7 @@ pub(super) fn parse_ca_certificate(
                 .to_owned(),
         ));
     }
+    check_name_constraints(&certificate)?;
     let validity = certificate.validity();
     let not_before = validity.not_before.to_datetime();
     let not_after = validity.not_after.to_datetime();

@@ -156,3 +156,61 @@ fn crl_files_and_no_crl_conflict() {
     let error = check_revocation(&revocation, &ca.der()).unwrap_err();
     assert_eq!(error.code(), "conflicting_revocation");
 }
+
+/// Makes the PEM of a valid CA certificate with the given name constraints.
+fn constrained_ca_pem(constraints: rcgen::NameConstraints) -> String {
+    let now = OffsetDateTime::now_utc();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "Partner");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.not_before = now - Duration::days(1);
+    params.not_after = now + Duration::days(30);
+    params.name_constraints = Some(constraints);
+    params
+        .self_signed(&KeyPair::generate().unwrap())
+        .unwrap()
+        .pem()
+}
+
+fn partner_directory_name() -> rcgen::DistinguishedName {
+    let mut name = rcgen::DistinguishedName::new();
+    name.push(DnType::OrganizationName, "Partner");
+    name
+}
+
+#[test]
+fn directory_name_constraints_rejected() {
+    let now = OffsetDateTime::now_utc();
+    let permitted = constrained_ca_pem(rcgen::NameConstraints {
+        permitted_subtrees: vec![rcgen::GeneralSubtree::DirectoryName(
+            partner_directory_name(),
+        )],
+        excluded_subtrees: Vec::new(),
+    });
+    let excluded = constrained_ca_pem(rcgen::NameConstraints {
+        permitted_subtrees: Vec::new(),
+        excluded_subtrees: vec![rcgen::GeneralSubtree::DirectoryName(
+            partner_directory_name(),
+        )],
+    });
+
+    for pem in [permitted, excluded] {
+        let error = parse_ca_certificate(&pem, now).unwrap_err();
+        assert_eq!(error.code(), "unsupported_name_constraint");
+        assert!(error.to_string().contains("directoryName"), "{error}");
+    }
+}
+
+#[test]
+fn dns_name_constraints_accepted() {
+    let now = OffsetDateTime::now_utc();
+    let pem = constrained_ca_pem(rcgen::NameConstraints {
+        permitted_subtrees: vec![rcgen::GeneralSubtree::DnsName("example.com".to_owned())],
+        excluded_subtrees: Vec::new(),
+    });
+
+    assert!(parse_ca_certificate(&pem, now).is_ok());
+}
