@@ -1093,7 +1093,7 @@ impl SameNamedCas {
 
 /// Checks that each leaf of `cas` is accepted and reports its own CA's
 /// owner, with the CAs trusted in both orders and the CRLs in both orders.
-fn assert_each_leaf_maps_to_its_ca(cas: &SameNamedCas, first: AnchorOwner, second: AnchorOwner) {
+fn assert_each_leaf_maps_to_its_ca(cas: &SameNamedCas, first: &AnchorOwner, second: &AnchorOwner) {
     let orders = [
         vec![
             (cas.first.der(), first.clone()),
@@ -1111,8 +1111,8 @@ fn assert_each_leaf_maps_to_its_ca(cas: &SameNamedCas, first: AnchorOwner, secon
         for crls in [&cas.crls, &reversed_crls] {
             let first_client = verify(std::slice::from_ref(&cas.first_leaf), &trust, crls);
             let second_client = verify(std::slice::from_ref(&cas.second_leaf), &trust, crls);
-            assert_eq!(first_client.unwrap().anchor, first);
-            assert_eq!(second_client.unwrap().anchor, second);
+            assert_eq!(first_client.unwrap().anchor, *first);
+            assert_eq!(second_client.unwrap().anchor, *second);
         }
     }
 }
@@ -1127,7 +1127,7 @@ fn same_named_cas_of_two_tenants() {
         tenant_id: TenantId::generate(),
     };
 
-    assert_each_leaf_maps_to_its_ca(&cas, acme, globex);
+    assert_each_leaf_maps_to_its_ca(&cas, &acme, &globex);
 }
 
 #[test]
@@ -1136,7 +1136,7 @@ fn same_named_cas_of_one_tenant() {
     let tenant_id = TenantId::generate();
     let owner = AnchorOwner::Partner { tenant_id };
 
-    assert_each_leaf_maps_to_its_ca(&cas, owner.clone(), owner);
+    assert_each_leaf_maps_to_its_ca(&cas, &owner, &owner);
 }
 
 #[test]
@@ -1146,7 +1146,7 @@ fn partner_ca_named_like_internal_ca() {
         tenant_id: TenantId::generate(),
     };
 
-    assert_each_leaf_maps_to_its_ca(&cas, AnchorOwner::InternalCa, partner);
+    assert_each_leaf_maps_to_its_ca(&cas, &AnchorOwner::InternalCa, &partner);
 }
 
 #[test]
