@@ -328,3 +328,33 @@ fn trust_add_rejects_bad_input() {
     let listed = data.cli_json(&["ca", "trust", "list", "--tenant", "acme"]);
     assert_eq!(listed["trusted_cas"], serde_json::json!([]), "{listed}");
 }
+
+#[test]
+fn trust_add_rejects_directory_name_constraints() {
+    let data = DataDir::new();
+    data.cli(&["tenants", "create", "acme"]);
+    let mut permitted = rcgen::DistinguishedName::new();
+    permitted.push(rcgen::DnType::OrganizationName, "Partner");
+    let constraints = rcgen::NameConstraints {
+        permitted_subtrees: vec![rcgen::GeneralSubtree::DirectoryName(permitted)],
+        excluded_subtrees: Vec::new(),
+    };
+    let partner = PartnerCa::with_name_constraints("CA dns", Some(constraints));
+    let partner_pem = data.path().join("partner-ca.pem");
+    std::fs::write(&partner_pem, &partner.pem).unwrap();
+
+    let error = data.cli_error(&[
+        "ca",
+        "trust",
+        "add",
+        "--tenant",
+        "acme",
+        partner_pem.to_str().unwrap(),
+        "--no-crl",
+    ]);
+
+    assert!(error.contains("unsupported name constraint"), "{error}");
+    assert!(error.contains("directoryName"), "{error}");
+    let listed = data.cli_json(&["ca", "trust", "list", "--tenant", "acme"]);
+    assert_eq!(listed["trusted_cas"], serde_json::json!([]), "{listed}");
+}

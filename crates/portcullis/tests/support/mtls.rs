@@ -77,7 +77,8 @@ impl PartnerCa {
         Self::with_name_constraints(name, Some(constraints))
     }
 
-    fn with_name_constraints(name: &str, name_constraints: Option<NameConstraints>) -> Self {
+    /// Makes a partner CA named `name` with `name_constraints`, if any.
+    pub fn with_name_constraints(name: &str, name_constraints: Option<NameConstraints>) -> Self {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
         params.name_constraints = name_constraints;
