@@ -698,3 +698,37 @@ fn closed_pipe_keeps_exit_status() {
 
     assert_eq!(status.code(), Some(1));
 }
+
+#[test]
+fn same_named_cas_accept_their_own_leaves() {
+    let first = Partner::with_name_constraints("CA dns", None);
+    let second = Partner::with_name_constraints("CA dns", None);
+    let first_leaf = first.write_leaf("first.pem", &leaf_params(1));
+    let second_leaf = second.write_leaf("second.pem", &leaf_params(2));
+    // Each CRL revokes a serial that neither leaf has.
+    let first_crl = first.write_crl("first.crl", &[0x99], None);
+    let second_crl = second.write_crl("second.crl", &[0x99], None);
+    let crl_orders = [[&first_crl, &second_crl], [&second_crl, &first_crl]];
+
+    // `verify` lists the partner's own CA first, so the two partners give
+    // the two trust orders.
+    for (partner, other) in [(&first, &second), (&second, &first)] {
+        for crls in &crl_orders {
+            for leaf in [&first_leaf, &second_leaf] {
+                let output = partner.verify(
+                    leaf,
+                    &[
+                        "--trust",
+                        other.ca_path.to_str().unwrap(),
+                        "--crl",
+                        crls[0].to_str().unwrap(),
+                        "--crl",
+                        crls[1].to_str().unwrap(),
+                    ],
+                );
+                assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+                assert_eq!(field(&stdout(&output), "verdict"), "accepted");
+            }
+        }
+    }
+}
