@@ -119,6 +119,7 @@ store_suite!(
     disabled_member_loses_sessions,
     disabled_member_loses_oauth_grants,
     disabled_member_enabled_again,
+    parallel_admin_changes_keep_one_admin,
     last_sign_in_recorded,
     invites_created_listed_and_revoked,
     invite_accepted_once,

@@ -1,7 +1,7 @@
-//! A tenant's members and invites on PostgreSQL. The last-admin check
-//! locks the tenant's enabled admins with `SELECT … FOR UPDATE`, and
-//! accepting an invite locks the invite's row, so concurrent nodes take
-//! turns on them.
+//! A tenant's members and invites on PostgreSQL. A role change, disable
+//! or enable locks the target user and the tenant's enabled admins with
+//! one `SELECT … ORDER BY id FOR UPDATE`, and accepting an invite locks
+//! the invite's row, so concurrent nodes take turns on them.
 
 use portcullis_core::crypto::SecretHash;
 use portcullis_core::ids::{InviteId, TenantId, UserId};
@@ -27,12 +27,12 @@ impl PostgresStore {
         audit: &AuditContext,
     ) -> Result<UserRecord, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let user = select_user(&mut tx, id).await?;
+        let (user, other_admins) = lock_member(&mut tx, id).await?;
         if user.role == role {
             return Ok(user);
         }
-        if user.role == Role::Admin && user.disabled_at.is_none() {
-            check_other_admin(&mut tx, &user).await?;
+        if user.role == Role::Admin && user.disabled_at.is_none() && other_admins == 0 {
+            return Err(StoreError::LastAdmin);
         }
         sqlx::query("UPDATE users SET role = $2 WHERE id = $1")
             .bind(id.as_uuid())
@@ -52,12 +52,12 @@ impl PostgresStore {
         audit: &AuditContext,
     ) -> Result<UserRecord, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let user = select_user(&mut tx, id).await?;
+        let (user, other_admins) = lock_member(&mut tx, id).await?;
         if user.disabled_at.is_some() {
             return Err(StoreError::Revoked("user"));
         }
-        if user.role == Role::Admin {
-            check_other_admin(&mut tx, &user).await?;
+        if user.role == Role::Admin && other_admins == 0 {
+            return Err(StoreError::LastAdmin);
         }
         sqlx::query("UPDATE users SET disabled_at = $2 WHERE id = $1")
             .bind(id.as_uuid())
@@ -83,7 +83,7 @@ impl PostgresStore {
         audit: &AuditContext,
     ) -> Result<UserRecord, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let user = select_user(&mut tx, id).await?;
+        let (user, _) = lock_member(&mut tx, id).await?;
         if user.disabled_at.is_none() {
             return Err(StoreError::Conflict(format!(
                 "{} is not disabled",
@@ -324,23 +324,41 @@ async fn select_user(conn: &mut PgConnection, id: UserId) -> Result<UserRecord, 
         .ok_or(StoreError::NotFound("user"))
 }
 
-/// Fails with [`StoreError::LastAdmin`] unless `user`'s tenant has another
-/// enabled admin.
-async fn check_other_admin(conn: &mut PgConnection, user: &UserRecord) -> Result<(), StoreError> {
-    // Locking every enabled admin makes a concurrent demotion wait, then
-    // see this one's result: PostgreSQL rechecks the WHERE clause on the
-    // rows it waited for.
-    let admins: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM users WHERE tenant_id = $1 AND role = 'admin' \
-         AND disabled_at IS NULL FOR UPDATE",
+/// Locks user `id` and every enabled admin of its tenant, then returns the
+/// user and how many of those admins are other users.
+///
+/// Every transaction that changes a member's role or enabled state takes
+/// its row locks here, in one statement and in ascending id order. Locking
+/// the target and the admins in separate statements let two transactions
+/// take the same rows in opposite orders and deadlock. With one order, a
+/// transaction waits for the other instead. While it waits, PostgreSQL
+/// rechecks the WHERE clause on the newest row version, so an admin that
+/// the other transaction disabled or demoted drops out of the count, and
+/// the last-admin rule holds without a serialization failure to retry.
+async fn lock_member(
+    conn: &mut PgConnection,
+    id: UserId,
+) -> Result<(UserRecord, usize), StoreError> {
+    // A user never moves to another tenant, so reading the tenant
+    // without a lock is safe.
+    let tenant_id: Uuid = sqlx::query_scalar("SELECT tenant_id FROM users WHERE id = $1")
+        .bind(id.as_uuid())
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(StoreError::NotFound("user"))?;
+    let locked: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM users WHERE tenant_id = $1 \
+         AND (id = $2 OR (role = 'admin' AND disabled_at IS NULL)) \
+         ORDER BY id FOR UPDATE",
     )
-    .bind(user.tenant_id.as_uuid())
-    .fetch_all(conn)
+    .bind(tenant_id)
+    .bind(id.as_uuid())
+    .fetch_all(&mut *conn)
     .await?;
-    if admins.iter().all(|id| *id == user.id.as_uuid()) {
-        return Err(StoreError::LastAdmin);
-    }
-    Ok(())
+    let other_admins = locked.iter().filter(|locked| **locked != id.as_uuid()).count();
+    // The row is locked already, so this read waits for nothing.
+    let user = select_user(conn, id).await?;
+    Ok((user, other_admins))
 }
 
 async fn select_invite_by_id(

@@ -11,6 +11,7 @@ use portcullis_store::{
     NewUser, Store, StoreError, Tenant,
 };
 use time::{Duration, OffsetDateTime};
+use tokio::task::JoinSet;
 
 use super::oauth::{access_record, code_record, create_client, jti_changes, refresh_record};
 use super::{Fixture, audit_of, context, create_tenant, now};
@@ -277,6 +278,55 @@ pub(super) async fn disabled_member_enabled_again(fixture: Fixture) {
     store.enable_user(second, &context(now())).await.unwrap();
     let disabled = store.disable_user(admin, &context(now())).await.unwrap();
     assert!(disabled.disabled_at.is_some());
+}
+
+pub(super) async fn parallel_admin_changes_keep_one_admin(fixture: Fixture) {
+    const ROUNDS: usize = 15;
+    let store = fixture.store;
+    for round in 0..ROUNDS {
+        let tenant = create_tenant(&store, &format!("acme-{round}")).await;
+        let mut admins = Vec::new();
+        for index in 0..3 {
+            let email = format!("admin{index}@example.com");
+            admins.push(add_member(&store, &tenant, &email, Role::Admin).await);
+        }
+
+        // Each task takes its own pooled connection, so the three
+        // transactions run at once. Odd rounds demote one admin instead
+        // of disabling it, so that role changes take part in the race.
+        let mut tasks = JoinSet::new();
+        for (index, admin) in admins.iter().copied().enumerate() {
+            let store = store.clone();
+            let demote = round % 2 == 1 && index == 1;
+            tasks.spawn(async move {
+                if demote {
+                    store
+                        .change_user_role(admin, Role::Developer, &context(now()))
+                        .await
+                } else {
+                    store.disable_user(admin, &context(now())).await
+                }
+            });
+        }
+        let mut last_admin_errors = 0;
+        while let Some(outcome) = tasks.join_next().await {
+            match outcome.unwrap() {
+                Ok(_) => {}
+                Err(StoreError::LastAdmin) => last_admin_errors += 1,
+                Err(error) => panic!("round {round}: unexpected store error {error:?}"),
+            }
+        }
+        assert_eq!(last_admin_errors, 1, "round {round}");
+
+        let mut enabled_admins = 0;
+        for admin in &admins {
+            let user = store.find_user(*admin).await.unwrap().unwrap();
+            if user.role == Role::Admin && user.disabled_at.is_none() {
+                enabled_admins += 1;
+            }
+        }
+        assert_eq!(enabled_admins, 1, "round {round}");
+    }
 }
 
 pub(super) async fn last_sign_in_recorded(fixture: Fixture) {
