@@ -270,6 +270,18 @@ impl Problem {
         )
     }
 
+    /// 503 `store_unavailable` for an admin operation whose operator key was
+    /// already checked: the store failed while reading or changing the
+    /// records the operation names.
+    pub fn store_failed() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "Service unavailable",
+            "the store failed to complete this operation; retry later",
+        )
+    }
+
     /// 429: the client address or the identity the request names failed to
     /// authenticate too often and is blocked for `retry_after` seconds
     /// (RFC 6585 §4). No credential was checked.

@@ -268,5 +268,5 @@ fn delivery_json(delivery: &Delivery) -> Value {
 
 fn store_problem(error: &portcullis_store::StoreError) -> Problem {
     tracing::error!(error = %ErrorChain(error), "reading alerts failed in the store");
-    Problem::store_unavailable()
+    Problem::store_failed()
 }

@@ -116,7 +116,7 @@ pub fn ca_problem(error: &CaError) -> Problem {
         | CaError::Conflict(_) => Problem::conflict(error.code(), error.to_string()),
         CaError::Store(_) => {
             tracing::error!(error = %ErrorChain(error), "CA operation failed in the store");
-            Problem::store_unavailable()
+            Problem::store_failed()
         }
         CaError::Crypto(_) => {
             tracing::error!(error = %ErrorChain(error), "CA key operation failed");

@@ -55,7 +55,7 @@ async fn audit_credentials(State(state): State<AppState>, request: Request) -> R
             .await
             .map_err(|error| {
                 tracing::error!(error = %crate::telemetry::ErrorChain(&error), "credential audit failed in the store");
-                Problem::store_unavailable()
+                Problem::store_failed()
             })?;
             Ok(axum::Json(report.to_json()).into_response())
         }

@@ -156,7 +156,7 @@ fn problem_of(error: ManageError) -> Problem {
         ManageError::Conflict { code, message } => Problem::conflict(code, message),
         ManageError::Store(error) => {
             tracing::error!(error = %crate::telemetry::ErrorChain(&error), "admin operation failed in the store");
-            Problem::store_unavailable()
+            Problem::store_failed()
         }
         ManageError::Random => {
             tracing::error!("the system random number generator failed");
@@ -748,5 +748,17 @@ mod tests {
         assert_eq!(ADMIN_READ.as_str(), "admin:read");
         assert_eq!(ADMIN_WRITE.as_str(), "admin:write");
         assert_eq!(crate::verify::KEYS_VERIFY.as_str(), "keys:verify");
+    }
+
+    #[test]
+    fn store_failure_detail_names_store() {
+        let error = portcullis_store::StoreError::Corrupt("unknown role".to_owned());
+        let problem = problem_of(ManageError::Store(error));
+        assert_eq!(problem.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(problem.code(), "store_unavailable");
+        assert_eq!(
+            problem.detail(),
+            "the store failed to complete this operation; retry later"
+        );
     }
 }

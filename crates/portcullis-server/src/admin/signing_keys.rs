@@ -69,7 +69,7 @@ fn keys_problem(error: &KeysError) -> Problem {
         KeysError::AlreadyRevoked(_) => Problem::conflict(error.code(), error.to_string()),
         KeysError::Store(_) | KeysError::Signing(_) => {
             tracing::error!(error = %ErrorChain(error), "signing key operation failed");
-            Problem::store_unavailable()
+            Problem::store_failed()
         }
     }
 }

@@ -334,7 +334,8 @@ async fn select_user(conn: &mut PgConnection, id: UserId) -> Result<UserRecord, 
 /// transaction waits for the other instead. While it waits, PostgreSQL
 /// rechecks the WHERE clause on the newest row version, so an admin that
 /// the other transaction disabled or demoted drops out of the count, and
-/// the last-admin rule holds without a serialization failure to retry.
+/// the last-admin rule stays enforced without a serialization failure to
+/// retry.
 async fn lock_member(
     conn: &mut PgConnection,
     id: UserId,
@@ -355,7 +356,10 @@ async fn lock_member(
     .bind(id.as_uuid())
     .fetch_all(&mut *conn)
     .await?;
-    let other_admins = locked.iter().filter(|locked| **locked != id.as_uuid()).count();
+    let other_admins = locked
+        .iter()
+        .filter(|locked| **locked != id.as_uuid())
+        .count();
     // The row is locked already, so this read waits for nothing.
     let user = select_user(conn, id).await?;
     Ok((user, other_admins))
