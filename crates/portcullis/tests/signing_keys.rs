@@ -259,6 +259,14 @@ async fn revoked_key_tokens_rejected_on_running_server() {
         "private key found in a public bucket"
     );
     assert_eq!(records[0]["details"]["previous_state"], "active");
+    // The revoking command generated the successor, so its records name
+    // the command as actor and not the rotation schedule.
+    let created = signing_key_audit(&data, "signing_key.created", &successor);
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert_eq!(created[0]["actor"], "cli");
+    let activated = signing_key_audit(&data, "signing_key.activated", &successor);
+    assert_eq!(activated.len(), 1, "{activated:?}");
+    assert_eq!(activated[0]["actor"], "cli");
 
     let again = data.cli_error(&["signing-keys", "revoke", &compromised, "--reason", "again"]);
     assert!(
@@ -269,6 +277,23 @@ async fn revoked_key_tokens_rejected_on_running_server() {
     assert!(
         unknown.contains("no signing key with kid no-such-kid"),
         "{unknown}"
+    );
+    for (kid, shown) in [
+        ("\u{1b}[31mred", "\\u{1b}"),
+        ("\u{202e}evil", "\\u{202e}"),
+        ("kid.with.dots", "'.'"),
+    ] {
+        let invalid = data.cli_error(&["signing-keys", "revoke", kid, "--reason", "x"]);
+        assert!(invalid.contains("kid contains the character"), "{invalid}");
+        assert!(invalid.contains(shown), "{invalid}");
+        assert!(!invalid.contains('\u{1b}'), "{invalid:?}");
+        assert!(!invalid.contains('\u{202e}'), "{invalid:?}");
+    }
+    let long = "a".repeat(129);
+    let too_long = data.cli_error(&["signing-keys", "revoke", &long, "--reason", "x"]);
+    assert!(
+        too_long.contains("kid is longer than 128 bytes"),
+        "{too_long}"
     );
     let empty = data.cli_error(&["signing-keys", "revoke", &successor, "--reason", " "]);
     assert!(empty.contains("reason must not be empty"), "{empty}");
@@ -412,7 +437,53 @@ async fn admin_api_revoke_pending_key_takes_over() {
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     let problem: Value = unknown.json().await.unwrap();
     assert_eq!(problem["code"], "not_found");
-    assert_eq!(jwks_kids(&server).await, vec![pending]);
+    assert_eq!(jwks_kids(&server).await, vec![pending.clone()]);
+
+    // A kid outside base64url is rejected before any lookup, and the
+    // detail shows the character escaped, never raw.
+    for (path_kid, shown) in [
+        ("%E2%80%AEevil", "\\u{202e}"),
+        ("%1B%5B31m", "\\u{1b}"),
+        ("kid.with.dots", "'.'"),
+    ] {
+        let invalid = client
+            .post(server.url(&format!("/admin/v1/signing-keys/{path_kid}/revoke")))
+            .bearer_auth(&operator)
+            .json(&serde_json::json!({"reason": "leaked"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(invalid.status(), StatusCode::BAD_REQUEST, "{path_kid}");
+        let problem: Value = invalid.json().await.unwrap();
+        assert_eq!(problem["code"], "invalid_field", "{problem}");
+        assert_eq!(problem["field"], "kid", "{problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains(shown), "{detail}");
+        assert!(!detail.contains('\u{202e}'), "{detail:?}");
+        assert!(!detail.contains('\u{1b}'), "{detail:?}");
+    }
+
+    // With no pending key left, revoking the signer generates the key that
+    // takes over, and its records name the operator who revoked.
+    let response = client
+        .post(server.url(&format!("/admin/v1/signing-keys/{pending}/revoke")))
+        .bearer_auth(&operator)
+        .json(&serde_json::json!({"reason": "leaked again"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let revocation: Value = response.json().await.unwrap();
+    let generated = revocation["successor"]["kid"].as_str().unwrap().to_owned();
+    assert_ne!(generated, pending);
+    assert_ne!(generated, compromised);
+    let operator_actor = format!("operator-key:{operator_id}");
+    let created = signing_key_audit(&data, "signing_key.created", &generated);
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert_eq!(created[0]["actor"], operator_actor.as_str());
+    let activated = signing_key_audit(&data, "signing_key.activated", &generated);
+    assert_eq!(activated.len(), 1, "{activated:?}");
+    assert_eq!(activated[0]["actor"], operator_actor.as_str());
 }
 
 #[tokio::test]

@@ -33,6 +33,10 @@ pub enum KeysError {
     /// The revocation reason is empty or too long.
     #[error("{0}")]
     InvalidReason(String),
+    /// The kid is empty, too long or has a character that no Portcullis
+    /// kid contains. The message shows that character escaped.
+    #[error("{0}")]
+    InvalidKid(String),
     /// No stored signing key has this kid.
     #[error("no signing key with kid {0}; `portcullis signing-keys list` shows the kids")]
     NotFound(String),
@@ -47,7 +51,7 @@ impl KeysError {
         match self {
             Self::Store(_) => "store_unavailable",
             Self::Signing(_) => "signing_key_failed",
-            Self::InvalidReason(_) => "invalid_field",
+            Self::InvalidReason(_) | Self::InvalidKid(_) => "invalid_field",
             Self::NotFound(_) => "not_found",
             Self::AlreadyRevoked(_) => "signing_key_revoked",
         }
@@ -152,8 +156,14 @@ impl SigningKeys {
         reason: &str,
         audit: &AuditContext,
     ) -> Result<Revocation, KeysError> {
+        check_kid(kid)?;
         check_reason(reason)?;
         let records = self.store.list_signing_keys().await?;
+        // NOTE: a key can sign while it is still stored as pending: the
+        // first key does until the next refresh promotes it. Such a key
+        // counts as not active here and in the store, so no key takes over
+        // in the revocation. The refresh below then generates the
+        // successor under the schedule's actor, not the operator's.
         let was_active = records
             .iter()
             .any(|record| record.kid == kid && record.state == SigningKeyState::Active);
@@ -257,6 +267,52 @@ impl SigningKeys {
         }
         Ok(changed)
     }
+}
+
+/// The maximum length of a kid, in bytes. A Portcullis kid is the RFC 7638
+/// thumbprint of the public key, 43 base64url characters for SHA-256, so a
+/// longer kid names no key.
+pub const MAX_KID_LEN: usize = 128;
+
+/// Checks that `kid` could name a Portcullis signing key before any lookup:
+/// 1 to [`MAX_KID_LEN`] characters of the base64url alphabet (RFC 4648
+/// §5), which RFC 7638 thumbprints use.
+///
+/// The error message shows a rejected character escaped, so a control or
+/// bidi character in the input never reaches a terminal or a response.
+pub fn check_kid(kid: &str) -> Result<(), KeysError> {
+    if kid.is_empty() {
+        return Err(KeysError::InvalidKid(
+            "kid must not be empty; `portcullis signing-keys list` shows the kids".to_owned(),
+        ));
+    }
+    if kid.len() > MAX_KID_LEN {
+        return Err(KeysError::InvalidKid(format!(
+            "kid is longer than {MAX_KID_LEN} bytes, so it names no key; \
+             `portcullis signing-keys list` shows the kids"
+        )));
+    }
+    let invalid = kid
+        .chars()
+        .enumerate()
+        .find(|(_, character)| !is_base64url(*character));
+    if let Some((index, character)) = invalid {
+        let escaped = if character.is_ascii_graphic() {
+            format!("'{character}'")
+        } else {
+            character.escape_unicode().to_string()
+        };
+        return Err(KeysError::InvalidKid(format!(
+            "kid contains the character {escaped} at position {}, but a kid contains only \
+             the base64url characters A-Z, a-z, 0-9, '-' and '_'",
+            index + 1
+        )));
+    }
+    Ok(())
+}
+
+const fn is_base64url(character: char) -> bool {
+    character.is_ascii_alphanumeric() || character == '-' || character == '_'
 }
 
 /// Checks a revocation reason: required, because the audit log and

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use portcullis_server::admin::signing_keys::{revocation_json, signing_key_json};
 use portcullis_server::config::{self, LogFormat, MAX_ACCESS_TOKEN_TTL};
-use portcullis_server::oauth::keys::{KeysError, Revocation, SigningKeys};
+use portcullis_server::oauth::keys::{KeysError, Revocation, SigningKeys, check_kid};
 use portcullis_server::oauth::metadata::JWKS_MAX_AGE_SECONDS;
 use portcullis_server::oauth::rotation::RotationPolicy;
 use portcullis_server::telemetry;
@@ -24,6 +24,11 @@ pub(crate) async fn run(
     env: &BTreeMap<String, String>,
 ) -> anyhow::Result<()> {
     telemetry::init(LogFormat::Human, Some(ADMIN_LOG_FILTER));
+    // A kid from the command line is checked before the store is opened,
+    // and its error message never prints the raw argument.
+    if let SigningKeysCommand::Revoke(args) = &command {
+        check_kid(&args.kid)?;
+    }
     // The configuration says which algorithm and schedule rotations use.
     let config = config::load(global.config.as_deref(), &global.data_dir, env)
         .context("invalid configuration")?;
@@ -112,7 +117,8 @@ async fn revoke(
         Err(
             error @ (KeysError::NotFound(_)
             | KeysError::AlreadyRevoked(_)
-            | KeysError::InvalidReason(_)),
+            | KeysError::InvalidReason(_)
+            | KeysError::InvalidKid(_)),
         ) => return Err(error.into()),
         Err(error) => return Err(error).context("failed to revoke the signing key"),
     };
