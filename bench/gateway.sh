@@ -518,9 +518,9 @@ LUA
     check_response memory-limit '{"ok":true}' -H "@$WORK/one-key.header" "$gateway/limited/"
     check_response redis-limit '{"ok":true}' -H "@$WORK/one-key.header" "$redis_gateway/limited/"
     # The limited route must carry the header fields, or no check ran.
-    # Each answer is read whole before grep looks at it: `grep -q` stops at
-    # the first match, and curl writing into the closed pipe would fail the
-    # pipeline under pipefail.
+    # Each response is read whole before grep checks it, because `grep -q`
+    # stops at the first match and curl then fails writing into the closed
+    # pipe, which fails the pipeline under pipefail.
     local headers
     headers=$(curl -sS -k -D - -o /dev/null -H "@$WORK/one-key.header" "$redis_gateway/limited/")
     grep -qi '^ratelimit-policy: "route"' <<<"$headers" ||

@@ -161,10 +161,10 @@ impl AppState {
 
     /// Revokes a certificate of the internal CA, as
     /// [`CertificateAuthority::revoke`] does, and adds its serial to this
-    /// node's revoked set before returning. Open connections that presented
-    /// it are then rejected on their next request to this node at once,
-    /// rather than after the change feed's next poll; other nodes still
-    /// learn of it from the feed.
+    /// node's revoked set before returning. An open connection that
+    /// presented it is rejected on its next request to this node, without
+    /// waiting for the change feed's next poll. Other nodes learn of it from
+    /// the feed.
     pub async fn revoke_certificate(
         &self,
         serial: &CertificateSerial,

@@ -1,6 +1,6 @@
 //! The [`Store`] methods of the dashboard's one-time form submissions.
 //!
-//! A form whose answer shows a secret once (a new key, a rotated client
+//! A form whose response shows a secret once (a new key, a rotated client
 //! secret, an invite link) carries a submission token. The first POST with
 //! it claims the token's nonce here, runs the action and records the id of
 //! what it made. A browser that sends the same POST again finds the claim
@@ -44,14 +44,14 @@ pub enum SubmissionClaim {
         /// The id of the key, client or invite it made.
         target: Option<String>,
     },
-    /// The session holds `max_per_session` live claims already, so nothing
+    /// The session already has `max_per_session` live claims, so nothing
     /// was claimed.
     SessionFull,
 }
 
 impl Store {
     /// Claims a submission token for its session, unless that session used
-    /// it before or already holds `max_per_session` unexpired claims. Also
+    /// it before or already has `max_per_session` unexpired claims. Also
     /// deletes the session's expired claims.
     ///
     /// Fails with [`StoreError::NotFound`] when the session does not exist.

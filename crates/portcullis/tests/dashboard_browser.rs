@@ -581,7 +581,7 @@ async fn invited_developer_joins_and_signs_in() -> WebDriverResult<()> {
     assert!(facts.contains(MEMBER), "the overview shows {facts:?}");
     assert!(facts.contains("developer"), "the overview shows {facts:?}");
 
-    // A developer creates keys, sees no link to the members page and may
+    // A developer creates keys, gets no link to the members page and may
     // not open it.
     let (_, secret) = create_key(driver, "developer's key").await?;
     assert_eq!(gateway_status(&secret).await, 200);
@@ -657,7 +657,7 @@ async fn reload_after_create_makes_no_second_key() -> WebDriverResult<()> {
     let name = "reloaded page";
     let (id, _) = create_key(driver, name).await?;
 
-    // Reloading the answer to a POST sends the POST again. Chromium may
+    // Reloading the response to a POST sends the POST again. Chromium may
     // first ask to confirm that in a dialog, which WebDriver sees as an
     // alert; accepting it re-sends the form as a user who clicks "Continue"
     // would.
@@ -678,7 +678,7 @@ async fn reload_after_create_makes_no_second_key() -> WebDriverResult<()> {
     assert!(driver.find_all(By::Id("secret")).await?.is_empty());
     capture(driver, "key-already-created").await?;
 
-    // The list holds the one key, and the page links to it.
+    // The list contains the one key, and the page links to it.
     assert_eq!(keys_named(name), vec![id.clone()]);
     click(driver, By::LinkText("Go to the key")).await?;
     wait_heading(driver, &format!("Key {name}")).await?;

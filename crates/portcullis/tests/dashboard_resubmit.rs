@@ -1,4 +1,4 @@
-//! The dashboard forms whose answer shows a secret once, sent twice as a
+//! The dashboard forms whose response shows a secret once, sent twice as a
 //! browser does on reload, back and forward, or a double click: the second
 //! POST creates nothing, audits nothing and links to what the first made.
 //! Also the submission token's checks: missing, from another session, from
@@ -24,7 +24,7 @@ use support::{DataDir, Server};
 
 const PASSWORD: &str = "correct horse battery staple";
 
-/// The tests, one tenant each, so no test sees another's keys or audit
+/// The tests, one tenant each, so no test reads another's keys or audit
 /// records.
 const TENANTS: [&str; 12] = [
     "key-create",
@@ -90,13 +90,13 @@ fn client_fields(name: &str) -> Vec<(&str, &str)> {
     ]
 }
 
-/// The tenant's keys as `keys list --output json` prints them.
+/// Lists the tenant's keys as `keys list --output json` prints them.
 fn tenant_keys(tenant: &str) -> Vec<Value> {
     let keys = FIXTURE.data.cli_json(&["keys", "list", "--tenant", tenant]);
     keys["keys"].as_array().unwrap().clone()
 }
 
-/// The tenant's clients as `clients list --output json` prints them.
+/// Lists the tenant's clients as `clients list --output json` prints them.
 fn tenant_clients(tenant: &str) -> Vec<Value> {
     let clients = FIXTURE
         .data
@@ -104,7 +104,7 @@ fn tenant_clients(tenant: &str) -> Vec<Value> {
     clients["clients"].as_array().unwrap().clone()
 }
 
-/// The id in the first link to `prefix` followed by an id.
+/// Returns the id in the first link to `prefix` followed by an id.
 fn linked_id(body: &str, prefix: &str) -> String {
     let marker = format!("<a href=\"{prefix}");
     let start = body.find(&marker).expect("a link") + marker.len();
@@ -622,8 +622,8 @@ async fn parallel_key_creates_make_one_key() {
         .csrf_fields("/dashboard/keys/new", &key_fields("Clicked"))
         .await;
 
-    // Eight copies of one rendered form, all sent before any is answered,
-    // as a browser sends a quick series of clicks.
+    // Eight copies of one rendered form, all sent before any response
+    // arrives, as a browser sends a quick series of clicks.
     let mut posts = tokio::task::JoinSet::new();
     for _ in 0..8 {
         let mut browser = Browser::new(&FIXTURE.server, "/dashboard/keys");

@@ -104,7 +104,7 @@ pub struct RawDocs {
     /// Name that replaces the word "Portcullis" in the text of the pages
     /// (not in code); default `"Portcullis"`.
     pub product_name: Option<String>,
-    /// Which pages the site publishes: `"all"` (the default) or
+    /// The set of pages the site publishes: `"all"` (the default) or
     /// `"consumers"`, the pages for API callers without those for
     /// operators.
     pub pages: Option<String>,

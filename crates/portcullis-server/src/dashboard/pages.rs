@@ -13,8 +13,8 @@ use super::policy::may_manage_members;
 /// The product name in page titles and the page header.
 const BRAND: &str = "Portcullis";
 
-/// What every page's frame shows: the product name, the style sheet and,
-/// on signed-in pages, the navigation links the user's role may follow.
+/// The frame of every page: the product name, the style sheet and, on
+/// signed-in pages, the navigation links the user's role may follow.
 pub(super) struct Layout {
     /// The product name.
     pub(super) brand: &'static str,
@@ -35,7 +35,7 @@ pub(super) fn layout() -> Layout {
     }
 }
 
-/// The frame of a page shown to the signed-in `user`, whose navigation
+/// Builds the frame of a page for the signed-in `user`. Its navigation
 /// links only to pages that the user's role may open.
 pub(super) fn signed_in_layout(user: &UserRecord) -> Layout {
     Layout {

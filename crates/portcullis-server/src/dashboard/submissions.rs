@@ -4,9 +4,9 @@
 //!
 //! A browser sends such a POST again on reload, on back and forward, and
 //! on a double click. Each form therefore carries a token made when the
-//! form is rendered: `<issued>.<nonce>.<mac>`, where the MAC is a keyed
-//! hash of the session id, the form and its subject (the key or client id
-//! of a rotation), the issue time and the nonce. The first POST claims the
+//! form is rendered: `<issued>.<nonce>.<mac>`. The MAC is a keyed hash of
+//! the session id, the form, its subject (the key or client id of a
+//! rotation), the issue time and the nonce. The first POST claims the
 //! nonce in the store before it acts, then records the id of what it made.
 //! A later POST with the same token finds the claim, changes nothing and
 //! gets [`already_submitted`]: a page that links to what the first POST

@@ -638,13 +638,12 @@ impl TrustAnchors {
         self.anchors.is_empty()
     }
 
-    /// Returns the positions of the anchors that could have issued a
-    /// certificate of `chain`: those whose subject is the issuer of one of
-    /// them, and whose subject key identifier, when both are present, is
-    /// that certificate's authority key identifier (RFC 5280 §4.2.1.1). Key
-    /// identifiers only order the search (RFC 4158 §3.5.12), because the
-    /// signature decides. Without any such anchor every anchor is returned,
-    /// so that webpki reports why no path exists.
+    /// Returns the positions of the anchors whose subject is the issuer of a
+    /// certificate of `chain`. Anchors whose subject key identifier matches
+    /// that certificate's authority key identifier (RFC 5280 §4.2.1.1) come
+    /// first. A mismatch only moves an anchor later, because the signature
+    /// decides. Without any such anchor, every anchor is returned, so that
+    /// webpki reports why no path exists.
     fn candidates(&self, chain: &[CertificateDer<'_>]) -> Vec<usize> {
         let issuers: Vec<(Vec<u8>, Option<Vec<u8>>)> = chain
             .iter()
