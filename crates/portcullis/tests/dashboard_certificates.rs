@@ -170,6 +170,21 @@ async fn call(client: &reqwest::Client) -> (StatusCode, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// Sends [`call`] until the server has learned of a client that the CLI
+/// created. The CLI is another process, so the server learns of the client
+/// from the change feed's next poll, which can lag on a loaded machine.
+async fn call_once_client_known(client: &reqwest::Client) -> (StatusCode, Value) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, body) = call(client).await;
+        let unknown = body["code"] == "certificate_not_registered";
+        if !unknown || std::time::Instant::now() > deadline {
+            return (status, body);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn uploaded_csr_certificate_calls_then_revoked() {
     let client = cli_client("acme");
@@ -285,7 +300,7 @@ async fn uploaded_csr_certificate_calls_then_revoked() {
         key_pem: key.serialize_pem(),
     };
     let open = https(&FIXTURE.server, Some(&identity));
-    let (status, body) = call(&open).await;
+    let (status, body) = call_once_client_known(&open).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     // The confirmation page names the certificate and offers RFC 5280
